@@ -1,0 +1,1 @@
+//! The boot bundle: see module docs once written.

@@ -1,0 +1,9 @@
+//! The hypercall ABI shared by xen-core, the toolstack and guests.
+//!
+//! - [`xen`]: the Xen guest-ABI subset (Xen's numbers and layouts).
+//! - [`bundle`]: the boot bundle format (built by xtask, read by xen-core).
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod xen;

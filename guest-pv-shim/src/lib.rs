@@ -1,0 +1,2 @@
+//! The guest library.
+#![cfg_attr(not(test), no_std)]

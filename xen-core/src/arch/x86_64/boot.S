@@ -1,0 +1,111 @@
+/*
+ * PVH entry (xen/include/public/arch-x86/hvm/start_info.h): QEMU enters at
+ * the address in the XEN_ELFNOTE_PHYS32_ENTRY note in 32-bit protected mode,
+ * paging off, EBX = physical address of struct hvm_start_info.
+ * We zero .bss, identity-map the first 4 GiB with 2 MiB pages, enter long
+ * mode and call arch::x86_64::boot::rust_entry(start_info_pa).
+ */
+
+.section .note.xen, "a"
+    .balign 4
+    .long 4                 /* namesz: "Xen\0" */
+    .long 8                 /* descsz: 8-byte entry address (ELF64) */
+    .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .balign 4
+    .quad pvh_start32
+    .balign 4
+
+.section .text.boot32, "ax"
+.code32
+.global pvh_start32
+pvh_start32:
+    cli
+    cld
+    mov %ebx, %esi                  /* keep start info while we clobber */
+
+    /* zero .bss (boot page tables and stack live there) */
+    mov $__bss_start, %edi
+    mov $__bss_end, %ecx
+    sub %edi, %ecx
+    xor %eax, %eax
+    rep stosb
+
+    /* PML4[0] -> PDPT; PDPT[0..3] -> 4 page directories */
+    mov $boot_pdpt, %eax
+    or $0x3, %eax
+    mov %eax, boot_pml4
+    xor %ecx, %ecx
+1:  mov %ecx, %eax
+    shl $12, %eax
+    add $boot_pd, %eax
+    or $0x3, %eax
+    mov %eax, boot_pdpt(,%ecx,8)
+    inc %ecx
+    cmp $4, %ecx
+    jne 1b
+
+    /* 2048 x 2 MiB present+writable+large pages */
+    xor %ecx, %ecx
+2:  mov %ecx, %eax
+    shl $21, %eax
+    or $0x83, %eax
+    mov %eax, boot_pd(,%ecx,8)
+    mov %ecx, %eax
+    shr $11, %eax
+    mov %eax, boot_pd+4(,%ecx,8)
+    inc %ecx
+    cmp $2048, %ecx
+    jne 2b
+
+    mov $boot_pml4, %eax
+    mov %eax, %cr3
+    mov %cr4, %eax
+    or $(1 << 5), %eax              /* CR4.PAE */
+    mov %eax, %cr4
+    mov $0xC0000080, %ecx           /* EFER */
+    rdmsr
+    or $((1 << 8) | (1 << 11)), %eax  /* LME, NXE */
+    wrmsr
+    mov %cr0, %eax
+    or $((1 << 31) | (1 << 16) | 1), %eax /* PG, WP, PE */
+    mov %eax, %cr0
+
+    lgdt boot_gdt_ptr
+    ljmp $0x08, $long_mode_entry
+
+.code64
+long_mode_entry:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    xor %ax, %ax
+    mov %ax, %fs
+    mov %ax, %gs
+    lea boot_stack_top(%rip), %rsp
+    xor %ebp, %ebp
+    mov %esi, %edi                  /* arg 0: start info physical address */
+    call rust_entry
+3:  hlt
+    jmp 3b
+
+.section .rodata.boot, "a"
+.balign 8
+boot_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff        /* 0x08: 64-bit code */
+    .quad 0x00cf92000000ffff        /* 0x10: data */
+boot_gdt_end:
+boot_gdt_ptr:
+    .word boot_gdt_end - boot_gdt - 1
+    .long boot_gdt
+
+.section .bss.boot, "aw", @nobits
+.balign 4096
+boot_pml4:  .skip 4096
+boot_pdpt:  .skip 4096
+boot_pd:    .skip 4096 * 4
+.global boot_stack_top
+boot_stack: .skip 64 * 1024
+boot_stack_top:

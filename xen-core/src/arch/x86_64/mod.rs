@@ -1,0 +1,4 @@
+//! x86_64 bare-metal support: boot, CPU tables, devices, SVM.
+//! Only built for the `x86_64-unknown-none` target.
+
+pub mod boot;
