@@ -2,8 +2,10 @@
 //!
 //! - [`xen`]: the Xen guest-ABI subset (Xen's numbers and layouts).
 //! - [`bundle`]: the boot bundle format (built by xtask, read by xen-core).
+//! - [`debug_exit`]: the status codes xen-core ends a QEMU run with.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod debug_exit;
 pub mod xen;
