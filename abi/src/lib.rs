@@ -1,11 +1,13 @@
 //! The hypercall ABI shared by xen-core, the toolstack and guests.
 //!
 //! - [`xen`]: the Xen guest-ABI subset (Xen's numbers and layouts).
+//! - [`control`]: our versioned control ABI (dom0 only).
 //! - [`bundle`]: the boot bundle format (built by xtask, read by xen-core).
 //! - [`debug_exit`]: the status codes xen-core ends a QEMU run with.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod control;
 pub mod debug_exit;
 pub mod xen;

@@ -4,4 +4,11 @@
 
 #[cfg(target_os = "none")]
 pub mod arch;
+pub mod boot_info;
+pub mod builder;
+pub mod domain;
+pub mod guest_mem;
+pub mod logger;
 pub mod mm;
+pub mod paging;
+pub mod vmexit;

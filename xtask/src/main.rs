@@ -1,1 +1,117 @@
-fn main() {}
+//! `cargo xtask`: builds xen-core and the guest kernels for bare metal,
+//! assembles boot bundles, boots them in QEMU and runs the scenarios in
+//! `ci/scenarios/`. See docs/development.md.
+
+mod artifacts;
+mod bundle;
+mod deps;
+mod output;
+mod qemu;
+mod runner;
+mod scenario;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, boot and test the hypervisor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the bare-metal kernels, the host crates and the default boot bundle.
+    Build,
+    /// Build, then boot the default bundle in QEMU with COM1 on this terminal.
+    Run,
+    /// Host tests, then every QEMU scenario; non-zero exit on any failure.
+    Test,
+    /// Build, then run one QEMU scenario.
+    Scenario {
+        /// Scenario name (a file in ci/scenarios/ without `.toml`).
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// List the scenarios instead.
+        #[arg(long)]
+        list: bool,
+        /// Stream COM1 to the terminal while the scenario runs.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Use the kernels built last time instead of building first.
+        #[arg(long)]
+        no_build: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    qemu::install_cleanup_handlers();
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    let root = repo_root()?;
+    match command {
+        Command::Build => {
+            deps::ensure()?;
+            let artifacts = artifacts::build(&root)?;
+            let path = bundle::write_default(&root, &artifacts)?;
+            println!("xtask: default bundle: {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => {
+            deps::ensure()?;
+            let artifacts = artifacts::build(&root)?;
+            runner::run_interactive(&root, &artifacts)
+        }
+        Command::Test => {
+            deps::ensure()?;
+            artifacts::host_tests(&root)?;
+            let artifacts = artifacts::build(&root)?;
+            let scenarios = scenario::load_all(&root)?;
+            Ok(runner::run_all(&root, &artifacts, &scenarios))
+        }
+        Command::Scenario { list: true, .. } => {
+            for s in scenario::load_all(&root)? {
+                println!("{:<20} {}", s.name, s.description);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scenario {
+            name: Some(name),
+            verbose,
+            no_build,
+            ..
+        } => {
+            let scenario = scenario::load(&root, &name)?;
+            deps::ensure()?;
+            let artifacts = if no_build {
+                artifacts::Artifacts::built(&root)
+            } else {
+                artifacts::build(&root)?
+            };
+            Ok(runner::run_one(&root, &artifacts, &scenario, verbose))
+        }
+        Command::Scenario { name: None, .. } => unreachable!("clap requires a name without --list"),
+    }
+}
+
+/// The workspace root: xtask's manifest directory's parent.
+fn repo_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .parent()
+        .context("xtask's manifest directory has no parent")?;
+    Ok(root.to_path_buf())
+}

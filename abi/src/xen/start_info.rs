@@ -4,12 +4,16 @@
 //! protected mode with paging off and EBX = guest physical address of
 //! [`HvmStartInfo`]. All addresses here are guest physical addresses.
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// `XEN_HVM_START_MAGIC_VALUE`: value of [`HvmStartInfo::magic`].
 pub const HVM_START_MAGIC_VALUE: u32 = 0x336e_c578;
 
 /// `struct hvm_start_info`, 56 bytes (version 1 layout).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvmStartInfo {
     /// Must be [`HVM_START_MAGIC_VALUE`].
     pub magic: u32,
@@ -35,7 +39,9 @@ pub struct HvmStartInfo {
 
 /// `struct hvm_modlist_entry`, 32 bytes: one boot module.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvmModlistEntry {
     /// GPA of the module's first byte.
     pub paddr: u64,
@@ -49,7 +55,9 @@ pub struct HvmModlistEntry {
 
 /// `struct hvm_memmap_table_entry`, 24 bytes: one E820-style region.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HvmMemmapEntry {
     /// GPA of the region's start.
     pub addr: u64,

@@ -4,6 +4,8 @@
 //! through [`FramePool`] and [`PhysMem`]; the bare-metal build implements
 //! them over the identity map, host tests over a `Vec`.
 
+pub mod frame;
+
 /// Size of a frame (4 KiB page) in bytes.
 pub const PAGE_SIZE: usize = 4096;
 /// log2 of [`PAGE_SIZE`].
@@ -28,6 +30,45 @@ impl Gfn {
     /// Guest physical address of the frame's first byte.
     pub const fn gpa(self) -> u64 {
         self.0 << PAGE_SHIFT
+    }
+}
+
+/// A half-open range `[start, end)` of host physical addresses, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhysRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl PhysRange {
+    /// The range of `size` bytes at `start`, or `None` if it wraps around.
+    pub fn from_base_size(start: u64, size: u64) -> Option<Self> {
+        Some(Self {
+            start,
+            end: start.checked_add(size)?,
+        })
+    }
+
+    /// Whether the two ranges share at least one byte.
+    pub fn overlaps(&self, other: &PhysRange) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+
+    /// Whether `other` lies entirely inside this range.
+    pub fn contains(&self, other: &PhysRange) -> bool {
+        self.start <= other.start && other.end <= self.end
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Whether the range holds no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -2,8 +2,9 @@
  * PVH entry (xen/include/public/arch-x86/hvm/start_info.h): QEMU enters at
  * the address in the XEN_ELFNOTE_PHYS32_ENTRY note in 32-bit protected mode,
  * paging off, EBX = physical address of struct hvm_start_info.
- * We zero .bss, identity-map the first 4 GiB with 2 MiB pages, enter long
- * mode and call arch::x86_64::boot::rust_entry(start_info_pa).
+ * We zero .bss, identity-map the first 4 GiB with 2 MiB pages (NX outside
+ * the image), enter long mode and call
+ * arch::x86_64::boot::rust_entry(start_info_pa).
  */
 
 .section .note.xen, "a"
@@ -45,15 +46,26 @@ pvh_start32:
     cmp $4, %ecx
     jne 1b
 
-    /* 2048 x 2 MiB present+writable+large pages */
+    /* 2048 x 2 MiB present+writable+large pages; all but those holding
+     * our image are no-execute, so xen-core never runs data (guest memory
+     * included) as code. */
     xor %ecx, %ecx
 2:  mov %ecx, %eax
     shl $21, %eax
     or $0x83, %eax
     mov %eax, boot_pd(,%ecx,8)
     mov %ecx, %eax
-    shr $11, %eax
-    mov %eax, boot_pd+4(,%ecx,8)
+    shr $11, %eax                   /* address bits 32.. of this page */
+    mov $__image_start, %edx
+    shr $21, %edx
+    cmp %edx, %ecx
+    jb 3f
+    mov $__image_end - 1, %edx
+    shr $21, %edx
+    cmp %edx, %ecx
+    jbe 4f
+3:  or $0x80000000, %eax            /* NX (bit 63) */
+4:  mov %eax, boot_pd+4(,%ecx,8)
     inc %ecx
     cmp $2048, %ecx
     jne 2b
@@ -87,8 +99,8 @@ long_mode_entry:
     xor %ebp, %ebp
     mov %esi, %edi                  /* arg 0: start info physical address */
     call rust_entry
-3:  hlt
-    jmp 3b
+5:  hlt
+    jmp 5b
 
 .section .rodata.boot, "a"
 .balign 8

@@ -2,3 +2,10 @@
 //! Only built for the `x86_64-unknown-none` target.
 
 pub mod boot;
+pub mod cpu;
+pub mod exceptions;
+pub mod fatal;
+pub mod heap;
+pub mod mem;
+pub mod serial;
+pub mod svm;

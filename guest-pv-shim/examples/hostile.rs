@@ -1,0 +1,125 @@
+//! `hostile`: attacks on the hypervisor's validation (issue 3, scenario 3).
+//! Each check prints `hostile: <check>: got <result> (expected <result>)`.
+//! The checks the domain survives come first; then the ones that may end
+//! it (`fatal=ioport|gfn-write|triple-fault` picks one, default: all in
+//! that order, each reached only if the one before was survived).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+guest_pv_shim::guest_kernel!(kernel::main);
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use core::fmt::Display;
+
+    use guest_pv_shim::arch::trap::{self, Exception};
+    use guest_pv_shim::{println, Boot, ShutdownReason, StartInfo, Xen};
+
+    /// A hypercall number no Xen defines that still has a page stub.
+    const UNKNOWN_HYPERCALL: u64 = 63;
+    /// Beyond the hypercall page: only reachable with a bare VMMCALL.
+    const UNKNOWN_HYPERCALL_BEYOND_PAGE: u64 = 0xdead_beef;
+    /// Not present in the shim's page tables (PML4 slot 2: 1 TiB).
+    const UNMAPPED_GVA: u64 = 0x100_0000_0000;
+    /// The upper (kernel) half, where the shim maps nothing.
+    const KERNEL_HALF_GVA: u64 = 0xffff_8000_0000_0000;
+    /// Not canonical: bits 63:48 do not repeat bit 47.
+    const NONCANONICAL_GVA: u64 = 0x8000_0000_0000_0000;
+    /// A length no console write can cover.
+    const HUGE_LEN: u64 = 1 << 40;
+    /// An MSR no guest may read: AMD's VM_HSAVE_PA (host save area).
+    const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+    /// COM1, owned by the hypervisor.
+    const FOREIGN_PORT: u16 = 0x3f8;
+
+    pub fn main(boot: Boot) -> ! {
+        let Boot { xen, start_info } = boot;
+        println!("hostile: start info: {start_info}");
+        survivable(&xen, &start_info);
+        let fatal = start_info.cmdline_arg("fatal");
+        if fatal.is_none() || fatal == Some("ioport") {
+            report(
+                "ioport",
+                trap::probe_inb(FOREIGN_PORT),
+                "#GP or domain crash",
+            );
+        }
+        if fatal.is_none() || fatal == Some("gfn-write") {
+            let gpa = start_info.ram_end();
+            match trap::probe_write_beyond_ram(gpa, start_info.ram_end(), 0x5a5a_5a5a) {
+                Ok(result) => report("gfn-write", result, "NPT fault: domain crash"),
+                Err(_) => println!("hostile: gfn-write: skipped: {gpa:#x} is not identity-mapped"),
+            }
+        }
+        if fatal.is_none() || fatal == Some("triple-fault") {
+            println!("hostile: triple-fault: now (expected domain crash)");
+            trap::triple_fault();
+        }
+        xen.shutdown(ShutdownReason::Poweroff)
+    }
+
+    fn survivable(xen: &Xen, start_info: &StartInfo) {
+        report(
+            "unknown-hypercall",
+            xen.hypercall_without_args(UNKNOWN_HYPERCALL),
+            "-ENOSYS",
+        );
+        report(
+            "unknown-hypercall-vmmcall",
+            xen.hypercall_without_args(UNKNOWN_HYPERCALL_BEYOND_PAGE),
+            "-ENOSYS",
+        );
+        let buf = b"hostile: this text must not appear\n";
+        let (ok_gva, ok_len) = (buf.as_ptr() as u64, buf.len() as u64);
+        report(
+            "console-unmapped-gva",
+            xen.console_write_gva(UNMAPPED_GVA, 16),
+            "-EFAULT",
+        );
+        report(
+            "console-kernel-half-gva",
+            xen.console_write_gva(KERNEL_HALF_GVA, 16),
+            "-EFAULT",
+        );
+        report(
+            "console-noncanonical-gva",
+            xen.console_write_gva(NONCANONICAL_GVA, 16),
+            "-EFAULT",
+        );
+        // Identity-mapped by the shim, but past the domain's RAM: not in its p2m.
+        report(
+            "console-out-of-p2m",
+            xen.console_write_gva(start_info.ram_end(), 16),
+            "-EFAULT",
+        );
+        report(
+            "console-huge-len",
+            xen.console_write_gva(ok_gva, HUGE_LEN),
+            "-EFAULT",
+        );
+        let wrapping = u64::MAX - ok_gva + 1 + ok_len;
+        report(
+            "console-wrapping-len",
+            xen.console_write_gva(ok_gva, wrapping),
+            "-EFAULT",
+        );
+        let mut input = [0u8; 16];
+        report("console-read-domu", xen.console_read(&mut input), "-EPERM");
+        report(
+            "rdmsr-vm-hsave-pa",
+            trap::probe_rdmsr(MSR_VM_HSAVE_PA),
+            Exception::GP,
+        );
+    }
+
+    fn report<T: core::fmt::Debug, E: Display>(
+        check: &str,
+        got: Result<T, E>,
+        expected: impl Display,
+    ) {
+        match got {
+            Ok(v) => println!("hostile: {check}: got Ok({v:?}) (expected {expected})"),
+            Err(e) => println!("hostile: {check}: got {e} (expected {expected})"),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+/*
+ * PVH entry of a guest kernel (xen/include/public/arch-x86/hvm/start_info.h,
+ * docs/misc/pvh.pandoc in Xen): the domain builder (or QEMU -kernel) enters
+ * at the address in the XEN_ELFNOTE_PHYS32_ENTRY note in 32-bit protected
+ * mode, paging off, interrupts off, EBX = GPA of struct hvm_start_info.
+ *
+ * We zero .bss, identity-map the first 4 GiB with 2 MiB pages (the image is
+ * linked at its GPA, so VA = GPA), enter long mode with our own GDT, fill
+ * and load an IDT whose 32 exception vectors go to shim_exception, and call
+ * shim_entry64(start_info_gpa), defined by guest_pv_shim::guest_kernel!.
+ */
+
+.section .note.Xen, "a"
+    .balign 4
+    .long 4                 /* namesz: "Xen\0" */
+    .long 8                 /* descsz: 8-byte entry address (ELF64) */
+    .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .balign 4
+    .quad shim_pvh_start32
+    .balign 4
+
+.section .text.boot32, "ax"
+.code32
+.global shim_pvh_start32
+shim_pvh_start32:
+    cli
+    cld
+    mov %ebx, %esi                  /* keep the start info GPA */
+
+    mov $__bss_start, %edi
+    mov $__bss_end, %ecx
+    sub %edi, %ecx
+    xor %eax, %eax
+    rep stosb
+
+    /* PML4[0] -> PDPT; PDPT[0..3] -> four page directories */
+    mov $shim_pdpt, %eax
+    or $0x3, %eax
+    mov %eax, shim_pml4
+    xor %ecx, %ecx
+1:  mov %ecx, %eax
+    shl $12, %eax
+    add $shim_pd, %eax
+    or $0x3, %eax
+    mov %eax, shim_pdpt(,%ecx,8)
+    inc %ecx
+    cmp $4, %ecx
+    jne 1b
+
+    /* 2048 x 2 MiB present + writable + large pages: GVA = GPA below 4 GiB */
+    xor %ecx, %ecx
+2:  mov %ecx, %eax
+    shl $21, %eax
+    or $0x83, %eax
+    mov %eax, shim_pd(,%ecx,8)
+    mov %ecx, %eax
+    shr $11, %eax
+    mov %eax, shim_pd+4(,%ecx,8)
+    inc %ecx
+    cmp $2048, %ecx
+    jne 2b
+
+    mov $shim_pml4, %eax
+    mov %eax, %cr3
+    mov %cr4, %eax
+    or $(1 << 5), %eax              /* CR4.PAE */
+    mov %eax, %cr4
+    mov $0xC0000080, %ecx           /* EFER */
+    rdmsr
+    or $(1 << 8), %eax              /* LME */
+    wrmsr
+    mov %cr0, %eax
+    or $((1 << 31) | (1 << 16) | 1), %eax /* PG, WP, PE */
+    mov %eax, %cr0
+
+    lgdt shim_gdt_ptr
+    ljmp $0x08, $shim_long_mode
+
+.code64
+shim_long_mode:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    xor %ax, %ax
+    mov %ax, %fs
+    mov %ax, %gs
+    lea shim_stack_top(%rip), %rsp
+    xor %ebp, %ebp
+
+    /* IDT gates 0..31: present, DPL 0, 64-bit interrupt gate, CS 0x08 */
+    lea shim_exception_stubs(%rip), %r8
+    lea shim_idt(%rip), %rdi
+    xor %ecx, %ecx
+3:  mov (%r8,%rcx,8), %rax          /* stub address */
+    mov %ax, (%rdi)                 /* offset 15:0 */
+    movw $0x08, 2(%rdi)             /* selector */
+    movw $0x8e00, 4(%rdi)           /* P | DPL 0 | type 0xE, IST 0 */
+    shr $16, %rax
+    mov %ax, 6(%rdi)                /* offset 31:16 */
+    shr $16, %rax
+    mov %eax, 8(%rdi)               /* offset 63:32 */
+    movl $0, 12(%rdi)
+    add $16, %rdi
+    inc %ecx
+    cmp $32, %ecx
+    jne 3b
+    lidt shim_idt_ptr(%rip)
+
+    mov %esi, %edi                  /* arg 0: start info GPA */
+    call shim_entry64
+4:  hlt
+    jmp 4b
+
+/* Exception stubs: push a zero error code where the CPU pushes none, push
+ * the vector, save the general registers and call shim_exception(frame). */
+.macro EXC_NOERR vec
+shim_exc_\vec:
+    push $0
+    push $\vec
+    jmp shim_exception_common
+.endm
+.macro EXC_ERR vec
+shim_exc_\vec:
+    push $\vec
+    jmp shim_exception_common
+.endm
+
+.section .text
+EXC_NOERR 0
+EXC_NOERR 1
+EXC_NOERR 2
+EXC_NOERR 3
+EXC_NOERR 4
+EXC_NOERR 5
+EXC_NOERR 6
+EXC_NOERR 7
+EXC_ERR 8
+EXC_NOERR 9
+EXC_ERR 10
+EXC_ERR 11
+EXC_ERR 12
+EXC_ERR 13
+EXC_ERR 14
+EXC_NOERR 15
+EXC_NOERR 16
+EXC_ERR 17
+EXC_NOERR 18
+EXC_NOERR 19
+EXC_NOERR 20
+EXC_ERR 21
+EXC_NOERR 22
+EXC_NOERR 23
+EXC_NOERR 24
+EXC_NOERR 25
+EXC_NOERR 26
+EXC_NOERR 27
+EXC_NOERR 28
+EXC_ERR 29
+EXC_ERR 30
+EXC_NOERR 31
+
+/* Layout must match arch::trap::TrapFrame. */
+shim_exception_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, %rdi
+    mov %rsp, %rbx
+    and $-16, %rsp                  /* SysV call alignment */
+    call shim_exception
+    mov %rbx, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp                   /* vector, error code */
+    iretq
+
+/* Probes whose fault is expected: on an exception at the labelled
+ * instruction, shim_exception resumes at the fixup with RDX = vector | 0x100
+ * (see arch::trap::FAULTED). Results: RAX = value, RDX = 0 or fault. */
+.global shim_probe_rdmsr
+shim_probe_rdmsr:                   /* (msr: u32) -> ProbeResult */
+    mov %edi, %ecx
+    xor %edx, %edx
+.Lrdmsr_insn:
+    rdmsr
+    shl $32, %rdx
+    or %rdx, %rax
+    xor %edx, %edx
+    ret
+
+.global shim_probe_inb
+shim_probe_inb:                     /* (port: u16) -> ProbeResult */
+    mov %edi, %edx
+    xor %eax, %eax
+.Linb_insn:
+    in %dx, %al
+    xor %edx, %edx
+    ret
+
+.global shim_probe_write
+shim_probe_write:                   /* (gpa: u64, value: u64) -> ProbeResult */
+    xor %edx, %edx
+    xor %eax, %eax
+.Lwrite_insn:
+    mov %rsi, (%rdi)
+    ret
+
+.Lprobe_fixup:
+    xor %eax, %eax
+    ret
+
+.section .rodata
+.balign 8
+.global shim_fixups
+shim_fixups:                        /* (faulting RIP, resume RIP) pairs */
+    .quad .Lrdmsr_insn, .Lprobe_fixup
+    .quad .Linb_insn, .Lprobe_fixup
+    .quad .Lwrite_insn, .Lprobe_fixup
+.global shim_fixups_end
+shim_fixups_end:
+
+shim_exception_stubs:
+    .quad shim_exc_0, shim_exc_1, shim_exc_2, shim_exc_3
+    .quad shim_exc_4, shim_exc_5, shim_exc_6, shim_exc_7
+    .quad shim_exc_8, shim_exc_9, shim_exc_10, shim_exc_11
+    .quad shim_exc_12, shim_exc_13, shim_exc_14, shim_exc_15
+    .quad shim_exc_16, shim_exc_17, shim_exc_18, shim_exc_19
+    .quad shim_exc_20, shim_exc_21, shim_exc_22, shim_exc_23
+    .quad shim_exc_24, shim_exc_25, shim_exc_26, shim_exc_27
+    .quad shim_exc_28, shim_exc_29, shim_exc_30, shim_exc_31
+
+.balign 8
+shim_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff        /* 0x08: 64-bit code */
+    .quad 0x00cf92000000ffff        /* 0x10: data */
+shim_gdt_end:
+shim_gdt_ptr:
+    .word shim_gdt_end - shim_gdt - 1
+    .long shim_gdt
+
+shim_idt_ptr:
+    .word 32 * 16 - 1
+    .quad shim_idt
+
+/* Triple fault on purpose: an empty IDT makes int3 fault, then #DF, then
+ * shutdown (the hostile guest's last check). */
+shim_empty_idt_ptr:
+    .word 0
+    .quad 0
+
+.section .text
+.global shim_triple_fault
+shim_triple_fault:
+    lidt shim_empty_idt_ptr(%rip)
+    int3
+5:  jmp 5b
+
+.section .bss
+.balign 4096
+shim_pml4:  .skip 4096
+shim_pdpt:  .skip 4096
+shim_pd:    .skip 4096 * 4
+shim_idt:   .skip 32 * 16
+.balign 16
+shim_stack: .skip 64 * 1024
+shim_stack_top:

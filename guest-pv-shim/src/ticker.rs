@@ -1,0 +1,76 @@
+//! The demo loop of the `ticker` example and dom0: numbered lines with the
+//! vCPU's system time, alternating the ways a guest gives up the pCPU, so
+//! that interleaving and advancing time show in the hypervisor's log.
+
+use crate::{println, Clock, Xen, XenError};
+
+/// Ticks when the command line has no `ticks=N`.
+pub const DEFAULT_TICKS: u32 = 5;
+/// How far ahead a tick's one-shot timer is set.
+const TICK_TIMER_NS: u64 = 10_000_000;
+
+/// How a tick waits before the next.
+#[derive(Clone, Copy)]
+enum Wait {
+    Yield,
+    SingleshotBlock,
+    TimerOpBlock,
+}
+
+impl Wait {
+    fn name(self) -> &'static str {
+        match self {
+            Wait::Yield => "yield",
+            Wait::SingleshotBlock => "vcpu-singleshot-block",
+            Wait::TimerOpBlock => "set-timer-op-block",
+        }
+    }
+
+    fn wait(self, xen: &Xen, now: u64) -> Result<(), XenError> {
+        match self {
+            Wait::Yield => xen.sched_yield(),
+            Wait::SingleshotBlock => {
+                xen.vcpu_set_singleshot_timer(0, now + TICK_TIMER_NS, 0)?;
+                xen.sched_block()
+            }
+            Wait::TimerOpBlock => {
+                xen.set_timer_op(now + TICK_TIMER_NS)?;
+                xen.sched_block()
+            }
+        }
+    }
+}
+
+/// Prints `<prefix>tick <i> system_time=<ns> wait=<how>` `ticks` times,
+/// then `<prefix>ticks done: <n> monotonic=<yes|no>`. Returns whether
+/// system time never went backwards; a failed read or hypercall is printed
+/// and returned as an error.
+pub fn run(xen: &Xen, clock: &Clock, prefix: &str, ticks: u32) -> Result<bool, TickError> {
+    let waits = [Wait::Yield, Wait::SingleshotBlock, Wait::TimerOpBlock];
+    let mut last = 0;
+    let mut monotonic = true;
+    for (i, wait) in (0..ticks).zip(waits.iter().cycle()) {
+        let now = clock.system_time_ns().ok_or(TickError::ClockUnstable)?;
+        monotonic &= now >= last;
+        last = now;
+        println!("{prefix}tick {i} system_time={now} wait={}", wait.name());
+        wait.wait(xen, now).map_err(|e| {
+            println!("{prefix}tick {i}: {} failed: {e}", wait.name());
+            TickError::Hypercall(e)
+        })?;
+    }
+    println!(
+        "{prefix}ticks done: {ticks} monotonic={}",
+        if monotonic { "yes" } else { "no" }
+    );
+    Ok(monotonic)
+}
+
+/// Why the loop stopped early.
+#[derive(Clone, Copy, Debug)]
+pub enum TickError {
+    /// vcpu_time_info never read consistently.
+    ClockUnstable,
+    /// A yield, timer or block hypercall failed.
+    Hypercall(XenError),
+}

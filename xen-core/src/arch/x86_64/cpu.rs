@@ -1,0 +1,106 @@
+//! Per-pCPU data and the descriptor tables each pCPU loads: GDT, TSS (with
+//! the IST stacks for double fault, NMI and machine check) and the IDT.
+
+use spin::Once;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
+
+use super::exceptions;
+
+/// pCPUs xen-core supports. One until SMP bring-up.
+pub const MAX_PCPUS: usize = 1;
+/// Size of each IST stack.
+pub const IST_STACK_BYTES: usize = 16 * 1024;
+/// IST slot (0-based index into the TSS table) for double faults.
+pub const IST_DOUBLE_FAULT: u16 = 0;
+/// IST slot for NMIs.
+pub const IST_NMI: u16 = 1;
+/// IST slot for machine checks.
+pub const IST_MACHINE_CHECK: u16 = 2;
+const IST_SLOTS: usize = 3;
+
+/// What belongs to one pCPU. SVM adds its host save area and the vCPU it
+/// runs here.
+pub struct PerCpu {
+    /// Index of this pCPU (0 = the boot pCPU).
+    pub index: usize,
+    tss: TaskStateSegment,
+}
+
+struct Gdt {
+    table: GlobalDescriptorTable,
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+}
+
+#[repr(C, align(16))]
+struct IstStack([u8; IST_STACK_BYTES]);
+
+/// Written only by the CPU (exception entry); Rust never makes a reference.
+static mut IST_STACKS: [[IstStack; IST_SLOTS]; MAX_PCPUS] =
+    [const { [const { IstStack([0; IST_STACK_BYTES]) }; IST_SLOTS] }; MAX_PCPUS];
+
+static PERCPU: [Once<PerCpu>; MAX_PCPUS] = [const { Once::new() }; MAX_PCPUS];
+static GDT: [Once<Gdt>; MAX_PCPUS] = [const { Once::new() }; MAX_PCPUS];
+
+/// Sets up and loads the boot pCPU's GDT, TSS and IDT.
+pub fn init_boot_cpu() {
+    let index = 0;
+    let percpu = PERCPU[index].call_once(|| PerCpu {
+        index,
+        tss: tss_for(index),
+    });
+    let gdt = GDT[index].call_once(|| {
+        let mut table = GlobalDescriptorTable::new();
+        let code = table.append(Descriptor::kernel_code_segment());
+        let data = table.append(Descriptor::kernel_data_segment());
+        let tss = table.append(Descriptor::tss_segment(&percpu.tss));
+        Gdt {
+            table,
+            code,
+            data,
+            tss,
+        }
+    });
+    gdt.table.load();
+    // SAFETY: the selectors index the GDT just loaded, which lives in a
+    // static; code is a 64-bit ring-0 segment, data a writable one, and the
+    // TSS descriptor points at this pCPU's TSS (also static, never moved).
+    unsafe {
+        CS::set_reg(gdt.code);
+        SS::set_reg(gdt.data);
+        DS::set_reg(gdt.data);
+        ES::set_reg(gdt.data);
+        load_tss(gdt.tss);
+    }
+    exceptions::load_idt();
+}
+
+/// This pCPU's data.
+pub fn this_cpu() -> &'static PerCpu {
+    // One pCPU: index 0. SMP bring-up maps the local APIC ID to the index
+    // (not GS base: VMLOAD replaces it with the guest's).
+    match PERCPU[0].get() {
+        Some(percpu) => percpu,
+        None => super::fatal::fatal(format_args!("per-CPU data used before init_boot_cpu")),
+    }
+}
+
+fn tss_for(cpu: usize) -> TaskStateSegment {
+    let mut tss = TaskStateSegment::new();
+    // The TSS is packed: build the table, then store it whole.
+    let mut table = tss.interrupt_stack_table;
+    for (slot, entry) in table[..IST_SLOTS].iter_mut().enumerate() {
+        // SAFETY: only the address of the stack is taken, no reference;
+        // `cpu` < MAX_PCPUS and `slot` < IST_SLOTS keep it in bounds.
+        let stack = unsafe { &raw const IST_STACKS[cpu][slot] };
+        // The stack grows down from the end of its array.
+        *entry = VirtAddr::new(stack as u64 + IST_STACK_BYTES as u64);
+    }
+    tss.interrupt_stack_table = table;
+    tss
+}

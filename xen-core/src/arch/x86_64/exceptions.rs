@@ -1,0 +1,211 @@
+//! The IDT: every architectural exception is fatal in xen-core.
+//!
+//! Each vector has an assembly stub that pushes a dummy error code where
+//! the CPU pushes none, then the vector, then all general registers, and
+//! calls [`exception_entry`] with a pointer to that [`ExceptionFrame`]. We
+//! use stubs rather than the `x86-interrupt` ABI because the dump must show
+//! the registers as they were at the fault, which that ABI does not expose.
+
+use core::fmt::{self, Write};
+
+use spin::Once;
+use x86_64::registers::control::Cr2;
+use x86_64::structures::idt::InterruptDescriptorTable;
+use x86_64::VirtAddr;
+
+use super::cpu::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI};
+use super::fatal::fatal_with;
+use super::serial::Com1;
+
+core::arch::global_asm!(
+    r#"
+    .macro EXCEPTION_STUB vector, has_error_code
+    .balign 16
+    exception_stub_\vector:
+    .if \has_error_code == 0
+        push 0
+    .endif
+        push \vector
+        jmp exception_common
+    .endm
+
+    .section .text.exceptions, "ax"
+    .irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
+        EXCEPTION_STUB \v, 0
+    .endr
+    .irp v, 8,10,11,12,13,14,17,21,29,30
+        EXCEPTION_STUB \v, 1
+    .endr
+
+    exception_common:
+        push r15
+        push r14
+        push r13
+        push r12
+        push r11
+        push r10
+        push r9
+        push r8
+        push rbp
+        push rdi
+        push rsi
+        push rdx
+        push rcx
+        push rbx
+        push rax
+        cld
+        mov rdi, rsp
+        call {entry}
+        ud2
+
+    .section .rodata.exceptions, "a"
+    .balign 8
+    .global exception_stubs
+    exception_stubs:
+    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        .quad exception_stub_\v
+    .endr
+    "#,
+    entry = sym exception_entry,
+);
+
+extern "C" {
+    /// Addresses of the 32 stubs above, by vector.
+    static exception_stubs: [u64; 32];
+}
+
+/// The stack at [`exception_entry`]: registers pushed by `exception_common`,
+/// vector and error code pushed by the stub, then the CPU's frame.
+#[repr(C)]
+pub struct ExceptionFrame {
+    rax: u64,
+    rbx: u64,
+    rcx: u64,
+    rdx: u64,
+    rsi: u64,
+    rdi: u64,
+    rbp: u64,
+    r8: u64,
+    r9: u64,
+    r10: u64,
+    r11: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    vector: u64,
+    error_code: u64,
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+/// Exception mnemonics (AMD APM vol. 2, 8.2), by vector; "-" = reserved.
+const MNEMONICS: [&str; 32] = [
+    "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
+    "#GP", "#PF", "-", "#MF", "#AC", "#MC", "#XF", "#VE", "#CP", "-", "-", "-", "-", "-", "-",
+    "#HV", "#VC", "#SX", "-",
+];
+
+static IDT: Once<InterruptDescriptorTable> = Once::new();
+
+/// Loads the IDT (built on first use) on this pCPU.
+pub fn load_idt() {
+    IDT.call_once(build_idt).load();
+}
+
+fn build_idt() -> InterruptDescriptorTable {
+    // SAFETY: `exception_stubs` is an initialised table in .rodata.
+    let stubs = unsafe { &exception_stubs };
+    let stub = |vector: usize| VirtAddr::new(stubs[vector]);
+    let mut idt = InterruptDescriptorTable::new();
+    // SAFETY: every address is an exception stub above, which matches the
+    // vector's error-code convention and never returns. IST slots exist in
+    // every pCPU's TSS (cpu::tss_for).
+    unsafe {
+        idt.divide_error.set_handler_addr(stub(0));
+        idt.debug.set_handler_addr(stub(1));
+        idt.non_maskable_interrupt
+            .set_handler_addr(stub(2))
+            .set_stack_index(IST_NMI);
+        idt.breakpoint.set_handler_addr(stub(3));
+        idt.overflow.set_handler_addr(stub(4));
+        idt.bound_range_exceeded.set_handler_addr(stub(5));
+        idt.invalid_opcode.set_handler_addr(stub(6));
+        idt.device_not_available.set_handler_addr(stub(7));
+        idt.double_fault
+            .set_handler_addr(stub(8))
+            .set_stack_index(IST_DOUBLE_FAULT);
+        idt.invalid_tss.set_handler_addr(stub(10));
+        idt.segment_not_present.set_handler_addr(stub(11));
+        idt.stack_segment_fault.set_handler_addr(stub(12));
+        idt.general_protection_fault.set_handler_addr(stub(13));
+        idt.page_fault.set_handler_addr(stub(14));
+        idt.x87_floating_point.set_handler_addr(stub(16));
+        idt.alignment_check.set_handler_addr(stub(17));
+        idt.machine_check
+            .set_handler_addr(stub(18))
+            .set_stack_index(IST_MACHINE_CHECK);
+        idt.simd_floating_point.set_handler_addr(stub(19));
+        idt.virtualization.set_handler_addr(stub(20));
+        idt.cp_protection_exception.set_handler_addr(stub(21));
+        idt.hv_injection_exception.set_handler_addr(stub(28));
+        idt.vmm_communication_exception.set_handler_addr(stub(29));
+        idt.security_exception.set_handler_addr(stub(30));
+    }
+    idt
+}
+
+/// Called by `exception_common` with interrupts off; never returns.
+extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
+    let mnemonic = MNEMONICS.get(frame.vector as usize).copied().unwrap_or("?");
+    fatal_with(
+        format_args!(
+            "unexpected exception #{} {mnemonic} error={:#x} rip={:#x} cr2={:#x}",
+            frame.vector,
+            frame.error_code,
+            frame.rip,
+            Cr2::read_raw()
+        ),
+        |com1| dump_registers(com1, frame),
+    )
+}
+
+fn dump_registers(out: &mut Com1, f: &ExceptionFrame) -> fmt::Result {
+    let rows: [[(&str, u64); 4]; 5] = [
+        [
+            ("rax", f.rax),
+            ("rbx", f.rbx),
+            ("rcx", f.rcx),
+            ("rdx", f.rdx),
+        ],
+        [
+            ("rsi", f.rsi),
+            ("rdi", f.rdi),
+            ("rbp", f.rbp),
+            ("rsp", f.rsp),
+        ],
+        [("r8", f.r8), ("r9", f.r9), ("r10", f.r10), ("r11", f.r11)],
+        [
+            ("r12", f.r12),
+            ("r13", f.r13),
+            ("r14", f.r14),
+            ("r15", f.r15),
+        ],
+        [
+            ("rip", f.rip),
+            ("rflags", f.rflags),
+            ("cs", f.cs),
+            ("ss", f.ss),
+        ],
+    ];
+    for row in rows {
+        for (name, value) in row {
+            write!(out, "  {name:>6}={value:#018x}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}

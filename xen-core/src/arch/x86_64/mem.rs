@@ -1,0 +1,126 @@
+//! Host physical memory on bare metal: the machine frame allocator
+//! instance and the identity map that `boot.S` sets up (the first
+//! `MAX_PHYS_MEM` bytes, virtual address = physical address). This is the
+//! one place xen-core touches memory by physical address.
+
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::boot_info::{BootInfo, PhysReader, Unreadable, LOW_MEMORY, MAX_BOOT_MODULES};
+use crate::mm::frame::{MachineFrames, MAX_PHYS_MEM};
+use crate::mm::{FramePool, Mfn, PhysMem, PhysRange, PAGE_SIZE};
+
+/// The machine frames xen-core hands out (usable RAM, nothing reserved).
+pub static FRAMES: spin::Mutex<MachineFrames> = spin::Mutex::new(MachineFrames::new());
+
+extern "C" {
+    /// First byte of xen-core's image (link.ld).
+    static __image_start: u8;
+    /// One past the last byte of the image, .bss included (link.ld).
+    static __image_end: u8;
+}
+
+/// The physical bytes of xen-core's image (code, data, .bss, boot stack).
+pub fn image() -> PhysRange {
+    PhysRange {
+        start: (&raw const __image_start) as u64,
+        end: (&raw const __image_end) as u64,
+    }
+}
+
+/// Reads the boot loader's structures through the identity map.
+pub struct BootReader;
+
+impl PhysReader for BootReader {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), Unreadable> {
+        let end = pa.checked_add(buf.len() as u64).ok_or(Unreadable)?;
+        if pa == 0 || end > MAX_PHYS_MEM {
+            return Err(Unreadable);
+        }
+        // SAFETY: [pa, end) is inside the identity map and not at address 0;
+        // at boot nothing else runs and no Rust reference covers the loader's
+        // tables, which QEMU places outside our image. A byte copy has no
+        // alignment requirement.
+        unsafe { ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+}
+
+/// Takes a frame and fills it with zeros (VMCB, host save area, NPT pages).
+pub fn alloc_zeroed_frame() -> Option<Mfn> {
+    let mfn = FRAMES.lock().alloc()?;
+    // SAFETY: the frame was just taken from the allocator, so nothing else
+    // uses it; it is usable RAM below MAX_PHYS_MEM, hence identity-mapped.
+    unsafe { ptr::write_bytes(mfn.hpa() as *mut u8, 0, PAGE_SIZE) };
+    Some(mfn)
+}
+
+/// [`PhysMem`] over the identity map. Only one exists ([`IdentityMap::take`]),
+/// so `&mut self` makes `frame_mut` exclusive.
+pub struct IdentityMap {
+    /// Frames never exposed: low memory, the image and the boot modules
+    /// (borrowed as `&'static [u8]` by [`IdentityMap::boot_module`]).
+    forbidden: [PhysRange; 2 + MAX_BOOT_MODULES],
+}
+
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+impl IdentityMap {
+    /// The identity map, the first time only.
+    pub fn take(info: &BootInfo) -> Option<Self> {
+        if TAKEN.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        let mut forbidden = [PhysRange::default(); 2 + MAX_BOOT_MODULES];
+        forbidden[0] = LOW_MEMORY;
+        forbidden[1] = image();
+        for (slot, module) in forbidden[2..].iter_mut().zip(info.modules()) {
+            *slot = *module;
+        }
+        Some(Self { forbidden })
+    }
+
+    /// The bytes of boot module `index`, read-only for ever.
+    pub fn boot_module(&self, info: &BootInfo, index: usize) -> Option<&'static [u8]> {
+        let module = info.modules().get(index)?;
+        if module.is_empty() || module.end > MAX_PHYS_MEM {
+            return None;
+        }
+        let len = usize::try_from(module.len()).ok()?;
+        // SAFETY: BootInfo checked that the module lies in RAM; it is below
+        // MAX_PHYS_MEM (identity-mapped) and not empty, so not at address 0.
+        // The frame allocator reserves it (BootInfo::reserved) and `frame` /
+        // `frame_mut` refuse it, so no one writes it while this borrow lives.
+        Some(unsafe { core::slice::from_raw_parts(module.start as *const u8, len) })
+    }
+
+    /// The address of `mfn`'s first byte. A frame outside managed RAM is a
+    /// hypervisor bug: fatal.
+    fn frame_address(&self, mfn: Mfn) -> usize {
+        let range = PhysRange::from_base_size(mfn.hpa(), PAGE_SIZE as u64);
+        match range {
+            Some(r) if r.end <= MAX_PHYS_MEM && !self.forbidden.iter().any(|f| f.overlaps(&r)) => {
+                r.start as usize
+            }
+            _ => super::fatal::fatal(format_args!("PhysMem: MFN {:#x} is not managed RAM", mfn.0)),
+        }
+    }
+}
+
+impl PhysMem for IdentityMap {
+    fn frame(&self, mfn: Mfn) -> &[u8; PAGE_SIZE] {
+        let address = self.frame_address(mfn);
+        // SAFETY: `frame_address` checked the frame is identity-mapped RAM
+        // above low memory (non-null, page-aligned) and outside our image and
+        // the boot modules, so no Rust object lives there; writers need
+        // `&mut self` of the only IdentityMap, which this borrow excludes.
+        unsafe { &*(address as *const [u8; PAGE_SIZE]) }
+    }
+
+    fn frame_mut(&mut self, mfn: Mfn) -> &mut [u8; PAGE_SIZE] {
+        let address = self.frame_address(mfn);
+        // SAFETY: as in `frame`; `&mut self` on the only IdentityMap makes
+        // this the only reference to the frame for its lifetime.
+        unsafe { &mut *(address as *mut [u8; PAGE_SIZE]) }
+    }
+}

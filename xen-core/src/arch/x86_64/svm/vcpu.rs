@@ -1,0 +1,368 @@
+//! One vCPU in SVM guest mode: its VMCB and registers, intercepts, and
+//! the run loop — VMRUN, decode the exit, let the portable
+//! dispatcher (`vmexit::handle_exit`) complete or refuse it, resume —
+//! which returns only when the scheduler or domain layer must act.
+
+use super::super::mem::{alloc_zeroed_frame, FRAMES};
+use super::bitmaps::{iopm_pa, msrpm_pa};
+use super::pcpu::{this_pcpu, SvmError};
+use super::vmcb::{attrib, misc1, misc2, tlb, Vmcb, VmcbSegment};
+use super::vmrun::{svm_vmrun, GuestRegs};
+use crate::domain::vcpu::{SegmentState, VcpuEntryState};
+use crate::mm::{FramePool, Mfn};
+use crate::paging::guest_walk::GuestPaging;
+use crate::vmexit::event::{self, Event, V_INTR_MASKING, V_IRQ};
+use crate::vmexit::io::IoPortPolicy;
+use crate::vmexit::msr::{efer, GuestMsr};
+use crate::vmexit::{code_name, handle_exit, ExitAction, Gpr, GuestState, VcpuEnv, VmExit};
+
+/// The guest ASID every vCPU uses; the TLB is flushed whenever a pCPU
+/// switches VMCBs, so sharing it is safe (per-vCPU ASIDs are an
+/// optimisation for later: QEMU offers 16).
+const GUEST_ASID: u32 = 1;
+/// PAT at reset (APM vol. 2, §7.8.2): WB, WT, UC-, UC, repeated.
+const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
+/// DR6 and DR7 at reset.
+const DR6_RESET: u64 = 0xffff_0ff0;
+const DR7_RESET: u64 = 0x400;
+
+/// A vCPU's hardware state: its VMCB frame (owned, freed on drop) and
+/// the GPRs VMRUN does not switch.
+pub struct SvmVcpu {
+    vmcb: Mfn,
+    regs: GuestRegs,
+    flush_pending: bool,
+}
+
+impl SvmVcpu {
+    /// A vCPU about to start from `entry` (for a PVH guest,
+    /// `VcpuEntryState::pvh`), with nested paging rooted at `npt_root` and
+    /// the port policy `io`.
+    pub fn new(
+        entry: &VcpuEntryState,
+        npt_root: Mfn,
+        io: IoPortPolicy,
+    ) -> Result<SvmVcpu, SvmError> {
+        let mut vcpu = SvmVcpu {
+            vmcb: alloc_zeroed_frame().ok_or(SvmError::OutOfMemory)?,
+            regs: GuestRegs {
+                rbx: entry.rbx,
+                ..GuestRegs::default()
+            },
+            flush_pending: true,
+        };
+        let vmcb = vcpu.vmcb_mut();
+        set_intercepts(vmcb, io, npt_root);
+        load_entry_state(vmcb, entry);
+        Ok(vcpu)
+    }
+
+    /// Runs the guest until an exit needs the caller (hypercall, HLT,
+    /// preemption, crash). Exits xen-core completes itself loop here.
+    pub fn run(&mut self, env: &mut impl VcpuEnv) -> ExitAction {
+        loop {
+            let exit = self.enter(env);
+            let action = handle_exit(exit, &mut self.guest(), env);
+            if action != ExitAction::Resume {
+                return action;
+            }
+        }
+    }
+
+    /// The guest's registers and state as they stand between runs: the
+    /// hypercall layer reads arguments and writes results through it.
+    pub fn guest(&mut self) -> SvmGuest<'_> {
+        // SAFETY: as in `vmcb_mut`: the frame is this vCPU's alone, and the
+        // returned view borrows `self` mutably, so no other reference to
+        // the VMCB can exist while it lives.
+        let vmcb = unsafe { &mut *(self.vmcb.hpa() as *mut Vmcb) };
+        SvmGuest {
+            vmcb,
+            regs: &mut self.regs,
+        }
+    }
+
+    /// Makes `event` pending for the next VMRUN (EVENTINJ).
+    pub fn inject(&mut self, event: Event) {
+        self.vmcb_mut().control.event_inj = event.encode();
+    }
+
+    /// Makes `vector` a pending virtual interrupt (V_IRQ): the guest takes
+    /// it when its RFLAGS.IF allows; the CPU clears V_IRQ on delivery.
+    pub fn set_virtual_interrupt(&mut self, vector: u8) {
+        let (int_ctl, int_vector) = event::virtual_interrupt(vector);
+        let control = &mut self.vmcb_mut().control;
+        control.int_ctl = int_ctl;
+        control.int_vector = int_vector;
+    }
+
+    /// Whether a virtual interrupt is still waiting for the guest.
+    pub fn virtual_interrupt_pending(&self) -> bool {
+        self.vmcb().control.int_ctl & V_IRQ != 0
+    }
+
+    /// Flushes the guest's TLB entries at the next VMRUN (after an NPT
+    /// entry is removed or weakened).
+    pub fn flush_tlb(&mut self) {
+        self.flush_pending = true;
+    }
+
+    /// One VMRUN; the exit it ended with, counted in `env`.
+    fn enter(&mut self, env: &mut impl VcpuEnv) -> VmExit {
+        let pcpu = this_pcpu();
+        let vmcb_pa = self.vmcb.hpa();
+        let switched = pcpu.switch_to(vmcb_pa);
+        let flush = core::mem::take(&mut self.flush_pending) || switched;
+        let control = &mut self.vmcb_mut().control;
+        control.tlb_control = if flush {
+            tlb::FLUSH_ALL
+        } else {
+            tlb::DO_NOTHING
+        };
+        control.vmcb_clean = 0;
+        // SAFETY: SVM is enabled on this pCPU (this_pcpu); the VMCB frame
+        // is owned by this vCPU and no reference to it is live across the
+        // call; host_vmcb_pa is this pCPU's own host-state VMCB; `regs` is
+        // a valid exclusive borrow.
+        unsafe { svm_vmrun(&mut self.regs, vmcb_pa, pcpu.host_vmcb_pa) };
+        let control = &mut self.vmcb_mut().control;
+        // An event cut short by the exit must be delivered again. Exits
+        // that inject (instruction intercepts) never interrupt delivery,
+        // so the dispatcher cannot overwrite this.
+        control.event_inj =
+            Event::decode_exit_int_info(control.exitintinfo).map_or(0, Event::encode);
+        let vmcb = self.vmcb();
+        let c = &vmcb.control;
+        log::trace!(
+            "svm: exit {} ({:#x}) rip={:#x} info1={:#x} info2={:#x}",
+            code_name(c.exitcode),
+            c.exitcode,
+            vmcb.save.rip,
+            c.exitinfo1,
+            c.exitinfo2
+        );
+        env.count_exit(c.exitcode);
+        VmExit::decode(c.exitcode, c.exitinfo1, c.exitinfo2)
+    }
+
+    fn vmcb(&self) -> &Vmcb {
+        // SAFETY: the frame was allocated for this vCPU alone, is
+        // identity-mapped, page-aligned and initialised (zeroed, then
+        // written); every Vmcb field is an integer, so any contents are a
+        // valid Vmcb. The CPU writes it only inside `svm_vmrun`, while no
+        // reference exists.
+        unsafe { &*(self.vmcb.hpa() as *const Vmcb) }
+    }
+
+    fn vmcb_mut(&mut self) -> &mut Vmcb {
+        // SAFETY: as in `vmcb`; `&mut self` makes this the only reference.
+        unsafe { &mut *(self.vmcb.hpa() as *mut Vmcb) }
+    }
+}
+
+impl Drop for SvmVcpu {
+    fn drop(&mut self) {
+        FRAMES.lock().free(self.vmcb);
+    }
+}
+
+/// Intercepts (APM vol. 2, §15.9-15.14): everything that could touch host
+/// state or other domains exits; guest exceptions do not.
+fn set_intercepts(vmcb: &mut Vmcb, io: IoPortPolicy, npt_root: Mfn) {
+    let c = &mut vmcb.control;
+    c.intercept_misc1 = misc1::INTR
+        | misc1::NMI
+        | misc1::SMI
+        | misc1::CPUID
+        | misc1::INVD
+        | misc1::HLT
+        | misc1::INVLPGA
+        | misc1::IOIO_PROT
+        | misc1::MSR_PROT
+        | misc1::SHUTDOWN;
+    c.intercept_misc2 = misc2::VMRUN
+        | misc2::VMMCALL
+        | misc2::VMLOAD
+        | misc2::VMSAVE
+        | misc2::STGI
+        | misc2::CLGI
+        | misc2::SKINIT
+        | misc2::MONITOR
+        | misc2::MWAIT
+        | misc2::XSETBV;
+    c.iopm_base_pa = iopm_pa(io);
+    c.msrpm_base_pa = msrpm_pa();
+    c.guest_asid = GUEST_ASID;
+    c.int_ctl = V_INTR_MASKING;
+    c.np_enable = 1;
+    c.n_cr3 = npt_root.hpa();
+}
+
+/// The guest state save area from `entry`; what `entry` does not name
+/// starts as after a reset (APM vol. 2, §14.1.3), plus EFER.SVME, which
+/// VMRUN requires and guests never see.
+fn load_entry_state(vmcb: &mut Vmcb, entry: &VcpuEntryState) {
+    let segment = |s: &SegmentState| VmcbSegment {
+        selector: s.selector,
+        attrib: s.attrib,
+        limit: s.limit,
+        base: s.base,
+    };
+    let s = &mut vmcb.save;
+    s.cs = segment(&entry.cs);
+    for seg in [&mut s.ds, &mut s.es, &mut s.ss, &mut s.fs, &mut s.gs] {
+        *seg = segment(&entry.data);
+    }
+    s.tr = segment(&entry.tr);
+    s.cpl = 0;
+    s.efer = entry.efer | efer::SVME;
+    s.cr0 = entry.cr0;
+    s.cr3 = 0;
+    s.cr4 = entry.cr4;
+    s.rflags = entry.rflags;
+    s.rip = entry.rip;
+    s.rsp = 0;
+    s.rax = 0;
+    s.dr6 = DR6_RESET;
+    s.dr7 = DR7_RESET;
+    s.g_pat = DEFAULT_PAT;
+}
+
+/// A stopped vCPU's state: [`GuestState`] over its VMCB and registers.
+pub struct SvmGuest<'a> {
+    vmcb: &'a mut Vmcb,
+    regs: &'a mut GuestRegs,
+}
+
+impl SvmGuest<'_> {
+    /// The control registers a guest page walk depends on.
+    pub fn paging(&self) -> GuestPaging {
+        let s = &self.vmcb.save;
+        GuestPaging {
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer,
+        }
+    }
+
+    /// The guest's current privilege level (0 = kernel, 3 = user).
+    pub fn cpl(&self) -> u8 {
+        self.vmcb.save.cpl
+    }
+
+    /// Sets RIP (a restarted hypercall moves it back over VMMCALL).
+    pub fn set_rip(&mut self, rip: u64) {
+        self.vmcb.save.rip = rip;
+    }
+}
+
+impl GuestState for SvmGuest<'_> {
+    fn gpr(&self, reg: Gpr) -> u64 {
+        let r = &*self.regs;
+        match reg {
+            Gpr::Rax => self.vmcb.save.rax,
+            Gpr::Rsp => self.vmcb.save.rsp,
+            Gpr::Rbx => r.rbx,
+            Gpr::Rcx => r.rcx,
+            Gpr::Rdx => r.rdx,
+            Gpr::Rsi => r.rsi,
+            Gpr::Rdi => r.rdi,
+            Gpr::Rbp => r.rbp,
+            Gpr::R8 => r.r8,
+            Gpr::R9 => r.r9,
+            Gpr::R10 => r.r10,
+            Gpr::R11 => r.r11,
+            Gpr::R12 => r.r12,
+            Gpr::R13 => r.r13,
+            Gpr::R14 => r.r14,
+            Gpr::R15 => r.r15,
+        }
+    }
+
+    fn set_gpr(&mut self, reg: Gpr, value: u64) {
+        let r = &mut *self.regs;
+        let slot = match reg {
+            Gpr::Rax => &mut self.vmcb.save.rax,
+            Gpr::Rsp => &mut self.vmcb.save.rsp,
+            Gpr::Rbx => &mut r.rbx,
+            Gpr::Rcx => &mut r.rcx,
+            Gpr::Rdx => &mut r.rdx,
+            Gpr::Rsi => &mut r.rsi,
+            Gpr::Rdi => &mut r.rdi,
+            Gpr::Rbp => &mut r.rbp,
+            Gpr::R8 => &mut r.r8,
+            Gpr::R9 => &mut r.r9,
+            Gpr::R10 => &mut r.r10,
+            Gpr::R11 => &mut r.r11,
+            Gpr::R12 => &mut r.r12,
+            Gpr::R13 => &mut r.r13,
+            Gpr::R14 => &mut r.r14,
+            Gpr::R15 => &mut r.r15,
+        };
+        *slot = value;
+    }
+
+    fn rip(&self) -> u64 {
+        self.vmcb.save.rip
+    }
+
+    fn skip_to(&mut self, next_rip: u64) {
+        self.vmcb.save.rip = next_rip;
+        // Bit 0: the STI / MOV SS shadow ends with the instruction.
+        self.vmcb.control.interrupt_shadow &= !1;
+    }
+
+    fn in_64bit_mode(&self) -> bool {
+        let s = &self.vmcb.save;
+        s.efer & efer::LMA != 0 && s.cs.attrib & attrib::L != 0
+    }
+
+    fn cr0(&self) -> u64 {
+        self.vmcb.save.cr0
+    }
+
+    fn msr(&self, msr: GuestMsr) -> u64 {
+        let s = &self.vmcb.save;
+        match msr {
+            GuestMsr::Efer => s.efer,
+            GuestMsr::Star => s.star,
+            GuestMsr::Lstar => s.lstar,
+            GuestMsr::Cstar => s.cstar,
+            GuestMsr::Sfmask => s.sfmask,
+            GuestMsr::FsBase => s.fs.base,
+            GuestMsr::GsBase => s.gs.base,
+            GuestMsr::KernelGsBase => s.kernel_gs_base,
+            GuestMsr::SysenterCs => s.sysenter_cs,
+            GuestMsr::SysenterEsp => s.sysenter_esp,
+            GuestMsr::SysenterEip => s.sysenter_eip,
+            GuestMsr::Pat => s.g_pat,
+            GuestMsr::XenHypercallPage => 0,
+        }
+    }
+
+    fn set_msr(&mut self, msr: GuestMsr, value: u64) {
+        let s = &mut self.vmcb.save;
+        let slot = match msr {
+            GuestMsr::Efer => &mut s.efer,
+            GuestMsr::Star => &mut s.star,
+            GuestMsr::Lstar => &mut s.lstar,
+            GuestMsr::Cstar => &mut s.cstar,
+            GuestMsr::Sfmask => &mut s.sfmask,
+            GuestMsr::FsBase => &mut s.fs.base,
+            GuestMsr::GsBase => &mut s.gs.base,
+            GuestMsr::KernelGsBase => &mut s.kernel_gs_base,
+            GuestMsr::SysenterCs => &mut s.sysenter_cs,
+            GuestMsr::SysenterEsp => &mut s.sysenter_esp,
+            GuestMsr::SysenterEip => &mut s.sysenter_eip,
+            GuestMsr::Pat => &mut s.g_pat,
+            // Write-only: `GuestMsr::write` turns it into a page fill.
+            GuestMsr::XenHypercallPage => return,
+        };
+        *slot = value;
+    }
+
+    fn inject(&mut self, event: Event) {
+        self.vmcb.control.event_inj = event.encode();
+    }
+}

@@ -1,0 +1,540 @@
+//! Domains: identity, life-cycle state, memory (the p2m and the frames it
+//! owns), vCPUs and counters. [`table::DomainTable`] holds them all.
+//!
+//! Memory rules: a domain's NPT maps only frames it owns
+//! ([`P2mKind::Owned`]) or that are deliberately shared with it
+//! ([`P2mKind::Shared`]); owned frames are scrubbed (zeroed) before the
+//! domain sees them and again before they go back to the pool.
+
+#![forbid(unsafe_code)]
+
+pub mod counters;
+pub mod table;
+pub mod vcpu;
+
+use abi::xen::domid::DomId;
+use abi::xen::sched;
+
+use crate::mm::{FramePool, Gfn, Mfn, PhysMem};
+use crate::paging::npt::{Npt, NptError, P2mAccess, P2mEntry, P2mKind, NPT_MAX_GFN};
+use counters::{ExitCounters, HypercallCounters};
+use vcpu::Vcpu;
+
+/// vCPUs per domain.
+pub const MAX_VCPUS: usize = 8;
+/// Largest `max_pages` a domain may have: 4 GiB.
+pub const MAX_DOMAIN_PAGES: u64 = 1 << 20;
+/// Frames not its own (shared info, grant frames, granted pages) a domain
+/// may have mapped at once.
+pub const MAX_SHARED_PAGES: u64 = 256;
+/// Longest domain name, in bytes.
+pub const DOMAIN_NAME_MAX: usize = 64;
+
+/// A domain's name.
+pub type DomainName = heapless::String<DOMAIN_NAME_MAX>;
+
+/// Proof that a domain is privileged (dom0): handlers of dom0-only
+/// operations take `&Privileged`, which only [`Domain::privilege`] hands
+/// out. Nothing outside this module can make one.
+#[derive(Debug)]
+pub struct Privileged {
+    _private: (),
+}
+
+/// Why a domain shut itself down: Xen's `SHUTDOWN_*` (`public/sched.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// `SHUTDOWN_poweroff`.
+    Poweroff,
+    /// `SHUTDOWN_reboot`.
+    Reboot,
+    /// `SHUTDOWN_suspend`.
+    Suspend,
+    /// `SHUTDOWN_crash`.
+    Crash,
+    /// `SHUTDOWN_watchdog`.
+    Watchdog,
+    /// `SHUTDOWN_soft_reset`.
+    SoftReset,
+}
+
+impl ShutdownReason {
+    /// The reason for Xen code `code`, `None` if invalid (-EINVAL).
+    pub fn from_xen(code: u32) -> Option<Self> {
+        Some(match code {
+            sched::SHUTDOWN_POWEROFF => Self::Poweroff,
+            sched::SHUTDOWN_REBOOT => Self::Reboot,
+            sched::SHUTDOWN_SUSPEND => Self::Suspend,
+            sched::SHUTDOWN_CRASH => Self::Crash,
+            sched::SHUTDOWN_WATCHDOG => Self::Watchdog,
+            sched::SHUTDOWN_SOFT_RESET => Self::SoftReset,
+            _ => return None,
+        })
+    }
+}
+
+/// Why the hypervisor declared a domain crashed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashReason {
+    /// The guest triple-faulted (SVM shutdown intercept).
+    TripleFault,
+    /// VMRUN refused the guest state.
+    InvalidGuestState,
+    /// Nested page fault at a GPA the domain has no frame for.
+    NptFault {
+        /// Faulting guest physical address.
+        gpa: u64,
+    },
+    /// Access to an I/O port the domain does not own.
+    IoPort {
+        /// The port.
+        port: u16,
+    },
+    /// A VM exit the hypervisor does not handle.
+    UnhandledExit {
+        /// SVM exit code.
+        code: u64,
+    },
+}
+
+impl core::fmt::Display for CrashReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::TripleFault => f.write_str("triple fault"),
+            Self::InvalidGuestState => f.write_str("invalid guest state"),
+            Self::NptFault { gpa } => write!(f, "nested page fault at GPA {gpa:#x}"),
+            Self::IoPort { port } => write!(f, "access to I/O port {port:#x}"),
+            Self::UnhandledExit { code } => write!(f, "unhandled VM exit {code:#x}"),
+        }
+    }
+}
+
+/// A domain's life-cycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainState {
+    /// Its runnable vCPUs get pCPU time.
+    Running,
+    /// Stopped by the toolstack (new domains start paused).
+    Paused,
+    /// It shut itself down.
+    Shutdown(ShutdownReason),
+    /// The hypervisor stopped it.
+    Crashed(CrashReason),
+    /// Being destroyed; no vCPU runs.
+    Dying,
+}
+
+/// What a new domain is made with.
+#[derive(Clone, Copy, Debug)]
+pub struct DomainConfig<'a> {
+    /// Unique name, at most [`DOMAIN_NAME_MAX`] bytes.
+    pub name: &'a str,
+    /// Most frames it may own, at most [`MAX_DOMAIN_PAGES`].
+    pub max_pages: u64,
+    /// Number of vCPUs, 1..=[`MAX_VCPUS`].
+    pub vcpus: u32,
+}
+
+/// Why a domain operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainError {
+    /// [`table::MAX_DOMAINS`] domains exist.
+    TableFull,
+    /// No domid is free (all in use or in quarantine).
+    NoFreeDomid,
+    /// dom0 exists already.
+    Dom0Exists,
+    /// The name is empty or longer than [`DOMAIN_NAME_MAX`].
+    BadName,
+    /// Another domain has that name.
+    NameInUse,
+    /// The vCPU count is 0 or above [`MAX_VCPUS`].
+    BadVcpuCount,
+    /// `max_pages` is above [`MAX_DOMAIN_PAGES`].
+    TooMuchMemory,
+    /// No domain has that domid.
+    NoSuchDomain,
+    /// The operation does not apply in the domain's current state.
+    BadState(DomainState),
+    /// The domain would own more than its `max_pages`.
+    OverMaxPages,
+    /// The domain would map more than [`MAX_SHARED_PAGES`] foreign frames.
+    TooManyShared,
+    /// The GFN range is beyond the NPT's reach.
+    GfnOutOfRange,
+    /// A GFN in the range is already mapped.
+    GfnMapped(Gfn),
+    /// The frame pool is empty.
+    OutOfFrames,
+}
+
+impl core::fmt::Display for DomainError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::TableFull => f.write_str("domain table full"),
+            Self::NoFreeDomid => f.write_str("no free domid"),
+            Self::Dom0Exists => f.write_str("dom0 exists already"),
+            Self::BadName => write!(f, "name empty or longer than {DOMAIN_NAME_MAX} bytes"),
+            Self::NameInUse => f.write_str("name in use"),
+            Self::BadVcpuCount => write!(f, "vCPU count must be 1..={MAX_VCPUS}"),
+            Self::TooMuchMemory => write!(f, "max_pages above {MAX_DOMAIN_PAGES}"),
+            Self::NoSuchDomain => f.write_str("no such domain"),
+            Self::BadState(s) => write!(f, "not possible in state {s:?}"),
+            Self::OverMaxPages => f.write_str("domain memory limit reached"),
+            Self::TooManyShared => write!(f, "more than {MAX_SHARED_PAGES} shared frames"),
+            Self::GfnOutOfRange => f.write_str("GFN beyond the p2m's reach"),
+            Self::GfnMapped(g) => write!(f, "GFN {:#x} is already mapped", g.0),
+            Self::OutOfFrames => f.write_str("out of machine frames"),
+        }
+    }
+}
+
+impl From<NptError> for DomainError {
+    fn from(e: NptError) -> Self {
+        match e {
+            NptError::GfnOutOfRange(_) => Self::GfnOutOfRange,
+            NptError::AlreadyMapped(g) => Self::GfnMapped(g),
+            NptError::OutOfFrames => Self::OutOfFrames,
+        }
+    }
+}
+
+/// One domain.
+#[derive(Debug)]
+pub struct Domain {
+    domid: DomId,
+    name: DomainName,
+    privilege: Option<Privileged>,
+    state: DomainState,
+    p2m: Npt,
+    tot_pages: u64,
+    max_pages: u64,
+    shared_pages: u64,
+    vcpus: [Vcpu; MAX_VCPUS],
+    nr_vcpus: usize,
+    exits: ExitCounters,
+    hypercalls: HypercallCounters,
+}
+
+fn scrub(mem: &mut impl PhysMem, mfn: Mfn) {
+    mem.frame_mut(mfn).fill(0);
+}
+
+impl Domain {
+    /// A paused domain with an empty p2m. `cfg` must be validated.
+    fn new(
+        domid: DomId,
+        cfg: &DomainConfig,
+        privileged: bool,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+    ) -> Result<Self, DomainError> {
+        let name = DomainName::try_from(cfg.name).map_err(|_| DomainError::BadName)?;
+        Ok(Self {
+            domid,
+            name,
+            privilege: privileged.then_some(Privileged { _private: () }),
+            state: DomainState::Paused,
+            p2m: Npt::new(pool, mem)?,
+            tot_pages: 0,
+            max_pages: cfg.max_pages,
+            shared_pages: 0,
+            vcpus: core::array::from_fn(|i| Vcpu::new(i as u32)),
+            nr_vcpus: cfg.vcpus as usize,
+            exits: ExitCounters::new(),
+            hypercalls: HypercallCounters::new(),
+        })
+    }
+
+    /// The domid.
+    pub fn domid(&self) -> DomId {
+        self.domid
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The privilege token, if this is the privileged domain.
+    pub fn privilege(&self) -> Option<&Privileged> {
+        self.privilege.as_ref()
+    }
+
+    /// Life-cycle state.
+    pub fn state(&self) -> DomainState {
+        self.state
+    }
+
+    /// The p2m (its NPT root goes into every vCPU's VMCB as nCR3).
+    pub fn p2m(&self) -> &Npt {
+        &self.p2m
+    }
+
+    /// Frames the domain owns.
+    pub fn tot_pages(&self) -> u64 {
+        self.tot_pages
+    }
+
+    /// Most frames it may own.
+    pub fn max_pages(&self) -> u64 {
+        self.max_pages
+    }
+
+    /// Foreign frames mapped in its p2m.
+    pub fn shared_pages(&self) -> u64 {
+        self.shared_pages
+    }
+
+    /// Its vCPUs.
+    pub fn vcpus(&self) -> &[Vcpu] {
+        &self.vcpus[..self.nr_vcpus]
+    }
+
+    /// vCPU `id`, if it exists (`id` may come from a guest).
+    pub fn vcpu(&self, id: u32) -> Option<&Vcpu> {
+        self.vcpus().get(usize::try_from(id).ok()?)
+    }
+
+    /// vCPU `id`, writable.
+    pub fn vcpu_mut(&mut self, id: u32) -> Option<&mut Vcpu> {
+        self.vcpus[..self.nr_vcpus].get_mut(usize::try_from(id).ok()?)
+    }
+
+    /// Whether vCPU `id` may be given a pCPU now.
+    pub fn vcpu_may_run(&self, id: u32) -> bool {
+        self.state == DomainState::Running
+            && self.vcpu(id).map(Vcpu::run_state) == Some(vcpu::VcpuRunState::Runnable)
+    }
+
+    /// CPU time of all vCPUs, in ns.
+    pub fn cpu_time_ns(&self) -> u64 {
+        self.vcpus()
+            .iter()
+            .fold(0, |t, v| t.saturating_add(v.cpu_time_ns()))
+    }
+
+    /// VM exits by exit code.
+    pub fn exits(&self) -> &ExitCounters {
+        &self.exits
+    }
+
+    /// VM exits by exit code, writable.
+    pub fn exits_mut(&mut self) -> &mut ExitCounters {
+        &mut self.exits
+    }
+
+    /// Hypercalls by number.
+    pub fn hypercalls(&self) -> &HypercallCounters {
+        &self.hypercalls
+    }
+
+    /// Hypercalls by number, writable.
+    pub fn hypercalls_mut(&mut self) -> &mut HypercallCounters {
+        &mut self.hypercalls
+    }
+
+    /// Paused → running.
+    pub fn unpause(&mut self) -> Result<(), DomainError> {
+        self.transition(DomainState::Paused, DomainState::Running)
+    }
+
+    /// Running → paused.
+    pub fn pause(&mut self) -> Result<(), DomainError> {
+        self.transition(DomainState::Running, DomainState::Paused)
+    }
+
+    fn transition(&mut self, from: DomainState, to: DomainState) -> Result<(), DomainError> {
+        if self.state != from {
+            return Err(DomainError::BadState(self.state));
+        }
+        self.state = to;
+        Ok(())
+    }
+
+    /// Whether the domain is alive (running or paused).
+    fn is_alive(&self) -> bool {
+        matches!(self.state, DomainState::Running | DomainState::Paused)
+    }
+
+    /// Stops all vCPUs in `state`, if the domain is still alive: the first
+    /// shutdown or crash wins.
+    fn stop(&mut self, state: DomainState) {
+        if self.is_alive() {
+            self.state = state;
+            self.vcpus.iter_mut().for_each(Vcpu::stop);
+        }
+    }
+
+    /// The domain shut itself down (SCHEDOP_shutdown).
+    pub fn shutdown(&mut self, reason: ShutdownReason) {
+        self.stop(DomainState::Shutdown(reason));
+    }
+
+    /// The hypervisor stops the domain for `reason`.
+    pub fn crash(&mut self, reason: CrashReason) {
+        self.stop(DomainState::Crashed(reason));
+    }
+
+    /// First step of destruction: nothing of it runs any more.
+    fn kill(&mut self) {
+        self.state = DomainState::Dying;
+        self.vcpus.iter_mut().for_each(Vcpu::stop);
+    }
+
+    /// Checks that `count` more owned frames at `first` are allowed.
+    fn check_room(&self, first: Gfn, count: u64) -> Result<(), DomainError> {
+        if count > self.max_pages.saturating_sub(self.tot_pages) {
+            return Err(DomainError::OverMaxPages);
+        }
+        match first.0.checked_add(count) {
+            Some(end) if end <= NPT_MAX_GFN + 1 => Ok(()),
+            _ => Err(DomainError::GfnOutOfRange),
+        }
+    }
+
+    /// Scrubs `mfn` and maps it at `gfn` as the domain's own. On failure
+    /// the frame goes back to the pool.
+    fn map_owned(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        gfn: Gfn,
+        mfn: Mfn,
+    ) -> Result<(), DomainError> {
+        scrub(mem, mfn);
+        let entry = P2mEntry {
+            mfn,
+            access: P2mAccess::RWX,
+            kind: P2mKind::Owned,
+        };
+        if let Err(e) = self.p2m.map(pool, mem, gfn, entry) {
+            pool.free(mfn);
+            return Err(e.into());
+        }
+        self.tot_pages += 1;
+        Ok(())
+    }
+
+    /// Gives up what an unmapped entry held: owned frames are scrubbed
+    /// and freed, shared ones are just no longer counted.
+    fn drop_entry(&mut self, pool: &mut impl FramePool, mem: &mut impl PhysMem, e: P2mEntry) {
+        match e.kind {
+            P2mKind::Owned => {
+                scrub(mem, e.mfn);
+                pool.free(e.mfn);
+                self.tot_pages -= 1;
+            }
+            P2mKind::Shared => self.shared_pages -= 1,
+        }
+    }
+
+    /// Undoes a partial populate of `count` GFNs from `first`.
+    fn unpopulate(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        first: Gfn,
+        count: u64,
+    ) {
+        for gfn in (first.0..first.0 + count).map(Gfn) {
+            if let Some(e) = self.p2m.unmap(pool, mem, gfn) {
+                self.drop_entry(pool, mem, e);
+            }
+        }
+    }
+
+    /// Gives the domain `count` fresh, scrubbed frames at GFNs `first..`.
+    /// All or nothing.
+    pub fn populate(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        first: Gfn,
+        count: u64,
+    ) -> Result<(), DomainError> {
+        self.check_room(first, count)?;
+        for i in 0..count {
+            let result = match pool.alloc() {
+                Some(mfn) => self.map_owned(pool, mem, Gfn(first.0 + i), mfn),
+                None => Err(DomainError::OutOfFrames),
+            };
+            if let Err(e) = result {
+                self.unpopulate(pool, mem, first, i);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// dom0's 1:1 memory: maps the `count` machine frames from `first`
+    /// (taken from the pool by the caller, e.g. with `alloc_range`) at
+    /// GFN = MFN, scrubbed. Takes ownership of the frames whatever the
+    /// outcome (on failure they are back in the pool), except for a range
+    /// that wraps around, which is refused untouched. All or nothing.
+    pub fn populate_identity(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        first: Mfn,
+        count: u64,
+    ) -> Result<(), DomainError> {
+        let Some(end) = first.0.checked_add(count) else {
+            return Err(DomainError::GfnOutOfRange);
+        };
+        if let Err(e) = self.check_room(Gfn(first.0), count) {
+            (first.0..end).for_each(|m| pool.free(Mfn(m)));
+            return Err(e);
+        }
+        for m in first.0..end {
+            if let Err(e) = self.map_owned(pool, mem, Gfn(m), Mfn(m)) {
+                self.unpopulate(pool, mem, Gfn(first.0), m - first.0);
+                (m + 1..end).for_each(|m| pool.free(Mfn(m)));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps a frame the domain does not own at `gfn` (shared info, grant
+    /// frames, granted pages), replacing what was there (an owned frame
+    /// there is scrubbed and freed, as Xen's add_to_physmap does).
+    pub fn map_shared(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        gfn: Gfn,
+        mfn: Mfn,
+        access: P2mAccess,
+    ) -> Result<(), DomainError> {
+        let old = self.p2m.translate(mem, gfn);
+        let replaces_shared = matches!(old, Some(e) if e.kind == P2mKind::Shared);
+        if self.shared_pages >= MAX_SHARED_PAGES && !replaces_shared {
+            return Err(DomainError::TooManyShared);
+        }
+        if let Some(e) = self.p2m.unmap(pool, mem, gfn) {
+            self.drop_entry(pool, mem, e);
+        }
+        let entry = P2mEntry {
+            mfn,
+            access,
+            kind: P2mKind::Shared,
+        };
+        self.p2m.map(pool, mem, gfn, entry)?;
+        self.shared_pages += 1;
+        Ok(())
+    }
+
+    /// Returns every owned frame (scrubbed) and every NPT frame to the pool.
+    fn release(self, pool: &mut impl FramePool, mem: &mut impl PhysMem) {
+        self.p2m.destroy(pool, mem, |pool, mem, _, e| {
+            if e.kind == P2mKind::Owned {
+                scrub(mem, e.mfn);
+                pool.free(e.mfn);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

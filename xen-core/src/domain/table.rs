@@ -1,0 +1,394 @@
+//! The domain table: every domain, by domid, with bounded capacity.
+//!
+//! domid 0 is dom0, the one privileged domain. domUs get the lowest domid
+//! from 1 below `DOMID_FIRST_RESERVED` that is neither in use nor in
+//! quarantine: a destroyed domid comes back only after
+//! [`DOMID_REUSE_DELAY`] further domains were created, so a stale domid
+//! held by the toolstack or a backend does not silently name a new domain.
+
+use abi::xen::domid::{DomId, DOMID_FIRST_RESERVED};
+use heapless::Deque;
+
+use super::{
+    Domain, DomainConfig, DomainError, DomainState, DOMAIN_NAME_MAX, MAX_DOMAIN_PAGES, MAX_VCPUS,
+};
+use crate::mm::{FramePool, PhysMem};
+
+/// Domains that can exist at once, dom0 included.
+pub const MAX_DOMAINS: usize = 64;
+/// Domain creations a destroyed domid waits before it may be reused.
+pub const DOMID_REUSE_DELAY: u64 = 16;
+/// Quarantine entries: enough that an entry is only evicted once expired
+/// (at most `MAX_DOMAINS + DOMID_REUSE_DELAY` domains are destroyed within
+/// any `DOMID_REUSE_DELAY` creations).
+const QUARANTINE_LEN: usize = MAX_DOMAINS + DOMID_REUSE_DELAY as usize;
+/// dom0's domid.
+pub const DOM0: DomId = 0;
+
+/// A destroyed domid and the creation count when it was destroyed.
+#[derive(Clone, Copy, Debug)]
+struct Quarantined {
+    domid: DomId,
+    created_before: u64,
+}
+
+/// All domains.
+#[derive(Debug)]
+pub struct DomainTable {
+    slots: [Option<Domain>; MAX_DOMAINS],
+    quarantine: Deque<Quarantined, QUARANTINE_LEN>,
+    created: u64,
+}
+
+impl Default for DomainTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DomainTable {
+    /// An empty table (const, so it can be a `static`).
+    pub const fn new() -> Self {
+        Self {
+            slots: [const { None }; MAX_DOMAINS],
+            quarantine: Deque::new(),
+            created: 0,
+        }
+    }
+
+    /// The domain with `domid` (any value a guest passes is fine).
+    pub fn get(&self, domid: DomId) -> Option<&Domain> {
+        self.iter().find(|d| d.domid == domid)
+    }
+
+    /// The domain with `domid`, writable.
+    pub fn get_mut(&mut self, domid: DomId) -> Option<&mut Domain> {
+        self.slots.iter_mut().flatten().find(|d| d.domid == domid)
+    }
+
+    /// All domains, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &Domain> {
+        self.slots.iter().flatten()
+    }
+
+    /// All domains, writable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Domain> {
+        self.slots.iter_mut().flatten()
+    }
+
+    /// Number of domains.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether there is no domain.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Creates dom0 (domid 0, privileged), paused with an empty p2m.
+    pub fn create_dom0(
+        &mut self,
+        cfg: &DomainConfig,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+    ) -> Result<DomId, DomainError> {
+        if self.get(DOM0).is_some() {
+            return Err(DomainError::Dom0Exists);
+        }
+        self.insert(DOM0, cfg, true, pool, mem)
+    }
+
+    /// Creates an unprivileged domain, paused with an empty p2m.
+    pub fn create_domu(
+        &mut self,
+        cfg: &DomainConfig,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+    ) -> Result<DomId, DomainError> {
+        let created = self.created;
+        while let Some(q) = self.quarantine.front() {
+            if created - q.created_before < DOMID_REUSE_DELAY {
+                break;
+            }
+            self.quarantine.pop_front();
+        }
+        let domid = (1..DOMID_FIRST_RESERVED)
+            .find(|id| self.get(*id).is_none() && !self.quarantine.iter().any(|q| q.domid == *id))
+            .ok_or(DomainError::NoFreeDomid)?;
+        self.insert(domid, cfg, false, pool, mem)
+    }
+
+    fn insert(
+        &mut self,
+        domid: DomId,
+        cfg: &DomainConfig,
+        privileged: bool,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+    ) -> Result<DomId, DomainError> {
+        check_config(cfg)?;
+        if self.iter().any(|d| d.name() == cfg.name) {
+            return Err(DomainError::NameInUse);
+        }
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.is_none())
+            .ok_or(DomainError::TableFull)?;
+        *slot = Some(Domain::new(domid, cfg, privileged, pool, mem)?);
+        self.created += 1;
+        Ok(domid)
+    }
+
+    /// First step of destruction: the domain becomes dying and none of its
+    /// vCPUs runs again. Once no pCPU uses it, call [`Self::destroy`].
+    pub fn kill(&mut self, domid: DomId) -> Result<(), DomainError> {
+        self.get_mut(domid).ok_or(DomainError::NoSuchDomain)?.kill();
+        Ok(())
+    }
+
+    /// Removes a dying domain: scrubs and frees its frames and NPT, and
+    /// puts its domid in quarantine.
+    pub fn destroy(
+        &mut self,
+        domid: DomId,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+    ) -> Result<(), DomainError> {
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|d| d.domid == domid))
+            .ok_or(DomainError::NoSuchDomain)?;
+        match slot.take() {
+            Some(d) if d.state == DomainState::Dying => d.release(pool, mem),
+            other => {
+                let state = other.as_ref().map_or(DomainState::Dying, |d| d.state);
+                *slot = other;
+                return Err(DomainError::BadState(state));
+            }
+        }
+        if self.quarantine.is_full() {
+            self.quarantine.pop_front();
+        }
+        let entry = Quarantined {
+            domid,
+            created_before: self.created,
+        };
+        // Cannot fail: there is room now.
+        let _ = self.quarantine.push_back(entry);
+        Ok(())
+    }
+}
+
+fn check_config(cfg: &DomainConfig) -> Result<(), DomainError> {
+    if cfg.name.is_empty() || cfg.name.len() > DOMAIN_NAME_MAX {
+        return Err(DomainError::BadName);
+    }
+    if cfg.vcpus == 0 || cfg.vcpus as usize > MAX_VCPUS {
+        return Err(DomainError::BadVcpuCount);
+    }
+    if cfg.max_pages > MAX_DOMAIN_PAGES {
+        return Err(DomainError::TooMuchMemory);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::Gfn;
+    use crate::paging::sim::machine;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn cfg(name: &str) -> DomainConfig<'_> {
+        DomainConfig {
+            name,
+            max_pages: 64,
+            vcpus: 1,
+        }
+    }
+
+    #[test]
+    fn dom0_is_privileged_and_unique() {
+        let (mut pool, mut mem) = machine(64);
+        let mut t = DomainTable::new();
+        assert_eq!(t.create_dom0(&cfg("dom0"), &mut pool, &mut mem), Ok(0));
+        assert_eq!(
+            t.create_dom0(&cfg("again"), &mut pool, &mut mem),
+            Err(DomainError::Dom0Exists)
+        );
+        assert_eq!(t.create_domu(&cfg("u"), &mut pool, &mut mem), Ok(1));
+        assert!(t.get(0).unwrap().privilege().is_some());
+        assert!(t.get(1).unwrap().privilege().is_none());
+        assert_eq!(
+            t.create_domu(&cfg("u"), &mut pool, &mut mem),
+            Err(DomainError::NameInUse)
+        );
+    }
+
+    #[test]
+    fn configs_are_checked() {
+        let (mut pool, mut mem) = machine(64);
+        let mut t = DomainTable::new();
+        let long = "x".repeat(DOMAIN_NAME_MAX + 1);
+        let bad = [
+            (
+                DomainConfig {
+                    name: "",
+                    ..cfg("")
+                },
+                DomainError::BadName,
+            ),
+            (cfg(&long), DomainError::BadName),
+            (
+                DomainConfig {
+                    vcpus: 0,
+                    ..cfg("a")
+                },
+                DomainError::BadVcpuCount,
+            ),
+            (
+                DomainConfig {
+                    vcpus: MAX_VCPUS as u32 + 1,
+                    ..cfg("a")
+                },
+                DomainError::BadVcpuCount,
+            ),
+            (
+                DomainConfig {
+                    max_pages: MAX_DOMAIN_PAGES + 1,
+                    ..cfg("a")
+                },
+                DomainError::TooMuchMemory,
+            ),
+        ];
+        for (c, e) in bad {
+            assert_eq!(t.create_domu(&c, &mut pool, &mut mem), Err(e));
+        }
+        assert!(t.is_empty());
+        assert_eq!(pool.free_frames(), 64);
+    }
+
+    #[test]
+    fn table_is_bounded() {
+        let (mut pool, mut mem) = machine(MAX_DOMAINS as u64 + 8);
+        let mut t = DomainTable::new();
+        for i in 0..MAX_DOMAINS {
+            t.create_domu(&cfg(&format!("d{i}")), &mut pool, &mut mem)
+                .unwrap();
+        }
+        assert_eq!(
+            t.create_domu(&cfg("one more"), &mut pool, &mut mem),
+            Err(DomainError::TableFull)
+        );
+        assert_eq!(t.len(), MAX_DOMAINS);
+    }
+
+    #[test]
+    fn destroy_needs_kill_first() {
+        let (mut pool, mut mem) = machine(64);
+        let mut t = DomainTable::new();
+        let id = t.create_domu(&cfg("u"), &mut pool, &mut mem).unwrap();
+        assert_eq!(
+            t.destroy(id, &mut pool, &mut mem),
+            Err(DomainError::BadState(DomainState::Paused))
+        );
+        assert_eq!(
+            t.destroy(77, &mut pool, &mut mem),
+            Err(DomainError::NoSuchDomain)
+        );
+        t.kill(id).unwrap();
+        t.destroy(id, &mut pool, &mut mem).unwrap();
+        assert!(t.get(id).is_none());
+        assert_eq!(pool.free_frames(), 64);
+    }
+
+    #[test]
+    fn destroyed_domid_waits_in_quarantine() {
+        let (mut pool, mut mem) = machine(256);
+        let mut t = DomainTable::new();
+        let first = t.create_domu(&cfg("a"), &mut pool, &mut mem).unwrap();
+        t.kill(first).unwrap();
+        t.destroy(first, &mut pool, &mut mem).unwrap();
+        for i in 0..DOMID_REUSE_DELAY {
+            let id = t
+                .create_domu(&cfg(&format!("n{i}")), &mut pool, &mut mem)
+                .unwrap();
+            assert_ne!(id, first);
+            t.kill(id).unwrap();
+            t.destroy(id, &mut pool, &mut mem).unwrap();
+        }
+        assert_eq!(t.create_domu(&cfg("back"), &mut pool, &mut mem), Ok(first));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create(u64),
+        Destroy(usize),
+        Populate(usize, u64, u64),
+        Crash(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u64..80).prop_map(Op::Create),
+            any::<usize>().prop_map(Op::Destroy),
+            (any::<usize>(), 0u64..2048, 1u64..40).prop_map(|(i, g, n)| Op::Populate(i, g, n)),
+            any::<usize>().prop_map(Op::Crash),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_leaks_and_domids_rest(ops in prop::collection::vec(op(), 1..80)) {
+            let (mut pool, mut mem) = machine(1024);
+            let start = pool.free_frames();
+            let mut t = DomainTable::new();
+            let mut live: Vec<DomId> = Vec::new();
+            let mut destroyed_at: BTreeMap<DomId, u64> = BTreeMap::new();
+            let mut created = 0u64;
+            for (n, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Create(pages) => {
+                        let c = DomainConfig { name: &format!("d{n}"), max_pages: pages, vcpus: 1 };
+                        if let Ok(id) = t.create_domu(&c, &mut pool, &mut mem) {
+                            if let Some(at) = destroyed_at.remove(&id) {
+                                prop_assert!(created - at >= DOMID_REUSE_DELAY, "domid {} reused early", id);
+                            }
+                            prop_assert!(!live.contains(&id));
+                            live.push(id);
+                            created += 1;
+                        }
+                    }
+                    Op::Destroy(i) if !live.is_empty() => {
+                        let id = live.remove(i % live.len());
+                        t.kill(id).unwrap();
+                        t.destroy(id, &mut pool, &mut mem).unwrap();
+                        destroyed_at.insert(id, created);
+                    }
+                    Op::Populate(i, g, n) if !live.is_empty() => {
+                        let d = t.get_mut(live[i % live.len()]).unwrap();
+                        let before = d.tot_pages();
+                        let r = d.populate(&mut pool, &mut mem, Gfn(g), n);
+                        prop_assert_eq!(d.tot_pages(), before + if r.is_ok() { n } else { 0 });
+                        prop_assert!(d.tot_pages() <= d.max_pages());
+                    }
+                    Op::Crash(i) if !live.is_empty() => {
+                        t.get_mut(live[i % live.len()]).unwrap().crash(crate::domain::CrashReason::TripleFault);
+                    }
+                    _ => {}
+                }
+                let used: u64 = t.iter().map(|d| d.tot_pages() + d.p2m().table_frames()).sum();
+                prop_assert_eq!(start - pool.free_frames(), used);
+            }
+            for id in live {
+                t.kill(id).unwrap();
+                t.destroy(id, &mut pool, &mut mem).unwrap();
+            }
+            prop_assert_eq!(pool.free_frames(), start);
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Paging structures the hypervisor builds or reads, kept portable so they
+//! run under `cargo test` on a simulated memory.
+//!
+//! - [`npt`]: a domain's nested page table (its p2m), AMD APM vol 2 §15.25.
+//! - [`guest_walk`]: the guest's own page-table walk (GVA → GPA).
+
+#![forbid(unsafe_code)]
+
+pub mod guest_walk;
+pub mod npt;
+
+#[cfg(test)]
+pub(crate) mod sim;

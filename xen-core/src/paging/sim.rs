@@ -1,0 +1,82 @@
+//! Simulated machine memory for host tests: a [`FramePool`] and a
+//! [`PhysMem`] over a `Vec` of frames.
+//!
+//! Frames start filled with [`DIRTY`] so tests see whether code scrubs.
+//! MFNs start at [`FIRST_MFN`], not 0, so a GFN used as an MFN shows up.
+
+use std::collections::BTreeSet;
+
+use crate::mm::{FramePool, Mfn, PhysMem, PAGE_SIZE};
+
+/// Byte every simulated frame holds before anyone writes it.
+pub const DIRTY: u8 = 0xa5;
+/// MFN of the first simulated frame.
+pub const FIRST_MFN: u64 = 0x1000;
+
+/// The contents of the simulated frames.
+pub struct SimPhys {
+    frames: Vec<[u8; PAGE_SIZE]>,
+}
+
+/// The free list over [`SimPhys`]'s frames; catches double frees.
+pub struct SimPool {
+    free: Vec<Mfn>,
+    free_set: BTreeSet<Mfn>,
+}
+
+/// A machine with `frames` frames, all free and dirty.
+pub fn machine(frames: u64) -> (SimPool, SimPhys) {
+    let free: Vec<Mfn> = (0..frames).rev().map(|i| Mfn(FIRST_MFN + i)).collect();
+    let free_set = free.iter().copied().collect();
+    let phys = SimPhys {
+        frames: vec![[DIRTY; PAGE_SIZE]; frames as usize],
+    };
+    (SimPool { free, free_set }, phys)
+}
+
+impl SimPhys {
+    fn index(&self, mfn: Mfn) -> usize {
+        let i = mfn
+            .0
+            .checked_sub(FIRST_MFN)
+            .expect("MFN below simulated RAM");
+        assert!(i < self.frames.len() as u64, "MFN above simulated RAM");
+        i as usize
+    }
+}
+
+impl PhysMem for SimPhys {
+    fn frame(&self, mfn: Mfn) -> &[u8; PAGE_SIZE] {
+        &self.frames[self.index(mfn)]
+    }
+
+    fn frame_mut(&mut self, mfn: Mfn) -> &mut [u8; PAGE_SIZE] {
+        let i = self.index(mfn);
+        &mut self.frames[i]
+    }
+}
+
+impl SimPool {
+    /// Takes `mfn` out of the free list, as an `alloc_range` would.
+    pub fn take(&mut self, mfn: Mfn) {
+        assert!(self.free_set.remove(&mfn), "{mfn:?} is not free");
+        self.free.retain(|m| *m != mfn);
+    }
+}
+
+impl FramePool for SimPool {
+    fn alloc(&mut self) -> Option<Mfn> {
+        let mfn = self.free.pop()?;
+        self.free_set.remove(&mfn);
+        Some(mfn)
+    }
+
+    fn free(&mut self, mfn: Mfn) {
+        assert!(self.free_set.insert(mfn), "double free of {mfn:?}");
+        self.free.push(mfn);
+    }
+
+    fn free_frames(&self) -> u64 {
+        self.free.len() as u64
+    }
+}

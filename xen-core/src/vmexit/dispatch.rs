@@ -1,0 +1,494 @@
+//! The portable half of the vCPU loop: what to do about one VM exit.
+//!
+//! The arch layer runs the guest, decodes the exit ([`VmExit::decode`]) and
+//! calls [`handle_exit`] with the guest's state behind [`GuestState`] and
+//! the domain's services behind [`VcpuEnv`]. Exits xen-core completes on
+//! its own (CPUID, MSRs, refused instructions) return
+//! [`ExitAction::Resume`]; the rest go up to the scheduler and domain
+//! layer.
+
+use crate::domain::CrashReason;
+
+use super::cpuid::{guest_cpuid, CpuidResult, GuestIdentity};
+use super::event::Event;
+use super::exit::VmExit;
+use super::msr::{GuestMsr, MsrFault, MsrWrite};
+use super::MsrDirection;
+
+/// A general-purpose register of the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gpr {
+    Rax,
+    Rbx,
+    Rcx,
+    Rdx,
+    Rsi,
+    Rdi,
+    Rbp,
+    Rsp,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
+}
+
+/// The state of one vCPU stopped at a VM exit (arch: its VMCB and the
+/// register block the VMRUN stub fills).
+pub trait GuestState {
+    /// A general-purpose register, 64 bits wide.
+    fn gpr(&self, reg: Gpr) -> u64;
+    /// Sets a general-purpose register.
+    fn set_gpr(&mut self, reg: Gpr, value: u64);
+    /// The guest's RIP at the exit.
+    fn rip(&self) -> u64;
+    /// Moves RIP past an instruction xen-core completed, ending any
+    /// interrupt shadow (STI; HLT) as the CPU would.
+    fn skip_to(&mut self, next_rip: u64);
+    /// Whether the guest runs 64-bit code (EFER.LMA and CS.L): otherwise
+    /// EIP wraps at 4 GiB.
+    fn in_64bit_mode(&self) -> bool;
+    /// The guest's CR0.
+    fn cr0(&self) -> u64;
+    /// The stored value of an allow-listed MSR.
+    fn msr(&self, msr: GuestMsr) -> u64;
+    /// Stores an allow-listed MSR's value (checked by [`GuestMsr::write`]).
+    fn set_msr(&mut self, msr: GuestMsr, value: u64);
+    /// Makes the guest take `event` when it next runs.
+    fn inject(&mut self, event: Event);
+}
+
+/// What exit handling needs from the vCPU's domain and the host.
+pub trait VcpuEnv {
+    /// Domain and vCPU ids, for CPUID and for log lines.
+    fn identity(&self) -> GuestIdentity;
+    /// The host CPU's CPUID answer.
+    fn host_cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult;
+    /// Counts one VM exit (raw EXITCODE) in the domain's statistics; the
+    /// run loop calls it for every exit, handled here or not.
+    fn count_exit(&mut self, exit_code: u64);
+    /// Writes the hypercall stubs (`abi::xen::cpuid::hypercall_page`) into
+    /// the domain's page at `gpa`. `Err` if the domain does not own a
+    /// writable RAM page there; the guest then gets #GP.
+    fn write_hypercall_page(&mut self, gpa: u64) -> Result<(), HypercallPageError>;
+}
+
+/// The hypercall page could not be written (the GPA is not the domain's
+/// RAM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HypercallPageError;
+
+/// What the vCPU loop does after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitAction {
+    /// Handled: run the guest again.
+    Resume,
+    /// VMMCALL: serve hypercall RAX with the guest's registers, put the
+    /// result in RAX, then resume. RIP is already past the VMMCALL; a
+    /// hypercall that must restart moves it back by 3.
+    Hypercall,
+    /// HLT (RIP already past it): block the vCPU until an event or timer.
+    Halt,
+    /// A physical interrupt, NMI or SMI ended the run: the host handles
+    /// it, and the scheduler may switch vCPUs before resuming.
+    Preempted,
+    /// The domain must be marked crashed; its vCPU must not run again.
+    Crash(CrashReason),
+}
+
+/// Handles one exit: completes what xen-core emulates, injects what the
+/// guest gets instead, and says what the caller must do.
+pub fn handle_exit(
+    exit: VmExit,
+    guest: &mut impl GuestState,
+    env: &mut impl VcpuEnv,
+) -> ExitAction {
+    match exit {
+        VmExit::Cpuid => {
+            cpuid(guest, env);
+            complete(exit, guest)
+        }
+        VmExit::Msr(direction) => msr(exit, direction, guest, env),
+        VmExit::Vmmcall => {
+            complete(exit, guest);
+            ExitAction::Hypercall
+        }
+        VmExit::Hlt => {
+            complete(exit, guest);
+            ExitAction::Halt
+        }
+        VmExit::Io(io) => {
+            let who = env.identity();
+            log::warn!(
+                "d{}v{}: {} port {:#x} (size {}) not permitted: #GP",
+                who.domid,
+                who.vcpu_id,
+                if io.is_in { "IN from" } else { "OUT to" },
+                io.port,
+                io.size
+            );
+            guest.inject(Event::general_protection());
+            ExitAction::Resume
+        }
+        VmExit::Invd => complete(exit, guest),
+        // CPUID hides these features: answer as a CPU without them would.
+        VmExit::Refused(_) => {
+            guest.inject(Event::invalid_opcode());
+            ExitAction::Resume
+        }
+        VmExit::Interrupt | VmExit::Nmi | VmExit::Smi | VmExit::Init => ExitAction::Preempted,
+        VmExit::VirtualInterruptWindow => ExitAction::Resume,
+        VmExit::Shutdown => ExitAction::Crash(CrashReason::TripleFault),
+        VmExit::InvalidGuestState => ExitAction::Crash(CrashReason::InvalidGuestState),
+        VmExit::NestedPageFault { gpa, error_code } => {
+            let who = env.identity();
+            log::warn!(
+                "d{}v{}: nested page fault at GPA {gpa:#x}, error code {error_code:#x}",
+                who.domid,
+                who.vcpu_id
+            );
+            ExitAction::Crash(CrashReason::NptFault { gpa })
+        }
+        VmExit::Exception { vector, .. } => ExitAction::Crash(CrashReason::UnhandledExit {
+            code: super::exit::code::EXCEPTION_BASE + u64::from(vector),
+        }),
+        VmExit::Unknown(code) => ExitAction::Crash(CrashReason::UnhandledExit { code }),
+    }
+}
+
+/// Moves RIP past the exit's instruction.
+fn complete(exit: VmExit, guest: &mut impl GuestState) -> ExitAction {
+    if let Some(next) = exit.next_rip(guest.rip(), guest.in_64bit_mode()) {
+        guest.skip_to(next);
+    }
+    ExitAction::Resume
+}
+
+fn cpuid(guest: &mut impl GuestState, env: &impl VcpuEnv) {
+    let leaf = guest.gpr(Gpr::Rax) as u32;
+    let subleaf = guest.gpr(Gpr::Rcx) as u32;
+    let r = guest_cpuid(leaf, subleaf, env.host_cpuid(leaf, subleaf), env.identity());
+    guest.set_gpr(Gpr::Rax, r.eax.into());
+    guest.set_gpr(Gpr::Rbx, r.ebx.into());
+    guest.set_gpr(Gpr::Rcx, r.ecx.into());
+    guest.set_gpr(Gpr::Rdx, r.edx.into());
+}
+
+fn msr(
+    exit: VmExit,
+    direction: MsrDirection,
+    guest: &mut impl GuestState,
+    env: &mut impl VcpuEnv,
+) -> ExitAction {
+    let index = guest.gpr(Gpr::Rcx) as u32;
+    let outcome = GuestMsr::from_index(index).and_then(|msr| match direction {
+        MsrDirection::Read => {
+            let value = msr.read(guest.msr(msr))?;
+            guest.set_gpr(Gpr::Rax, value & 0xffff_ffff);
+            guest.set_gpr(Gpr::Rdx, value >> 32);
+            Ok(())
+        }
+        MsrDirection::Write => {
+            let value =
+                ((guest.gpr(Gpr::Rdx) & 0xffff_ffff) << 32) | (guest.gpr(Gpr::Rax) & 0xffff_ffff);
+            match msr.write(value, guest.msr(msr), guest.cr0())? {
+                MsrWrite::Store(stored) => guest.set_msr(msr, stored),
+                MsrWrite::HypercallPage { gpa } => {
+                    env.write_hypercall_page(gpa)
+                        .map_err(|HypercallPageError| MsrFault::HypercallPageNotRam)?;
+                }
+            }
+            Ok(())
+        }
+    });
+    match outcome {
+        Ok(()) => complete(exit, guest),
+        Err(fault) => {
+            let who = env.identity();
+            log::warn!(
+                "d{}v{}: {:?} MSR {:#x} refused ({:?}): #GP",
+                who.domid,
+                who.vcpu_id,
+                direction,
+                index,
+                fault
+            );
+            guest.inject(Event::general_protection());
+            ExitAction::Resume
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmexit::msr::efer;
+
+    /// A vCPU's state held in plain fields, as the VMCB would hold it.
+    #[derive(Default)]
+    struct FakeGuest {
+        gprs: [u64; 16],
+        rip: u64,
+        long_mode: bool,
+        cr0: u64,
+        efer: u64,
+        fs_base: u64,
+        injected: Vec<Event>,
+    }
+
+    impl GuestState for FakeGuest {
+        fn gpr(&self, reg: Gpr) -> u64 {
+            self.gprs[reg as usize]
+        }
+        fn set_gpr(&mut self, reg: Gpr, value: u64) {
+            self.gprs[reg as usize] = value;
+        }
+        fn rip(&self) -> u64 {
+            self.rip
+        }
+        fn skip_to(&mut self, next_rip: u64) {
+            self.rip = next_rip;
+        }
+        fn in_64bit_mode(&self) -> bool {
+            self.long_mode
+        }
+        fn cr0(&self) -> u64 {
+            self.cr0
+        }
+        fn msr(&self, msr: GuestMsr) -> u64 {
+            match msr {
+                GuestMsr::Efer => self.efer,
+                GuestMsr::FsBase => self.fs_base,
+                _ => 0,
+            }
+        }
+        fn set_msr(&mut self, msr: GuestMsr, value: u64) {
+            match msr {
+                GuestMsr::Efer => self.efer = value,
+                GuestMsr::FsBase => self.fs_base = value,
+                other => panic!("test does not model {other:?}"),
+            }
+        }
+        fn inject(&mut self, event: Event) {
+            self.injected.push(event);
+        }
+    }
+
+    /// Owns GFNs 0..16; records hypercall-page writes.
+    #[derive(Default)]
+    struct FakeEnv {
+        hypercall_pages: Vec<u64>,
+    }
+
+    impl VcpuEnv for FakeEnv {
+        fn identity(&self) -> GuestIdentity {
+            GuestIdentity {
+                domid: 7,
+                vcpu_id: 0,
+            }
+        }
+        fn count_exit(&mut self, _exit_code: u64) {}
+        fn host_cpuid(&self, leaf: u32, _subleaf: u32) -> CpuidResult {
+            CpuidResult {
+                eax: leaf,
+                ebx: 0,
+                ecx: !0,
+                edx: 0,
+            }
+        }
+        fn write_hypercall_page(&mut self, gpa: u64) -> Result<(), HypercallPageError> {
+            if gpa >> 12 < 16 {
+                self.hypercall_pages.push(gpa);
+                Ok(())
+            } else {
+                Err(HypercallPageError)
+            }
+        }
+    }
+
+    fn guest_at(rip: u64) -> FakeGuest {
+        FakeGuest {
+            rip,
+            efer: efer::SVME,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cpuid_answers_and_advances_two_bytes() {
+        let (mut g, mut env) = (guest_at(0x1000), FakeEnv::default());
+        g.gprs[Gpr::Rax as usize] = 0x4000_0000;
+        g.gprs[Gpr::Rbx as usize] = 0xdead_beef_0000_0000;
+        assert_eq!(
+            handle_exit(VmExit::Cpuid, &mut g, &mut env),
+            ExitAction::Resume
+        );
+        assert_eq!(g.rip, 0x1002);
+        assert_eq!(g.gpr(Gpr::Rax), 0x4000_0005);
+        assert_eq!(
+            g.gpr(Gpr::Rbx),
+            0x566e_6558,
+            "upper half cleared as by CPUID"
+        );
+        assert!(g.injected.is_empty());
+    }
+
+    #[test]
+    fn cpuid_hides_svm_from_the_host_answer() {
+        let (mut g, mut env) = (guest_at(0), FakeEnv::default());
+        g.gprs[Gpr::Rax as usize] = 0x8000_0001;
+        handle_exit(VmExit::Cpuid, &mut g, &mut env);
+        assert_eq!(g.gpr(Gpr::Rcx) & (1 << 2), 0);
+    }
+
+    #[test]
+    fn vmmcall_and_hlt_advance_and_go_up() {
+        let (mut g, mut env) = (guest_at(0x2000), FakeEnv::default());
+        assert_eq!(
+            handle_exit(VmExit::Vmmcall, &mut g, &mut env),
+            ExitAction::Hypercall
+        );
+        assert_eq!(g.rip, 0x2003);
+        assert_eq!(handle_exit(VmExit::Hlt, &mut g, &mut env), ExitAction::Halt);
+        assert_eq!(g.rip, 0x2004);
+    }
+
+    #[test]
+    fn msr_outside_the_allow_list_injects_gp_without_advancing() {
+        let (mut g, mut env) = (guest_at(0x3000), FakeEnv::default());
+        g.gprs[Gpr::Rcx as usize] = 0xc001_0117; // VM_HSAVE_PA
+        for dir in [MsrDirection::Read, MsrDirection::Write] {
+            assert_eq!(
+                handle_exit(VmExit::Msr(dir), &mut g, &mut env),
+                ExitAction::Resume
+            );
+        }
+        assert_eq!(g.rip, 0x3000);
+        assert_eq!(
+            g.injected,
+            [Event::general_protection(), Event::general_protection()]
+        );
+    }
+
+    #[test]
+    fn efer_write_then_read() {
+        let (mut g, mut env) = (guest_at(0x4000), FakeEnv::default());
+        g.gprs[Gpr::Rcx as usize] = 0xc000_0080;
+        g.gprs[Gpr::Rax as usize] = efer::LME | efer::NXE;
+        handle_exit(VmExit::Msr(MsrDirection::Write), &mut g, &mut env);
+        assert_eq!(g.efer, efer::SVME | efer::LME | efer::NXE);
+        g.gprs[Gpr::Rax as usize] = 0;
+        handle_exit(VmExit::Msr(MsrDirection::Read), &mut g, &mut env);
+        assert_eq!(g.gpr(Gpr::Rax), efer::LME | efer::NXE);
+        assert_eq!(g.gpr(Gpr::Rdx), 0);
+        assert_eq!(g.rip, 0x4004);
+        assert!(g.injected.is_empty());
+    }
+
+    #[test]
+    fn wrmsr_takes_edx_eax_and_ignores_upper_halves() {
+        let (mut g, mut env) = (guest_at(0), FakeEnv::default());
+        g.gprs[Gpr::Rcx as usize] = 0xc000_0100;
+        g.gprs[Gpr::Rdx as usize] = 0x1234_5678_ffff_8000;
+        g.gprs[Gpr::Rax as usize] = 0x9abc_def0_0000_1000;
+        handle_exit(VmExit::Msr(MsrDirection::Write), &mut g, &mut env);
+        assert!(g.injected.is_empty());
+        assert_eq!(g.fs_base, 0xffff_8000_0000_1000);
+        g.gprs[Gpr::Rdx as usize] = 0x0000_8000;
+        handle_exit(VmExit::Msr(MsrDirection::Write), &mut g, &mut env);
+        assert_eq!(g.injected, [Event::general_protection()], "non-canonical");
+        assert_eq!(g.fs_base, 0xffff_8000_0000_1000);
+    }
+
+    #[test]
+    fn hypercall_page_msr_writes_only_owned_pages() {
+        let (mut g, mut env) = (guest_at(0x100), FakeEnv::default());
+        g.gprs[Gpr::Rcx as usize] = 0x4000_0000;
+        g.gprs[Gpr::Rax as usize] = 0x5000;
+        handle_exit(VmExit::Msr(MsrDirection::Write), &mut g, &mut env);
+        assert_eq!(env.hypercall_pages, [0x5000]);
+        assert_eq!(g.rip, 0x102);
+        g.gprs[Gpr::Rax as usize] = 0x10_0000;
+        handle_exit(VmExit::Msr(MsrDirection::Write), &mut g, &mut env);
+        assert_eq!(env.hypercall_pages, [0x5000]);
+        assert_eq!(g.injected, [Event::general_protection()]);
+        assert_eq!(g.rip, 0x102);
+    }
+
+    #[test]
+    fn port_io_is_refused_with_gp() {
+        let (mut g, mut env) = (guest_at(0x500), FakeEnv::default());
+        let exit = VmExit::decode(0x7b, (0x3f8 << 16) | (1 << 4), 0x501);
+        assert_eq!(handle_exit(exit, &mut g, &mut env), ExitAction::Resume);
+        assert_eq!(g.rip, 0x500);
+        assert_eq!(g.injected, [Event::general_protection()]);
+    }
+
+    #[test]
+    fn hidden_features_instructions_raise_ud() {
+        let (mut g, mut env) = (guest_at(0x600), FakeEnv::default());
+        let codes = [0x80, 0x82, 0x83, 0x84, 0x85, 0x86, 0x7a, 0x8a, 0x8b, 0x8d];
+        for code in codes {
+            assert_eq!(
+                handle_exit(VmExit::decode(code, 0, 0), &mut g, &mut env),
+                ExitAction::Resume
+            );
+        }
+        assert_eq!(g.injected.len(), codes.len());
+        assert!(g.injected.iter().all(|e| *e == Event::invalid_opcode()));
+        assert_eq!(g.rip, 0x600);
+    }
+
+    #[test]
+    fn invd_is_a_no_op() {
+        let (mut g, mut env) = (guest_at(0x700), FakeEnv::default());
+        assert_eq!(
+            handle_exit(VmExit::decode(0x76, 0, 0), &mut g, &mut env),
+            ExitAction::Resume
+        );
+        assert_eq!(g.rip, 0x702);
+        assert!(g.injected.is_empty());
+    }
+
+    #[test]
+    fn fatal_exits_crash_the_domain() {
+        let (mut g, mut env) = (guest_at(0), FakeEnv::default());
+        let crash = |code, info1, info2, g: &mut FakeGuest, env: &mut FakeEnv| {
+            handle_exit(VmExit::decode(code, info1, info2), g, env)
+        };
+        assert_eq!(
+            crash(0x7f, 0, 0, &mut g, &mut env),
+            ExitAction::Crash(CrashReason::TripleFault)
+        );
+        assert_eq!(
+            crash(u64::MAX, 0, 0, &mut g, &mut env),
+            ExitAction::Crash(CrashReason::InvalidGuestState)
+        );
+        assert_eq!(
+            crash(0x400, 0x1_0000_0006, 0xfee0_0000, &mut g, &mut env),
+            ExitAction::Crash(CrashReason::NptFault { gpa: 0xfee0_0000 })
+        );
+        assert_eq!(
+            crash(0x6e, 0, 0, &mut g, &mut env),
+            ExitAction::Crash(CrashReason::UnhandledExit { code: 0x6e })
+        );
+        assert_eq!(
+            crash(0x4d, 0, 0, &mut g, &mut env),
+            ExitAction::Crash(CrashReason::UnhandledExit { code: 0x4d })
+        );
+    }
+
+    #[test]
+    fn physical_events_preempt() {
+        let (mut g, mut env) = (guest_at(0), FakeEnv::default());
+        for code in [0x60, 0x61, 0x62] {
+            assert_eq!(
+                handle_exit(VmExit::decode(code, 0, 0), &mut g, &mut env),
+                ExitAction::Preempted
+            );
+        }
+    }
+}

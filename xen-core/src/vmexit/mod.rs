@@ -1,0 +1,16 @@
+//! VM exits, the portable part: decoding exit codes, advancing RIP past
+//! intercepted instructions, and the policies for what a guest sees —
+//! CPUID (Xen's leaves, no SVM), the MSR allow-list, port I/O, injected
+//! events. The arch layer (`arch::x86_64::svm`) runs the guest and calls
+//! [`handle_exit`]; everything here is host-tested.
+#![forbid(unsafe_code)]
+
+pub mod cpuid;
+mod dispatch;
+pub mod event;
+mod exit;
+pub mod io;
+pub mod msr;
+
+pub use dispatch::{handle_exit, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv};
+pub use exit::{code, code_name, MsrDirection, RefusedInstruction, VmExit};

@@ -1,0 +1,188 @@
+//! Building: the host crates with rustup's toolchain, the bare-metal kernels
+//! with Debian's rustc and `-Zbuild-std` (docs/development.md says why),
+//! and where the resulting kernels are.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::deps;
+
+/// The bare-metal target triple.
+const TARGET: &str = "x86_64-unknown-none";
+/// Cargo target directory of the bare-metal build, under the workspace root.
+const BARE_TARGET_DIR: &str = "target/bare";
+
+/// What to build of one package for bare metal.
+struct BarePackage {
+    package: &'static str,
+    /// `--bin NAME` or `--examples`.
+    selection: &'static [&'static str],
+    /// Only xen-core must exist; the others arrive with later work.
+    required: bool,
+}
+
+const BARE_PACKAGES: &[BarePackage] = &[
+    BarePackage {
+        package: "xen-core",
+        selection: &["--bin", "xen-core"],
+        required: true,
+    },
+    BarePackage {
+        package: "dom0",
+        selection: &["--bin", "dom0"],
+        required: false,
+    },
+    BarePackage {
+        package: "guest-pv-shim",
+        selection: &["--examples"],
+        required: false,
+    },
+];
+
+/// The built kernels: `target/bare/x86_64-unknown-none/release`.
+pub struct Artifacts {
+    dir: PathBuf,
+}
+
+impl Artifacts {
+    /// The kernels as they are now in the bare-metal target directory.
+    pub fn built(root: &Path) -> Self {
+        Artifacts {
+            dir: root.join(BARE_TARGET_DIR).join(TARGET).join("release"),
+        }
+    }
+
+    /// The artifact named `name`: `example:NAME` is an example kernel,
+    /// anything else a binary (`xen-core`, `dom0`). `None` if not built.
+    pub fn find(&self, name: &str) -> Option<PathBuf> {
+        let path = match name.strip_prefix("example:") {
+            Some(example) => self.dir.join("examples").join(example),
+            None => self.dir.join(name),
+        };
+        path.is_file().then_some(path)
+    }
+
+    /// The hypervisor binary, passed to QEMU with `-kernel`.
+    pub fn xen_core(&self) -> Result<PathBuf> {
+        self.find("xen-core").context("xen-core was not built")
+    }
+}
+
+/// `cargo test --workspace` with rustup's toolchain.
+pub fn host_tests(root: &Path) -> Result<()> {
+    println!("xtask: host tests: cargo test --workspace");
+    run(cargo(root).args(["test", "--workspace"]))
+}
+
+/// Builds the host crates, then every bare-metal package that exists.
+pub fn build(root: &Path) -> Result<Artifacts> {
+    run(cargo(root).args(["build", "--workspace", "--quiet"]))?;
+    let packages = workspace_packages(root)?;
+    let lld = deps::rust_lld().context("rust-lld not found in rustup's sysroot")?;
+    for p in BARE_PACKAGES {
+        let Some(meta) = packages.iter().find(|m| m.name == p.package) else {
+            if p.required {
+                bail!("package {} is not in the workspace", p.package);
+            }
+            println!("xtask: skipping {}: not in the workspace yet", p.package);
+            continue;
+        };
+        if p.selection == ["--examples"]
+            && !meta
+                .targets
+                .iter()
+                .any(|t| t.kind.iter().any(|k| k == "example"))
+        {
+            println!("xtask: skipping {}: no examples yet", p.package);
+            continue;
+        }
+        println!(
+            "xtask: building {} {} for {TARGET}",
+            p.package,
+            p.selection.join(" ")
+        );
+        run(bare_build(root, &lld)
+            .args(["--package", p.package])
+            .args(p.selection))?;
+    }
+    Ok(Artifacts::built(root))
+}
+
+/// Rustup's cargo in the workspace root (the one running xtask, if any).
+fn cargo(root: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(root);
+    command
+}
+
+/// `cargo build --release` set up for the bare-metal recipe: Debian's rustc
+/// with build-std, rustup's rust-lld, a static non-PIE image.
+fn bare_build(root: &Path, lld: &Path) -> Command {
+    let mut command = cargo(root);
+    command
+        .args(["build", "--release", "--quiet", "--target", TARGET])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTC", deps::DEBIAN_RUSTC)
+        .env("CARGO_TARGET_DIR", root.join(BARE_TARGET_DIR))
+        .env(
+            "RUSTFLAGS",
+            format!(
+                "-C linker={} -C relocation-model=static -C code-model=small",
+                lld.display()
+            ),
+        )
+        .env_remove("RUSTC_WRAPPER")
+        .args([
+            "-Zbuild-std=core,alloc,compiler_builtins",
+            "-Zbuild-std-features=compiler-builtins-mem",
+        ]);
+    command
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<Package>,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    name: String,
+    targets: Vec<Target>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    kind: Vec<String>,
+}
+
+/// The workspace's packages, from `cargo metadata`.
+fn workspace_packages(root: &Path) -> Result<Vec<Package>> {
+    let out = cargo(root)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let metadata: Metadata =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    Ok(metadata.packages)
+}
+
+/// Runs `command`, failing with its command line if it does not succeed.
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Assembling boot bundles (format: `abi::bundle`) from built kernels, and
+//! damaging them on purpose for the scenarios that test xen-core's checks.
+
+use std::path::{Path, PathBuf};
+
+use abi::bundle::{BundleBuilder, BundleEntry, ImageKind};
+use anyhow::{anyhow, Context, Result};
+
+use crate::artifacts::Artifacts;
+use crate::scenario::{self, BundleSpec, Corruption, ImageSpec};
+
+/// Where bundles are written, under the workspace root.
+const BUNDLE_DIR: &str = "target/bare/bundles";
+
+/// Builds the bundle described by `spec` and writes it as `NAME.bundle`.
+pub fn write(root: &Path, artifacts: &Artifacts, spec: &BundleSpec, name: &str) -> Result<PathBuf> {
+    let mut bytes = assemble(artifacts, spec)?;
+    if let Some(corruption) = spec.corrupt {
+        corrupt(&mut bytes, corruption);
+    }
+    let dir = root.join(BUNDLE_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{name}.bundle"));
+    std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Builds the bundle `cargo xtask run` boots (ci/run.toml).
+pub fn write_default(root: &Path, artifacts: &Artifacts) -> Result<PathBuf> {
+    let config = scenario::load_run_config(root)?;
+    write(root, artifacts, &config.bundle, "default")
+}
+
+/// The bundle's bytes: dom0 first, then the domUs whose kernels were built.
+fn assemble(artifacts: &Artifacts, spec: &BundleSpec) -> Result<Vec<u8>> {
+    let mut images = vec![(
+        ImageKind::Dom0Kernel,
+        &spec.dom0,
+        read_kernel(artifacts, &spec.dom0)?,
+    )];
+    for domu in &spec.domus {
+        match read_kernel(artifacts, domu) {
+            Ok(image) => images.push((ImageKind::DomUKernel, domu, image)),
+            Err(_) if domu.optional => {
+                println!("xtask: leaving out {}: not built", domu.kernel);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut builder = BundleBuilder::new();
+    for (kind, spec, image) in &images {
+        builder
+            .push(BundleEntry {
+                kind: *kind,
+                name: spec.name.as_deref().unwrap_or("dom0"),
+                cmdline: &spec.cmdline,
+                memory_mib: spec.memory_mib,
+                vcpus: spec.vcpus,
+                image,
+            })
+            .map_err(|e| anyhow!("bundle: {e}"))?;
+    }
+    builder.build().map_err(|e| anyhow!("bundle: {e}"))
+}
+
+/// The image's kernel, as built.
+fn read_kernel(artifacts: &Artifacts, spec: &ImageSpec) -> Result<Vec<u8>> {
+    let path = artifacts
+        .find(&spec.kernel)
+        .ok_or_else(|| anyhow!("kernel {} has not been built", spec.kernel))?;
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Damages a valid bundle so that parsing it must fail the given way.
+fn corrupt(bytes: &mut Vec<u8>, corruption: Corruption) {
+    match corruption {
+        Corruption::Checksum => {
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 0xff;
+            }
+        }
+        Corruption::Truncate => bytes.truncate(bytes.len() / 2),
+        Corruption::Magic => bytes[..4].copy_from_slice(b"JUNK"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi::bundle::{Bundle, BundleError};
+
+    fn valid() -> Vec<u8> {
+        let mut builder = BundleBuilder::new();
+        builder
+            .push(BundleEntry {
+                kind: ImageKind::Dom0Kernel,
+                name: "dom0",
+                cmdline: "",
+                memory_mib: 64,
+                vcpus: 1,
+                image: &[0x7f; 5000],
+            })
+            .unwrap();
+        builder.build().unwrap()
+    }
+
+    #[test]
+    fn each_corruption_is_caught_for_its_reason() {
+        for (corruption, check) in [
+            (
+                Corruption::Checksum,
+                (|e| matches!(e, BundleError::ChecksumMismatch { .. })) as fn(BundleError) -> bool,
+            ),
+            (Corruption::Truncate, |e| {
+                matches!(e, BundleError::Truncated { .. })
+            }),
+            (Corruption::Magic, |e| {
+                matches!(e, BundleError::BadMagic { .. })
+            }),
+        ] {
+            let mut bytes = valid();
+            corrupt(&mut bytes, corruption);
+            let error = Bundle::parse(&bytes).unwrap_err();
+            assert!(check(error), "{corruption:?}: {error}");
+        }
+    }
+}
