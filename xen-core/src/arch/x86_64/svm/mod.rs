@@ -10,7 +10,6 @@
 
 mod bitmaps;
 mod pcpu;
-pub mod smoke;
 mod vcpu;
 mod vmcb;
 mod vmrun;
