@@ -200,6 +200,12 @@ impl<'a, M: PhysMem> GuestVirt<'a, M> {
         Ok(spans)
     }
 
+    /// Checks that all `len` bytes at `gva` allow `kind`, without copying:
+    /// lets a caller that copies in pieces fail before the first piece.
+    pub fn check(&self, gva: u64, len: usize, kind: AccessKind) -> Result<(), GuestFault> {
+        self.spans(gva, len, kind).map(|_| ())
+    }
+
     /// `copy_from_guest`: fills `buf` from guest virtual address `gva`.
     pub fn copy_from_guest(&self, gva: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
         let mut done = 0;

@@ -6,9 +6,13 @@
 pub mod arch;
 pub mod boot_info;
 pub mod builder;
+pub mod calendar;
 pub mod domain;
 pub mod guest_mem;
+pub mod hypercall;
 pub mod logger;
 pub mod mm;
 pub mod paging;
+pub mod sched;
+pub mod time;
 pub mod vmexit;

@@ -234,8 +234,12 @@ pub fn build(
     Ok(VcpuEntryState::pvh(kernel.entry, layout.start_info as u32))
 }
 
-/// The memory map: RAM ranges and extra entries, sorted by address.
-fn memory_map(cfg: &BuildConfig) -> Result<Vec<HvmMemmapEntry, MAX_MEMMAP_ENTRIES>, BuildError> {
+/// The memory map [`build`] puts in the start info: RAM ranges and extra
+/// entries, sorted by address. Store it in the domain too
+/// (`XenState::set_memory_map`) so `XENMEM_memory_map` returns it.
+pub fn memory_map(
+    cfg: &BuildConfig,
+) -> Result<Vec<HvmMemmapEntry, MAX_MEMMAP_ENTRIES>, BuildError> {
     let ram = cfg.ram.iter().map(|r| HvmMemmapEntry {
         addr: r.start,
         size: r.end.saturating_sub(r.start),

@@ -11,6 +11,7 @@
 pub mod counters;
 pub mod table;
 pub mod vcpu;
+pub mod xen_state;
 
 use abi::xen::domid::DomId;
 use abi::xen::sched;
@@ -19,6 +20,7 @@ use crate::mm::{FramePool, Gfn, Mfn, PhysMem};
 use crate::paging::npt::{Npt, NptError, P2mAccess, P2mEntry, P2mKind, NPT_MAX_GFN};
 use counters::{ExitCounters, HypercallCounters};
 use vcpu::Vcpu;
+use xen_state::XenState;
 
 /// vCPUs per domain.
 pub const MAX_VCPUS: usize = 8;
@@ -70,6 +72,18 @@ impl ShutdownReason {
             sched::SHUTDOWN_SOFT_RESET => Self::SoftReset,
             _ => return None,
         })
+    }
+
+    /// Xen's `SHUTDOWN_*` code for this reason.
+    pub fn to_xen(self) -> u32 {
+        match self {
+            Self::Poweroff => sched::SHUTDOWN_POWEROFF,
+            Self::Reboot => sched::SHUTDOWN_REBOOT,
+            Self::Suspend => sched::SHUTDOWN_SUSPEND,
+            Self::Crash => sched::SHUTDOWN_CRASH,
+            Self::Watchdog => sched::SHUTDOWN_WATCHDOG,
+            Self::SoftReset => sched::SHUTDOWN_SOFT_RESET,
+        }
     }
 }
 
@@ -214,6 +228,9 @@ pub struct Domain {
     nr_vcpus: usize,
     exits: ExitCounters,
     hypercalls: HypercallCounters,
+    shared_info: Mfn,
+    shared_info_gfn: Option<Gfn>,
+    xen: XenState,
 }
 
 fn scrub(mem: &mut impl PhysMem, mfn: Mfn) {
@@ -230,12 +247,21 @@ impl Domain {
         mem: &mut impl PhysMem,
     ) -> Result<Self, DomainError> {
         let name = DomainName::try_from(cfg.name).map_err(|_| DomainError::BadName)?;
+        let shared_info = pool.alloc().ok_or(DomainError::OutOfFrames)?;
+        scrub(mem, shared_info);
+        let p2m = match Npt::new(pool, mem) {
+            Ok(p2m) => p2m,
+            Err(e) => {
+                pool.free(shared_info);
+                return Err(e.into());
+            }
+        };
         Ok(Self {
             domid,
             name,
             privilege: privileged.then_some(Privileged { _private: () }),
             state: DomainState::Paused,
-            p2m: Npt::new(pool, mem)?,
+            p2m,
             tot_pages: 0,
             max_pages: cfg.max_pages,
             shared_pages: 0,
@@ -243,6 +269,9 @@ impl Domain {
             nr_vcpus: cfg.vcpus as usize,
             exits: ExitCounters::new(),
             hypercalls: HypercallCounters::new(),
+            shared_info,
+            shared_info_gfn: None,
+            xen: XenState::new(),
         })
     }
 
@@ -332,6 +361,52 @@ impl Domain {
     /// Hypercalls by number, writable.
     pub fn hypercalls_mut(&mut self) -> &mut HypercallCounters {
         &mut self.hypercalls
+    }
+
+    /// The domain's shared-info frame (`struct shared_info`), allocated and
+    /// scrubbed at creation, owned by the hypervisor, freed at destruction.
+    pub fn shared_info_mfn(&self) -> Mfn {
+        self.shared_info
+    }
+
+    /// Where the guest mapped its shared info (`XENMEM_add_to_physmap`).
+    pub fn shared_info_gfn(&self) -> Option<Gfn> {
+        self.shared_info_gfn
+    }
+
+    /// Guest-ABI state: HVM params, memory map, vcpu_info areas, console line.
+    pub fn xen(&self) -> &XenState {
+        &self.xen
+    }
+
+    /// Guest-ABI state, writable.
+    pub fn xen_mut(&mut self) -> &mut XenState {
+        &mut self.xen
+    }
+
+    /// Maps the shared-info frame read-write at `gfn`, moving it from where
+    /// it was mapped before (Xen's `XENMAPSPACE_shared_info`: one mapping).
+    pub fn map_shared_info(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        gfn: Gfn,
+    ) -> Result<(), DomainError> {
+        if let Some(old) = self.shared_info_gfn.filter(|old| *old != gfn) {
+            let still_there = self
+                .p2m
+                .translate(mem, old)
+                .is_some_and(|e| e.kind == P2mKind::Shared && e.mfn == self.shared_info);
+            if still_there {
+                if let Some(e) = self.p2m.unmap(pool, mem, old) {
+                    self.drop_entry(pool, mem, e);
+                }
+            }
+            self.shared_info_gfn = None;
+        }
+        self.map_shared(pool, mem, gfn, self.shared_info, P2mAccess::RW)?;
+        self.shared_info_gfn = Some(gfn);
+        Ok(())
     }
 
     /// Paused → running.
@@ -525,8 +600,11 @@ impl Domain {
         Ok(())
     }
 
-    /// Returns every owned frame (scrubbed) and every NPT frame to the pool.
+    /// Returns every owned frame (scrubbed), the shared-info frame and
+    /// every NPT frame to the pool.
     fn release(self, pool: &mut impl FramePool, mem: &mut impl PhysMem) {
+        scrub(mem, self.shared_info);
+        pool.free(self.shared_info);
         self.p2m.destroy(pool, mem, |pool, mem, _, e| {
             if e.kind == P2mKind::Owned {
                 scrub(mem, e.mfn);

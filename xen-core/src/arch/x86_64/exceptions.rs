@@ -1,10 +1,14 @@
-//! The IDT: every architectural exception is fatal in xen-core.
+//! The IDT: every architectural exception is fatal in xen-core, and so is
+//! every interrupt vector (32..=255) but two: the local APIC timer
+//! ([`apic::TIMER_VECTOR`]) and the APIC's spurious vector
+//! ([`apic::SPURIOUS_VECTOR`]), which return to the interrupted code.
 //!
-//! Each vector has an assembly stub that pushes a dummy error code where
-//! the CPU pushes none, then the vector, then all general registers, and
-//! calls [`exception_entry`] with a pointer to that [`ExceptionFrame`]. We
-//! use stubs rather than the `x86-interrupt` ABI because the dump must show
-//! the registers as they were at the fault, which that ABI does not expose.
+//! Each fatal vector has an assembly stub that pushes a dummy error code
+//! where the CPU pushes none, then the vector, then all general registers,
+//! and calls [`exception_entry`] with a pointer to that [`ExceptionFrame`].
+//! We use stubs rather than the `x86-interrupt` ABI because the dump must
+//! show the registers as they were at the fault, which that ABI does not
+//! expose.
 
 use core::fmt::{self, Write};
 
@@ -13,6 +17,7 @@ use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::VirtAddr;
 
+use super::apic;
 use super::cpu::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI};
 use super::fatal::fatal_with;
 use super::serial::Com1;
@@ -58,6 +63,55 @@ core::arch::global_asm!(
         call {entry}
         ud2
 
+    /* Vectors 32..=255: one stub each, at most 12 bytes (push imm8,
+     * push imm32, jmp rel32) padded to 16, so the stub of vector v is at
+     * interrupt_stubs + (v - 32) * 16. */
+    .balign 16
+    .global interrupt_stubs
+    interrupt_stubs:
+    .set interrupt_vector, 32
+    .rept 224
+        .balign 16
+        push 0
+        push interrupt_vector
+        jmp exception_common
+        .set interrupt_vector, interrupt_vector + 1
+    .endr
+
+    /* The APIC timer: save what the C ABI lets the handler clobber (the
+     * CPU's 40-byte frame + 72 bytes keep RSP 16-byte aligned at the call;
+     * the target has no red zone and no SSE). */
+    .balign 16
+    .global apic_timer_stub
+    apic_timer_stub:
+        push rax
+        push rcx
+        push rdx
+        push rsi
+        push rdi
+        push r8
+        push r9
+        push r10
+        push r11
+        cld
+        call {timer}
+        pop r11
+        pop r10
+        pop r9
+        pop r8
+        pop rdi
+        pop rsi
+        pop rdx
+        pop rcx
+        pop rax
+        iretq
+
+    /* A spurious APIC interrupt: no EOI (APM vol. 2, ch. 16), just return. */
+    .balign 16
+    .global apic_spurious_stub
+    apic_spurious_stub:
+        iretq
+
     .section .rodata.exceptions, "a"
     .balign 8
     .global exception_stubs
@@ -67,12 +121,22 @@ core::arch::global_asm!(
     .endr
     "#,
     entry = sym exception_entry,
+    timer = sym apic::timer_interrupt,
 );
 
 extern "C" {
-    /// Addresses of the 32 stubs above, by vector.
+    /// Addresses of the 32 exception stubs above, by vector.
     static exception_stubs: [u64; 32];
+    /// The first of the 224 fatal interrupt stubs (vectors 32..=255).
+    static interrupt_stubs: u8;
+    /// Entry of the APIC timer interrupt.
+    static apic_timer_stub: u8;
+    /// Entry of the APIC spurious interrupt.
+    static apic_spurious_stub: u8;
 }
+
+/// Bytes between two interrupt stubs (`.balign 16` above).
+const INTERRUPT_STUB_BYTES: u64 = 16;
 
 /// The stack at [`exception_entry`]: registers pushed by `exception_common`,
 /// vector and error code pushed by the stub, then the CPU's frame.
@@ -155,15 +219,38 @@ fn build_idt() -> InterruptDescriptorTable {
         idt.vmm_communication_exception.set_handler_addr(stub(29));
         idt.security_exception.set_handler_addr(stub(30));
     }
+    set_interrupt_handlers(&mut idt);
     idt
+}
+
+/// Vectors 32..=255: the APIC's two, and a fatal stub for every other.
+fn set_interrupt_handlers(idt: &mut InterruptDescriptorTable) {
+    let first = (&raw const interrupt_stubs) as u64;
+    for vector in 32..=u8::MAX {
+        let address = match vector {
+            apic::TIMER_VECTOR => (&raw const apic_timer_stub) as u64,
+            apic::SPURIOUS_VECTOR => (&raw const apic_spurious_stub) as u64,
+            _ => first + u64::from(vector - 32) * INTERRUPT_STUB_BYTES,
+        };
+        // SAFETY: each address is one of the stubs above: the APIC's
+        // return with IRETQ and keep every register but those the handler
+        // may not clobber anyway; the others push the vector and never
+        // return. None expects an error code (interrupts push none).
+        unsafe {
+            idt[vector].set_handler_addr(VirtAddr::new(address));
+        }
+    }
 }
 
 /// Called by `exception_common` with interrupts off; never returns.
 extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
-    let mnemonic = MNEMONICS.get(frame.vector as usize).copied().unwrap_or("?");
+    let (kind, name) = match MNEMONICS.get(frame.vector as usize) {
+        Some(mnemonic) => ("exception", *mnemonic),
+        None => ("interrupt", "(no handler)"),
+    };
     fatal_with(
         format_args!(
-            "unexpected exception #{} {mnemonic} error={:#x} rip={:#x} cr2={:#x}",
+            "unexpected {kind} #{} {name} error={:#x} rip={:#x} cr2={:#x}",
             frame.vector,
             frame.error_code,
             frame.rip,

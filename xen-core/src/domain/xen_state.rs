@@ -1,0 +1,82 @@
+//! A domain's Xen guest-ABI state besides memory and scheduling: its HVM
+//! parameters, the memory map it was built with, where each vCPU's
+//! `vcpu_info` lives, and its unfinished console line. The hypercall layer
+//! reads and changes it; every index a guest passes is checked there.
+
+use abi::xen::hvm::HVM_NR_PARAMS;
+use abi::xen::memory::E820Entry;
+use abi::xen::start_info::HvmMemmapEntry;
+use heapless::Vec;
+
+use super::MAX_VCPUS;
+use crate::builder::MAX_MEMMAP_ENTRIES;
+use crate::mm::Gfn;
+
+/// Bytes of console output buffered per domain until a newline (Xen's
+/// `DOMAIN_PBUF_SIZE` is 200); a longer line is printed in pieces.
+pub const CONSOLE_LINE_MAX: usize = 256;
+
+/// Where a vCPU's `vcpu_info` lives after `VCPUOP_register_vcpu_info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuInfoArea {
+    /// The domain's own RAM frame holding it.
+    pub gfn: Gfn,
+    /// Byte offset in that frame; the 64-byte `vcpu_info` fits after it.
+    pub offset: u16,
+}
+
+impl VcpuInfoArea {
+    /// Guest physical address of the `vcpu_info`.
+    pub fn gpa(&self) -> u64 {
+        self.gfn.gpa() + u64::from(self.offset)
+    }
+}
+
+/// The memory map has more entries than [`MAX_MEMMAP_ENTRIES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryMapTooLong;
+
+/// Guest-ABI state of one domain.
+#[derive(Clone, Debug)]
+pub struct XenState {
+    /// `HVM_PARAM_*` values by index; unset ones read as 0 (Xen's rule).
+    pub hvm_params: [u64; HVM_NR_PARAMS as usize],
+    /// Registered `vcpu_info` areas by vCPU id (`None`: the slot in shared info).
+    pub vcpu_info: [Option<VcpuInfoArea>; MAX_VCPUS],
+    /// Console bytes since the last newline.
+    pub console_line: Vec<u8, CONSOLE_LINE_MAX>,
+    memory_map: Vec<E820Entry, MAX_MEMMAP_ENTRIES>,
+}
+
+impl XenState {
+    pub(super) const fn new() -> Self {
+        Self {
+            hvm_params: [0; HVM_NR_PARAMS as usize],
+            vcpu_info: [None; MAX_VCPUS],
+            console_line: Vec::new(),
+            memory_map: Vec::new(),
+        }
+    }
+
+    /// The E820 map `XENMEM_memory_map` returns: the one in the domain's
+    /// start info (empty until the builder's map is stored).
+    pub fn memory_map(&self) -> &[E820Entry] {
+        &self.memory_map
+    }
+
+    /// Stores the map the builder gave the domain
+    /// (`builder::memory_map`), converted to Xen's `e820entry`.
+    pub fn set_memory_map(&mut self, map: &[HvmMemmapEntry]) -> Result<(), MemoryMapTooLong> {
+        let mut entries = Vec::new();
+        for e in map {
+            let entry = E820Entry {
+                addr: e.addr,
+                size: e.size,
+                kind: e.kind,
+            };
+            entries.push(entry).map_err(|_| MemoryMapTooLong)?;
+        }
+        self.memory_map = entries;
+        Ok(())
+    }
+}

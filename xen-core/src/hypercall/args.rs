@@ -1,0 +1,150 @@
+//! The registers of a hypercall and Xen's two calling conventions.
+//!
+//! - 64-bit caller (EFER.LMA and CS.L): RAX = number; RDI, RSI, RDX, R10,
+//!   R8 = arguments 1-5 (`xen/include/public/arch-x86/xen-x86_64.h`).
+//! - 32-bit caller (protected mode, or compatibility mode): EAX = number;
+//!   EBX, ECX, EDX, ESI, EDI = arguments 1-5, each 32 bits
+//!   (`arch-x86/xen-x86_32.h`; Xen's `hvm_hypercall` truncates them).
+
+use crate::vmexit::{Gpr, GuestState};
+
+/// The guest registers a hypercall reads, captured at the VMMCALL exit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HypercallRegs {
+    /// RAX.
+    pub rax: u64,
+    /// RBX.
+    pub rbx: u64,
+    /// RCX.
+    pub rcx: u64,
+    /// RDX.
+    pub rdx: u64,
+    /// RSI.
+    pub rsi: u64,
+    /// RDI.
+    pub rdi: u64,
+    /// R8.
+    pub r8: u64,
+    /// R10.
+    pub r10: u64,
+    /// The vCPU runs 64-bit code (EFER.LMA and CS.L): the 64-bit convention.
+    pub long_mode: bool,
+    /// Current privilege level (the VMCB's CPL field). Xen refuses
+    /// hypercalls from CPL > 0 of an HVM guest with `-EPERM`.
+    pub cpl: u8,
+}
+
+impl HypercallRegs {
+    /// Captures the registers of the vCPU in `guest`, which runs at `cpl`.
+    pub fn capture(guest: &impl GuestState, cpl: u8) -> Self {
+        Self {
+            rax: guest.gpr(Gpr::Rax),
+            rbx: guest.gpr(Gpr::Rbx),
+            rcx: guest.gpr(Gpr::Rcx),
+            rdx: guest.gpr(Gpr::Rdx),
+            rsi: guest.gpr(Gpr::Rsi),
+            rdi: guest.gpr(Gpr::Rdi),
+            r8: guest.gpr(Gpr::R8),
+            r10: guest.gpr(Gpr::R10),
+            long_mode: guest.in_64bit_mode(),
+            cpl,
+        }
+    }
+}
+
+/// Hypercall number and arguments after the calling convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RawArgs {
+    /// Hypercall number.
+    pub nr: u64,
+    /// Arguments 1-5 (zero-extended from 32 bits for a 32-bit caller).
+    pub arg: [u64; 5],
+    /// The caller uses the 32-bit convention.
+    pub compat: bool,
+}
+
+impl RawArgs {
+    /// Applies the caller's convention to `regs`.
+    pub fn from_regs(regs: &HypercallRegs) -> Self {
+        if regs.long_mode {
+            Self {
+                nr: regs.rax,
+                arg: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8],
+                compat: false,
+            }
+        } else {
+            let low = |r: u64| r & 0xffff_ffff;
+            Self {
+                nr: low(regs.rax),
+                arg: [
+                    low(regs.rbx),
+                    low(regs.rcx),
+                    low(regs.rdx),
+                    low(regs.rsi),
+                    low(regs.rdi),
+                ],
+                compat: true,
+            }
+        }
+    }
+
+    /// Argument `i` (0-based) as a C `int`/`unsigned int` (low 32 bits).
+    pub fn u32(&self, i: usize) -> u32 {
+        self.arg[i] as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regs(long_mode: bool) -> HypercallRegs {
+        HypercallRegs {
+            rax: 0xdead_0000_0000_0012,
+            rbx: 0x1111_1111_aaaa_aaaa,
+            rcx: 0x2222_2222_bbbb_bbbb,
+            rdx: 0x3333_3333_cccc_cccc,
+            rsi: 0x4444_4444_dddd_dddd,
+            rdi: 0x5555_5555_eeee_eeee,
+            r8: 0x6666_6666_ffff_ffff,
+            r10: 0x7777_7777_9999_9999,
+            long_mode,
+            cpl: 0,
+        }
+    }
+
+    #[test]
+    fn long_mode_uses_rdi_rsi_rdx_r10_r8() {
+        let a = RawArgs::from_regs(&regs(true));
+        assert_eq!(a.nr, 0xdead_0000_0000_0012);
+        assert_eq!(
+            a.arg,
+            [
+                0x5555_5555_eeee_eeee,
+                0x4444_4444_dddd_dddd,
+                0x3333_3333_cccc_cccc,
+                0x7777_7777_9999_9999,
+                0x6666_6666_ffff_ffff
+            ]
+        );
+        assert!(!a.compat);
+    }
+
+    #[test]
+    fn protected_mode_uses_ebx_ecx_edx_esi_edi_truncated() {
+        let a = RawArgs::from_regs(&regs(false));
+        assert_eq!(a.nr, 0x12);
+        assert_eq!(
+            a.arg,
+            [
+                0xaaaa_aaaa,
+                0xbbbb_bbbb,
+                0xcccc_cccc,
+                0xdddd_dddd,
+                0xeeee_eeee
+            ]
+        );
+        assert!(a.compat);
+        assert_eq!(a.u32(0), 0xaaaa_aaaa);
+    }
+}

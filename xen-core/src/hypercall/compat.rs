@@ -1,0 +1,83 @@
+//! 32-bit ("compat") layouts of the structures whose x86_32 form differs
+//! from x86_64: there `xen_ulong_t`, `xen_pfn_t` and guest handles are 4
+//! bytes and `uint64_t` is only 4-byte aligned. Xen generates these as
+//! `compat_*` from the same public headers (`xen/include/compat/`); a
+//! caller in 32-bit mode passes them.
+
+use abi::xen::memory::{XenAddToPhysmap, XenMemoryMap};
+use abi::xen::vcpu::VcpuSetSingleshotTimer;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// `struct compat_add_to_physmap`, 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub(crate) struct CompatAddToPhysmap {
+    pub domid: u16,
+    pub size: u16,
+    pub space: u32,
+    pub idx: u32,
+    pub gpfn: u32,
+}
+
+impl From<CompatAddToPhysmap> for XenAddToPhysmap {
+    fn from(c: CompatAddToPhysmap) -> Self {
+        Self {
+            domid: c.domid,
+            size: c.size,
+            space: c.space,
+            idx: c.idx.into(),
+            gpfn: c.gpfn.into(),
+        }
+    }
+}
+
+/// `struct compat_memory_map`, 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub(crate) struct CompatMemoryMap {
+    pub nr_entries: u32,
+    pub buffer: u32,
+}
+
+impl From<CompatMemoryMap> for XenMemoryMap {
+    fn from(c: CompatMemoryMap) -> Self {
+        Self {
+            nr_entries: c.nr_entries,
+            pad0: 0,
+            buffer: c.buffer.into(),
+        }
+    }
+}
+
+/// `struct compat_vcpu_set_singleshot_timer`, 12 bytes (the u64 is
+/// 4-byte aligned, so there is no tail padding).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub(crate) struct CompatSetSingleshotTimer {
+    pub timeout_lo: u32,
+    pub timeout_hi: u32,
+    pub flags: u32,
+}
+
+impl From<CompatSetSingleshotTimer> for VcpuSetSingleshotTimer {
+    fn from(c: CompatSetSingleshotTimer) -> Self {
+        Self {
+            timeout_abs_ns: u64::from(c.timeout_hi) << 32 | u64::from(c.timeout_lo),
+            flags: c.flags,
+            pad0: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn sizes_match_x86_32() {
+        assert_eq!(size_of::<CompatAddToPhysmap>(), 16);
+        assert_eq!(size_of::<CompatMemoryMap>(), 8);
+        assert_eq!(size_of::<CompatSetSingleshotTimer>(), 12);
+    }
+}

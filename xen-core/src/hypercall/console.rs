@@ -1,0 +1,115 @@
+//! `console_io(cmd, count, buf)`, `xen/include/public/xen.h`.
+//!
+//! - `CONSOLEIO_write`, any domain: the `count` bytes at `buf` go to the
+//!   hypervisor console line by line, tagged with the domain (Xen's debug
+//!   builds allow domUs this too; release builds refuse them). Returns 0.
+//!   At most [`CONSOLE_WRITE_MAX`] bytes per call (`-EINVAL` above: Xen
+//!   instead continues long writes in pieces); the whole buffer is checked
+//!   before anything is printed (`-EFAULT`). Bytes other than printable
+//!   ASCII, tab and newline print as `?` (`\r` is dropped), so a guest
+//!   cannot send escape sequences to the operator's terminal.
+//! - `CONSOLEIO_read`, dom0 only (`-EPERM`): up to `count` bytes of
+//!   console input, at most [`CONSOLE_READ_MAX`] per call; returns how
+//!   many. The destination is checked before input is taken.
+//! - Other commands: `-ENOSYS`.
+
+use abi::xen::console_io::{CONSOLEIO_READ, CONSOLEIO_WRITE};
+use abi::xen::errno::Errno;
+
+use super::args::RawArgs;
+use super::table::Request;
+use super::{fault, Caller, Ctx, HypercallEnv};
+use crate::domain::{Domain, Privileged};
+use crate::guest_mem::GuestVirt;
+use crate::mm::{FramePool, PhysMem};
+use crate::paging::guest_walk::AccessKind;
+
+/// Most bytes one `CONSOLEIO_write` takes (a page: what Linux's hvc
+/// console writes at once).
+pub const CONSOLE_WRITE_MAX: u32 = 4096;
+/// Most bytes one `CONSOLEIO_read` returns.
+pub const CONSOLE_READ_MAX: usize = 256;
+/// Bytes copied from the guest at a time.
+const CHUNK: usize = 256;
+
+/// A `console_io` command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConsoleOp {
+    Write { count: u32, buf: u64 },
+    Read { count: u32, buf: u64 },
+}
+
+pub(crate) fn decode(a: &RawArgs) -> Request {
+    let (count, buf) = (a.u32(1), a.arg[2]);
+    Request::ConsoleIo(match a.u32(0) {
+        CONSOLEIO_WRITE => ConsoleOp::Write { count, buf },
+        CONSOLEIO_READ => ConsoleOp::Read { count, buf },
+        _ => return Request::NoSys,
+    })
+}
+
+/// What a guest byte prints as, if anything.
+fn printable(b: u8) -> Option<u8> {
+    match b {
+        b'\r' => None,
+        b'\t' | b' '..=b'~' => Some(b),
+        _ => Some(b'?'),
+    }
+}
+
+pub(crate) fn write<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    count: u32,
+    buf: u64,
+) -> Result<i64, Errno> {
+    if count > CONSOLE_WRITE_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let len = count as usize;
+    ctx.guest(|g| g.check(buf, len, AccessKind::Read))?
+        .map_err(fault)?;
+    let mut line = core::mem::take(&mut ctx.domain_mut()?.xen_mut().console_line);
+    let mut done = 0;
+    let mut result = Ok(0);
+    while done < len {
+        let n = CHUNK.min(len - done);
+        let mut chunk = [0u8; CHUNK];
+        // Checked above; only a racing page-table change fails here.
+        if let Err(e) = ctx.guest(|g| g.copy_from_guest(buf + done as u64, &mut chunk[..n]))? {
+            result = Err(fault(e));
+            break;
+        }
+        let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
+        for &b in &chunk[..n] {
+            if b == b'\n' || line.is_full() {
+                ctx.env.console_write(domain.domid(), domain.name(), &line);
+                line.clear();
+            }
+            if b != b'\n' {
+                // Room was made above.
+                let _ = printable(b).map(|p| line.push(p));
+            }
+        }
+        done += n;
+    }
+    ctx.domain_mut()?.xen_mut().console_line = line;
+    result
+}
+
+pub(crate) fn read<M: PhysMem, E: HypercallEnv>(
+    _: &Privileged,
+    domain: &Domain,
+    mem: &mut M,
+    env: &mut E,
+    caller: &Caller,
+    count: u32,
+    buf: u64,
+) -> Result<i64, Errno> {
+    let want = CONSOLE_READ_MAX.min(count as usize);
+    let mut guest = GuestVirt::new(domain.p2m(), mem, caller.paging, false);
+    guest.check(buf, want, AccessKind::Write).map_err(fault)?;
+    let mut input = [0u8; CONSOLE_READ_MAX];
+    let n = env.console_read(&mut input[..want]).min(want);
+    guest.copy_to_guest(buf, &input[..n]).map_err(fault)?;
+    Ok(n as i64)
+}

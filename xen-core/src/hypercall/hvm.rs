@@ -1,0 +1,130 @@
+//! `hvm_op(op, arg)`: `HVMOP_get_param` / `HVMOP_set_param` over the
+//! domain's table of `HVM_NR_PARAMS` parameters,
+//! `xen/include/public/hvm/hvm_op.h` and `hvm/params.h`.
+//!
+//! Order of checks (Xen's `hvmop_{get,set}_param`): `-EFAULT` (the
+//! `xen_hvm_param` is unreadable), `-EINVAL` (index ≥ `HVM_NR_PARAMS`,
+//! or `pad` ≠ 0), `-ESRCH` (no such domain), `-EPERM` (another domain
+//! without the privilege token, or a parameter the domain may not touch).
+//! An unset parameter reads as 0 with success.
+//!
+//! Who may touch what (Xen's `hvm_allow_{get,set}_param`): a domain acting
+//! on itself — dom0 included — reads only [`GUEST_READABLE`] and sets only
+//! [`GUEST_WRITABLE`]; dom0 acting on another domain reads and sets any.
+//! Values checked: `HVM_PARAM_CALLBACK_IRQ` must be 0 or a vector (type
+//! 2) of at least 0x10, as upcalls go only by vector (`-EINVAL`);
+//! `HVM_PARAM_X87_FIP_WIDTH` 0, 2, 4 or 8. Setting a parameter stores it;
+//! nothing acts on the callback yet (it comes with event channels).
+//! Other hvm_ops: `-ENOSYS`.
+
+use abi::xen::errno::Errno;
+use abi::xen::hvm::{self as h, CallbackVia, XenHvmParam, HVM_NR_PARAMS};
+
+use super::args::RawArgs;
+use super::table::Request;
+use super::{Ctx, HypercallEnv};
+use crate::mm::{FramePool, PhysMem};
+
+/// Parameters a domain may read about itself.
+pub const GUEST_READABLE: &[u32] = &[
+    h::HVM_PARAM_CALLBACK_IRQ,
+    h::HVM_PARAM_VM86_TSS,
+    h::HVM_PARAM_VM86_TSS_SIZED,
+    h::HVM_PARAM_ACPI_IOPORTS_LOCATION,
+    h::HVM_PARAM_VM_GENERATION_ID_ADDR,
+    h::HVM_PARAM_STORE_PFN,
+    h::HVM_PARAM_STORE_EVTCHN,
+    h::HVM_PARAM_CONSOLE_PFN,
+    h::HVM_PARAM_CONSOLE_EVTCHN,
+    h::HVM_PARAM_ALTP2M,
+    h::HVM_PARAM_X87_FIP_WIDTH,
+];
+
+/// Parameters a domain may set on itself.
+pub const GUEST_WRITABLE: &[u32] = &[
+    h::HVM_PARAM_CALLBACK_IRQ,
+    h::HVM_PARAM_VM86_TSS,
+    h::HVM_PARAM_VM86_TSS_SIZED,
+    h::HVM_PARAM_ACPI_IOPORTS_LOCATION,
+    h::HVM_PARAM_VM_GENERATION_ID_ADDR,
+    h::HVM_PARAM_STORE_EVTCHN,
+    h::HVM_PARAM_CONSOLE_EVTCHN,
+    h::HVM_PARAM_X87_FIP_WIDTH,
+];
+
+/// Lowest vector an upcall may use (0..15 are exceptions).
+const MIN_UPCALL_VECTOR: u8 = 0x10;
+
+/// An `hvm_op` sub-op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HvmOp {
+    SetParam { arg: u64 },
+    GetParam { arg: u64 },
+}
+
+pub(crate) fn decode(a: &RawArgs) -> Request {
+    let arg = a.arg[1];
+    Request::HvmOp(match a.arg[0] {
+        op if op == u64::from(h::HVMOP_SET_PARAM) => HvmOp::SetParam { arg },
+        op if op == u64::from(h::HVMOP_GET_PARAM) => HvmOp::GetParam { arg },
+        _ => return Request::NoSys,
+    })
+}
+
+pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    op: HvmOp,
+) -> Result<i64, Errno> {
+    let (HvmOp::SetParam { arg } | HvmOp::GetParam { arg }) = op;
+    let mut param: XenHvmParam = ctx.read(arg)?;
+    if param.index >= HVM_NR_PARAMS || param.pad != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = ctx.target(param.domid)?;
+    let on_self = target == ctx.caller.domid;
+    let index = param.index as usize;
+    let domain = ctx.domains.get_mut(target).ok_or(Errno::ESRCH)?;
+    let slot = domain
+        .xen_mut()
+        .hvm_params
+        .get_mut(index)
+        .ok_or(Errno::EINVAL)?;
+    match op {
+        HvmOp::GetParam { .. } => {
+            if on_self && !GUEST_READABLE.contains(&param.index) {
+                return Err(Errno::EPERM);
+            }
+            param.value = *slot;
+        }
+        HvmOp::SetParam { .. } => {
+            if on_self && !GUEST_WRITABLE.contains(&param.index) {
+                return Err(Errno::EPERM);
+            }
+            check_value(param.index, param.value)?;
+            *slot = param.value;
+            return Ok(0);
+        }
+    }
+    ctx.write(arg, &param)?;
+    Ok(0)
+}
+
+/// Refuses values xen-core cannot honour.
+fn check_value(index: u32, value: u64) -> Result<(), Errno> {
+    let ok = match index {
+        h::HVM_PARAM_CALLBACK_IRQ => match CallbackVia::decode(value) {
+            Some(CallbackVia::Disabled) => true,
+            Some(CallbackVia::Vector(v)) => {
+                v >= MIN_UPCALL_VECTOR && value == CallbackVia::Vector(v).encode()
+            }
+            _ => false,
+        },
+        h::HVM_PARAM_X87_FIP_WIDTH => matches!(value, 0 | 2 | 4 | 8),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Errno::EINVAL)
+    }
+}

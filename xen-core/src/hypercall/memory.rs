@@ -1,0 +1,144 @@
+//! `memory_op(cmd, arg)`, `xen/include/public/memory.h`. Frame numbers of
+//! a PVH guest are GFNs. A `cmd` with continuation bits (`cmd >> 6`, Xen's
+//! `MEMOP_EXTENT_SHIFT`) is `-ENOSYS`: xen-core makes no continuations.
+//!
+//! - `XENMEM_add_to_physmap` (`xen_add_to_physmap`; 16-byte compat layout
+//!   from 32-bit callers): for `DOMID_SELF`/own domid, or any domain for
+//!   dom0 (`-EPERM`, `-ESRCH`). Space `XENMAPSPACE_shared_info`, `idx` 0
+//!   (`-EINVAL` otherwise): maps the domain's shared-info frame read-write
+//!   at `gpfn` (`-EINVAL` beyond the p2m's reach), moving it from an
+//!   earlier GFN; a RAM frame there is freed, as in Xen. `-ENOMEM` when
+//!   the domain has too many shared frames or the NPT cannot grow. The
+//!   wall clock and every vCPU's pvclock are published then. Spaces
+//!   `grant_table`, `gmfn` and `gmfn_range`: `-ENOSYS` for now; others
+//!   `-EINVAL`.
+//! - `XENMEM_memory_map` (`xen_memory_map`; 8-byte compat layout): copies
+//!   up to `nr_entries` entries of the domain's E820 map (the one in its
+//!   start info) to `buffer` and sets `nr_entries` to the number copied.
+//!   `-ENOSYS` if the domain has no stored map (as Xen). Nothing is
+//!   written unless all of it can be.
+//! - Other sub-ops: `-ENOSYS`.
+
+use abi::xen::errno::Errno;
+use abi::xen::memory::{
+    E820Entry, XenAddToPhysmap, XenMemoryMap, XENMAPSPACE_GMFN, XENMAPSPACE_GMFN_RANGE,
+    XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP, XENMEM_MEMORY_MAP,
+};
+use zerocopy::IntoBytes;
+
+use super::args::RawArgs;
+use super::compat::{CompatAddToPhysmap, CompatMemoryMap};
+use super::table::Request;
+use super::{Ctx, HypercallEnv};
+use crate::builder::MAX_MEMMAP_ENTRIES;
+use crate::domain::DomainError;
+use crate::mm::{FramePool, Gfn, PhysMem};
+use crate::paging::npt::NPT_MAX_GFN;
+use crate::time::pvclock::{publish_wallclock, update_vcpu_time};
+
+/// Xen's `MEMOP_CMD_MASK`: the sub-op bits of `cmd`.
+const MEMOP_CMD_MASK: u64 = 0x3f;
+
+/// A `memory_op` sub-op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MemoryOp {
+    AddToPhysmap { arg: u64 },
+    MemoryMap { arg: u64 },
+}
+
+pub(crate) fn decode(a: &RawArgs) -> Request {
+    let arg = a.arg[1];
+    if a.arg[0] & !MEMOP_CMD_MASK != 0 {
+        return Request::NoSys;
+    }
+    Request::MemoryOp(match a.arg[0] as u32 {
+        XENMEM_ADD_TO_PHYSMAP => MemoryOp::AddToPhysmap { arg },
+        XENMEM_MEMORY_MAP => MemoryOp::MemoryMap { arg },
+        _ => return Request::NoSys,
+    })
+}
+
+pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    op: MemoryOp,
+) -> Result<i64, Errno> {
+    match op {
+        MemoryOp::AddToPhysmap { arg } => add_to_physmap(ctx, arg),
+        MemoryOp::MemoryMap { arg } => memory_map(ctx, arg),
+    }
+}
+
+fn add_to_physmap<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    arg: u64,
+) -> Result<i64, Errno> {
+    let xatp: XenAddToPhysmap = ctx.read_abi::<_, CompatAddToPhysmap>(arg)?;
+    let target = ctx.target(xatp.domid)?;
+    match xatp.space {
+        XENMAPSPACE_SHARED_INFO => {}
+        XENMAPSPACE_GRANT_TABLE | XENMAPSPACE_GMFN | XENMAPSPACE_GMFN_RANGE => {
+            return Err(Errno::ENOSYS)
+        }
+        _ => return Err(Errno::EINVAL),
+    }
+    if xatp.idx != 0 || xatp.gpfn > NPT_MAX_GFN {
+        return Err(Errno::EINVAL);
+    }
+    let domain = ctx.domains.get_mut(target).ok_or(Errno::ESRCH)?;
+    domain
+        .map_shared_info(ctx.pool, ctx.mem, Gfn(xatp.gpfn))
+        .map_err(|e| match e {
+            DomainError::TooManyShared | DomainError::OutOfFrames => Errno::ENOMEM,
+            _ => Errno::EINVAL,
+        })?;
+    let clock = ctx.env.clock();
+    let tsc = ctx.env.tsc();
+    publish_wallclock(domain, ctx.mem, clock);
+    for id in 0..domain.vcpus().len() as u32 {
+        // A registered area the guest unmapped is skipped.
+        let _ = update_vcpu_time(domain, ctx.mem, id, clock, tsc);
+    }
+    Ok(0)
+}
+
+fn memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    arg: u64,
+) -> Result<i64, Errno> {
+    let request: XenMemoryMap = ctx.read_abi::<_, CompatMemoryMap>(arg)?;
+    let mut entries = [E820Entry::default(); MAX_MEMMAP_ENTRIES];
+    let stored = ctx.domain()?.xen().memory_map();
+    if stored.is_empty() {
+        return Err(Errno::ENOSYS);
+    }
+    let n = stored.len().min(request.nr_entries as usize);
+    entries[..n].copy_from_slice(&stored[..n]);
+    // Rewrite the request unchanged first: fails before the buffer changes
+    // if the structure is not writable.
+    write_memory_map(ctx, arg, &request)?;
+    ctx.write_bytes(request.buffer, entries[..n].as_bytes())?;
+    let done = XenMemoryMap {
+        nr_entries: n as u32,
+        ..request
+    };
+    write_memory_map(ctx, arg, &done)?;
+    Ok(0)
+}
+
+/// Writes `map` at `arg` in the caller's layout.
+fn write_memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    arg: u64,
+    map: &XenMemoryMap,
+) -> Result<(), Errno> {
+    if ctx.compat {
+        let compat = CompatMemoryMap {
+            nr_entries: map.nr_entries,
+            // Came from a 32-bit field.
+            buffer: map.buffer as u32,
+        };
+        ctx.write(arg, &compat)
+    } else {
+        ctx.write(arg, map)
+    }
+}

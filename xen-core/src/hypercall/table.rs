@@ -1,0 +1,152 @@
+//! The fixed dispatch table: hypercall number → typed decoder, and the
+//! dispatch of typed requests to handlers. A number without an entry, and
+//! a sub-op a decoder does not know, become [`Request::NoSys`].
+
+use abi::control::HYPERVISOR_CONTROL_OP;
+use abi::xen::errno::Errno;
+use abi::xen::hypercall as nr;
+
+use super::args::RawArgs;
+use super::{
+    console, control, hvm, memory, sched_op, vcpu, version, Ctx, HypercallEnv, HypercallOutcome,
+};
+use crate::mm::{FramePool, PhysMem};
+
+/// A decoded hypercall: its sub-op and arguments, typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// `xen_version`.
+    XenVersion(version::VersionOp),
+    /// `console_io`.
+    ConsoleIo(console::ConsoleOp),
+    /// `sched_op`.
+    SchedOp(sched_op::SchedOp),
+    /// `set_timer_op`: absolute system time in ns, 0 to stop.
+    SetTimerOp {
+        /// Xen's `s_time_t`: signed.
+        timeout: i64,
+    },
+    /// `vcpu_op` on vCPU `vcpu_id` of the caller.
+    VcpuOp {
+        /// The sub-op.
+        op: vcpu::VcpuOp,
+        /// Target vCPU (checked by the handler: `-ENOENT`).
+        vcpu_id: u32,
+    },
+    /// `memory_op`.
+    MemoryOp(memory::MemoryOp),
+    /// `hvm_op`.
+    HvmOp(hvm::HvmOp),
+    /// Our control hypercall (dom0 only).
+    Control(control::ControlOp),
+    /// No such hypercall or sub-op: `-ENOSYS`.
+    NoSys,
+}
+
+type Decoder = fn(&RawArgs) -> Request;
+
+/// Decoders by hypercall number (`xen/include/public/xen.h` numbering).
+const TABLE: [Option<Decoder>; nr::NR_HYPERCALLS as usize] = {
+    let mut t: [Option<Decoder>; nr::NR_HYPERCALLS as usize] = [None; nr::NR_HYPERCALLS as usize];
+    t[nr::MEMORY_OP as usize] = Some(memory::decode);
+    t[nr::SET_TIMER_OP as usize] = Some(vcpu::decode_set_timer_op);
+    t[nr::XEN_VERSION as usize] = Some(version::decode);
+    t[nr::CONSOLE_IO as usize] = Some(console::decode);
+    t[nr::VCPU_OP as usize] = Some(vcpu::decode);
+    t[nr::SCHED_OP as usize] = Some(sched_op::decode);
+    t[nr::HVM_OP as usize] = Some(hvm::decode);
+    t[HYPERVISOR_CONTROL_OP as usize] = Some(control::decode);
+    t
+};
+
+/// The typed request for `args`.
+pub(crate) fn decode(args: &RawArgs) -> Request {
+    usize::try_from(args.nr)
+        .ok()
+        .and_then(|i| TABLE.get(i).copied().flatten())
+        .map_or(Request::NoSys, |decoder| decoder(args))
+}
+
+/// Runs `request` for the caller in `ctx`. Requests only dom0 may make are
+/// served only with the caller's [`crate::domain::Privileged`] token.
+pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    request: Request,
+) -> Result<HypercallOutcome, Errno> {
+    let value = match request {
+        Request::XenVersion(op) => version::handle(ctx, op)?,
+        Request::ConsoleIo(console::ConsoleOp::Write { count, buf }) => {
+            console::write(ctx, count, buf)?
+        }
+        Request::ConsoleIo(console::ConsoleOp::Read { count, buf }) => {
+            let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
+            let token = domain.privilege().ok_or(Errno::EPERM)?;
+            console::read(token, domain, ctx.mem, ctx.env, ctx.caller, count, buf)?
+        }
+        Request::Control(op) => {
+            let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
+            let token = domain.privilege().ok_or(Errno::EPERM)?;
+            control::handle(token, ctx.domains, ctx.mem, ctx.caller, op)?
+        }
+        Request::SchedOp(op) => return sched_op::handle(ctx, op),
+        Request::SetTimerOp { timeout } => vcpu::set_timer_op(ctx, timeout)?,
+        Request::VcpuOp { op, vcpu_id } => vcpu::handle(ctx, op, vcpu_id)?,
+        Request::MemoryOp(op) => memory::handle(ctx, op)?,
+        Request::HvmOp(op) => hvm::handle(ctx, op)?,
+        Request::NoSys => return Err(Errno::ENOSYS),
+    };
+    Ok(HypercallOutcome::Return(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(nr: u64, arg: [u64; 5]) -> RawArgs {
+        RawArgs {
+            nr,
+            arg,
+            compat: false,
+        }
+    }
+
+    #[test]
+    fn numbers_without_a_handler_are_nosys() {
+        for n in [0, 1, 7, 13, 20, 32, 36, 63, 64, 1 << 32, u64::MAX] {
+            assert_eq!(decode(&args(n, [0; 5])), Request::NoSys, "hypercall {n}");
+        }
+    }
+
+    #[test]
+    fn unknown_sub_ops_are_nosys() {
+        let cases = [
+            (nr::XEN_VERSION, 99),
+            (nr::CONSOLE_IO, 2),
+            (nr::SCHED_OP, abi::xen::sched::SCHEDOP_POLL.into()),
+            (nr::HVM_OP, abi::xen::hvm::HVMOP_GET_TIME.into()),
+            (
+                nr::MEMORY_OP,
+                abi::xen::memory::XENMEM_POPULATE_PHYSMAP.into(),
+            ),
+            (
+                HYPERVISOR_CONTROL_OP,
+                abi::control::CONTROL_OP_CREATE.into(),
+            ),
+        ];
+        for (n, sub) in cases {
+            assert_eq!(
+                decode(&args(n, [sub, 0, 0, 0, 0])),
+                Request::NoSys,
+                "{n}/{sub}"
+            );
+        }
+        // vcpu_op checks the vCPU id before the sub-op, as Xen does.
+        assert!(matches!(
+            decode(&args(nr::VCPU_OP, [77, 0, 0, 0, 0])),
+            Request::VcpuOp {
+                op: vcpu::VcpuOp::Unknown,
+                ..
+            }
+        ));
+    }
+}

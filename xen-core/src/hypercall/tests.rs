@@ -1,0 +1,1352 @@
+//! Every handler against simulated guest memory: two domains (dom0 and a
+//! domU) with 32 pages of RAM at GFN 0, paging off (a pointer is its GPA
+//! below 4 GiB), called through the door with either convention.
+
+use core::mem::offset_of;
+
+use abi::control::{
+    self as ctl, ControlHeader, DomainInfo, DomainRequest, ListRequest, ListResponse,
+};
+use abi::xen::console_io::{CONSOLEIO_READ, CONSOLEIO_WRITE};
+use abi::xen::domid::{DOMID_INVALID, DOMID_SELF};
+use abi::xen::errno::Errno;
+use abi::xen::hvm::{self as h, CallbackVia, XenHvmParam};
+use abi::xen::hypercall as nr;
+use abi::xen::memory::{self as m, E820Entry, XenAddToPhysmap, XenMemoryMap};
+use abi::xen::sched::{
+    SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
+};
+use abi::xen::shared_info::{SharedInfo, VcpuInfo, XEN_PVCLOCK_TSC_STABLE_BIT};
+use abi::xen::start_info::HvmMemmapEntry;
+use abi::xen::vcpu::{self as vc, VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer};
+use abi::xen::version::{self as ver, XenCompileInfo, XenFeatureInfo};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use super::*;
+use crate::domain::vcpu::{VcpuEntryState, VcpuRunState};
+use crate::domain::xen_state::VcpuInfoArea;
+use crate::domain::{DomainConfig, DomainState};
+use crate::guest_mem::GuestPhys;
+use crate::mm::{Gfn, PAGE_SIZE};
+use crate::paging::npt::P2mKind;
+use crate::paging::sim::{machine, SimPhys, SimPool};
+use crate::time::WallClock;
+
+const DOM0: DomId = 0;
+const DOMU: DomId = 1;
+const RAM_PAGES: u64 = 32;
+/// A GPA with no frame behind it.
+const UNMAPPED: u64 = RAM_PAGES << 12;
+/// One page per test structure.
+const BUF: u64 = 0x4000;
+const BUF2: u64 = 0x8000;
+/// 1 GHz: TSC ticks are ns; "now" is 1 ms.
+const NOW: u64 = 1_000_000;
+
+struct TestEnv {
+    clock: Clock,
+    tsc: u64,
+    lines: Vec<(DomId, String, String)>,
+    input: Vec<u8>,
+}
+
+impl HypercallEnv for TestEnv {
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+    fn tsc(&self) -> u64 {
+        self.tsc
+    }
+    fn console_write(&mut self, domid: DomId, name: &str, line: &[u8]) {
+        let line = String::from_utf8(line.to_vec()).unwrap();
+        self.lines.push((domid, name.into(), line));
+    }
+    fn console_read(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input.drain(..n);
+        n
+    }
+}
+
+struct World {
+    t: DomainTable,
+    pool: SimPool,
+    mem: SimPhys,
+    env: TestEnv,
+}
+
+fn e(errno: Errno) -> i64 {
+    errno.to_return()
+}
+
+impl World {
+    fn new() -> Self {
+        let (mut pool, mut mem) = machine(256);
+        let mut t = DomainTable::new();
+        for name in ["dom0", "guest"] {
+            let cfg = DomainConfig {
+                name,
+                max_pages: 64,
+                vcpus: 2,
+            };
+            let id = if name == "dom0" {
+                t.create_dom0(&cfg, &mut pool, &mut mem)
+            } else {
+                t.create_domu(&cfg, &mut pool, &mut mem)
+            }
+            .unwrap();
+            let d = t.get_mut(id).unwrap();
+            d.populate(&mut pool, &mut mem, Gfn(0), RAM_PAGES).unwrap();
+            d.vcpu_mut(0).unwrap().start(VcpuEntryState::default());
+            d.unpause().unwrap();
+        }
+        let wc = WallClock {
+            sec: 1_700_000_000,
+            nsec: 250,
+        };
+        let env = TestEnv {
+            clock: Clock::new(1_000_000_000, 0, wc).unwrap(),
+            tsc: NOW,
+            lines: Vec::new(),
+            input: Vec::new(),
+        };
+        Self { t, pool, mem, env }
+    }
+
+    fn call(&mut self, domid: DomId, regs: HypercallRegs) -> HypercallOutcome {
+        let caller = Caller {
+            domid,
+            vcpu_id: 0,
+            paging: GuestPaging::default(),
+        };
+        handle_hypercall(
+            &mut self.t,
+            &mut self.pool,
+            &mut self.mem,
+            &mut self.env,
+            &caller,
+            &regs,
+        )
+    }
+
+    /// A 64-bit caller: RAX, RDI, RSI, RDX, R10, R8.
+    fn call64(&mut self, domid: DomId, nr: u64, a: [u64; 5]) -> HypercallOutcome {
+        let regs = HypercallRegs {
+            rax: nr,
+            rdi: a[0],
+            rsi: a[1],
+            rdx: a[2],
+            r10: a[3],
+            r8: a[4],
+            long_mode: true,
+            ..HypercallRegs::default()
+        };
+        self.call(domid, regs)
+    }
+
+    /// A 32-bit caller: EAX, EBX, ECX, EDX, ESI, EDI, with junk in the
+    /// upper halves that must be ignored.
+    fn call32(&mut self, domid: DomId, nr: u32, a: [u32; 5]) -> HypercallOutcome {
+        let junk = |v: u32| 0xdead_beef_0000_0000 | u64::from(v);
+        let regs = HypercallRegs {
+            rax: junk(nr),
+            rbx: junk(a[0]),
+            rcx: junk(a[1]),
+            rdx: junk(a[2]),
+            rsi: junk(a[3]),
+            rdi: junk(a[4]),
+            r8: u64::MAX,
+            r10: u64::MAX,
+            long_mode: false,
+            cpl: 0,
+        };
+        self.call(domid, regs)
+    }
+
+    fn ret(&mut self, domid: DomId, nr: u64, a: [u64; 5]) -> i64 {
+        match self.call64(domid, nr, a) {
+            HypercallOutcome::Return(v) => v,
+            other => panic!("expected a return value, got {other:?}"),
+        }
+    }
+
+    fn ret32(&mut self, domid: DomId, nr: u32, a: [u32; 5]) -> i64 {
+        match self.call32(domid, nr, a) {
+            HypercallOutcome::Return(v) => v,
+            other => panic!("expected a return value, got {other:?}"),
+        }
+    }
+
+    fn phys(&mut self, domid: DomId) -> GuestPhys<'_, SimPhys> {
+        GuestPhys::new(self.t.get(domid).unwrap().p2m(), &mut self.mem)
+    }
+
+    fn put<T: IntoBytes + Immutable>(&mut self, domid: DomId, gpa: u64, v: &T) {
+        self.phys(domid).write(gpa, v.as_bytes()).unwrap();
+    }
+
+    fn get<T: FromBytes + IntoBytes>(&mut self, domid: DomId, gpa: u64) -> T {
+        let mut v = T::new_zeroed();
+        self.phys(domid).read(gpa, v.as_mut_bytes()).unwrap();
+        v
+    }
+
+    fn bytes(&mut self, domid: DomId, gpa: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0; len];
+        self.phys(domid).read(gpa, &mut b).unwrap();
+        b
+    }
+
+    /// All of a domain's RAM, to check that nothing changed.
+    fn ram(&mut self, domid: DomId) -> Vec<u8> {
+        self.bytes(domid, 0, (RAM_PAGES as usize) * PAGE_SIZE)
+    }
+
+    fn domain(&self, domid: DomId) -> &Domain {
+        self.t.get(domid).unwrap()
+    }
+}
+
+fn cstr(field: &[u8]) -> &str {
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    core::str::from_utf8(&field[..end]).unwrap()
+}
+
+// ---- the door ----
+
+#[test]
+fn unknown_hypercalls_are_nosys_and_counted() {
+    let mut w = World::new();
+    for n in [
+        nr::SET_TRAP_TABLE,
+        nr::EVENT_CHANNEL_OP,
+        nr::DOMCTL,
+        63,
+        64,
+        u64::MAX,
+    ] {
+        assert_eq!(w.ret(DOMU, n, [0; 5]), e(Errno::ENOSYS), "hypercall {n}");
+    }
+    let counted: Vec<_> = w.domain(DOMU).hypercalls().iter().collect();
+    assert_eq!(counted, [(0, 1), (32, 1), (36, 1), (63, 1)]);
+    assert_eq!(w.domain(DOMU).hypercalls().other(), 2);
+}
+
+#[test]
+fn user_mode_callers_get_eperm() {
+    let mut w = World::new();
+    let regs = HypercallRegs {
+        rax: nr::XEN_VERSION,
+        long_mode: true,
+        cpl: 3,
+        ..HypercallRegs::default()
+    };
+    assert_eq!(
+        w.call(DOMU, regs),
+        HypercallOutcome::Return(e(Errno::EPERM))
+    );
+    assert_eq!(
+        w.domain(DOMU).hypercalls().iter().collect::<Vec<_>>(),
+        [(17, 1)]
+    );
+}
+
+#[test]
+fn an_unknown_caller_is_esrch() {
+    let mut w = World::new();
+    assert_eq!(w.ret(77, nr::XEN_VERSION, [0; 5]), e(Errno::ESRCH));
+}
+
+#[test]
+fn outcome_rax() {
+    assert_eq!(HypercallOutcome::Return(-38).rax(), (-38i64) as u64);
+    assert_eq!(HypercallOutcome::Block.rax(), 0);
+}
+
+// ---- xen_version ----
+
+#[test]
+fn xen_version_sub_ops() {
+    let mut w = World::new();
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [0; 5]), 0x0004_0013);
+    assert_eq!(
+        w.ret32(DOMU, 17, [ver::XENVER_VERSION, 0, 0, 0, 0]),
+        0x0004_0013
+    );
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [7, 0, 0, 0, 0]), 4096);
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [1, BUF, 0, 0, 0]), 0);
+    assert_eq!(cstr(&w.bytes(DOMU, BUF, 16)), ".0-xen-core");
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [2, BUF, 0, 0, 0]), 0);
+    let info: XenCompileInfo = w.get(DOMU, BUF);
+    assert_eq!(cstr(&info.compiler), "rustc");
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [3, BUF2, 0, 0, 0]), 0);
+    assert!(cstr(&w.bytes(DOMU, BUF2, 1024)).starts_with("hvm-3.0-x86_64"));
+    for cmd in [4u64, 5, 8, 9, 10, 99] {
+        assert_eq!(
+            w.ret(DOMU, nr::XEN_VERSION, [cmd, BUF, 0, 0, 0]),
+            e(Errno::ENOSYS),
+            "cmd {cmd}"
+        );
+    }
+    // `cmd` is a C int: the upper bits are dropped.
+    assert_eq!(
+        w.ret(DOMU, nr::XEN_VERSION, [1 << 32, 0, 0, 0, 0]),
+        0x0004_0013
+    );
+}
+
+#[test]
+fn features_are_honest_and_dom0_is_marked() {
+    let mut w = World::new();
+    let ask = |w: &mut World, domid, idx| {
+        w.put(
+            domid,
+            BUF,
+            &XenFeatureInfo {
+                submap_idx: idx,
+                submap: 0xffff_ffff,
+            },
+        );
+        let r = w.ret(domid, nr::XEN_VERSION, [6, BUF, 0, 0, 0]);
+        (r, w.get::<XenFeatureInfo>(domid, BUF).submap)
+    };
+    let base = 1 << ver::XENFEAT_AUTO_TRANSLATED_PHYSMAP | 1 << ver::XENFEAT_HVM_SAFE_PVCLOCK;
+    assert_eq!(ask(&mut w, DOMU, 0), (0, base));
+    assert_eq!(ask(&mut w, DOM0, 0), (0, base | 1 << ver::XENFEAT_DOM0));
+    assert_eq!(
+        ask(&mut w, DOMU, 1),
+        (e(Errno::EINVAL), 0xffff_ffff),
+        "unchanged"
+    );
+}
+
+#[test]
+fn xen_version_bad_pointers_fault_and_change_nothing() {
+    let mut w = World::new();
+    let before = w.ram(DOMU);
+    // Crosses from the last RAM page into nothing.
+    let edge = UNMAPPED - 8;
+    for (cmd, at) in [
+        (1u64, edge),
+        (2, edge),
+        (3, UNMAPPED),
+        (6, u64::MAX - 3),
+        (1, 1 << 40),
+    ] {
+        assert_eq!(
+            w.ret(DOMU, nr::XEN_VERSION, [cmd, at, 0, 0, 0]),
+            e(Errno::EFAULT),
+            "cmd {cmd} at {at:#x}"
+        );
+    }
+    assert!(w.ram(DOMU) == before);
+}
+
+// ---- console_io ----
+
+#[test]
+fn console_write_prints_whole_lines_tagged_with_the_domain() {
+    let mut w = World::new();
+    let msg = b"hello\nwor\x1b[2J\r\tx";
+    w.phys(DOMU).write(BUF, msg).unwrap();
+    assert_eq!(
+        w.ret(DOMU, nr::CONSOLE_IO, [0, msg.len() as u64, BUF, 0, 0]),
+        0
+    );
+    w.phys(DOMU).write(BUF2, b"ld\n").unwrap();
+    // 32-bit: EBX = cmd, ECX = count, EDX = buffer.
+    assert_eq!(
+        w.ret32(DOMU, 18, [CONSOLEIO_WRITE, 3, BUF2 as u32, 0, 0]),
+        0
+    );
+    assert_eq!(
+        w.env.lines,
+        [
+            (DOMU, "guest".to_string(), "hello".to_string()),
+            (DOMU, "guest".to_string(), "wor?[2J\txld".to_string())
+        ]
+    );
+    assert_eq!(
+        w.ret(DOM0, nr::CONSOLE_IO, [0, 0, 0, 0, 0]),
+        0,
+        "empty write"
+    );
+}
+
+#[test]
+fn console_write_splits_long_lines() {
+    let mut w = World::new();
+    let long = vec![b'a'; CONSOLE_WRITE_MAX as usize];
+    w.phys(DOMU).write(BUF, &long).unwrap();
+    assert_eq!(
+        w.ret(DOMU, nr::CONSOLE_IO, [0, long.len() as u64, BUF, 0, 0]),
+        0
+    );
+    let max = crate::domain::xen_state::CONSOLE_LINE_MAX;
+    assert_eq!(w.env.lines.len(), long.len() / max - 1);
+    assert!(w.env.lines.iter().all(|(_, _, l)| l.len() == max));
+    assert_eq!(
+        w.domain(DOMU).xen().console_line.len(),
+        max,
+        "the rest waits for a newline"
+    );
+}
+
+#[test]
+fn console_write_refuses_bad_buffers_before_printing() {
+    let mut w = World::new();
+    w.phys(DOMU).write(UNMAPPED - 4, b"ok\nX").unwrap();
+    let cases = [
+        (8, UNMAPPED - 4, Errno::EFAULT),  // runs off the end of RAM
+        (16, u64::MAX - 8, Errno::EFAULT), // wraps
+        (4, 1 << 40, Errno::EFAULT),       // beyond 4 GiB with paging off
+        (CONSOLE_WRITE_MAX as u64 + 1, BUF, Errno::EINVAL),
+        (u64::from(u32::MAX), BUF, Errno::EINVAL),
+    ];
+    for (count, buf, want) in cases {
+        assert_eq!(
+            w.ret(DOMU, nr::CONSOLE_IO, [0, count, buf, 0, 0]),
+            e(want),
+            "{count} at {buf:#x}"
+        );
+    }
+    assert!(w.env.lines.is_empty());
+    assert!(w.domain(DOMU).xen().console_line.is_empty());
+    // `count` is a C unsigned int: upper bits are dropped.
+    assert_eq!(
+        w.ret(DOMU, nr::CONSOLE_IO, [0, 1 << 32 | 3, UNMAPPED - 4, 0, 0]),
+        0
+    );
+    assert_eq!(w.env.lines, [(DOMU, "guest".into(), "ok".into())]);
+}
+
+#[test]
+fn console_read_is_dom0_only() {
+    let mut w = World::new();
+    w.env.input = b"abc".to_vec();
+    let before = w.ram(DOMU);
+    assert_eq!(
+        w.ret(DOMU, nr::CONSOLE_IO, [1, 16, BUF, 0, 0]),
+        e(Errno::EPERM)
+    );
+    assert_eq!(
+        w.ret32(DOMU, 18, [CONSOLEIO_READ, 16, BUF as u32, 0, 0]),
+        e(Errno::EPERM)
+    );
+    assert!(w.ram(DOMU) == before);
+    // A bad buffer takes no input.
+    assert_eq!(
+        w.ret(DOM0, nr::CONSOLE_IO, [1, 16, UNMAPPED - 2, 0, 0]),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(w.env.input, b"abc");
+    assert_eq!(w.ret(DOM0, nr::CONSOLE_IO, [1, 2, BUF, 0, 0]), 2);
+    assert_eq!(w.bytes(DOM0, BUF, 3), b"ab\0");
+    assert_eq!(w.ret(DOM0, nr::CONSOLE_IO, [1, 16, BUF, 0, 0]), 1);
+    assert_eq!(w.ret(DOM0, nr::CONSOLE_IO, [1, 16, BUF, 0, 0]), 0);
+    assert_eq!(
+        w.ret(DOM0, nr::CONSOLE_IO, [2, 16, BUF, 0, 0]),
+        e(Errno::ENOSYS)
+    );
+    assert_eq!(
+        w.ret(DOMU, nr::CONSOLE_IO, [2, 16, BUF, 0, 0]),
+        e(Errno::ENOSYS)
+    );
+}
+
+// ---- sched_op ----
+
+#[test]
+fn yield_and_block() {
+    let mut w = World::new();
+    assert_eq!(
+        w.call64(DOMU, nr::SCHED_OP, [SCHEDOP_YIELD.into(), 0, 0, 0, 0]),
+        HypercallOutcome::Yield
+    );
+    // The guest masked upcalls; blocking unmasks them.
+    let si = w.domain(DOMU).shared_info_mfn();
+    w.mem.frame_mut(si)[1] = 1;
+    assert_eq!(
+        w.call64(DOMU, nr::SCHED_OP, [SCHEDOP_BLOCK.into(), 0, 0, 0, 0]),
+        HypercallOutcome::Block
+    );
+    let d = w.domain(DOMU);
+    assert_eq!(d.vcpu(0).unwrap().run_state(), VcpuRunState::Blocked);
+    assert_eq!(
+        w.mem.frame(d.shared_info_mfn())[1],
+        0,
+        "evtchn_upcall_mask cleared"
+    );
+}
+
+#[test]
+fn block_with_an_upcall_pending_returns_at_once() {
+    let mut w = World::new();
+    let si = w.domain(DOMU).shared_info_mfn();
+    w.mem.frame_mut(si)[0] = 1;
+    assert_eq!(
+        w.call32(DOMU, 29, [SCHEDOP_BLOCK, 0, 0, 0, 0]),
+        HypercallOutcome::Return(0)
+    );
+    assert_eq!(
+        w.domain(DOMU).vcpu(0).unwrap().run_state(),
+        VcpuRunState::Runnable
+    );
+}
+
+#[test]
+fn shutdown_reads_the_reason() {
+    let mut w = World::new();
+    w.put(DOMU, BUF, &SchedShutdown { reason: 9 });
+    assert_eq!(
+        w.ret(DOMU, nr::SCHED_OP, [SCHEDOP_SHUTDOWN.into(), BUF, 0, 0, 0]),
+        e(Errno::EINVAL)
+    );
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::SCHED_OP,
+            [SCHEDOP_SHUTDOWN.into(), UNMAPPED, 0, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(w.domain(DOMU).state(), DomainState::Running);
+    assert_eq!(
+        w.ret(DOMU, nr::SCHED_OP, [SCHEDOP_POLL.into(), BUF, 0, 0, 0]),
+        e(Errno::ENOSYS)
+    );
+    w.put(DOMU, BUF, &SchedShutdown { reason: 3 });
+    assert_eq!(
+        w.call32(DOMU, 29, [SCHEDOP_SHUTDOWN, BUF as u32, 0, 0, 0]),
+        HypercallOutcome::Shutdown(ShutdownReason::Crash)
+    );
+    assert_eq!(
+        w.domain(DOMU).state(),
+        DomainState::Shutdown(ShutdownReason::Crash)
+    );
+    w.put(DOM0, BUF, &SchedShutdown { reason: 0 });
+    assert_eq!(
+        w.call64(DOM0, nr::SCHED_OP, [SCHEDOP_SHUTDOWN.into(), BUF, 0, 0, 0]),
+        HypercallOutcome::Shutdown(ShutdownReason::Poweroff)
+    );
+}
+
+// ---- timers ----
+
+fn deadline(w: &World, domid: DomId, vcpu: u32) -> Option<u64> {
+    w.domain(domid).vcpu(vcpu).unwrap().timer_deadline_ns()
+}
+
+#[test]
+fn set_timer_op() {
+    let mut w = World::new();
+    assert_eq!(w.ret(DOMU, nr::SET_TIMER_OP, [NOW + 500, 0, 0, 0, 0]), 0);
+    assert_eq!(deadline(&w, DOMU, 0), Some(NOW + 500));
+    assert_eq!(w.ret(DOMU, nr::SET_TIMER_OP, [0; 5]), 0);
+    assert_eq!(deadline(&w, DOMU, 0), None);
+    // Negative, or 2^50 ns ahead: fires now (Xen's Linux workaround).
+    for t in [(-5i64) as u64, NOW + (1 << 50)] {
+        w.ret(DOMU, nr::SET_TIMER_OP, [t, 0, 0, 0, 0]);
+        assert_eq!(deadline(&w, DOMU, 0), Some(NOW));
+    }
+    // 32-bit: EBX low half, ECX high half.
+    let at: u64 = 0x1_0000_0005;
+    assert_eq!(
+        w.ret32(DOMU, 15, [at as u32, (at >> 32) as u32, 0, 0, 0]),
+        0
+    );
+    assert_eq!(deadline(&w, DOMU, 0), Some(at));
+}
+
+#[test]
+fn singleshot_timer() {
+    let mut w = World::new();
+    let set = |w: &mut World, at, flags| {
+        w.put(
+            DOMU,
+            BUF,
+            &VcpuSetSingleshotTimer {
+                timeout_abs_ns: at,
+                flags,
+                pad0: 0,
+            },
+        );
+        w.ret(
+            DOMU,
+            nr::VCPU_OP,
+            [vc::VCPUOP_SET_SINGLESHOT_TIMER.into(), 0, BUF, 0, 0],
+        )
+    };
+    assert_eq!(
+        set(&mut w, NOW - 1, vc::VCPU_SSHOTTMR_FUTURE),
+        e(Errno::ETIME)
+    );
+    assert_eq!(deadline(&w, DOMU, 0), None);
+    assert_eq!(
+        set(&mut w, NOW - 1, 0),
+        0,
+        "a past timer without the flag fires"
+    );
+    assert_eq!(deadline(&w, DOMU, 0), Some(NOW - 1));
+    assert_eq!(set(&mut w, NOW + 9, vc::VCPU_SSHOTTMR_FUTURE), 0);
+    assert_eq!(deadline(&w, DOMU, 0), Some(NOW + 9));
+    // Only on the caller's own vCPU.
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::VCPU_OP,
+            [vc::VCPUOP_SET_SINGLESHOT_TIMER.into(), 1, BUF, 0, 0]
+        ),
+        e(Errno::EINVAL)
+    );
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::VCPU_OP,
+            [vc::VCPUOP_STOP_SINGLESHOT_TIMER.into(), 1, 0, 0, 0]
+        ),
+        e(Errno::EINVAL)
+    );
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::VCPU_OP,
+            [vc::VCPUOP_SET_SINGLESHOT_TIMER.into(), 0, UNMAPPED, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(deadline(&w, DOMU, 0), Some(NOW + 9));
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::VCPU_OP,
+            [vc::VCPUOP_STOP_SINGLESHOT_TIMER.into(), 0, 0, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(deadline(&w, DOMU, 0), None);
+}
+
+#[test]
+fn singleshot_timer_from_32_bit_code_reads_12_bytes() {
+    let mut w = World::new();
+    // The compat struct ends exactly at the end of RAM: 16 bytes would fault.
+    let at = UNMAPPED - 12;
+    let t = NOW + 0x1_0000_0000;
+    let words = [t as u32, (t >> 32) as u32, 0];
+    w.phys(DOMU).write(at, words.as_bytes()).unwrap();
+    assert_eq!(
+        w.ret32(
+            DOMU,
+            24,
+            [vc::VCPUOP_SET_SINGLESHOT_TIMER, 0, at as u32, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(deadline(&w, DOMU, 0), Some(t));
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::VCPU_OP,
+            [vc::VCPUOP_SET_SINGLESHOT_TIMER.into(), 0, at, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+}
+
+// ---- vcpu_op ----
+
+#[test]
+fn vcpu_ids_are_checked_before_sub_ops() {
+    let mut w = World::new();
+    assert_eq!(
+        w.ret(DOMU, nr::VCPU_OP, [vc::VCPUOP_IS_UP.into(), 0, 0, 0, 0]),
+        1
+    );
+    assert_eq!(
+        w.ret(DOMU, nr::VCPU_OP, [vc::VCPUOP_IS_UP.into(), 1, 0, 0, 0]),
+        0
+    );
+    for id in [2u64, 8, u64::from(u32::MAX)] {
+        assert_eq!(
+            w.ret(DOMU, nr::VCPU_OP, [vc::VCPUOP_IS_UP.into(), id, 0, 0, 0]),
+            e(Errno::ENOENT)
+        );
+        assert_eq!(
+            w.ret(DOMU, nr::VCPU_OP, [99, id, 0, 0, 0]),
+            e(Errno::ENOENT)
+        );
+    }
+    assert_eq!(w.ret(DOMU, nr::VCPU_OP, [99, 0, 0, 0, 0]), e(Errno::ENOSYS));
+    assert_eq!(
+        w.ret(DOMU, nr::VCPU_OP, [vc::VCPUOP_UP.into(), 1, 0, 0, 0]),
+        e(Errno::ENOSYS)
+    );
+}
+
+fn register(w: &mut World, vcpu: u64, mfn: u64, offset: u32, rsvd: u32) -> i64 {
+    w.put(DOMU, BUF, &VcpuRegisterVcpuInfo { mfn, offset, rsvd });
+    w.ret(
+        DOMU,
+        nr::VCPU_OP,
+        [vc::VCPUOP_REGISTER_VCPU_INFO.into(), vcpu, BUF, 0, 0],
+    )
+}
+
+#[test]
+fn register_vcpu_info_validates_and_moves_the_area() {
+    let mut w = World::new();
+    // Give the guest its shared info at GFN 20 (a Shared frame, not RAM).
+    let xatp = XenAddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: m::XENMAPSPACE_SHARED_INFO,
+        idx: 0,
+        gpfn: 20,
+    };
+    w.put(DOMU, BUF2, &xatp);
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::MEMORY_OP,
+            [m::XENMEM_ADD_TO_PHYSMAP.into(), BUF2, 0, 0, 0]
+        ),
+        0
+    );
+    let before = w.ram(DOMU);
+    for (mfn, offset, rsvd) in [
+        (7, 4033, 0),
+        (7, u32::MAX, 0),
+        (7, 0, 1),
+        (RAM_PAGES, 0, 0),
+        (20, 0, 0),
+        (u64::MAX, 0, 0),
+    ] {
+        assert_eq!(
+            register(&mut w, 0, mfn, offset, rsvd),
+            e(Errno::EINVAL),
+            "{mfn} {offset} {rsvd}"
+        );
+    }
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::VCPU_OP,
+            [vc::VCPUOP_REGISTER_VCPU_INFO.into(), 0, UNMAPPED, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+    assert!(
+        w.ram(DOMU)[..BUF as usize] == before[..BUF as usize]
+            && w.ram(DOMU)[BUF as usize + 16..] == before[BUF as usize + 16..]
+    );
+    // The guest had masked upcalls in its old slot: the mask moves along.
+    let si = w.domain(DOMU).shared_info_mfn();
+    w.mem.frame_mut(si)[1] = 1;
+    assert_eq!(register(&mut w, 0, 7, 4032, 0), 0);
+    assert_eq!(
+        w.domain(DOMU).xen().vcpu_info[0],
+        Some(VcpuInfoArea {
+            gfn: Gfn(7),
+            offset: 4032
+        })
+    );
+    let info: VcpuInfo = w.get(DOMU, 7 * 4096 + 4032);
+    assert_eq!(info.evtchn_upcall_mask, 1);
+    // Copied at version 2 (published when shared info was mapped), then updated.
+    assert_eq!(
+        (
+            info.time.version,
+            info.time.system_time,
+            info.time.tsc_timestamp
+        ),
+        (4, NOW, NOW)
+    );
+    assert_eq!(info.time.flags, XEN_PVCLOCK_TSC_STABLE_BIT);
+    assert_eq!(
+        register(&mut w, 0, 8, 0, 0),
+        e(Errno::EINVAL),
+        "already registered"
+    );
+    // Blocking now clears the mask in the new area.
+    assert_eq!(
+        w.call64(DOMU, nr::SCHED_OP, [SCHEDOP_BLOCK.into(), 0, 0, 0, 0]),
+        HypercallOutcome::Block
+    );
+    assert_eq!(
+        w.get::<VcpuInfo>(DOMU, 7 * 4096 + 4032).evtchn_upcall_mask,
+        0
+    );
+}
+
+#[test]
+fn register_vcpu_info_for_other_vcpus_only_while_down() {
+    let mut w = World::new();
+    assert_eq!(register(&mut w, 1, 9, 64, 0), 0, "vCPU 1 is down");
+    w.t.get_mut(DOMU)
+        .unwrap()
+        .vcpu_mut(1)
+        .unwrap()
+        .start(VcpuEntryState::default());
+    w.t.get_mut(DOMU).unwrap().xen_mut().vcpu_info[1] = None;
+    assert_eq!(
+        register(&mut w, 1, 9, 64, 0),
+        e(Errno::EINVAL),
+        "vCPU 1 runs"
+    );
+}
+
+// ---- memory_op ----
+
+#[test]
+fn shared_info_mapping() {
+    let mut w = World::new();
+    let si_mfn = w.domain(DOMU).shared_info_mfn();
+    let map = |w: &mut World, caller, domid, space, idx, gpfn| {
+        w.put(
+            caller,
+            BUF,
+            &XenAddToPhysmap {
+                domid,
+                size: 0,
+                space,
+                idx,
+                gpfn,
+            },
+        );
+        w.ret(
+            caller,
+            nr::MEMORY_OP,
+            [m::XENMEM_ADD_TO_PHYSMAP.into(), BUF, 0, 0, 0],
+        )
+    };
+    let sinfo = m::XENMAPSPACE_SHARED_INFO;
+    assert_eq!(
+        map(&mut w, DOMU, DOMID_SELF, sinfo, 1, 20),
+        e(Errno::EINVAL)
+    );
+    assert_eq!(
+        map(&mut w, DOMU, DOMID_SELF, sinfo, 0, 1 << 40),
+        e(Errno::EINVAL)
+    );
+    assert_eq!(map(&mut w, DOMU, DOMID_SELF, 9, 0, 20), e(Errno::EINVAL));
+    assert_eq!(
+        map(&mut w, DOMU, DOMID_SELF, m::XENMAPSPACE_GRANT_TABLE, 0, 20),
+        e(Errno::ENOSYS)
+    );
+    assert_eq!(map(&mut w, DOMU, DOM0, sinfo, 0, 20), e(Errno::EPERM));
+    assert_eq!(map(&mut w, DOMU, 77, sinfo, 0, 20), e(Errno::ESRCH));
+    assert_eq!(w.domain(DOMU).shared_info_gfn(), None);
+    assert_eq!(w.domain(DOMU).tot_pages(), RAM_PAGES);
+    assert_eq!(map(&mut w, DOMU, DOMU, sinfo, 0, 20), 0);
+    let e20 = w.domain(DOMU).p2m().translate(&w.mem, Gfn(20)).unwrap();
+    assert_eq!(
+        (e20.mfn, e20.kind, e20.access.write),
+        (si_mfn, P2mKind::Shared, true)
+    );
+    assert_eq!(
+        w.domain(DOMU).tot_pages(),
+        RAM_PAGES - 1,
+        "the RAM frame there was freed"
+    );
+    // The guest sees the wall clock and its pvclock through the mapping.
+    let si: SharedInfo = w.get(DOMU, 20 << 12);
+    assert_eq!(
+        (si.wc_version, si.wc_sec, si.wc_nsec, si.wc_sec_hi),
+        (2, 1_700_000_000, 250, 0)
+    );
+    assert_eq!(
+        (
+            si.vcpu_info[0].time.version,
+            si.vcpu_info[0].time.system_time
+        ),
+        (2, NOW)
+    );
+    // Mapping it again elsewhere moves it.
+    assert_eq!(map(&mut w, DOMU, DOMID_SELF, sinfo, 0, UNMAPPED >> 12), 0);
+    assert!(w.domain(DOMU).p2m().translate(&w.mem, Gfn(20)).is_none());
+    assert_eq!(w.domain(DOMU).shared_pages(), 1);
+    // dom0 may map another domain's.
+    assert_eq!(map(&mut w, DOM0, DOMU, sinfo, 0, 21), 0);
+    assert_eq!(w.domain(DOMU).shared_info_gfn(), Some(Gfn(21)));
+    // Continuation bits in cmd are refused.
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::MEMORY_OP,
+            [1 << 6 | u64::from(m::XENMEM_ADD_TO_PHYSMAP), BUF, 0, 0, 0]
+        ),
+        e(Errno::ENOSYS)
+    );
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::MEMORY_OP,
+            [m::XENMEM_POPULATE_PHYSMAP.into(), BUF, 0, 0, 0]
+        ),
+        e(Errno::ENOSYS)
+    );
+}
+
+#[test]
+fn shared_info_mapping_from_32_bit_code() {
+    let mut w = World::new();
+    // compat_add_to_physmap: domid, size, space, idx u32, gpfn u32.
+    let mut raw = [0u8; 16];
+    raw[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    raw[12..16].copy_from_slice(&22u32.to_le_bytes());
+    w.phys(DOMU).write(UNMAPPED - 16, &raw).unwrap();
+    assert_eq!(
+        w.ret32(
+            DOMU,
+            12,
+            [m::XENMEM_ADD_TO_PHYSMAP, (UNMAPPED - 16) as u32, 0, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(w.domain(DOMU).shared_info_gfn(), Some(Gfn(22)));
+}
+
+fn e820(addr: u64, size: u64, kind: u32) -> E820Entry {
+    E820Entry { addr, size, kind }
+}
+
+#[test]
+fn memory_map() {
+    let mut w = World::new();
+    let ask = |w: &mut World, cap| {
+        w.put(
+            DOMU,
+            BUF,
+            &XenMemoryMap {
+                nr_entries: cap,
+                pad0: 0,
+                buffer: BUF2,
+            },
+        );
+        w.ret(
+            DOMU,
+            nr::MEMORY_OP,
+            [m::XENMEM_MEMORY_MAP.into(), BUF, 0, 0, 0],
+        )
+    };
+    assert_eq!(ask(&mut w, 8), e(Errno::ENOSYS), "no map stored");
+    let map = [
+        HvmMemmapEntry {
+            addr: 0,
+            size: RAM_PAGES << 12,
+            kind: 1,
+            reserved: 0,
+        },
+        HvmMemmapEntry {
+            addr: 0xfee0_0000,
+            size: 0x1000,
+            kind: 2,
+            reserved: 0,
+        },
+    ];
+    w.t.get_mut(DOMU)
+        .unwrap()
+        .xen_mut()
+        .set_memory_map(&map)
+        .unwrap();
+    assert_eq!(ask(&mut w, 8), 0);
+    assert_eq!(w.get::<XenMemoryMap>(DOMU, BUF).nr_entries, 2);
+    let got: [E820Entry; 2] = w.get(DOMU, BUF2);
+    assert_eq!(
+        got,
+        [e820(0, RAM_PAGES << 12, 1), e820(0xfee0_0000, 0x1000, 2)]
+    );
+    w.phys(DOMU).zero(BUF2, 64).unwrap();
+    assert_eq!(ask(&mut w, 1), 0);
+    assert_eq!(w.get::<XenMemoryMap>(DOMU, BUF).nr_entries, 1);
+    assert_eq!(
+        w.bytes(DOMU, BUF2 + 20, 4),
+        [0; 4],
+        "only one entry written"
+    );
+    // A bad buffer: nothing changes, not even nr_entries.
+    w.put(
+        DOMU,
+        BUF,
+        &XenMemoryMap {
+            nr_entries: 8,
+            pad0: 0,
+            buffer: UNMAPPED - 20,
+        },
+    );
+    let before = w.ram(DOMU);
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::MEMORY_OP,
+            [m::XENMEM_MEMORY_MAP.into(), BUF, 0, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+    assert!(w.ram(DOMU) == before);
+    // 32-bit: compat_memory_map is { u32 nr_entries, u32 buffer }.
+    w.phys(DOMU)
+        .write(BUF, &[8, 0, 0, 0, 0, 0x80, 0, 0])
+        .unwrap();
+    assert_eq!(
+        w.ret32(DOMU, 12, [m::XENMEM_MEMORY_MAP, BUF as u32, 0, 0, 0]),
+        0
+    );
+    assert_eq!(w.bytes(DOMU, BUF, 8), [2, 0, 0, 0, 0, 0x80, 0, 0]);
+    assert_eq!(
+        w.get::<[E820Entry; 2]>(DOMU, BUF2)[1],
+        e820(0xfee0_0000, 0x1000, 2)
+    );
+}
+
+// ---- hvm_op ----
+
+fn hvm(w: &mut World, caller: DomId, op: u32, domid: DomId, index: u32, value: u64) -> (i64, u64) {
+    w.put(
+        caller,
+        BUF,
+        &XenHvmParam {
+            domid,
+            pad: 0,
+            index,
+            value,
+        },
+    );
+    let r = w.ret(caller, nr::HVM_OP, [op.into(), BUF, 0, 0, 0]);
+    (r, w.get::<XenHvmParam>(caller, BUF).value)
+}
+
+#[test]
+fn hvm_params_follow_xens_rules() {
+    let mut w = World::new();
+    let (get, set) = (h::HVMOP_GET_PARAM, h::HVMOP_SET_PARAM);
+    assert_eq!(
+        hvm(&mut w, DOMU, get, DOMID_SELF, h::HVM_PARAM_STORE_PFN, 99),
+        (0, 0),
+        "unset reads 0"
+    );
+    assert_eq!(
+        hvm(&mut w, DOMU, set, DOMID_SELF, h::HVM_PARAM_STORE_PFN, 5).0,
+        e(Errno::EPERM)
+    );
+    assert_eq!(hvm(&mut w, DOM0, set, DOMU, h::HVM_PARAM_STORE_PFN, 5).0, 0);
+    assert_eq!(
+        hvm(&mut w, DOMU, get, DOMU, h::HVM_PARAM_STORE_PFN, 0),
+        (0, 5)
+    );
+    assert_eq!(
+        hvm(&mut w, DOMU, get, DOMID_SELF, h::HVM_PARAM_IDENT_PT, 0).0,
+        e(Errno::EPERM)
+    );
+    assert_eq!(
+        hvm(&mut w, DOM0, get, DOMU, h::HVM_PARAM_IDENT_PT, 7),
+        (0, 0)
+    );
+    assert_eq!(
+        hvm(&mut w, DOMU, get, DOM0, h::HVM_PARAM_STORE_PFN, 0).0,
+        e(Errno::EPERM)
+    );
+    assert_eq!(
+        hvm(&mut w, DOMU, set, DOM0, h::HVM_PARAM_STORE_EVTCHN, 1).0,
+        e(Errno::EPERM)
+    );
+    assert_eq!(hvm(&mut w, DOMU, get, 77, 1, 0).0, e(Errno::ESRCH));
+    assert_eq!(
+        hvm(&mut w, DOMU, get, DOMID_SELF, h::HVM_NR_PARAMS, 0).0,
+        e(Errno::EINVAL)
+    );
+    assert_eq!(
+        hvm(&mut w, DOMU, get, DOMID_SELF, u32::MAX, 0).0,
+        e(Errno::EINVAL)
+    );
+    // The callback: off, or a vector of at least 0x10.
+    let cb = h::HVM_PARAM_CALLBACK_IRQ;
+    assert_eq!(
+        hvm(
+            &mut w,
+            DOMU,
+            set,
+            DOMID_SELF,
+            cb,
+            CallbackVia::Vector(0xf3).encode()
+        )
+        .0,
+        0
+    );
+    assert_eq!(w.domain(DOMU).xen().hvm_params[0], 0x0200_0000_0000_00f3);
+    for bad in [
+        CallbackVia::Gsi(28).encode(),
+        CallbackVia::Vector(5).encode(),
+        0x0200_0000_0000_01f3,
+        0x0300_0000_0000_0000,
+    ] {
+        assert_eq!(
+            hvm(&mut w, DOMU, set, DOMID_SELF, cb, bad).0,
+            e(Errno::EINVAL),
+            "{bad:#x}"
+        );
+    }
+    assert_eq!(hvm(&mut w, DOMU, set, DOMID_SELF, cb, 0).0, 0);
+    assert_eq!(
+        hvm(&mut w, DOMU, set, DOMID_SELF, h::HVM_PARAM_X87_FIP_WIDTH, 3).0,
+        e(Errno::EINVAL)
+    );
+    // dom0 is bound by the guest rules on itself, as in Xen.
+    assert_eq!(
+        hvm(&mut w, DOM0, set, DOMID_SELF, h::HVM_PARAM_STORE_PFN, 5).0,
+        e(Errno::EPERM)
+    );
+}
+
+#[test]
+fn hvm_op_bad_input() {
+    let mut w = World::new();
+    w.put(
+        DOMU,
+        BUF,
+        &XenHvmParam {
+            domid: DOMID_SELF,
+            pad: 1,
+            index: 1,
+            value: 0,
+        },
+    );
+    assert_eq!(
+        w.ret(DOMU, nr::HVM_OP, [h::HVMOP_GET_PARAM.into(), BUF, 0, 0, 0]),
+        e(Errno::EINVAL)
+    );
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::HVM_OP,
+            [h::HVMOP_GET_PARAM.into(), UNMAPPED - 8, 0, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(
+        w.ret(DOMU, nr::HVM_OP, [h::HVMOP_GET_TIME.into(), BUF, 0, 0, 0]),
+        e(Errno::ENOSYS)
+    );
+    assert_eq!(
+        w.ret(DOMU, nr::HVM_OP, [1 << 32, BUF, 0, 0, 0]),
+        e(Errno::ENOSYS)
+    );
+    // From 32-bit code the layout is the same.
+    w.put(
+        DOMU,
+        BUF,
+        &XenHvmParam {
+            domid: DOMID_SELF,
+            pad: 0,
+            index: h::HVM_PARAM_CONSOLE_EVTCHN,
+            value: 3,
+        },
+    );
+    assert_eq!(
+        w.ret32(DOMU, 34, [h::HVMOP_SET_PARAM, BUF as u32, 0, 0, 0]),
+        0
+    );
+    assert_eq!(
+        w.domain(DOMU).xen().hvm_params[h::HVM_PARAM_CONSOLE_EVTCHN as usize],
+        3
+    );
+}
+
+// ---- control ----
+
+fn getinfo(w: &mut World, caller: DomId, req: DomainRequest) -> (i64, DomainInfo) {
+    w.put(caller, BUF, &req);
+    let r = w.ret(
+        caller,
+        ctl::HYPERVISOR_CONTROL_OP,
+        [ctl::CONTROL_OP_GETINFO.into(), BUF, BUF2, 0, 0],
+    );
+    (r, w.get(caller, BUF2))
+}
+
+fn req(domid: DomId) -> DomainRequest {
+    DomainRequest {
+        header: ControlHeader::CURRENT,
+        domid,
+        pad: [0; 6],
+    }
+}
+
+#[test]
+fn control_is_dom0_only_and_versioned() {
+    let mut w = World::new();
+    let before = w.ram(DOMU);
+    assert_eq!(getinfo(&mut w, DOMU, req(DOMU)).0, e(Errno::EPERM));
+    let after = w.ram(DOMU);
+    assert!(after[BUF2 as usize..] == before[BUF2 as usize..]);
+    let old = DomainRequest {
+        header: ControlHeader {
+            interface_version: 2 << 16,
+            pad: 0,
+        },
+        ..req(DOMU)
+    };
+    assert_eq!(getinfo(&mut w, DOM0, old).0, e(Errno::EACCES));
+    assert_eq!(
+        getinfo(
+            &mut w,
+            DOM0,
+            DomainRequest {
+                pad: [1, 0, 0, 0, 0, 0],
+                ..req(DOMU)
+            }
+        )
+        .0,
+        e(Errno::EINVAL)
+    );
+    assert_eq!(getinfo(&mut w, DOM0, req(77)).0, e(Errno::ESRCH));
+    assert_eq!(
+        w.ret(
+            DOM0,
+            ctl::HYPERVISOR_CONTROL_OP,
+            [ctl::CONTROL_OP_GETINFO.into(), UNMAPPED, BUF2, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(
+        w.ret(
+            DOM0,
+            ctl::HYPERVISOR_CONTROL_OP,
+            [ctl::CONTROL_OP_CREATE.into(), BUF, BUF2, 0, 0]
+        ),
+        e(Errno::ENOSYS)
+    );
+    w.put(DOM0, BUF, &req(DOMU));
+    assert_eq!(
+        w.ret(
+            DOM0,
+            ctl::HYPERVISOR_CONTROL_OP,
+            [ctl::CONTROL_OP_GETINFO.into(), BUF, UNMAPPED - 8, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+}
+
+#[test]
+fn getinfo_reports_the_domain() {
+    let mut w = World::new();
+    w.t.get_mut(DOMU)
+        .unwrap()
+        .vcpu_mut(0)
+        .unwrap()
+        .account(1234);
+    let (r, info) = getinfo(&mut w, DOM0, req(DOMU));
+    assert_eq!(r, 0);
+    assert_eq!((info.domid, info.flags, info.nr_vcpus), (DOMU, 0, 2));
+    assert_eq!(
+        (info.memory_kib, info.max_memory_kib, info.cpu_time_ns),
+        (RAM_PAGES * 4, 256, 1234)
+    );
+    assert_eq!(ctl::parse_domain_name(&info.name), Some("guest"));
+    assert_eq!(
+        getinfo(&mut w, DOM0, req(DOMID_SELF)).0,
+        e(Errno::ESRCH),
+        "control ops name domains"
+    );
+    let (_, me) = getinfo(&mut w, DOM0, req(DOM0));
+    assert_eq!(
+        me.flags,
+        ctl::DOMAIN_FLAG_RUNNING | ctl::DOMAIN_FLAG_PRIVILEGED
+    );
+    w.t.get_mut(DOMU).unwrap().vcpu_mut(0).unwrap().block();
+    assert_eq!(
+        getinfo(&mut w, DOM0, req(DOMU)).1.flags,
+        ctl::DOMAIN_FLAG_BLOCKED
+    );
+    w.t.get_mut(DOMU)
+        .unwrap()
+        .crash(crate::domain::CrashReason::TripleFault);
+    let (_, crashed) = getinfo(&mut w, DOM0, req(DOMU));
+    assert_eq!(
+        (crashed.flags, crashed.shutdown_reason),
+        (ctl::DOMAIN_FLAG_SHUTDOWN, 3)
+    );
+}
+
+#[test]
+fn list_goes_in_domid_order_and_batches() {
+    let mut w = World::new();
+    for i in 0..20 {
+        let cfg = DomainConfig {
+            name: &format!("extra{i}"),
+            max_pages: 1,
+            vcpus: 1,
+        };
+        w.t.create_domu(&cfg, &mut w.pool, &mut w.mem).unwrap();
+    }
+    let list = |w: &mut World, start| {
+        w.put(
+            DOM0,
+            BUF,
+            &ListRequest {
+                header: ControlHeader::CURRENT,
+                start_domid: start,
+                pad: [0; 6],
+            },
+        );
+        let r = w.ret(
+            DOM0,
+            ctl::HYPERVISOR_CONTROL_OP,
+            [ctl::CONTROL_OP_LIST.into(), BUF, BUF2, 0, 0],
+        );
+        assert_eq!(r, 0);
+        w.get::<ListResponse>(DOM0, BUF2)
+    };
+    let first = list(&mut w, 0);
+    assert_eq!((first.nr_entries, first.next_domid), (16, 16));
+    let ids: Vec<DomId> = first.domains.iter().map(|d| d.domid).collect();
+    assert_eq!(ids, (0..16).collect::<Vec<_>>());
+    let rest = list(&mut w, first.next_domid);
+    assert_eq!((rest.nr_entries, rest.next_domid), (6, DOMID_INVALID));
+    assert_eq!(rest.domains[5].domid, 21);
+    assert_eq!(rest.domains[6], DomainInfo::default());
+    assert_eq!(list(&mut w, 500).nr_entries, 0);
+}
+
+// ---- the hypercall page ----
+
+#[test]
+fn hypercall_page_goes_only_into_own_ram() {
+    let mut w = World::new();
+    let d = w.t.get(DOMU).unwrap();
+    assert_eq!(write_hypercall_page(d, &mut w.mem, 0x5000), Ok(()));
+    assert_eq!(
+        write_hypercall_page(d, &mut w.mem, UNMAPPED),
+        Err(crate::vmexit::HypercallPageError)
+    );
+    assert_eq!(
+        w.bytes(DOMU, 0x5000 + 29 * 32, 9),
+        [0xb8, 29, 0, 0, 0, 0x0f, 0x01, 0xd9, 0xc3]
+    );
+    // Not over the shared-info page.
+    let xatp = XenAddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: 0,
+        idx: 0,
+        gpfn: 3,
+    };
+    w.put(DOMU, BUF, &xatp);
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::MEMORY_OP,
+            [m::XENMEM_ADD_TO_PHYSMAP.into(), BUF, 0, 0, 0]
+        ),
+        0
+    );
+    let d = w.t.get(DOMU).unwrap();
+    assert_eq!(
+        write_hypercall_page(d, &mut w.mem, 0x3000),
+        Err(crate::vmexit::HypercallPageError)
+    );
+    let stub = offset_of!(SharedInfo, vcpu_info) + 29 * 32;
+    assert_eq!(w.mem.frame(d.shared_info_mfn())[stub], 0);
+}

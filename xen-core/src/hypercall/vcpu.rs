@@ -1,0 +1,202 @@
+//! `set_timer_op(timeout)` and `vcpu_op(cmd, vcpuid, arg)`,
+//! `xen/include/public/vcpu.h`.
+//!
+//! `set_timer_op`: the caller's one-shot timer at absolute system time
+//! `timeout` ns (64 bits; a 32-bit caller passes it in EBX (low) and ECX
+//! (high)); 0 stops it. A negative timeout, or one [`SET_TIMER_MAX_AHEAD_NS`]
+//! or more ahead, fires at once (Xen's workaround for wrapped Linux
+//! jiffies). Returns 0.
+//!
+//! `vcpu_op`: `vcpuid` must be one of the caller's vCPUs (`-ENOENT`,
+//! checked before the sub-op, as Xen does).
+//! - `VCPUOP_is_up`: 1 if the vCPU is up, else 0.
+//! - `VCPUOP_set_singleshot_timer` (caller's own vCPU only, `-EINVAL`):
+//!   reads `vcpu_set_singleshot_timer`; with `VCPU_SSHOTTMR_future` a
+//!   timeout already past fails `-ETIME` (Xen 4.19 ignores that flag; we
+//!   keep the documented behaviour), otherwise the timer is set (a past
+//!   one fires at the next scheduling point).
+//! - `VCPUOP_stop_singleshot_timer` (own vCPU only): stops it.
+//! - `VCPUOP_register_vcpu_info` (own vCPU, or one that is down): reads
+//!   `vcpu_register_vcpu_info`; `-EINVAL` if `rsvd` is not 0, the 64-byte
+//!   `vcpu_info` would cross the page, the GFN is not the domain's own
+//!   writable RAM, or one is registered already. The current contents are
+//!   copied there and the pvclock published; from then on that vCPU's
+//!   `vcpu_info` is read there. Unlike Xen, no event is marked pending to
+//!   force a rescan: nothing delivers upcalls yet.
+//! - Other sub-ops: `-ENOSYS`.
+//!
+//! A timer firing wakes a blocked vCPU (the scheduler does it, see
+//! [`crate::sched`]); VIRQ_TIMER follows with event channels.
+
+use core::mem::size_of;
+
+use abi::xen::errno::Errno;
+use abi::xen::shared_info::VcpuInfo;
+use abi::xen::vcpu::{
+    VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer, VCPUOP_IS_UP, VCPUOP_REGISTER_VCPU_INFO,
+    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VCPU_SSHOTTMR_FUTURE,
+};
+
+use super::args::RawArgs;
+use super::compat::CompatSetSingleshotTimer;
+use super::shared::{current_vcpu_info, vcpu_info_fits, Place};
+use super::table::Request;
+use super::{fault, Ctx, HypercallEnv};
+use crate::domain::vcpu::VcpuRunState;
+use crate::domain::xen_state::VcpuInfoArea;
+use crate::mm::{FramePool, Gfn, PhysMem};
+use crate::paging::npt::P2mKind;
+use crate::time::pvclock::update_vcpu_time;
+
+/// A `set_timer_op` this far ahead or more fires at once (Xen: 2^50 ns,
+/// about 13 days).
+pub const SET_TIMER_MAX_AHEAD_NS: u64 = 1 << 50;
+
+/// A `vcpu_op` sub-op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VcpuOp {
+    IsUp,
+    SetSingleshotTimer {
+        arg: u64,
+    },
+    StopSingleshotTimer,
+    RegisterVcpuInfo {
+        arg: u64,
+    },
+    /// Answered `-ENOSYS` once the vCPU id is found valid.
+    Unknown,
+}
+
+pub(crate) fn decode_set_timer_op(a: &RawArgs) -> Request {
+    let timeout = if a.compat {
+        (a.arg[1] << 32 | a.arg[0]) as i64
+    } else {
+        a.arg[0] as i64
+    };
+    Request::SetTimerOp { timeout }
+}
+
+pub(crate) fn decode(a: &RawArgs) -> Request {
+    let arg = a.arg[2];
+    let op = match a.u32(0) {
+        VCPUOP_IS_UP => VcpuOp::IsUp,
+        VCPUOP_SET_SINGLESHOT_TIMER => VcpuOp::SetSingleshotTimer { arg },
+        VCPUOP_STOP_SINGLESHOT_TIMER => VcpuOp::StopSingleshotTimer,
+        VCPUOP_REGISTER_VCPU_INFO => VcpuOp::RegisterVcpuInfo { arg },
+        _ => VcpuOp::Unknown,
+    };
+    Request::VcpuOp {
+        op,
+        vcpu_id: a.u32(1),
+    }
+}
+
+pub(crate) fn set_timer_op<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    timeout: i64,
+) -> Result<i64, Errno> {
+    let now = ctx.now_ns();
+    let id = ctx.caller.vcpu_id;
+    let vcpu = ctx.domain_mut()?.vcpu_mut(id).ok_or(Errno::ESRCH)?;
+    match u64::try_from(timeout) {
+        Ok(0) => vcpu.stop_timer(),
+        Ok(at) if at.saturating_sub(now) < SET_TIMER_MAX_AHEAD_NS => vcpu.set_timer(at),
+        _ => vcpu.set_timer(now),
+    }
+    Ok(0)
+}
+
+pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    op: VcpuOp,
+    vcpu_id: u32,
+) -> Result<i64, Errno> {
+    let state = ctx
+        .domain()?
+        .vcpu(vcpu_id)
+        .ok_or(Errno::ENOENT)?
+        .run_state();
+    let own = vcpu_id == ctx.caller.vcpu_id;
+    match op {
+        VcpuOp::Unknown => Err(Errno::ENOSYS),
+        VcpuOp::IsUp => Ok(i64::from(state != VcpuRunState::Down)),
+        VcpuOp::SetSingleshotTimer { .. } | VcpuOp::StopSingleshotTimer if !own => {
+            Err(Errno::EINVAL)
+        }
+        VcpuOp::SetSingleshotTimer { arg } => {
+            let t: VcpuSetSingleshotTimer = ctx.read_abi::<_, CompatSetSingleshotTimer>(arg)?;
+            if t.timeout_abs_ns < ctx.now_ns() && t.flags & VCPU_SSHOTTMR_FUTURE != 0 {
+                return Err(Errno::ETIME);
+            }
+            vcpu_mut(ctx, vcpu_id)?.set_timer(t.timeout_abs_ns);
+            Ok(0)
+        }
+        VcpuOp::StopSingleshotTimer => {
+            vcpu_mut(ctx, vcpu_id)?.stop_timer();
+            Ok(0)
+        }
+        VcpuOp::RegisterVcpuInfo { .. } if !own && state != VcpuRunState::Down => {
+            Err(Errno::EINVAL)
+        }
+        VcpuOp::RegisterVcpuInfo { arg } => register_vcpu_info(ctx, vcpu_id, arg),
+    }
+}
+
+fn vcpu_mut<'c, P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &'c mut Ctx<'_, P, M, E>,
+    id: u32,
+) -> Result<&'c mut crate::domain::vcpu::Vcpu, Errno> {
+    ctx.domain_mut()?.vcpu_mut(id).ok_or(Errno::ENOENT)
+}
+
+fn register_vcpu_info<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    id: u32,
+    arg: u64,
+) -> Result<i64, Errno> {
+    let request: VcpuRegisterVcpuInfo = ctx.read(arg)?;
+    if request.rsvd != 0 || !vcpu_info_fits(request.offset.into()) {
+        return Err(Errno::EINVAL);
+    }
+    let slot = usize::try_from(id).map_err(|_| Errno::ENOENT)?;
+    let area = VcpuInfoArea {
+        gfn: Gfn(request.mfn),
+        // Below PAGE_SIZE: checked by vcpu_info_fits.
+        offset: request.offset as u16,
+    };
+    let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
+    if domain
+        .xen()
+        .vcpu_info
+        .get(slot)
+        .copied()
+        .flatten()
+        .is_some()
+    {
+        return Err(Errno::EINVAL);
+    }
+    let owned_ram = domain
+        .p2m()
+        .translate(&*ctx.mem, area.gfn)
+        .is_some_and(|e| e.kind == P2mKind::Owned && e.access.write);
+    if !owned_ram {
+        return Err(Errno::EINVAL);
+    }
+    let mut contents = [0u8; size_of::<VcpuInfo>()];
+    if let Some(old) = current_vcpu_info(domain, id) {
+        old.read(domain, ctx.mem, &mut contents).map_err(fault)?;
+    }
+    Place::Guest(area.gpa())
+        .write(domain, ctx.mem, &contents)
+        .map_err(fault)?;
+    *ctx.domain_mut()?
+        .xen_mut()
+        .vcpu_info
+        .get_mut(slot)
+        .ok_or(Errno::ENOENT)? = Some(area);
+    let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
+    let tsc = ctx.env.tsc();
+    // Owned, writable and just written: publishing there cannot fault.
+    let _ = update_vcpu_time(domain, ctx.mem, id, ctx.env.clock(), tsc);
+    Ok(0)
+}

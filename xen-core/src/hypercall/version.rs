@@ -1,0 +1,110 @@
+//! `xen_version(cmd, arg)`, `xen/include/public/version.h` and
+//! `features.h`. Every sub-op here is open to every domain, as in Xen.
+//!
+//! - `XENVER_version`: returns `4 << 16 | 19`.
+//! - `XENVER_extraversion`: 16 bytes, [`EXTRAVERSION`].
+//! - `XENVER_compile_info`: [`XenCompileInfo`] naming rustc and xen-core.
+//! - `XENVER_capabilities`: 1024 bytes, [`CAPABILITIES`].
+//! - `XENVER_get_features`: submap 0 holds only what xen-core does:
+//!   `auto_translated_physmap` (a PVH guest sees GFNs), `hvm_safe_pvclock`
+//!   (the pvclock is kept current) and, for dom0, `dom0`. Not
+//!   `hvm_callback_vector`: no event upcall is delivered yet (docs/abi.md
+//!   promises it; it comes with event channels). Other submaps: `-EINVAL`.
+//! - `XENVER_pagesize`: returns 4096.
+//! - Anything else (changeset, platform parameters, guest handle, command
+//!   line, build id, the `xen_varbuf` sub-ops): `-ENOSYS`.
+
+use abi::xen::errno::Errno;
+use abi::xen::version::{
+    self as v, version_word, XenCompileInfo, XenFeatureInfo, XEN_CAPABILITIES_INFO_LEN,
+    XEN_EXTRAVERSION_LEN, XEN_VERSION_MAJOR, XEN_VERSION_MINOR,
+};
+
+use super::args::RawArgs;
+use super::table::Request;
+use super::{Ctx, HypercallEnv};
+use crate::mm::{FramePool, PhysMem, PAGE_SIZE};
+
+/// `XENVER_extraversion`: the version suffix guests print after "4.19".
+pub const EXTRAVERSION: &str = ".0-xen-core";
+/// `XENVER_capabilities`: the guest ABIs xen-core runs (HVM-container
+/// PVH guests, 64- and 32-bit), in Xen's notation.
+pub const CAPABILITIES: &str = "hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p";
+
+/// A `xen_version` sub-op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VersionOp {
+    Version,
+    Extraversion { buf: u64 },
+    CompileInfo { buf: u64 },
+    Capabilities { buf: u64 },
+    GetFeatures { info: u64 },
+    Pagesize,
+}
+
+pub(crate) fn decode(a: &RawArgs) -> Request {
+    let buf = a.arg[1];
+    Request::XenVersion(match a.u32(0) {
+        v::XENVER_VERSION => VersionOp::Version,
+        v::XENVER_EXTRAVERSION => VersionOp::Extraversion { buf },
+        v::XENVER_COMPILE_INFO => VersionOp::CompileInfo { buf },
+        v::XENVER_CAPABILITIES => VersionOp::Capabilities { buf },
+        v::XENVER_GET_FEATURES => VersionOp::GetFeatures { info: buf },
+        v::XENVER_PAGESIZE => VersionOp::Pagesize,
+        _ => return Request::NoSys,
+    })
+}
+
+/// `s` in a NUL-padded field of `N` bytes (cut to leave one NUL).
+fn padded<const N: usize>(s: &str) -> [u8; N] {
+    let mut field = [0u8; N];
+    let n = s.len().min(N - 1);
+    field[..n].copy_from_slice(&s.as_bytes()[..n]);
+    field
+}
+
+pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    op: VersionOp,
+) -> Result<i64, Errno> {
+    match op {
+        VersionOp::Version => Ok(version_word(XEN_VERSION_MAJOR, XEN_VERSION_MINOR).into()),
+        VersionOp::Pagesize => Ok(PAGE_SIZE as i64),
+        VersionOp::Extraversion { buf } => {
+            ctx.write(buf, &padded::<XEN_EXTRAVERSION_LEN>(EXTRAVERSION))?;
+            Ok(0)
+        }
+        VersionOp::Capabilities { buf } => {
+            ctx.write(buf, &padded::<XEN_CAPABILITIES_INFO_LEN>(CAPABILITIES))?;
+            Ok(0)
+        }
+        VersionOp::CompileInfo { buf } => {
+            let info = XenCompileInfo {
+                compiler: padded("rustc"),
+                compile_by: padded("xen-core"),
+                compile_domain: padded(""),
+                compile_date: padded(""),
+            };
+            ctx.write(buf, &info)?;
+            Ok(0)
+        }
+        VersionOp::GetFeatures { info } => {
+            let mut fi: XenFeatureInfo = ctx.read(info)?;
+            if fi.submap_idx >= v::XENFEAT_NR_SUBMAPS {
+                return Err(Errno::EINVAL);
+            }
+            fi.submap = features(ctx.domain()?.privilege().is_some());
+            ctx.write(info, &fi)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Submap 0 of the features a domain sees.
+fn features(privileged: bool) -> u32 {
+    let mut bits = 1 << v::XENFEAT_AUTO_TRANSLATED_PHYSMAP | 1 << v::XENFEAT_HVM_SAFE_PVCLOCK;
+    if privileged {
+        bits |= 1 << v::XENFEAT_DOM0;
+    }
+    bits
+}

@@ -1,0 +1,109 @@
+//! Scheduling vCPUs on pCPUs.
+//!
+//! The run loop asks its pCPU's [`Scheduler`] what to run at each
+//! scheduling point (a VM exit that blocked, yielded or shut down the
+//! vCPU, or the pCPU's timer at [`Decision::Run::next_event_ns`]); the
+//! scheduler fires due one-shot timers first ([`fire_timers`]: a blocked
+//! vCPU wakes at its timer even without an event channel), charges CPU
+//! time, then keeps the current vCPU until its slice ends or picks the
+//! next one. An idle pCPU halts until [`Decision::Idle::wake_at_ns`] (the
+//! earliest timer) or an interrupt.
+//!
+//! Seams for later: [`Scheduler`] is the policy interface (a credit
+//! scheduler implements it too); [`RoundRobin`] looks at every vCPU,
+//! which is right for one pCPU — with several, each pCPU gets its own
+//! instance over the vCPUs assigned to it (per-pCPU run queues) and an
+//! event that wakes a vCPU of another pCPU kicks it with an IPI.
+
+#![forbid(unsafe_code)]
+
+mod round_robin;
+
+#[cfg(test)]
+mod tests;
+
+pub use round_robin::RoundRobin;
+
+use abi::xen::domid::DomId;
+
+use crate::domain::table::DomainTable;
+use crate::domain::DomainState;
+
+/// Longest a vCPU runs while another one is runnable, in ns.
+pub const TIME_SLICE_NS: u64 = 5_000_000;
+
+/// One vCPU of one domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VcpuRef {
+    /// Its domain.
+    pub domid: DomId,
+    /// Its id in the domain.
+    pub vcpu_id: u32,
+}
+
+/// What a pCPU does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Run `vcpu` (VMRUN its VMCB) until the next VM exit, and program the
+    /// pCPU's timer for `next_event_ns` to come back in time.
+    Run {
+        /// The vCPU.
+        vcpu: VcpuRef,
+        /// It is not the vCPU that ran last: load its state and refresh
+        /// its pvclock (`time::pvclock::update_vcpu_time`).
+        switched: bool,
+        /// System time its slice ends.
+        slice_end_ns: u64,
+        /// Earliest of the slice end and every pending one-shot timer:
+        /// when the scheduler must run again.
+        next_event_ns: u64,
+    },
+    /// Nothing may run: halt until `wake_at_ns` (system time) or an
+    /// interrupt. `None`: no timer is pending either.
+    Idle {
+        /// The earliest one-shot timer of a running domain's vCPU.
+        wake_at_ns: Option<u64>,
+    },
+}
+
+/// A scheduling policy for one pCPU.
+pub trait Scheduler {
+    /// Fires due timers, charges the current vCPU's CPU time and decides
+    /// what runs from `now_ns` (system time).
+    fn schedule(&mut self, domains: &mut DomainTable, now_ns: u64) -> Decision;
+    /// `SCHEDOP_yield` (and HLT's or a block's successor): the current
+    /// vCPU gives up the rest of its slice at the next [`Self::schedule`].
+    fn yield_current(&mut self);
+    /// The vCPU the last decision runs, if any.
+    fn current(&self) -> Option<VcpuRef>;
+}
+
+/// Wakes every vCPU whose one-shot timer is due at `now_ns` (and disarms
+/// it); returns how many fired. Where VIRQ_TIMER will be raised.
+pub fn fire_timers(domains: &mut DomainTable, now_ns: u64) -> usize {
+    let mut fired = 0;
+    for d in domains.iter_mut() {
+        for id in 0..d.vcpus().len() as u32 {
+            if d.vcpu_mut(id).is_some_and(|v| v.expire_timer(now_ns)) {
+                fired += 1;
+            }
+        }
+    }
+    fired
+}
+
+/// The earliest pending one-shot timer among running domains' vCPUs.
+pub fn next_timer_deadline(domains: &DomainTable) -> Option<u64> {
+    domains
+        .iter()
+        .filter(|d| d.state() == DomainState::Running)
+        .flat_map(|d| d.vcpus().iter().filter_map(|v| v.timer_deadline_ns()))
+        .min()
+}
+
+/// Whether `v` exists and may be given a pCPU now.
+fn may_run(domains: &DomainTable, v: VcpuRef) -> bool {
+    domains
+        .get(v.domid)
+        .is_some_and(|d| d.vcpu_may_run(v.vcpu_id))
+}

@@ -1,0 +1,265 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::domain::vcpu::{VcpuEntryState, VcpuRunState};
+use crate::domain::{DomainConfig, ShutdownReason};
+use crate::paging::sim::machine;
+
+/// Domains with `vcpus[i]` vCPUs each, all started and unpaused.
+fn domains(vcpus: &[u32]) -> DomainTable {
+    let (mut pool, mut mem) = machine(4 * vcpus.len() as u64 + 4);
+    let mut t = DomainTable::new();
+    for (i, n) in vcpus.iter().enumerate() {
+        let cfg = DomainConfig {
+            name: &format!("d{i}"),
+            max_pages: 1,
+            vcpus: *n,
+        };
+        let id = t.create_domu(&cfg, &mut pool, &mut mem).unwrap();
+        let d = t.get_mut(id).unwrap();
+        for v in 0..*n {
+            d.vcpu_mut(v).unwrap().start(VcpuEntryState::default());
+        }
+        d.unpause().unwrap();
+    }
+    t
+}
+
+fn r(domid: DomId, vcpu_id: u32) -> VcpuRef {
+    VcpuRef { domid, vcpu_id }
+}
+
+fn ran(d: Decision) -> Option<VcpuRef> {
+    match d {
+        Decision::Run { vcpu, .. } => Some(vcpu),
+        Decision::Idle { .. } => None,
+    }
+}
+
+#[test]
+fn round_robin_with_slices_and_yield() {
+    let mut t = domains(&[2, 1]);
+    let mut s = RoundRobin::new();
+    let d = s.schedule(&mut t, 0);
+    assert_eq!(
+        d,
+        Decision::Run {
+            vcpu: r(1, 0),
+            switched: true,
+            slice_end_ns: TIME_SLICE_NS,
+            next_event_ns: TIME_SLICE_NS
+        }
+    );
+    // Within the slice the same vCPU goes on.
+    assert_eq!(ran(s.schedule(&mut t, 1_000)), Some(r(1, 0)));
+    // Slice over: the next one, in (domid, vCPU) order, wrapping.
+    assert_eq!(ran(s.schedule(&mut t, TIME_SLICE_NS)), Some(r(1, 1)));
+    s.yield_current();
+    assert_eq!(ran(s.schedule(&mut t, TIME_SLICE_NS + 10)), Some(r(2, 0)));
+    s.yield_current();
+    assert_eq!(ran(s.schedule(&mut t, TIME_SLICE_NS + 20)), Some(r(1, 0)));
+    // CPU time was charged to whoever ran.
+    let cpu = |t: &DomainTable, v: VcpuRef| {
+        t.get(v.domid)
+            .unwrap()
+            .vcpu(v.vcpu_id)
+            .unwrap()
+            .cpu_time_ns()
+    };
+    assert_eq!(cpu(&t, r(1, 0)), TIME_SLICE_NS);
+    assert_eq!(cpu(&t, r(1, 1)), 10);
+    assert_eq!(cpu(&t, r(2, 0)), 10);
+}
+
+#[test]
+fn a_lone_vcpu_that_yields_runs_again() {
+    let mut t = domains(&[1]);
+    let mut s = RoundRobin::new();
+    assert_eq!(ran(s.schedule(&mut t, 0)), Some(r(1, 0)));
+    s.yield_current();
+    let d = s.schedule(&mut t, 5);
+    assert!(
+        matches!(d, Decision::Run { switched: false, slice_end_ns, .. } if slice_end_ns == 5 + TIME_SLICE_NS)
+    );
+}
+
+#[test]
+fn blocked_vcpu_sleeps_until_its_timer_and_idle_waits_for_it() {
+    let mut t = domains(&[1]);
+    let mut s = RoundRobin::new();
+    assert_eq!(ran(s.schedule(&mut t, 0)), Some(r(1, 0)));
+    let v = t.get_mut(1).unwrap().vcpu_mut(0).unwrap();
+    v.set_timer(1_000_000);
+    v.block();
+    assert_eq!(
+        s.schedule(&mut t, 10),
+        Decision::Idle {
+            wake_at_ns: Some(1_000_000)
+        }
+    );
+    assert_eq!(s.current(), None);
+    assert_eq!(
+        s.schedule(&mut t, 999_999),
+        Decision::Idle {
+            wake_at_ns: Some(1_000_000)
+        }
+    );
+    assert!(matches!(
+        s.schedule(&mut t, 1_000_000),
+        Decision::Run { vcpu, switched: true, .. } if vcpu == r(1, 0)
+    ));
+    // Blocked without a timer: idle with nothing to wait for.
+    t.get_mut(1).unwrap().vcpu_mut(0).unwrap().block();
+    assert_eq!(
+        s.schedule(&mut t, 2_000_000),
+        Decision::Idle { wake_at_ns: None }
+    );
+}
+
+#[test]
+fn next_event_is_the_earliest_timer() {
+    let mut t = domains(&[1, 1]);
+    let mut s = RoundRobin::new();
+    let v = t.get_mut(2).unwrap().vcpu_mut(0).unwrap();
+    v.set_timer(300);
+    v.block();
+    assert!(matches!(
+        s.schedule(&mut t, 0),
+        Decision::Run {
+            next_event_ns: 300,
+            slice_end_ns: TIME_SLICE_NS,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn paused_and_stopped_domains_are_skipped() {
+    let mut t = domains(&[1, 1, 1]);
+    let mut s = RoundRobin::new();
+    t.get_mut(1).unwrap().pause().unwrap();
+    t.get_mut(2).unwrap().shutdown(ShutdownReason::Poweroff);
+    let v = t.get_mut(1).unwrap().vcpu_mut(0).unwrap();
+    v.set_timer(50);
+    for now in [0, TIME_SLICE_NS, 2 * TIME_SLICE_NS] {
+        assert_eq!(ran(s.schedule(&mut t, now)), Some(r(3, 0)));
+    }
+    t.get_mut(3)
+        .unwrap()
+        .crash(crate::domain::CrashReason::TripleFault);
+    // A paused domain's timer does not wake an idle pCPU.
+    assert_eq!(
+        s.schedule(&mut t, 3 * TIME_SLICE_NS),
+        Decision::Idle { wake_at_ns: None }
+    );
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Advance(u64),
+    Block(usize),
+    BlockWithTimer(usize, u64),
+    Wake(usize),
+    Yield,
+    Pause(usize),
+    Unpause(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u64..3 * TIME_SLICE_NS).prop_map(Op::Advance),
+        2 => any::<usize>().prop_map(Op::Block),
+        2 => (any::<usize>(), 0u64..4 * TIME_SLICE_NS).prop_map(|(i, dt)| Op::BlockWithTimer(i, dt)),
+        1 => any::<usize>().prop_map(Op::Wake),
+        2 => Just(Op::Yield),
+        1 => any::<usize>().prop_map(Op::Pause),
+        1 => any::<usize>().prop_map(Op::Unpause),
+    ]
+}
+
+fn run_state(t: &DomainTable, v: VcpuRef) -> VcpuRunState {
+    t.get(v.domid).unwrap().vcpu(v.vcpu_id).unwrap().run_state()
+}
+
+proptest! {
+    /// Against random blocking, timers, pauses and yields: the vCPU run is
+    /// always allowed to run, a timer never wakes a vCPU before its
+    /// deadline, and a vCPU that stays runnable is picked within one
+    /// round of picks.
+    #[test]
+    fn fair_and_safe(shape in prop::collection::vec(1u32..4, 1..4), ops in prop::collection::vec(op(), 1..200)) {
+        let mut t = domains(&shape);
+        let all: Vec<VcpuRef> = t
+            .iter()
+            .flat_map(|d| (0..d.vcpus().len() as u32).map(move |v| r(d.domid(), v)))
+            .collect();
+        let domids: Vec<DomId> = t.iter().map(|d| d.domid()).collect();
+        let mut s = RoundRobin::new();
+        let mut now = 0u64;
+        // Picks each vCPU has waited through while runnable.
+        let mut waited: BTreeMap<VcpuRef, usize> = BTreeMap::new();
+        let mut last_run: Option<(VcpuRef, u64)> = None;
+        for op in ops {
+            match op {
+                Op::Advance(dt) => now += dt,
+                Op::Block(i) | Op::BlockWithTimer(i, _) => {
+                    let v = all[i % all.len()];
+                    let vcpu = t.get_mut(v.domid).unwrap().vcpu_mut(v.vcpu_id).unwrap();
+                    if let Op::BlockWithTimer(_, dt) = op {
+                        vcpu.set_timer(now + dt);
+                    }
+                    vcpu.block();
+                }
+                Op::Wake(i) => {
+                    let v = all[i % all.len()];
+                    t.get_mut(v.domid).unwrap().vcpu_mut(v.vcpu_id).unwrap().wake();
+                }
+                Op::Yield => s.yield_current(),
+                Op::Pause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().pause(); }
+                Op::Unpause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().unpause(); }
+            }
+            let before: Vec<(VcpuRunState, Option<u64>, bool)> = all
+                .iter()
+                .map(|v| {
+                    let vcpu = t.get(v.domid).unwrap().vcpu(v.vcpu_id).unwrap();
+                    (vcpu.run_state(), vcpu.timer_deadline_ns(), may_run(&t, *v))
+                })
+                .collect();
+            let decision = s.schedule(&mut t, now);
+            for (v, (state, deadline, _)) in all.iter().zip(&before) {
+                if *state == VcpuRunState::Blocked && run_state(&t, *v) == VcpuRunState::Runnable {
+                    let deadline = deadline.expect("woken without a timer");
+                    prop_assert!(now >= deadline, "{:?} woke at {} before {}", v, now, deadline);
+                }
+            }
+            match decision {
+                Decision::Run { vcpu, next_event_ns, slice_end_ns, .. } => {
+                    prop_assert!(may_run(&t, vcpu), "{:?} is not runnable", vcpu);
+                    prop_assert!(next_event_ns <= slice_end_ns && now < slice_end_ns);
+                    // A continued slice repeats the last decision's vCPU and end.
+                    let picked = last_run != Some((vcpu, slice_end_ns));
+                    last_run = Some((vcpu, slice_end_ns));
+                    if picked {
+                        for (v, b) in all.iter().zip(&before) {
+                            let count = waited.entry(*v).or_insert(0);
+                            if *v == vcpu || !b.2 || !may_run(&t, *v) {
+                                *count = 0;
+                            } else {
+                                *count += 1;
+                                prop_assert!(*count < all.len(), "{:?} starved for {} picks", v, count);
+                            }
+                        }
+                    }
+                }
+                Decision::Idle { wake_at_ns } => {
+                    prop_assert!(all.iter().all(|v| !may_run(&t, *v)));
+                    prop_assert_eq!(wake_at_ns, next_timer_deadline(&t));
+                    waited.clear();
+                    last_run = None;
+                }
+            }
+        }
+    }
+}
