@@ -2,8 +2,11 @@
 //! exists only in the bare-metal build.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 #[cfg(target_os = "none")]
 pub mod arch;
+pub mod boot_domains;
 pub mod boot_info;
 pub mod builder;
 pub mod calendar;

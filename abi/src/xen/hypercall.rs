@@ -100,3 +100,67 @@ pub const ARCH_1: u64 = 49;
 pub const ARCH_7: u64 = 55;
 /// Size of the hypercall number space a dispatch table must cover.
 pub const NR_HYPERCALLS: u64 = 64;
+
+/// Xen's name of hypercall `nr` (without `__HYPERVISOR_`), for logs and
+/// statistics; `None` for a number Xen does not define.
+pub fn name(nr: u64) -> Option<&'static str> {
+    Some(match nr {
+        SET_TRAP_TABLE => "set_trap_table",
+        MMU_UPDATE => "mmu_update",
+        SET_GDT => "set_gdt",
+        STACK_SWITCH => "stack_switch",
+        SET_CALLBACKS => "set_callbacks",
+        FPU_TASKSWITCH => "fpu_taskswitch",
+        SCHED_OP_COMPAT => "sched_op_compat",
+        PLATFORM_OP => "platform_op",
+        SET_DEBUGREG => "set_debugreg",
+        GET_DEBUGREG => "get_debugreg",
+        UPDATE_DESCRIPTOR => "update_descriptor",
+        MEMORY_OP => "memory_op",
+        MULTICALL => "multicall",
+        UPDATE_VA_MAPPING => "update_va_mapping",
+        SET_TIMER_OP => "set_timer_op",
+        EVENT_CHANNEL_OP_COMPAT => "event_channel_op_compat",
+        XEN_VERSION => "xen_version",
+        CONSOLE_IO => "console_io",
+        PHYSDEV_OP_COMPAT => "physdev_op_compat",
+        GRANT_TABLE_OP => "grant_table_op",
+        VM_ASSIST => "vm_assist",
+        UPDATE_VA_MAPPING_OTHERDOMAIN => "update_va_mapping_otherdomain",
+        IRET => "iret",
+        VCPU_OP => "vcpu_op",
+        SET_SEGMENT_BASE => "set_segment_base",
+        MMUEXT_OP => "mmuext_op",
+        XSM_OP => "xsm_op",
+        NMI_OP => "nmi_op",
+        SCHED_OP => "sched_op",
+        CALLBACK_OP => "callback_op",
+        XENOPROF_OP => "xenoprof_op",
+        EVENT_CHANNEL_OP => "event_channel_op",
+        PHYSDEV_OP => "physdev_op",
+        HVM_OP => "hvm_op",
+        SYSCTL => "sysctl",
+        DOMCTL => "domctl",
+        KEXEC_OP => "kexec_op",
+        TMEM_OP => "tmem_op",
+        ARGO_OP => "argo_op",
+        XENPMU_OP => "xenpmu_op",
+        DM_OP => "dm_op",
+        HYPFS_OP => "hypfs_op",
+        ARCH_0 => "mca",
+        ARCH_1 => "paging_domctl_cont",
+        ARCH_7 => "control_op",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_follow_xen_h() {
+        assert_eq!(super::name(18), Some("console_io"));
+        assert_eq!(super::name(29), Some("sched_op"));
+        assert_eq!(super::name(55), Some("control_op"));
+        assert_eq!(super::name(63), None);
+    }
+}

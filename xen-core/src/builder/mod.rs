@@ -375,4 +375,4 @@ fn write_struct<T: IntoBytes + Immutable>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,14 +6,14 @@ use elf::abi::{EM_386, EM_ARM, EM_X86_64, PT_LOAD, PT_NOTE};
 use zerocopy::FromBytes;
 
 /// One program header of a test image.
-struct Seg {
+pub(crate) struct Seg {
     kind: u32,
     paddr: u64,
     data: std::vec::Vec<u8>,
     memsz: u64,
 }
 
-fn load(paddr: u64, data: &[u8], memsz: u64) -> Seg {
+pub(crate) fn load(paddr: u64, data: &[u8], memsz: u64) -> Seg {
     Seg {
         kind: PT_LOAD,
         paddr,
@@ -23,7 +23,7 @@ fn load(paddr: u64, data: &[u8], memsz: u64) -> Seg {
 }
 
 /// A PT_NOTE segment holding one "Xen" note of `n_type` with `desc`.
-fn xen_note(n_type: u32, desc: &[u8]) -> Seg {
+pub(crate) fn xen_note(n_type: u32, desc: &[u8]) -> Seg {
     let mut d = std::vec::Vec::new();
     for v in [4, desc.len() as u32, n_type] {
         d.extend_from_slice(&v.to_le_bytes());
@@ -41,7 +41,7 @@ fn xen_note(n_type: u32, desc: &[u8]) -> Seg {
 }
 
 /// A little-endian ET_EXEC image of either class with `segs` in order.
-fn elf(class64: bool, machine: u16, segs: &[Seg]) -> std::vec::Vec<u8> {
+pub(crate) fn elf(class64: bool, machine: u16, segs: &[Seg]) -> std::vec::Vec<u8> {
     let (ehsize, phsize) = if class64 { (64u64, 56u64) } else { (52, 32) };
     let mut out = std::vec::Vec::new();
     let word = |out: &mut std::vec::Vec<u8>, v: u64| {
@@ -100,7 +100,7 @@ fn code() -> std::vec::Vec<u8> {
 }
 
 /// A kernel at 1 MiB: code + bss, and the PVH note with a `size`-byte entry.
-fn kernel(class64: bool, machine: u16, entry_bytes: &[u8]) -> std::vec::Vec<u8> {
+pub(crate) fn kernel(class64: bool, machine: u16, entry_bytes: &[u8]) -> std::vec::Vec<u8> {
     let segs = [xen_note(18, entry_bytes), load(KERNEL, &code(), 0x3000)];
     elf(class64, machine, &segs)
 }

@@ -119,5 +119,5 @@ boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 boot_pd:    .skip 4096 * 4
 .global boot_stack_top
-boot_stack: .skip 64 * 1024
+boot_stack: .skip 256 * 1024
 boot_stack_top:

@@ -2,14 +2,14 @@
 //! info, frame allocator, heap, boot bundle. Each step that can fail on its
 //! input ends the machine with a `FATAL:` line, never a hang.
 
-use abi::bundle::{Bundle, BundleEntry, ImageKind};
-use abi::debug_exit::EXIT_POWEROFF;
-
-use super::fatal::{exit, fatal};
+use super::fatal::fatal;
+use super::machine::Machine;
 use super::mem::{image, BootReader, IdentityMap, FRAMES};
-use super::{cpu, heap, serial};
+use super::{apic, cpu, heap, rtc, serial, svm, tsc};
 use crate::boot_info::{BootInfo, MemKind};
 use crate::mm::FramePool;
+use crate::time::{Clock, WallClock};
+use abi::bundle::{Bundle, BundleEntry, ImageKind};
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 
@@ -56,8 +56,27 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     let free = FRAMES.lock().free_frames();
     log::info!("frames: {free} free ({} KiB)", free * 4);
     log::info!("heap: {} KiB", heap::size() / 1024);
+    svm::enable_this_cpu_or_die();
+    let mut machine = Machine::new(phys, init_clock());
+    machine.build_boot_domains(&bundle);
     log::info!("xen-core: boot complete");
-    exit(EXIT_POWEROFF)
+    machine.run()
+}
+
+/// Calibrates the TSC and the local APIC timer (the scheduler's preemption
+/// tick) and reads the wall clock for shared info.
+fn init_clock() -> Clock {
+    let tsc_hz = tsc::init();
+    log::info!("tsc: {} MHz", tsc_hz / 1_000_000);
+    let apic_hz = apic::init();
+    log::info!("apic: timer {} ticks/ms", apic_hz / 1000);
+    let sec = rtc::unix_seconds().unwrap_or_else(|e| {
+        log::warn!("rtc: {e}; the wall clock starts at 1970");
+        0
+    });
+    log::info!("rtc: {sec} s since 1970");
+    Clock::new(tsc_hz, tsc::boot_tsc(), WallClock { sec, nsec: 0 })
+        .unwrap_or_else(|| fatal(format_args!("clock: the TSC rate is 0")))
 }
 
 fn log_memory(info: &BootInfo) {

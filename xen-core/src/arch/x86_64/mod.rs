@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod exceptions;
 pub mod fatal;
 pub mod heap;
+pub mod machine;
 pub mod mem;
 pub mod pic;
 pub mod rtc;

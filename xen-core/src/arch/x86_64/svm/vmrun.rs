@@ -69,6 +69,10 @@ core::arch::global_asm!(
     "push rsi",
     "push rdx",
     "clgi",
+    // IF=1 while the guest runs: with V_INTR_MASKING a physical interrupt
+    // (the scheduler's APIC timer) then causes an INTR exit; it stays
+    // pending while GIF=0 and the host takes it at STGI below.
+    "sti",
     "mov rax, rdx",
     "vmsave rax",
     "mov rax, rsi",
@@ -110,6 +114,8 @@ core::arch::global_asm!(
     "mov rax, [rsp]",
     "vmload rax",
     "stgi",
+    // Host code runs with interrupts off again.
+    "cli",
     "add rsp, 24",
     "pop r15",
     "pop r14",

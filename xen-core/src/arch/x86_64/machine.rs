@@ -1,0 +1,373 @@
+//! The hypervisor on this machine: the domain table, every vCPU's SVM
+//! state, the scheduler and the clock, and the loop that runs them on the
+//! boot pCPU. Portable code decides (scheduler, VM-exit and hypercall
+//! handlers); this module only carries out.
+
+use alloc::collections::BTreeMap;
+
+use abi::bundle::{Bundle, BundleEntry, ImageKind};
+use abi::debug_exit::{EXIT_DOM0_CRASH, EXIT_POWEROFF, EXIT_REBOOT};
+use abi::xen::domid::DomId;
+
+use super::fatal::{exit, fatal};
+use super::mem::{IdentityMap, FRAMES};
+use super::svm::{self, SvmVcpu};
+use super::{apic, cpu_idle_until, tsc};
+use crate::boot_domains::{build_boot_domain, BootDomain, BootMemory};
+use crate::domain::table::{DomainTable, DOM0};
+use crate::domain::vcpu::VcpuEntryState;
+use crate::domain::{Domain, DomainState, ShutdownReason};
+use crate::hypercall::{self, Caller, HypercallEnv, HypercallOutcome, HypercallRegs};
+use crate::mm::{FramePool, Mfn, PAGE_SHIFT};
+use crate::sched::{Decision, RoundRobin, Scheduler, VcpuRef};
+use crate::time::{pvclock, Clock};
+use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
+use crate::vmexit::io::IoPortPolicy;
+use crate::vmexit::{code_name, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv};
+
+/// Where dom0's 1:1 RAM starts: its kernel is linked here (16 MiB), above
+/// xen-core's image at 1 MiB.
+const DOM0_BASE: Mfn = Mfn(0x1000);
+/// Pages in one MiB.
+const PAGES_PER_MIB: u64 = (1 << 20) >> PAGE_SHIFT;
+
+/// The domain table: large (every domain's p2m root, vCPUs, counters), so
+/// it lives in static memory, not on the boot stack.
+static DOMAINS: spin::Mutex<DomainTable> = spin::Mutex::new(DomainTable::new());
+
+/// Everything the run loop owns.
+pub struct Machine {
+    /// Locked for the hypervisor's lifetime: one pCPU runs the loop.
+    domains: spin::MutexGuard<'static, DomainTable>,
+    vcpus: BTreeMap<VcpuRef, SvmVcpu>,
+    sched: RoundRobin,
+    clock: Clock,
+    phys: IdentityMap,
+}
+
+impl Machine {
+    /// A machine with no domains yet.
+    pub fn new(phys: IdentityMap, clock: Clock) -> Self {
+        Self {
+            domains: DOMAINS
+                .try_lock()
+                .unwrap_or_else(|| fatal(format_args!("domain table already in use"))),
+            vcpus: BTreeMap::new(),
+            sched: RoundRobin::new(),
+            clock,
+            phys,
+        }
+    }
+
+    /// Builds dom0 (fatal if it cannot be built) and the bundle's domUs (a
+    /// domU that cannot be built is logged and skipped), and unpauses them.
+    pub fn build_boot_domains(&mut self, bundle: &Bundle<'static>) {
+        for entry in bundle.entries().filter(|e| e.kind == ImageKind::Dom0Kernel) {
+            if let Err(e) = self.build(&entry) {
+                fatal(format_args!("dom0: cannot build \"{}\": {e}", entry.name));
+            }
+        }
+        for entry in bundle.entries().filter(|e| e.kind == ImageKind::DomUKernel) {
+            if let Err(e) = self.build(&entry) {
+                log::error!("domU \"{}\" not started: {e}", entry.name);
+            }
+        }
+    }
+
+    fn build(&mut self, entry: &BundleEntry<'static>) -> Result<(), BuildFailure> {
+        let pages = u64::from(entry.memory_mib) * PAGES_PER_MIB;
+        let memory = match entry.kind {
+            ImageKind::Dom0Kernel => {
+                FRAMES
+                    .lock()
+                    .alloc_range(DOM0_BASE, pages)
+                    .map_err(|e| BuildFailure::Dom0Memory(e, pages))?;
+                BootMemory::Identity { first: DOM0_BASE }
+            }
+            ImageKind::DomUKernel => BootMemory::Fresh,
+        };
+        let spec = BootDomain {
+            name: entry.name,
+            image: entry.image,
+            cmdline: entry.cmdline,
+            pages,
+            vcpus: entry.vcpus,
+            memory,
+        };
+        let (domid, start) = build_boot_domain(
+            &mut self.domains,
+            &mut *FRAMES.lock(),
+            &mut self.phys,
+            &spec,
+        )
+        .map_err(BuildFailure::Domain)?;
+        self.start_vcpu0(domid, &start)?;
+        log::info!(
+            "d{domid} \"{}\": {} MiB, entry {:#x}, start info at {:#x}",
+            entry.name,
+            entry.memory_mib,
+            start.rip,
+            start.rbx
+        );
+        Ok(())
+    }
+
+    /// Gives vCPU 0 its VMCB and lets the domain run.
+    fn start_vcpu0(&mut self, domid: DomId, start: &VcpuEntryState) -> Result<(), BuildFailure> {
+        let Some(domain) = self.domains.get_mut(domid) else {
+            return Ok(());
+        };
+        let io = if domain.privilege().is_some() {
+            IoPortPolicy::Dom0
+        } else {
+            IoPortPolicy::None
+        };
+        match SvmVcpu::new(start, domain.p2m().root(), io) {
+            Ok(svm) => {
+                self.vcpus.insert(VcpuRef { domid, vcpu_id: 0 }, svm);
+                let _ = domain.unpause();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.domains.kill(domid);
+                let _ = self
+                    .domains
+                    .destroy(domid, &mut *FRAMES.lock(), &mut self.phys);
+                Err(BuildFailure::Svm(e))
+            }
+        }
+    }
+
+    /// The scheduler loop: never returns; dom0's shutdown ends the machine.
+    pub fn run(&mut self) -> ! {
+        loop {
+            let now = tsc::system_time_ns();
+            match self.sched.schedule(&mut self.domains, now) {
+                Decision::Idle { wake_at_ns } => {
+                    cpu_idle_until(wake_at_ns.map_or(u64::MAX, tsc::tsc_at_ns));
+                    apic::take_timer_fired();
+                }
+                Decision::Run {
+                    vcpu,
+                    switched,
+                    next_event_ns,
+                    ..
+                } => self.run_vcpu(vcpu, switched, next_event_ns),
+            }
+        }
+    }
+
+    /// Runs `v` until its slice ends or it needs the hypervisor, then acts
+    /// on how it stopped.
+    fn run_vcpu(&mut self, v: VcpuRef, switched: bool, until_ns: u64) {
+        let (Some(domain), Some(svm)) = (self.domains.get_mut(v.domid), self.vcpus.get_mut(&v))
+        else {
+            return;
+        };
+        if switched {
+            // Before the guest has mapped shared info there is nowhere to
+            // publish: nothing to do then.
+            let _ = pvclock::update_vcpu_time(
+                domain,
+                &mut self.phys,
+                v.vcpu_id,
+                &self.clock,
+                tsc::now(),
+            );
+        }
+        apic::arm_at_tsc(tsc::tsc_at_ns(until_ns));
+        let mut env = ExitEnv {
+            domain,
+            phys: &mut self.phys,
+            vcpu_id: v.vcpu_id,
+        };
+        let action = svm.run(&mut env);
+        apic::disarm();
+        match action {
+            ExitAction::Resume => {}
+            ExitAction::Preempted => {
+                apic::take_timer_fired();
+            }
+            ExitAction::Halt => {
+                if let Some(vcpu) = env.domain.vcpu_mut(v.vcpu_id) {
+                    vcpu.block();
+                }
+            }
+            ExitAction::Crash(reason) => {
+                log::error!("d{} \"{}\" crashed: {reason}", v.domid, env.domain.name());
+                env.domain.crash(reason);
+                self.domain_stopped(v.domid);
+            }
+            ExitAction::Hypercall => self.hypercall(v),
+        }
+    }
+
+    /// Serves the VMMCALL `v` stopped at.
+    fn hypercall(&mut self, v: VcpuRef) {
+        let Some(svm) = self.vcpus.get_mut(&v) else {
+            return;
+        };
+        let mut guest = svm.guest();
+        let regs = HypercallRegs::capture(&guest, guest.cpl());
+        let caller = Caller {
+            domid: v.domid,
+            vcpu_id: v.vcpu_id,
+            paging: guest.paging(),
+        };
+        let mut env = ConsoleEnv { clock: &self.clock };
+        let outcome = hypercall::handle_hypercall(
+            &mut self.domains,
+            &mut *FRAMES.lock(),
+            &mut self.phys,
+            &mut env,
+            &caller,
+            &regs,
+        );
+        guest.set_gpr(Gpr::Rax, outcome.rax());
+        if regs.rax == abi::xen::hypercall::MEMORY_OP {
+            // The p2m may have changed under a mapping the guest cached.
+            svm.flush_tlb();
+        }
+        match outcome {
+            HypercallOutcome::Return(_) | HypercallOutcome::Block => {}
+            HypercallOutcome::Yield => self.sched.yield_current(),
+            HypercallOutcome::Shutdown(reason) => {
+                if let Some(d) = self.domains.get(v.domid) {
+                    log::info!("d{} \"{}\" shut down: {reason:?}", v.domid, d.name());
+                }
+                self.domain_stopped(v.domid);
+            }
+        }
+    }
+
+    /// A domain stopped running (shut down or crashed). dom0 stopping ends
+    /// the machine, as a Xen host goes down with its control domain.
+    fn domain_stopped(&mut self, domid: DomId) {
+        if domid != DOM0 {
+            return;
+        }
+        let status = match self.domains.get(DOM0).map(Domain::state) {
+            Some(DomainState::Shutdown(ShutdownReason::Poweroff)) => EXIT_POWEROFF,
+            Some(DomainState::Shutdown(ShutdownReason::Reboot)) => EXIT_REBOOT,
+            _ => EXIT_DOM0_CRASH,
+        };
+        self.power_off(status)
+    }
+
+    /// Prints each domain's statistics, stops and destroys every domain
+    /// (memory scrubbed, back in the pool) and ends the machine.
+    fn power_off(&mut self, status: u8) -> ! {
+        for domain in self.domains.iter() {
+            log_statistics(domain);
+        }
+        self.vcpus.clear();
+        let domids: alloc::vec::Vec<DomId> = self.domains.iter().map(Domain::domid).collect();
+        let mut pool = FRAMES.lock();
+        for domid in domids {
+            let _ = self.domains.kill(domid);
+            let _ = self.domains.destroy(domid, &mut *pool, &mut self.phys);
+        }
+        log::info!(
+            "frames: {} free after stopping all domains",
+            pool.free_frames()
+        );
+        log::info!("xen-core: powering off");
+        exit(status)
+    }
+}
+
+/// One domain's counters, as printed at power-off.
+fn log_statistics(d: &Domain) {
+    log::info!(
+        "d{} \"{}\": {:?}, {} ms CPU, {} KiB",
+        d.domid(),
+        d.name(),
+        d.state(),
+        d.cpu_time_ns() / 1_000_000,
+        d.tot_pages() * 4
+    );
+    for (code, count) in d.exits().iter() {
+        log::info!("  exit {} ({code:#x}): {count}", code_name(code));
+    }
+    for (nr, count) in d.hypercalls().iter() {
+        let name = abi::xen::hypercall::name(nr).unwrap_or("unknown");
+        log::info!("  hypercall {name} ({nr}): {count}");
+    }
+}
+
+/// Why a boot domain did not start.
+enum BuildFailure {
+    Dom0Memory(crate::mm::frame::FrameError, u64),
+    Domain(crate::boot_domains::BootDomainError),
+    Svm(svm::SvmError),
+}
+
+impl core::fmt::Display for BuildFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Dom0Memory(e, pages) => write!(
+                f,
+                "its {} MiB of 1:1 memory at {:#x} are not free RAM: {e:?}",
+                pages / PAGES_PER_MIB,
+                DOM0_BASE.hpa()
+            ),
+            Self::Domain(e) => write!(f, "{e}"),
+            Self::Svm(e) => write!(f, "vCPU: {e:?}"),
+        }
+    }
+}
+
+/// What exit handling needs from the vCPU's domain.
+struct ExitEnv<'a> {
+    domain: &'a mut Domain,
+    phys: &'a mut IdentityMap,
+    vcpu_id: u32,
+}
+
+impl VcpuEnv for ExitEnv<'_> {
+    fn identity(&self) -> GuestIdentity {
+        GuestIdentity {
+            domid: self.domain.domid(),
+            vcpu_id: self.vcpu_id,
+        }
+    }
+
+    fn host_cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
+        svm::host_cpuid(leaf, subleaf)
+    }
+
+    fn count_exit(&mut self, exit_code: u64) {
+        self.domain.exits_mut().record(exit_code);
+    }
+
+    fn write_hypercall_page(&mut self, gpa: u64) -> Result<(), HypercallPageError> {
+        hypercall::write_hypercall_page(self.domain, self.phys, gpa)
+    }
+}
+
+/// The hypervisor console and clock, for hypercalls.
+struct ConsoleEnv<'a> {
+    clock: &'a Clock,
+}
+
+impl HypercallEnv for ConsoleEnv<'_> {
+    fn clock(&self) -> &Clock {
+        self.clock
+    }
+
+    fn tsc(&self) -> u64 {
+        tsc::now()
+    }
+
+    fn console_write(&mut self, domid: DomId, _name: &str, line: &[u8]) {
+        // Xen's tag; the handler passes printable ASCII only.
+        let text = core::str::from_utf8(line).unwrap_or("?");
+        log::info!("(d{domid}) {text}");
+    }
+
+    /// xen-core reads no console input yet: there is never anything to
+    /// return.
+    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+        0
+    }
+}

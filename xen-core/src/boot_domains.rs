@@ -1,0 +1,270 @@
+//! Domains built at boot from the boot bundle (dom0, and domUs listed in
+//! its manifest, as Xen's dom0less does): create the domain, give it
+//! memory, load its PVH kernel with the builder, start vCPU 0. All or
+//! nothing: a failed build destroys the half-built domain.
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+use abi::xen::domid::DomId;
+
+use crate::builder::{self, BuildConfig, BuildError, GpaRange};
+use crate::domain::table::DomainTable;
+use crate::domain::vcpu::VcpuEntryState;
+use crate::domain::{DomainConfig, DomainError};
+use crate::guest_mem::GuestPhys;
+use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SHIFT};
+
+/// Where a boot domain's RAM comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootMemory {
+    /// dom0: the machine frames `first..first + pages` (already taken from
+    /// the pool by the caller), mapped 1:1 (GPA = HPA) so that dom0 can
+    /// later program DMA devices without an IOMMU.
+    Identity { first: Mfn },
+    /// A domU: fresh frames at GFNs `0..pages`.
+    Fresh,
+}
+
+/// One domain to build at boot.
+#[derive(Clone, Copy, Debug)]
+pub struct BootDomain<'a> {
+    /// Domain name (unique).
+    pub name: &'a str,
+    /// The PVH kernel (ELF32 or ELF64 with XEN_ELFNOTE_PHYS32_ENTRY).
+    pub image: &'a [u8],
+    /// Kernel command line.
+    pub cmdline: &'a str,
+    /// RAM in 4 KiB pages.
+    pub pages: u64,
+    /// Number of vCPUs (only vCPU 0 starts; the others wait for VCPUOP_up).
+    pub vcpus: u32,
+    /// Privileged (dom0) with 1:1 memory, or an ordinary domU.
+    pub memory: BootMemory,
+}
+
+/// Why a boot domain could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootDomainError {
+    /// Creating the domain or giving it memory failed.
+    Domain(DomainError),
+    /// Loading the kernel failed.
+    Build(BuildError),
+    /// The memory map does not fit the domain's table.
+    MemoryMapTooLong,
+}
+
+impl fmt::Display for BootDomainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Domain(e) => write!(f, "{e}"),
+            Self::Build(e) => write!(f, "kernel image: {e}"),
+            Self::MemoryMapTooLong => f.write_str("memory map too long"),
+        }
+    }
+}
+
+impl From<DomainError> for BootDomainError {
+    fn from(e: DomainError) -> Self {
+        Self::Domain(e)
+    }
+}
+
+impl From<BuildError> for BootDomainError {
+    fn from(e: BuildError) -> Self {
+        Self::Build(e)
+    }
+}
+
+/// Builds `spec`; returns the new, still paused domain's id and vCPU 0's
+/// entry state. On failure nothing is left behind: the domain is destroyed
+/// and its frames are back in `pool` (for [`BootMemory::Identity`] too).
+pub fn build_boot_domain(
+    table: &mut DomainTable,
+    pool: &mut impl FramePool,
+    mem: &mut impl PhysMem,
+    spec: &BootDomain,
+) -> Result<(DomId, VcpuEntryState), BootDomainError> {
+    let cfg = DomainConfig {
+        name: spec.name,
+        max_pages: spec.pages,
+        vcpus: spec.vcpus,
+    };
+    let created = match spec.memory {
+        BootMemory::Identity { .. } => table.create_dom0(&cfg, pool, mem),
+        BootMemory::Fresh => table.create_domu(&cfg, pool, mem),
+    };
+    let domid = match created {
+        Ok(domid) => domid,
+        Err(e) => {
+            if let BootMemory::Identity { first } = spec.memory {
+                (first.0..first.0 + spec.pages).for_each(|m| pool.free(Mfn(m)));
+            }
+            return Err(e.into());
+        }
+    };
+    match populate_and_load(table, pool, mem, domid, spec) {
+        Ok(entry) => Ok((domid, entry)),
+        Err(e) => {
+            // The domain exists (created above), so neither call can fail.
+            let _ = table.kill(domid);
+            let _ = table.destroy(domid, pool, mem);
+            Err(e)
+        }
+    }
+}
+
+fn populate_and_load(
+    table: &mut DomainTable,
+    pool: &mut impl FramePool,
+    mem: &mut impl PhysMem,
+    domid: DomId,
+    spec: &BootDomain,
+) -> Result<VcpuEntryState, BootDomainError> {
+    let domain = table
+        .get_mut(domid)
+        .ok_or(BootDomainError::Domain(DomainError::NoSuchDomain))?;
+    let first_gfn = match spec.memory {
+        BootMemory::Identity { first } => {
+            domain.populate_identity(pool, mem, first, spec.pages)?;
+            Gfn(first.0)
+        }
+        BootMemory::Fresh => {
+            domain.populate(pool, mem, Gfn(0), spec.pages)?;
+            Gfn(0)
+        }
+    };
+    let ram = [GpaRange {
+        start: first_gfn.gpa(),
+        end: first_gfn.gpa() + (spec.pages << PAGE_SHIFT),
+    }];
+    let cfg = BuildConfig {
+        ram: &ram,
+        extra_memmap: &[],
+        cmdline: spec.cmdline,
+        modules: &[],
+    };
+    let memmap = builder::memory_map(&cfg)?;
+    domain
+        .xen_mut()
+        .set_memory_map(&memmap)
+        .map_err(|_| BootDomainError::MemoryMapTooLong)?;
+    let entry = builder::build(spec.image, &cfg, &mut GuestPhys::new(domain.p2m(), mem))?;
+    if let Some(vcpu) = domain.vcpu_mut(0) {
+        vcpu.start(entry);
+    }
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::tests::{elf, kernel, load, xen_note};
+    use crate::domain::vcpu::VcpuRunState;
+    use crate::paging::sim::{machine, SimPool, FIRST_MFN};
+
+    const EM_X86_64: u16 = 62;
+
+    fn domu<'a>(name: &'a str, image: &'a [u8]) -> BootDomain<'a> {
+        BootDomain {
+            name,
+            image,
+            cmdline: "ticks=3",
+            pages: 0x200,
+            vcpus: 1,
+            memory: BootMemory::Fresh,
+        }
+    }
+
+    #[test]
+    fn builds_a_domu_with_its_memory_map_and_vcpu0_ready() {
+        let (mut pool, mut mem) = machine(0x400);
+        let mut table = DomainTable::new();
+        let image = kernel(true, EM_X86_64, &0x10_0000u64.to_le_bytes());
+        let (domid, entry) =
+            build_boot_domain(&mut table, &mut pool, &mut mem, &domu("u", &image)).unwrap();
+        let d = table.get(domid).unwrap();
+        assert_eq!(d.tot_pages(), 0x200);
+        assert_eq!(d.xen().memory_map().len(), 1);
+        assert_eq!(d.vcpu(0).unwrap().run_state(), VcpuRunState::Runnable);
+        assert_eq!(entry.rip, 0x10_0000);
+        assert!(d.privilege().is_none());
+    }
+
+    #[test]
+    fn a_bad_image_leaves_nothing_behind() {
+        let (mut pool, mut mem) = machine(0x400);
+        let mut table = DomainTable::new();
+        let before = pool.free_frames();
+        let err = build_boot_domain(&mut table, &mut pool, &mut mem, &domu("u", b"not an elf"));
+        assert_eq!(err, Err(BootDomainError::Build(BuildError::NotElf)));
+        assert!(table.is_empty());
+        assert_eq!(pool.free_frames(), before);
+    }
+
+    #[test]
+    fn too_little_memory_is_refused_and_returned() {
+        let (mut pool, mut mem) = machine(0x100);
+        let mut table = DomainTable::new();
+        let before = pool.free_frames();
+        let image = kernel(true, EM_X86_64, &0x10_0000u64.to_le_bytes());
+        let err = build_boot_domain(&mut table, &mut pool, &mut mem, &domu("u", &image));
+        assert_eq!(err, Err(BootDomainError::Domain(DomainError::OutOfFrames)));
+        assert_eq!(pool.free_frames(), before);
+    }
+
+    /// dom0's kernel at 16 MiB (= the simulated machine's first MFN), its RAM 1:1.
+    fn dom0_setup(pool: &mut SimPool, pages: u64) -> Vec<u8> {
+        (FIRST_MFN..FIRST_MFN + pages).for_each(|m| pool.take(Mfn(m)));
+        let base = FIRST_MFN << PAGE_SHIFT;
+        let segs = [
+            xen_note(18, &base.to_le_bytes()),
+            load(base, &[0x90; 64], 0x2000),
+        ];
+        elf(true, EM_X86_64, &segs)
+    }
+
+    #[test]
+    fn dom0_gets_identity_memory_and_privilege() {
+        let (mut pool, mut mem) = machine(0x400);
+        let mut table = DomainTable::new();
+        let image = dom0_setup(&mut pool, 0x100);
+        let spec = BootDomain {
+            name: "dom0",
+            image: &image,
+            cmdline: "",
+            pages: 0x100,
+            vcpus: 1,
+            memory: BootMemory::Identity {
+                first: Mfn(FIRST_MFN),
+            },
+        };
+        let (domid, entry) = build_boot_domain(&mut table, &mut pool, &mut mem, &spec).unwrap();
+        let d = table.get(domid).unwrap();
+        assert_eq!(domid, 0);
+        assert!(d.privilege().is_some());
+        let e = d.p2m().translate(&mem, Gfn(FIRST_MFN + 5)).unwrap();
+        assert_eq!(e.mfn, Mfn(FIRST_MFN + 5));
+        assert_eq!(entry.rip, FIRST_MFN << PAGE_SHIFT);
+    }
+
+    #[test]
+    fn a_failed_dom0_returns_its_identity_frames() {
+        let (mut pool, mut mem) = machine(0x400);
+        let mut table = DomainTable::new();
+        dom0_setup(&mut pool, 0x100);
+        let taken = pool.free_frames();
+        let spec = BootDomain {
+            name: "dom0",
+            image: b"\x7fELF garbage",
+            cmdline: "",
+            pages: 0x100,
+            vcpus: 1,
+            memory: BootMemory::Identity {
+                first: Mfn(FIRST_MFN),
+            },
+        };
+        assert!(build_boot_domain(&mut table, &mut pool, &mut mem, &spec).is_err());
+        assert_eq!(pool.free_frames(), taken + 0x100);
+    }
+}
