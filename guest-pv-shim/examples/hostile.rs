@@ -25,8 +25,11 @@ mod kernel {
     const KERNEL_HALF_GVA: u64 = 0xffff_8000_0000_0000;
     /// Not canonical: bits 63:48 do not repeat bit 47.
     const NONCANONICAL_GVA: u64 = 0x8000_0000_0000_0000;
-    /// A length no console write can cover.
-    const HUGE_LEN: u64 = 1 << 40;
+    /// The largest console write (`count` is a 32-bit unsigned int).
+    const HUGE_LEN: u64 = u32::MAX as u64;
+    /// Where the wrapping write starts: 16 bytes below the top of the
+    /// address space, so 32 bytes wrap around to 0.
+    const TOP_GVA: u64 = u64::MAX - 15;
     /// An MSR no guest may read: AMD's VM_HSAVE_PA (host save area).
     const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
     /// COM1, owned by the hypervisor.
@@ -69,8 +72,6 @@ mod kernel {
             xen.hypercall_without_args(UNKNOWN_HYPERCALL_BEYOND_PAGE),
             "-ENOSYS",
         );
-        let buf = b"hostile: this text must not appear\n";
-        let (ok_gva, ok_len) = (buf.as_ptr() as u64, buf.len() as u64);
         report(
             "console-unmapped-gva",
             xen.console_write_gva(UNMAPPED_GVA, 16),
@@ -92,15 +93,16 @@ mod kernel {
             xen.console_write_gva(start_info.ram_end(), 16),
             "-EFAULT",
         );
+        // From the last (zeroed) bytes of its RAM: the hypervisor works
+        // through it in pieces and faults at the end of the p2m.
         report(
             "console-huge-len",
-            xen.console_write_gva(ok_gva, HUGE_LEN),
+            xen.console_write_gva(start_info.ram_end() - 64, HUGE_LEN),
             "-EFAULT",
         );
-        let wrapping = u64::MAX - ok_gva + 1 + ok_len;
         report(
             "console-wrapping-len",
-            xen.console_write_gva(ok_gva, wrapping),
+            xen.console_write_gva(TOP_GVA, 32),
             "-EFAULT",
         );
         let mut input = [0u8; 16];

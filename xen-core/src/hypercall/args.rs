@@ -63,7 +63,68 @@ pub(crate) struct RawArgs {
     pub compat: bool,
 }
 
+/// Xen's hypercall continuation (`hypercall_create_continuation`): the
+/// caller re-issues the same hypercall with `args`, because the rest of
+/// the work must not run in one go (the caller may be preempted between
+/// pieces, and no hypercall holds the pCPU for an unbounded time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Continuation {
+    nr: u64,
+    args: [u64; 5],
+    compat: bool,
+}
+
+impl Continuation {
+    /// The same continuation with argument `index` also set to `value`.
+    pub fn with_arg(mut self, index: usize, value: u64) -> Self {
+        if let Some(slot) = self.args.get_mut(index) {
+            *slot = value;
+        }
+        self
+    }
+
+    /// The register values that make the caller call again: RAX = the
+    /// hypercall number, the arguments in the caller's convention. The run
+    /// loop also moves RIP back onto the VMMCALL.
+    pub fn registers(&self) -> [(Gpr, u64); 6] {
+        let [a1, a2, a3, a4, a5] = self.args;
+        if self.compat {
+            [
+                (Gpr::Rax, self.nr),
+                (Gpr::Rbx, a1),
+                (Gpr::Rcx, a2),
+                (Gpr::Rdx, a3),
+                (Gpr::Rsi, a4),
+                (Gpr::Rdi, a5),
+            ]
+        } else {
+            [
+                (Gpr::Rax, self.nr),
+                (Gpr::Rdi, a1),
+                (Gpr::Rsi, a2),
+                (Gpr::Rdx, a3),
+                (Gpr::R10, a4),
+                (Gpr::R8, a5),
+            ]
+        }
+    }
+}
+
 impl RawArgs {
+    /// A continuation of this hypercall with argument `index` set to
+    /// `value` and the others unchanged.
+    pub fn continue_with(&self, index: usize, value: u64) -> Continuation {
+        let mut args = self.arg;
+        if let Some(slot) = args.get_mut(index) {
+            *slot = value;
+        }
+        Continuation {
+            nr: self.nr,
+            args,
+            compat: self.compat,
+        }
+    }
+
     /// Applies the caller's convention to `regs`.
     pub fn from_regs(regs: &HypercallRegs) -> Self {
         if regs.long_mode {

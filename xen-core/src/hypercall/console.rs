@@ -3,10 +3,12 @@
 //! - `CONSOLEIO_write`, any domain: the `count` bytes at `buf` go to the
 //!   hypervisor console line by line, tagged with the domain (Xen's debug
 //!   builds allow domUs this too; release builds refuse them). Returns 0.
-//!   At most [`CONSOLE_WRITE_MAX`] bytes per call (`-EINVAL` above: Xen
-//!   instead continues long writes in pieces); the whole buffer is checked
-//!   before anything is printed (`-EFAULT`). Bytes other than printable
-//!   ASCII, tab and newline print as `?` (`\r` is dropped), so a guest
+//!   `count` is 32 bits, as in Xen. Like Xen's `guest_console_write`,
+//!   a write longer than [`CONSOLE_WRITE_MAX`] is done in pieces through a
+//!   hypercall continuation; each piece is checked before any of it is
+//!   printed, and the first unreadable piece ends the call with `-EFAULT`
+//!   (earlier pieces stay printed, as in Xen). Bytes other than printable
+//!   ASCII, tab and newline print as `?` (`\r` and NUL are dropped), so a guest
 //!   cannot send escape sequences to the operator's terminal.
 //! - `CONSOLEIO_read`, dom0 only (`-EPERM`): up to `count` bytes of
 //!   console input, at most [`CONSOLE_READ_MAX`] per call; returns how
@@ -18,14 +20,14 @@ use abi::xen::errno::Errno;
 
 use super::args::RawArgs;
 use super::table::Request;
-use super::{fault, Caller, Ctx, HypercallEnv};
+use super::{fault, Caller, Ctx, HypercallEnv, HypercallOutcome};
 use crate::domain::{Domain, Privileged};
 use crate::guest_mem::GuestVirt;
 use crate::mm::{FramePool, PhysMem};
 use crate::paging::guest_walk::AccessKind;
 
-/// Most bytes one `CONSOLEIO_write` takes (a page: what Linux's hvc
-/// console writes at once).
+/// Most bytes one `CONSOLEIO_write` piece prints before the hypercall is
+/// continued (a page: what Linux's hvc console writes at once).
 pub const CONSOLE_WRITE_MAX: u32 = 4096;
 /// Most bytes one `CONSOLEIO_read` returns.
 pub const CONSOLE_READ_MAX: usize = 256;
@@ -51,7 +53,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
 /// What a guest byte prints as, if anything.
 fn printable(b: u8) -> Option<u8> {
     match b {
-        b'\r' => None,
+        b'\r' | b'\0' => None,
         b'\t' | b' '..=b'~' => Some(b),
         _ => Some(b'?'),
     }
@@ -61,16 +63,31 @@ pub(crate) fn write<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     count: u32,
     buf: u64,
-) -> Result<i64, Errno> {
-    if count > CONSOLE_WRITE_MAX {
-        return Err(Errno::EINVAL);
+) -> Result<HypercallOutcome, Errno> {
+    let piece = count.min(CONSOLE_WRITE_MAX);
+    print_piece(ctx, piece as usize, buf)?;
+    if piece == count {
+        return Ok(HypercallOutcome::Return(0));
     }
-    let len = count as usize;
+    let rest = ctx
+        .args
+        .continue_with(1, u64::from(count - piece))
+        .with_arg(2, buf.wrapping_add(u64::from(piece)));
+    Ok(HypercallOutcome::Continue(rest))
+}
+
+/// Prints `len` (at most [`CONSOLE_WRITE_MAX`]) bytes at `buf`, after
+/// checking that all of them are readable.
+fn print_piece<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    len: usize,
+    buf: u64,
+) -> Result<(), Errno> {
     ctx.guest(|g| g.check(buf, len, AccessKind::Read))?
         .map_err(fault)?;
     let mut line = core::mem::take(&mut ctx.domain_mut()?.xen_mut().console_line);
     let mut done = 0;
-    let mut result = Ok(0);
+    let mut result = Ok(());
     while done < len {
         let n = CHUNK.min(len - done);
         let mut chunk = [0u8; CHUNK];

@@ -39,7 +39,7 @@ mod version;
 #[cfg(test)]
 mod tests;
 
-pub use args::HypercallRegs;
+pub use args::{Continuation, HypercallRegs};
 pub use console::{CONSOLE_READ_MAX, CONSOLE_WRITE_MAX};
 pub use page::write_hypercall_page;
 
@@ -101,6 +101,11 @@ pub enum HypercallOutcome {
     /// reason; none of its vCPUs runs again. dom0 shutting down ends the
     /// machine (poweroff or reboot status; crash for `Crash`).
     Shutdown(ShutdownReason),
+    /// The work is not finished: set the caller's registers to
+    /// [`Continuation::registers`] and move its RIP back onto the
+    /// VMMCALL, so that it calls again for the rest (Xen's hypercall
+    /// continuation).
+    Continue(Continuation),
 }
 
 impl HypercallOutcome {
@@ -109,6 +114,7 @@ impl HypercallOutcome {
         match self {
             Self::Return(v) => *v as u64,
             Self::Yield | Self::Block | Self::Shutdown(_) => 0,
+            Self::Continue(c) => c.registers()[0].1,
         }
     }
 }
@@ -137,6 +143,7 @@ pub fn handle_hypercall<P: FramePool, M: PhysMem, E: HypercallEnv>(
         env,
         caller,
         compat: args.compat,
+        args,
     };
     match table::dispatch(&mut ctx, table::decode(&args)) {
         Ok(outcome) => outcome,
@@ -153,6 +160,8 @@ pub(crate) struct Ctx<'a, P, M, E> {
     pub caller: &'a Caller,
     /// The caller uses the 32-bit ABI (compat structure layouts).
     pub compat: bool,
+    /// The raw arguments, for continuations.
+    pub args: RawArgs,
 }
 
 impl<P: FramePool, M: PhysMem, E: HypercallEnv> Ctx<'_, P, M, E> {

@@ -76,7 +76,7 @@ pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let value = match request {
         Request::XenVersion(op) => version::handle(ctx, op)?,
         Request::ConsoleIo(console::ConsoleOp::Write { count, buf }) => {
-            console::write(ctx, count, buf)?
+            return console::write(ctx, count, buf)
         }
         Request::ConsoleIo(console::ConsoleOp::Read { count, buf }) => {
             let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;

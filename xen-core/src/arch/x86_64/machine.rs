@@ -23,7 +23,7 @@ use crate::sched::{Decision, RoundRobin, Scheduler, VcpuRef};
 use crate::time::{pvclock, Clock};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
 use crate::vmexit::io::IoPortPolicy;
-use crate::vmexit::{code_name, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv};
+use crate::vmexit::{code_name, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv, VmExit};
 
 /// Where dom0's 1:1 RAM starts: its kernel is linked here (16 MiB), above
 /// xen-core's image at 1 MiB.
@@ -224,12 +224,23 @@ impl Machine {
             &regs,
         );
         guest.set_gpr(Gpr::Rax, outcome.rax());
+        if let HypercallOutcome::Continue(c) = outcome {
+            for (reg, value) in c.registers() {
+                guest.set_gpr(reg, value);
+            }
+            // Back onto the VMMCALL: the guest calls again for the rest.
+            let vmmcall_len = VmExit::Vmmcall.instruction_len().unwrap_or(3);
+            let rip = guest.rip().wrapping_sub(vmmcall_len);
+            guest.set_rip(rip);
+        }
         if regs.rax == abi::xen::hypercall::MEMORY_OP {
             // The p2m may have changed under a mapping the guest cached.
             svm.flush_tlb();
         }
         match outcome {
-            HypercallOutcome::Return(_) | HypercallOutcome::Block => {}
+            HypercallOutcome::Return(_)
+            | HypercallOutcome::Block
+            | HypercallOutcome::Continue(_) => {}
             HypercallOutcome::Yield => self.sched.yield_current(),
             HypercallOutcome::Shutdown(reason) => {
                 if let Some(d) = self.domains.get(v.domid) {
