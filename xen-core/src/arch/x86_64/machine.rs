@@ -43,6 +43,9 @@ pub struct Machine {
     sched: RoundRobin,
     clock: Clock,
     phys: IdentityMap,
+    /// Free frames before the first domain was built: power-off checks
+    /// that destroying every domain gave them all back.
+    free_before_domains: u64,
 }
 
 impl Machine {
@@ -56,6 +59,7 @@ impl Machine {
             sched: RoundRobin::new(),
             clock,
             phys,
+            free_before_domains: FRAMES.lock().free_frames(),
         }
     }
 
@@ -278,10 +282,9 @@ impl Machine {
             let _ = self.domains.kill(domid);
             let _ = self.domains.destroy(domid, &mut *pool, &mut self.phys);
         }
-        log::info!(
-            "frames: {} free after stopping all domains",
-            pool.free_frames()
-        );
+        let free = pool.free_frames();
+        let leaked = self.free_before_domains.saturating_sub(free);
+        log::info!("frames: {free} free after stopping all domains, {leaked} leaked");
         log::info!("xen-core: powering off");
         exit(status)
     }
