@@ -99,11 +99,6 @@ pub enum CrashReason {
         /// Faulting guest physical address.
         gpa: u64,
     },
-    /// Access to an I/O port the domain does not own.
-    IoPort {
-        /// The port.
-        port: u16,
-    },
     /// A VM exit the hypervisor does not handle.
     UnhandledExit {
         /// SVM exit code.
@@ -117,7 +112,6 @@ impl core::fmt::Display for CrashReason {
             Self::TripleFault => f.write_str("triple fault"),
             Self::InvalidGuestState => f.write_str("invalid guest state"),
             Self::NptFault { gpa } => write!(f, "nested page fault at GPA {gpa:#x}"),
-            Self::IoPort { port } => write!(f, "access to I/O port {port:#x}"),
             Self::UnhandledExit { code } => write!(f, "unhandled VM exit {code:#x}"),
         }
     }
