@@ -1,6 +1,7 @@
 //! The guest library every guest kernel links (dom0 too): the PVH entry,
-//! Xen discovery and the hypercall page, typed hypercalls, `print!`,
-//! shared info and the pvclock.
+//! Xen discovery and the hypercall page, typed hypercalls, `print!` (PV
+//! console or console_io), shared info and the pvclock, the event-channel
+//! and grant-table clients.
 //!
 //! A guest kernel is `guest_kernel!(main)` plus a `fn main(boot: Boot) -> !`
 //! (see `examples/`). Portable parts (start-info parsing, CPUID scan,
@@ -13,6 +14,9 @@
 pub mod console;
 pub mod cpuid;
 pub mod error;
+pub mod events;
+pub mod grant;
+pub mod pvconsole;
 pub mod seqlock;
 pub mod start_info;
 
@@ -25,13 +29,17 @@ pub mod ticker;
 #[cfg(target_os = "none")]
 pub use arch::{
     entry::Boot,
+    evtchn::{Events, PortStatus},
+    gnttab::{CopySide, ForeignMapping, GrantOpError, Grants},
     hypercall::{ShutdownReason, Xen},
     shared_info::{Clock, SharedInfo, WallClock},
+    shared_page::SharedFrame,
 };
 pub use error::XenError;
 pub use start_info::StartInfo;
 
-/// Prints to the console (CONSOLEIO_write; COM1 before Xen is found).
+/// Prints to the console: the PV console ring if the domain has one, else
+/// CONSOLEIO_write (COM1 before Xen is found).
 #[macro_export]
 macro_rules! print {
     ($($arg:tt)*) => {

@@ -7,7 +7,7 @@ use crate::{println, Clock, Xen, XenError};
 /// Ticks when the command line has no `ticks=N`.
 pub const DEFAULT_TICKS: u32 = 5;
 /// How far ahead a tick's one-shot timer is set.
-const TICK_TIMER_NS: u64 = 10_000_000;
+pub const TICK_TIMER_NS: u64 = 10_000_000;
 
 /// How a tick waits before the next.
 #[derive(Clone, Copy)]
@@ -47,15 +47,34 @@ impl Wait {
 /// and returned as an error.
 pub fn run(xen: &Xen, clock: &Clock, prefix: &str, ticks: u32) -> Result<bool, TickError> {
     let waits = [Wait::Yield, Wait::SingleshotBlock, Wait::TimerOpBlock];
+    let wait_of = |i: u32| waits[i as usize % waits.len()];
+    run_with(
+        clock,
+        prefix,
+        ticks,
+        |i| wait_of(i).name(),
+        |i, now| wait_of(i).wait(xen, now),
+    )
+}
+
+/// As [`run`], waiting with `wait(i, now)` after tick `i`, printed as
+/// `wait=<name(i)>` (e.g. dom0 serves consoles until the next tick).
+pub fn run_with(
+    clock: &Clock,
+    prefix: &str,
+    ticks: u32,
+    name: impl Fn(u32) -> &'static str,
+    mut wait: impl FnMut(u32, u64) -> Result<(), XenError>,
+) -> Result<bool, TickError> {
     let mut last = 0;
     let mut monotonic = true;
-    for (i, wait) in (0..ticks).zip(waits.iter().cycle()) {
+    for i in 0..ticks {
         let now = clock.system_time_ns().ok_or(TickError::ClockUnstable)?;
         monotonic &= now >= last;
         last = now;
-        println!("{prefix}tick {i} system_time={now} wait={}", wait.name());
-        wait.wait(xen, now).map_err(|e| {
-            println!("{prefix}tick {i}: {} failed: {e}", wait.name());
+        println!("{prefix}tick {i} system_time={now} wait={}", name(i));
+        wait(i, now).map_err(|e| {
+            println!("{prefix}tick {i}: {} failed: {e}", name(i));
             TickError::Hypercall(e)
         })?;
     }

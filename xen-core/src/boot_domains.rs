@@ -1,19 +1,36 @@
 //! Domains built at boot from the boot bundle (dom0, and domUs listed in
 //! its manifest, as Xen's dom0less does): create the domain, give it
-//! memory, load its PVH kernel with the builder, start vCPU 0. All or
+//! memory, load its PVH kernel with `pvh_builder`, start vCPU 0. All or
 //! nothing: a failed build destroys the half-built domain.
 #![forbid(unsafe_code)]
 
 use core::fmt;
 
 use abi::xen::domid::DomId;
+use pvh_builder::{BuildConfig, BuildError, GpaRange, GuestLoadTarget, LoadFault};
 
-use crate::builder::{self, BuildConfig, BuildError, GpaRange};
 use crate::domain::table::DomainTable;
 use crate::domain::vcpu::VcpuEntryState;
 use crate::domain::{DomainConfig, DomainError};
 use crate::guest_mem::GuestPhys;
 use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SHIFT};
+
+/// The builder writes a domain's memory through its p2m. Every
+/// [`GuestFault`](crate::guest_mem::GuestFault) becomes a [`LoadFault`]:
+/// the builder only loads RAM it was told the domain has, so any fault
+/// means that RAM is missing from the p2m or read-only.
+impl<M: PhysMem> GuestLoadTarget for GuestPhys<'_, M> {
+    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), LoadFault> {
+        GuestPhys::write(self, gpa, bytes).map_err(|_| LoadFault {
+            gpa,
+            len: bytes.len() as u64,
+        })
+    }
+
+    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LoadFault> {
+        GuestPhys::zero(self, gpa, len).map_err(|_| LoadFault { gpa, len })
+    }
+}
 
 /// Where a boot domain's RAM comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,12 +161,13 @@ fn populate_and_load(
         cmdline: spec.cmdline,
         modules: &[],
     };
-    let memmap = builder::memory_map(&cfg)?;
+    let memmap = pvh_builder::memory_map(&cfg)?;
     domain
         .xen_mut()
         .set_memory_map(&memmap)
         .map_err(|_| BootDomainError::MemoryMapTooLong)?;
-    let entry = builder::build(spec.image, &cfg, &mut GuestPhys::new(domain.p2m(), mem))?;
+    let pvh = pvh_builder::build(spec.image, &cfg, &mut GuestPhys::new(domain.p2m(), mem))?;
+    let entry = VcpuEntryState::pvh(pvh.entry, pvh.start_info_gpa);
     if let Some(vcpu) = domain.vcpu_mut(0) {
         vcpu.start(entry);
     }
@@ -159,9 +177,9 @@ fn populate_and_load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builder::tests::{elf, kernel, load, xen_note};
     use crate::domain::vcpu::VcpuRunState;
     use crate::paging::sim::{machine, SimPool, FIRST_MFN};
+    use pvh_builder::test_images::{elf, kernel, load, xen_note};
 
     const EM_X86_64: u16 = 62;
 

@@ -1,16 +1,34 @@
 //! The dom0 kernel: the first domain xen-core builds, privileged, with
-//! GPA = HPA. For now it prints what it received and the Xen it sees,
-//! ticks like the `ticker` example (`ticks=N`, default 5) so interleaving
-//! with domUs shows, and powers off, which ends the whole machine.
+//! GPA = HPA. It prints what it received and the Xen it sees, serves the
+//! other domains' PV consoles (`console_backend`), and ticks like the
+//! `ticker` example so interleaving shows.
+//!
+//! Command line:
+//! - `ticks=N`: N ticks (default 5, or 0 with `console-backend`), one per
+//!   10 ms; consoles are served between ticks. Then power off (which ends
+//!   the whole machine), after a last drain of every console.
+//! - `console-backend`: after the ticks, serve consoles until every other
+//!   domain has shut down (`VIRQ_DOM_EXC`, and the domain list rescanned
+//!   every 100 ms), then power off.
+//!
+//! Without event channels or grant tables the backend reports why
+//! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
+//! ticker does (yield / one-shot timer + block); with `console-backend`
+//! it then powers off with SHUTDOWN_crash.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
 guest_pv_shim::guest_kernel!(kernel::main);
 
 #[cfg(target_os = "none")]
+mod console_backend;
+
+#[cfg(target_os = "none")]
 mod kernel {
     use guest_pv_shim::console::nul_padded_str;
     use guest_pv_shim::{println, ticker, Boot, Clock, ShutdownReason, Xen};
+
+    use crate::console_backend::Backend;
 
     pub fn main(boot: Boot) -> ! {
         let Boot { xen, start_info } = boot;
@@ -32,24 +50,60 @@ mod kernel {
             }
             Err(e) => println!("dom0: xen_version failed: {e}"),
         }
-        let ticks = start_info.cmdline_arg("ticks").and_then(|n| n.parse().ok());
-        let reason = match clock(&xen) {
-            Some(clock) => match ticker::run(
-                &xen,
-                &clock,
-                "dom0: ",
-                ticks.unwrap_or(ticker::DEFAULT_TICKS),
-            ) {
-                Ok(true) => ShutdownReason::Poweroff,
-                Ok(false) | Err(_) => ShutdownReason::Crash,
-            },
-            None => ShutdownReason::Crash,
+        let serve = start_info.cmdline_arg("console-backend").is_some();
+        let ticks = start_info
+            .cmdline_arg("ticks")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(if serve { 0 } else { ticker::DEFAULT_TICKS });
+        let Some(clock) = clock(&xen) else {
+            xen.shutdown(ShutdownReason::Crash)
+        };
+        let reason = match Backend::start(&xen, start_info.ram_end()) {
+            Ok(mut backend) => with_backend(&clock, &mut backend, ticks, serve),
+            Err(e) => {
+                println!("dom0: console: backend unavailable: {e}");
+                match ticker::run(&xen, &clock, "dom0: ", ticks) {
+                    Ok(true) if !serve => ShutdownReason::Poweroff,
+                    _ => ShutdownReason::Crash,
+                }
+            }
         };
         xen.shutdown(reason)
     }
 
+    /// Ticks while serving consoles, then (with `serve`) serves until the
+    /// domUs are down; releases every console.
+    fn with_backend(
+        clock: &Clock,
+        backend: &mut Backend,
+        ticks: u32,
+        serve: bool,
+    ) -> ShutdownReason {
+        let ticked = ticker::run_with(
+            clock,
+            "dom0: ",
+            ticks,
+            |_| "console-backend",
+            |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
+        );
+        let served = if serve {
+            backend.serve_until_domus_down()
+        } else {
+            backend.release_all();
+            Ok(())
+        };
+        match (ticked, served) {
+            (Ok(true), Ok(())) => ShutdownReason::Poweroff,
+            (_, Err(e)) => {
+                println!("dom0: console: serving failed: {e}");
+                ShutdownReason::Crash
+            }
+            _ => ShutdownReason::Crash,
+        }
+    }
+
     /// vCPU 0's clock, from a vcpu_info area dom0 registers (shared info
-    /// must be mapped too: it holds the wall clock and, later, events).
+    /// must be mapped too: it holds the wall clock and the event bitmaps).
     fn clock(xen: &Xen) -> Option<Clock> {
         if let Err(e) = xen.map_shared_info() {
             println!("dom0: map shared info failed: {e}");

@@ -201,6 +201,38 @@ shim_exception_common:
     add $16, %rsp                   /* vector, error code */
     iretq
 
+/* Event-channel upcall (arch::upcall): an interrupt gate, so IF is clear
+ * while it runs. Saves the registers the SysV ABI lets shim_upcall
+ * clobber, aligns the stack, calls it, restores, iretq. No error code,
+ * no EOI: Xen's vector callback is not a LAPIC interrupt. */
+.global shim_upcall_entry
+shim_upcall_entry:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %rbx
+    mov %rsp, %rbx
+    and $-16, %rsp
+    call shim_upcall
+    mov %rbx, %rsp
+    pop %rbx
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+
 /* Probes whose fault is expected: on an exception at the labelled
  * instruction, shim_exception resumes at the fixup with RDX = vector | 0x100
  * (see arch::trap::FAULTED). Results: RAX = value, RDX = 0 or fault. */
@@ -267,7 +299,7 @@ shim_gdt_ptr:
     .long shim_gdt
 
 shim_idt_ptr:
-    .word 32 * 16 - 1
+    .word 256 * 16 - 1
     .quad shim_idt
 
 /* Triple fault on purpose: an empty IDT makes int3 fault, then #DF, then
@@ -288,7 +320,10 @@ shim_triple_fault:
 shim_pml4:  .skip 4096
 shim_pdpt:  .skip 4096
 shim_pd:    .skip 4096 * 4
-shim_idt:   .skip 32 * 16
+/* 256 gates: 0-31 filled above, the event upcall's by arch::upcall;
+ * the others are not present (a stray interrupt is a #GP: crash). */
+.global shim_idt
+shim_idt:   .skip 256 * 16
 .balign 16
 shim_stack: .skip 64 * 1024
 shim_stack_top:

@@ -25,7 +25,10 @@ pub struct Boot {
 pub fn start(start_info_gpa: u32, main: fn(Boot) -> !) -> ! {
     let start_info = StartInfo::read(&IdentityMap, u64::from(start_info_gpa));
     match (Xen::discover(), start_info) {
-        (Ok(xen), Ok(start_info)) => main(Boot { xen, start_info }),
+        (Ok(xen), Ok(start_info)) => {
+            super::console_front::init(&xen, &start_info);
+            main(Boot { xen, start_info })
+        }
         (Ok(xen), Err(e)) => {
             crate::println!("shim: bad start info at {start_info_gpa:#x}: {e}");
             xen.shutdown(ShutdownReason::Crash)
@@ -55,9 +58,10 @@ fn without_xen(start_info: Result<StartInfo, StartInfoError>) -> ! {
     }
 }
 
-/// Writes console output: CONSOLEIO_write under Xen, else COM1.
+/// Writes console output: the PV console ring if this domain has one,
+/// else CONSOLEIO_write under Xen, else COM1.
 pub fn console_write(bytes: &[u8]) {
-    if !hypercall::console_write_raw(bytes) {
+    if !super::console_front::write(bytes) && !hypercall::console_write_raw(bytes) {
         super::cpu::com1_write(bytes);
     }
 }

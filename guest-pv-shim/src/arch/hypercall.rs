@@ -236,15 +236,25 @@ impl Xen {
 
     /// `XENMEM_add_to_physmap` of the shared-info page at `frame`'s GFN.
     pub(super) fn add_shared_info_to_physmap(&self, frame: &'static Frame) -> Result<(), XenError> {
+        self.add_to_physmap(memory::XENMAPSPACE_SHARED_INFO, 0, frame)
+    }
+
+    /// `XENMEM_add_to_physmap` of page `idx` of `space` at `frame`'s GFN.
+    pub(super) fn add_to_physmap(
+        &self,
+        space: u32,
+        idx: u64,
+        frame: &'static Frame,
+    ) -> Result<(), XenError> {
         let arg = memory::XenAddToPhysmap {
             domid: domid::DOMID_SELF,
             size: 0,
-            space: memory::XENMAPSPACE_SHARED_INFO,
-            idx: 0,
+            space,
+            idx,
             gpfn: frame.gpa() >> abi::xen::PAGE_SHIFT,
         };
         // SAFETY: Xen reads `arg`; the GFN it remaps is a static frame Rust
-        // only reads with volatile reads.
+        // only reaches through volatile reads or atomics.
         check(unsafe {
             call(
                 nr::MEMORY_OP,
@@ -282,16 +292,7 @@ impl Xen {
 
     /// `HVMOP_get_param` of this domain; an unset parameter reads as 0.
     pub fn hvm_get_param(&self, index: u32) -> Result<u64, XenError> {
-        let mut arg = hvm::XenHvmParam {
-            domid: domid::DOMID_SELF,
-            pad: 0,
-            index,
-            value: 0,
-        };
-        let argp = arg.as_mut_bytes().as_mut_ptr() as u64;
-        // SAFETY: Xen reads and updates `arg`, a live local of the right size.
-        check(unsafe { call(nr::HVM_OP, [hvm::HVMOP_GET_PARAM.into(), argp, 0, 0, 0]) })?;
-        Ok(arg.value)
+        self.hvm_get_param_of(domid::DOMID_SELF, index)
     }
 
     /// `HVMOP_set_param` of this domain.
@@ -371,7 +372,7 @@ pub(super) fn installed() -> bool {
     PAGE_INSTALLED.load(Ordering::Acquire)
 }
 
-fn addr_of_struct<T>(value: &T) -> u64 {
+pub(super) fn addr_of_struct<T>(value: &T) -> u64 {
     value as *const T as u64
 }
 
@@ -381,7 +382,7 @@ fn addr_of_struct<T>(value: &T) -> u64 {
 /// # Safety
 /// Every argument that names guest memory must be valid for what the
 /// hypercall does with it (Xen may write through such pointers).
-unsafe fn call(number: u64, args: [u64; 5]) -> i64 {
+pub(super) unsafe fn call(number: u64, args: [u64; 5]) -> i64 {
     if !PAGE_INSTALLED.load(Ordering::Acquire) || number >= PAGE_STUBS {
         return abi::xen::errno::Errno::ENOSYS.to_return();
     }

@@ -1,12 +1,19 @@
 //! Everything that touches the CPU or raw memory: the PVH entry
-//! (`entry.S`), exceptions, hypercalls, the shared-info page. The only
+//! (`entry.S`), exceptions, the event upcall, hypercalls, the shared-info
+//! page, grant-table frames and other shared pages, the PV console page. The only
 //! module of the shim with `unsafe`; each block says why it holds.
 
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
 
+pub mod console_front;
+pub mod control;
 pub mod cpu;
 pub mod entry;
+pub mod evtchn;
+pub mod gnttab;
 pub mod hypercall;
 pub mod phys;
 pub mod shared_info;
+pub mod shared_page;
 pub mod trap;
+pub mod upcall;

@@ -4,6 +4,7 @@
 
 use core::mem::{offset_of, size_of};
 use core::ptr::read_volatile;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use abi::xen::shared_info::{
     SharedInfo as SharedInfoLayout, VcpuInfo, VcpuTimeInfo, XEN_LEGACY_MAX_VCPUS,
@@ -11,6 +12,7 @@ use abi::xen::shared_info::{
 
 use super::hypercall::{Frame, Xen};
 use crate::error::XenError;
+use crate::events::{EventBitmaps, VcpuEvents};
 use crate::seqlock::read_consistent;
 
 /// The GFN the shared-info page is mapped at (`XENMEM_add_to_physmap`).
@@ -19,6 +21,9 @@ static SHARED_INFO_FRAME: Frame = Frame::new();
 static VCPU_INFO_FRAME: Frame = Frame::new();
 /// vCPUs whose vcpu_info fits in [`VCPU_INFO_FRAME`].
 const VCPU_INFO_SLOTS: u32 = (abi::xen::PAGE_SIZE / size_of::<VcpuInfo>()) as u32;
+/// Whether vCPU 0's vcpu_info moved to [`VCPU_INFO_FRAME`] (else it is
+/// slot 0 of shared info).
+static VCPU0_REGISTERED: AtomicBool = AtomicBool::new(false);
 
 /// The mapped shared-info page.
 pub struct SharedInfo(());
@@ -57,11 +62,53 @@ impl Xen {
         let offset = vcpu * size_of::<VcpuInfo>() as u32;
         Some(
             self.vcpu_register_vcpu_info(vcpu, &VCPU_INFO_FRAME, offset)
-                .map(|()| Clock {
-                    frame: &VCPU_INFO_FRAME,
-                    offset: offset as usize + offset_of!(VcpuInfo, time),
+                .map(|()| {
+                    if vcpu == 0 {
+                        VCPU0_REGISTERED.store(true, Ordering::Release);
+                    }
+                    Clock {
+                        frame: &VCPU_INFO_FRAME,
+                        offset: offset as usize + offset_of!(VcpuInfo, time),
+                    }
                 }),
         )
+    }
+}
+
+/// The event bitmaps of the shared-info page (meaningful once mapped).
+pub(super) fn event_bitmaps() -> &'static EventBitmaps {
+    let gva = SHARED_INFO_FRAME.gpa() + offset_of!(SharedInfoLayout, evtchn_pending) as u64;
+    // SAFETY: the 1024 bytes of evtchn_pending and evtchn_mask lie inside
+    // the static, page-aligned frame (8-aligned at offset 2048);
+    // EventBitmaps is only atomics, which may alias the hypervisor's
+    // writes; Rust never forms a non-atomic reference to this frame.
+    unsafe { &*(gva as *const EventBitmaps) }
+}
+
+/// The event fields of vCPU 0's vcpu_info, wherever it is registered.
+pub(super) fn vcpu0_events() -> &'static VcpuEvents {
+    let gva = if VCPU0_REGISTERED.load(Ordering::Acquire) {
+        VCPU_INFO_FRAME.gpa()
+    } else {
+        SHARED_INFO_FRAME.gpa() + offset_of!(SharedInfoLayout, vcpu_info) as u64
+    };
+    // SAFETY: the first 16 bytes of a 64-byte, 64-aligned vcpu_info inside
+    // a static frame; only atomics and padding (see `event_bitmaps`).
+    unsafe { &*(gva as *const VcpuEvents) }
+}
+
+/// vCPU 0's pvclock, wherever its vcpu_info is.
+pub(super) fn vcpu0_clock() -> Clock {
+    if VCPU0_REGISTERED.load(Ordering::Acquire) {
+        Clock {
+            frame: &VCPU_INFO_FRAME,
+            offset: offset_of!(VcpuInfo, time),
+        }
+    } else {
+        Clock {
+            frame: &SHARED_INFO_FRAME,
+            offset: offset_of!(SharedInfoLayout, vcpu_info) + offset_of!(VcpuInfo, time),
+        }
     }
 }
 

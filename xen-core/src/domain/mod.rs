@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod counters;
+pub mod foreign;
 pub mod table;
 pub mod vcpu;
 pub mod xen_state;
@@ -16,6 +17,8 @@ pub mod xen_state;
 use abi::xen::domid::DomId;
 use abi::xen::sched;
 
+use crate::event::EventChannels;
+use crate::grant::table::GrantTable;
 use crate::mm::{FramePool, Gfn, Mfn, PhysMem};
 use crate::paging::npt::{Npt, NptError, P2mAccess, P2mEntry, P2mKind, NPT_MAX_GFN};
 use counters::{ExitCounters, HypercallCounters};
@@ -31,6 +34,8 @@ pub const MAX_DOMAIN_PAGES: u64 = 1 << 20;
 pub const MAX_SHARED_PAGES: u64 = 256;
 /// Longest domain name, in bytes.
 pub const DOMAIN_NAME_MAX: usize = 64;
+/// Most outstanding pauses of a domain (Xen limits the toolstack's to 255).
+pub const MAX_PAUSE_COUNT: u8 = u8::MAX;
 
 /// A domain's name.
 pub type DomainName = heapless::String<DOMAIN_NAME_MAX>;
@@ -174,6 +179,13 @@ pub enum DomainError {
     GfnMapped(Gfn),
     /// The frame pool is empty.
     OutOfFrames,
+    /// The GFN holds a frame another domain has mapped through a grant, or
+    /// a grant mapping: it cannot be replaced while the mapping exists.
+    GrantInUse(Gfn),
+    /// The GFN is lent to another domain's foreign mapping, or holds one.
+    ForeignInUse(Gfn),
+    /// The domain is paused [`MAX_PAUSE_COUNT`] times already.
+    PauseCountOverflow,
 }
 
 impl core::fmt::Display for DomainError {
@@ -193,6 +205,9 @@ impl core::fmt::Display for DomainError {
             Self::GfnOutOfRange => f.write_str("GFN beyond the p2m's reach"),
             Self::GfnMapped(g) => write!(f, "GFN {:#x} is already mapped", g.0),
             Self::OutOfFrames => f.write_str("out of machine frames"),
+            Self::GrantInUse(g) => write!(f, "GFN {:#x} is in use by a grant mapping", g.0),
+            Self::ForeignInUse(g) => write!(f, "GFN {:#x} is in use by a foreign mapping", g.0),
+            Self::PauseCountOverflow => write!(f, "paused {MAX_PAUSE_COUNT} times already"),
         }
     }
 }
@@ -224,7 +239,12 @@ pub struct Domain {
     hypercalls: HypercallCounters,
     shared_info: Mfn,
     shared_info_gfn: Option<Gfn>,
+    grant: GrantTable,
+    p2m_generation: u64,
     xen: XenState,
+    events: EventChannels,
+    foreign: foreign::ForeignMaps,
+    pause_count: u8,
 }
 
 fn scrub(mem: &mut impl PhysMem, mfn: Mfn) {
@@ -265,7 +285,12 @@ impl Domain {
             hypercalls: HypercallCounters::new(),
             shared_info,
             shared_info_gfn: None,
+            grant: GrantTable::new(),
+            p2m_generation: 0,
             xen: XenState::new(),
+            events: EventChannels::new(),
+            foreign: foreign::ForeignMaps::new(),
+            pause_count: 1,
         })
     }
 
@@ -368,6 +393,36 @@ impl Domain {
         self.shared_info_gfn
     }
 
+    /// Its grant table: table frames, active grants, maptrack.
+    pub fn grant(&self) -> &GrantTable {
+        &self.grant
+    }
+
+    /// Its grant table, writable.
+    pub fn grant_mut(&mut self) -> &mut GrantTable {
+        &mut self.grant
+    }
+
+    /// Counts removals of p2m entries. A vCPU that last flushed its
+    /// nested TLB (its ASID) at an older value must flush before it runs
+    /// again: it may still cache the old translation (e.g. after
+    /// `GNTTABOP_unmap_grant_ref`).
+    pub fn p2m_generation(&self) -> u64 {
+        self.p2m_generation
+    }
+
+    /// Removes `gfn` from the p2m; the caller decides about the frame.
+    fn p2m_unmap(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        gfn: Gfn,
+    ) -> Option<P2mEntry> {
+        let old = self.p2m.unmap(pool, mem, gfn)?;
+        self.p2m_generation += 1;
+        Some(old)
+    }
+
     /// Guest-ABI state: HVM params, memory map, vcpu_info areas, console line.
     pub fn xen(&self) -> &XenState {
         &self.xen
@@ -376,6 +431,16 @@ impl Domain {
     /// Guest-ABI state, writable.
     pub fn xen_mut(&mut self) -> &mut XenState {
         &mut self.xen
+    }
+
+    /// Event channels: ports, VIRQ bindings, upcall vectors, polls.
+    pub fn events(&self) -> &EventChannels {
+        &self.events
+    }
+
+    /// Event channels, writable.
+    pub fn events_mut(&mut self) -> &mut EventChannels {
+        &mut self.events
     }
 
     /// Maps the shared-info frame read-write at `gfn`, moving it from where
@@ -392,7 +457,7 @@ impl Domain {
                 .translate(mem, old)
                 .is_some_and(|e| e.kind == P2mKind::Shared && e.mfn == self.shared_info);
             if still_there {
-                if let Some(e) = self.p2m.unmap(pool, mem, old) {
+                if let Some(e) = self.p2m_unmap(pool, mem, old) {
                     self.drop_entry(pool, mem, e);
                 }
             }
@@ -403,22 +468,42 @@ impl Domain {
         Ok(())
     }
 
-    /// Paused → running.
+    /// Drops one pause; the last one (a new domain has one) makes it
+    /// running (Xen's `domain_unpause_by_systemcontroller`).
     pub fn unpause(&mut self) -> Result<(), DomainError> {
-        self.transition(DomainState::Paused, DomainState::Running)
-    }
-
-    /// Running → paused.
-    pub fn pause(&mut self) -> Result<(), DomainError> {
-        self.transition(DomainState::Running, DomainState::Paused)
-    }
-
-    fn transition(&mut self, from: DomainState, to: DomainState) -> Result<(), DomainError> {
-        if self.state != from {
+        if self.state != DomainState::Paused {
             return Err(DomainError::BadState(self.state));
         }
-        self.state = to;
+        self.pause_count = self.pause_count.saturating_sub(1);
+        if self.pause_count == 0 {
+            self.state = DomainState::Running;
+        }
         Ok(())
+    }
+
+    /// Pauses a running domain, or counts one more pause of a paused one
+    /// (Xen's `domain_pause_by_systemcontroller`, at most
+    /// [`MAX_PAUSE_COUNT`]).
+    pub fn pause(&mut self) -> Result<(), DomainError> {
+        match self.state {
+            DomainState::Running => {
+                self.state = DomainState::Paused;
+                self.pause_count = 1;
+            }
+            DomainState::Paused if self.pause_count < MAX_PAUSE_COUNT => self.pause_count += 1,
+            DomainState::Paused => return Err(DomainError::PauseCountOverflow),
+            other => return Err(DomainError::BadState(other)),
+        }
+        Ok(())
+    }
+
+    /// Outstanding pauses (0 unless paused).
+    pub fn pause_count(&self) -> u8 {
+        if self.state == DomainState::Paused {
+            self.pause_count
+        } else {
+            0
+        }
     }
 
     /// Whether the domain is alive (running or paused).
@@ -507,7 +592,7 @@ impl Domain {
         count: u64,
     ) {
         for gfn in (first.0..first.0 + count).map(Gfn) {
-            if let Some(e) = self.p2m.unmap(pool, mem, gfn) {
+            if let Some(e) = self.p2m_unmap(pool, mem, gfn) {
                 self.drop_entry(pool, mem, e);
             }
         }
@@ -567,7 +652,10 @@ impl Domain {
 
     /// Maps a frame the domain does not own at `gfn` (shared info, grant
     /// frames, granted pages), replacing what was there (an owned frame
-    /// there is scrubbed and freed, as Xen's add_to_physmap does).
+    /// there is scrubbed and freed, as Xen's add_to_physmap does), except
+    /// a frame mapped by another domain through a grant or a grant mapping
+    /// ([`DomainError::GrantInUse`]) and a GFN lent to or holding a
+    /// foreign mapping ([`DomainError::ForeignInUse`]).
     pub fn map_shared(
         &mut self,
         pool: &mut impl FramePool,
@@ -577,11 +665,18 @@ impl Domain {
         access: P2mAccess,
     ) -> Result<(), DomainError> {
         let old = self.p2m.translate(mem, gfn);
+        let pinned = old.is_some_and(|e| e.kind == P2mKind::Owned && self.grant.is_pinned(e.mfn));
+        if pinned || self.grant.maptrack().maps_gfn(gfn) {
+            return Err(DomainError::GrantInUse(gfn));
+        }
+        if self.foreign.in_use(gfn) {
+            return Err(DomainError::ForeignInUse(gfn));
+        }
         let replaces_shared = matches!(old, Some(e) if e.kind == P2mKind::Shared);
         if self.shared_pages >= MAX_SHARED_PAGES && !replaces_shared {
             return Err(DomainError::TooManyShared);
         }
-        if let Some(e) = self.p2m.unmap(pool, mem, gfn) {
+        if let Some(e) = self.p2m_unmap(pool, mem, gfn) {
             self.drop_entry(pool, mem, e);
         }
         let entry = P2mEntry {
@@ -594,13 +689,39 @@ impl Domain {
         Ok(())
     }
 
-    /// Returns every owned frame (scrubbed), the shared-info frame and
-    /// every NPT frame to the pool.
-    fn release(self, pool: &mut impl FramePool, mem: &mut impl PhysMem) {
+    /// Removes the frame not its own at `gfn` if it is `mfn`; returns
+    /// whether it did.
+    pub fn unmap_shared(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        gfn: Gfn,
+        mfn: Mfn,
+    ) -> bool {
+        let there = self
+            .p2m
+            .translate(mem, gfn)
+            .is_some_and(|e| e.kind == P2mKind::Shared && e.mfn == mfn);
+        if there {
+            if let Some(e) = self.p2m_unmap(pool, mem, gfn) {
+                self.drop_entry(pool, mem, e);
+            }
+        }
+        there
+    }
+
+    /// Returns every owned frame (scrubbed), the shared-info frame, the
+    /// grant-table frames and every NPT frame to the pool. Owned frames
+    /// other domains still map through grants stay out of the pool: their
+    /// mappings became orphans that free them (`grant::release`).
+    fn release(mut self, pool: &mut impl FramePool, mem: &mut impl PhysMem) {
         scrub(mem, self.shared_info);
         pool.free(self.shared_info);
+        self.grant.free_frames(pool, mem);
+        let pinned = self.grant.pinned_frames();
         self.p2m.destroy(pool, mem, |pool, mem, _, e| {
-            if e.kind == P2mKind::Owned {
+            let kept = u32::try_from(e.mfn.0).is_ok_and(|m| pinned.binary_search(&m).is_ok());
+            if e.kind == P2mKind::Owned && !kept {
                 scrub(mem, e.mfn);
                 pool.free(e.mfn);
             }

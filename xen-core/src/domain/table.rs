@@ -141,15 +141,22 @@ impl DomainTable {
         Ok(domid)
     }
 
-    /// First step of destruction: the domain becomes dying and none of its
-    /// vCPUs runs again. Once no pCPU uses it, call [`Self::destroy`].
+    /// First step of destruction: the domain becomes dying, none of its
+    /// vCPUs runs again and all its event channels are closed (peers'
+    /// ports become unbound, as Xen's `domain_kill`). Once no pCPU uses
+    /// it, call [`Self::destroy`].
     pub fn kill(&mut self, domid: DomId) -> Result<(), DomainError> {
         self.get_mut(domid).ok_or(DomainError::NoSuchDomain)?.kill();
+        crate::event::ops::close_all(self, domid);
         Ok(())
     }
 
-    /// Removes a dying domain: scrubs and frees its frames and NPT, and
-    /// puts its domid in quarantine.
+    /// Removes a dying domain: drops the grant mappings it holds and
+    /// orphans other domains' mappings of its grants
+    /// ([`crate::grant::release`]), removes foreign mappings of its frames
+    /// and gives back those it held ([`super::foreign::release_domain`]), scrubs and frees its frames (except
+    /// those still mapped through grants) and NPT, and puts its domid in
+    /// quarantine.
     pub fn destroy(
         &mut self,
         domid: DomId,
@@ -161,14 +168,17 @@ impl DomainTable {
             .iter_mut()
             .find(|s| s.as_ref().is_some_and(|d| d.domid == domid))
             .ok_or(DomainError::NoSuchDomain)?;
-        match slot.take() {
-            Some(d) if d.state == DomainState::Dying => d.release(pool, mem),
+        let mut d = match slot.take() {
+            Some(d) if d.state == DomainState::Dying => d,
             other => {
                 let state = other.as_ref().map_or(DomainState::Dying, |d| d.state);
                 *slot = other;
                 return Err(DomainError::BadState(state));
             }
-        }
+        };
+        crate::grant::release::release_domain(&mut d, self, pool, mem);
+        super::foreign::release_domain(&mut d, self, pool, mem);
+        d.release(pool, mem);
         if self.quarantine.is_full() {
             self.quarantine.pop_front();
         }

@@ -9,8 +9,8 @@ use abi::xen::start_info::HvmMemmapEntry;
 use heapless::Vec;
 
 use super::MAX_VCPUS;
-use crate::builder::MAX_MEMMAP_ENTRIES;
 use crate::mm::Gfn;
+use pvh_builder::MAX_MEMMAP_ENTRIES;
 
 /// Bytes of console output buffered per domain until a newline (Xen's
 /// `DOMAIN_PBUF_SIZE` is 200); a longer line is printed in pieces.

@@ -5,6 +5,7 @@
 //! caller in 32-bit mode passes them.
 
 use abi::xen::memory::{XenAddToPhysmap, XenMemoryMap};
+use abi::xen::sched::SchedPoll;
 use abi::xen::vcpu::VcpuSetSingleshotTimer;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -69,6 +70,28 @@ impl From<CompatSetSingleshotTimer> for VcpuSetSingleshotTimer {
     }
 }
 
+/// `struct compat_sched_poll`, 16 bytes: a 4-byte handle, then the
+/// timeout 4-byte aligned.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub(crate) struct CompatSchedPoll {
+    pub ports: u32,
+    pub nr_ports: u32,
+    pub timeout_lo: u32,
+    pub timeout_hi: u32,
+}
+
+impl From<CompatSchedPoll> for SchedPoll {
+    fn from(c: CompatSchedPoll) -> Self {
+        Self {
+            ports: c.ports.into(),
+            nr_ports: c.nr_ports,
+            pad0: 0,
+            timeout: u64::from(c.timeout_hi) << 32 | u64::from(c.timeout_lo),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +102,6 @@ mod tests {
         assert_eq!(size_of::<CompatAddToPhysmap>(), 16);
         assert_eq!(size_of::<CompatMemoryMap>(), 8);
         assert_eq!(size_of::<CompatSetSingleshotTimer>(), 12);
+        assert_eq!(size_of::<CompatSchedPoll>(), 16);
     }
 }

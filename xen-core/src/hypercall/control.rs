@@ -1,167 +1,143 @@
 //! Our control hypercall ([`abi::control`]), dom0 only: the door serves
-//! it only with the caller's [`Privileged`] token (`-EPERM` for domUs).
+//! it only with the caller's [`Privileged`] token (`-EPERM` for domUs),
+//! turned into a [`Dom0`] proof that every operation takes.
 //!
 //! `control(op, request, response)`: the request starts with a
 //! `ControlHeader` (`-EACCES` for another major or a newer minor;
 //! `-EINVAL` for non-zero reserved fields, here and in the request).
-//! - `CONTROL_OP_GETINFO`: `DomainRequest` → `DomainInfo` (`-ESRCH`).
-//! - `CONTROL_OP_LIST`: `ListRequest` → `ListResponse`: up to
-//!   `LIST_BATCH_MAX` domains with domid ≥ `start_domid`, ascending;
-//!   `next_domid` is the next one, or `DOMID_INVALID` when done.
-//! - Other ops: `-ENOSYS` until their issue.
+//! Every op is `-EFAULT` for an unreadable request or unwritable response
+//! and `-ESRCH` for a domid with no domain; an op that changes state
+//! checks that its response is writable first, so a fault changes nothing.
+//! - `GETINFO`, `LIST`, `GET_STATS`, `PHYSINFO`: [`info`].
+//! - `CREATE`, `DESTROY`, `PAUSE`, `UNPAUSE`: [`lifecycle`].
+//! - `POPULATE_MEMORY`, `MAP_FOREIGN`, `UNMAP_FOREIGN`: [`memory`].
+//! - `SET_VCPU_CONTEXT`: [`vcpu_context`].
+//! - Other ops: `-ENOSYS`.
 //!
-//! `DOMAIN_FLAG_RUNNING` marks the caller's domain only: with one pCPU the
-//! caller's vCPU is the one running. A name longer than the ABI's 32 bytes
-//! is cut at a character boundary.
+//! What the run loop must do after a control op: act on
+//! [`HypercallOutcome::DomainDestroyed`] and
+//! [`HypercallOutcome::VcpuStarted`], and flush the TLB of a vCPU whose
+//! domain's `p2m_generation` moved (`UNMAP_FOREIGN`, and `DESTROY` of a
+//! domain whose frames the caller had mapped).
+//!
+//! [`Privileged`]: crate::domain::Privileged
+
+mod info;
+mod lifecycle;
+mod memory;
+mod vcpu_context;
+
+#[cfg(test)]
+mod tests;
 
 use abi::control::{
-    DomainInfo, DomainRequest, ListRequest, ListResponse, CONTROL_OP_GETINFO, CONTROL_OP_LIST,
-    DOMAIN_FLAG_BLOCKED, DOMAIN_FLAG_DYING, DOMAIN_FLAG_PAUSED, DOMAIN_FLAG_PRIVILEGED,
-    DOMAIN_FLAG_RUNNING, DOMAIN_FLAG_SHUTDOWN, DOMAIN_NAME_MAX, LIST_BATCH_MAX,
+    CONTROL_OP_CREATE, CONTROL_OP_DESTROY, CONTROL_OP_GETINFO, CONTROL_OP_GET_STATS,
+    CONTROL_OP_LIST, CONTROL_OP_MAP_FOREIGN, CONTROL_OP_PAUSE, CONTROL_OP_PHYSINFO,
+    CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_SET_VCPU_CONTEXT, CONTROL_OP_UNMAP_FOREIGN,
+    CONTROL_OP_UNPAUSE,
 };
-use abi::xen::domid::{DomId, DOMID_INVALID};
 use abi::xen::errno::Errno;
-use abi::xen::sched::SHUTDOWN_CRASH;
-use heapless::Vec;
-use zerocopy::{FromZeros, Immutable, IntoBytes};
 
 use super::args::RawArgs;
 use super::table::Request;
-use super::{fault, Caller};
-use crate::domain::table::{DomainTable, MAX_DOMAINS};
-use crate::domain::vcpu::VcpuRunState;
-use crate::domain::{Domain, DomainState, Privileged};
-use crate::guest_mem::GuestVirt;
-use crate::mm::PhysMem;
+use super::{Ctx, HypercallEnv, HypercallOutcome};
+use crate::domain::Privileged;
+use crate::mm::{FramePool, PhysMem, PAGE_SIZE};
 
-/// A control operation with its request and response addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ControlOp {
-    GetInfo { request: u64, response: u64 },
-    List { request: u64, response: u64 },
+/// KiB in a frame: the ABI's memory sizes are KiB.
+const FRAME_KIB: u64 = (PAGE_SIZE / 1024) as u64;
+
+/// Proof, for one hypercall, that the caller holds the [`Privileged`]
+/// token: only [`Dom0::new`] makes one, from the token. Unlike the
+/// token's borrow, it leaves the domain table free to change.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dom0 {
+    _private: (),
 }
 
-pub(crate) fn decode(a: &RawArgs) -> Request {
-    let (request, response) = (a.arg[1], a.arg[2]);
-    Request::Control(match a.u32(0) {
-        CONTROL_OP_GETINFO => ControlOp::GetInfo { request, response },
-        CONTROL_OP_LIST => ControlOp::List { request, response },
-        _ => return Request::NoSys,
-    })
-}
-
-/// Serves `op`; only the privileged domain holds the token it needs.
-pub(crate) fn handle<M: PhysMem>(
-    _: &Privileged,
-    domains: &DomainTable,
-    mem: &mut M,
-    caller: &Caller,
-    op: ControlOp,
-) -> Result<i64, Errno> {
-    let me = domains.get(caller.domid).ok_or(Errno::ESRCH)?;
-    let mut guest = GuestVirt::new(me.p2m(), mem, caller.paging, false);
-    match op {
-        ControlOp::GetInfo { request, response } => {
-            let req: DomainRequest = guest.read_struct(request).map_err(fault)?;
-            req.header.check()?;
-            zero(&req.pad)?;
-            let domain = domains.get(req.domid).ok_or(Errno::ESRCH)?;
-            reply(&mut guest, response, &info(domain, caller.domid))
-        }
-        ControlOp::List { request, response } => {
-            let req: ListRequest = guest.read_struct(request).map_err(fault)?;
-            req.header.check()?;
-            zero(&req.pad)?;
-            reply(
-                &mut guest,
-                response,
-                &list(domains, req.start_domid, caller.domid),
-            )
-        }
+impl Dom0 {
+    pub(crate) fn new(_: &Privileged) -> Self {
+        Self { _private: () }
     }
 }
 
+/// A control operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ControlKind {
+    GetInfo,
+    List,
+    Create,
+    Destroy,
+    Pause,
+    Unpause,
+    Populate,
+    MapForeign,
+    UnmapForeign,
+    SetVcpuContext,
+    GetStats,
+    Physinfo,
+}
+
+/// A control operation with its request and response addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ControlOp {
+    pub kind: ControlKind,
+    pub request: u64,
+    pub response: u64,
+}
+
+pub(crate) fn decode(a: &RawArgs) -> Request {
+    let kind = match a.u32(0) {
+        CONTROL_OP_GETINFO => ControlKind::GetInfo,
+        CONTROL_OP_LIST => ControlKind::List,
+        CONTROL_OP_CREATE => ControlKind::Create,
+        CONTROL_OP_DESTROY => ControlKind::Destroy,
+        CONTROL_OP_PAUSE => ControlKind::Pause,
+        CONTROL_OP_UNPAUSE => ControlKind::Unpause,
+        CONTROL_OP_POPULATE_MEMORY => ControlKind::Populate,
+        CONTROL_OP_MAP_FOREIGN => ControlKind::MapForeign,
+        CONTROL_OP_UNMAP_FOREIGN => ControlKind::UnmapForeign,
+        CONTROL_OP_SET_VCPU_CONTEXT => ControlKind::SetVcpuContext,
+        CONTROL_OP_GET_STATS => ControlKind::GetStats,
+        CONTROL_OP_PHYSINFO => ControlKind::Physinfo,
+        _ => return Request::NoSys,
+    };
+    Request::Control(ControlOp {
+        kind,
+        request: a.arg[1],
+        response: a.arg[2],
+    })
+}
+
+/// Serves `op` for the privileged caller.
+pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    dom0: Dom0,
+    op: ControlOp,
+) -> Result<HypercallOutcome, Errno> {
+    let (request, response) = (op.request, op.response);
+    let value = match op.kind {
+        ControlKind::GetInfo => info::getinfo(ctx, dom0, request, response)?,
+        ControlKind::List => info::list(ctx, dom0, request, response)?,
+        ControlKind::GetStats => info::get_stats(ctx, dom0, request, response)?,
+        ControlKind::Physinfo => info::physinfo(ctx, dom0, request, response)?,
+        ControlKind::Create => lifecycle::create(ctx, dom0, request, response)?,
+        ControlKind::Destroy => return lifecycle::destroy(ctx, dom0, request),
+        ControlKind::Pause => lifecycle::pause(ctx, dom0, request)?,
+        ControlKind::Unpause => lifecycle::unpause(ctx, dom0, request)?,
+        ControlKind::Populate => memory::populate(ctx, dom0, request, response)?,
+        ControlKind::MapForeign => memory::map_foreign(ctx, dom0, request)?,
+        ControlKind::UnmapForeign => memory::unmap_foreign(ctx, dom0, request)?,
+        ControlKind::SetVcpuContext => return vcpu_context::set(ctx, dom0, request),
+    };
+    Ok(HypercallOutcome::Return(value))
+}
+
+/// `-EINVAL` unless every byte of a reserved field is zero.
 fn zero(pad: &[u8]) -> Result<(), Errno> {
     if pad.iter().all(|b| *b == 0) {
         Ok(())
     } else {
         Err(Errno::EINVAL)
     }
-}
-
-fn reply<M: PhysMem, T: IntoBytes + Immutable>(
-    guest: &mut GuestVirt<'_, M>,
-    at: u64,
-    value: &T,
-) -> Result<i64, Errno> {
-    guest.write_struct(at, value).map_err(fault)?;
-    Ok(0)
-}
-
-/// The domains with domid ≥ `start`, by domid, in batches.
-fn list(domains: &DomainTable, start: DomId, caller: DomId) -> ListResponse {
-    let mut ids: Vec<DomId, MAX_DOMAINS> = Vec::new();
-    for d in domains.iter().filter(|d| d.domid() >= start) {
-        // At most MAX_DOMAINS domains exist.
-        let _ = ids.push(d.domid());
-    }
-    ids.sort_unstable();
-    let mut response = ListResponse::new_zeroed();
-    let batch = ids.len().min(LIST_BATCH_MAX);
-    for (slot, id) in response.domains.iter_mut().zip(&ids[..batch]) {
-        if let Some(d) = domains.get(*id) {
-            *slot = info(d, caller);
-        }
-    }
-    response.nr_entries = batch as u32;
-    response.next_domid = ids.get(batch).copied().unwrap_or(DOMID_INVALID);
-    response
-}
-
-/// The control ABI's view of `d`.
-fn info(d: &Domain, caller: DomId) -> DomainInfo {
-    let up = || {
-        d.vcpus()
-            .iter()
-            .filter(|v| v.run_state() != VcpuRunState::Down)
-    };
-    let all_blocked = up().count() > 0 && up().all(|v| v.run_state() == VcpuRunState::Blocked);
-    let (mut flags, shutdown_reason) = match d.state() {
-        DomainState::Running => (0, 0),
-        DomainState::Paused => (DOMAIN_FLAG_PAUSED, 0),
-        DomainState::Shutdown(r) => (DOMAIN_FLAG_SHUTDOWN, r.to_xen()),
-        DomainState::Crashed(_) => (DOMAIN_FLAG_SHUTDOWN, SHUTDOWN_CRASH),
-        DomainState::Dying => (DOMAIN_FLAG_DYING, 0),
-    };
-    if all_blocked {
-        flags |= DOMAIN_FLAG_BLOCKED;
-    }
-    if d.domid() == caller {
-        flags |= DOMAIN_FLAG_RUNNING;
-    }
-    if d.privilege().is_some() {
-        flags |= DOMAIN_FLAG_PRIVILEGED;
-    }
-    DomainInfo {
-        domid: d.domid(),
-        flags,
-        shutdown_reason,
-        nr_vcpus: d.vcpus().len() as u32,
-        memory_kib: d.tot_pages().saturating_mul(4),
-        max_memory_kib: d.max_pages().saturating_mul(4),
-        cpu_time_ns: d.cpu_time_ns(),
-        name: name_field(d.name()),
-        ..DomainInfo::default()
-    }
-}
-
-/// `name` NUL-padded, cut at a character boundary to fit.
-fn name_field(name: &str) -> [u8; DOMAIN_NAME_MAX] {
-    let mut end = name.len().min(DOMAIN_NAME_MAX);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut field = [0u8; DOMAIN_NAME_MAX];
-    field[..end].copy_from_slice(&name.as_bytes()[..end]);
-    field
 }

@@ -14,11 +14,17 @@
 //! Values checked: `HVM_PARAM_CALLBACK_IRQ` must be 0 or a vector (type
 //! 2) of at least 0x10, as upcalls go only by vector (`-EINVAL`);
 //! `HVM_PARAM_X87_FIP_WIDTH` 0, 2, 4 or 8. Setting a parameter stores it;
-//! nothing acts on the callback yet (it comes with event channels).
-//! Other hvm_ops: `-ENOSYS`.
+//! a vector callback is where event upcalls go
+//! ([`crate::event::upcall_for_entry`]).
+//!
+//! `HVMOP_set_evtchn_upcall_vector` (Xen's
+//! `hvmop_set_evtchn_upcall_vector`): reads `xen_hvm_evtchn_upcall_vector`
+//! (`-EFAULT`); a vector below 0x10 is `-EINVAL`, a vCPU the caller does
+//! not have `-ENOENT`. That vCPU's upcalls then use this vector instead of
+//! the callback parameter's. Other hvm_ops: `-ENOSYS`.
 
 use abi::xen::errno::Errno;
-use abi::xen::hvm::{self as h, CallbackVia, XenHvmParam, HVM_NR_PARAMS};
+use abi::xen::hvm::{self as h, CallbackVia, XenHvmEvtchnUpcallVector, XenHvmParam, HVM_NR_PARAMS};
 
 use super::args::RawArgs;
 use super::table::Request;
@@ -60,6 +66,7 @@ const MIN_UPCALL_VECTOR: u8 = 0x10;
 pub(crate) enum HvmOp {
     SetParam { arg: u64 },
     GetParam { arg: u64 },
+    SetEvtchnUpcallVector { arg: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -67,6 +74,9 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
     Request::HvmOp(match a.arg[0] {
         op if op == u64::from(h::HVMOP_SET_PARAM) => HvmOp::SetParam { arg },
         op if op == u64::from(h::HVMOP_GET_PARAM) => HvmOp::GetParam { arg },
+        op if op == u64::from(h::HVMOP_SET_EVTCHN_UPCALL_VECTOR) => {
+            HvmOp::SetEvtchnUpcallVector { arg }
+        }
         _ => return Request::NoSys,
     })
 }
@@ -75,7 +85,10 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     op: HvmOp,
 ) -> Result<i64, Errno> {
-    let (HvmOp::SetParam { arg } | HvmOp::GetParam { arg }) = op;
+    let arg = match op {
+        HvmOp::SetEvtchnUpcallVector { arg } => return set_evtchn_upcall_vector(ctx, arg),
+        HvmOp::SetParam { arg } | HvmOp::GetParam { arg } => arg,
+    };
     let mut param: XenHvmParam = ctx.read(arg)?;
     if param.index >= HVM_NR_PARAMS || param.pad != 0 {
         return Err(Errno::EINVAL);
@@ -89,23 +102,37 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         .hvm_params
         .get_mut(index)
         .ok_or(Errno::EINVAL)?;
-    match op {
-        HvmOp::GetParam { .. } => {
-            if on_self && !GUEST_READABLE.contains(&param.index) {
-                return Err(Errno::EPERM);
-            }
-            param.value = *slot;
+    if let HvmOp::SetParam { .. } = op {
+        if on_self && !GUEST_WRITABLE.contains(&param.index) {
+            return Err(Errno::EPERM);
         }
-        HvmOp::SetParam { .. } => {
-            if on_self && !GUEST_WRITABLE.contains(&param.index) {
-                return Err(Errno::EPERM);
-            }
-            check_value(param.index, param.value)?;
-            *slot = param.value;
-            return Ok(0);
-        }
+        check_value(param.index, param.value)?;
+        *slot = param.value;
+        return Ok(0);
     }
+    if on_self && !GUEST_READABLE.contains(&param.index) {
+        return Err(Errno::EPERM);
+    }
+    param.value = *slot;
     ctx.write(arg, &param)?;
+    Ok(0)
+}
+
+fn set_evtchn_upcall_vector<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    arg: u64,
+) -> Result<i64, Errno> {
+    let request: XenHvmEvtchnUpcallVector = ctx.read(arg)?;
+    if request.vector < MIN_UPCALL_VECTOR {
+        return Err(Errno::EINVAL);
+    }
+    let domain = ctx.domain_mut()?;
+    if domain.vcpu(request.vcpu).is_none() {
+        return Err(Errno::ENOENT);
+    }
+    domain
+        .events_mut()
+        .set_upcall_vector(request.vcpu, request.vector)?;
     Ok(0)
 }
 

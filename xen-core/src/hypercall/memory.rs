@@ -9,9 +9,11 @@
 //!   at `gpfn` (`-EINVAL` beyond the p2m's reach), moving it from an
 //!   earlier GFN; a RAM frame there is freed, as in Xen. `-ENOMEM` when
 //!   the domain has too many shared frames or the NPT cannot grow. The
-//!   wall clock and every vCPU's pvclock are published then. Spaces
-//!   `grant_table`, `gmfn` and `gmfn_range`: `-ENOSYS` for now; others
-//!   `-EINVAL`.
+//!   wall clock and every vCPU's pvclock are published then. `-EBUSY`
+//!   if the GFN holds a grant mapping or a frame another domain maps
+//!   through a grant. Space `XENMAPSPACE_grant_table`: grant-table frame
+//!   `idx` (`grant_table::add_to_physmap`). Spaces `gmfn` and
+//!   `gmfn_range`: `-ENOSYS` for now; others `-EINVAL`.
 //! - `XENMEM_memory_map` (`xen_memory_map`; 8-byte compat layout): copies
 //!   up to `nr_entries` entries of the domain's E820 map (the one in its
 //!   start info) to `buffer` and sets `nr_entries` to the number copied.
@@ -29,12 +31,12 @@ use zerocopy::IntoBytes;
 use super::args::RawArgs;
 use super::compat::{CompatAddToPhysmap, CompatMemoryMap};
 use super::table::Request;
-use super::{Ctx, HypercallEnv};
-use crate::builder::MAX_MEMMAP_ENTRIES;
+use super::{grant_table, Ctx, HypercallEnv};
 use crate::domain::DomainError;
 use crate::mm::{FramePool, Gfn, PhysMem};
 use crate::paging::npt::NPT_MAX_GFN;
 use crate::time::pvclock::{publish_wallclock, update_vcpu_time};
+use pvh_builder::MAX_MEMMAP_ENTRIES;
 
 /// Xen's `MEMOP_CMD_MASK`: the sub-op bits of `cmd`.
 const MEMOP_CMD_MASK: u64 = 0x3f;
@@ -76,9 +78,10 @@ fn add_to_physmap<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let target = ctx.target(xatp.domid)?;
     match xatp.space {
         XENMAPSPACE_SHARED_INFO => {}
-        XENMAPSPACE_GRANT_TABLE | XENMAPSPACE_GMFN | XENMAPSPACE_GMFN_RANGE => {
-            return Err(Errno::ENOSYS)
+        XENMAPSPACE_GRANT_TABLE => {
+            return grant_table::add_to_physmap(ctx, target, xatp.idx, xatp.gpfn)
         }
+        XENMAPSPACE_GMFN | XENMAPSPACE_GMFN_RANGE => return Err(Errno::ENOSYS),
         _ => return Err(Errno::EINVAL),
     }
     if xatp.idx != 0 || xatp.gpfn > NPT_MAX_GFN {
@@ -89,6 +92,7 @@ fn add_to_physmap<P: FramePool, M: PhysMem, E: HypercallEnv>(
         .map_shared_info(ctx.pool, ctx.mem, Gfn(xatp.gpfn))
         .map_err(|e| match e {
             DomainError::TooManyShared | DomainError::OutOfFrames => Errno::ENOMEM,
+            DomainError::GrantInUse(_) => Errno::EBUSY,
             _ => Errno::EINVAL,
         })?;
     let clock = ctx.env.clock();

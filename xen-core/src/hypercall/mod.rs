@@ -14,10 +14,9 @@
 //!
 //! What lies outside portable code (the console, the TSC) comes through
 //! [`HypercallEnv`]. Implemented: xen_version, console_io, sched_op,
-//! set_timer_op, vcpu_op, memory_op, hvm_op and the control hypercall;
-//! each module's docs list its sub-ops, errors and where we differ from
-//! Xen. `SCHEDOP_poll`, event channels and grant tables answer `-ENOSYS`
-//! until they exist.
+//! set_timer_op, vcpu_op, memory_op, hvm_op, event_channel_op (over
+//! [`crate::event`]), grant_table_op and the control hypercall; each
+//! module's docs list its sub-ops, errors and where we differ from Xen.
 //!
 //! [`Privileged`]: crate::domain::Privileged
 
@@ -27,6 +26,8 @@ mod args;
 mod compat;
 mod console;
 mod control;
+mod event_channel;
+mod grant_table;
 mod hvm;
 mod memory;
 mod page;
@@ -83,6 +84,17 @@ pub trait HypercallEnv {
     /// input (Xen: its serial input ring; here whatever the environment
     /// offers, e.g. the hypervisor log ring) into `buf`; returns how many.
     fn console_read(&mut self, buf: &mut [u8]) -> usize;
+    /// Host facts for `CONTROL_OP_PHYSINFO`.
+    fn host(&self) -> HostFacts;
+}
+
+/// What the hypervisor knows about the machine it runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    /// pCPUs that run domains.
+    pub nr_pcpus: u32,
+    /// Usable RAM frames the frame pool managed at boot (free or not).
+    pub total_frames: u64,
 }
 
 /// What the run loop does after a hypercall. In every case it writes
@@ -106,6 +118,21 @@ pub enum HypercallOutcome {
     /// VMMCALL, so that it calls again for the rest (Xen's hypercall
     /// continuation).
     Continue(Continuation),
+    /// `CONTROL_OP_DESTROY` (RAX 0): this domain is gone from the table
+    /// (its memory is back in the pool). Drop every vCPU's SVM state it
+    /// had before running anything else; the domid may name a new
+    /// domain only after `DOMID_REUSE_DELAY` more creations.
+    DomainDestroyed(DomId),
+    /// `CONTROL_OP_SET_VCPU_CONTEXT` (RAX 0): this vCPU is now runnable
+    /// from [`crate::domain::vcpu::Vcpu::entry`] and has never run: give
+    /// it fresh SVM state (replacing any) over its domain's p2m before
+    /// the scheduler can pick it.
+    VcpuStarted {
+        /// Its domain.
+        domid: DomId,
+        /// The vCPU.
+        vcpu_id: u32,
+    },
 }
 
 impl HypercallOutcome {
@@ -113,7 +140,11 @@ impl HypercallOutcome {
     pub fn rax(&self) -> u64 {
         match self {
             Self::Return(v) => *v as u64,
-            Self::Yield | Self::Block | Self::Shutdown(_) => 0,
+            Self::Yield
+            | Self::Block
+            | Self::Shutdown(_)
+            | Self::DomainDestroyed(_)
+            | Self::VcpuStarted { .. } => 0,
             Self::Continue(c) => c.registers()[0].1,
         }
     }

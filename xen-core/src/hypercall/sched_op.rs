@@ -8,23 +8,41 @@
 //!   event wakes it.
 //! - `SCHEDOP_shutdown`: reads `struct sched_shutdown`; reasons poweroff,
 //!   reboot, suspend, crash, watchdog and soft_reset shut the domain down
-//!   ([`HypercallOutcome::Shutdown`]); a reason above `SHUTDOWN_MAX` is
-//!   `-EINVAL` (Xen truncates it to 8 bits first). Suspend and soft reset
+//!   ([`HypercallOutcome::Shutdown`]) and dom0 gets `VIRQ_DOM_EXC`; a
+//!   reason above `SHUTDOWN_MAX` is `-EINVAL` (Xen truncates it to 8 bits
+//!   first). Suspend and soft reset
 //!   are recorded as reasons; nothing resumes or resets the domain yet.
-//! - `SCHEDOP_poll` (needs event channels), `SCHEDOP_remote_shutdown`,
-//!   `SCHEDOP_shutdown_code`, `SCHEDOP_watchdog` and the rest: `-ENOSYS`.
+//! - `SCHEDOP_poll` (Xen's `do_poll`): reads `struct sched_poll` and its
+//!   array of ports (`-EFAULT`); more than [`MAX_POLL_PORTS`] ports, or a
+//!   port at or above [`MAX_EVTCHN_PORTS`], is `-EINVAL`. Returns 0 at
+//!   once if the vCPU has events to take
+//!   ([`crate::event::events_need_delivery`]) or a listed port is
+//!   pending (checked in order: a bad port after a pending one is not
+//!   seen, as in Xen); otherwise the vCPU blocks
+//!   ([`HypercallOutcome::Block`], RAX 0) until a listed port (with
+//!   several ports: any port of the domain) becomes pending, an upcall
+//!   wakes it, or the absolute `timeout` (system time in ns, 0 = none)
+//!   passes ([`crate::event::expire_polls`]).
+//! - `SCHEDOP_remote_shutdown`, `SCHEDOP_shutdown_code`,
+//!   `SCHEDOP_watchdog` and the rest: `-ENOSYS`.
 
 use core::mem::offset_of;
 
 use abi::xen::errno::Errno;
-use abi::xen::sched::{SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
+use abi::xen::event_channel::VIRQ_DOM_EXC;
+use abi::xen::sched::{
+    SchedPoll, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
+};
 use abi::xen::shared_info::VcpuInfo;
+use zerocopy::IntoBytes;
 
 use super::args::RawArgs;
+use super::compat::CompatSchedPoll;
 use super::shared::current_vcpu_info;
 use super::table::Request;
-use super::{Ctx, HypercallEnv, HypercallOutcome};
+use super::{fault, Ctx, HypercallEnv, HypercallOutcome};
 use crate::domain::ShutdownReason;
+use crate::event::{self, Poll, MAX_EVTCHN_PORTS, MAX_POLL_PORTS};
 use crate::mm::{FramePool, PhysMem};
 
 /// A `sched_op` command.
@@ -33,6 +51,7 @@ pub(crate) enum SchedOp {
     Yield,
     Block,
     Shutdown { arg: u64 },
+    Poll { arg: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -40,6 +59,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         SCHEDOP_YIELD => SchedOp::Yield,
         SCHEDOP_BLOCK => SchedOp::Block,
         SCHEDOP_SHUTDOWN => SchedOp::Shutdown { arg: a.arg[1] },
+        SCHEDOP_POLL => SchedOp::Poll { arg: a.arg[1] },
         _ => return Request::NoSys,
     })
 }
@@ -55,8 +75,11 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
             let request: SchedShutdown = ctx.read(arg)?;
             let reason = ShutdownReason::from_xen(request.reason).ok_or(Errno::EINVAL)?;
             ctx.domain_mut()?.shutdown(reason);
+            // Xen's domain_shutdown tells dom0's toolstack.
+            event::raise_global_virq(ctx.domains, ctx.mem, VIRQ_DOM_EXC);
             Ok(HypercallOutcome::Shutdown(reason))
         }
+        SchedOp::Poll { arg } => poll(ctx, arg),
     }
 }
 
@@ -80,5 +103,43 @@ fn block<P: FramePool, M: PhysMem, E: HypercallEnv>(
         .vcpu_mut(vcpu_id)
         .ok_or(Errno::ENOENT)?
         .block();
+    Ok(HypercallOutcome::Block)
+}
+
+fn poll<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    arg: u64,
+) -> Result<HypercallOutcome, Errno> {
+    let request: SchedPoll = ctx.read_abi::<_, CompatSchedPoll>(arg)?;
+    if request.nr_ports > MAX_POLL_PORTS {
+        return Err(Errno::EINVAL);
+    }
+    let mut buf = [0u32; MAX_POLL_PORTS as usize];
+    let ports = &mut buf[..request.nr_ports as usize];
+    ctx.guest(|g| g.copy_from_guest(request.ports, ports.as_mut_bytes()))?
+        .map_err(fault)?;
+    let vcpu_id = ctx.caller.vcpu_id;
+    let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
+    if event::events_need_delivery(domain, ctx.mem, vcpu_id) {
+        return Ok(HypercallOutcome::Return(0));
+    }
+    for &port in ports.iter() {
+        if port >= MAX_EVTCHN_PORTS {
+            return Err(Errno::EINVAL);
+        }
+        if event::is_pending(domain, ctx.mem, port) {
+            return Ok(HypercallOutcome::Return(0));
+        }
+    }
+    let poll = Poll {
+        port: match ports {
+            [one] => Some(*one),
+            _ => None,
+        },
+        deadline_ns: (request.timeout != 0).then_some(request.timeout),
+    };
+    let domain = ctx.domain_mut()?;
+    domain.events_mut().start_poll(vcpu_id, poll)?;
+    domain.vcpu_mut(vcpu_id).ok_or(Errno::ENOENT)?.block();
     Ok(HypercallOutcome::Block)
 }

@@ -8,7 +8,8 @@ use abi::xen::hypercall as nr;
 
 use super::args::RawArgs;
 use super::{
-    console, control, hvm, memory, sched_op, vcpu, version, Ctx, HypercallEnv, HypercallOutcome,
+    console, control, event_channel, grant_table, hvm, memory, sched_op, vcpu, version, Ctx,
+    HypercallEnv, HypercallOutcome,
 };
 use crate::mm::{FramePool, PhysMem};
 
@@ -37,6 +38,10 @@ pub(crate) enum Request {
     MemoryOp(memory::MemoryOp),
     /// `hvm_op`.
     HvmOp(hvm::HvmOp),
+    /// `event_channel_op`.
+    EventChannelOp(event_channel::EvtchnOp),
+    /// `grant_table_op`.
+    GrantTableOp(grant_table::GrantTableOp),
     /// Our control hypercall (dom0 only).
     Control(control::ControlOp),
     /// No such hypercall or sub-op: `-ENOSYS`.
@@ -55,6 +60,8 @@ const TABLE: [Option<Decoder>; nr::NR_HYPERCALLS as usize] = {
     t[nr::VCPU_OP as usize] = Some(vcpu::decode);
     t[nr::SCHED_OP as usize] = Some(sched_op::decode);
     t[nr::HVM_OP as usize] = Some(hvm::decode);
+    t[nr::EVENT_CHANNEL_OP as usize] = Some(event_channel::decode);
+    t[nr::GRANT_TABLE_OP as usize] = Some(grant_table::decode);
     t[HYPERVISOR_CONTROL_OP as usize] = Some(control::decode);
     t
 };
@@ -85,14 +92,16 @@ pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
         }
         Request::Control(op) => {
             let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
-            let token = domain.privilege().ok_or(Errno::EPERM)?;
-            control::handle(token, ctx.domains, ctx.mem, ctx.caller, op)?
+            let dom0 = control::Dom0::new(domain.privilege().ok_or(Errno::EPERM)?);
+            return control::handle(ctx, dom0, op);
         }
         Request::SchedOp(op) => return sched_op::handle(ctx, op),
         Request::SetTimerOp { timeout } => vcpu::set_timer_op(ctx, timeout)?,
         Request::VcpuOp { op, vcpu_id } => vcpu::handle(ctx, op, vcpu_id)?,
         Request::MemoryOp(op) => memory::handle(ctx, op)?,
         Request::HvmOp(op) => hvm::handle(ctx, op)?,
+        Request::EventChannelOp(op) => event_channel::handle(ctx, op)?,
+        Request::GrantTableOp(op) => return grant_table::handle(ctx, op),
         Request::NoSys => return Err(Errno::ENOSYS),
     };
     Ok(HypercallOutcome::Return(value))
@@ -112,7 +121,7 @@ mod tests {
 
     #[test]
     fn numbers_without_a_handler_are_nosys() {
-        for n in [0, 1, 7, 13, 20, 32, 36, 63, 64, 1 << 32, u64::MAX] {
+        for n in [0, 1, 7, 13, 33, 36, 63, 64, 1 << 32, u64::MAX] {
             assert_eq!(decode(&args(n, [0; 5])), Request::NoSys, "hypercall {n}");
         }
     }
@@ -122,16 +131,21 @@ mod tests {
         let cases = [
             (nr::XEN_VERSION, 99),
             (nr::CONSOLE_IO, 2),
-            (nr::SCHED_OP, abi::xen::sched::SCHEDOP_POLL.into()),
+            (
+                nr::SCHED_OP,
+                abi::xen::sched::SCHEDOP_REMOTE_SHUTDOWN.into(),
+            ),
+            (
+                nr::EVENT_CHANNEL_OP,
+                abi::xen::event_channel::EVTCHNOP_BIND_PIRQ.into(),
+            ),
             (nr::HVM_OP, abi::xen::hvm::HVMOP_GET_TIME.into()),
             (
                 nr::MEMORY_OP,
                 abi::xen::memory::XENMEM_POPULATE_PHYSMAP.into(),
             ),
-            (
-                HYPERVISOR_CONTROL_OP,
-                abi::control::CONTROL_OP_CREATE.into(),
-            ),
+            (HYPERVISOR_CONTROL_OP, 0),
+            (HYPERVISOR_CONTROL_OP, 13),
         ];
         for (n, sub) in cases {
             assert_eq!(

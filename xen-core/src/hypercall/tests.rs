@@ -14,7 +14,7 @@ use abi::xen::hvm::{self as h, CallbackVia, XenHvmParam};
 use abi::xen::hypercall as nr;
 use abi::xen::memory::{self as m, E820Entry, XenAddToPhysmap, XenMemoryMap};
 use abi::xen::sched::{
-    SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
+    SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
 };
 use abi::xen::shared_info::{SharedInfo, VcpuInfo, XEN_PVCLOCK_TSC_STABLE_BIT};
 use abi::xen::start_info::HvmMemmapEntry;
@@ -33,16 +33,20 @@ use crate::paging::sim::{machine, SimPhys, SimPool};
 use crate::time::WallClock;
 use crate::vmexit::Gpr;
 
-const DOM0: DomId = 0;
-const DOMU: DomId = 1;
-const RAM_PAGES: u64 = 32;
+mod evtchn;
+
+pub(super) const DOM0: DomId = 0;
+pub(super) const DOMU: DomId = 1;
+pub(super) const RAM_PAGES: u64 = 32;
 /// A GPA with no frame behind it.
-const UNMAPPED: u64 = RAM_PAGES << 12;
+pub(super) const UNMAPPED: u64 = RAM_PAGES << 12;
 /// One page per test structure.
-const BUF: u64 = 0x4000;
-const BUF2: u64 = 0x8000;
+pub(super) const BUF: u64 = 0x4000;
+pub(super) const BUF2: u64 = 0x8000;
 /// 1 GHz: TSC ticks are ns; "now" is 1 ms.
 const NOW: u64 = 1_000_000;
+/// Frames of the simulated machine.
+pub(super) const TOTAL_FRAMES: u64 = 256;
 
 struct TestEnv {
     clock: Clock,
@@ -68,22 +72,28 @@ impl HypercallEnv for TestEnv {
         self.input.drain(..n);
         n
     }
+    fn host(&self) -> HostFacts {
+        HostFacts {
+            nr_pcpus: 1,
+            total_frames: TOTAL_FRAMES,
+        }
+    }
 }
 
-struct World {
-    t: DomainTable,
-    pool: SimPool,
-    mem: SimPhys,
+pub(super) struct World {
+    pub(super) t: DomainTable,
+    pub(super) pool: SimPool,
+    pub(super) mem: SimPhys,
     env: TestEnv,
 }
 
-fn e(errno: Errno) -> i64 {
+pub(super) fn e(errno: Errno) -> i64 {
     errno.to_return()
 }
 
 impl World {
-    fn new() -> Self {
-        let (mut pool, mut mem) = machine(256);
+    pub(super) fn new() -> Self {
+        let (mut pool, mut mem) = machine(TOTAL_FRAMES);
         let mut t = DomainTable::new();
         for name in ["dom0", "guest"] {
             let cfg = DomainConfig {
@@ -132,7 +142,7 @@ impl World {
     }
 
     /// A 64-bit caller: RAX, RDI, RSI, RDX, R10, R8.
-    fn call64(&mut self, domid: DomId, nr: u64, a: [u64; 5]) -> HypercallOutcome {
+    pub(super) fn call64(&mut self, domid: DomId, nr: u64, a: [u64; 5]) -> HypercallOutcome {
         let regs = HypercallRegs {
             rax: nr,
             rdi: a[0],
@@ -165,7 +175,7 @@ impl World {
         self.call(domid, regs)
     }
 
-    fn ret(&mut self, domid: DomId, nr: u64, a: [u64; 5]) -> i64 {
+    pub(super) fn ret(&mut self, domid: DomId, nr: u64, a: [u64; 5]) -> i64 {
         let out = self.call64(domid, nr, a);
         self.finish(domid, out, true)
     }
@@ -211,11 +221,11 @@ impl World {
         GuestPhys::new(self.t.get(domid).unwrap().p2m(), &mut self.mem)
     }
 
-    fn put<T: IntoBytes + Immutable>(&mut self, domid: DomId, gpa: u64, v: &T) {
+    pub(super) fn put<T: IntoBytes + Immutable>(&mut self, domid: DomId, gpa: u64, v: &T) {
         self.phys(domid).write(gpa, v.as_bytes()).unwrap();
     }
 
-    fn get<T: FromBytes + IntoBytes>(&mut self, domid: DomId, gpa: u64) -> T {
+    pub(super) fn get<T: FromBytes + IntoBytes>(&mut self, domid: DomId, gpa: u64) -> T {
         let mut v = T::new_zeroed();
         self.phys(domid).read(gpa, v.as_mut_bytes()).unwrap();
         v
@@ -228,11 +238,11 @@ impl World {
     }
 
     /// All of a domain's RAM, to check that nothing changed.
-    fn ram(&mut self, domid: DomId) -> Vec<u8> {
+    pub(super) fn ram(&mut self, domid: DomId) -> Vec<u8> {
         self.bytes(domid, 0, (RAM_PAGES as usize) * PAGE_SIZE)
     }
 
-    fn domain(&self, domid: DomId) -> &Domain {
+    pub(super) fn domain(&self, domid: DomId) -> &Domain {
         self.t.get(domid).unwrap()
     }
 }
@@ -249,7 +259,7 @@ fn unknown_hypercalls_are_nosys_and_counted() {
     let mut w = World::new();
     for n in [
         nr::SET_TRAP_TABLE,
-        nr::EVENT_CHANNEL_OP,
+        nr::PHYSDEV_OP,
         nr::DOMCTL,
         63,
         64,
@@ -258,7 +268,7 @@ fn unknown_hypercalls_are_nosys_and_counted() {
         assert_eq!(w.ret(DOMU, n, [0; 5]), e(Errno::ENOSYS), "hypercall {n}");
     }
     let counted: Vec<_> = w.domain(DOMU).hypercalls().iter().collect();
-    assert_eq!(counted, [(0, 1), (32, 1), (36, 1), (63, 1)]);
+    assert_eq!(counted, [(0, 1), (33, 1), (36, 1), (63, 1)]);
     assert_eq!(w.domain(DOMU).hypercalls().other(), 2);
 }
 
@@ -577,7 +587,11 @@ fn shutdown_reads_the_reason() {
     );
     assert_eq!(w.domain(DOMU).state(), DomainState::Running);
     assert_eq!(
-        w.ret(DOMU, nr::SCHED_OP, [SCHEDOP_POLL.into(), BUF, 0, 0, 0]),
+        w.ret(
+            DOMU,
+            nr::SCHED_OP,
+            [SCHEDOP_REMOTE_SHUTDOWN.into(), BUF, 0, 0, 0]
+        ),
         e(Errno::ENOSYS)
     );
     w.put(DOMU, BUF, &SchedShutdown { reason: 3 });
@@ -896,8 +910,8 @@ fn shared_info_mapping() {
     );
     assert_eq!(map(&mut w, DOMU, DOMID_SELF, 9, 0, 20), e(Errno::EINVAL));
     assert_eq!(
-        map(&mut w, DOMU, DOMID_SELF, m::XENMAPSPACE_GRANT_TABLE, 0, 20),
-        e(Errno::ENOSYS)
+        map(&mut w, DOMU, DOMID_SELF, m::XENMAPSPACE_GRANT_TABLE, 4, 20),
+        e(Errno::EINVAL)
     );
     assert_eq!(map(&mut w, DOMU, DOM0, sinfo, 0, 20), e(Errno::EPERM));
     assert_eq!(map(&mut w, DOMU, 77, sinfo, 0, 20), e(Errno::ESRCH));
@@ -1230,7 +1244,7 @@ fn getinfo(w: &mut World, caller: DomId, req: DomainRequest) -> (i64, DomainInfo
     (r, w.get(caller, BUF2))
 }
 
-fn req(domid: DomId) -> DomainRequest {
+pub(super) fn req(domid: DomId) -> DomainRequest {
     DomainRequest {
         header: ControlHeader::CURRENT,
         domid,
@@ -1275,11 +1289,7 @@ fn control_is_dom0_only_and_versioned() {
         e(Errno::EFAULT)
     );
     assert_eq!(
-        w.ret(
-            DOM0,
-            ctl::HYPERVISOR_CONTROL_OP,
-            [ctl::CONTROL_OP_CREATE.into(), BUF, BUF2, 0, 0]
-        ),
+        w.ret(DOM0, ctl::HYPERVISOR_CONTROL_OP, [99, BUF, BUF2, 0, 0]),
         e(Errno::ENOSYS)
     );
     w.put(DOM0, BUF, &req(DOMU));

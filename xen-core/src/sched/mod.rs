@@ -27,7 +27,7 @@ pub use round_robin::RoundRobin;
 use abi::xen::domid::DomId;
 
 use crate::domain::table::DomainTable;
-use crate::domain::DomainState;
+use crate::domain::{Domain, DomainState};
 
 /// Longest a vCPU runs while another one is runnable, in ns.
 pub const TIME_SLICE_NS: u64 = 5_000_000;
@@ -79,17 +79,23 @@ pub trait Scheduler {
 }
 
 /// Wakes every vCPU whose one-shot timer is due at `now_ns` (and disarms
-/// it); returns how many fired. Where VIRQ_TIMER will be raised.
-pub fn fire_timers(domains: &mut DomainTable, now_ns: u64) -> usize {
-    let mut fired = 0;
+/// it), calling `fired(domain, vcpu_id)` for each (the run loop raises
+/// VIRQ_TIMER there); returns how many fired.
+pub fn fire_timers(
+    domains: &mut DomainTable,
+    now_ns: u64,
+    mut fired: impl FnMut(&mut Domain, u32),
+) -> usize {
+    let mut count = 0;
     for d in domains.iter_mut() {
         for id in 0..d.vcpus().len() as u32 {
             if d.vcpu_mut(id).is_some_and(|v| v.expire_timer(now_ns)) {
-                fired += 1;
+                fired(d, id);
+                count += 1;
             }
         }
     }
-    fired
+    count
 }
 
 /// The earliest pending one-shot timer among running domains' vCPUs.

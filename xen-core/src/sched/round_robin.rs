@@ -82,7 +82,7 @@ impl RoundRobin {
 impl Scheduler for RoundRobin {
     fn schedule(&mut self, domains: &mut DomainTable, now_ns: u64) -> Decision {
         self.account(domains, now_ns);
-        fire_timers(domains, now_ns);
+        fire_timers(domains, now_ns, |_, _| {});
         let timer = next_timer_deadline(domains);
         let run = |vcpu, switched, slice_end_ns: u64| Decision::Run {
             vcpu,

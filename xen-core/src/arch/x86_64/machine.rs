@@ -8,6 +8,7 @@ use alloc::collections::BTreeMap;
 use abi::bundle::{Bundle, BundleEntry, ImageKind};
 use abi::debug_exit::{EXIT_DOM0_CRASH, EXIT_POWEROFF, EXIT_REBOOT};
 use abi::xen::domid::DomId;
+use abi::xen::event_channel::{VIRQ_DOM_EXC, VIRQ_TIMER};
 
 use super::fatal::{exit, fatal};
 use super::mem::{IdentityMap, FRAMES};
@@ -15,11 +16,11 @@ use super::svm::{self, SvmVcpu};
 use super::{apic, cpu_idle_until, tsc};
 use crate::boot_domains::{build_boot_domain, BootDomain, BootMemory};
 use crate::domain::table::{DomainTable, DOM0};
-use crate::domain::vcpu::VcpuEntryState;
 use crate::domain::{Domain, DomainState, ShutdownReason};
-use crate::hypercall::{self, Caller, HypercallEnv, HypercallOutcome, HypercallRegs};
+use crate::event;
+use crate::hypercall::{self, Caller, HostFacts, HypercallEnv, HypercallOutcome, HypercallRegs};
 use crate::mm::{FramePool, Mfn, PAGE_SHIFT};
-use crate::sched::{Decision, RoundRobin, Scheduler, VcpuRef};
+use crate::sched::{self, Decision, RoundRobin, Scheduler, VcpuRef};
 use crate::time::{pvclock, Clock};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
 use crate::vmexit::io::IoPortPolicy;
@@ -35,22 +36,36 @@ const PAGES_PER_MIB: u64 = (1 << 20) >> PAGE_SHIFT;
 /// it lives in static memory, not on the boot stack.
 static DOMAINS: spin::Mutex<DomainTable> = spin::Mutex::new(DomainTable::new());
 
+/// A vCPU's SVM state and the p2m generation its guest TLB was last
+/// flushed at: when the domain's p2m loses an entry (grant unmap, shared
+/// info moved, foreign unmap) every vCPU of it flushes before running.
+struct VcpuSlot {
+    svm: SvmVcpu,
+    p2m_generation: u64,
+}
+
 /// Everything the run loop owns.
 pub struct Machine {
     /// Locked for the hypervisor's lifetime: one pCPU runs the loop.
     domains: spin::MutexGuard<'static, DomainTable>,
-    vcpus: BTreeMap<VcpuRef, SvmVcpu>,
+    vcpus: BTreeMap<VcpuRef, VcpuSlot>,
     sched: RoundRobin,
     clock: Clock,
     phys: IdentityMap,
     /// Free frames before the first domain was built: power-off checks
     /// that destroying every domain gave them all back.
     free_before_domains: u64,
+    /// Usable RAM frames at boot, for PHYSINFO.
+    total_frames: u64,
 }
 
 impl Machine {
     /// A machine with no domains yet.
     pub fn new(phys: IdentityMap, clock: Clock) -> Self {
+        let (free, total) = {
+            let frames = FRAMES.lock();
+            (frames.free_frames(), frames.usable_frames())
+        };
         Self {
             domains: DOMAINS
                 .try_lock()
@@ -59,7 +74,8 @@ impl Machine {
             sched: RoundRobin::new(),
             clock,
             phys,
-            free_before_domains: FRAMES.lock().free_frames(),
+            free_before_domains: free,
+            total_frames: total,
         }
     }
 
@@ -105,7 +121,16 @@ impl Machine {
             &spec,
         )
         .map_err(BuildFailure::Domain)?;
-        self.start_vcpu0(domid, &start)?;
+        if let Err(e) = self.start_vcpu(VcpuRef { domid, vcpu_id: 0 }) {
+            let _ = self.domains.kill(domid);
+            let _ = self
+                .domains
+                .destroy(domid, &mut *FRAMES.lock(), &mut self.phys);
+            return Err(BuildFailure::Svm(e));
+        }
+        if let Some(domain) = self.domains.get_mut(domid) {
+            let _ = domain.unpause();
+        }
         log::info!(
             "d{domid} \"{}\": {} MiB, entry {:#x}, start info at {:#x}",
             entry.name,
@@ -116,9 +141,13 @@ impl Machine {
         Ok(())
     }
 
-    /// Gives vCPU 0 its VMCB and lets the domain run.
-    fn start_vcpu0(&mut self, domid: DomId, start: &VcpuEntryState) -> Result<(), BuildFailure> {
-        let Some(domain) = self.domains.get_mut(domid) else {
+    /// Gives vCPU `v` a fresh VMCB from its entry state (boot, or
+    /// SET_VCPU_CONTEXT from the toolstack), replacing any earlier one.
+    fn start_vcpu(&mut self, v: VcpuRef) -> Result<(), svm::SvmError> {
+        let Some(domain) = self.domains.get(v.domid) else {
+            return Ok(());
+        };
+        let Some(vcpu) = domain.vcpu(v.vcpu_id) else {
             return Ok(());
         };
         let io = if domain.privilege().is_some() {
@@ -126,29 +155,25 @@ impl Machine {
         } else {
             IoPortPolicy::None
         };
-        match SvmVcpu::new(start, domain.p2m().root(), io) {
-            Ok(svm) => {
-                self.vcpus.insert(VcpuRef { domid, vcpu_id: 0 }, svm);
-                let _ = domain.unpause();
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.domains.kill(domid);
-                let _ = self
-                    .domains
-                    .destroy(domid, &mut *FRAMES.lock(), &mut self.phys);
-                Err(BuildFailure::Svm(e))
-            }
-        }
+        let svm = SvmVcpu::new(vcpu.entry(), domain.p2m().root(), io)?;
+        let slot = VcpuSlot {
+            svm,
+            p2m_generation: domain.p2m_generation(),
+        };
+        self.vcpus.insert(v, slot);
+        Ok(())
     }
 
     /// The scheduler loop: never returns; dom0's shutdown ends the machine.
     pub fn run(&mut self) -> ! {
         loop {
             let now = tsc::system_time_ns();
+            self.fire_timers(now);
+            let polls = event::next_poll_deadline(&self.domains);
             match self.sched.schedule(&mut self.domains, now) {
                 Decision::Idle { wake_at_ns } => {
-                    cpu_idle_until(wake_at_ns.map_or(u64::MAX, tsc::tsc_at_ns));
+                    let wake = earliest(wake_at_ns, polls);
+                    cpu_idle_until(wake.map_or(u64::MAX, tsc::tsc_at_ns));
                     apic::take_timer_fired();
                 }
                 Decision::Run {
@@ -156,15 +181,28 @@ impl Machine {
                     switched,
                     next_event_ns,
                     ..
-                } => self.run_vcpu(vcpu, switched, next_event_ns),
+                } => {
+                    let until = earliest(Some(next_event_ns), polls).unwrap_or(next_event_ns);
+                    self.run_vcpu(vcpu, switched, until);
+                }
             }
         }
+    }
+
+    /// Fires due one-shot timers (the vCPU wakes and gets VIRQ_TIMER if it
+    /// bound it) and ends SCHEDOP_poll waits that timed out.
+    fn fire_timers(&mut self, now: u64) {
+        let phys = &mut self.phys;
+        sched::fire_timers(&mut self.domains, now, |domain, vcpu_id| {
+            event::raise_virq(domain, phys, VIRQ_TIMER, vcpu_id);
+        });
+        event::expire_polls(&mut self.domains, now);
     }
 
     /// Runs `v` until its slice ends or it needs the hypervisor, then acts
     /// on how it stopped.
     fn run_vcpu(&mut self, v: VcpuRef, switched: bool, until_ns: u64) {
-        let (Some(domain), Some(svm)) = (self.domains.get_mut(v.domid), self.vcpus.get_mut(&v))
+        let (Some(domain), Some(slot)) = (self.domains.get_mut(v.domid), self.vcpus.get_mut(&v))
         else {
             return;
         };
@@ -179,13 +217,21 @@ impl Machine {
                 tsc::now(),
             );
         }
+        if domain.p2m_generation() != slot.p2m_generation {
+            slot.svm.flush_tlb();
+            slot.p2m_generation = domain.p2m_generation();
+        }
+        match event::upcall_for_entry(domain, &mut self.phys, v.vcpu_id) {
+            Some(vector) => slot.svm.set_virtual_interrupt(vector),
+            None => slot.svm.clear_virtual_interrupt(),
+        }
         apic::arm_at_tsc(tsc::tsc_at_ns(until_ns));
         let mut env = ExitEnv {
             domain,
             phys: &mut self.phys,
             vcpu_id: v.vcpu_id,
         };
-        let action = svm.run(&mut env);
+        let action = slot.svm.run(&mut env);
         apic::disarm();
         match action {
             ExitAction::Resume => {}
@@ -193,13 +239,17 @@ impl Machine {
                 apic::take_timer_fired();
             }
             ExitAction::Halt => {
-                if let Some(vcpu) = env.domain.vcpu_mut(v.vcpu_id) {
-                    vcpu.block();
+                // HLT with an event already pending falls straight through.
+                if !event::events_need_delivery(env.domain, env.phys, v.vcpu_id) {
+                    if let Some(vcpu) = env.domain.vcpu_mut(v.vcpu_id) {
+                        vcpu.block();
+                    }
                 }
             }
             ExitAction::Crash(reason) => {
                 log::error!("d{} \"{}\" crashed: {reason}", v.domid, env.domain.name());
                 env.domain.crash(reason);
+                event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
                 self.domain_stopped(v.domid);
             }
             ExitAction::Hypercall => self.hypercall(v),
@@ -208,17 +258,20 @@ impl Machine {
 
     /// Serves the VMMCALL `v` stopped at.
     fn hypercall(&mut self, v: VcpuRef) {
-        let Some(svm) = self.vcpus.get_mut(&v) else {
+        let Some(slot) = self.vcpus.get_mut(&v) else {
             return;
         };
-        let mut guest = svm.guest();
+        let mut guest = slot.svm.guest();
         let regs = HypercallRegs::capture(&guest, guest.cpl());
         let caller = Caller {
             domid: v.domid,
             vcpu_id: v.vcpu_id,
             paging: guest.paging(),
         };
-        let mut env = ConsoleEnv { clock: &self.clock };
+        let mut env = ConsoleEnv {
+            clock: &self.clock,
+            total_frames: self.total_frames,
+        };
         let outcome = hypercall::handle_hypercall(
             &mut self.domains,
             &mut *FRAMES.lock(),
@@ -237,14 +290,22 @@ impl Machine {
             let rip = guest.rip().wrapping_sub(vmmcall_len);
             guest.set_rip(rip);
         }
-        if regs.rax == abi::xen::hypercall::MEMORY_OP {
-            // The p2m may have changed under a mapping the guest cached.
-            svm.flush_tlb();
-        }
         match outcome {
             HypercallOutcome::Return(_)
             | HypercallOutcome::Block
             | HypercallOutcome::Continue(_) => {}
+            HypercallOutcome::DomainDestroyed(domid) => {
+                self.vcpus.retain(|r, _| r.domid != domid);
+                log::info!("d{domid} destroyed");
+            }
+            HypercallOutcome::VcpuStarted { domid, vcpu_id } => {
+                if let Err(e) = self.start_vcpu(VcpuRef { domid, vcpu_id }) {
+                    log::error!("d{domid}v{vcpu_id}: cannot start: {e:?}");
+                    if let Some(d) = self.domains.get_mut(domid) {
+                        d.crash(crate::domain::CrashReason::InvalidGuestState);
+                    }
+                }
+            }
             HypercallOutcome::Yield => self.sched.yield_current(),
             HypercallOutcome::Shutdown(reason) => {
                 if let Some(d) = self.domains.get(v.domid) {
@@ -287,6 +348,14 @@ impl Machine {
         log::info!("frames: {free} free after stopping all domains, {leaked} leaked");
         log::info!("xen-core: powering off");
         exit(status)
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -362,6 +431,7 @@ impl VcpuEnv for ExitEnv<'_> {
 /// The hypervisor console and clock, for hypercalls.
 struct ConsoleEnv<'a> {
     clock: &'a Clock,
+    total_frames: u64,
 }
 
 impl HypercallEnv for ConsoleEnv<'_> {
@@ -371,6 +441,13 @@ impl HypercallEnv for ConsoleEnv<'_> {
 
     fn tsc(&self) -> u64 {
         tsc::now()
+    }
+
+    fn host(&self) -> HostFacts {
+        HostFacts {
+            nr_pcpus: 1,
+            total_frames: self.total_frames,
+        }
     }
 
     fn console_write(&mut self, domid: DomId, _name: &str, line: &[u8]) {

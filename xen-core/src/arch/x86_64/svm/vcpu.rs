@@ -96,6 +96,12 @@ impl SvmVcpu {
         control.int_vector = int_vector;
     }
 
+    /// Withdraws a virtual interrupt the guest has not taken yet (its
+    /// event was handled meanwhile).
+    pub fn clear_virtual_interrupt(&mut self) {
+        self.vmcb_mut().control.int_ctl &= !V_IRQ;
+    }
+
     /// Whether a virtual interrupt is still waiting for the guest.
     pub fn virtual_interrupt_pending(&self) -> bool {
         self.vmcb().control.int_ctl & V_IRQ != 0

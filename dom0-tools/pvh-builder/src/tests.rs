@@ -1,108 +1,59 @@
 use super::*;
-use crate::mm::Gfn;
-use crate::paging::guest_walk::tests::Guest;
-use abi::xen::start_info::XEN_HVM_MEMMAP_TYPE_RESERVED;
-use elf::abi::{EM_386, EM_ARM, EM_X86_64, PT_LOAD, PT_NOTE};
+use crate::test_images::{elf, kernel, kernel_code as code, load, xen_note, Seg, KERNEL_GPA};
+use abi::xen::start_info::{
+    HvmModlistEntry, HvmStartInfo, HVM_START_MAGIC_VALUE, XEN_HVM_MEMMAP_TYPE_RESERVED,
+};
+use abi::xen::PAGE_SIZE;
+use elf::abi::{EM_386, EM_ARM, EM_X86_64};
+use std::vec::Vec;
 use zerocopy::FromBytes;
 
-/// One program header of a test image.
-pub(crate) struct Seg {
-    kind: u32,
-    paddr: u64,
-    data: std::vec::Vec<u8>,
-    memsz: u64,
-}
-
-pub(crate) fn load(paddr: u64, data: &[u8], memsz: u64) -> Seg {
-    Seg {
-        kind: PT_LOAD,
-        paddr,
-        data: data.to_vec(),
-        memsz,
-    }
-}
-
-/// A PT_NOTE segment holding one "Xen" note of `n_type` with `desc`.
-pub(crate) fn xen_note(n_type: u32, desc: &[u8]) -> Seg {
-    let mut d = std::vec::Vec::new();
-    for v in [4, desc.len() as u32, n_type] {
-        d.extend_from_slice(&v.to_le_bytes());
-    }
-    d.extend_from_slice(b"Xen\0");
-    d.extend_from_slice(desc);
-    d.resize(d.len().next_multiple_of(4), 0);
-    let len = d.len() as u64;
-    Seg {
-        kind: PT_NOTE,
-        paddr: 0,
-        data: d,
-        memsz: len,
-    }
-}
-
-/// A little-endian ET_EXEC image of either class with `segs` in order.
-pub(crate) fn elf(class64: bool, machine: u16, segs: &[Seg]) -> std::vec::Vec<u8> {
-    let (ehsize, phsize) = if class64 { (64u64, 56u64) } else { (52, 32) };
-    let mut out = std::vec::Vec::new();
-    let word = |out: &mut std::vec::Vec<u8>, v: u64| {
-        if class64 {
-            out.extend_from_slice(&v.to_le_bytes())
-        } else {
-            out.extend_from_slice(&(v as u32).to_le_bytes())
-        }
-    };
-    out.extend_from_slice(&[0x7f, b'E', b'L', b'F', if class64 { 2 } else { 1 }, 1, 1]);
-    out.resize(16, 0);
-    out.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    out.extend_from_slice(&machine.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    word(&mut out, 0); // e_entry: PVH uses the note
-    word(&mut out, ehsize); // e_phoff
-    word(&mut out, 0); // e_shoff
-    out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    for v in [
-        ehsize,
-        phsize,
-        segs.len() as u64,
-        if class64 { 64 } else { 40 },
-        0,
-        0,
-    ] {
-        out.extend_from_slice(&(v as u16).to_le_bytes());
-    }
-    let mut offset = ehsize + phsize * segs.len() as u64;
-    for s in segs {
-        let (filesz, memsz) = (s.data.len() as u64, s.memsz);
-        out.extend_from_slice(&s.kind.to_le_bytes());
-        if class64 {
-            out.extend_from_slice(&7u32.to_le_bytes()); // p_flags
-        }
-        for v in [offset, s.paddr, s.paddr, filesz, memsz] {
-            word(&mut out, v);
-        }
-        if !class64 {
-            out.extend_from_slice(&7u32.to_le_bytes());
-        }
-        word(&mut out, 4); // p_align
-        offset += filesz;
-    }
-    for s in segs {
-        out.extend_from_slice(&s.data);
-    }
-    out
-}
-
-const KERNEL: u64 = 0x10_0000;
+const KERNEL: u64 = KERNEL_GPA;
 const RAM_PAGES: u64 = 0x140;
 
-fn code() -> std::vec::Vec<u8> {
-    (0..0x1800u32).map(|i| (i % 251) as u8).collect()
+/// A domain's memory for the tests: RAM ranges backed by vectors, all
+/// bytes 0xee at first. A write outside them is refused and writes nothing.
+struct Ram {
+    ranges: Vec<(u64, Vec<u8>)>,
 }
 
-/// A kernel at 1 MiB: code + bss, and the PVH note with a `size`-byte entry.
-pub(crate) fn kernel(class64: bool, machine: u16, entry_bytes: &[u8]) -> std::vec::Vec<u8> {
-    let segs = [xen_note(18, entry_bytes), load(KERNEL, &code(), 0x3000)];
-    elf(class64, machine, &segs)
+impl Ram {
+    fn new(ranges: &[GpaRange]) -> Self {
+        let ranges = ranges
+            .iter()
+            .map(|r| (r.start, vec![0xee; (r.end - r.start) as usize]))
+            .collect();
+        Self { ranges }
+    }
+
+    /// The bytes `[gpa, gpa + len)`, if one range holds them all.
+    fn bytes_mut(&mut self, gpa: u64, len: u64) -> Result<&mut [u8], LoadFault> {
+        let fault = LoadFault { gpa, len };
+        let end = gpa.checked_add(len).ok_or(fault)?;
+        let (base, bytes) = self
+            .ranges
+            .iter_mut()
+            .find(|(base, bytes)| *base <= gpa && end <= base + bytes.len() as u64)
+            .ok_or(fault)?;
+        Ok(&mut bytes[(gpa - *base) as usize..(end - *base) as usize])
+    }
+
+    fn read(&mut self, gpa: u64, len: usize) -> Vec<u8> {
+        self.bytes_mut(gpa, len as u64).unwrap().to_vec()
+    }
+}
+
+impl GuestLoadTarget for Ram {
+    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), LoadFault> {
+        self.bytes_mut(gpa, bytes.len() as u64)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LoadFault> {
+        self.bytes_mut(gpa, len)?.fill(0);
+        Ok(())
+    }
 }
 
 fn ram() -> [GpaRange; 1] {
@@ -112,18 +63,13 @@ fn ram() -> [GpaRange; 1] {
     }]
 }
 
-/// A guest with [`RAM_PAGES`] of RAM, all of it dirty.
-fn guest() -> Guest {
-    let mut g = Guest::new(RAM_PAGES);
-    for gfn in 0..RAM_PAGES {
-        let mfn = g.npt.translate(&g.mem, Gfn(gfn)).unwrap().mfn;
-        g.mem.frame_mut(mfn).fill(0xee);
-    }
-    g
+/// A guest with [`RAM_PAGES`] of RAM from GPA 0.
+fn guest() -> Ram {
+    Ram::new(&ram())
 }
 
-fn run(image: &[u8], cfg: &BuildConfig, g: &mut Guest) -> Result<VcpuEntryState, BuildError> {
-    build(image, cfg, &mut GuestPhys::new(&g.npt, &mut g.mem))
+fn run(image: &[u8], cfg: &BuildConfig, g: &mut Ram) -> Result<PvhEntry, BuildError> {
+    build(image, cfg, g)
 }
 
 fn plain(ram: &[GpaRange]) -> BuildConfig<'_> {
@@ -135,7 +81,7 @@ fn plain(ram: &[GpaRange]) -> BuildConfig<'_> {
     }
 }
 
-fn read<T: FromBytes>(g: &Guest, gpa: u64) -> T {
+fn read<T: FromBytes>(g: &mut Ram, gpa: u64) -> T {
     T::read_from_bytes(&g.read(gpa, size_of::<T>())).unwrap()
 }
 
@@ -167,9 +113,9 @@ fn loads_elf64_with_start_info() {
         modules: &modules,
     };
     let entry = run(&image, &cfg, &mut g).unwrap();
-    assert_eq!(entry.rip, KERNEL + 0x10);
+    assert_eq!(u64::from(entry.entry), KERNEL + 0x10);
     assert_eq!(
-        entry.rbx,
+        u64::from(entry.start_info_gpa),
         KERNEL + 0x3000,
         "start info on the page after the kernel"
     );
@@ -179,20 +125,20 @@ fn loads_elf64_with_start_info() {
         "bss zeroed"
     );
 
-    let info: HvmStartInfo = read(&g, entry.rbx);
+    let info: HvmStartInfo = read(&mut g, entry.start_info_gpa.into());
     assert_eq!(
         (info.magic, info.version, info.nr_modules),
         (HVM_START_MAGIC_VALUE, 1, 2)
     );
     assert_eq!(g.read(info.cmdline_paddr, 13), b"console=hvc0\0");
-    let map: [HvmMemmapEntry; 2] = read(&g, info.memmap_paddr);
+    let map: [HvmMemmapEntry; 2] = read(&mut g, info.memmap_paddr);
     assert_eq!(info.memmap_entries, 2);
     assert_eq!(
         (map[0].addr, map[0].size, map[0].kind),
         (0, RAM_PAGES << 12, XEN_HVM_MEMMAP_TYPE_RAM)
     );
     assert_eq!(map[1], reserved[0]);
-    let mods: [HvmModlistEntry; 2] = read(&g, info.modlist_paddr);
+    let mods: [HvmModlistEntry; 2] = read(&mut g, info.modlist_paddr);
     assert_eq!(mods[0].paddr % PAGE_SIZE as u64, 0);
     assert_eq!(g.read(mods[0].paddr, 12), b"first module");
     assert_eq!(g.read(mods[0].cmdline_paddr, 7), b"m1 arg\0");
@@ -212,14 +158,44 @@ fn loads_elf32_with_four_byte_note() {
     let entry = run(&image, &plain(&ram), &mut g).unwrap();
     assert_eq!(
         entry,
-        VcpuEntryState::pvh(KERNEL as u32, (KERNEL + 0x3000) as u32)
+        PvhEntry {
+            entry: KERNEL as u32,
+            start_info_gpa: (KERNEL + 0x3000) as u32
+        }
     );
-    let info: HvmStartInfo = read(&g, entry.rbx);
+    let info: HvmStartInfo = read(&mut g, entry.start_info_gpa.into());
     assert_eq!(
         (info.cmdline_paddr, info.modlist_paddr, info.memmap_entries),
         (0, 0, 1)
     );
     assert_eq!(g.read(KERNEL + 0x17ff, 1), [code()[0x17ff]]);
+}
+
+#[test]
+fn boot_info_goes_in_the_ram_range_holding_the_kernel() {
+    // Given out of order, as a toolstack might: low memory, then the kernel's.
+    let ram = [
+        GpaRange {
+            start: KERNEL,
+            end: KERNEL + 0x8000,
+        },
+        GpaRange {
+            start: 0,
+            end: 0xa_0000,
+        },
+    ];
+    let mut g = Ram::new(&ram);
+    let image = kernel(true, EM_X86_64, &(KERNEL as u32).to_le_bytes());
+    let entry = run(&image, &plain(&ram), &mut g).unwrap();
+    assert_eq!(u64::from(entry.start_info_gpa), KERNEL + 0x3000);
+    let info: HvmStartInfo = read(&mut g, entry.start_info_gpa.into());
+    let map: [HvmMemmapEntry; 2] = read(&mut g, info.memmap_paddr);
+    assert_eq!(
+        [(map[0].addr, map[0].size), (map[1].addr, map[1].size)],
+        [(0, 0xa_0000), (KERNEL, 0x8000)],
+        "memory map sorted by address"
+    );
+    assert_eq!(g.read(0, 16), [0xee; 16], "low memory untouched");
 }
 
 #[test]
@@ -266,10 +242,7 @@ fn refuses_hostile_segments() {
     let before = g.read(KERNEL, 16);
     let mut e = |segs: &[Seg]| {
         let mut all = vec![xen_note(18, &(KERNEL as u32).to_le_bytes())];
-        all.extend(segs.iter().map(|s| Seg {
-            data: s.data.clone(),
-            ..*s
-        }));
+        all.extend_from_slice(segs);
         run(&elf(true, EM_X86_64, &all), &cfg, &mut g).unwrap_err()
     };
     let c = code();
@@ -299,7 +272,7 @@ fn refuses_hostile_segments() {
             memsz: 1
         }
     );
-    let many: std::vec::Vec<Seg> = (0..17)
+    let many: Vec<Seg> = (0..17)
         .map(|i| load(KERNEL + i * 0x2000, &c, 0x2000))
         .collect();
     assert_eq!(e(&many), BuildError::TooManySegments);
@@ -387,7 +360,7 @@ fn refuses_bad_boot_parameters() {
 }
 
 #[test]
-fn a_ram_range_outside_the_p2m_is_a_write_fault() {
+fn a_ram_range_outside_the_target_is_a_write_fault() {
     let image = kernel(true, EM_X86_64, &(KERNEL as u32).to_le_bytes());
     let ram = [GpaRange {
         start: 0,
@@ -405,10 +378,12 @@ fn a_ram_range_outside_the_p2m_is_a_write_fault() {
         },
         &mut g,
     );
+    // The module goes on the page after the start info page.
     assert_eq!(
         err,
-        Err(BuildError::GuestWrite(
-            crate::guest_mem::GuestFault::NotInP2m
-        ))
+        Err(BuildError::GuestWrite(LoadFault {
+            gpa: KERNEL + 0x4000,
+            len: 0x40_0000
+        }))
     );
 }

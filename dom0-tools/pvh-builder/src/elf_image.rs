@@ -9,7 +9,7 @@ use elf::note::Note;
 use elf::ElfBytes;
 use heapless::Vec;
 
-use super::BuildError;
+use crate::BuildError;
 
 /// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit physical entry point.
 const XEN_ELFNOTE_PHYS32_ENTRY: u64 = 18;

@@ -1,0 +1,156 @@
+//! The command line: global options and subcommands (named after Xen's `xl`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The management socket used when neither `--connect` nor
+/// [`SOCKET_ENV`] names one; `cargo xtask up` and `cargo xtask run` start
+/// QEMU with COM2 on it.
+pub const DEFAULT_SOCKET: &str = "/tmp/xen-core-mgmt.sock";
+/// Environment variable naming the management socket.
+pub const SOCKET_ENV: &str = "DOM0CTL_SOCKET";
+/// Seconds to wait for each reply when `--timeout` is not given.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+
+const MAIN_AFTER_HELP: &str = "\
+Domains are named by name or by domid (a number) wherever one is expected.
+
+Exit status: 0 success; 1 the hypervisor refused the request; 2 bad arguments;
+3 bad config file or kernel (nothing was sent); 4 nothing listens on the socket;
+5 protocol or connection failure.
+
+Start the hypervisor with `cargo xtask up`; it prints the socket to connect to.";
+
+/// Manage the domains of a running xen-core hypervisor.
+#[derive(Debug, Parser)]
+#[command(name = "dom0ctl", version, after_help = MAIN_AFTER_HELP)]
+pub struct Cli {
+    /// Management socket (QEMU's COM2 of the hypervisor machine).
+    #[arg(long, global = true, value_name = "PATH", env = SOCKET_ENV, default_value = DEFAULT_SOCKET)]
+    pub connect: PathBuf,
+    /// Seconds to wait for each reply of the management agent.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a domain from a TOML config file and start it.
+    #[command(after_help = "\
+Config file (TOML): name, kernel (path relative to the config file), memory (MiB),
+vcpus (default 1), cmdline (default empty). The kernel must be an x86 ELF with
+a Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY).
+
+Examples:
+  dom0ctl create guests/hello.toml
+  dom0ctl create -c guests/hello.toml     # and attach to its console (Ctrl-] detaches)")]
+    Create(CreateArgs),
+    /// List domains: name, domid, state, memory, vCPUs, CPU time.
+    #[command(after_help = "\
+Examples:
+  dom0ctl list
+  dom0ctl list hello 0
+  dom0ctl list --json")]
+    List(ListArgs),
+    /// Show the hypervisor's version, ABI version, pCPUs and memory.
+    #[command(after_help = "\
+Examples:
+  dom0ctl info
+  dom0ctl info --json")]
+    Info(InfoArgs),
+    /// Attach to a domain's console: its output so far, then live output.
+    #[command(after_help = "\
+Ctrl-] detaches (the domain keeps running). Input is forwarded to the guest:
+key by key when stdin is a terminal (raw mode), else line by line.
+
+Examples:
+  dom0ctl console hello
+  dom0ctl console 3 --no-follow           # print the output so far and exit")]
+    Console(ConsoleArgs),
+    /// Pause a domain's vCPUs.
+    #[command(after_help = "Example:\n  dom0ctl pause hello")]
+    Pause(DomainArg),
+    /// Unpause a paused domain.
+    #[command(after_help = "Example:\n  dom0ctl unpause hello")]
+    Unpause(DomainArg),
+    /// Ask a domain to shut down (the guest decides when).
+    #[command(after_help = "\
+Examples:
+  dom0ctl shutdown hello
+  dom0ctl shutdown -R -w hello            # ask it to reboot, wait until it has shut down")]
+    Shutdown(ShutdownArgs),
+    /// Destroy a domain at once; its memory returns to the free pool.
+    #[command(after_help = "Example:\n  dom0ctl destroy hello")]
+    Destroy(DomainArg),
+    /// Print the hypervisor's log ring.
+    #[command(after_help = "Example:\n  dom0ctl dmesg")]
+    Dmesg,
+}
+
+/// `create` arguments.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Domain config file (TOML).
+    pub config: PathBuf,
+    /// Attach to the new domain's console.
+    #[arg(short = 'c', long = "console")]
+    pub console: bool,
+}
+
+/// `list` arguments.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only these domains (names or domids).
+    #[arg(value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `info` arguments.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Print JSON (memory in KiB).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `console` arguments.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// The domain (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// Print the output so far and exit instead of following it.
+    #[arg(long)]
+    pub no_follow: bool,
+}
+
+/// One domain argument.
+#[derive(Debug, Args)]
+pub struct DomainArg {
+    /// The domain (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+}
+
+/// `shutdown` arguments.
+#[derive(Debug, Args)]
+pub struct ShutdownArgs {
+    /// The domain (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// Ask for a reboot instead of a power-off.
+    #[arg(short = 'R', long)]
+    pub reboot: bool,
+    /// Wait until the domain has shut down (up to --timeout seconds).
+    #[arg(short = 'w', long)]
+    pub wait: bool,
+}

@@ -1,0 +1,345 @@
+//! The domain config file (TOML) and the kernel it names, checked before
+//! anything is sent:
+//!
+//! ```toml
+//! name = "hello"          # 1..=32 of [A-Za-z0-9._-], not all digits
+//! kernel = "hello.elf"    # relative to this file; an x86 ELF with the PVH note
+//! memory = 32             # MiB
+//! vcpus = 1               # optional, default 1
+//! cmdline = "loglevel=3"  # optional, default empty
+//! ```
+//!
+//! Errors name the file, line, column and field.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use mgmt::{DomainConfig, MgmtError, MAX_IMAGE_BYTES};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A config file and kernel, ready to send.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The domain config.
+    pub config: DomainConfig,
+    /// The kernel file's path (resolved against the config's directory).
+    pub kernel_path: PathBuf,
+    /// Its contents, checked as a PVH kernel.
+    pub kernel: Vec<u8>,
+}
+
+/// A problem in a config file or with its kernel.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The config file.
+    pub path: PathBuf,
+    /// Line and column (1-based) the problem is at, if known.
+    pub position: Option<(usize, usize)>,
+    /// The field concerned, if known.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "field `{field}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: Spanned<String>,
+    kernel: Spanned<PathBuf>,
+    /// MiB.
+    memory: Spanned<u32>,
+    vcpus: Option<Spanned<u32>>,
+    cmdline: Option<Spanned<String>>,
+}
+
+/// Reads `path` and the kernel it names; checks both.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.into(),
+        position: None,
+        field: None,
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    let at = |span: Range<usize>, field: &str, message: String| ConfigError {
+        path: path.into(),
+        position: Some(line_column(&source, span.start)),
+        field: Some(field.into()),
+        message,
+    };
+    let raw: RawConfig = toml::from_str(&source).map_err(|e| parse_error(path, &source, &e))?;
+    let config = DomainConfig {
+        name: raw.name.get_ref().clone(),
+        memory_mib: *raw.memory.get_ref(),
+        vcpus: raw.vcpus.as_ref().map_or(1, |v| *v.get_ref()),
+        cmdline: raw
+            .cmdline
+            .as_ref()
+            .map(|c| c.get_ref().clone())
+            .unwrap_or_default(),
+    };
+    if let Err(MgmtError::InvalidConfig { field, reason }) = config.validate() {
+        let span = match field.as_str() {
+            "name" => raw.name.span(),
+            "memory" => raw.memory.span(),
+            "vcpus" => raw.vcpus.as_ref().map_or(0..0, |v| v.span()),
+            _ => raw.cmdline.as_ref().map_or(0..0, |c| c.span()),
+        };
+        return Err(at(span, &field, reason));
+    }
+    let kernel_path = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(raw.kernel.get_ref());
+    let kernel =
+        read_kernel(&kernel_path).map_err(|message| at(raw.kernel.span(), "kernel", message))?;
+    Ok(LoadedConfig {
+        config,
+        kernel_path,
+        kernel,
+    })
+}
+
+/// The kernel at `path`, if it is a PVH kernel the domain builder accepts
+/// (`pvh_builder::elf_image`: x86 ELF, ET_EXEC, PT_LOAD segments, the
+/// XEN_ELFNOTE_PHYS32_ENTRY note) and small enough to upload.
+pub fn read_kernel(path: &Path) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read kernel {shown}: {e}"))?
+        .len();
+    if size > u64::from(MAX_IMAGE_BYTES) {
+        return Err(format!(
+            "kernel {shown} is {size} bytes, more than the limit of {MAX_IMAGE_BYTES} bytes"
+        ));
+    }
+    let image = std::fs::read(path).map_err(|e| format!("cannot read kernel {shown}: {e}"))?;
+    pvh_builder::elf_image::parse(&image)
+        .map_err(|e| format!("kernel {shown} is not a loadable PVH kernel: {e}"))?;
+    Ok(image)
+}
+
+/// A TOML error as a config error: its position, and the field on that
+/// line when the message does not name it.
+fn parse_error(path: &Path, source: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim_end().to_string();
+    // "missing field" errors span the whole table: no useful position.
+    let span = e.span().filter(|_| !message.starts_with("missing field"));
+    let field = span
+        .as_ref()
+        .and_then(|s| key_on_line(source, s.start))
+        .filter(|key| !message.contains(&format!("`{key}`")));
+    let message = match field.as_deref().and_then(field_hint) {
+        Some(hint) if message.starts_with("invalid") => format!("{message} ({hint})"),
+        _ => message,
+    };
+    ConfigError {
+        path: path.into(),
+        position: span.map(|s| line_column(source, s.start)),
+        field,
+        message,
+    }
+}
+
+/// What a field holds, for type errors.
+fn field_hint(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "name" => "a quoted domain name",
+        "kernel" => "a quoted path, relative to the config file",
+        "memory" => "a whole number of MiB",
+        "vcpus" => "a whole number of vCPUs",
+        "cmdline" => "a quoted kernel command line",
+        _ => return None,
+    })
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The bare key of a `key = value` line holding byte `offset`.
+fn key_on_line(source: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(source.len());
+    let start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = source[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    bare.then(|| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pvh_builder::test_images;
+
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+
+    struct Dir(tempfile::TempDir);
+
+    impl Dir {
+        fn new() -> Self {
+            let dir = Self(tempfile::tempdir().unwrap());
+            dir.file(
+                "hello.elf",
+                &test_images::kernel(true, EM_X86_64, &0x10_0000u64.to_le_bytes()),
+            );
+            dir
+        }
+        fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+            let p = self.0.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        }
+        fn config(&self, text: &str) -> Result<LoadedConfig, ConfigError> {
+            load(&self.file("d.toml", text.as_bytes()))
+        }
+    }
+
+    const GOOD: &str =
+        "name = \"hello\"\nkernel = \"hello.elf\"\nmemory = 32\nvcpus = 2\ncmdline = \"quiet\"\n";
+
+    /// Line, field and message of an error from `text`.
+    fn error(dir: &Dir, text: &str) -> (Option<usize>, Option<String>, String) {
+        let e = dir.config(text).unwrap_err();
+        (e.position.map(|p| p.0), e.field, e.message)
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let dir = Dir::new();
+        let c = dir.config(GOOD).unwrap();
+        assert_eq!(
+            c.config,
+            DomainConfig {
+                name: "hello".into(),
+                memory_mib: 32,
+                vcpus: 2,
+                cmdline: "quiet".into()
+            }
+        );
+        assert_eq!(c.kernel_path, dir.0.path().join("hello.elf"));
+        assert!(!c.kernel.is_empty());
+        let minimal = dir
+            .config("name = \"m\"\nkernel = \"hello.elf\"\nmemory = 8\n")
+            .unwrap();
+        assert_eq!(
+            (minimal.config.vcpus, minimal.config.cmdline.as_str()),
+            (1, "")
+        );
+    }
+
+    #[test]
+    fn type_and_range_errors_name_line_and_field() {
+        let dir = Dir::new();
+        let (line, field, message) = error(&dir, &GOOD.replace("memory = 32", "memory = \"lots\""));
+        assert_eq!((line, field.as_deref()), (Some(3), Some("memory")));
+        assert!(message.contains("invalid type"), "{message}");
+        assert!(message.ends_with("(a whole number of MiB)"), "{message}");
+
+        let (line, field, _) = error(&dir, &GOOD.replace("memory = 32", "memory = -4"));
+        assert_eq!((line, field.as_deref()), (Some(3), Some("memory")));
+
+        let (line, field, message) = error(&dir, &GOOD.replace("memory = 32", "memory = 0"));
+        assert_eq!(
+            (line, field.as_deref(), message.as_str()),
+            (Some(3), Some("memory"), "must be at least 1 MiB")
+        );
+
+        let (line, field, message) = error(&dir, &GOOD.replace("vcpus = 2", "vcpus = 999"));
+        assert_eq!((line, field.as_deref()), (Some(4), Some("vcpus")));
+        assert!(message.contains("must be 1 to"), "{message}");
+
+        let (line, field, message) = error(&dir, &GOOD.replace("\"hello\"\n", "\"has space\"\n"));
+        assert_eq!((line, field.as_deref()), (Some(1), Some("name")));
+        assert!(message.contains("' ' is not allowed"), "{message}");
+    }
+
+    #[test]
+    fn syntax_missing_and_unknown_fields_are_reported() {
+        let dir = Dir::new();
+        let (line, _, message) = error(&dir, &GOOD.replace("vcpus = 2", "vcpus = = 2"));
+        assert_eq!(line, Some(4), "{message}");
+
+        let (line, field, message) = error(&dir, &GOOD.replace("kernel = \"hello.elf\"\n", ""));
+        assert_eq!((line, field), (None, None));
+        assert!(message.contains("missing field `kernel`"), "{message}");
+
+        let (line, field, message) = error(&dir, &format!("{GOOD}memroy = 3\n"));
+        assert_eq!((line, field), (Some(6), None));
+        assert!(message.contains("unknown field `memroy`"), "{message}");
+    }
+
+    #[test]
+    fn display_reads_file_line_column_field() {
+        let dir = Dir::new();
+        let e = dir
+            .config(&GOOD.replace("memory = 32", "memory = 0"))
+            .unwrap_err();
+        let path = dir.0.path().join("d.toml");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:3:10: field `memory`: must be at least 1 MiB",
+                path.display()
+            )
+        );
+        let missing = load(&dir.0.path().join("nope.toml")).unwrap_err();
+        assert!(missing.to_string().contains("cannot read the config file"));
+    }
+
+    #[test]
+    fn kernel_problems_point_at_the_kernel_line() {
+        let dir = Dir::new();
+        let with_kernel = |k: &str| GOOD.replace("hello.elf", k);
+        let expect = |text: &str, needle: &str| {
+            let (line, field, message) = error(&dir, text);
+            assert_eq!(
+                (line, field.as_deref()),
+                (Some(2), Some("kernel")),
+                "{message}"
+            );
+            assert!(message.contains(needle), "{message}");
+        };
+        expect(&with_kernel("missing.elf"), "No such file");
+        dir.file("text.elf", b"#!/bin/sh\necho not an ELF\n");
+        expect(&with_kernel("text.elf"), "not a little-endian ELF");
+        dir.file(
+            "arm.elf",
+            &test_images::kernel(true, EM_AARCH64, &0x10_0000u64.to_le_bytes()),
+        );
+        expect(&with_kernel("arm.elf"), "ELF machine 183 is not x86");
+        let no_note = test_images::elf(
+            true,
+            EM_X86_64,
+            &[test_images::load(0x10_0000, &[0x90; 64], 64)],
+        );
+        dir.file("nonote.elf", &no_note);
+        expect(
+            &with_kernel("nonote.elf"),
+            "no XEN_ELFNOTE_PHYS32_ENTRY note",
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! What can go wrong, the message the operator reads, and the exit status.
+
+use std::io;
+use std::path::PathBuf;
+
+use mgmt::MgmtError;
+
+use crate::config::ConfigError;
+
+/// Exit status: the hypervisor refused the request.
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit status: bad arguments (clap's own).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: bad config file or kernel image; nothing was sent.
+pub const EXIT_CONFIG: u8 = 3;
+/// Exit status: nothing listens on the management socket.
+pub const EXIT_NOT_LISTENING: u8 = 4;
+/// Exit status: protocol or connection failure.
+pub const EXIT_PROTOCOL: u8 = 5;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The management agent refused the request.
+    #[error("{0}")]
+    Refused(MgmtError),
+    /// The config file or the kernel it names is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Nothing accepts connections on the socket.
+    #[error(
+        "cannot connect to the management socket {}: {source}\n\
+         Is the hypervisor running? Start it with `cargo xtask up` (it prints the socket), \
+         or name the socket with --connect PATH or DOM0CTL_SOCKET.",
+        path.display()
+    )]
+    NotListening {
+        /// The socket.
+        path: PathBuf,
+        /// What connect said.
+        source: io::Error,
+    },
+    /// The conversation with the agent broke down.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl CliError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Refused(MgmtError::VersionMismatch { .. }) => EXIT_PROTOCOL,
+            Self::Refused(_) => EXIT_REFUSED,
+            Self::Config(_) => EXIT_CONFIG,
+            Self::NotListening { .. } => EXIT_NOT_LISTENING,
+            Self::Protocol(_) => EXIT_PROTOCOL,
+        }
+    }
+
+    /// A lost or failed connection, said plainly.
+    pub fn io(what: &str, e: io::Error) -> Self {
+        Self::Protocol(format!("{what}: {e}"))
+    }
+}

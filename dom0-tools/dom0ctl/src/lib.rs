@@ -1,0 +1,18 @@
+//! `dom0ctl`: the operator's CLI. It talks to the management agent in
+//! dom0 over the management socket (QEMU's COM2) with the [`mgmt`]
+//! protocol; it never touches the hypervisor or guest memory itself.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+mod client;
+mod commands;
+pub mod config;
+pub mod console;
+pub mod error;
+mod output;
+
+pub use cli::{Cli, DEFAULT_SOCKET, SOCKET_ENV};
+pub use commands::run;
+pub use console::Input;
+pub use error::CliError;

@@ -1,0 +1,77 @@
+//! Argument parsing: defaults, the socket option and variable, every
+//! subcommand's arguments and help.
+
+use std::path::Path;
+
+use clap::{CommandFactory, Parser};
+use dom0ctl::cli::{Command, DEFAULT_TIMEOUT_SECS};
+use dom0ctl::{Cli, DEFAULT_SOCKET, SOCKET_ENV};
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("dom0ctl").chain(args.iter().copied()))
+}
+
+#[test]
+fn socket_comes_from_option_then_variable_then_default() {
+    // The only test that touches the variable.
+    std::env::remove_var(SOCKET_ENV);
+    let cli = parse(&["list"]).unwrap();
+    assert_eq!(cli.connect, Path::new(DEFAULT_SOCKET));
+    assert_eq!(DEFAULT_SOCKET, "/tmp/xen-core-mgmt.sock");
+    assert_eq!(cli.timeout, DEFAULT_TIMEOUT_SECS);
+    std::env::set_var(SOCKET_ENV, "/run/env.sock");
+    assert_eq!(
+        parse(&["list"]).unwrap().connect,
+        Path::new("/run/env.sock")
+    );
+    let cli = parse(&["list", "--connect", "/run/opt.sock"]).unwrap();
+    assert_eq!(cli.connect, Path::new("/run/opt.sock"));
+    std::env::remove_var(SOCKET_ENV);
+}
+
+#[test]
+fn subcommands_take_their_arguments() {
+    let cli = parse(&["create", "-c", "guests/hello.toml"]).unwrap();
+    assert!(
+        matches!(cli.command, Command::Create(ref a) if a.console && a.config == Path::new("guests/hello.toml"))
+    );
+    let cli = parse(&["list", "--json", "web", "3"]).unwrap();
+    assert!(matches!(cli.command, Command::List(ref a) if a.json && a.domains == ["web", "3"]));
+    let cli = parse(&["shutdown", "-R", "-w", "web"]).unwrap();
+    assert!(
+        matches!(cli.command, Command::Shutdown(ref a) if a.reboot && a.wait && a.domain == "web")
+    );
+    let cli = parse(&["console", "--no-follow", "web"]).unwrap();
+    assert!(matches!(cli.command, Command::Console(ref a) if a.no_follow && a.domain == "web"));
+    for verb in ["pause", "unpause", "destroy"] {
+        assert!(parse(&[verb, "web"]).is_ok());
+    }
+    assert!(matches!(parse(&["dmesg"]).unwrap().command, Command::Dmesg));
+    assert!(matches!(parse(&["info", "--json"]).unwrap().command, Command::Info(ref a) if a.json));
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["destroy"][..],
+        &["create"],
+        &["frobnicate"],
+        &["list", "--timeout", "0"],
+        &[],
+    ] {
+        let e = parse(args).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+    }
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    let mut cli = Cli::command();
+    for sub in cli.get_subcommands_mut() {
+        let help = sub.render_long_help().to_string();
+        assert!(help.contains("Example"), "{}: {help}", sub.get_name());
+    }
+    let main = Cli::command().render_long_help().to_string();
+    assert!(main.contains("Exit status"), "{main}");
+    assert!(main.contains("DOM0CTL_SOCKET"), "{main}");
+}

@@ -1,0 +1,379 @@
+//! dom0ctl against a fake management agent on a real UNIX socket: each
+//! subcommand's requests, output, errors and exit status.
+
+mod fake_agent;
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use dom0ctl::error::{EXIT_CONFIG, EXIT_NOT_LISTENING, EXIT_PROTOCOL, EXIT_REFUSED};
+use dom0ctl::{run, Cli, CliError, Input};
+use fake_agent::FakeAgent;
+use mgmt::{DomainState, MgmtError, ProtocolVersion, MAX_IMAGE_CHUNK};
+use pvh_builder::test_images;
+
+const EM_X86_64: u16 = 62;
+
+/// Runs `dom0ctl --connect SOCKET ARGS…` with `input` as console input;
+/// stdout and the result.
+fn dom0ctl_with_input(
+    socket: &Path,
+    args: &[&str],
+    input: &[u8],
+) -> (String, Result<(), CliError>) {
+    let mut argv = vec![
+        "dom0ctl",
+        "--connect",
+        socket.to_str().unwrap(),
+        "--timeout",
+        "5",
+    ];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    let mut out = Vec::new();
+    let input = Input {
+        reader: Box::new(io::Cursor::new(input.to_vec())),
+        terminal: false,
+    };
+    let result = run(cli, &mut out, input);
+    (String::from_utf8(out).unwrap(), result)
+}
+
+fn dom0ctl(socket: &Path, args: &[&str]) -> (String, Result<(), CliError>) {
+    dom0ctl_with_input(socket, args, b"")
+}
+
+fn ok(socket: &Path, args: &[&str]) -> String {
+    let (out, result) = dom0ctl(socket, args);
+    if let Err(e) = result {
+        panic!("dom0ctl {args:?} failed: {e}");
+    }
+    out
+}
+
+/// The error's exit status and message.
+fn fails(socket: &Path, args: &[&str]) -> (u8, String) {
+    let (_, result) = dom0ctl(socket, args);
+    let e = result.expect_err("dom0ctl should have failed");
+    (e.exit_code(), e.to_string())
+}
+
+/// A config `NAME.toml` with a PVH kernel of `kernel_bytes` code bytes.
+fn guest_config(dir: &Path, name: &str, memory_mib: u32, kernel_bytes: usize) -> PathBuf {
+    let code = vec![0x90u8; kernel_bytes];
+    let image = test_images::elf(
+        true,
+        EM_X86_64,
+        &[
+            test_images::load(test_images::KERNEL_GPA, &code, kernel_bytes as u64),
+            test_images::xen_note(
+                test_images::PHYS32_ENTRY_NOTE,
+                &test_images::KERNEL_GPA.to_le_bytes(),
+            ),
+        ],
+    );
+    std::fs::write(dir.join(format!("{name}.elf")), image).unwrap();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!("name = \"{name}\"\nkernel = \"{name}.elf\"\nmemory = {memory_mib}\nvcpus = 2\ncmdline = \"quiet\"\n"),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn list_shows_a_table_and_json() {
+    let agent = FakeAgent::start();
+    let table = ok(&agent.path, &["list"]);
+    assert_eq!(
+        table,
+        "Name  ID  State    Mem(MiB)  VCPUs  Time(s)\ndom0   0  running        64      1      1.5\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&agent.path, &["list", "--json"])).unwrap();
+    assert_eq!(json[0]["name"], "dom0");
+    assert_eq!(json[0]["memory_kib"], 64 * 1024);
+    // Named domains, by name or domid.
+    assert!(ok(&agent.path, &["list", "0", "dom0"]).lines().count() == 3);
+    assert_eq!(
+        fails(&agent.path, &["list", "web"]),
+        (EXIT_REFUSED, "unknown domain 'web'".into())
+    );
+}
+
+#[test]
+fn info_shows_host_facts() {
+    let agent = FakeAgent::start();
+    let text = ok(&agent.path, &["info"]);
+    assert!(text.contains("hypervisor    : xen-core 0.1.0\n"), "{text}");
+    assert!(text.contains("free_memory   : 192 MiB\n"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&agent.path, &["info", "--json"])).unwrap();
+    assert_eq!(json["free_memory_kib"], 192 * 1024);
+    assert_eq!(json["control_abi"], "1.0");
+}
+
+#[test]
+fn create_uploads_the_kernel_in_chunks_then_destroy_returns_memory() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "web", 32, MAX_IMAGE_CHUNK * 2 + 100);
+    let out = ok(&agent.path, &["create", config.to_str().unwrap()]);
+    assert_eq!(out, "Created domain 'web' (domid 1).\n");
+    {
+        let s = agent.state.lock().unwrap();
+        assert_eq!(s.chunks_per_upload, [3]);
+        assert_eq!(
+            s.images[0],
+            std::fs::read(dir.path().join("web.elf")).unwrap()
+        );
+        assert_eq!(s.free_kib, 160 * 1024);
+    }
+    let web = agent.domain("web").unwrap();
+    assert_eq!((web.domid, web.vcpus, web.memory_kib), (1, 2, 32 * 1024));
+    assert_eq!(
+        ok(&agent.path, &["list"]),
+        "\
+Name  ID  State    Mem(MiB)  VCPUs  Time(s)
+dom0   0  running        64      1      1.5
+web    1  running        32      2      0.0
+"
+    );
+
+    assert_eq!(
+        ok(&agent.path, &["destroy", "web"]),
+        "Destroyed domain 'web'.\n"
+    );
+    assert!(agent.domain("web").is_none());
+    assert_eq!(agent.state.lock().unwrap().free_kib, 192 * 1024);
+}
+
+#[test]
+fn create_errors_from_the_agent_exit_1_with_its_message() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let big = guest_config(dir.path(), "big", 4096, 64);
+    assert_eq!(
+        fails(&agent.path, &["create", big.to_str().unwrap()]),
+        (
+            EXIT_REFUSED,
+            "not enough memory: the domain needs 4096 MiB but only 192 MiB is free".into()
+        )
+    );
+    let web = guest_config(dir.path(), "web", 16, 64);
+    ok(&agent.path, &["create", web.to_str().unwrap()]);
+    assert_eq!(
+        fails(&agent.path, &["create", web.to_str().unwrap()]),
+        (EXIT_REFUSED, "a domain named 'web' already exists".into())
+    );
+}
+
+#[test]
+fn bad_config_or_kernel_exits_3_and_sends_nothing() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "g", 16, 64);
+    std::fs::write(dir.path().join("g.elf"), b"MZ not an ELF").unwrap();
+    let (code, message) = fails(&agent.path, &["create", config.to_str().unwrap()]);
+    assert_eq!(code, EXIT_CONFIG);
+    assert!(
+        message.contains("g.toml:2:10: field `kernel`:"),
+        "{message}"
+    );
+    assert!(
+        message.contains("not a little-endian ELF image"),
+        "{message}"
+    );
+    // Checked before connecting: no agent needed.
+    let (code, _) = fails(
+        Path::new("/nonexistent/socket"),
+        &["create", config.to_str().unwrap()],
+    );
+    assert_eq!(code, EXIT_CONFIG);
+    assert!(agent.state.lock().unwrap().chunks_per_upload.is_empty());
+}
+
+#[test]
+fn life_cycle_commands_and_dom0_protection() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        &agent.path,
+        &[
+            "create",
+            guest_config(dir.path(), "g", 8, 64).to_str().unwrap(),
+        ],
+    );
+    assert_eq!(ok(&agent.path, &["pause", "g"]), "Paused domain 'g'.\n");
+    assert_eq!(agent.domain("g").unwrap().state, DomainState::Paused);
+    assert_eq!(ok(&agent.path, &["unpause", "1"]), "Unpaused domain 1.\n");
+    assert_eq!(agent.domain("g").unwrap().state, DomainState::Running);
+    assert_eq!(
+        ok(&agent.path, &["shutdown", "-w", "g"]),
+        "Asked domain 'g' to power off.\nShut down: domain 'g' (poweroff).\n"
+    );
+    assert_eq!(
+        fails(&agent.path, &["unpause", "g"]),
+        (
+            EXIT_REFUSED,
+            "cannot unpause domain 1: it is shutdown (poweroff)".into()
+        )
+    );
+    assert_eq!(
+        fails(&agent.path, &["destroy", "0"]),
+        (
+            EXIT_REFUSED,
+            "cannot destroy dom0: it is the privileged domain that serves these requests".into()
+        )
+    );
+    assert_eq!(
+        fails(&agent.path, &["pause", "nope"]).1,
+        "unknown domain 'nope'"
+    );
+    assert!(agent.domain("dom0").is_some());
+}
+
+#[test]
+fn console_shows_history_forwards_input_and_detaches_on_ctrl_bracket() {
+    let agent = FakeAgent::start();
+    let (out, result) =
+        dom0ctl_with_input(&agent.path, &["console", "dom0"], b"ls\npwd\n\x1dignored\n");
+    result.unwrap();
+    assert_eq!(out, "hello from dom0\necho: ls\necho: pwd\n");
+    let (out, result) = dom0ctl(&agent.path, &["console", "--no-follow", "0"]);
+    result.unwrap();
+    assert_eq!(out, "hello from dom0\n");
+    assert!(agent.state.lock().unwrap().errors.is_empty());
+}
+
+#[test]
+fn create_with_console_attaches_to_the_new_domain() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "hello", 8, 64);
+    let (out, result) = dom0ctl_with_input(
+        &agent.path,
+        &["create", "-c", config.to_str().unwrap()],
+        b"\x1d",
+    );
+    result.unwrap();
+    assert_eq!(out, "Created domain 'hello' (domid 1).\nhello from hello\n");
+}
+
+#[test]
+fn dmesg_prints_the_log() {
+    let agent = FakeAgent::start();
+    assert_eq!(
+        ok(&agent.path, &["dmesg"]),
+        "(XEN) xen-core 0.1.0\n(XEN) dom0 built\n"
+    );
+}
+
+#[test]
+fn nothing_listening_exits_4_and_says_how_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.sock");
+    let (code, message) = fails(&missing, &["list"]);
+    assert_eq!(code, EXIT_NOT_LISTENING);
+    assert!(message.contains("cargo xtask up"), "{message}");
+    assert!(message.contains("No such file"), "{message}");
+    // A socket file nobody listens on any more.
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).unwrap());
+    let (code, message) = fails(&stale, &["info"]);
+    assert_eq!(code, EXIT_NOT_LISTENING);
+    assert!(message.contains("Connection refused"), "{message}");
+}
+
+#[test]
+fn version_mismatch_exits_5_and_names_both_versions() {
+    let agent = FakeAgent::start();
+    agent.state.lock().unwrap().version = ProtocolVersion { major: 9, minor: 1 };
+    let (code, message) = fails(&agent.path, &["list"]);
+    assert_eq!(code, EXIT_PROTOCOL);
+    assert!(
+        message.contains("the client speaks 1.0, the management agent speaks 9.1"),
+        "{message}"
+    );
+}
+
+#[test]
+fn silent_agent_times_out_with_exit_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mute.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let mut argv = vec![
+        "dom0ctl",
+        "--connect",
+        path.to_str().unwrap(),
+        "--timeout",
+        "1",
+        "list",
+    ];
+    let cli = Cli::try_parse_from(argv.drain(..)).unwrap();
+    let keep = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let input = Input {
+        reader: Box::new(io::empty()),
+        terminal: false,
+    };
+    let e = run(cli, &mut Vec::new(), input).unwrap_err();
+    assert_eq!(e.exit_code(), EXIT_PROTOCOL);
+    assert!(
+        e.to_string()
+            .contains("no reply from the management agent within 1 s"),
+        "{e}"
+    );
+    drop(keep.join());
+}
+
+/// The next server message on `stream`.
+fn read_message(stream: &mut UnixStream, decoder: &mut mgmt::Decoder) -> mgmt::ServerMessage {
+    loop {
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed");
+        if let Some(item) = decoder.decode(&mut &buf[..n]) {
+            return mgmt::decode_server_message(&item.unwrap()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn garbage_gets_an_error_reply_and_the_connection_stays_usable() {
+    let agent = FakeAgent::start();
+    let mut stream = UnixStream::connect(&agent.path).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut decoder = mgmt::Decoder::new();
+    // Reported when the line goes idle (the agent's read timeout).
+    stream
+        .write_all(b"\x00\xffthis is not a frame\xf5XC")
+        .unwrap();
+    assert_eq!(
+        read_message(&mut stream, &mut decoder),
+        mgmt::ServerMessage::Rejected(MgmtError::BadFrame(mgmt::FrameError::Garbage {
+            skipped: 24
+        }))
+    );
+    let hello = mgmt::ClientMessage {
+        id: 7,
+        request: mgmt::Request::Hello {
+            version: mgmt::PROTOCOL_VERSION,
+        },
+    };
+    stream
+        .write_all(&mgmt::encode_message(&hello).unwrap())
+        .unwrap();
+    assert!(matches!(
+        read_message(&mut stream, &mut decoder),
+        mgmt::ServerMessage::Reply {
+            id: 7,
+            result: Ok(mgmt::Reply::Hello { .. })
+        }
+    ));
+}

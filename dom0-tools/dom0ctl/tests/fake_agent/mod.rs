@@ -1,0 +1,319 @@
+//! A management agent for tests: a thread serving the `mgmt` protocol on a
+//! real UNIX socket, with an in-memory domain table, the chunked upload
+//! rules of `mgmt::Upload` and the kernel check of the domain builder.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use mgmt::*;
+
+/// What the agent holds; tests read and change it.
+pub struct State {
+    pub version: ProtocolVersion,
+    pub domains: Vec<DomainSummary>,
+    pub total_kib: u64,
+    pub free_kib: u64,
+    pub next_domid: DomId,
+    /// Chunks received by each upload, in order.
+    pub chunks_per_upload: Vec<usize>,
+    /// Images of committed creates.
+    pub images: Vec<Vec<u8>>,
+    /// Every error reply sent.
+    pub errors: Vec<MgmtError>,
+}
+
+pub struct FakeAgent {
+    pub path: PathBuf,
+    pub state: Arc<Mutex<State>>,
+    _dir: tempfile::TempDir,
+}
+
+const IDLE: Duration = Duration::from_millis(100);
+
+impl FakeAgent {
+    /// An agent with dom0 (64 MiB of 256 MiB total).
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mgmt.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let state = Arc::new(Mutex::new(State {
+            version: PROTOCOL_VERSION,
+            domains: vec![summary(0, "dom0", 64 * 1024, DomainState::Running)],
+            total_kib: 256 * 1024,
+            free_kib: 192 * 1024,
+            next_domid: 1,
+            chunks_per_upload: Vec::new(),
+            images: Vec::new(),
+            errors: Vec::new(),
+        }));
+        let shared = Arc::clone(&state);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let state = Arc::clone(&shared);
+                thread::spawn(move || Connection::new(state).serve(stream));
+            }
+        });
+        Self {
+            path,
+            state,
+            _dir: dir,
+        }
+    }
+
+    pub fn domain(&self, name: &str) -> Option<DomainSummary> {
+        self.state
+            .lock()
+            .unwrap()
+            .domains
+            .iter()
+            .find(|d| d.name == name)
+            .cloned()
+    }
+}
+
+pub fn summary(domid: DomId, name: &str, memory_kib: u64, state: DomainState) -> DomainSummary {
+    DomainSummary {
+        domid,
+        name: name.into(),
+        state,
+        memory_kib,
+        max_memory_kib: memory_kib,
+        vcpus: 1,
+        cpu_time_ns: 1_500_000_000,
+    }
+}
+
+struct Connection {
+    state: Arc<Mutex<State>>,
+    hello: bool,
+    upload: Option<Upload>,
+    chunks: usize,
+    console: Option<DomId>,
+}
+
+impl Connection {
+    fn new(state: Arc<Mutex<State>>) -> Self {
+        Self {
+            state,
+            hello: false,
+            upload: None,
+            chunks: 0,
+            console: None,
+        }
+    }
+
+    fn serve(mut self, mut stream: UnixStream) {
+        stream.set_read_timeout(Some(IDLE)).unwrap();
+        let mut decoder = Decoder::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let mut items = Vec::new();
+            match stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    let mut input = &buf[..n];
+                    while let Some(item) = decoder.decode(&mut input) {
+                        items.push(item);
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    while let Some(item) = decoder.flush() {
+                        items.push(item);
+                    }
+                }
+                Err(_) => return,
+            }
+            for item in items {
+                let messages = match item {
+                    Ok(payload) => match decode_client_message(&payload) {
+                        Ok(ClientMessage { id, request }) => self.answer(id, request),
+                        Err(reply) => vec![reply],
+                    },
+                    Err(e) => vec![ServerMessage::Rejected(MgmtError::BadFrame(e))],
+                };
+                for m in messages {
+                    if let ServerMessage::Reply { result: Err(e), .. }
+                    | ServerMessage::Rejected(e) = &m
+                    {
+                        self.state.lock().unwrap().errors.push(e.clone());
+                    }
+                    if stream.write_all(&encode_message(&m).unwrap()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, id: u32, request: Request) -> Vec<ServerMessage> {
+        let mut events = Vec::new();
+        let result = self.handle(request, &mut events);
+        let mut out = vec![ServerMessage::Reply { id, result }];
+        out.extend(events.into_iter().map(ServerMessage::Event));
+        out
+    }
+
+    fn handle(&mut self, request: Request, events: &mut Vec<Event>) -> Result<Reply, MgmtError> {
+        let state = Arc::clone(&self.state);
+        let mut s = state.lock().unwrap();
+        if let Request::Hello { version } = request {
+            check_compatible(version, s.version)?;
+            self.hello = true;
+            return Ok(Reply::Hello { version: s.version });
+        }
+        if !self.hello {
+            return Err(MgmtError::HandshakeRequired);
+        }
+        match request {
+            Request::Hello { .. } => unreachable!(),
+            Request::Info => Ok(Reply::Info(HostInfo {
+                hypervisor_version: "xen-core 0.1.0".into(),
+                control_abi: ControlAbiVersion { major: 1, minor: 0 },
+                nr_pcpus: 1,
+                nr_domains: s.domains.len() as u32,
+                total_memory_kib: s.total_kib,
+                free_memory_kib: s.free_kib,
+            })),
+            Request::List => Ok(Reply::List(s.domains.clone())),
+            Request::DomainInfo { domain } => Ok(Reply::Domain(find(&s, &domain)?.clone())),
+            Request::CreateBegin {
+                config,
+                image_len,
+                image_crc32,
+            } => {
+                if s.domains.iter().any(|d| d.name == config.name) {
+                    return Err(MgmtError::DuplicateName(config.name));
+                }
+                self.upload = Some(Upload::begin(config, image_len, image_crc32)?);
+                self.chunks = 0;
+                Ok(Reply::UploadReady)
+            }
+            Request::ImageChunk { offset, data } => {
+                let upload = self.upload.as_mut().ok_or(UploadError::NotStarted)?;
+                self.chunks += 1;
+                let received = upload.add_chunk(offset, &data)?;
+                Ok(Reply::ChunkAccepted { received })
+            }
+            Request::CreateCommit => {
+                let (config, image) = self
+                    .upload
+                    .take()
+                    .ok_or(UploadError::NotStarted)?
+                    .finish()?;
+                s.chunks_per_upload.push(self.chunks);
+                pvh_builder::elf_image::parse(&image)
+                    .map_err(|e| MgmtError::BadKernelImage(e.to_string()))?;
+                let needed_kib = u64::from(config.memory_mib) * 1024;
+                if needed_kib > s.free_kib {
+                    return Err(MgmtError::NotEnoughMemory {
+                        needed_kib,
+                        free_kib: s.free_kib,
+                    });
+                }
+                let domid = s.next_domid;
+                s.next_domid += 1;
+                s.free_kib -= needed_kib;
+                let mut d = summary(domid, &config.name, needed_kib, DomainState::Running);
+                d.vcpus = config.vcpus;
+                d.cpu_time_ns = 0;
+                s.domains.push(d);
+                s.images.push(image);
+                Ok(Reply::Created { domid })
+            }
+            Request::CreateAbort => {
+                self.upload = None;
+                Ok(Reply::Done)
+            }
+            Request::Destroy { domain } => {
+                let domid = find(&s, &domain)?.domid;
+                if domid == 0 {
+                    return Err(MgmtError::Dom0Protected(DomainOperation::Destroy));
+                }
+                let index = s.domains.iter().position(|d| d.domid == domid).unwrap();
+                let gone = s.domains.remove(index);
+                s.free_kib += gone.memory_kib;
+                Ok(Reply::Done)
+            }
+            Request::Pause { domain } => {
+                set_state(&mut s, &domain, DomainOperation::Pause, DomainState::Paused)
+            }
+            Request::Unpause { domain } => set_state(
+                &mut s,
+                &domain,
+                DomainOperation::Unpause,
+                DomainState::Running,
+            ),
+            Request::Shutdown { domain, kind } => {
+                let reason = match kind {
+                    ShutdownKind::Poweroff => ShutdownReason::Poweroff,
+                    ShutdownKind::Reboot => ShutdownReason::Reboot,
+                };
+                set_state(
+                    &mut s,
+                    &domain,
+                    DomainOperation::Shutdown,
+                    DomainState::Shutdown(reason),
+                )
+            }
+            Request::ConsoleAttach { domain, follow } => {
+                let d = find(&s, &domain)?.clone();
+                if follow {
+                    self.console = Some(d.domid);
+                }
+                Ok(Reply::ConsoleAttached {
+                    domid: d.domid,
+                    name: d.name.clone(),
+                    history: format!("hello from {}\n", d.name).into_bytes(),
+                })
+            }
+            Request::ConsoleInput { data } => {
+                let domid = self.console.ok_or(MgmtError::ConsoleNotAttached)?;
+                let mut echo = b"echo: ".to_vec();
+                echo.extend_from_slice(&data);
+                events.push(Event::ConsoleOutput { domid, data: echo });
+                Ok(Reply::Done)
+            }
+            Request::ConsoleDetach => {
+                self.console.take().ok_or(MgmtError::ConsoleNotAttached)?;
+                Ok(Reply::Done)
+            }
+            Request::Dmesg => Ok(Reply::Dmesg {
+                text: "(XEN) xen-core 0.1.0\n(XEN) dom0 built".into(),
+            }),
+        }
+    }
+}
+
+fn find<'a>(s: &'a State, domain: &DomainRef) -> Result<&'a DomainSummary, MgmtError> {
+    s.domains
+        .iter()
+        .find(|d| domain.matches(d.domid, &d.name))
+        .ok_or_else(|| MgmtError::UnknownDomain(domain.clone()))
+}
+
+fn set_state(
+    s: &mut State,
+    domain: &DomainRef,
+    operation: DomainOperation,
+    state: DomainState,
+) -> Result<Reply, MgmtError> {
+    let domid = find(s, domain)?.domid;
+    if domid == 0 {
+        return Err(MgmtError::Dom0Protected(operation));
+    }
+    let d = s.domains.iter_mut().find(|d| d.domid == domid).unwrap();
+    if matches!(d.state, DomainState::Shutdown(_)) {
+        return Err(MgmtError::InvalidState {
+            domid,
+            operation,
+            state: d.state,
+        });
+    }
+    d.state = state;
+    Ok(Reply::Done)
+}

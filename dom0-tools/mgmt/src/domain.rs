@@ -1,0 +1,337 @@
+//! What the protocol says about domains: how a request names one, the
+//! config a new one is built from, and what list and info report.
+
+use alloc::string::String;
+use core::fmt;
+
+use abi::control::{DOMAIN_NAME_MAX, MAX_VCPUS_PER_DOMAIN};
+use serde::{Deserialize, Serialize};
+
+use crate::MgmtError;
+
+/// A domain id (Xen `domid_t`).
+pub type DomId = u16;
+
+/// Longest kernel command line, bytes (Xen's `MAX_GUEST_CMDLINE`, as the
+/// domain builder takes it).
+pub const MAX_CMDLINE: usize = pvh_builder::MAX_CMDLINE;
+
+/// How a request names a domain: by id or by name. A name is never all
+/// digits (see [`DomainConfig::validate`]), so text that parses as a
+/// number is an id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DomainRef {
+    /// By domid.
+    Id(DomId),
+    /// By name.
+    Name(String),
+}
+
+impl DomainRef {
+    /// Reads an operator's argument: a number is a domid, anything else a name.
+    pub fn parse(text: &str) -> Self {
+        match text.parse() {
+            Ok(domid) => Self::Id(domid),
+            Err(_) => Self::Name(text.into()),
+        }
+    }
+
+    /// Whether `domid` with `name` is the domain this refers to.
+    pub fn matches(&self, domid: DomId, name: &str) -> bool {
+        match self {
+            Self::Id(id) => *id == domid,
+            Self::Name(n) => n == name,
+        }
+    }
+}
+
+impl fmt::Display for DomainRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(domid) => write!(f, "domain {domid}"),
+            Self::Name(name) => write!(f, "domain '{name}'"),
+        }
+    }
+}
+
+/// What a new domain is built from (besides its kernel image).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainConfig {
+    /// Unique name: 1..=[`DOMAIN_NAME_MAX`] bytes of ASCII letters,
+    /// digits, `-`, `_` and `.`, not all digits.
+    pub name: String,
+    /// Memory, MiB (at least 1).
+    pub memory_mib: u32,
+    /// vCPUs, 1..=[`MAX_VCPUS_PER_DOMAIN`].
+    pub vcpus: u32,
+    /// Kernel command line, at most [`MAX_CMDLINE`] bytes, no NUL.
+    pub cmdline: String,
+}
+
+impl DomainConfig {
+    /// Checks the fields against the protocol's limits (the hypervisor may
+    /// still refuse, e.g. for lack of memory). The error names the field.
+    pub fn validate(&self) -> Result<(), MgmtError> {
+        validate_name(&self.name).map_err(|reason| invalid("name", reason))?;
+        if self.memory_mib == 0 {
+            return Err(invalid("memory", "must be at least 1 MiB".into()));
+        }
+        if !(1..=MAX_VCPUS_PER_DOMAIN).contains(&self.vcpus) {
+            return Err(invalid(
+                "vcpus",
+                alloc::format!("must be 1 to {MAX_VCPUS_PER_DOMAIN}"),
+            ));
+        }
+        if self.cmdline.len() > MAX_CMDLINE {
+            return Err(invalid(
+                "cmdline",
+                alloc::format!("longer than {MAX_CMDLINE} bytes"),
+            ));
+        }
+        if self.cmdline.contains('\0') {
+            return Err(invalid("cmdline", "contains a NUL character".into()));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &str, reason: String) -> MgmtError {
+    MgmtError::InvalidConfig {
+        field: field.into(),
+        reason,
+    }
+}
+
+/// Why `name` cannot name a domain, if it cannot.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > DOMAIN_NAME_MAX {
+        return Err(alloc::format!("must be 1 to {DOMAIN_NAME_MAX} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(alloc::format!(
+            "'{}' is not allowed (letters, digits, '-', '_' and '.' are)",
+            c.escape_default()
+        ));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("must not be all digits (that reads as a domid)".into());
+    }
+    Ok(())
+}
+
+/// Why a domain shut down (Xen `SHUTDOWN_*`, `xen/include/public/sched.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShutdownReason {
+    /// `SHUTDOWN_poweroff`.
+    Poweroff,
+    /// `SHUTDOWN_reboot`.
+    Reboot,
+    /// `SHUTDOWN_suspend`.
+    Suspend,
+    /// `SHUTDOWN_crash`.
+    Crash,
+    /// `SHUTDOWN_watchdog`.
+    Watchdog,
+    /// `SHUTDOWN_soft_reset`.
+    SoftReset,
+    /// A code Xen does not define.
+    Other(u32),
+}
+
+impl ShutdownReason {
+    /// The reason for a Xen `SHUTDOWN_*` code.
+    pub fn from_code(code: u32) -> Self {
+        use abi::control::*;
+        match code {
+            SHUTDOWN_POWEROFF => Self::Poweroff,
+            SHUTDOWN_REBOOT => Self::Reboot,
+            SHUTDOWN_SUSPEND => Self::Suspend,
+            SHUTDOWN_CRASH => Self::Crash,
+            SHUTDOWN_WATCHDOG => Self::Watchdog,
+            SHUTDOWN_SOFT_RESET => Self::SoftReset,
+            other => Self::Other(other),
+        }
+    }
+}
+
+impl fmt::Display for ShutdownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Poweroff => f.write_str("poweroff"),
+            Self::Reboot => f.write_str("reboot"),
+            Self::Suspend => f.write_str("suspend"),
+            Self::Crash => f.write_str("crash"),
+            Self::Watchdog => f.write_str("watchdog"),
+            Self::SoftReset => f.write_str("soft_reset"),
+            Self::Other(code) => write!(f, "reason {code}"),
+        }
+    }
+}
+
+/// A domain's state, as `list` shows it (`xl list`'s r/b/p/s/c/d flags,
+/// one word).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DomainState {
+    /// A vCPU is on a pCPU now.
+    Running,
+    /// Ready to run, waiting for a pCPU.
+    Runnable,
+    /// Every vCPU waits for an event.
+    Blocked,
+    /// Paused by the toolstack (new domains start paused).
+    Paused,
+    /// Shut down (a crash is the reason [`ShutdownReason::Crash`]).
+    Shutdown(ShutdownReason),
+    /// Being destroyed; its memory is being scrubbed.
+    Dying,
+}
+
+impl fmt::Display for DomainState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Running => f.write_str("running"),
+            Self::Runnable => f.write_str("runnable"),
+            Self::Blocked => f.write_str("blocked"),
+            Self::Paused => f.write_str("paused"),
+            Self::Shutdown(ShutdownReason::Crash) => f.write_str("crashed"),
+            Self::Shutdown(reason) => write!(f, "shutdown ({reason})"),
+            Self::Dying => f.write_str("dying"),
+        }
+    }
+}
+
+/// One domain, as `list` and `DomainInfo` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainSummary {
+    /// Its id.
+    pub domid: DomId,
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub state: DomainState,
+    /// Memory it holds now, KiB.
+    pub memory_kib: u64,
+    /// Memory limit set at creation, KiB.
+    pub max_memory_kib: u64,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// CPU time used by all its vCPUs, ns.
+    pub cpu_time_ns: u64,
+}
+
+/// A version of our control ABI (`abi::control`), major.minor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlAbiVersion {
+    /// `CONTROL_ABI_MAJOR`.
+    pub major: u16,
+    /// `CONTROL_ABI_MINOR`.
+    pub minor: u16,
+}
+
+impl fmt::Display for ControlAbiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// Facts about the host and hypervisor (`info`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// The hypervisor's version string (e.g. "xen-core 0.1.0").
+    pub hypervisor_version: String,
+    /// The control ABI version the hypervisor speaks.
+    pub control_abi: ControlAbiVersion,
+    /// Physical CPUs.
+    pub nr_pcpus: u32,
+    /// Domains that exist now, dom0 included.
+    pub nr_domains: u32,
+    /// Memory the hypervisor manages for domains, KiB.
+    pub total_memory_kib: u64,
+    /// Of that, free now, KiB.
+    pub free_memory_kib: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> DomainConfig {
+        DomainConfig {
+            name: "web-1".into(),
+            memory_mib: 32,
+            vcpus: 1,
+            cmdline: "console=hvc0".into(),
+        }
+    }
+
+    fn field_of(e: MgmtError) -> String {
+        match e {
+            MgmtError::InvalidConfig { field, .. } => field,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn domain_refs_read_numbers_as_domids() {
+        assert_eq!(DomainRef::parse("7"), DomainRef::Id(7));
+        assert_eq!(DomainRef::parse("web"), DomainRef::Name("web".into()));
+        assert_eq!(DomainRef::parse("70000"), DomainRef::Name("70000".into()));
+        assert!(DomainRef::parse("web").matches(3, "web"));
+        assert!(!DomainRef::Id(2).matches(3, "web"));
+    }
+
+    #[test]
+    fn configs_are_checked_field_by_field() {
+        assert_eq!(config().validate(), Ok(()));
+        let bad = [
+            DomainConfig {
+                name: "".into(),
+                ..config()
+            },
+            DomainConfig {
+                name: "a b".into(),
+                ..config()
+            },
+            DomainConfig {
+                name: "123".into(),
+                ..config()
+            },
+            DomainConfig {
+                name: "x".repeat(DOMAIN_NAME_MAX + 1),
+                ..config()
+            },
+        ];
+        for c in bad {
+            assert_eq!(field_of(c.validate().unwrap_err()), "name");
+        }
+        let c = DomainConfig {
+            memory_mib: 0,
+            ..config()
+        };
+        assert_eq!(field_of(c.validate().unwrap_err()), "memory");
+        for vcpus in [0, MAX_VCPUS_PER_DOMAIN + 1] {
+            let c = DomainConfig { vcpus, ..config() };
+            assert_eq!(field_of(c.validate().unwrap_err()), "vcpus");
+        }
+        let c = DomainConfig {
+            cmdline: "x".repeat(MAX_CMDLINE + 1),
+            ..config()
+        };
+        assert_eq!(field_of(c.validate().unwrap_err()), "cmdline");
+    }
+
+    #[test]
+    fn states_read_like_xl() {
+        assert_eq!(
+            alloc::format!("{}", DomainState::Shutdown(ShutdownReason::Poweroff)),
+            "shutdown (poweroff)"
+        );
+        assert_eq!(
+            alloc::format!("{}", DomainState::Shutdown(ShutdownReason::from_code(3))),
+            "crashed"
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! The management protocol between `dom0ctl` on the Linux host and the
+//! management agent in dom0, over COM2 (a UNIX socket on the host side).
+//!
+//! Layers, bottom up:
+//! - [`frame`]: magic, bounded length, header check, payload, CRC-32;
+//!   [`Decoder`] resynchronises after garbage and reports bad frames as
+//!   [`FrameError`] values;
+//! - [`message`]: [`ClientMessage`] / [`ServerMessage`] and what they
+//!   hold, postcard-encoded ([`encode_message`], [`decode_client_message`],
+//!   [`decode_server_message`]);
+//! - [`ProtocolVersion`] and the handshake rule; [`MgmtError`], the errors
+//!   the operator reads; [`Upload`], the chunked kernel upload.
+//!
+//! no_std + alloc: the same code serves the agent in dom0.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod codec;
+mod decoder;
+mod domain;
+mod error;
+pub mod frame;
+pub mod message;
+mod upload;
+mod version;
+
+pub use codec::{
+    answer_hello, decode_client_message, decode_server_message, encode_message, EncodeError,
+};
+pub use decoder::{Decoded, Decoder};
+pub use domain::{
+    validate_name, ControlAbiVersion, DomId, DomainConfig, DomainRef, DomainState, DomainSummary,
+    HostInfo, ShutdownReason, MAX_CMDLINE,
+};
+pub use error::{DomainOperation, MgmtError, Mib, UploadError};
+pub use frame::{crc32, encode_frame, FrameError, MAX_FRAME, MAX_PAYLOAD};
+pub use message::{
+    ClientMessage, ConsoleEnd, Event, Reply, Request, ServerMessage, ShutdownKind,
+    MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY, MAX_DMESG_BYTES, MAX_IMAGE_BYTES, MAX_IMAGE_CHUNK,
+};
+pub use upload::{create_requests, Upload};
+pub use version::{check_compatible, ProtocolVersion, PROTOCOL_VERSION};

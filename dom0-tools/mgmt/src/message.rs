@@ -1,0 +1,240 @@
+//! The messages: what the client (dom0ctl) asks and what the server (the
+//! dom0 management agent) answers. Each is one postcard payload in one
+//! frame.
+//!
+//! Conversation: the client's first request is [`Request::Hello`]; until
+//! it succeeds the server answers everything else with
+//! [`MgmtError::HandshakeRequired`]. Every request carries an id chosen by
+//! the client; the server answers each with exactly one
+//! [`ServerMessage::Reply`] carrying that id, in request order. Between
+//! replies the server may send [`ServerMessage::Event`]s (console output
+//! while a console is attached), and [`ServerMessage::Rejected`] for a
+//! frame it could not read at all (no id known).
+//!
+//! Creating a domain is a chunked upload: `CreateBegin` (config, image
+//! length and CRC-32), then `ImageChunk`s in order, each at most
+//! [`MAX_IMAGE_CHUNK`] bytes, then `CreateCommit`. The server buffers the
+//! image and builds nothing before the commit, so a connection dropped
+//! midway leaves nothing behind ([`crate::Upload`] keeps these rules).
+//!
+//! Compatibility: postcard encodes an enum variant by its index, so new
+//! variants are only ever appended (a minor version step).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DomId, DomainConfig, DomainRef, DomainSummary, HostInfo, MgmtError, ProtocolVersion};
+
+/// Largest kernel image an upload may announce, bytes.
+pub const MAX_IMAGE_BYTES: u32 = 16 << 20;
+/// Largest `ImageChunk` data, bytes (leaves room for the rest of the frame).
+pub const MAX_IMAGE_CHUNK: usize = 16 * 1024;
+/// Largest console history in a [`Reply::ConsoleAttached`], bytes (the
+/// newest output is kept).
+pub const MAX_CONSOLE_HISTORY: usize = 16 * 1024;
+/// Largest `ConsoleInput` or [`Event::ConsoleOutput`] data, bytes.
+pub const MAX_CONSOLE_DATA: usize = 4 * 1024;
+/// Largest [`Reply::Dmesg`] text, bytes (the newest lines are kept).
+pub const MAX_DMESG_BYTES: usize = 24 * 1024;
+
+/// A request with the id its reply will carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMessage {
+    /// Chosen by the client; [`ServerMessage::Reply`] echoes it.
+    pub id: u32,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// What a client can ask. Domain-naming requests take a [`DomainRef`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Version handshake; must be first. → [`Reply::Hello`].
+    Hello {
+        /// The client's protocol version.
+        version: ProtocolVersion,
+    },
+    /// Host and hypervisor facts. → [`Reply::Info`].
+    Info,
+    /// Every domain, by domid. → [`Reply::List`].
+    List,
+    /// One domain. → [`Reply::Domain`].
+    DomainInfo {
+        /// Which.
+        domain: DomainRef,
+    },
+    /// Starts an upload (dropping any unfinished one on this connection).
+    /// The server checks the config and size now. → [`Reply::UploadReady`].
+    CreateBegin {
+        /// The new domain.
+        config: DomainConfig,
+        /// Kernel image length, bytes, at most [`MAX_IMAGE_BYTES`].
+        image_len: u32,
+        /// CRC-32 of the whole image ([`crate::crc32`]).
+        image_crc32: u32,
+    },
+    /// The next piece of the image. → [`Reply::ChunkAccepted`].
+    ImageChunk {
+        /// Where it goes: the number of bytes sent before it.
+        offset: u32,
+        /// At most [`MAX_IMAGE_CHUNK`] bytes.
+        data: Vec<u8>,
+    },
+    /// Builds and starts the domain from the uploaded image, all or
+    /// nothing. → [`Reply::Created`].
+    CreateCommit,
+    /// Drops the upload. → [`Reply::Done`].
+    CreateAbort,
+    /// Destroys a domain. → [`Reply::Done`].
+    Destroy {
+        /// Which.
+        domain: DomainRef,
+    },
+    /// Pauses a domain. → [`Reply::Done`].
+    Pause {
+        /// Which.
+        domain: DomainRef,
+    },
+    /// Unpauses a domain. → [`Reply::Done`].
+    Unpause {
+        /// Which.
+        domain: DomainRef,
+    },
+    /// Asks the guest to shut down (it decides when). → [`Reply::Done`].
+    Shutdown {
+        /// Which.
+        domain: DomainRef,
+        /// What the guest is asked to do.
+        kind: ShutdownKind,
+    },
+    /// Attaches this connection to a domain's console (one at a time).
+    /// → [`Reply::ConsoleAttached`] with the history; then, if `follow`,
+    /// [`Event::ConsoleOutput`] for new output until `ConsoleDetach` or
+    /// [`Event::ConsoleClosed`].
+    ConsoleAttach {
+        /// Which.
+        domain: DomainRef,
+        /// Stream new output after the history.
+        follow: bool,
+    },
+    /// Input for the attached console, at most [`MAX_CONSOLE_DATA`]
+    /// bytes. → [`Reply::Done`].
+    ConsoleInput {
+        /// The bytes, as typed.
+        data: Vec<u8>,
+    },
+    /// Stops the console stream. → [`Reply::Done`], after which no
+    /// more console events come.
+    ConsoleDetach,
+    /// The hypervisor's log ring. → [`Reply::Dmesg`].
+    Dmesg,
+}
+
+/// What a guest is asked to do by [`Request::Shutdown`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShutdownKind {
+    /// Power off.
+    Poweroff,
+    /// Reboot.
+    Reboot,
+}
+
+/// What the server sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The answer to request `id`.
+    Reply {
+        /// The request's id.
+        id: u32,
+        /// Its outcome.
+        result: Result<Reply, MgmtError>,
+    },
+    /// Something happened that the client subscribed to.
+    Event(Event),
+    /// A frame that could not be read far enough to know its id:
+    /// [`MgmtError::BadFrame`] or [`MgmtError::MalformedRequest`].
+    Rejected(MgmtError),
+}
+
+/// A successful outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Handshake done.
+    Hello {
+        /// The server's protocol version.
+        version: ProtocolVersion,
+    },
+    /// Host facts.
+    Info(HostInfo),
+    /// Every domain, by domid.
+    List(Vec<DomainSummary>),
+    /// One domain.
+    Domain(DomainSummary),
+    /// Send the image now.
+    UploadReady,
+    /// A chunk was stored.
+    ChunkAccepted {
+        /// Bytes received so far.
+        received: u32,
+    },
+    /// The domain was built and unpaused.
+    Created {
+        /// Its id.
+        domid: DomId,
+    },
+    /// Done, nothing to report.
+    Done,
+    /// Attached to a console.
+    ConsoleAttached {
+        /// The domain.
+        domid: DomId,
+        /// Its name.
+        name: String,
+        /// Output so far (at most [`MAX_CONSOLE_HISTORY`] newest bytes).
+        history: Vec<u8>,
+    },
+    /// The hypervisor's log (at most [`MAX_DMESG_BYTES`], newest kept).
+    Dmesg {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Something the server reports unasked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// New output of the attached console.
+    ConsoleOutput {
+        /// The domain.
+        domid: DomId,
+        /// At most [`MAX_CONSOLE_DATA`] bytes.
+        data: Vec<u8>,
+    },
+    /// The attached console's domain went away; the stream ends.
+    ConsoleClosed {
+        /// The domain.
+        domid: DomId,
+        /// Why.
+        reason: ConsoleEnd,
+    },
+}
+
+/// Why a console stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleEnd {
+    /// The domain shut down.
+    Shutdown(crate::ShutdownReason),
+    /// The domain was destroyed.
+    Destroyed,
+}
+
+impl core::fmt::Display for ConsoleEnd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Shutdown(reason) => write!(f, "the domain shut down ({reason})"),
+            Self::Destroyed => f.write_str("the domain was destroyed"),
+        }
+    }
+}

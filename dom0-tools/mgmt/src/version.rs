@@ -1,0 +1,59 @@
+//! Protocol version and the handshake rule.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::MgmtError;
+
+/// A protocol version, major.minor.
+///
+/// Major changes break existing peers (a message's layout or meaning
+/// changes, a variant is removed or reordered); minor changes only append
+/// (new request, reply, event or error variants at the end of their enum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolVersion {
+    /// Incompatible changes.
+    pub major: u16,
+    /// Compatible additions.
+    pub minor: u16,
+}
+
+/// The version this crate speaks.
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
+
+impl fmt::Display for ProtocolVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The handshake rule, the same on both sides: peers talk if their major
+/// versions match. Each side then uses only what the lower minor version
+/// has (a server answers an unknown request with `MalformedRequest`).
+pub fn check_compatible(client: ProtocolVersion, server: ProtocolVersion) -> Result<(), MgmtError> {
+    if client.major == server.major {
+        Ok(())
+    } else {
+        Err(MgmtError::VersionMismatch { client, server })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn majors_must_match_minors_may_differ() {
+        let v = |major, minor| ProtocolVersion { major, minor };
+        assert_eq!(check_compatible(v(1, 0), v(1, 3)), Ok(()));
+        assert_eq!(check_compatible(v(1, 4), v(1, 0)), Ok(()));
+        assert_eq!(
+            check_compatible(v(2, 0), v(1, 0)),
+            Err(MgmtError::VersionMismatch {
+                client: v(2, 0),
+                server: v(1, 0)
+            })
+        );
+    }
+}

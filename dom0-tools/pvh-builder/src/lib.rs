@@ -1,0 +1,172 @@
+//! The PVH domain builder, for boot-time domains (xen-core) and the dom0
+//! toolstack.
+//!
+//! Loads a kernel ELF ([`elf_image`]) into a domain's memory, lays out the
+//! boot information after it (`struct hvm_start_info`, module list, memory
+//! map, command lines, modules; `xen/include/public/arch-x86/hvm/
+//! start_info.h`) and returns the PVH entry facts ([`PvhEntry`]): vCPU 0
+//! starts in 32-bit protected mode, paging off, EBX = start info GPA (Xen
+//! `docs/misc/pvh.pandoc`).
+//!
+//! The builder never touches memory itself: it writes through a
+//! [`GuestLoadTarget`] (xen-core: the domain's p2m; the toolstack: foreign
+//! frames mapped into dom0).
+//!
+//! Boot information layout, from the first page boundary after the kernel:
+//! start info, module list, memory map, NUL-terminated command lines, then
+//! each module on its own page boundary.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+#[cfg(any(test, feature = "test-images"))]
+extern crate alloc;
+
+mod boot_layout;
+pub mod elf_image;
+mod error;
+#[cfg(any(test, feature = "test-images"))]
+pub mod test_images;
+#[cfg(test)]
+mod tests;
+
+use abi::xen::start_info::{HvmMemmapEntry, XEN_HVM_MEMMAP_TYPE_RAM};
+use heapless::Vec;
+
+use boot_layout::BootLayout;
+pub use error::{BuildError, LoadFault};
+
+/// Largest kernel image accepted, in bytes.
+pub const MAX_IMAGE_SIZE: usize = 64 << 20;
+/// Boot modules a domain may be given.
+pub const MAX_MODULES: usize = 8;
+/// Longest command line (kernel or module), in bytes without the NUL
+/// (Xen's `MAX_GUEST_CMDLINE`).
+pub const MAX_CMDLINE: usize = 1024;
+/// Entries in the memory map handed to the guest.
+pub const MAX_MEMMAP_ENTRIES: usize = 16;
+
+/// Where the builder puts bytes: a domain's guest physical memory.
+pub trait GuestLoadTarget {
+    /// Copies `bytes` to `gpa`, all or nothing.
+    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), LoadFault>;
+    /// Zeroes `len` bytes at `gpa`, all or nothing.
+    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LoadFault>;
+}
+
+/// A half-open range `[start, end)` of guest physical addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpaRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl GpaRange {
+    fn holds(&self, start: u64, end: u64) -> bool {
+        self.start <= start && end <= self.end
+    }
+}
+
+/// A boot module: its bytes and command line.
+#[derive(Clone, Copy, Debug)]
+pub struct BootModule<'a> {
+    /// Contents.
+    pub data: &'a [u8],
+    /// Command line (may be empty).
+    pub cmdline: &'a str,
+}
+
+/// What to build.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildConfig<'a> {
+    /// The domain's RAM (populated GPA ranges), reported as RAM in the map.
+    pub ram: &'a [GpaRange],
+    /// Further memory-map entries (e.g. reserved regions).
+    pub extra_memmap: &'a [HvmMemmapEntry],
+    /// Kernel command line (may be empty).
+    pub cmdline: &'a str,
+    /// Boot modules.
+    pub modules: &'a [BootModule<'a>],
+}
+
+/// How vCPU 0 enters the built kernel (Xen `docs/misc/pvh.pandoc`): 32-bit
+/// protected mode, paging off, flat segments, at `entry` with EBX =
+/// `start_info_gpa`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PvhEntry {
+    /// EIP: the `XEN_ELFNOTE_PHYS32_ENTRY` note's value.
+    pub entry: u32,
+    /// EBX: GPA of the `hvm_start_info`.
+    pub start_info_gpa: u32,
+}
+
+fn check_cmdline(s: &str) -> Result<(), BuildError> {
+    if s.len() > MAX_CMDLINE || s.bytes().any(|b| b == 0) {
+        return Err(BuildError::BadCmdline);
+    }
+    Ok(())
+}
+
+/// Loads `image` and its boot information into a domain through `target`;
+/// returns vCPU 0's entry. Everything is checked before the first write, so
+/// a refused image or configuration writes nothing; a [`LoadFault`] midway
+/// may leave the domain's memory partly written.
+pub fn build(
+    image: &[u8],
+    cfg: &BuildConfig,
+    target: &mut impl GuestLoadTarget,
+) -> Result<PvhEntry, BuildError> {
+    if image.len() > MAX_IMAGE_SIZE {
+        return Err(BuildError::ImageTooLarge);
+    }
+    let kernel = elf_image::parse(image)?;
+    check_cmdline(cfg.cmdline)?;
+    if cfg.modules.len() > MAX_MODULES {
+        return Err(BuildError::TooManyModules);
+    }
+    for m in cfg.modules {
+        check_cmdline(m.cmdline)?;
+    }
+    let memmap = memory_map(cfg)?;
+    for s in &kernel.segments {
+        if !cfg.ram.iter().any(|r| r.holds(s.gpa, s.end())) {
+            return Err(BuildError::SegmentOutsideRam {
+                gpa: s.gpa,
+                memsz: s.memsz,
+            });
+        }
+    }
+    let kernel_end = kernel.segments.iter().map(|s| s.end()).max().unwrap_or(0);
+    let layout = BootLayout::new(kernel_end, cfg, memmap.len())?;
+    for s in &kernel.segments {
+        target.write(s.gpa, s.file)?;
+        target.zero(s.gpa + s.file.len() as u64, s.memsz - s.file.len() as u64)?;
+    }
+    layout.write(cfg, &memmap, target)?;
+    Ok(PvhEntry {
+        entry: kernel.entry,
+        start_info_gpa: layout.start_info_gpa(),
+    })
+}
+
+/// The memory map [`build`] puts in the start info: RAM ranges and extra
+/// entries, sorted by address. Store it in the domain too (xen-core:
+/// `XenState::set_memory_map`) so `XENMEM_memory_map` returns it.
+pub fn memory_map(
+    cfg: &BuildConfig,
+) -> Result<Vec<HvmMemmapEntry, MAX_MEMMAP_ENTRIES>, BuildError> {
+    let ram = cfg.ram.iter().map(|r| HvmMemmapEntry {
+        addr: r.start,
+        size: r.end.saturating_sub(r.start),
+        kind: XEN_HVM_MEMMAP_TYPE_RAM,
+        reserved: 0,
+    });
+    let mut map = Vec::new();
+    for e in ram.chain(cfg.extra_memmap.iter().copied()) {
+        map.push(e).map_err(|_| BuildError::TooManyMemmapEntries)?;
+    }
+    map.sort_unstable_by_key(|e| e.addr);
+    Ok(map)
+}

@@ -1,0 +1,117 @@
+//! `event_channel_op(cmd, arg)`, `xen/include/public/event_channel.h`:
+//! `arg` points at the sub-op's structure (the same layout for 32- and
+//! 64-bit callers). Each handler copies it in once (`-EFAULT`), acts
+//! through [`crate::event::ops`], and copies OUT fields back (`-EFAULT`
+//! then, with the operation done, as in Xen).
+//!
+//! - `EVTCHNOP_alloc_unbound`: `dom` is `DOMID_SELF`, the caller, or —
+//!   for dom0 only — another domain (`-ESRCH` if none, `-EPERM` without
+//!   the privilege); `remote_dom` may be `DOMID_SELF` (the caller).
+//! - `EVTCHNOP_bind_interdomain`: `remote_dom` (`DOMID_SELF` allowed)
+//!   must exist (`-ESRCH`) and `remote_port` be unbound and offered to
+//!   the caller (`-EINVAL`).
+//! - `EVTCHNOP_bind_virq`, `EVTCHNOP_bind_ipi`, `EVTCHNOP_send`,
+//!   `EVTCHNOP_close`, `EVTCHNOP_unmask`: on the caller's own ports; errors
+//!   in [`crate::event::ops`].
+//! - `EVTCHNOP_status`: `dom` as for alloc_unbound; writes `status`, `vcpu`
+//!   and the union.
+//! - Every port number beyond the table is `-EINVAL`; the table holds at
+//!   most [`crate::event::MAX_EVTCHN_PORTS`] ports (`-ENOSPC` after).
+//! - Not implemented (`-ENOSYS`): bind_pirq, bind_vcpu, reset and the
+//!   FIFO ABI (init_control, expand_array, set_priority).
+
+use abi::xen::domid::DOMID_SELF;
+use abi::xen::errno::Errno;
+use abi::xen::event_channel::{
+    self as ec, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq,
+    EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
+};
+
+use super::args::RawArgs;
+use super::table::Request;
+use super::{Ctx, HypercallEnv};
+use crate::event::ops;
+use crate::mm::{FramePool, PhysMem};
+
+/// An `event_channel_op` sub-op; `arg` is the guest address of its struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EvtchnOp {
+    AllocUnbound { arg: u64 },
+    BindInterdomain { arg: u64 },
+    BindVirq { arg: u64 },
+    BindIpi { arg: u64 },
+    Close { arg: u64 },
+    Send { arg: u64 },
+    Status { arg: u64 },
+    Unmask { arg: u64 },
+}
+
+pub(crate) fn decode(a: &RawArgs) -> Request {
+    let arg = a.arg[1];
+    Request::EventChannelOp(match a.u32(0) {
+        ec::EVTCHNOP_ALLOC_UNBOUND => EvtchnOp::AllocUnbound { arg },
+        ec::EVTCHNOP_BIND_INTERDOMAIN => EvtchnOp::BindInterdomain { arg },
+        ec::EVTCHNOP_BIND_VIRQ => EvtchnOp::BindVirq { arg },
+        ec::EVTCHNOP_BIND_IPI => EvtchnOp::BindIpi { arg },
+        ec::EVTCHNOP_CLOSE => EvtchnOp::Close { arg },
+        ec::EVTCHNOP_SEND => EvtchnOp::Send { arg },
+        ec::EVTCHNOP_STATUS => EvtchnOp::Status { arg },
+        ec::EVTCHNOP_UNMASK => EvtchnOp::Unmask { arg },
+        _ => return Request::NoSys,
+    })
+}
+
+pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    op: EvtchnOp,
+) -> Result<i64, Errno> {
+    let me = ctx.caller.domid;
+    let self_or = |dom| if dom == DOMID_SELF { me } else { dom };
+    match op {
+        EvtchnOp::AllocUnbound { arg } => {
+            let mut req: EvtchnAllocUnbound = ctx.read(arg)?;
+            let dom = ctx.target(req.dom)?;
+            req.port = ops::alloc_unbound(ctx.domains, dom, self_or(req.remote_dom))?;
+            ctx.write(arg, &req)?;
+        }
+        EvtchnOp::BindInterdomain { arg } => {
+            let mut req: EvtchnBindInterdomain = ctx.read(arg)?;
+            let remote = self_or(req.remote_dom);
+            req.local_port =
+                ops::bind_interdomain(ctx.domains, ctx.mem, me, remote, req.remote_port)?;
+            ctx.write(arg, &req)?;
+        }
+        EvtchnOp::BindVirq { arg } => {
+            let mut req: EvtchnBindVirq = ctx.read(arg)?;
+            req.port = ops::bind_virq(ctx.domain_mut()?, req.virq, req.vcpu)?;
+            ctx.write(arg, &req)?;
+        }
+        EvtchnOp::BindIpi { arg } => {
+            let mut req: EvtchnBindIpi = ctx.read(arg)?;
+            req.port = ops::bind_ipi(ctx.domain_mut()?, req.vcpu)?;
+            ctx.write(arg, &req)?;
+        }
+        EvtchnOp::Close { arg } => {
+            let req: EvtchnClose = ctx.read(arg)?;
+            ops::close(ctx.domains, ctx.mem, me, req.port)?;
+        }
+        EvtchnOp::Send { arg } => {
+            let req: EvtchnSend = ctx.read(arg)?;
+            ops::send(ctx.domains, ctx.mem, me, req.port)?;
+        }
+        EvtchnOp::Status { arg } => {
+            let mut req: EvtchnStatus = ctx.read(arg)?;
+            let dom = ctx.target(req.dom)?;
+            let channel = ops::status(ctx.domains, dom, req.port)?;
+            req.set_binding(channel.binding);
+            req.vcpu = channel.notify_vcpu;
+            ctx.write(arg, &req)?;
+        }
+        EvtchnOp::Unmask { arg } => {
+            let req: EvtchnUnmask = ctx.read(arg)?;
+            let domain = ctx.domains.get_mut(me).ok_or(Errno::ESRCH)?;
+            ops::unmask(domain, ctx.mem, req.port)?;
+        }
+    }
+    Ok(0)
+}
