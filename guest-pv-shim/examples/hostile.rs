@@ -48,7 +48,8 @@ mod kernel {
             );
         }
         if fatal.is_none() || fatal == Some("gfn-write") {
-            let gpa = start_info.ram_end();
+            // Past everything its memory map names (RAM, the console ring).
+            let gpa = start_info.memmap_end();
             match trap::probe_write_beyond_ram(gpa, start_info.ram_end(), 0x5a5a_5a5a) {
                 Ok(result) => report("gfn-write", result, "NPT fault: domain crash"),
                 Err(_) => println!("hostile: gfn-write: skipped: {gpa:#x} is not identity-mapped"),
@@ -87,10 +88,11 @@ mod kernel {
             xen.console_write_gva(NONCANONICAL_GVA, 16),
             "-EFAULT",
         );
-        // Identity-mapped by the shim, but past the domain's RAM: not in its p2m.
+        // Identity-mapped by the shim, but past everything the domain's
+        // memory map names: not in its p2m.
         report(
             "console-out-of-p2m",
-            xen.console_write_gva(start_info.ram_end(), 16),
+            xen.console_write_gva(start_info.memmap_end(), 16),
             "-EFAULT",
         );
         // From the last (zeroed) bytes of its RAM: the hypervisor works

@@ -225,6 +225,16 @@ impl StartInfo {
         self.ram().map(|e| e.addr + e.size).max().unwrap_or(0)
     }
 
+    /// One past the highest address the memory map names (RAM or
+    /// reserved, such as the PV console ring after RAM).
+    pub fn memmap_end(&self) -> u64 {
+        self.memmap()
+            .iter()
+            .map(|e| e.addr.saturating_add(e.size))
+            .max()
+            .unwrap_or(0)
+    }
+
     fn ram(&self) -> impl Iterator<Item = &HvmMemmapEntry> {
         self.memmap()
             .iter()

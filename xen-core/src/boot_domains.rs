@@ -2,6 +2,12 @@
 //! its manifest, as Xen's dom0less does): create the domain, give it
 //! memory, load its PVH kernel with `pvh_builder`, start vCPU 0. All or
 //! nothing: a failed build destroys the half-built domain.
+//!
+//! A domU also gets its PV console as Xen's toolstack sets it up
+//! (io/console.h): a ring page just past its RAM (reserved in its memory
+//! map), an event channel unbound for dom0, grant entry
+//! `GNTTAB_RESERVED_CONSOLE` giving dom0 the page, and both in
+//! `HVM_PARAM_CONSOLE_PFN` / `HVM_PARAM_CONSOLE_EVTCHN`.
 #![forbid(unsafe_code)]
 
 use core::fmt;
@@ -10,10 +16,15 @@ use abi::xen::domid::DomId;
 use pvh_builder::{BuildConfig, BuildError, GpaRange, GuestLoadTarget, LoadFault};
 
 use crate::domain::table::DomainTable;
+use crate::domain::table::DOM0;
 use crate::domain::vcpu::VcpuEntryState;
 use crate::domain::{DomainConfig, DomainError};
 use crate::guest_mem::GuestPhys;
-use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SHIFT};
+use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SHIFT, PAGE_SIZE};
+use crate::{event, grant};
+use abi::xen::grant_table::{GrantEntryV1, GNTTAB_RESERVED_CONSOLE, GTF_PERMIT_ACCESS};
+use abi::xen::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
+use abi::xen::start_info::{HvmMemmapEntry, XEN_HVM_MEMMAP_TYPE_RESERVED};
 
 /// The builder writes a domain's memory through its p2m. Every
 /// [`GuestFault`](crate::guest_mem::GuestFault) becomes a [`LoadFault`]:
@@ -69,6 +80,8 @@ pub enum BootDomainError {
     Build(BuildError),
     /// The memory map does not fit the domain's table.
     MemoryMapTooLong,
+    /// The PV console could not be set up (event channel or grant table).
+    Console(&'static str),
 }
 
 impl fmt::Display for BootDomainError {
@@ -77,6 +90,7 @@ impl fmt::Display for BootDomainError {
             Self::Domain(e) => write!(f, "{e}"),
             Self::Build(e) => write!(f, "kernel image: {e}"),
             Self::MemoryMapTooLong => f.write_str("memory map too long"),
+            Self::Console(why) => write!(f, "PV console: {why}"),
         }
     }
 }
@@ -102,9 +116,13 @@ pub fn build_boot_domain(
     mem: &mut impl PhysMem,
     spec: &BootDomain,
 ) -> Result<(DomId, VcpuEntryState), BootDomainError> {
+    let console_pages = match spec.memory {
+        BootMemory::Identity { .. } => 0,
+        BootMemory::Fresh => 1,
+    };
     let cfg = DomainConfig {
         name: spec.name,
-        max_pages: spec.pages,
+        max_pages: spec.pages + console_pages,
         vcpus: spec.vcpus,
     };
     let created = match spec.memory {
@@ -120,7 +138,13 @@ pub fn build_boot_domain(
             return Err(e.into());
         }
     };
-    match populate_and_load(table, pool, mem, domid, spec) {
+    let built = populate_and_load(table, pool, mem, domid, spec).and_then(|entry| {
+        if console_pages > 0 {
+            setup_console(table, pool, mem, domid, Gfn(spec.pages))?;
+        }
+        Ok(entry)
+    });
+    match built {
         Ok(entry) => Ok((domid, entry)),
         Err(e) => {
             // The domain exists (created above), so neither call can fail.
@@ -155,9 +179,20 @@ fn populate_and_load(
         start: first_gfn.gpa(),
         end: first_gfn.gpa() + (spec.pages << PAGE_SHIFT),
     }];
+    // A domU's console ring: the page after its RAM, reserved.
+    let console = [HvmMemmapEntry {
+        addr: (first_gfn.0 + spec.pages) << PAGE_SHIFT,
+        size: PAGE_SIZE as u64,
+        kind: XEN_HVM_MEMMAP_TYPE_RESERVED,
+        reserved: 0,
+    }];
+    let extra_memmap: &[HvmMemmapEntry] = match spec.memory {
+        BootMemory::Identity { .. } => &[],
+        BootMemory::Fresh => &console,
+    };
     let cfg = BuildConfig {
         ram: &ram,
-        extra_memmap: &[],
+        extra_memmap,
         cmdline: spec.cmdline,
         modules: &[],
     };
@@ -172,6 +207,47 @@ fn populate_and_load(
         vcpu.start(entry);
     }
     Ok(entry)
+}
+
+/// The PV console of domU `domid`: ring page at `gfn` (scrubbed, owned by
+/// the domU), an event channel for dom0, the reserved grant entry, and the
+/// HVM params that name them.
+fn setup_console(
+    table: &mut DomainTable,
+    pool: &mut impl FramePool,
+    mem: &mut impl PhysMem,
+    domid: DomId,
+    gfn: Gfn,
+) -> Result<(), BootDomainError> {
+    let domain = table
+        .get_mut(domid)
+        .ok_or(BootDomainError::Domain(DomainError::NoSuchDomain))?;
+    domain.populate(pool, mem, gfn, 1)?;
+    domain
+        .grant_mut()
+        .grow(pool, mem, 1)
+        .map_err(|_| BootDomainError::Console("no frame for the grant table"))?;
+    let entry = domain
+        .grant()
+        .locate(GNTTAB_RESERVED_CONSOLE)
+        .ok_or(BootDomainError::Console("grant table too small"))?;
+    let frame =
+        u32::try_from(gfn.0).map_err(|_| BootDomainError::Console("ring page above 16 TiB"))?;
+    let grant = GrantEntryV1 {
+        flags: GTF_PERMIT_ACCESS,
+        domid: DOM0,
+        frame,
+    };
+    grant::entry::write(mem, entry, &grant);
+    let port = event::ops::alloc_unbound(table, domid, DOM0)
+        .map_err(|_| BootDomainError::Console("no event-channel port"))?;
+    let domain = table
+        .get_mut(domid)
+        .ok_or(BootDomainError::Domain(DomainError::NoSuchDomain))?;
+    let params = &mut domain.xen_mut().hvm_params;
+    params[HVM_PARAM_CONSOLE_PFN as usize] = gfn.0;
+    params[HVM_PARAM_CONSOLE_EVTCHN as usize] = u64::from(port);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -202,11 +278,36 @@ mod tests {
         let (domid, entry) =
             build_boot_domain(&mut table, &mut pool, &mut mem, &domu("u", &image)).unwrap();
         let d = table.get(domid).unwrap();
-        assert_eq!(d.tot_pages(), 0x200);
-        assert_eq!(d.xen().memory_map().len(), 1);
+        assert_eq!(d.tot_pages(), 0x200 + 1, "RAM and the console ring");
+        assert_eq!(d.xen().memory_map().len(), 2, "RAM, reserved console page");
         assert_eq!(d.vcpu(0).unwrap().run_state(), VcpuRunState::Runnable);
         assert_eq!(entry.rip, 0x10_0000);
         assert!(d.privilege().is_none());
+    }
+
+    #[test]
+    fn a_domu_console_is_granted_to_dom0_with_a_port_for_it() {
+        let (mut pool, mut mem) = machine(0x400);
+        let mut table = DomainTable::new();
+        let image = kernel(true, EM_X86_64, &0x10_0000u64.to_le_bytes());
+        let (domid, _) =
+            build_boot_domain(&mut table, &mut pool, &mut mem, &domu("u", &image)).unwrap();
+        let d = table.get(domid).unwrap();
+        let params = &d.xen().hvm_params;
+        assert_eq!(params[HVM_PARAM_CONSOLE_PFN as usize], 0x200);
+        let port = params[HVM_PARAM_CONSOLE_EVTCHN as usize] as u32;
+        let grant = grant::entry::read(&mem, d.grant().locate(GNTTAB_RESERVED_CONSOLE).unwrap());
+        assert_eq!(
+            (grant.flags, grant.domid, grant.frame),
+            (GTF_PERMIT_ACCESS, DOM0, 0x200)
+        );
+        let ring = d.p2m().translate(&mem, Gfn(0x200)).unwrap().mfn;
+        assert!(mem.frame(ring).iter().all(|&b| b == 0), "scrubbed ring");
+        let status = event::ops::status(&table, domid, port).unwrap();
+        assert_eq!(
+            status.binding,
+            abi::xen::event_channel::EvtchnBinding::Unbound { dom: DOM0 }
+        );
     }
 
     #[test]

@@ -235,10 +235,12 @@ impl Backend {
                 domus_alive |= !down;
                 if let Some(i) = self.slot_of(info.domid) {
                     alive[i] = !down;
-                } else if !down && !self.was_examined(info.domid) {
+                } else if info.flags & DOMAIN_FLAG_DYING == 0 && !self.was_examined(info.domid) {
+                    // A domU that already shut down still has its ring
+                    // (until it is destroyed): attach, drain, release.
                     self.attach(info);
                     if let Some(i) = self.slot_of(info.domid) {
-                        alive[i] = true;
+                        alive[i] = !down;
                     }
                 }
             }

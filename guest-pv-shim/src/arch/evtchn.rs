@@ -287,7 +287,8 @@ impl Events {
     /// (Xen refuses, `-EINVAL`, every port not unbound for us, so only an
     /// offered one binds), retrying until system time `deadline_ns`.
     /// Without a store to publish port numbers, peers agree this way.
-    /// Returns `(remote_port, local_port)`; the last error at the deadline.
+    /// Returns `(remote_port, local_port)` with the bind-time event taken;
+    /// the last error at the deadline.
     pub fn bind_first_offered(
         &self,
         remote: DomId,
@@ -297,7 +298,13 @@ impl Events {
             let mut last = XenError(Errno::EINVAL.to_return());
             for remote_port in 1..=MAX_PROBED_PORT {
                 match self.xen.evtchn_bind_interdomain(remote, remote_port) {
-                    Ok(local) => return Ok((remote_port, local)),
+                    Ok(local) => {
+                        // Xen marks a freshly bound interdomain port
+                        // pending; take that event, so that waiters see
+                        // only the peer's notifications.
+                        self.wait_any(&[local], self.now())?;
+                        return Ok((remote_port, local));
+                    }
                     Err(e) => last = e,
                 }
             }

@@ -12,7 +12,7 @@
 //! `cmpxchg` on the frame.
 
 use abi::xen::grant_table::GrantEntryV1;
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::mm::{Mfn, PhysMem};
 
@@ -35,6 +35,12 @@ impl EntryLoc {
             offset: index * ENTRY_BYTES,
         }
     }
+}
+
+/// Writes a whole entry: the hypervisor filling a reserved entry (the
+/// console page granted to dom0) before the domain first runs.
+pub fn write(mem: &mut impl PhysMem, at: EntryLoc, entry: &GrantEntryV1) {
+    mem.frame_mut(at.mfn)[at.offset..at.offset + ENTRY_BYTES].copy_from_slice(entry.as_bytes());
 }
 
 /// One fetch of the whole entry.
