@@ -23,15 +23,21 @@
 //!   several ports: any port of the domain) becomes pending, an upcall
 //!   wakes it, or the absolute `timeout` (system time in ns, 0 = none)
 //!   passes ([`crate::event::expire_polls`]).
-//! - `SCHEDOP_remote_shutdown`, `SCHEDOP_shutdown_code`,
-//!   `SCHEDOP_watchdog` and the rest: `-ENOSYS`.
+//! - `SCHEDOP_remote_shutdown` (dom0 only, `-EPERM`): reads `struct
+//!   sched_remote_shutdown` and shuts the named domain down with the
+//!   reason, as Xen's `domain_shutdown` does (`-ESRCH` for no such
+//!   domain, `-EINVAL` for a bad reason); dom0 gets `VIRQ_DOM_EXC`. The
+//!   guest is not asked (there is no xenstore `control/shutdown` yet).
+//!   Naming the caller itself is its own `SCHEDOP_shutdown`.
+//! - `SCHEDOP_shutdown_code`, `SCHEDOP_watchdog` and the rest: `-ENOSYS`.
 
 use core::mem::offset_of;
 
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::VIRQ_DOM_EXC;
 use abi::xen::sched::{
-    SchedPoll, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
+    SchedPoll, SchedRemoteShutdown, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL,
+    SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
 };
 use abi::xen::shared_info::VcpuInfo;
 use zerocopy::IntoBytes;
@@ -52,6 +58,7 @@ pub(crate) enum SchedOp {
     Block,
     Shutdown { arg: u64 },
     Poll { arg: u64 },
+    RemoteShutdown { arg: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -60,6 +67,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         SCHEDOP_BLOCK => SchedOp::Block,
         SCHEDOP_SHUTDOWN => SchedOp::Shutdown { arg: a.arg[1] },
         SCHEDOP_POLL => SchedOp::Poll { arg: a.arg[1] },
+        SCHEDOP_REMOTE_SHUTDOWN => SchedOp::RemoteShutdown { arg: a.arg[1] },
         _ => return Request::NoSys,
     })
 }
@@ -80,7 +88,24 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
             Ok(HypercallOutcome::Shutdown(reason))
         }
         SchedOp::Poll { arg } => poll(ctx, arg),
+        SchedOp::RemoteShutdown { arg } => remote_shutdown(ctx, arg),
     }
+}
+
+fn remote_shutdown<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    arg: u64,
+) -> Result<HypercallOutcome, Errno> {
+    ctx.domain()?.privilege().ok_or(Errno::EPERM)?;
+    let request: SchedRemoteShutdown = ctx.read(arg)?;
+    let reason = ShutdownReason::from_xen(request.reason).ok_or(Errno::EINVAL)?;
+    let target = ctx.domains.get_mut(request.domain_id).ok_or(Errno::ESRCH)?;
+    target.shutdown(reason);
+    event::raise_global_virq(ctx.domains, ctx.mem, VIRQ_DOM_EXC);
+    if request.domain_id == ctx.caller.domid {
+        return Ok(HypercallOutcome::Shutdown(reason));
+    }
+    Ok(HypercallOutcome::Return(0))
 }
 
 fn block<P: FramePool, M: PhysMem, E: HypercallEnv>(

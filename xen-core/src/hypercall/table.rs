@@ -131,10 +131,7 @@ mod tests {
         let cases = [
             (nr::XEN_VERSION, 99),
             (nr::CONSOLE_IO, 2),
-            (
-                nr::SCHED_OP,
-                abi::xen::sched::SCHEDOP_REMOTE_SHUTDOWN.into(),
-            ),
+            (nr::SCHED_OP, abi::xen::sched::SCHEDOP_SHUTDOWN_CODE.into()),
             (
                 nr::EVENT_CHANNEL_OP,
                 abi::xen::event_channel::EVTCHNOP_BIND_PIRQ.into(),

@@ -14,7 +14,8 @@ use abi::xen::hvm::{self as h, CallbackVia, XenHvmParam};
 use abi::xen::hypercall as nr;
 use abi::xen::memory::{self as m, E820Entry, XenAddToPhysmap, XenMemoryMap};
 use abi::xen::sched::{
-    SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
+    SchedRemoteShutdown, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_SHUTDOWN,
+    SCHEDOP_YIELD,
 };
 use abi::xen::shared_info::{SharedInfo, VcpuInfo, XEN_PVCLOCK_TSC_STABLE_BIT};
 use abi::xen::start_info::HvmMemmapEntry;
@@ -350,7 +351,9 @@ fn features_are_honest_and_dom0_is_marked() {
         let r = w.ret(domid, nr::XEN_VERSION, [6, BUF, 0, 0, 0]);
         (r, w.get::<XenFeatureInfo>(domid, BUF).submap)
     };
-    let base = 1 << ver::XENFEAT_AUTO_TRANSLATED_PHYSMAP | 1 << ver::XENFEAT_HVM_SAFE_PVCLOCK;
+    let base = 1 << ver::XENFEAT_AUTO_TRANSLATED_PHYSMAP
+        | 1 << ver::XENFEAT_HVM_SAFE_PVCLOCK
+        | 1 << ver::XENFEAT_HVM_CALLBACK_VECTOR;
     assert_eq!(ask(&mut w, DOMU, 0), (0, base));
     assert_eq!(ask(&mut w, DOM0, 0), (0, base | 1 << ver::XENFEAT_DOM0));
     assert_eq!(
@@ -570,6 +573,36 @@ fn block_with_an_upcall_pending_returns_at_once() {
 }
 
 #[test]
+fn dom0_shuts_a_domu_down_remotely() {
+    let mut w = World::new();
+    w.put(
+        DOM0,
+        BUF,
+        &SchedRemoteShutdown {
+            domain_id: 77,
+            reason: 0,
+            ..Default::default()
+        },
+    );
+    let op = [SCHEDOP_REMOTE_SHUTDOWN.into(), BUF, 0, 0, 0];
+    assert_eq!(w.ret(DOM0, nr::SCHED_OP, op), e(Errno::ESRCH));
+    w.put(
+        DOM0,
+        BUF,
+        &SchedRemoteShutdown {
+            domain_id: DOMU,
+            reason: 0,
+            ..Default::default()
+        },
+    );
+    assert_eq!(w.ret(DOM0, nr::SCHED_OP, op), 0);
+    assert_eq!(
+        w.domain(DOMU).state(),
+        DomainState::Shutdown(ShutdownReason::Poweroff)
+    );
+}
+
+#[test]
 fn shutdown_reads_the_reason() {
     let mut w = World::new();
     w.put(DOMU, BUF, &SchedShutdown { reason: 9 });
@@ -592,7 +625,8 @@ fn shutdown_reads_the_reason() {
             nr::SCHED_OP,
             [SCHEDOP_REMOTE_SHUTDOWN.into(), BUF, 0, 0, 0]
         ),
-        e(Errno::ENOSYS)
+        e(Errno::EPERM),
+        "dom0 only"
     );
     w.put(DOMU, BUF, &SchedShutdown { reason: 3 });
     assert_eq!(

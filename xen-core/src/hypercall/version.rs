@@ -102,7 +102,9 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
 
 /// Submap 0 of the features a domain sees.
 fn features(privileged: bool) -> u32 {
-    let mut bits = 1 << v::XENFEAT_AUTO_TRANSLATED_PHYSMAP | 1 << v::XENFEAT_HVM_SAFE_PVCLOCK;
+    let mut bits = 1 << v::XENFEAT_AUTO_TRANSLATED_PHYSMAP
+        | 1 << v::XENFEAT_HVM_SAFE_PVCLOCK
+        | 1 << v::XENFEAT_HVM_CALLBACK_VECTOR;
     if privileged {
         bits |= 1 << v::XENFEAT_DOM0;
     }
