@@ -14,6 +14,10 @@ use crate::deps;
 const TARGET: &str = "x86_64-unknown-none";
 /// Cargo target directory of the bare-metal build, under the workspace root.
 const BARE_TARGET_DIR: &str = "target/bare";
+/// Stripped copies of the guest examples, for `dom0ctl create` to upload
+/// (debug info makes the built ones ~100 times larger; ci/guests/*.toml
+/// point here).
+const GUEST_IMAGE_DIR: &str = "target/bare/guests";
 
 /// What to build of one package for bare metal.
 struct BarePackage {
@@ -42,17 +46,34 @@ const BARE_PACKAGES: &[BarePackage] = &[
     },
 ];
 
-/// The built kernels: `target/bare/x86_64-unknown-none/release`.
+/// The built kernels (`target/bare/x86_64-unknown-none/release`) and
+/// host programs (`target/debug`).
 pub struct Artifacts {
     dir: PathBuf,
+    host_dir: PathBuf,
 }
 
 impl Artifacts {
-    /// The kernels as they are now in the bare-metal target directory.
+    /// The kernels and host programs as they are now.
     pub fn built(root: &Path) -> Self {
+        let host_target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), |dir| root.join(dir));
         Artifacts {
             dir: root.join(BARE_TARGET_DIR).join(TARGET).join("release"),
+            host_dir: host_target.join("debug"),
         }
+    }
+
+    /// The operator's CLI, built for the host.
+    pub fn dom0ctl(&self) -> Result<PathBuf> {
+        let path = self.host_dir.join("dom0ctl");
+        if !path.is_file() {
+            bail!(
+                "{} was not built (`cargo build -p dom0ctl`)",
+                path.display()
+            );
+        }
+        Ok(path)
     }
 
     /// The artifact named `name`: `example:NAME` is an example kernel,
@@ -108,7 +129,32 @@ pub fn build(root: &Path) -> Result<Artifacts> {
             .args(["--package", p.package])
             .args(p.selection))?;
     }
-    Ok(Artifacts::built(root))
+    let artifacts = Artifacts::built(root);
+    let examples: Vec<&str> = packages
+        .iter()
+        .flat_map(|p| &p.targets)
+        .filter(|t| t.kind.iter().any(|k| k == "example"))
+        .map(|t| t.name.as_str())
+        .collect();
+    strip_guests(root, &artifacts, &examples)?;
+    Ok(artifacts)
+}
+
+/// `target/bare/guests/NAME`: each built example without symbols and
+/// debug info (the loadable segments and the PVH note stay).
+fn strip_guests(root: &Path, artifacts: &Artifacts, examples: &[&str]) -> Result<()> {
+    let out = root.join(GUEST_IMAGE_DIR);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for name in examples {
+        let Some(built) = artifacts.find(&format!("example:{name}")) else {
+            continue;
+        };
+        run(Command::new(deps::OBJCOPY)
+            .arg("--strip-all")
+            .arg(built)
+            .arg(out.join(name)))?;
+    }
+    Ok(())
 }
 
 /// Rustup's cargo in the workspace root (the one running xtask, if any).
@@ -156,6 +202,7 @@ struct Package {
 
 #[derive(Deserialize)]
 struct Target {
+    name: String,
     kind: Vec<String>,
 }
 

@@ -25,7 +25,7 @@ pub fn write(root: &Path, artifacts: &Artifacts, spec: &BundleSpec, name: &str) 
     Ok(path)
 }
 
-/// Builds the bundle `cargo xtask run` boots (ci/run.toml).
+/// Builds the bundle `cargo xtask up` boots (ci/run.toml).
 pub fn write_default(root: &Path, artifacts: &Artifacts) -> Result<PathBuf> {
     let config = scenario::load_run_config(root)?;
     write(root, artifacts, &config.bundle, "default")

@@ -1,6 +1,6 @@
 //! The system packages the bare-metal build and the scenarios need: QEMU,
-//! Debian's rustc with its std sources (for `-Zbuild-std`) and rustup's
-//! rust-lld. Installed from Debian's registry when running as root.
+//! Debian's rustc with its std sources (for `-Zbuild-std`), binutils'
+//! objcopy (stripped guest images) and rustup's rust-lld. Installed from Debian's registry when running as root.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +10,9 @@ use anyhow::{bail, Context, Result};
 /// Debian's rustc: the bare-metal compiler (rustup's toolchains here have no rust-src).
 pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 /// The Debian packages that provide what [`missing`] looks for.
-const PACKAGES: &str = "rustc-web rust-web-src qemu-system-x86";
+const PACKAGES: &str = "rustc-web rust-web-src qemu-system-x86 binutils";
+/// Strips guest kernels for upload (`artifacts::strip_guests`).
+pub const OBJCOPY: &str = "objcopy";
 
 /// Checks the dependencies; installs missing packages when root, otherwise
 /// fails with the command to run.
@@ -50,6 +52,9 @@ fn missing() -> Vec<String> {
     let mut missing = Vec::new();
     if which("qemu-system-x86_64").is_none() {
         missing.push("qemu-system-x86_64 (package qemu-system-x86)".to_string());
+    }
+    if which(OBJCOPY).is_none() {
+        missing.push(format!("{OBJCOPY} (package binutils)"));
     }
     match sysroot(DEBIAN_RUSTC) {
         None => missing.push(format!("{DEBIAN_RUSTC} (package rustc-web)")),

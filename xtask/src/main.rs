@@ -5,10 +5,14 @@
 mod artifacts;
 mod bundle;
 mod deps;
+mod mgmt_socket;
 mod output;
 mod qemu;
+mod raw_frames;
 mod runner;
 mod scenario;
+mod step_runner;
+mod steps;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +31,15 @@ struct Cli {
 enum Command {
     /// Build the bare-metal kernels, the host crates and the default boot bundle.
     Build,
-    /// Build, then boot the default bundle in QEMU with COM1 on this terminal.
+    /// Build, then boot the hypervisor (ci/run.toml) and keep it running:
+    /// COM1 on this terminal, COM2 on the management socket for dom0ctl.
+    Up {
+        /// The management socket QEMU serves COM2 on.
+        #[arg(long, value_name = "PATH", default_value = dom0ctl::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Build, then the demo: boot, drive dom0ctl (info, create, list,
+    /// console, pause, unpause, destroy, list), power off (scenario `demo`).
     Run,
     /// Host tests, then every QEMU scenario; non-zero exit on any failure.
     Test,
@@ -47,6 +59,9 @@ enum Command {
         no_build: bool,
     },
 }
+
+/// The scenario `cargo xtask run` shows.
+const DEMO_SCENARIO: &str = "demo";
 
 fn main() -> ExitCode {
     qemu::install_cleanup_handlers();
@@ -70,10 +85,22 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             println!("xtask: default bundle: {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run => {
+        Command::Up { socket } => {
             deps::ensure()?;
             let artifacts = artifacts::build(&root)?;
-            runner::run_interactive(&root, &artifacts)
+            runner::up(&root, &artifacts, &socket)
+        }
+        Command::Run => {
+            let scenario = scenario::load(&root, DEMO_SCENARIO)?;
+            deps::ensure()?;
+            let artifacts = artifacts::build(&root)?;
+            println!("xtask: the demo: {}", scenario.description);
+            Ok(runner::run_one(
+                &root,
+                &artifacts,
+                &scenario,
+                runner::Show::Steps,
+            ))
         }
         Command::Test => {
             deps::ensure()?;
@@ -101,7 +128,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             } else {
                 artifacts::build(&root)?
             };
-            Ok(runner::run_one(&root, &artifacts, &scenario, verbose))
+            let show = if verbose {
+                runner::Show::Everything
+            } else {
+                runner::Show::Result
+            };
+            Ok(runner::run_one(&root, &artifacts, &scenario, show))
         }
         Command::Scenario { name: None, .. } => unreachable!("clap requires a name without --list"),
     }

@@ -63,6 +63,8 @@ pub enum End {
     Signaled(i32),
     /// The timeout passed; we killed QEMU.
     TimedOut { secs: u64 },
+    /// A CLI step failed; we killed QEMU.
+    StepFailed,
 }
 
 impl End {
@@ -99,6 +101,7 @@ impl fmt::Display for End {
             },
             End::Signaled(signal) => write!(f, "QEMU killed by signal {signal}"),
             End::TimedOut { secs } => write!(f, "timed out after {secs} s (QEMU killed)"),
+            End::StepFailed => f.write_str("a CLI step failed (QEMU killed)"),
         }
     }
 }

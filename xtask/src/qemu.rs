@@ -5,8 +5,10 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use abi::debug_exit::DEBUG_EXIT_PORT;
 use anyhow::{Context, Result};
@@ -19,14 +21,28 @@ use crate::scenario::QemuSpec;
 /// must not exhaust the host's memory).
 const MAX_CAPTURE: usize = 64 << 20;
 
+/// How long QEMU gets to end after SIGTERM before it is killed.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
 /// Process groups of the QEMUs alive now.
 static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Set once Ctrl-C (or SIGTERM, SIGHUP) has stopped the QEMUs.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Kills every live QEMU on Ctrl-C, SIGTERM, SIGHUP and on a panic (the
-/// workspace builds with `panic = "abort"`, so no destructor runs then).
+/// Whether an interrupt stopped QEMU (so its ending is no failure of its own).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Stops every live QEMU on Ctrl-C, SIGTERM, SIGHUP (SIGTERM first, so
+/// QEMU ends cleanly) and kills them on a panic (the workspace builds with
+/// `panic = "abort"`, so no destructor runs then); removes the management
+/// sockets and scenario directories either way.
 pub fn install_cleanup_handlers() {
     let handler = ctrlc::set_handler(|| {
-        kill_all();
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        terminate_all();
+        crate::mgmt_socket::remove_owned();
         eprintln!("\nxtask: interrupted; QEMU stopped");
         std::process::exit(130);
     });
@@ -36,8 +52,30 @@ pub fn install_cleanup_handlers() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         kill_all();
+        crate::mgmt_socket::remove_owned();
         default_hook(info);
     }));
+}
+
+/// SIGTERM to every live QEMU group, then SIGKILL to those still alive
+/// after [`TERM_GRACE`].
+fn terminate_all() {
+    let groups = LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for &pgid in &groups {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + TERM_GRACE;
+    while Instant::now() < deadline
+        && groups
+            .iter()
+            .any(|&pgid| killpg(Pid::from_raw(pgid), None).is_ok())
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill_all();
 }
 
 fn kill_all() {
@@ -48,9 +86,15 @@ fn kill_all() {
 }
 
 /// The QEMU command line: the machine of docs/development.md, COM1 on
-/// stdio, the debug-exit device, `kernel` as `-kernel`, `initrd` as the one
-/// boot module.
-pub fn command(kernel: &Path, initrd: Option<&Path>, spec: &QemuSpec) -> Command {
+/// stdio, COM2 (the management channel) on the UNIX socket `com2` if
+/// given, the debug-exit device, `kernel` as `-kernel`, `initrd` as the
+/// one boot module.
+pub fn command(
+    kernel: &Path,
+    initrd: Option<&Path>,
+    spec: &QemuSpec,
+    com2: Option<&Path>,
+) -> Command {
     let mut command = Command::new("qemu-system-x86_64");
     command
         .args([
@@ -64,7 +108,16 @@ pub fn command(kernel: &Path, initrd: Option<&Path>, spec: &QemuSpec) -> Command
         .args(["-m", &spec.memory_mib.to_string()])
         .args(["-nographic", "-no-reboot", "-nic", "none"])
         // Explicit, so that a later -serial in extra_args becomes COM2.
-        .args(["-serial", "mon:stdio"])
+        .args(["-serial", "mon:stdio"]);
+    if let Some(socket) = com2 {
+        // wait=off: QEMU boots without waiting for a client; dom0ctl
+        // connects (and reconnects) whenever it likes.
+        command.args([
+            "-serial",
+            &format!("unix:{},server=on,wait=off", socket.display()),
+        ]);
+    }
+    command
         .args([
             "-device",
             &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
@@ -137,6 +190,11 @@ impl Qemu {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The shared buffer the output goes to (for another thread to watch).
+    pub fn output_handle(&self) -> Arc<Mutex<Vec<u8>>> {
+        Arc::clone(&self.output)
     }
 
     /// QEMU's console input.

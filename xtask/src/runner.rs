@@ -1,32 +1,62 @@
-//! Running QEMU: interactively (`cargo xtask run`) and as scenarios, with a
-//! report of what was expected when a scenario fails.
+//! Running QEMU: interactively (`cargo xtask up`), as the demo (`cargo
+//! xtask run`) and as scenarios, with a report of what was expected when a
+//! scenario fails.
 
 use std::io::{BufRead, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitCode, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use regex::Regex;
 
 use crate::artifacts::Artifacts;
 use crate::bundle;
+use crate::mgmt_socket::{self, AGENT_READY};
 use crate::output::{self, End, ExitName, Expectations, InputScript};
 use crate::qemu::{self, Qemu};
 use crate::scenario::{self, Scenario};
+use crate::step_runner::{self, StepContext, StepsReport};
+use crate::steps::{self, Placeholders};
 
 /// Lines of output shown with a failure.
 const TAIL_LINES: usize = 100;
 /// How often a running QEMU is polled.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Boots the default bundle with COM1 on this terminal; lines typed here
-/// go to the console. Ends when QEMU does (or on Ctrl-C).
-pub fn run_interactive(root: &Path, artifacts: &Artifacts) -> Result<ExitCode> {
+/// What a scenario run shows while it runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// Only the result.
+    Result,
+    /// COM1 as it comes, and each CLI step with its output.
+    Everything,
+    /// Each CLI step with its output (the demo).
+    Steps,
+}
+
+/// Boots `ci/run.toml`'s bundle with COM1 on this terminal (lines typed
+/// here go to the console) and COM2 on the management socket `socket`;
+/// says how to connect once dom0's agent is ready. Ends when QEMU does (or
+/// on Ctrl-C).
+pub fn up(root: &Path, artifacts: &Artifacts, socket: &Path) -> Result<ExitCode> {
     let config = scenario::load_run_config(root)?;
+    let claimed = mgmt_socket::claim(socket)?;
     let bundle = bundle::write(root, artifacts, &config.bundle, "default")?;
-    let command = qemu::command(&artifacts.xen_core()?, Some(&bundle), &config.qemu);
-    println!("xtask: booting {} (Ctrl-C stops QEMU)", bundle.display());
+    let command = qemu::command(
+        &artifacts.xen_core()?,
+        Some(&bundle),
+        &config.qemu,
+        Some(socket),
+    );
+    println!(
+        "xtask: booting {} with the management socket {} (Ctrl-C stops QEMU)",
+        bundle.display(),
+        socket.display()
+    );
     let mut qemu = Qemu::spawn(command, true)?;
     if let Some(mut console) = qemu.stdin() {
         // Detached: it ends with the process, or when QEMU closes its stdin.
@@ -42,13 +72,24 @@ pub fn run_interactive(root: &Path, artifacts: &Artifacts) -> Result<ExitCode> {
             }
         });
     }
+    let ready = Regex::new(&format!("(?m){AGENT_READY}")).context("agent marker")?;
+    let mut announced = false;
     let status = loop {
         if let Some(status) = qemu.try_wait()? {
             break status;
         }
+        if !announced && ready.is_match(&output::clean(&qemu.output())) {
+            announced = true;
+            print_how_to_connect(artifacts, socket);
+        }
         std::thread::sleep(POLL);
     };
     qemu.finish();
+    drop(claimed);
+    if qemu::interrupted() {
+        println!("\nxtask: QEMU stopped (interrupted)");
+        return Ok(ExitCode::SUCCESS);
+    }
     let end = end_of(status);
     println!("\nxtask: QEMU ended: {end}");
     Ok(if end.exit_name() == Some(ExitName::Poweroff) {
@@ -58,10 +99,33 @@ pub fn run_interactive(root: &Path, artifacts: &Artifacts) -> Result<ExitCode> {
     })
 }
 
+fn print_how_to_connect(artifacts: &Artifacts, socket: &Path) {
+    let binary = artifacts.dom0ctl().map_or_else(
+        |_| "target/debug/dom0ctl".into(),
+        |p| p.display().to_string(),
+    );
+    let env = if socket == Path::new(dom0ctl::DEFAULT_SOCKET) {
+        String::new()
+    } else {
+        format!("DOM0CTL_SOCKET={} ", socket.display())
+    };
+    println!(
+        "\nxtask: the management agent is ready. In another terminal:\n\
+         \x20   {env}cargo run -q -p dom0ctl -- list\n\
+         \x20 or {env}{binary} list\n\
+         \x20 (`dom0ctl shutdown 0` powers the machine off; Ctrl-C here stops QEMU)\n"
+    );
+}
+
 /// Runs one scenario and prints its result.
-pub fn run_one(root: &Path, artifacts: &Artifacts, scenario: &Scenario, verbose: bool) -> ExitCode {
-    let result = run_scenario(root, artifacts, scenario, verbose);
+pub fn run_one(root: &Path, artifacts: &Artifacts, scenario: &Scenario, show: Show) -> ExitCode {
+    let result = run_scenario(root, artifacts, scenario, show);
     print_result(scenario, &result);
+    if show == Show::Steps {
+        if let Some(end) = result.end {
+            println!("xtask: QEMU ended: {end}");
+        }
+    }
     if result.passed() {
         ExitCode::SUCCESS
     } else {
@@ -74,7 +138,7 @@ pub fn run_all(root: &Path, artifacts: &Artifacts, scenarios: &[Scenario]) -> Ex
     let mut results = Vec::new();
     for scenario in scenarios {
         println!("xtask: scenario {} ...", scenario.name);
-        let result = run_scenario(root, artifacts, scenario, false);
+        let result = run_scenario(root, artifacts, scenario, Show::Result);
         print_result(scenario, &result);
         results.push((scenario, result));
     }
@@ -105,6 +169,8 @@ struct ScenarioResult {
     failures: Vec<String>,
     /// Cleaned output.
     output: String,
+    /// The CLI steps and their output.
+    transcript: String,
     end: Option<End>,
     elapsed: Duration,
 }
@@ -119,32 +185,43 @@ fn run_scenario(
     root: &Path,
     artifacts: &Artifacts,
     scenario: &Scenario,
-    verbose: bool,
+    show: Show,
 ) -> ScenarioResult {
     let start = Instant::now();
-    match boot_and_judge(root, artifacts, scenario, verbose) {
-        Ok((failures, output, end)) => ScenarioResult {
-            failures,
-            output,
-            end: Some(end),
+    match boot_and_judge(root, artifacts, scenario, show) {
+        Ok(judged) => ScenarioResult {
+            failures: judged.failures,
+            output: judged.output,
+            transcript: judged.transcript,
+            end: Some(judged.end),
             elapsed: start.elapsed(),
         },
         Err(error) => ScenarioResult {
             failures: vec![format!("could not run: {error:#}")],
             output: String::new(),
+            transcript: String::new(),
             end: None,
             elapsed: start.elapsed(),
         },
     }
 }
 
-/// Boots the scenario's QEMU until it exits or times out, then judges it.
+/// A finished run, judged.
+struct Judged {
+    failures: Vec<String>,
+    output: String,
+    transcript: String,
+    end: End,
+}
+
+/// Boots the scenario's QEMU until it exits, times out or a CLI step
+/// fails, then judges it.
 fn boot_and_judge(
     root: &Path,
     artifacts: &Artifacts,
     scenario: &Scenario,
-    verbose: bool,
-) -> Result<(Vec<String>, String, End)> {
+    show: Show,
+) -> Result<Judged> {
     let bundle = scenario
         .bundle
         .as_ref()
@@ -158,9 +235,46 @@ fn boot_and_judge(
     };
     let expectations = Expectations::compile(scenario, bundle_size)?;
     let mut input = InputScript::compile(scenario, bundle_size)?;
-    let command = qemu::command(&artifacts.xen_core()?, bundle.as_deref(), &scenario.qemu);
+    // The scenario's directory (socket, generated files), removed at the end.
+    let dir = mgmt_socket::scenario_dir(&scenario.name)?;
+    let steps = steps::compile_all(
+        &scenario.step,
+        &Placeholders {
+            root,
+            tmp: dir.path(),
+        },
+    )?;
+    let socket = (!steps.is_empty()).then(|| dir.path().join("mgmt.sock"));
+    let dom0ctl = if steps.is_empty() {
+        None
+    } else {
+        Some(artifacts.dom0ctl()?)
+    };
+    let command = qemu::command(
+        &artifacts.xen_core()?,
+        bundle.as_deref(),
+        &scenario.qemu,
+        socket.as_deref(),
+    );
 
-    let mut qemu = Qemu::spawn(command, verbose)?;
+    let mut qemu = Qemu::spawn(command, show == Show::Everything)?;
+    let qemu_ended = Arc::new(AtomicBool::new(false));
+    let step_failed = Arc::new(AtomicBool::new(false));
+    let stepper = match (socket, dom0ctl) {
+        (Some(socket), Some(dom0ctl)) => Some(step_runner::spawn(
+            steps,
+            StepContext {
+                root: root.to_path_buf(),
+                dom0ctl,
+                socket,
+                com1: qemu.output_handle(),
+                qemu_ended: Arc::clone(&qemu_ended),
+                echo: show != Show::Result,
+            },
+            Arc::clone(&step_failed),
+        )),
+        _ => None,
+    };
     let deadline = Instant::now() + Duration::from_secs(scenario.timeout_secs);
     let end = loop {
         if let Some(status) = qemu.try_wait()? {
@@ -171,13 +285,36 @@ fn boot_and_judge(
                 secs: scenario.timeout_secs,
             };
         }
+        if step_failed.load(Ordering::SeqCst) {
+            break End::StepFailed;
+        }
         if let Some(text) = input.due(&output::clean(&qemu.output())) {
             qemu.send(&text)?;
         }
         std::thread::sleep(POLL);
     };
     let output = output::clean(&qemu.finish());
-    Ok((expectations.failures(&output, end), output, end))
+    qemu_ended.store(true, Ordering::SeqCst);
+    let steps_report = match stepper {
+        Some(handle) => handle.join().unwrap_or_else(|_| StepsReport {
+            failures: vec!["the step runner panicked".into()],
+            transcript: String::new(),
+        }),
+        None => StepsReport::default(),
+    };
+    let mut failures = steps_report.failures;
+    if end != End::StepFailed {
+        // After a failed step, the markers and exit that never came are
+        // consequences, not news.
+        failures.extend(expectations.failures(&output, end));
+    }
+    drop(dir);
+    Ok(Judged {
+        failures,
+        output,
+        transcript: steps_report.transcript,
+        end,
+    })
 }
 
 fn end_of(status: ExitStatus) -> End {
@@ -202,6 +339,12 @@ fn print_result(scenario: &Scenario, result: &ScenarioResult) {
     let _ = writeln!(out, "FAIL {}: {}", scenario.name, scenario.description);
     for failure in &result.failures {
         let _ = writeln!(out, "  - {failure}");
+    }
+    if !result.transcript.is_empty() {
+        let _ = writeln!(out, "  CLI steps (last {TAIL_LINES} lines):");
+        for line in output::tail(&result.transcript, TAIL_LINES).lines() {
+            let _ = writeln!(out, "  > {line}");
+        }
     }
     if result.output.is_empty() {
         let _ = writeln!(out, "  no output");

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::output::ExitName;
+use crate::steps::StepSpec;
 
 /// Where scenario files live, from the workspace root.
 pub const SCENARIO_DIR: &str = "ci/scenarios";
@@ -37,6 +38,10 @@ pub struct Scenario {
     /// Numbers read from the output and compared with bounds.
     #[serde(default)]
     pub check: Vec<NumericCheck>,
+    /// CLI steps against the management socket (COM2), in order; with
+    /// any, QEMU gets COM2 on a socket of the scenario's own.
+    #[serde(default)]
+    pub step: Vec<StepSpec>,
 }
 
 /// The parts of the QEMU command line a scenario chooses.
@@ -131,7 +136,7 @@ pub struct NumericCheck {
     pub max: Option<u64>,
 }
 
-/// What `cargo xtask run` boots: `ci/run.toml`.
+/// What `cargo xtask up` boots: `ci/run.toml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
@@ -195,8 +200,13 @@ mod tests {
         let scenarios = load_all(root).unwrap();
         assert!(scenarios.iter().any(|s| s.name == "boot"));
         load_run_config(root).unwrap();
+        let ph = crate::steps::Placeholders {
+            root,
+            tmp: Path::new("/tmp"),
+        };
         for s in &scenarios {
             crate::output::Expectations::compile(s, 0).unwrap();
+            crate::steps::compile_all(&s.step, &ph).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
         }
     }
 

@@ -10,6 +10,9 @@
 //! - `console-backend`: after the ticks, serve consoles until every other
 //!   domain has shut down (`VIRQ_DOM_EXC`, and the domain list rescanned
 //!   every 100 ms), then power off.
+//! - `mgmt`: after the ticks, serve the management channel on COM2
+//!   (`agent`; consoles are served too) until a client asks dom0 to power
+//!   off, then power off.
 //!
 //! Without event channels or grant tables the backend reports why
 //! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
@@ -21,14 +24,23 @@
 guest_pv_shim::guest_kernel!(kernel::main);
 
 #[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod agent;
+#[cfg(target_os = "none")]
 mod console_backend;
+#[cfg(target_os = "none")]
+mod hv;
 
 #[cfg(target_os = "none")]
 mod kernel {
     use guest_pv_shim::console::nul_padded_str;
     use guest_pv_shim::{println, ticker, Boot, Clock, ShutdownReason, Xen};
 
+    use crate::agent;
     use crate::console_backend::Backend;
+    use crate::hv::XenHypervisor;
 
     pub fn main(boot: Boot) -> ! {
         let Boot { xen, start_info } = boot;
@@ -50,7 +62,8 @@ mod kernel {
             }
             Err(e) => println!("dom0: xen_version failed: {e}"),
         }
-        let serve = start_info.cmdline_arg("console-backend").is_some();
+        let mgmt = start_info.cmdline_arg("mgmt").is_some();
+        let serve = mgmt || start_info.cmdline_arg("console-backend").is_some();
         let ticks = start_info
             .cmdline_arg("ticks")
             .and_then(|n| n.parse().ok())
@@ -59,7 +72,7 @@ mod kernel {
             xen.shutdown(ShutdownReason::Crash)
         };
         let reason = match Backend::start(&xen, start_info.ram_end()) {
-            Ok(mut backend) => with_backend(&clock, &mut backend, ticks, serve),
+            Ok(mut backend) => with_backend(&clock, &mut backend, ticks, serve, mgmt),
             Err(e) => {
                 println!("dom0: console: backend unavailable: {e}");
                 match ticker::run(&xen, &clock, "dom0: ", ticks) {
@@ -71,13 +84,15 @@ mod kernel {
         xen.shutdown(reason)
     }
 
-    /// Ticks while serving consoles, then (with `serve`) serves until the
-    /// domUs are down; releases every console.
+    /// Ticks while serving consoles, then serves the management channel
+    /// (`mgmt`) or (with `serve`) consoles until the domUs are down;
+    /// releases every console.
     fn with_backend(
         clock: &Clock,
         backend: &mut Backend,
         ticks: u32,
         serve: bool,
+        mgmt: bool,
     ) -> ShutdownReason {
         let ticked = ticker::run_with(
             clock,
@@ -86,7 +101,12 @@ mod kernel {
             |_| "console-backend",
             |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
         );
-        let served = if serve {
+        let served = if mgmt {
+            agent::heap::init();
+            let served = agent::serve(backend, &mut XenHypervisor::new(*backend.xen()));
+            backend.release_all();
+            served
+        } else if serve {
             backend.serve_until_domus_down()
         } else {
             backend.release_all();

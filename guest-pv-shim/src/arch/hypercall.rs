@@ -183,6 +183,20 @@ impl Xen {
         }
     }
 
+    /// `SCHEDOP_remote_shutdown` (dom0 only, `-EPERM` otherwise): shuts
+    /// `domid` down with Xen `SHUTDOWN_*` code `reason` (`-ESRCH`: no such
+    /// domain, `-EINVAL`: bad reason).
+    pub fn remote_shutdown(&self, domid: domid::DomId, reason: u32) -> Result<(), XenError> {
+        let arg = sched::SchedRemoteShutdown {
+            domain_id: domid,
+            pad0: 0,
+            reason,
+        };
+        let cmd = sched::SCHEDOP_REMOTE_SHUTDOWN.into();
+        // SAFETY: Xen reads `arg`, a live local.
+        check(unsafe { call(nr::SCHED_OP, [cmd, addr_of_struct(&arg), 0, 0, 0]) }).map(|_| ())
+    }
+
     /// `set_timer_op`: one-shot timer at absolute system time `deadline_ns`.
     pub fn set_timer_op(&self, deadline_ns: u64) -> Result<(), XenError> {
         // SAFETY: set_timer_op takes no pointer.

@@ -1,0 +1,300 @@
+//! Runs a scenario's CLI steps against a running QEMU, on a thread of its
+//! own: waits for COM1 markers, runs `dom0ctl` (the built host binary,
+//! `DOM0CTL_SOCKET` set to the scenario's socket) with a timeout each,
+//! writes raw frames, and judges each step. The first failure ends the
+//! steps and tells the main loop to stop QEMU.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use regex::Regex;
+
+use crate::output;
+use crate::raw_frames;
+use crate::steps::{Action, Captures, Outcome, Step};
+
+/// How often a marker, a child process or a retried step is looked at.
+const POLL: Duration = Duration::from_millis(20);
+/// Pause between attempts of a `retry` step.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// What the steps need from their surroundings.
+pub struct StepContext {
+    pub root: PathBuf,
+    /// The built `dom0ctl`.
+    pub dom0ctl: PathBuf,
+    pub socket: PathBuf,
+    /// Everything QEMU printed so far (COM1).
+    pub com1: Arc<Mutex<Vec<u8>>>,
+    /// Set by the main loop when QEMU has ended.
+    pub qemu_ended: Arc<AtomicBool>,
+    /// Print each step and its output as it runs.
+    pub echo: bool,
+}
+
+/// What the steps did.
+#[derive(Default)]
+pub struct StepsReport {
+    /// Why they failed; empty when all passed.
+    pub failures: Vec<String>,
+    /// Every step with its output, for the failure report.
+    pub transcript: String,
+}
+
+/// Runs `steps` on a new thread; `failed` is set at the first failure.
+pub fn spawn(
+    steps: Vec<Step>,
+    ctx: StepContext,
+    failed: Arc<AtomicBool>,
+) -> JoinHandle<StepsReport> {
+    std::thread::spawn(move || {
+        let report = run_all(&steps, &ctx);
+        if !report.failures.is_empty() {
+            failed.store(true, Ordering::SeqCst);
+        }
+        report
+    })
+}
+
+fn run_all(steps: &[Step], ctx: &StepContext) -> StepsReport {
+    let mut report = StepsReport::default();
+    let mut values = Captures::new();
+    // Named steps' (start, end) times, for `elapsed_since`.
+    let mut timed: BTreeMap<String, (Instant, Instant)> = BTreeMap::new();
+    let mut marker_from = 0;
+    for (index, step) in steps.iter().enumerate() {
+        let label = format!("step {}/{} ({})", index + 1, steps.len(), step.action);
+        let deadline = Instant::now() + step.timeout;
+        if let Some(marker) = &step.after {
+            ctx.say(
+                &mut report,
+                &format!("xtask: waiting for /{}/ on COM1", pattern(marker)),
+            );
+            match wait_for_marker(ctx, marker, marker_from, deadline) {
+                Ok(end) => marker_from = end,
+                Err(why) => {
+                    report.failures.push(format!("{label}: {why}"));
+                    break;
+                }
+            }
+        }
+        ctx.say(&mut report, &step.action.to_string());
+        let started = Instant::now();
+        let result = attempts(ctx, step, deadline, &mut values);
+        match result {
+            Ok(outcome) => {
+                ctx.say(&mut report, outcome.output.trim_end_matches('\n'));
+                let now = Instant::now();
+                if let Some(since) = &step.elapsed_since {
+                    match timed.get(since) {
+                        Some(&(start, end)) => ctx.observe(
+                            &mut report,
+                            &format!(
+                                "xtask: observed: `{since}` to this step's success: {} ms from its start, {} ms from its end",
+                                (now - start).as_millis(),
+                                (now - end).as_millis()
+                            ),
+                        ),
+                        None => report
+                            .failures
+                            .push(format!("{label}: no earlier step named {since:?}")),
+                    }
+                }
+                if let Some(name) = &step.name {
+                    timed.insert(name.clone(), (started, now));
+                }
+            }
+            Err((outcome, why)) => {
+                ctx.say(&mut report, outcome.output.trim_end_matches('\n'));
+                let reasons = why.join("; ");
+                report.failures.push(format!(
+                    "{label}: {reasons}\n    output:\n{}",
+                    indent(&outcome.output, "    | ")
+                ));
+                break;
+            }
+        }
+        if !report.failures.is_empty() {
+            break;
+        }
+    }
+    report
+}
+
+/// Runs `step` once, or until its expectations hold with `retry`.
+fn attempts(
+    ctx: &StepContext,
+    step: &Step,
+    deadline: Instant,
+    values: &mut Captures,
+) -> Result<Outcome, (Outcome, Vec<String>)> {
+    loop {
+        let outcome = match execute(ctx, &step.action, deadline) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let outcome = Outcome {
+                    exit: -1,
+                    output: format!("xtask: {e:#}\n"),
+                };
+                return Err((outcome, vec!["could not run".into()]));
+            }
+        };
+        let failures = step.judge(&outcome, values);
+        if failures.is_empty() {
+            return Ok(outcome);
+        }
+        let qemu_gone = ctx.qemu_ended.load(Ordering::SeqCst);
+        if !step.retry || qemu_gone || Instant::now() + RETRY_PAUSE >= deadline {
+            let mut failures = failures;
+            if step.retry {
+                failures.push(format!(
+                    "still failing after {} s of retries",
+                    step.timeout.as_secs()
+                ));
+            }
+            return Err((outcome, failures));
+        }
+        std::thread::sleep(RETRY_PAUSE);
+    }
+}
+
+fn execute(ctx: &StepContext, action: &Action, deadline: Instant) -> Result<Outcome> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match action {
+        Action::Run(argv) => run_command(ctx, argv, left),
+        Action::Raw { kind, bytes } => {
+            raw_frames::exchange(&ctx.socket, *kind, bytes.as_deref(), left)
+        }
+        Action::Write { path, text } => {
+            let path = ctx.root.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            Ok(Outcome {
+                exit: 0,
+                output: String::new(),
+            })
+        }
+    }
+}
+
+/// Runs `argv` in the workspace root (`dom0ctl` is the built CLI), killed
+/// after `timeout`. Output is stdout, then stderr.
+fn run_command(ctx: &StepContext, argv: &[String], timeout: Duration) -> Result<Outcome> {
+    let (program, args) = argv.split_first().context("empty command")?;
+    let program: &Path = if program == "dom0ctl" {
+        &ctx.dom0ctl
+    } else {
+        Path::new(program)
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(&ctx.root)
+        .env("DOM0CTL_SOCKET", &ctx.socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let exit = loop {
+        if let Some(status) = child.try_wait().context("waiting for the command")? {
+            break status.code().unwrap_or(-1);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -1;
+        }
+        std::thread::sleep(POLL);
+    };
+    let mut output = String::from_utf8_lossy(&stdout.join().unwrap_or_default()).into_owned();
+    output.push_str(&String::from_utf8_lossy(&stderr.join().unwrap_or_default()));
+    if exit == -1 {
+        output.push_str(&format!("xtask: killed after {} s\n", timeout.as_secs()));
+    }
+    Ok(Outcome { exit, output })
+}
+
+fn collect(source: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut source) = source {
+            let _ = source.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
+/// Waits until `marker` matches COM1 from byte `from` of the cleaned text;
+/// returns the match's end.
+fn wait_for_marker(
+    ctx: &StepContext,
+    marker: &Regex,
+    from: usize,
+    deadline: Instant,
+) -> Result<usize, String> {
+    loop {
+        let text = output::clean(&ctx.com1.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(m) = marker.find_at(&text, from.min(text.len())) {
+            return Ok(m.end());
+        }
+        if ctx.qemu_ended.load(Ordering::SeqCst) {
+            return Err(format!(
+                "QEMU ended before /{}/ appeared on COM1",
+                pattern(marker)
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "/{}/ did not appear on COM1 in time",
+                pattern(marker)
+            ));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn pattern(re: &Regex) -> &str {
+    re.as_str().trim_start_matches("(?m)")
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}\n")).collect()
+}
+
+impl StepContext {
+    /// Adds an observation to the transcript and prints it, echoing or not.
+    fn observe(&self, report: &mut StepsReport, text: &str) {
+        report.transcript.push_str(text);
+        report.transcript.push('\n');
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    /// Adds `text` to the transcript, and prints it when echoing.
+    fn say(&self, report: &mut StepsReport, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        report.transcript.push_str(text);
+        report.transcript.push('\n');
+        if self.echo {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    }
+}
