@@ -296,7 +296,6 @@ impl Machine {
             | HypercallOutcome::Continue(_) => {}
             HypercallOutcome::DomainDestroyed(domid) => {
                 self.vcpus.retain(|r, _| r.domid != domid);
-                log::info!("d{domid} destroyed");
             }
             HypercallOutcome::VcpuStarted { domid, vcpu_id } => {
                 if let Err(e) = self.start_vcpu(VcpuRef { domid, vcpu_id }) {
