@@ -55,6 +55,8 @@ fn current_layout() -> String {
         CONTROL_OP_SET_VCPU_CONTEXT,
         CONTROL_OP_GET_STATS,
         CONTROL_OP_PHYSINFO,
+        CONTROL_OP_READCONSOLE,
+        READCONSOLE_MAX,
         DOMAIN_NAME_MAX,
         MAX_VCPUS_PER_DOMAIN,
         LIST_BATCH_MAX,
@@ -224,6 +226,17 @@ fn current_layout() -> String {
             tsc_khz
         }
     );
+    layout!(
+        out,
+        ReadConsoleRequest {
+            header,
+            buffer,
+            size,
+            pad,
+            offset
+        }
+    );
+    layout!(out, ReadConsoleResponse { count, pad, total });
     out
 }
 

@@ -117,6 +117,19 @@ impl<W: Write + Send> Log for Logger<W> {
     fn flush(&self) {}
 }
 
+/// Copies the log kept in memory, given as its two parts (`older`, then
+/// `newer`), from byte `offset` into `buf`; returns how many bytes.
+pub fn copy_log(older: &[u8], newer: &[u8], offset: u64, buf: &mut [u8]) -> usize {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let bytes = older.iter().chain(newer).skip(start);
+    let mut copied = 0;
+    for (slot, byte) in buf.iter_mut().zip(bytes) {
+        *slot = *byte;
+        copied += 1;
+    }
+    copied
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +170,15 @@ mod tests {
         ring.push(b"lm");
         let (old, new) = ring.contents();
         assert_eq!([old, new].concat(), b"fghijklm");
+    }
+
+    #[test]
+    fn copy_log_reads_across_both_parts_from_an_offset() {
+        let mut buf = [0u8; 4];
+        assert_eq!(super::copy_log(b"abc", b"def", 2, &mut buf), 4);
+        assert_eq!(&buf, b"cdef");
+        assert_eq!(super::copy_log(b"abc", b"def", 5, &mut buf), 1);
+        assert_eq!(buf[0], b'f');
+        assert_eq!(super::copy_log(b"abc", b"def", u64::MAX, &mut buf), 0);
     }
 }

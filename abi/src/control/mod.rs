@@ -31,7 +31,7 @@ use crate::xen::errno::Errno;
 pub const CONTROL_ABI_MAJOR: u16 = 1;
 /// Minor version: bumped for additions only (new operations or constants,
 /// a meaning given to a zero reserved field). Reset to 0 with each major.
-pub const CONTROL_ABI_MINOR: u16 = 0;
+pub const CONTROL_ABI_MINOR: u16 = 1;
 
 /// The control hypercall: `__HYPERVISOR_arch_7`, which Xen on x86 leaves
 /// unused. Not Xen's `__HYPERVISOR_domctl` (36): our layouts differ from
@@ -67,6 +67,10 @@ pub const CONTROL_OP_SET_VCPU_CONTEXT: u32 = 10;
 pub const CONTROL_OP_GET_STATS: u32 = 11;
 /// Read host facts: [`ControlHeader`] -> [`Physinfo`].
 pub const CONTROL_OP_PHYSINFO: u32 = 12;
+/// Read the hypervisor's log ring (`xl dmesg`; Xen's sysctl
+/// `readconsole`): [`ReadConsoleRequest`] -> [`ReadConsoleResponse`].
+/// Added in 1.1.
+pub const CONTROL_OP_READCONSOLE: u32 = 13;
 
 /// First 8 bytes of every control request.
 #[repr(C)]

@@ -53,3 +53,38 @@ pub struct Physinfo {
     /// TSC frequency, kHz.
     pub tsc_khz: u64,
 }
+
+/// Most bytes one [`CONTROL_OP_READCONSOLE`](super::CONTROL_OP_READCONSOLE) copies.
+pub const READCONSOLE_MAX: u32 = 4096;
+
+/// Request of `CONTROL_OP_READCONSOLE`, 32 bytes.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct ReadConsoleRequest {
+    /// Interface version.
+    pub header: super::ControlHeader,
+    /// Where to copy: a guest virtual address in the caller.
+    pub buffer: u64,
+    /// Bytes wanted, at most [`READCONSOLE_MAX`] are copied.
+    pub size: u32,
+    /// Must be zero.
+    pub pad: u32,
+    /// Where to start, in bytes from the oldest byte the ring holds now.
+    pub offset: u64,
+}
+
+/// Response of `CONTROL_OP_READCONSOLE`, 16 bytes.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct ReadConsoleResponse {
+    /// Bytes copied to `buffer`.
+    pub count: u32,
+    /// Zero.
+    pub pad: u32,
+    /// Bytes the ring holds now (the log's most recent output).
+    pub total: u64,
+}

@@ -14,9 +14,10 @@
 use abi::control::{
     ControlHeader, CreateRequest, CreateResponse, DomainInfo, DomainRequest, DomainStats,
     ListRequest, ListResponse, MapRequest, Physinfo, PopulateRequest, PopulateResponse,
-    SetVcpuContextRequest, UnmapRequest, VcpuHvmX86_32, CONTROL_OP_CREATE, CONTROL_OP_DESTROY,
-    CONTROL_OP_GETINFO, CONTROL_OP_GET_STATS, CONTROL_OP_LIST, CONTROL_OP_MAP_FOREIGN,
-    CONTROL_OP_PAUSE, CONTROL_OP_PHYSINFO, CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_SET_VCPU_CONTEXT,
+    ReadConsoleRequest, ReadConsoleResponse, SetVcpuContextRequest, UnmapRequest, VcpuHvmX86_32,
+    CONTROL_OP_CREATE, CONTROL_OP_DESTROY, CONTROL_OP_GETINFO, CONTROL_OP_GET_STATS,
+    CONTROL_OP_LIST, CONTROL_OP_MAP_FOREIGN, CONTROL_OP_PAUSE, CONTROL_OP_PHYSINFO,
+    CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_READCONSOLE, CONTROL_OP_SET_VCPU_CONTEXT,
     CONTROL_OP_UNMAP_FOREIGN, CONTROL_OP_UNPAUSE, DOMAIN_NAME_MAX, HYPERVISOR_CONTROL_OP,
     MAP_MAX_FRAMES,
 };
@@ -131,6 +132,21 @@ impl Xen {
     /// `CONTROL_OP_PHYSINFO`.
     pub fn physinfo(&self) -> Result<Physinfo, XenError> {
         self.control_with(CONTROL_OP_PHYSINFO, &ControlHeader::CURRENT)
+    }
+
+    /// `CONTROL_OP_READCONSOLE`: copies the hypervisor's log ring from
+    /// byte `offset` into `buf` (at most `READCONSOLE_MAX` bytes); returns
+    /// the bytes copied and the bytes the ring holds.
+    pub fn read_console(&self, offset: u64, buf: &mut [u8]) -> Result<(usize, u64), XenError> {
+        let request = ReadConsoleRequest {
+            header: ControlHeader::CURRENT,
+            buffer: buf.as_mut_ptr() as u64,
+            size: u32::try_from(buf.len()).unwrap_or(u32::MAX),
+            pad: 0,
+            offset,
+        };
+        let reply: ReadConsoleResponse = self.control_with(CONTROL_OP_READCONSOLE, &request)?;
+        Ok((reply.count as usize, reply.total))
     }
 
     /// `CONTROL_OP_GET_STATS` of `domid`.

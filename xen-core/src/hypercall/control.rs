@@ -8,7 +8,7 @@
 //! Every op is `-EFAULT` for an unreadable request or unwritable response
 //! and `-ESRCH` for a domid with no domain; an op that changes state
 //! checks that its response is writable first, so a fault changes nothing.
-//! - `GETINFO`, `LIST`, `GET_STATS`, `PHYSINFO`: [`info`].
+//! - `GETINFO`, `LIST`, `GET_STATS`, `PHYSINFO`, `READCONSOLE`: [`info`].
 //! - `CREATE`, `DESTROY`, `PAUSE`, `UNPAUSE`: [`lifecycle`].
 //! - `POPULATE_MEMORY`, `MAP_FOREIGN`, `UNMAP_FOREIGN`: [`memory`].
 //! - `SET_VCPU_CONTEXT`: [`vcpu_context`].
@@ -33,8 +33,8 @@ mod tests;
 use abi::control::{
     CONTROL_OP_CREATE, CONTROL_OP_DESTROY, CONTROL_OP_GETINFO, CONTROL_OP_GET_STATS,
     CONTROL_OP_LIST, CONTROL_OP_MAP_FOREIGN, CONTROL_OP_PAUSE, CONTROL_OP_PHYSINFO,
-    CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_SET_VCPU_CONTEXT, CONTROL_OP_UNMAP_FOREIGN,
-    CONTROL_OP_UNPAUSE,
+    CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_READCONSOLE, CONTROL_OP_SET_VCPU_CONTEXT,
+    CONTROL_OP_UNMAP_FOREIGN, CONTROL_OP_UNPAUSE,
 };
 use abi::xen::errno::Errno;
 
@@ -76,6 +76,7 @@ pub(crate) enum ControlKind {
     SetVcpuContext,
     GetStats,
     Physinfo,
+    ReadConsole,
 }
 
 /// A control operation with its request and response addresses.
@@ -100,6 +101,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         CONTROL_OP_SET_VCPU_CONTEXT => ControlKind::SetVcpuContext,
         CONTROL_OP_GET_STATS => ControlKind::GetStats,
         CONTROL_OP_PHYSINFO => ControlKind::Physinfo,
+        CONTROL_OP_READCONSOLE => ControlKind::ReadConsole,
         _ => return Request::NoSys,
     };
     Request::Control(ControlOp {
@@ -121,6 +123,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         ControlKind::List => info::list(ctx, dom0, request, response)?,
         ControlKind::GetStats => info::get_stats(ctx, dom0, request, response)?,
         ControlKind::Physinfo => info::physinfo(ctx, dom0, request, response)?,
+        ControlKind::ReadConsole => info::readconsole(ctx, dom0, request, response)?,
         ControlKind::Create => lifecycle::create(ctx, dom0, request, response)?,
         ControlKind::Destroy => return lifecycle::destroy(ctx, dom0, request),
         ControlKind::Pause => lifecycle::pause(ctx, dom0, request)?,

@@ -86,6 +86,10 @@ pub trait HypercallEnv {
     fn console_read(&mut self, buf: &mut [u8]) -> usize;
     /// Host facts for `CONTROL_OP_PHYSINFO`.
     fn host(&self) -> HostFacts;
+    /// `CONTROL_OP_READCONSOLE`: copies the hypervisor's log ring from byte
+    /// `offset` (0 = the oldest it holds) into `buf`; returns the bytes
+    /// copied and the bytes the ring holds.
+    fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64);
 }
 
 /// What the hypervisor knows about the machine it runs on.

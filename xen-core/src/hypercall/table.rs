@@ -142,7 +142,7 @@ mod tests {
                 abi::xen::memory::XENMEM_POPULATE_PHYSMAP.into(),
             ),
             (HYPERVISOR_CONTROL_OP, 0),
-            (HYPERVISOR_CONTROL_OP, 13),
+            (HYPERVISOR_CONTROL_OP, 14),
         ];
         for (n, sub) in cases {
             assert_eq!(

@@ -79,6 +79,11 @@ impl HypercallEnv for TestEnv {
             total_frames: TOTAL_FRAMES,
         }
     }
+    fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64) {
+        let log = b"xen-core: test log\n";
+        let n = crate::logger::copy_log(log, &[], offset, buf);
+        (n, log.len() as u64)
+    }
 }
 
 pub(super) struct World {
@@ -232,7 +237,7 @@ impl World {
         v
     }
 
-    fn bytes(&mut self, domid: DomId, gpa: u64, len: usize) -> Vec<u8> {
+    pub(super) fn bytes(&mut self, domid: DomId, gpa: u64, len: usize) -> Vec<u8> {
         let mut b = vec![0; len];
         self.phys(domid).read(gpa, &mut b).unwrap();
         b

@@ -449,6 +449,13 @@ impl HypercallEnv for ConsoleEnv<'_> {
         }
     }
 
+    fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64) {
+        super::serial::LOG.with_ring(|older, newer| {
+            let total = (older.len() + newer.len()) as u64;
+            (crate::logger::copy_log(older, newer, offset, buf), total)
+        })
+    }
+
     fn console_write(&mut self, domid: DomId, _name: &str, line: &[u8]) {
         // Xen's tag; the handler passes printable ASCII only.
         let text = core::str::from_utf8(line).unwrap_or("?");

@@ -7,6 +7,8 @@
 //! - `GET_STATS`: `DomainRequest` → `DomainStats`: CPU time, VM exits by
 //!   code (most frequent first; the hypervisor counts at most
 //!   `STATS_EXIT_CODES_MAX` distinct codes), hypercalls by number.
+//! - `READCONSOLE`: `ReadConsoleRequest` → `ReadConsoleResponse`: the
+//!   hypervisor's log ring (what it printed on COM1), for `dmesg`.
 //! - `PHYSINFO`: `ControlHeader` → `Physinfo`: pCPUs and total memory from
 //!   the environment, free memory from the frame pool, the domain count,
 //!   the TSC rate.
@@ -17,9 +19,9 @@
 
 use abi::control::{
     ControlHeader, DomainInfo, DomainRequest, DomainStats, ExitCounter, ListRequest, ListResponse,
-    Physinfo, DOMAIN_FLAG_BLOCKED, DOMAIN_FLAG_DYING, DOMAIN_FLAG_PAUSED, DOMAIN_FLAG_PRIVILEGED,
-    DOMAIN_FLAG_RUNNING, DOMAIN_FLAG_SHUTDOWN, DOMAIN_NAME_MAX, LIST_BATCH_MAX,
-    STATS_EXIT_CODES_MAX,
+    Physinfo, ReadConsoleRequest, ReadConsoleResponse, DOMAIN_FLAG_BLOCKED, DOMAIN_FLAG_DYING,
+    DOMAIN_FLAG_PAUSED, DOMAIN_FLAG_PRIVILEGED, DOMAIN_FLAG_RUNNING, DOMAIN_FLAG_SHUTDOWN,
+    DOMAIN_NAME_MAX, LIST_BATCH_MAX, READCONSOLE_MAX, STATS_EXIT_CODES_MAX,
 };
 use abi::xen::domid::{DomId, DOMID_INVALID};
 use abi::xen::errno::Errno;
@@ -103,6 +105,33 @@ pub(super) fn physinfo<P: FramePool, M: PhysMem, E: HypercallEnv>(
         tsc_khz: ctx.env.clock().tsc_hz() / 1000,
     };
     ctx.write(response, &info)?;
+    Ok(0)
+}
+
+/// `READCONSOLE`: up to [`READCONSOLE_MAX`] bytes of the hypervisor's log
+/// ring from `offset` into the caller's `buffer` (all or nothing:
+/// `-EFAULT`); `-EINVAL` for a non-zero pad.
+pub(super) fn readconsole<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    _: Dom0,
+    request: u64,
+    response: u64,
+) -> Result<i64, Errno> {
+    let req: ReadConsoleRequest = ctx.read(request)?;
+    req.header.check()?;
+    if req.pad != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut buf = [0u8; READCONSOLE_MAX as usize];
+    let want = req.size.min(READCONSOLE_MAX) as usize;
+    let (count, total) = ctx.env.read_log(req.offset, &mut buf[..want]);
+    ctx.write_bytes(req.buffer, &buf[..count])?;
+    let reply = ReadConsoleResponse {
+        count: count as u32,
+        pad: 0,
+        total,
+    };
+    ctx.write(response, &reply)?;
     Ok(0)
 }
 

@@ -1094,3 +1094,26 @@ fn usage(w: &World) -> u64 {
         .map(|d| d.tot_pages() + d.p2m().table_frames() + 1)
         .sum()
 }
+
+#[test]
+fn readconsole_copies_the_log_for_dom0_only() {
+    use abi::control::{
+        ReadConsoleRequest, ReadConsoleResponse, CONTROL_OP_READCONSOLE, HYPERVISOR_CONTROL_OP,
+    };
+    let mut w = World::new();
+    let req = ReadConsoleRequest {
+        header: ControlHeader::CURRENT,
+        buffer: BUF2,
+        size: 8,
+        pad: 0,
+        offset: 4,
+    };
+    w.put(DOM0, BUF, &req);
+    let op = [CONTROL_OP_READCONSOLE.into(), BUF, BUF + 0x100, 0, 0];
+    assert_eq!(w.ret(DOM0, HYPERVISOR_CONTROL_OP, op), 0);
+    assert_eq!(w.bytes(DOM0, BUF2, 8), b"core: te");
+    let reply: ReadConsoleResponse = w.get(DOM0, BUF + 0x100);
+    assert_eq!((reply.count, reply.total), (8, 19));
+    w.put(DOMU, BUF, &req);
+    assert_eq!(w.ret(DOMU, HYPERVISOR_CONTROL_OP, op), e(Errno::EPERM));
+}
