@@ -579,13 +579,10 @@ mod tests {
             Assertion::parse("free != 7").unwrap().holds(&values),
             Ok(())
         );
-        assert_eq!(
-            Assertion::parse("free < -1")
-                .unwrap()
-                .holds(&values)
-                .is_err(),
-            true
-        );
+        assert!(Assertion::parse("free < -1")
+            .unwrap()
+            .holds(&values)
+            .is_err());
         assert!(Assertion::parse("missing == 1")
             .unwrap()
             .holds(&values)
