@@ -142,6 +142,21 @@ pub struct XenMemoryMap {
     pub buffer: u64,
 }
 
+/// `struct xen_foreign_memory_map`, 24 bytes: `XENMEM_set_memory_map`'s
+/// argument (the toolstack sets a domain's E820 map).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct XenForeignMemoryMap {
+    /// The domain whose map is set.
+    pub domid: DomId,
+    /// Implicit C padding; zero.
+    pub pad0: [u8; 6],
+    /// The map: `nr_entries` [`E820Entry`] at `buffer`.
+    pub map: XenMemoryMap,
+}
+
 /// Xen's `struct e820entry` (packed, 20 bytes), the element of
 /// [`XenMemoryMap::buffer`].
 #[repr(C, packed)]
@@ -188,6 +203,8 @@ mod tests {
         assert_eq!(size_of::<XenRemoveFromPhysmap>(), 16);
         assert_eq!(offset_of!(XenRemoveFromPhysmap, gpfn), 8);
         assert_eq!(size_of::<XenMemoryMap>(), 16);
+        assert_eq!(size_of::<XenForeignMemoryMap>(), 24);
+        assert_eq!(offset_of!(XenForeignMemoryMap, map), 8);
         assert_eq!(offset_of!(XenMemoryMap, buffer), 8);
         assert_eq!(size_of::<E820Entry>(), 20);
         assert_eq!(align_of::<E820Entry>(), 1);

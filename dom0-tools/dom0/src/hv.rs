@@ -13,6 +13,7 @@ use abi::control::{
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::EvtchnPort;
+use abi::xen::memory::E820Entry;
 use abi::xen::PAGE_SHIFT;
 use guest_pv_shim::arch::control::ForeignFrames;
 use guest_pv_shim::{Xen, XenError};
@@ -141,5 +142,9 @@ impl Hypervisor for XenHypervisor {
         self.xen
             .hvm_set_param_of(domid, index, value)
             .map_err(errno)
+    }
+
+    fn set_memory_map(&mut self, domid: DomId, map: &[E820Entry]) -> Result<(), Errno> {
+        self.xen.set_memory_map_of(domid, map).map_err(errno)
     }
 }

@@ -27,18 +27,19 @@
 //!   console backend maps the ring by `MAP_FOREIGN` of
 //!   `HVM_PARAM_CONSOLE_PFN` when the grant map fails, as Xen's
 //!   xenconsoled falls back to foreign-mapping the ring page;
-//! - no memory map is stored for `XENMEM_memory_map` (Xen's toolstack
-//!   uses `XENMEM_set_memory_map`; our control ABI has none yet): the
-//!   domain gets `-ENOSYS` there and finds the same map in its start
-//!   info.
+//! - the memory map of the start info is also stored with
+//!   `XENMEM_set_memory_map`, as Xen's toolstack does, for the domain's
+//!   `XENMEM_memory_map`.
 
 use abi::control::{encode_domain_name, VcpuHvmX86_32, MAX_VCPUS_PER_DOMAIN, POPULATE_MAX_FRAMES};
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
+use abi::xen::memory::E820Entry;
 use abi::xen::start_info::{HvmMemmapEntry, XEN_HVM_MEMMAP_TYPE_RESERVED};
 use abi::xen::{PAGE_SHIFT, PAGE_SIZE};
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use pvh_builder::{BuildConfig, BuildError, GpaRange, PvhEntry};
 
 use crate::error::{CreateError, Op};
@@ -184,6 +185,17 @@ fn build(
 ) -> Result<(), CreateError> {
     populate(hv, domid, layout.frames())?;
     let entry = load(hv, domid, layout, image, cfg)?;
+    let e820: Vec<E820Entry> = pvh_builder::memory_map(cfg)
+        .map_err(CreateError::Image)?
+        .iter()
+        .map(|e| E820Entry {
+            addr: e.addr,
+            size: e.size,
+            kind: e.kind,
+        })
+        .collect();
+    hv.set_memory_map(domid, &e820)
+        .map_err(|e| hypervisor(Op::MemoryMap, e))?;
     let port = hv
         .evtchn_alloc_unbound(domid, DOM0)
         .map_err(|e| hypervisor(Op::ConsoleEvtchn, e))?;

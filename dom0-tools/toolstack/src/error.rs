@@ -27,6 +27,8 @@ pub enum Op {
     ConsoleEvtchn,
     /// `HVMOP_set_param` of `HVM_PARAM_CONSOLE_PFN` / `_EVTCHN`.
     ConsoleParams,
+    /// `XENMEM_set_memory_map`.
+    MemoryMap,
     /// `CONTROL_OP_SET_VCPU_CONTEXT` of vCPU 0.
     SetVcpuContext,
     /// `CONTROL_OP_UNPAUSE`.
@@ -44,6 +46,7 @@ impl fmt::Display for Op {
             Self::UnmapForeign => "unmapping the domain's memory from dom0",
             Self::ConsoleEvtchn => "allocating the console event channel",
             Self::ConsoleParams => "setting the console HVM parameters",
+            Self::MemoryMap => "storing the domain's memory map",
             Self::SetVcpuContext => "setting vCPU 0's registers",
             Self::Unpause => "unpausing the domain",
         })

@@ -14,6 +14,7 @@ use abi::control::{
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::EvtchnPort;
+use abi::xen::memory::E820Entry;
 
 /// The control operations, foreign mapping, and the Xen operations dom0
 /// performs on other domains.
@@ -105,4 +106,8 @@ pub trait Hypervisor {
 
     /// `HVMOP_set_param` of another domain (privileged).
     fn hvm_set_param(&mut self, domid: DomId, index: u32, value: u64) -> Result<(), Errno>;
+
+    /// `XENMEM_set_memory_map`: the E820 map the domain's
+    /// `XENMEM_memory_map` returns (privileged).
+    fn set_memory_map(&mut self, domid: DomId, map: &[E820Entry]) -> Result<(), Errno>;
 }

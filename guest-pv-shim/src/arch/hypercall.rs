@@ -304,6 +304,34 @@ impl Xen {
         Ok((arg.nr_entries as usize).min(buf.len()))
     }
 
+    /// `XENMEM_set_memory_map`: the E820 map `domid` gets from
+    /// `XENMEM_memory_map` (dom0 only).
+    pub fn set_memory_map_of(
+        &self,
+        domid: domid::DomId,
+        map: &[memory::E820Entry],
+    ) -> Result<(), XenError> {
+        let arg = memory::XenForeignMemoryMap {
+            domid,
+            pad0: [0; 6],
+            map: memory::XenMemoryMap {
+                nr_entries: u32::try_from(map.len()).unwrap_or(u32::MAX),
+                pad0: 0,
+                buffer: map.as_ptr() as u64,
+            },
+        };
+        let argp = addr_of_struct(&arg);
+        // SAFETY: Xen reads `arg` and `map`, live for the call, and
+        // writes nothing.
+        check(unsafe {
+            call(
+                nr::MEMORY_OP,
+                [memory::XENMEM_SET_MEMORY_MAP.into(), argp, 0, 0, 0],
+            )
+        })
+        .map(|_| ())
+    }
+
     /// `HVMOP_get_param` of this domain; an unset parameter reads as 0.
     pub fn hvm_get_param(&self, index: u32) -> Result<u64, XenError> {
         self.hvm_get_param_of(domid::DOMID_SELF, index)

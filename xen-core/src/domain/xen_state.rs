@@ -64,6 +64,13 @@ impl XenState {
         &self.memory_map
     }
 
+    /// Replaces the map with `entries` (`XENMEM_set_memory_map` from the
+    /// toolstack).
+    pub fn set_e820(&mut self, entries: &[E820Entry]) -> Result<(), MemoryMapTooLong> {
+        self.memory_map = Vec::from_slice(entries).map_err(|_| MemoryMapTooLong)?;
+        Ok(())
+    }
+
     /// Stores the map the builder gave the domain
     /// (`builder::memory_map`), converted to Xen's `e820entry`.
     pub fn set_memory_map(&mut self, map: &[HvmMemmapEntry]) -> Result<(), MemoryMapTooLong> {

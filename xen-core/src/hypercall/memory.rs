@@ -19,19 +19,25 @@
 //!   start info) to `buffer` and sets `nr_entries` to the number copied.
 //!   `-ENOSYS` if the domain has no stored map (as Xen). Nothing is
 //!   written unless all of it can be.
+//! - `XENMEM_set_memory_map` (`xen_foreign_memory_map`), dom0 only
+//!   (`-EPERM`; Xen: the toolstack's device-model privilege): replaces the
+//!   E820 map of `domid` (`-ESRCH`) with `nr_entries` entries from
+//!   `buffer`; more than the domain can hold (16) is `-EINVAL`. 64-bit
+//!   callers only (`-ENOSYS` from 32-bit code).
 //! - Other sub-ops: `-ENOSYS`.
 
 use abi::xen::errno::Errno;
 use abi::xen::memory::{
-    E820Entry, XenAddToPhysmap, XenMemoryMap, XENMAPSPACE_GMFN, XENMAPSPACE_GMFN_RANGE,
-    XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP, XENMEM_MEMORY_MAP,
+    E820Entry, XenAddToPhysmap, XenForeignMemoryMap, XenMemoryMap, XENMAPSPACE_GMFN,
+    XENMAPSPACE_GMFN_RANGE, XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO,
+    XENMEM_ADD_TO_PHYSMAP, XENMEM_MEMORY_MAP, XENMEM_SET_MEMORY_MAP,
 };
 use zerocopy::IntoBytes;
 
 use super::args::RawArgs;
 use super::compat::{CompatAddToPhysmap, CompatMemoryMap};
 use super::table::Request;
-use super::{grant_table, Ctx, HypercallEnv};
+use super::{fault, grant_table, Ctx, HypercallEnv};
 use crate::domain::DomainError;
 use crate::mm::{FramePool, Gfn, PhysMem};
 use crate::paging::npt::NPT_MAX_GFN;
@@ -46,6 +52,7 @@ const MEMOP_CMD_MASK: u64 = 0x3f;
 pub(crate) enum MemoryOp {
     AddToPhysmap { arg: u64 },
     MemoryMap { arg: u64 },
+    SetMemoryMap { arg: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -56,6 +63,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
     Request::MemoryOp(match a.arg[0] as u32 {
         XENMEM_ADD_TO_PHYSMAP => MemoryOp::AddToPhysmap { arg },
         XENMEM_MEMORY_MAP => MemoryOp::MemoryMap { arg },
+        XENMEM_SET_MEMORY_MAP => MemoryOp::SetMemoryMap { arg },
         _ => return Request::NoSys,
     })
 }
@@ -67,7 +75,32 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     match op {
         MemoryOp::AddToPhysmap { arg } => add_to_physmap(ctx, arg),
         MemoryOp::MemoryMap { arg } => memory_map(ctx, arg),
+        MemoryOp::SetMemoryMap { arg } => set_memory_map(ctx, arg),
     }
+}
+
+fn set_memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    arg: u64,
+) -> Result<i64, Errno> {
+    if ctx.compat {
+        return Err(Errno::ENOSYS);
+    }
+    ctx.domain()?.privilege().ok_or(Errno::EPERM)?;
+    let request: XenForeignMemoryMap = ctx.read(arg)?;
+    let n = request.map.nr_entries as usize;
+    if n > MAX_MEMMAP_ENTRIES {
+        return Err(Errno::EINVAL);
+    }
+    let mut entries = [E820Entry::default(); MAX_MEMMAP_ENTRIES];
+    ctx.guest(|g| g.copy_from_guest(request.map.buffer, entries[..n].as_mut_bytes()))?
+        .map_err(fault)?;
+    let domain = ctx.domains.get_mut(request.domid).ok_or(Errno::ESRCH)?;
+    domain
+        .xen_mut()
+        .set_e820(&entries[..n])
+        .map_err(|_| Errno::EINVAL)?;
+    Ok(0)
 }
 
 fn add_to_physmap<P: FramePool, M: PhysMem, E: HypercallEnv>(

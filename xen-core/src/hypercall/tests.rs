@@ -1463,3 +1463,41 @@ fn hypercall_page_goes_only_into_own_ram() {
     let stub = offset_of!(SharedInfo, vcpu_info) + 29 * 32;
     assert_eq!(w.mem.frame(d.shared_info_mfn())[stub], 0);
 }
+
+#[test]
+fn dom0_sets_a_domains_memory_map() {
+    let mut w = World::new();
+    let entries = [
+        E820Entry {
+            addr: 0,
+            size: RAM_PAGES << 12,
+            kind: 1,
+        },
+        E820Entry {
+            addr: RAM_PAGES << 12,
+            size: 4096,
+            kind: 2,
+        },
+    ];
+    w.put(DOM0, BUF2, &entries);
+    let set = |w: &mut World, caller, domid, nr_entries| {
+        let request = m::XenForeignMemoryMap {
+            domid,
+            pad0: [0; 6],
+            map: XenMemoryMap {
+                nr_entries,
+                pad0: 0,
+                buffer: BUF2,
+            },
+        };
+        w.put(caller, BUF, &request);
+        let op = [m::XENMEM_SET_MEMORY_MAP.into(), BUF, 0, 0, 0];
+        w.ret(caller, nr::MEMORY_OP, op)
+    };
+    assert_eq!(set(&mut w, DOMU, DOMU, 2), e(Errno::EPERM));
+    assert_eq!(set(&mut w, DOM0, 99, 2), e(Errno::ESRCH));
+    assert_eq!(set(&mut w, DOM0, DOMU, 17), e(Errno::EINVAL));
+    assert!(w.domain(DOMU).xen().memory_map().is_empty(), "unchanged");
+    assert_eq!(set(&mut w, DOM0, DOMU, 2), 0);
+    assert_eq!(w.domain(DOMU).xen().memory_map(), &entries);
+}

@@ -11,6 +11,7 @@ use abi::control::{
 use abi::xen::domid::{DomId, DOMID_INVALID};
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::EvtchnPort;
+use abi::xen::memory::E820Entry;
 use abi::xen::PAGE_SIZE;
 use zerocopy::FromZeros;
 
@@ -35,6 +36,7 @@ pub enum Call {
     SetVcpuContext,
     AllocUnbound,
     SetParam,
+    SetMemoryMap,
 }
 
 pub struct FakeDomain {
@@ -45,6 +47,7 @@ pub struct FakeDomain {
     pub pause_count: u32,
     pub vcpu0: Option<VcpuHvmX86_32>,
     pub params: BTreeMap<u32, u64>,
+    pub memory_map: Vec<E820Entry>,
     /// Port i (from 1) is unbound for `ports[i - 1]`.
     pub ports: Vec<DomId>,
 }
@@ -222,6 +225,7 @@ impl Hypervisor for Fake {
             pause_count: 1,
             vcpu0: None,
             params: BTreeMap::new(),
+            memory_map: Vec::new(),
             ports: Vec::new(),
         };
         self.domains.insert(domid, d);
@@ -343,6 +347,12 @@ impl Hypervisor for Fake {
     fn hvm_set_param(&mut self, domid: DomId, index: u32, value: u64) -> Result<(), Errno> {
         self.enter(Call::SetParam)?;
         self.domain(domid)?.params.insert(index, value);
+        Ok(())
+    }
+
+    fn set_memory_map(&mut self, domid: DomId, map: &[E820Entry]) -> Result<(), Errno> {
+        self.enter(Call::SetMemoryMap)?;
+        self.domain(domid)?.memory_map = map.to_vec();
         Ok(())
     }
 }

@@ -92,6 +92,16 @@ fn creates_a_running_domain_with_kernel_boot_info_and_console() {
 
     let port = d.params[&HVM_PARAM_CONSOLE_EVTCHN];
     assert_eq!(d.params[&HVM_PARAM_CONSOLE_PFN], 4 * 256);
+    let e820: Vec<(u64, u64, u32)> = d
+        .memory_map
+        .iter()
+        .map(|e| (e.addr, e.size, e.kind))
+        .collect();
+    assert_eq!(
+        e820,
+        [(0, 4 << 20, 1), (4 << 20, 4096, 2)],
+        "RAM, then the reserved console page, stored for XENMEM_memory_map"
+    );
     assert_eq!(d.ports, [0], "one port, unbound for dom0");
     assert_eq!(port, 1);
 }
@@ -183,6 +193,7 @@ fn op_of(call: Call) -> Op {
         Call::UnmapForeign => Op::UnmapForeign,
         Call::AllocUnbound => Op::ConsoleEvtchn,
         Call::SetParam => Op::ConsoleParams,
+        Call::SetMemoryMap => Op::MemoryMap,
         Call::SetVcpuContext => Op::SetVcpuContext,
         Call::Unpause => Op::Unpause,
         c => panic!("create_domain does not call {c:?}"),
