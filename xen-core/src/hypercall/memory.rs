@@ -1,6 +1,7 @@
 //! `memory_op(cmd, arg)`, `xen/include/public/memory.h`. Frame numbers of
 //! a PVH guest are GFNs. A `cmd` with continuation bits (`cmd >> 6`, Xen's
-//! `MEMOP_EXTENT_SHIFT`) is `-ENOSYS`: xen-core makes no continuations.
+//! `MEMOP_EXTENT_SHIFT`) is `-ENOSYS`: no memory_op here is long enough
+//! to need a continuation.
 //!
 //! - `XENMEM_add_to_physmap` (`xen_add_to_physmap`; 16-byte compat layout
 //!   from 32-bit callers): for `DOMID_SELF`/own domid, or any domain for

@@ -2,11 +2,11 @@
 //!
 //! The run loop asks its pCPU's [`Scheduler`] what to run at each
 //! scheduling point (a VM exit that blocked, yielded or shut down the
-//! vCPU, or the pCPU's timer at [`Decision::Run::next_event_ns`]); the
-//! scheduler fires due one-shot timers first ([`fire_timers`]: a blocked
-//! vCPU wakes at its timer even without an event channel), charges CPU
-//! time, then keeps the current vCPU until its slice ends or picks the
-//! next one. An idle pCPU halts until [`Decision::Idle::wake_at_ns`] (the
+//! vCPU, or the pCPU's timer at [`Decision::Run::next_event_ns`]), after
+//! firing due one-shot timers itself ([`fire_timers`]: a blocked vCPU
+//! wakes at its timer even without an event channel; the run loop raises
+//! VIRQ_TIMER there). The scheduler charges CPU time, then keeps the
+//! current vCPU until its slice ends or picks the next one. An idle pCPU halts until [`Decision::Idle::wake_at_ns`] (the
 //! earliest timer) or an interrupt.
 //!
 //! Seams for later: [`Scheduler`] is the policy interface (a credit

@@ -6,9 +6,7 @@
 //! picked within one round (at most as many picks as there are vCPUs).
 //! Blocked, down, paused, shut-down and crashed ones are skipped.
 
-use super::{
-    fire_timers, may_run, next_timer_deadline, Decision, Scheduler, VcpuRef, TIME_SLICE_NS,
-};
+use super::{may_run, next_timer_deadline, Decision, Scheduler, VcpuRef, TIME_SLICE_NS};
 use crate::domain::table::DomainTable;
 
 /// The vCPU on the pCPU now.
@@ -82,7 +80,6 @@ impl RoundRobin {
 impl Scheduler for RoundRobin {
     fn schedule(&mut self, domains: &mut DomainTable, now_ns: u64) -> Decision {
         self.account(domains, now_ns);
-        fire_timers(domains, now_ns, |_, _| {});
         let timer = next_timer_deadline(domains);
         let run = |vcpu, switched, slice_end_ns: u64| Decision::Run {
             vcpu,

@@ -27,6 +27,13 @@ fn domains(vcpus: &[u32]) -> DomainTable {
     t
 }
 
+/// One scheduling point as the run loop makes it: due timers fire, then
+/// the scheduler decides.
+fn step(s: &mut RoundRobin, t: &mut DomainTable, now: u64) -> Decision {
+    fire_timers(t, now, |_, _| {});
+    s.schedule(t, now)
+}
+
 fn r(domid: DomId, vcpu_id: u32) -> VcpuRef {
     VcpuRef { domid, vcpu_id }
 }
@@ -42,7 +49,7 @@ fn ran(d: Decision) -> Option<VcpuRef> {
 fn round_robin_with_slices_and_yield() {
     let mut t = domains(&[2, 1]);
     let mut s = RoundRobin::new();
-    let d = s.schedule(&mut t, 0);
+    let d = step(&mut s, &mut t, 0);
     assert_eq!(
         d,
         Decision::Run {
@@ -53,13 +60,13 @@ fn round_robin_with_slices_and_yield() {
         }
     );
     // Within the slice the same vCPU goes on.
-    assert_eq!(ran(s.schedule(&mut t, 1_000)), Some(r(1, 0)));
+    assert_eq!(ran(step(&mut s, &mut t, 1_000)), Some(r(1, 0)));
     // Slice over: the next one, in (domid, vCPU) order, wrapping.
-    assert_eq!(ran(s.schedule(&mut t, TIME_SLICE_NS)), Some(r(1, 1)));
+    assert_eq!(ran(step(&mut s, &mut t, TIME_SLICE_NS)), Some(r(1, 1)));
     s.yield_current();
-    assert_eq!(ran(s.schedule(&mut t, TIME_SLICE_NS + 10)), Some(r(2, 0)));
+    assert_eq!(ran(step(&mut s, &mut t, TIME_SLICE_NS + 10)), Some(r(2, 0)));
     s.yield_current();
-    assert_eq!(ran(s.schedule(&mut t, TIME_SLICE_NS + 20)), Some(r(1, 0)));
+    assert_eq!(ran(step(&mut s, &mut t, TIME_SLICE_NS + 20)), Some(r(1, 0)));
     // CPU time was charged to whoever ran.
     let cpu = |t: &DomainTable, v: VcpuRef| {
         t.get(v.domid)
@@ -77,9 +84,9 @@ fn round_robin_with_slices_and_yield() {
 fn a_lone_vcpu_that_yields_runs_again() {
     let mut t = domains(&[1]);
     let mut s = RoundRobin::new();
-    assert_eq!(ran(s.schedule(&mut t, 0)), Some(r(1, 0)));
+    assert_eq!(ran(step(&mut s, &mut t, 0)), Some(r(1, 0)));
     s.yield_current();
-    let d = s.schedule(&mut t, 5);
+    let d = step(&mut s, &mut t, 5);
     assert!(
         matches!(d, Decision::Run { switched: false, slice_end_ns, .. } if slice_end_ns == 5 + TIME_SLICE_NS)
     );
@@ -89,31 +96,31 @@ fn a_lone_vcpu_that_yields_runs_again() {
 fn blocked_vcpu_sleeps_until_its_timer_and_idle_waits_for_it() {
     let mut t = domains(&[1]);
     let mut s = RoundRobin::new();
-    assert_eq!(ran(s.schedule(&mut t, 0)), Some(r(1, 0)));
+    assert_eq!(ran(step(&mut s, &mut t, 0)), Some(r(1, 0)));
     let v = t.get_mut(1).unwrap().vcpu_mut(0).unwrap();
     v.set_timer(1_000_000);
     v.block();
     assert_eq!(
-        s.schedule(&mut t, 10),
+        step(&mut s, &mut t, 10),
         Decision::Idle {
             wake_at_ns: Some(1_000_000)
         }
     );
     assert_eq!(s.current(), None);
     assert_eq!(
-        s.schedule(&mut t, 999_999),
+        step(&mut s, &mut t, 999_999),
         Decision::Idle {
             wake_at_ns: Some(1_000_000)
         }
     );
     assert!(matches!(
-        s.schedule(&mut t, 1_000_000),
+        step(&mut s, &mut t, 1_000_000),
         Decision::Run { vcpu, switched: true, .. } if vcpu == r(1, 0)
     ));
     // Blocked without a timer: idle with nothing to wait for.
     t.get_mut(1).unwrap().vcpu_mut(0).unwrap().block();
     assert_eq!(
-        s.schedule(&mut t, 2_000_000),
+        step(&mut s, &mut t, 2_000_000),
         Decision::Idle { wake_at_ns: None }
     );
 }
@@ -126,7 +133,7 @@ fn next_event_is_the_earliest_timer() {
     v.set_timer(300);
     v.block();
     assert!(matches!(
-        s.schedule(&mut t, 0),
+        step(&mut s, &mut t, 0),
         Decision::Run {
             next_event_ns: 300,
             slice_end_ns: TIME_SLICE_NS,
@@ -144,14 +151,14 @@ fn paused_and_stopped_domains_are_skipped() {
     let v = t.get_mut(1).unwrap().vcpu_mut(0).unwrap();
     v.set_timer(50);
     for now in [0, TIME_SLICE_NS, 2 * TIME_SLICE_NS] {
-        assert_eq!(ran(s.schedule(&mut t, now)), Some(r(3, 0)));
+        assert_eq!(ran(step(&mut s, &mut t, now)), Some(r(3, 0)));
     }
     t.get_mut(3)
         .unwrap()
         .crash(crate::domain::CrashReason::TripleFault);
     // A paused domain's timer does not wake an idle pCPU.
     assert_eq!(
-        s.schedule(&mut t, 3 * TIME_SLICE_NS),
+        step(&mut s, &mut t, 3 * TIME_SLICE_NS),
         Decision::Idle { wake_at_ns: None }
     );
 }
@@ -227,7 +234,7 @@ proptest! {
                     (vcpu.run_state(), vcpu.timer_deadline_ns(), may_run(&t, *v))
                 })
                 .collect();
-            let decision = s.schedule(&mut t, now);
+            let decision = step(&mut s, &mut t, now);
             for (v, (state, deadline, _)) in all.iter().zip(&before) {
                 if *state == VcpuRunState::Blocked && run_state(&t, *v) == VcpuRunState::Runnable {
                     let deadline = deadline.expect("woken without a timer");

@@ -27,7 +27,7 @@ use abi::xen::domid::{DomId, DOMID_INVALID};
 use abi::xen::errno::Errno;
 use abi::xen::sched::SHUTDOWN_CRASH;
 use heapless::Vec;
-use zerocopy::FromZeros;
+use zerocopy::{FromZeros, Immutable, IntoBytes};
 
 use super::{zero, Dom0, FRAME_KIB};
 use crate::domain::table::{DomainTable, MAX_DOMAINS};
@@ -48,17 +48,28 @@ pub(super) fn domain_request<P: FramePool, M: PhysMem, E: HypercallEnv>(
     Ok(req.domid)
 }
 
+/// Answers a `DomainRequest` at `request` with `make(domain, caller)`
+/// written at `response`.
+fn answer_for_domain<P: FramePool, M: PhysMem, E: HypercallEnv, T: IntoBytes + Immutable>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    request: u64,
+    response: u64,
+    make: impl FnOnce(&Domain, DomId) -> T,
+) -> Result<i64, Errno> {
+    let domid = domain_request(ctx, request)?;
+    let domain = ctx.domains.get(domid).ok_or(Errno::ESRCH)?;
+    let answer = make(domain, ctx.caller.domid);
+    ctx.write(response, &answer)?;
+    Ok(0)
+}
+
 pub(super) fn getinfo<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     _: Dom0,
     request: u64,
     response: u64,
 ) -> Result<i64, Errno> {
-    let domid = domain_request(ctx, request)?;
-    let domain = ctx.domains.get(domid).ok_or(Errno::ESRCH)?;
-    let info = info(domain, ctx.caller.domid);
-    ctx.write(response, &info)?;
-    Ok(0)
+    answer_for_domain(ctx, request, response, info)
 }
 
 pub(super) fn list<P: FramePool, M: PhysMem, E: HypercallEnv>(
@@ -81,11 +92,7 @@ pub(super) fn get_stats<P: FramePool, M: PhysMem, E: HypercallEnv>(
     request: u64,
     response: u64,
 ) -> Result<i64, Errno> {
-    let domid = domain_request(ctx, request)?;
-    let domain = ctx.domains.get(domid).ok_or(Errno::ESRCH)?;
-    let stats = stats(domain);
-    ctx.write(response, &stats)?;
-    Ok(0)
+    answer_for_domain(ctx, request, response, |domain, _| stats(domain))
 }
 
 pub(super) fn physinfo<P: FramePool, M: PhysMem, E: HypercallEnv>(
@@ -119,9 +126,7 @@ pub(super) fn readconsole<P: FramePool, M: PhysMem, E: HypercallEnv>(
 ) -> Result<i64, Errno> {
     let req: ReadConsoleRequest = ctx.read(request)?;
     req.header.check()?;
-    if req.pad != 0 {
-        return Err(Errno::EINVAL);
-    }
+    zero(req.pad.as_bytes())?;
     let mut buf = [0u8; READCONSOLE_MAX as usize];
     let want = req.size.min(READCONSOLE_MAX) as usize;
     let (count, total) = ctx.env.read_log(req.offset, &mut buf[..want]);
