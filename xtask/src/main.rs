@@ -3,6 +3,7 @@
 //! `ci/scenarios/`. See docs/development.md.
 
 mod artifacts;
+mod bench;
 mod bundle;
 mod deps;
 mod mgmt_socket;
@@ -43,6 +44,12 @@ enum Command {
     Run,
     /// Host tests, then every QEMU scenario; non-zero exit on any failure.
     Test,
+    /// Build, then measure xen-core's path lengths (ci/bench/, QEMU under
+    /// -icount: exact instruction counts) and print them as a table.
+    Bench {
+        /// Benchmark names (files in ci/bench/ without `.toml`); all if none.
+        names: Vec<String>,
+    },
     /// Build, then run one QEMU scenario.
     Scenario {
         /// Scenario name (a file in ci/scenarios/ without `.toml`).
@@ -108,6 +115,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let artifacts = artifacts::build(&root)?;
             let scenarios = scenario::load_all(&root)?;
             Ok(runner::run_all(&root, &artifacts, &scenarios))
+        }
+        Command::Bench { names } => {
+            deps::ensure()?;
+            let artifacts = artifacts::build(&root)?;
+            bench::run(&root, &artifacts, &names)
         }
         Command::Scenario { list: true, .. } => {
             for s in scenario::load_all(&root)? {

@@ -163,6 +163,17 @@ pub fn run_all(root: &Path, artifacts: &Artifacts, scenarios: &[Scenario]) -> Ex
     }
 }
 
+/// Runs one benchmark (a scenario-format file) and returns its cleaned
+/// output, or why it failed (its expectations are checked as a scenario's).
+pub fn run_bench(root: &Path, artifacts: &Artifacts, bench: &Scenario) -> Result<String> {
+    let result = run_scenario(root, artifacts, bench, Show::Result);
+    if result.passed() {
+        return Ok(result.output);
+    }
+    print_result(bench, &result);
+    anyhow::bail!("benchmark {} failed", bench.name)
+}
+
 /// What one scenario run gave.
 struct ScenarioResult {
     /// Why it failed; empty when it passed.

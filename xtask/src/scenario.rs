@@ -153,9 +153,17 @@ pub fn load_run_config(root: &Path) -> Result<RunConfig> {
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// Where benchmark files live (the scenario format, never run by `test`).
+pub const BENCH_DIR: &str = "ci/bench";
+
 /// Every scenario, by name.
 pub fn load_all(root: &Path) -> Result<Vec<Scenario>> {
-    let dir = root.join(SCENARIO_DIR);
+    load_dir(root, SCENARIO_DIR)
+}
+
+/// Every scenario-format file in `dir` (from the root), by name.
+pub fn load_dir(root: &Path, dir: &str) -> Result<Vec<Scenario>> {
+    let dir = root.join(dir);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .map(|entry| entry.map(|e| e.path()))
