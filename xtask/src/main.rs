@@ -6,6 +6,7 @@ mod artifacts;
 mod bench;
 mod bundle;
 mod deps;
+mod fuzz;
 mod mgmt_socket;
 mod output;
 mod qemu;
@@ -42,13 +43,23 @@ enum Command {
     /// Build, then the demo: boot, drive dom0ctl (info, create, list,
     /// console, pause, unpause, destroy, list), power off (scenario `demo`).
     Run,
-    /// Host tests, then every QEMU scenario; non-zero exit on any failure.
+    /// Host tests, a short deterministic run of every fuzz target, then
+    /// every QEMU scenario; non-zero exit on any failure.
     Test,
     /// Build, then measure xen-core's path lengths (ci/bench/, QEMU under
     /// -icount: exact instruction counts) and print them as a table.
     Bench {
         /// Benchmark names (files in ci/bench/ without `.toml`); all if none.
         names: Vec<String>,
+    },
+    /// Run the libFuzzer targets in fuzz/ (cargo-fuzz on rustup's nightly),
+    /// growing their corpus in target/fuzz-corpus/; reports executions.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (default: all).
+        target: Option<String>,
     },
     /// Build, then run one QEMU scenario.
     Scenario {
@@ -112,6 +123,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Test => {
             deps::ensure()?;
             artifacts::host_tests(&root)?;
+            fuzz::smoke(&root)?;
             let artifacts = artifacts::build(&root)?;
             let scenarios = scenario::load_all(&root)?;
             Ok(runner::run_all(&root, &artifacts, &scenarios))
@@ -120,6 +132,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             deps::ensure()?;
             let artifacts = artifacts::build(&root)?;
             bench::run(&root, &artifacts, &names)
+        }
+        Command::Fuzz { seconds, target } => {
+            fuzz::run(&root, seconds, target.as_deref())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Scenario { list: true, .. } => {
             for s in scenario::load_all(&root)? {

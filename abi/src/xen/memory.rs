@@ -157,6 +157,12 @@ pub struct XenForeignMemoryMap {
     pub map: XenMemoryMap,
 }
 
+/// Most entries in a domain's E820 memory map: the PVH start-info map the
+/// builder lays out and the map `XENMEM_set_memory_map` stores (a longer
+/// one is `-EINVAL`). Ours; Xen allows up to its `E820MAX`, far more than a
+/// PVH domain built here has regions.
+pub const MAX_MEMMAP_ENTRIES: usize = 16;
+
 /// Xen's `struct e820entry` (packed, 20 bytes), the element of
 /// [`XenMemoryMap::buffer`].
 #[repr(C, packed)]

@@ -6,6 +6,10 @@
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+/// Longest command line (kernel or module) a domain is given, in bytes
+/// without the NUL (Xen's `MAX_GUEST_CMDLINE`, `xen/include/public/xen.h`).
+pub const MAX_CMDLINE: usize = 1024;
+
 /// `XEN_HVM_START_MAGIC_VALUE`: value of [`HvmStartInfo::magic`].
 pub const HVM_START_MAGIC_VALUE: u32 = 0x336e_c578;
 

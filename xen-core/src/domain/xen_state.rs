@@ -4,13 +4,12 @@
 //! reads and changes it; every index a guest passes is checked there.
 
 use abi::xen::hvm::HVM_NR_PARAMS;
-use abi::xen::memory::E820Entry;
+use abi::xen::memory::{E820Entry, MAX_MEMMAP_ENTRIES};
 use abi::xen::start_info::HvmMemmapEntry;
 use heapless::Vec;
 
 use super::MAX_VCPUS;
 use crate::mm::Gfn;
-use pvh_builder::MAX_MEMMAP_ENTRIES;
 
 /// Bytes of console output buffered per domain until a newline (Xen's
 /// `DOMAIN_PBUF_SIZE` is 200); a longer line is printed in pieces.

@@ -29,8 +29,8 @@
 
 use abi::xen::errno::Errno;
 use abi::xen::memory::{
-    E820Entry, XenAddToPhysmap, XenForeignMemoryMap, XenMemoryMap, XENMAPSPACE_GMFN,
-    XENMAPSPACE_GMFN_RANGE, XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO,
+    E820Entry, XenAddToPhysmap, XenForeignMemoryMap, XenMemoryMap, MAX_MEMMAP_ENTRIES,
+    XENMAPSPACE_GMFN, XENMAPSPACE_GMFN_RANGE, XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO,
     XENMEM_ADD_TO_PHYSMAP, XENMEM_MEMORY_MAP, XENMEM_SET_MEMORY_MAP,
 };
 use zerocopy::IntoBytes;
@@ -43,7 +43,6 @@ use crate::domain::DomainError;
 use crate::mm::{FramePool, Gfn, PhysMem};
 use crate::paging::npt::NPT_MAX_GFN;
 use crate::time::pvclock::{publish_wallclock, update_vcpu_time};
-use pvh_builder::MAX_MEMMAP_ENTRIES;
 
 /// Xen's `MEMOP_CMD_MASK`: the sub-op bits of `cmd`.
 const MEMOP_CMD_MASK: u64 = 0x3f;

@@ -37,6 +37,8 @@ mod table;
 mod vcpu;
 mod version;
 
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 #[cfg(test)]
 mod tests;
 

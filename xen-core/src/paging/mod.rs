@@ -9,5 +9,5 @@
 pub mod guest_walk;
 pub mod npt;
 
-#[cfg(test)]
-pub(crate) mod sim;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;

@@ -1,10 +1,13 @@
-//! Simulated machine memory for host tests: a [`FramePool`] and a
+//! Simulated machine memory for host tests, fuzz targets and contract
+//! tests (feature `sim`): a [`FramePool`] and a
 //! [`PhysMem`] over a `Vec` of frames.
 //!
 //! Frames start filled with [`DIRTY`] so tests see whether code scrubs.
 //! MFNs start at [`FIRST_MFN`], not 0, so a GFN used as an MFN shows up.
 
-use std::collections::BTreeSet;
+use alloc::collections::BTreeSet;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use crate::mm::{FramePool, Mfn, PhysMem, PAGE_SIZE};
 

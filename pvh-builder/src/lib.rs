@@ -40,11 +40,10 @@ pub use error::{BuildError, LoadFault};
 pub const MAX_IMAGE_SIZE: usize = 64 << 20;
 /// Boot modules a domain may be given.
 pub const MAX_MODULES: usize = 8;
-/// Longest command line (kernel or module), in bytes without the NUL
-/// (Xen's `MAX_GUEST_CMDLINE`).
-pub const MAX_CMDLINE: usize = 1024;
-/// Entries in the memory map handed to the guest.
-pub const MAX_MEMMAP_ENTRIES: usize = 16;
+/// The ABI limits the builder enforces, from [`abi`]: the command-line
+/// length and the memory-map entry count.
+pub use abi::xen::memory::MAX_MEMMAP_ENTRIES;
+pub use abi::xen::start_info::MAX_CMDLINE;
 
 /// Where the builder puts bytes: a domain's guest physical memory.
 pub trait GuestLoadTarget {

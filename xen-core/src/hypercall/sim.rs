@@ -1,0 +1,283 @@
+//! A simulated machine for driving the hypercall door off the hardware:
+//! two domains (dom0 and a domU "guest") with [`RAM_PAGES`] pages of RAM
+//! at GFN 0 each, paging off (a pointer is its GPA below 4 GiB), over
+//! [`crate::paging::sim`]'s frames. The host tests use it, and so do the
+//! fuzz targets and the toolstack contract tests (feature `sim`), so that
+//! all of them exercise the same [`handle_hypercall`] the run loop calls.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use abi::xen::domid::DomId;
+use abi::xen::errno::Errno;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use super::{handle_hypercall, Caller, HostFacts, HypercallEnv, HypercallOutcome, HypercallRegs};
+use crate::domain::table::DomainTable;
+use crate::domain::vcpu::VcpuEntryState;
+use crate::domain::{Domain, DomainConfig};
+use crate::guest_mem::GuestPhys;
+use crate::mm::{Gfn, PAGE_SIZE};
+use crate::paging::guest_walk::GuestPaging;
+use crate::paging::sim::{machine, SimPhys, SimPool};
+use crate::time::{Clock, WallClock};
+use crate::vmexit::Gpr;
+
+/// dom0's domid.
+pub const DOM0: DomId = 0;
+/// The domU's domid.
+pub const DOMU: DomId = 1;
+/// Pages of RAM each domain has at GFN 0.
+pub const RAM_PAGES: u64 = 32;
+/// A GPA with no frame behind it.
+pub const UNMAPPED: u64 = RAM_PAGES << 12;
+/// One page per test structure.
+pub const BUF: u64 = 0x4000;
+/// A second structure page.
+pub const BUF2: u64 = 0x8000;
+/// 1 GHz: TSC ticks are ns; "now" is 1 ms.
+pub const NOW: u64 = 1_000_000;
+/// Frames of the simulated machine.
+pub const TOTAL_FRAMES: u64 = 256;
+/// Most times [`World::finish`] calls a continued hypercall again.
+const MAX_CONTINUATIONS: usize = 100_000;
+
+/// What lies outside portable code, recorded: console lines written,
+/// console input offered, a fixed TSC.
+pub struct SimEnv {
+    /// The hypervisor clock (1 GHz TSC).
+    pub clock: Clock,
+    /// The TSC the hypercalls read.
+    pub tsc: u64,
+    /// Console lines printed: domid, domain name, line.
+    pub lines: Vec<(DomId, String, String)>,
+    /// Console input `CONSOLEIO_read` takes from.
+    pub input: Vec<u8>,
+}
+
+impl HypercallEnv for SimEnv {
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+    fn tsc(&self) -> u64 {
+        self.tsc
+    }
+    fn console_write(&mut self, domid: DomId, name: &str, line: &[u8]) {
+        // The door promises printable ASCII: anything else fails here.
+        let line = String::from_utf8(line.to_vec()).expect("console line is not ASCII");
+        self.lines.push((domid, name.into(), line));
+    }
+    fn console_read(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input.drain(..n);
+        n
+    }
+    fn host(&self) -> HostFacts {
+        HostFacts {
+            nr_pcpus: 1,
+            total_frames: TOTAL_FRAMES,
+        }
+    }
+    fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64) {
+        let log = b"xen-core: test log\n";
+        let n = crate::logger::copy_log(log, &[], offset, buf);
+        (n, log.len() as u64)
+    }
+}
+
+/// The domain table, the frames and the environment of one simulated
+/// machine.
+pub struct World {
+    /// The domains.
+    pub t: DomainTable,
+    /// The free frames.
+    pub pool: SimPool,
+    /// The frames' contents.
+    pub mem: SimPhys,
+    /// What lies outside portable code.
+    pub env: SimEnv,
+}
+
+/// The value a hypercall returns for `errno`.
+pub fn e(errno: Errno) -> i64 {
+    errno.to_return()
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World {
+    /// dom0 and the domU, both running vCPU 0 of 2, each with
+    /// [`RAM_PAGES`] pages (limit 64), on a machine of [`TOTAL_FRAMES`].
+    pub fn new() -> Self {
+        let (mut pool, mut mem) = machine(TOTAL_FRAMES);
+        let mut t = DomainTable::new();
+        for name in ["dom0", "guest"] {
+            let cfg = DomainConfig {
+                name,
+                max_pages: 64,
+                vcpus: 2,
+            };
+            let id = if name == "dom0" {
+                t.create_dom0(&cfg, &mut pool, &mut mem)
+            } else {
+                t.create_domu(&cfg, &mut pool, &mut mem)
+            }
+            .unwrap();
+            let d = t.get_mut(id).unwrap();
+            d.populate(&mut pool, &mut mem, Gfn(0), RAM_PAGES).unwrap();
+            d.vcpu_mut(0).unwrap().start(VcpuEntryState::default());
+            d.unpause().unwrap();
+        }
+        let wc = WallClock {
+            sec: 1_700_000_000,
+            nsec: 250,
+        };
+        let env = SimEnv {
+            clock: Clock::new(1_000_000_000, 0, wc).unwrap(),
+            tsc: NOW,
+            lines: Vec::new(),
+            input: Vec::new(),
+        };
+        Self { t, pool, mem, env }
+    }
+
+    /// One trip through the door from vCPU 0 of `domid`, paging off.
+    pub fn call(&mut self, domid: DomId, regs: HypercallRegs) -> HypercallOutcome {
+        let caller = Caller {
+            domid,
+            vcpu_id: 0,
+            paging: GuestPaging::default(),
+        };
+        handle_hypercall(
+            &mut self.t,
+            &mut self.pool,
+            &mut self.mem,
+            &mut self.env,
+            &caller,
+            &regs,
+        )
+    }
+
+    /// A 64-bit caller: RAX, RDI, RSI, RDX, R10, R8.
+    pub fn call64(&mut self, domid: DomId, nr: u64, a: [u64; 5]) -> HypercallOutcome {
+        let regs = HypercallRegs {
+            rax: nr,
+            rdi: a[0],
+            rsi: a[1],
+            rdx: a[2],
+            r10: a[3],
+            r8: a[4],
+            long_mode: true,
+            ..HypercallRegs::default()
+        };
+        self.call(domid, regs)
+    }
+
+    /// A 32-bit caller: EAX, EBX, ECX, EDX, ESI, EDI, with junk in the
+    /// upper halves that must be ignored.
+    pub fn call32(&mut self, domid: DomId, nr: u32, a: [u32; 5]) -> HypercallOutcome {
+        let junk = |v: u32| 0xdead_beef_0000_0000 | u64::from(v);
+        let regs = HypercallRegs {
+            rax: junk(nr),
+            rbx: junk(a[0]),
+            rcx: junk(a[1]),
+            rdx: junk(a[2]),
+            rsi: junk(a[3]),
+            rdi: junk(a[4]),
+            r8: u64::MAX,
+            r10: u64::MAX,
+            long_mode: false,
+            cpl: 0,
+        };
+        self.call(domid, regs)
+    }
+
+    /// A 64-bit call, continued to its end: the value it returns.
+    pub fn ret(&mut self, domid: DomId, nr: u64, a: [u64; 5]) -> i64 {
+        let out = self.call64(domid, nr, a);
+        self.finish(domid, out, true)
+    }
+
+    /// A 32-bit call, continued to its end: the value it returns.
+    pub fn ret32(&mut self, domid: DomId, nr: u32, a: [u32; 5]) -> i64 {
+        let out = self.call32(domid, nr, a);
+        self.finish(domid, out, false)
+    }
+
+    /// Calls again as the guest would while the hypervisor continues the
+    /// hypercall; the final return value. Panics on any other outcome.
+    pub fn finish(&mut self, domid: DomId, mut out: HypercallOutcome, long_mode: bool) -> i64 {
+        for _ in 0..MAX_CONTINUATIONS {
+            match out {
+                HypercallOutcome::Return(v) => return v,
+                HypercallOutcome::Continue(c) => {
+                    out = self.call(domid, continued(&c, long_mode));
+                }
+                other => panic!("expected a return value, got {other:?}"),
+            }
+        }
+        panic!("the hypercall never finished")
+    }
+
+    /// `domid`'s guest physical memory.
+    pub fn phys(&mut self, domid: DomId) -> GuestPhys<'_, SimPhys> {
+        GuestPhys::new(self.t.get(domid).unwrap().p2m(), &mut self.mem)
+    }
+
+    /// Writes `v` at `gpa` of `domid`.
+    pub fn put<T: IntoBytes + Immutable>(&mut self, domid: DomId, gpa: u64, v: &T) {
+        self.phys(domid).write(gpa, v.as_bytes()).unwrap();
+    }
+
+    /// Reads a `T` at `gpa` of `domid`.
+    pub fn get<T: FromBytes + IntoBytes>(&mut self, domid: DomId, gpa: u64) -> T {
+        let mut v = T::new_zeroed();
+        self.phys(domid).read(gpa, v.as_mut_bytes()).unwrap();
+        v
+    }
+
+    /// `len` bytes at `gpa` of `domid`.
+    pub fn bytes(&mut self, domid: DomId, gpa: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0; len];
+        self.phys(domid).read(gpa, &mut b).unwrap();
+        b
+    }
+
+    /// All of a domain's RAM, to check that nothing changed.
+    pub fn ram(&mut self, domid: DomId) -> Vec<u8> {
+        self.bytes(domid, 0, (RAM_PAGES as usize) * PAGE_SIZE)
+    }
+
+    /// The domain `domid`.
+    pub fn domain(&self, domid: DomId) -> &Domain {
+        self.t.get(domid).unwrap()
+    }
+}
+
+/// The registers a guest calls with again after `c`.
+pub fn continued(c: &super::Continuation, long_mode: bool) -> HypercallRegs {
+    let mut regs = HypercallRegs {
+        long_mode,
+        ..HypercallRegs::default()
+    };
+    for (reg, value) in c.registers() {
+        *match reg {
+            Gpr::Rax => &mut regs.rax,
+            Gpr::Rbx => &mut regs.rbx,
+            Gpr::Rcx => &mut regs.rcx,
+            Gpr::Rdx => &mut regs.rdx,
+            Gpr::Rsi => &mut regs.rsi,
+            Gpr::Rdi => &mut regs.rdi,
+            Gpr::R8 => &mut regs.r8,
+            Gpr::R10 => &mut regs.r10,
+            other => panic!("continuation sets {other:?}"),
+        } = value;
+    }
+    regs
+}
