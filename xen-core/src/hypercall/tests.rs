@@ -99,7 +99,12 @@ pub(super) fn e(errno: Errno) -> i64 {
 
 impl World {
     pub(super) fn new() -> Self {
-        let (mut pool, mut mem) = machine(TOTAL_FRAMES);
+        Self::with_frames(TOTAL_FRAMES)
+    }
+
+    /// The same world on a machine of `frames` frames.
+    pub(super) fn with_frames(frames: u64) -> Self {
+        let (mut pool, mut mem) = machine(frames);
         let mut t = DomainTable::new();
         for name in ["dom0", "guest"] {
             let cfg = DomainConfig {
@@ -193,10 +198,25 @@ impl World {
 
     /// Calls again as the guest would while the hypervisor continues the
     /// hypercall; the final return value.
-    fn finish(&mut self, domid: DomId, mut out: HypercallOutcome, long_mode: bool) -> i64 {
-        for _ in 0..100_000 {
+    fn finish(&mut self, domid: DomId, out: HypercallOutcome, long_mode: bool) -> i64 {
+        match self.follow(domid, out, long_mode).0 {
+            HypercallOutcome::Return(v) => v,
+            other => panic!("expected a return value, got {other:?}"),
+        }
+    }
+
+    /// Calls again as the guest would while the hypercall continues (it
+    /// re-executes the VMMCALL with the registers the hypervisor set):
+    /// the first outcome that is not a continuation, and the number of
+    /// calls it took (the one that gave `out` included).
+    pub(super) fn follow(
+        &mut self,
+        domid: DomId,
+        mut out: HypercallOutcome,
+        long_mode: bool,
+    ) -> (HypercallOutcome, u32) {
+        for calls in 1..=100_000 {
             match out {
-                HypercallOutcome::Return(v) => return v,
                 HypercallOutcome::Continue(c) => {
                     let mut regs = HypercallRegs {
                         long_mode,
@@ -217,7 +237,7 @@ impl World {
                     }
                     out = self.call(domid, regs);
                 }
-                other => panic!("expected a return value, got {other:?}"),
+                other => return (other, calls),
             }
         }
         panic!("the hypercall never finished")
@@ -227,7 +247,7 @@ impl World {
         GuestPhys::new(self.t.get(domid).unwrap().p2m(), &mut self.mem)
     }
 
-    pub(super) fn put<T: IntoBytes + Immutable>(&mut self, domid: DomId, gpa: u64, v: &T) {
+    pub(super) fn put<T: IntoBytes + Immutable + ?Sized>(&mut self, domid: DomId, gpa: u64, v: &T) {
         self.phys(domid).write(gpa, v.as_bytes()).unwrap();
     }
 
