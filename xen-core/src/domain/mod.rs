@@ -10,6 +10,7 @@
 
 pub mod counters;
 pub mod foreign;
+pub(crate) mod shared;
 pub mod table;
 pub mod vcpu;
 pub mod xen_state;

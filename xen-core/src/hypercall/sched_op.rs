@@ -44,9 +44,9 @@ use zerocopy::IntoBytes;
 
 use super::args::RawArgs;
 use super::compat::CompatSchedPoll;
-use super::shared::current_vcpu_info;
 use super::table::Request;
 use super::{fault, Ctx, HypercallEnv, HypercallOutcome};
+use crate::domain::shared::current_vcpu_info;
 use crate::domain::ShutdownReason;
 use crate::event::{self, Poll, MAX_EVTCHN_PORTS, MAX_POLL_PORTS};
 use crate::mm::{FramePool, PhysMem};

@@ -852,17 +852,19 @@ fn register_vcpu_info_validates_and_moves_the_area() {
         0
     );
     let before = w.ram(DOMU);
-    for (mfn, offset, rsvd) in [
-        (7, 4033, 0),
-        (7, u32::MAX, 0),
-        (7, 0, 1),
-        (RAM_PAGES, 0, 0),
-        (20, 0, 0),
-        (u64::MAX, 0, 0),
+    for (mfn, offset, rsvd, errno) in [
+        (7, 4040, 0, Errno::ENXIO),
+        (7, 4, 0, Errno::ENXIO),
+        (7, 4096, 0, Errno::EINVAL),
+        (7, u32::MAX, 0, Errno::EINVAL),
+        (7, 0, 1, Errno::EINVAL),
+        (RAM_PAGES, 0, 0, Errno::EINVAL),
+        (20, 0, 0, Errno::EINVAL),
+        (u64::MAX, 0, 0, Errno::EINVAL),
     ] {
         assert_eq!(
             register(&mut w, 0, mfn, offset, rsvd),
-            e(Errno::EINVAL),
+            e(errno),
             "{mfn} {offset} {rsvd}"
         );
     }
@@ -903,7 +905,7 @@ fn register_vcpu_info_validates_and_moves_the_area() {
     assert_eq!(info.time.flags, XEN_PVCLOCK_TSC_STABLE_BIT);
     assert_eq!(
         register(&mut w, 0, 8, 0, 0),
-        e(Errno::EINVAL),
+        e(Errno::EBUSY),
         "already registered"
     );
     // Blocking now clears the mask in the new area.

@@ -295,7 +295,7 @@ fn destroy_frees_everything_and_tells_dom0() {
     );
     assert!(!crate::event::is_pending(
         w.t.get(DOM0).unwrap(),
-        &w.mem,
+        &mut w.mem,
         port
     ));
     let out = call(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id));
@@ -305,7 +305,7 @@ fn destroy_frees_everything_and_tells_dom0() {
     assert_eq!(w.pool.free_frames(), free);
     assert!(crate::event::is_pending(
         w.t.get(DOM0).unwrap(),
-        &w.mem,
+        &mut w.mem,
         port
     ));
     // The domid rests: the next domain gets another one.
@@ -372,7 +372,11 @@ fn a_big_domain_is_populated_and_destroyed_in_slices() {
             "op {op}"
         );
     }
-    assert!(!crate::event::is_pending(w.domain(DOM0), &w.mem, port));
+    assert!(!crate::event::is_pending(
+        w.t.get(DOM0).unwrap(),
+        &mut w.mem,
+        port
+    ));
     // A new DESTROY (a retry, or another vCPU) carries on where it was.
     let again = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &req(id));
     assert_eq!(w.domain(id).tot_pages(), pages - 2 * SLICE_FRAMES);
@@ -382,7 +386,11 @@ fn a_big_domain_is_populated_and_destroyed_in_slices() {
     );
     assert!(w.t.get(id).is_none());
     assert_eq!(w.pool.free_frames(), free);
-    assert!(crate::event::is_pending(w.domain(DOM0), &w.mem, port));
+    assert!(crate::event::is_pending(
+        w.t.get(DOM0).unwrap(),
+        &mut w.mem,
+        port
+    ));
     assert_eq!(
         rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id)),
         e(Errno::ESRCH)
@@ -452,7 +460,7 @@ fn a_domu_shutting_down_tells_dom0() {
     assert_eq!(out, HypercallOutcome::Shutdown(ShutdownReason::Poweroff));
     assert!(crate::event::is_pending(
         w.t.get(DOM0).unwrap(),
-        &w.mem,
+        &mut w.mem,
         port
     ));
 }
