@@ -16,7 +16,6 @@ pub mod vcpu;
 pub mod xen_state;
 
 use abi::xen::domid::DomId;
-use abi::xen::sched;
 
 use crate::event::EventChannels;
 use crate::grant::table::GrantTable;
@@ -54,49 +53,7 @@ pub struct Privileged {
     _private: (),
 }
 
-/// Why a domain shut itself down: Xen's `SHUTDOWN_*` (`public/sched.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShutdownReason {
-    /// `SHUTDOWN_poweroff`.
-    Poweroff,
-    /// `SHUTDOWN_reboot`.
-    Reboot,
-    /// `SHUTDOWN_suspend`.
-    Suspend,
-    /// `SHUTDOWN_crash`.
-    Crash,
-    /// `SHUTDOWN_watchdog`.
-    Watchdog,
-    /// `SHUTDOWN_soft_reset`.
-    SoftReset,
-}
-
-impl ShutdownReason {
-    /// The reason for Xen code `code`, `None` if invalid (-EINVAL).
-    pub fn from_xen(code: u32) -> Option<Self> {
-        Some(match code {
-            sched::SHUTDOWN_POWEROFF => Self::Poweroff,
-            sched::SHUTDOWN_REBOOT => Self::Reboot,
-            sched::SHUTDOWN_SUSPEND => Self::Suspend,
-            sched::SHUTDOWN_CRASH => Self::Crash,
-            sched::SHUTDOWN_WATCHDOG => Self::Watchdog,
-            sched::SHUTDOWN_SOFT_RESET => Self::SoftReset,
-            _ => return None,
-        })
-    }
-
-    /// Xen's `SHUTDOWN_*` code for this reason.
-    pub fn to_xen(self) -> u32 {
-        match self {
-            Self::Poweroff => sched::SHUTDOWN_POWEROFF,
-            Self::Reboot => sched::SHUTDOWN_REBOOT,
-            Self::Suspend => sched::SHUTDOWN_SUSPEND,
-            Self::Crash => sched::SHUTDOWN_CRASH,
-            Self::Watchdog => sched::SHUTDOWN_WATCHDOG,
-            Self::SoftReset => sched::SHUTDOWN_SOFT_RESET,
-        }
-    }
-}
+pub use abi::xen::sched::ShutdownReason;
 
 /// Why the hypervisor declared a domain crashed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -347,7 +347,22 @@ fn xen_version_sub_ops() {
     assert_eq!(cstr(&info.compiler), "rustc");
     assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [3, BUF2, 0, 0, 0]), 0);
     assert!(cstr(&w.bytes(DOMU, BUF2, 1024)).starts_with("hvm-3.0-x86_64"));
-    for cmd in [4u64, 5, 8, 9, 10, 99] {
+    // Changeset, platform parameters and guest handle, as Xen's kernel.c.
+    w.put(DOMU, BUF, &[0xffu8; 64]);
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [4, BUF, 0, 0, 0]), 0);
+    let changeset = w.bytes(DOMU, BUF, 64);
+    assert_eq!(cstr(&changeset), "unavailable");
+    assert!(changeset[11..].iter().all(|b| *b == 0), "NUL-padded");
+    w.put(DOMU, BUF, &[0xffu8; 24]);
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [5, BUF, 0, 0, 0]), 0);
+    assert_eq!(w.bytes(DOMU, BUF, 9), [0, 0, 0, 0, 0, 0, 0, 0, 0xff]);
+    w.put(DOMU, BUF, &[0xffu8; 24]);
+    assert_eq!(w.ret32(DOMU, 17, [5, BUF as u32, 0, 0, 0]), 0);
+    let compat = w.bytes(DOMU, BUF, 5);
+    assert_eq!(compat, [0, 0, 0, 0, 0xff], "4 bytes for a 32-bit caller");
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [8, BUF, 0, 0, 0]), 0);
+    assert_eq!(w.bytes(DOMU, BUF, 17), [&[0u8; 16][..], &[0xff]].concat());
+    for cmd in [9u64, 10, 11, 12, 13, 14, 99] {
         assert_eq!(
             w.ret(DOMU, nr::XEN_VERSION, [cmd, BUF, 0, 0, 0]),
             e(Errno::ENOSYS),
@@ -400,6 +415,9 @@ fn xen_version_bad_pointers_fault_and_change_nothing() {
         (3, UNMAPPED),
         (6, u64::MAX - 3),
         (1, 1 << 40),
+        (4, edge),
+        (5, UNMAPPED - 4),
+        (8, edge),
     ] {
         assert_eq!(
             w.ret(DOMU, nr::XEN_VERSION, [cmd, at, 0, 0, 0]),
