@@ -296,7 +296,8 @@ mod tests {
         let params = &d.xen().hvm_params;
         assert_eq!(params[HVM_PARAM_CONSOLE_PFN as usize], 0x200);
         let port = params[HVM_PARAM_CONSOLE_EVTCHN as usize] as u32;
-        let grant = grant::entry::read(&mem, d.grant().locate(GNTTAB_RESERVED_CONSOLE).unwrap());
+        let grant =
+            grant::entry::read(&mut mem, d.grant().locate(GNTTAB_RESERVED_CONSOLE).unwrap());
         assert_eq!(
             (grant.flags, grant.domid, grant.frame),
             (GTF_PERMIT_ACCESS, DOM0, 0x200)

@@ -35,6 +35,8 @@ pub enum GuestFault {
     TooLong,
     /// Address plus length wraps around the address space.
     Wraps,
+    /// A shared structure crosses its page or is not aligned to its fields.
+    Misaligned,
 }
 
 impl core::fmt::Display for GuestFault {
@@ -45,6 +47,7 @@ impl core::fmt::Display for GuestFault {
             Self::ReadOnly => f.write_str("frame is read-only for the domain"),
             Self::TooLong => write!(f, "copy longer than {MAX_GUEST_COPY} bytes"),
             Self::Wraps => f.write_str("range wraps around the address space"),
+            Self::Misaligned => f.write_str("shared structure crosses its page or is misaligned"),
         }
     }
 }

@@ -81,10 +81,89 @@ pub struct SchedRemoteShutdown {
     pub reason: u32,
 }
 
+/// Why a domain shut down: Xen's `SHUTDOWN_*` codes as a type, the one
+/// definition the hypervisor, the toolstack, the management protocol and
+/// guests share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum ShutdownReason {
+    /// `SHUTDOWN_poweroff`: the domain exited normally.
+    Poweroff,
+    /// `SHUTDOWN_reboot`.
+    Reboot,
+    /// `SHUTDOWN_suspend`.
+    Suspend,
+    /// `SHUTDOWN_crash`.
+    Crash,
+    /// `SHUTDOWN_watchdog`.
+    Watchdog,
+    /// `SHUTDOWN_soft_reset`.
+    SoftReset,
+}
+
+impl ShutdownReason {
+    /// The reason for Xen code `code`; `None` above [`SHUTDOWN_MAX`]
+    /// (Xen's `-EINVAL`).
+    pub const fn from_code(code: u32) -> Option<Self> {
+        Some(match code {
+            SHUTDOWN_POWEROFF => Self::Poweroff,
+            SHUTDOWN_REBOOT => Self::Reboot,
+            SHUTDOWN_SUSPEND => Self::Suspend,
+            SHUTDOWN_CRASH => Self::Crash,
+            SHUTDOWN_WATCHDOG => Self::Watchdog,
+            SHUTDOWN_SOFT_RESET => Self::SoftReset,
+            _ => return None,
+        })
+    }
+
+    /// Xen's `SHUTDOWN_*` code.
+    pub const fn code(self) -> u32 {
+        match self {
+            Self::Poweroff => SHUTDOWN_POWEROFF,
+            Self::Reboot => SHUTDOWN_REBOOT,
+            Self::Suspend => SHUTDOWN_SUSPEND,
+            Self::Crash => SHUTDOWN_CRASH,
+            Self::Watchdog => SHUTDOWN_WATCHDOG,
+            Self::SoftReset => SHUTDOWN_SOFT_RESET,
+        }
+    }
+
+    /// The name `xl` prints: `poweroff`, `reboot`, `suspend`, `crash`,
+    /// `watchdog`, `soft_reset`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Poweroff => "poweroff",
+            Self::Reboot => "reboot",
+            Self::Suspend => "suspend",
+            Self::Crash => "crash",
+            Self::Watchdog => "watchdog",
+            Self::SoftReset => "soft_reset",
+        }
+    }
+}
+
+impl core::fmt::Display for ShutdownReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn shutdown_reasons_are_xens_codes() {
+        for code in 0..=SHUTDOWN_MAX {
+            let reason = ShutdownReason::from_code(code).unwrap();
+            assert_eq!(reason.code(), code);
+        }
+        assert_eq!(ShutdownReason::from_code(SHUTDOWN_MAX + 1), None);
+        assert_eq!(ShutdownReason::from_code(u32::MAX), None);
+        assert_eq!(ShutdownReason::from_code(3), Some(ShutdownReason::Crash));
+        assert_eq!(ShutdownReason::SoftReset.to_string(), "soft_reset");
+    }
 
     #[test]
     fn layouts_match_sched_h() {

@@ -33,7 +33,7 @@ pub const XENVER_PLATFORM_PARAMETERS: u32 = 5;
 pub const XENVER_GET_FEATURES: u32 = 6;
 /// `XENVER_pagesize`: arg unused; returns the page size in bytes.
 pub const XENVER_PAGESIZE: u32 = 7;
-/// `XENVER_guest_handle`: arg -> 16-byte domain handle (UUID).
+/// `XENVER_guest_handle`: arg -> [`XenDomainHandle`].
 pub const XENVER_GUEST_HANDLE: u32 = 8;
 /// `XENVER_commandline`: arg -> [`XenCommandline`].
 pub const XENVER_COMMANDLINE: u32 = 9;
@@ -60,6 +60,11 @@ pub const XEN_CAPABILITIES_INFO_LEN: usize = 1024;
 pub type XenChangesetInfo = [u8; XEN_CHANGESET_INFO_LEN];
 /// `XEN_CHANGESET_INFO_LEN`.
 pub const XEN_CHANGESET_INFO_LEN: usize = 64;
+/// `xen_domain_handle_t` (`xen.h`): the 16-byte handle (a UUID) the
+/// toolstack gives a domain at creation.
+pub type XenDomainHandle = [u8; XEN_DOMAIN_HANDLE_LEN];
+/// Bytes of a [`XenDomainHandle`].
+pub const XEN_DOMAIN_HANDLE_LEN: usize = 16;
 /// `xen_commandline_t`: the hypervisor command line, NUL-padded.
 pub type XenCommandline = [u8; 1024];
 
@@ -85,6 +90,17 @@ pub struct XenCompileInfo {
 pub struct XenPlatformParameters {
     /// Start of the hypervisor's virtual-address hole (PV only; 0 for PVH).
     pub virt_start: u64,
+}
+
+/// `compat_platform_parameters_t`, 4 bytes: what a 32-bit caller gets
+/// (`virt_start` is a `compat_ulong_t`).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct CompatPlatformParameters {
+    /// As [`XenPlatformParameters::virt_start`], 32 bits.
+    pub virt_start: u32,
 }
 
 /// `struct xen_feature_info`, 8 bytes.
@@ -154,6 +170,10 @@ mod tests {
         assert_eq!(size_of::<XenFeatureInfo>(), 8);
         assert_eq!(offset_of!(XenFeatureInfo, submap), 4);
         assert_eq!(size_of::<XenPlatformParameters>(), 8);
+        assert_eq!(size_of::<CompatPlatformParameters>(), 4);
+        assert_eq!(size_of::<XenChangesetInfo>(), 64);
+        assert_eq!(size_of::<XenDomainHandle>(), 16);
+        assert_eq!(size_of::<XenCommandline>(), 1024);
     }
 
     #[test]

@@ -122,54 +122,8 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a domain shut down (Xen `SHUTDOWN_*`, `xen/include/public/sched.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ShutdownReason {
-    /// `SHUTDOWN_poweroff`.
-    Poweroff,
-    /// `SHUTDOWN_reboot`.
-    Reboot,
-    /// `SHUTDOWN_suspend`.
-    Suspend,
-    /// `SHUTDOWN_crash`.
-    Crash,
-    /// `SHUTDOWN_watchdog`.
-    Watchdog,
-    /// `SHUTDOWN_soft_reset`.
-    SoftReset,
-    /// A code Xen does not define.
-    Other(u32),
-}
-
-impl ShutdownReason {
-    /// The reason for a Xen `SHUTDOWN_*` code.
-    pub fn from_code(code: u32) -> Self {
-        use abi::control::*;
-        match code {
-            SHUTDOWN_POWEROFF => Self::Poweroff,
-            SHUTDOWN_REBOOT => Self::Reboot,
-            SHUTDOWN_SUSPEND => Self::Suspend,
-            SHUTDOWN_CRASH => Self::Crash,
-            SHUTDOWN_WATCHDOG => Self::Watchdog,
-            SHUTDOWN_SOFT_RESET => Self::SoftReset,
-            other => Self::Other(other),
-        }
-    }
-}
-
-impl fmt::Display for ShutdownReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Poweroff => f.write_str("poweroff"),
-            Self::Reboot => f.write_str("reboot"),
-            Self::Suspend => f.write_str("suspend"),
-            Self::Crash => f.write_str("crash"),
-            Self::Watchdog => f.write_str("watchdog"),
-            Self::SoftReset => f.write_str("soft_reset"),
-            Self::Other(code) => write!(f, "reason {code}"),
-        }
-    }
-}
+/// Why a domain shut down: Xen's `SHUTDOWN_*`, defined once in `abi`.
+pub use abi::xen::sched::ShutdownReason;
 
 /// A domain's state, as `list` shows it (`xl list`'s r/b/p/s/c/d flags,
 /// one word).
@@ -330,7 +284,7 @@ mod tests {
             "shutdown (poweroff)"
         );
         assert_eq!(
-            alloc::format!("{}", DomainState::Shutdown(ShutdownReason::from_code(3))),
+            alloc::format!("{}", DomainState::Shutdown(ShutdownReason::Crash)),
             "crashed"
         );
     }

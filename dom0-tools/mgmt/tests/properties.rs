@@ -71,7 +71,9 @@ fn state() -> impl Strategy<Value = DomainState> {
         Just(DomainState::Blocked),
         Just(DomainState::Paused),
         Just(DomainState::Dying),
-        any::<u32>().prop_map(|code| DomainState::Shutdown(ShutdownReason::from_code(code))),
+        (0..=abi::xen::sched::SHUTDOWN_MAX).prop_map(|code| {
+            DomainState::Shutdown(ShutdownReason::from_code(code).expect("a Xen code"))
+        }),
     ]
 }
 
@@ -317,7 +319,7 @@ fn the_largest_messages_fit_in_a_frame() {
     let summary = DomainSummary {
         domid: u16::MAX,
         name: name.clone(),
-        state: DomainState::Shutdown(ShutdownReason::Other(u32::MAX)),
+        state: DomainState::Shutdown(ShutdownReason::SoftReset),
         memory_kib: u64::MAX,
         max_memory_kib: u64::MAX,
         vcpus: u32::MAX,

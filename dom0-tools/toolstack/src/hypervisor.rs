@@ -48,6 +48,8 @@ pub trait Hypervisor {
     ) -> Result<DomId, Errno>;
 
     /// `CONTROL_OP_DESTROY`: stops the domain and frees everything it holds.
+    /// One call: the hypervisor does the work in slices through hypercall
+    /// continuations, which the caller's VMMCALL re-executes unseen.
     fn destroy(&mut self, domid: DomId) -> Result<(), Errno>;
 
     /// `CONTROL_OP_PAUSE`.
@@ -57,8 +59,10 @@ pub trait Hypervisor {
     fn unpause(&mut self, domid: DomId) -> Result<(), Errno>;
 
     /// `CONTROL_OP_POPULATE_MEMORY`: zeroed frames at GFNs
-    /// `first_gfn..first_gfn + nr_frames`, all or nothing;
-    /// `1..=POPULATE_MAX_FRAMES` frames.
+    /// `first_gfn..first_gfn + nr_frames`; `1..=POPULATE_MAX_FRAMES`
+    /// frames. A refused request changes nothing; only a host that runs
+    /// out of frames between the hypervisor's slices leaves part of the
+    /// range populated (`-ENOMEM`): the builder then destroys the domain.
     fn populate(&mut self, domid: DomId, first_gfn: u64, nr_frames: u64) -> Result<(), Errno>;
 
     /// `CONTROL_OP_MAP_FOREIGN`: maps `domid`'s GFNs `first_gfn..+nr_frames`

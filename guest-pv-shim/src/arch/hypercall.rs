@@ -57,26 +57,8 @@ pub struct Xen {
     cpuid: XenCpuid,
 }
 
-/// A `SCHEDOP_shutdown` reason.
-#[derive(Clone, Copy, Debug)]
-pub enum ShutdownReason {
-    /// `SHUTDOWN_poweroff`: normal exit.
-    Poweroff,
-    /// `SHUTDOWN_reboot`.
-    Reboot,
-    /// `SHUTDOWN_crash`.
-    Crash,
-}
-
-impl ShutdownReason {
-    fn code(self) -> u32 {
-        match self {
-            Self::Poweroff => sched::SHUTDOWN_POWEROFF,
-            Self::Reboot => sched::SHUTDOWN_REBOOT,
-            Self::Crash => sched::SHUTDOWN_CRASH,
-        }
-    }
-}
+/// A `SCHEDOP_shutdown` reason: Xen's `SHUTDOWN_*`, defined once in `abi`.
+pub use abi::xen::sched::ShutdownReason;
 
 impl Xen {
     /// Finds Xen's CPUID leaves and installs the hypercall page.

@@ -10,12 +10,12 @@
 
 pub mod counters;
 pub mod foreign;
+pub(crate) mod shared;
 pub mod table;
 pub mod vcpu;
 pub mod xen_state;
 
 use abi::xen::domid::DomId;
-use abi::xen::sched;
 
 use crate::event::EventChannels;
 use crate::grant::table::GrantTable;
@@ -34,6 +34,11 @@ pub const MAX_DOMAIN_PAGES: u64 = 1 << 20;
 pub const MAX_SHARED_PAGES: u64 = 256;
 /// Longest domain name, in bytes.
 pub const DOMAIN_NAME_MAX: usize = 64;
+/// Frames one slice of a long operation on a domain's memory (destroy,
+/// populate) scrubs at most: 2 MiB of zeroing. Then the hypercall
+/// continues (its caller re-executes it for the rest, Xen's
+/// `hypercall_create_continuation`), so none holds the pCPU for long.
+pub const SLICE_FRAMES: u64 = 512;
 /// Most outstanding pauses of a domain (Xen limits the toolstack's to 255).
 pub const MAX_PAUSE_COUNT: u8 = u8::MAX;
 
@@ -48,49 +53,7 @@ pub struct Privileged {
     _private: (),
 }
 
-/// Why a domain shut itself down: Xen's `SHUTDOWN_*` (`public/sched.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShutdownReason {
-    /// `SHUTDOWN_poweroff`.
-    Poweroff,
-    /// `SHUTDOWN_reboot`.
-    Reboot,
-    /// `SHUTDOWN_suspend`.
-    Suspend,
-    /// `SHUTDOWN_crash`.
-    Crash,
-    /// `SHUTDOWN_watchdog`.
-    Watchdog,
-    /// `SHUTDOWN_soft_reset`.
-    SoftReset,
-}
-
-impl ShutdownReason {
-    /// The reason for Xen code `code`, `None` if invalid (-EINVAL).
-    pub fn from_xen(code: u32) -> Option<Self> {
-        Some(match code {
-            sched::SHUTDOWN_POWEROFF => Self::Poweroff,
-            sched::SHUTDOWN_REBOOT => Self::Reboot,
-            sched::SHUTDOWN_SUSPEND => Self::Suspend,
-            sched::SHUTDOWN_CRASH => Self::Crash,
-            sched::SHUTDOWN_WATCHDOG => Self::Watchdog,
-            sched::SHUTDOWN_SOFT_RESET => Self::SoftReset,
-            _ => return None,
-        })
-    }
-
-    /// Xen's `SHUTDOWN_*` code for this reason.
-    pub fn to_xen(self) -> u32 {
-        match self {
-            Self::Poweroff => sched::SHUTDOWN_POWEROFF,
-            Self::Reboot => sched::SHUTDOWN_REBOOT,
-            Self::Suspend => sched::SHUTDOWN_SUSPEND,
-            Self::Crash => sched::SHUTDOWN_CRASH,
-            Self::Watchdog => sched::SHUTDOWN_WATCHDOG,
-            Self::SoftReset => sched::SHUTDOWN_SOFT_RESET,
-        }
-    }
-}
+pub use abi::xen::sched::ShutdownReason;
 
 /// Why the hypervisor declared a domain crashed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,6 +208,9 @@ pub struct Domain {
     events: EventChannels,
     foreign: foreign::ForeignMaps,
     pause_count: u8,
+    /// Destruction has released its grant and foreign mappings (the first
+    /// step of [`table::DomainTable::destroy_slice`]).
+    mappings_released: bool,
 }
 
 fn scrub(mem: &mut impl PhysMem, mfn: Mfn) {
@@ -291,6 +257,7 @@ impl Domain {
             events: EventChannels::new(),
             foreign: foreign::ForeignMaps::new(),
             pause_count: 1,
+            mappings_released: false,
         })
     }
 
@@ -536,8 +503,12 @@ impl Domain {
         self.vcpus.iter_mut().for_each(Vcpu::stop);
     }
 
-    /// Checks that `count` more owned frames at `first` are allowed.
+    /// Checks that `count` more owned frames at `first` are allowed (never
+    /// for a dying domain).
     fn check_room(&self, first: Gfn, count: u64) -> Result<(), DomainError> {
+        if self.state == DomainState::Dying {
+            return Err(DomainError::BadState(self.state));
+        }
         if count > self.max_pages.saturating_sub(self.tot_pages) {
             return Err(DomainError::OverMaxPages);
         }
@@ -595,6 +566,27 @@ impl Domain {
             if let Some(e) = self.p2m_unmap(pool, mem, gfn) {
                 self.drop_entry(pool, mem, e);
             }
+        }
+    }
+
+    /// Whether [`Self::populate`] of `count` frames at `first` can succeed
+    /// now: room under `max_pages`, GFNs in reach and all empty, and as
+    /// many free frames in `pool`. A populate done in slices checks this
+    /// first, so that it fails, if at all, before it changes anything.
+    pub fn check_populate(
+        &self,
+        pool: &impl FramePool,
+        mem: &impl PhysMem,
+        first: Gfn,
+        count: u64,
+    ) -> Result<(), DomainError> {
+        self.check_room(first, count)?;
+        if pool.free_frames() < count {
+            return Err(DomainError::OutOfFrames);
+        }
+        match self.p2m.next_mapped(mem, first) {
+            Some((gfn, _)) if gfn.0 < first.0 + count => Err(DomainError::GfnMapped(gfn)),
+            _ => Ok(()),
         }
     }
 
@@ -710,22 +702,45 @@ impl Domain {
         there
     }
 
-    /// Returns every owned frame (scrubbed), the shared-info frame, the
-    /// grant-table frames and every NPT frame to the pool. Owned frames
-    /// other domains still map through grants stay out of the pool: their
-    /// mappings became orphans that free them (`grant::release`).
+    /// One slice of Xen's `relinquish_memory` for a dying domain: removes
+    /// up to `budget` entries from its p2m, lowest GFN first, scrubbing
+    /// and freeing the frames it owns. Owned frames other domains still
+    /// map through grants stay out of the pool: their mappings became
+    /// orphans that free them (`grant::release`). Returns whether the p2m
+    /// is empty now.
+    fn relinquish(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        budget: u64,
+    ) -> bool {
+        let pinned = self.grant.pinned_frames();
+        for _ in 0..budget {
+            let Some((gfn, _)) = self.p2m.next_mapped(mem, Gfn(0)) else {
+                return true;
+            };
+            let Some(e) = self.p2m_unmap(pool, mem, gfn) else {
+                continue;
+            };
+            let kept = u32::try_from(e.mfn.0).is_ok_and(|m| pinned.binary_search(&m).is_ok());
+            if e.kind == P2mKind::Owned && kept {
+                self.tot_pages -= 1;
+            } else {
+                self.drop_entry(pool, mem, e);
+            }
+        }
+        self.p2m.mapped() == 0
+    }
+
+    /// Returns the shared-info frame (scrubbed), the grant-table frames
+    /// and the NPT's frames to the pool, once [`Self::relinquish`] emptied
+    /// the p2m.
     fn release(mut self, pool: &mut impl FramePool, mem: &mut impl PhysMem) {
+        debug_assert_eq!(self.p2m.mapped(), 0, "release before relinquish");
         scrub(mem, self.shared_info);
         pool.free(self.shared_info);
         self.grant.free_frames(pool, mem);
-        let pinned = self.grant.pinned_frames();
-        self.p2m.destroy(pool, mem, |pool, mem, _, e| {
-            let kept = u32::try_from(e.mfn.0).is_ok_and(|m| pinned.binary_search(&m).is_ok());
-            if e.kind == P2mKind::Owned && !kept {
-                scrub(mem, e.mfn);
-                pool.free(e.mfn);
-            }
-        });
+        self.p2m.destroy(pool, mem, |_, _, _, _| {});
     }
 }
 

@@ -11,6 +11,7 @@ use heapless::Deque;
 
 use super::{
     Domain, DomainConfig, DomainError, DomainState, DOMAIN_NAME_MAX, MAX_DOMAIN_PAGES, MAX_VCPUS,
+    SLICE_FRAMES,
 };
 use crate::mm::{FramePool, PhysMem};
 
@@ -151,33 +152,44 @@ impl DomainTable {
         Ok(())
     }
 
-    /// Removes a dying domain: drops the grant mappings it holds and
-    /// orphans other domains' mappings of its grants
+    /// One bounded slice of the destruction of a dying domain (Xen's
+    /// `domain_kill` / `domain_relinquish_resources`, which return
+    /// `-ERESTART` until done). The first slice drops the grant mappings
+    /// it holds and orphans other domains' mappings of its grants
     /// ([`crate::grant::release`]), removes foreign mappings of its frames
-    /// and gives back those it held ([`super::foreign::release_domain`]), scrubs and frees its frames (except
-    /// those still mapped through grants) and NPT, and puts its domid in
-    /// quarantine.
-    pub fn destroy(
+    /// and gives back those it held ([`super::foreign::release_domain`]).
+    /// Every slice then scrubs and frees up to `budget` of its frames
+    /// (except those still mapped through grants). The last one frees its
+    /// shared-info, grant-table and NPT frames, removes it from the table
+    /// and puts its domid in quarantine. Until then it stays in the table,
+    /// dying: visible, but no new operation applies to it.
+    pub fn destroy_slice(
         &mut self,
         domid: DomId,
         pool: &mut impl FramePool,
         mem: &mut impl PhysMem,
-    ) -> Result<(), DomainError> {
+        budget: u64,
+    ) -> Result<Destruction, DomainError> {
         let slot = self
             .slots
-            .iter_mut()
-            .find(|s| s.as_ref().is_some_and(|d| d.domid == domid))
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|d| d.domid == domid))
             .ok_or(DomainError::NoSuchDomain)?;
-        let mut d = match slot.take() {
-            Some(d) if d.state == DomainState::Dying => d,
-            other => {
-                let state = other.as_ref().map_or(DomainState::Dying, |d| d.state);
-                *slot = other;
-                return Err(DomainError::BadState(state));
-            }
-        };
-        crate::grant::release::release_domain(&mut d, self, pool, mem);
-        super::foreign::release_domain(&mut d, self, pool, mem);
+        let mut d = self.slots[slot].take().ok_or(DomainError::NoSuchDomain)?;
+        if d.state != DomainState::Dying {
+            let state = d.state;
+            self.slots[slot] = Some(d);
+            return Err(DomainError::BadState(state));
+        }
+        if !d.mappings_released {
+            crate::grant::release::release_domain(&mut d, self, pool, mem);
+            super::foreign::release_domain(&mut d, self, pool, mem);
+            d.mappings_released = true;
+        }
+        if !d.relinquish(pool, mem, budget) {
+            self.slots[slot] = Some(d);
+            return Ok(Destruction::Continues);
+        }
         d.release(pool, mem);
         if self.quarantine.is_full() {
             self.quarantine.pop_front();
@@ -188,8 +200,31 @@ impl DomainTable {
         };
         // Cannot fail: there is room now.
         let _ = self.quarantine.push_back(entry);
+        Ok(Destruction::Done)
+    }
+
+    /// Destroys a dying domain in one go: [`Self::destroy_slice`] until it
+    /// is done. For the hypervisor's own use (a boot domain that failed,
+    /// power-off), where no guest waits; a guest's request goes slice by
+    /// slice through a hypercall continuation.
+    pub fn destroy(
+        &mut self,
+        domid: DomId,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+    ) -> Result<(), DomainError> {
+        while self.destroy_slice(domid, pool, mem, SLICE_FRAMES)? == Destruction::Continues {}
         Ok(())
     }
+}
+
+/// Where a destruction stands after a [`DomainTable::destroy_slice`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destruction {
+    /// The domain is still dying: call again.
+    Continues,
+    /// The domain is gone and all its memory is back in the pool.
+    Done,
 }
 
 fn check_config(cfg: &DomainConfig) -> Result<(), DomainError> {
@@ -335,10 +370,59 @@ mod tests {
         assert_eq!(t.create_domu(&cfg("back"), &mut pool, &mut mem), Ok(first));
     }
 
+    #[test]
+    fn destruction_goes_in_slices_and_returns_every_frame() {
+        let (mut pool, mut mem) = machine(3 * SLICE_FRAMES + 64);
+        let start = pool.free_frames();
+        let mut t = DomainTable::new();
+        let big = DomainConfig {
+            max_pages: 2 * SLICE_FRAMES + 7,
+            ..cfg("big")
+        };
+        let id = t.create_domu(&big, &mut pool, &mut mem).unwrap();
+        let d = t.get_mut(id).unwrap();
+        // Spread over two top-level tables, so the walk crosses a gap.
+        d.populate(&mut pool, &mut mem, Gfn(0), SLICE_FRAMES)
+            .unwrap();
+        d.populate(&mut pool, &mut mem, Gfn(1 << 27), SLICE_FRAMES + 7)
+            .unwrap();
+        t.kill(id).unwrap();
+        let mut slices = 0;
+        loop {
+            let free = pool.free_frames();
+            slices += 1;
+            match t
+                .destroy_slice(id, &mut pool, &mut mem, SLICE_FRAMES)
+                .unwrap()
+            {
+                Destruction::Done => break,
+                Destruction::Continues => {
+                    let d = t.get_mut(id).expect("still in the table");
+                    assert_eq!(d.state(), DomainState::Dying);
+                    assert!(pool.free_frames() - free >= SLICE_FRAMES);
+                    assert_eq!(
+                        d.populate(&mut pool, &mut mem, Gfn(1), 1),
+                        Err(DomainError::BadState(DomainState::Dying)),
+                        "no new memory for a dying domain"
+                    );
+                }
+            }
+        }
+        assert_eq!(slices, 3);
+        assert!(t.get(id).is_none());
+        assert_eq!(pool.free_frames(), start);
+        assert_eq!(
+            t.destroy_slice(id, &mut pool, &mut mem, 1),
+            Err(DomainError::NoSuchDomain)
+        );
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Create(u64),
         Destroy(usize),
+        /// One slice of a destruction, of at most this many frames.
+        DestroySlice(usize, u64),
         Populate(usize, u64, u64),
         Crash(usize),
     }
@@ -347,6 +431,7 @@ mod tests {
         prop_oneof![
             (1u64..80).prop_map(Op::Create),
             any::<usize>().prop_map(Op::Destroy),
+            (any::<usize>(), 1u64..6).prop_map(|(i, n)| Op::DestroySlice(i, n)),
             (any::<usize>(), 0u64..2048, 1u64..40).prop_map(|(i, g, n)| Op::Populate(i, g, n)),
             any::<usize>().prop_map(Op::Crash),
         ]
@@ -376,14 +461,37 @@ mod tests {
                     }
                     Op::Destroy(i) if !live.is_empty() => {
                         let id = live.remove(i % live.len());
-                        t.kill(id).unwrap();
+                        if t.get(id).unwrap().state() != DomainState::Dying {
+                            t.kill(id).unwrap();
+                        }
                         t.destroy(id, &mut pool, &mut mem).unwrap();
                         destroyed_at.insert(id, created);
+                    }
+                    Op::DestroySlice(i, budget) if !live.is_empty() => {
+                        let id = live[i % live.len()];
+                        let d = t.get(id).unwrap();
+                        let held = d.tot_pages();
+                        if d.state() != DomainState::Dying {
+                            t.kill(id).unwrap();
+                        }
+                        match t.destroy_slice(id, &mut pool, &mut mem, budget).unwrap() {
+                            Destruction::Continues => {
+                                let d = t.get(id).unwrap();
+                                prop_assert_eq!(d.tot_pages(), held - budget);
+                            }
+                            Destruction::Done => {
+                                prop_assert!(held <= budget);
+                                live.retain(|d| *d != id);
+                                destroyed_at.insert(id, created);
+                            }
+                        }
                     }
                     Op::Populate(i, g, n) if !live.is_empty() => {
                         let d = t.get_mut(live[i % live.len()]).unwrap();
                         let before = d.tot_pages();
+                        let dying = d.state() == DomainState::Dying;
                         let r = d.populate(&mut pool, &mut mem, Gfn(g), n);
+                        prop_assert!(!(dying && r.is_ok()), "populated a dying domain");
                         prop_assert_eq!(d.tot_pages(), before + if r.is_ok() { n } else { 0 });
                         prop_assert!(d.tot_pages() <= d.max_pages());
                     }
@@ -397,7 +505,9 @@ mod tests {
                 prop_assert_eq!(start - pool.free_frames(), used);
             }
             for id in live {
-                t.kill(id).unwrap();
+                if t.get(id).unwrap().state() != DomainState::Dying {
+                    t.kill(id).unwrap();
+                }
                 t.destroy(id, &mut pool, &mut mem).unwrap();
             }
             prop_assert_eq!(pool.free_frames(), start);

@@ -184,11 +184,3 @@ fn life_cycle() {
     t.kill(id).unwrap();
     assert_eq!(t.get(id).unwrap().state(), DomainState::Dying);
 }
-
-#[test]
-fn shutdown_reasons_are_xens() {
-    assert_eq!(ShutdownReason::from_xen(0), Some(ShutdownReason::Poweroff));
-    assert_eq!(ShutdownReason::from_xen(3), Some(ShutdownReason::Crash));
-    assert_eq!(ShutdownReason::from_xen(5), Some(ShutdownReason::SoftReset));
-    assert_eq!(ShutdownReason::from_xen(6), None);
-}

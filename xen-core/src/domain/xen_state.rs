@@ -9,7 +9,7 @@ use abi::xen::start_info::HvmMemmapEntry;
 use heapless::Vec;
 
 use super::MAX_VCPUS;
-use crate::mm::Gfn;
+use crate::mm::{Gfn, Gpa};
 
 /// Bytes of console output buffered per domain until a newline (Xen's
 /// `DOMAIN_PBUF_SIZE` is 200); a longer line is printed in pieces.
@@ -26,8 +26,8 @@ pub struct VcpuInfoArea {
 
 impl VcpuInfoArea {
     /// Guest physical address of the `vcpu_info`.
-    pub fn gpa(&self) -> u64 {
-        self.gfn.gpa() + u64::from(self.offset)
+    pub fn gpa(&self) -> Gpa {
+        Gpa(self.gfn.gpa() + u64::from(self.offset))
     }
 }
 

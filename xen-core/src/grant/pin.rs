@@ -4,11 +4,11 @@
 
 use abi::xen::domid::DomId;
 use abi::xen::grant_table::{
-    GrantEntryV1, GrantRef, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_SUB_PAGE,
-    GTF_TYPE_MASK, GTF_WRITING,
+    GrantRef, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_SUB_PAGE, GTF_TYPE_MASK,
+    GTF_WRITING,
 };
 
-use super::entry::{self, EntryLoc};
+use super::entry::{self, EntryLoc, Header};
 use super::{GrantError, MAX_PINS, SET_STATUS_ATTEMPTS};
 use crate::domain::Domain;
 use crate::mm::{Gfn, Mfn, PhysMem};
@@ -27,8 +27,9 @@ fn status_bits(readonly: bool) -> u16 {
 /// writable, and returns the frame. Checks, in Xen's order: `gref` inside
 /// the table (`GNTST_bad_gntref`); an existing pin belongs to `grantee`
 /// and has room (`GNTST_general_error`); for the first pin, the entry
-/// (read once) permits access to `grantee`, writable unless `readonly`
-/// (`GNTST_general_error`), and names a GFN of RAM the granter owns
+/// header (read once) permits access to `grantee`, writable unless
+/// `readonly` (`GNTST_general_error`), and its `frame`, read once after
+/// the status bits are set, names a GFN of RAM the granter owns
 /// (`GNTST_bad_page`). Later pins reuse the first one's frame.
 pub(super) fn acquire(
     granter: &mut Domain,
@@ -52,8 +53,8 @@ pub(super) fn acquire(
         }
         active.raw_mfn()
     } else {
-        let seen = set_status(mem, at, grantee, readonly, true)?;
-        match owned_frame(granter, mem, seen.frame) {
+        let frame = set_status(mem, at, grantee, readonly, true)?;
+        match owned_frame(granter, mem, frame) {
             Ok(mfn) => mfn,
             Err(e) => {
                 entry::clear_flags(mem, at, status_bits(readonly));
@@ -86,19 +87,23 @@ pub(super) fn release(
     }
 }
 
-/// Sets the status flags of a pin in the shared entry, checking (if
+/// Sets the status flags of a pin in the shared entry, as Xen's
+/// `_set_status_v1`: fetches the (flags, domid) header once, checks (if
 /// `check`) that it permits full-page access to `grantee`, and that it is
-/// not read-only for a writable pin. Returns the entry as read for the
-/// successful compare-and-set. A granter that changes the entry under
-/// every attempt gets `GNTST_general_error`.
+/// not read-only for a writable pin, then sets the bits with one locked
+/// compare-and-exchange on the header; if the granter changed it
+/// meanwhile, the new header is checked again. A granter that changes the
+/// entry under every attempt gets `GNTST_general_error`. Returns the
+/// entry's `frame`, read after the status bits are set (from then on the
+/// granter may not change it).
 fn set_status(
     mem: &mut impl PhysMem,
     at: EntryLoc,
     grantee: DomId,
     readonly: bool,
     check: bool,
-) -> Result<GrantEntryV1, GrantError> {
-    let mut seen = entry::read(mem, at);
+) -> Result<u32, GrantError> {
+    let mut seen = entry::read_header(mem, at);
     for _ in 0..SET_STATUS_ATTEMPTS {
         let kind = seen.flags & (GTF_TYPE_MASK | GTF_SUB_PAGE);
         if check && (kind != GTF_PERMIT_ACCESS || seen.domid != grantee) {
@@ -107,8 +112,12 @@ fn set_status(
         if !readonly && seen.flags & GTF_READONLY != 0 {
             return Err(GrantError::GeneralError);
         }
-        match entry::compare_and_set_flags(mem, at, &seen, seen.flags | status_bits(readonly)) {
-            Ok(()) => return Ok(seen),
+        let new = Header {
+            flags: seen.flags | status_bits(readonly),
+            ..seen
+        };
+        match entry::compare_exchange_header(mem, at, seen, new) {
+            Ok(()) => return Ok(entry::read_frame(mem, at)),
             Err(now) => seen = now,
         }
     }

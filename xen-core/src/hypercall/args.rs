@@ -125,6 +125,16 @@ impl RawArgs {
         }
     }
 
+    /// A continuation with the same arguments: the work's progress is
+    /// kept by the hypervisor (e.g. a dying domain's remaining frames).
+    pub fn again(&self) -> Continuation {
+        Continuation {
+            nr: self.nr,
+            args: self.arg,
+            compat: self.compat,
+        }
+    }
+
     /// Applies the caller's convention to `regs`.
     pub fn from_regs(regs: &HypercallRegs) -> Self {
         if regs.long_mode {

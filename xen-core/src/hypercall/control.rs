@@ -85,10 +85,25 @@ pub(crate) struct ControlOp {
     pub kind: ControlKind,
     pub request: u64,
     pub response: u64,
+    /// How far a continued operation got (bits 31:8 of the op argument);
+    /// 0 on a first call.
+    pub progress: u32,
+}
+
+/// The op argument holds the `CONTROL_OP_*` number in bits 7:0 and, in a
+/// continuation the hypervisor made, the progress in bits 31:8 (Xen's
+/// `MEMOP_EXTENT_SHIFT` encoding for `memory_op`). Within 32 bits, so
+/// that it survives a 32-bit caller's registers.
+const PROGRESS_SHIFT: u32 = 8;
+
+/// The op argument that continues `CONTROL_OP_*` `op` at `progress`.
+fn continued(op: u32, progress: u32) -> u64 {
+    u64::from(op | progress << PROGRESS_SHIFT)
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
-    let kind = match a.u32(0) {
+    let progress = a.u32(0) >> PROGRESS_SHIFT;
+    let kind = match a.u32(0) & ((1 << PROGRESS_SHIFT) - 1) {
         CONTROL_OP_GETINFO => ControlKind::GetInfo,
         CONTROL_OP_LIST => ControlKind::List,
         CONTROL_OP_CREATE => ControlKind::Create,
@@ -104,10 +119,14 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         CONTROL_OP_READCONSOLE => ControlKind::ReadConsole,
         _ => return Request::NoSys,
     };
+    if progress != 0 && kind != ControlKind::Populate {
+        return Request::NoSys;
+    }
     Request::Control(ControlOp {
         kind,
         request: a.arg[1],
         response: a.arg[2],
+        progress,
     })
 }
 
@@ -128,7 +147,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         ControlKind::Destroy => return lifecycle::destroy(ctx, dom0, request),
         ControlKind::Pause => lifecycle::pause(ctx, dom0, request)?,
         ControlKind::Unpause => lifecycle::unpause(ctx, dom0, request)?,
-        ControlKind::Populate => memory::populate(ctx, dom0, request, response)?,
+        ControlKind::Populate => return memory::populate(ctx, dom0, op),
         ControlKind::MapForeign => memory::map_foreign(ctx, dom0, request)?,
         ControlKind::UnmapForeign => memory::unmap_foreign(ctx, dom0, request)?,
         ControlKind::SetVcpuContext => return vcpu_context::set(ctx, dom0, request),

@@ -32,7 +32,6 @@ mod hvm;
 mod memory;
 mod page;
 mod sched_op;
-pub(crate) mod shared;
 mod table;
 mod vcpu;
 mod version;

@@ -44,9 +44,9 @@ use zerocopy::IntoBytes;
 
 use super::args::RawArgs;
 use super::compat::CompatSchedPoll;
-use super::shared::current_vcpu_info;
 use super::table::Request;
 use super::{fault, Ctx, HypercallEnv, HypercallOutcome};
+use crate::domain::shared::current_vcpu_info;
 use crate::domain::ShutdownReason;
 use crate::event::{self, Poll, MAX_EVTCHN_PORTS, MAX_POLL_PORTS};
 use crate::mm::{FramePool, PhysMem};
@@ -81,7 +81,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         SchedOp::Block => block(ctx),
         SchedOp::Shutdown { arg } => {
             let request: SchedShutdown = ctx.read(arg)?;
-            let reason = ShutdownReason::from_xen(request.reason).ok_or(Errno::EINVAL)?;
+            let reason = ShutdownReason::from_code(request.reason).ok_or(Errno::EINVAL)?;
             ctx.domain_mut()?.shutdown(reason);
             // Xen's domain_shutdown tells dom0's toolstack.
             event::raise_global_virq(ctx.domains, ctx.mem, VIRQ_DOM_EXC);
@@ -98,7 +98,7 @@ fn remote_shutdown<P: FramePool, M: PhysMem, E: HypercallEnv>(
 ) -> Result<HypercallOutcome, Errno> {
     ctx.domain()?.privilege().ok_or(Errno::EPERM)?;
     let request: SchedRemoteShutdown = ctx.read(arg)?;
-    let reason = ShutdownReason::from_xen(request.reason).ok_or(Errno::EINVAL)?;
+    let reason = ShutdownReason::from_code(request.reason).ok_or(Errno::EINVAL)?;
     let target = ctx.domains.get_mut(request.domain_id).ok_or(Errno::ESRCH)?;
     target.shutdown(reason);
     event::raise_global_virq(ctx.domains, ctx.mem, VIRQ_DOM_EXC);

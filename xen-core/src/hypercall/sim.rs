@@ -115,7 +115,12 @@ impl World {
     /// dom0 and the domU, both running vCPU 0 of 2, each with
     /// [`RAM_PAGES`] pages (limit 64), on a machine of [`TOTAL_FRAMES`].
     pub fn new() -> Self {
-        let (mut pool, mut mem) = machine(TOTAL_FRAMES);
+        Self::with_frames(TOTAL_FRAMES)
+    }
+
+    /// The same world on a machine of `frames` frames.
+    pub fn with_frames(frames: u64) -> Self {
+        let (mut pool, mut mem) = machine(frames);
         let mut t = DomainTable::new();
         for name in ["dom0", "guest"] {
             let cfg = DomainConfig {
@@ -212,14 +217,29 @@ impl World {
 
     /// Calls again as the guest would while the hypervisor continues the
     /// hypercall; the final return value. Panics on any other outcome.
-    pub fn finish(&mut self, domid: DomId, mut out: HypercallOutcome, long_mode: bool) -> i64 {
-        for _ in 0..MAX_CONTINUATIONS {
+    pub fn finish(&mut self, domid: DomId, out: HypercallOutcome, long_mode: bool) -> i64 {
+        match self.follow(domid, out, long_mode).0 {
+            HypercallOutcome::Return(v) => v,
+            other => panic!("expected a return value, got {other:?}"),
+        }
+    }
+
+    /// Calls again as the guest would while the hypercall continues (it
+    /// re-executes the VMMCALL with the registers the hypervisor set):
+    /// the first outcome that is not a continuation, and the number of
+    /// calls it took (the one that gave `out` included).
+    pub fn follow(
+        &mut self,
+        domid: DomId,
+        mut out: HypercallOutcome,
+        long_mode: bool,
+    ) -> (HypercallOutcome, usize) {
+        for calls in 1..=MAX_CONTINUATIONS {
             match out {
-                HypercallOutcome::Return(v) => return v,
                 HypercallOutcome::Continue(c) => {
                     out = self.call(domid, continued(&c, long_mode));
                 }
-                other => panic!("expected a return value, got {other:?}"),
+                other => return (other, calls),
             }
         }
         panic!("the hypercall never finished")
@@ -231,7 +251,7 @@ impl World {
     }
 
     /// Writes `v` at `gpa` of `domid`.
-    pub fn put<T: IntoBytes + Immutable>(&mut self, domid: DomId, gpa: u64, v: &T) {
+    pub fn put<T: IntoBytes + Immutable + ?Sized>(&mut self, domid: DomId, gpa: u64, v: &T) {
         self.phys(domid).write(gpa, v.as_bytes()).unwrap();
     }
 

@@ -119,6 +119,80 @@ mod tests {
         }
     }
 
+    /// Whether the door serves sub-op `sub` of hypercall `nr` (`vcpu_op`
+    /// decodes its vCPU id first and refuses an unknown sub-op later).
+    fn served(nr: u64, sub: u64) -> bool {
+        !matches!(
+            decode(&args(nr, [sub, 0, 0, 0, 0])),
+            Request::NoSys
+                | Request::VcpuOp {
+                    op: vcpu::VcpuOp::Unknown,
+                    ..
+                }
+        )
+    }
+
+    /// The sub-ops docs/abi.md lists as served: every table row whose
+    /// first cell names `` `NAME` NUMBER `` pairs, under the nearest
+    /// `###` heading that ends in a hypercall number, e.g.
+    /// `### memory_op (12)`.
+    fn documented() -> std::collections::BTreeMap<u64, std::collections::BTreeSet<u64>> {
+        let text = include_str!("../../../docs/abi.md");
+        let mut served = std::collections::BTreeMap::<u64, std::collections::BTreeSet<u64>>::new();
+        let mut hypercall = None;
+        for line in text.lines() {
+            if let Some(heading) = line.strip_prefix("### ") {
+                // The last "(N)" in the heading: "set_timer_op (15) and vcpu_op (24)".
+                hypercall = heading
+                    .split('(')
+                    .filter_map(|part| part.split(')').next()?.trim().parse::<u64>().ok())
+                    .last();
+                continue;
+            }
+            let (Some(nr), Some(row)) = (hypercall, line.strip_prefix("| ")) else {
+                continue;
+            };
+            let first_cell = row.split(" |").next().unwrap_or("");
+            // "`NAME` 7", "`PAUSE` 5 / `UNPAUSE` 6", "`READCONSOLE` 13 (since 1.1)".
+            for pair in first_cell.split('`').skip(1).collect::<Vec<_>>().chunks(2) {
+                let number = pair.get(1).and_then(|rest| rest.split_whitespace().next());
+                if let Some(sub) = number.and_then(|n| n.parse::<u64>().ok()) {
+                    served.entry(nr).or_default().insert(sub);
+                }
+            }
+        }
+        served
+    }
+
+    #[test]
+    fn docs_abi_md_lists_exactly_the_served_sub_ops() {
+        let documented = documented();
+        for (nr, entry) in TABLE.iter().enumerate() {
+            let nr = nr as u64;
+            if entry.is_none() || nr == nr::SET_TIMER_OP {
+                // No sub-ops: set_timer_op's argument is a time.
+                continue;
+            }
+            let listed = documented
+                .get(&nr)
+                .unwrap_or_else(|| panic!("docs/abi.md has no table for hypercall {nr}"));
+            for sub in 0..64 {
+                assert_eq!(
+                    served(nr, sub),
+                    listed.contains(&sub),
+                    "hypercall {nr} sub-op {sub}: docs/abi.md and the dispatch table disagree"
+                );
+            }
+        }
+        let known: Vec<u64> = documented.keys().copied().collect();
+        for nr in known {
+            assert!(
+                TABLE.get(nr as usize).copied().flatten().is_some(),
+                "docs/abi.md documents hypercall {nr}, which has no decoder"
+            );
+        }
+    }
+
     #[test]
     fn numbers_without_a_handler_are_nosys() {
         for n in [0, 1, 7, 13, 33, 36, 63, 64, 1 << 32, u64::MAX] {

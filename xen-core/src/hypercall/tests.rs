@@ -110,7 +110,22 @@ fn xen_version_sub_ops() {
     assert_eq!(cstr(&info.compiler), "rustc");
     assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [3, BUF2, 0, 0, 0]), 0);
     assert!(cstr(&w.bytes(DOMU, BUF2, 1024)).starts_with("hvm-3.0-x86_64"));
-    for cmd in [4u64, 5, 8, 9, 10, 99] {
+    // Changeset, platform parameters and guest handle, as Xen's kernel.c.
+    w.put(DOMU, BUF, &[0xffu8; 64]);
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [4, BUF, 0, 0, 0]), 0);
+    let changeset = w.bytes(DOMU, BUF, 64);
+    assert_eq!(cstr(&changeset), "unavailable");
+    assert!(changeset[11..].iter().all(|b| *b == 0), "NUL-padded");
+    w.put(DOMU, BUF, &[0xffu8; 24]);
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [5, BUF, 0, 0, 0]), 0);
+    assert_eq!(w.bytes(DOMU, BUF, 9), [0, 0, 0, 0, 0, 0, 0, 0, 0xff]);
+    w.put(DOMU, BUF, &[0xffu8; 24]);
+    assert_eq!(w.ret32(DOMU, 17, [5, BUF as u32, 0, 0, 0]), 0);
+    let compat = w.bytes(DOMU, BUF, 5);
+    assert_eq!(compat, [0, 0, 0, 0, 0xff], "4 bytes for a 32-bit caller");
+    assert_eq!(w.ret(DOMU, nr::XEN_VERSION, [8, BUF, 0, 0, 0]), 0);
+    assert_eq!(w.bytes(DOMU, BUF, 17), [&[0u8; 16][..], &[0xff]].concat());
+    for cmd in [9u64, 10, 11, 12, 13, 14, 99] {
         assert_eq!(
             w.ret(DOMU, nr::XEN_VERSION, [cmd, BUF, 0, 0, 0]),
             e(Errno::ENOSYS),
@@ -163,6 +178,9 @@ fn xen_version_bad_pointers_fault_and_change_nothing() {
         (3, UNMAPPED),
         (6, u64::MAX - 3),
         (1, 1 << 40),
+        (4, edge),
+        (5, UNMAPPED - 4),
+        (8, edge),
     ] {
         assert_eq!(
             w.ret(DOMU, nr::XEN_VERSION, [cmd, at, 0, 0, 0]),
@@ -615,17 +633,19 @@ fn register_vcpu_info_validates_and_moves_the_area() {
         0
     );
     let before = w.ram(DOMU);
-    for (mfn, offset, rsvd) in [
-        (7, 4033, 0),
-        (7, u32::MAX, 0),
-        (7, 0, 1),
-        (RAM_PAGES, 0, 0),
-        (20, 0, 0),
-        (u64::MAX, 0, 0),
+    for (mfn, offset, rsvd, errno) in [
+        (7, 4040, 0, Errno::ENXIO),
+        (7, 4, 0, Errno::ENXIO),
+        (7, 4096, 0, Errno::EINVAL),
+        (7, u32::MAX, 0, Errno::EINVAL),
+        (7, 0, 1, Errno::EINVAL),
+        (RAM_PAGES, 0, 0, Errno::EINVAL),
+        (20, 0, 0, Errno::EINVAL),
+        (u64::MAX, 0, 0, Errno::EINVAL),
     ] {
         assert_eq!(
             register(&mut w, 0, mfn, offset, rsvd),
-            e(Errno::EINVAL),
+            e(errno),
             "{mfn} {offset} {rsvd}"
         );
     }
@@ -666,7 +686,7 @@ fn register_vcpu_info_validates_and_moves_the_area() {
     assert_eq!(info.time.flags, XEN_PVCLOCK_TSC_STABLE_BIT);
     assert_eq!(
         register(&mut w, 0, 8, 0, 0),
-        e(Errno::EINVAL),
+        e(Errno::EBUSY),
         "already registered"
     );
     // Blocking now clears the mask in the new area.

@@ -17,9 +17,11 @@
 //!   one fires at the next scheduling point).
 //! - `VCPUOP_stop_singleshot_timer` (own vCPU only): stops it.
 //! - `VCPUOP_register_vcpu_info` (own vCPU, or one that is down): reads
-//!   `vcpu_register_vcpu_info`; `-EINVAL` if `rsvd` is not 0, the 64-byte
-//!   `vcpu_info` would cross the page, the GFN is not the domain's own
-//!   writable RAM, or one is registered already. The current contents are
+//!   `vcpu_register_vcpu_info`; as Xen 4.19's `map_guest_area`: `-EINVAL`
+//!   if `rsvd` is not 0, the offset leaves the page or the GFN is not the
+//!   domain's own writable RAM; `-ENXIO` if the 64-byte `vcpu_info` would
+//!   cross the page or is not 8-byte aligned; `-EBUSY` if one is
+//!   registered already. The current contents are
 //!   copied there and the pvclock published; from then on that vCPU's
 //!   `vcpu_info` is read there. Unlike Xen, no event is marked pending to
 //!   force a rescan: nothing delivers upcalls yet.
@@ -39,12 +41,12 @@ use abi::xen::vcpu::{
 
 use super::args::RawArgs;
 use super::compat::CompatSetSingleshotTimer;
-use super::shared::{current_vcpu_info, vcpu_info_fits, Place};
 use super::table::Request;
 use super::{fault, Ctx, HypercallEnv};
+use crate::domain::shared::{current_vcpu_info, vcpu_info_fits, Place};
 use crate::domain::vcpu::VcpuRunState;
 use crate::domain::xen_state::VcpuInfoArea;
-use crate::mm::{FramePool, Gfn, PhysMem};
+use crate::mm::{FramePool, Gfn, PhysMem, PAGE_SIZE};
 use crate::paging::npt::P2mKind;
 use crate::time::pvclock::update_vcpu_time;
 
@@ -155,8 +157,11 @@ fn register_vcpu_info<P: FramePool, M: PhysMem, E: HypercallEnv>(
     arg: u64,
 ) -> Result<i64, Errno> {
     let request: VcpuRegisterVcpuInfo = ctx.read(arg)?;
-    if request.rsvd != 0 || !vcpu_info_fits(request.offset.into()) {
+    if request.rsvd != 0 || request.offset >= PAGE_SIZE as u32 {
         return Err(Errno::EINVAL);
+    }
+    if !vcpu_info_fits(request.offset.into()) {
+        return Err(Errno::ENXIO);
     }
     let slot = usize::try_from(id).map_err(|_| Errno::ENOENT)?;
     let area = VcpuInfoArea {
@@ -173,7 +178,7 @@ fn register_vcpu_info<P: FramePool, M: PhysMem, E: HypercallEnv>(
         .flatten()
         .is_some()
     {
-        return Err(Errno::EINVAL);
+        return Err(Errno::EBUSY);
     }
     let owned_ram = domain
         .p2m()

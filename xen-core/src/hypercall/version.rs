@@ -11,13 +11,22 @@
 //!   `hvm_callback_vector`: no event upcall is delivered yet (docs/abi.md
 //!   promises it; it comes with event channels). Other submaps: `-EINVAL`.
 //! - `XENVER_pagesize`: returns 4096.
-//! - Anything else (changeset, platform parameters, guest handle, command
-//!   line, build id, the `xen_varbuf` sub-ops): `-ENOSYS`.
+//! - `XENVER_changeset`: 64 bytes, [`CHANGESET`] (Xen's text for a build
+//!   without revision information).
+//! - `XENVER_platform_parameters`: `virt_start` 0, as Xen answers every
+//!   guest that is not PV (`XenPlatformParameters`, or the 4-byte
+//!   `CompatPlatformParameters` for a 32-bit caller).
+//! - `XENVER_guest_handle`: the caller's 16-byte domain handle. Our
+//!   control ABI's `CREATE` carries no handle, so every domain has the
+//!   all-zero one, as a Xen domain created without one (dom0) has.
+//! - Anything else (command line, build id, the `xen_varbuf` sub-ops):
+//!   `-ENOSYS`.
 
 use abi::xen::errno::Errno;
 use abi::xen::version::{
-    self as v, version_word, XenCompileInfo, XenFeatureInfo, XEN_CAPABILITIES_INFO_LEN,
-    XEN_EXTRAVERSION_LEN, XEN_VERSION_MAJOR, XEN_VERSION_MINOR,
+    self as v, version_word, CompatPlatformParameters, XenCompileInfo, XenFeatureInfo,
+    XenPlatformParameters, XEN_CAPABILITIES_INFO_LEN, XEN_CHANGESET_INFO_LEN,
+    XEN_DOMAIN_HANDLE_LEN, XEN_EXTRAVERSION_LEN, XEN_VERSION_MAJOR, XEN_VERSION_MINOR,
 };
 
 use super::args::RawArgs;
@@ -31,6 +40,10 @@ pub const EXTRAVERSION: &str = ".0-xen-core";
 /// PVH guests, 64- and 32-bit), in Xen's notation.
 pub const CAPABILITIES: &str = "hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p";
 
+/// `XENVER_changeset`: Xen's `XEN_CHANGESET` for a build made outside a
+/// revision-controlled tree.
+pub const CHANGESET: &str = "unavailable";
+
 /// A `xen_version` sub-op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VersionOp {
@@ -38,8 +51,11 @@ pub(crate) enum VersionOp {
     Extraversion { buf: u64 },
     CompileInfo { buf: u64 },
     Capabilities { buf: u64 },
+    Changeset { buf: u64 },
+    PlatformParameters { buf: u64 },
     GetFeatures { info: u64 },
     Pagesize,
+    GuestHandle { buf: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -49,8 +65,11 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         v::XENVER_EXTRAVERSION => VersionOp::Extraversion { buf },
         v::XENVER_COMPILE_INFO => VersionOp::CompileInfo { buf },
         v::XENVER_CAPABILITIES => VersionOp::Capabilities { buf },
+        v::XENVER_CHANGESET => VersionOp::Changeset { buf },
+        v::XENVER_PLATFORM_PARAMETERS => VersionOp::PlatformParameters { buf },
         v::XENVER_GET_FEATURES => VersionOp::GetFeatures { info: buf },
         v::XENVER_PAGESIZE => VersionOp::Pagesize,
+        v::XENVER_GUEST_HANDLE => VersionOp::GuestHandle { buf },
         _ => return Request::NoSys,
     })
 }
@@ -76,6 +95,22 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         }
         VersionOp::Capabilities { buf } => {
             ctx.write(buf, &padded::<XEN_CAPABILITIES_INFO_LEN>(CAPABILITIES))?;
+            Ok(0)
+        }
+        VersionOp::Changeset { buf } => {
+            ctx.write(buf, &padded::<XEN_CHANGESET_INFO_LEN>(CHANGESET))?;
+            Ok(0)
+        }
+        VersionOp::PlatformParameters { buf } => {
+            if ctx.compat {
+                ctx.write(buf, &CompatPlatformParameters::default())?;
+            } else {
+                ctx.write(buf, &XenPlatformParameters::default())?;
+            }
+            Ok(0)
+        }
+        VersionOp::GuestHandle { buf } => {
+            ctx.write(buf, &[0u8; XEN_DOMAIN_HANDLE_LEN])?;
             Ok(0)
         }
         VersionOp::CompileInfo { buf } => {

@@ -5,6 +5,9 @@
 //! them over the identity map, host tests over a `Vec`.
 
 pub mod frame;
+pub mod shared_frame;
+
+use shared_frame::SharedFrame;
 
 /// Size of a frame (4 KiB page) in bytes.
 pub const PAGE_SIZE: usize = 4096;
@@ -18,6 +21,28 @@ pub struct Mfn(pub u64);
 /// Guest frame number: guest physical address >> 12, in one domain's p2m.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Gfn(pub u64);
+
+/// Guest physical address: a byte in one domain's p2m.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Gpa(pub u64);
+
+impl Gpa {
+    /// The frame holding this byte.
+    pub const fn gfn(self) -> Gfn {
+        Gfn(self.0 >> PAGE_SHIFT)
+    }
+
+    /// The byte's offset in its frame.
+    pub const fn page_offset(self) -> usize {
+        (self.0 & (PAGE_SIZE as u64 - 1)) as usize
+    }
+
+    /// The address `off` bytes further on (wrapping: a wrapped address
+    /// fails the p2m lookup).
+    pub const fn add(self, off: u64) -> Gpa {
+        Gpa(self.0.wrapping_add(off))
+    }
+}
 
 impl Mfn {
     /// Host physical address of the frame's first byte.
@@ -82,10 +107,18 @@ pub trait FramePool {
     fn free_frames(&self) -> u64;
 }
 
-/// Byte access to host physical memory by machine frame.
+/// Byte access to host physical memory by machine frame. Frames are
+/// page-aligned.
 pub trait PhysMem {
     /// The 4 KiB contents of `mfn`.
     fn frame(&self, mfn: Mfn) -> &[u8; PAGE_SIZE];
     /// The 4 KiB contents of `mfn`, writable.
     fn frame_mut(&mut self, mfn: Mfn) -> &mut [u8; PAGE_SIZE];
+    /// `mfn` as a frame a guest may change at any time: reached only
+    /// through [`SharedFrame`]'s atomic operations. With one pCPU no
+    /// guest runs while the hypervisor does, so the exclusive borrow is
+    /// exact; an SMP build makes it from the frame's address instead.
+    fn shared_frame(&mut self, mfn: Mfn) -> SharedFrame<'_> {
+        SharedFrame::new(self.frame_mut(mfn))
+    }
 }

@@ -290,6 +290,15 @@ impl Npt {
         (bits & PRESENT != 0).then(|| decode_leaf(bits))
     }
 
+    /// The lowest mapped GFN at or above `from`, with its entry. Visits
+    /// only tables that exist, so it costs at most 4 × 512 entry reads.
+    pub fn next_mapped(&self, mem: &impl PhysMem, from: Gfn) -> Option<(Gfn, P2mEntry)> {
+        if from.0 > NPT_MAX_GFN {
+            return None;
+        }
+        find_from(mem, self.root, 4, 0, from.0)
+    }
+
     /// Tears the table down: calls `on_leaf` for every mapped GFN (to
     /// scrub and free owned frames), then frees every table frame.
     pub fn destroy<P: FramePool, M: PhysMem>(
@@ -300,6 +309,34 @@ impl Npt {
     ) {
         free_table(pool, mem, self.root, 4, 0, &mut on_leaf);
     }
+}
+
+/// The first mapped GFN at or above `from` in `table` of `level`, which
+/// covers GFNs from `base` (`from >= base`). Recursion depth is at most 4.
+fn find_from(
+    mem: &impl PhysMem,
+    table: Mfn,
+    level: u32,
+    base: u64,
+    from: u64,
+) -> Option<(Gfn, P2mEntry)> {
+    let shift = 9 * (level - 1);
+    let start = ((from - base) >> shift) as usize & (ENTRIES - 1);
+    for idx in start..ENTRIES {
+        let bits = read_entry(mem, table, idx);
+        if bits & PRESENT == 0 {
+            continue;
+        }
+        let gfn = base | ((idx as u64) << shift);
+        if level == 1 {
+            return Some((Gfn(gfn), decode_leaf(bits)));
+        }
+        let sub_from = if idx == start { from.max(gfn) } else { gfn };
+        if let Some(found) = find_from(mem, entry_mfn(bits), level - 1, gfn, sub_from) {
+            return Some(found);
+        }
+    }
+    None
 }
 
 /// Frees `table` of `level` covering GFNs from `base`, and all below it.
@@ -463,6 +500,11 @@ mod tests {
             }
             for (g, m) in &model {
                 prop_assert_eq!(npt.translate(&mem, Gfn(*g)).map(|e| e.mfn.0), Some(*m));
+            }
+            for from in [0, 1, 511, 512, 513, 1 << 18, (1 << 27) + 5, 3 << 27] {
+                let next = npt.next_mapped(&mem, Gfn(from)).map(|(g, e)| (g.0, e.mfn.0));
+                let want = model.range(from..).next().map(|(g, m)| (*g, *m));
+                prop_assert_eq!(next, want, "next_mapped from {:#x}", from);
             }
             let mut leaves = BTreeMap::new();
             npt.destroy(&mut pool, &mut mem, |_, _, g, e| { leaves.insert(g.0, e.mfn.0); });

@@ -16,9 +16,14 @@ pub const DIRTY: u8 = 0xa5;
 /// MFN of the first simulated frame.
 pub const FIRST_MFN: u64 = 0x1000;
 
+/// One simulated frame, page-aligned as real ones are.
+#[derive(Clone)]
+#[repr(C, align(4096))]
+struct Page([u8; PAGE_SIZE]);
+
 /// The contents of the simulated frames.
 pub struct SimPhys {
-    frames: Vec<[u8; PAGE_SIZE]>,
+    frames: Vec<Page>,
 }
 
 /// The free list over [`SimPhys`]'s frames; catches double frees.
@@ -32,7 +37,7 @@ pub fn machine(frames: u64) -> (SimPool, SimPhys) {
     let free: Vec<Mfn> = (0..frames).rev().map(|i| Mfn(FIRST_MFN + i)).collect();
     let free_set = free.iter().copied().collect();
     let phys = SimPhys {
-        frames: vec![[DIRTY; PAGE_SIZE]; frames as usize],
+        frames: vec![Page([DIRTY; PAGE_SIZE]); frames as usize],
     };
     (SimPool { free, free_set }, phys)
 }
@@ -50,12 +55,12 @@ impl SimPhys {
 
 impl PhysMem for SimPhys {
     fn frame(&self, mfn: Mfn) -> &[u8; PAGE_SIZE] {
-        &self.frames[self.index(mfn)]
+        &self.frames[self.index(mfn)].0
     }
 
     fn frame_mut(&mut self, mfn: Mfn) -> &mut [u8; PAGE_SIZE] {
         let i = self.index(mfn);
-        &mut self.frames[i]
+        &mut self.frames[i].0
     }
 }
 

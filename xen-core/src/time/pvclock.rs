@@ -9,9 +9,9 @@ use abi::xen::shared_info::{SharedInfo, VcpuInfo, VcpuTimeInfo};
 use zerocopy::IntoBytes;
 
 use super::Clock;
+use crate::domain::shared::{all_vcpu_infos, seqlock_write, Place};
 use crate::domain::Domain;
 use crate::guest_mem::GuestFault;
-use crate::hypercall::shared::{all_vcpu_infos, seqlock_write, Place};
 use crate::mm::PhysMem;
 
 /// Bytes of `vcpu_time_info` after `version` and its padding.
@@ -121,7 +121,9 @@ mod tests {
             (2, 0x2345_6789, 1, 42)
         );
         let mut area = [0u8; 64];
-        Place::Guest(0x1040).read(d, &mut mem, &mut area).unwrap();
+        Place::Guest(crate::mm::Gpa(0x1040))
+            .read(d, &mut mem, &mut area)
+            .unwrap();
         let registered = VcpuInfo::read_from_bytes(&area).unwrap();
         assert_eq!(registered.time, t1);
         // The guest moved the page away: the slot is still updated.

@@ -30,7 +30,10 @@ pub fn state_of(info: &DomainInfo) -> DomainState {
     if flag(DOMAIN_FLAG_DYING) {
         DomainState::Dying
     } else if flag(DOMAIN_FLAG_SHUTDOWN) {
-        DomainState::Shutdown(ShutdownReason::from_code(info.shutdown_reason))
+        // xen-core reports only Xen's codes (SCHEDOP_shutdown refuses
+        // others): anything else shows as a crash.
+        let reason = ShutdownReason::from_code(info.shutdown_reason);
+        DomainState::Shutdown(reason.unwrap_or(ShutdownReason::Crash))
     } else if flag(DOMAIN_FLAG_PAUSED) {
         DomainState::Paused
     } else if flag(DOMAIN_FLAG_RUNNING) {

@@ -278,7 +278,11 @@ impl Session {
             self.stream = None;
             let reason = match end {
                 console_backend::ConsoleEnd::Shutdown(code) => {
-                    ConsoleEnd::Shutdown(ShutdownReason::from_code(code))
+                    // xen-core reports only Xen's codes (SCHEDOP_shutdown
+                    // refuses others): anything else shows as a crash.
+                    ConsoleEnd::Shutdown(
+                        ShutdownReason::from_code(code).unwrap_or(ShutdownReason::Crash),
+                    )
                 }
                 console_backend::ConsoleEnd::Destroyed => ConsoleEnd::Destroyed,
             };

@@ -1,6 +1,6 @@
 //! Map, unmap, copy, pins and destruction, one behaviour per test.
 
-use core::cell::Cell;
+use crate::mm::shared_frame::SharedFrame;
 
 use abi::xen::domid::DOMID_SELF;
 use abi::xen::grant_table::{
@@ -417,20 +417,25 @@ fn copy_moves_bytes_within_pages_and_leaves_flags_as_they_were() {
 }
 
 /// Machine memory in which the granter rewrites one grant entry between
-/// the hypervisor's reads: read `n` of the entry's frame sees version
-/// `n` (the last version once they run out, or round-robin if `cycle`).
+/// the hypervisor's accesses: shared access `n` to the entry's frame sees
+/// version `n` (the last version once they run out, or round-robin if
+/// `cycle`).
 struct Racing {
     inner: SimPhys,
     frame: Mfn,
-    versions: Vec<[u8; 4096]>,
-    reads: Cell<usize>,
+    versions: Vec<Page>,
+    accesses: usize,
     cycle: bool,
 }
 
+/// A page-aligned frame, as `PhysMem` frames are.
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
 impl Racing {
-    /// The version the next read sees.
-    fn current(&self) -> usize {
-        let n = self.reads.get();
+    /// The version access `n` sees.
+    fn version(&self, n: usize) -> usize {
         if self.cycle {
             n % self.versions.len()
         } else {
@@ -444,23 +449,25 @@ impl PhysMem for Racing {
         if mfn != self.frame {
             return self.inner.frame(mfn);
         }
-        let v = self.current();
-        self.reads.set(self.reads.get() + 1);
-        &self.versions[v]
+        &self.versions[self.version(self.accesses.saturating_sub(1))].0
     }
 
-    /// Writes go to the version the last read saw.
     fn frame_mut(&mut self, mfn: Mfn) -> &mut [u8; 4096] {
         if mfn != self.frame {
             return self.inner.frame_mut(mfn);
         }
-        let last = self.reads.get().saturating_sub(1);
-        let v = if self.cycle {
-            last % self.versions.len()
-        } else {
-            last.min(self.versions.len() - 1)
-        };
-        &mut self.versions[v]
+        let v = self.version(self.accesses.saturating_sub(1));
+        &mut self.versions[v].0
+    }
+
+    /// Each shared access to the entry's frame sees the next version.
+    fn shared_frame(&mut self, mfn: Mfn) -> SharedFrame<'_> {
+        if mfn != self.frame {
+            return self.inner.shared_frame(mfn);
+        }
+        let v = self.version(self.accesses);
+        self.accesses += 1;
+        SharedFrame::new(&mut self.versions[v].0)
     }
 }
 
@@ -471,8 +478,8 @@ fn racing(cycle: bool, entries: &[GrantEntryV1]) -> (Box<World>, Vec<DomId>, Rac
     let versions = entries
         .iter()
         .map(|e| {
-            let mut f = *w.mem.frame(table);
-            f[8..16].copy_from_slice(e.as_bytes());
+            let mut f = Page(*w.mem.frame(table));
+            f.0[8..16].copy_from_slice(e.as_bytes());
             f
         })
         .collect();
@@ -481,7 +488,7 @@ fn racing(cycle: bool, entries: &[GrantEntryV1]) -> (Box<World>, Vec<DomId>, Rac
         inner,
         frame: table,
         versions,
-        reads: Cell::new(0),
+        accesses: 0,
         cycle,
     };
     (w, ids, mem)
@@ -499,7 +506,7 @@ fn an_entry_changed_during_the_update_is_read_again() {
     let d = w.t.get_mut(g).unwrap();
     let mfn = pin::acquire(d, &mut mem, 1, m, false).unwrap();
     assert_eq!(Some(mfn), d.p2m().translate(&mem, Gfn(6)).map(|e| e.mfn));
-    let now = mem.versions[1];
+    let now = mem.versions[1].0;
     let flags = u16::from_le_bytes([now[8], now[9]]);
     assert_eq!(flags, GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
 }
@@ -531,4 +538,17 @@ fn an_entry_that_never_holds_still_fails() {
         Err(GrantError::GeneralError)
     );
     assert!(!d.grant().active(1).is_pinned());
+}
+
+/// Xen's `_set_status_v1` reads `frame` after the status bits are set:
+/// a granter that changes `frame` before then cannot make the grantee
+/// map the frame it named earlier.
+#[test]
+fn the_frame_is_read_after_the_status_is_set() {
+    let m = 2;
+    let (mut w, ids, mut mem) = racing(false, &[grant(m, 6, false), grant(m, 7, false)]);
+    let d = w.t.get_mut(ids[1]).unwrap();
+    let mfn = pin::acquire(d, &mut mem, 1, m, false).unwrap();
+    assert_eq!(Some(mfn), d.p2m().translate(&mem, Gfn(7)).map(|e| e.mfn));
+    assert_ne!(Some(mfn), d.p2m().translate(&mem, Gfn(6)).map(|e| e.mfn));
 }

@@ -171,7 +171,7 @@ fn info(d: &Domain, caller: DomId) -> DomainInfo {
     let (mut flags, shutdown_reason) = match d.state() {
         DomainState::Running => (0, 0),
         DomainState::Paused => (DOMAIN_FLAG_PAUSED, 0),
-        DomainState::Shutdown(r) => (DOMAIN_FLAG_SHUTDOWN, r.to_xen()),
+        DomainState::Shutdown(r) => (DOMAIN_FLAG_SHUTDOWN, r.code()),
         DomainState::Crashed(_) => (DOMAIN_FLAG_SHUTDOWN, SHUTDOWN_CRASH),
         DomainState::Dying => (DOMAIN_FLAG_DYING, 0),
     };

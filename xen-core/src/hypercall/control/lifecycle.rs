@@ -12,13 +12,22 @@
 //!   table is full or every domid is in use or in quarantine (Xen says
 //!   `-ENOMEM`). The domid is the lowest free one not destroyed within
 //!   the last `DOMID_REUSE_DELAY` creations.
-//! - `DESTROY`: `DomainRequest`: Xen's `domain_kill` and destruction in
-//!   one step: its vCPUs stop, its event channels close, grant mappings
-//!   go (`crate::grant::release`), foreign mappings of its frames leave
-//!   the mappers' p2ms (`crate::domain::foreign`), its memory is scrubbed
-//!   and freed, its domid goes into quarantine, and dom0 gets
-//!   `VIRQ_DOM_EXC`. `-EPERM` for the privileged domain (dom0 itself).
-//!   Returns [`HypercallOutcome::DomainDestroyed`].
+//! - `DESTROY`: `DomainRequest`: Xen's `domain_kill`, preemptible as
+//!   Xen's is. The first call makes the domain dying (its vCPUs stop, its
+//!   event channels close; `GETINFO` shows `DOMAIN_FLAG_DYING` and no
+//!   new operation applies to it); each call then does one bounded slice
+//!   ([`DomainTable::destroy_slice`]: grant and foreign mappings go
+//!   first, then at most [`SLICE_FRAMES`] frames are scrubbed
+//!   and freed) and, while work remains, returns a continuation (the
+//!   caller re-executes the same call, as with Xen's `-ERESTART`). A
+//!   `DESTROY` of a dying domain, from any vCPU, carries on where the
+//!   last slice stopped. The last slice frees the rest, puts the domid
+//!   into quarantine, raises `VIRQ_DOM_EXC` for dom0 and returns
+//!   [`HypercallOutcome::DomainDestroyed`]. So the caller sees one call
+//!   that succeeds once everything is back. `-EPERM` for the privileged
+//!   domain (dom0 itself).
+//!
+//! [`DomainTable::destroy_slice`]: crate::domain::table::DomainTable::destroy_slice
 //! - `PAUSE` / `UNPAUSE`: `DomainRequest`: Xen's controller pause count
 //!   (a new domain starts paused once; it runs when the count drops to
 //!   0). `-EINVAL`: pausing the caller itself (as Xen), unpausing a
@@ -35,7 +44,10 @@ use zerocopy::FromZeros;
 
 use super::info::domain_request;
 use super::{Dom0, FRAME_KIB};
-use crate::domain::{DomainConfig, DomainError, MAX_DOMAIN_PAGES, MAX_VCPUS};
+use crate::domain::table::Destruction;
+use crate::domain::{
+    DomainConfig, DomainError, DomainState, MAX_DOMAIN_PAGES, MAX_VCPUS, SLICE_FRAMES,
+};
 use crate::event::raise_global_virq;
 use crate::hypercall::{Ctx, HypercallEnv, HypercallOutcome};
 use crate::mm::{FramePool, PhysMem};
@@ -96,10 +108,17 @@ pub(super) fn destroy<P: FramePool, M: PhysMem, E: HypercallEnv>(
     if target.privilege().is_some() {
         return Err(Errno::EPERM);
     }
-    ctx.domains.kill(domid).map_err(|_| Errno::ESRCH)?;
-    ctx.domains
-        .destroy(domid, ctx.pool, ctx.mem)
+    if target.state() != DomainState::Dying {
+        ctx.domains.kill(domid).map_err(|_| Errno::ESRCH)?;
+        log::info!("d{domid} dying");
+    }
+    let step = ctx
+        .domains
+        .destroy_slice(domid, ctx.pool, ctx.mem, SLICE_FRAMES)
         .map_err(|_| Errno::ESRCH)?;
+    if step == Destruction::Continues {
+        return Ok(HypercallOutcome::Continue(ctx.args.again()));
+    }
     raise_global_virq(ctx.domains, ctx.mem, VIRQ_DOM_EXC);
     log::info!("d{domid} destroyed");
     Ok(HypercallOutcome::DomainDestroyed(domid))

@@ -1,11 +1,20 @@
 //! Building a domain's memory.
 //!
 //! - `POPULATE_MEMORY`: `PopulateRequest` → `PopulateResponse`: fresh,
-//!   zeroed frames at the target's GFNs `first_gfn..+nr_frames`, all or
-//!   nothing. `-EINVAL`: 0 or more than `POPULATE_MAX_FRAMES` frames, a
-//!   range that overflows or leaves the p2m's reach, a dying target.
-//!   `-ENOMEM`: over the domain's limit or out of host frames. `-EEXIST`:
-//!   a GFN in the range is mapped already. Any domain, the caller too.
+//!   zeroed frames at the target's GFNs `first_gfn..+nr_frames`. The
+//!   first call checks the whole range (`-EINVAL`: 0 or more than
+//!   `POPULATE_MAX_FRAMES` frames, a range that overflows or leaves the
+//!   p2m's reach, a dying target; `-ENOMEM`: over the domain's limit or
+//!   out of host frames; `-EEXIST`: a GFN in the range is mapped
+//!   already), so a refused request changes nothing. It is then done in
+//!   slices of at most [`SLICE_FRAMES`] frames through a hypercall
+//!   continuation that carries the frames done in bits 31:8 of the op
+//!   argument (as Xen's `memory_op` carries its extent). `nr_done` counts
+//!   the frames populated from `first_gfn`: if the host runs out of frames
+//!   between slices, the call fails with `-ENOMEM` and `nr_done` frames
+//!   stay (Xen's `populate_physmap` reports partial progress likewise;
+//!   the toolstack destroys a domain whose build fails). Any domain, the
+//!   caller too.
 //! - `MAP_FOREIGN`: `MapRequest`: the target's frames at `first_gfn..` are
 //!   mapped read-write at the caller's GFNs `caller_gfn..`, all or
 //!   nothing, for any target that is not dying (a domain being built, or
@@ -25,50 +34,62 @@
 //!   mapping. The caller's `p2m_generation` moves on: the run loop
 //!   flushes its TLB before it runs again.
 
+use super::{continued, zero, ControlOp, Dom0};
+use crate::domain::foreign::{self, ForeignError, ForeignRange};
+use crate::domain::{DomainError, SLICE_FRAMES};
+use crate::hypercall::{Ctx, HypercallEnv, HypercallOutcome};
+use crate::mm::{FramePool, Gfn, PhysMem};
 use abi::control::{
-    MapRequest, PopulateRequest, PopulateResponse, UnmapRequest, MAP_MAX_FRAMES,
-    POPULATE_MAX_FRAMES,
+    MapRequest, PopulateRequest, PopulateResponse, UnmapRequest, CONTROL_OP_POPULATE_MEMORY,
+    MAP_MAX_FRAMES, POPULATE_MAX_FRAMES,
 };
 use abi::xen::errno::Errno;
-use zerocopy::FromZeros;
-
-use super::{zero, Dom0};
-use crate::domain::foreign::{self, ForeignError, ForeignRange};
-use crate::domain::{DomainError, DomainState};
-use crate::hypercall::{Ctx, HypercallEnv};
-use crate::mm::{FramePool, Gfn, PhysMem};
 
 pub(super) fn populate<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     _: Dom0,
-    request: u64,
-    response: u64,
-) -> Result<i64, Errno> {
-    let req: PopulateRequest = ctx.read(request)?;
+    op: ControlOp,
+) -> Result<HypercallOutcome, Errno> {
+    let req: PopulateRequest = ctx.read(op.request)?;
     req.header.check()?;
     zero(&req.pad)?;
-    if !(1..=POPULATE_MAX_FRAMES).contains(&req.nr_frames) {
+    let done = u64::from(op.progress);
+    if !(1..=POPULATE_MAX_FRAMES).contains(&req.nr_frames) || done >= req.nr_frames {
         return Err(Errno::EINVAL);
     }
     let domain = ctx.domains.get(req.domid).ok_or(Errno::ESRCH)?;
-    if domain.state() == DomainState::Dying {
-        return Err(Errno::EINVAL);
+    let first = Gfn(req.first_gfn);
+    if done == 0 {
+        domain
+            .check_populate(ctx.pool, ctx.mem, first, req.nr_frames)
+            .map_err(populate_errno)?;
     }
-    ctx.write(response, &PopulateResponse::new_zeroed())?;
+    ctx.write(op.response, &PopulateResponse { nr_done: done })?;
+    let slice = (req.nr_frames - done).min(SLICE_FRAMES);
     let domain = ctx.domains.get_mut(req.domid).ok_or(Errno::ESRCH)?;
+    // `check_populate` (or the first slice) made sure the range is in reach.
+    let at = Gfn(first.0.saturating_add(done));
     domain
-        .populate(ctx.pool, ctx.mem, Gfn(req.first_gfn), req.nr_frames)
-        .map_err(|e| match e {
-            DomainError::OverMaxPages | DomainError::OutOfFrames => Errno::ENOMEM,
-            DomainError::GfnMapped(_) => Errno::EEXIST,
-            _ => Errno::EINVAL,
-        })?;
-    let done = PopulateResponse {
-        nr_done: req.nr_frames,
-    };
+        .populate(ctx.pool, ctx.mem, at, slice)
+        .map_err(populate_errno)?;
+    let done = done + slice;
     // Written once above: cannot fault now.
-    ctx.write(response, &done)?;
-    Ok(0)
+    ctx.write(op.response, &PopulateResponse { nr_done: done })?;
+    if done < req.nr_frames {
+        // Cannot fail: done < nr_frames <= POPULATE_MAX_FRAMES.
+        let progress = u32::try_from(done).map_err(|_| Errno::EINVAL)?;
+        let again = continued(CONTROL_OP_POPULATE_MEMORY, progress);
+        return Ok(HypercallOutcome::Continue(ctx.args.continue_with(0, again)));
+    }
+    Ok(HypercallOutcome::Return(0))
+}
+
+fn populate_errno(e: DomainError) -> Errno {
+    match e {
+        DomainError::OverMaxPages | DomainError::OutOfFrames => Errno::ENOMEM,
+        DomainError::GfnMapped(_) => Errno::EEXIST,
+        _ => Errno::EINVAL,
+    }
 }
 
 pub(super) fn map_foreign<P: FramePool, M: PhysMem, E: HypercallEnv>(

@@ -15,7 +15,7 @@ use zerocopy::{Immutable, IntoBytes};
 
 use crate::domain::table::{DOMID_REUSE_DELAY, MAX_DOMAINS};
 use crate::domain::vcpu::{VcpuEntryState, VcpuRunState};
-use crate::domain::{DomainState, ShutdownReason, MAX_PAUSE_COUNT};
+use crate::domain::{DomainState, ShutdownReason, MAX_PAUSE_COUNT, SLICE_FRAMES};
 use crate::hypercall::tests::{
     e, req, World, BUF, BUF2, DOM0, DOMU, RAM_PAGES, TOTAL_FRAMES, UNMAPPED,
 };
@@ -28,22 +28,28 @@ const MAP_AT: u64 = 0x1000;
 
 /// Calls control op `op` from `caller` with `request` at `BUF` and the
 /// response at `BUF2`.
-fn call<T: IntoBytes + Immutable>(
+fn call<T: IntoBytes + Immutable + ?Sized>(
     w: &mut World,
     caller: DomId,
     op: u32,
     request: &T,
 ) -> HypercallOutcome {
     w.put(caller, BUF, request);
-    w.call64(
+    let out = w.call64(
         caller,
         ctl::HYPERVISOR_CONTROL_OP,
         [op.into(), BUF, BUF2, 0, 0],
-    )
+    );
+    w.follow(caller, out, true).0
 }
 
 /// The value a control op returned (0 for the outcomes that carry news).
-fn rc<T: IntoBytes + Immutable>(w: &mut World, caller: DomId, op: u32, request: &T) -> i64 {
+fn rc<T: IntoBytes + Immutable + ?Sized>(
+    w: &mut World,
+    caller: DomId,
+    op: u32,
+    request: &T,
+) -> i64 {
     match call(w, caller, op, request) {
         HypercallOutcome::Return(v) => v,
         HypercallOutcome::DomainDestroyed(_) | HypercallOutcome::VcpuStarted { .. } => 0,
@@ -289,7 +295,7 @@ fn destroy_frees_everything_and_tells_dom0() {
     );
     assert!(!crate::event::is_pending(
         w.t.get(DOM0).unwrap(),
-        &w.mem,
+        &mut w.mem,
         port
     ));
     let out = call(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id));
@@ -299,11 +305,145 @@ fn destroy_frees_everything_and_tells_dom0() {
     assert_eq!(w.pool.free_frames(), free);
     assert!(crate::event::is_pending(
         w.t.get(DOM0).unwrap(),
-        &w.mem,
+        &mut w.mem,
         port
     ));
     // The domid rests: the next domain gets another one.
     assert_ne!(create(&mut w, "next", 1), id);
+}
+
+#[test]
+fn a_big_domain_is_populated_and_destroyed_in_slices() {
+    let pages = 4 * SLICE_FRAMES + 7;
+    let mut w = World::with_frames(pages + 256);
+    let port = crate::event::ops::bind_virq(w.t.get_mut(DOM0).unwrap(), VIRQ_DOM_EXC, 0).unwrap();
+    let free = w.pool.free_frames();
+    let id = create(&mut w, "big", pages);
+    // POPULATE: one call for the toolstack, five slices for the hypervisor.
+    w.put(DOM0, BUF, &populate_req(id, 0, pages));
+    let first = w.call64(
+        DOM0,
+        ctl::HYPERVISOR_CONTROL_OP,
+        [ctl::CONTROL_OP_POPULATE_MEMORY.into(), BUF, BUF2, 0, 0],
+    );
+    assert!(matches!(first, HypercallOutcome::Continue(_)));
+    assert_eq!(w.domain(id).tot_pages(), SLICE_FRAMES, "one slice per call");
+    assert_eq!(
+        w.follow(DOM0, first, true),
+        (HypercallOutcome::Return(0), 5)
+    );
+    assert_eq!(w.get::<PopulateResponse>(DOM0, BUF2).nr_done, pages);
+    assert_eq!(w.domain(id).tot_pages(), pages);
+    // DESTROY: the first slice leaves the domain dying, visible as such.
+    let out = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &req(id));
+    assert!(matches!(out, HypercallOutcome::Continue(_)));
+    assert_eq!(w.domain(id).state(), DomainState::Dying);
+    assert_eq!(w.domain(id).tot_pages(), pages - SLICE_FRAMES);
+    assert_eq!(rc(&mut w, DOM0, ctl::CONTROL_OP_GETINFO, &req(id)), 0);
+    let info: ctl::DomainInfo = w.get(DOM0, BUF2);
+    assert_eq!(info.flags & ctl::DOMAIN_FLAG_DYING, ctl::DOMAIN_FLAG_DYING);
+    // No new operation applies to it.
+    let refused = [
+        (
+            ctl::CONTROL_OP_PAUSE,
+            req(id).as_bytes().to_vec(),
+            Errno::EINVAL,
+        ),
+        (
+            ctl::CONTROL_OP_UNPAUSE,
+            req(id).as_bytes().to_vec(),
+            Errno::EINVAL,
+        ),
+        (
+            ctl::CONTROL_OP_POPULATE_MEMORY,
+            populate_req(id, pages, 1).as_bytes().to_vec(),
+            Errno::EINVAL,
+        ),
+        (
+            ctl::CONTROL_OP_MAP_FOREIGN,
+            map_req(id, 0, MAP_AT, 1).as_bytes().to_vec(),
+            Errno::ESRCH,
+        ),
+    ];
+    for (op, request, errno) in refused {
+        assert_eq!(
+            rc(&mut w, DOM0, op, request.as_slice()),
+            e(errno),
+            "op {op}"
+        );
+    }
+    assert!(!crate::event::is_pending(
+        w.t.get(DOM0).unwrap(),
+        &mut w.mem,
+        port
+    ));
+    // A new DESTROY (a retry, or another vCPU) carries on where it was.
+    let again = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &req(id));
+    assert_eq!(w.domain(id).tot_pages(), pages - 2 * SLICE_FRAMES);
+    assert_eq!(
+        w.follow(DOM0, again, true),
+        (HypercallOutcome::DomainDestroyed(id), 4)
+    );
+    assert!(w.t.get(id).is_none());
+    assert_eq!(w.pool.free_frames(), free);
+    assert!(crate::event::is_pending(
+        w.t.get(DOM0).unwrap(),
+        &mut w.mem,
+        port
+    ));
+    assert_eq!(
+        rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id)),
+        e(Errno::ESRCH)
+    );
+}
+
+/// A populate whose host runs out of frames between slices fails with
+/// `-ENOMEM` and reports the frames it did.
+#[test]
+fn a_populate_cut_short_reports_its_progress() {
+    let pages = 2 * SLICE_FRAMES;
+    let mut w = World::with_frames(pages + 256);
+    let id = create(&mut w, "short", pages);
+    let first = call_once(
+        &mut w,
+        ctl::CONTROL_OP_POPULATE_MEMORY,
+        &populate_req(id, 0, pages),
+    );
+    // Someone else takes the host's frames meanwhile.
+    let taken: Vec<_> = std::iter::from_fn(|| w.pool.alloc()).collect();
+    let (out, _) = w.follow(DOM0, first, true);
+    assert_eq!(out, HypercallOutcome::Return(e(Errno::ENOMEM)));
+    assert_eq!(w.get::<PopulateResponse>(DOM0, BUF2).nr_done, SLICE_FRAMES);
+    assert_eq!(w.domain(id).tot_pages(), SLICE_FRAMES);
+    taken.into_iter().for_each(|m| w.pool.free(m));
+}
+
+#[test]
+fn a_forged_progress_is_refused() {
+    let mut w = World::new();
+    let id = create(&mut w, "p", 8);
+    w.put(DOM0, BUF, &populate_req(id, 0, 4));
+    for progress in [4u64, 5, 0xff_ffff] {
+        let op = u64::from(ctl::CONTROL_OP_POPULATE_MEMORY) | progress << 8;
+        let r = w.ret(DOM0, ctl::HYPERVISOR_CONTROL_OP, [op, BUF, BUF2, 0, 0]);
+        assert_eq!(r, e(Errno::EINVAL), "progress {progress}");
+    }
+    // Only a populate continues: other ops with progress bits are unknown.
+    w.put(DOM0, BUF, &req(id));
+    let op = u64::from(ctl::CONTROL_OP_GETINFO) | 1 << 8;
+    let r = w.ret(DOM0, ctl::HYPERVISOR_CONTROL_OP, [op, BUF, BUF2, 0, 0]);
+    assert_eq!(r, e(Errno::ENOSYS));
+    assert_eq!(w.domain(id).tot_pages(), 0);
+}
+
+/// One call of control op `op` from dom0, not followed if it continues.
+fn call_once<T: IntoBytes + Immutable>(w: &mut World, op: u32, request: &T) -> HypercallOutcome {
+    w.put(DOM0, BUF, request);
+    w.call64(
+        DOM0,
+        ctl::HYPERVISOR_CONTROL_OP,
+        [op.into(), BUF, BUF2, 0, 0],
+    )
 }
 
 #[test]
@@ -320,7 +460,7 @@ fn a_domu_shutting_down_tells_dom0() {
     assert_eq!(out, HypercallOutcome::Shutdown(ShutdownReason::Poweroff));
     assert!(crate::event::is_pending(
         w.t.get(DOM0).unwrap(),
-        &w.mem,
+        &mut w.mem,
         port
     ));
 }

@@ -51,7 +51,7 @@ fn status(w: &mut World, caller: DomId, dom: DomId, port: u32) -> (i64, EvtchnSt
 }
 
 fn pending(w: &mut World, domid: DomId, port: u32) -> bool {
-    event::is_pending(w.t.get(domid).unwrap(), &w.mem, port)
+    event::is_pending(w.t.get(domid).unwrap(), &mut w.mem, port)
 }
 
 /// A channel dom0 ↔ domU made through the door: (dom0's port, domU's).
