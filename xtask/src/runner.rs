@@ -198,7 +198,10 @@ fn run_scenario(
     show: Show,
 ) -> ScenarioResult {
     let start = Instant::now();
-    let missing = scenario.bundle.as_ref().and_then(|b| artifacts.missing_xtf(b));
+    let missing = scenario
+        .bundle
+        .as_ref()
+        .and_then(|b| artifacts.missing_xtf(b));
     if let Some(reason) = missing {
         return ScenarioResult {
             failures: Vec::new(),
