@@ -51,6 +51,21 @@ const BARE_PACKAGES: &[BarePackage] = &[
 pub struct Artifacts {
     dir: PathBuf,
     host_dir: PathBuf,
+    /// XTF's hvm64 kernels, if a `shared/xtf/hvm64` folder sits beside
+    /// the workspace or one of its parents.
+    xtf_dir: Option<PathBuf>,
+}
+
+/// Where XTF's kernels are, relative to a folder above the workspace.
+const XTF_DIR: &str = "shared/xtf/hvm64";
+
+/// `shared/xtf/hvm64` in the nearest parent of `root` that has one
+/// (`/work/shared` for `/work/main` and `/work/wt/NAME` alike).
+fn find_xtf_dir(root: &Path) -> Option<PathBuf> {
+    root.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(XTF_DIR))
+        .find(|dir| dir.is_dir())
 }
 
 impl Artifacts {
@@ -61,6 +76,7 @@ impl Artifacts {
         Artifacts {
             dir: root.join(BARE_TARGET_DIR).join(TARGET).join("release"),
             host_dir: host_target.join("debug"),
+            xtf_dir: find_xtf_dir(root),
         }
     }
 
@@ -77,13 +93,30 @@ impl Artifacts {
     }
 
     /// The artifact named `name`: `example:NAME` is an example kernel,
-    /// anything else a binary (`xen-core`, `dom0`). `None` if not built.
+    /// `xtf:NAME` XTF's `test-hvm64-NAME`, anything else a binary
+    /// (`xen-core`, `dom0`). `None` if not built (or no XTF folder).
     pub fn find(&self, name: &str) -> Option<PathBuf> {
-        let path = match name.strip_prefix("example:") {
-            Some(example) => self.dir.join("examples").join(example),
-            None => self.dir.join(name),
+        let path = if let Some(example) = name.strip_prefix("example:") {
+            self.dir.join("examples").join(example)
+        } else if let Some(test) = name.strip_prefix("xtf:") {
+            self.xtf_dir.as_ref()?.join(format!("test-hvm64-{test}"))
+        } else {
+            self.dir.join(name)
         };
         path.is_file().then_some(path)
+    }
+
+    /// Why `spec`'s bundle cannot be built here: the first XTF kernel it
+    /// names that is absent (XTF is not part of the repository).
+    pub fn missing_xtf(&self, spec: &crate::scenario::BundleSpec) -> Option<String> {
+        std::iter::once(&spec.dom0)
+            .chain(&spec.domus)
+            .map(|image| image.kernel.as_str())
+            .find(|kernel| kernel.starts_with("xtf:") && self.find(kernel).is_none())
+            .map(|kernel| match &self.xtf_dir {
+                Some(dir) => format!("{kernel}: {} has no such test", dir.display()),
+                None => format!("{kernel}: no {XTF_DIR} folder above the workspace"),
+            })
     }
 
     /// The hypervisor binary, passed to QEMU with `-kernel`.

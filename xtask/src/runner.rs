@@ -144,7 +144,11 @@ pub fn run_all(root: &Path, artifacts: &Artifacts, scenarios: &[Scenario]) -> Ex
     }
     println!("\n{:<24} {:<6} {:>8}  ending", "scenario", "result", "time");
     for (scenario, result) in &results {
-        let verdict = if result.passed() { "PASS" } else { "FAIL" };
+        let verdict = match (&result.skipped, result.passed()) {
+            (Some(_), _) => "SKIP",
+            (None, true) => "PASS",
+            (None, false) => "FAIL",
+        };
         let ending = result
             .end
             .map_or_else(|| "not started".to_string(), |e| e.to_string());
@@ -155,7 +159,11 @@ pub fn run_all(root: &Path, artifacts: &Artifacts, scenarios: &[Scenario]) -> Ex
         );
     }
     let failed = results.iter().filter(|(_, r)| !r.passed()).count();
-    println!("{} passed, {failed} failed", results.len() - failed);
+    let skipped = results.iter().filter(|(_, r)| r.skipped.is_some()).count();
+    println!(
+        "{} passed, {failed} failed, {skipped} skipped",
+        results.len() - failed - skipped
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -178,6 +186,8 @@ pub fn run_bench(root: &Path, artifacts: &Artifacts, bench: &Scenario) -> Result
 struct ScenarioResult {
     /// Why it failed; empty when it passed.
     failures: Vec<String>,
+    /// Why it was not run (a kernel outside the repository is absent).
+    skipped: Option<String>,
     /// Cleaned output.
     output: String,
     /// The CLI steps and their output.
@@ -199,9 +209,24 @@ fn run_scenario(
     show: Show,
 ) -> ScenarioResult {
     let start = Instant::now();
+    let missing = scenario
+        .bundle
+        .as_ref()
+        .and_then(|b| artifacts.missing_xtf(b));
+    if let Some(reason) = missing {
+        return ScenarioResult {
+            failures: Vec::new(),
+            skipped: Some(reason),
+            output: String::new(),
+            transcript: String::new(),
+            end: None,
+            elapsed: start.elapsed(),
+        };
+    }
     match boot_and_judge(root, artifacts, scenario, show) {
         Ok(judged) => ScenarioResult {
             failures: judged.failures,
+            skipped: None,
             output: judged.output,
             transcript: judged.transcript,
             end: Some(judged.end),
@@ -209,6 +234,7 @@ fn run_scenario(
         },
         Err(error) => ScenarioResult {
             failures: vec![format!("could not run: {error:#}")],
+            skipped: None,
             output: String::new(),
             transcript: String::new(),
             end: None,
@@ -338,6 +364,10 @@ fn end_of(status: ExitStatus) -> End {
 
 fn print_result(scenario: &Scenario, result: &ScenarioResult) {
     let mut out = std::io::stdout().lock();
+    if let Some(reason) = &result.skipped {
+        let _ = writeln!(out, "SKIPPED {}: {reason}", scenario.name);
+        return;
+    }
     if result.passed() {
         let _ = writeln!(
             out,

@@ -89,7 +89,9 @@ pub struct BundleSpec {
 pub struct ImageSpec {
     /// Domain name; dom0's defaults to "dom0".
     pub name: Option<String>,
-    /// Artifact name: `dom0`, `xen-core` or `example:NAME`.
+    /// Artifact name: `dom0`, `xen-core`, `example:NAME` or `xtf:NAME`
+    /// (XTF's `test-hvm64-NAME` from `shared/xtf/hvm64` above the
+    /// workspace; a scenario that names an absent one is skipped).
     pub kernel: String,
     pub memory_mib: u32,
     #[serde(default = "default_vcpus")]

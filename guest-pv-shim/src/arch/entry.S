@@ -264,6 +264,14 @@ shim_probe_write:                   /* (gpa: u64, value: u64) -> ProbeResult */
     mov %rsi, (%rdi)
     ret
 
+.global shim_probe_write_cr4
+shim_probe_write_cr4:               /* (value: u64) -> ProbeResult */
+    xor %edx, %edx
+    xor %eax, %eax
+.Lcr4_insn:
+    mov %rdi, %cr4
+    ret
+
 .Lprobe_fixup:
     xor %eax, %eax
     ret
@@ -275,6 +283,7 @@ shim_fixups:                        /* (faulting RIP, resume RIP) pairs */
     .quad .Lrdmsr_insn, .Lprobe_fixup
     .quad .Linb_insn, .Lprobe_fixup
     .quad .Lwrite_insn, .Lprobe_fixup
+    .quad .Lcr4_insn, .Lprobe_fixup
 .global shim_fixups_end
 shim_fixups_end:
 

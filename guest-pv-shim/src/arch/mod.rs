@@ -11,6 +11,7 @@ pub mod cpu;
 pub mod entry;
 pub mod evtchn;
 pub mod foreign;
+pub mod fpu;
 pub mod gnttab;
 pub mod hypercall;
 pub mod phys;

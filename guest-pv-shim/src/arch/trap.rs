@@ -92,6 +92,7 @@ extern "C" {
     fn shim_probe_rdmsr(msr: u32) -> ProbeResult;
     fn shim_probe_inb(port: u16) -> ProbeResult;
     fn shim_probe_write(gpa: u64, value: u64) -> ProbeResult;
+    fn shim_probe_write_cr4(value: u64) -> ProbeResult;
     fn shim_triple_fault() -> !;
 }
 
@@ -108,6 +109,17 @@ pub fn probe_inb(port: u16) -> Result<u8, Exception> {
     unsafe { shim_probe_inb(port) }
         .into_result()
         .map(|v| v as u8)
+}
+
+/// MOV to CR4 of `value`; an exception (#GP for a bit the CPU or the
+/// hypervisor does not offer) is returned instead of crashing.
+pub fn probe_write_cr4(value: u64) -> Result<(), Exception> {
+    // SAFETY: the caller's value is written as is; the shim depends on
+    // CR4.PAE only, which a probe must keep (long mode refuses to clear
+    // it with #GP anyway). A fault resumes at the fixup.
+    unsafe { shim_probe_write_cr4(value) }
+        .into_result()
+        .map(|_| ())
 }
 
 /// Why [`probe_write_beyond_ram`] refused to write.

@@ -8,12 +8,18 @@
 //! layer.
 
 use crate::domain::CrashReason;
+use crate::guest_mem::GuestFault;
+use crate::paging::guest_walk::GuestPaging;
 
 use super::cpuid::{guest_cpuid, CpuidResult, GuestIdentity};
+use super::cr::{self, CrUpdate, CrWriteInsn, MemoryOperand, Segment};
 use super::event::Event;
-use super::exit::VmExit;
+use super::exit::{code, VmExit};
 use super::msr::{GuestMsr, MsrFault, MsrWrite};
 use super::MsrDirection;
+
+/// The longest x86 instruction, in bytes.
+const MAX_INSN_LEN: usize = 15;
 
 /// A general-purpose register of the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +58,23 @@ pub trait GuestState {
     /// EIP wraps at 4 GiB.
     fn in_64bit_mode(&self) -> bool;
     /// The guest's CR0.
-    fn cr0(&self) -> u64;
+    fn cr0(&self) -> u64 {
+        self.control_regs().cr0
+    }
+    /// CR0, CR3, CR4 and EFER (as the CPU uses it: SVME included).
+    fn control_regs(&self) -> GuestPaging;
+    /// Stores CR0, CR4 and EFER from an emulated CR write, flushing the
+    /// guest's TLB if it asks.
+    fn set_control_regs(&mut self, update: CrUpdate);
+    /// The code segment's default operand size: 16, 32 or 64.
+    fn code_bitness(&self) -> u32;
+    /// The hidden base of segment register `segment`.
+    fn segment_base(&self, segment: Segment) -> u64;
+    /// The current privilege level (0..=3).
+    fn cpl(&self) -> u8;
+    /// Loads the vCPU's DR0-3 into the CPU and stops intercepting debug
+    /// register accesses until another vCPU runs on this pCPU.
+    fn take_debug_registers(&mut self);
     /// The stored value of an allow-listed MSR.
     fn msr(&self, msr: GuestMsr) -> u64;
     /// Stores an allow-listed MSR's value (checked by [`GuestMsr::write`]).
@@ -74,6 +96,16 @@ pub trait VcpuEnv {
     /// the domain's page at `gpa`. `Err` if the domain does not own a
     /// writable RAM page there; the guest then gets #GP.
     fn write_hypercall_page(&mut self, gpa: u64) -> Result<(), HypercallPageError>;
+    /// Reads `buf.len()` bytes at guest linear address `gva` as the vCPU
+    /// with control registers `regs` would at CPL 0: an instruction fetch
+    /// if `fetch`, else a data read.
+    fn read_guest_linear(
+        &mut self,
+        regs: GuestPaging,
+        gva: u64,
+        buf: &mut [u8],
+        fetch: bool,
+    ) -> Result<(), GuestFault>;
 }
 
 /// The hypercall page could not be written (the GPA is not the domain's
@@ -107,6 +139,12 @@ pub fn handle_exit(
     env: &mut impl VcpuEnv,
 ) -> ExitAction {
     match exit {
+        VmExit::CrWrite(cr) => cr_write(cr, guest, env),
+        // The instruction runs again, on the vCPU's own registers.
+        VmExit::DebugRegisterAccess => {
+            guest.take_debug_registers();
+            ExitAction::Resume
+        }
         VmExit::Cpuid => {
             cpuid(guest, env);
             complete(exit, guest)
@@ -196,6 +234,7 @@ fn msr(
                 ((guest.gpr(Gpr::Rdx) & 0xffff_ffff) << 32) | (guest.gpr(Gpr::Rax) & 0xffff_ffff);
             match msr.write(value, guest.msr(msr), guest.cr0())? {
                 MsrWrite::Store(stored) => guest.set_msr(msr, stored),
+                MsrWrite::Discard => {}
                 MsrWrite::HypercallPage { gpa } => {
                     env.write_hypercall_page(gpa)
                         .map_err(|HypercallPageError| MsrFault::HypercallPageNotRam)?;
@@ -222,6 +261,148 @@ fn msr(
     }
 }
 
+/// A write exit for CR`cr` (0 or 4): fetch and decode the instruction,
+/// check the value as Xen does, then store it or inject #GP(0).
+fn cr_write(cr: u8, guest: &mut impl GuestState, env: &mut impl VcpuEnv) -> ExitAction {
+    let who = env.identity();
+    let regs = guest.control_regs();
+    let crash = ExitAction::Crash(CrashReason::UnhandledExit {
+        code: code::CR_WRITE_BASE + u64::from(cr),
+    });
+    let mut bytes = [0u8; MAX_INSN_LEN];
+    let fetched = fetch_instruction(guest, env, regs, &mut bytes);
+    let (insn, len) = match cr::decode(&bytes[..fetched], guest.code_bitness(), guest.rip(), cr) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            log::warn!(
+                "d{}v{}: CR{cr} write not decoded: {e:?}",
+                who.domid,
+                who.vcpu_id
+            );
+            return crash;
+        }
+    };
+    let Some(value) = new_value(insn, regs, guest, env) else {
+        log::warn!("d{}v{}: LMSW operand unreadable", who.domid, who.vcpu_id);
+        return crash;
+    };
+    let result = match cr {
+        0 => cr::set_cr0(value, regs, guest.in_64bit_mode()),
+        4 => cr::set_cr4(value, cr4_valid_bits(env), regs),
+        _ => return crash,
+    };
+    match result {
+        Ok(update) => {
+            guest.set_control_regs(update);
+            let next = guest.rip().wrapping_add(len as u64);
+            guest.skip_to(if guest.in_64bit_mode() {
+                next
+            } else {
+                next & 0xffff_ffff
+            });
+        }
+        Err(fault) => {
+            log::warn!(
+                "d{}v{}: CR{cr} write of {value:#x} refused ({fault:?}): #GP",
+                who.domid,
+                who.vcpu_id
+            );
+            guest.inject(Event::general_protection());
+        }
+    }
+    ExitAction::Resume
+}
+
+/// Fetches up to [`MAX_INSN_LEN`] bytes at CS:RIP; bytes on a following
+/// page that cannot be read are left out (the decoder then sees a short
+/// instruction only if it really continues there). Returns the count.
+fn fetch_instruction(
+    guest: &impl GuestState,
+    env: &mut impl VcpuEnv,
+    regs: GuestPaging,
+    bytes: &mut [u8; MAX_INSN_LEN],
+) -> usize {
+    let linear = linear_address(guest, Segment::Cs, guest.rip(), u64::MAX);
+    let on_page = (0x1000 - (linear & 0xfff)).min(MAX_INSN_LEN as u64) as usize;
+    if env
+        .read_guest_linear(regs, linear, &mut bytes[..on_page], true)
+        .is_err()
+    {
+        return 0;
+    }
+    let rest = linear.wrapping_add(on_page as u64);
+    match env.read_guest_linear(regs, rest, &mut bytes[on_page..], true) {
+        Ok(()) => MAX_INSN_LEN,
+        Err(_) => on_page,
+    }
+}
+
+/// `offset` in `segment` as a linear address: in 64-bit mode only FS and
+/// GS have a base; elsewhere addresses wrap at 4 GiB.
+fn linear_address(guest: &impl GuestState, segment: Segment, offset: u64, mask: u64) -> u64 {
+    let offset = offset & mask;
+    if guest.in_64bit_mode() {
+        match segment {
+            Segment::Fs | Segment::Gs => guest.segment_base(segment).wrapping_add(offset),
+            _ => offset,
+        }
+    } else {
+        guest.segment_base(segment).wrapping_add(offset) & 0xffff_ffff
+    }
+}
+
+/// The value the decoded instruction writes; `None` if an LMSW memory
+/// operand cannot be read.
+fn new_value(
+    insn: CrWriteInsn,
+    regs: GuestPaging,
+    guest: &impl GuestState,
+    env: &mut impl VcpuEnv,
+) -> Option<u64> {
+    Some(match insn {
+        CrWriteInsn::MovToCr { src, width, .. } => {
+            let value = guest.gpr(src);
+            if width >= 8 {
+                value
+            } else {
+                value & ((1 << (width * 8)) - 1)
+            }
+        }
+        CrWriteInsn::Clts => regs.cr0 & !cr::cr0::TS,
+        CrWriteInsn::LmswRegister(src) => cr::lmsw_value(regs.cr0, guest.gpr(src) as u16),
+        CrWriteInsn::LmswMemory(m) => {
+            let mut word = [0u8; 2];
+            let gva = memory_operand_address(guest, &m);
+            env.read_guest_linear(regs, gva, &mut word, false).ok()?;
+            cr::lmsw_value(regs.cr0, u16::from_le_bytes(word))
+        }
+    })
+}
+
+fn memory_operand_address(guest: &impl GuestState, m: &MemoryOperand) -> u64 {
+    let sized = |reg, size: usize| {
+        let v = guest.gpr(reg);
+        if size >= 8 {
+            v
+        } else {
+            v & ((1 << (size * 8)) - 1)
+        }
+    };
+    let base = m.base.map_or(0, |(r, size)| sized(r, size));
+    let index = m.index.map_or(0, |(r, size, scale)| {
+        sized(r, size).wrapping_mul(u64::from(scale))
+    });
+    let offset = base.wrapping_add(index).wrapping_add(m.displacement);
+    linear_address(guest, m.segment, offset, m.address_mask)
+}
+
+/// The CR4 bits this guest's CPUID offers.
+fn cr4_valid_bits(env: &impl VcpuEnv) -> u64 {
+    let who = env.identity();
+    let leaf = |n| guest_cpuid(n, 0, env.host_cpuid(n, 0), who);
+    cr::cr4_guest_valid_bits(leaf(1), leaf(7))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,9 +415,12 @@ mod tests {
         rip: u64,
         long_mode: bool,
         cr0: u64,
+        cr4: u64,
         efer: u64,
         fs_base: u64,
         injected: Vec<Event>,
+        flushed: bool,
+        debug_registers_taken: u32,
     }
 
     impl GuestState for FakeGuest {
@@ -255,8 +439,38 @@ mod tests {
         fn in_64bit_mode(&self) -> bool {
             self.long_mode
         }
-        fn cr0(&self) -> u64 {
-            self.cr0
+        fn control_regs(&self) -> GuestPaging {
+            GuestPaging {
+                cr0: self.cr0,
+                cr3: 0,
+                cr4: self.cr4,
+                efer: self.efer,
+            }
+        }
+        fn set_control_regs(&mut self, update: CrUpdate) {
+            self.cr0 = update.regs.cr0;
+            self.cr4 = update.regs.cr4;
+            self.efer = update.regs.efer;
+            self.flushed |= update.flush_tlb;
+        }
+        fn code_bitness(&self) -> u32 {
+            if self.long_mode {
+                64
+            } else {
+                32
+            }
+        }
+        fn segment_base(&self, segment: Segment) -> u64 {
+            match segment {
+                Segment::Fs => self.fs_base,
+                _ => 0x10_0000,
+            }
+        }
+        fn cpl(&self) -> u8 {
+            0
+        }
+        fn take_debug_registers(&mut self) {
+            self.debug_registers_taken += 1;
         }
         fn msr(&self, msr: GuestMsr) -> u64 {
             match msr {
@@ -277,10 +491,13 @@ mod tests {
         }
     }
 
-    /// Owns GFNs 0..16; records hypercall-page writes.
+    /// Owns GFNs 0..16; records hypercall-page writes; `code` is
+    /// readable at linear address `code_at` (one page at most).
     #[derive(Default)]
     struct FakeEnv {
         hypercall_pages: Vec<u64>,
+        code: Vec<u8>,
+        code_at: u64,
     }
 
     impl VcpuEnv for FakeEnv {
@@ -296,7 +513,7 @@ mod tests {
                 eax: leaf,
                 ebx: 0,
                 ecx: !0,
-                edx: 0,
+                edx: !0,
             }
         }
         fn write_hypercall_page(&mut self, gpa: u64) -> Result<(), HypercallPageError> {
@@ -307,6 +524,23 @@ mod tests {
                 Err(HypercallPageError)
             }
         }
+        fn read_guest_linear(
+            &mut self,
+            _regs: GuestPaging,
+            gva: u64,
+            buf: &mut [u8],
+            _fetch: bool,
+        ) -> Result<(), GuestFault> {
+            // One page of INT3s from `code_at`, starting with `code`.
+            let start = gva.wrapping_sub(self.code_at);
+            if gva < self.code_at || start + buf.len() as u64 > 0x1000 {
+                return Err(GuestFault::TooLong);
+            }
+            for (i, byte) in buf.iter_mut().enumerate() {
+                *byte = *self.code.get(start as usize + i).unwrap_or(&0xcc);
+            }
+            Ok(())
+        }
     }
 
     fn guest_at(rip: u64) -> FakeGuest {
@@ -315,6 +549,113 @@ mod tests {
             efer: efer::SVME,
             ..Default::default()
         }
+    }
+
+    /// A 64-bit guest at 0x2000 whose code there is `code`.
+    fn long_mode_guest(code: &[u8]) -> (FakeGuest, FakeEnv) {
+        let g = FakeGuest {
+            rip: 0x2000,
+            long_mode: true,
+            cr0: cr::cr0::PE | cr::cr0::ET | cr::cr0::PG,
+            cr4: cr::cr4::PAE,
+            efer: efer::SVME | efer::LME | efer::LMA,
+            ..Default::default()
+        };
+        let env = FakeEnv {
+            code: code.to_vec(),
+            code_at: 0x2000,
+            ..Default::default()
+        };
+        (g, env)
+    }
+
+    #[test]
+    fn mov_to_cr4_of_an_offered_bit_is_stored_and_skipped() {
+        // mov cr4, rbx; the fake host's leaf 1 offers every EDX bit.
+        let (mut g, mut env) = long_mode_guest(&[0x0f, 0x22, 0xe3, 0x90]);
+        g.gprs[Gpr::Rbx as usize] = cr::cr4::PAE | cr::cr4::OSFXSR;
+        assert_eq!(
+            handle_exit(VmExit::CrWrite(4), &mut g, &mut env),
+            ExitAction::Resume
+        );
+        assert_eq!(g.cr4, cr::cr4::PAE | cr::cr4::OSFXSR);
+        assert_eq!(g.rip, 0x2003);
+        assert!(g.injected.is_empty());
+    }
+
+    #[test]
+    fn mov_to_cr4_of_a_hidden_bit_gets_gp_and_changes_nothing() {
+        let (mut g, mut env) = long_mode_guest(&[0x0f, 0x22, 0xe0]);
+        g.gprs[Gpr::Rax as usize] = cr::cr4::PAE | cr::cr4::VMXE;
+        assert_eq!(
+            handle_exit(VmExit::CrWrite(4), &mut g, &mut env),
+            ExitAction::Resume
+        );
+        assert_eq!(g.cr4, cr::cr4::PAE);
+        assert_eq!(g.rip, 0x2000);
+        assert_eq!(g.injected, [Event::general_protection()]);
+    }
+
+    #[test]
+    fn pvh_entry_enables_long_mode_through_cr0() {
+        // 32-bit `mov cr0, eax` at CS base 0x100000 + EIP 0x2000.
+        let mut g = guest_at(0x2000);
+        g.cr0 = cr::cr0::PE | cr::cr0::ET;
+        g.cr4 = cr::cr4::PAE;
+        g.efer = efer::SVME | efer::LME;
+        g.gprs[Gpr::Rax as usize] = 0xdead_beef_0000_0000 | g.cr0 | cr::cr0::PG;
+        let mut env = FakeEnv {
+            code: vec![0x0f, 0x22, 0xc0],
+            code_at: 0x10_2000,
+            ..Default::default()
+        };
+        handle_exit(VmExit::CrWrite(0), &mut g, &mut env);
+        assert!(g.injected.is_empty(), "only EAX counts in 32-bit code");
+        assert_eq!(g.cr0, cr::cr0::PE | cr::cr0::ET | cr::cr0::PG);
+        assert_eq!(g.efer, efer::SVME | efer::LME | efer::LMA);
+        assert!(g.flushed);
+        assert_eq!(g.rip, 0x2003);
+    }
+
+    #[test]
+    fn clts_and_lmsw_from_memory() {
+        // clts; lmsw [rip+0] -> the two bytes after it.
+        let (mut g, mut env) =
+            long_mode_guest(&[0x0f, 0x06, 0x0f, 0x01, 0x35, 0, 0, 0, 0, 0x0b, 0x00]);
+        g.cr0 |= cr::cr0::TS;
+        handle_exit(VmExit::CrWrite(0), &mut g, &mut env);
+        assert_eq!(g.cr0 & cr::cr0::TS, 0);
+        assert_eq!(g.rip, 0x2002);
+        handle_exit(VmExit::CrWrite(0), &mut g, &mut env);
+        assert!(g.injected.is_empty());
+        assert_eq!(g.cr0 & 0xf, cr::cr0::PE | cr::cr0::MP | cr::cr0::TS);
+        assert_eq!(g.rip, 0x2009);
+    }
+
+    #[test]
+    fn undecodable_cr_write_crashes_the_domain() {
+        let (mut g, mut env) = long_mode_guest(&[0x90]);
+        assert_eq!(
+            handle_exit(VmExit::CrWrite(4), &mut g, &mut env),
+            ExitAction::Crash(CrashReason::UnhandledExit { code: 0x14 })
+        );
+        let (mut g, mut env) = long_mode_guest(&[]);
+        assert_eq!(
+            handle_exit(VmExit::CrWrite(0), &mut g, &mut env),
+            ExitAction::Crash(CrashReason::UnhandledExit { code: 0x10 })
+        );
+    }
+
+    #[test]
+    fn debug_register_access_loads_them_and_reruns_the_instruction() {
+        let (mut g, mut env) = (guest_at(0x800), FakeEnv::default());
+        assert_eq!(
+            handle_exit(VmExit::decode(0x21, 0, 0), &mut g, &mut env),
+            ExitAction::Resume
+        );
+        assert_eq!(g.debug_registers_taken, 1);
+        assert_eq!(g.rip, 0x800);
+        assert!(g.injected.is_empty());
     }
 
     #[test]

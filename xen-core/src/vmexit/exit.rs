@@ -7,6 +7,14 @@ use super::io::IoAccess;
 
 /// The raw SVM exit codes xen-core names (APM vol. 2, appendix C).
 pub mod code {
+    /// First CR write intercept (`VMEXIT_CR0_WRITE`); CR = code - this.
+    pub const CR_WRITE_BASE: u64 = 0x10;
+    /// Last CR write intercept (`VMEXIT_CR15_WRITE`).
+    pub const CR_WRITE_LAST: u64 = 0x1f;
+    /// First DR read intercept (`VMEXIT_DR0_READ`).
+    pub const DR_READ_BASE: u64 = 0x20;
+    /// Last DR write intercept (`VMEXIT_DR15_WRITE`).
+    pub const DR_WRITE_LAST: u64 = 0x3f;
     /// First exception intercept (`VMEXIT_EXCP0`); vector = code - this.
     pub const EXCEPTION_BASE: u64 = 0x40;
     /// Last exception intercept (`VMEXIT_EXCP31`).
@@ -92,6 +100,12 @@ pub enum RefusedInstruction {
 /// A VM exit, decoded from the VMCB's EXITCODE, EXITINFO1 and EXITINFO2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmExit {
+    /// MOV to CR`n`, or (for CR0) CLTS or LMSW: the instruction has not
+    /// run; xen-core decodes and emulates it (no decode assists).
+    CrWrite(u8),
+    /// A MOV to or from a debug register while the vCPU's DR0-3 are not
+    /// loaded: load them and re-run the instruction (Xen's lazy switch).
+    DebugRegisterAccess,
     /// An intercepted exception (none are intercepted today).
     Exception { vector: u8, error_code: u32 },
     /// A physical interrupt arrived while the guest ran: the host takes it
@@ -142,6 +156,8 @@ impl VmExit {
             return VmExit::InvalidGuestState;
         }
         match exit_code {
+            CR_WRITE_BASE..=CR_WRITE_LAST => VmExit::CrWrite((exit_code - CR_WRITE_BASE) as u8),
+            DR_READ_BASE..=DR_WRITE_LAST => VmExit::DebugRegisterAccess,
             EXCEPTION_BASE..=EXCEPTION_LAST => VmExit::Exception {
                 vector: (exit_code - EXCEPTION_BASE) as u8,
                 error_code: exit_info1 as u32,
@@ -217,6 +233,8 @@ pub fn code_name(exit_code: u64) -> &'static str {
         return "INVALID";
     }
     match exit_code {
+        CR_WRITE_BASE..=CR_WRITE_LAST => "CR_WRITE",
+        DR_READ_BASE..=DR_WRITE_LAST => "DR_ACCESS",
         EXCEPTION_BASE..=EXCEPTION_LAST => "EXCP",
         INTR => "INTR",
         NMI => "NMI",
@@ -271,6 +289,16 @@ mod tests {
                 error_code: 2
             }
         );
+    }
+
+    #[test]
+    fn decodes_cr_writes_and_dr_accesses() {
+        assert_eq!(VmExit::decode(0x10, 0, 0), VmExit::CrWrite(0));
+        assert_eq!(VmExit::decode(0x14, 0, 0), VmExit::CrWrite(4));
+        assert_eq!(VmExit::decode(0x20, 0, 0), VmExit::DebugRegisterAccess);
+        assert_eq!(VmExit::decode(0x37, 0, 0), VmExit::DebugRegisterAccess);
+        assert_eq!(code_name(0x14), "CR_WRITE");
+        assert_eq!(code_name(0x3f), "DR_ACCESS");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cpuid;
+pub mod cr;
 mod dispatch;
 pub mod event;
 mod exit;

@@ -3,9 +3,18 @@
 //! listed here, and any invalid value, is answered with #GP(0) as a CPU
 //! would.
 //!
+//! Beyond the registers a 64-bit guest needs, the list gives the answers
+//! Xen gives an HVM/PVH guest on AMD (`guest_rdmsr`/`guest_wrmsr` in
+//! xen/arch/x86/msr.c, `hvm_msr_read_intercept` in hvm.c,
+//! `svm_msr_read_intercept` in svm/svm.c) for the MSRs guests touch
+//! without checking CPUID first: DEBUGCTL and the LBR registers, TSC,
+//! the microcode revision, and the AMD configuration MSRs that read as
+//! constants. `docs/architecture.md` ("Per-vCPU state") has the table.
+//!
 //! Sources: AMD64 APM vol. 2, §3.1.7 (EFER), §6.1.1 (STAR/LSTAR/CSTAR/
-//! SFMASK), §7.8 (PAT types); Xen's `arch-x86/cpuid.h` (hypercall-page
-//! MSR at the base in leaf 0x40000002, value = GPA | page index).
+//! SFMASK), §7.8 (PAT types), §13.1.1 (DebugCtl, LBR MSRs); Xen's
+//! `arch-x86/cpuid.h` (hypercall-page MSR at the base in leaf
+//! 0x40000002, value = GPA | page index).
 
 use abi::xen::cpuid::HYPERCALL_PAGE_MSR;
 
@@ -38,12 +47,64 @@ pub enum GuestMsr {
     SysenterEip,
     /// PAT (0x277): the guest's G_PAT under nested paging.
     Pat,
-    /// Xen's hypercall-page MSR (0x4000_0000): write-only.
+    /// Xen's hypercall-page MSR (0x4000_0000): a write fills the page,
+    /// a read returns 0 (Xen's `guest_rdmsr_xen`).
     XenHypercallPage,
+    /// DEBUGCTL (0x1D9): LBR and BTF are accepted and read back; they
+    /// have no effect, as in Xen on a CPU without LBR virtualisation.
+    DebugCtl,
+    /// LastBranchFromIP (0x1DB), kept in the VMCB as Xen's SVM does.
+    LastBranchFromIp,
+    /// LastBranchToIP (0x1DC).
+    LastBranchToIp,
+    /// LastExceptionFromIP (0x1DD).
+    LastExceptionFromIp,
+    /// LastExceptionToIP (0x1DE).
+    LastExceptionToIp,
+    /// TSC (0x10): reads the guest's TSC (host TSC + TSC offset).
+    /// Writes are refused (Xen moves the guest's TSC; xen-core's pvclock
+    /// assumes the offset never changes).
+    Tsc,
+    /// PATCH_LEVEL (0x8B): the host's microcode revision, read-only on
+    /// AMD (Xen forwards it likewise).
+    MicrocodeRevision,
+    /// An MSR that reads as a constant (see [`FixedMsr`]).
+    Fixed(FixedMsr),
 }
 
+/// An MSR Xen answers with a constant on AMD, and what writes do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedMsr {
+    /// The value every read returns.
+    pub value: u64,
+    /// What a write does.
+    pub writes: FixedWrite,
+}
+
+/// Writes to a [`FixedMsr`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FixedWrite {
+    /// Accepted and dropped.
+    Discard,
+    /// #GP.
+    Refuse,
+    /// 0 is accepted and dropped, anything else is #GP.
+    OnlyZero,
+}
+
+const fn fixed(value: u64, writes: FixedWrite) -> GuestMsr {
+    GuestMsr::Fixed(FixedMsr { value, writes })
+}
+
+/// DEBUGCTL.LBR: record last branches.
+pub const DEBUGCTL_LBR: u64 = 1 << 0;
+/// DEBUGCTL.BTF: single-step on branches.
+pub const DEBUGCTL_BTF: u64 = 1 << 1;
+/// DE_CFG bit 1: LFENCE is dispatch-serialising (Xen always reports it).
+const DE_CFG_LFENCE_SERIALISE: u64 = 1 << 1;
+
 /// The allow-list, with each MSR's index.
-const ALLOW_LIST: [(u32, GuestMsr); 13] = [
+const ALLOW_LIST: [(u32, GuestMsr); 32] = [
     (0xc000_0080, GuestMsr::Efer),
     (0xc000_0081, GuestMsr::Star),
     (0xc000_0082, GuestMsr::Lstar),
@@ -57,6 +118,36 @@ const ALLOW_LIST: [(u32, GuestMsr); 13] = [
     (0x176, GuestMsr::SysenterEip),
     (0x277, GuestMsr::Pat),
     (HYPERCALL_PAGE_MSR, GuestMsr::XenHypercallPage),
+    (0x1d9, GuestMsr::DebugCtl),
+    (0x1db, GuestMsr::LastBranchFromIp),
+    (0x1dc, GuestMsr::LastBranchToIp),
+    (0x1dd, GuestMsr::LastExceptionFromIp),
+    (0x1de, GuestMsr::LastExceptionToIp),
+    (0x10, GuestMsr::Tsc),
+    (0x8b, GuestMsr::MicrocodeRevision),
+    // EBC_FREQUENCY_ID: Intel-only, read as 0 (svm.c).
+    (0x2c, fixed(0, FixedWrite::Refuse)),
+    // PLATFORM_INFO: no CPUID faulting is offered (msr.c).
+    (0xce, fixed(0, FixedWrite::Refuse)),
+    // MISC_FEATURES_ENABLES: no feature to enable (msr.c).
+    (0x140, fixed(0, FixedWrite::OnlyZero)),
+    // SYSCFG, TOP_MEM1, TOP_MEM2, NB_CFG, VM_CR, EX_CFG: 0, writes
+    // dropped (svm.c, hvm.c).
+    (0xc001_0010, fixed(0, FixedWrite::Discard)),
+    (0xc001_001a, fixed(0, FixedWrite::Discard)),
+    (0xc001_001d, fixed(0, FixedWrite::Discard)),
+    (0xc001_001f, fixed(0, FixedWrite::Discard)),
+    (0xc001_0114, fixed(0, FixedWrite::Discard)),
+    (0xc001_102c, fixed(0, FixedWrite::Discard)),
+    // HWCR: 0, writes refused (msr.c, svm.c).
+    (0xc001_0015, fixed(0, FixedWrite::Refuse)),
+    // ENABLE_C1E: 0, writes refused (hvm.c, svm.c).
+    (0xc001_0055, fixed(0, FixedWrite::Refuse)),
+    // DE_CFG: LFENCE serialising, writes dropped (msr.c).
+    (
+        0xc001_1029,
+        fixed(DE_CFG_LFENCE_SERIALISE, FixedWrite::Discard),
+    ),
 ];
 
 /// EFER bits (APM vol. 2, §3.1.7).
@@ -81,8 +172,8 @@ const CR0_PG: u64 = 1 << 31;
 pub enum MsrFault {
     /// The MSR is not on the allow-list.
     NotAllowed,
-    /// The MSR is write-only.
-    WriteOnly,
+    /// The MSR is read-only.
+    ReadOnly,
     /// A reserved bit is set.
     ReservedBits,
     /// An address that is not canonical.
@@ -104,6 +195,8 @@ pub enum MsrWrite {
     Store(u64),
     /// Fill the guest page at `gpa` with hypercall stubs.
     HypercallPage { gpa: u64 },
+    /// Accept the write and drop the value.
+    Discard,
 }
 
 impl GuestMsr {
@@ -119,8 +212,9 @@ impl GuestMsr {
     /// The value RDMSR returns, given the MSR's stored value.
     pub fn read(self, stored: u64) -> Result<u64, MsrFault> {
         match self {
-            GuestMsr::XenHypercallPage => Err(MsrFault::WriteOnly),
+            GuestMsr::XenHypercallPage => Ok(0),
             GuestMsr::Efer => Ok(stored & !efer::SVME),
+            GuestMsr::Fixed(f) => Ok(f.value),
             _ => Ok(stored),
         }
     }
@@ -144,9 +238,32 @@ impl GuestMsr {
                 }
                 return Ok(MsrWrite::HypercallPage { gpa: value });
             }
-            GuestMsr::Star | GuestMsr::Sfmask | GuestMsr::SysenterCs => value,
+            GuestMsr::DebugCtl if value & !(DEBUGCTL_LBR | DEBUGCTL_BTF) != 0 => {
+                return Err(MsrFault::ReservedBits)
+            }
+            GuestMsr::Tsc | GuestMsr::MicrocodeRevision => return Err(MsrFault::ReadOnly),
+            GuestMsr::Fixed(f) => return f.write(value),
+            GuestMsr::Star
+            | GuestMsr::Sfmask
+            | GuestMsr::SysenterCs
+            | GuestMsr::DebugCtl
+            | GuestMsr::LastBranchFromIp
+            | GuestMsr::LastBranchToIp
+            | GuestMsr::LastExceptionFromIp
+            | GuestMsr::LastExceptionToIp => value,
         };
         Ok(MsrWrite::Store(store))
+    }
+}
+
+impl FixedMsr {
+    fn write(self, value: u64) -> Result<MsrWrite, MsrFault> {
+        match self.writes {
+            FixedWrite::Discard => Ok(MsrWrite::Discard),
+            FixedWrite::OnlyZero if value == 0 => Ok(MsrWrite::Discard),
+            FixedWrite::OnlyZero => Err(MsrFault::ReservedBits),
+            FixedWrite::Refuse => Err(MsrFault::ReadOnly),
+        }
     }
 }
 
@@ -198,9 +315,9 @@ mod tests {
             Ok(GuestMsr::XenHypercallPage)
         );
         for denied in [
-            0x10,
+            0x11,
             0x1b,
-            0xc001_0114,
+            0xc001_0118,
             0xc001_0117,
             0x4000_0001,
             0xffff_ffff,
@@ -302,9 +419,9 @@ mod tests {
     }
 
     #[test]
-    fn hypercall_page_msr_is_write_only_with_index_zero() {
+    fn hypercall_page_msr_reads_zero_and_takes_index_zero() {
         let msr = GuestMsr::XenHypercallPage;
-        assert_eq!(msr.read(0), Err(MsrFault::WriteOnly));
+        assert_eq!(msr.read(0x5000), Ok(0));
         assert_eq!(
             msr.write(0x5000, 0, 0),
             Ok(MsrWrite::HypercallPage { gpa: 0x5000 })
@@ -313,5 +430,49 @@ mod tests {
             msr.write(0x5001, 0, 0),
             Err(MsrFault::BadHypercallPageIndex)
         );
+    }
+
+    #[test]
+    fn debugctl_reads_zero_and_takes_lbr_and_btf() {
+        let msr = GuestMsr::from_index(0x1d9).unwrap();
+        assert_eq!(msr.read(0), Ok(0));
+        assert_eq!(
+            msr.write(DEBUGCTL_LBR | DEBUGCTL_BTF, 0, 0),
+            Ok(MsrWrite::Store(3))
+        );
+        for bad in [1 << 2, 1 << 6, 1 << 63] {
+            assert_eq!(msr.write(bad, 0, 0), Err(MsrFault::ReservedBits));
+        }
+        for lbr in 0x1db..=0x1de {
+            let msr = GuestMsr::from_index(lbr).unwrap();
+            assert_eq!(msr.write(0x1234, 0, 0), Ok(MsrWrite::Store(0x1234)));
+        }
+    }
+
+    #[test]
+    fn xen_constant_msrs() {
+        let read = |i| GuestMsr::from_index(i).and_then(|m| m.read(0xdead));
+        let write = |i, v| GuestMsr::from_index(i).and_then(|m| m.write(v, 0, 0));
+        assert_eq!(read(0xc001_1029), Ok(DE_CFG_LFENCE_SERIALISE));
+        assert_eq!(write(0xc001_1029, 0), Ok(MsrWrite::Discard));
+        assert_eq!(read(0xc001_0015), Ok(0));
+        assert_eq!(write(0xc001_0015, 0), Err(MsrFault::ReadOnly));
+        assert_eq!(read(0xc001_0114), Ok(0));
+        assert_eq!(write(0xc001_0114, 1 << 4), Ok(MsrWrite::Discard));
+        assert_eq!(write(0x140, 0), Ok(MsrWrite::Discard));
+        assert_eq!(write(0x140, 1), Err(MsrFault::ReservedBits));
+        assert_eq!(write(0x10, 0), Err(MsrFault::ReadOnly));
+        assert_eq!(write(0x8b, 0), Err(MsrFault::ReadOnly));
+        assert_eq!(read(0x10), Ok(0xdead), "the guest's TSC, as stored");
+    }
+
+    #[test]
+    fn every_index_is_listed_once() {
+        for (i, (index, _)) in ALLOW_LIST.iter().enumerate() {
+            assert!(
+                ALLOW_LIST[i + 1..].iter().all(|(other, _)| other != index),
+                "{index:#x}"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::VirtAddr;
@@ -78,6 +79,22 @@ pub fn init_boot_cpu() {
         load_tss(gdt.tss);
     }
     exceptions::load_idt();
+    enable_fxsave();
+}
+
+/// Lets xen-core switch the guests' x87/SSE state: FXSAVE/FXRSTOR cover
+/// the XMM registers only with CR4.OSFXSR, and need CR0.EM and CR0.TS
+/// clear (APM vol. 2, §11.4.4). xen-core itself runs no FPU/SSE code.
+fn enable_fxsave() {
+    // SAFETY: these bits only change how x87/SSE instructions behave,
+    // and xen-core executes none but the guest-state switch.
+    unsafe {
+        Cr0::update(|f| {
+            f.remove(Cr0Flags::EMULATE_COPROCESSOR | Cr0Flags::TASK_SWITCHED);
+            f.insert(Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR);
+        });
+        Cr4::update(|f| f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
+    }
 }
 
 /// This pCPU's data.

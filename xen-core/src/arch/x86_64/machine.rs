@@ -18,8 +18,10 @@ use crate::boot_domains::{build_boot_domain, BootDomain, BootMemory};
 use crate::domain::table::{DomainTable, DOM0};
 use crate::domain::{Domain, DomainState, ShutdownReason};
 use crate::event;
+use crate::guest_mem::{GuestFault, GuestVirt};
 use crate::hypercall::{self, Caller, HostFacts, HypercallEnv, HypercallOutcome, HypercallRegs};
 use crate::mm::{FramePool, Mfn, PAGE_SHIFT};
+use crate::paging::guest_walk::GuestPaging;
 use crate::sched::{self, Decision, RoundRobin, Scheduler, VcpuRef};
 use crate::time::{pvclock, Clock};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
@@ -424,6 +426,21 @@ impl VcpuEnv for ExitEnv<'_> {
 
     fn write_hypercall_page(&mut self, gpa: u64) -> Result<(), HypercallPageError> {
         hypercall::write_hypercall_page(self.domain, self.phys, gpa)
+    }
+
+    fn read_guest_linear(
+        &mut self,
+        regs: GuestPaging,
+        gva: u64,
+        buf: &mut [u8],
+        fetch: bool,
+    ) -> Result<(), GuestFault> {
+        let virt = GuestVirt::new(self.domain.p2m(), &mut *self.phys, regs, false);
+        if fetch {
+            virt.fetch(gva, buf)
+        } else {
+            virt.copy_from_guest(gva, buf)
+        }
     }
 }
 

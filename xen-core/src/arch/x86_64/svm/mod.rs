@@ -9,10 +9,13 @@
 //! appendix B (VMCB layout). QEMU 7.2 TCG quirks: shared/TOOLCHAIN.md.
 
 mod bitmaps;
+mod extstate;
+mod guest;
 mod pcpu;
 mod vcpu;
 mod vmcb;
 mod vmrun;
 
+pub use guest::SvmGuest;
 pub use pcpu::{enable_this_cpu, enable_this_cpu_or_die, host_cpuid, SvmError, SvmFeatures};
-pub use vcpu::{SvmGuest, SvmVcpu};
+pub use vcpu::SvmVcpu;

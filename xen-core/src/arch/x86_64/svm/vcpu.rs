@@ -3,18 +3,21 @@
 //! dispatcher (`vmexit::handle_exit`) complete or refuse it, resume —
 //! which returns only when the scheduler or domain layer must act.
 
+use alloc::boxed::Box;
+
 use super::super::mem::{alloc_zeroed_frame, FRAMES};
 use super::bitmaps::{iopm_pa, msrpm_pa};
+use super::extstate::ExtState;
+use super::guest::SvmGuest;
 use super::pcpu::{this_pcpu, SvmError};
-use super::vmcb::{attrib, misc1, misc2, tlb, Vmcb, VmcbSegment};
+use super::vmcb::{intercept_cr, misc1, misc2, tlb, Vmcb, VmcbSegment, INTERCEPT_ALL_DR};
 use super::vmrun::{svm_vmrun, GuestRegs};
 use crate::domain::vcpu::{SegmentState, VcpuEntryState};
 use crate::mm::{FramePool, Mfn};
-use crate::paging::guest_walk::GuestPaging;
 use crate::vmexit::event::{self, Event, V_INTR_MASKING, V_IRQ};
 use crate::vmexit::io::IoPortPolicy;
-use crate::vmexit::msr::{efer, GuestMsr};
-use crate::vmexit::{code_name, handle_exit, ExitAction, Gpr, GuestState, VcpuEnv, VmExit};
+use crate::vmexit::msr::efer;
+use crate::vmexit::{code_name, handle_exit, ExitAction, VcpuEnv, VmExit};
 
 /// The guest ASID every vCPU uses; the TLB is flushed whenever a pCPU
 /// switches VMCBs, so sharing it is safe (per-vCPU ASIDs are an
@@ -26,11 +29,12 @@ const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 const DR6_RESET: u64 = 0xffff_0ff0;
 const DR7_RESET: u64 = 0x400;
 
-/// A vCPU's hardware state: its VMCB frame (owned, freed on drop) and
-/// the GPRs VMRUN does not switch.
+/// A vCPU's hardware state: its VMCB frame (owned, freed on drop), the
+/// GPRs VMRUN does not switch, and its FPU and debug registers.
 pub struct SvmVcpu {
     vmcb: Mfn,
     regs: GuestRegs,
+    ext: Box<ExtState>,
     flush_pending: bool,
 }
 
@@ -49,6 +53,7 @@ impl SvmVcpu {
                 rbx: entry.rbx,
                 ..GuestRegs::default()
             },
+            ext: ExtState::new(),
             flush_pending: true,
         };
         let vmcb = vcpu.vmcb_mut();
@@ -79,6 +84,8 @@ impl SvmVcpu {
         SvmGuest {
             vmcb,
             regs: &mut self.regs,
+            ext: &mut self.ext,
+            flush_pending: &mut self.flush_pending,
         }
     }
 
@@ -118,6 +125,10 @@ impl SvmVcpu {
         let pcpu = this_pcpu();
         let vmcb_pa = self.vmcb.hpa();
         let switched = pcpu.switch_to(vmcb_pa);
+        if self.ext.make_current() {
+            // Its DR0-3 are not in the CPU: the first access loads them.
+            self.vmcb_mut().control.intercept_dr = INTERCEPT_ALL_DR;
+        }
         let flush = core::mem::take(&mut self.flush_pending) || switched;
         let control = &mut self.vmcb_mut().control;
         control.tlb_control = if flush {
@@ -168,6 +179,7 @@ impl SvmVcpu {
 
 impl Drop for SvmVcpu {
     fn drop(&mut self) {
+        self.ext.release();
         FRAMES.lock().free(self.vmcb);
     }
 }
@@ -176,6 +188,10 @@ impl Drop for SvmVcpu {
 /// state or other domains exits; guest exceptions do not.
 fn set_intercepts(vmcb: &mut Vmcb, io: IoPortPolicy, npt_root: Mfn) {
     let c = &mut vmcb.control;
+    // CR0/CR4 writes are checked as Xen's hvm_set_cr0/hvm_set_cr4 do;
+    // debug registers are loaded on first use (`extstate`).
+    c.intercept_cr = intercept_cr::CR0_WRITE | intercept_cr::CR4_WRITE;
+    c.intercept_dr = INTERCEPT_ALL_DR;
     c.intercept_misc1 = misc1::INTR
         | misc1::NMI
         | misc1::SMI
@@ -232,143 +248,4 @@ fn load_entry_state(vmcb: &mut Vmcb, entry: &VcpuEntryState) {
     s.dr6 = DR6_RESET;
     s.dr7 = DR7_RESET;
     s.g_pat = DEFAULT_PAT;
-}
-
-/// A stopped vCPU's state: [`GuestState`] over its VMCB and registers.
-pub struct SvmGuest<'a> {
-    vmcb: &'a mut Vmcb,
-    regs: &'a mut GuestRegs,
-}
-
-impl SvmGuest<'_> {
-    /// The control registers a guest page walk depends on.
-    pub fn paging(&self) -> GuestPaging {
-        let s = &self.vmcb.save;
-        GuestPaging {
-            cr0: s.cr0,
-            cr3: s.cr3,
-            cr4: s.cr4,
-            efer: s.efer,
-        }
-    }
-
-    /// The guest's current privilege level (0 = kernel, 3 = user).
-    pub fn cpl(&self) -> u8 {
-        self.vmcb.save.cpl
-    }
-
-    /// Sets RIP (a restarted hypercall moves it back over VMMCALL).
-    pub fn set_rip(&mut self, rip: u64) {
-        self.vmcb.save.rip = rip;
-    }
-}
-
-impl GuestState for SvmGuest<'_> {
-    fn gpr(&self, reg: Gpr) -> u64 {
-        let r = &*self.regs;
-        match reg {
-            Gpr::Rax => self.vmcb.save.rax,
-            Gpr::Rsp => self.vmcb.save.rsp,
-            Gpr::Rbx => r.rbx,
-            Gpr::Rcx => r.rcx,
-            Gpr::Rdx => r.rdx,
-            Gpr::Rsi => r.rsi,
-            Gpr::Rdi => r.rdi,
-            Gpr::Rbp => r.rbp,
-            Gpr::R8 => r.r8,
-            Gpr::R9 => r.r9,
-            Gpr::R10 => r.r10,
-            Gpr::R11 => r.r11,
-            Gpr::R12 => r.r12,
-            Gpr::R13 => r.r13,
-            Gpr::R14 => r.r14,
-            Gpr::R15 => r.r15,
-        }
-    }
-
-    fn set_gpr(&mut self, reg: Gpr, value: u64) {
-        let r = &mut *self.regs;
-        let slot = match reg {
-            Gpr::Rax => &mut self.vmcb.save.rax,
-            Gpr::Rsp => &mut self.vmcb.save.rsp,
-            Gpr::Rbx => &mut r.rbx,
-            Gpr::Rcx => &mut r.rcx,
-            Gpr::Rdx => &mut r.rdx,
-            Gpr::Rsi => &mut r.rsi,
-            Gpr::Rdi => &mut r.rdi,
-            Gpr::Rbp => &mut r.rbp,
-            Gpr::R8 => &mut r.r8,
-            Gpr::R9 => &mut r.r9,
-            Gpr::R10 => &mut r.r10,
-            Gpr::R11 => &mut r.r11,
-            Gpr::R12 => &mut r.r12,
-            Gpr::R13 => &mut r.r13,
-            Gpr::R14 => &mut r.r14,
-            Gpr::R15 => &mut r.r15,
-        };
-        *slot = value;
-    }
-
-    fn rip(&self) -> u64 {
-        self.vmcb.save.rip
-    }
-
-    fn skip_to(&mut self, next_rip: u64) {
-        self.vmcb.save.rip = next_rip;
-        // Bit 0: the STI / MOV SS shadow ends with the instruction.
-        self.vmcb.control.interrupt_shadow &= !1;
-    }
-
-    fn in_64bit_mode(&self) -> bool {
-        let s = &self.vmcb.save;
-        s.efer & efer::LMA != 0 && s.cs.attrib & attrib::L != 0
-    }
-
-    fn cr0(&self) -> u64 {
-        self.vmcb.save.cr0
-    }
-
-    fn msr(&self, msr: GuestMsr) -> u64 {
-        let s = &self.vmcb.save;
-        match msr {
-            GuestMsr::Efer => s.efer,
-            GuestMsr::Star => s.star,
-            GuestMsr::Lstar => s.lstar,
-            GuestMsr::Cstar => s.cstar,
-            GuestMsr::Sfmask => s.sfmask,
-            GuestMsr::FsBase => s.fs.base,
-            GuestMsr::GsBase => s.gs.base,
-            GuestMsr::KernelGsBase => s.kernel_gs_base,
-            GuestMsr::SysenterCs => s.sysenter_cs,
-            GuestMsr::SysenterEsp => s.sysenter_esp,
-            GuestMsr::SysenterEip => s.sysenter_eip,
-            GuestMsr::Pat => s.g_pat,
-            GuestMsr::XenHypercallPage => 0,
-        }
-    }
-
-    fn set_msr(&mut self, msr: GuestMsr, value: u64) {
-        let s = &mut self.vmcb.save;
-        let slot = match msr {
-            GuestMsr::Efer => &mut s.efer,
-            GuestMsr::Star => &mut s.star,
-            GuestMsr::Lstar => &mut s.lstar,
-            GuestMsr::Cstar => &mut s.cstar,
-            GuestMsr::Sfmask => &mut s.sfmask,
-            GuestMsr::FsBase => &mut s.fs.base,
-            GuestMsr::GsBase => &mut s.gs.base,
-            GuestMsr::KernelGsBase => &mut s.kernel_gs_base,
-            GuestMsr::SysenterCs => &mut s.sysenter_cs,
-            GuestMsr::SysenterEsp => &mut s.sysenter_esp,
-            GuestMsr::SysenterEip => &mut s.sysenter_eip,
-            GuestMsr::Pat => &mut s.g_pat,
-            // Write-only: `GuestMsr::write` turns it into a page fill.
-            GuestMsr::XenHypercallPage => return,
-        };
-        *slot = value;
-    }
-
-    fn inject(&mut self, event: Event) {
-        self.vmcb.control.event_inj = event.encode();
-    }
 }

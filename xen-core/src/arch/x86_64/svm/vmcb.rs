@@ -166,6 +166,15 @@ pub mod misc2 {
     pub const XSETBV: u32 = 1 << 13;
 }
 
+/// Write-intercept bits of [`VmcbControl::intercept_cr`] (VMCB 0x00).
+pub mod intercept_cr {
+    pub const CR0_WRITE: u32 = 1 << 16;
+    pub const CR4_WRITE: u32 = 1 << 20;
+}
+
+/// [`VmcbControl::intercept_dr`]: every read and write of DR0-DR15.
+pub const INTERCEPT_ALL_DR: u32 = !0;
+
 /// [`VmcbControl::tlb_control`] values.
 pub mod tlb {
     /// Keep the TLB.
@@ -179,6 +188,8 @@ pub mod tlb {
 pub mod attrib {
     /// L: 64-bit code segment.
     pub const L: u16 = 1 << 9;
+    /// D/B: 32-bit default operand size.
+    pub const DB: u16 = 1 << 10;
 }
 
 /// Asserts at compile time that a VMCB field sits at the APM's offset.
