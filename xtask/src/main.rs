@@ -5,6 +5,7 @@
 mod artifacts;
 mod bundle;
 mod deps;
+mod lint;
 mod mgmt_socket;
 mod output;
 mod qemu;
@@ -43,6 +44,13 @@ enum Command {
     Run,
     /// Host tests, then every QEMU scenario; non-zero exit on any failure.
     Test,
+    /// rustfmt check and clippy (host and bare-metal builds); fails on any
+    /// warning and ends with a count per crate and lint.
+    Lint {
+        /// Print only the summary, not each finding.
+        #[arg(long)]
+        summary: bool,
+    },
     /// Build, then run one QEMU scenario.
     Scenario {
         /// Scenario name (a file in ci/scenarios/ without `.toml`).
@@ -108,6 +116,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let artifacts = artifacts::build(&root)?;
             let scenarios = scenario::load_all(&root)?;
             Ok(runner::run_all(&root, &artifacts, &scenarios))
+        }
+        Command::Lint { summary } => {
+            deps::ensure_clippy()?;
+            let show = if summary {
+                lint::Show::Summary
+            } else {
+                lint::Show::Findings
+            };
+            lint::run(&root, show)
         }
         Command::Scenario { list: true, .. } => {
             for s in scenario::load_all(&root)? {
