@@ -21,6 +21,8 @@
 //! [`Privileged`]: crate::domain::Privileged
 
 #![forbid(unsafe_code)]
+// Indices here come from guests: `.get()` with an error path, never `[i]`.
+#![warn(clippy::indexing_slicing)]
 
 mod args;
 mod compat;
@@ -38,6 +40,8 @@ mod vcpu;
 mod version;
 
 #[cfg(test)]
+// Tests index the fixtures they built; a bad index is a failed test.
+#[allow(clippy::indexing_slicing)]
 mod tests;
 
 pub use args::{Continuation, HypercallRegs};
