@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use abi::convert::usize_from_u64;
+
 use crate::mm::{FramePool, Mfn, PhysMem, PAGE_SIZE};
 
 /// Byte every simulated frame holds before anyone writes it.
@@ -29,7 +31,7 @@ pub fn machine(frames: u64) -> (SimPool, SimPhys) {
     let free: Vec<Mfn> = (0..frames).rev().map(|i| Mfn(FIRST_MFN + i)).collect();
     let free_set = free.iter().copied().collect();
     let phys = SimPhys {
-        frames: vec![[DIRTY; PAGE_SIZE]; frames as usize],
+        frames: vec![[DIRTY; PAGE_SIZE]; usize_from_u64(frames)],
     };
     (SimPool { free, free_set }, phys)
 }
@@ -41,7 +43,7 @@ impl SimPhys {
             .checked_sub(FIRST_MFN)
             .expect("MFN below simulated RAM");
         assert!(i < self.frames.len() as u64, "MFN above simulated RAM");
-        i as usize
+        usize_from_u64(i)
     }
 }
 
