@@ -78,7 +78,7 @@ struct Findings {
     /// (crate, lint) → count.
     counts: BTreeMap<(String, String), usize>,
     /// Pass name → findings first seen in that pass.
-    per_pass: Vec<(&'static str, usize)>,
+    per_pass: Vec<(String, usize)>,
 }
 
 impl Findings {
@@ -129,7 +129,7 @@ impl Findings {
     /// recording its findings as pass `pass`. Fails only if cargo cannot
     /// be started; a failed compilation shows up as an `error` finding or,
     /// without one, as an error here.
-    fn run_pass(&mut self, pass: &'static str, command: &mut Command, show: Show) -> Result<()> {
+    fn run_pass(&mut self, pass: String, command: &mut Command, show: Show) -> Result<()> {
         let mut child = command
             .arg("--message-format=json")
             .stdout(Stdio::piped())
@@ -213,7 +213,7 @@ pub fn run(root: &Path, show: Show) -> Result<ExitCode> {
     let mut findings = Findings::default();
     println!("xtask: lint: cargo clippy --workspace --all-targets (host)");
     findings.run_pass(
-        "host",
+        "host".to_string(),
         artifacts::cargo(root).args(["clippy", "--workspace", "--all-targets"]),
         show,
     )?;
@@ -222,7 +222,7 @@ pub fn run(root: &Path, show: Show) -> Result<ExitCode> {
             "xtask: lint: clippy {package} {} (x86_64-unknown-none)",
             selection.join(" ")
         );
-        findings.run_pass(package, &mut command, show)?;
+        findings.run_pass(format!("bare-metal {package}"), &mut command, show)?;
     }
 
     findings.print_summary();
