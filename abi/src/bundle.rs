@@ -866,7 +866,7 @@ mod tests {
 
     #[test]
     fn images_must_lie_after_the_table_and_inside_the_bundle() {
-        let total = sample().len() as u32;
+        let total = u32::try_from(sample().len()).unwrap();
         for (offset, size) in [
             (0u32, 16u32),
             (4096, 0),

@@ -175,7 +175,7 @@ mod kernel {
         // Only the frame changes: the flags stay as they are, with the
         // GTF_reading/GTF_writing the hypervisor set for the mapping.
         let flags = table.flags(REF_RW).unwrap_or(GTF_PERMIT_ACCESS);
-        let rewrite = table.rewrite(REF_RW, attacker, PAGE_W2.gfn() as u32, flags);
+        let rewrite = table.rewrite(REF_RW, attacker, PAGE_W2.gfn(), flags);
         report.check(
             "victim-rewrite-mapped-entry",
             Shown(&rewrite),

@@ -50,7 +50,7 @@ pub fn find_xen(mut cpuid: impl FnMut(u32) -> [u32; 4]) -> Option<XenCpuid> {
                 base,
                 max_leaf,
                 major: (version >> 16) as u16,
-                minor: version as u16,
+                minor: (version & 0xffff) as u16,
                 hypercall_pages,
                 hypercall_msr,
             })

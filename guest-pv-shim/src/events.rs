@@ -105,7 +105,7 @@ pub fn scan(
         }
         let mut selector = vcpu.pending_sel.swap(0, Ordering::SeqCst);
         while selector != 0 {
-            let word = selector.trailing_zeros() as usize;
+            let word = selector.trailing_zeros();
             selector &= selector - 1;
             handled += scan_word(bitmaps, word, &mut handle);
         }
@@ -115,18 +115,19 @@ pub fn scan(
 
 /// Handles every pending, unmasked port of `word` (re-reading the word
 /// after each port: a handler may have made others pending or masked).
-fn scan_word(bitmaps: &EventBitmaps, word: usize, handle: &mut impl FnMut(EvtchnPort)) -> usize {
+fn scan_word(bitmaps: &EventBitmaps, word: u32, handle: &mut impl FnMut(EvtchnPort)) -> usize {
     let mut handled = 0;
+    let index = word as usize;
     loop {
-        let active = bitmaps.pending[word].load(Ordering::SeqCst)
-            & !bitmaps.mask[word].load(Ordering::SeqCst);
+        let active = bitmaps.pending[index].load(Ordering::SeqCst)
+            & !bitmaps.mask[index].load(Ordering::SeqCst);
         if active == 0 {
             return handled;
         }
         let bit = active.trailing_zeros();
-        let port = word as u32 * BITS_PER_WORD + bit;
+        let port = word * BITS_PER_WORD + bit;
         // Clear before handling; only a bit we cleared is ours to handle.
-        if bitmaps.pending[word].fetch_and(!(1 << bit), Ordering::SeqCst) & (1 << bit) != 0 {
+        if bitmaps.pending[index].fetch_and(!(1 << bit), Ordering::SeqCst) & (1 << bit) != 0 {
             handle(port);
             handled += 1;
         }

@@ -125,11 +125,12 @@ impl<'a> GrantTable<'a> {
         &self,
         gref: GrantRef,
         domid: DomId,
-        gfn: u32,
+        gfn: u64,
         flags: u16,
     ) -> Result<(), GrantError> {
+        let frame = u32::try_from(gfn).map_err(|_| GrantError::FrameTooBig(gfn))?;
         self.claimed(gref)?;
-        self.write_entry(gref, domid, gfn, flags);
+        self.write_entry(gref, domid, frame, flags);
         Ok(())
     }
 
@@ -151,9 +152,10 @@ impl<'a> GrantTable<'a> {
 
     fn claim(&self) -> Option<GrantRef> {
         (FIRST_FREE_REF as usize..self.entries.len()).find_map(|i| {
+            let gref = GrantRef::try_from(i).ok()?;
             let bit = 1 << (i % 64);
             let was = self.used[i / 64].fetch_or(bit, Ordering::SeqCst);
-            (was & bit == 0).then_some(i as GrantRef)
+            (was & bit == 0).then_some(gref)
         })
     }
 

@@ -15,6 +15,7 @@
 use core::fmt;
 use core::sync::atomic::{fence, AtomicU32, AtomicU8, Ordering};
 
+use abi::convert::usize_from_u64;
 use abi::xen::console::{mask_xencons_idx, XENCONS_IN_SIZE, XENCONS_OUT_SIZE};
 
 /// `struct xencons_interface`, 3088 bytes, as atomics.
@@ -77,14 +78,15 @@ impl Ring<'_> {
         // mb(): the consumer's index before we overwrite what it freed.
         fence(Ordering::SeqCst);
         let n = (self.data.len() - self.used(prod, cons)?).min(bytes.len());
-        for (i, &b) in bytes[..n].iter().enumerate() {
-            let slot = mask_xencons_idx(prod.wrapping_add(i as u32), self.data.len());
+        let mut index = prod;
+        for &b in &bytes[..n] {
+            let slot = mask_xencons_idx(index, self.data.len());
             self.data[slot].store(b, Ordering::Relaxed);
+            index = index.wrapping_add(1);
         }
         // wmb(): the bytes before the index that publishes them.
         fence(Ordering::Release);
-        self.prod
-            .store(prod.wrapping_add(n as u32), Ordering::Release);
+        self.prod.store(index, Ordering::Release);
         Ok(n)
     }
 
@@ -95,14 +97,15 @@ impl Ring<'_> {
         // rmb(): the producer's index before the bytes it published.
         fence(Ordering::Acquire);
         let n = self.used(prod, cons)?.min(buf.len());
-        for (i, b) in buf[..n].iter_mut().enumerate() {
-            let slot = mask_xencons_idx(cons.wrapping_add(i as u32), self.data.len());
+        let mut index = cons;
+        for b in &mut buf[..n] {
+            let slot = mask_xencons_idx(index, self.data.len());
             *b = self.data[slot].load(Ordering::Relaxed);
+            index = index.wrapping_add(1);
         }
         // mb(): done reading the bytes before the producer may reuse them.
         fence(Ordering::SeqCst);
-        self.cons
-            .store(cons.wrapping_add(n as u32), Ordering::Release);
+        self.cons.store(index, Ordering::Release);
         Ok(n)
     }
 
@@ -195,7 +198,7 @@ impl<const N: usize> History<N> {
         let skip = bytes.len().saturating_sub(N);
         self.written += skip as u64;
         for &b in &bytes[skip..] {
-            self.buf[(self.written % N as u64) as usize] = b;
+            self.buf[usize_from_u64(self.written % N as u64)] = b;
             self.written += 1;
         }
     }
@@ -208,9 +211,9 @@ impl<const N: usize> History<N> {
     /// The kept bytes, oldest first, as two slices.
     pub fn contents(&self) -> (&[u8], &[u8]) {
         if self.written <= N as u64 {
-            return (&self.buf[..self.written as usize], &[]);
+            return (&self.buf[..usize_from_u64(self.written)], &[]);
         }
-        let split = (self.written % N as u64) as usize;
+        let split = usize_from_u64(self.written % N as u64);
         (&self.buf[split..], &self.buf[..split])
     }
 }

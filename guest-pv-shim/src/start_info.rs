@@ -286,6 +286,7 @@ fn check_region(addr: u64, size: u64) -> Result<(), StartInfoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use abi::convert::{u32_const, usize_from_u64};
     use proptest::prelude::*;
 
     /// Guest memory simulated as one buffer starting at `base`.
@@ -303,7 +304,7 @@ mod tests {
         }
 
         fn put(&mut self, gpa: u64, data: &[u8]) {
-            let at = (gpa - self.base) as usize;
+            let at = usize_from_u64(gpa - self.base);
             self.bytes[at..at + data.len()].copy_from_slice(data);
         }
     }
@@ -313,7 +314,11 @@ mod tests {
             let Some(at) = gpa.checked_sub(self.base) else {
                 return false;
             };
-            let Some(src) = self.bytes.get(at as usize..at as usize + buf.len()) else {
+            let at = usize_from_u64(at);
+            let Some(src) = at
+                .checked_add(buf.len())
+                .and_then(|end| self.bytes.get(at..end))
+            else {
                 return false;
             };
             buf.copy_from_slice(src);
@@ -426,12 +431,12 @@ mod tests {
             with(|_, si| si.memmap_entries = 0).err(),
             Some(StartInfoError::BadMemmap(0))
         );
-        let too_many = MAX_MEMMAP_ENTRIES as u32 + 1;
+        let too_many = u32_const::<MAX_MEMMAP_ENTRIES>() + 1;
         assert_eq!(
             with(|_, si| si.memmap_entries = too_many).err(),
             Some(StartInfoError::BadMemmap(too_many))
         );
-        let too_many = MAX_MODULES as u32 + 1;
+        let too_many = u32_const::<MAX_MODULES>() + 1;
         assert_eq!(
             with(|_, si| si.nr_modules = too_many).err(),
             Some(StartInfoError::BadModules(too_many))

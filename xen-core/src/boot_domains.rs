@@ -295,7 +295,7 @@ mod tests {
         let d = table.get(domid).unwrap();
         let params = &d.xen().hvm_params;
         assert_eq!(params[HVM_PARAM_CONSOLE_PFN as usize], 0x200);
-        let port = params[HVM_PARAM_CONSOLE_EVTCHN as usize] as u32;
+        let port = u32::try_from(params[HVM_PARAM_CONSOLE_EVTCHN as usize]).unwrap();
         let grant =
             grant::entry::read(&mut mem, d.grant().locate(GNTTAB_RESERVED_CONSOLE).unwrap());
         assert_eq!(

@@ -404,6 +404,7 @@ fn read_modlist_entry(mem: &impl PhysReader, pa: u64) -> Result<HvmModlistEntry,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use abi::convert::{u32_const, usize_from_u64};
     use proptest::prelude::*;
 
     const MIB: u64 = 1 << 20;
@@ -428,7 +429,8 @@ mod tests {
 
     impl FakeMemory {
         fn put(&mut self, pa: u64, data: &[u8]) {
-            self.bytes[pa as usize..pa as usize + data.len()].copy_from_slice(data);
+            let at = usize_from_u64(pa);
+            self.bytes[at..at + data.len()].copy_from_slice(data);
         }
         fn put_u32(&mut self, pa: u64, v: u32) {
             self.put(pa, &v.to_le_bytes());
@@ -443,14 +445,14 @@ mod tests {
                 self.put_u64(pa + 8, size);
                 self.put_u32(pa + 16, kind);
             }
-            self.put_u32(SI + 48, entries.len() as u32);
+            self.put_u32(SI + 48, u32::try_from(entries.len()).unwrap());
         }
         fn set_modules(&mut self, modules: &[(u64, u64)]) {
             for (i, &(addr, size)) in modules.iter().enumerate() {
                 self.put_u64(MODLIST + 32 * i as u64, addr);
                 self.put_u64(MODLIST + 32 * i as u64 + 8, size);
             }
-            self.put_u32(SI + 12, modules.len() as u32);
+            self.put_u32(SI + 12, u32::try_from(modules.len()).unwrap());
         }
     }
 
@@ -580,7 +582,7 @@ mod tests {
         m.put_u32(SI + 48, u32::MAX);
         assert_eq!(parse_err(&m), BootInfoError::TooManyMemmapEntries(u32::MAX));
         let mut m = qemu_like();
-        m.put_u32(SI + 12, MAX_BOOT_MODULES as u32 + 1);
+        m.put_u32(SI + 12, u32_const::<MAX_BOOT_MODULES>() + 1);
         assert_eq!(parse_err(&m), BootInfoError::TooManyModules(9));
     }
 

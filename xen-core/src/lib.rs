@@ -1,10 +1,16 @@
 //! xen-core: the hypervisor. Portable logic here is host-tested; `arch`
 //! exists only in the bare-metal build.
 #![cfg_attr(not(test), no_std)]
+// Unsafe code lives in `arch` only (hardware, page tables, the VMRUN
+// stub); portable code, which handles guest input, cannot opt out.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+// The one exception: port and MSR access, page tables and the world switch
+// need raw pointers and inline assembly; each block has a `// SAFETY:`.
+#[allow(unsafe_code)]
 pub mod arch;
 pub mod boot_domains;
 pub mod boot_info;

@@ -1,6 +1,8 @@
 //! The xen-core hypervisor binary (bare metal only). The work starts in
 //! `arch::x86_64::boot::rust_entry`, called by the PVH entry stub.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// Everything unsafe is in the library's `arch` module.
+#![deny(unsafe_code)]
 
 #[cfg(target_os = "none")]
 use xen_core as _;

@@ -14,6 +14,8 @@ use crate::deps;
 const TARGET: &str = "x86_64-unknown-none";
 /// Cargo target directory of the bare-metal build, under the workspace root.
 const BARE_TARGET_DIR: &str = "target/bare";
+/// Cargo target directory of the bare-metal clippy pass (`cargo xtask lint`).
+const BARE_CLIPPY_TARGET_DIR: &str = "target/bare-clippy";
 /// Stripped copies of the guest examples, for `dom0ctl create` to upload
 /// (debug info makes the built ones ~100 times larger; ci/guests/*.toml
 /// point here).
@@ -136,29 +138,13 @@ pub fn build(root: &Path) -> Result<Artifacts> {
     run(cargo(root).args(["build", "--workspace", "--quiet"]))?;
     let packages = workspace_packages(root)?;
     let lld = deps::rust_lld().context("rust-lld not found in rustup's sysroot")?;
-    for p in BARE_PACKAGES {
-        let Some(meta) = packages.iter().find(|m| m.name == p.package) else {
-            if p.required {
-                bail!("package {} is not in the workspace", p.package);
-            }
-            println!("xtask: skipping {}: not in the workspace yet", p.package);
-            continue;
-        };
-        if p.selection == ["--examples"]
-            && !meta
-                .targets
-                .iter()
-                .any(|t| t.kind.iter().any(|k| k == "example"))
-        {
-            println!("xtask: skipping {}: no examples yet", p.package);
-            continue;
-        }
+    for p in present_bare_packages(&packages)? {
         println!(
             "xtask: building {} {} for {TARGET}",
             p.package,
             p.selection.join(" ")
         );
-        run(bare_build(root, &lld)
+        run(bare_cargo(root, &lld, "build", BARE_TARGET_DIR)
             .args(["--package", p.package])
             .args(p.selection))?;
     }
@@ -190,23 +176,72 @@ fn strip_guests(root: &Path, artifacts: &Artifacts, examples: &[&str]) -> Result
     Ok(())
 }
 
+/// The bare-metal packages that exist in the workspace (with examples,
+/// for an examples-only selection); the others are skipped with a message.
+fn present_bare_packages(packages: &[Package]) -> Result<Vec<&'static BarePackage>> {
+    let mut present = Vec::new();
+    for p in BARE_PACKAGES {
+        let Some(meta) = packages.iter().find(|m| m.name == p.package) else {
+            if p.required {
+                bail!("package {} is not in the workspace", p.package);
+            }
+            println!("xtask: skipping {}: not in the workspace yet", p.package);
+            continue;
+        };
+        if p.selection == ["--examples"]
+            && !meta
+                .targets
+                .iter()
+                .any(|t| t.kind.iter().any(|k| k == "example"))
+        {
+            println!("xtask: skipping {}: no examples yet", p.package);
+            continue;
+        }
+        present.push(p);
+    }
+    Ok(present)
+}
+
+/// One `cargo check` per bare-metal package with Debian's clippy-driver as
+/// the workspace wrapper (it matches Debian's rustc; rustup's clippy has no
+/// std for the target), in [`BARE_CLIPPY_TARGET_DIR`] so linting never
+/// invalidates the kernels' build. Returns (package, selection, command).
+pub fn bare_clippy_commands(
+    root: &Path,
+) -> Result<Vec<(&'static str, &'static [&'static str], Command)>> {
+    let packages = workspace_packages(root)?;
+    let lld = deps::rust_lld().context("rust-lld not found in rustup's sysroot")?;
+    Ok(present_bare_packages(&packages)?
+        .into_iter()
+        .map(|p| {
+            let mut command = bare_cargo(root, &lld, "check", BARE_CLIPPY_TARGET_DIR);
+            command
+                .env("RUSTC_WORKSPACE_WRAPPER", deps::DEBIAN_CLIPPY_DRIVER)
+                .args(["--package", p.package])
+                .args(p.selection);
+            (p.package, p.selection, command)
+        })
+        .collect())
+}
+
 /// Rustup's cargo in the workspace root (the one running xtask, if any).
-fn cargo(root: &Path) -> Command {
+pub fn cargo(root: &Path) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command.current_dir(root);
     command
 }
 
-/// `cargo build --release` set up for the bare-metal recipe: Debian's rustc
-/// with build-std, rustup's rust-lld, a static non-PIE image.
-fn bare_build(root: &Path, lld: &Path) -> Command {
+/// `cargo SUBCOMMAND --release` (build or check) set up for the
+/// bare-metal recipe: Debian's rustc with build-std, rustup's rust-lld, a
+/// static non-PIE image, `target_dir` under the workspace root.
+fn bare_cargo(root: &Path, lld: &Path, subcommand: &str, target_dir: &str) -> Command {
     let mut command = cargo(root);
     command
-        .args(["build", "--release", "--quiet", "--target", TARGET])
+        .args([subcommand, "--release", "--quiet", "--target", TARGET])
         .env("RUSTC_BOOTSTRAP", "1")
         .env("RUSTC", deps::DEBIAN_RUSTC)
-        .env("CARGO_TARGET_DIR", root.join(BARE_TARGET_DIR))
+        .env("CARGO_TARGET_DIR", root.join(target_dir))
         .env(
             "RUSTFLAGS",
             format!(

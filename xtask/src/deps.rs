@@ -1,6 +1,8 @@
 //! The system packages the bare-metal build and the scenarios need: QEMU,
 //! Debian's rustc with its std sources (for `-Zbuild-std`), binutils'
-//! objcopy (stripped guest images) and rustup's rust-lld. Installed from Debian's registry when running as root.
+//! objcopy (stripped guest images) and rustup's rust-lld; for `cargo xtask
+//! lint`, also Debian's clippy (matching its rustc). Installed from Debian's
+//! registry when running as root.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +13,11 @@ use anyhow::{bail, Context, Result};
 pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 /// The Debian packages that provide what [`missing`] looks for.
 const PACKAGES: &str = "rustc-web rust-web-src qemu-system-x86 binutils";
+/// Debian's clippy-driver, built for [`DEBIAN_RUSTC`]: lints the bare-metal
+/// crates as the workspace wrapper of that rustc.
+pub const DEBIAN_CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
+/// The Debian package that provides [`DEBIAN_CLIPPY_DRIVER`].
+const CLIPPY_PACKAGE: &str = "rust-web-clippy";
 /// Strips guest kernels for upload (`artifacts::strip_guests`).
 pub const OBJCOPY: &str = "objcopy";
 
@@ -23,11 +30,29 @@ pub fn ensure() -> Result<()> {
              it comes with rustup's Rust toolchain, which cargo and the host build use too"
         );
     }
+    install(PACKAGES, missing)
+}
+
+/// [`ensure`], plus Debian's clippy for the bare-metal lint pass.
+pub fn ensure_clippy() -> Result<()> {
+    ensure()?;
+    install(CLIPPY_PACKAGE, || {
+        if Path::new(DEBIAN_CLIPPY_DRIVER).is_file() {
+            Vec::new()
+        } else {
+            vec![format!("{DEBIAN_CLIPPY_DRIVER} (package {CLIPPY_PACKAGE})")]
+        }
+    })
+}
+
+/// Installs `packages` with apt-get if `missing` names anything; prints the
+/// command and fails instead when not root.
+fn install(packages: &str, missing: impl Fn() -> Vec<String>) -> Result<()> {
     let absent = missing();
     if absent.is_empty() {
         return Ok(());
     }
-    let command = format!("apt-get update && apt-get install -y {PACKAGES}");
+    let command = format!("apt-get update && apt-get install -y {packages}");
     if !nix::unistd::geteuid().is_root() {
         bail!("missing: {}\nrun as root:\n  {command}", absent.join(", "));
     }

@@ -7,6 +7,7 @@ mod bench;
 mod bundle;
 mod deps;
 mod fuzz;
+mod lint;
 mod mgmt_socket;
 mod output;
 mod qemu;
@@ -60,6 +61,13 @@ enum Command {
         seconds: u64,
         /// Only this target (default: all).
         target: Option<String>,
+    },
+    /// rustfmt check and clippy (host and bare-metal builds); fails on any
+    /// warning and ends with a count per crate and lint.
+    Lint {
+        /// Print only the summary, not each finding.
+        #[arg(long)]
+        summary: bool,
     },
     /// Build, then run one QEMU scenario.
     Scenario {
@@ -136,6 +144,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Fuzz { seconds, target } => {
             fuzz::run(&root, seconds, target.as_deref())?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Lint { summary } => {
+            deps::ensure_clippy()?;
+            let show = if summary {
+                lint::Show::Summary
+            } else {
+                lint::Show::Findings
+            };
+            lint::run(&root, show)
         }
         Command::Scenario { list: true, .. } => {
             for s in scenario::load_all(&root)? {

@@ -12,7 +12,9 @@ pub use crate::xen::sched::{
 /// Bytes of a domain name: UTF-8, NUL-padded, at least one byte, no NUL inside.
 pub const DOMAIN_NAME_MAX: usize = 32;
 /// Most vCPUs a domain may have (each needs a `vcpu_info` slot in shared info).
-pub const MAX_VCPUS_PER_DOMAIN: u32 = crate::xen::shared_info::XEN_LEGACY_MAX_VCPUS as u32;
+pub const MAX_VCPUS_PER_DOMAIN: u32 = 32;
+const _: () =
+    assert!(MAX_VCPUS_PER_DOMAIN as usize == crate::xen::shared_info::XEN_LEGACY_MAX_VCPUS);
 /// Most [`DomainInfo`] entries one [`ListResponse`] holds.
 pub const LIST_BATCH_MAX: usize = 16;
 /// Valid bits of [`CreateRequest::flags`]: none yet (reserved, zero).

@@ -93,7 +93,7 @@ impl ControlHeader {
     /// not newer (`-EACCES`); the reserved field is zero (`-EINVAL`).
     pub fn check(&self) -> Result<(), Errno> {
         let major = (self.interface_version >> 16) as u16;
-        let minor = self.interface_version as u16;
+        let minor = (self.interface_version & 0xffff) as u16;
         if major != CONTROL_ABI_MAJOR || minor > CONTROL_ABI_MINOR {
             return Err(Errno::EACCES);
         }

@@ -31,6 +31,7 @@ use abi::control::{
     parse_domain_name, DomainInfo, DOMAIN_FLAG_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_FLAG_SHUTDOWN,
     DOMAIN_NAME_MAX,
 };
+use abi::convert::usize_from_u64;
 use abi::xen::domid::{DomId, DOMID_INVALID};
 use abi::xen::event_channel::{EvtchnPort, VIRQ_DOM_EXC};
 use abi::xen::grant_table::GNTTAB_RESERVED_CONSOLE;
@@ -128,12 +129,15 @@ impl core::fmt::Display for StartError {
     }
 }
 
+/// Bytes oldest first, as two slices (a ring buffer's older and newer part).
+pub type TwoSlices<'a> = (&'a [u8], &'a [u8]);
+
 /// A console's output after a position, for a stream
 /// ([`Backend::output_since`]). Bytes that fell out of the history before
 /// they were taken are skipped.
 pub struct Output<'a> {
     /// The bytes, oldest first, as two slices.
-    pub bytes: (&'a [u8], &'a [u8]),
+    pub bytes: TwoSlices<'a>,
     /// Position after them (pass it to the next call).
     pub next: u64,
     /// Set once the console ended and everything was taken.
@@ -259,7 +263,7 @@ impl Backend {
 
     /// `domid`'s name and kept output (oldest first, two slices) and the
     /// stream position after it; `None` if the backend has no console for it.
-    pub fn history(&self, domid: DomId) -> Option<(&str, (&[u8], &[u8]), u64)> {
+    pub fn history(&self, domid: DomId) -> Option<(&str, TwoSlices<'_>, u64)> {
         let console = self.console(domid)?;
         Some((
             console.name(),
@@ -278,7 +282,7 @@ impl Backend {
         let kept = (a.len() + b.len()) as u64;
         let start = from.max(total - kept).min(total);
         // Skip the kept bytes before `start`.
-        let skip = (kept - (total - start)) as usize;
+        let skip = usize_from_u64(kept - (total - start));
         let bytes = if skip < a.len() {
             (&a[skip..], b)
         } else {

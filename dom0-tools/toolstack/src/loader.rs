@@ -10,6 +10,7 @@
 //!   first. At most one mapping is held at any time.
 
 use abi::control::MAP_MAX_FRAMES;
+use abi::convert::usize_from_u64;
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::PAGE_SHIFT;
@@ -151,7 +152,7 @@ impl<H: Hypervisor> GuestLoadTarget for ForeignLoader<'_, H> {
     fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), LoadFault> {
         self.each_piece(gpa, bytes.len() as u64, |hv, m, offset, from, len| {
             // Both are within `bytes` (each_piece splits 0..bytes.len()).
-            let piece = &bytes[from as usize..(from + len) as usize];
+            let piece = &bytes[usize_from_u64(from)..usize_from_u64(from + len)];
             hv.write_foreign(m, offset, piece)
         })
     }

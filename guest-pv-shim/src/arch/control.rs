@@ -21,6 +21,7 @@ use abi::control::{
     CONTROL_OP_UNMAP_FOREIGN, CONTROL_OP_UNPAUSE, DOMAIN_NAME_MAX, HYPERVISOR_CONTROL_OP,
     MAP_MAX_FRAMES,
 };
+use abi::convert::usize_from_u64;
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::{EvtchnAllocUnbound, EvtchnPort, EVTCHNOP_ALLOC_UNBOUND};
@@ -78,7 +79,7 @@ impl ForeignFrames {
     pub fn zero(&self, offset: u64, len: u64) -> Result<(), OutsideMapping> {
         let gpa = self.gpa(offset, len)?;
         // SAFETY: as in `write`; `len` fits the range, so it fits a usize.
-        unsafe { core::ptr::write_bytes(gpa as *mut u8, 0, len as usize) };
+        unsafe { core::ptr::write_bytes(gpa as *mut u8, 0, usize_from_u64(len)) };
         Ok(())
     }
 }

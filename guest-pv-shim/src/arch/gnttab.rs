@@ -12,6 +12,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use abi::convert::u32_const;
 use abi::xen::domid::{DomId, DOMID_SELF};
 use abi::xen::grant_table::{
     self as gt, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable,
@@ -160,7 +161,7 @@ impl Xen {
         let mut list = [0u64; GRANT_FRAMES];
         let mut s = [GnttabSetupTable {
             dom: DOMID_SELF,
-            nr_frames: nr_frames.min(GRANT_FRAMES as u32),
+            nr_frames: nr_frames.min(u32_const::<GRANT_FRAMES>()),
             frame_list: list.as_mut_ptr() as u64,
             ..Default::default()
         }];
@@ -211,7 +212,7 @@ impl Grants {
             return Err(GrantOpError::HoleInRam { ram_end });
         }
         let (nr_frames, max_frames) = xen.gnttab_query_size()?;
-        let wanted = (GRANT_FRAMES as u32).min(max_frames.max(1));
+        let wanted = u32_const::<GRANT_FRAMES>().min(max_frames.max(1));
         if nr_frames < wanted {
             xen.gnttab_setup_table(wanted)?;
         }

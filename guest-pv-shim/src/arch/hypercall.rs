@@ -8,6 +8,7 @@ use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use abi::convert::usize_from_u64;
 use abi::xen::{console_io, domid, hvm, hypercall as nr, memory, sched, vcpu, version};
 use zerocopy::IntoBytes;
 
@@ -69,7 +70,7 @@ impl Xen {
         // hypercall page; the value is the GPA of a page-aligned frame of
         // this image (page index 0 in bits 11:0) that nothing else uses.
         unsafe {
-            asm!("wrmsr", in("ecx") cpuid.hypercall_msr, in("eax") gpa as u32,
+            asm!("wrmsr", in("ecx") cpuid.hypercall_msr, in("eax") (gpa & 0xffff_ffff) as u32,
                  in("edx") (gpa >> 32) as u32, options(nostack));
         }
         // SAFETY: the frame is ours and mapped; a volatile read of its first
@@ -101,7 +102,7 @@ impl Xen {
                 [version::XENVER_VERSION.into(), 0, 0, 0, 0],
             )
         })?;
-        Ok(((word >> 16) as u16, word as u16))
+        Ok((((word >> 16) & 0xffff) as u16, (word & 0xffff) as u16))
     }
 
     /// `XENVER_extraversion`: the NUL-padded version suffix.
@@ -141,7 +142,7 @@ impl Xen {
             buf.as_mut_ptr() as u64,
         );
         // SAFETY: Xen writes at most `len` bytes to `buf`, a live mutable slice.
-        check(unsafe { call(nr::CONSOLE_IO, [cmd, len, gva, 0, 0]) }).map(|n| n as usize)
+        check(unsafe { call(nr::CONSOLE_IO, [cmd, len, gva, 0, 0]) }).map(usize_from_u64)
     }
 
     /// `SCHEDOP_yield`: let other vCPUs run; this one stays runnable.

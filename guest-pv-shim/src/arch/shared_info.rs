@@ -6,6 +6,7 @@ use core::mem::{offset_of, size_of};
 use core::ptr::read_volatile;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use abi::convert::u32_const;
 use abi::xen::shared_info::{
     SharedInfo as SharedInfoLayout, VcpuInfo, VcpuTimeInfo, XEN_LEGACY_MAX_VCPUS,
 };
@@ -20,7 +21,7 @@ static SHARED_INFO_FRAME: Frame = Frame::new();
 /// The frame vcpu_info areas are registered in (`VCPUOP_register_vcpu_info`).
 static VCPU_INFO_FRAME: Frame = Frame::new();
 /// vCPUs whose vcpu_info fits in [`VCPU_INFO_FRAME`].
-const VCPU_INFO_SLOTS: u32 = (abi::xen::PAGE_SIZE / size_of::<VcpuInfo>()) as u32;
+const VCPU_INFO_SLOTS: u32 = u32_const::<{ abi::xen::PAGE_SIZE / size_of::<VcpuInfo>() }>();
 /// Whether vCPU 0's vcpu_info moved to [`VCPU_INFO_FRAME`] (else it is
 /// slot 0 of shared info).
 static VCPU0_REGISTERED: AtomicBool = AtomicBool::new(false);
@@ -59,7 +60,7 @@ impl Xen {
         if vcpu >= VCPU_INFO_SLOTS {
             return None;
         }
-        let offset = vcpu * size_of::<VcpuInfo>() as u32;
+        let offset = vcpu * u32_const::<{ size_of::<VcpuInfo>() }>();
         Some(
             self.vcpu_register_vcpu_info(vcpu, &VCPU_INFO_FRAME, offset)
                 .map(|()| {

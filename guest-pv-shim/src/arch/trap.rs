@@ -78,7 +78,7 @@ impl ProbeResult {
     fn into_result(self) -> Result<u64, Exception> {
         if self.fault & FAULTED != 0 {
             Err(Exception {
-                vector: self.fault as u8,
+                vector: (self.fault & 0xff) as u8,
             })
         } else {
             Ok(self.value)
@@ -108,7 +108,7 @@ pub fn probe_inb(port: u16) -> Result<u8, Exception> {
     // SAFETY: a port read touches no memory; a fault resumes at the fixup.
     unsafe { shim_probe_inb(port) }
         .into_result()
-        .map(|v| v as u8)
+        .map(|v| (v & 0xff) as u8)
 }
 
 /// MOV to CR4 of `value`; an exception (#GP for a bit the CPU or the
@@ -182,7 +182,7 @@ extern "C" fn shim_exception(frame: &mut TrapFrame) {
     // SAFETY: reading CR2 has no side effects.
     unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack)) };
     let exception = Exception {
-        vector: frame.vector as u8,
+        vector: (frame.vector & 0xff) as u8,
     };
     crate::println!(
         "shim: exception {exception} (vector {}) error={:#x} rip={:#x} rsp={:#x} cr2={:#x}",

@@ -169,7 +169,7 @@ fn dispatcher_calls_handlers_and_records_fired_ports() {
 #[test]
 fn dispatcher_table_is_bounded() {
     let d = Dispatcher::new();
-    for p in 0..MAX_PORT_HANDLERS as u32 {
+    for p in 0..abi::convert::u32_const::<MAX_PORT_HANDLERS>() {
         d.set_handler(p, Some(count)).unwrap();
     }
     assert_eq!(d.set_handler(999, Some(count)), Err(TableFull));

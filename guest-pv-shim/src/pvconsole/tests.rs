@@ -48,7 +48,7 @@ fn output_fills_then_drains_across_the_index_wrap() {
     let start = u32::MAX - 5;
     p.out_prod.store(start, Ordering::SeqCst);
     p.out_cons.store(start, Ordering::SeqCst);
-    let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i & 0xff) as u8).collect();
     assert_eq!(p.write_output(&data), Ok(XENCONS_OUT_SIZE));
     assert_eq!(p.write_output(b"x"), Ok(0), "full");
     assert_eq!(p.output_pending(), Ok(XENCONS_OUT_SIZE));
@@ -109,7 +109,7 @@ proptest! {
                 let n = p.write_output(&data).unwrap();
                 prop_assert_eq!(n, len.min(XENCONS_OUT_SIZE - model.len()));
                 model.extend(&data[..n]);
-                next = next.wrapping_sub((len - n) as u8);
+                next = next.wrapping_sub(u8::try_from((len - n) % 256).unwrap());
             } else {
                 let mut buf = vec![0u8; len];
                 let n = p.read_output(&mut buf).unwrap();

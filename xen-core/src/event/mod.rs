@@ -21,6 +21,8 @@
 //! ([`ops::close_all`]), as Xen's `evtchn_destroy` does in `domain_kill`.
 
 #![forbid(unsafe_code)]
+// Indices here come from guests: `.get()` with an error path, never `[i]`.
+#![warn(clippy::indexing_slicing)]
 
 mod deliver;
 pub mod ops;
@@ -28,6 +30,8 @@ mod port;
 mod two_level;
 
 #[cfg(test)]
+// Tests index the fixtures they built; a bad index is a failed test.
+#[allow(clippy::indexing_slicing)]
 mod tests;
 
 pub use port::{Channel, PortTable, MAX_EVTCHN_PORTS, PORTS_PER_BUCKET};

@@ -28,6 +28,8 @@
 //! entries. No domain ever reaches a frame that went back to the pool.
 
 #![forbid(unsafe_code)]
+// Indices here come from guests: `.get()` with an error path, never `[i]`.
+#![warn(clippy::indexing_slicing)]
 
 pub mod copy;
 pub mod entry;
@@ -39,6 +41,8 @@ pub mod release;
 pub mod table;
 
 #[cfg(test)]
+// Tests index the fixtures they built; a bad index is a failed test.
+#[allow(clippy::indexing_slicing)]
 mod tests;
 
 use abi::xen::grant_table::{

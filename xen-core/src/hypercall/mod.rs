@@ -21,6 +21,8 @@
 //! [`Privileged`]: crate::domain::Privileged
 
 #![forbid(unsafe_code)]
+// Indices here come from guests: `.get()` with an error path, never `[i]`.
+#![warn(clippy::indexing_slicing)]
 
 mod args;
 mod compat;
@@ -39,6 +41,8 @@ mod version;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(test)]
+// Tests index the fixtures they built; a bad index is a failed test.
+#[allow(clippy::indexing_slicing)]
 mod tests;
 
 pub use args::{Continuation, HypercallRegs};

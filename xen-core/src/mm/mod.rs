@@ -5,6 +5,9 @@
 //! them over the identity map, host tests over a `Vec`.
 
 pub mod frame;
+// The one guest-memory helper with unsafe: atomics over frames a guest
+// changes concurrently (each block carries its SAFETY argument).
+#[allow(unsafe_code)]
 pub mod shared_frame;
 
 use shared_frame::SharedFrame;

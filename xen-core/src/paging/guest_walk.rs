@@ -6,6 +6,8 @@
 //! set, and SMEP/SMAP are not modelled: hypercall copies are checked as
 //! plain supervisor (or, from CPL 3, user) accesses.
 
+use abi::convert::usize_from_u64;
+
 use super::npt::Npt;
 use crate::mm::{Gfn, PhysMem, PAGE_SIZE};
 
@@ -122,7 +124,7 @@ fn read_entry<const N: usize>(npt: &Npt, mem: &impl PhysMem, gpa: u64) -> Result
     let entry = npt
         .translate(mem, Gfn(gpa >> 12))
         .ok_or(WalkError::OutOfP2m)?;
-    let off = (gpa as usize) & (PAGE_SIZE - 1) & !(N - 1);
+    let off = usize_from_u64(gpa) & (PAGE_SIZE - 1) & !(N - 1);
     let mut bytes = [0u8; 8];
     bytes[..N].copy_from_slice(&mem.frame(entry.mfn)[off..off + N]);
     Ok(u64::from_le_bytes(bytes))
@@ -210,7 +212,8 @@ fn walk_long(
     mem: &impl PhysMem,
     gva: u64,
 ) -> Result<(u64, Rights), WalkError> {
-    let canonical = ((gva << 16) as i64 >> 16) as u64 == gva;
+    // Canonical: bits 63:47 all equal (bit 47 sign-extended).
+    let canonical = matches!(gva >> 47, 0 | 0x1_ffff);
     if !canonical || paging.cr4 & CR4_LA57 != 0 {
         return Err(WalkError::BadAddress);
     }
@@ -334,7 +337,9 @@ pub(crate) mod tests {
             self.write(gpa, &v.to_le_bytes());
         }
 
-        fn set32(&mut self, gpa: u64, v: u32) {
+        /// Writes a 32-bit entry; `v` is u64 to take the flag constants.
+        fn set32(&mut self, gpa: u64, v: u64) {
+            let v = u32::try_from(v).expect("a 32-bit entry");
             self.write(gpa, &v.to_le_bytes());
         }
 
@@ -484,12 +489,12 @@ pub(crate) mod tests {
     #[test]
     fn legacy_two_level_with_pse() {
         let mut g = Guest::new(16);
-        g.set32(0x1000, 0x2000 | PWU as u32); // PD[0] → PT 0x2000
-        g.set32(0x1004, 0x0040_0000 | (0x3 << 13) | (PW | LARGE) as u32); // 4 MiB at 0x3_0040_0000
-        g.set32(0x1008, 0x8000 | PWU as u32); // PD[2] → PT 0x8000, whose page
-        g.set32(0x8000, 0x0f00_0000 | PWU as u32); // is outside the p2m (caller's check)
-        g.set32(0x2000, 0x5000 | PWU as u32);
-        g.set32(0x2004, 0x6000 | PRESENT as u32 | USER as u32);
+        g.set32(0x1000, 0x2000 | PWU); // PD[0] → PT 0x2000
+        g.set32(0x1004, 0x0040_0000 | (0x3 << 13) | (PW | LARGE)); // 4 MiB at 0x3_0040_0000
+        g.set32(0x1008, 0x8000 | PWU); // PD[2] → PT 0x8000, whose page
+        g.set32(0x8000, 0x0f00_0000 | PWU); // is outside the p2m (caller's check)
+        g.set32(0x2000, 0x5000 | PWU);
+        g.set32(0x2004, 0x6000 | PRESENT | USER);
         let p = GuestPaging {
             cr0: CR0_PG | CR0_WP | 1,
             cr3: 0x1000,

@@ -10,6 +10,8 @@
 //! `1 + 3 × mapped GFNs`, so the caller bounds the NPT by bounding the GFNs
 //! it maps.
 
+use abi::convert::usize_from_u64;
+
 use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SIZE};
 
 /// Highest GFN an NPT can map: 48-bit guest physical addresses.
@@ -109,8 +111,8 @@ pub struct Npt {
 }
 
 /// Index of `gfn` in a table of `level` (4 = PML4 … 1 = PT).
-fn index(gfn: Gfn, level: u32) -> usize {
-    ((gfn.0 >> (9 * (level - 1))) & (ENTRIES as u64 - 1)) as usize
+fn index(gfn: Gfn, level: usize) -> usize {
+    usize_from_u64((gfn.0 >> (9 * (level - 1))) & (ENTRIES as u64 - 1))
 }
 
 fn read_entry(mem: &impl PhysMem, table: Mfn, idx: usize) -> u64 {
@@ -197,7 +199,7 @@ impl Npt {
         let mut path = [Some(self.root), None, None, None];
         for depth in 1..4 {
             let Some(table) = path[depth - 1] else { break };
-            let entry = read_entry(mem, table, index(gfn, 5 - depth as u32));
+            let entry = read_entry(mem, table, index(gfn, 5 - depth));
             if entry & PRESENT != 0 {
                 path[depth] = Some(entry_mfn(entry));
             }
@@ -274,7 +276,7 @@ impl Npt {
             if !table_is_empty(mem, table) {
                 return;
             }
-            write_entry(mem, parent, index(gfn, 5 - depth as u32), 0);
+            write_entry(mem, parent, index(gfn, 5 - depth), 0);
             pool.free(table);
             self.table_frames -= 1;
         }

@@ -9,6 +9,8 @@ use alloc::collections::BTreeSet;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use abi::convert::usize_from_u64;
+
 use crate::mm::{FramePool, Mfn, PhysMem, PAGE_SIZE};
 
 /// Byte every simulated frame holds before anyone writes it.
@@ -37,7 +39,7 @@ pub fn machine(frames: u64) -> (SimPool, SimPhys) {
     let free: Vec<Mfn> = (0..frames).rev().map(|i| Mfn(FIRST_MFN + i)).collect();
     let free_set = free.iter().copied().collect();
     let phys = SimPhys {
-        frames: vec![Page([DIRTY; PAGE_SIZE]); frames as usize],
+        frames: vec![Page([DIRTY; PAGE_SIZE]); usize_from_u64(frames)],
     };
     (SimPool { free, free_set }, phys)
 }
@@ -49,7 +51,7 @@ impl SimPhys {
             .checked_sub(FIRST_MFN)
             .expect("MFN below simulated RAM");
         assert!(i < self.frames.len() as u64, "MFN above simulated RAM");
-        i as usize
+        usize_from_u64(i)
     }
 }
 

@@ -88,7 +88,7 @@ pub fn fire_timers(
 ) -> usize {
     let mut count = 0;
     for d in domains.iter_mut() {
-        for id in 0..d.vcpus().len() as u32 {
+        for id in (0u32..).take(d.vcpus().len()) {
             if d.vcpu_mut(id).is_some_and(|v| v.expire_timer(now_ns)) {
                 fired(d, id);
                 count += 1;

@@ -58,7 +58,8 @@ impl RoundRobin {
         let mut after: Option<VcpuRef> = None;
         let mut first: Option<VcpuRef> = None;
         let runnable = domains.iter().flat_map(|d| {
-            (0..d.vcpus().len() as u32)
+            (0u32..)
+                .take(d.vcpus().len())
                 .filter(|id| d.vcpu_may_run(*id))
                 .map(|vcpu_id| VcpuRef {
                     domid: d.domid(),

@@ -200,7 +200,7 @@ proptest! {
         let mut t = domains(&shape);
         let all: Vec<VcpuRef> = t
             .iter()
-            .flat_map(|d| (0..d.vcpus().len() as u32).map(move |v| r(d.domid(), v)))
+            .flat_map(|d| (0u32..).take(d.vcpus().len()).map(move |v| r(d.domid(), v)))
             .collect();
         let domids: Vec<DomId> = t.iter().map(|d| d.domid()).collect();
         let mut s = RoundRobin::new();

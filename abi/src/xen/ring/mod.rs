@@ -51,14 +51,10 @@ pub const fn round_down_pow2(x: u32) -> u32 {
 
 /// `__CONST_RING_SIZE`: slots in a ring of `ring_bytes` bytes whose slots
 /// are `slot_size` bytes (0 if `slot_size` is 0 or nothing fits).
-pub const fn ring_size(ring_bytes: usize, slot_size: usize) -> u32 {
+pub fn ring_size(ring_bytes: usize, slot_size: usize) -> u32 {
     if slot_size == 0 || ring_bytes <= SRING_HEADER_SIZE {
         return 0;
     }
     let n = (ring_bytes - SRING_HEADER_SIZE) / slot_size;
-    round_down_pow2(if n > u32::MAX as usize {
-        u32::MAX
-    } else {
-        n as u32
-    })
+    round_down_pow2(u32::try_from(n).unwrap_or(u32::MAX))
 }

@@ -25,6 +25,12 @@ struct Rsp {
     status: u32,
 }
 
+/// A test's sequence number as the 32-bit field it travels in (the tests
+/// stay far below 2^32 messages).
+fn low32(seq: u64) -> u32 {
+    u32::try_from(seq).expect("test sequence numbers fit in 32 bits")
+}
+
 fn page() -> Vec<AtomicU32> {
     (0..1024).map(|_| AtomicU32::new(0xdead_beef)).collect()
 }
@@ -167,9 +173,9 @@ fn two_threads_exchange_many_requests_in_order() {
             while answered < N {
                 while let Some(req) = back.take_request().unwrap() {
                     assert_eq!(req.seq, answered, "requests arrive in order, none lost");
-                    assert_eq!(req.arg, !(req.seq as u32));
+                    assert_eq!(req.arg, !low32(req.seq));
                     back.queue_response(&Rsp {
-                        seq: req.seq as u32,
+                        seq: low32(req.seq),
                         status: req.arg,
                     })
                     .unwrap();
@@ -189,7 +195,7 @@ fn two_threads_exchange_many_requests_in_order() {
                 front
                     .queue_request(&Req {
                         seq: sent,
-                        arg: !(sent as u32),
+                        arg: !low32(sent),
                         pad: 0,
                     })
                     .unwrap();
@@ -282,7 +288,7 @@ proptest! {
                     }
                 },
                 Op::BackRespond(n) => for _ in 0..n {
-                    let r = back.queue_response(&Rsp { seq: answered as u32, status: 1 });
+                    let r = back.queue_response(&Rsp { seq: low32(answered), status: 1 });
                     prop_assert_eq!(r.is_ok(), unanswered.pop_front().is_some());
                     if r.is_ok() { answered += 1; }
                 },

@@ -22,6 +22,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use abi::convert::usize_from_u64;
 use x86_64::instructions::interrupts;
 use x86_64::registers::control::Cr3;
 use x86_64::registers::model_specific::Msr;
@@ -198,7 +199,7 @@ pub fn arm_at_tsc(deadline_tsc: u64) {
 fn start_timer(ticks: u64) {
     write(
         REG_TIMER_INITIAL,
-        ticks.clamp(1, u64::from(u32::MAX)) as u32,
+        u32::try_from(ticks).unwrap_or(u32::MAX).max(1),
     );
 }
 
@@ -261,5 +262,5 @@ fn register(offset: usize) -> *mut u32 {
     if base == 0 {
         fatal(format_args!("apic: register {offset:#x} used before init"));
     }
-    (base as usize + offset) as *mut u32
+    (usize_from_u64(base) + offset) as *mut u32
 }

@@ -12,6 +12,7 @@
 
 use core::fmt::{self, Write};
 
+use abi::convert::usize_from_u64;
 use spin::Once;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::InterruptDescriptorTable;
@@ -244,7 +245,7 @@ fn set_interrupt_handlers(idt: &mut InterruptDescriptorTable) {
 
 /// Called by `exception_common` with interrupts off; never returns.
 extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
-    let (kind, name) = match MNEMONICS.get(frame.vector as usize) {
+    let (kind, name) = match MNEMONICS.get(usize_from_u64(frame.vector)) {
         Some(mnemonic) => ("exception", *mnemonic),
         None => ("interrupt", "(no handler)"),
     };

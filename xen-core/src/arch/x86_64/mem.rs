@@ -6,6 +6,8 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use abi::convert::usize_from_u64;
+
 use crate::boot_info::{BootInfo, PhysReader, Unreadable, LOW_MEMORY, MAX_BOOT_MODULES};
 use crate::mm::frame::{MachineFrames, MAX_PHYS_MEM};
 use crate::mm::{FramePool, Mfn, PhysMem, PhysRange, PAGE_SIZE};
@@ -100,7 +102,7 @@ impl IdentityMap {
         let range = PhysRange::from_base_size(mfn.hpa(), PAGE_SIZE as u64);
         match range {
             Some(r) if r.end <= MAX_PHYS_MEM && !self.forbidden.iter().any(|f| f.overlaps(&r)) => {
-                r.start as usize
+                usize_from_u64(r.start)
             }
             _ => super::fatal::fatal(format_args!("PhysMem: MFN {:#x} is not managed RAM", mfn.0)),
         }

@@ -23,7 +23,8 @@ use crate::time::{scale_delta, NS_PER_SEC};
 /// PIT input clock (Hz).
 const PIT_HZ: u64 = 1_193_182;
 /// Calibration window: 10 ms of PIT ticks.
-const WINDOW_PIT_TICKS: u16 = (PIT_HZ / 100) as u16;
+const WINDOW_PIT_TICKS: u16 = 11_931;
+const _: () = assert!(WINDOW_PIT_TICKS as u64 == PIT_HZ / 100);
 /// Windows measured; the shortest wins (delays only ever lengthen one).
 const CALIBRATION_TRIES: usize = 3;
 /// TSC rates outside this range are measurement failures (Hz).
