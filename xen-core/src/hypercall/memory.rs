@@ -37,7 +37,7 @@ use zerocopy::IntoBytes;
 
 use super::args::RawArgs;
 use super::compat::{CompatAddToPhysmap, CompatMemoryMap};
-use super::table::Request;
+use super::table::{Dom0, Dom0Request, Request};
 use super::{fault, grant_table, Ctx, HypercallEnv};
 use crate::domain::DomainError;
 use crate::mm::{FramePool, Gfn, PhysMem};
@@ -53,7 +53,6 @@ const MEMOP_CMD_MASK: u64 = 0x3f;
 pub(crate) enum MemoryOp {
     AddToPhysmap { arg: u64 },
     MemoryMap { arg: u64 },
-    SetMemoryMap { arg: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -64,7 +63,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
     Request::MemoryOp(match a.arg[0] as u32 {
         XENMEM_ADD_TO_PHYSMAP => MemoryOp::AddToPhysmap { arg },
         XENMEM_MEMORY_MAP => MemoryOp::MemoryMap { arg },
-        XENMEM_SET_MEMORY_MAP => MemoryOp::SetMemoryMap { arg },
+        XENMEM_SET_MEMORY_MAP => return Request::Dom0Only(Dom0Request::SetMemoryMap { arg }),
         _ => return Request::NoSys,
     })
 }
@@ -76,18 +75,17 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     match op {
         MemoryOp::AddToPhysmap { arg } => add_to_physmap(ctx, arg),
         MemoryOp::MemoryMap { arg } => memory_map(ctx, arg),
-        MemoryOp::SetMemoryMap { arg } => set_memory_map(ctx, arg),
     }
 }
 
-fn set_memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
+pub(crate) fn set_memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
+    _: Dom0,
     arg: u64,
 ) -> Result<i64, Errno> {
     if ctx.compat {
         return Err(Errno::ENOSYS);
     }
-    ctx.domain()?.privilege().ok_or(Errno::EPERM)?;
     let request: XenForeignMemoryMap = ctx.read(arg)?;
     let n = request.map.nr_entries as usize;
     if n > MAX_MEMMAP_ENTRIES {
