@@ -39,7 +39,6 @@ use super::args::RawArgs;
 use super::compat::{CompatAddToPhysmap, CompatMemoryMap};
 use super::table::{Dom0, Dom0Request, Request};
 use super::{fault, grant_table, Ctx, HypercallEnv};
-use crate::domain::DomainError;
 use crate::mm::{FramePool, Gfn, PhysMem};
 use crate::paging::npt::NPT_MAX_GFN;
 use crate::time::pvclock::{publish_wallclock, update_vcpu_time};
@@ -122,11 +121,7 @@ fn add_to_physmap<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let domain = ctx.domains.get_mut(target).ok_or(Errno::ESRCH)?;
     domain
         .map_shared_info(ctx.pool, ctx.mem, Gfn(xatp.gpfn))
-        .map_err(|e| match e {
-            DomainError::TooManyShared | DomainError::OutOfFrames => Errno::ENOMEM,
-            DomainError::GrantInUse(_) => Errno::EBUSY,
-            _ => Errno::EINVAL,
-        })?;
+        .map_err(Errno::from)?;
     let clock = ctx.env.clock();
     let tsc = ctx.env.tsc();
     publish_wallclock(domain, ctx.mem, clock);

@@ -268,8 +268,8 @@ impl<P: FramePool, M: PhysMem, E: HypercallEnv> Ctx<'_, P, M, E> {
     }
 }
 
-/// Every guest-memory fault is `-EFAULT` to the guest.
+/// A guest-memory fault, logged for debugging: `-EFAULT` to the guest.
 fn fault(e: crate::guest_mem::GuestFault) -> Errno {
     log::debug!("hypercall argument fault: {e}");
-    Errno::EFAULT
+    e.into()
 }
