@@ -200,7 +200,7 @@ mod tests {
                 hypercall = heading
                     .split('(')
                     .filter_map(|part| part.split(')').next()?.trim().parse::<u64>().ok())
-                    .last();
+                    .next_back();
                 continue;
             }
             let (Some(nr), Some(row)) = (hypercall, line.strip_prefix("| ")) else {

@@ -1548,7 +1548,7 @@ fn dom0_sets_a_domains_memory_map() {
 /// decoding every hypercall number and sub-op: (number, sub-op).
 fn dom0_only_requests() -> Vec<(u64, u64)> {
     let mut found = Vec::new();
-    for number in 0..u64::from(nr::NR_HYPERCALLS) {
+    for number in 0..nr::NR_HYPERCALLS {
         for sub in 0..256 {
             let args = args::RawArgs {
                 nr: number,
