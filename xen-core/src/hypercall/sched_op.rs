@@ -118,6 +118,9 @@ fn block<P: FramePool, M: PhysMem, E: HypercallEnv>(
         // A registered area the guest unmapped reads as nothing pending.
         let mask = info.at(offset_of!(VcpuInfo, evtchn_upcall_mask));
         let _ = mask.write(domain, ctx.mem, &[0]);
+        // Xen's smp_mb() between enabling delivery and checking for
+        // events: the store must be visible before the load.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         let at = info.at(offset_of!(VcpuInfo, evtchn_upcall_pending));
         let _ = at.read(domain, ctx.mem, &mut pending);
     }
