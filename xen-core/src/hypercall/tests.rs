@@ -191,7 +191,7 @@ impl World {
         self.finish(domid, out, true)
     }
 
-    fn ret32(&mut self, domid: DomId, nr: u32, a: [u32; 5]) -> i64 {
+    pub(super) fn ret32(&mut self, domid: DomId, nr: u32, a: [u32; 5]) -> i64 {
         let out = self.call32(domid, nr, a);
         self.finish(domid, out, false)
     }
