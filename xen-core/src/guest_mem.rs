@@ -22,33 +22,28 @@ pub const MAX_GUEST_COPY: usize = 64 * 1024;
 /// Pages a copy of [`MAX_GUEST_COPY`] bytes can touch.
 const MAX_COPY_PAGES: usize = MAX_GUEST_COPY / PAGE_SIZE + 1;
 
-/// Why a guest-memory access failed: the hypercall layer answers -EFAULT.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a guest-memory access failed. Each variant's doc comment is its
+/// message; every one is `-EFAULT` to the guest ([`Errno::from`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, displaydoc::Display)]
 pub enum GuestFault {
-    /// The guest's page walk failed.
+    /// guest page walk: {0}
     Walk(WalkError),
-    /// The address is not mapped in the domain's p2m.
+    /// address outside the domain's memory
     NotInP2m,
-    /// The p2m maps the frame read-only.
+    /// frame is read-only for the domain
     ReadOnly,
-    /// The length exceeds [`MAX_GUEST_COPY`].
+    /// copy longer than {MAX_GUEST_COPY} bytes
     TooLong,
-    /// Address plus length wraps around the address space.
+    /// range wraps around the address space
     Wraps,
-    /// A shared structure crosses its page or is not aligned to its fields.
+    /// shared structure crosses its page or is misaligned
     Misaligned,
 }
 
-impl core::fmt::Display for GuestFault {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Walk(e) => write!(f, "guest page walk: {e}"),
-            Self::NotInP2m => f.write_str("address outside the domain's memory"),
-            Self::ReadOnly => f.write_str("frame is read-only for the domain"),
-            Self::TooLong => write!(f, "copy longer than {MAX_GUEST_COPY} bytes"),
-            Self::Wraps => f.write_str("range wraps around the address space"),
-            Self::Misaligned => f.write_str("shared structure crosses its page or is misaligned"),
-        }
+impl From<GuestFault> for abi::xen::errno::Errno {
+    /// Xen's `copy_from_guest`/`copy_to_guest` failures: `-EFAULT`.
+    fn from(_: GuestFault) -> Self {
+        Self::EFAULT
     }
 }
 

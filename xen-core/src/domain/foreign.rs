@@ -24,6 +24,8 @@
 use alloc::collections::BTreeMap;
 
 use abi::xen::domid::DomId;
+use abi::xen::errno::Errno;
+use displaydoc::Display;
 
 use super::table::DomainTable;
 use super::{Domain, DomainState};
@@ -109,23 +111,39 @@ impl ForeignMaps {
     }
 }
 
-/// Why a foreign map or unmap failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a foreign map or unmap failed. Each variant's doc comment is its
+/// message; [`Errno::from`] is its one Xen errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Display)]
 pub enum ForeignError {
-    /// No such owner, or it is dying.
+    /// no such owner domain, or it is dying
     NoSuchDomain,
-    /// The owner is the mapper.
+    /// a domain cannot map its own memory as foreign
     OwnMemory,
-    /// An owner GFN is not RAM the owner has (unpopulated, or shared with it).
+    /// owner GFN {0} is not RAM the owner has
     NotOwned(Gfn),
-    /// A mapper GFN is in use, or beyond the p2m's reach.
+    /// mapper GFN {0} is in use or beyond the p2m's reach
     GfnInUse(Gfn),
-    /// A mapper GFN holds no foreign mapping.
+    /// mapper GFN {0} holds no foreign mapping
     NotMapped(Gfn),
-    /// The mapper would hold more than [`MAX_FOREIGN_MAPS`] mappings.
+    /// more than {MAX_FOREIGN_MAPS} foreign mappings
     TooMany,
-    /// The mapper's NPT could not grow.
+    /// out of machine frames for the mapper's NPT
     OutOfFrames,
+}
+
+impl From<ForeignError> for Errno {
+    /// As Xen's privcmd foreign mappings: `-ESRCH`, `-ENOENT` for a
+    /// missing frame, `-ENOMEM`, `-EINVAL` for a bad request.
+    fn from(e: ForeignError) -> Self {
+        match e {
+            ForeignError::NoSuchDomain => Errno::ESRCH,
+            ForeignError::NotOwned(_) => Errno::ENOENT,
+            ForeignError::OwnMemory | ForeignError::GfnInUse(_) | ForeignError::NotMapped(_) => {
+                Errno::EINVAL
+            }
+            ForeignError::TooMany | ForeignError::OutOfFrames => Errno::ENOMEM,
+        }
+    }
 }
 
 /// A range of an owner's frames to map into a mapper.

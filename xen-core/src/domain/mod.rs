@@ -16,6 +16,9 @@ pub mod vcpu;
 pub mod xen_state;
 
 use abi::xen::domid::DomId;
+use abi::xen::errno::Errno;
+use displaydoc::Display;
+use table::MAX_DOMAINS;
 
 use crate::event::EventChannels;
 use crate::grant::table::GrantTable;
@@ -55,34 +58,24 @@ pub struct Privileged {
 
 pub use abi::xen::sched::ShutdownReason;
 
-/// Why the hypervisor declared a domain crashed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why the hypervisor declared a domain crashed; the doc comment is the
+/// message the log shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Display)]
 pub enum CrashReason {
-    /// The guest triple-faulted (SVM shutdown intercept).
+    /// triple fault
     TripleFault,
-    /// VMRUN refused the guest state.
+    /// invalid guest state
     InvalidGuestState,
-    /// Nested page fault at a GPA the domain has no frame for.
+    /// nested page fault at GPA {gpa:#x}
     NptFault {
         /// Faulting guest physical address.
         gpa: u64,
     },
-    /// A VM exit the hypervisor does not handle.
+    /// unhandled VM exit {code:#x}
     UnhandledExit {
         /// SVM exit code.
         code: u64,
     },
-}
-
-impl core::fmt::Display for CrashReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::TripleFault => f.write_str("triple fault"),
-            Self::InvalidGuestState => f.write_str("invalid guest state"),
-            Self::NptFault { gpa } => write!(f, "nested page fault at GPA {gpa:#x}"),
-            Self::UnhandledExit { code } => write!(f, "unhandled VM exit {code:#x}"),
-        }
-    }
 }
 
 /// A domain's life-cycle state.
@@ -111,66 +104,67 @@ pub struct DomainConfig<'a> {
     pub vcpus: u32,
 }
 
-/// Why a domain operation failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a domain operation failed. Each variant's doc comment is its
+/// message; [`Errno::from`] is its one Xen errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Display)]
 pub enum DomainError {
-    /// [`table::MAX_DOMAINS`] domains exist.
+    /// domain table full ({MAX_DOMAINS} domains)
     TableFull,
-    /// No domid is free (all in use or in quarantine).
+    /// no free domid (all in use or in quarantine)
     NoFreeDomid,
-    /// dom0 exists already.
+    /// dom0 exists already
     Dom0Exists,
-    /// The name is empty or longer than [`DOMAIN_NAME_MAX`].
+    /// name empty or longer than {DOMAIN_NAME_MAX} bytes
     BadName,
-    /// Another domain has that name.
+    /// name in use by another domain
     NameInUse,
-    /// The vCPU count is 0 or above [`MAX_VCPUS`].
+    /// vCPU count must be 1..={MAX_VCPUS}
     BadVcpuCount,
-    /// `max_pages` is above [`MAX_DOMAIN_PAGES`].
+    /// max_pages above {MAX_DOMAIN_PAGES}
     TooMuchMemory,
-    /// No domain has that domid.
+    /// no such domain
     NoSuchDomain,
-    /// The operation does not apply in the domain's current state.
+    /// not possible in state {0:?}
     BadState(DomainState),
-    /// The domain would own more than its `max_pages`.
+    /// domain memory limit (max_pages) reached
     OverMaxPages,
-    /// The domain would map more than [`MAX_SHARED_PAGES`] foreign frames.
+    /// more than {MAX_SHARED_PAGES} frames not its own mapped
     TooManyShared,
-    /// The GFN range is beyond the NPT's reach.
+    /// GFN beyond the p2m's reach
     GfnOutOfRange,
-    /// A GFN in the range is already mapped.
+    /// GFN {0} is already mapped
     GfnMapped(Gfn),
-    /// The frame pool is empty.
+    /// out of machine frames
     OutOfFrames,
-    /// The GFN holds a frame another domain has mapped through a grant, or
-    /// a grant mapping: it cannot be replaced while the mapping exists.
+    /// GFN {0} is in use by a grant mapping (its frame is mapped by another domain, or it holds one)
     GrantInUse(Gfn),
-    /// The GFN is lent to another domain's foreign mapping, or holds one.
+    /// GFN {0} is in use by a foreign mapping (lent to one, or holding one)
     ForeignInUse(Gfn),
-    /// The domain is paused [`MAX_PAUSE_COUNT`] times already.
+    /// paused {MAX_PAUSE_COUNT} times already
     PauseCountOverflow,
 }
 
-impl core::fmt::Display for DomainError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::TableFull => f.write_str("domain table full"),
-            Self::NoFreeDomid => f.write_str("no free domid"),
-            Self::Dom0Exists => f.write_str("dom0 exists already"),
-            Self::BadName => write!(f, "name empty or longer than {DOMAIN_NAME_MAX} bytes"),
-            Self::NameInUse => f.write_str("name in use"),
-            Self::BadVcpuCount => write!(f, "vCPU count must be 1..={MAX_VCPUS}"),
-            Self::TooMuchMemory => write!(f, "max_pages above {MAX_DOMAIN_PAGES}"),
-            Self::NoSuchDomain => f.write_str("no such domain"),
-            Self::BadState(s) => write!(f, "not possible in state {s:?}"),
-            Self::OverMaxPages => f.write_str("domain memory limit reached"),
-            Self::TooManyShared => write!(f, "more than {MAX_SHARED_PAGES} shared frames"),
-            Self::GfnOutOfRange => f.write_str("GFN beyond the p2m's reach"),
-            Self::GfnMapped(g) => write!(f, "GFN {:#x} is already mapped", g.0),
-            Self::OutOfFrames => f.write_str("out of machine frames"),
-            Self::GrantInUse(g) => write!(f, "GFN {:#x} is in use by a grant mapping", g.0),
-            Self::ForeignInUse(g) => write!(f, "GFN {:#x} is in use by a foreign mapping", g.0),
-            Self::PauseCountOverflow => write!(f, "paused {MAX_PAUSE_COUNT} times already"),
+impl From<DomainError> for Errno {
+    /// Xen's errno for each failure, the one mapping every hypercall uses.
+    fn from(e: DomainError) -> Self {
+        match e {
+            // Xen says -ENOMEM when no domid or slot is left; we say
+            // -ENOSPC (docs/abi.md, CREATE).
+            DomainError::TableFull | DomainError::NoFreeDomid => Errno::ENOSPC,
+            DomainError::Dom0Exists | DomainError::NameInUse | DomainError::GfnMapped(_) => {
+                Errno::EEXIST
+            }
+            DomainError::BadName
+            | DomainError::BadVcpuCount
+            | DomainError::BadState(_)
+            | DomainError::GfnOutOfRange => Errno::EINVAL,
+            DomainError::TooMuchMemory
+            | DomainError::OverMaxPages
+            | DomainError::TooManyShared
+            | DomainError::OutOfFrames => Errno::ENOMEM,
+            DomainError::NoSuchDomain => Errno::ESRCH,
+            DomainError::GrantInUse(_) | DomainError::ForeignInUse(_) => Errno::EBUSY,
+            DomainError::PauseCountOverflow => Errno::EOVERFLOW,
         }
     }
 }

@@ -184,3 +184,25 @@ fn life_cycle() {
     t.kill(id).unwrap();
     assert_eq!(t.get(id).unwrap().state(), DomainState::Dying);
 }
+
+#[test]
+fn errors_have_one_message_and_one_errno() {
+    use abi::xen::errno::Errno;
+    let gfn = Gfn(0x2a);
+    // A frame in use is -EBUSY whatever holds it.
+    assert_eq!(Errno::from(DomainError::GrantInUse(gfn)), Errno::EBUSY);
+    assert_eq!(Errno::from(DomainError::ForeignInUse(gfn)), Errno::EBUSY);
+    assert_eq!(Errno::from(DomainError::GfnMapped(gfn)), Errno::EEXIST);
+    assert_eq!(
+        DomainError::ForeignInUse(gfn).to_string(),
+        "GFN 0x2a is in use by a foreign mapping (lent to one, or holding one)"
+    );
+    assert_eq!(
+        DomainError::BadName.to_string(),
+        format!("name empty or longer than {DOMAIN_NAME_MAX} bytes")
+    );
+    assert_eq!(
+        CrashReason::NptFault { gpa: 0x1000 }.to_string(),
+        "nested page fault at GPA 0x1000"
+    );
+}

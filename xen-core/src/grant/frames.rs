@@ -2,22 +2,37 @@
 //! GFN (`XENMEM_add_to_physmap` with `XENMAPSPACE_grant_table`, Xen's
 //! `gnttab_map_frame`), which grows the table up to that frame.
 
+use abi::xen::errno::Errno;
+use displaydoc::Display;
+
 use super::table::GrowError;
 use super::GRANT_TABLE_FRAMES;
 use crate::domain::{Domain, DomainError};
 use crate::mm::{FramePool, Gfn, PhysMem};
 use crate::paging::npt::P2mAccess;
 
-/// Why a table frame could not be mapped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a table frame could not be mapped. Each variant's doc comment is
+/// its message; [`Errno::from`] is its one Xen errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Display)]
 pub enum MapFrameError {
-    /// `idx` is not below [`GRANT_TABLE_FRAMES`] (v2 status frames
-    /// included): Xen's `-EINVAL`.
+    /// grant-table frame index not below {GRANT_TABLE_FRAMES}
     BadIndex,
-    /// No frame for the table or the NPT, or no heap for its state.
+    /// no frame for the grant table or the NPT, or no heap for its state
     OutOfFrames,
-    /// The p2m refused the GFN.
+    /// {0}
     Domain(DomainError),
+}
+
+impl From<MapFrameError> for Errno {
+    /// Xen's `gnttab_map_frame` answers: `-EINVAL` for a bad index,
+    /// `-ENOMEM`, else the p2m's answer.
+    fn from(e: MapFrameError) -> Self {
+        match e {
+            MapFrameError::BadIndex => Errno::EINVAL,
+            MapFrameError::OutOfFrames => Errno::ENOMEM,
+            MapFrameError::Domain(e) => e.into(),
+        }
+    }
 }
 
 /// Maps table frame `idx` read-write at `gfn`, growing the table to

@@ -49,14 +49,14 @@ impl ActiveEntry {
     }
 }
 
-/// The table cannot grow as asked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The table cannot grow as asked; the doc comment is the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, displaydoc::Display)]
 pub enum GrowError {
-    /// More than [`GRANT_TABLE_FRAMES`] frames.
+    /// more than {GRANT_TABLE_FRAMES} grant-table frames
     TooLarge,
-    /// The frame pool is empty.
+    /// out of machine frames
     OutOfFrames,
-    /// The heap has no room for the active entries and maptrack.
+    /// no heap for the active entries and maptrack
     OutOfMemory,
 }
 

@@ -20,8 +20,8 @@ use abi::xen::errno::Errno;
 
 use super::args::RawArgs;
 use super::table::Request;
-use super::{fault, Caller, Ctx, HypercallEnv, HypercallOutcome};
-use crate::domain::{Domain, Privileged};
+use super::table::{Dom0, Dom0Request};
+use super::{fault, Ctx, HypercallEnv, HypercallOutcome};
 use crate::guest_mem::GuestVirt;
 use crate::mm::{FramePool, PhysMem};
 use crate::paging::guest_walk::AccessKind;
@@ -34,20 +34,13 @@ pub const CONSOLE_READ_MAX: usize = 256;
 /// Bytes copied from the guest at a time.
 const CHUNK: usize = 256;
 
-/// A `console_io` command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ConsoleOp {
-    Write { count: u32, buf: u64 },
-    Read { count: u32, buf: u64 },
-}
-
 pub(crate) fn decode(a: &RawArgs) -> Request {
     let (count, buf) = (a.u32(1), a.arg[2]);
-    Request::ConsoleIo(match a.u32(0) {
-        CONSOLEIO_WRITE => ConsoleOp::Write { count, buf },
-        CONSOLEIO_READ => ConsoleOp::Read { count, buf },
-        _ => return Request::NoSys,
-    })
+    match a.u32(0) {
+        CONSOLEIO_WRITE => Request::ConsoleWrite { count, buf },
+        CONSOLEIO_READ => Request::Dom0Only(Dom0Request::ConsoleRead { count, buf }),
+        _ => Request::NoSys,
+    }
 }
 
 /// What a guest byte prints as, if anything.
@@ -113,17 +106,16 @@ fn print_piece<P: FramePool, M: PhysMem, E: HypercallEnv>(
     result
 }
 
-pub(crate) fn read<M: PhysMem, E: HypercallEnv>(
-    _: &Privileged,
-    domain: &Domain,
-    mem: &mut M,
-    env: &mut E,
-    caller: &Caller,
+pub(crate) fn read<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    _: Dom0,
     count: u32,
     buf: u64,
 ) -> Result<i64, Errno> {
     let want = CONSOLE_READ_MAX.min(count as usize);
-    let mut guest = GuestVirt::new(domain.p2m(), mem, caller.paging, false);
+    let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
+    let (mem, env) = (&mut *ctx.mem, &mut *ctx.env);
+    let mut guest = GuestVirt::new(domain.p2m(), mem, ctx.caller.paging, false);
     guest.check(buf, want, AccessKind::Write).map_err(fault)?;
     let mut input = [0u8; CONSOLE_READ_MAX];
     let n = env.console_read(&mut input[..want]).min(want);

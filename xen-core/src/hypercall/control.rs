@@ -1,6 +1,6 @@
 //! Our control hypercall ([`abi::control`]), dom0 only: the door serves
-//! it only with the caller's [`Privileged`] token (`-EPERM` for domUs),
-//! turned into a [`Dom0`] proof that every operation takes.
+//! it only with a [`Dom0`] proof, which it mints from the caller's
+//! [`Privileged`] token (`-EPERM` for domUs), and every operation takes.
 //!
 //! `control(op, request, response)`: the request starts with a
 //! `ControlHeader` (`-EACCES` for another major or a newer minor;
@@ -39,27 +39,13 @@ use abi::control::{
 use abi::xen::errno::Errno;
 
 use super::args::RawArgs;
-use super::table::Request;
+pub(crate) use super::table::Dom0;
+use super::table::{Dom0Request, Request};
 use super::{Ctx, HypercallEnv, HypercallOutcome};
-use crate::domain::Privileged;
 use crate::mm::{FramePool, PhysMem, PAGE_SIZE};
 
 /// KiB in a frame: the ABI's memory sizes are KiB.
 const FRAME_KIB: u64 = (PAGE_SIZE / 1024) as u64;
-
-/// Proof, for one hypercall, that the caller holds the [`Privileged`]
-/// token: only [`Dom0::new`] makes one, from the token. Unlike the
-/// token's borrow, it leaves the domain table free to change.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Dom0 {
-    _private: (),
-}
-
-impl Dom0 {
-    pub(crate) fn new(_: &Privileged) -> Self {
-        Self { _private: () }
-    }
-}
 
 /// A control operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,12 +108,12 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
     if progress != 0 && kind != ControlKind::Populate {
         return Request::NoSys;
     }
-    Request::Control(ControlOp {
+    Request::Dom0Only(Dom0Request::Control(ControlOp {
         kind,
         request: a.arg[1],
         response: a.arg[2],
         progress,
-    })
+    }))
 }
 
 /// Serves `op` for the privileged caller.

@@ -42,9 +42,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use super::args::RawArgs;
 use super::table::Request;
 use super::{Ctx, HypercallEnv, HypercallOutcome};
-use crate::domain::DomainError;
 use crate::grant::copy::{copy, CopySide};
-use crate::grant::frames::{map_table_frame, MapFrameError};
+use crate::grant::frames::map_table_frame;
 use crate::grant::map::{map_grant_ref, unmap_grant_ref, MapRequest};
 use crate::grant::{check_live, GrantError, GRANT_TABLE_FRAMES};
 use crate::mm::{FramePool, Gfn, PhysMem};
@@ -312,15 +311,7 @@ pub(crate) fn add_to_physmap<P: FramePool, M: PhysMem, E: HypercallEnv>(
         return Err(Errno::EINVAL);
     }
     let domain = ctx.domains.get_mut(target).ok_or(Errno::ESRCH)?;
-    map_table_frame(domain, ctx.pool, ctx.mem, idx, Gfn(gpfn)).map_err(|e| match e {
-        MapFrameError::BadIndex => Errno::EINVAL,
-        MapFrameError::OutOfFrames
-        | MapFrameError::Domain(DomainError::OutOfFrames | DomainError::TooManyShared) => {
-            Errno::ENOMEM
-        }
-        MapFrameError::Domain(DomainError::GrantInUse(_)) => Errno::EBUSY,
-        MapFrameError::Domain(_) => Errno::EINVAL,
-    })?;
+    map_table_frame(domain, ctx.pool, ctx.mem, idx, Gfn(gpfn)).map_err(Errno::from)?;
     Ok(0)
 }
 

@@ -37,9 +37,8 @@ use zerocopy::IntoBytes;
 
 use super::args::RawArgs;
 use super::compat::{CompatAddToPhysmap, CompatMemoryMap};
-use super::table::Request;
+use super::table::{Dom0, Dom0Request, Request};
 use super::{fault, grant_table, Ctx, HypercallEnv};
-use crate::domain::DomainError;
 use crate::mm::{FramePool, Gfn, PhysMem};
 use crate::paging::npt::NPT_MAX_GFN;
 use crate::time::pvclock::{publish_wallclock, update_vcpu_time};
@@ -52,7 +51,6 @@ const MEMOP_CMD_MASK: u64 = 0x3f;
 pub(crate) enum MemoryOp {
     AddToPhysmap { arg: u64 },
     MemoryMap { arg: u64 },
-    SetMemoryMap { arg: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -63,7 +61,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
     Request::MemoryOp(match a.arg[0] as u32 {
         XENMEM_ADD_TO_PHYSMAP => MemoryOp::AddToPhysmap { arg },
         XENMEM_MEMORY_MAP => MemoryOp::MemoryMap { arg },
-        XENMEM_SET_MEMORY_MAP => MemoryOp::SetMemoryMap { arg },
+        XENMEM_SET_MEMORY_MAP => return Request::Dom0Only(Dom0Request::SetMemoryMap { arg }),
         _ => return Request::NoSys,
     })
 }
@@ -75,18 +73,17 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     match op {
         MemoryOp::AddToPhysmap { arg } => add_to_physmap(ctx, arg),
         MemoryOp::MemoryMap { arg } => memory_map(ctx, arg),
-        MemoryOp::SetMemoryMap { arg } => set_memory_map(ctx, arg),
     }
 }
 
-fn set_memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
+pub(crate) fn set_memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
+    _: Dom0,
     arg: u64,
 ) -> Result<i64, Errno> {
     if ctx.compat {
         return Err(Errno::ENOSYS);
     }
-    ctx.domain()?.privilege().ok_or(Errno::EPERM)?;
     let request: XenForeignMemoryMap = ctx.read(arg)?;
     let n = request.map.nr_entries as usize;
     if n > MAX_MEMMAP_ENTRIES {
@@ -123,11 +120,7 @@ fn add_to_physmap<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let domain = ctx.domains.get_mut(target).ok_or(Errno::ESRCH)?;
     domain
         .map_shared_info(ctx.pool, ctx.mem, Gfn(xatp.gpfn))
-        .map_err(|e| match e {
-            DomainError::TooManyShared | DomainError::OutOfFrames => Errno::ENOMEM,
-            DomainError::GrantInUse(_) => Errno::EBUSY,
-            _ => Errno::EINVAL,
-        })?;
+        .map_err(Errno::from)?;
     let clock = ctx.env.clock();
     let tsc = ctx.env.tsc();
     publish_wallclock(domain, ctx.mem, clock);

@@ -5,9 +5,10 @@
 //! the call, refuses callers outside ring 0 (`-EPERM`, as Xen does for
 //! HVM guests), applies the caller's convention (`args`), decodes the
 //! number and sub-op into a typed request through a fixed table
-//! (`table`: unknown numbers and sub-ops are `-ENOSYS`), and checks
-//! dom0-only requests once by asking the caller's domain for its
-//! [`Privileged`] token (`-EPERM` without one). Handlers see only typed
+//! (`table`: unknown numbers and sub-ops are `-ENOSYS`), and serves the
+//! dom0-only requests (one enum, `table::Dom0Request`) only with a
+//! `Dom0` proof it mints from the caller's [`Privileged`] token
+//! (`-EPERM` without one); their handlers cannot be called without it. Handlers see only typed
 //! requests, copy guest structures in once through [`GuestVirt`] (a bad
 //! pointer is `-EFAULT` and changes nothing) and return a
 //! [`HypercallOutcome`] the run loop acts on.
@@ -273,8 +274,8 @@ impl<P: FramePool, M: PhysMem, E: HypercallEnv> Ctx<'_, P, M, E> {
     }
 }
 
-/// Every guest-memory fault is `-EFAULT` to the guest.
+/// A guest-memory fault, logged for debugging: `-EFAULT` to the guest.
 fn fault(e: crate::guest_mem::GuestFault) -> Errno {
     log::debug!("hypercall argument fault: {e}");
-    Errno::EFAULT
+    e.into()
 }

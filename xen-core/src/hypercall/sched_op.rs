@@ -44,7 +44,7 @@ use zerocopy::IntoBytes;
 
 use super::args::RawArgs;
 use super::compat::CompatSchedPoll;
-use super::table::Request;
+use super::table::{Dom0, Dom0Request, Request};
 use super::{fault, Ctx, HypercallEnv, HypercallOutcome};
 use crate::domain::shared::current_vcpu_info;
 use crate::domain::ShutdownReason;
@@ -58,7 +58,6 @@ pub(crate) enum SchedOp {
     Block,
     Shutdown { arg: u64 },
     Poll { arg: u64 },
-    RemoteShutdown { arg: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -67,7 +66,9 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         SCHEDOP_BLOCK => SchedOp::Block,
         SCHEDOP_SHUTDOWN => SchedOp::Shutdown { arg: a.arg[1] },
         SCHEDOP_POLL => SchedOp::Poll { arg: a.arg[1] },
-        SCHEDOP_REMOTE_SHUTDOWN => SchedOp::RemoteShutdown { arg: a.arg[1] },
+        SCHEDOP_REMOTE_SHUTDOWN => {
+            return Request::Dom0Only(Dom0Request::RemoteShutdown { arg: a.arg[1] })
+        }
         _ => return Request::NoSys,
     })
 }
@@ -88,15 +89,14 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
             Ok(HypercallOutcome::Shutdown(reason))
         }
         SchedOp::Poll { arg } => poll(ctx, arg),
-        SchedOp::RemoteShutdown { arg } => remote_shutdown(ctx, arg),
     }
 }
 
-fn remote_shutdown<P: FramePool, M: PhysMem, E: HypercallEnv>(
+pub(crate) fn remote_shutdown<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
+    _: Dom0,
     arg: u64,
 ) -> Result<HypercallOutcome, Errno> {
-    ctx.domain()?.privilege().ok_or(Errno::EPERM)?;
     let request: SchedRemoteShutdown = ctx.read(arg)?;
     let reason = ShutdownReason::from_code(request.reason).ok_or(Errno::EINVAL)?;
     let target = ctx.domains.get_mut(request.domain_id).ok_or(Errno::ESRCH)?;
@@ -118,6 +118,9 @@ fn block<P: FramePool, M: PhysMem, E: HypercallEnv>(
         // A registered area the guest unmapped reads as nothing pending.
         let mask = info.at(offset_of!(VcpuInfo, evtchn_upcall_mask));
         let _ = mask.write(domain, ctx.mem, &[0]);
+        // Xen's smp_mb() between enabling delivery and checking for
+        // events: the store must be visible before the load.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         let at = info.at(offset_of!(VcpuInfo, evtchn_upcall_pending));
         let _ = at.read(domain, ctx.mem, &mut pending);
     }

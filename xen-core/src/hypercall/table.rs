@@ -11,6 +11,7 @@ use super::{
     console, control, event_channel, grant_table, hvm, memory, sched_op, vcpu, version, Ctx,
     HypercallEnv, HypercallOutcome,
 };
+use crate::domain::Privileged;
 use crate::mm::{FramePool, PhysMem};
 
 /// A decoded hypercall: its sub-op and arguments, typed.
@@ -18,8 +19,13 @@ use crate::mm::{FramePool, PhysMem};
 pub(crate) enum Request {
     /// `xen_version`.
     XenVersion(version::VersionOp),
-    /// `console_io`.
-    ConsoleIo(console::ConsoleOp),
+    /// `CONSOLEIO_write`.
+    ConsoleWrite {
+        /// Bytes (a C `int`).
+        count: u32,
+        /// Their guest virtual address.
+        buf: u64,
+    },
     /// `sched_op`.
     SchedOp(sched_op::SchedOp),
     /// `set_timer_op`: absolute system time in ns, 0 to stop.
@@ -42,10 +48,51 @@ pub(crate) enum Request {
     EventChannelOp(event_channel::EvtchnOp),
     /// `grant_table_op`.
     GrantTableOp(grant_table::GrantTableOp),
-    /// Our control hypercall (dom0 only).
-    Control(control::ControlOp),
+    /// A request only dom0 may make: served with a [`Dom0`] proof.
+    Dom0Only(Dom0Request),
     /// No such hypercall or sub-op: `-ENOSYS`.
     NoSys,
+}
+
+/// Proof, for one hypercall, that the caller is the privileged domain:
+/// every handler of a dom0-only request takes one (Tock's capability
+/// pattern). Only this module, the door, mints it ([`mint`]), from the
+/// caller's [`Privileged`] token; unlike the token's borrow, it leaves
+/// the domain table free to change.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dom0 {
+    _private: (),
+}
+
+/// A [`Dom0`] proof if the caller holds the [`Privileged`] token,
+/// `-EPERM` otherwise.
+fn mint<P: FramePool, M: PhysMem, E: HypercallEnv>(ctx: &Ctx<'_, P, M, E>) -> Result<Dom0, Errno> {
+    let _: &Privileged = ctx.domain()?.privilege().ok_or(Errno::EPERM)?;
+    Ok(Dom0 { _private: () })
+}
+
+/// The requests only the privileged domain may make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dom0Request {
+    /// `CONSOLEIO_read`.
+    ConsoleRead {
+        /// Bytes wanted (a C `int`).
+        count: u32,
+        /// Where to, a guest virtual address.
+        buf: u64,
+    },
+    /// `SCHEDOP_remote_shutdown`.
+    RemoteShutdown {
+        /// Its `sched_remote_shutdown`.
+        arg: u64,
+    },
+    /// `XENMEM_set_memory_map`.
+    SetMemoryMap {
+        /// Its `xen_foreign_memory_map`.
+        arg: u64,
+    },
+    /// Our control hypercall, every op.
+    Control(control::ControlOp),
 }
 
 type Decoder = fn(&RawArgs) -> Request;
@@ -74,27 +121,19 @@ pub(crate) fn decode(args: &RawArgs) -> Request {
         .map_or(Request::NoSys, |decoder| decoder(args))
 }
 
-/// Runs `request` for the caller in `ctx`. Requests only dom0 may make are
-/// served only with the caller's [`crate::domain::Privileged`] token.
+/// Runs `request` for the caller in `ctx`. Requests only dom0 may make
+/// (every control op, `CONSOLEIO_read`, `SCHEDOP_remote_shutdown`,
+/// `XENMEM_set_memory_map`) are served only with a [`Dom0`] proof minted
+/// here (`-EPERM` for everyone else). Requests that name another domain
+/// are checked by [`Ctx::target`].
 pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     request: Request,
 ) -> Result<HypercallOutcome, Errno> {
     let value = match request {
         Request::XenVersion(op) => version::handle(ctx, op)?,
-        Request::ConsoleIo(console::ConsoleOp::Write { count, buf }) => {
-            return console::write(ctx, count, buf)
-        }
-        Request::ConsoleIo(console::ConsoleOp::Read { count, buf }) => {
-            let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
-            let token = domain.privilege().ok_or(Errno::EPERM)?;
-            console::read(token, domain, ctx.mem, ctx.env, ctx.caller, count, buf)?
-        }
-        Request::Control(op) => {
-            let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
-            let dom0 = control::Dom0::new(domain.privilege().ok_or(Errno::EPERM)?);
-            return control::handle(ctx, dom0, op);
-        }
+        Request::ConsoleWrite { count, buf } => return console::write(ctx, count, buf),
+        Request::Dom0Only(request) => return dispatch_dom0(ctx, mint(ctx)?, request),
         Request::SchedOp(op) => return sched_op::handle(ctx, op),
         Request::SetTimerOp { timeout } => vcpu::set_timer_op(ctx, timeout)?,
         Request::VcpuOp { op, vcpu_id } => vcpu::handle(ctx, op, vcpu_id)?,
@@ -103,6 +142,21 @@ pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Request::EventChannelOp(op) => event_channel::handle(ctx, op)?,
         Request::GrantTableOp(op) => return grant_table::handle(ctx, op),
         Request::NoSys => return Err(Errno::ENOSYS),
+    };
+    Ok(HypercallOutcome::Return(value))
+}
+
+/// Runs a dom0-only request, with the proof that the caller is dom0.
+fn dispatch_dom0<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    dom0: Dom0,
+    request: Dom0Request,
+) -> Result<HypercallOutcome, Errno> {
+    let value = match request {
+        Dom0Request::ConsoleRead { count, buf } => console::read(ctx, dom0, count, buf)?,
+        Dom0Request::RemoteShutdown { arg } => return sched_op::remote_shutdown(ctx, dom0, arg),
+        Dom0Request::SetMemoryMap { arg } => memory::set_memory_map(ctx, dom0, arg)?,
+        Dom0Request::Control(op) => return control::handle(ctx, dom0, op),
     };
     Ok(HypercallOutcome::Return(value))
 }
@@ -146,7 +200,7 @@ mod tests {
                 hypercall = heading
                     .split('(')
                     .filter_map(|part| part.split(')').next()?.trim().parse::<u64>().ok())
-                    .last();
+                    .next_back();
                 continue;
             }
             let (Some(nr), Some(row)) = (hypercall, line.strip_prefix("| ")) else {

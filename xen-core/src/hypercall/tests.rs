@@ -1304,3 +1304,192 @@ fn dom0_sets_a_domains_memory_map() {
     assert_eq!(set(&mut w, DOM0, DOMU, 2), 0);
     assert_eq!(w.domain(DOMU).xen().memory_map(), &entries);
 }
+
+// ---- dom0-only requests ----
+
+/// Every request the door serves only with a `Dom0` proof, found by
+/// decoding every hypercall number and sub-op: (number, sub-op).
+fn dom0_only_requests() -> Vec<(u64, u64)> {
+    let mut found = Vec::new();
+    for number in 0..nr::NR_HYPERCALLS {
+        for sub in 0..256 {
+            let args = args::RawArgs {
+                nr: number,
+                arg: [sub, BUF, BUF2, 0, 0],
+                compat: false,
+            };
+            if matches!(table::decode(&args), table::Request::Dom0Only(_)) {
+                found.push((number, sub));
+            }
+        }
+    }
+    found
+}
+
+/// A request each dom0-only sub-op would carry out for dom0: aimed at
+/// dom0, so that a domU that got through would show.
+fn dom0_only_argument(w: &mut World, number: u64, sub: u64) {
+    let mut buf = [0u8; 256];
+    let request: &[u8] = match (number, sub as u32) {
+        (nr::SCHED_OP, abi::xen::sched::SCHEDOP_REMOTE_SHUTDOWN) => SchedRemoteShutdown {
+            domain_id: DOM0,
+            pad0: 0,
+            reason: 0,
+        }
+        .as_bytes(),
+        (nr::MEMORY_OP, m::XENMEM_SET_MEMORY_MAP) => m::XenForeignMemoryMap {
+            domid: DOM0,
+            pad0: [0; 6],
+            map: XenMemoryMap {
+                nr_entries: 0,
+                pad0: 0,
+                buffer: BUF2,
+            },
+        }
+        .as_bytes(),
+        _ => abi::control::DomainRequest {
+            header: abi::control::ControlHeader::CURRENT,
+            domid: DOM0,
+            pad: [0; 6],
+        }
+        .as_bytes(),
+    };
+    buf[..request.len()].copy_from_slice(request);
+    w.put(DOMU, BUF, &buf);
+}
+
+#[test]
+fn every_dom0_only_request_is_eperm_for_a_domu_and_changes_nothing() {
+    let found = dom0_only_requests();
+    let control = abi::control::HYPERVISOR_CONTROL_OP;
+    let want: Vec<(u64, u64)> = [
+        (nr::CONSOLE_IO, CONSOLEIO_READ.into()),
+        (nr::MEMORY_OP, m::XENMEM_SET_MEMORY_MAP.into()),
+        (
+            nr::SCHED_OP,
+            abi::xen::sched::SCHEDOP_REMOTE_SHUTDOWN.into(),
+        ),
+    ]
+    .into_iter()
+    .chain((1..=13).map(|op| (control, op)))
+    .collect();
+    for request in &want {
+        assert!(found.contains(request), "{request:?} is not dom0-only");
+    }
+    assert_eq!(found.len(), want.len(), "dom0-only requests: {found:?}");
+    let mut w = World::new();
+    w.env.input = b"secret".to_vec();
+    let frames = w.pool.free_frames();
+    let dom0_ram = w.ram(DOM0);
+    for (number, sub) in found {
+        dom0_only_argument(&mut w, number, sub);
+        let domu_ram = w.ram(DOMU);
+        let r = w.ret(DOMU, number, [sub, BUF, BUF2, 0, 0]);
+        assert_eq!(r, e(Errno::EPERM), "hypercall {number} sub-op {sub}");
+        assert_eq!(w.ram(DOMU), domu_ram, "{number}/{sub} wrote nothing");
+        assert_eq!(w.ram(DOM0), dom0_ram, "{number}/{sub}");
+        assert_eq!((w.pool.free_frames(), w.t.len()), (frames, 2));
+        assert_eq!(w.domain(DOM0).state(), DomainState::Running);
+    }
+    assert_eq!(w.env.input, b"secret", "console input not consumed");
+}
+
+/// Sub-ops that are dom0-only when they name another domain: the door's
+/// `Ctx::target` refuses them to a domU (`-EPERM`, or
+/// `GNTST_permission_denied` in a grant op's status).
+#[test]
+fn naming_another_domain_is_dom0_only() {
+    use abi::xen::event_channel::{self as ec, EvtchnAllocUnbound, EvtchnStatus};
+    use abi::xen::grant_table::{self as gt, GnttabQuerySize, GnttabSetupTable};
+    let mut w = World::new();
+    let dom0_ram = w.ram(DOM0);
+    let alloc = EvtchnAllocUnbound {
+        dom: DOM0,
+        remote_dom: DOMU,
+        port: 0,
+    };
+    let status = EvtchnStatus {
+        dom: DOM0,
+        port: 1,
+        ..EvtchnStatus::default()
+    };
+    let param = XenHvmParam {
+        domid: DOM0,
+        pad: 0,
+        index: h::HVM_PARAM_CONSOLE_PFN,
+        value: 5,
+    };
+    let xatp = XenAddToPhysmap {
+        domid: DOM0,
+        size: 0,
+        space: m::XENMAPSPACE_SHARED_INFO,
+        idx: 0,
+        gpfn: 20,
+    };
+    let cases: [(u64, u64, Vec<u8>); 5] = [
+        (
+            nr::EVENT_CHANNEL_OP,
+            ec::EVTCHNOP_ALLOC_UNBOUND.into(),
+            alloc.as_bytes().to_vec(),
+        ),
+        (
+            nr::EVENT_CHANNEL_OP,
+            ec::EVTCHNOP_STATUS.into(),
+            status.as_bytes().to_vec(),
+        ),
+        (
+            nr::HVM_OP,
+            h::HVMOP_SET_PARAM.into(),
+            param.as_bytes().to_vec(),
+        ),
+        (
+            nr::HVM_OP,
+            h::HVMOP_GET_PARAM.into(),
+            param.as_bytes().to_vec(),
+        ),
+        (
+            nr::MEMORY_OP,
+            m::XENMEM_ADD_TO_PHYSMAP.into(),
+            xatp.as_bytes().to_vec(),
+        ),
+    ];
+    for (number, sub, request) in cases {
+        w.put(DOMU, BUF, request.as_slice());
+        let r = w.ret(DOMU, number, [sub, BUF, 0, 0, 0]);
+        assert_eq!(r, e(Errno::EPERM), "hypercall {number} sub-op {sub}");
+    }
+    let setup = GnttabSetupTable {
+        dom: DOM0,
+        nr_frames: 1,
+        frame_list: BUF2,
+        ..GnttabSetupTable::default()
+    };
+    let query = GnttabQuerySize {
+        dom: DOM0,
+        ..GnttabQuerySize::default()
+    };
+    for (cmd, request) in [
+        (gt::GNTTABOP_SETUP_TABLE, setup.as_bytes().to_vec()),
+        (gt::GNTTABOP_QUERY_SIZE, query.as_bytes().to_vec()),
+    ] {
+        w.put(DOMU, BUF, request.as_slice());
+        let r = w.ret(DOMU, nr::GRANT_TABLE_OP, [cmd.into(), BUF, 1, 0, 0]);
+        assert_eq!(r, 0, "grant op {cmd}: per-entry status");
+        let status_at = if cmd == gt::GNTTABOP_SETUP_TABLE {
+            offset_of!(GnttabSetupTable, status)
+        } else {
+            offset_of!(GnttabQuerySize, status)
+        };
+        let status = w.bytes(DOMU, BUF + status_at as u64, 2);
+        assert_eq!(
+            i16::from_le_bytes([status[0], status[1]]),
+            gt::GNTST_PERMISSION_DENIED,
+            "grant op {cmd}"
+        );
+    }
+    assert_eq!(w.ram(DOM0), dom0_ram);
+    assert_eq!(
+        w.domain(DOM0).xen().hvm_params[h::HVM_PARAM_CONSOLE_PFN as usize],
+        0
+    );
+}

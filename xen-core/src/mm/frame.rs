@@ -6,8 +6,6 @@
 //! those not handed out now. A frame that is not usable can never become
 //! free, so a bad `free` cannot inject a reserved frame into the pool.
 
-use core::fmt;
-
 use super::{FramePool, Mfn, PhysRange, PAGE_SHIFT, PAGE_SIZE};
 
 /// Host physical memory xen-core manages: the 4 GiB that `boot.S`
@@ -21,34 +19,21 @@ pub type MachineFrames = FrameAllocator<BITMAP_WORDS>;
 const WORD_BITS: usize = 64;
 const FRAME_BYTES: u64 = PAGE_SIZE as u64;
 
-/// Why a frame request was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a frame request was refused; the doc comment is the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, displaydoc::Display)]
 pub enum FrameError {
-    /// The frame lies beyond the memory the allocator covers.
+    /// frame beyond managed memory
     OutOfRange,
-    /// The frame is not usable RAM (firmware, xen-core's image, a boot module).
+    /// frame is not usable RAM
     NotUsable,
-    /// The frame is already allocated.
+    /// frame already allocated
     InUse,
-    /// The frame is not allocated (double free).
+    /// frame is not allocated
     NotAllocated,
-    /// No free run of frames is large enough.
+    /// out of free frames
     Exhausted,
-    /// A count of zero or an alignment that is not a power of two.
+    /// zero count or alignment not a power of two
     BadRequest,
-}
-
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::OutOfRange => "frame beyond managed memory",
-            Self::NotUsable => "frame is not usable RAM",
-            Self::InUse => "frame already allocated",
-            Self::NotAllocated => "frame is not allocated",
-            Self::Exhausted => "out of free frames",
-            Self::BadRequest => "zero count or alignment not a power of two",
-        })
-    }
 }
 
 /// What [`FrameAllocator::init`] found.

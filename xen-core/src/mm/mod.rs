@@ -47,6 +47,18 @@ impl Gpa {
     }
 }
 
+impl core::fmt::Display for Mfn {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl core::fmt::Display for Gfn {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
 impl Mfn {
     /// Host physical address of the frame's first byte.
     pub const fn hpa(self) -> u64 {

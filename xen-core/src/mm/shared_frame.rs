@@ -49,7 +49,7 @@ impl<'a> SharedFrame<'a> {
     /// The address of the `size` bytes at `off`, if inside the frame and
     /// aligned to `size` (a power of two).
     fn at(&self, off: usize, size: usize) -> Result<*mut u8, BadOffset> {
-        if off % size != 0 || off.checked_add(size).is_none_or(|end| end > PAGE_SIZE) {
+        if !off.is_multiple_of(size) || off.checked_add(size).is_none_or(|end| end > PAGE_SIZE) {
             return Err(BadOffset);
         }
         // `off + size <= PAGE_SIZE`: inside the frame.

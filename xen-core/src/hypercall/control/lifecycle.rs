@@ -45,9 +45,7 @@ use zerocopy::FromZeros;
 use super::info::domain_request;
 use super::{Dom0, FRAME_KIB};
 use crate::domain::table::Destruction;
-use crate::domain::{
-    DomainConfig, DomainError, DomainState, MAX_DOMAIN_PAGES, MAX_VCPUS, SLICE_FRAMES,
-};
+use crate::domain::{DomainConfig, DomainState, MAX_DOMAIN_PAGES, MAX_VCPUS, SLICE_FRAMES};
 use crate::event::raise_global_virq;
 use crate::hypercall::{Ctx, HypercallEnv, HypercallOutcome};
 use crate::mm::{FramePool, PhysMem};
@@ -79,12 +77,7 @@ pub(super) fn create<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let domid = ctx
         .domains
         .create_domu(&cfg, ctx.pool, ctx.mem)
-        .map_err(|e| match e {
-            DomainError::NameInUse => Errno::EEXIST,
-            DomainError::TableFull | DomainError::NoFreeDomid => Errno::ENOSPC,
-            DomainError::OutOfFrames | DomainError::TooMuchMemory => Errno::ENOMEM,
-            _ => Errno::EINVAL,
-        })?;
+        .map_err(Errno::from)?;
     let created = CreateResponse {
         domid,
         ..CreateResponse::new_zeroed()
@@ -109,13 +102,13 @@ pub(super) fn destroy<P: FramePool, M: PhysMem, E: HypercallEnv>(
         return Err(Errno::EPERM);
     }
     if target.state() != DomainState::Dying {
-        ctx.domains.kill(domid).map_err(|_| Errno::ESRCH)?;
+        ctx.domains.kill(domid).map_err(Errno::from)?;
         log::info!("d{domid} dying");
     }
     let step = ctx
         .domains
         .destroy_slice(domid, ctx.pool, ctx.mem, SLICE_FRAMES)
-        .map_err(|_| Errno::ESRCH)?;
+        .map_err(Errno::from)?;
     if step == Destruction::Continues {
         return Ok(HypercallOutcome::Continue(ctx.args.again()));
     }
@@ -134,7 +127,7 @@ pub(super) fn pause<P: FramePool, M: PhysMem, E: HypercallEnv>(
         return Err(Errno::EINVAL);
     }
     let domain = ctx.domains.get_mut(domid).ok_or(Errno::ESRCH)?;
-    domain.pause().map_err(pause_errno)?;
+    domain.pause().map_err(Errno::from)?;
     Ok(0)
 }
 
@@ -145,13 +138,6 @@ pub(super) fn unpause<P: FramePool, M: PhysMem, E: HypercallEnv>(
 ) -> Result<i64, Errno> {
     let domid = domain_request(ctx, request)?;
     let domain = ctx.domains.get_mut(domid).ok_or(Errno::ESRCH)?;
-    domain.unpause().map_err(pause_errno)?;
+    domain.unpause().map_err(Errno::from)?;
     Ok(0)
-}
-
-fn pause_errno(e: DomainError) -> Errno {
-    match e {
-        DomainError::PauseCountOverflow => Errno::EOVERFLOW,
-        _ => Errno::EINVAL,
-    }
 }

@@ -35,8 +35,8 @@
 //!   flushes its TLB before it runs again.
 
 use super::{continued, zero, ControlOp, Dom0};
-use crate::domain::foreign::{self, ForeignError, ForeignRange};
-use crate::domain::{DomainError, SLICE_FRAMES};
+use crate::domain::foreign::{self, ForeignRange};
+use crate::domain::SLICE_FRAMES;
 use crate::hypercall::{Ctx, HypercallEnv, HypercallOutcome};
 use crate::mm::{FramePool, Gfn, PhysMem};
 use abi::control::{
@@ -62,7 +62,7 @@ pub(super) fn populate<P: FramePool, M: PhysMem, E: HypercallEnv>(
     if done == 0 {
         domain
             .check_populate(ctx.pool, ctx.mem, first, req.nr_frames)
-            .map_err(populate_errno)?;
+            .map_err(Errno::from)?;
     }
     ctx.write(op.response, &PopulateResponse { nr_done: done })?;
     let slice = (req.nr_frames - done).min(SLICE_FRAMES);
@@ -71,7 +71,7 @@ pub(super) fn populate<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let at = Gfn(first.0.saturating_add(done));
     domain
         .populate(ctx.pool, ctx.mem, at, slice)
-        .map_err(populate_errno)?;
+        .map_err(Errno::from)?;
     let done = done + slice;
     // Written once above: cannot fault now.
     ctx.write(op.response, &PopulateResponse { nr_done: done })?;
@@ -82,14 +82,6 @@ pub(super) fn populate<P: FramePool, M: PhysMem, E: HypercallEnv>(
         return Ok(HypercallOutcome::Continue(ctx.args.continue_with(0, again)));
     }
     Ok(HypercallOutcome::Return(0))
-}
-
-fn populate_errno(e: DomainError) -> Errno {
-    match e {
-        DomainError::OverMaxPages | DomainError::OutOfFrames => Errno::ENOMEM,
-        DomainError::GfnMapped(_) => Errno::EEXIST,
-        _ => Errno::EINVAL,
-    }
 }
 
 pub(super) fn map_foreign<P: FramePool, M: PhysMem, E: HypercallEnv>(
@@ -108,7 +100,7 @@ pub(super) fn map_foreign<P: FramePool, M: PhysMem, E: HypercallEnv>(
         count: req.nr_frames.into(),
     };
     let caller = ctx.caller.domid;
-    foreign::map(ctx.domains, ctx.pool, ctx.mem, caller, &range).map_err(foreign_errno)?;
+    foreign::map(ctx.domains, ctx.pool, ctx.mem, caller, &range).map_err(Errno::from)?;
     Ok(0)
 }
 
@@ -130,7 +122,7 @@ pub(super) fn unmap_foreign<P: FramePool, M: PhysMem, E: HypercallEnv>(
         first,
         req.nr_frames.into(),
     )
-    .map_err(foreign_errno)?;
+    .map_err(Errno::from)?;
     Ok(0)
 }
 
@@ -140,16 +132,5 @@ fn frames(n: u32) -> Result<(), Errno> {
         Ok(())
     } else {
         Err(Errno::EINVAL)
-    }
-}
-
-fn foreign_errno(e: ForeignError) -> Errno {
-    match e {
-        ForeignError::NoSuchDomain => Errno::ESRCH,
-        ForeignError::NotOwned(_) => Errno::ENOENT,
-        ForeignError::OwnMemory | ForeignError::GfnInUse(_) | ForeignError::NotMapped(_) => {
-            Errno::EINVAL
-        }
-        ForeignError::TooMany | ForeignError::OutOfFrames => Errno::ENOMEM,
     }
 }

@@ -54,6 +54,9 @@ extern "sysv64" {
 }
 
 core::arch::global_asm!(
+    // Its own section: module-level asm continues in whatever section the
+    // previous module-level block left (boot.S ends in .bss.boot).
+    ".section .text.svm_vmrun, \"ax\"",
     ".global svm_vmrun",
     ".type svm_vmrun, @function",
     "svm_vmrun:",
