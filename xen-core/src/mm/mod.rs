@@ -5,6 +5,7 @@
 //! them over the identity map, host tests over a `Vec`.
 
 pub mod frame;
+pub mod stacks;
 
 /// Size of a frame (4 KiB page) in bytes.
 pub const PAGE_SIZE: usize = 4096;
