@@ -48,7 +48,9 @@ const GUARDED_IST: usize = size_of::<GuardedStack<IST_STACK_BYTES>>();
 
 // Each stack starts right after its guard and fills whole pages, so
 // the next guard follows its top directly.
-const _: () = assert!(BOOT_STACK_BYTES % PAGE_SIZE == 0 && IST_STACK_BYTES % PAGE_SIZE == 0);
+const _: () = assert!(
+    BOOT_STACK_BYTES.is_multiple_of(PAGE_SIZE) && IST_STACK_BYTES.is_multiple_of(PAGE_SIZE)
+);
 const _: () = assert!(offset_of!(GuardedStack<IST_STACK_BYTES>, stack) == PAGE_SIZE);
 const _: () = assert!(GUARDED_IST == PAGE_SIZE + IST_STACK_BYTES);
 
