@@ -28,6 +28,9 @@ const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 /// DR6 and DR7 at reset.
 const DR6_RESET: u64 = 0xffff_0ff0;
 const DR7_RESET: u64 = 0x400;
+/// DR7 L0-L3/G0-G3: a breakpoint in DR0-3 is armed (Xen's
+/// `DR7_ACTIVE_MASK`).
+const DR7_ENABLES: u64 = 0xff;
 
 /// A vCPU's hardware state: its VMCB frame (owned, freed on drop), the
 /// GPRs VMRUN does not switch, and its FPU and debug registers.
@@ -126,8 +129,17 @@ impl SvmVcpu {
         let vmcb_pa = self.vmcb.hpa();
         let switched = pcpu.switch_to(vmcb_pa);
         if self.ext.make_current() {
-            // Its DR0-3 are not in the CPU: the first access loads them.
-            self.vmcb_mut().control.intercept_dr = INTERCEPT_ALL_DR;
+            // Its DR0-3 are not in the CPU. With a breakpoint enabled in
+            // its DR7 they must be (else another vCPU's addresses would
+            // fire); otherwise the first DR access loads them (Xen's
+            // svm_restore_dr).
+            let control = if self.vmcb().save.dr7 & DR7_ENABLES != 0 {
+                self.ext.load_debug_registers();
+                0
+            } else {
+                INTERCEPT_ALL_DR
+            };
+            self.vmcb_mut().control.intercept_dr = control;
         }
         let flush = core::mem::take(&mut self.flush_pending) || switched;
         let control = &mut self.vmcb_mut().control;
