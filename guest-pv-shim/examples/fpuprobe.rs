@@ -7,6 +7,10 @@
 //! (FNINIT, MXCSR 0x1F80, zero registers) and that a CR4 bit CPUID hides
 //! (VMXE, UMIP) gets #GP.
 //!
+//! `dr7=armed` also arms the four breakpoints (8-byte data writes to
+//! addresses nothing touches), so the hypervisor must load DR0-3 before
+//! every run of this vCPU instead of on its first DR access.
+//!
 //! `mode=bench` only yields and prints how many TSC ticks a yield round
 //! trip took (under `-icount shift=0` a tick is one instruction) and a
 //! null hypercall (xen_version) for comparison.
@@ -33,6 +37,8 @@ mod kernel {
     const CR4_UMIP: u64 = 1 << 11;
     const CR4_VMXE: u64 = 1 << 13;
     const DEFAULT_ROUNDS: u32 = 2000;
+    /// DR7 with L0-L3/G0-G3 set, each an 8-byte data-write breakpoint.
+    const DR7_ARMED: u64 = 0xdddd_0000 | DR7_DEFAULT | 0xff;
 
     pub fn main(boot: Boot) -> ! {
         let Boot { xen, start_info } = boot;
@@ -51,7 +57,12 @@ mod kernel {
             bench(&xen, rounds);
             true
         } else {
-            initial_state_is_clean() && isolated(&xen, seed, rounds) && hidden_cr4_bits_fault()
+            let dr7 = if start_info.cmdline_arg("dr7") == Some("armed") {
+                DR7_ARMED
+            } else {
+                DR7_DEFAULT
+            };
+            initial_state_is_clean() && isolated(&xen, seed, dr7, rounds) && hidden_cr4_bits_fault()
         };
         xen.shutdown(if ok {
             ShutdownReason::Poweroff
@@ -131,13 +142,16 @@ mod kernel {
         (a, drs)
     }
 
-    /// Loads the pattern, then yields `rounds` times, checking after each.
-    fn isolated(xen: &Xen, seed: u8, rounds: u32) -> bool {
+    /// Loads the pattern (and `dr7`), then yields `rounds` times,
+    /// checking after each.
+    fn isolated(xen: &Xen, seed: u8, dr7: u64, rounds: u32) -> bool {
         let (mine, drs) = pattern(seed);
         fpu::fxrstor(&mine);
         for (n, value) in (0u8..).zip(drs) {
             fpu::write_dr(n, value);
         }
+        fpu::write_dr(7, dr7);
+        let drs = [drs[0], drs[1], drs[2], drs[3], dr7];
         let mut now = FxArea::zeroed();
         for round in 1..=rounds {
             if let Err(e) = xen.sched_yield() {
@@ -147,7 +161,7 @@ mod kernel {
             fpu::fxsave(&mut now);
             let what = "after a switch";
             let fpu_ok = compare(&mine, &now, what);
-            let drs_ok = (0u8..).zip(drs).all(|(n, want)| {
+            let drs_ok = [0u8, 1, 2, 3, 7].into_iter().zip(drs).all(|(n, want)| {
                 let got = fpu::read_dr(n);
                 if got != want {
                     println!("fpuprobe: LEAK: {what}: dr{n}={got:#x} (expected {want:#x})");
@@ -159,7 +173,7 @@ mod kernel {
                 return false;
             }
             if round % (rounds / 4).max(1) == 0 {
-                println!("fpuprobe: round {round}: x87/SSE/MXCSR and dr0-3 intact");
+                println!("fpuprobe: round {round}: x87/SSE/MXCSR and dr0-3/dr7 intact");
             }
         }
         println!("fpuprobe: {rounds} yields: no value lost or leaked");

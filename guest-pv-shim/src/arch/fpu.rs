@@ -87,13 +87,15 @@ pub fn read_dr(n: u8) -> u64 {
     value
 }
 
-/// Writes breakpoint address register DR`n` (0..=3; others are ignored).
-/// DR7 stays as it is, so no breakpoint is armed.
+/// Writes DR`n` (0..=3 or 7; others are ignored). The caller arms
+/// breakpoints (DR7) only on addresses it never touches: the shim has
+/// no #DB handler.
 pub fn write_dr(n: u8, value: u64) {
-    // SAFETY: DR0-3 only hold addresses; with their DR7 enables clear
-    // they never fire.
+    // SAFETY: DR0-3 only hold addresses; DR7 arms them, and the caller
+    // keeps armed addresses untouched, so no #DB is raised.
     unsafe {
         match n {
+            7 => asm!("mov dr7, {}", in(reg) value, options(nomem, nostack)),
             0 => asm!("mov dr0, {}", in(reg) value, options(nomem, nostack)),
             1 => asm!("mov dr1, {}", in(reg) value, options(nomem, nostack)),
             2 => asm!("mov dr2, {}", in(reg) value, options(nomem, nostack)),

@@ -9,6 +9,7 @@ pub mod frame;
 // changes concurrently (each block carries its SAFETY argument).
 #[allow(unsafe_code)]
 pub mod shared_frame;
+pub mod stacks;
 
 use shared_frame::SharedFrame;
 

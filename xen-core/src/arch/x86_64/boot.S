@@ -2,9 +2,9 @@
  * PVH entry (xen/include/public/arch-x86/hvm/start_info.h): QEMU enters at
  * the address in the XEN_ELFNOTE_PHYS32_ENTRY note in 32-bit protected mode,
  * paging off, EBX = physical address of struct hvm_start_info.
- * We zero .bss, identity-map the first 4 GiB with 2 MiB pages (NX outside
- * the image), enter long mode and call
- * arch::x86_64::boot::rust_entry(start_info_pa).
+ * We zero .bss (the stacks included), identity-map the first 4 GiB with
+ * 2 MiB pages (NX outside the image), enter long mode and call
+ * arch::x86_64::boot::rust_entry(start_info_pa) on the boot stack.
  */
 
 .section .note.xen, "a"
@@ -117,7 +117,11 @@ boot_gdt_ptr:
 .balign 4096
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
+.global boot_pd
 boot_pd:    .skip 4096 * 4
-.global boot_stack_top
-boot_stack: .skip 256 * 1024
-boot_stack_top:
+/* boot_stack_top: the top of the boot stack in stacks.rs's StackArea,
+ * above an unmapped guard page (mapped by install_guards). */
+
+/* Back to .text: rustc concatenates global_asm! blocks in an order of
+ * its choosing, and the next one may assume the default section. */
+.text

@@ -5,7 +5,7 @@
 use super::fatal::fatal;
 use super::machine::Machine;
 use super::mem::{image, BootReader, IdentityMap, FRAMES};
-use super::{apic, cpu, heap, rtc, serial, svm, tsc};
+use super::{apic, cpu, heap, rtc, serial, stacks, svm, tsc};
 use crate::boot_info::{BootInfo, MemKind};
 use crate::mm::FramePool;
 use crate::time::{Clock, WallClock};
@@ -27,6 +27,7 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
         abi::control::CONTROL_ABI_MAJOR,
         abi::control::CONTROL_ABI_MINOR,
     );
+    stacks::install_guards();
     let info = BootInfo::parse(&BootReader, u64::from(start_info_pa))
         .unwrap_or_else(|e| fatal(format_args!("start info rejected: {e}")));
     serial::set_level(info.cmdline_option("loglvl"));

@@ -13,15 +13,14 @@ use super::exceptions;
 
 /// pCPUs xen-core supports. One until SMP bring-up.
 pub const MAX_PCPUS: usize = 1;
-/// Size of each IST stack.
-pub const IST_STACK_BYTES: usize = 16 * 1024;
 /// IST slot (0-based index into the TSS table) for double faults.
 pub const IST_DOUBLE_FAULT: u16 = 0;
 /// IST slot for NMIs.
 pub const IST_NMI: u16 = 1;
 /// IST slot for machine checks.
 pub const IST_MACHINE_CHECK: u16 = 2;
-const IST_SLOTS: usize = 3;
+const IST_SLOTS: usize = crate::mm::stacks::IST_SLOTS;
+const _: () = assert!(MAX_PCPUS <= crate::mm::stacks::STACK_PCPUS);
 
 /// What belongs to one pCPU. SVM adds its host save area and the vCPU it
 /// runs here.
@@ -37,13 +36,6 @@ struct Gdt {
     data: SegmentSelector,
     tss: SegmentSelector,
 }
-
-#[repr(C, align(16))]
-struct IstStack([u8; IST_STACK_BYTES]);
-
-/// Written only by the CPU (exception entry); Rust never makes a reference.
-static mut IST_STACKS: [[IstStack; IST_SLOTS]; MAX_PCPUS] =
-    [const { [const { IstStack([0; IST_STACK_BYTES]) }; IST_SLOTS] }; MAX_PCPUS];
 
 static PERCPU: [Once<PerCpu>; MAX_PCPUS] = [const { Once::new() }; MAX_PCPUS];
 static GDT: [Once<Gdt>; MAX_PCPUS] = [const { Once::new() }; MAX_PCPUS];
@@ -112,11 +104,8 @@ fn tss_for(cpu: usize) -> TaskStateSegment {
     // The TSS is packed: build the table, then store it whole.
     let mut table = tss.interrupt_stack_table;
     for (slot, entry) in table[..IST_SLOTS].iter_mut().enumerate() {
-        // SAFETY: only the address of the stack is taken, no reference;
-        // `cpu` < MAX_PCPUS and `slot` < IST_SLOTS keep it in bounds.
-        let stack = unsafe { &raw const IST_STACKS[cpu][slot] };
-        // The stack grows down from the end of its array.
-        *entry = VirtAddr::new(stack as u64 + IST_STACK_BYTES as u64);
+        // The stack grows down from its top, towards its guard page.
+        *entry = VirtAddr::new(super::stacks::ist_top(cpu, slot));
     }
     tss.interrupt_stack_table = table;
     tss

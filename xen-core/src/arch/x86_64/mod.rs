@@ -12,6 +12,7 @@ pub mod mem;
 pub mod pic;
 pub mod rtc;
 pub mod serial;
+pub mod stacks;
 pub mod svm;
 pub mod tsc;
 

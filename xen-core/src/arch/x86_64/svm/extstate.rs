@@ -20,7 +20,7 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use alloc::boxed::Box;
+use crate::mm::PAGE_SIZE;
 
 /// FCW after FNINIT: all exceptions masked, 64-bit precision, round to
 /// nearest.
@@ -48,8 +48,11 @@ impl FxsaveArea {
     }
 }
 
-/// One vCPU's switched state. Boxed, so its address is stable while the
-/// [`super::SvmVcpu`] that owns it moves.
+/// One vCPU's switched state, in a frame of its own (accounted like the
+/// VMCB, and at a stable address while the [`super::SvmVcpu`] that owns
+/// it moves). An all-zero frame is a valid `ExtState`; [`ExtState::reset`]
+/// then gives it a new vCPU's values.
+#[repr(C)]
 pub struct ExtState {
     fpu: FxsaveArea,
     dr: [u64; 4],
@@ -57,17 +60,19 @@ pub struct ExtState {
     dr_loaded: bool,
 }
 
+const _: () = assert!(core::mem::size_of::<ExtState>() <= PAGE_SIZE);
+
 /// Whose state each pCPU's registers hold (null: nobody's). One pCPU.
 static OWNER: AtomicPtr<ExtState> = AtomicPtr::new(core::ptr::null_mut());
 
 impl ExtState {
     /// A new vCPU's state: FNINIT, MXCSR 0x1F80, DR0-3 zero.
-    pub fn new() -> Box<ExtState> {
-        Box::new(ExtState {
+    pub fn reset(&mut self) {
+        *self = ExtState {
             fpu: FxsaveArea::initial(),
             dr: [0; 4],
             dr_loaded: false,
-        })
+        };
     }
 
     /// Makes this pCPU's FPU hold `self`'s state, saving the previous

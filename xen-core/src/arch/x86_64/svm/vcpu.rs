@@ -3,8 +3,6 @@
 //! dispatcher (`vmexit::handle_exit`) complete or refuse it, resume —
 //! which returns only when the scheduler or domain layer must act.
 
-use alloc::boxed::Box;
-
 use super::super::mem::{alloc_zeroed_frame, FRAMES};
 use super::bitmaps::{iopm_pa, msrpm_pa};
 use super::extstate::ExtState;
@@ -28,13 +26,17 @@ const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 /// DR6 and DR7 at reset.
 const DR6_RESET: u64 = 0xffff_0ff0;
 const DR7_RESET: u64 = 0x400;
+/// DR7 L0-L3/G0-G3: a breakpoint in DR0-3 is armed (Xen's
+/// `DR7_ACTIVE_MASK`).
+const DR7_ENABLES: u64 = 0xff;
 
 /// A vCPU's hardware state: its VMCB frame (owned, freed on drop), the
 /// GPRs VMRUN does not switch, and its FPU and debug registers.
 pub struct SvmVcpu {
     vmcb: Mfn,
+    /// The frame holding its [`ExtState`].
+    ext: Mfn,
     regs: GuestRegs,
-    ext: Box<ExtState>,
     flush_pending: bool,
 }
 
@@ -47,15 +49,21 @@ impl SvmVcpu {
         npt_root: Mfn,
         io: IoPortPolicy,
     ) -> Result<SvmVcpu, SvmError> {
+        let vmcb = alloc_zeroed_frame().ok_or(SvmError::OutOfMemory)?;
+        let Some(ext) = alloc_zeroed_frame() else {
+            FRAMES.lock().free(vmcb);
+            return Err(SvmError::OutOfMemory);
+        };
         let mut vcpu = SvmVcpu {
-            vmcb: alloc_zeroed_frame().ok_or(SvmError::OutOfMemory)?,
+            vmcb,
+            ext,
             regs: GuestRegs {
                 rbx: entry.rbx,
                 ..GuestRegs::default()
             },
-            ext: ExtState::new(),
             flush_pending: true,
         };
+        vcpu.ext_mut().reset();
         let vmcb = vcpu.vmcb_mut();
         set_intercepts(vmcb, io, npt_root);
         load_entry_state(vmcb, entry);
@@ -81,10 +89,12 @@ impl SvmVcpu {
         // returned view borrows `self` mutably, so no other reference to
         // the VMCB can exist while it lives.
         let vmcb = unsafe { &mut *(self.vmcb.hpa() as *mut Vmcb) };
+        // SAFETY: as in `ext_mut`; a different frame from the VMCB's.
+        let ext = unsafe { &mut *(self.ext.hpa() as *mut ExtState) };
         SvmGuest {
             vmcb,
             regs: &mut self.regs,
-            ext: &mut self.ext,
+            ext,
             flush_pending: &mut self.flush_pending,
         }
     }
@@ -125,9 +135,18 @@ impl SvmVcpu {
         let pcpu = this_pcpu();
         let vmcb_pa = self.vmcb.hpa();
         let switched = pcpu.switch_to(vmcb_pa);
-        if self.ext.make_current() {
-            // Its DR0-3 are not in the CPU: the first access loads them.
-            self.vmcb_mut().control.intercept_dr = INTERCEPT_ALL_DR;
+        if self.ext_mut().make_current() {
+            // Its DR0-3 are not in the CPU. With a breakpoint enabled in
+            // its DR7 they must be (else another vCPU's addresses would
+            // fire); otherwise the first DR access loads them (Xen's
+            // svm_restore_dr).
+            let control = if self.vmcb().save.dr7 & DR7_ENABLES != 0 {
+                self.ext_mut().load_debug_registers();
+                0
+            } else {
+                INTERCEPT_ALL_DR
+            };
+            self.vmcb_mut().control.intercept_dr = control;
         }
         let flush = core::mem::take(&mut self.flush_pending) || switched;
         let control = &mut self.vmcb_mut().control;
@@ -175,12 +194,23 @@ impl SvmVcpu {
         // SAFETY: as in `vmcb`; `&mut self` makes this the only reference.
         unsafe { &mut *(self.vmcb.hpa() as *mut Vmcb) }
     }
+
+    fn ext_mut(&mut self) -> &mut ExtState {
+        // SAFETY: the frame was allocated zeroed for this vCPU alone and
+        // is identity-mapped and page-aligned; an all-zero ExtState is
+        // valid, and only this vCPU (through `&mut self`) or, while it
+        // is not running, `ExtState::make_current` of the next vCPU on
+        // this pCPU, touch it, never both at once.
+        unsafe { &mut *(self.ext.hpa() as *mut ExtState) }
+    }
 }
 
 impl Drop for SvmVcpu {
     fn drop(&mut self) {
-        self.ext.release();
-        FRAMES.lock().free(self.vmcb);
+        self.ext_mut().release();
+        let mut frames = FRAMES.lock();
+        frames.free(self.ext);
+        frames.free(self.vmcb);
     }
 }
 

@@ -13,10 +13,11 @@
 //!   reaches the host while guest FS/GS are loaded.
 //!
 //! Host state the guest still changes (the caller's concern): CR2, DR0-3
-//! and DR6 (DR7 reads as reset after #VMEXIT), x87/SSE/AVX registers,
-//! XCR0 (XSETBV is refused), and TSC_AUX (RDTSCP is not intercepted).
-//! xen-core itself uses no FPU/SSE (soft-float target); switching the
-//! guests' FPU state between vCPUs belongs to the scheduler.
+//! and DR6 (DR7 reads as reset after #VMEXIT), x87/SSE registers, XCR0
+//! (XSETBV is refused), and TSC_AUX (RDTSCP is not intercepted).
+//! xen-core itself uses no FPU/SSE (soft-float target) and no debug
+//! registers; `extstate` switches the guests' x87/SSE state and DR0-3
+//! between vCPUs.
 
 use core::mem::offset_of;
 
