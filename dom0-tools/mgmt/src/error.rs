@@ -22,8 +22,12 @@ pub enum MgmtError {
         /// The server's version.
         server: ProtocolVersion,
     },
-    /// A request came before the `Hello` handshake.
-    #[error("the version handshake (Hello) must come first")]
+    /// A request without the current session: it came before `Hello`, or
+    /// a later client's `Hello` ended its session.
+    #[error(
+        "no session: the request does not carry the current session (the Hello handshake must \
+         come first, and a later client's Hello ends an earlier session)"
+    )]
     HandshakeRequired,
     /// No domain has this name or id.
     #[error("unknown {0}")]
@@ -84,6 +88,22 @@ pub enum MgmtError {
     /// The agent does not implement this request.
     #[error("the management agent does not support {0}")]
     Unsupported(String),
+    /// `Unpause` of a domain that is not paused.
+    #[error("domain {domid} is not paused (it is {state}); there is nothing to unpause")]
+    NotPaused {
+        /// The domain.
+        domid: DomId,
+        /// Its state.
+        state: DomainState,
+    },
+    /// `Pause` of a domain that is paused as often as the hypervisor counts.
+    #[error("domain {domid} is already paused {max} times, the most the hypervisor counts")]
+    TooManyPauses {
+        /// The domain.
+        domid: DomId,
+        /// The hypervisor's limit.
+        max: u32,
+    },
     /// A control hypercall failed in a way no other variant describes.
     #[error("the hypervisor refused {operation}: Xen errno {errno}")]
     Hypervisor {
@@ -126,7 +146,7 @@ impl fmt::Display for DomainOperation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum UploadError {
     /// `ImageChunk` or `CreateCommit` without `CreateBegin`.
-    #[error("no upload in progress (CreateBegin must come first)")]
+    #[error("no upload in progress in this session (CreateBegin must come first)")]
     NotStarted,
     /// The announced image is larger than the limit.
     #[error("the kernel image is {len} bytes, more than the limit of {max} bytes")]
