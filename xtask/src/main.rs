@@ -7,6 +7,7 @@ mod bundle;
 mod deps;
 mod mgmt_socket;
 mod output;
+mod progress;
 mod qemu;
 mod raw_frames;
 mod root;

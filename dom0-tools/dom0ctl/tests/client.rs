@@ -106,12 +106,15 @@ fn list_shows_a_table_and_json() {
 fn info_shows_host_facts() {
     let agent = FakeAgent::start();
     let text = ok(&agent.path, &["info"]);
-    assert!(text.contains("hypervisor    : xen-core 0.1.0\n"), "{text}");
+    assert!(
+        text.contains("hypervisor    : Xen 4.19.0-xen-core\n"),
+        "{text}"
+    );
     assert!(text.contains("free_memory   : 192 MiB\n"), "{text}");
     let json: serde_json::Value =
         serde_json::from_str(&ok(&agent.path, &["info", "--json"])).unwrap();
     assert_eq!(json["free_memory_kib"], 192 * 1024);
-    assert_eq!(json["control_abi"], "1.0");
+    assert_eq!(json["control_abi"], "1.2");
 }
 
 #[test]

@@ -242,7 +242,7 @@ impl fmt::Display for ControlAbiVersion {
 /// Facts about the host and hypervisor (`info`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostInfo {
-    /// The hypervisor's version string (e.g. "xen-core 0.1.0").
+    /// The hypervisor's version as `xen_version` tells dom0 (e.g. "Xen 4.19.0-xen-core").
     pub hypervisor_version: String,
     /// The control ABI version the hypervisor speaks.
     pub control_abi: ControlAbiVersion,

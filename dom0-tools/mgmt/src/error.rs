@@ -105,7 +105,7 @@ pub enum MgmtError {
         max: u32,
     },
     /// A control hypercall failed in a way no other variant describes.
-    #[error("the hypervisor refused {operation}: Xen errno {errno}")]
+    #[error("the hypervisor refused {operation}: {}", XenErrno(*errno))]
     Hypervisor {
         /// The control operation.
         operation: String,
@@ -216,6 +216,20 @@ impl From<FrameError> for MgmtError {
     }
 }
 
+/// A (negative) Xen errno as the operator reads it: its number and name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XenErrno(pub i32);
+
+impl fmt::Display for XenErrno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Xen errno {}", self.0)?;
+        match abi::xen::errno::Errno::from_return(i64::from(self.0)) {
+            Some(name) => write!(f, " ({name:?})"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A KiB amount shown in MiB: whole when exact, else with one decimal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mib(pub u64);
@@ -257,6 +271,14 @@ mod tests {
         assert_eq!(
             MgmtError::UnknownDomain(DomainRef::Id(9)).to_string(),
             "unknown domain 9"
+        );
+        assert_eq!(
+            MgmtError::Hypervisor {
+                operation: "getinfo".into(),
+                errno: -22
+            }
+            .to_string(),
+            "the hypervisor refused getinfo: Xen errno -22 (EINVAL)"
         );
     }
 }

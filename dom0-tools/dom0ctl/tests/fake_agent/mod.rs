@@ -173,8 +173,8 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
     match request {
         Request::Hello { .. } => unreachable!("mgmt::Server answers Hello"),
         Request::Info => Ok(Reply::Info(HostInfo {
-            hypervisor_version: "xen-core 0.1.0".into(),
-            control_abi: ControlAbiVersion { major: 1, minor: 0 },
+            hypervisor_version: "Xen 4.19.0-xen-core".into(),
+            control_abi: ControlAbiVersion { major: 1, minor: 2 },
             nr_pcpus: 1,
             nr_domains: s.domains.len() as u32,
             total_memory_kib: s.total_kib,
