@@ -382,6 +382,9 @@ fn describe(message: &ServerMessage) -> String {
             id, result: Err(e), ..
         } => format!("received: reply {id}: error: {e}"),
         ServerMessage::Rejected(e) => format!("received: rejected: error: {e}"),
+        ServerMessage::Dropped { session, error } => {
+            format!("received: dropped in session {session}: error: {error}")
+        }
         ServerMessage::Event { event, .. } => format!("received: event: {event:?}"),
         ServerMessage::Welcome { result: Ok(w), .. } => {
             format!("received: welcome: session {}", w.session)

@@ -74,10 +74,17 @@ struct Background {
 
 fn run_all(steps: &[Step], ctx: &StepContext) -> StepsReport {
     let mut background = BTreeMap::new();
-    let report = run_steps(steps, ctx, &mut background);
-    // Whatever is still running in the background ends with the steps.
-    for (_, b) in std::mem::take(&mut background) {
-        b.running.kill();
+    let mut report = run_steps(steps, ctx, &mut background);
+    // Whatever is still running in the background ends with the steps;
+    // what it printed goes to the transcript (it may say why a step
+    // failed).
+    for (name, b) in std::mem::take(&mut background) {
+        let outcome = b.running.kill();
+        ctx.say(
+            &mut report,
+            &format!("xtask: background step `{name}` still running at the end:"),
+        );
+        ctx.say(&mut report, outcome.output.trim_end_matches('\n'));
     }
     report
 }

@@ -7,7 +7,11 @@
 //! client resynchronises at connect: it sends `Hello` with a fresh random
 //! nonce and discards everything until the `Welcome` echoing that nonce;
 //! after it, it ignores every message that does not carry its session.
-//! Every step (connect, each write, each reply) is bounded by `--timeout`.
+//! When the agent reports a broken frame in this session (`Dropped`: a
+//! request cut on the way, e.g. the line went idle mid-frame on a loaded
+//! host), the request was not carried out and is sent again, a few times
+//! at most. Every step (connect, each write, each reply) is bounded by
+//! `--timeout`.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
@@ -32,6 +36,9 @@ use crate::error::CliError;
 const BUSY_HINT_AFTER: Duration = Duration::from_secs(2);
 /// Pause between attempts to connect while the socket's queue is full.
 const CONNECT_RETRY: Duration = Duration::from_millis(50);
+/// How often a request (or the `Hello`) is sent again after the agent
+/// reported it broken on the way.
+const MAX_RESENDS: u32 = 3;
 
 /// The writing half: numbers and sends requests of one session. Can be
 /// split off into a thread (the console's input forwarder).
@@ -142,12 +149,12 @@ impl Client {
 
     /// `Hello` with a fresh nonce; everything before the `Welcome` that
     /// echoes it belongs to someone else.
+    /// A broken frame reported before our `Welcome` may be our `Hello`:
+    /// it is sent again with a new nonce (a few times at most), and only
+    /// the `Welcome` to the last one counts.
     fn handshake(&mut self, quiet: bool) -> Result<Welcome, CliError> {
-        let nonce = fresh_nonce();
-        self.sender.send(Request::Hello {
-            version: PROTOCOL_VERSION,
-            nonce,
-        })?;
+        let mut nonce = self.send_hello()?;
+        let mut resends = 0;
         let start = Instant::now();
         let deadline = start + self.timeout;
         let mut hint_at = Some(start + BUSY_HINT_AFTER).filter(|at| !quiet && *at < deadline);
@@ -157,6 +164,12 @@ impl Client {
                     nonce: echoed,
                     result,
                 }) if echoed == nonce => return result.map_err(CliError::Refused),
+                Received::Message(ServerMessage::Rejected(_) | ServerMessage::Dropped { .. })
+                    if resends < MAX_RESENDS =>
+                {
+                    resends += 1;
+                    nonce = self.send_hello()?;
+                }
                 Received::Message(_) => {}
                 Received::OldAgent => return Err(CliError::Refused(old_server_error())),
                 Received::TimedOut if hint_at.take().is_some() => eprintln!(
@@ -177,6 +190,16 @@ impl Client {
         }
     }
 
+    /// Sends `Hello` with a fresh nonce; returns the nonce.
+    fn send_hello(&mut self) -> Result<u64, CliError> {
+        let nonce = fresh_nonce();
+        self.sender.send(Request::Hello {
+            version: PROTOCOL_VERSION,
+            nonce,
+        })?;
+        Ok(nonce)
+    }
+
     /// The writing half.
     pub fn sender(&mut self) -> &mut Sender {
         &mut self.sender
@@ -186,8 +209,9 @@ impl Client {
     /// events of this session that arrive first are kept for
     /// [`Client::next_message`], messages of other sessions dropped.
     pub fn call(&mut self, request: Request) -> Result<Reply, CliError> {
-        let id = self.sender.send(request)?;
-        let deadline = Instant::now() + self.timeout;
+        let mut id = self.sender.send(request.clone())?;
+        let mut resends = 0;
+        let mut deadline = Instant::now() + self.timeout;
         loop {
             match self.receive(Some(deadline))? {
                 Received::Message(ServerMessage::Reply {
@@ -201,6 +225,20 @@ impl Client {
                     if session == self.sender.session =>
                 {
                     self.events.push_back(event)
+                }
+                // Our request arrived broken and was not carried out.
+                Received::Message(ServerMessage::Dropped { session, error })
+                    if session == self.sender.session =>
+                {
+                    if resends == MAX_RESENDS {
+                        return Err(CliError::Protocol(format!(
+                            "our requests keep arriving broken at the management agent ({error}); \
+                             the line to dom0 is unreliable or the host is overloaded"
+                        )));
+                    }
+                    resends += 1;
+                    id = self.sender.send(request.clone())?;
+                    deadline = Instant::now() + self.timeout;
                 }
                 // Someone else's, or an earlier request's.
                 Received::Message(_) => {}
@@ -236,7 +274,10 @@ impl Client {
                 ServerMessage::Reply { session, .. } | ServerMessage::Event { session, .. } => {
                     *session == self.sender.session
                 }
-                ServerMessage::Rejected(_) | ServerMessage::Welcome { .. } => false,
+                // Console input lost on the way is not sent again.
+                ServerMessage::Rejected(_)
+                | ServerMessage::Welcome { .. }
+                | ServerMessage::Dropped { .. } => false,
             };
             if ours {
                 return Ok(message);

@@ -92,7 +92,8 @@ pub fn attach(
             // Done replies to input; `next_message` passes no other.
             ServerMessage::Reply { .. }
             | ServerMessage::Rejected(_)
-            | ServerMessage::Welcome { .. } => {}
+            | ServerMessage::Welcome { .. }
+            | ServerMessage::Dropped { .. } => {}
         }
     }
 }

@@ -529,6 +529,36 @@ fn an_abandoned_upload_is_dropped_by_the_next_session() {
 }
 
 #[test]
+fn a_request_reported_broken_on_the_way_is_sent_again() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "web", 16, MAX_IMAGE_CHUNK * 2 + 100);
+    agent.state.lock().unwrap().break_chunks = 2;
+    assert_eq!(
+        ok(&agent.path, &["create", config.to_str().unwrap()]),
+        "Created domain 'web' (domid 1).\n"
+    );
+    {
+        let s = agent.state.lock().unwrap();
+        assert_eq!(s.chunks_per_upload, [3]);
+        assert_eq!(
+            s.images[0],
+            std::fs::read(dir.path().join("web.elf")).unwrap()
+        );
+    }
+    // Broken every time: a clear error, not a hang.
+    agent.state.lock().unwrap().break_chunks = 100;
+    let other = guest_config(dir.path(), "db", 16, 100);
+    let (code, message) = fails(&agent.path, &["create", other.to_str().unwrap()]);
+    assert_eq!(code, EXIT_PROTOCOL);
+    assert!(
+        message.contains("our requests keep arriving broken"),
+        "{message}"
+    );
+    assert!(message.contains("frame cut short"), "{message}");
+}
+
+#[test]
 fn pauses_nest_as_in_xl_and_unpause_reports_the_real_state() {
     let agent = FakeAgent::start();
     let dir = tempfile::tempdir().unwrap();

@@ -17,8 +17,10 @@
 //! each with exactly one [`ServerMessage::Reply`] carrying that id and
 //! the request's session, in request order. Between replies the server may
 //! send [`ServerMessage::Event`]s of the current session (console output
-//! while a console is attached), and [`ServerMessage::Rejected`] for a
-//! frame it could not read at all (no session or id known).
+//! while a console is attached), and for bytes it could not read as a
+//! frame [`ServerMessage::Dropped`] with the session that was current (the
+//! client sends the lost request again) or, with no session,
+//! [`ServerMessage::Rejected`].
 //!
 //! A client resynchronises at connect: whatever the line still holds
 //! from an earlier client (replies to its requests, errors about its half
@@ -201,6 +203,18 @@ pub enum ServerMessage {
         nonce: u64,
         /// The new session, or why none was opened.
         result: Result<Welcome, MgmtError>,
+    },
+    /// Bytes that arrived while `session` was current could not be read
+    /// as a frame ([`MgmtError::BadFrame`]) and were dropped. The line is
+    /// the session's client's alone from its `Hello` on, and that client
+    /// writes whole frames, so this is one of its requests cut or mangled
+    /// on the way (e.g. the line went idle mid-frame on a loaded host): it
+    /// was not carried out, and the client may send it again.
+    Dropped {
+        /// The session that was current.
+        session: SessionId,
+        /// Why the bytes were dropped.
+        error: MgmtError,
     },
 }
 

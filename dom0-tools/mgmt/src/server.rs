@@ -76,7 +76,13 @@ impl<S: Default> Server<S> {
                     ended: self.current.take(),
                 };
             }
-            Err(e) => Err(ServerMessage::Rejected(MgmtError::BadFrame(e))),
+            Err(e) => Err(match &self.current {
+                Some((session, _)) => ServerMessage::Dropped {
+                    session: *session,
+                    error: MgmtError::BadFrame(e),
+                },
+                None => ServerMessage::Rejected(MgmtError::BadFrame(e)),
+            }),
         };
         match message {
             Ok(ClientMessage {
@@ -350,16 +356,24 @@ mod tests {
     }
 
     #[test]
-    fn bad_frames_are_rejected_without_touching_the_session() {
+    fn bad_frames_are_reported_to_the_session_without_touching_it() {
         let mut server = Server::<State>::new(7);
-        let a = open(&mut server, 1);
-        half_upload(&mut server, a);
-        let answer = server.answer(Err(FrameError::BadCrc), serve);
+        let bad = || Err(FrameError::BadCrc);
         assert_eq!(
-            answer.reply,
+            server.answer(bad(), serve).reply,
             Outgoing::Message(ServerMessage::Rejected(MgmtError::BadFrame(
                 FrameError::BadCrc
             )))
+        );
+        let a = open(&mut server, 1);
+        half_upload(&mut server, a);
+        let answer = server.answer(bad(), serve);
+        assert_eq!(
+            answer.reply,
+            Outgoing::Message(ServerMessage::Dropped {
+                session: a,
+                error: MgmtError::BadFrame(FrameError::BadCrc)
+            })
         );
         assert!(answer.ended.is_none());
         assert!(server.session().unwrap().1.is_some());

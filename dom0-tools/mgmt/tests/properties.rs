@@ -201,6 +201,8 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         error().prop_map(ServerMessage::Rejected),
         (any::<u64>(), welcome)
             .prop_map(|(nonce, result)| ServerMessage::Welcome { nonce, result }),
+        (any::<u32>(), error())
+            .prop_map(|(session, error)| ServerMessage::Dropped { session, error }),
     ]
 }
 

@@ -20,7 +20,7 @@ mod link;
 mod session;
 
 use guest_pv_shim::{println, XenError};
-use mgmt::{Answer, Outgoing, Server, SessionId};
+use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
 use toolstack::Hypervisor;
 
 use crate::console_backend::Backend;
@@ -72,13 +72,20 @@ pub fn serve(backend: &mut Backend, hv: &mut impl Hypervisor) -> Result<(), XenE
 }
 
 /// Sends an answer, and says on COM1 when a session ended with an upload
-/// unfinished (its buffer is freed here: nothing was built).
+/// unfinished (its buffer is freed here: nothing was built) and when a
+/// session's frame arrived broken.
 fn send(link: &mut Link, answer: Answer<Session>) {
     if let Some((id, ended)) = answer.ended {
         log_end(id, ended);
     }
     match answer.reply {
-        Outgoing::Message(message) => link.send(&message),
+        Outgoing::Message(message) => {
+            if let ServerMessage::Dropped { session, error } = &message {
+                // Worth seeing next to a client that waited for a resend.
+                println!("dom0: mgmt: session {session}: dropped {error}; the client may resend");
+            }
+            link.send(&message)
+        }
         Outgoing::V1Frame(frame) => {
             println!("dom0: mgmt: a protocol-1 client was told to upgrade");
             link.send_raw(&frame);

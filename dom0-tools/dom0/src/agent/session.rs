@@ -120,9 +120,11 @@ impl Session {
                 }
                 // The backend lets go of the ring before the memory goes.
                 ctx.backend.forget(info.domid);
-                ctx.hv
-                    .destroy(info.domid)
-                    .map_err(|e| hypervisor_error("destroy", e))?;
+                ctx.hv.destroy(info.domid).map_err(|e| match e {
+                    // Destroyed by someone else since we looked.
+                    Errno::ESRCH => MgmtError::UnknownDomain(domain.clone()),
+                    e => hypervisor_error("destroy", e),
+                })?;
                 println!(
                     "dom0: mgmt: destroyed d{} ({})",
                     info.domid,
@@ -289,6 +291,7 @@ fn pause(ctx: &mut Ctx<'_, impl Hypervisor>, domain: &DomainRef) -> Result<Reply
             domid: info.domid,
             max: abi::control::PAUSE_COUNT_MAX,
         },
+        Errno::ESRCH => MgmtError::UnknownDomain(domain.clone()),
         e => hypervisor_error("pause", e),
     })?;
     Ok(Reply::Paused {
@@ -313,6 +316,7 @@ fn unpause(ctx: &mut Ctx<'_, impl Hypervisor>, domain: &DomainRef) -> Result<Rep
     ctx.hv.unpause(info.domid).map_err(|e| match e {
         // Unpaused by someone else since we looked.
         Errno::EINVAL => not_paused(DomainState::Runnable),
+        Errno::ESRCH => MgmtError::UnknownDomain(domain.clone()),
         e => hypervisor_error("unpause", e),
     })?;
     Ok(Reply::Unpaused {

@@ -30,6 +30,9 @@ pub struct State {
     /// Bytes written to each new connection before anything else: what
     /// an earlier client left on the line.
     pub stale: Vec<u8>,
+    /// How many `ImageChunk`s to treat as arrived broken (answered
+    /// `Dropped`, not carried out), as a line that went idle mid-frame.
+    pub break_chunks: u32,
 }
 
 pub struct FakeAgent {
@@ -56,6 +59,7 @@ impl FakeAgent {
             images: Vec::new(),
             errors: Vec::new(),
             stale: Vec::new(),
+            break_chunks: 0,
         }));
         let shared = Arc::clone(&state);
         thread::spawn(move || {
@@ -132,6 +136,15 @@ fn serve(state: &Arc<Mutex<State>>, server: &mut Server<Session>, mut stream: Un
             Err(_) => return,
         }
         for item in items {
+            if let Some(dropped) = broken_chunk(state, server, &item) {
+                if stream
+                    .write_all(&encode_message(&dropped).unwrap())
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             let answer = server.answer(item, |session, request| {
                 handle(&mut state.lock().unwrap(), session, request)
             });
@@ -166,6 +179,35 @@ fn serve(state: &Arc<Mutex<State>>, server: &mut Server<Session>, mut stream: Un
             }
         }
     }
+}
+
+/// `Dropped` for an `ImageChunk` the test wants broken on the way.
+fn broken_chunk(
+    state: &Mutex<State>,
+    server: &mut Server<Session>,
+    item: &Decoded,
+) -> Option<ServerMessage> {
+    let Ok(payload) = item else { return None };
+    let Ok(ClientMessage {
+        request: Request::ImageChunk { .. },
+        ..
+    }) = decode_client_message(payload)
+    else {
+        return None;
+    };
+    let mut s = state.lock().unwrap();
+    if s.break_chunks == 0 {
+        return None;
+    }
+    s.break_chunks -= 1;
+    let session = server.session()?.0;
+    Some(ServerMessage::Dropped {
+        session,
+        error: MgmtError::BadFrame(FrameError::Truncated {
+            received: 100,
+            expected: 16_000,
+        }),
+    })
 }
 
 /// What a request of `session` does.
