@@ -59,6 +59,8 @@ fn current_layout() -> String {
         READCONSOLE_MAX,
         DOMAIN_NAME_MAX,
         MAX_VCPUS_PER_DOMAIN,
+        MAX_VCPUS_SUPPORTED,
+        PAUSE_COUNT_MAX,
         LIST_BATCH_MAX,
         CREATE_FLAGS_VALID,
         POPULATE_MAX_FRAMES,

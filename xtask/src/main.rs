@@ -10,8 +10,10 @@ mod fuzz;
 mod lint;
 mod mgmt_socket;
 mod output;
+mod progress;
 mod qemu;
 mod raw_frames;
+mod root;
 mod runner;
 mod scenario;
 mod step_runner;
@@ -20,7 +22,7 @@ mod steps;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -102,7 +104,7 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
-    let root = repo_root()?;
+    let root = root::workspace_root()?;
     match command {
         Command::Build => {
             deps::ensure()?;
@@ -182,13 +184,4 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Scenario { name: None, .. } => unreachable!("clap requires a name without --list"),
     }
-}
-
-/// The workspace root: xtask's manifest directory's parent.
-fn repo_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let root = manifest
-        .parent()
-        .context("xtask's manifest directory has no parent")?;
-    Ok(root.to_path_buf())
 }

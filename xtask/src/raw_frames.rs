@@ -1,8 +1,16 @@
-//! `raw` steps: hostile bytes on the management socket, built and read with
-//! the `mgmt` crate. After the handshake the step writes one bad frame (or
-//! plain garbage), then a valid `List` request; the agent must answer the
-//! bad bytes with an error and the `List` with the domain list, on the same
-//! connection.
+//! `raw` steps: hostile bytes and conversations on the management socket,
+//! built and read with the `mgmt` crate.
+//!
+//! - garbage, bad-crc, oversized, truncated, unknown-request: after the
+//!   handshake the step writes one bad frame (or plain garbage), then a
+//!   valid `List` request; the agent must answer the bad bytes with an
+//!   error and the `List` with the domain list, on the same connection.
+//! - half-frame: half a frame, then the connection closes (what a killed
+//!   client leaves); the next client must not notice.
+//! - no-hello: requests without a session get `HandshakeRequired`.
+//! - abandoned-upload: a whole kernel uploaded without a commit, the
+//!   connection closed; from a new connection a commit without a session,
+//!   then one in a new session: neither may build anything.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -12,8 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use mgmt::frame::{HEADER_LEN, TRAILER_LEN};
 use mgmt::{
-    decode_server_message, encode_frame, encode_message, ClientMessage, Decoder, Reply, Request,
-    ServerMessage, MAX_PAYLOAD, PROTOCOL_VERSION,
+    create_requests, decode_server_message, encode_frame, encode_message, ClientMessage, Decoder,
+    DomainConfig, MgmtError, Reply, Request, ServerMessage, SessionId, UploadError, MAX_PAYLOAD,
+    PROTOCOL_VERSION,
 };
 
 use crate::steps::{Outcome, RawKind};
@@ -30,20 +39,31 @@ const UNKNOWN_VARIANT: u8 = 120;
 /// timeout ("a few hundred ms", `mgmt::Decoder::flush`).
 const TRUNCATED_PAUSE: Duration = Duration::from_millis(2000);
 
+/// Console input bytes in the frame `half-frame` cuts: enough that half
+/// the frame holds its whole header.
+const HALF_FRAME_INPUT: usize = 64;
+/// The name `abandoned-upload` gives the domain it never commits.
+pub const ABANDONED_NAME: &str = "abandoned";
+
 /// The wire bytes of a client message.
-fn frame_of(id: u32, request: Request) -> Result<Vec<u8>> {
-    encode_message(&ClientMessage { id, request }).context("encoding a request")
+fn frame_of(session: SessionId, id: u32, request: Request) -> Result<Vec<u8>> {
+    encode_message(&ClientMessage {
+        session,
+        id,
+        request,
+    })
+    .context("encoding a request")
 }
 
-/// The bad bytes of `kind`, and whether to pause after them.
-fn bad_bytes(kind: RawKind, garbage: Option<&str>) -> Result<(Vec<u8>, bool)> {
+/// The bad bytes of `kind` (in `session`), and whether to pause after them.
+fn bad_bytes(kind: RawKind, session: SessionId, garbage: Option<&str>) -> Result<(Vec<u8>, bool)> {
     Ok(match kind {
         RawKind::Garbage => (
             garbage.unwrap_or(DEFAULT_GARBAGE).as_bytes().to_vec(),
             false,
         ),
         RawKind::BadCrc => {
-            let mut frame = frame_of(BAD_ID, Request::List)?;
+            let mut frame = frame_of(session, BAD_ID, Request::List)?;
             let last = frame.len() - 1;
             frame[last] ^= 0xff;
             (frame, false)
@@ -61,49 +81,68 @@ fn bad_bytes(kind: RawKind, garbage: Option<&str>) -> Result<(Vec<u8>, bool)> {
         }
         RawKind::Truncated => {
             // A whole header (so it is a frame start), the payload, no CRC.
-            let frame = frame_of(BAD_ID, Request::List)?;
+            let frame = frame_of(session, BAD_ID, Request::List)?;
             (frame[..frame.len() - TRAILER_LEN].to_vec(), true)
         }
         RawKind::UnknownRequest => {
-            let id = u8::try_from(BAD_ID).context("id fits a one-byte varint")?;
-            (encode_frame(&[id, UNKNOWN_VARIANT])?, false)
+            // The session and id as postcard varints, then the variant.
+            let mut payload = postcard::to_allocvec(&(session, BAD_ID)).context("varints")?;
+            payload.push(UNKNOWN_VARIANT);
+            (encode_frame(&payload)?, false)
+        }
+        RawKind::HalfFrame | RawKind::NoHello | RawKind::AbandonedUpload => {
+            bail!("{kind} is a conversation of its own, not bad bytes")
         }
     })
 }
 
-/// Runs a `raw` step against `socket`. The outcome's exit is 0 when an
-/// error reply came before the `List` reply and the `List` succeeded; its
-/// output is the conversation, one message a line.
+/// Runs a `raw` step against `socket`. The outcome's exit is 0 when the
+/// agent answered as it must; its output is the conversation, one message
+/// a line.
 pub fn exchange(
     socket: &Path,
     kind: RawKind,
     garbage: Option<&str>,
+    kernel: Option<&Path>,
     timeout: Duration,
 ) -> Result<Outcome> {
     let deadline = Instant::now() + timeout;
-    let mut conn = Connection::open(socket)?;
     let mut log = String::new();
-    conn.send(&frame_of(
-        HELLO_ID,
-        Request::Hello {
-            version: PROTOCOL_VERSION,
-        },
-    )?)?;
-    log.push_str("sent: Hello\n");
-    let hello = conn.until_reply(HELLO_ID, deadline, &mut log)?;
-    if !matches!(hello, Some(Ok(Reply::Hello { .. }))) {
-        bail!("no handshake with the management agent:\n{log}");
-    }
-    let (bad, pause) = bad_bytes(kind, garbage)?;
+    let passed = match kind {
+        RawKind::HalfFrame => half_frame(socket, &mut log)?,
+        RawKind::NoHello => no_hello(socket, deadline, &mut log)?,
+        RawKind::AbandonedUpload => {
+            let kernel = kernel.context("abandoned-upload needs a kernel")?;
+            abandoned_upload(socket, kernel, deadline, &mut log)?
+        }
+        _ => bad_then_list(socket, kind, garbage, deadline, &mut log)?,
+    };
+    Ok(Outcome {
+        exit: if passed { 0 } else { 1 },
+        output: log,
+    })
+}
+
+/// A handshake, bad bytes, a `List`: an error reply must come first.
+fn bad_then_list(
+    socket: &Path,
+    kind: RawKind,
+    garbage: Option<&str>,
+    deadline: Instant,
+    log: &mut String,
+) -> Result<bool> {
+    let mut conn = Connection::open(socket)?;
+    let session = conn.hello(deadline, log)?;
+    let (bad, pause) = bad_bytes(kind, session, garbage)?;
     conn.send(&bad)?;
     log.push_str(&format!("sent: {kind} ({} bytes)\n", bad.len()));
     if pause {
         std::thread::sleep(TRUNCATED_PAUSE);
     }
-    conn.send(&frame_of(LIST_ID, Request::List)?)?;
+    conn.send(&frame_of(session, LIST_ID, Request::List)?)?;
     log.push_str("sent: List\n");
     let before = log.len();
-    let list = conn.until_reply(LIST_ID, deadline, &mut log)?;
+    let list = conn.until_reply(LIST_ID, deadline, log)?;
     let error_first = log[before..].contains("error:");
     let listed = matches!(list, Some(Ok(Reply::List(_))));
     if !error_first {
@@ -112,10 +151,88 @@ pub fn exchange(
     if !listed {
         log.push_str("xtask: the List request after them did not succeed\n");
     }
-    Ok(Outcome {
-        exit: if error_first && listed { 0 } else { 1 },
-        output: log,
-    })
+    Ok(error_first && listed)
+}
+
+/// Half a `ConsoleInput` frame (its header and half its payload: the
+/// agent waits for the rest) on a fresh connection, then the connection
+/// closes.
+fn half_frame(socket: &Path, log: &mut String) -> Result<bool> {
+    let mut conn = Connection::open(socket)?;
+    let data = vec![b'A'; HALF_FRAME_INPUT];
+    let frame = frame_of(1, LIST_ID, Request::ConsoleInput { data })?;
+    let half = &frame[..frame.len() / 2];
+    conn.send(half)?;
+    log.push_str(&format!(
+        "sent: half a ConsoleInput frame ({} of {} bytes), then closed the connection\n",
+        half.len(),
+        frame.len()
+    ));
+    Ok(true)
+}
+
+/// `List` with no session and with a made-up one: both `HandshakeRequired`.
+fn no_hello(socket: &Path, deadline: Instant, log: &mut String) -> Result<bool> {
+    let mut conn = Connection::open(socket)?;
+    let mut passed = true;
+    for (session, id) in [(0, 1), (1, 2)] {
+        conn.send(&frame_of(session, id, Request::List)?)?;
+        log.push_str(&format!("sent: List without Hello (session {session})\n"));
+        let reply = conn.until_reply(id, deadline, log)?;
+        passed &= matches!(reply, Some(Err(MgmtError::HandshakeRequired)));
+    }
+    Ok(passed)
+}
+
+/// A whole upload of `kernel` without its commit; then, from a new
+/// connection, a commit without a session and one in a new session.
+fn abandoned_upload(
+    socket: &Path,
+    kernel: &Path,
+    deadline: Instant,
+    log: &mut String,
+) -> Result<bool> {
+    let image = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
+    let config = DomainConfig {
+        name: ABANDONED_NAME.into(),
+        memory_mib: 4,
+        vcpus: 1,
+        cmdline: String::new(),
+    };
+    let mut conn = Connection::open(socket)?;
+    let session = conn.hello(deadline, log)?;
+    let requests: Vec<Request> = create_requests(config, &image)
+        .context("kernel too large")?
+        .collect();
+    let mut uploaded = true;
+    // Everything but the final CreateCommit.
+    for (id, request) in (10..).zip(&requests[..requests.len() - 1]) {
+        conn.send(&frame_of(session, id, request.clone())?)?;
+        uploaded &= matches!(
+            conn.until_reply(id, deadline, &mut String::new())?,
+            Some(Ok(_))
+        );
+    }
+    log.push_str(&format!(
+        "sent: CreateBegin and {} bytes in {} chunks (session {session}), no CreateCommit; closed the connection\n",
+        image.len(),
+        requests.len() - 2
+    ));
+    drop(conn);
+    let mut conn = Connection::open(socket)?;
+    conn.send(&frame_of(0, 1, Request::CreateCommit)?)?;
+    log.push_str("sent: CreateCommit without Hello, from a new connection\n");
+    let without = conn.until_reply(1, deadline, log)?;
+    let new_session = conn.hello(deadline, log)?;
+    conn.send(&frame_of(new_session, 2, Request::CreateCommit)?)?;
+    log.push_str("sent: CreateCommit in the new session\n");
+    let within = conn.until_reply(2, deadline, log)?;
+    Ok(uploaded
+        && matches!(without, Some(Err(MgmtError::HandshakeRequired)))
+        && matches!(
+            within,
+            Some(Err(MgmtError::Upload(UploadError::NotStarted)))
+        ))
 }
 
 struct Connection {
@@ -141,6 +258,34 @@ impl Connection {
             .context("writing to the socket")
     }
 
+    /// Opens a session: `Hello` with a nonce, everything up to the
+    /// `Welcome` echoing it logged.
+    fn hello(&mut self, deadline: Instant, log: &mut String) -> Result<SessionId> {
+        let nonce = u64::from(std::process::id()) << 32 | u64::from(HELLO_ID);
+        self.send(&frame_of(
+            0,
+            HELLO_ID,
+            Request::Hello {
+                version: PROTOCOL_VERSION,
+                nonce,
+            },
+        )?)?;
+        log.push_str("sent: Hello\n");
+        loop {
+            match self.next(deadline, log)? {
+                Some(ServerMessage::Welcome {
+                    nonce: echoed,
+                    result: Ok(welcome),
+                }) if echoed == nonce => return Ok(welcome.session),
+                Some(ServerMessage::Welcome { nonce: echoed, .. }) if echoed == nonce => {
+                    bail!("the handshake failed:\n{log}")
+                }
+                Some(_) => {}
+                None => bail!("no handshake with the management agent:\n{log}"),
+            }
+        }
+    }
+
     /// Reads messages (logging each) until the reply to `id`; `None` if the
     /// deadline passed or the connection closed first.
     fn until_reply(
@@ -148,7 +293,21 @@ impl Connection {
         id: u32,
         deadline: Instant,
         log: &mut String,
-    ) -> Result<Option<Result<Reply, mgmt::MgmtError>>> {
+    ) -> Result<Option<Result<Reply, MgmtError>>> {
+        loop {
+            match self.next(deadline, log)? {
+                Some(ServerMessage::Reply {
+                    id: got, result, ..
+                }) if got == id => return Ok(Some(result)),
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next message (logged); `None` if the deadline passed or the
+    /// connection closed first.
+    fn next(&mut self, deadline: Instant, log: &mut String) -> Result<Option<ServerMessage>> {
         loop {
             let mut input = &self.unread[..];
             let item = self.decoder.decode(&mut input);
@@ -159,11 +318,7 @@ impl Connection {
                     Ok(message) => {
                         log.push_str(&describe(&message));
                         log.push('\n');
-                        if let ServerMessage::Reply { id: got, result } = message {
-                            if got == id {
-                                return Ok(Some(result));
-                            }
-                        }
+                        return Ok(Some(message));
                     }
                     Err(e) => log.push_str(&format!("received: unreadable message: {e}\n")),
                 },
@@ -213,6 +368,7 @@ fn describe(message: &ServerMessage) -> String {
         ServerMessage::Reply {
             id,
             result: Ok(Reply::List(domains)),
+            ..
         } => {
             let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
             format!("received: reply {id}: List [{}]", names.join(", "))
@@ -220,10 +376,22 @@ fn describe(message: &ServerMessage) -> String {
         ServerMessage::Reply {
             id,
             result: Ok(reply),
+            ..
         } => format!("received: reply {id}: {reply:?}"),
-        ServerMessage::Reply { id, result: Err(e) } => format!("received: reply {id}: error: {e}"),
+        ServerMessage::Reply {
+            id, result: Err(e), ..
+        } => format!("received: reply {id}: error: {e}"),
         ServerMessage::Rejected(e) => format!("received: rejected: error: {e}"),
-        ServerMessage::Event(event) => format!("received: event: {event:?}"),
+        ServerMessage::Dropped { session, error } => {
+            format!("received: dropped in session {session}: error: {error}")
+        }
+        ServerMessage::Event { event, .. } => format!("received: event: {event:?}"),
+        ServerMessage::Welcome { result: Ok(w), .. } => {
+            format!("received: welcome: session {}", w.session)
+        }
+        ServerMessage::Welcome { result: Err(e), .. } => {
+            format!("received: welcome: error: {e}")
+        }
     }
 }
 
@@ -248,14 +416,14 @@ mod tests {
     /// and then that frame: what the agent's decoder will see.
     #[test]
     fn each_kind_is_one_error_then_the_next_frame() {
-        let next = frame_of(LIST_ID, Request::List).unwrap();
+        let next = frame_of(5, LIST_ID, Request::List).unwrap();
         for kind in [
             RawKind::Garbage,
             RawKind::BadCrc,
             RawKind::Oversized,
             RawKind::Truncated,
         ] {
-            let (mut bytes, _) = bad_bytes(kind, None).unwrap();
+            let (mut bytes, _) = bad_bytes(kind, 5, None).unwrap();
             bytes.extend_from_slice(&next);
             let items = decode_all(&bytes);
             assert_eq!(items.len(), 2, "{kind}: {items:?}");
@@ -264,6 +432,7 @@ mod tests {
             assert_eq!(
                 mgmt::decode_client_message(&payload).unwrap(),
                 ClientMessage {
+                    session: 5,
                     id: LIST_ID,
                     request: Request::List
                 }
@@ -273,17 +442,21 @@ mod tests {
 
     #[test]
     fn an_unknown_request_is_answered_with_its_id() {
-        let (bytes, _) = bad_bytes(RawKind::UnknownRequest, None).unwrap();
+        let (bytes, _) = bad_bytes(RawKind::UnknownRequest, 5, None).unwrap();
         let payload = decode_all(&bytes).remove(0).unwrap();
         match mgmt::decode_client_message(&payload) {
-            Err(ServerMessage::Reply { id, result: Err(_) }) => assert_eq!(id, BAD_ID),
+            Err(ServerMessage::Reply {
+                session: 5,
+                id,
+                result: Err(_),
+            }) => assert_eq!(id, BAD_ID),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn a_truncated_frame_is_reported_as_such_when_the_line_goes_idle() {
-        let (bytes, pause) = bad_bytes(RawKind::Truncated, None).unwrap();
+        let (bytes, pause) = bad_bytes(RawKind::Truncated, 5, None).unwrap();
         assert!(pause);
         let items = decode_all(&bytes);
         assert!(
@@ -294,6 +467,6 @@ mod tests {
 
     #[test]
     fn garbage_bytes_are_the_given_text() {
-        assert_eq!(bad_bytes(RawKind::Garbage, Some("zz")).unwrap().0, b"zz");
+        assert_eq!(bad_bytes(RawKind::Garbage, 5, Some("zz")).unwrap().0, b"zz");
     }
 }

@@ -17,6 +17,7 @@ use crate::artifacts::Artifacts;
 use crate::bundle;
 use crate::mgmt_socket::{self, AGENT_READY};
 use crate::output::{self, End, ExitName, Expectations, InputScript};
+use crate::progress;
 use crate::qemu::{self, Qemu};
 use crate::scenario::{self, Scenario};
 use crate::step_runner::{self, StepContext, StepsReport};
@@ -312,7 +313,13 @@ fn boot_and_judge(
         )),
         _ => None,
     };
-    let deadline = Instant::now() + Duration::from_secs(scenario.timeout_secs);
+    let limit = Duration::from_secs(scenario.timeout_secs);
+    let deadline = Instant::now() + limit;
+    let waiting = progress::Waiting::start(
+        &format!("scenario {}: QEMU running", scenario.name),
+        limit,
+        show == Show::Result,
+    );
     let end = loop {
         if let Some(status) = qemu.try_wait()? {
             break end_of(status);
@@ -330,6 +337,7 @@ fn boot_and_judge(
         }
         std::thread::sleep(POLL);
     };
+    drop(waiting);
     let output = output::clean(&qemu.finish());
     qemu_ended.store(true, Ordering::SeqCst);
     let steps_report = match stepper {

@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_checked_in_scenarios_parse() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let root = &crate::root::workspace_root().unwrap();
         let scenarios = load_all(root).unwrap();
         assert!(scenarios.iter().any(|s| s.name == "boot"));
         load_run_config(root).unwrap();

@@ -1,13 +1,15 @@
 //! Runs a scenario's CLI steps against a running QEMU, on a thread of its
 //! own: waits for COM1 markers, runs `dom0ctl` (the built host binary,
 //! `DOM0CTL_SOCKET` set to the scenario's socket) with a timeout each,
-//! writes raw frames, and judges each step. The first failure ends the
-//! steps and tells the main loop to stop QEMU.
+//! in the foreground or the background (to be killed or waited for by a
+//! later step), writes raw frames, and judges each step. The first
+//! failure ends the steps and tells the main loop to stop QEMU; commands
+//! still in the background are killed.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -63,7 +65,35 @@ pub fn spawn(
     })
 }
 
+/// A command a `background` step started: its step, process and output.
+struct Background {
+    step: usize,
+    running: Running,
+    deadline: Instant,
+}
+
 fn run_all(steps: &[Step], ctx: &StepContext) -> StepsReport {
+    let mut background = BTreeMap::new();
+    let mut report = run_steps(steps, ctx, &mut background);
+    // Whatever is still running in the background ends with the steps;
+    // what it printed goes to the transcript (it may say why a step
+    // failed).
+    for (name, b) in std::mem::take(&mut background) {
+        let outcome = b.running.kill();
+        ctx.say(
+            &mut report,
+            &format!("xtask: background step `{name}` still running at the end:"),
+        );
+        ctx.say(&mut report, outcome.output.trim_end_matches('\n'));
+    }
+    report
+}
+
+fn run_steps(
+    steps: &[Step],
+    ctx: &StepContext,
+    background: &mut BTreeMap<String, Background>,
+) -> StepsReport {
     let mut report = StepsReport::default();
     let mut values = Captures::new();
     // Named steps' (start, end) times, for `elapsed_since`.
@@ -87,7 +117,34 @@ fn run_all(steps: &[Step], ctx: &StepContext) -> StepsReport {
         }
         ctx.say(&mut report, &step.action.to_string());
         let started = Instant::now();
-        let result = attempts(ctx, step, deadline, &mut values);
+        if step.background {
+            match start_background(ctx, step, index, deadline) {
+                Ok(b) => {
+                    ctx.say(&mut report, "xtask: started in the background");
+                    background.insert(step.name.clone().unwrap_or_default(), b);
+                    continue;
+                }
+                Err(e) => {
+                    report
+                        .failures
+                        .push(format!("{label}: could not run: {e:#}"));
+                    break;
+                }
+            }
+        }
+        let result = match &step.action {
+            Action::Wait(name) => {
+                wait_background(steps, background.remove(name), name, &mut values)
+            }
+            Action::Kill(name) => match background.remove(name) {
+                Some(b) => {
+                    let outcome = b.running.kill();
+                    judged(step, outcome, &mut values)
+                }
+                None => Err(no_background(name)),
+            },
+            _ => attempts(ctx, step, deadline, &mut values),
+        };
         match result {
             Ok(outcome) => {
                 ctx.say(&mut report, outcome.output.trim_end_matches('\n'));
@@ -126,6 +183,60 @@ fn run_all(steps: &[Step], ctx: &StepContext) -> StepsReport {
         }
     }
     report
+}
+
+fn start_background(
+    ctx: &StepContext,
+    step: &Step,
+    index: usize,
+    deadline: Instant,
+) -> Result<Background> {
+    let Action::Run(argv) = &step.action else {
+        anyhow::bail!("only `run` steps go to the background");
+    };
+    Ok(Background {
+        step: index,
+        running: Running::spawn(ctx, argv)?,
+        deadline,
+    })
+}
+
+/// The end of background step `name`, judged by that step's expectations.
+fn wait_background(
+    steps: &[Step],
+    background: Option<Background>,
+    name: &str,
+    values: &mut Captures,
+) -> Result<Outcome, (Outcome, Vec<String>)> {
+    let Some(b) = background else {
+        return Err(no_background(name));
+    };
+    let outcome = b.running.finish(b.deadline);
+    judged(&steps[b.step], outcome, values)
+}
+
+fn no_background(name: &str) -> (Outcome, Vec<String>) {
+    let outcome = Outcome {
+        exit: -1,
+        output: String::new(),
+    };
+    (
+        outcome,
+        vec![format!("no background step named {name:?} is running")],
+    )
+}
+
+fn judged(
+    step: &Step,
+    outcome: Outcome,
+    values: &mut Captures,
+) -> Result<Outcome, (Outcome, Vec<String>)> {
+    let failures = step.judge(&outcome, values);
+    if failures.is_empty() {
+        Ok(outcome)
+    } else {
+        Err((outcome, failures))
+    }
 }
 
 /// Runs `step` once, or until its expectations hold with `retry`.
@@ -168,9 +279,20 @@ fn attempts(
 fn execute(ctx: &StepContext, action: &Action, deadline: Instant) -> Result<Outcome> {
     let left = deadline.saturating_duration_since(Instant::now());
     match action {
-        Action::Run(argv) => run_command(ctx, argv, left),
-        Action::Raw { kind, bytes } => {
-            raw_frames::exchange(&ctx.socket, *kind, bytes.as_deref(), left)
+        Action::Run(argv) => Ok(Running::spawn(ctx, argv)?.finish(Instant::now() + left)),
+        Action::Raw {
+            kind,
+            bytes,
+            kernel,
+        } => {
+            let kernel = kernel.as_ref().map(|k| ctx.root.join(k));
+            raw_frames::exchange(
+                &ctx.socket,
+                *kind,
+                bytes.as_deref(),
+                kernel.as_deref(),
+                left,
+            )
         }
         Action::Write { path, text } => {
             let path = ctx.root.join(path);
@@ -184,47 +306,89 @@ fn execute(ctx: &StepContext, action: &Action, deadline: Instant) -> Result<Outc
                 output: String::new(),
             })
         }
+        Action::Kill(_) | Action::Wait(_) => unreachable!("run_steps handles them"),
     }
 }
 
-/// Runs `argv` in the workspace root (`dom0ctl` is the built CLI), killed
-/// after `timeout`. Output is stdout, then stderr.
-fn run_command(ctx: &StepContext, argv: &[String], timeout: Duration) -> Result<Outcome> {
-    let (program, args) = argv.split_first().context("empty command")?;
-    let program: &Path = if program == "dom0ctl" {
-        &ctx.dom0ctl
-    } else {
-        Path::new(program)
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(&ctx.root)
-        .env("DOM0CTL_SOCKET", &ctx.socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    let stdout = collect(child.stdout.take());
-    let stderr = collect(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let exit = loop {
-        if let Some(status) = child.try_wait().context("waiting for the command")? {
-            break status.code().unwrap_or(-1);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -1;
-        }
-        std::thread::sleep(POLL);
-    };
-    let mut output = String::from_utf8_lossy(&stdout.join().unwrap_or_default()).into_owned();
-    output.push_str(&String::from_utf8_lossy(&stderr.join().unwrap_or_default()));
-    if exit == -1 {
-        output.push_str(&format!("xtask: killed after {} s\n", timeout.as_secs()));
+/// A command started by a step, with its output being collected.
+struct Running {
+    child: Child,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    /// Starts `argv` in the workspace root (`dom0ctl` is the built CLI).
+    fn spawn(ctx: &StepContext, argv: &[String]) -> Result<Self> {
+        let (program, args) = argv.split_first().context("empty command")?;
+        let program: &Path = if program == "dom0ctl" {
+            &ctx.dom0ctl
+        } else {
+            Path::new(program)
+        };
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(&ctx.root)
+            .env("DOM0CTL_SOCKET", &ctx.socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        Ok(Running {
+            stdout: collect(child.stdout.take()),
+            stderr: collect(child.stderr.take()),
+            child,
+        })
     }
-    Ok(Outcome { exit, output })
+
+    /// Waits for the command to end, killing it at `deadline`. Output is
+    /// stdout, then stderr.
+    fn finish(mut self, deadline: Instant) -> Outcome {
+        let exit = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status.code().unwrap_or(-1),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break -1;
+                }
+            }
+        };
+        let mut outcome = self.output(exit);
+        if exit == -1 {
+            outcome
+                .output
+                .push_str("xtask: killed: it ran past its timeout\n");
+        }
+        outcome
+    }
+
+    /// Kills the command at once (SIGKILL, as `kill -9`): exit 0 if it
+    /// was still running, with what it printed until then.
+    fn kill(mut self) -> Outcome {
+        let pid = self.child.id();
+        let was_running = matches!(self.child.try_wait(), Ok(None));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut outcome = self.output(if was_running { 0 } else { 1 });
+        outcome.output.push_str(&if was_running {
+            format!("xtask: killed pid {pid} with SIGKILL\n")
+        } else {
+            format!("xtask: pid {pid} had already ended: nothing to kill\n")
+        });
+        outcome
+    }
+
+    fn output(self, exit: i32) -> Outcome {
+        let mut output =
+            String::from_utf8_lossy(&self.stdout.join().unwrap_or_default()).into_owned();
+        output.push_str(&String::from_utf8_lossy(
+            &self.stderr.join().unwrap_or_default(),
+        ));
+        Outcome { exit, output }
+    }
 }
 
 fn collect(source: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {

@@ -16,7 +16,8 @@ const DEFAULT_STEP_TIMEOUT_SECS: u64 = 60;
 /// Most instances one `[[step]]` may expand to with `repeat`.
 const MAX_REPEAT: u32 = 256;
 
-/// One `[[step]]` as written. Exactly one of `run`, `raw`, `write`.
+/// One `[[step]]` as written. Exactly one of `run`, `raw`, `write`,
+/// `kill`, `wait`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
@@ -33,6 +34,18 @@ pub struct StepSpec {
     pub raw: Option<RawKind>,
     /// The bytes of `raw = "garbage"` (default: a line of text).
     pub bytes: Option<String>,
+    /// The kernel `raw = "abandoned-upload"` uploads (relative to the
+    /// workspace).
+    pub kernel: Option<String>,
+    /// With `run`: start the command and go on at once; a later `wait`
+    /// (or `kill`) step names it. Needs `name`.
+    #[serde(default)]
+    pub background: bool,
+    /// Kill (SIGKILL, as `kill -9`) the background step of this name.
+    pub kill: Option<String>,
+    /// Wait for the background step of this name to end, then judge it by
+    /// its own expectations.
+    pub wait: Option<String>,
     /// Write `text` to this file (e.g. a generated domain config).
     pub write: Option<String>,
     pub text: Option<String>,
@@ -98,6 +111,14 @@ pub enum RawKind {
     Truncated,
     /// A well-framed request with a variant number no request has.
     UnknownRequest,
+    /// Half a frame on a new connection, then the connection closes.
+    HalfFrame,
+    /// Requests that never said `Hello`: each must get `HandshakeRequired`.
+    NoHello,
+    /// A whole kernel uploaded without `CreateCommit`, the connection
+    /// closed; then from a new connection a commit without a session and
+    /// one in a new session: neither may build anything.
+    AbandonedUpload,
 }
 
 impl fmt::Display for RawKind {
@@ -108,6 +129,9 @@ impl fmt::Display for RawKind {
             RawKind::Oversized => "oversized",
             RawKind::Truncated => "truncated",
             RawKind::UnknownRequest => "unknown-request",
+            RawKind::HalfFrame => "half-frame",
+            RawKind::NoHello => "no-hello",
+            RawKind::AbandonedUpload => "abandoned-upload",
         })
     }
 }
@@ -119,11 +143,16 @@ pub enum Action {
     Raw {
         kind: RawKind,
         bytes: Option<String>,
+        kernel: Option<String>,
     },
     Write {
         path: String,
         text: String,
     },
+    /// SIGKILL to a background step.
+    Kill(String),
+    /// The end of a background step.
+    Wait(String),
 }
 
 impl fmt::Display for Action {
@@ -132,6 +161,8 @@ impl fmt::Display for Action {
             Action::Run(argv) => write!(f, "$ {}", shell_words(argv)),
             Action::Raw { kind, .. } => write!(f, "raw frame on the socket: {kind}"),
             Action::Write { path, .. } => write!(f, "write {path}"),
+            Action::Kill(name) => write!(f, "kill -9 `{name}`"),
+            Action::Wait(name) => write!(f, "wait for `{name}`"),
         }
     }
 }
@@ -180,6 +211,8 @@ pub struct Step {
     pub timeout: Duration,
     pub retry: bool,
     pub elapsed_since: Option<String>,
+    /// Started and left running (see [`StepSpec::background`]).
+    pub background: bool,
 }
 
 /// A compiled [`CaptureSpec`].
@@ -198,22 +231,33 @@ fn multiline(pattern: &str) -> Result<Regex> {
 impl StepSpec {
     fn instance(&self, ph: &Placeholders, i: u32) -> Result<Step> {
         let ex = |s: &String| ph.expand(s, i);
-        let action = match (&self.run, self.raw, &self.write) {
-            (Some(argv), None, None) if !argv.is_empty() => {
+        let action = match (&self.run, self.raw, &self.write, &self.kill, &self.wait) {
+            (Some(argv), None, None, None, None) if !argv.is_empty() => {
                 Action::Run(argv.iter().map(ex).collect())
             }
-            (None, Some(kind), None) => Action::Raw {
+            (None, Some(kind), None, None, None) => Action::Raw {
                 kind,
                 bytes: self.bytes.as_ref().map(ex),
+                kernel: self.kernel.as_ref().map(ex),
             },
-            (None, None, Some(path)) => Action::Write {
+            (None, None, Some(path), None, None) => Action::Write {
                 path: ex(path),
                 text: ex(self.text.as_ref().context("`write` needs `text`")?),
             },
-            _ => bail!("a step needs exactly one of `run` (non-empty), `raw`, `write`"),
+            (None, None, None, Some(name), None) => Action::Kill(ex(name)),
+            (None, None, None, None, Some(name)) => Action::Wait(ex(name)),
+            _ => bail!(
+                "a step needs exactly one of `run` (non-empty), `raw`, `write`, `kill`, `wait`"
+            ),
         };
         if self.bytes.is_some() && self.raw != Some(RawKind::Garbage) {
             bail!("`bytes` belongs to `raw = \"garbage\"`");
+        }
+        if self.kernel.is_some() != (self.raw == Some(RawKind::AbandonedUpload)) {
+            bail!("`raw = \"abandoned-upload\"` needs `kernel`, and only it takes one");
+        }
+        if self.background && (self.run.is_none() || self.name.is_none() || self.retry) {
+            bail!("`background` needs `run` and `name`, and cannot `retry`");
         }
         if self.text.is_some() && self.write.is_none() {
             bail!("`text` belongs to `write`");
@@ -254,6 +298,7 @@ impl StepSpec {
             timeout: Duration::from_secs(self.timeout_secs.unwrap_or(DEFAULT_STEP_TIMEOUT_SECS)),
             retry: self.retry,
             elapsed_since: self.elapsed_since.as_ref().map(ex),
+            background: self.background,
         })
     }
 }
@@ -778,10 +823,40 @@ mod tests {
             "[[step]]\nrun = ['a']\nassert = ['x']\n",
             "[[step]]\nrun = ['a']\nraw = 'nonsense'\n",
             "[[step]]\nrun = ['a']\nexpct = []\n",
+            "[[step]]\nrun = ['a']\nbackground = true\n",
+            "[[step]]\nraw = 'abandoned-upload'\n",
+            "[[step]]\nraw = 'no-hello'\nkernel = 'k'\n",
+            "[[step]]\nkill = 'a'\nwait = 'a'\n",
         ];
         for text in bad {
             assert!(steps(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn background_kill_and_wait_steps() {
+        let s = steps(
+            r#"
+            [[step]]
+            name = "big"
+            background = true
+            run = ["dom0ctl", "create", "big.toml"]
+            expect_exit = 0
+            [[step]]
+            kill = "big"
+            [[step]]
+            wait = "big"
+            [[step]]
+            raw = "abandoned-upload"
+            kernel = "{root}/k"
+            "#,
+        )
+        .unwrap();
+        assert!(s[0].background);
+        assert_eq!(s[1].action, Action::Kill("big".into()));
+        assert_eq!(s[1].action.to_string(), "kill -9 `big`");
+        assert_eq!(s[2].action, Action::Wait("big".into()));
+        assert!(matches!(&s[3].action, Action::Raw { kernel: Some(k), .. } if k == "/repo/k"));
     }
 
     #[test]

@@ -15,6 +15,16 @@ pub const DOMAIN_NAME_MAX: usize = 32;
 pub const MAX_VCPUS_PER_DOMAIN: u32 = 32;
 const _: () =
     assert!(MAX_VCPUS_PER_DOMAIN as usize == crate::xen::shared_info::XEN_LEGACY_MAX_VCPUS);
+/// Most vCPUs xen-core gives a domain today (at most
+/// [`MAX_VCPUS_PER_DOMAIN`]); `CONTROL_OP_CREATE` refuses more with
+/// `-EINVAL`. Toolstacks check configs against this. Added in 1.2.
+pub const MAX_VCPUS_SUPPORTED: u32 = 8;
+/// Most outstanding toolstack pauses of a domain (pauses nest, as Xen's
+/// `domain_pause_by_systemcontroller` counts them, to the same limit);
+/// one more gets `-EOVERFLOW`. Added in 1.2.
+pub const PAUSE_COUNT_MAX: u32 = 255;
+
+const _: () = assert!(MAX_VCPUS_SUPPORTED >= 1 && MAX_VCPUS_SUPPORTED <= MAX_VCPUS_PER_DOMAIN);
 /// Most [`DomainInfo`] entries one [`ListResponse`] holds.
 pub const LIST_BATCH_MAX: usize = 16;
 /// Valid bits of [`CreateRequest::flags`]: none yet (reserved, zero).

@@ -31,7 +31,7 @@ use crate::xen::errno::Errno;
 pub const CONTROL_ABI_MAJOR: u16 = 1;
 /// Minor version: bumped for additions only (new operations or constants,
 /// a meaning given to a zero reserved field). Reset to 0 with each major.
-pub const CONTROL_ABI_MINOR: u16 = 1;
+pub const CONTROL_ABI_MINOR: u16 = 2;
 
 /// The control hypercall: `__HYPERVISOR_arch_7`, which Xen on x86 leaves
 /// unused. Not Xen's `__HYPERVISOR_domctl` (36): our layouts differ from

@@ -29,10 +29,13 @@ pub struct Cli {
     /// Management socket (QEMU's COM2 of the hypervisor machine).
     #[arg(long, global = true, value_name = "PATH", env = SOCKET_ENV, default_value = DEFAULT_SOCKET)]
     pub connect: PathBuf,
-    /// Seconds to wait for each reply of the management agent.
+    /// Seconds each step may take: connecting, the handshake, each reply.
     #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// No progress bar and no notes while waiting (errors are still shown).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

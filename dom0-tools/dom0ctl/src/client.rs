@@ -1,24 +1,51 @@
-//! A connection to the management agent: connect, handshake, requests and
-//! their replies, events.
+//! A connection to the management agent: connect, handshake (a new
+//! session), requests and their replies, events.
+//!
+//! The line is shared over time: QEMU hands COM2 to one client after the
+//! other, and what an earlier client left (replies to its requests, the
+//! agent's complaint about its half frame) may still be on its way. So the
+//! client resynchronises at connect: it sends `Hello` with a fresh random
+//! nonce and discards everything until the `Welcome` echoing that nonce;
+//! after it, it ignores every message that does not carry its session.
+//! When the agent reports a broken frame in this session (`Dropped`: a
+//! request cut on the way, e.g. the line went idle mid-frame on a loaded
+//! host), the request was not carried out and is sent again, a few times
+//! at most. Every step (connect, each write, each reply) is bounded by
+//! `--timeout`.
 
+use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mgmt::{
-    check_compatible, decode_server_message, encode_message, ClientMessage, Decoder, Event, Reply,
-    Request, ServerMessage, PROTOCOL_VERSION,
+    check_compatible, decode_server_message, encode_message, old_server_error, ClientMessage,
+    Decoder, Event, FrameError, Reply, Request, ServerMessage, SessionId, Welcome,
+    PROTOCOL_VERSION,
 };
+use nix::errno::Errno;
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use crate::error::CliError;
 
-/// The writing half: numbers and sends requests. Cloneable into a thread
-/// (the console's input forwarder).
+/// How long `connect` waits for the `Welcome` before it says why it is
+/// still waiting (unless quiet).
+const BUSY_HINT_AFTER: Duration = Duration::from_secs(2);
+/// Pause between attempts to connect while the socket's queue is full.
+const CONNECT_RETRY: Duration = Duration::from_millis(50);
+/// How often a request (or the `Hello`) is sent again after the agent
+/// reported it broken on the way.
+const MAX_RESENDS: u32 = 3;
+
+/// The writing half: numbers and sends requests of one session. Can be
+/// split off into a thread (the console's input forwarder).
 #[derive(Debug)]
 pub struct Sender {
     stream: UnixStream,
+    session: SessionId,
     next_id: u32,
 }
 
@@ -27,11 +54,20 @@ impl Sender {
     pub fn send(&mut self, request: Request) -> Result<u32, CliError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let frame = encode_message(&ClientMessage { id, request })
-            .map_err(|e| CliError::Protocol(format!("cannot send the request: {e}")))?;
-        self.stream
-            .write_all(&frame)
-            .map_err(|e| CliError::io("the connection to the management agent broke", e))?;
+        let frame = encode_message(&ClientMessage {
+            session: self.session,
+            id,
+            request,
+        })
+        .map_err(|e| CliError::Protocol(format!("cannot send the request: {e}")))?;
+        self.stream.write_all(&frame).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => CliError::Protocol(
+                "the management agent stopped reading requests (busy with another client, or \
+                 dom0 is stuck); --timeout waits longer"
+                    .into(),
+            ),
+            _ => CliError::io("the connection to the management agent broke", e),
+        })?;
         Ok(id)
     }
 
@@ -40,8 +76,8 @@ impl Sender {
         self.next_id
     }
 
-    /// A second sender on the same connection, numbering from `first_id`
-    /// so its ids never meet this one's.
+    /// A second sender on the same connection and session, numbering from
+    /// `first_id` so its ids never meet this one's.
     pub fn split_off(&self, first_id: u32) -> Result<Sender, CliError> {
         let stream = self
             .stream
@@ -49,12 +85,13 @@ impl Sender {
             .map_err(|e| CliError::io("cannot share the connection", e))?;
         Ok(Sender {
             stream,
+            session: self.session,
             next_id: first_id,
         })
     }
 }
 
-/// A handshaken connection.
+/// A connection with a session.
 #[derive(Debug)]
 pub struct Client {
     sender: Sender,
@@ -62,7 +99,7 @@ pub struct Client {
     decoder: Decoder,
     /// Bytes read and not yet given to the decoder.
     unread: Vec<u8>,
-    /// Events that arrived while waiting for a reply.
+    /// Events of this session that arrived while waiting for a reply.
     events: VecDeque<Event>,
     timeout: Duration,
 }
@@ -71,37 +108,96 @@ pub struct Client {
 /// stay far below).
 pub const FORWARDER_FIRST_ID: u32 = 1 << 31;
 
+/// What one wait for a message gave.
+enum Received {
+    Message(ServerMessage),
+    /// The agent's frames are protocol 1.
+    OldAgent,
+    /// The deadline passed.
+    TimedOut,
+}
+
 impl Client {
-    /// Connects to the agent on `path` and does the version handshake.
-    /// Each reply must come within `timeout`.
-    pub fn connect(path: &Path, timeout: Duration) -> Result<Self, CliError> {
-        let stream = UnixStream::connect(path).map_err(|source| CliError::NotListening {
-            path: path.into(),
-            source,
-        })?;
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| CliError::io("cannot set the reply timeout", e))?;
+    /// Connects to the agent on `path` and opens a session. Connecting,
+    /// and then the handshake, each take at most `timeout`; unless
+    /// `quiet`, a note on stderr says why when the agent is slow to
+    /// answer.
+    pub fn connect(path: &Path, timeout: Duration, quiet: bool) -> Result<Self, CliError> {
+        let stream = connect_within(path, Instant::now() + timeout)?;
+        let set = |e| CliError::io("cannot set the connection's timeouts", e);
+        stream.set_write_timeout(Some(timeout)).map_err(set)?;
         let reader = stream
             .try_clone()
             .map_err(|e| CliError::io("cannot use the connection", e))?;
         let mut client = Client {
-            sender: Sender { stream, next_id: 1 },
+            sender: Sender {
+                stream,
+                session: 0,
+                next_id: 1,
+            },
             reader,
             decoder: Decoder::new(),
             unread: Vec::new(),
             events: VecDeque::new(),
             timeout,
         };
-        match client.call(Request::Hello {
-            version: PROTOCOL_VERSION,
-        })? {
-            Reply::Hello { version } => {
-                check_compatible(PROTOCOL_VERSION, version).map_err(CliError::Refused)?
-            }
-            other => return Err(unexpected(&other)),
-        }
+        let welcome = client.handshake(quiet)?;
+        check_compatible(PROTOCOL_VERSION, welcome.version).map_err(CliError::Refused)?;
+        client.sender.session = welcome.session;
         Ok(client)
+    }
+
+    /// `Hello` with a fresh nonce; everything before the `Welcome` that
+    /// echoes it belongs to someone else.
+    /// A broken frame reported before our `Welcome` may be our `Hello`:
+    /// it is sent again with a new nonce (a few times at most), and only
+    /// the `Welcome` to the last one counts.
+    fn handshake(&mut self, quiet: bool) -> Result<Welcome, CliError> {
+        let mut nonce = self.send_hello()?;
+        let mut resends = 0;
+        let start = Instant::now();
+        let deadline = start + self.timeout;
+        let mut hint_at = Some(start + BUSY_HINT_AFTER).filter(|at| !quiet && *at < deadline);
+        loop {
+            match self.receive(Some(hint_at.unwrap_or(deadline)))? {
+                Received::Message(ServerMessage::Welcome {
+                    nonce: echoed,
+                    result,
+                }) if echoed == nonce => return result.map_err(CliError::Refused),
+                Received::Message(ServerMessage::Rejected(_) | ServerMessage::Dropped { .. })
+                    if resends < MAX_RESENDS =>
+                {
+                    resends += 1;
+                    nonce = self.send_hello()?;
+                }
+                Received::Message(_) => {}
+                Received::OldAgent => return Err(CliError::Refused(old_server_error())),
+                Received::TimedOut if hint_at.take().is_some() => eprintln!(
+                    "dom0ctl: the management agent has not answered yet: it is serving another \
+                     client (the line takes one at a time), or dom0 is still starting; \
+                     waiting up to {} s more",
+                    deadline.saturating_duration_since(Instant::now()).as_secs()
+                ),
+                Received::TimedOut => {
+                    return Err(CliError::Protocol(format!(
+                        "the management agent did not answer within {} s: it is busy serving \
+                         another client (the line takes one client at a time), or dom0 is not up \
+                         (`cargo xtask up` says when it is ready); --timeout waits longer",
+                        self.timeout.as_secs()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Sends `Hello` with a fresh nonce; returns the nonce.
+    fn send_hello(&mut self) -> Result<u64, CliError> {
+        let nonce = fresh_nonce();
+        self.sender.send(Request::Hello {
+            version: PROTOCOL_VERSION,
+            nonce,
+        })?;
+        Ok(nonce)
     }
 
     /// The writing half.
@@ -109,45 +205,90 @@ impl Client {
         &mut self.sender
     }
 
-    /// Sends `request` and waits for its reply; events that arrive first
-    /// are kept for [`Client::next_event`].
+    /// Sends `request` and waits (up to the timeout) for its reply;
+    /// events of this session that arrive first are kept for
+    /// [`Client::next_message`], messages of other sessions dropped.
     pub fn call(&mut self, request: Request) -> Result<Reply, CliError> {
-        let id = self.sender.send(request)?;
+        let mut id = self.sender.send(request.clone())?;
+        let mut resends = 0;
+        let mut deadline = Instant::now() + self.timeout;
         loop {
-            match self.receive()? {
-                ServerMessage::Reply { id: got, result } if got == id => {
+            match self.receive(Some(deadline))? {
+                Received::Message(ServerMessage::Reply {
+                    session,
+                    id: got,
+                    result,
+                }) if session == self.sender.session && got == id => {
                     return result.map_err(CliError::Refused)
                 }
-                // A reply to an earlier, abandoned request.
-                ServerMessage::Reply { .. } => {}
-                ServerMessage::Event(event) => self.events.push_back(event),
-                ServerMessage::Rejected(e) => return Err(rejected(&e)),
+                Received::Message(ServerMessage::Event { session, event })
+                    if session == self.sender.session =>
+                {
+                    self.events.push_back(event)
+                }
+                // Our request arrived broken and was not carried out.
+                Received::Message(ServerMessage::Dropped { session, error })
+                    if session == self.sender.session =>
+                {
+                    if resends == MAX_RESENDS {
+                        return Err(CliError::Protocol(format!(
+                            "our requests keep arriving broken at the management agent ({error}); \
+                             the line to dom0 is unreliable or the host is overloaded"
+                        )));
+                    }
+                    resends += 1;
+                    id = self.sender.send(request.clone())?;
+                    deadline = Instant::now() + self.timeout;
+                }
+                // Someone else's, or an earlier request's.
+                Received::Message(_) => {}
+                Received::OldAgent => return Err(CliError::Refused(old_server_error())),
+                Received::TimedOut => {
+                    return Err(CliError::Protocol(format!(
+                        "no reply from the management agent within {} s (is dom0 still up? \
+                         --timeout waits longer)",
+                        self.timeout.as_secs()
+                    )))
+                }
             }
         }
     }
 
-    /// The next event, or a reply (console input replies and the detach
-    /// reply come this way). Waits without a time limit.
+    /// The next message of this session: an event, or a reply (console
+    /// input replies and the detach reply come this way). Waits without a
+    /// time limit.
     pub fn next_message(&mut self) -> Result<ServerMessage, CliError> {
         if let Some(event) = self.events.pop_front() {
-            return Ok(ServerMessage::Event(event));
+            return Ok(ServerMessage::Event {
+                session: self.sender.session,
+                event,
+            });
         }
-        self.set_timeout(None)?;
-        let message = self.receive();
-        self.set_timeout(Some(self.timeout))?;
-        message
+        loop {
+            let message = match self.receive(None)? {
+                Received::Message(m) => m,
+                Received::OldAgent => return Err(CliError::Refused(old_server_error())),
+                Received::TimedOut => continue,
+            };
+            let ours = match &message {
+                ServerMessage::Reply { session, .. } | ServerMessage::Event { session, .. } => {
+                    *session == self.sender.session
+                }
+                // Console input lost on the way is not sent again.
+                ServerMessage::Rejected(_)
+                | ServerMessage::Welcome { .. }
+                | ServerMessage::Dropped { .. } => false,
+            };
+            if ours {
+                return Ok(message);
+            }
+        }
     }
 
-    fn set_timeout(&self, timeout: Option<Duration>) -> Result<(), CliError> {
-        self.reader
-            .set_read_timeout(timeout)
-            .map_err(|e| CliError::io("cannot set the reply timeout", e))
-    }
-
-    /// The next server message, reading as needed. Frames the decoder
-    /// rejects are skipped: the connection may have been joined in the
-    /// middle of a frame, and a lost reply ends in the timeout.
-    fn receive(&mut self) -> Result<ServerMessage, CliError> {
+    /// The next server message, reading until `deadline` (`None`: no
+    /// limit). Broken frames are skipped: they are what an earlier client
+    /// left on the line, and a lost reply of ours ends in the timeout.
+    fn receive(&mut self, deadline: Option<Instant>) -> Result<Received, CliError> {
         loop {
             let mut input = &self.unread[..];
             let item = self.decoder.decode(&mut input);
@@ -155,19 +296,35 @@ impl Client {
             self.unread.drain(..used);
             match item {
                 Some(Ok(payload)) => {
-                    return decode_server_message(&payload).map_err(|e| {
-                        CliError::Protocol(format!(
-                            "unreadable message from the management agent: {e}"
-                        ))
-                    })
+                    return decode_server_message(&payload)
+                        .map(Received::Message)
+                        .map_err(|e| {
+                            CliError::Protocol(format!(
+                                "unreadable message from the management agent: {e}"
+                            ))
+                        })
                 }
+                Some(Err(FrameError::OldProtocol)) => return Ok(Received::OldAgent),
                 Some(Err(_)) => {}
-                None => self.read_more()?,
+                None => {
+                    if !self.read_more(deadline)? {
+                        return Ok(Received::TimedOut);
+                    }
+                }
             }
         }
     }
 
-    fn read_more(&mut self) -> Result<(), CliError> {
+    /// Reads what arrives before `deadline`; false if nothing did.
+    fn read_more(&mut self, deadline: Option<Instant>) -> Result<bool, CliError> {
+        let left = match deadline.map(|d| d.checked_duration_since(Instant::now())) {
+            Some(None) => return Ok(false),
+            Some(Some(left)) => Some(left.max(Duration::from_millis(1))),
+            None => None,
+        };
+        self.reader
+            .set_read_timeout(left)
+            .map_err(|e| CliError::io("cannot set the reply timeout", e))?;
         let mut buf = [0u8; 8192];
         match self.reader.read(&mut buf) {
             Ok(0) => Err(CliError::Protocol(
@@ -175,7 +332,7 @@ impl Client {
             )),
             Ok(n) => {
                 self.unread.extend_from_slice(&buf[..n]);
-                Ok(())
+                Ok(true)
             }
             Err(e)
                 if matches!(
@@ -183,27 +340,70 @@ impl Client {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                Err(CliError::Protocol(format!(
-                    "no reply from the management agent within {} s; is dom0 up? \
-                     (`cargo xtask up` says when it is ready; --timeout waits longer)",
-                    self.timeout.as_secs()
-                )))
+                Ok(false)
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
             Err(e) => Err(CliError::io("reading from the management agent failed", e)),
         }
     }
+}
+
+/// Connects to `path` by `deadline`. A listening socket whose queue is
+/// full (QEMU serves one client and queues the next few) refuses with
+/// `EAGAIN` at once; that is retried until the deadline, then reported
+/// as busy.
+fn connect_within(path: &Path, deadline: Instant) -> Result<UnixStream, CliError> {
+    let not_listening = |source: io::Error| CliError::NotListening {
+        path: path.into(),
+        source,
+    };
+    let address = UnixAddr::new(path).map_err(|e| not_listening(e.into()))?;
+    let started = Instant::now();
+    loop {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| CliError::io("cannot create a socket", e.into()))?;
+        match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &address) {
+            Ok(()) => {
+                let stream = UnixStream::from(fd);
+                stream
+                    .set_nonblocking(false)
+                    .map_err(|e| CliError::io("cannot use the connection", e))?;
+                return Ok(stream);
+            }
+            Err(Errno::EAGAIN) if Instant::now() < deadline => std::thread::sleep(CONNECT_RETRY),
+            Err(Errno::EAGAIN) => {
+                return Err(CliError::Protocol(format!(
+                    "the management agent is busy: it is serving another client and the socket \
+                     {} takes no more connections; gave up after {} s (--timeout waits longer)",
+                    path.display(),
+                    started.elapsed().as_secs()
+                )))
+            }
+            Err(e) => return Err(not_listening(e.into())),
+        }
+    }
+}
+
+/// A random nonce for `Hello` (std's per-process random hash keys, mixed
+/// with the time: no extra dependency for 64 random bits).
+fn fresh_nonce() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }
 
 /// A reply of the wrong kind for the request.
 pub fn unexpected(reply: &Reply) -> CliError {
     CliError::Protocol(format!(
         "unexpected reply from the management agent: {reply:?}"
-    ))
-}
-
-fn rejected(e: &mgmt::MgmtError) -> CliError {
-    CliError::Protocol(format!(
-        "the management agent could not read a request: {e}"
     ))
 }

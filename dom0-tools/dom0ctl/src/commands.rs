@@ -4,12 +4,15 @@ use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mgmt::{create_requests, DomainRef, DomainState, MgmtError, Reply, Request, ShutdownKind};
+use mgmt::{
+    create_requests, DomainRef, DomainState, DomainSummary, MgmtError, Reply, Request, ShutdownKind,
+};
 
 use crate::cli::{Cli, Command, CreateArgs, ListArgs, ShutdownArgs};
 use crate::client::{unexpected, Client};
 use crate::console::{self, Input};
 use crate::error::CliError;
+use crate::progress::Progress;
 use crate::{config, output};
 
 /// How often `shutdown --wait` looks at the domain.
@@ -18,9 +21,10 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// Runs `cli`, printing results to `out`; `input` feeds `console`.
 pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> {
     let timeout = Duration::from_secs(cli.timeout);
-    let connect = || Client::connect(&cli.connect, timeout);
+    let quiet = cli.quiet;
+    let connect = || Client::connect(&cli.connect, timeout, quiet);
     match cli.command {
-        Command::Create(args) => create(args, connect, out, input),
+        Command::Create(args) => create(args, connect, out, input, quiet),
         Command::List(args) => list(&mut connect()?, args, out),
         Command::Info(args) => match connect()?.call(Request::Info)? {
             Reply::Info(info) if args.json => print(out, &output::info_json(&info)),
@@ -34,27 +38,17 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
             input,
             out,
         ),
-        Command::Pause(d) => life_cycle(
-            &mut connect()?,
-            &d.domain,
-            |domain| Request::Pause { domain },
-            "Paused",
-            out,
-        ),
-        Command::Unpause(d) => life_cycle(
-            &mut connect()?,
-            &d.domain,
-            |domain| Request::Unpause { domain },
-            "Unpaused",
-            out,
-        ),
-        Command::Destroy(d) => life_cycle(
-            &mut connect()?,
-            &d.domain,
-            |domain| Request::Destroy { domain },
-            "Destroyed",
-            out,
-        ),
+        Command::Pause(d) => pause(&mut connect()?, &d.domain, out),
+        Command::Unpause(d) => unpause(&mut connect()?, &d.domain, out),
+        Command::Destroy(d) => {
+            let domain = DomainRef::parse(&d.domain);
+            match connect()?.call(Request::Destroy {
+                domain: domain.clone(),
+            })? {
+                Reply::Done => print(out, &format!("Destroyed {domain}.\n")),
+                other => Err(unexpected(&other)),
+            }
+        }
         Command::Shutdown(args) => shutdown(&mut connect()?, args, timeout, out),
         Command::Dmesg => match connect()?.call(Request::Dmesg)? {
             Reply::Dmesg { mut text } => {
@@ -75,26 +69,30 @@ fn print(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
 }
 
 /// Checks the config and kernel (before connecting: a bad file sends
-/// nothing), uploads the kernel in chunks, commits.
+/// nothing), uploads the kernel in chunks with a progress bar, commits.
 fn create(
     args: CreateArgs,
     connect: impl FnOnce() -> Result<Client, CliError>,
     out: &mut dyn Write,
     input: Input,
+    quiet: bool,
 ) -> Result<(), CliError> {
     let loaded = config::load(&args.config)?;
     let name = loaded.config.name.clone();
-    let mut client = connect()?;
     let requests = create_requests(loaded.config, &loaded.kernel)
         .ok_or_else(|| CliError::Protocol("kernel image too large to upload".into()))?;
+    let mut client = connect()?;
+    let progress = Progress::upload(loaded.kernel.len() as u64, &name, quiet);
     let mut created = None;
     for request in requests {
         match client.call(request)? {
-            Reply::UploadReady | Reply::ChunkAccepted { .. } => {}
+            Reply::UploadReady => {}
+            Reply::ChunkAccepted { received } => progress.at(u64::from(received)),
             Reply::Created { domid } => created = Some(domid),
             other => return Err(unexpected(&other)),
         }
     }
+    progress.finish();
     let domid = created
         .ok_or_else(|| CliError::Protocol("the upload ended without a created domain".into()))?;
     print(out, &format!("Created domain '{name}' (domid {domid}).\n"))?;
@@ -129,17 +127,48 @@ fn list(client: &mut Client, args: ListArgs, out: &mut dyn Write) -> Result<(), 
     }
 }
 
-/// Pause, unpause or destroy: one request, a one-line confirmation.
-fn life_cycle(
-    client: &mut Client,
-    domain: &str,
-    request: impl FnOnce(DomainRef) -> Request,
-    done: &str,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
+/// `pause`: pauses nest, as in xl (Xen counts them); says so when the
+/// domain was paused already.
+fn pause(client: &mut Client, domain: &str, out: &mut dyn Write) -> Result<(), CliError> {
     let domain = DomainRef::parse(domain);
-    match client.call(request(domain.clone()))? {
-        Reply::Done => print(out, &format!("{done} {domain}.\n")),
+    match client.call(Request::Pause {
+        domain: domain.clone(),
+    })? {
+        Reply::Paused {
+            already_paused: false,
+            ..
+        } => print(out, &format!("Paused {domain}.\n")),
+        Reply::Paused { .. } => print(
+            out,
+            &format!(
+                "Paused {domain} again: it was paused already, and pauses nest as in xl \
+                 (it runs again after one unpause per pause).\n"
+            ),
+        ),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `unpause`: takes back one pause and reports the state that results.
+fn unpause(client: &mut Client, domain: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let domain = DomainRef::parse(domain);
+    match client.call(Request::Unpause {
+        domain: domain.clone(),
+    })? {
+        Reply::Unpaused {
+            domain:
+                DomainSummary {
+                    state: DomainState::Paused,
+                    ..
+                },
+        } => print(
+            out,
+            &format!(
+                "Took back one pause of {domain}; it is still paused (it was paused more than \
+                 once, and pauses nest as in xl): unpause it again to let it run.\n"
+            ),
+        ),
+        Reply::Unpaused { .. } => print(out, &format!("Unpaused {domain}.\n")),
         other => Err(unexpected(&other)),
     }
 }

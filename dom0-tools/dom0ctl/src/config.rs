@@ -12,12 +12,18 @@
 //! Errors name the file, line, column and field.
 
 use std::fmt;
+use std::fs::{File, FileType, OpenOptions};
+use std::io::Read;
 use std::ops::Range;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use mgmt::{DomainConfig, MgmtError, MAX_IMAGE_BYTES};
 use serde::Deserialize;
 use toml::Spanned;
+
+/// Largest config file, bytes: a config is a few lines.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
 /// A config file and kernel, ready to send.
 #[derive(Debug)]
@@ -70,12 +76,16 @@ struct RawConfig {
 
 /// Reads `path` and the kernel it names; checks both.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let whole_file = |message| ConfigError {
         path: path.into(),
         position: None,
         field: None,
-        message: format!("cannot read the config file: {e}"),
-    })?;
+        message,
+    };
+    let bytes = read_regular(path, MAX_CONFIG_BYTES)
+        .map_err(|e| whole_file(format!("cannot read the config file: {e}")))?;
+    let source = String::from_utf8(bytes)
+        .map_err(|e| whole_file(format!("the config file is not UTF-8 text: {e}")))?;
     let at = |span: Range<usize>, field: &str, message: String| ConfigError {
         path: path.into(),
         position: Some(line_column(&source, span.start)),
@@ -120,18 +130,54 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 /// XEN_ELFNOTE_PHYS32_ENTRY note) and small enough to upload.
 pub fn read_kernel(path: &Path) -> Result<Vec<u8>, String> {
     let shown = path.display();
-    let size = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read kernel {shown}: {e}"))?
-        .len();
-    if size > u64::from(MAX_IMAGE_BYTES) {
-        return Err(format!(
-            "kernel {shown} is {size} bytes, more than the limit of {MAX_IMAGE_BYTES} bytes"
-        ));
-    }
-    let image = std::fs::read(path).map_err(|e| format!("cannot read kernel {shown}: {e}"))?;
+    let image = read_regular(path, u64::from(MAX_IMAGE_BYTES))
+        .map_err(|e| format!("cannot read kernel {shown}: {e}"))?;
     pvh_builder::elf_image::parse(&image)
         .map_err(|e| format!("kernel {shown} is not a loadable PVH kernel: {e}"))?;
     Ok(image)
+}
+
+/// The contents of the regular file at `path`, at most `limit` bytes.
+/// Anything else (a device such as `/dev/zero`, a FIFO, a directory) is
+/// refused before a byte is read: its size says nothing and reading it
+/// may never end. The file is opened without blocking (a FIFO would
+/// block the open itself) and checked as opened, so it cannot be swapped
+/// in between; at most `limit + 1` bytes are read whatever it claims.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    let file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let kind = file.metadata().map_err(|e| e.to_string())?.file_type();
+    if !kind.is_file() {
+        return Err(format!("it is {}, not a regular file", file_kind(kind)));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("it is larger than the limit of {limit} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: FileType) -> &'static str {
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
 }
 
 /// A TOML error as a config error: its position, and the field on that
@@ -308,6 +354,15 @@ mod tests {
         );
         let missing = load(&dir.0.path().join("nope.toml")).unwrap_err();
         assert!(missing.to_string().contains("cannot read the config file"));
+        let fifo = dir.0.path().join("config-pipe");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        for (path, kind) in [
+            (fifo.as_path(), "a FIFO"),
+            (Path::new("/dev/zero"), "a character device"),
+        ] {
+            let e = load(path).unwrap_err().to_string();
+            assert!(e.contains(&format!("it is {kind}")), "{e}");
+        }
     }
 
     #[test]
@@ -324,6 +379,26 @@ mod tests {
             assert!(message.contains(needle), "{message}");
         };
         expect(&with_kernel("missing.elf"), "No such file");
+        expect(
+            &with_kernel("/dev/zero"),
+            "it is a character device, not a regular file",
+        );
+        expect(&with_kernel("/"), "it is a directory, not a regular file");
+        let fifo = dir.0.path().join("pipe");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        expect(
+            &with_kernel("pipe"),
+            "it is a FIFO (named pipe), not a regular file",
+        );
+        let big = dir.0.path().join("big.elf");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(u64::from(MAX_IMAGE_BYTES) + 1)
+            .unwrap();
+        expect(
+            &with_kernel("big.elf"),
+            "larger than the limit of 16777216 bytes",
+        );
         dir.file("text.elf", b"#!/bin/sh\necho not an ELF\n");
         expect(&with_kernel("text.elf"), "not a little-endian ELF");
         dir.file(

@@ -71,8 +71,14 @@ pub fn attach(
     thread::spawn(move || forward_input(input, sender, &forwarder_detach));
     loop {
         match client.next_message()? {
-            ServerMessage::Event(Event::ConsoleOutput { data, .. }) => write_out(out, &data)?,
-            ServerMessage::Event(Event::ConsoleClosed { reason, .. }) => {
+            ServerMessage::Event {
+                event: Event::ConsoleOutput { data, .. },
+                ..
+            } => write_out(out, &data)?,
+            ServerMessage::Event {
+                event: Event::ConsoleClosed { reason, .. },
+                ..
+            } => {
                 eprintln!("\r\n[console of domain '{name}' closed: {reason}]");
                 return Ok(());
             }
@@ -83,12 +89,11 @@ pub fn attach(
             ServerMessage::Reply { result: Err(e), .. } => {
                 eprintln!("\r\n[console input refused: {e}]")
             }
-            ServerMessage::Reply { .. } => {}
-            ServerMessage::Rejected(e) => {
-                return Err(CliError::Protocol(format!(
-                    "the management agent could not read console input: {e}"
-                )))
-            }
+            // Done replies to input; `next_message` passes no other.
+            ServerMessage::Reply { .. }
+            | ServerMessage::Rejected(_)
+            | ServerMessage::Welcome { .. }
+            | ServerMessage::Dropped { .. } => {}
         }
     }
 }

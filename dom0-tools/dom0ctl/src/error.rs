@@ -49,7 +49,9 @@ impl CliError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Refused(MgmtError::VersionMismatch { .. }) => EXIT_PROTOCOL,
+            Self::Refused(MgmtError::VersionMismatch { .. } | MgmtError::HandshakeRequired) => {
+                EXIT_PROTOCOL
+            }
             Self::Refused(_) => EXIT_REFUSED,
             Self::Config(_) => EXIT_CONFIG,
             Self::NotListening { .. } => EXIT_NOT_LISTENING,

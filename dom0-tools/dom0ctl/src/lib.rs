@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 mod output;
+mod progress;
 
 pub use cli::{Cli, DEFAULT_SOCKET, SOCKET_ENV};
 pub use commands::run;

@@ -170,8 +170,8 @@ hello-world  12  shutdown (poweroff)      32.5      2      0.1
     #[test]
     fn info_reads_like_xl_info() {
         let info = HostInfo {
-            hypervisor_version: "xen-core 0.1.0".into(),
-            control_abi: ControlAbiVersion { major: 1, minor: 0 },
+            hypervisor_version: "Xen 4.19.0-xen-core".into(),
+            control_abi: ControlAbiVersion { major: 1, minor: 2 },
             nr_pcpus: 1,
             nr_domains: 2,
             total_memory_kib: 224 * 1024,
@@ -180,9 +180,9 @@ hello-world  12  shutdown (poweroff)      32.5      2      0.1
         assert_eq!(
             info_text(&info),
             "\
-hypervisor    : xen-core 0.1.0
-control_abi   : 1.0
-mgmt_protocol : 1.0
+hypervisor    : Xen 4.19.0-xen-core
+control_abi   : 1.2
+mgmt_protocol : 2.0
 nr_pcpus      : 1
 nr_domains    : 2
 total_memory  : 224 MiB

@@ -24,13 +24,10 @@ fn dom0ctl_with_input(
     args: &[&str],
     input: &[u8],
 ) -> (String, Result<(), CliError>) {
-    let mut argv = vec![
-        "dom0ctl",
-        "--connect",
-        socket.to_str().unwrap(),
-        "--timeout",
-        "5",
-    ];
+    let mut argv = vec!["dom0ctl", "--connect", socket.to_str().unwrap()];
+    if !args.contains(&"--timeout") {
+        argv.extend(["--timeout", "5"]);
+    }
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).unwrap();
     let mut out = Vec::new();
@@ -109,12 +106,15 @@ fn list_shows_a_table_and_json() {
 fn info_shows_host_facts() {
     let agent = FakeAgent::start();
     let text = ok(&agent.path, &["info"]);
-    assert!(text.contains("hypervisor    : xen-core 0.1.0\n"), "{text}");
+    assert!(
+        text.contains("hypervisor    : Xen 4.19.0-xen-core\n"),
+        "{text}"
+    );
     assert!(text.contains("free_memory   : 192 MiB\n"), "{text}");
     let json: serde_json::Value =
         serde_json::from_str(&ok(&agent.path, &["info", "--json"])).unwrap();
     assert_eq!(json["free_memory_kib"], 192 * 1024);
-    assert_eq!(json["control_abi"], "1.0");
+    assert_eq!(json["control_abi"], "1.2");
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn version_mismatch_exits_5_and_names_both_versions() {
     let (code, message) = fails(&agent.path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 1.0, the management agent speaks 9.1"),
+        message.contains("the client speaks 2.0, the management agent speaks 9.1"),
         "{message}"
     );
 }
@@ -323,22 +323,35 @@ fn silent_agent_times_out_with_exit_5() {
     let e = run(cli, &mut Vec::new(), input).unwrap_err();
     assert_eq!(e.exit_code(), EXIT_PROTOCOL);
     assert!(
-        e.to_string()
-            .contains("no reply from the management agent within 1 s"),
+        e.to_string().contains(
+            "the management agent did not answer within 1 s: it is busy serving another client"
+        ),
         "{e}"
     );
     drop(keep.join());
 }
 
+/// A frame decoder with the bytes it has not taken yet.
+#[derive(Default)]
+struct Incoming {
+    decoder: mgmt::Decoder,
+    unread: Vec<u8>,
+}
+
 /// The next server message on `stream`.
-fn read_message(stream: &mut UnixStream, decoder: &mut mgmt::Decoder) -> mgmt::ServerMessage {
+fn read_message(stream: &mut UnixStream, incoming: &mut Incoming) -> mgmt::ServerMessage {
     loop {
+        let mut input = &incoming.unread[..];
+        let item = incoming.decoder.decode(&mut input);
+        let used = incoming.unread.len() - input.len();
+        incoming.unread.drain(..used);
+        if let Some(item) = item {
+            return mgmt::decode_server_message(&item.unwrap()).unwrap();
+        }
         let mut buf = [0u8; 1024];
         let n = stream.read(&mut buf).unwrap();
         assert!(n > 0, "connection closed");
-        if let Some(item) = decoder.decode(&mut &buf[..n]) {
-            return mgmt::decode_server_message(&item.unwrap()).unwrap();
-        }
+        incoming.unread.extend_from_slice(&buf[..n]);
     }
 }
 
@@ -349,7 +362,7 @@ fn garbage_gets_an_error_reply_and_the_connection_stays_usable() {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let mut decoder = mgmt::Decoder::new();
+    let mut decoder = Incoming::default();
     // Reported when the line goes idle (the agent's read timeout).
     stream
         .write_all(b"\x00\xffthis is not a frame\xf5XC")
@@ -361,9 +374,11 @@ fn garbage_gets_an_error_reply_and_the_connection_stays_usable() {
         }))
     );
     let hello = mgmt::ClientMessage {
+        session: 0,
         id: 7,
         request: mgmt::Request::Hello {
             version: mgmt::PROTOCOL_VERSION,
+            nonce: 42,
         },
     };
     stream
@@ -371,9 +386,271 @@ fn garbage_gets_an_error_reply_and_the_connection_stays_usable() {
         .unwrap();
     assert!(matches!(
         read_message(&mut stream, &mut decoder),
-        mgmt::ServerMessage::Reply {
-            id: 7,
-            result: Ok(mgmt::Reply::Hello { .. })
+        mgmt::ServerMessage::Welcome {
+            nonce: 42,
+            result: Ok(_)
         }
     ));
+}
+
+/// What an earlier client can leave on the line: half a frame, the
+/// agent's complaints, replies and events of its session, its `Welcome`.
+fn stale_bytes() -> Vec<u8> {
+    use mgmt::{encode_message, Event, Reply, ServerMessage};
+    let mut bytes = mgmt::encode_frame(&[7u8; 100]).unwrap()[..40].to_vec();
+    for m in [
+        ServerMessage::Rejected(MgmtError::BadFrame(mgmt::FrameError::BadCrc)),
+        ServerMessage::Reply {
+            session: 5,
+            id: 1,
+            result: Ok(Reply::ChunkAccepted { received: 16384 }),
+        },
+        ServerMessage::Reply {
+            session: 5,
+            id: 2,
+            result: Err(MgmtError::HandshakeRequired),
+        },
+        ServerMessage::Event {
+            session: 5,
+            event: Event::ConsoleOutput {
+                domid: 1,
+                data: b"not yours".to_vec(),
+            },
+        },
+        ServerMessage::Welcome {
+            nonce: 1,
+            result: Err(MgmtError::HandshakeRequired),
+        },
+    ] {
+        bytes.extend(encode_message(&m).unwrap());
+    }
+    bytes.extend_from_slice(b"\xf5XC2 junk");
+    bytes
+}
+
+#[test]
+fn what_an_earlier_client_left_on_the_line_never_fails_the_next() {
+    let agent = FakeAgent::start();
+    agent.state.lock().unwrap().stale = stale_bytes();
+    assert!(ok(&agent.path, &["list"]).starts_with("Name"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "web", 16, MAX_IMAGE_CHUNK + 1);
+    assert_eq!(
+        ok(&agent.path, &["create", config.to_str().unwrap()]),
+        "Created domain 'web' (domid 1).\n"
+    );
+    let (out, result) = dom0ctl_with_input(&agent.path, &["console", "web"], b"hi\n\x1d");
+    result.unwrap();
+    assert_eq!(out, "hello from web\necho: hi\n");
+}
+
+/// A `create` killed mid-upload leaves an upload in its session; the
+/// next client's `Hello` ends that session, so the upload is gone and
+/// nothing is created from it.
+#[test]
+fn an_abandoned_upload_is_dropped_by_the_next_session() {
+    use mgmt::{ClientMessage, Request, ServerMessage};
+    let agent = FakeAgent::start();
+    let mut stream = UnixStream::connect(&agent.path).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut decoder = Incoming::default();
+    let send = |stream: &mut UnixStream, session, id, request| {
+        let m = ClientMessage {
+            session,
+            id,
+            request,
+        };
+        stream
+            .write_all(&mgmt::encode_message(&m).unwrap())
+            .unwrap();
+    };
+    send(
+        &mut stream,
+        0,
+        1,
+        Request::Hello {
+            version: mgmt::PROTOCOL_VERSION,
+            nonce: 9,
+        },
+    );
+    let session = match read_message(&mut stream, &mut decoder) {
+        ServerMessage::Welcome { result: Ok(w), .. } => w.session,
+        other => panic!("{other:?}"),
+    };
+    let config = mgmt::DomainConfig {
+        name: "half".into(),
+        memory_mib: 8,
+        vcpus: 1,
+        cmdline: String::new(),
+    };
+    send(
+        &mut stream,
+        session,
+        2,
+        Request::CreateBegin {
+            config,
+            image_len: 10,
+            image_crc32: 0,
+        },
+    );
+    send(
+        &mut stream,
+        session,
+        3,
+        Request::ImageChunk {
+            offset: 0,
+            data: vec![0; 5],
+        },
+    );
+    for _ in 0..2 {
+        read_message(&mut stream, &mut decoder);
+    }
+    drop(stream);
+    // An innocent client, then someone trying to commit the old upload.
+    assert!(ok(&agent.path, &["list"]).contains("dom0"));
+    let mut stream = UnixStream::connect(&agent.path).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut decoder = Incoming::default();
+    send(&mut stream, session, 4, Request::CreateCommit);
+    assert_eq!(
+        read_message(&mut stream, &mut decoder),
+        ServerMessage::Reply {
+            session,
+            id: 4,
+            result: Err(MgmtError::HandshakeRequired)
+        }
+    );
+    assert!(agent.domain("half").is_none());
+    assert_eq!(agent.state.lock().unwrap().free_kib, 192 * 1024);
+}
+
+#[test]
+fn a_request_reported_broken_on_the_way_is_sent_again() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "web", 16, MAX_IMAGE_CHUNK * 2 + 100);
+    agent.state.lock().unwrap().break_chunks = 2;
+    assert_eq!(
+        ok(&agent.path, &["create", config.to_str().unwrap()]),
+        "Created domain 'web' (domid 1).\n"
+    );
+    {
+        let s = agent.state.lock().unwrap();
+        assert_eq!(s.chunks_per_upload, [3]);
+        assert_eq!(
+            s.images[0],
+            std::fs::read(dir.path().join("web.elf")).unwrap()
+        );
+    }
+    // Broken every time: a clear error, not a hang.
+    agent.state.lock().unwrap().break_chunks = 100;
+    let other = guest_config(dir.path(), "db", 16, 100);
+    let (code, message) = fails(&agent.path, &["create", other.to_str().unwrap()]);
+    assert_eq!(code, EXIT_PROTOCOL);
+    assert!(
+        message.contains("our requests keep arriving broken"),
+        "{message}"
+    );
+    assert!(message.contains("frame cut short"), "{message}");
+}
+
+#[test]
+fn pauses_nest_as_in_xl_and_unpause_reports_the_real_state() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "g", 8, 64);
+    ok(&agent.path, &["create", config.to_str().unwrap()]);
+    assert_eq!(
+        fails(&agent.path, &["unpause", "g"]),
+        (
+            EXIT_REFUSED,
+            "domain 1 is not paused (it is running); there is nothing to unpause".into()
+        )
+    );
+    assert_eq!(ok(&agent.path, &["pause", "g"]), "Paused domain 'g'.\n");
+    assert!(ok(&agent.path, &["pause", "g"])
+        .starts_with("Paused domain 'g' again: it was paused already"));
+}
+
+#[test]
+fn a_full_connection_queue_is_reported_as_busy_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    // Nobody accepts: fill the queue as other clients would.
+    let mut queued = Vec::new();
+    while let Some(s) = nonblocking_connect(&path) {
+        queued.push(s);
+        assert!(queued.len() < 10_000, "the queue never filled");
+    }
+    let started = std::time::Instant::now();
+    let (code, message) = fails(&path, &["--timeout", "1", "list"]);
+    assert_eq!(code, EXIT_PROTOCOL);
+    assert!(
+        message.contains("the management agent is busy"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A connection if the queue takes one more without waiting.
+fn nonblocking_connect(path: &Path) -> Option<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .unwrap();
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &UnixAddr::new(path).unwrap(),
+    )
+    .ok()?;
+    Some(fd)
+}
+
+#[test]
+fn a_client_behind_another_says_the_agent_is_busy() {
+    let agent = FakeAgent::start();
+    // The first client holds the line (the fake serves one at a time).
+    let _first = UnixStream::connect(&agent.path).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let (code, message) = fails(&agent.path, &["--timeout", "3", "list"]);
+    assert_eq!(code, EXIT_PROTOCOL);
+    assert!(message.contains("busy serving another client"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn an_agent_of_protocol_1_gets_a_version_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let old = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // What a protocol-1 agent answers a frame it cannot read.
+        let rejected = [2u8, 3, 0, 12];
+        s.write_all(&mgmt::frame::encode_v1_frame(&rejected).unwrap())
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    });
+    let (code, message) = fails(&path, &["list"]);
+    assert_eq!(code, EXIT_PROTOCOL);
+    assert!(
+        message.contains("the client speaks 2.0, the management agent speaks 1.0"),
+        "{message}"
+    );
+    drop(old);
 }

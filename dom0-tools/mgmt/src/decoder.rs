@@ -6,7 +6,8 @@
 use alloc::vec::Vec;
 
 use crate::frame::{
-    parse_header, FrameError, HEADER_LEN, MAGIC, MAX_FRAME, MAX_PAYLOAD, TRAILER_LEN,
+    parse_header, trailer, FrameError, Generation, HEADER_LEN, MAGIC, MAGIC_V1, MAX_FRAME,
+    MAX_PAYLOAD, TRAILER_LEN,
 };
 
 /// One decoded item: a frame's payload, or why some bytes were dropped.
@@ -78,7 +79,7 @@ impl Decoder {
         if let Some(item) = self.decode(&mut &[][..]) {
             return Some(item);
         }
-        if let Some(len) = self.front_header() {
+        if let Some((_, len)) = self.front_header() {
             // `step` reported any garbage before this header and refused
             // oversized ones, so this is a frame in progress.
             let expected = HEADER_LEN + len as usize + TRAILER_LEN;
@@ -106,14 +107,17 @@ impl Decoder {
             if self.buffered() < HEADER_LEN {
                 return Step::NeedMore(HEADER_LEN - self.buffered());
             }
-            let Some(len) = self.front_header() else {
+            let Some((generation, len)) = self.front_header() else {
                 self.drop_front(1);
                 continue;
             };
             if let Some(garbage) = self.take_garbage() {
                 return Step::Item(garbage);
             }
-            return self.frame(len);
+            return match generation {
+                Generation::Current => self.frame(len),
+                Generation::V1 => self.old_frame(len),
+            };
         }
     }
 
@@ -133,10 +137,9 @@ impl Decoder {
         if live.len() < total {
             return Step::NeedMore(total - live.len());
         }
-        let payload = &live[HEADER_LEN..HEADER_LEN + payload_len];
-        let trailer = &live[HEADER_LEN + payload_len..total];
-        if trailer == crate::frame::crc32(payload).to_le_bytes() {
-            let payload = payload.to_vec();
+        let covered = &live[..HEADER_LEN + payload_len];
+        if live[HEADER_LEN + payload_len..total] == trailer(covered) {
+            let payload = covered[HEADER_LEN..].to_vec();
             self.start += total;
             self.quiet = 0;
             Step::Item(Ok(payload))
@@ -149,8 +152,17 @@ impl Decoder {
         }
     }
 
-    /// The payload length if a genuine header starts the buffer.
-    fn front_header(&self) -> Option<u32> {
+    /// A protocol-1 frame: reported once, its bytes (as announced, however
+    /// many) dropped without waiting for them.
+    fn old_frame(&mut self, len: u32) -> Step {
+        self.start += HEADER_LEN;
+        self.quiet = (len as usize).saturating_add(TRAILER_LEN);
+        Step::Item(Err(FrameError::OldProtocol))
+    }
+
+    /// The frame's generation and payload length if a genuine header
+    /// starts the buffer.
+    fn front_header(&self) -> Option<(Generation, u32)> {
         let header: &[u8; HEADER_LEN] = self.live().get(..HEADER_LEN)?.try_into().ok()?;
         parse_header(header)
     }
@@ -173,14 +185,14 @@ impl Decoder {
     }
 }
 
-/// Index of the first byte that could start a frame: where [`MAGIC`], or
-/// as much of it as the bytes hold, begins.
+/// Index of the first byte that could start a frame: where [`MAGIC`] or
+/// [`MAGIC_V1`], or as much of one as the bytes hold, begins.
 fn magic_candidate(bytes: &[u8]) -> usize {
     (0..bytes.len())
         .find(|&i| {
             let tail = &bytes[i..];
             let k = tail.len().min(MAGIC.len());
-            tail[..k] == MAGIC[..k]
+            tail[..k] == MAGIC[..k] || tail[..k] == MAGIC_V1[..k]
         })
         .unwrap_or(bytes.len())
 }
@@ -190,7 +202,7 @@ const _: () = assert!(MAX_FRAME == HEADER_LEN + MAX_PAYLOAD + TRAILER_LEN);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{encode_frame, header};
+    use crate::frame::{crc32, encode_frame, encode_v1_frame, header};
 
     fn all(decoder: &mut Decoder, mut input: &[u8]) -> Vec<Decoded> {
         let mut out = Vec::new();
@@ -206,6 +218,42 @@ mod tests {
             out.push(item);
         }
         out
+    }
+
+    /// The input that made protocol 1 lose frames: a genuine header
+    /// announcing 8 bytes, then any frame. The header's claimed frame ends
+    /// inside the real one's header; it must be reported as broken and the
+    /// real frame must decode.
+    #[test]
+    fn a_header_announcing_8_bytes_never_swallows_the_next_frame() {
+        let phantom = header(8);
+        // CRC-32 is affine: crc32(phantom ++ x) ^ crc32(x) is the same for
+        // every 8-byte x. Not zero, so no frame can complete the phantom.
+        let zeros = [0u8; 8];
+        let mut with_zeros = phantom.to_vec();
+        with_zeros.extend_from_slice(&zeros);
+        assert_ne!(crc32(&with_zeros), crc32(&zeros));
+        for payload in [&b""[..], b"x", b"12345678", &[0u8; 300], b"hello world"] {
+            let mut wire = phantom.to_vec();
+            wire.extend(encode_frame(payload).unwrap());
+            let mut d = Decoder::new();
+            assert_eq!(
+                all(&mut d, &wire),
+                [Err(FrameError::BadCrc), Ok(payload.to_vec())],
+                "{payload:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_protocol_1_frame_is_reported_as_such_then_skipped() {
+        let mut wire = encode_v1_frame(b"old hello").unwrap();
+        wire.extend(encode_frame(b"new").unwrap());
+        let mut d = Decoder::new();
+        assert_eq!(
+            all(&mut d, &wire),
+            [Err(FrameError::OldProtocol), Ok(b"new".to_vec())]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use alloc::string::String;
 use core::fmt;
 
-use abi::control::{DOMAIN_NAME_MAX, MAX_VCPUS_PER_DOMAIN};
+use abi::control::{DOMAIN_NAME_MAX, MAX_VCPUS_SUPPORTED};
 use serde::{Deserialize, Serialize};
 
 use crate::MgmtError;
@@ -62,7 +62,7 @@ pub struct DomainConfig {
     pub name: String,
     /// Memory, MiB (at least 1).
     pub memory_mib: u32,
-    /// vCPUs, 1..=[`MAX_VCPUS_PER_DOMAIN`].
+    /// vCPUs, 1..=[`MAX_VCPUS_SUPPORTED`].
     pub vcpus: u32,
     /// Kernel command line, at most [`MAX_CMDLINE`] bytes, no NUL.
     pub cmdline: String,
@@ -76,10 +76,12 @@ impl DomainConfig {
         if self.memory_mib == 0 {
             return Err(invalid("memory", "must be at least 1 MiB".into()));
         }
-        if !(1..=MAX_VCPUS_PER_DOMAIN).contains(&self.vcpus) {
+        if !(1..=MAX_VCPUS_SUPPORTED).contains(&self.vcpus) {
             return Err(invalid(
                 "vcpus",
-                alloc::format!("must be 1 to {MAX_VCPUS_PER_DOMAIN}"),
+                alloc::format!(
+                    "must be 1 to {MAX_VCPUS_SUPPORTED} (the most vCPUs xen-core gives a domain)"
+                ),
             ));
         }
         if self.cmdline.len() > MAX_CMDLINE {
@@ -194,7 +196,7 @@ impl fmt::Display for ControlAbiVersion {
 /// Facts about the host and hypervisor (`info`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostInfo {
-    /// The hypervisor's version string (e.g. "xen-core 0.1.0").
+    /// The hypervisor's version as `xen_version` tells dom0 (e.g. "Xen 4.19.0-xen-core").
     pub hypervisor_version: String,
     /// The control ABI version the hypervisor speaks.
     pub control_abi: ControlAbiVersion,
@@ -266,7 +268,7 @@ mod tests {
             ..config()
         };
         assert_eq!(field_of(c.validate().unwrap_err()), "memory");
-        for vcpus in [0, MAX_VCPUS_PER_DOMAIN + 1] {
+        for vcpus in [0, MAX_VCPUS_SUPPORTED + 1] {
             let c = DomainConfig { vcpus, ..config() };
             assert_eq!(field_of(c.validate().unwrap_err()), "vcpus");
         }

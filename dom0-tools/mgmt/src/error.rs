@@ -22,8 +22,12 @@ pub enum MgmtError {
         /// The server's version.
         server: ProtocolVersion,
     },
-    /// A request came before the `Hello` handshake.
-    #[error("the version handshake (Hello) must come first")]
+    /// A request without the current session: it came before `Hello`, or
+    /// a later client's `Hello` ended its session.
+    #[error(
+        "no session: the request does not carry the current session (the Hello handshake must \
+         come first, and a later client's Hello ends an earlier session)"
+    )]
     HandshakeRequired,
     /// No domain has this name or id.
     #[error("unknown {0}")]
@@ -84,8 +88,24 @@ pub enum MgmtError {
     /// The agent does not implement this request.
     #[error("the management agent does not support {0}")]
     Unsupported(String),
+    /// `Unpause` of a domain that is not paused.
+    #[error("domain {domid} is not paused (it is {state}); there is nothing to unpause")]
+    NotPaused {
+        /// The domain.
+        domid: DomId,
+        /// Its state.
+        state: DomainState,
+    },
+    /// `Pause` of a domain that is paused as often as the hypervisor counts.
+    #[error("domain {domid} is already paused {max} times, the most the hypervisor counts")]
+    TooManyPauses {
+        /// The domain.
+        domid: DomId,
+        /// The hypervisor's limit.
+        max: u32,
+    },
     /// A control hypercall failed in a way no other variant describes.
-    #[error("the hypervisor refused {operation}: Xen errno {errno}")]
+    #[error("the hypervisor refused {operation}: {}", XenErrno(*errno))]
     Hypervisor {
         /// The control operation.
         operation: String,
@@ -126,7 +146,7 @@ impl fmt::Display for DomainOperation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum UploadError {
     /// `ImageChunk` or `CreateCommit` without `CreateBegin`.
-    #[error("no upload in progress (CreateBegin must come first)")]
+    #[error("no upload in progress in this session (CreateBegin must come first)")]
     NotStarted,
     /// The announced image is larger than the limit.
     #[error("the kernel image is {len} bytes, more than the limit of {max} bytes")]
@@ -196,6 +216,20 @@ impl From<FrameError> for MgmtError {
     }
 }
 
+/// A (negative) Xen errno as the operator reads it: its number and name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XenErrno(pub i32);
+
+impl fmt::Display for XenErrno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Xen errno {}", self.0)?;
+        match abi::xen::errno::Errno::from_return(i64::from(self.0)) {
+            Some(name) => write!(f, " ({name:?})"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A KiB amount shown in MiB: whole when exact, else with one decimal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mib(pub u64);
@@ -237,6 +271,14 @@ mod tests {
         assert_eq!(
             MgmtError::UnknownDomain(DomainRef::Id(9)).to_string(),
             "unknown domain 9"
+        );
+        assert_eq!(
+            MgmtError::Hypervisor {
+                operation: "getinfo".into(),
+                errno: -22
+            }
+            .to_string(),
+            "the hypervisor refused getinfo: Xen errno -22 (EINVAL)"
         );
     }
 }

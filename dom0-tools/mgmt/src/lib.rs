@@ -8,8 +8,9 @@
 //! - [`message`]: [`ClientMessage`] / [`ServerMessage`] and what they
 //!   hold, postcard-encoded ([`encode_message`], [`decode_client_message`],
 //!   [`decode_server_message`]);
-//! - [`ProtocolVersion`] and the handshake rule; [`MgmtError`], the errors
-//!   the operator reads; [`Upload`], the chunked kernel upload.
+//! - [`ProtocolVersion`] and the handshake rule; [`Server`], the session
+//!   rule of the server side; [`MgmtError`], the errors the operator
+//!   reads; [`Upload`], the chunked kernel upload.
 //!
 //! no_std + alloc: the same code serves the agent in dom0.
 
@@ -25,11 +26,13 @@ mod domain;
 mod error;
 pub mod frame;
 pub mod message;
+mod server;
 mod upload;
 mod version;
 
 pub use codec::{
-    answer_hello, decode_client_message, decode_server_message, encode_message, EncodeError,
+    decode_client_message, decode_server_message, encode_message, old_server_error,
+    version_error_for_v1_peer, EncodeError,
 };
 pub use decoder::{Decoded, Decoder};
 pub use domain::{
@@ -39,8 +42,10 @@ pub use domain::{
 pub use error::{DomainOperation, MgmtError, Mib, UploadError};
 pub use frame::{crc32, encode_frame, FrameError, MAX_FRAME, MAX_PAYLOAD};
 pub use message::{
-    ClientMessage, ConsoleEnd, Event, Reply, Request, ServerMessage, ShutdownKind,
-    MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY, MAX_DMESG_BYTES, MAX_IMAGE_BYTES, MAX_IMAGE_CHUNK,
+    ClientMessage, ConsoleEnd, Event, Reply, Request, ServerMessage, SessionId, ShutdownKind,
+    Welcome, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY, MAX_DMESG_BYTES, MAX_IMAGE_BYTES,
+    MAX_IMAGE_CHUNK,
 };
+pub use server::{Answer, Outgoing, Server};
 pub use upload::{create_requests, Upload};
-pub use version::{check_compatible, ProtocolVersion, PROTOCOL_VERSION};
+pub use version::{check_compatible, ProtocolVersion, PROTOCOL_V1, PROTOCOL_VERSION};

@@ -2,20 +2,38 @@
 //! dom0 management agent) answers. Each is one postcard payload in one
 //! frame.
 //!
-//! Conversation: the client's first request is [`Request::Hello`]; until
-//! it succeeds the server answers everything else with
-//! [`MgmtError::HandshakeRequired`]. Every request carries an id chosen by
-//! the client; the server answers each with exactly one
-//! [`ServerMessage::Reply`] carrying that id, in request order. Between
-//! replies the server may send [`ServerMessage::Event`]s (console output
-//! while a console is attached), and [`ServerMessage::Rejected`] for a
-//! frame it could not read at all (no id known).
+//! Sessions (protocol 2): the line carries no connect or disconnect
+//! signal (COM2 is handed by QEMU to whichever client connects), so a
+//! client is known by its session. Its first request is
+//! [`Request::Hello`] with a fresh random `nonce`; the server answers with
+//! [`ServerMessage::Welcome`] echoing the nonce and, if the versions are
+//! compatible, a new [`SessionId`]. Every `Hello` ends the previous
+//! session (its upload and console stream are dropped), whether or not
+//! the new one opens. Every later [`ClientMessage`] carries the session;
+//! a request without the current session gets
+//! [`MgmtError::HandshakeRequired`].
+//!
+//! Every request carries an id chosen by the client; the server answers
+//! each with exactly one [`ServerMessage::Reply`] carrying that id and
+//! the request's session, in request order. Between replies the server may
+//! send [`ServerMessage::Event`]s of the current session (console output
+//! while a console is attached), and for bytes it could not read as a
+//! frame [`ServerMessage::Dropped`] with the session that was current (the
+//! client sends the lost request again) or, with no session,
+//! [`ServerMessage::Rejected`].
+//!
+//! A client resynchronises at connect: whatever the line still holds
+//! from an earlier client (replies to its requests, errors about its half
+//! frame) comes before the `Welcome` that echoes this client's nonce, and
+//! is discarded. After the `Welcome`, a client ignores every message
+//! that does not carry its session.
 //!
 //! Creating a domain is a chunked upload: `CreateBegin` (config, image
 //! length and CRC-32), then `ImageChunk`s in order, each at most
 //! [`MAX_IMAGE_CHUNK`] bytes, then `CreateCommit`. The server buffers the
-//! image and builds nothing before the commit, so a connection dropped
-//! midway leaves nothing behind ([`crate::Upload`] keeps these rules).
+//! image and builds nothing before the commit; the upload belongs to its
+//! session, so a client that goes away midway leaves nothing behind and
+//! no other client can commit it ([`crate::Upload`] keeps these rules).
 //!
 //! Compatibility: postcard encodes an enum variant by its index, so new
 //! variants are only ever appended (a minor version step).
@@ -39,9 +57,15 @@ pub const MAX_CONSOLE_DATA: usize = 4 * 1024;
 /// Largest [`Reply::Dmesg`] text, bytes (the newest lines are kept).
 pub const MAX_DMESG_BYTES: usize = 24 * 1024;
 
-/// A request with the id its reply will carry.
+/// A session, as [`ServerMessage::Welcome`] opened it. The server never
+/// opens session 0: a client sends 0 before it has one (with `Hello`).
+pub type SessionId = u32;
+
+/// A request with its session and the id its reply will carry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMessage {
+    /// The session the request belongs to (0 with `Hello`).
+    pub session: SessionId,
     /// Chosen by the client; [`ServerMessage::Reply`] echoes it.
     pub id: u32,
     /// What is asked.
@@ -51,10 +75,14 @@ pub struct ClientMessage {
 /// What a client can ask. Domain-naming requests take a [`DomainRef`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// Version handshake; must be first. → [`Reply::Hello`].
+    /// Version handshake and a new session; must be first. Answered by
+    /// [`ServerMessage::Welcome`], not a `Reply`.
     Hello {
         /// The client's protocol version.
         version: ProtocolVersion,
+        /// Fresh random number the `Welcome` echoes, so the client knows
+        /// which `Welcome` is its own.
+        nonce: u64,
     },
     /// Host and hypervisor facts. → [`Reply::Info`].
     Info,
@@ -92,12 +120,14 @@ pub enum Request {
         /// Which.
         domain: DomainRef,
     },
-    /// Pauses a domain. → [`Reply::Done`].
+    /// Pauses a domain; pauses nest, as Xen's and xl's do (each needs
+    /// its own unpause). → [`Reply::Paused`].
     Pause {
         /// Which.
         domain: DomainRef,
     },
-    /// Unpauses a domain. → [`Reply::Done`].
+    /// Takes back one pause of a paused domain ([`MgmtError::NotPaused`]
+    /// if it is not paused). → [`Reply::Unpaused`].
     Unpause {
         /// Which.
         domain: DomainRef,
@@ -142,30 +172,64 @@ pub enum ShutdownKind {
 }
 
 /// What the server sends.
+///
+/// The variants' order and `Rejected`'s place (index 2) are kept from
+/// protocol 1: the one message sent to a protocol-1 peer is a `Rejected`
+/// version mismatch, which that peer must be able to read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerMessage {
-    /// The answer to request `id`.
+    /// The answer to request `id` of `session`.
     Reply {
+        /// The request's session (as the request carried it).
+        session: SessionId,
         /// The request's id.
         id: u32,
         /// Its outcome.
         result: Result<Reply, MgmtError>,
     },
-    /// Something happened that the client subscribed to.
-    Event(Event),
-    /// A frame that could not be read far enough to know its id:
-    /// [`MgmtError::BadFrame`] or [`MgmtError::MalformedRequest`].
+    /// Something happened that the current session subscribed to.
+    Event {
+        /// The session.
+        session: SessionId,
+        /// What happened.
+        event: Event,
+    },
+    /// A frame that could not be read far enough to know its session and
+    /// id: [`MgmtError::BadFrame`] or [`MgmtError::MalformedRequest`].
     Rejected(MgmtError),
+    /// The answer to [`Request::Hello`].
+    Welcome {
+        /// The `Hello`'s nonce.
+        nonce: u64,
+        /// The new session, or why none was opened.
+        result: Result<Welcome, MgmtError>,
+    },
+    /// Bytes that arrived while `session` was current could not be read
+    /// as a frame ([`MgmtError::BadFrame`]) and were dropped. The line is
+    /// the session's client's alone from its `Hello` on, and that client
+    /// writes whole frames, so this is one of its requests cut or mangled
+    /// on the way (e.g. the line went idle mid-frame on a loaded host): it
+    /// was not carried out, and the client may send it again.
+    Dropped {
+        /// The session that was current.
+        session: SessionId,
+        /// Why the bytes were dropped.
+        error: MgmtError,
+    },
+}
+
+/// A session opened by [`Request::Hello`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The server's protocol version.
+    pub version: ProtocolVersion,
+    /// The session every later request must carry.
+    pub session: SessionId,
 }
 
 /// A successful outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
-    /// Handshake done.
-    Hello {
-        /// The server's protocol version.
-        version: ProtocolVersion,
-    },
     /// Host facts.
     Info(HostInfo),
     /// Every domain, by domid.
@@ -186,6 +250,19 @@ pub enum Reply {
     },
     /// Done, nothing to report.
     Done,
+    /// `Pause` done.
+    Paused {
+        /// The domain after the pause.
+        domain: DomainSummary,
+        /// Whether it was paused before (this pause nests in the others).
+        already_paused: bool,
+    },
+    /// `Unpause` done: one pause was taken back.
+    Unpaused {
+        /// The domain after it: still [`crate::DomainState::Paused`] if
+        /// other pauses remain.
+        domain: DomainSummary,
+    },
     /// Attached to a console.
     ConsoleAttached {
         /// The domain.

@@ -1,7 +1,7 @@
 //! The chunked kernel upload: the client's request sequence and the
-//! server's bookkeeping. The server keeps one [`Upload`] per connection
-//! and drops it with the connection, so nothing is built unless
-//! `CreateCommit` finds every byte in place.
+//! server's bookkeeping. The server keeps one [`Upload`] per session and
+//! drops it when the session ends (the next `Hello`), so nothing is built
+//! unless `CreateCommit` of the same session finds every byte in place.
 
 use alloc::vec::Vec;
 
@@ -95,7 +95,8 @@ impl Upload {
         Ok((self.config, self.image))
     }
 
-    fn received(&self) -> u32 {
+    /// Bytes received so far.
+    pub fn received(&self) -> u32 {
         // At most `image_len` (a u32) bytes are ever stored.
         self.image.len() as u32
     }

@@ -31,7 +31,7 @@
 //!   `XENMEM_set_memory_map`, as Xen's toolstack does, for the domain's
 //!   `XENMEM_memory_map`.
 
-use abi::control::{encode_domain_name, VcpuHvmX86_32, MAX_VCPUS_PER_DOMAIN, POPULATE_MAX_FRAMES};
+use abi::control::{encode_domain_name, VcpuHvmX86_32, MAX_VCPUS_SUPPORTED, POPULATE_MAX_FRAMES};
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
@@ -66,7 +66,7 @@ pub struct DomainSpec<'a> {
     pub name: &'a str,
     /// RAM, MiB (the console ring page comes on top).
     pub memory_mib: u32,
-    /// vCPUs, 1..=`MAX_VCPUS_PER_DOMAIN`; vCPU 0 starts, the others wait
+    /// vCPUs, 1..=`MAX_VCPUS_SUPPORTED`; vCPU 0 starts, the others wait
     /// for `VCPUOP_up`.
     pub vcpus: u32,
     /// Kernel command line.
@@ -121,7 +121,7 @@ impl Layout {
 /// [`CreateError::NotCleanedUp`], which says what is).
 pub fn create_domain(hv: &mut impl Hypervisor, spec: &DomainSpec) -> Result<DomId, CreateError> {
     let name = encode_domain_name(spec.name).ok_or(CreateError::BadName)?;
-    if !(1..=MAX_VCPUS_PER_DOMAIN).contains(&spec.vcpus) {
+    if !(1..=MAX_VCPUS_SUPPORTED).contains(&spec.vcpus) {
         return Err(CreateError::BadVcpus(spec.vcpus));
     }
     if spec.memory_mib == 0 {

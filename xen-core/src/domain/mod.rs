@@ -28,8 +28,9 @@ use counters::{ExitCounters, HypercallCounters};
 use vcpu::Vcpu;
 use xen_state::XenState;
 
-/// vCPUs per domain.
-pub const MAX_VCPUS: usize = 8;
+/// vCPUs per domain (the control ABI's `MAX_VCPUS_SUPPORTED`: toolstacks
+/// check against the same number).
+pub const MAX_VCPUS: usize = abi::control::MAX_VCPUS_SUPPORTED as usize;
 /// Largest `max_pages` a domain may have: 4 GiB.
 pub const MAX_DOMAIN_PAGES: u64 = 1 << 20;
 /// Frames not its own (shared info, grant frames, granted pages) a domain
@@ -42,8 +43,10 @@ pub const DOMAIN_NAME_MAX: usize = 64;
 /// continues (its caller re-executes it for the rest, Xen's
 /// `hypercall_create_continuation`), so none holds the pCPU for long.
 pub const SLICE_FRAMES: u64 = 512;
-/// Most outstanding pauses of a domain (Xen limits the toolstack's to 255).
+/// Most outstanding pauses of a domain (Xen limits the toolstack's to 255;
+/// the control ABI's `PAUSE_COUNT_MAX`).
 pub const MAX_PAUSE_COUNT: u8 = u8::MAX;
+const _: () = assert!(MAX_PAUSE_COUNT as u32 == abi::control::PAUSE_COUNT_MAX);
 
 /// A domain's name.
 pub type DomainName = heapless::String<DOMAIN_NAME_MAX>;

@@ -20,7 +20,7 @@ pub const NPT_MAX_GFN: u64 = (1 << 36) - 1;
 const ENTRIES: usize = PAGE_SIZE / 8;
 const PRESENT: u64 = 1 << 0;
 const WRITE: u64 = 1 << 1;
-/// Nested entries need U, or the guest's own table walk faults (TOOLCHAIN.md).
+/// Nested entries need U, or the guest's own table walk faults (docs/development.md, QEMU and SVM facts).
 const USER: u64 = 1 << 2;
 const NO_EXEC: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;

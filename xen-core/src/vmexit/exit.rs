@@ -68,7 +68,7 @@ pub mod code {
     /// Nested page fault.
     pub const NPF: u64 = 0x400;
     /// `VMEXIT_INVALID` (-1): VMRUN refused the guest state. QEMU 7.2
-    /// stores only the low 32 bits, so compare those (TOOLCHAIN.md).
+    /// stores only the low 32 bits, so compare those (docs/development.md).
     pub const INVALID_LOW32: u64 = 0xffff_ffff;
 }
 

@@ -99,6 +99,11 @@ impl Link {
         }
     }
 
+    /// Sends bytes that are already a frame.
+    pub fn send_raw(&mut self, frame: &[u8]) {
+        self.uart.write(frame);
+    }
+
     /// Reads what COM2 holds, within the pass's budget; whether any came.
     /// The decoder takes all it is given, so nothing is left unread here.
     fn refill(&mut self, now: u64) -> bool {

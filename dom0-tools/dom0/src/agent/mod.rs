@@ -3,8 +3,10 @@
 //! console backend, until a client asks dom0 to power off.
 //!
 //! One loop does both jobs. Each pass reads what COM2 holds, answers
-//! every complete request in order (a bad frame gets `Rejected`, and the
-//! line stays usable), sends the attached console's new output, then
+//! every complete request in order through [`mgmt::Server`], which keeps
+//! the session rule (a bad frame gets `Rejected`, and the line stays
+//! usable; a request without the current session gets
+//! `HandshakeRequired`), sends the attached console's new output, then
 //! lets the console backend serve its event channels. COM2's interrupt
 //! reaches no domain, so the backend's wait doubles as the agent's
 //! timer: dom0 sleeps in `SCHEDOP_poll` on the console and
@@ -18,7 +20,7 @@ mod link;
 mod session;
 
 use guest_pv_shim::{println, XenError};
-use mgmt::{decode_client_message, MgmtError, ServerMessage};
+use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
 use toolstack::Hypervisor;
 
 use crate::console_backend::Backend;
@@ -33,35 +35,68 @@ pub const POLL_NS: u64 = 5_000_000;
 /// (`Ok`), or a hypercall the loop needs fails.
 pub fn serve(backend: &mut Backend, hv: &mut impl Hypervisor) -> Result<(), XenError> {
     let mut link = Link::com2();
-    let mut session = Session::default();
+    // Session ids start from the clock, so a client of an earlier boot
+    // does not find its old id in use.
+    let mut server = Server::<Session>::new((backend.now()? >> 20) as u32);
     println!("dom0: mgmt: serving the management channel on COM2");
     loop {
         let now = backend.now()?;
         link.begin_pass();
         while let Some(item) = link.next_item(now) {
-            let reply = match item.map(|payload| decode_client_message(&payload)) {
-                Ok(Ok(message)) => {
-                    let mut ctx = Ctx {
-                        hv: &mut *hv,
-                        backend: &mut *backend,
-                    };
-                    session.handle(message.id, message.request, &mut ctx)
-                }
-                Ok(Err(refusal)) => refusal,
-                Err(frame_error) => ServerMessage::Rejected(MgmtError::BadFrame(frame_error)),
-            };
-            link.send(&reply);
-            if session.power_off_requested() {
+            let answer = server.answer(item, |session, request| {
+                let mut ctx = Ctx {
+                    hv: &mut *hv,
+                    backend: &mut *backend,
+                };
+                session.dispatch(request, &mut ctx)
+            });
+            send(&mut link, answer);
+            if server
+                .session()
+                .is_some_and(|(_, s)| s.power_off_requested())
+            {
                 println!("dom0: mgmt: power-off requested");
                 return Ok(());
             }
         }
-        session.console_events(backend, |event| link.send(event));
+        if let Some((id, session)) = server.session() {
+            session.console_events(id, backend, |event| link.send(event));
+        }
         let deadline = if link.receiving(now) {
             now
         } else {
             now + POLL_NS
         };
         backend.serve_until(deadline)?;
+    }
+}
+
+/// Sends an answer, and says on COM1 when a session ended with an upload
+/// unfinished (its buffer is freed here: nothing was built) and when a
+/// session's frame arrived broken.
+fn send(link: &mut Link, answer: Answer<Session>) {
+    if let Some((id, ended)) = answer.ended {
+        log_end(id, ended);
+    }
+    match answer.reply {
+        Outgoing::Message(message) => {
+            if let ServerMessage::Dropped { session, error } = &message {
+                // Worth seeing next to a client that waited for a resend.
+                println!("dom0: mgmt: session {session}: dropped {error}; the client may resend");
+            }
+            link.send(&message)
+        }
+        Outgoing::V1Frame(frame) => {
+            println!("dom0: mgmt: a protocol-1 client was told to upgrade");
+            link.send_raw(&frame);
+        }
+    }
+}
+
+fn log_end(id: SessionId, ended: Session) {
+    if let Some(bytes) = ended.unfinished_upload() {
+        println!(
+            "dom0: mgmt: session {id} ended: dropped its unfinished upload ({bytes} bytes received); nothing was built"
+        );
     }
 }

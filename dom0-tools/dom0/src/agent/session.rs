@@ -1,23 +1,24 @@
-//! One client's conversation: the handshake, the chunked upload, the
-//! attached console, and what each request does.
+//! One session's state (the chunked upload, the attached console) and
+//! what each request does.
 //!
 //! COM2 carries no connect or disconnect signal (QEMU's socket backend
 //! hands the line to whichever client connects), so a client is known by
-//! its `Hello`: a `Hello` starts a new session, dropping the previous
-//! one's upload and console stream. Until then every request is
-//! answered with `HandshakeRequired`.
+//! its session: [`mgmt::Server`] opens one per `Hello`, drops the previous
+//! one's [`Session`] (its upload and console stream) and lets only
+//! requests that carry the current session reach [`Session::dispatch`].
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use abi::control::{CONTROL_ABI_MAJOR, CONTROL_ABI_MINOR, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
 use abi::xen::domid::DomId;
+use abi::xen::errno::Errno;
 use guest_pv_shim::console::nul_padded_str;
 use guest_pv_shim::println;
 use mgmt::{
-    answer_hello, ConsoleEnd, ControlAbiVersion, DomainConfig, DomainOperation, DomainRef, Event,
-    HostInfo, MgmtError, Reply, Request, ServerMessage, ShutdownKind, ShutdownReason, Upload,
-    UploadError, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY,
+    ConsoleEnd, ControlAbiVersion, DomainConfig, DomainOperation, DomainRef, DomainState, Event,
+    HostInfo, MgmtError, Reply, Request, ServerMessage, SessionId, ShutdownKind, ShutdownReason,
+    Upload, UploadError, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY,
 };
 use toolstack::{create_domain, DomainSpec, Hypervisor};
 
@@ -38,10 +39,9 @@ struct Stream {
     next: u64,
 }
 
-/// The state of the current client.
+/// The state of the current session.
 #[derive(Default)]
 pub struct Session {
-    handshake_done: bool,
     upload: Option<Upload>,
     stream: Option<Stream>,
     /// Set by `Shutdown` of dom0 with power-off: the agent stops after
@@ -55,34 +55,20 @@ impl Session {
         self.power_off
     }
 
-    /// The reply to request `id`.
-    pub fn handle(
-        &mut self,
-        id: u32,
-        request: Request,
-        ctx: &mut Ctx<'_, impl Hypervisor>,
-    ) -> ServerMessage {
-        ServerMessage::Reply {
-            id,
-            result: self.dispatch(request, ctx),
-        }
+    /// Bytes of an upload that was begun and not committed, if any.
+    pub fn unfinished_upload(&self) -> Option<u32> {
+        self.upload.as_ref().map(Upload::received)
     }
 
-    fn dispatch(
+    /// What `request` (of this session) does, and its outcome.
+    pub fn dispatch(
         &mut self,
         request: Request,
         ctx: &mut Ctx<'_, impl Hypervisor>,
     ) -> Result<Reply, MgmtError> {
         match request {
-            Request::Hello { version } => {
-                let reply = answer_hello(version)?;
-                *self = Session {
-                    handshake_done: true,
-                    ..Session::default()
-                };
-                Ok(reply)
-            }
-            _ if !self.handshake_done => Err(MgmtError::HandshakeRequired),
+            // `mgmt::Server` answers it; it never reaches a session.
+            Request::Hello { .. } => Err(MgmtError::MalformedRequest("a second Hello".into())),
             Request::Info => info(ctx),
             Request::List => Ok(Reply::List(
                 domains::list(ctx.hv)?
@@ -100,6 +86,10 @@ impl Session {
             } => {
                 self.upload = None;
                 precheck(ctx.hv, &config)?;
+                println!(
+                    "dom0: mgmt: upload started: {} ({image_len} bytes)",
+                    config.name
+                );
                 self.upload = Some(Upload::begin(config, image_len, image_crc32)?);
                 Ok(Reply::UploadReady)
             }
@@ -130,9 +120,11 @@ impl Session {
                 }
                 // The backend lets go of the ring before the memory goes.
                 ctx.backend.forget(info.domid);
-                ctx.hv
-                    .destroy(info.domid)
-                    .map_err(|e| hypervisor_error("destroy", e))?;
+                ctx.hv.destroy(info.domid).map_err(|e| match e {
+                    // Destroyed by someone else since we looked.
+                    Errno::ESRCH => MgmtError::UnknownDomain(domain.clone()),
+                    e => hypervisor_error("destroy", e),
+                })?;
                 println!(
                     "dom0: mgmt: destroyed d{} ({})",
                     info.domid,
@@ -140,22 +132,8 @@ impl Session {
                 );
                 Ok(Reply::Done)
             }
-            Request::Pause { domain } => {
-                let info = find(ctx.hv, &domain)?;
-                check_operable(&info, DomainOperation::Pause)?;
-                ctx.hv
-                    .pause(info.domid)
-                    .map_err(|e| hypervisor_error("pause", e))?;
-                Ok(Reply::Done)
-            }
-            Request::Unpause { domain } => {
-                let info = find(ctx.hv, &domain)?;
-                check_operable(&info, DomainOperation::Unpause)?;
-                ctx.hv
-                    .unpause(info.domid)
-                    .map_err(|e| hypervisor_error("unpause", e))?;
-                Ok(Reply::Done)
-            }
+            Request::Pause { domain } => pause(ctx, &domain),
+            Request::Unpause { domain } => unpause(ctx, &domain),
             Request::Shutdown { domain, kind } => self.shutdown(ctx, &domain, kind),
             Request::ConsoleAttach { domain, follow } => self.attach(ctx, &domain, follow),
             Request::ConsoleInput { data } => {
@@ -251,16 +229,21 @@ impl Session {
         })
     }
 
-    /// The attached console's new output as events, then
+    /// The attached console's new output as events of `session`, then
     /// `ConsoleClosed` if its domain shut down or is gone.
-    pub fn console_events(&mut self, backend: &Backend, mut send: impl FnMut(&ServerMessage)) {
+    pub fn console_events(
+        &mut self,
+        session: SessionId,
+        backend: &Backend,
+        mut send: impl FnMut(&ServerMessage),
+    ) {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
         let domid = stream.domid;
         let Some(output) = backend.output_since(domid, stream.next) else {
             self.stream = None;
-            send(&closed(domid, ConsoleEnd::Destroyed));
+            send(&closed(session, domid, ConsoleEnd::Destroyed));
             return;
         };
         let (older, newer) = output.bytes;
@@ -268,10 +251,13 @@ impl Session {
             .chunks(MAX_CONSOLE_DATA)
             .chain(newer.chunks(MAX_CONSOLE_DATA))
         {
-            send(&ServerMessage::Event(Event::ConsoleOutput {
-                domid,
-                data: data.to_vec(),
-            }));
+            send(&ServerMessage::Event {
+                session,
+                event: Event::ConsoleOutput {
+                    domid,
+                    data: data.to_vec(),
+                },
+            });
         }
         stream.next = output.next;
         if let Some(end) = output.ended {
@@ -286,13 +272,60 @@ impl Session {
                 }
                 console_backend::ConsoleEnd::Destroyed => ConsoleEnd::Destroyed,
             };
-            send(&closed(domid, reason));
+            send(&closed(session, domid, reason));
         }
     }
 }
 
-fn closed(domid: DomId, reason: ConsoleEnd) -> ServerMessage {
-    ServerMessage::Event(Event::ConsoleClosed { domid, reason })
+fn closed(session: SessionId, domid: DomId, reason: ConsoleEnd) -> ServerMessage {
+    ServerMessage::Event {
+        session,
+        event: Event::ConsoleClosed { domid, reason },
+    }
+}
+
+/// `Pause`: one more pause (they nest, as in Xen and xl); says whether
+/// the domain was paused already.
+fn pause(ctx: &mut Ctx<'_, impl Hypervisor>, domain: &DomainRef) -> Result<Reply, MgmtError> {
+    let info = find(ctx.hv, domain)?;
+    check_operable(&info, DomainOperation::Pause)?;
+    let already_paused = domains::state_of(&info) == DomainState::Paused;
+    ctx.hv.pause(info.domid).map_err(|e| match e {
+        Errno::EOVERFLOW => MgmtError::TooManyPauses {
+            domid: info.domid,
+            max: abi::control::PAUSE_COUNT_MAX,
+        },
+        Errno::ESRCH => MgmtError::UnknownDomain(domain.clone()),
+        e => hypervisor_error("pause", e),
+    })?;
+    Ok(Reply::Paused {
+        domain: domains::summary(&ctx.hv.domain_info(info.domid).unwrap_or(info)),
+        already_paused,
+    })
+}
+
+/// `Unpause`: takes back one pause of a paused domain; the reply shows
+/// whether others remain.
+fn unpause(ctx: &mut Ctx<'_, impl Hypervisor>, domain: &DomainRef) -> Result<Reply, MgmtError> {
+    let info = find(ctx.hv, domain)?;
+    check_operable(&info, DomainOperation::Unpause)?;
+    let not_paused = |state| MgmtError::NotPaused {
+        domid: info.domid,
+        state,
+    };
+    let state = domains::state_of(&info);
+    if state != DomainState::Paused {
+        return Err(not_paused(state));
+    }
+    ctx.hv.unpause(info.domid).map_err(|e| match e {
+        // Unpaused by someone else since we looked.
+        Errno::EINVAL => not_paused(DomainState::Runnable),
+        Errno::ESRCH => MgmtError::UnknownDomain(domain.clone()),
+        e => hypervisor_error("unpause", e),
+    })?;
+    Ok(Reply::Unpaused {
+        domain: domains::summary(&ctx.hv.domain_info(info.domid).unwrap_or(info)),
+    })
 }
 
 /// `Info`: the hypervisor's version (`xen_version`), our control ABI's,

@@ -1,6 +1,9 @@
 //! A management agent for tests: a thread serving the `mgmt` protocol on a
-//! real UNIX socket, with an in-memory domain table, the chunked upload
-//! rules of `mgmt::Upload` and the kernel check of the domain builder.
+//! real UNIX socket, with the session rule of `mgmt::Server`, an
+//! in-memory domain table, the chunked upload rules of `mgmt::Upload` and
+//! the kernel check of the domain builder. Like QEMU's COM2 it serves one
+//! connection at a time, the next ones wait in the socket's queue, and
+//! its sessions outlive connections.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -24,6 +27,12 @@ pub struct State {
     pub images: Vec<Vec<u8>>,
     /// Every error reply sent.
     pub errors: Vec<MgmtError>,
+    /// Bytes written to each new connection before anything else: what
+    /// an earlier client left on the line.
+    pub stale: Vec<u8>,
+    /// How many `ImageChunk`s to treat as arrived broken (answered
+    /// `Dropped`, not carried out), as a line that went idle mid-frame.
+    pub break_chunks: u32,
 }
 
 pub struct FakeAgent {
@@ -49,13 +58,15 @@ impl FakeAgent {
             chunks_per_upload: Vec::new(),
             images: Vec::new(),
             errors: Vec::new(),
+            stale: Vec::new(),
+            break_chunks: 0,
         }));
         let shared = Arc::clone(&state);
         thread::spawn(move || {
+            let mut server = Server::<Session>::new(100);
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let state = Arc::clone(&shared);
-                thread::spawn(move || Connection::new(state).serve(stream));
+                serve(&shared, &mut server, stream);
             }
         });
         Self {
@@ -88,204 +99,252 @@ pub fn summary(domid: DomId, name: &str, memory_kib: u64, state: DomainState) ->
     }
 }
 
-struct Connection {
-    state: Arc<Mutex<State>>,
-    hello: bool,
+/// What one session holds.
+#[derive(Default)]
+struct Session {
     upload: Option<Upload>,
     chunks: usize,
     console: Option<DomId>,
+    /// Events to send after the reply.
+    events: Vec<Event>,
 }
 
-impl Connection {
-    fn new(state: Arc<Mutex<State>>) -> Self {
-        Self {
-            state,
-            hello: false,
-            upload: None,
-            chunks: 0,
-            console: None,
+/// Serves one connection until the client goes away.
+fn serve(state: &Arc<Mutex<State>>, server: &mut Server<Session>, mut stream: UnixStream) {
+    stream.set_read_timeout(Some(IDLE)).unwrap();
+    let stale = state.lock().unwrap().stale.clone();
+    if stream.write_all(&stale).is_err() {
+        return;
+    }
+    let mut decoder = Decoder::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut items = Vec::new();
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                let mut input = &buf[..n];
+                while let Some(item) = decoder.decode(&mut input) {
+                    items.push(item);
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                while let Some(item) = decoder.flush() {
+                    items.push(item);
+                }
+            }
+            Err(_) => return,
+        }
+        for item in items {
+            if let Some(dropped) = broken_chunk(state, server, &item) {
+                if stream
+                    .write_all(&encode_message(&dropped).unwrap())
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            let answer = server.answer(item, |session, request| {
+                handle(&mut state.lock().unwrap(), session, request)
+            });
+            let version = state.lock().unwrap().version;
+            let mut messages = match answer.reply {
+                // A test may make the agent speak another version.
+                Outgoing::Message(ServerMessage::Welcome {
+                    nonce,
+                    result: Ok(welcome),
+                }) => vec![ServerMessage::Welcome {
+                    nonce,
+                    result: Ok(Welcome { version, ..welcome }),
+                }],
+                Outgoing::Message(m) => vec![m],
+                Outgoing::V1Frame(_) => unreachable!("tests speak protocol 2"),
+            };
+            if let Some((session, s)) = server.session() {
+                messages.extend(
+                    s.events
+                        .drain(..)
+                        .map(|event| ServerMessage::Event { session, event }),
+                );
+            }
+            for m in messages {
+                if let ServerMessage::Reply { result: Err(e), .. } | ServerMessage::Rejected(e) = &m
+                {
+                    state.lock().unwrap().errors.push(e.clone());
+                }
+                if stream.write_all(&encode_message(&m).unwrap()).is_err() {
+                    return;
+                }
+            }
         }
     }
+}
 
-    fn serve(mut self, mut stream: UnixStream) {
-        stream.set_read_timeout(Some(IDLE)).unwrap();
-        let mut decoder = Decoder::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let mut items = Vec::new();
-            match stream.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    let mut input = &buf[..n];
-                    while let Some(item) = decoder.decode(&mut input) {
-                        items.push(item);
-                    }
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    while let Some(item) = decoder.flush() {
-                        items.push(item);
-                    }
-                }
-                Err(_) => return,
-            }
-            for item in items {
-                let messages = match item {
-                    Ok(payload) => match decode_client_message(&payload) {
-                        Ok(ClientMessage { id, request }) => self.answer(id, request),
-                        Err(reply) => vec![reply],
-                    },
-                    Err(e) => vec![ServerMessage::Rejected(MgmtError::BadFrame(e))],
-                };
-                for m in messages {
-                    if let ServerMessage::Reply { result: Err(e), .. }
-                    | ServerMessage::Rejected(e) = &m
-                    {
-                        self.state.lock().unwrap().errors.push(e.clone());
-                    }
-                    if stream.write_all(&encode_message(&m).unwrap()).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
+/// `Dropped` for an `ImageChunk` the test wants broken on the way.
+fn broken_chunk(
+    state: &Mutex<State>,
+    server: &mut Server<Session>,
+    item: &Decoded,
+) -> Option<ServerMessage> {
+    let Ok(payload) = item else { return None };
+    let Ok(ClientMessage {
+        request: Request::ImageChunk { .. },
+        ..
+    }) = decode_client_message(payload)
+    else {
+        return None;
+    };
+    let mut s = state.lock().unwrap();
+    if s.break_chunks == 0 {
+        return None;
     }
+    s.break_chunks -= 1;
+    let session = server.session()?.0;
+    Some(ServerMessage::Dropped {
+        session,
+        error: MgmtError::BadFrame(FrameError::Truncated {
+            received: 100,
+            expected: 16_000,
+        }),
+    })
+}
 
-    fn answer(&mut self, id: u32, request: Request) -> Vec<ServerMessage> {
-        let mut events = Vec::new();
-        let result = self.handle(request, &mut events);
-        let mut out = vec![ServerMessage::Reply { id, result }];
-        out.extend(events.into_iter().map(ServerMessage::Event));
-        out
-    }
-
-    fn handle(&mut self, request: Request, events: &mut Vec<Event>) -> Result<Reply, MgmtError> {
-        let state = Arc::clone(&self.state);
-        let mut s = state.lock().unwrap();
-        if let Request::Hello { version } = request {
-            check_compatible(version, s.version)?;
-            self.hello = true;
-            return Ok(Reply::Hello { version: s.version });
+/// What a request of `session` does.
+fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Reply, MgmtError> {
+    match request {
+        Request::Hello { .. } => unreachable!("mgmt::Server answers Hello"),
+        Request::Info => Ok(Reply::Info(HostInfo {
+            hypervisor_version: "Xen 4.19.0-xen-core".into(),
+            control_abi: ControlAbiVersion { major: 1, minor: 2 },
+            nr_pcpus: 1,
+            nr_domains: s.domains.len() as u32,
+            total_memory_kib: s.total_kib,
+            free_memory_kib: s.free_kib,
+        })),
+        Request::List => Ok(Reply::List(s.domains.clone())),
+        Request::DomainInfo { domain } => Ok(Reply::Domain(find(s, &domain)?.clone())),
+        Request::CreateBegin {
+            config,
+            image_len,
+            image_crc32,
+        } => {
+            if s.domains.iter().any(|d| d.name == config.name) {
+                return Err(MgmtError::DuplicateName(config.name));
+            }
+            session.upload = Some(Upload::begin(config, image_len, image_crc32)?);
+            session.chunks = 0;
+            Ok(Reply::UploadReady)
         }
-        if !self.hello {
-            return Err(MgmtError::HandshakeRequired);
+        Request::ImageChunk { offset, data } => {
+            let upload = session.upload.as_mut().ok_or(UploadError::NotStarted)?;
+            session.chunks += 1;
+            let received = upload.add_chunk(offset, &data)?;
+            Ok(Reply::ChunkAccepted { received })
         }
-        match request {
-            Request::Hello { .. } => unreachable!(),
-            Request::Info => Ok(Reply::Info(HostInfo {
-                hypervisor_version: "xen-core 0.1.0".into(),
-                control_abi: ControlAbiVersion { major: 1, minor: 0 },
-                nr_pcpus: 1,
-                nr_domains: s.domains.len() as u32,
-                total_memory_kib: s.total_kib,
-                free_memory_kib: s.free_kib,
-            })),
-            Request::List => Ok(Reply::List(s.domains.clone())),
-            Request::DomainInfo { domain } => Ok(Reply::Domain(find(&s, &domain)?.clone())),
-            Request::CreateBegin {
-                config,
-                image_len,
-                image_crc32,
-            } => {
-                if s.domains.iter().any(|d| d.name == config.name) {
-                    return Err(MgmtError::DuplicateName(config.name));
-                }
-                self.upload = Some(Upload::begin(config, image_len, image_crc32)?);
-                self.chunks = 0;
-                Ok(Reply::UploadReady)
+        Request::CreateCommit => {
+            let (config, image) = session
+                .upload
+                .take()
+                .ok_or(UploadError::NotStarted)?
+                .finish()?;
+            s.chunks_per_upload.push(session.chunks);
+            pvh_builder::elf_image::parse(&image)
+                .map_err(|e| MgmtError::BadKernelImage(e.to_string()))?;
+            let needed_kib = u64::from(config.memory_mib) * 1024;
+            if needed_kib > s.free_kib {
+                return Err(MgmtError::NotEnoughMemory {
+                    needed_kib,
+                    free_kib: s.free_kib,
+                });
             }
-            Request::ImageChunk { offset, data } => {
-                let upload = self.upload.as_mut().ok_or(UploadError::NotStarted)?;
-                self.chunks += 1;
-                let received = upload.add_chunk(offset, &data)?;
-                Ok(Reply::ChunkAccepted { received })
+            let domid = s.next_domid;
+            s.next_domid += 1;
+            s.free_kib -= needed_kib;
+            let mut d = summary(domid, &config.name, needed_kib, DomainState::Running);
+            d.vcpus = config.vcpus;
+            d.cpu_time_ns = 0;
+            s.domains.push(d);
+            s.images.push(image);
+            Ok(Reply::Created { domid })
+        }
+        Request::CreateAbort => {
+            session.upload = None;
+            Ok(Reply::Done)
+        }
+        Request::Destroy { domain } => {
+            let domid = find(s, &domain)?.domid;
+            if domid == 0 {
+                return Err(MgmtError::Dom0Protected(DomainOperation::Destroy));
             }
-            Request::CreateCommit => {
-                let (config, image) = self
-                    .upload
-                    .take()
-                    .ok_or(UploadError::NotStarted)?
-                    .finish()?;
-                s.chunks_per_upload.push(self.chunks);
-                pvh_builder::elf_image::parse(&image)
-                    .map_err(|e| MgmtError::BadKernelImage(e.to_string()))?;
-                let needed_kib = u64::from(config.memory_mib) * 1024;
-                if needed_kib > s.free_kib {
-                    return Err(MgmtError::NotEnoughMemory {
-                        needed_kib,
-                        free_kib: s.free_kib,
-                    });
-                }
-                let domid = s.next_domid;
-                s.next_domid += 1;
-                s.free_kib -= needed_kib;
-                let mut d = summary(domid, &config.name, needed_kib, DomainState::Running);
-                d.vcpus = config.vcpus;
-                d.cpu_time_ns = 0;
-                s.domains.push(d);
-                s.images.push(image);
-                Ok(Reply::Created { domid })
-            }
-            Request::CreateAbort => {
-                self.upload = None;
-                Ok(Reply::Done)
-            }
-            Request::Destroy { domain } => {
-                let domid = find(&s, &domain)?.domid;
-                if domid == 0 {
-                    return Err(MgmtError::Dom0Protected(DomainOperation::Destroy));
-                }
-                let index = s.domains.iter().position(|d| d.domid == domid).unwrap();
-                let gone = s.domains.remove(index);
-                s.free_kib += gone.memory_kib;
-                Ok(Reply::Done)
-            }
-            Request::Pause { domain } => {
-                set_state(&mut s, &domain, DomainOperation::Pause, DomainState::Paused)
-            }
-            Request::Unpause { domain } => set_state(
-                &mut s,
-                &domain,
-                DomainOperation::Unpause,
-                DomainState::Running,
-            ),
-            Request::Shutdown { domain, kind } => {
-                let reason = match kind {
-                    ShutdownKind::Poweroff => ShutdownReason::Poweroff,
-                    ShutdownKind::Reboot => ShutdownReason::Reboot,
-                };
-                set_state(
-                    &mut s,
-                    &domain,
-                    DomainOperation::Shutdown,
-                    DomainState::Shutdown(reason),
-                )
-            }
-            Request::ConsoleAttach { domain, follow } => {
-                let d = find(&s, &domain)?.clone();
-                if follow {
-                    self.console = Some(d.domid);
-                }
-                Ok(Reply::ConsoleAttached {
+            let index = s.domains.iter().position(|d| d.domid == domid).unwrap();
+            let gone = s.domains.remove(index);
+            s.free_kib += gone.memory_kib;
+            Ok(Reply::Done)
+        }
+        Request::Pause { domain } => {
+            let before = find(s, &domain)?.state;
+            set_state(s, &domain, DomainOperation::Pause, DomainState::Paused)?;
+            Ok(Reply::Paused {
+                domain: find(s, &domain)?.clone(),
+                already_paused: before == DomainState::Paused,
+            })
+        }
+        Request::Unpause { domain } => {
+            let d = find(s, &domain)?;
+            if !matches!(d.state, DomainState::Paused | DomainState::Shutdown(_)) {
+                return Err(MgmtError::NotPaused {
                     domid: d.domid,
-                    name: d.name.clone(),
-                    history: format!("hello from {}\n", d.name).into_bytes(),
-                })
+                    state: d.state,
+                });
             }
-            Request::ConsoleInput { data } => {
-                let domid = self.console.ok_or(MgmtError::ConsoleNotAttached)?;
-                let mut echo = b"echo: ".to_vec();
-                echo.extend_from_slice(&data);
-                events.push(Event::ConsoleOutput { domid, data: echo });
-                Ok(Reply::Done)
-            }
-            Request::ConsoleDetach => {
-                self.console.take().ok_or(MgmtError::ConsoleNotAttached)?;
-                Ok(Reply::Done)
-            }
-            Request::Dmesg => Ok(Reply::Dmesg {
-                text: "(XEN) xen-core 0.1.0\n(XEN) dom0 built".into(),
-            }),
+            set_state(s, &domain, DomainOperation::Unpause, DomainState::Running)?;
+            Ok(Reply::Unpaused {
+                domain: find(s, &domain)?.clone(),
+            })
         }
+        Request::Shutdown { domain, kind } => {
+            let reason = match kind {
+                ShutdownKind::Poweroff => ShutdownReason::Poweroff,
+                ShutdownKind::Reboot => ShutdownReason::Reboot,
+            };
+            set_state(
+                s,
+                &domain,
+                DomainOperation::Shutdown,
+                DomainState::Shutdown(reason),
+            )
+        }
+        Request::ConsoleAttach { domain, follow } => {
+            let d = find(s, &domain)?.clone();
+            if follow {
+                session.console = Some(d.domid);
+            }
+            Ok(Reply::ConsoleAttached {
+                domid: d.domid,
+                name: d.name.clone(),
+                history: format!("hello from {}\n", d.name).into_bytes(),
+            })
+        }
+        Request::ConsoleInput { data } => {
+            let domid = session.console.ok_or(MgmtError::ConsoleNotAttached)?;
+            let mut echo = b"echo: ".to_vec();
+            echo.extend_from_slice(&data);
+            session
+                .events
+                .push(Event::ConsoleOutput { domid, data: echo });
+            Ok(Reply::Done)
+        }
+        Request::ConsoleDetach => {
+            session
+                .console
+                .take()
+                .ok_or(MgmtError::ConsoleNotAttached)?;
+            Ok(Reply::Done)
+        }
+        Request::Dmesg => Ok(Reply::Dmesg {
+            text: "(XEN) xen-core 0.1.0\n(XEN) dom0 built".into(),
+        }),
     }
 }
 

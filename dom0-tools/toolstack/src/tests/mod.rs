@@ -2,7 +2,7 @@
 
 mod fake;
 
-use abi::control::MAX_VCPUS_PER_DOMAIN;
+use abi::control::MAX_VCPUS_SUPPORTED;
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
@@ -298,10 +298,10 @@ fn bad_parameters_are_refused_without_a_hypercall() {
         ),
         (
             DomainSpec {
-                vcpus: MAX_VCPUS_PER_DOMAIN + 1,
+                vcpus: MAX_VCPUS_SUPPORTED + 1,
                 ..spec("g", &image)
             },
-            CreateError::BadVcpus(MAX_VCPUS_PER_DOMAIN + 1),
+            CreateError::BadVcpus(MAX_VCPUS_SUPPORTED + 1),
         ),
         (
             DomainSpec {

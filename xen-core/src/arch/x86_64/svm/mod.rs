@@ -6,7 +6,7 @@
 //!   loop that hands exits to the portable dispatcher (`crate::vmexit`).
 //!
 //! Source: AMD64 APM vol. 2, chapter 15 (Secure Virtual Machine) and
-//! appendix B (VMCB layout). QEMU 7.2 TCG quirks: shared/TOOLCHAIN.md.
+//! appendix B (VMCB layout). QEMU 7.2 TCG quirks: docs/development.md, "QEMU and SVM facts".
 
 mod bitmaps;
 mod extstate;
