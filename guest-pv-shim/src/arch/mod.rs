@@ -14,6 +14,7 @@ pub mod foreign;
 pub mod gnttab;
 pub mod hypercall;
 pub mod phys;
+pub mod probe;
 pub mod shared_info;
 pub mod shared_page;
 pub mod trap;

@@ -8,11 +8,15 @@
 //! layer.
 
 use crate::domain::CrashReason;
+use crate::logger::GUEST;
+use crate::paging::guest_walk::GuestPaging;
 
 use super::cpuid::{guest_cpuid, CpuidResult, GuestIdentity};
 use super::event::Event;
 use super::exit::VmExit;
+use super::mmio::Segment;
 use super::msr::{GuestMsr, MsrFault, MsrWrite};
+use super::unclaimed;
 use super::MsrDirection;
 
 /// A general-purpose register of the guest.
@@ -51,6 +55,15 @@ pub trait GuestState {
     /// Whether the guest runs 64-bit code (EFER.LMA and CS.L): otherwise
     /// EIP wraps at 4 GiB.
     fn in_64bit_mode(&self) -> bool;
+    /// Operand size of the code segment in bits: 64 (EFER.LMA and CS.L),
+    /// 32 (CS.D) or 16.
+    fn code_bitness(&self) -> u32;
+    /// A segment register's base address.
+    fn segment_base(&self, seg: Segment) -> u64;
+    /// The control registers the guest's page walk depends on.
+    fn paging(&self) -> GuestPaging;
+    /// The current privilege level (0 = kernel, 3 = user).
+    fn cpl(&self) -> u8;
     /// The guest's CR0.
     fn cr0(&self) -> u64;
     /// The stored value of an allow-listed MSR.
@@ -74,6 +87,14 @@ pub trait VcpuEnv {
     /// the domain's page at `gpa`. `Err` if the domain does not own a
     /// writable RAM page there; the guest then gets #GP.
     fn write_hypercall_page(&mut self, gpa: u64) -> Result<(), HypercallPageError>;
+    /// Whether nobody claims `gpa`: the domain's p2m does not map it and
+    /// its memory map names no range (RAM or reserved) that holds it.
+    fn gpa_unclaimed(&self, gpa: u64) -> bool;
+    /// Fetches instruction bytes at linear address `addr` as the vCPU
+    /// would (its own page walk under `paging`, as CPL 3 if `user`, then
+    /// the p2m) into `buf`; returns how many bytes from the start could be
+    /// fetched.
+    fn fetch_insn(&mut self, paging: GuestPaging, user: bool, addr: u64, buf: &mut [u8]) -> usize;
 }
 
 /// The hypercall page could not be written (the GPA is not the domain's
@@ -120,19 +141,7 @@ pub fn handle_exit(
             complete(exit, guest);
             ExitAction::Halt
         }
-        VmExit::Io(io) => {
-            let who = env.identity();
-            log::warn!(
-                "d{}v{}: {} port {:#x} (size {}) not permitted: #GP",
-                who.domid,
-                who.vcpu_id,
-                if io.is_in { "IN from" } else { "OUT to" },
-                io.port,
-                io.size
-            );
-            guest.inject(Event::general_protection());
-            ExitAction::Resume
-        }
+        VmExit::Io(io) => unclaimed::port_io(io, guest, env),
         VmExit::Invd => complete(exit, guest),
         // CPUID hides these features: answer as a CPU without them would.
         VmExit::Refused(_) => {
@@ -144,13 +153,7 @@ pub fn handle_exit(
         VmExit::Shutdown => ExitAction::Crash(CrashReason::TripleFault),
         VmExit::InvalidGuestState => ExitAction::Crash(CrashReason::InvalidGuestState),
         VmExit::NestedPageFault { gpa, error_code } => {
-            let who = env.identity();
-            log::warn!(
-                "d{}v{}: nested page fault at GPA {gpa:#x}, error code {error_code:#x}",
-                who.domid,
-                who.vcpu_id
-            );
-            ExitAction::Crash(CrashReason::NptFault { gpa })
+            unclaimed::nested_page_fault(gpa, error_code, guest, env)
         }
         VmExit::Exception { vector, .. } => ExitAction::Crash(CrashReason::UnhandledExit {
             code: super::exit::code::EXCEPTION_BASE + u64::from(vector),
@@ -209,6 +212,7 @@ fn msr(
         Err(fault) => {
             let who = env.identity();
             log::warn!(
+                target: GUEST,
                 "d{}v{}: {:?} MSR {:#x} refused ({:?}): #GP",
                 who.domid,
                 who.vcpu_id,
@@ -223,20 +227,20 @@ fn msr(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::vmexit::msr::efer;
 
     /// A vCPU's state held in plain fields, as the VMCB would hold it.
     #[derive(Default)]
-    struct FakeGuest {
-        gprs: [u64; 16],
-        rip: u64,
-        long_mode: bool,
-        cr0: u64,
-        efer: u64,
-        fs_base: u64,
-        injected: Vec<Event>,
+    pub(crate) struct FakeGuest {
+        pub gprs: [u64; 16],
+        pub rip: u64,
+        pub long_mode: bool,
+        pub cr0: u64,
+        pub efer: u64,
+        pub fs_base: u64,
+        pub injected: Vec<Event>,
     }
 
     impl GuestState for FakeGuest {
@@ -254,6 +258,25 @@ mod tests {
         }
         fn in_64bit_mode(&self) -> bool {
             self.long_mode
+        }
+        fn code_bitness(&self) -> u32 {
+            if self.long_mode {
+                64
+            } else {
+                32
+            }
+        }
+        fn segment_base(&self, seg: Segment) -> u64 {
+            match seg {
+                Segment::Fs => self.fs_base,
+                _ => 0,
+            }
+        }
+        fn paging(&self) -> GuestPaging {
+            GuestPaging::default()
+        }
+        fn cpl(&self) -> u8 {
+            0
         }
         fn cr0(&self) -> u64 {
             self.cr0
@@ -277,11 +300,18 @@ mod tests {
         }
     }
 
-    /// Owns GFNs 0..16; records hypercall-page writes.
+    /// Owns GFNs 0..16, and its memory map names GFNs 0..32 (16..32 are
+    /// holes in its RAM); code is `code` at linear address `code_at`;
+    /// records hypercall-page writes.
     #[derive(Default)]
-    struct FakeEnv {
-        hypercall_pages: Vec<u64>,
+    pub(crate) struct FakeEnv {
+        pub hypercall_pages: Vec<u64>,
+        pub code: Vec<u8>,
+        pub code_at: u64,
     }
+
+    /// End of [`FakeEnv`]'s memory map.
+    pub(crate) const FAKE_MEMMAP_END: u64 = 32 << 12;
 
     impl VcpuEnv for FakeEnv {
         fn identity(&self) -> GuestIdentity {
@@ -307,9 +337,25 @@ mod tests {
                 Err(HypercallPageError)
             }
         }
+        fn gpa_unclaimed(&self, gpa: u64) -> bool {
+            gpa >= FAKE_MEMMAP_END
+        }
+        fn fetch_insn(
+            &mut self,
+            _paging: GuestPaging,
+            _user: bool,
+            addr: u64,
+            buf: &mut [u8],
+        ) -> usize {
+            let start = addr.wrapping_sub(self.code_at) as usize;
+            let code = self.code.get(start..).unwrap_or(&[]);
+            let n = code.len().min(buf.len());
+            buf[..n].copy_from_slice(&code[..n]);
+            n
+        }
     }
 
-    fn guest_at(rip: u64) -> FakeGuest {
+    pub(crate) fn guest_at(rip: u64) -> FakeGuest {
         FakeGuest {
             rip,
             efer: efer::SVME,
@@ -419,12 +465,13 @@ mod tests {
     }
 
     #[test]
-    fn port_io_is_refused_with_gp() {
+    fn port_io_goes_to_the_null_handler() {
         let (mut g, mut env) = (guest_at(0x500), FakeEnv::default());
-        let exit = VmExit::decode(0x7b, (0x3f8 << 16) | (1 << 4), 0x501);
+        let exit = VmExit::decode(0x7b, (0x3f8 << 16) | (1 << 4) | 1, 0x501);
         assert_eq!(handle_exit(exit, &mut g, &mut env), ExitAction::Resume);
-        assert_eq!(g.rip, 0x500);
-        assert_eq!(g.injected, [Event::general_protection()]);
+        assert_eq!(g.rip, 0x501);
+        assert_eq!(g.gprs[Gpr::Rax as usize], 0xff);
+        assert!(g.injected.is_empty());
     }
 
     #[test]
@@ -468,7 +515,7 @@ mod tests {
             ExitAction::Crash(CrashReason::InvalidGuestState)
         );
         assert_eq!(
-            crash(0x400, 0x1_0000_0006, 0xfee0_0000, &mut g, &mut env),
+            crash(0x400, 0x1_0000_0007, 0xfee0_0000, &mut g, &mut env),
             ExitAction::Crash(CrashReason::NptFault { gpa: 0xfee0_0000 })
         );
         assert_eq!(

@@ -13,6 +13,7 @@ use crate::mm::{FramePool, Mfn};
 use crate::paging::guest_walk::GuestPaging;
 use crate::vmexit::event::{self, Event, V_INTR_MASKING, V_IRQ};
 use crate::vmexit::io::IoPortPolicy;
+use crate::vmexit::mmio::Segment;
 use crate::vmexit::msr::{efer, GuestMsr};
 use crate::vmexit::{code_name, handle_exit, ExitAction, Gpr, GuestState, VcpuEnv, VmExit};
 
@@ -241,22 +242,6 @@ pub struct SvmGuest<'a> {
 }
 
 impl SvmGuest<'_> {
-    /// The control registers a guest page walk depends on.
-    pub fn paging(&self) -> GuestPaging {
-        let s = &self.vmcb.save;
-        GuestPaging {
-            cr0: s.cr0,
-            cr3: s.cr3,
-            cr4: s.cr4,
-            efer: s.efer,
-        }
-    }
-
-    /// The guest's current privilege level (0 = kernel, 3 = user).
-    pub fn cpl(&self) -> u8 {
-        self.vmcb.save.cpl
-    }
-
     /// Sets RIP (a restarted hypercall moves it back over VMMCALL).
     pub fn set_rip(&mut self, rip: u64) {
         self.vmcb.save.rip = rip;
@@ -322,6 +307,43 @@ impl GuestState for SvmGuest<'_> {
     fn in_64bit_mode(&self) -> bool {
         let s = &self.vmcb.save;
         s.efer & efer::LMA != 0 && s.cs.attrib & attrib::L != 0
+    }
+
+    fn code_bitness(&self) -> u32 {
+        let cs = self.vmcb.save.cs.attrib;
+        if self.in_64bit_mode() {
+            64
+        } else if cs & attrib::DB != 0 {
+            32
+        } else {
+            16
+        }
+    }
+
+    fn segment_base(&self, seg: Segment) -> u64 {
+        let s = &self.vmcb.save;
+        match seg {
+            Segment::Es => s.es.base,
+            Segment::Cs => s.cs.base,
+            Segment::Ss => s.ss.base,
+            Segment::Ds => s.ds.base,
+            Segment::Fs => s.fs.base,
+            Segment::Gs => s.gs.base,
+        }
+    }
+
+    fn paging(&self) -> GuestPaging {
+        let s = &self.vmcb.save;
+        GuestPaging {
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer,
+        }
+    }
+
+    fn cpl(&self) -> u8 {
+        self.vmcb.save.cpl
     }
 
     fn cr0(&self) -> u64 {

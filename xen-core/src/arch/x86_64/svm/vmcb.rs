@@ -179,6 +179,8 @@ pub mod tlb {
 pub mod attrib {
     /// L: 64-bit code segment.
     pub const L: u16 = 1 << 9;
+    /// D/B: 32-bit default operand size (code segments).
+    pub const DB: u16 = 1 << 10;
 }
 
 /// Asserts at compile time that a VMCB field sits at the APM's offset.
