@@ -2,9 +2,10 @@
 //! Forever, never yielding: refused RDMSRs (each a guest warning in
 //! xen-core's log), long `console_io` lines, unclaimed MMIO and port
 //! reads, and ADDs to unclaimed memory (each a guest warning, then #GP).
-//! Prints `flood: flooding` once (directly, before the budget is spent),
-//! then `flood: round <n>` every [`REPORT_EVERY`] rounds through the same
-//! rate-limited console. Runs until the machine powers off.
+//! Its own lines go to its PV console (run it without `console=xen`, so
+//! that dom0 relays them and the console_io budget does not cut them):
+//! `flood: flooding` once, then `flood: round <n>` every
+//! [`REPORT_EVERY`] rounds. Runs until the machine powers off.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -24,7 +25,7 @@ mod kernel {
     const PER_ROUND: u32 = 100;
     /// Rounds between progress lines.
     const REPORT_EVERY: u64 = 50;
-    /// One console line of 200 bytes (with its newline).
+    /// A console line: 200 bytes, written before its newline.
     const LINE: &[u8; 200] = &[b'F'; 200];
 
     pub fn main(boot: Boot) -> ! {
