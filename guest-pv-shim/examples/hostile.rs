@@ -2,8 +2,10 @@
 //! Each check prints `hostile: <check>: got <result> (expected <result>)`.
 //! The checks the domain survives come first (a port it does not own
 //! reads as all ones, a write past everything its memory map names is
-//! dropped: Xen's null handler); then the one that ends it
-//! (`fatal=triple-fault`, also the default).
+//! dropped: Xen's null handler); then the ones that end it
+//! (`fatal=ram-hole|triple-fault` picks one, default: both in that order,
+//! the second reached only if the first was survived): a write to a hole
+//! it made in its own RAM, and a triple fault.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -13,6 +15,7 @@ guest_pv_shim::guest_kernel!(kernel::main);
 mod kernel {
     use core::fmt::Display;
 
+    use guest_pv_shim::arch::probe;
     use guest_pv_shim::arch::trap::{self, Exception};
     use guest_pv_shim::{println, Boot, ShutdownReason, StartInfo, Xen};
 
@@ -41,6 +44,14 @@ mod kernel {
         println!("hostile: start info: {start_info}");
         survivable(&xen, &start_info);
         let fatal = start_info.cmdline_arg("fatal");
+        if fatal.is_none() || fatal == Some("ram-hole") {
+            let hole = start_info.ram_end() - 2 * 4096;
+            println!("hostile: ram-hole-write: {hole:#x} now (expected domain crash)");
+            match probe::write_ram_hole(&xen, hole, start_info.ram_end()) {
+                Ok(got) => report("ram-hole-write", got, "domain crash"),
+                Err(e) => println!("hostile: ram-hole-write: not tried: {e:?}"),
+            }
+        }
         if fatal.is_none() || fatal == Some("triple-fault") {
             println!("hostile: triple-fault: now (expected domain crash)");
             trap::triple_fault();

@@ -5,8 +5,12 @@
 //! cannot emulate gets #GP. Each probe returns the exception instead of
 //! crashing (see `trap`).
 
+use abi::xen::{domid, hypercall as nr, memory, PAGE_SHIFT};
+
+use super::hypercall::{addr_of_struct, call, Xen};
 use super::phys::IdentityMap;
 use super::trap::{Exception, ProbeResult};
+use crate::error::{check, XenError};
 
 extern "C" {
     fn shim_probe_read8(gpa: u64, rax_before: u64) -> ProbeResult;
@@ -19,6 +23,58 @@ extern "C" {
     fn shim_probe_inw(port: u16, rax_before: u64) -> ProbeResult;
     fn shim_probe_inl(port: u16, rax_before: u64) -> ProbeResult;
     fn shim_probe_outb(port: u16, value: u8) -> ProbeResult;
+    fn shim_probe_write(gpa: u64, value: u64) -> ProbeResult;
+}
+
+/// Pages at the top of RAM a RAM-hole probe may use: the shim's image,
+/// stack and boot data sit at the bottom (from 1 MiB), never up there.
+const TOP_PAGES: u64 = 16;
+/// Bytes in a page.
+const PAGE_BYTES: u64 = 1 << PAGE_SHIFT;
+
+/// Why [`write_ram_hole`] did not try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RamHoleError {
+    /// `gpa` is not a page among the top [`TOP_PAGES`] of RAM.
+    NotTopOfRam,
+    /// A hypercall moving the shared-info page failed.
+    Xen(XenError),
+}
+
+/// Makes the RAM page at `gpa` (page-aligned, among the top 16 pages
+/// below `ram_end`) a hole in this domain's p2m, then writes to it. The
+/// hole: `XENMEM_add_to_physmap` maps the shared-info page there (the
+/// RAM frame is given back, as in Xen), then maps it back at the shim's
+/// own frame, which leaves the GFN unmapped. Under xen-core the write is
+/// a nested page fault inside the domain's memory map: the domain
+/// crashes, and this returns only if it did not.
+pub fn write_ram_hole(
+    xen: &Xen,
+    gpa: u64,
+    ram_end: u64,
+) -> Result<Result<(), Exception>, RamHoleError> {
+    let top = ram_end.saturating_sub(TOP_PAGES * PAGE_BYTES);
+    if gpa % PAGE_BYTES != 0 || gpa < top || gpa >= ram_end || !IdentityMap::covers(gpa, 8) {
+        return Err(RamHoleError::NotTopOfRam);
+    }
+    let arg = memory::XenAddToPhysmap {
+        domid: domid::DOMID_SELF,
+        size: 0,
+        space: memory::XENMAPSPACE_SHARED_INFO,
+        idx: 0,
+        gpfn: gpa >> PAGE_SHIFT,
+    };
+    let cmd = memory::XENMEM_ADD_TO_PHYSMAP.into();
+    // SAFETY: Xen reads `arg`; the page it remaps is at the top of RAM,
+    // where no object of this program lives.
+    check(unsafe { call(nr::MEMORY_OP, [cmd, addr_of_struct(&arg), 0, 0, 0]) })
+        .map_err(RamHoleError::Xen)?;
+    xen.map_shared_info().map_err(RamHoleError::Xen)?;
+    // SAFETY: as above: no object of this program lives there; a fault
+    // resumes at the fixup.
+    Ok(unsafe { shim_probe_write(gpa, 0x5a5a_5a5a) }
+        .into_result()
+        .map(|_| ()))
 }
 
 /// The address is below the end of RAM or outside the identity map: a
