@@ -8,8 +8,8 @@
 //!   `XENLOG_GUEST`) and are rate-limited as Xen's `printk_ratelimit`
 //!   does ([`GUEST_RATELIMIT_MS`], [`GUEST_RATELIMIT_BURST`]); the next
 //!   one let through is preceded by `printk: N messages suppressed.`
-//! - The run loop drains [`DRAIN_BYTES_PER_SCHEDULE`] bytes per
-//!   scheduling point and [`DRAIN_BYTES_IDLE`] per idle pass, each only
+//! - The run loop drains [`DRAIN_BYTES_PER_SCHEDULE`] bytes as each time
+//!   slice starts and [`DRAIN_BYTES_IDLE`] per idle pass, each only
 //!   while the console can take a byte without waiting; FATAL and
 //!   power-off flush everything, waiting. Lines the ring overwrote before
 //!   they were sent are counted and reported in their place as
@@ -31,10 +31,10 @@ pub const LOG_RING_BYTES: usize = 64 * 1024;
 pub const GUEST_RATELIMIT_MS: u64 = 5_000;
 /// ... after a burst of Xen's `printk_ratelimit_burst` (10) messages.
 pub const GUEST_RATELIMIT_BURST: u64 = 10;
-/// Most bytes sent to the console per scheduling point. Small: under
+/// Most bytes sent to the console as a time slice starts. Small: under
 /// QEMU each byte is an I/O exit and a write to the host (some µs), and
-/// the time is charged to the running vCPU's slice; a real 16550 takes
-/// one byte per THRE anyway.
+/// the time is charged to the slice; a real 16550 takes one byte per
+/// THRE anyway.
 pub const DRAIN_BYTES_PER_SCHEDULE: usize = 64;
 /// Most bytes sent per pass of the idle loop, which then looks at timers
 /// again before sending more.

@@ -170,8 +170,8 @@ impl Machine {
 
     /// The scheduler loop: never returns; dom0's shutdown ends the machine.
     pub fn run(&mut self) -> ! {
+        let mut slice_end = 0;
         loop {
-            LOG.drain(DRAIN_BYTES_PER_SCHEDULE);
             let now = tsc::system_time_ns();
             self.fire_timers(now);
             let polls = event::next_poll_deadline(&self.domains);
@@ -186,9 +186,15 @@ impl Machine {
                 Decision::Run {
                     vcpu,
                     switched,
+                    slice_end_ns,
                     next_event_ns,
-                    ..
                 } => {
+                    // A bounded drain as each slice starts, none between
+                    // a guest's hypercalls (it would lengthen their wait).
+                    if switched || slice_end_ns != slice_end {
+                        LOG.drain(DRAIN_BYTES_PER_SCHEDULE);
+                        slice_end = slice_end_ns;
+                    }
                     let until = earliest(Some(next_event_ns), polls).unwrap_or(next_event_ns);
                     self.run_vcpu(vcpu, switched, until);
                 }
