@@ -1,7 +1,6 @@
 //! `ticker`: `ticks=N` (default 5) numbered lines with the vCPU's system
 //! time from the shared-info page, alternating SCHEDOP_yield and one-shot
-//! timers with SCHEDOP_block (`wait=yield`: SCHEDOP_yield only, which no
-//! timer race can stall); then powers off.
+//! timers with SCHEDOP_block; then powers off.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -17,13 +16,7 @@ mod kernel {
         let reason = match xen.map_shared_info() {
             Ok(shared) => {
                 let clock = shared.clock(0).expect("vCPU 0 has a slot in shared info");
-                let ticks = ticks.unwrap_or(ticker::DEFAULT_TICKS);
-                let done = if start_info.cmdline_arg("wait") == Some("yield") {
-                    ticker::run_with(&clock, "", ticks, |_| "yield", |_, _| xen.sched_yield())
-                } else {
-                    ticker::run(&xen, &clock, "", ticks)
-                };
-                match done {
+                match ticker::run(&xen, &clock, "", ticks.unwrap_or(ticker::DEFAULT_TICKS)) {
                     Ok(true) => ShutdownReason::Poweroff,
                     Ok(false) | Err(_) => ShutdownReason::Crash,
                 }
