@@ -1,8 +1,11 @@
 //! `hostile`: attacks on the hypervisor's validation (issue 3, scenario 3).
 //! Each check prints `hostile: <check>: got <result> (expected <result>)`.
-//! The checks the domain survives come first; then the ones that may end
-//! it (`fatal=ioport|gfn-write|triple-fault` picks one, default: all in
-//! that order, each reached only if the one before was survived).
+//! The checks the domain survives come first (a port it does not own
+//! reads as all ones, a write past everything its memory map names is
+//! dropped: Xen's null handler); then the ones that end it
+//! (`fatal=ram-hole|triple-fault` picks one, default: both in that order,
+//! the second reached only if the first was survived): a write to a hole
+//! it made in its own RAM, and a triple fault.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -12,6 +15,7 @@ guest_pv_shim::guest_kernel!(kernel::main);
 mod kernel {
     use core::fmt::Display;
 
+    use guest_pv_shim::arch::probe;
     use guest_pv_shim::arch::trap::{self, Exception};
     use guest_pv_shim::{println, Boot, ShutdownReason, StartInfo, Xen};
 
@@ -40,19 +44,12 @@ mod kernel {
         println!("hostile: start info: {start_info}");
         survivable(&xen, &start_info);
         let fatal = start_info.cmdline_arg("fatal");
-        if fatal.is_none() || fatal == Some("ioport") {
-            report(
-                "ioport",
-                trap::probe_inb(FOREIGN_PORT),
-                "#GP or domain crash",
-            );
-        }
-        if fatal.is_none() || fatal == Some("gfn-write") {
-            // Past everything its memory map names (RAM, the console ring).
-            let gpa = start_info.memmap_end();
-            match trap::probe_write_beyond_ram(gpa, start_info.ram_end(), 0x5a5a_5a5a) {
-                Ok(result) => report("gfn-write", result, "NPT fault: domain crash"),
-                Err(_) => println!("hostile: gfn-write: skipped: {gpa:#x} is not identity-mapped"),
+        if fatal.is_none() || fatal == Some("ram-hole") {
+            let hole = start_info.ram_end() - 2 * 4096;
+            println!("hostile: ram-hole-write: {hole:#x} now (expected domain crash)");
+            match probe::write_ram_hole(&xen, hole, start_info.ram_end()) {
+                Ok(got) => report("ram-hole-write", got, "domain crash"),
+                Err(e) => println!("hostile: ram-hole-write: not tried: {e:?}"),
             }
         }
         if fatal.is_none() || fatal == Some("triple-fault") {
@@ -114,6 +111,13 @@ mod kernel {
             trap::probe_rdmsr(MSR_VM_HSAVE_PA),
             Exception::GP,
         );
+        report("ioport", trap::probe_inb(FOREIGN_PORT), "Ok(255)");
+        // Past everything its memory map names (RAM, the console ring).
+        let gpa = start_info.memmap_end();
+        match trap::probe_write_beyond_ram(gpa, start_info.ram_end(), 0x5a5a_5a5a) {
+            Ok(result) => report("gfn-write", result, "Ok(()): dropped"),
+            Err(_) => println!("hostile: gfn-write: skipped: {gpa:#x} is not identity-mapped"),
+        }
     }
 
     fn report<T: core::fmt::Debug, E: Display>(

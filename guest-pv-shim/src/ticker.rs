@@ -42,7 +42,8 @@ impl Wait {
 }
 
 /// Prints `<prefix>tick <i> system_time=<ns> wait=<how>` `ticks` times,
-/// then `<prefix>ticks done: <n> monotonic=<yes|no>`. Returns whether
+/// then `<prefix>ticks done: <n> monotonic=<yes|no> in <ms> ms` (system
+/// time from the first tick to the end). Returns whether
 /// system time never went backwards; a failed read or hypercall is printed
 /// and returned as an error.
 pub fn run(xen: &Xen, clock: &Clock, prefix: &str, ticks: u32) -> Result<bool, TickError> {
@@ -67,9 +68,11 @@ pub fn run_with(
     mut wait: impl FnMut(u32, u64) -> Result<(), XenError>,
 ) -> Result<bool, TickError> {
     let mut last = 0;
+    let mut first = None;
     let mut monotonic = true;
     for i in 0..ticks {
         let now = clock.system_time_ns().ok_or(TickError::ClockUnstable)?;
+        first.get_or_insert(now);
         monotonic &= now >= last;
         last = now;
         println!("{prefix}tick {i} system_time={now} wait={}", name(i));
@@ -78,8 +81,10 @@ pub fn run_with(
             TickError::Hypercall(e)
         })?;
     }
+    let end = clock.system_time_ns().ok_or(TickError::ClockUnstable)?;
+    let elapsed_ms = end.saturating_sub(first.unwrap_or(end)) / 1_000_000;
     println!(
-        "{prefix}ticks done: {ticks} monotonic={}",
+        "{prefix}ticks done: {ticks} monotonic={} in {elapsed_ms} ms",
         if monotonic { "yes" } else { "no" }
     );
     Ok(monotonic)

@@ -236,6 +236,28 @@ impl<'a, M: PhysMem> GuestVirt<'a, M> {
         Ok(())
     }
 
+    /// Instruction fetch: fills `buf` from `gva` with the bytes the vCPU
+    /// may execute there, page by page, and stops at the first page it
+    /// may not (an instruction near the end of the code may be shorter
+    /// than `buf`). Returns how many bytes were fetched.
+    pub fn fetch_prefix(&self, gva: u64, buf: &mut [u8]) -> usize {
+        let Ok(pieces) = page_pieces(gva, buf.len() as u64) else {
+            return 0;
+        };
+        let mut done = 0;
+        for (at, n) in pieces {
+            let Ok(spans) = self.spans(at, n, AccessKind::Fetch) else {
+                break;
+            };
+            for s in spans {
+                let frame = self.phys.mem.frame(s.mfn);
+                buf[done..done + s.len].copy_from_slice(&frame[s.offset..s.offset + s.len]);
+                done += s.len;
+            }
+        }
+        done
+    }
+
     /// Reads one `T` at `gva` into a local copy (one fetch of guest memory).
     pub fn read_struct<T: FromBytes + IntoBytes>(&self, gva: u64) -> Result<T, GuestFault> {
         let mut value = T::new_zeroed();
@@ -292,6 +314,26 @@ mod tests {
             .unwrap();
         assert_eq!(back, data);
         assert_eq!(g.read(0x10_1000, 4), data[16..20]);
+    }
+
+    #[test]
+    fn fetch_stops_at_the_first_page_it_may_not_execute() {
+        let (mut g, p) = guest();
+        g.write(0x11_2ff8, &[0x90; 8]);
+        g.write(0x11_3000, &[0xcc; 8]);
+        let mut buf = [0u8; 15];
+        // Both pages present: 8 + 7 bytes.
+        assert_eq!(virt(&mut g, p, false).fetch_prefix(0x11_2ff8, &mut buf), 15);
+        assert_eq!(buf[..8], [0x90; 8]);
+        assert_eq!(buf[8..], [0xcc; 7]);
+        // GVA 0x11_4000 is not present: only the bytes before it.
+        let mut buf = [0u8; 15];
+        assert_eq!(virt(&mut g, p, false).fetch_prefix(0x11_3ffc, &mut buf), 4);
+        assert_eq!(virt(&mut g, p, false).fetch_prefix(0x11_4000, &mut buf), 0);
+        assert_eq!(
+            virt(&mut g, p, false).fetch_prefix(u64::MAX - 3, &mut buf),
+            0
+        );
     }
 
     #[test]

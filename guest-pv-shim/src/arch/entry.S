@@ -272,6 +272,93 @@ shim_probe_write_cr4:               /* (value: u64) -> ProbeResult */
     mov %rdi, %cr4
     ret
 
+/* Unclaimed MMIO and ports (arch::probe). RDI = address or port, RSI =
+ * what RAX holds before a read (so a merge into AL/AX shows), or the value
+ * a write stores. */
+.global shim_probe_read8
+shim_probe_read8:                   /* (gpa, rax_before) -> ProbeResult */
+    xor %edx, %edx
+    mov %rsi, %rax
+.Lread8_insn:
+    mov (%rdi), %al
+    ret
+
+.global shim_probe_read16
+shim_probe_read16:
+    xor %edx, %edx
+    mov %rsi, %rax
+.Lread16_insn:
+    mov (%rdi), %ax
+    ret
+
+.global shim_probe_read32
+shim_probe_read32:
+    xor %edx, %edx
+    mov %rsi, %rax
+.Lread32_insn:
+    mov (%rdi), %eax
+    ret
+
+.global shim_probe_read64
+shim_probe_read64:
+    xor %edx, %edx
+    mov %rsi, %rax
+.Lread64_insn:
+    mov (%rdi), %rax
+    ret
+
+.global shim_probe_movsx8
+shim_probe_movsx8:                  /* (gpa) -> ProbeResult */
+    xor %edx, %edx
+    xor %eax, %eax
+.Lmovsx8_insn:
+    movsbq (%rdi), %rax
+    ret
+
+.global shim_probe_write32
+shim_probe_write32:                 /* (gpa, value) -> ProbeResult */
+    xor %edx, %edx
+    xor %eax, %eax
+.Lwrite32_insn:
+    mov %esi, (%rdi)
+    ret
+
+.global shim_probe_add32
+shim_probe_add32:                   /* (gpa, value): a read-modify-write */
+    xor %edx, %edx
+    xor %eax, %eax
+.Ladd32_insn:
+    add %esi, (%rdi)
+    ret
+
+.global shim_probe_inw
+shim_probe_inw:                     /* (port, rax_before) -> ProbeResult */
+    mov %rsi, %rax
+    mov %edi, %edx
+.Linw_insn:
+    in %dx, %ax
+    xor %edx, %edx
+    ret
+
+.global shim_probe_inl
+shim_probe_inl:
+    mov %rsi, %rax
+    mov %edi, %edx
+.Linl_insn:
+    in %dx, %eax
+    xor %edx, %edx
+    ret
+
+.global shim_probe_outb
+shim_probe_outb:                    /* (port, value) -> ProbeResult */
+    mov %esi, %eax
+    mov %edi, %edx
+.Loutb_insn:
+    out %al, %dx
+    xor %edx, %edx
+    xor %eax, %eax
+    ret
+
 .Lprobe_fixup:
     xor %eax, %eax
     ret
@@ -284,6 +371,16 @@ shim_fixups:                        /* (faulting RIP, resume RIP) pairs */
     .quad .Linb_insn, .Lprobe_fixup
     .quad .Lwrite_insn, .Lprobe_fixup
     .quad .Lcr4_insn, .Lprobe_fixup
+    .quad .Lread8_insn, .Lprobe_fixup
+    .quad .Lread16_insn, .Lprobe_fixup
+    .quad .Lread32_insn, .Lprobe_fixup
+    .quad .Lread64_insn, .Lprobe_fixup
+    .quad .Lmovsx8_insn, .Lprobe_fixup
+    .quad .Lwrite32_insn, .Lprobe_fixup
+    .quad .Ladd32_insn, .Lprobe_fixup
+    .quad .Linw_insn, .Lprobe_fixup
+    .quad .Linl_insn, .Lprobe_fixup
+    .quad .Loutb_insn, .Lprobe_fixup
 .global shim_fixups_end
 shim_fixups_end:
 

@@ -69,13 +69,13 @@ const MNEMONICS: [&str; 32] = [
 
 /// What a probe routine in `entry.S` returns (in RAX:RDX).
 #[repr(C)]
-struct ProbeResult {
+pub(super) struct ProbeResult {
     value: u64,
     fault: u64,
 }
 
 impl ProbeResult {
-    fn into_result(self) -> Result<u64, Exception> {
+    pub(super) fn into_result(self) -> Result<u64, Exception> {
         if self.fault & FAULTED != 0 {
             Err(Exception {
                 vector: (self.fault & 0xff) as u8,

@@ -22,7 +22,7 @@ use table::MAX_DOMAINS;
 
 use crate::event::EventChannels;
 use crate::grant::table::GrantTable;
-use crate::mm::{FramePool, Gfn, Mfn, PhysMem};
+use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SHIFT};
 use crate::paging::npt::{Npt, NptError, P2mAccess, P2mEntry, P2mKind, NPT_MAX_GFN};
 use counters::{ExitCounters, HypercallCounters};
 use vcpu::Vcpu;
@@ -697,6 +697,19 @@ impl Domain {
             }
         }
         there
+    }
+
+    /// Whether nobody claims `gpa`: the p2m maps nothing there and the
+    /// domain's memory map names no range (RAM, reserved or other) that
+    /// holds it. Only such an address is left to the null handler
+    /// (`vmexit::unclaimed`); a hole inside the domain's RAM is not.
+    pub fn gpa_unclaimed(&self, mem: &impl PhysMem, gpa: u64) -> bool {
+        let in_map = self
+            .xen
+            .memory_map()
+            .iter()
+            .any(|e| gpa >= e.addr && gpa - e.addr < e.size);
+        !in_map && self.p2m.translate(mem, Gfn(gpa >> PAGE_SHIFT)).is_none()
     }
 
     /// One slice of Xen's `relinquish_memory` for a dying domain: removes

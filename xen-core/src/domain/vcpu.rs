@@ -95,6 +95,12 @@ pub struct Vcpu {
     id: u32,
     run_state: VcpuRunState,
     timer_deadline_ns: Option<u64>,
+    /// The one-shot timer fired while the vCPU was running: its next block
+    /// returns at once instead of sleeping through the wake-up it missed
+    /// (a Xen guest sees the same through VIRQ_TIMER, which stays pending
+    /// until it looks; xen-core's timer also wakes guests that did not
+    /// bind it).
+    timer_fired_awake: bool,
     entry: VcpuEntryState,
     cpu_time_ns: u64,
 }
@@ -105,6 +111,7 @@ impl Vcpu {
             id,
             run_state: VcpuRunState::Down,
             timer_deadline_ns: None,
+            timer_fired_awake: false,
             entry: VcpuEntryState::default(),
             cpu_time_ns: 0,
         }
@@ -141,9 +148,11 @@ impl Vcpu {
         self.run_state = VcpuRunState::Runnable;
     }
 
-    /// Blocks a runnable vCPU (HLT, SCHEDOP_block).
+    /// Blocks a runnable vCPU (HLT, SCHEDOP_block), unless its timer fired
+    /// since it last blocked.
     pub fn block(&mut self) {
-        if self.run_state == VcpuRunState::Runnable {
+        if self.run_state == VcpuRunState::Runnable && !core::mem::take(&mut self.timer_fired_awake)
+        {
             self.run_state = VcpuRunState::Blocked;
         }
     }
@@ -171,6 +180,7 @@ impl Vcpu {
         match self.timer_deadline_ns {
             Some(deadline) if deadline <= now_ns => {
                 self.timer_deadline_ns = None;
+                self.timer_fired_awake = self.run_state == VcpuRunState::Runnable;
                 self.wake();
                 true
             }
@@ -221,5 +231,21 @@ mod tests {
         v.account(5);
         v.account(u64::MAX);
         assert_eq!(v.cpu_time_ns(), u64::MAX);
+    }
+
+    /// A guest sets a timer, is held up past its deadline, then blocks:
+    /// it must not sleep for ever (the ticker lost its wake-up so under
+    /// load).
+    #[test]
+    fn a_timer_that_fired_while_running_is_not_slept_through() {
+        let mut v = Vcpu::new(0);
+        v.start(VcpuEntryState::pvh(1, 2));
+        v.set_timer(100);
+        assert!(v.expire_timer(150));
+        v.block();
+        assert_eq!(v.run_state(), VcpuRunState::Runnable);
+        // Only once: the next block sleeps.
+        v.block();
+        assert_eq!(v.run_state(), VcpuRunState::Blocked);
     }
 }

@@ -10,10 +10,17 @@ use heapless::Vec;
 
 use super::MAX_VCPUS;
 use crate::mm::{Gfn, Gpa};
+use crate::ratelimit::RateLimit;
 
 /// Bytes of console output buffered per domain until a newline (Xen's
 /// `DOMAIN_PBUF_SIZE` is 200); a longer line is printed in pieces.
 pub const CONSOLE_LINE_MAX: usize = 256;
+/// Bytes of `console_io` output (a line counts its length plus one) a
+/// domU may print in a burst ...
+pub const DOMU_CONSOLE_BURST_BYTES: u64 = 8 * 1024;
+/// ... and per millisecond after it (1 000 bytes/s, a quarter of COM1's
+/// 38 400 baud, so four flooding domUs still leave the log readable).
+pub const DOMU_CONSOLE_BYTES_PER_MS: u64 = 1;
 
 /// Where a vCPU's `vcpu_info` lives after `VCPUOP_register_vcpu_info`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +51,9 @@ pub struct XenState {
     pub vcpu_info: [Option<VcpuInfoArea>; MAX_VCPUS],
     /// Console bytes since the last newline.
     pub console_line: Vec<u8, CONSOLE_LINE_MAX>,
+    /// A domU's `console_io` output budget, in bytes
+    /// (`hypercall::console`); dom0's output is not limited.
+    pub console_limit: RateLimit,
     memory_map: Vec<E820Entry, MAX_MEMMAP_ENTRIES>,
 }
 
@@ -53,6 +63,7 @@ impl XenState {
             hvm_params: [0; HVM_NR_PARAMS as usize],
             vcpu_info: [None; MAX_VCPUS],
             console_line: Vec::new(),
+            console_limit: RateLimit::new(DOMU_CONSOLE_BURST_BYTES, DOMU_CONSOLE_BYTES_PER_MS),
             memory_map: Vec::new(),
         }
     }

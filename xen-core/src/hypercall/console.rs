@@ -9,7 +9,13 @@
 //!   printed, and the first unreadable piece ends the call with `-EFAULT`
 //!   (earlier pieces stay printed, as in Xen). Bytes other than printable
 //!   ASCII, tab and newline print as `?` (`\r` and NUL are dropped), so a guest
-//!   cannot send escape sequences to the operator's terminal.
+//!   cannot send escape sequences to the operator's terminal. A domU's
+//!   output is bounded: lines beyond a burst of
+//!   [`DOMU_CONSOLE_BURST_BYTES`], refilled at
+//!   [`DOMU_CONSOLE_BYTES_PER_MS`] (`domain::xen_state`), are dropped and counted, and the next
+//!   line printed is preceded by `console_io: dN: M lines suppressed`.
+//!   Xen release builds print no domU output at all (`XENLOG_G_DEBUG`
+//!   is below `guest_loglvl`'s default); dom0's is never limited.
 //! - `CONSOLEIO_read`, dom0 only (`-EPERM`): up to `count` bytes of
 //!   console input, at most [`CONSOLE_READ_MAX`] per call; returns how
 //!   many. The destination is checked before input is taken.
@@ -22,6 +28,9 @@ use super::args::RawArgs;
 use super::table::Request;
 use super::table::{Dom0, Dom0Request};
 use super::{fault, Ctx, HypercallEnv, HypercallOutcome};
+#[cfg(doc)]
+use crate::domain::xen_state::{DOMU_CONSOLE_BURST_BYTES, DOMU_CONSOLE_BYTES_PER_MS};
+use crate::domain::Domain;
 use crate::guest_mem::GuestVirt;
 use crate::mm::{FramePool, PhysMem};
 use crate::paging::guest_walk::AccessKind;
@@ -89,10 +98,13 @@ fn print_piece<P: FramePool, M: PhysMem, E: HypercallEnv>(
             result = Err(fault(e));
             break;
         }
-        let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
+        let now_ms = ctx.env.clock().system_time_ns(ctx.env.tsc()) / 1_000_000;
+        let domain = ctx.domains.get_mut(ctx.caller.domid).ok_or(Errno::ESRCH)?;
         for &b in &chunk[..n] {
             if b == b'\n' || line.is_full() {
-                ctx.env.console_write(domain.domid(), domain.name(), &line);
+                if within_budget(domain, now_ms, line.len()) {
+                    ctx.env.console_write(domain.domid(), domain.name(), &line);
+                }
                 line.clear();
             }
             if b != b'\n' {
@@ -104,6 +116,23 @@ fn print_piece<P: FramePool, M: PhysMem, E: HypercallEnv>(
     }
     ctx.domain_mut()?.xen_mut().console_line = line;
     result
+}
+
+/// Whether a line of `len` bytes fits `domain`'s output budget (always,
+/// for dom0); reports the lines suppressed before it.
+fn within_budget(domain: &mut Domain, now_ms: u64, len: usize) -> bool {
+    if domain.privilege().is_some() {
+        return true;
+    }
+    let cost = len as u64 + 1;
+    match domain.xen_mut().console_limit.take(now_ms, cost) {
+        None => false,
+        Some(0) => true,
+        Some(missed) => {
+            log::info!("console_io: d{}: {missed} lines suppressed", domain.domid());
+            true
+        }
+    }
 }
 
 pub(crate) fn read<P: FramePool, M: PhysMem, E: HypercallEnv>(

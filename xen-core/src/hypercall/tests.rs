@@ -25,10 +25,11 @@ use zerocopy::{Immutable, IntoBytes};
 
 use super::*;
 use crate::domain::vcpu::{VcpuEntryState, VcpuRunState};
-use crate::domain::xen_state::VcpuInfoArea;
+use crate::domain::xen_state::{VcpuInfoArea, DOMU_CONSOLE_BURST_BYTES};
 use crate::domain::{DomainConfig, DomainState};
 use crate::mm::Gfn;
 use crate::paging::npt::P2mKind;
+use crate::ratelimit::RateLimit;
 use crate::vmexit::Gpr;
 
 mod evtchn;
@@ -244,6 +245,8 @@ fn console_write_splits_long_lines() {
 #[test]
 fn long_console_writes_continue_in_pieces() {
     let mut w = World::new();
+    // This test is about pieces, not the output budget.
+    w.t.get_mut(DOMU).unwrap().xen_mut().console_limit = RateLimit::new(u64::MAX, 0);
     let max = u64::from(CONSOLE_WRITE_MAX);
     let text: Vec<u8> = (0..2 * max + 10)
         .map(|i| if i % 64 == 63 { b'\n' } else { b'a' })
@@ -276,6 +279,36 @@ fn long_console_writes_continue_in_pieces() {
     // The first write's last 10 bytes were an unfinished line.
     let line = (DOMU, "guest".into(), "aaaaaaaaaatail".into());
     assert_eq!(w.env.lines[before..], [line]);
+}
+
+#[test]
+fn domu_console_output_is_bounded_per_time_window() {
+    let mut w = World::new();
+    // 100 lines of 99 bytes + newline: the burst allows 81 of them.
+    let text: Vec<u8> = (0..100 * 100)
+        .map(|i| if i % 100 == 99 { b'\n' } else { b'x' })
+        .collect();
+    w.phys(DOMU).write(BUF, &text).unwrap();
+    w.phys(DOM0).write(BUF, &text).unwrap();
+    let count = text.len() as u64;
+    let write = |w: &mut World, domid| {
+        for piece in text.chunks(CONSOLE_WRITE_MAX as usize).enumerate() {
+            let at = BUF + (piece.0 * CONSOLE_WRITE_MAX as usize) as u64;
+            let args = [0, piece.1.len() as u64, at, 0, 0];
+            assert_eq!(w.ret(domid, nr::CONSOLE_IO, args), 0);
+        }
+    };
+    write(&mut w, DOMU);
+    let burst = (DOMU_CONSOLE_BURST_BYTES / 100) as usize;
+    assert_eq!(w.env.lines.len(), burst);
+    // dom0 is not limited.
+    write(&mut w, DOM0);
+    assert_eq!(w.env.lines.len(), burst + 100);
+    // A second later, 1 000 more bytes: 10 lines.
+    w.env.tsc += 1_000_000_000;
+    w.phys(DOMU).write(BUF, &text[..count as usize]).unwrap();
+    write(&mut w, DOMU);
+    assert_eq!(w.env.lines.len(), burst + 100 + 10);
 }
 
 #[test]

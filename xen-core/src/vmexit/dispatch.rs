@@ -9,6 +9,7 @@
 
 use crate::domain::CrashReason;
 use crate::guest_mem::GuestFault;
+use crate::logger::GUEST;
 use crate::paging::guest_walk::GuestPaging;
 
 use super::cpuid::{guest_cpuid, CpuidResult, GuestIdentity};
@@ -16,6 +17,7 @@ use super::cr::{CrUpdate, Segment};
 use super::event::Event;
 use super::exit::VmExit;
 use super::msr::{GuestMsr, MsrFault, MsrWrite};
+use super::unclaimed;
 use super::MsrDirection;
 
 /// A general-purpose register of the guest.
@@ -103,6 +105,14 @@ pub trait VcpuEnv {
         buf: &mut [u8],
         fetch: bool,
     ) -> Result<(), GuestFault>;
+    /// Whether nobody claims `gpa`: the domain's p2m does not map it and
+    /// its memory map names no range (RAM or reserved) that holds it.
+    fn gpa_unclaimed(&self, gpa: u64) -> bool;
+    /// Fetches instruction bytes at linear address `addr` as the vCPU
+    /// would (its own page walk under `paging`, as CPL 3 if `user`, then
+    /// the p2m) into `buf`; returns how many bytes from the start could be
+    /// fetched.
+    fn fetch_insn(&mut self, paging: GuestPaging, user: bool, addr: u64, buf: &mut [u8]) -> usize;
 }
 
 /// The hypercall page could not be written (the GPA is not the domain's
@@ -155,19 +165,7 @@ pub fn handle_exit(
             complete(exit, guest);
             ExitAction::Halt
         }
-        VmExit::Io(io) => {
-            let who = env.identity();
-            log::warn!(
-                "d{}v{}: {} port {:#x} (size {}) not permitted: #GP",
-                who.domid,
-                who.vcpu_id,
-                if io.is_in { "IN from" } else { "OUT to" },
-                io.port,
-                io.size
-            );
-            guest.inject(Event::general_protection());
-            ExitAction::Resume
-        }
+        VmExit::Io(io) => unclaimed::port_io(io, guest, env),
         VmExit::Invd => complete(exit, guest),
         // CPUID hides these features: answer as a CPU without them would.
         VmExit::Refused(_) => {
@@ -179,13 +177,7 @@ pub fn handle_exit(
         VmExit::Shutdown => ExitAction::Crash(CrashReason::TripleFault),
         VmExit::InvalidGuestState => ExitAction::Crash(CrashReason::InvalidGuestState),
         VmExit::NestedPageFault { gpa, error_code } => {
-            let who = env.identity();
-            log::warn!(
-                "d{}v{}: nested page fault at GPA {gpa:#x}, error code {error_code:#x}",
-                who.domid,
-                who.vcpu_id
-            );
-            ExitAction::Crash(CrashReason::NptFault { gpa })
+            unclaimed::nested_page_fault(gpa, error_code, guest, env)
         }
         VmExit::Exception { vector, .. } => ExitAction::Crash(CrashReason::UnhandledExit {
             code: super::exit::code::EXCEPTION_BASE + u64::from(vector),
@@ -245,6 +237,7 @@ fn msr(
         Err(fault) => {
             let who = env.identity();
             log::warn!(
+                target: GUEST,
                 "d{}v{}: {:?} MSR {:#x} refused ({:?}): #GP",
                 who.domid,
                 who.vcpu_id,
@@ -259,24 +252,25 @@ fn msr(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::vmexit::cr;
     use crate::vmexit::msr::efer;
 
     /// A vCPU's state held in plain fields, as the VMCB would hold it.
     #[derive(Default)]
-    struct FakeGuest {
-        gprs: [u64; 16],
-        rip: u64,
-        long_mode: bool,
-        cr0: u64,
-        cr4: u64,
-        efer: u64,
-        fs_base: u64,
-        injected: Vec<Event>,
-        flushed: bool,
-        debug_registers_taken: u32,
+    pub(crate) struct FakeGuest {
+        pub gprs: [u64; 16],
+        pub rip: u64,
+        pub long_mode: bool,
+        pub cr0: u64,
+        pub cr4: u64,
+        pub efer: u64,
+        pub fs_base: u64,
+        pub cs_base: u64,
+        pub injected: Vec<Event>,
+        pub flushed: bool,
+        pub debug_registers_taken: u32,
     }
 
     impl GuestState for FakeGuest {
@@ -319,7 +313,8 @@ mod tests {
         fn segment_base(&self, segment: Segment) -> u64 {
             match segment {
                 Segment::Fs => self.fs_base,
-                _ => 0x10_0000,
+                Segment::Cs => self.cs_base,
+                _ => 0,
             }
         }
         fn cpl(&self) -> u8 {
@@ -347,14 +342,18 @@ mod tests {
         }
     }
 
-    /// Owns GFNs 0..16; records hypercall-page writes; `code` is
-    /// readable at linear address `code_at` (one page at most).
+    /// Owns GFNs 0..16, and its memory map names GFNs 0..32 (16..32 are
+    /// holes in its RAM); code is `code` at linear address `code_at`;
+    /// records hypercall-page writes.
     #[derive(Default)]
-    struct FakeEnv {
-        hypercall_pages: Vec<u64>,
-        code: Vec<u8>,
-        code_at: u64,
+    pub(crate) struct FakeEnv {
+        pub hypercall_pages: Vec<u64>,
+        pub code: Vec<u8>,
+        pub code_at: u64,
     }
+
+    /// End of [`FakeEnv`]'s memory map.
+    pub(crate) const FAKE_MEMMAP_END: u64 = 32 << 12;
 
     impl VcpuEnv for FakeEnv {
         fn identity(&self) -> GuestIdentity {
@@ -397,9 +396,25 @@ mod tests {
             }
             Ok(())
         }
+        fn gpa_unclaimed(&self, gpa: u64) -> bool {
+            gpa >= FAKE_MEMMAP_END
+        }
+        fn fetch_insn(
+            &mut self,
+            _paging: GuestPaging,
+            _user: bool,
+            addr: u64,
+            buf: &mut [u8],
+        ) -> usize {
+            let start = addr.wrapping_sub(self.code_at) as usize;
+            let code = self.code.get(start..).unwrap_or(&[]);
+            let n = code.len().min(buf.len());
+            buf[..n].copy_from_slice(&code[..n]);
+            n
+        }
     }
 
-    fn guest_at(rip: u64) -> FakeGuest {
+    pub(crate) fn guest_at(rip: u64) -> FakeGuest {
         FakeGuest {
             rip,
             efer: efer::SVME,
@@ -456,6 +471,7 @@ mod tests {
     fn pvh_entry_enables_long_mode_through_cr0() {
         // 32-bit `mov cr0, eax` at CS base 0x100000 + EIP 0x2000.
         let mut g = guest_at(0x2000);
+        g.cs_base = 0x10_0000;
         g.cr0 = cr::cr0::PE | cr::cr0::ET;
         g.cr4 = cr::cr4::PAE;
         g.efer = efer::SVME | efer::LME;
@@ -616,12 +632,13 @@ mod tests {
     }
 
     #[test]
-    fn port_io_is_refused_with_gp() {
+    fn port_io_goes_to_the_null_handler() {
         let (mut g, mut env) = (guest_at(0x500), FakeEnv::default());
-        let exit = VmExit::decode(0x7b, (0x3f8 << 16) | (1 << 4), 0x501);
+        let exit = VmExit::decode(0x7b, (0x3f8 << 16) | (1 << 4) | 1, 0x501);
         assert_eq!(handle_exit(exit, &mut g, &mut env), ExitAction::Resume);
-        assert_eq!(g.rip, 0x500);
-        assert_eq!(g.injected, [Event::general_protection()]);
+        assert_eq!(g.rip, 0x501);
+        assert_eq!(g.gprs[Gpr::Rax as usize], 0xff);
+        assert!(g.injected.is_empty());
     }
 
     #[test]
@@ -665,7 +682,7 @@ mod tests {
             ExitAction::Crash(CrashReason::InvalidGuestState)
         );
         assert_eq!(
-            crash(0x400, 0x1_0000_0006, 0xfee0_0000, &mut g, &mut env),
+            crash(0x400, 0x1_0000_0007, 0xfee0_0000, &mut g, &mut env),
             ExitAction::Crash(CrashReason::NptFault { gpa: 0xfee0_0000 })
         );
         assert_eq!(

@@ -12,7 +12,9 @@ mod dispatch;
 pub mod event;
 mod exit;
 pub mod io;
+pub mod mmio;
 pub mod msr;
+mod unclaimed;
 
 pub use dispatch::{handle_exit, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv};
 pub use exit::{code, code_name, MsrDirection, RefusedInstruction, VmExit};

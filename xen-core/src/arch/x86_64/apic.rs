@@ -218,6 +218,12 @@ pub fn take_timer_fired() -> bool {
     TIMER_FIRED[this_cpu().index].swap(false, Ordering::Acquire)
 }
 
+/// Whether the timer fired since the last [`take_timer_fired`], without
+/// consuming it.
+pub fn timer_fired() -> bool {
+    TIMER_FIRED[this_cpu().index].load(Ordering::Acquire)
+}
+
 /// The timer interrupt's handler, called by its stub (exceptions.rs).
 pub(super) extern "C" fn timer_interrupt() {
     TIMER_FIRED[this_cpu().index].store(true, Ordering::Release);

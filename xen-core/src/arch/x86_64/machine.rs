@@ -12,6 +12,7 @@ use abi::xen::event_channel::{VIRQ_DOM_EXC, VIRQ_TIMER};
 
 use super::fatal::{exit, fatal};
 use super::mem::{IdentityMap, FRAMES};
+use super::serial::LOG;
 use super::svm::{self, SvmVcpu};
 use super::{apic, cpu_idle_until, tsc};
 use crate::boot_domains::{build_boot_domain, BootDomain, BootMemory};
@@ -20,6 +21,7 @@ use crate::domain::{Domain, DomainState, ShutdownReason};
 use crate::event;
 use crate::guest_mem::{GuestFault, GuestVirt};
 use crate::hypercall::{self, Caller, HostFacts, HypercallEnv, HypercallOutcome, HypercallRegs};
+use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
 use crate::mm::{FramePool, Mfn, PAGE_SHIFT};
 use crate::paging::guest_walk::GuestPaging;
 use crate::sched::{self, Decision, RoundRobin, Scheduler, VcpuRef};
@@ -168,11 +170,14 @@ impl Machine {
 
     /// The scheduler loop: never returns; dom0's shutdown ends the machine.
     pub fn run(&mut self) -> ! {
+        let mut slice_end = 0;
         loop {
             let now = tsc::system_time_ns();
             self.fire_timers(now);
             let polls = event::next_poll_deadline(&self.domains);
             match self.sched.schedule(&mut self.domains, now) {
+                // Idle time is the log's: sleep once it is all out.
+                Decision::Idle { .. } if LOG.drain(DRAIN_BYTES_IDLE) > 0 => {}
                 Decision::Idle { wake_at_ns } => {
                     let wake = earliest(wake_at_ns, polls);
                     cpu_idle_until(wake.map_or(u64::MAX, tsc::tsc_at_ns));
@@ -181,9 +186,15 @@ impl Machine {
                 Decision::Run {
                     vcpu,
                     switched,
+                    slice_end_ns,
                     next_event_ns,
-                    ..
                 } => {
+                    // A bounded drain as each slice starts, none between
+                    // a guest's hypercalls (it would lengthen their wait).
+                    if switched || slice_end_ns != slice_end {
+                        LOG.drain(DRAIN_BYTES_PER_SCHEDULE);
+                        slice_end = slice_end_ns;
+                    }
                     let until = earliest(Some(next_event_ns), polls).unwrap_or(next_event_ns);
                     self.run_vcpu(vcpu, switched, until);
                 }
@@ -442,6 +453,14 @@ impl VcpuEnv for ExitEnv<'_> {
             virt.copy_from_guest(gva, buf)
         }
     }
+
+    fn gpa_unclaimed(&self, gpa: u64) -> bool {
+        self.domain.gpa_unclaimed(&*self.phys, gpa)
+    }
+
+    fn fetch_insn(&mut self, paging: GuestPaging, user: bool, addr: u64, buf: &mut [u8]) -> usize {
+        GuestVirt::new(self.domain.p2m(), self.phys, paging, user).fetch_prefix(addr, buf)
+    }
 }
 
 /// The hypervisor console and clock, for hypercalls.
@@ -467,7 +486,7 @@ impl HypercallEnv for ConsoleEnv<'_> {
     }
 
     fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64) {
-        super::serial::LOG.with_ring(|older, newer| {
+        LOG.with_ring(|older, newer| {
             let total = (older.len() + newer.len()) as u64;
             (crate::logger::copy_log(older, newer, offset, buf), total)
         })

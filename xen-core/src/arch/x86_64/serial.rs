@@ -1,10 +1,12 @@
-//! COM1: xen-core's log console, through the `log` crate.
+//! COM1: xen-core's log console, through the `log` crate. The log goes to
+//! a ring first; the run loop drains it (`crate::logger`).
 
 use core::fmt;
 
 use uart_16550::SerialPort;
 
-use crate::logger::Logger;
+use super::tsc;
+use crate::logger::{Console, Logger};
 
 /// I/O port base of COM1.
 const COM1_PORT: u16 = 0x3f8;
@@ -35,8 +37,25 @@ impl fmt::Write for Com1 {
     }
 }
 
-/// The hypervisor's log: COM1 plus the in-memory ring (`dmesg`).
-pub static LOG: Logger<Com1> = Logger::new(Com1::new());
+/// Sends without waiting only when the transmitter holding register is
+/// empty (LSR.THRE).
+impl Console for Com1 {
+    fn try_send(&mut self, byte: u8) -> bool {
+        self.0.try_send_raw(byte).is_ok()
+    }
+
+    fn send(&mut self, byte: u8) {
+        self.0.send_raw(byte);
+    }
+}
+
+/// Milliseconds since boot (0 until the TSC is calibrated).
+fn now_ms() -> u64 {
+    tsc::system_time_ns() / 1_000_000
+}
+
+/// The hypervisor's log: the in-memory ring (`dmesg`), drained to COM1.
+pub static LOG: Logger<Com1> = Logger::new(Com1::new(), now_ms);
 
 /// Programs COM1 (38400 8N1, no interrupts) and routes `log` to it at
 /// `Info` level.

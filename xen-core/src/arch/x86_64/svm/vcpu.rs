@@ -3,6 +3,7 @@
 //! dispatcher (`vmexit::handle_exit`) complete or refuse it, resume —
 //! which returns only when the scheduler or domain layer must act.
 
+use super::super::apic;
 use super::super::mem::{alloc_zeroed_frame, FRAMES};
 use super::bitmaps::{iopm_pa, msrpm_pa};
 use super::extstate::ExtState;
@@ -78,6 +79,13 @@ impl SvmVcpu {
             let action = handle_exit(exit, &mut self.guest(), env);
             if action != ExitAction::Resume {
                 return action;
+            }
+            // A timer that expired while the host handled the exit was
+            // taken by the host at STGI, not as an INTR exit: the slice
+            // is over all the same (a guest exiting all the time would
+            // otherwise run until its next hypercall).
+            if apic::timer_fired() {
+                return ExitAction::Preempted;
             }
         }
     }

@@ -188,7 +188,7 @@ pub mod tlb {
 pub mod attrib {
     /// L: 64-bit code segment.
     pub const L: u16 = 1 << 9;
-    /// D/B: 32-bit default operand size.
+    /// D/B: 32-bit default operand size (code segments).
     pub const DB: u16 = 1 << 10;
 }
 

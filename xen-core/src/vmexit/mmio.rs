@@ -1,0 +1,284 @@
+//! Decoding the instruction behind an MMIO nested page fault into the one
+//! access a null handler needs, and writing a load's result back to the
+//! guest's registers.
+//!
+//! SVM under QEMU TCG has no decode assists and no NRIP (TOOLCHAIN.md), so
+//! the instruction bytes are fetched from the guest at RIP and decoded with
+//! `iced-x86`. Only the forms Xen's emulator would send to a null handler
+//! as one plain access are taken: MOV loads and stores of 1/2/4/8 bytes
+//! (register, immediate and moffs forms), MOVZX, MOVSX and MOVSXD loads.
+//! Anything else that touches unclaimed memory is
+//! [`DecodeError::Unhandleable`]; bytes that are no instruction are
+//! [`DecodeError::Unrecognized`] (Xen's `X86EMUL_UNHANDLEABLE` and
+//! `X86EMUL_UNRECOGNIZED`).
+//!
+//! Sources: Intel SDM vol. 2 (MOV, MOVZX, MOVSX/MOVSXD); AMD APM vol. 1
+//! §3.1.2.3 (32-bit results zero-extend, 8/16-bit results merge).
+
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, OpKind, Register};
+
+use super::dispatch::Gpr;
+
+/// The longest x86 instruction, in bytes.
+pub const MAX_INSN_LEN: usize = 15;
+
+/// A segment register, for the base of a memory operand's address.
+pub use super::cr::Segment;
+
+/// A destination register as the instruction names it: which GPR, how
+/// many bytes of it, and for AH/CH/DH/BH the second byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegSlot {
+    /// The 64-bit register that holds it.
+    pub gpr: Gpr,
+    /// Bytes written: 1, 2, 4 or 8.
+    pub width: u8,
+    /// AH, CH, DH or BH: bits 15:8.
+    pub high_byte: bool,
+}
+
+impl RegSlot {
+    /// The register's new 64-bit value after writing `value` (its low
+    /// `width` bytes) over `old`: a 4-byte write zero-extends, 1- and
+    /// 2-byte writes leave the other bits as they were.
+    pub fn merge(self, old: u64, value: u64) -> u64 {
+        match (self.width, self.high_byte) {
+            (8, _) => value,
+            (4, _) => value & 0xffff_ffff,
+            (2, _) => (old & !0xffff) | (value & 0xffff),
+            (_, true) => (old & !0xff00) | ((value & 0xff) << 8),
+            _ => (old & !0xff) | (value & 0xff),
+        }
+    }
+}
+
+/// How a load widens the bytes it read to its destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Widen {
+    /// MOV and MOVZX: zero-extend.
+    Zero,
+    /// MOVSX and MOVSXD: sign-extend.
+    Sign,
+}
+
+/// What the instruction does with the memory operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemOp {
+    /// Reads the operand into `dest`.
+    Load { dest: RegSlot, extend: Widen },
+    /// Writes the operand (from a register or an immediate).
+    Store,
+}
+
+/// One decoded memory access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemAccess {
+    /// Load or store.
+    pub op: MemOp,
+    /// Bytes accessed: 1, 2, 4 or 8.
+    pub size: u8,
+    /// Linear address of the operand (segment base included).
+    pub linear: u64,
+    /// Length of the instruction in bytes, to move RIP past it.
+    pub insn_len: usize,
+}
+
+impl MemAccess {
+    /// Whether the access writes memory.
+    pub fn is_write(&self) -> bool {
+        self.op == MemOp::Store
+    }
+
+    /// The destination's value after a load that read `data` (its low
+    /// `size` bytes), extended as the instruction says; `None` for a store.
+    pub fn load_result(&self, data: u64) -> Option<(RegSlot, u64)> {
+        let MemOp::Load { dest, extend } = self.op else {
+            return None;
+        };
+        let bits = u32::from(self.size) * 8;
+        let data = if bits == 64 {
+            data
+        } else {
+            data & ((1u64 << bits) - 1)
+        };
+        let value = match extend {
+            Widen::Zero => data,
+            Widen::Sign => sign_extend(data, bits),
+        };
+        Some((dest, value))
+    }
+}
+
+/// `data`'s low `bits` bits, sign-extended to 64.
+fn sign_extend(data: u64, bits: u32) -> u64 {
+    let shift = 64 - bits;
+    (((data << shift) as i64) >> shift) as u64
+}
+
+/// Why an instruction cannot be completed as one plain access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The bytes are no valid instruction: the CPU would raise #UD.
+    Unrecognized,
+    /// A valid instruction outside the emulated forms, or fewer bytes than
+    /// it needs could be fetched.
+    Unhandleable,
+}
+
+/// What the decoder needs of the vCPU: its registers and segment bases.
+pub trait OperandState {
+    /// A general-purpose register's 64-bit value.
+    fn gpr(&self, reg: Gpr) -> u64;
+    /// A segment's base (0 for ES, CS, SS and DS in 64-bit mode).
+    fn segment_base(&self, seg: Segment) -> u64;
+}
+
+/// Decodes `bytes` (fetched at `rip`, in a `bitness`-bit code segment:
+/// 16, 32 or 64) into the memory access it makes.
+pub fn decode(
+    bytes: &[u8],
+    bitness: u32,
+    rip: u64,
+    state: &impl OperandState,
+) -> Result<MemAccess, DecodeError> {
+    let mut decoder = Decoder::with_ip(bitness, bytes, rip, DecoderOptions::NONE);
+    let insn = decoder.decode();
+    if insn.is_invalid() {
+        return Err(match decoder.last_error() {
+            iced_x86::DecoderError::NoMoreBytes => DecodeError::Unhandleable,
+            _ => DecodeError::Unrecognized,
+        });
+    }
+    let (shape, size) = shape(insn.code()).ok_or(DecodeError::Unhandleable)?;
+    let (mem_operand, op) = match shape {
+        Shape::Store => (0, MemOp::Store),
+        Shape::Load(extend) => {
+            let dest = reg_slot(insn.op0_register()).ok_or(DecodeError::Unhandleable)?;
+            (1, MemOp::Load { dest, extend })
+        }
+    };
+    if insn.op_kind(mem_operand) != OpKind::Memory {
+        return Err(DecodeError::Unhandleable);
+    }
+    let linear = linear_address(&insn, mem_operand, bitness, state)?;
+    Ok(MemAccess {
+        op,
+        size,
+        linear,
+        insn_len: insn.len(),
+    })
+}
+
+/// The emulated forms: whether they load (and how they extend) or store.
+#[derive(Clone, Copy)]
+enum Shape {
+    Load(Widen),
+    Store,
+}
+
+/// The shape and operand size in bytes of an emulated instruction.
+fn shape(code: Code) -> Option<(Shape, u8)> {
+    use Code::*;
+    use Widen::{Sign, Zero};
+    let load = Shape::Load;
+    Some(match code {
+        Mov_r8_rm8 | Mov_AL_moffs8 => (load(Zero), 1),
+        Mov_r16_rm16 | Mov_AX_moffs16 => (load(Zero), 2),
+        Mov_r32_rm32 | Mov_EAX_moffs32 => (load(Zero), 4),
+        Mov_r64_rm64 | Mov_RAX_moffs64 => (load(Zero), 8),
+        Movzx_r16_rm8 | Movzx_r32_rm8 | Movzx_r64_rm8 => (load(Zero), 1),
+        Movzx_r16_rm16 | Movzx_r32_rm16 | Movzx_r64_rm16 => (load(Zero), 2),
+        Movsx_r16_rm8 | Movsx_r32_rm8 | Movsx_r64_rm8 => (load(Sign), 1),
+        Movsx_r16_rm16 | Movsx_r32_rm16 | Movsx_r64_rm16 | Movsxd_r16_rm16 => (load(Sign), 2),
+        Movsxd_r32_rm32 | Movsxd_r64_rm32 => (load(Sign), 4),
+        Mov_rm8_r8 | Mov_moffs8_AL | Mov_rm8_imm8 => (Shape::Store, 1),
+        Mov_rm16_r16 | Mov_moffs16_AX | Mov_rm16_imm16 => (Shape::Store, 2),
+        Mov_rm32_r32 | Mov_moffs32_EAX | Mov_rm32_imm32 => (Shape::Store, 4),
+        Mov_rm64_r64 | Mov_moffs64_RAX | Mov_rm64_imm32 => (Shape::Store, 8),
+        _ => return None,
+    })
+}
+
+/// GPRs in x86 encoding order (0 = rAX ... 15 = r15).
+const GPR_BY_NUMBER: [Gpr; 16] = [
+    Gpr::Rax,
+    Gpr::Rcx,
+    Gpr::Rdx,
+    Gpr::Rbx,
+    Gpr::Rsp,
+    Gpr::Rbp,
+    Gpr::Rsi,
+    Gpr::Rdi,
+    Gpr::R8,
+    Gpr::R9,
+    Gpr::R10,
+    Gpr::R11,
+    Gpr::R12,
+    Gpr::R13,
+    Gpr::R14,
+    Gpr::R15,
+];
+
+/// The GPR behind an iced register of any width. iced numbers its
+/// registers AL..R15L (AH..BH in slots 4..7), AX..R15W, EAX..R15D,
+/// RAX..R15, each group in encoding order; its `Register::number` needs
+/// the `instr_info` feature, which xen-core does not build.
+fn reg_slot(reg: Register) -> Option<RegSlot> {
+    let n = reg as usize;
+    let group = |first: Register, last: Register| (first as usize..=last as usize).contains(&n);
+    let (first, width) = if group(Register::AL, Register::R15L) {
+        (Register::AL, 1)
+    } else if group(Register::AX, Register::R15W) {
+        (Register::AX, 2)
+    } else if group(Register::EAX, Register::R15D) {
+        (Register::EAX, 4)
+    } else if group(Register::RAX, Register::R15) {
+        (Register::RAX, 8)
+    } else {
+        return None;
+    };
+    let index = n - first as usize;
+    // Byte registers 4..7 are AH, CH, DH, BH (bits 15:8 of rAX..rBX);
+    // SPL, BPL, SIL, DIL and R8L.. follow them in iced's order.
+    let high_byte = width == 1 && (4..8).contains(&index);
+    let number = if width == 1 && index >= 4 {
+        index - 4
+    } else {
+        index
+    };
+    Some(RegSlot {
+        gpr: *GPR_BY_NUMBER.get(number)?,
+        width,
+        high_byte,
+    })
+}
+
+/// The operand's linear address, from the guest's registers and segment
+/// bases; wraps at 4 GiB outside 64-bit mode.
+fn linear_address(
+    insn: &Instruction,
+    operand: u32,
+    bitness: u32,
+    state: &impl OperandState,
+) -> Result<u64, DecodeError> {
+    let long = bitness == 64;
+    let value = |reg: Register, _: usize, _: usize| -> Option<u64> {
+        let seg = match reg {
+            Register::ES => Segment::Es,
+            Register::CS => Segment::Cs,
+            Register::SS => Segment::Ss,
+            Register::DS => Segment::Ds,
+            Register::FS => return Some(state.segment_base(Segment::Fs)),
+            Register::GS => return Some(state.segment_base(Segment::Gs)),
+            other => return reg_slot(other).map(|slot| state.gpr(slot.gpr)),
+        };
+        Some(if long { 0 } else { state.segment_base(seg) })
+    };
+    let linear = insn
+        .virtual_address(operand, 0, value)
+        .ok_or(DecodeError::Unhandleable)?;
+    Ok(if long { linear } else { linear & 0xffff_ffff })
+}
+
+#[cfg(test)]
+mod tests;
