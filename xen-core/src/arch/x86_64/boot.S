@@ -120,7 +120,7 @@ boot_pdpt:  .skip 4096
 .global boot_pd
 boot_pd:    .skip 4096 * 4
 /* boot_stack_top: the top of the boot stack in stacks.rs's StackArea,
- * above an unmapped guard page (mapped by install_guards). */
+ * above a guard page that stacks::install_guards unmaps. */
 
 /* Back to .text: rustc concatenates global_asm! blocks in an order of
  * its choosing, and the next one may assume the default section. */
