@@ -54,6 +54,8 @@ pub struct SimEnv {
     pub lines: Vec<(DomId, String, String)>,
     /// Console input `CONSOLEIO_read` takes from.
     pub input: Vec<u8>,
+    /// Frames of the machine, for `CONTROL_OP_PHYSINFO`.
+    pub total_frames: u64,
 }
 
 impl HypercallEnv for SimEnv {
@@ -77,7 +79,7 @@ impl HypercallEnv for SimEnv {
     fn host(&self) -> HostFacts {
         HostFacts {
             nr_pcpus: 1,
-            total_frames: TOTAL_FRAMES,
+            total_frames: self.total_frames,
         }
     }
     fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64) {
@@ -115,7 +117,13 @@ impl World {
     /// dom0 and the domU, both running vCPU 0 of 2, each with
     /// [`RAM_PAGES`] pages (limit 64), on a machine of [`TOTAL_FRAMES`].
     pub fn new() -> Self {
-        let (mut pool, mut mem) = machine(TOTAL_FRAMES);
+        Self::with_frames(TOTAL_FRAMES)
+    }
+
+    /// As [`World::new`], on a machine of `total_frames` frames (room
+    /// for domains the toolstack builds).
+    pub fn with_frames(total_frames: u64) -> Self {
+        let (mut pool, mut mem) = machine(total_frames);
         let mut t = DomainTable::new();
         for name in ["dom0", "guest"] {
             let cfg = DomainConfig {
@@ -143,6 +151,7 @@ impl World {
             tsc: NOW,
             lines: Vec::new(),
             input: Vec::new(),
+            total_frames,
         };
         Self { t, pool, mem, env }
     }
@@ -231,7 +240,7 @@ impl World {
     }
 
     /// Writes `v` at `gpa` of `domid`.
-    pub fn put<T: IntoBytes + Immutable>(&mut self, domid: DomId, gpa: u64, v: &T) {
+    pub fn put<T: IntoBytes + Immutable + ?Sized>(&mut self, domid: DomId, gpa: u64, v: &T) {
         self.phys(domid).write(gpa, v.as_bytes()).unwrap();
     }
 
