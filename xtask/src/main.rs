@@ -12,6 +12,7 @@ mod qemu;
 mod raw_frames;
 mod runner;
 mod scenario;
+mod soak;
 mod step_runner;
 mod steps;
 
@@ -53,6 +54,14 @@ enum Command {
         seconds: u64,
         /// Only this target (default: all).
         target: Option<String>,
+    },
+    /// Build, boot the hypervisor (ci/run.toml) and run create/pause/
+    /// unpause/console/destroy cycles through dom0ctl, checking free memory
+    /// every 1000 cycles and leaked frames at the end; reports cycles/s.
+    Soak {
+        /// Cycles to run.
+        #[arg(long, default_value_t = 10_000)]
+        cycles: u64,
     },
     /// Build, then run one QEMU scenario.
     Scenario {
@@ -124,6 +133,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Fuzz { seconds, target } => {
             fuzz::run(&root, seconds, target.as_deref())?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Soak { cycles } => {
+            deps::ensure()?;
+            let artifacts = artifacts::build(&root)?;
+            soak::run(&root, &artifacts, cycles)
         }
         Command::Scenario { list: true, .. } => {
             for s in scenario::load_all(&root)? {
