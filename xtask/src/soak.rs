@@ -80,24 +80,42 @@ pub fn run(root: &Path, artifacts: &Artifacts, cycles: u64) -> Result<ExitCode> 
         start.free_memory_kib, start.nr_domains
     );
     let began = Instant::now();
-    for cycle in 1..=cycles {
-        machine.cycle().with_context(|| format!("cycle {cycle}"))?;
-        if cycle % PROGRESS_EVERY == 0 {
-            let rate = cycle as f64 / began.elapsed().as_secs_f64();
-            println!("xtask: soak: {cycle} cycles, {rate:.3} cycles/s");
+    let mut done = 0;
+    let failure = loop {
+        if done == cycles {
+            break None;
         }
-        if cycle % CHECK_EVERY == 0 || cycle == cycles {
-            machine.check(cycle, start)?;
+        if let Err(e) = machine.cycle() {
+            break Some(e.context(format!("cycle {}", done + 1)));
         }
-    }
+        done += 1;
+        if done % PROGRESS_EVERY == 0 {
+            let rate = done as f64 / began.elapsed().as_secs_f64();
+            println!("xtask: soak: {done} cycles, {rate:.3} cycles/s");
+        }
+        if done % CHECK_EVERY == 0 || done == cycles {
+            machine.check(done, start)?;
+        }
+    };
     let elapsed = began.elapsed().as_secs_f64();
-    let leaked = machine.power_off()?;
     println!(
-        "xtask: soak: {cycles} cycles in {elapsed:.0} s: {:.3} cycles/s, {leaked} leaked frames",
-        cycles as f64 / elapsed
+        "xtask: soak: {done} good cycles in {elapsed:.0} s: {:.3} cycles/s",
+        done as f64 / elapsed
     );
+    if let Some(e) = &failure {
+        // Still count what leaked: the domain of the failed cycle goes,
+        // then the same checks as after a full run.
+        eprintln!("xtask: soak: error: {e:#}");
+        let _ = machine.dom0ctl(&["destroy", GUEST_NAME]);
+        machine.check(done, start)?;
+    }
+    let leaked = machine.power_off()?;
+    println!("xtask: soak: {leaked} leaked frames (xen-core's count at power-off)");
     if leaked != 0 {
         bail!("xen-core leaked {leaked} frames");
+    }
+    if failure.is_some() {
+        bail!("a cycle failed after {done} good cycles");
     }
     Ok(ExitCode::SUCCESS)
 }
