@@ -25,29 +25,88 @@ const SHARED_INFO_GPA: u64 = EXTRA_GFN << 12;
 
 #[derive(Arbitrary, Debug)]
 enum Step {
-    AllocUnbound { who: Who, dom: Who, remote: Who },
-    BindInterdomain { who: Who, remote: Who, port: u16 },
-    BindVirq { who: Who, virq: u8, vcpu: u8 },
-    BindIpi { who: Who, vcpu: u8 },
-    BindVcpu { who: Who, port: u16, vcpu: u8 },
-    Close { who: Who, port: u16 },
-    Send { who: Who, port: u16 },
-    Unmask { who: Who, port: u16 },
-    Status { who: Who, dom: Who, port: u16 },
+    AllocUnbound {
+        who: Who,
+        dom: Who,
+        remote: Who,
+    },
+    BindInterdomain {
+        who: Who,
+        remote: Who,
+        port: u16,
+    },
+    BindVirq {
+        who: Who,
+        virq: u8,
+        vcpu: u8,
+    },
+    BindIpi {
+        who: Who,
+        vcpu: u8,
+    },
+    BindVcpu {
+        who: Who,
+        port: u16,
+        vcpu: u8,
+    },
+    Close {
+        who: Who,
+        port: u16,
+    },
+    Send {
+        who: Who,
+        port: u16,
+    },
+    Unmask {
+        who: Who,
+        port: u16,
+    },
+    Status {
+        who: Who,
+        dom: Who,
+        port: u16,
+    },
     /// `SCHEDOP_poll` on up to 8 ports, with a timeout.
-    Poll { who: Who, ports: Vec<u16>, timeout: u32 },
-    UpcallVector { who: Who, vcpu: u8, vector: u8 },
+    Poll {
+        who: Who,
+        ports: Vec<u16>,
+        timeout: u32,
+    },
+    UpcallVector {
+        who: Who,
+        vcpu: u8,
+        vector: u8,
+    },
     /// Any event_channel_op with the argument bytes given.
-    Raw { who: Who, cmd: u8, bytes: Vec<u8> },
+    Raw {
+        who: Who,
+        cmd: u8,
+        bytes: Vec<u8>,
+    },
     /// The guest maps its shared info (where the bitmaps live)...
-    MapSharedInfo { who: Who },
+    MapSharedInfo {
+        who: Who,
+    },
     /// ...and writes it (pending and mask bits, selectors, anything).
-    StoreSharedInfo { who: Who, offset: u16, bytes: Vec<u8> },
+    StoreSharedInfo {
+        who: Who,
+        offset: u16,
+        bytes: Vec<u8>,
+    },
     /// The hypervisor raises a VIRQ for one vCPU, or a global one.
-    RaiseVirq { who: Who, virq: u8, vcpu: u8 },
-    RaiseGlobalVirq { virq: u8 },
+    RaiseVirq {
+        who: Who,
+        virq: u8,
+        vcpu: u8,
+    },
+    RaiseGlobalVirq {
+        virq: u8,
+    },
     /// The run loop enters a vCPU: the upcall it would inject.
-    Enter { who: Who, vcpu: u8 },
+    Enter {
+        who: Who,
+        vcpu: u8,
+    },
     Tick(u32),
     DestroyDomU,
 }
@@ -65,10 +124,18 @@ fn step(door: &mut Door, s: Step) {
     let port = |p: u16| u32::from(p);
     match s {
         Step::AllocUnbound { who, dom, remote } => {
-            let arg = EvtchnAllocUnbound { dom: dom.domid(), remote_dom: remote.domid(), port: 0 };
+            let arg = EvtchnAllocUnbound {
+                dom: dom.domid(),
+                remote_dom: remote.domid(),
+                port: 0,
+            };
             evtchn(door, who, ec::EVTCHNOP_ALLOC_UNBOUND, &arg);
         }
-        Step::BindInterdomain { who, remote, port: p } => {
+        Step::BindInterdomain {
+            who,
+            remote,
+            port: p,
+        } => {
             let arg = EvtchnBindInterdomain {
                 remote_dom: remote.domid(),
                 pad0: 0,
@@ -78,24 +145,49 @@ fn step(door: &mut Door, s: Step) {
             evtchn(door, who, ec::EVTCHNOP_BIND_INTERDOMAIN, &arg);
         }
         Step::BindVirq { who, virq, vcpu } => {
-            let arg = EvtchnBindVirq { virq: virq.into(), vcpu: vcpu.into(), port: 0 };
+            let arg = EvtchnBindVirq {
+                virq: virq.into(),
+                vcpu: vcpu.into(),
+                port: 0,
+            };
             evtchn(door, who, ec::EVTCHNOP_BIND_VIRQ, &arg);
         }
         Step::BindIpi { who, vcpu } => {
-            evtchn(door, who, ec::EVTCHNOP_BIND_IPI, &EvtchnBindIpi { vcpu: vcpu.into(), port: 0 });
+            evtchn(
+                door,
+                who,
+                ec::EVTCHNOP_BIND_IPI,
+                &EvtchnBindIpi {
+                    vcpu: vcpu.into(),
+                    port: 0,
+                },
+            );
         }
         Step::BindVcpu { who, port: p, vcpu } => {
-            let arg = EvtchnBindVcpu { port: port(p), vcpu: vcpu.into() };
+            let arg = EvtchnBindVcpu {
+                port: port(p),
+                vcpu: vcpu.into(),
+            };
             evtchn(door, who, ec::EVTCHNOP_BIND_VCPU, &arg);
         }
         Step::Close { who, port: p } => {
-            evtchn(door, who, ec::EVTCHNOP_CLOSE, &EvtchnClose { port: port(p) });
+            evtchn(
+                door,
+                who,
+                ec::EVTCHNOP_CLOSE,
+                &EvtchnClose { port: port(p) },
+            );
         }
         Step::Send { who, port: p } => {
             evtchn(door, who, ec::EVTCHNOP_SEND, &EvtchnSend { port: port(p) });
         }
         Step::Unmask { who, port: p } => {
-            evtchn(door, who, ec::EVTCHNOP_UNMASK, &EvtchnUnmask { port: port(p) });
+            evtchn(
+                door,
+                who,
+                ec::EVTCHNOP_UNMASK,
+                &EvtchnUnmask { port: port(p) },
+            );
         }
         Step::Status { who, dom, port: p } => {
             let arg = EvtchnStatus {
@@ -108,7 +200,11 @@ fn step(door: &mut Door, s: Step) {
             };
             evtchn(door, who, ec::EVTCHNOP_STATUS, &arg);
         }
-        Step::Poll { who, ports, timeout } => {
+        Step::Poll {
+            who,
+            ports,
+            timeout,
+        } => {
             let ports: Vec<u32> = ports.iter().take(8).map(|&p| port(p)).collect();
             door.store(who.domid(), BUF2, zerocopy::IntoBytes::as_bytes(&ports[..]));
             let arg = SchedPoll {
@@ -120,7 +216,11 @@ fn step(door: &mut Door, s: Step) {
             door.op(who.domid(), SCHED_OP, SCHEDOP_POLL, &arg, 0);
         }
         Step::UpcallVector { who, vcpu, vector } => {
-            let arg = XenHvmEvtchnUpcallVector { vcpu: vcpu.into(), vector, pad0: [0; 3] };
+            let arg = XenHvmEvtchnUpcallVector {
+                vcpu: vcpu.into(),
+                vector,
+                pad0: [0; 3],
+            };
             door.op(who.domid(), HVM_OP, HVMOP_SET_EVTCHN_UPCALL_VECTOR, &arg, 0);
         }
         Step::Raw { who, cmd, bytes } => {
@@ -168,7 +268,13 @@ fn step(door: &mut Door, s: Step) {
                 domid: Who::DomU.domid(),
                 pad: [0; 6],
             };
-            door.op(Who::Dom0.domid(), HYPERVISOR_CONTROL_OP, CONTROL_OP_DESTROY, &arg, 0);
+            door.op(
+                Who::Dom0.domid(),
+                HYPERVISOR_CONTROL_OP,
+                CONTROL_OP_DESTROY,
+                &arg,
+                0,
+            );
         }
     }
 }

@@ -7,8 +7,8 @@
 use abi::control::{ControlHeader, DomainRequest, CONTROL_OP_DESTROY, HYPERVISOR_CONTROL_OP};
 use abi::xen::grant_table::{
     GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable,
-    GnttabUnmapGrantRef, GrantEntryV1, GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF,
-    GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE, GNTTABOP_UNMAP_GRANT_REF,
+    GnttabUnmapGrantRef, GrantEntryV1, GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE,
+    GNTTABOP_SETUP_TABLE, GNTTABOP_UNMAP_GRANT_REF,
 };
 use abi::xen::hypercall::{GRANT_TABLE_OP, MEMORY_OP};
 use abi::xen::memory::{XenAddToPhysmap, XENMAPSPACE_GRANT_TABLE, XENMEM_ADD_TO_PHYSMAP};
@@ -46,19 +46,43 @@ enum Step {
     /// `idx` (the status bit included) at a slot.
     MapTableFrame { who: Who, idx: u32, slot: u8 },
     /// The granting guest writes an entry of a mapped grant frame.
-    Entry { who: Who, slot: u8, r#ref: u16, flags: u16, grantee: Who, frame: u16 },
+    Entry {
+        who: Who,
+        slot: u8,
+        r#ref: u16,
+        flags: u16,
+        grantee: Who,
+        frame: u16,
+    },
     /// `GNTTABOP_map_grant_ref` of `dom`'s `ref` at a slot of the caller.
-    Map { who: Who, dom: Who, r#ref: u16, flags: u8, slot: u8 },
+    Map {
+        who: Who,
+        dom: Who,
+        r#ref: u16,
+        flags: u8,
+        slot: u8,
+    },
     /// `GNTTABOP_unmap_grant_ref` of `handle` at a slot.
     Unmap { who: Who, handle: u8, slot: u8 },
     /// `GNTTABOP_copy`.
-    Copy { who: Who, source: CopyEnd, dest: CopyEnd, len: u16, flags: u8 },
+    Copy {
+        who: Who,
+        source: CopyEnd,
+        dest: CopyEnd,
+        len: u16,
+        flags: u8,
+    },
     /// `GNTTABOP_setup_table`.
     Setup { who: Who, dom: Who, nr_frames: u8 },
     /// `GNTTABOP_query_size`.
     Query { who: Who, dom: Who },
     /// Any grant_table_op with the argument bytes given and any count.
-    Raw { who: Who, cmd: u8, count: Arg, bytes: Vec<u8> },
+    Raw {
+        who: Who,
+        cmd: u8,
+        count: Arg,
+        bytes: Vec<u8>,
+    },
     /// dom0 destroys the domU (mappings of its grants may be live).
     DestroyDomU,
 }
@@ -75,12 +99,29 @@ fn step(door: &mut Door, s: Step) {
             };
             door.op(who.domid(), MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, &arg, 0);
         }
-        Step::Entry { who, slot, r#ref, flags, grantee, frame } => {
-            let entry = GrantEntryV1 { flags, domid: grantee.domid(), frame: frame.into() };
+        Step::Entry {
+            who,
+            slot,
+            r#ref,
+            flags,
+            grantee,
+            frame,
+        } => {
+            let entry = GrantEntryV1 {
+                flags,
+                domid: grantee.domid(),
+                frame: frame.into(),
+            };
             let gpa = slot_gpa(slot) + u64::from(r#ref % 512) * 8;
             door.store(who.domid(), gpa, zerocopy::IntoBytes::as_bytes(&entry));
         }
-        Step::Map { who, dom, r#ref, flags, slot } => {
+        Step::Map {
+            who,
+            dom,
+            r#ref,
+            flags,
+            slot,
+        } => {
             let arg = GnttabMapGrantRef {
                 host_addr: slot_gpa(slot),
                 flags: flags.into(),
@@ -100,9 +141,21 @@ fn step(door: &mut Door, s: Step) {
                 status: 0,
                 pad0: 0,
             };
-            door.op(who.domid(), GRANT_TABLE_OP, GNTTABOP_UNMAP_GRANT_REF, &arg, 1);
+            door.op(
+                who.domid(),
+                GRANT_TABLE_OP,
+                GNTTABOP_UNMAP_GRANT_REF,
+                &arg,
+                1,
+            );
         }
-        Step::Copy { who, source, dest, len, flags } => {
+        Step::Copy {
+            who,
+            source,
+            dest,
+            len,
+            flags,
+        } => {
             let arg = GnttabCopy {
                 source: source.ptr(),
                 dest: dest.ptr(),
@@ -113,7 +166,11 @@ fn step(door: &mut Door, s: Step) {
             };
             door.op(who.domid(), GRANT_TABLE_OP, GNTTABOP_COPY, &arg, 1);
         }
-        Step::Setup { who, dom, nr_frames } => {
+        Step::Setup {
+            who,
+            dom,
+            nr_frames,
+        } => {
             let arg = GnttabSetupTable {
                 dom: dom.domid(),
                 pad0: 0,
@@ -135,9 +192,20 @@ fn step(door: &mut Door, s: Step) {
             };
             door.op(who.domid(), GRANT_TABLE_OP, GNTTABOP_QUERY_SIZE, &arg, 1);
         }
-        Step::Raw { who, cmd, count, bytes } => {
+        Step::Raw {
+            who,
+            cmd,
+            count,
+            bytes,
+        } => {
             let n = bytes.len().min(xen_core_fuzz::MAX_STORE);
-            door.op(who.domid(), GRANT_TABLE_OP, cmd.into(), &bytes[..n], count.value());
+            door.op(
+                who.domid(),
+                GRANT_TABLE_OP,
+                cmd.into(),
+                &bytes[..n],
+                count.value(),
+            );
         }
         Step::DestroyDomU => {
             let arg = DomainRequest {
@@ -145,7 +213,13 @@ fn step(door: &mut Door, s: Step) {
                 domid: Who::DomU.domid(),
                 pad: [0; 6],
             };
-            door.op(Who::Dom0.domid(), HYPERVISOR_CONTROL_OP, CONTROL_OP_DESTROY, &arg, 0);
+            door.op(
+                Who::Dom0.domid(),
+                HYPERVISOR_CONTROL_OP,
+                CONTROL_OP_DESTROY,
+                &arg,
+                0,
+            );
         }
     }
 }

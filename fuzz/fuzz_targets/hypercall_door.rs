@@ -16,7 +16,12 @@ enum Step {
     /// A 64-bit hypercall: RAX, RDI, RSI, RDX, R10, R8.
     Call64 { who: Who, nr: Arg, args: [Arg; 5] },
     /// A 32-bit hypercall: EAX, EBX, ECX, EDX, ESI, EDI (upper halves junk).
-    Call32 { who: Who, nr: Arg, args: [Arg; 5], junk: u32 },
+    Call32 {
+        who: Who,
+        nr: Arg,
+        args: [Arg; 5],
+        junk: u32,
+    },
     /// From user mode (CPL 3).
     User { who: Who, nr: Arg },
     /// Time passes.
@@ -34,7 +39,12 @@ fuzz_target!(|steps: Vec<Step>| {
             Step::Call64 { who, nr, args } => {
                 door.call64(who.domid(), nr.value(), args.map(Arg::value));
             }
-            Step::Call32 { who, nr, args, junk } => {
+            Step::Call32 {
+                who,
+                nr,
+                args,
+                junk,
+            } => {
                 let r = |a: Arg| (u64::from(junk) << 32) | (a.value() & 0xffff_ffff);
                 let regs = HypercallRegs {
                     rax: r(nr),

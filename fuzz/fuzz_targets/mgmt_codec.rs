@@ -21,7 +21,10 @@ struct Input {
 fn reframe(wire: &[u8]) -> Vec<u8> {
     let mut decoder = Decoder::new();
     let mut input = wire;
-    let payload = decoder.decode(&mut input).expect("a whole frame").expect("a good frame");
+    let payload = decoder
+        .decode(&mut input)
+        .expect("a whole frame")
+        .expect("a good frame");
     assert!(input.is_empty() && decoder.decode(&mut input).is_none());
     payload
 }

@@ -14,14 +14,25 @@ use pvh_builder::{BootModule, BuildConfig, GpaRange, GuestLoadTarget, LoadFault}
 /// One program header of a built image.
 #[derive(Arbitrary, Debug)]
 enum SegSpec {
-    Load { paddr: u32, data: Vec<u8>, extra: u16 },
-    Note { n_type: u8, desc: Vec<u8> },
+    Load {
+        paddr: u32,
+        data: Vec<u8>,
+        extra: u16,
+    },
+    Note {
+        n_type: u8,
+        desc: Vec<u8>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
 enum Image {
     Raw(Vec<u8>),
-    Built { class64: bool, machine: u8, segs: Vec<SegSpec> },
+    Built {
+        class64: bool,
+        machine: u8,
+        segs: Vec<SegSpec>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -69,7 +80,11 @@ impl GuestLoadTarget for Memory<'_> {
 fn image(spec: Image) -> Vec<u8> {
     match spec {
         Image::Raw(bytes) => bytes,
-        Image::Built { class64, machine, segs } => {
+        Image::Built {
+            class64,
+            machine,
+            segs,
+        } => {
             // EM_386, EM_X86_64 or anything.
             let machine = match machine % 4 {
                 0 => 3,
@@ -127,7 +142,10 @@ fuzz_target!(|input: Input| {
     };
     let _ = pvh_builder::elf_image::parse(&image);
     let _ = pvh_builder::memory_map(&cfg);
-    let mut memory = Memory { ram: &ram, start_info: Vec::new() };
+    let mut memory = Memory {
+        ram: &ram,
+        start_info: Vec::new(),
+    };
     if let Ok(entry) = pvh_builder::build(&image, &cfg, &mut memory) {
         let at = u64::from(entry.start_info_gpa);
         assert!(

@@ -16,6 +16,7 @@ mod raw_frames;
 mod root;
 mod runner;
 mod scenario;
+mod soak;
 mod step_runner;
 mod steps;
 
@@ -70,6 +71,14 @@ enum Command {
         /// Print only the summary, not each finding.
         #[arg(long)]
         summary: bool,
+    },
+    /// Build, boot the hypervisor (ci/run.toml) and run create/pause/
+    /// unpause/console/destroy cycles through dom0ctl, checking free memory
+    /// every 1000 cycles and leaked frames at the end; reports cycles/s.
+    Soak {
+        /// Cycles to run.
+        #[arg(long, default_value_t = 10_000)]
+        cycles: u64,
     },
     /// Build, then run one QEMU scenario.
     Scenario {
@@ -155,6 +164,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 lint::Show::Findings
             };
             lint::run(&root, show)
+        }
+        Command::Soak { cycles } => {
+            deps::ensure()?;
+            let artifacts = artifacts::build(&root)?;
+            soak::run(&root, &artifacts, cycles)
         }
         Command::Scenario { list: true, .. } => {
             for s in scenario::load_all(&root)? {

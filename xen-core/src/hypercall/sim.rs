@@ -54,6 +54,8 @@ pub struct SimEnv {
     pub lines: Vec<(DomId, String, String)>,
     /// Console input `CONSOLEIO_read` takes from.
     pub input: Vec<u8>,
+    /// Frames of the machine, for `CONTROL_OP_PHYSINFO`.
+    pub total_frames: u64,
 }
 
 impl HypercallEnv for SimEnv {
@@ -77,7 +79,7 @@ impl HypercallEnv for SimEnv {
     fn host(&self) -> HostFacts {
         HostFacts {
             nr_pcpus: 1,
-            total_frames: TOTAL_FRAMES,
+            total_frames: self.total_frames,
         }
     }
     fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64) {
@@ -118,9 +120,10 @@ impl World {
         Self::with_frames(TOTAL_FRAMES)
     }
 
-    /// The same world on a machine of `frames` frames.
-    pub fn with_frames(frames: u64) -> Self {
-        let (mut pool, mut mem) = machine(frames);
+    /// As [`World::new`], on a machine of `total_frames` frames (room
+    /// for domains the toolstack builds).
+    pub fn with_frames(total_frames: u64) -> Self {
+        let (mut pool, mut mem) = machine(total_frames);
         let mut t = DomainTable::new();
         for name in ["dom0", "guest"] {
             let cfg = DomainConfig {
@@ -148,6 +151,7 @@ impl World {
             tsc: NOW,
             lines: Vec::new(),
             input: Vec::new(),
+            total_frames,
         };
         Self { t, pool, mem, env }
     }
