@@ -11,9 +11,7 @@
 //! addresses nothing touches), so the hypervisor must load DR0-3 before
 //! every run of this vCPU instead of on its first DR access.
 //!
-//! `mode=bench` only yields and prints how many TSC ticks a yield round
-//! trip took (under `-icount shift=0` a tick is one instruction) and a
-//! null hypercall (xen_version) for comparison.
+//! Path lengths are measured by `cargo xtask bench` (the `pathlen` guest).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -21,7 +19,6 @@ guest_pv_shim::guest_kernel!(kernel::main);
 
 #[cfg(target_os = "none")]
 mod kernel {
-    use guest_pv_shim::arch::cpu::rdtsc;
     use guest_pv_shim::arch::fpu::{self, FxArea};
     use guest_pv_shim::arch::trap::{self, Exception};
     use guest_pv_shim::{println, Boot, ShutdownReason, Xen};
@@ -53,17 +50,14 @@ mod kernel {
             println!("fpuprobe: enabling SSE failed: {e}");
             xen.shutdown(ShutdownReason::Crash);
         }
-        let ok = if start_info.cmdline_arg("mode") == Some("bench") {
-            bench(&xen, rounds);
-            true
+        let dr7 = if start_info.cmdline_arg("dr7") == Some("armed") {
+            DR7_ARMED
         } else {
-            let dr7 = if start_info.cmdline_arg("dr7") == Some("armed") {
-                DR7_ARMED
-            } else {
-                DR7_DEFAULT
-            };
-            initial_state_is_clean() && isolated(&xen, seed, dr7, rounds) && hidden_cr4_bits_fault()
+            DR7_DEFAULT
         };
+        let ok = initial_state_is_clean()
+            && isolated(&xen, seed, dr7, rounds)
+            && hidden_cr4_bits_fault();
         xen.shutdown(if ok {
             ShutdownReason::Poweroff
         } else {
@@ -199,51 +193,5 @@ mod kernel {
             }
             same
         })
-    }
-
-    /// Yield round trips and null hypercalls, in TSC ticks.
-    fn bench(xen: &Xen, rounds: u32) {
-        let yields = measure(rounds, || {
-            let _ = xen.sched_yield();
-        });
-        let nulls = measure(rounds, || {
-            let _ = xen.version();
-        });
-        println!("fpuprobe: bench: yield round trip: {yields}");
-        println!("fpuprobe: bench: null hypercall: {nulls}");
-    }
-
-    /// Minimum, median and maximum ticks of `rounds` calls of `f`.
-    fn measure(rounds: u32, mut f: impl FnMut()) -> Stats {
-        let mut samples = [0u64; 512];
-        let n = (rounds as usize).clamp(1, samples.len());
-        for sample in samples[..n].iter_mut() {
-            let start = rdtsc();
-            f();
-            *sample = rdtsc() - start;
-        }
-        let taken = &mut samples[..n];
-        taken.sort_unstable();
-        Stats {
-            min: taken[0],
-            median: taken[n / 2],
-            max: taken[n - 1],
-        }
-    }
-
-    struct Stats {
-        min: u64,
-        median: u64,
-        max: u64,
-    }
-
-    impl core::fmt::Display for Stats {
-        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-            write!(
-                f,
-                "min {} median {} max {} ticks",
-                self.min, self.median, self.max
-            )
-        }
     }
 }
