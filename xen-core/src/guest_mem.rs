@@ -206,17 +206,8 @@ impl<'a, M: PhysMem> GuestVirt<'a, M> {
 
     /// `copy_from_guest`: fills `buf` from guest virtual address `gva`.
     pub fn copy_from_guest(&self, gva: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
-        self.read_as(gva, buf, AccessKind::Read)
-    }
-
-    /// Fills `buf` from `gva` as an instruction fetch (NX pages refuse).
-    pub fn fetch(&self, gva: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
-        self.read_as(gva, buf, AccessKind::Fetch)
-    }
-
-    fn read_as(&self, gva: u64, buf: &mut [u8], kind: AccessKind) -> Result<(), GuestFault> {
         let mut done = 0;
-        for s in self.spans(gva, buf.len(), kind)? {
+        for s in self.spans(gva, buf.len(), AccessKind::Read)? {
             let frame = self.phys.mem.frame(s.mfn);
             buf[done..done + s.len].copy_from_slice(&frame[s.offset..s.offset + s.len]);
             done += s.len;

@@ -13,6 +13,7 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Register};
 
 use super::cpuid::CpuidResult;
 use super::dispatch::Gpr;
+use super::insn::{reg_slot, Segment};
 use super::msr::efer;
 use crate::paging::guest_walk::GuestPaging;
 
@@ -222,17 +223,6 @@ pub struct MemoryOperand {
     pub address_mask: u64,
 }
 
-/// A segment register.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Segment {
-    Es,
-    Cs,
-    Ss,
-    Ds,
-    Fs,
-    Gs,
-}
-
 /// Why the instruction at the exit could not be taken as a CR write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {
@@ -292,14 +282,7 @@ fn lmsw(insn: &Instruction, bitness: u32) -> Result<CrWriteInsn, DecodeError> {
         .map(|(_, s)| s)
         .or(index.map(|(_, s, _)| s))
         .unwrap_or(bitness as usize / 8);
-    let segment = match insn.memory_segment() {
-        Register::ES => Segment::Es,
-        Register::CS => Segment::Cs,
-        Register::SS => Segment::Ss,
-        Register::FS => Segment::Fs,
-        Register::GS => Segment::Gs,
-        _ => Segment::Ds,
-    };
+    let segment = Segment::of(insn.memory_segment()).unwrap_or(Segment::Ds);
     Ok(CrWriteInsn::LmswMemory(MemoryOperand {
         segment,
         base,
@@ -313,35 +296,12 @@ fn lmsw(insn: &Instruction, bitness: u32) -> Result<CrWriteInsn, DecodeError> {
     }))
 }
 
-/// General registers by their encoding (ModRM.reg/rm with REX).
-const GPR_BY_ENCODING: [Gpr; 16] = [
-    Gpr::Rax,
-    Gpr::Rcx,
-    Gpr::Rdx,
-    Gpr::Rbx,
-    Gpr::Rsp,
-    Gpr::Rbp,
-    Gpr::Rsi,
-    Gpr::Rdi,
-    Gpr::R8,
-    Gpr::R9,
-    Gpr::R10,
-    Gpr::R11,
-    Gpr::R12,
-    Gpr::R13,
-    Gpr::R14,
-    Gpr::R15,
-];
-
 /// The 16-, 32- or 64-bit general register `r`: which one, and its
-/// width in bytes. iced lists each width's sixteen registers in
-/// encoding order (AX..R15W, EAX..R15D, RAX..R15); its register-info
-/// helpers need a feature the decoder alone does not bring.
+/// width in bytes.
 fn gpr(r: Register) -> Option<(Gpr, usize)> {
-    let at = |first: Register| (r as usize).checked_sub(first as usize).filter(|&i| i < 16);
-    [(Register::AX, 2), (Register::EAX, 4), (Register::RAX, 8)]
-        .into_iter()
-        .find_map(|(first, width)| at(first).map(|i| (GPR_BY_ENCODING[i], width)))
+    reg_slot(r)
+        .filter(|slot| slot.width >= 2)
+        .map(|slot| (slot.gpr, usize::from(slot.width)))
 }
 
 /// The number of control register `r` (CR0..CR15), if it is one.

@@ -8,13 +8,12 @@ use crate::domain::CrashReason;
 use crate::paging::guest_walk::GuestPaging;
 
 use super::cpuid::guest_cpuid;
-use super::cr::{self, CrWriteInsn, MemoryOperand, Segment};
+use super::cr::{self, CrWriteInsn, MemoryOperand};
+use super::dispatch::fetch_at_rip;
 use super::event::Event;
 use super::exit::code;
+use super::insn::{Segment, MAX_INSN_LEN};
 use super::{ExitAction, GuestState, VcpuEnv};
-
-/// The longest x86 instruction, in bytes.
-const MAX_INSN_LEN: usize = 15;
 
 /// A write exit for CR`cr` (0 or 4): fetch and decode the instruction,
 /// check the value as Xen does, then store it or inject #GP(0).
@@ -25,7 +24,7 @@ pub(super) fn handle(cr: u8, guest: &mut impl GuestState, env: &mut impl VcpuEnv
         code: code::CR_WRITE_BASE + u64::from(cr),
     });
     let mut bytes = [0u8; MAX_INSN_LEN];
-    let fetched = fetch_instruction(guest, env, regs, &mut bytes);
+    let fetched = fetch_at_rip(guest, env, &mut bytes);
     let (insn, len) = match cr::decode(&bytes[..fetched], guest.code_bitness(), guest.rip(), cr) {
         Ok(decoded) => decoded,
         Err(e) => {
@@ -68,30 +67,6 @@ pub(super) fn handle(cr: u8, guest: &mut impl GuestState, env: &mut impl VcpuEnv
     ExitAction::Resume
 }
 
-/// Fetches up to [`MAX_INSN_LEN`] bytes at CS:RIP; bytes on a following
-/// page that cannot be read are left out (the decoder then sees a short
-/// instruction only if it really continues there). Returns the count.
-fn fetch_instruction(
-    guest: &impl GuestState,
-    env: &mut impl VcpuEnv,
-    regs: GuestPaging,
-    bytes: &mut [u8; MAX_INSN_LEN],
-) -> usize {
-    let linear = linear_address(guest, Segment::Cs, guest.rip(), u64::MAX);
-    let on_page = (0x1000 - (linear & 0xfff)).min(MAX_INSN_LEN as u64) as usize;
-    if env
-        .read_guest_linear(regs, linear, &mut bytes[..on_page], true)
-        .is_err()
-    {
-        return 0;
-    }
-    let rest = linear.wrapping_add(on_page as u64);
-    match env.read_guest_linear(regs, rest, &mut bytes[on_page..], true) {
-        Ok(()) => MAX_INSN_LEN,
-        Err(_) => on_page,
-    }
-}
-
 /// `offset` in `segment` as a linear address: in 64-bit mode only FS and
 /// GS have a base; elsewhere addresses wrap at 4 GiB.
 fn linear_address(guest: &impl GuestState, segment: Segment, offset: u64, mask: u64) -> u64 {
@@ -128,7 +103,7 @@ fn new_value(
         CrWriteInsn::LmswMemory(m) => {
             let mut word = [0u8; 2];
             let gva = memory_operand_address(guest, &m);
-            env.read_guest_linear(regs, gva, &mut word, false).ok()?;
+            env.read_guest_linear(regs, gva, &mut word).ok()?;
             cr::lmsw_value(regs.cr0, u16::from_le_bytes(word))
         }
     })

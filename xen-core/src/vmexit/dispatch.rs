@@ -13,9 +13,10 @@ use crate::logger::GUEST;
 use crate::paging::guest_walk::GuestPaging;
 
 use super::cpuid::{guest_cpuid, CpuidResult, GuestIdentity};
-use super::cr::{CrUpdate, Segment};
+use super::cr::CrUpdate;
 use super::event::Event;
 use super::exit::VmExit;
+use super::insn::{Segment, MAX_INSN_LEN};
 use super::msr::{GuestMsr, MsrFault, MsrWrite};
 use super::unclaimed;
 use super::MsrDirection;
@@ -96,14 +97,12 @@ pub trait VcpuEnv {
     /// writable RAM page there; the guest then gets #GP.
     fn write_hypercall_page(&mut self, gpa: u64) -> Result<(), HypercallPageError>;
     /// Reads `buf.len()` bytes at guest linear address `gva` as the vCPU
-    /// with control registers `regs` would at CPL 0: an instruction fetch
-    /// if `fetch`, else a data read.
+    /// with control registers `regs` would at CPL 0 (a data read).
     fn read_guest_linear(
         &mut self,
         regs: GuestPaging,
         gva: u64,
         buf: &mut [u8],
-        fetch: bool,
     ) -> Result<(), GuestFault>;
     /// Whether nobody claims `gpa`: the domain's p2m does not map it and
     /// its memory map names no range (RAM or reserved) that holds it.
@@ -113,6 +112,24 @@ pub trait VcpuEnv {
     /// the p2m) into `buf`; returns how many bytes from the start could be
     /// fetched.
     fn fetch_insn(&mut self, paging: GuestPaging, user: bool, addr: u64, buf: &mut [u8]) -> usize;
+}
+
+/// Fetches the instruction at CS:RIP as the vCPU would (its page walk at
+/// its CPL, then the p2m) into `bytes`: up to [`MAX_INSN_LEN`] bytes,
+/// fewer if the next page cannot be fetched. Returns the count. The CR
+/// write and unclaimed-MMIO decoders both start here.
+pub(super) fn fetch_at_rip(
+    guest: &impl GuestState,
+    env: &mut impl VcpuEnv,
+    bytes: &mut [u8; MAX_INSN_LEN],
+) -> usize {
+    let rip = guest.rip();
+    let at = if guest.code_bitness() == 64 {
+        rip
+    } else {
+        guest.segment_base(Segment::Cs).wrapping_add(rip) & 0xffff_ffff
+    };
+    env.fetch_insn(guest.control_regs(), guest.cpl() == 3, at, bytes)
 }
 
 /// The hypercall page could not be written (the GPA is not the domain's
@@ -384,7 +401,6 @@ pub(super) mod tests {
             _regs: GuestPaging,
             gva: u64,
             buf: &mut [u8],
-            _fetch: bool,
         ) -> Result<(), GuestFault> {
             // One page of INT3s from `code_at`, starting with `code`.
             let start = gva.wrapping_sub(self.code_at);

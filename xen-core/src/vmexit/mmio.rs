@@ -19,38 +19,8 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, OpKind, Register};
 
 use super::dispatch::Gpr;
 
-/// The longest x86 instruction, in bytes.
-pub const MAX_INSN_LEN: usize = 15;
-
-/// A segment register, for the base of a memory operand's address.
-pub use super::cr::Segment;
-
-/// A destination register as the instruction names it: which GPR, how
-/// many bytes of it, and for AH/CH/DH/BH the second byte.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegSlot {
-    /// The 64-bit register that holds it.
-    pub gpr: Gpr,
-    /// Bytes written: 1, 2, 4 or 8.
-    pub width: u8,
-    /// AH, CH, DH or BH: bits 15:8.
-    pub high_byte: bool,
-}
-
-impl RegSlot {
-    /// The register's new 64-bit value after writing `value` (its low
-    /// `width` bytes) over `old`: a 4-byte write zero-extends, 1- and
-    /// 2-byte writes leave the other bits as they were.
-    pub fn merge(self, old: u64, value: u64) -> u64 {
-        match (self.width, self.high_byte) {
-            (8, _) => value,
-            (4, _) => value & 0xffff_ffff,
-            (2, _) => (old & !0xffff) | (value & 0xffff),
-            (_, true) => (old & !0xff00) | ((value & 0xff) << 8),
-            _ => (old & !0xff) | (value & 0xff),
-        }
-    }
-}
+use super::insn::reg_slot;
+pub use super::insn::{RegSlot, Segment, MAX_INSN_LEN};
 
 /// How a load widens the bytes it read to its destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,60 +169,6 @@ fn shape(code: Code) -> Option<(Shape, u8)> {
     })
 }
 
-/// GPRs in x86 encoding order (0 = rAX ... 15 = r15).
-const GPR_BY_NUMBER: [Gpr; 16] = [
-    Gpr::Rax,
-    Gpr::Rcx,
-    Gpr::Rdx,
-    Gpr::Rbx,
-    Gpr::Rsp,
-    Gpr::Rbp,
-    Gpr::Rsi,
-    Gpr::Rdi,
-    Gpr::R8,
-    Gpr::R9,
-    Gpr::R10,
-    Gpr::R11,
-    Gpr::R12,
-    Gpr::R13,
-    Gpr::R14,
-    Gpr::R15,
-];
-
-/// The GPR behind an iced register of any width. iced numbers its
-/// registers AL..R15L (AH..BH in slots 4..7), AX..R15W, EAX..R15D,
-/// RAX..R15, each group in encoding order; its `Register::number` needs
-/// the `instr_info` feature, which xen-core does not build.
-fn reg_slot(reg: Register) -> Option<RegSlot> {
-    let n = reg as usize;
-    let group = |first: Register, last: Register| (first as usize..=last as usize).contains(&n);
-    let (first, width) = if group(Register::AL, Register::R15L) {
-        (Register::AL, 1)
-    } else if group(Register::AX, Register::R15W) {
-        (Register::AX, 2)
-    } else if group(Register::EAX, Register::R15D) {
-        (Register::EAX, 4)
-    } else if group(Register::RAX, Register::R15) {
-        (Register::RAX, 8)
-    } else {
-        return None;
-    };
-    let index = n - first as usize;
-    // Byte registers 4..7 are AH, CH, DH, BH (bits 15:8 of rAX..rBX);
-    // SPL, BPL, SIL, DIL and R8L.. follow them in iced's order.
-    let high_byte = width == 1 && (4..8).contains(&index);
-    let number = if width == 1 && index >= 4 {
-        index - 4
-    } else {
-        index
-    };
-    Some(RegSlot {
-        gpr: *GPR_BY_NUMBER.get(number)?,
-        width,
-        high_byte,
-    })
-}
-
 /// The operand's linear address, from the guest's registers and segment
 /// bases; wraps at 4 GiB outside 64-bit mode.
 fn linear_address(
@@ -263,16 +179,14 @@ fn linear_address(
 ) -> Result<u64, DecodeError> {
     let long = bitness == 64;
     let value = |reg: Register, _: usize, _: usize| -> Option<u64> {
-        let seg = match reg {
-            Register::ES => Segment::Es,
-            Register::CS => Segment::Cs,
-            Register::SS => Segment::Ss,
-            Register::DS => Segment::Ds,
-            Register::FS => return Some(state.segment_base(Segment::Fs)),
-            Register::GS => return Some(state.segment_base(Segment::Gs)),
-            other => return reg_slot(other).map(|slot| state.gpr(slot.gpr)),
+        let Some(seg) = Segment::of(reg) else {
+            return reg_slot(reg).map(|slot| state.gpr(slot.gpr));
         };
-        Some(if long { 0 } else { state.segment_base(seg) })
+        Some(match seg {
+            Segment::Fs | Segment::Gs => state.segment_base(seg),
+            _ if long => 0,
+            _ => state.segment_base(seg),
+        })
     };
     let linear = insn
         .virtual_address(operand, 0, value)

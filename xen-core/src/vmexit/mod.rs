@@ -11,6 +11,7 @@ mod cr_write;
 mod dispatch;
 pub mod event;
 mod exit;
+pub mod insn;
 pub mod io;
 pub mod mmio;
 pub mod msr;

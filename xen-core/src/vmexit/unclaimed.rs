@@ -16,6 +16,7 @@
 //! mapped, or that lies inside the domain's memory map (a hole in its
 //! RAM), is not emulated: the domain crashes as before (docs/abi.md).
 
+use super::dispatch::fetch_at_rip;
 use super::dispatch::{ExitAction, Gpr, GuestState, VcpuEnv};
 use super::event::Event;
 use super::io::IoAccess;
@@ -107,13 +108,8 @@ fn emulate_mmio(
 ) -> Result<(), DecodeError> {
     let rip = guest.rip();
     let bitness = guest.code_bitness();
-    let fetch_at = if bitness == 64 {
-        rip
-    } else {
-        guest.segment_base(Segment::Cs).wrapping_add(rip) & 0xffff_ffff
-    };
     let mut bytes = [0u8; MAX_INSN_LEN];
-    let fetched = env.fetch_insn(guest.control_regs(), guest.cpl() == 3, fetch_at, &mut bytes);
+    let fetched = fetch_at_rip(guest, env, &mut bytes);
     let access = mmio::decode(&bytes[..fetched], bitness, rip, &Operands(&*guest))?;
     let offset = gpa % PAGE_BYTES;
     let same_access = access.is_write() == write

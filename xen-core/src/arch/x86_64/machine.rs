@@ -444,14 +444,8 @@ impl VcpuEnv for ExitEnv<'_> {
         regs: GuestPaging,
         gva: u64,
         buf: &mut [u8],
-        fetch: bool,
     ) -> Result<(), GuestFault> {
-        let virt = GuestVirt::new(self.domain.p2m(), &mut *self.phys, regs, false);
-        if fetch {
-            virt.fetch(gva, buf)
-        } else {
-            virt.copy_from_guest(gva, buf)
-        }
+        GuestVirt::new(self.domain.p2m(), &mut *self.phys, regs, false).copy_from_guest(gva, buf)
     }
 
     fn gpa_unclaimed(&self, gpa: u64) -> bool {

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::vmexit::insn::GPR_BY_NUMBER;
 
 /// Registers hold `0x1000 * (n + 1)` for GPR number n (RAX = 0x1000, RCX =
 /// 0x2000 ...); segment bases are fixed per segment.
