@@ -106,6 +106,10 @@ impl<const N: usize> Default for LogRing<N> {
 
 /// Longest "lines lost" note.
 const NOTE_BYTES: usize = 64;
+/// Ends a line the console had begun when the ring overwrote its rest, so
+/// that a cut line never reads as whole; the note that follows counts it
+/// among the lines lost.
+const CUT_MARK: &str = " [...]";
 
 /// Where the console is in the ring, and what it has sent.
 #[derive(Default)]
@@ -171,9 +175,13 @@ impl<W: Console, const N: usize> State<W, N> {
             return;
         }
         let mut note = heapless::String::<NOTE_BYTES>::new();
+        let cut = if d.mid_line { CUT_MARK } else { "" };
         let newline = if d.mid_line { "\n" } else { "" };
         let lost = core::mem::take(&mut d.lost);
-        let _ = writeln!(note, "{newline}log: {lost} lines lost (console too slow)");
+        let _ = writeln!(
+            note,
+            "{cut}{newline}log: {lost} lines lost (console too slow)"
+        );
         d.note = heapless::Vec::from_slice(note.as_bytes()).unwrap_or_default();
     }
 

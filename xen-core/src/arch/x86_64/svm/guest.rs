@@ -10,8 +10,8 @@ use super::vmcb::{attrib, Vmcb};
 use super::vmrun::GuestRegs;
 use crate::paging::guest_walk::GuestPaging;
 use crate::vmexit::cr::CrUpdate;
-use crate::vmexit::insn::Segment;
 use crate::vmexit::event::Event;
+use crate::vmexit::insn::Segment;
 use crate::vmexit::msr::{efer, GuestMsr};
 use crate::vmexit::{Gpr, GuestState};
 
