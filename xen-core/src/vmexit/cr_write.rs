@@ -78,7 +78,8 @@ fn fetch_instruction(
     bytes: &mut [u8; MAX_INSN_LEN],
 ) -> usize {
     let linear = linear_address(guest, Segment::Cs, guest.rip(), u64::MAX);
-    let on_page = (0x1000 - (linear & 0xfff)).min(MAX_INSN_LEN as u64) as usize;
+    let on_page =
+        abi::convert::usize_from_u64((0x1000 - (linear & 0xfff)).min(MAX_INSN_LEN as u64));
     if env
         .read_guest_linear(regs, linear, &mut bytes[..on_page], true)
         .is_err()
@@ -124,7 +125,9 @@ fn new_value(
             }
         }
         CrWriteInsn::Clts => regs.cr0 & !cr::cr0::TS,
-        CrWriteInsn::LmswRegister(src) => cr::lmsw_value(regs.cr0, guest.gpr(src) as u16),
+        CrWriteInsn::LmswRegister(src) => {
+            cr::lmsw_value(regs.cr0, (guest.gpr(src) & 0xffff) as u16)
+        }
         CrWriteInsn::LmswMemory(m) => {
             let mut word = [0u8; 2];
             let gva = memory_operand_address(guest, &m);
