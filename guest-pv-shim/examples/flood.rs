@@ -45,7 +45,7 @@ mod kernel {
                 let _ = probe::write(HPET, ram_end, 1, true);
             }
             round += 1;
-            if round % REPORT_EVERY == 0 {
+            if round.is_multiple_of(REPORT_EVERY) {
                 println!("flood: round {round}");
             }
         }

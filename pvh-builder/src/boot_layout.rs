@@ -99,7 +99,7 @@ impl BootLayout {
             magic: HVM_START_MAGIC_VALUE,
             version: 1,
             flags: 0,
-            nr_modules: cfg.modules.len() as u32,
+            nr_modules: u32::try_from(cfg.modules.len()).map_err(|_| BuildError::TooManyModules)?,
             modlist_paddr: if cfg.modules.is_empty() {
                 0
             } else {
@@ -108,7 +108,8 @@ impl BootLayout {
             cmdline_paddr,
             rsdp_paddr: 0,
             memmap_paddr: self.memmap,
-            memmap_entries: memmap.len() as u32,
+            memmap_entries: u32::try_from(memmap.len())
+                .map_err(|_| BuildError::TooManyMemmapEntries)?,
             reserved: 0,
         };
         write_struct(target, self.start_info.into(), &info)

@@ -64,7 +64,7 @@ fn page_pieces(addr: u64, len: u64) -> Result<impl Iterator<Item = (u64, usize)>
         }
         let room = PAGE_SIZE as u64 - (at & (PAGE_SIZE as u64 - 1));
         let n = room.min(end - at);
-        let piece = (at, n as usize);
+        let piece = (at, abi::convert::usize_from_u64(n));
         at += n;
         Some(piece)
     }))
@@ -72,7 +72,7 @@ fn page_pieces(addr: u64, len: u64) -> Result<impl Iterator<Item = (u64, usize)>
 
 /// Byte offset of `addr` in its page.
 fn page_offset(addr: u64) -> usize {
-    (addr as usize) & (PAGE_SIZE - 1)
+    abi::convert::usize_from_u64(addr) & (PAGE_SIZE - 1)
 }
 
 /// A domain's guest physical memory: its p2m over machine memory.
@@ -267,6 +267,8 @@ impl<'a, M: PhysMem> GuestVirt<'a, M> {
 }
 
 #[cfg(test)]
+// Fixture constants and test data are chosen to fit; a wrong one fails the test.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
     use crate::mm::FramePool;

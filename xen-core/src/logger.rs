@@ -17,6 +17,7 @@
 
 use core::fmt::{self, Write};
 
+use abi::convert::usize_from_u64;
 use log::{Level, Log, Metadata, Record};
 
 use crate::ratelimit::RateLimit;
@@ -67,14 +68,14 @@ impl<const N: usize> LogRing<N> {
     /// Appends `bytes`, overwriting the oldest when full.
     pub fn push(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.buf[(self.written % N as u64) as usize] = b;
+            self.buf[usize_from_u64(self.written % N as u64)] = b;
             self.written += 1;
         }
     }
 
     /// The kept bytes, oldest first, as two slices (the ring wraps).
     pub fn contents(&self) -> (&[u8], &[u8]) {
-        let next = (self.written % N as u64) as usize;
+        let next = usize_from_u64(self.written % N as u64);
         if self.written < N as u64 {
             (&self.buf[..next], &[])
         } else {
@@ -94,7 +95,7 @@ impl<const N: usize> LogRing<N> {
 
     /// The byte written at position `at`, if still kept.
     fn byte_at(&self, at: u64) -> Option<u8> {
-        (at >= self.oldest() && at < self.written).then(|| self.buf[(at % N as u64) as usize])
+        (at >= self.oldest() && at < self.written).then(|| self.buf[usize_from_u64(at % N as u64)])
     }
 }
 

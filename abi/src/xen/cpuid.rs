@@ -51,13 +51,13 @@ pub const HYPERCALL_PAGE_ENTRY_SIZE: usize = 32;
 /// HVM), and every other byte is `int3`.
 pub fn hypercall_page() -> [u8; super::PAGE_SIZE] {
     let mut page = [0xcc_u8; super::PAGE_SIZE];
-    for (nr, stub) in page.chunks_exact_mut(HYPERCALL_PAGE_ENTRY_SIZE).enumerate() {
-        if nr as u64 == super::hypercall::IRET {
+    for (nr, stub) in (0_u32..).zip(page.chunks_exact_mut(HYPERCALL_PAGE_ENTRY_SIZE)) {
+        if u64::from(nr) == super::hypercall::IRET {
             stub[..2].copy_from_slice(&[0x0f, 0x0b]);
             continue;
         }
         stub[0] = 0xb8; // mov imm32, %eax
-        stub[1..5].copy_from_slice(&(nr as u32).to_le_bytes());
+        stub[1..5].copy_from_slice(&nr.to_le_bytes());
         stub[5..8].copy_from_slice(&[0x0f, 0x01, 0xd9]); // vmmcall
         stub[8] = 0xc3; // ret
     }
@@ -80,8 +80,10 @@ mod tests {
     #[test]
     fn hypercall_page_stubs() {
         let page = hypercall_page();
-        let at =
-            |nr: u64| &page[nr as usize * HYPERCALL_PAGE_ENTRY_SIZE..][..HYPERCALL_PAGE_ENTRY_SIZE];
+        let at = |nr: u64| {
+            &page[crate::convert::usize_from_u64(nr) * HYPERCALL_PAGE_ENTRY_SIZE..]
+                [..HYPERCALL_PAGE_ENTRY_SIZE]
+        };
         let sched = at(super::super::hypercall::SCHED_OP);
         assert_eq!(
             &sched[..10],

@@ -224,7 +224,7 @@ pub struct GnttabCopyPtr {
 impl GnttabCopyPtr {
     /// `u.ref`: the grant reference in the low 32 bits (little-endian union).
     pub const fn gref(&self) -> GrantRef {
-        self.u as u32
+        (self.u & 0xffff_ffff) as u32
     }
 }
 

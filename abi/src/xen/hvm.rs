@@ -158,12 +158,12 @@ impl CallbackVia {
         match (value >> HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT) as u8 {
             HVM_PARAM_CALLBACK_TYPE_GSI => Some(CallbackVia::Gsi(payload)),
             HVM_PARAM_CALLBACK_TYPE_PCI_INTX => Some(CallbackVia::PciIntx {
-                domain: (payload >> 32) as u16,
-                bus: (payload >> 16) as u8,
-                devfn: (payload >> 8) as u8,
+                domain: ((payload >> 32) & 0xffff) as u16,
+                bus: ((payload >> 16) & 0xff) as u8,
+                devfn: ((payload >> 8) & 0xff) as u8,
                 intx: (payload & 3) as u8,
             }),
-            HVM_PARAM_CALLBACK_TYPE_VECTOR => Some(CallbackVia::Vector(payload as u8)),
+            HVM_PARAM_CALLBACK_TYPE_VECTOR => Some(CallbackVia::Vector((payload & 0xff) as u8)),
             _ => None,
         }
     }

@@ -54,8 +54,11 @@ impl VcpuTimeInfo {
             delta.checked_shr(shift)
         }
         .unwrap_or(0);
+        // A 64-bit delta times a 32-bit multiplier, shifted right by 32:
+        // the result fits in 64 bits, so the mask keeps every bit.
         let scaled = (u128::from(delta) * u128::from(self.tsc_to_system_mul)) >> 32;
-        self.system_time.wrapping_add(scaled as u64)
+        self.system_time
+            .wrapping_add((scaled & 0xffff_ffff_ffff_ffff) as u64)
     }
 }
 
@@ -87,7 +90,7 @@ impl TimeScale {
             shift += 1;
         }
         // NS_PER_SEC < tps <= 2 * NS_PER_SEC, so the fraction fits in 32 bits.
-        let mul_frac = ((NS_PER_SEC << 32) / tps) as u32;
+        let mul_frac = u32::try_from((NS_PER_SEC << 32) / tps).ok()?;
         Some(TimeScale { mul_frac, shift })
     }
 }

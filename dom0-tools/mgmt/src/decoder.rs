@@ -5,6 +5,8 @@
 
 use alloc::vec::Vec;
 
+use abi::convert::u32_const;
+
 use crate::frame::{
     parse_header, trailer, FrameError, Generation, HEADER_LEN, MAGIC, MAGIC_V1, MAX_FRAME,
     MAX_PAYLOAD, TRAILER_LEN,
@@ -86,9 +88,10 @@ impl Decoder {
             let received = self.buffered();
             self.start += 1;
             self.quiet = expected - 1;
+            // Both are below MAX_FRAME: the header's length was checked.
             return Some(Err(FrameError::Truncated {
-                received: received as u32,
-                expected: expected as u32,
+                received: u32::try_from(received).unwrap_or(u32::MAX),
+                expected: u32::try_from(expected).unwrap_or(u32::MAX),
             }));
         }
         self.drop_front(self.buffered());
@@ -129,7 +132,7 @@ impl Decoder {
             self.quiet = payload_len.saturating_add(TRAILER_LEN);
             return Step::Item(Err(FrameError::Oversized {
                 len,
-                max: MAX_PAYLOAD as u32,
+                max: u32_const::<MAX_PAYLOAD>(),
             }));
         }
         let total = HEADER_LEN + payload_len + TRAILER_LEN;
@@ -200,6 +203,8 @@ fn magic_candidate(bytes: &[u8]) -> usize {
 const _: () = assert!(MAX_FRAME == HEADER_LEN + MAX_PAYLOAD + TRAILER_LEN);
 
 #[cfg(test)]
+// Fixture constants and test data are chosen to fit; a wrong one fails the test.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
     use crate::frame::{crc32, encode_frame, encode_v1_frame, header};

@@ -5,6 +5,8 @@
 
 use alloc::vec::Vec;
 
+use abi::convert::u32_const;
+
 use crate::{
     crc32, DomainConfig, MgmtError, Request, UploadError, MAX_IMAGE_BYTES, MAX_IMAGE_CHUNK,
 };
@@ -56,7 +58,7 @@ impl Upload {
         if data.len() > MAX_IMAGE_CHUNK {
             return Err(UploadError::ChunkTooLarge {
                 len: u32::try_from(data.len()).unwrap_or(u32::MAX),
-                max: MAX_IMAGE_CHUNK as u32,
+                max: u32_const::<MAX_IMAGE_CHUNK>(),
             });
         }
         let received = self.received();
@@ -98,7 +100,7 @@ impl Upload {
     /// Bytes received so far.
     pub fn received(&self) -> u32 {
         // At most `image_len` (a u32) bytes are ever stored.
-        self.image.len() as u32
+        u32::try_from(self.image.len()).unwrap_or(u32::MAX)
     }
 }
 
@@ -117,12 +119,12 @@ pub fn create_requests(
         image_len,
         image_crc32: crc32(image),
     };
-    let chunks = image
-        .chunks(MAX_IMAGE_CHUNK)
-        .enumerate()
-        .map(|(i, data)| Request::ImageChunk {
-            // i * MAX_IMAGE_CHUNK < image_len <= MAX_IMAGE_BYTES.
-            offset: (i * MAX_IMAGE_CHUNK) as u32,
+    // Offsets stay below image_len <= MAX_IMAGE_BYTES, a u32.
+    let chunks = (0..)
+        .step_by(MAX_IMAGE_CHUNK)
+        .zip(image.chunks(MAX_IMAGE_CHUNK))
+        .map(|(offset, data)| Request::ImageChunk {
+            offset,
             data: data.to_vec(),
         });
     Some(
@@ -133,6 +135,8 @@ pub fn create_requests(
 }
 
 #[cfg(test)]
+// Fixture constants and test data are chosen to fit; a wrong one fails the test.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -285,7 +285,7 @@ impl Hypervisor for SimDom0 {
             domid,
             pad0: [0; 6],
             map: XenMemoryMap {
-                nr_entries: map.len() as u32,
+                nr_entries: u32::try_from(map.len()).expect("a few entries"),
                 pad0: 0,
                 buffer: MAP_BUF,
             },

@@ -54,7 +54,11 @@ pub fn write_ram_hole(
     ram_end: u64,
 ) -> Result<Result<(), Exception>, RamHoleError> {
     let top = ram_end.saturating_sub(TOP_PAGES * PAGE_BYTES);
-    if gpa % PAGE_BYTES != 0 || gpa < top || gpa >= ram_end || !IdentityMap::covers(gpa, 8) {
+    if !gpa.is_multiple_of(PAGE_BYTES)
+        || gpa < top
+        || gpa >= ram_end
+        || !IdentityMap::covers(gpa, 8)
+    {
         return Err(RamHoleError::NotTopOfRam);
     }
     let arg = memory::XenAddToPhysmap {

@@ -194,7 +194,7 @@ pub struct Domain {
     max_pages: u64,
     shared_pages: u64,
     vcpus: [Vcpu; MAX_VCPUS],
-    nr_vcpus: usize,
+    nr_vcpus: u32,
     exits: ExitCounters,
     hypercalls: HypercallCounters,
     shared_info: Mfn,
@@ -242,8 +242,9 @@ impl Domain {
             tot_pages: 0,
             max_pages: cfg.max_pages,
             shared_pages: 0,
-            vcpus: core::array::from_fn(|i| Vcpu::new(i as u32)),
-            nr_vcpus: cfg.vcpus as usize,
+            // Ids 0..MAX_VCPUS, a small constant: every one fits.
+            vcpus: core::array::from_fn(|i| Vcpu::new(u32::try_from(i).unwrap_or(u32::MAX))),
+            nr_vcpus: cfg.vcpus,
             exits: ExitCounters::new(),
             hypercalls: HypercallCounters::new(),
             shared_info,
@@ -300,7 +301,12 @@ impl Domain {
 
     /// Its vCPUs.
     pub fn vcpus(&self) -> &[Vcpu] {
-        &self.vcpus[..self.nr_vcpus]
+        &self.vcpus[..self.nr_vcpus as usize]
+    }
+
+    /// How many vCPUs the domain has (`max_vcpus` at creation).
+    pub fn nr_vcpus(&self) -> u32 {
+        self.nr_vcpus
     }
 
     /// vCPU `id`, if it exists (`id` may come from a guest).
@@ -310,7 +316,7 @@ impl Domain {
 
     /// vCPU `id`, writable.
     pub fn vcpu_mut(&mut self, id: u32) -> Option<&mut Vcpu> {
-        self.vcpus[..self.nr_vcpus].get_mut(usize::try_from(id).ok()?)
+        self.vcpus[..self.nr_vcpus as usize].get_mut(usize::try_from(id).ok()?)
     }
 
     /// Whether vCPU `id` may be given a pCPU now.

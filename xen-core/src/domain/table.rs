@@ -6,6 +6,7 @@
 //! [`DOMID_REUSE_DELAY`] further domains were created, so a stale domid
 //! held by the toolstack or a backend does not silently name a new domain.
 
+use abi::convert::usize_from_u64;
 use abi::xen::domid::{DomId, DOMID_FIRST_RESERVED};
 use heapless::Deque;
 
@@ -22,7 +23,7 @@ pub const DOMID_REUSE_DELAY: u64 = 16;
 /// Quarantine entries: enough that an entry is only evicted once expired
 /// (at most `MAX_DOMAINS + DOMID_REUSE_DELAY` domains are destroyed within
 /// any `DOMID_REUSE_DELAY` creations).
-const QUARANTINE_LEN: usize = MAX_DOMAINS + DOMID_REUSE_DELAY as usize;
+const QUARANTINE_LEN: usize = MAX_DOMAINS + usize_from_u64(DOMID_REUSE_DELAY);
 /// dom0's domid.
 pub const DOM0: DomId = 0;
 
@@ -245,6 +246,7 @@ mod tests {
     use super::*;
     use crate::mm::Gfn;
     use crate::paging::sim::machine;
+    use abi::convert::u32_const;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -297,7 +299,7 @@ mod tests {
             ),
             (
                 DomainConfig {
-                    vcpus: MAX_VCPUS as u32 + 1,
+                    vcpus: u32_const::<MAX_VCPUS>() + 1,
                     ..cfg("a")
                 },
                 DomainError::BadVcpuCount,

@@ -30,13 +30,19 @@ mod port;
 mod two_level;
 
 #[cfg(test)]
-// Tests index the fixtures they built; a bad index is a failed test.
-#[allow(clippy::indexing_slicing)]
+// Tests index the fixtures they built and cast fixture constants chosen to
+// fit; a bad index or value is a failed test.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 mod tests;
 
 pub use port::{Channel, PortTable, MAX_EVTCHN_PORTS, PORTS_PER_BUCKET};
 pub use two_level::is_pending;
 
+use abi::convert::u32_const;
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::{
     EvtchnBinding, EvtchnPort, VIRQ_DEBUG, VIRQ_TIMER, VIRQ_XENOPROF, VIRQ_XENPMU,
@@ -199,7 +205,8 @@ pub fn upcall_for_entry<M: PhysMem>(domain: &mut Domain, mem: &mut M, vcpu: u32)
         return None;
     }
     domain.events().upcall_vector(vcpu).or_else(|| {
-        match CallbackVia::decode(domain.xen().hvm_params[HVM_PARAM_CALLBACK_IRQ as usize]) {
+        let via = domain.xen().hvm_params.get(HVM_PARAM_CALLBACK_IRQ as usize);
+        match CallbackVia::decode(via.copied().unwrap_or(0)) {
             Some(CallbackVia::Vector(v)) => Some(v),
             _ => None,
         }
@@ -246,7 +253,7 @@ pub fn raise_global_virq<M: PhysMem>(domains: &mut DomainTable, mem: &mut M, vir
 pub fn expire_polls(domains: &mut DomainTable, now_ns: u64) -> usize {
     let mut expired = 0;
     for d in domains.iter_mut() {
-        for vcpu in 0..MAX_VCPUS as u32 {
+        for vcpu in 0..u32_const::<MAX_VCPUS>() {
             let due = d
                 .events()
                 .poll(vcpu)

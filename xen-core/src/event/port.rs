@@ -108,7 +108,7 @@ impl PortTable {
             .map_err(|_| Errno::ENOMEM)?;
         self.channels.resize(len + PORTS_PER_BUCKET, Channel::FREE);
         // Port 0 is in the first bucket and stays reserved.
-        Ok(len.max(1) as EvtchnPort)
+        EvtchnPort::try_from(len.max(1)).map_err(|_| Errno::ENOSPC)
     }
 
     /// Makes `port` free again (Xen's `free_evtchn`: notify vCPU 0).

@@ -88,7 +88,7 @@ fn claim(
 ) -> Result<Claim, GrantError> {
     let d = domains.get_mut(domid).ok_or(GrantError::BadDomain)?;
     if side.is_gref {
-        let gref = side.u as GrantRef;
+        let gref = (side.u & 0xffff_ffff) as GrantRef;
         let mfn = pin::acquire(d, mem, gref, caller, readonly)?;
         return Ok(Claim {
             mfn,
@@ -126,8 +126,13 @@ fn copy_bytes(
     if src_off + len > PAGE_SIZE || dst_off + len > PAGE_SIZE {
         return Err(GrantError::BadCopyArg);
     }
+    let bad = GrantError::BadCopyArg;
     let mut buf = [0u8; PAGE_SIZE];
-    buf[..len].copy_from_slice(&mem.frame(from.mfn)[src_off..src_off + len]);
-    mem.frame_mut(to.mfn)[dst_off..dst_off + len].copy_from_slice(&buf[..len]);
+    let buf = buf.get_mut(..len).ok_or(bad)?;
+    buf.copy_from_slice(mem.frame(from.mfn).get(src_off..src_off + len).ok_or(bad)?);
+    mem.frame_mut(to.mfn)
+        .get_mut(dst_off..dst_off + len)
+        .ok_or(bad)?
+        .copy_from_slice(buf);
     Ok(())
 }

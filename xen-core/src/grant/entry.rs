@@ -56,7 +56,7 @@ pub struct Header {
 impl Header {
     fn from_word(word: u32) -> Self {
         Self {
-            flags: word as u16,
+            flags: (word & 0xffff) as u16,
             domid: (word >> 16) as u16,
         }
     }

@@ -41,8 +41,13 @@ pub mod release;
 pub mod table;
 
 #[cfg(test)]
-// Tests index the fixtures they built; a bad index is a failed test.
-#[allow(clippy::indexing_slicing)]
+// Tests index the fixtures they built and cast fixture constants chosen to
+// fit; a bad index or value is a failed test.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 mod tests;
 
 use abi::xen::grant_table::{
@@ -51,6 +56,7 @@ use abi::xen::grant_table::{
     GRANT_ENTRIES_V1_PER_FRAME,
 };
 
+use abi::convert::{u32_const, usize_from_u64};
 use abi::xen::domid::DomId;
 
 use crate::domain::table::DomainTable;
@@ -62,13 +68,14 @@ use crate::domain::{DomainState, MAX_SHARED_PAGES};
 /// domU; 4 is plenty for a console, a store and a few rings).
 pub const GRANT_TABLE_FRAMES: usize = 4;
 /// Grant references of a full table.
-pub const NR_GRANT_ENTRIES: u32 = GRANT_TABLE_FRAMES as u32 * GRANT_ENTRIES_V1_PER_FRAME;
+pub const NR_GRANT_ENTRIES: u32 = u32_const::<GRANT_TABLE_FRAMES>() * GRANT_ENTRIES_V1_PER_FRAME;
 /// Grant mappings one domain may hold at once (its maptrack). With the
 /// shared-info frame and the grant-table frames they stay within
 /// [`MAX_SHARED_PAGES`], so a full maptrack, not the p2m, is what a
 /// mapper runs into (`GNTST_no_device_space`, as Xen).
 pub const MAPTRACK_ENTRIES: usize = 240;
-const _: () = assert!(MAPTRACK_ENTRIES + 1 + GRANT_TABLE_FRAMES <= MAX_SHARED_PAGES as usize);
+const _: () =
+    assert!(MAPTRACK_ENTRIES + 1 + GRANT_TABLE_FRAMES <= usize_from_u64(MAX_SHARED_PAGES));
 /// Most mappings of one grant reference of each kind (read-only,
 /// writable): Xen's 8-bit pin counters refuse the next one once the top
 /// bit would be set.

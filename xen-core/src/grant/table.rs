@@ -121,7 +121,8 @@ impl GrantTable {
 
     /// Frames the table has now (`nr_frames` of `GNTTABOP_query_size`).
     pub fn nr_frames(&self) -> u32 {
-        self.frames.len() as u32
+        // At most GRANT_TABLE_FRAMES, a small constant.
+        u32::try_from(self.frames.len()).unwrap_or(u32::MAX)
     }
 
     /// Grant references usable now.

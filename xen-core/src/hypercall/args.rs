@@ -159,9 +159,10 @@ impl RawArgs {
         }
     }
 
-    /// Argument `i` (0-based) as a C `int`/`unsigned int` (low 32 bits).
+    /// Argument `i` (0-based) as a C `int`/`unsigned int` (low 32 bits);
+    /// 0 past the last argument.
     pub fn u32(&self, i: usize) -> u32 {
-        self.arg[i] as u32
+        (self.arg.get(i).copied().unwrap_or(0) & 0xffff_ffff) as u32
     }
 }
 

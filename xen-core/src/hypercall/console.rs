@@ -93,14 +93,15 @@ fn print_piece<P: FramePool, M: PhysMem, E: HypercallEnv>(
     while done < len {
         let n = CHUNK.min(len - done);
         let mut chunk = [0u8; CHUNK];
+        let chunk = chunk.get_mut(..n).ok_or(Errno::EINVAL)?;
         // Checked above; only a racing page-table change fails here.
-        if let Err(e) = ctx.guest(|g| g.copy_from_guest(buf + done as u64, &mut chunk[..n]))? {
+        if let Err(e) = ctx.guest(|g| g.copy_from_guest(buf + done as u64, chunk))? {
             result = Err(fault(e));
             break;
         }
         let now_ms = ctx.env.clock().system_time_ns(ctx.env.tsc()) / 1_000_000;
         let domain = ctx.domains.get_mut(ctx.caller.domid).ok_or(Errno::ESRCH)?;
-        for &b in &chunk[..n] {
+        for &b in &*chunk {
             if b == b'\n' || line.is_full() {
                 if within_budget(domain, now_ms, line.len()) {
                     ctx.env.console_write(domain.domid(), domain.name(), &line);
@@ -147,7 +148,11 @@ pub(crate) fn read<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let mut guest = GuestVirt::new(domain.p2m(), mem, ctx.caller.paging, false);
     guest.check(buf, want, AccessKind::Write).map_err(fault)?;
     let mut input = [0u8; CONSOLE_READ_MAX];
-    let n = env.console_read(&mut input[..want]).min(want);
-    guest.copy_to_guest(buf, &input[..n]).map_err(fault)?;
-    Ok(n as i64)
+    let n = env
+        .console_read(input.get_mut(..want).ok_or(Errno::EINVAL)?)
+        .min(want);
+    guest
+        .copy_to_guest(buf, input.get(..n).ok_or(Errno::EINVAL)?)
+        .map_err(fault)?;
+    i64::try_from(n).map_err(|_| Errno::EOVERFLOW)
 }

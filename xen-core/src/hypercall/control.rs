@@ -28,6 +28,9 @@ mod memory;
 mod vcpu_context;
 
 #[cfg(test)]
+// Tests index the fixtures they built and cast fixture constants chosen to
+// fit; a bad index or value is a failed test.
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
 mod tests;
 
 use abi::control::{

@@ -29,6 +29,7 @@
 //! 32-bit callers: `setup_table` and `copy` have compat layouts (4-byte
 //! `xen_pfn_t` and handles); the others are the same in both.
 
+use abi::convert::u32_const;
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::grant_table::{
@@ -86,7 +87,7 @@ pub(crate) enum GrantTableOp {
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
     let (cmd, uop, count) = (a.u32(0), a.arg[1], a.u32(2));
-    if (count as i32) < 0 || cmd & !GNTTABOP_CMD_MASK != 0 {
+    if count.cast_signed() < 0 || cmd & !GNTTABOP_CMD_MASK != 0 {
         return Request::GrantTableOp(GrantTableOp::Invalid);
     }
     Request::GrantTableOp(match cmd {
@@ -268,7 +269,10 @@ fn setup<P: FramePool, M: PhysMem, E: HypercallEnv>(
     for (i, gfn) in gfns.iter().take(nr).enumerate() {
         let written = if ctx.compat {
             // A 32-bit xen_pfn_t: INVALID_GFN and GFNs truncate as in Xen.
-            ctx.write(op.frame_list.wrapping_add(4 * i as u64), &(*gfn as u32))
+            ctx.write(
+                op.frame_list.wrapping_add(4 * i as u64),
+                &((*gfn & 0xffff_ffff) as u32),
+            )
         } else {
             ctx.write(op.frame_list.wrapping_add(8 * i as u64), gfn)
         };
@@ -288,7 +292,7 @@ fn query_size<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Ok(target) => {
             let domain = ctx.domains.get(target).ok_or(Errno::ESRCH)?;
             op.nr_frames = domain.grant().nr_frames();
-            op.max_nr_frames = GRANT_TABLE_FRAMES as u32;
+            op.max_nr_frames = u32_const::<GRANT_TABLE_FRAMES>();
             op.status = GNTST_OKAY;
         }
         Err(e) => op.status = e.status(),

@@ -58,7 +58,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
     if a.arg[0] & !MEMOP_CMD_MASK != 0 {
         return Request::NoSys;
     }
-    Request::MemoryOp(match a.arg[0] as u32 {
+    Request::MemoryOp(match a.u32(0) {
         XENMEM_ADD_TO_PHYSMAP => MemoryOp::AddToPhysmap { arg },
         XENMEM_MEMORY_MAP => MemoryOp::MemoryMap { arg },
         XENMEM_SET_MEMORY_MAP => return Request::Dom0Only(Dom0Request::SetMemoryMap { arg }),
@@ -90,12 +90,13 @@ pub(crate) fn set_memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
         return Err(Errno::EINVAL);
     }
     let mut entries = [E820Entry::default(); MAX_MEMMAP_ENTRIES];
-    ctx.guest(|g| g.copy_from_guest(request.map.buffer, entries[..n].as_mut_bytes()))?
+    let entries = entries.get_mut(..n).ok_or(Errno::EINVAL)?;
+    ctx.guest(|g| g.copy_from_guest(request.map.buffer, entries.as_mut_bytes()))?
         .map_err(fault)?;
     let domain = ctx.domains.get_mut(request.domid).ok_or(Errno::ESRCH)?;
     domain
         .xen_mut()
-        .set_e820(&entries[..n])
+        .set_e820(entries)
         .map_err(|_| Errno::EINVAL)?;
     Ok(0)
 }
@@ -124,7 +125,7 @@ fn add_to_physmap<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let clock = ctx.env.clock();
     let tsc = ctx.env.tsc();
     publish_wallclock(domain, ctx.mem, clock);
-    for id in 0..domain.vcpus().len() as u32 {
+    for id in 0..domain.nr_vcpus() {
         // A registered area the guest unmapped is skipped.
         let _ = update_vcpu_time(domain, ctx.mem, id, clock, tsc);
     }
@@ -141,14 +142,25 @@ fn memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
     if stored.is_empty() {
         return Err(Errno::ENOSYS);
     }
-    let n = stored.len().min(request.nr_entries as usize);
-    entries[..n].copy_from_slice(&stored[..n]);
+    let mut nr_entries = 0;
+    for (entry, stored) in entries
+        .iter_mut()
+        .zip(stored)
+        .take(request.nr_entries as usize)
+    {
+        *entry = *stored;
+        nr_entries += 1;
+    }
+    let n = nr_entries as usize;
     // Rewrite the request unchanged first: fails before the buffer changes
     // if the structure is not writable.
     write_memory_map(ctx, arg, &request)?;
-    ctx.write_bytes(request.buffer, entries[..n].as_bytes())?;
+    ctx.write_bytes(
+        request.buffer,
+        entries.get(..n).ok_or(Errno::EINVAL)?.as_bytes(),
+    )?;
     let done = XenMemoryMap {
-        nr_entries: n as u32,
+        nr_entries,
         ..request
     };
     write_memory_map(ctx, arg, &done)?;
@@ -165,7 +177,7 @@ fn write_memory_map<P: FramePool, M: PhysMem, E: HypercallEnv>(
         let compat = CompatMemoryMap {
             nr_entries: map.nr_entries,
             // Came from a 32-bit field.
-            buffer: map.buffer as u32,
+            buffer: (map.buffer & 0xffff_ffff) as u32,
         };
         ctx.write(arg, &compat)
     } else {

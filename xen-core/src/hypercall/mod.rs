@@ -42,8 +42,13 @@ mod version;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(test)]
-// Tests index the fixtures they built; a bad index is a failed test.
-#[allow(clippy::indexing_slicing)]
+// Tests index the fixtures they built and cast fixture constants chosen to
+// fit; a bad index or value is a failed test.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 mod tests;
 
 pub use args::{Continuation, HypercallRegs};
@@ -149,7 +154,7 @@ impl HypercallOutcome {
     /// The value for the caller's RAX.
     pub fn rax(&self) -> u64 {
         match self {
-            Self::Return(v) => *v as u64,
+            Self::Return(v) => v.cast_unsigned(),
             Self::Yield
             | Self::Block
             | Self::Shutdown(_)

@@ -143,7 +143,9 @@ fn poll<P: FramePool, M: PhysMem, E: HypercallEnv>(
         return Err(Errno::EINVAL);
     }
     let mut buf = [0u32; MAX_POLL_PORTS as usize];
-    let ports = &mut buf[..request.nr_ports as usize];
+    let ports = buf
+        .get_mut(..request.nr_ports as usize)
+        .ok_or(Errno::EINVAL)?;
     ctx.guest(|g| g.copy_from_guest(request.ports, ports.as_mut_bytes()))?
         .map_err(fault)?;
     let vcpu_id = ctx.caller.vcpu_id;

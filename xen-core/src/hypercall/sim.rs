@@ -9,6 +9,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use abi::convert::usize_from_u64;
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -71,8 +72,11 @@ impl HypercallEnv for SimEnv {
         self.lines.push((domid, name.into(), line));
     }
     fn console_read(&mut self, buf: &mut [u8]) -> usize {
-        let n = buf.len().min(self.input.len());
-        buf[..n].copy_from_slice(&self.input[..n]);
+        let n = buf
+            .iter_mut()
+            .zip(&self.input)
+            .map(|(b, &i)| *b = i)
+            .count();
         self.input.drain(..n);
         n
     }
@@ -275,7 +279,7 @@ impl World {
 
     /// All of a domain's RAM, to check that nothing changed.
     pub fn ram(&mut self, domid: DomId) -> Vec<u8> {
-        self.bytes(domid, 0, (RAM_PAGES as usize) * PAGE_SIZE)
+        self.bytes(domid, 0, usize_from_u64(RAM_PAGES) * PAGE_SIZE)
     }
 
     /// The domain `domid`.

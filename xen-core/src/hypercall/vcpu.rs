@@ -32,6 +32,7 @@
 
 use core::mem::size_of;
 
+use abi::convert::u32_const;
 use abi::xen::errno::Errno;
 use abi::xen::shared_info::VcpuInfo;
 use abi::xen::vcpu::{
@@ -71,9 +72,9 @@ pub(crate) enum VcpuOp {
 
 pub(crate) fn decode_set_timer_op(a: &RawArgs) -> Request {
     let timeout = if a.compat {
-        (a.arg[1] << 32 | a.arg[0]) as i64
+        (a.arg[1] << 32 | a.arg[0]).cast_signed()
     } else {
-        a.arg[0] as i64
+        a.arg[0].cast_signed()
     };
     Request::SetTimerOp { timeout }
 }
@@ -157,7 +158,7 @@ fn register_vcpu_info<P: FramePool, M: PhysMem, E: HypercallEnv>(
     arg: u64,
 ) -> Result<i64, Errno> {
     let request: VcpuRegisterVcpuInfo = ctx.read(arg)?;
-    if request.rsvd != 0 || request.offset >= PAGE_SIZE as u32 {
+    if request.rsvd != 0 || request.offset >= u32_const::<PAGE_SIZE>() {
         return Err(Errno::EINVAL);
     }
     if !vcpu_info_fits(request.offset.into()) {
@@ -167,7 +168,7 @@ fn register_vcpu_info<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let area = VcpuInfoArea {
         gfn: Gfn(request.mfn),
         // Below PAGE_SIZE: checked by vcpu_info_fits.
-        offset: request.offset as u16,
+        offset: u16::try_from(request.offset).map_err(|_| Errno::EINVAL)?,
     };
     let domain = ctx.domains.get(ctx.caller.domid).ok_or(Errno::ESRCH)?;
     if domain

@@ -22,6 +22,7 @@
 //! - Anything else (command line, build id, the `xen_varbuf` sub-ops):
 //!   `-ENOSYS`.
 
+use abi::convert::u32_const;
 use abi::xen::errno::Errno;
 use abi::xen::version::{
     self as v, version_word, CompatPlatformParameters, XenCompileInfo, XenFeatureInfo,
@@ -77,8 +78,9 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
 /// `s` in a NUL-padded field of `N` bytes (cut to leave one NUL).
 fn padded<const N: usize>(s: &str) -> [u8; N] {
     let mut field = [0u8; N];
-    let n = s.len().min(N - 1);
-    field[..n].copy_from_slice(&s.as_bytes()[..n]);
+    for (f, &b) in field.iter_mut().zip(s.as_bytes()).take(N - 1) {
+        *f = b;
+    }
     field
 }
 
@@ -88,7 +90,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
 ) -> Result<i64, Errno> {
     match op {
         VersionOp::Version => Ok(version_word(XEN_VERSION_MAJOR, XEN_VERSION_MINOR).into()),
-        VersionOp::Pagesize => Ok(PAGE_SIZE as i64),
+        VersionOp::Pagesize => Ok(u32_const::<PAGE_SIZE>().into()),
         VersionOp::Extraversion { buf } => {
             ctx.write(buf, &padded::<XEN_EXTRAVERSION_LEN>(EXTRAVERSION))?;
             Ok(0)

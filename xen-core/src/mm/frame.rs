@@ -6,6 +6,8 @@
 //! those not handed out now. A frame that is not usable can never become
 //! free, so a bad `free` cannot inject a reserved frame into the pool.
 
+use abi::convert::usize_from_u64;
+
 use super::{FramePool, Mfn, PhysRange, PAGE_SHIFT, PAGE_SIZE};
 
 /// Host physical memory xen-core manages: the 4 GiB that `boot.S`
@@ -165,7 +167,9 @@ impl<const WORDS: usize> FrameAllocator<WORDS> {
             Self::put_bit(&mut self.free, frame, true);
         }
         self.free_frames += end - first.0;
-        self.first_free_word = self.first_free_word.min(first.0 as usize / WORD_BITS);
+        self.first_free_word = self
+            .first_free_word
+            .min(usize_from_u64(first.0) / WORD_BITS);
         Ok(())
     }
 
@@ -211,8 +215,11 @@ impl<const WORDS: usize> FrameAllocator<WORDS> {
     }
 
     fn locate(frame: u64) -> (usize, u32) {
-        let index = usize::try_from(frame).unwrap_or(usize::MAX);
-        (index / WORD_BITS, (index % WORD_BITS) as u32)
+        (
+            usize_from_u64(frame) / WORD_BITS,
+            // Below WORD_BITS: the conversion cannot fail.
+            u32::try_from(frame % WORD_BITS as u64).unwrap_or(0),
+        )
     }
 }
 

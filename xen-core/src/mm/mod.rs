@@ -38,7 +38,7 @@ impl Gpa {
 
     /// The byte's offset in its frame.
     pub const fn page_offset(self) -> usize {
-        (self.0 & (PAGE_SIZE as u64 - 1)) as usize
+        abi::convert::usize_from_u64(self.0 & (PAGE_SIZE as u64 - 1))
     }
 
     /// The address `off` bytes further on (wrapping: a wrapped address

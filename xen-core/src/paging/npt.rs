@@ -323,7 +323,7 @@ fn find_from(
     from: u64,
 ) -> Option<(Gfn, P2mEntry)> {
     let shift = 9 * (level - 1);
-    let start = ((from - base) >> shift) as usize & (ENTRIES - 1);
+    let start = usize_from_u64((from - base) >> shift) & (ENTRIES - 1);
     for idx in start..ENTRIES {
         let bits = read_entry(mem, table, idx);
         if bits & PRESENT == 0 {

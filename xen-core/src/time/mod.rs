@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(Clock::new(0, 0, wc), None);
         let bad = WallClock {
             sec: 0,
-            nsec: NS_PER_SEC as u32,
+            nsec: u32::try_from(NS_PER_SEC).unwrap(),
         };
         assert_eq!(Clock::new(1, 0, bad), None);
     }

@@ -56,7 +56,7 @@ pub fn update_vcpu_time<M: PhysMem>(
 pub fn publish_wallclock<M: PhysMem>(domain: &Domain, mem: &mut M, clock: &Clock) {
     let wc = clock.boot_wallclock();
     let mut body = [0u8; 12];
-    body[0..4].copy_from_slice(&(wc.sec as u32).to_le_bytes());
+    body[0..4].copy_from_slice(&((wc.sec & 0xffff_ffff) as u32).to_le_bytes());
     body[4..8].copy_from_slice(&wc.nsec.to_le_bytes());
     body[8..12].copy_from_slice(&((wc.sec >> 32) as u32).to_le_bytes());
     let version = Place::SharedInfo(offset_of!(SharedInfo, wc_version));

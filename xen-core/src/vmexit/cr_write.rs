@@ -99,7 +99,9 @@ fn new_value(
             }
         }
         CrWriteInsn::Clts => regs.cr0 & !cr::cr0::TS,
-        CrWriteInsn::LmswRegister(src) => cr::lmsw_value(regs.cr0, guest.gpr(src) as u16),
+        CrWriteInsn::LmswRegister(src) => {
+            cr::lmsw_value(regs.cr0, (guest.gpr(src) & 0xffff) as u16)
+        }
         CrWriteInsn::LmswMemory(m) => {
             let mut word = [0u8; 2];
             let gva = memory_operand_address(guest, &m);

@@ -212,8 +212,8 @@ fn complete(exit: VmExit, guest: &mut impl GuestState) -> ExitAction {
 }
 
 fn cpuid(guest: &mut impl GuestState, env: &impl VcpuEnv) {
-    let leaf = guest.gpr(Gpr::Rax) as u32;
-    let subleaf = guest.gpr(Gpr::Rcx) as u32;
+    let leaf = (guest.gpr(Gpr::Rax) & 0xffff_ffff) as u32;
+    let subleaf = (guest.gpr(Gpr::Rcx) & 0xffff_ffff) as u32;
     let r = guest_cpuid(leaf, subleaf, env.host_cpuid(leaf, subleaf), env.identity());
     guest.set_gpr(Gpr::Rax, r.eax.into());
     guest.set_gpr(Gpr::Rbx, r.ebx.into());
@@ -227,7 +227,7 @@ fn msr(
     guest: &mut impl GuestState,
     env: &mut impl VcpuEnv,
 ) -> ExitAction {
-    let index = guest.gpr(Gpr::Rcx) as u32;
+    let index = (guest.gpr(Gpr::Rcx) & 0xffff_ffff) as u32;
     let outcome = GuestMsr::from_index(index).and_then(|msr| match direction {
         MsrDirection::Read => {
             let value = msr.read(guest.msr(msr))?;
@@ -273,6 +273,7 @@ pub(super) mod tests {
     use super::*;
     use crate::vmexit::cr;
     use crate::vmexit::msr::efer;
+    use abi::convert::usize_from_u64;
 
     /// A vCPU's state held in plain fields, as the VMCB would hold it.
     #[derive(Default)]
@@ -408,7 +409,7 @@ pub(super) mod tests {
                 return Err(GuestFault::TooLong);
             }
             for (i, byte) in buf.iter_mut().enumerate() {
-                *byte = *self.code.get(start as usize + i).unwrap_or(&0xcc);
+                *byte = *self.code.get(usize_from_u64(start) + i).unwrap_or(&0xcc);
             }
             Ok(())
         }
@@ -422,7 +423,7 @@ pub(super) mod tests {
             addr: u64,
             buf: &mut [u8],
         ) -> usize {
-            let start = addr.wrapping_sub(self.code_at) as usize;
+            let start = usize_from_u64(addr.wrapping_sub(self.code_at));
             let code = self.code.get(start..).unwrap_or(&[]);
             let n = code.len().min(buf.len());
             buf[..n].copy_from_slice(&code[..n]);

@@ -87,7 +87,7 @@ impl Event {
         };
         let error_code = (raw & ERROR_CODE_VALID != 0).then_some((raw >> 32) as u32);
         Some(Event {
-            vector: raw as u8,
+            vector: (raw & 0xff) as u8,
             kind,
             error_code,
         })

@@ -156,11 +156,13 @@ impl VmExit {
             return VmExit::InvalidGuestState;
         }
         match exit_code {
-            CR_WRITE_BASE..=CR_WRITE_LAST => VmExit::CrWrite((exit_code - CR_WRITE_BASE) as u8),
+            CR_WRITE_BASE..=CR_WRITE_LAST => {
+                VmExit::CrWrite(((exit_code - CR_WRITE_BASE) & 0xf) as u8)
+            }
             DR_READ_BASE..=DR_WRITE_LAST => VmExit::DebugRegisterAccess,
             EXCEPTION_BASE..=EXCEPTION_LAST => VmExit::Exception {
-                vector: (exit_code - EXCEPTION_BASE) as u8,
-                error_code: exit_info1 as u32,
+                vector: ((exit_code - EXCEPTION_BASE) & 0x1f) as u8,
+                error_code: (exit_info1 & 0xffff_ffff) as u32,
             },
             INTR => VmExit::Interrupt,
             NMI => VmExit::Nmi,

@@ -33,7 +33,7 @@ impl IoAccess {
             1
         };
         IoAccess {
-            port: (exit_info1 >> 16) as u16,
+            port: ((exit_info1 >> 16) & 0xffff) as u16,
             size,
             is_in: exit_info1 & 1 != 0,
             string: exit_info1 & (1 << 2) != 0,

@@ -82,7 +82,7 @@ impl MemAccess {
 /// `data`'s low `bits` bits, sign-extended to 64.
 fn sign_extend(data: u64, bits: u32) -> u64 {
     let shift = 64 - bits;
-    (((data << shift) as i64) >> shift) as u64
+    ((data << shift).cast_signed() >> shift).cast_unsigned()
 }
 
 /// Why an instruction cannot be completed as one plain access.

@@ -281,7 +281,7 @@ fn write_efer(value: u64, stored: u64, cr0: u64) -> Result<u64, MsrFault> {
 
 fn canonical(address: u64) -> Result<u64, MsrFault> {
     // 48-bit virtual addresses: bits 63..47 are copies of bit 47.
-    let top = (address as i64) >> 47;
+    let top = address.cast_signed() >> 47;
     if top == 0 || top == -1 {
         Ok(address)
     } else {

@@ -10,6 +10,7 @@ use abi::control::{
     DOMAIN_FLAG_PRIVILEGED, DOMAIN_FLAG_RUNNING, DOMAIN_FLAG_SHUTDOWN,
 };
 use abi::xen::errno::Errno;
+use guest_pv_shim::XenError;
 use mgmt::{DomainOperation, DomainRef, DomainState, DomainSummary, MgmtError, ShutdownReason};
 use toolstack::{list_domains, CreateError, Hypervisor};
 
@@ -98,7 +99,16 @@ pub fn check_operable(info: &DomainInfo, operation: DomainOperation) -> Result<(
 pub fn hypervisor_error(operation: &str, errno: Errno) -> MgmtError {
     MgmtError::Hypervisor {
         operation: operation.into(),
-        errno: errno.to_return() as i32,
+        errno: -errno.value(),
+    }
+}
+
+/// A failed hypercall of the shim (a raw negative return) the protocol
+/// has no better word for; a return that is no `i32` shows as `i32::MIN`.
+pub fn xen_error(operation: &str, e: XenError) -> MgmtError {
+    MgmtError::Hypervisor {
+        operation: operation.into(),
+        errno: i32::try_from(e.0).unwrap_or(i32::MIN),
     }
 }
 

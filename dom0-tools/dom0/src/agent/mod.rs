@@ -37,7 +37,8 @@ pub fn serve(backend: &mut Backend, hv: &mut impl Hypervisor) -> Result<(), XenE
     let mut link = Link::com2();
     // Session ids start from the clock, so a client of an earlier boot
     // does not find its old id in use.
-    let mut server = Server::<Session>::new((backend.now()? >> 20) as u32);
+    // Any 32 bits of the clock do: keep the low ones of its ~ms count.
+    let mut server = Server::<Session>::new(((backend.now()? >> 20) & 0xffff_ffff) as u32);
     println!("dom0: mgmt: serving the management channel on COM2");
     loop {
         let now = backend.now()?;

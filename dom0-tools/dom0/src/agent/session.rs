@@ -22,7 +22,7 @@ use mgmt::{
 };
 use toolstack::{create_domain, DomainSpec, Hypervisor};
 
-use super::domains::{self, check_operable, find, hypervisor_error, is_dom0};
+use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use crate::console_backend::{self, Backend};
 
 /// What a request needs to act on.
@@ -180,10 +180,7 @@ impl Session {
         ctx.backend
             .xen()
             .remote_shutdown(info.domid, reason)
-            .map_err(|e| MgmtError::Hypervisor {
-                operation: "remote shutdown".into(),
-                errno: e.0 as i32,
-            })?;
+            .map_err(|e| xen_error("remote shutdown", e))?;
         ctx.backend.rescan_soon();
         Ok(Reply::Done)
     }
@@ -335,10 +332,7 @@ fn info(ctx: &mut Ctx<'_, impl Hypervisor>) -> Result<Reply, MgmtError> {
     let version = xen
         .version()
         .and_then(|v| Ok((v, xen.extraversion()?)))
-        .map_err(|e| MgmtError::Hypervisor {
-            operation: "xen_version".into(),
-            errno: e.0 as i32,
-        })?;
+        .map_err(|e| xen_error("xen_version", e))?;
     let ((major, minor), extra) = version;
     let physinfo = ctx
         .hv

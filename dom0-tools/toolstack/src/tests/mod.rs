@@ -1,5 +1,7 @@
 //! create_domain and list_domains against the in-memory [`fake::Fake`].
 
+// Fixture constants and test data are chosen to fit; a wrong one fails the test.
+#[allow(clippy::cast_possible_truncation)]
 mod fake;
 
 use abi::control::MAX_VCPUS_SUPPORTED;

@@ -106,7 +106,7 @@ pub(super) fn physinfo<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let host = ctx.env.host();
     let info = Physinfo {
         nr_pcpus: host.nr_pcpus,
-        nr_domains: ctx.domains.len() as u32,
+        nr_domains: u32::try_from(ctx.domains.len()).map_err(|_| Errno::EOVERFLOW)?,
         total_memory_kib: host.total_frames.saturating_mul(FRAME_KIB),
         free_memory_kib: ctx.pool.free_frames().saturating_mul(FRAME_KIB),
         tsc_khz: ctx.env.clock().tsc_hz() / 1000,
@@ -129,10 +129,12 @@ pub(super) fn readconsole<P: FramePool, M: PhysMem, E: HypercallEnv>(
     zero(req.pad.as_bytes())?;
     let mut buf = [0u8; READCONSOLE_MAX as usize];
     let want = req.size.min(READCONSOLE_MAX) as usize;
-    let (count, total) = ctx.env.read_log(req.offset, &mut buf[..want]);
-    ctx.write_bytes(req.buffer, &buf[..count])?;
+    let (count, total) = ctx
+        .env
+        .read_log(req.offset, buf.get_mut(..want).ok_or(Errno::EINVAL)?);
+    ctx.write_bytes(req.buffer, buf.get(..count).ok_or(Errno::EINVAL)?)?;
     let reply = ReadConsoleResponse {
-        count: count as u32,
+        count: u32::try_from(count).map_err(|_| Errno::EOVERFLOW)?,
         pad: 0,
         total,
     };
@@ -149,13 +151,14 @@ fn batch(domains: &DomainTable, start: DomId, caller: DomId) -> ListResponse {
     }
     ids.sort_unstable();
     let mut response = ListResponse::new_zeroed();
-    let n = ids.len().min(LIST_BATCH_MAX);
-    for (slot, id) in response.domains.iter_mut().zip(&ids[..n]) {
+    let mut n = 0;
+    for (slot, id) in response.domains.iter_mut().zip(&ids).take(LIST_BATCH_MAX) {
         if let Some(d) = domains.get(*id) {
             *slot = info(d, caller);
         }
+        response.nr_entries += 1;
+        n += 1;
     }
-    response.nr_entries = n as u32;
     response.next_domid = ids.get(n).copied().unwrap_or(DOMID_INVALID);
     response
 }
@@ -188,7 +191,7 @@ fn info(d: &Domain, caller: DomId) -> DomainInfo {
         domid: d.domid(),
         flags,
         shutdown_reason,
-        nr_vcpus: d.vcpus().len() as u32,
+        nr_vcpus: d.nr_vcpus(),
         memory_kib: d.tot_pages().saturating_mul(FRAME_KIB),
         max_memory_kib: d.max_pages().saturating_mul(FRAME_KIB),
         cpu_time_ns: d.cpu_time_ns(),
@@ -201,7 +204,7 @@ fn info(d: &Domain, caller: DomId) -> DomainInfo {
 fn stats(d: &Domain) -> DomainStats {
     let mut stats = DomainStats::new_zeroed();
     stats.cpu_time_ns = d.cpu_time_ns();
-    stats.nr_vcpus = d.vcpus().len() as u32;
+    stats.nr_vcpus = d.nr_vcpus();
     let mut exits: Vec<(usize, u64, u64), STATS_EXIT_CODES_MAX> = Vec::new();
     for (i, (code, count)) in d.exits().iter().enumerate().take(STATS_EXIT_CODES_MAX) {
         // Cannot fail: `take` bounds the count.
@@ -211,8 +214,8 @@ fn stats(d: &Domain) -> DomainStats {
     exits.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
     for (slot, &(_, exit_code, count)) in stats.exits.iter_mut().zip(&exits) {
         *slot = ExitCounter { exit_code, count };
+        stats.nr_exit_codes += 1;
     }
-    stats.nr_exit_codes = exits.len() as u32;
     for (nr, count) in d.hypercalls().iter() {
         if let Some(slot) = usize::try_from(nr)
             .ok()
@@ -231,6 +234,8 @@ fn name_field(name: &str) -> [u8; DOMAIN_NAME_MAX] {
         end -= 1;
     }
     let mut field = [0u8; DOMAIN_NAME_MAX];
-    field[..end].copy_from_slice(&name.as_bytes()[..end]);
+    for (f, &b) in field.iter_mut().zip(name.as_bytes()).take(end) {
+        *f = b;
+    }
     field
 }

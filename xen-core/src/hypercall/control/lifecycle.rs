@@ -38,6 +38,7 @@
 use abi::control::{
     parse_domain_name, CreateRequest, CreateResponse, CREATE_FLAGS_VALID, MAX_VCPUS_PER_DOMAIN,
 };
+use abi::convert::u32_const;
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::VIRQ_DOM_EXC;
 use zerocopy::FromZeros;
@@ -59,7 +60,8 @@ pub(super) fn create<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let req: CreateRequest = ctx.read(request)?;
     req.header.check()?;
     let name = parse_domain_name(&req.name).ok_or(Errno::EINVAL)?;
-    let vcpus_ok = (1..=MAX_VCPUS_PER_DOMAIN.min(MAX_VCPUS as u32)).contains(&req.max_vcpus);
+    let vcpus_ok =
+        (1..=MAX_VCPUS_PER_DOMAIN.min(u32_const::<MAX_VCPUS>())).contains(&req.max_vcpus);
     let memory_ok = req.max_memory_kib != 0 && req.max_memory_kib.is_multiple_of(FRAME_KIB);
     if req.flags & !CREATE_FLAGS_VALID != 0 || !vcpus_ok || !memory_ok {
         return Err(Errno::EINVAL);
