@@ -14,6 +14,7 @@ use super::event::Event;
 use super::exit::code;
 use super::insn::{Segment, MAX_INSN_LEN};
 use super::{ExitAction, GuestState, VcpuEnv};
+use crate::logger::GUEST;
 
 /// A write exit for CR`cr` (0 or 4): fetch and decode the instruction,
 /// check the value as Xen does, then store it or inject #GP(0).
@@ -29,6 +30,7 @@ pub(super) fn handle(cr: u8, guest: &mut impl GuestState, env: &mut impl VcpuEnv
         Ok(decoded) => decoded,
         Err(e) => {
             log::warn!(
+                target: GUEST,
                 "d{}v{}: CR{cr} write not decoded: {e:?}",
                 who.domid,
                 who.vcpu_id
@@ -37,7 +39,7 @@ pub(super) fn handle(cr: u8, guest: &mut impl GuestState, env: &mut impl VcpuEnv
         }
     };
     let Some(value) = new_value(insn, regs, guest, env) else {
-        log::warn!("d{}v{}: LMSW operand unreadable", who.domid, who.vcpu_id);
+        log::warn!(target: GUEST, "d{}v{}: LMSW operand unreadable", who.domid, who.vcpu_id);
         return crash;
     };
     let result = match cr {
@@ -57,6 +59,7 @@ pub(super) fn handle(cr: u8, guest: &mut impl GuestState, env: &mut impl VcpuEnv
         }
         Err(fault) => {
             log::warn!(
+                target: GUEST,
                 "d{}v{}: CR{cr} write of {value:#x} refused ({fault:?}): #GP",
                 who.domid,
                 who.vcpu_id
