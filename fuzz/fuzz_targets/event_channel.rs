@@ -5,7 +5,6 @@
 //! destroys the domU.
 #![no_main]
 
-use abi::control::{ControlHeader, DomainRequest, CONTROL_OP_DESTROY, HYPERVISOR_CONTROL_OP};
 use abi::xen::event_channel::{
     self as ec, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu,
     EvtchnBindVirq, EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
@@ -263,18 +262,7 @@ fn step(door: &mut Door, s: Step) {
         }
         Step::Tick(ns) => door.tick(ns),
         Step::DestroyDomU => {
-            let arg = DomainRequest {
-                header: ControlHeader::CURRENT,
-                domid: Who::DomU.domid(),
-                pad: [0; 6],
-            };
-            door.op(
-                Who::Dom0.domid(),
-                HYPERVISOR_CONTROL_OP,
-                CONTROL_OP_DESTROY,
-                &arg,
-                0,
-            );
+            door.destroy_domu();
         }
     }
 }

@@ -4,7 +4,6 @@
 //! destroy the domU in the middle.
 #![no_main]
 
-use abi::control::{ControlHeader, DomainRequest, CONTROL_OP_DESTROY, HYPERVISOR_CONTROL_OP};
 use abi::xen::grant_table::{
     GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable,
     GnttabUnmapGrantRef, GrantEntryV1, GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE,
@@ -208,18 +207,7 @@ fn step(door: &mut Door, s: Step) {
             );
         }
         Step::DestroyDomU => {
-            let arg = DomainRequest {
-                header: ControlHeader::CURRENT,
-                domid: Who::DomU.domid(),
-                pad: [0; 6],
-            };
-            door.op(
-                Who::Dom0.domid(),
-                HYPERVISOR_CONTROL_OP,
-                CONTROL_OP_DESTROY,
-                &arg,
-                0,
-            );
+            door.destroy_domu();
         }
     }
 }

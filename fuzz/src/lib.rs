@@ -145,6 +145,25 @@ impl Door {
         self.call64(domid, nr, [cmd.into(), BUF, count, 0, 0])
     }
 
+    /// dom0 destroys the domU (continued to its end).
+    pub fn destroy_domu(&mut self) -> Option<i64> {
+        use abi::control::{
+            ControlHeader, DomainRequest, CONTROL_OP_DESTROY, HYPERVISOR_CONTROL_OP,
+        };
+        let arg = DomainRequest {
+            header: ControlHeader::CURRENT,
+            domid: Who::DomU.domid(),
+            pad: [0; 6],
+        };
+        self.op(
+            Who::Dom0.domid(),
+            HYPERVISOR_CONTROL_OP,
+            CONTROL_OP_DESTROY,
+            &arg,
+            0,
+        )
+    }
+
     /// A guest store into its own memory through its p2m (RAM, mapped
     /// grant frames, shared info, foreign frames); a store to a hole or a
     /// read-only page does nothing, as the NPT would refuse it.
