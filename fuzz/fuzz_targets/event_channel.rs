@@ -267,10 +267,4 @@ fn step(door: &mut Door, s: Step) {
     }
 }
 
-fuzz_target!(|steps: Vec<Step>| {
-    let mut door = Door::new();
-    for s in steps.into_iter().take(64) {
-        step(&mut door, s);
-        door.check();
-    }
-});
+fuzz_target!(|steps: Vec<Step>| Door::run(steps, step));

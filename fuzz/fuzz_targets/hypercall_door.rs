@@ -28,49 +28,47 @@ enum Step {
     Tick(u32),
 }
 
-fuzz_target!(|steps: Vec<Step>| {
-    let mut door = Door::new();
-    for step in steps.into_iter().take(64) {
-        match step {
-            Step::Store { who, gpa, bytes } => {
-                let n = bytes.len().min(MAX_STORE);
-                door.store(who.domid(), gpa.value(), &bytes[..n]);
-            }
-            Step::Call64 { who, nr, args } => {
-                door.call64(who.domid(), nr.value(), args.map(Arg::value));
-            }
-            Step::Call32 {
-                who,
-                nr,
-                args,
-                junk,
-            } => {
-                let r = |a: Arg| (u64::from(junk) << 32) | (a.value() & 0xffff_ffff);
-                let regs = HypercallRegs {
-                    rax: r(nr),
-                    rbx: r(args[0]),
-                    rcx: r(args[1]),
-                    rdx: r(args[2]),
-                    rsi: r(args[3]),
-                    rdi: r(args[4]),
-                    r8: u64::MAX,
-                    r10: u64::MAX,
-                    long_mode: false,
-                    cpl: 0,
-                };
-                door.call(who.domid(), regs);
-            }
-            Step::User { who, nr } => {
-                let regs = HypercallRegs {
-                    rax: nr.value(),
-                    long_mode: true,
-                    cpl: 3,
-                    ..HypercallRegs::default()
-                };
-                door.call(who.domid(), regs);
-            }
-            Step::Tick(ns) => door.tick(ns),
+fuzz_target!(|steps: Vec<Step>| Door::run(steps, step));
+
+fn step(door: &mut Door, step: Step) {
+    match step {
+        Step::Store { who, gpa, bytes } => {
+            let n = bytes.len().min(MAX_STORE);
+            door.store(who.domid(), gpa.value(), &bytes[..n]);
         }
-        door.check();
+        Step::Call64 { who, nr, args } => {
+            door.call64(who.domid(), nr.value(), args.map(Arg::value));
+        }
+        Step::Call32 {
+            who,
+            nr,
+            args,
+            junk,
+        } => {
+            let r = |a: Arg| (u64::from(junk) << 32) | (a.value() & 0xffff_ffff);
+            let regs = HypercallRegs {
+                rax: r(nr),
+                rbx: r(args[0]),
+                rcx: r(args[1]),
+                rdx: r(args[2]),
+                rsi: r(args[3]),
+                rdi: r(args[4]),
+                r8: u64::MAX,
+                r10: u64::MAX,
+                long_mode: false,
+                cpl: 0,
+            };
+            door.call(who.domid(), regs);
+        }
+        Step::User { who, nr } => {
+            let regs = HypercallRegs {
+                rax: nr.value(),
+                long_mode: true,
+                cpl: 3,
+                ..HypercallRegs::default()
+            };
+            door.call(who.domid(), regs);
+        }
+        Step::Tick(ns) => door.tick(ns),
     }
-});
+}

@@ -83,7 +83,21 @@ impl Default for Door {
     }
 }
 
+/// Steps one fuzz input may take at most: enough to build and tear down
+/// any state the targets reach, short enough to keep executions fast.
+pub const MAX_STEPS: usize = 64;
+
 impl Door {
+    /// Runs up to [`MAX_STEPS`] of `steps` on a fresh door, checking the
+    /// frame accounting after each.
+    pub fn run<S>(steps: Vec<S>, mut step: impl FnMut(&mut Door, S)) {
+        let mut door = Door::new();
+        for s in steps.into_iter().take(MAX_STEPS) {
+            step(&mut door, s);
+            door.check();
+        }
+    }
+
     /// dom0 and one domU, both running.
     pub fn new() -> Self {
         Self { w: World::new() }
