@@ -279,6 +279,14 @@ impl Domain {
         self.state
     }
 
+    /// Whether `gfn` is the domain's own RAM, mapped writable (where a
+    /// guest may ask xen-core to keep a shared structure).
+    pub fn owns_writable(&self, mem: &impl PhysMem, gfn: Gfn) -> bool {
+        self.p2m
+            .translate(mem, gfn)
+            .is_some_and(|e| e.kind == P2mKind::Owned && e.access.write)
+    }
+
     /// The p2m (its NPT root goes into every vCPU's VMCB as nCR3).
     pub fn p2m(&self) -> &Npt {
         &self.p2m
