@@ -69,6 +69,16 @@ impl Outcome {
     }
 }
 
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cause::Ours => "ours",
+            Cause::Qemu => "qemu",
+            Cause::Xen => "xen",
+        })
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -265,7 +275,8 @@ fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
 /// tags differently), and xen-core's crash report if it crashed.
 pub fn results_of(output: &str, batch: &[Kernel]) -> Vec<(Outcome, Option<String>)> {
     let result = Regex::new(r"(?m)^\(d(\d+)\) Test result: (\w+)").expect("valid regex");
-    let crash = Regex::new(r#"(?m)^d(\d+) "[^"]*" crashed: (.*)$"#).expect("valid regex");
+    let crash =
+        Regex::new(r#"(?m)^(?:[A-Z]+: )?d(\d+) "[^"]*" crashed: (.*)$"#).expect("valid regex");
     let mut results = vec![(Outcome::None, None); batch.len()];
     let slot = |domid: &str| {
         let domid: usize = domid.parse().ok()?;
@@ -380,7 +391,7 @@ fn print_summary(rows: &[Row], expected: &BTreeMap<String, Expected>) {
             (_, Some(note)) => note.clone(),
             (None, None) => format!("no row in {EXPECTED_FILE}"),
             (Some(e), None) => match (&e.reason, e.cause) {
-                (Some(reason), Some(cause)) => format!("[{cause:?}] {reason}"),
+                (Some(reason), Some(cause)) => format!("[{cause}] {reason}"),
                 _ => String::new(),
             },
         };
@@ -471,7 +482,7 @@ mod tests {
         let output = "(d1) Test result: SUCCESS\n\
                       xtf-b: Test result: FAILURE\n\
                       (d2) Test result: SKIP\n\
-                      d3 \"xtf-c\" crashed: triple fault\n\
+                      ERROR: d3 \"xtf-c\" crashed: triple fault\n\
                       (d9) Test result: ERROR\n";
         let results = results_of(output, &batch);
         assert_eq!(results[0], (Outcome::Success, None));

@@ -144,7 +144,7 @@ pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Request::SchedOp(op) => return sched_op::handle(ctx, op),
         Request::SetTimerOp { timeout } => vcpu::set_timer_op(ctx, timeout)?,
         Request::VcpuOp { op, vcpu_id } => vcpu::handle(ctx, op, vcpu_id)?,
-        Request::MemoryOp(op) => memory::handle(ctx, op)?,
+        Request::MemoryOp(op) => return memory::handle(ctx, op),
         Request::HvmOp(op) => hvm::handle(ctx, op)?,
         Request::EventChannelOp(op) => event_channel::handle(ctx, op)?,
         Request::GrantTableOp(op) => return grant_table::handle(ctx, op),
