@@ -82,6 +82,19 @@ impl Artifacts {
         }
     }
 
+    /// The same artifacts with XTF's kernels taken from `dir`.
+    pub fn with_xtf_dir(self, dir: PathBuf) -> Self {
+        Artifacts {
+            xtf_dir: Some(dir),
+            ..self
+        }
+    }
+
+    /// The folder XTF's kernels are taken from, if any.
+    pub fn xtf_dir(&self) -> Option<&Path> {
+        self.xtf_dir.as_deref()
+    }
+
     /// The operator's CLI, built for the host.
     pub fn dom0ctl(&self) -> Result<PathBuf> {
         let path = self.host_dir.join("dom0ctl");

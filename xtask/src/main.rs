@@ -19,6 +19,7 @@ mod scenario;
 mod soak;
 mod step_runner;
 mod steps;
+mod xtf;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +80,18 @@ enum Command {
         /// Cycles to run.
         #[arg(long, default_value_t = 10_000)]
         cycles: u64,
+    },
+    /// Build, then boot Xen's own test kernels (XTF hvm64) as domUs and
+    /// compare each `Test result` with ci/xtf/expected.toml.
+    ///
+    /// Example: `cargo xtask xtf example xsa-122` (all tests if none named).
+    Xtf {
+        /// The folder holding `test-hvm64-NAME` and its `.cfg` (default:
+        /// shared/xtf/hvm64 above the workspace).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Test names (`example`, `xsa-122`...); all in the folder if none.
+        tests: Vec<String>,
     },
     /// Build, then run one QEMU scenario.
     Scenario {
@@ -145,7 +158,31 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             fuzz::smoke(&root)?;
             let artifacts = artifacts::build(&root)?;
             let scenarios = scenario::load_all(&root)?;
-            Ok(runner::run_all(&root, &artifacts, &scenarios))
+            let scenarios_passed = runner::run_all(&root, &artifacts, &scenarios);
+            let xtf_passed = match xtf::locate(&artifacts, None) {
+                Ok(dir) => {
+                    let artifacts = artifacts.with_xtf_dir(dir.clone());
+                    xtf::run(&root, &artifacts, &dir, &[])?
+                }
+                Err(reason) => {
+                    println!("xtask: xtf: skipped: {reason}");
+                    ExitCode::SUCCESS
+                }
+            };
+            Ok(
+                if scenarios_passed == ExitCode::SUCCESS && xtf_passed == ExitCode::SUCCESS {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
+        }
+        Command::Xtf { dir, tests } => {
+            deps::ensure()?;
+            let artifacts = artifacts::build(&root)?;
+            let dir = xtf::locate(&artifacts, dir).map_err(anyhow::Error::msg)?;
+            let artifacts = artifacts.with_xtf_dir(dir.clone());
+            xtf::run(&root, &artifacts, &dir, &tests)
         }
         Command::Bench { names } => {
             deps::ensure()?;

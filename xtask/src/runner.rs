@@ -183,6 +183,17 @@ pub fn run_bench(root: &Path, artifacts: &Artifacts, bench: &Scenario) -> Result
     anyhow::bail!("benchmark {} failed", bench.name)
 }
 
+/// Runs a scenario for its output, judged or not: the cleaned output and
+/// how QEMU ended (a run that could not start is an error).
+pub fn run_for_output(
+    root: &Path,
+    artifacts: &Artifacts,
+    scenario: &Scenario,
+) -> Result<(String, End)> {
+    let judged = boot_and_judge(root, artifacts, scenario, Show::Result)?;
+    Ok((judged.output, judged.end))
+}
+
 /// What one scenario run gave.
 struct ScenarioResult {
     /// Why it failed; empty when it passed.

@@ -185,6 +185,28 @@ pub struct EvtchnBindVcpu {
     pub vcpu: u32,
 }
 
+/// `struct evtchn_init_control`, 24 bytes (FIFO ABI).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct EvtchnInitControl {
+    /// IN: the guest frame of the FIFO control block.
+    pub control_gfn: u64,
+    /// IN: the control block's byte offset in that frame (8-aligned).
+    pub offset: u32,
+    /// IN: the vCPU the control block is for.
+    pub vcpu: u32,
+    /// OUT: bits of an event word's LINK field.
+    pub link_bits: u8,
+    pub _pad: [u8; 7],
+}
+
+/// Size of `struct evtchn_fifo_control_block` (`ready`, a reserved word,
+/// sixteen `head` words): the last offset `EVTCHNOP_init_control` takes
+/// is `PAGE_SIZE` minus this.
+pub const EVTCHN_FIFO_CONTROL_BLOCK_SIZE: u32 = 72;
+
 /// `struct evtchn_status`, 24 bytes. The C union `u` is kept as its
 /// 8 raw bytes; [`EvtchnStatus::binding`] and
 /// [`EvtchnStatus::set_binding`] read and write it with `status`.

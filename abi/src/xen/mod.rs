@@ -12,6 +12,7 @@
 pub mod console;
 pub mod console_io;
 pub mod cpuid;
+pub mod ctl;
 pub mod domid;
 pub mod errno;
 pub mod event_channel;

@@ -145,6 +145,8 @@ pub enum DomainError {
     ForeignInUse(Gfn),
     /// paused {MAX_PAUSE_COUNT} times already
     PauseCountOverflow,
+    /// GFN {0} is not RAM of the domain's own
+    NotOwnRam(Gfn),
 }
 
 impl From<DomainError> for Errno {
@@ -168,6 +170,8 @@ impl From<DomainError> for Errno {
             DomainError::NoSuchDomain => Errno::ESRCH,
             DomainError::GrantInUse(_) | DomainError::ForeignInUse(_) => Errno::EBUSY,
             DomainError::PauseCountOverflow => Errno::EOVERFLOW,
+            // Xen's guest_remove_page: -ENOENT for a GFN with no RAM.
+            DomainError::NotOwnRam(_) => Errno::ENOENT,
         }
     }
 }
@@ -277,6 +281,14 @@ impl Domain {
     /// Life-cycle state.
     pub fn state(&self) -> DomainState {
         self.state
+    }
+
+    /// Whether `gfn` is the domain's own RAM, mapped writable (where a
+    /// guest may ask xen-core to keep a shared structure).
+    pub fn owns_writable(&self, mem: &impl PhysMem, gfn: Gfn) -> bool {
+        self.p2m
+            .translate(mem, gfn)
+            .is_some_and(|e| e.kind == P2mKind::Owned && e.access.write)
     }
 
     /// The p2m (its NPT root goes into every vCPU's VMCB as nCR3).
@@ -703,6 +715,39 @@ impl Domain {
             }
         }
         there
+    }
+
+    /// Balloons out the domain's own frame at `gfn` (Xen's
+    /// `guest_remove_page`): unmapped, scrubbed, back in the pool. Refused
+    /// for anything but the domain's own RAM (shared info, grant frames
+    /// and grant mappings are not: XSA-style cases) and for a frame another
+    /// domain maps through a grant or a foreign mapping: freeing that one
+    /// would hand memory still in use to the next domain. (Xen keeps such
+    /// a page referenced until the mapping goes; xen-core has no page
+    /// references, so it says `-EBUSY`.)
+    pub fn balloon_out(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        gfn: Gfn,
+    ) -> Result<(), DomainError> {
+        if self.state == DomainState::Dying {
+            return Err(DomainError::BadState(self.state));
+        }
+        let entry = self.p2m.translate(mem, gfn);
+        let Some(entry) = entry.filter(|e| e.kind == P2mKind::Owned) else {
+            return Err(DomainError::NotOwnRam(gfn));
+        };
+        if self.grant.is_pinned(entry.mfn) {
+            return Err(DomainError::GrantInUse(gfn));
+        }
+        if self.foreign.in_use(gfn) {
+            return Err(DomainError::ForeignInUse(gfn));
+        }
+        if let Some(e) = self.p2m_unmap(pool, mem, gfn) {
+            self.drop_entry(pool, mem, e);
+        }
+        Ok(())
     }
 
     /// Whether nobody claims `gpa`: the p2m maps nothing there and the

@@ -4,7 +4,7 @@
 //! `compat_*` from the same public headers (`xen/include/compat/`); a
 //! caller in 32-bit mode passes them.
 
-use abi::xen::memory::{XenAddToPhysmap, XenMemoryMap};
+use abi::xen::memory::{XenAddToPhysmap, XenMemoryMap, XenMemoryReservation};
 use abi::xen::sched::SchedPoll;
 use abi::xen::vcpu::VcpuSetSingleshotTimer;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -28,6 +28,32 @@ impl From<CompatAddToPhysmap> for XenAddToPhysmap {
             space: c.space,
             idx: c.idx.into(),
             gpfn: c.gpfn.into(),
+        }
+    }
+}
+
+/// `struct compat_memory_reservation`, 20 bytes (the last 2 are the
+/// domid's tail padding).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub(crate) struct CompatMemoryReservation {
+    pub extent_start: u32,
+    pub nr_extents: u32,
+    pub extent_order: u32,
+    pub mem_flags: u32,
+    pub domid: u16,
+    pub pad: u16,
+}
+
+impl From<CompatMemoryReservation> for XenMemoryReservation {
+    fn from(c: CompatMemoryReservation) -> Self {
+        Self {
+            extent_start: c.extent_start.into(),
+            nr_extents: c.nr_extents.into(),
+            extent_order: c.extent_order,
+            mem_flags: c.mem_flags,
+            domid: c.domid,
+            ..Self::default()
         }
     }
 }

@@ -17,21 +17,29 @@
 //!   and the union.
 //! - Every port number beyond the table is `-EINVAL`; the table holds at
 //!   most [`crate::event::MAX_EVTCHN_PORTS`] ports (`-ENOSPC` after).
-//! - Not implemented (`-ENOSYS`): bind_pirq, bind_vcpu, reset and the
-//!   FIFO ABI (init_control, expand_array, set_priority).
+//! - `EVTCHNOP_init_control` (FIFO ABI): the arguments are checked as
+//!   Xen's `evtchn_fifo_init_control` checks them (offset past the last
+//!   place a control block fits, or not 8-aligned: `-EINVAL`; no such
+//!   vCPU: `-ENOENT`; a frame that is not the caller's writable RAM:
+//!   `-EINVAL`); a valid request gets `-EOPNOTSUPP`: xen-core offers only
+//!   the 2-level ABI, and guests (Linux's `xen_evtchn_fifo_init`) fall
+//!   back to it on any error.
+//! - Not implemented (`-ENOSYS`): bind_pirq, bind_vcpu, reset,
+//!   expand_array and set_priority (the rest of the FIFO ABI).
 
 use abi::xen::domid::DOMID_SELF;
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::{
     self as ec, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq,
-    EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
+    EvtchnClose, EvtchnInitControl, EvtchnSend, EvtchnStatus, EvtchnUnmask,
+    EVTCHN_FIFO_CONTROL_BLOCK_SIZE,
 };
 
 use super::args::RawArgs;
 use super::table::Request;
 use super::{Ctx, HypercallEnv};
 use crate::event::ops;
-use crate::mm::{FramePool, PhysMem};
+use crate::mm::{FramePool, Gfn, PhysMem};
 
 /// An `event_channel_op` sub-op; `arg` is the guest address of its struct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +52,7 @@ pub(crate) enum EvtchnOp {
     Send { arg: u64 },
     Status { arg: u64 },
     Unmask { arg: u64 },
+    InitControl { arg: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -57,6 +66,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         ec::EVTCHNOP_SEND => EvtchnOp::Send { arg },
         ec::EVTCHNOP_STATUS => EvtchnOp::Status { arg },
         ec::EVTCHNOP_UNMASK => EvtchnOp::Unmask { arg },
+        ec::EVTCHNOP_INIT_CONTROL => EvtchnOp::InitControl { arg },
         _ => return Request::NoSys,
     })
 }
@@ -112,6 +122,33 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
             let domain = ctx.domains.get_mut(me).ok_or(Errno::ESRCH)?;
             ops::unmask(domain, ctx.mem, req.port)?;
         }
+        EvtchnOp::InitControl { arg } => {
+            let req: EvtchnInitControl = ctx.read(arg)?;
+            return Err(init_control(ctx, &req));
+        }
     }
     Ok(0)
+}
+
+/// Why `EVTCHNOP_init_control` fails: Xen's answer for a bad argument,
+/// `-EOPNOTSUPP` for a good one (no FIFO ABI here).
+fn init_control<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    req: &EvtchnInitControl,
+) -> Errno {
+    let last_offset = abi::xen::PAGE_SIZE as u32 - EVTCHN_FIFO_CONTROL_BLOCK_SIZE;
+    if req.offset > last_offset || req.offset % 8 != 0 {
+        return Errno::EINVAL;
+    }
+    let Some(domain) = ctx.domains.get(ctx.caller.domid) else {
+        return Errno::ESRCH;
+    };
+    if domain.vcpu(req.vcpu).is_none() {
+        return Errno::ENOENT;
+    }
+    if domain.owns_writable(&*ctx.mem, Gfn(req.control_gfn)) {
+        Errno::EOPNOTSUPP
+    } else {
+        Errno::EINVAL
+    }
 }

@@ -1,8 +1,21 @@
 //! `memory_op(cmd, arg)`, `xen/include/public/memory.h`. Frame numbers of
-//! a PVH guest are GFNs. A `cmd` with continuation bits (`cmd >> 6`, Xen's
-//! `MEMOP_EXTENT_SHIFT`) is `-ENOSYS`: no memory_op here is long enough
-//! to need a continuation.
+//! a PVH guest are GFNs. Continuation bits (`cmd >> 6`, Xen's
+//! `MEMOP_EXTENT_SHIFT`: the extent to start from) are taken by
+//! `XENMEM_decrease_reservation` only; with any other `cmd` they are
+//! `-ENOSYS`.
 //!
+//! - `XENMEM_decrease_reservation` (`xen_memory_reservation`; 20-byte
+//!   compat layout): balloons out `nr_extents` extents of `2^extent_order`
+//!   frames (order at most [`DECREASE_MAX_ORDER`]), each starting at the
+//!   GFN read from `extent_start[i]`, from `DOMID_SELF`/own domid, or any
+//!   domain for dom0 (`-EPERM`, `-ESRCH`). Returns the number of extents
+//!   done: it stops at the first extent whose GFN cannot be read or one of
+//!   whose frames is not the domain's own RAM or is mapped by another
+//!   domain (`Domain::balloon_out`), as Xen's `decrease_reservation`
+//!   does. An order too large, or `nr_extents` beyond what the
+//!   continuation bits can count, returns the start extent, changing
+//!   nothing. At most [`SLICE_FRAMES`] frames per call: then the call
+//!   continues itself (`cmd` | next extent << 6).
 //! - `XENMEM_add_to_physmap` (`xen_add_to_physmap`; 16-byte compat layout
 //!   from 32-bit callers): for `DOMID_SELF`/own domid, or any domain for
 //!   dom0 (`-EPERM`, `-ESRCH`). Space `XENMAPSPACE_shared_info`, `idx` 0
@@ -29,32 +42,45 @@
 
 use abi::xen::errno::Errno;
 use abi::xen::memory::{
-    E820Entry, XenAddToPhysmap, XenForeignMemoryMap, XenMemoryMap, MAX_MEMMAP_ENTRIES,
-    XENMAPSPACE_GMFN, XENMAPSPACE_GMFN_RANGE, XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO,
-    XENMEM_ADD_TO_PHYSMAP, XENMEM_MEMORY_MAP, XENMEM_SET_MEMORY_MAP,
+    E820Entry, XenAddToPhysmap, XenForeignMemoryMap, XenMemoryMap, XenMemoryReservation,
+    MAX_MEMMAP_ENTRIES, XENMAPSPACE_GMFN, XENMAPSPACE_GMFN_RANGE, XENMAPSPACE_GRANT_TABLE,
+    XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP, XENMEM_DECREASE_RESERVATION, XENMEM_MEMORY_MAP,
+    XENMEM_SET_MEMORY_MAP,
 };
 use zerocopy::IntoBytes;
 
 use super::args::RawArgs;
-use super::compat::{CompatAddToPhysmap, CompatMemoryMap};
+use super::compat::{CompatAddToPhysmap, CompatMemoryMap, CompatMemoryReservation};
 use super::table::{Dom0, Dom0Request, Request};
-use super::{fault, grant_table, Ctx, HypercallEnv};
+use super::{fault, grant_table, Ctx, HypercallEnv, HypercallOutcome};
+use crate::domain::SLICE_FRAMES;
 use crate::mm::{FramePool, Gfn, PhysMem};
 use crate::paging::npt::NPT_MAX_GFN;
 use crate::time::pvclock::{publish_wallclock, update_vcpu_time};
 
 /// Xen's `MEMOP_CMD_MASK`: the sub-op bits of `cmd`.
 const MEMOP_CMD_MASK: u64 = 0x3f;
+/// Xen's `MEMOP_EXTENT_SHIFT`: where a continued call's start extent sits
+/// in `cmd`.
+const MEMOP_EXTENT_SHIFT: u32 = 6;
+/// The largest `extent_order` a guest may balloon out in one extent
+/// (2 MiB; Xen's default for domUs, `CONFIG_DOMU_MAX_ORDER`, is 9 too).
+pub const DECREASE_MAX_ORDER: u32 = 9;
 
 /// A `memory_op` sub-op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MemoryOp {
     AddToPhysmap { arg: u64 },
     MemoryMap { arg: u64 },
+    DecreaseReservation { arg: u64, start: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
     let arg = a.arg[1];
+    let start = a.arg[0] >> MEMOP_EXTENT_SHIFT;
+    if a.u32(0) & (MEMOP_CMD_MASK as u32) == XENMEM_DECREASE_RESERVATION {
+        return Request::MemoryOp(MemoryOp::DecreaseReservation { arg, start });
+    }
     if a.arg[0] & !MEMOP_CMD_MASK != 0 {
         return Request::NoSys;
     }
@@ -69,10 +95,77 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
 pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     op: MemoryOp,
-) -> Result<i64, Errno> {
-    match op {
-        MemoryOp::AddToPhysmap { arg } => add_to_physmap(ctx, arg),
-        MemoryOp::MemoryMap { arg } => memory_map(ctx, arg),
+) -> Result<HypercallOutcome, Errno> {
+    let value = match op {
+        MemoryOp::AddToPhysmap { arg } => add_to_physmap(ctx, arg)?,
+        MemoryOp::MemoryMap { arg } => memory_map(ctx, arg)?,
+        MemoryOp::DecreaseReservation { arg, start } => {
+            return decrease_reservation(ctx, arg, start)
+        }
+    };
+    Ok(HypercallOutcome::Return(value))
+}
+
+/// `XENMEM_decrease_reservation` from extent `start` (see the module doc).
+fn decrease_reservation<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    arg: u64,
+    start: u64,
+) -> Result<HypercallOutcome, Errno> {
+    let r: XenMemoryReservation = ctx.read_abi::<_, CompatMemoryReservation>(arg)?;
+    // The most extents a continuation can count in the caller's cmd.
+    let countable = if ctx.compat {
+        u64::from(u32::MAX)
+    } else {
+        u64::MAX
+    } >> MEMOP_EXTENT_SHIFT;
+    let done = i64::try_from(start).map_err(|_| Errno::EINVAL)?;
+    if start >= r.nr_extents || r.nr_extents > countable || r.extent_order > DECREASE_MAX_ORDER {
+        return Ok(HypercallOutcome::Return(done));
+    }
+    let target = ctx.target(r.domid)?;
+    let frames = 1u64 << r.extent_order;
+    let entry_size: u64 = if ctx.compat { 4 } else { 8 };
+    let mut budget = SLICE_FRAMES;
+    for i in start..r.nr_extents {
+        if budget < frames {
+            let cmd = u64::from(XENMEM_DECREASE_RESERVATION) | i << MEMOP_EXTENT_SHIFT;
+            return Ok(HypercallOutcome::Continue(ctx.args.continue_with(0, cmd)));
+        }
+        budget -= frames;
+        let stopped = || {
+            Ok(HypercallOutcome::Return(
+                i64::try_from(i).unwrap_or(i64::MAX),
+            ))
+        };
+        let Some(first) = read_extent(ctx, r.extent_start, i, entry_size) else {
+            return stopped();
+        };
+        let domain = ctx.domains.get_mut(target).ok_or(Errno::ESRCH)?;
+        for gfn in (0..frames).map_while(|j| first.checked_add(j)) {
+            if domain.balloon_out(ctx.pool, ctx.mem, Gfn(gfn)).is_err() {
+                return stopped();
+            }
+        }
+    }
+    Ok(HypercallOutcome::Return(
+        i64::try_from(r.nr_extents).unwrap_or(i64::MAX),
+    ))
+}
+
+/// `extent_start[i]`, a GFN (`u64`, or `u32` from a 32-bit caller);
+/// `None` if it cannot be read.
+fn read_extent<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    extent_start: u64,
+    i: u64,
+    entry_size: u64,
+) -> Option<u64> {
+    let gva = extent_start.checked_add(i.checked_mul(entry_size)?)?;
+    if entry_size == 4 {
+        ctx.read::<u32>(gva).ok().map(u64::from)
+    } else {
+        ctx.read::<u64>(gva).ok()
     }
 }
 

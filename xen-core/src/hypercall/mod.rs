@@ -29,6 +29,7 @@ mod args;
 mod compat;
 mod console;
 mod control;
+mod ctl;
 mod event_channel;
 mod grant_table;
 mod hvm;

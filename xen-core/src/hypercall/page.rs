@@ -7,7 +7,6 @@ use abi::xen::cpuid::hypercall_page;
 use crate::domain::Domain;
 use crate::guest_mem::GuestPhys;
 use crate::mm::{Gfn, PhysMem, PAGE_SHIFT};
-use crate::paging::npt::P2mKind;
 use crate::vmexit::HypercallPageError;
 
 /// Fills the page at `gpa` (its page offset is ignored; the MSR layer
@@ -21,11 +20,7 @@ pub fn write_hypercall_page<M: PhysMem>(
     gpa: u64,
 ) -> Result<(), HypercallPageError> {
     let gfn = Gfn(gpa >> PAGE_SHIFT);
-    let owned = domain
-        .p2m()
-        .translate(&*mem, gfn)
-        .is_some_and(|e| e.kind == P2mKind::Owned && e.access.write);
-    if !owned {
+    if !domain.owns_writable(&*mem, gfn) {
         return Err(HypercallPageError);
     }
     GuestPhys::new(domain.p2m(), mem)

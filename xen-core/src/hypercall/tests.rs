@@ -45,20 +45,44 @@ fn cstr(field: &[u8]) -> &str {
 // ---- the door ----
 
 #[test]
+fn sysctl_and_domctl_answer_in_xens_order() {
+    use abi::xen::ctl::{XenCtlHeader, XEN_DOMCTL_INTERFACE_VERSION, XEN_SYSCTL_INTERFACE_VERSION};
+    let mut w = World::new();
+    for (n, version) in [
+        (nr::SYSCTL, XEN_SYSCTL_INTERFACE_VERSION),
+        (nr::DOMCTL, XEN_DOMCTL_INTERFACE_VERSION),
+    ] {
+        assert_eq!(w.ret(DOMU, n, [UNMAPPED, 0, 0, 0, 0]), e(Errno::EFAULT));
+        for (caller, right_version) in [(DOMU, Errno::EPERM), (DOM0, Errno::ENOSYS)] {
+            for wrong in [0, version - 1, version + 1, u32::MAX] {
+                let header = XenCtlHeader {
+                    cmd: 0,
+                    interface_version: wrong,
+                };
+                w.put(caller, BUF, &header);
+                assert_eq!(w.ret(caller, n, [BUF, 0, 0, 0, 0]), e(Errno::EACCES));
+            }
+            // XTF's livepatch-priv-check: any cmd, the right version.
+            for cmd in [0, 1, 27, u32::MAX] {
+                let header = XenCtlHeader {
+                    cmd,
+                    interface_version: version,
+                };
+                w.put(caller, BUF, &header);
+                assert_eq!(w.ret(caller, n, [BUF, 0, 0, 0, 0]), e(right_version));
+            }
+        }
+    }
+}
+
+#[test]
 fn unknown_hypercalls_are_nosys_and_counted() {
     let mut w = World::new();
-    for n in [
-        nr::SET_TRAP_TABLE,
-        nr::PHYSDEV_OP,
-        nr::DOMCTL,
-        63,
-        64,
-        u64::MAX,
-    ] {
+    for n in [nr::SET_TRAP_TABLE, nr::PHYSDEV_OP, 63, 64, u64::MAX] {
         assert_eq!(w.ret(DOMU, n, [0; 5]), e(Errno::ENOSYS), "hypercall {n}");
     }
     let counted: Vec<_> = w.domain(DOMU).hypercalls().iter().collect();
-    assert_eq!(counted, [(0, 1), (33, 1), (36, 1), (63, 1)]);
+    assert_eq!(counted, [(0, 1), (33, 1), (63, 1)]);
     assert_eq!(w.domain(DOMU).hypercalls().other(), 2);
 }
 
@@ -751,6 +775,128 @@ fn register_vcpu_info_for_other_vcpus_only_while_down() {
 }
 
 // ---- memory_op ----
+
+/// `XENMEM_decrease_reservation` of `gfns` (extents of `order`) for
+/// `domid`, called by `caller`: its return value. The list sits at BUF2.
+fn decrease(w: &mut World, caller: DomId, domid: DomId, order: u32, gfns: &[u64]) -> i64 {
+    w.put(caller, BUF2, gfns);
+    let r = m::XenMemoryReservation {
+        extent_start: BUF2,
+        nr_extents: gfns.len() as u64,
+        extent_order: order,
+        domid,
+        ..Default::default()
+    };
+    w.put(caller, BUF, &r);
+    w.ret(
+        caller,
+        nr::MEMORY_OP,
+        [m::XENMEM_DECREASE_RESERVATION.into(), BUF, 0, 0, 0],
+    )
+}
+
+#[test]
+fn decrease_reservation_balloons_out_own_ram_only() {
+    let mut w = World::new();
+    let free = w.pool.free_frames();
+    // XTF's xsa-277: once is 1 extent, the same GFN again is 0.
+    assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, 0, &[20]), 1);
+    assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, 0, &[20]), 0);
+    assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, 0, &[20]), 0);
+    assert!(w.domain(DOMU).p2m().translate(&w.mem, Gfn(20)).is_none());
+    assert_eq!(w.domain(DOMU).tot_pages(), RAM_PAGES - 1);
+    assert_eq!(w.pool.free_frames(), free + 1);
+    // Stops at the first extent it cannot do: returns the extents done.
+    assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, 0, &[21, 22, 20, 23]), 2);
+    assert_eq!(w.domain(DOMU).tot_pages(), RAM_PAGES - 3);
+    // Beyond RAM, beyond the p2m, the shared-info frame: not its RAM.
+    assert_eq!(decrease(&mut w, DOMU, DOMU, 0, &[RAM_PAGES + 5]), 0);
+    assert_eq!(decrease(&mut w, DOMU, DOMU, 0, &[u64::MAX]), 0);
+    w.put(
+        DOMU,
+        BUF,
+        &XenAddToPhysmap {
+            domid: DOMID_SELF,
+            size: 0,
+            space: m::XENMAPSPACE_SHARED_INFO,
+            idx: 0,
+            gpfn: 25,
+        },
+    );
+    let add = [m::XENMEM_ADD_TO_PHYSMAP.into(), BUF, 0, 0, 0];
+    assert_eq!(w.ret(DOMU, nr::MEMORY_OP, add), 0);
+    let pages = w.domain(DOMU).tot_pages();
+    assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, 0, &[25]), 0);
+    assert_eq!(w.domain(DOMU).shared_info_gfn(), Some(Gfn(25)));
+    // Order 1 from GFN 26: two frames in one extent; too large an order
+    // is refused whole (the start extent, 0, comes back).
+    assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, 1, &[26]), 1);
+    assert_eq!(w.domain(DOMU).tot_pages(), pages - 2);
+    let big = crate::hypercall::memory::DECREASE_MAX_ORDER + 1;
+    assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, big, &[0]), 0);
+    assert_eq!(w.domain(DOMU).tot_pages(), pages - 2);
+    // Another domain's memory: dom0 may, a domU may not.
+    assert_eq!(decrease(&mut w, DOMU, DOM0, 0, &[3]), e(Errno::EPERM));
+    assert_eq!(decrease(&mut w, DOMU, 77, 0, &[3]), e(Errno::ESRCH));
+    let dom0_pages = w.domain(DOM0).tot_pages();
+    assert_eq!(w.domain(DOM0).tot_pages(), dom0_pages);
+    assert_eq!(decrease(&mut w, DOM0, DOMU, 0, &[3]), 1);
+    // An unreadable list stops at once; an unreadable request faults.
+    let r = m::XenMemoryReservation {
+        extent_start: UNMAPPED,
+        nr_extents: 3,
+        domid: DOMID_SELF,
+        ..Default::default()
+    };
+    w.put(DOMU, BUF, &r);
+    let cmd = [m::XENMEM_DECREASE_RESERVATION.into(), BUF, 0, 0, 0];
+    assert_eq!(w.ret(DOMU, nr::MEMORY_OP, cmd), 0);
+    let cmd = [m::XENMEM_DECREASE_RESERVATION.into(), UNMAPPED, 0, 0, 0];
+    assert_eq!(w.ret(DOMU, nr::MEMORY_OP, cmd), e(Errno::EFAULT));
+}
+
+#[test]
+fn decrease_reservation_resumes_from_the_extent_in_cmd() {
+    let mut w = World::new();
+    // How a continued call resumes (the slice limit itself needs more
+    // RAM than this World's domains have). A start extent at or past
+    // nr_extents: nothing to do.
+    w.put(DOMU, BUF2, &[5u64, 6]);
+    let r = m::XenMemoryReservation {
+        extent_start: BUF2,
+        nr_extents: 2,
+        domid: DOMID_SELF,
+        ..Default::default()
+    };
+    w.put(DOMU, BUF, &r);
+    let cmd = |start: u64| u64::from(m::XENMEM_DECREASE_RESERVATION) | start << 6;
+    assert_eq!(w.ret(DOMU, nr::MEMORY_OP, [cmd(2), BUF, 0, 0, 0]), 2);
+    assert_eq!(w.domain(DOMU).tot_pages(), RAM_PAGES);
+    // From extent 1: only GFN 6 goes.
+    assert_eq!(w.ret(DOMU, nr::MEMORY_OP, [cmd(1), BUF, 0, 0, 0]), 2);
+    assert!(w.domain(DOMU).p2m().translate(&w.mem, Gfn(5)).is_some());
+    assert!(w.domain(DOMU).p2m().translate(&w.mem, Gfn(6)).is_none());
+}
+
+#[test]
+fn decrease_reservation_from_32_bit_code() {
+    let mut w = World::new();
+    w.put(DOMU, BUF2, &[7u32, 8]);
+    let r = super::compat::CompatMemoryReservation {
+        extent_start: BUF2 as u32,
+        nr_extents: 2,
+        domid: DOMID_SELF,
+        ..Default::default()
+    };
+    w.put(DOMU, BUF, &r);
+    let ret = w.ret32(
+        DOMU,
+        nr::MEMORY_OP as u32,
+        [m::XENMEM_DECREASE_RESERVATION, BUF as u32, 0, 0, 0],
+    );
+    assert_eq!(ret, 2);
+    assert_eq!(w.domain(DOMU).tot_pages(), RAM_PAGES - 2);
+}
 
 #[test]
 fn shared_info_mapping() {

@@ -48,7 +48,6 @@ use crate::domain::shared::{current_vcpu_info, vcpu_info_fits, Place};
 use crate::domain::vcpu::VcpuRunState;
 use crate::domain::xen_state::VcpuInfoArea;
 use crate::mm::{FramePool, Gfn, PhysMem, PAGE_SIZE};
-use crate::paging::npt::P2mKind;
 use crate::time::pvclock::update_vcpu_time;
 
 /// A `set_timer_op` this far ahead or more fires at once (Xen: 2^50 ns,
@@ -181,11 +180,7 @@ fn register_vcpu_info<P: FramePool, M: PhysMem, E: HypercallEnv>(
     {
         return Err(Errno::EBUSY);
     }
-    let owned_ram = domain
-        .p2m()
-        .translate(&*ctx.mem, area.gfn)
-        .is_some_and(|e| e.kind == P2mKind::Owned && e.access.write);
-    if !owned_ram {
+    if !domain.owns_writable(&*ctx.mem, area.gfn) {
         return Err(Errno::EINVAL);
     }
     let mut contents = [0u8; size_of::<VcpuInfo>()];

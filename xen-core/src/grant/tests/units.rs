@@ -552,3 +552,33 @@ fn the_frame_is_read_after_the_status_is_set() {
     assert_eq!(Some(mfn), d.p2m().translate(&mem, Gfn(7)).map(|e| e.mfn));
     assert_ne!(Some(mfn), d.p2m().translate(&mem, Gfn(6)).map(|e| e.mfn));
 }
+
+#[test]
+fn a_granted_frame_another_domain_maps_cannot_be_ballooned_out() {
+    let (mut w, ids) = World::new(2, FRAMES);
+    let (g, m) = (ids[1], ids[2]);
+    w.set_entry(g, 10, grant(m, 5, false));
+    let h = w.map(m, g, 10, MAP_GFN, false).unwrap();
+    let free = w.free();
+    let balloon = |w: &mut World, domid, gfn| {
+        let d = w.t.get_mut(domid).unwrap();
+        d.balloon_out(&mut w.pool, &mut w.mem, Gfn(gfn))
+    };
+    assert_eq!(balloon(&mut w, g, 5), Err(DomainError::GrantInUse(Gfn(5))));
+    // Nor can the mapper give back the frame it maps: it is not its own.
+    assert_eq!(
+        balloon(&mut w, m, MAP_GFN),
+        Err(DomainError::NotOwnRam(Gfn(MAP_GFN)))
+    );
+    // Nor a grant-table frame.
+    assert_eq!(
+        balloon(&mut w, g, TABLE_GFN),
+        Err(DomainError::NotOwnRam(Gfn(TABLE_GFN)))
+    );
+    assert_eq!(w.free(), free);
+    w.unmap(m, h, MAP_GFN).unwrap();
+    let free = w.free();
+    assert_eq!(balloon(&mut w, g, 5), Ok(()));
+    assert_eq!(w.free(), free + 1);
+    assert!(w.mfn(g, 5).is_none());
+}

@@ -381,3 +381,43 @@ impl World {
         event::upcall_for_entry(d, &mut self.mem, 0);
     }
 }
+
+#[test]
+fn init_control_checks_its_arguments_as_xen_then_declines_the_fifo_abi() {
+    let mut w = World::new();
+    let init = |gfn: u64, offset: u32, vcpu: u32| ec::EvtchnInitControl {
+        control_gfn: gfn,
+        offset,
+        vcpu,
+        ..Default::default()
+    };
+    let last = abi::xen::PAGE_SIZE as u32 - ec::EVTCHN_FIFO_CONTROL_BLOCK_SIZE;
+    let vcpus = w.domain(DOMU).nr_vcpus();
+    let cases = [
+        // XTF's xsa-188: a GFN that is nobody's.
+        (init(u64::MAX - 1, 0, 0), Errno::EINVAL),
+        (init(RAM_PAGES + 100, 0, 0), Errno::EINVAL),
+        (init(1, last + 8, 0), Errno::EINVAL),
+        (init(1, 4, 0), Errno::EINVAL),
+        (init(1, 0, vcpus), Errno::ENOENT),
+        (init(1, 0, u32::MAX), Errno::ENOENT),
+        (init(1, last, 0), Errno::EOPNOTSUPP),
+        (init(1, 0, vcpus - 1), Errno::EOPNOTSUPP),
+    ];
+    let ram = w.ram(DOMU);
+    for (req, errno) in cases {
+        let r = evtchn(&mut w, DOMU, ec::EVTCHNOP_INIT_CONTROL, &req);
+        assert_eq!(r, e(errno), "{req:?}");
+    }
+    // Nothing changed but the request buffer the test wrote.
+    let after = w.ram(DOMU);
+    let buf = usize::try_from(BUF).unwrap();
+    let size = size_of::<ec::EvtchnInitControl>();
+    assert!(ram[..buf] == after[..buf] && ram[buf + size..] == after[buf + size..]);
+    let r = w.ret(
+        DOMU,
+        nr::EVENT_CHANNEL_OP,
+        [ec::EVTCHNOP_INIT_CONTROL.into(), UNMAPPED, 0, 0, 0],
+    );
+    assert_eq!(r, e(Errno::EFAULT));
+}
