@@ -260,13 +260,14 @@ impl Store {
             let chunk = &bytes[taken..bytes.len().min(taken + want)];
             conn.input.extend_from_slice(chunk);
             taken += chunk.len();
-            if conn.input.len() == HEADER_SIZE
-                && header_of(&conn.input).len as usize > XENSTORE_PAYLOAD_MAX
-            {
+            if conn.input.len() < HEADER_SIZE {
+                continue;
+            }
+            let header = header_of(&conn.input);
+            if header.len as usize > XENSTORE_PAYLOAD_MAX {
                 self.conns.remove(&id);
                 return Err(ConnError::PayloadTooLong);
             }
-            let header = header_of(&conn.input);
             if conn.input.len() == HEADER_SIZE + header.len as usize {
                 let payload = conn.input.split_off(HEADER_SIZE);
                 conn.input.clear();
