@@ -45,6 +45,15 @@ impl Need {
             Self::Owner => r.write && r.owner,
         }
     }
+
+    /// Whether an ancestor of a missing node grants any part of the need
+    /// (xenstored's `parent_perm & perm`), so `ENOENT` may be told.
+    fn any_granted(self, r: Rights) -> bool {
+        match self {
+            Self::Read => r.read,
+            Self::Write | Self::Owner => r.write || r.owner,
+        }
+    }
 }
 
 /// The node at `path` if `caller` has `need` on it. A missing node gives
@@ -68,7 +77,7 @@ fn get_checked(
     while up != "/" && !up.starts_with('@') {
         up = parent(up);
         if let Some(node) = view.get(up)? {
-            return if need.granted(caller.rights(&node.perms)) {
+            return if need.any_granted(caller.rights(&node.perms)) {
                 Ok(None)
             } else {
                 Err(XsError::Eacces)

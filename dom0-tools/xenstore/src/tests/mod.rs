@@ -2,6 +2,7 @@
 //! unit tests per operation, hostile input, and model-based properties.
 
 mod hostile;
+mod model;
 mod model_perms;
 mod model_tx;
 mod model_watch;
