@@ -32,6 +32,9 @@ pub const CONNECTION: usize = REQ_CONS + 20;
 pub const ERROR: usize = REQ_CONS + 24;
 /// Size of the structure (through `evtchn_port`).
 pub const INTERFACE_SIZE: usize = REQ_CONS + 32;
+/// Rounds of read-then-write one [`service`] call makes at most (ours):
+/// enough to drain both rings a few times over.
+pub const SERVICE_ROUNDS_MAX: usize = 8;
 /// `XENSTORE_SERVER_FEATURE_ERROR`: the store reports in `error`.
 pub const XENSTORE_SERVER_FEATURE_ERROR: u32 = 2;
 /// `XENSTORE_ERROR_RINGIDX`: invalid ring index.
@@ -144,9 +147,9 @@ fn service_once(
         return Err(ConnError::NoConnection);
     }
     let mut moved = false;
-    // Bounded: each round either moves bytes or stops; the rings hold
-    // 1 KiB each and the store bounds its queues.
-    loop {
+    // Bounded, though a guest may keep producing while we read: dom0
+    // services each ring again on its next event, round-robin.
+    for _ in 0..SERVICE_ROUNDS_MAX {
         let cons = page.load_u32(REQ_CONS);
         let prod = page.load_u32(REQ_PROD);
         let mut req = Vec::from([0u8; XENSTORE_RING_SIZE]);
@@ -164,8 +167,9 @@ fn service_once(
         page.store_u32(RSP_PROD, rsp_prod.wrapping_add(ring_len(n)));
 
         if taken == 0 && n == 0 {
-            return Ok(moved);
+            break;
         }
         moved = true;
     }
+    Ok(moved)
 }

@@ -20,7 +20,7 @@ fn payload_longer_than_max_drops_only_that_connection() {
         msg_type: MsgType::Read as u32,
         req_id: 1,
         tx_id: 0,
-        len: XENSTORE_PAYLOAD_MAX as u32 + 1,
+        len: u32::try_from(XENSTORE_PAYLOAD_MAX).unwrap() + 1,
     };
     assert_eq!(
         s.feed(ConnId::Domain(1), &h.encode()),
@@ -149,7 +149,7 @@ fn node_quota_and_node_size() {
             }
         }
     }
-    assert!(made >= QUOTA_NODES - 1 && made <= QUOTA_NODES, "{made}");
+    assert!((QUOTA_NODES - 1..=QUOTA_NODES).contains(&made), "{made}");
     assert_eq!(c.mkdir(&mut s, 0, "more/nodes"), Err("ENOSPC".into()));
     let big = "v".repeat(2100);
     assert_eq!(
@@ -205,7 +205,10 @@ fn guest_send(p: &mut [u8], bytes: &[u8]) {
     for (i, b) in bytes.iter().enumerate() {
         p[(prod as usize + i) & 1023] = *b;
     }
-    p.store_u32(REQ_PROD, prod.wrapping_add(bytes.len() as u32));
+    p.store_u32(
+        REQ_PROD,
+        prod.wrapping_add(u32::try_from(bytes.len()).unwrap()),
+    );
 }
 
 /// The guest side: takes everything in the response ring.

@@ -120,7 +120,7 @@ impl Client {
             msg_type,
             req_id: self.req_id,
             tx_id: tx,
-            len: payload.len() as u32,
+            len: u32::try_from(payload.len()).unwrap(),
         };
         let mut bytes = header.encode().to_vec();
         bytes.extend_from_slice(payload);
