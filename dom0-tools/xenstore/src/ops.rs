@@ -258,8 +258,7 @@ pub fn rm(view: &mut View, caller: Caller, path: &str) -> Result<Vec<Fired>, XsE
         return Err(XsError::Einval);
     }
     let mut up = view.get(parent(path))?.ok_or(XsError::Eio)?;
-    let mut fired = Vec::new();
-    remove_subtree(view, path, node, &up.perms, &mut fired)?;
+    let mut fired = remove_subtree(view, path, node, &up.perms)?;
     if let Some(root) = fired.last_mut() {
         root.kind = Match::Subtree;
     }
@@ -268,29 +267,37 @@ pub fn rm(view: &mut View, caller: Caller, path: &str) -> Result<Vec<Fired>, XsE
     Ok(fired)
 }
 
-/// Removes `node` at `path` and below, children first, recording one
-/// exact-match event per removed node (xenstored's `delnode_sub`).
+/// Removes `root` and everything below it, children before parents,
+/// recording one exact-match event per removed node (xenstored's
+/// `delnode_sub`). An explicit stack, as a guest may nest nodes ~1500
+/// deep; every node is read before any is removed.
 fn remove_subtree(
     view: &mut View,
-    path: &str,
+    root: &str,
     node: Node,
     parent_perms: &Perms,
-    fired: &mut Vec<Fired>,
-) -> Result<(), XsError> {
-    // Depth is bounded by the path length limit; breadth by the tree.
-    for child in &node.children {
-        let child_path = join(path, child);
-        if let Some(c) = view.get(&child_path)? {
-            remove_subtree(view, &child_path, c, &node.perms, fired)?;
+) -> Result<Vec<Fired>, XsError> {
+    let mut preorder: Vec<(String, Node, Perms)> = Vec::new();
+    let mut stack = alloc::vec![(String::from(root), node, parent_perms.clone())];
+    while let Some((path, node, up)) = stack.pop() {
+        for child in &node.children {
+            let child_path = join(&path, child);
+            if let Some(c) = view.get(&child_path)? {
+                stack.push((child_path, c, node.perms.clone()));
+            }
         }
+        preorder.push((path, node, up));
     }
-    view.set(path, None)?;
-    fired.push(Fired {
-        path: String::from(path),
-        kind: Match::Exact,
-        readers: alloc::vec![node.perms, parent_perms.clone()],
-    });
-    Ok(())
+    let mut fired = Vec::with_capacity(preorder.len());
+    for (path, node, up) in preorder.into_iter().rev() {
+        view.set(&path, None)?;
+        fired.push(Fired {
+            path,
+            kind: Match::Exact,
+            readers: alloc::vec![node.perms, up],
+        });
+    }
+    Ok(fired)
 }
 
 /// `XS_SET_PERMS`: the caller must own the node (or be privileged); an

@@ -312,3 +312,21 @@ fn oversized_header_in_ring_sets_proto_error() {
     );
     assert_eq!(p.load_u32(ERROR), XENSTORE_ERROR_PROTO);
 }
+
+#[test]
+fn deepest_tree_is_created_and_removed_without_recursion() {
+    let mut s = Store::new();
+    let mut c = Client::local(&mut s, 0);
+    let deep = "/a".repeat(crate::wire::XENSTORE_ABS_PATH_MAX / 2);
+    c.write(&mut s, 0, &deep, "bottom").unwrap();
+    assert_eq!(c.read(&mut s, 0, &deep).unwrap(), "bottom");
+    c.watch(&mut s, &deep, "w").unwrap();
+    c.take_events();
+    c.rm(&mut s, 0, "/a").unwrap();
+    assert_eq!(
+        c.take_events().len(),
+        1,
+        "the exact watch on the bottom node"
+    );
+    assert!(s.paths().all(|p| !p.starts_with("/a")));
+}

@@ -411,3 +411,34 @@ fn error_strings_are_xsd_errors() {
     assert_eq!(XsError::Eagain.payload(), b"EAGAIN\0");
     assert_eq!(XsError::E2big.as_str(), "E2BIG");
 }
+
+#[test]
+fn header_round_trip_and_strings() {
+    let h = crate::wire::Header {
+        msg_type: 11,
+        req_id: 0xdead_beef,
+        tx_id: 3,
+        len: 4096,
+    };
+    assert_eq!(crate::wire::Header::decode(&h.encode()), h);
+    assert_eq!(h.encode()[4..8], [0xef, 0xbe, 0xad, 0xde], "little-endian");
+    let (strings, terminated) = crate::wire::split_strings(b"a\0bc\0tail");
+    assert_eq!((strings, terminated), (vec![&b"a"[..], &b"bc"[..]], false));
+    assert_eq!(crate::wire::one_arg(b"x\0"), Ok(&b"x"[..]));
+    assert_eq!(crate::wire::one_arg(b"x\0y\0"), Err(XsError::Einval));
+}
+
+#[test]
+fn relative_paths_cannot_name_another_home() {
+    use crate::path::canonicalize;
+    assert_eq!(
+        canonicalize(b"data", 7, false, false).unwrap(),
+        "/local/domain/7/data"
+    );
+    assert_eq!(canonicalize(b"..", 7, false, false), Err(XsError::Einval));
+    assert_eq!(
+        canonicalize(b"@releaseDomain", 7, false, true).unwrap(),
+        "@releaseDomain"
+    );
+    assert_eq!(canonicalize(b"/", 7, false, false).unwrap(), "/");
+}
