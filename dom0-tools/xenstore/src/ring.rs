@@ -126,15 +126,13 @@ pub fn service(
 ) -> Result<bool, ConnError> {
     let id = ConnId::Domain(domid);
     let result = service_once(store, id, page);
-    if let Err(e) = result {
-        let code = if e == ConnError::PayloadTooLong {
-            XENSTORE_ERROR_PROTO
-        } else {
-            XENSTORE_ERROR_RINGIDX
-        };
-        page.store_u32(ERROR, code);
-        store.disconnect(id);
-    }
+    let code = match result {
+        Err(ConnError::PayloadTooLong) => XENSTORE_ERROR_PROTO,
+        Err(ConnError::RingIndex) => XENSTORE_ERROR_RINGIDX,
+        _ => return result,
+    };
+    page.store_u32(ERROR, code);
+    store.disconnect(id);
     result
 }
 

@@ -3,7 +3,7 @@
 //! takes the replies and watch events back ([`Store::drain_output`]) and
 //! acts on [`Effect`]s (map or unmap a domain's ring).
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -145,8 +145,8 @@ impl Done {
 pub struct Store {
     db: Db,
     conns: BTreeMap<ConnId, Conn>,
-    /// Introduced domains: (gfn, port).
-    domains: BTreeMap<DomId, (u64, u32)>,
+    /// Introduced domains.
+    domains: BTreeSet<DomId>,
     effects: Vec<Effect>,
 }
 
@@ -187,7 +187,7 @@ impl Store {
         if domid == 0 || port == 0 {
             return Err(XsError::Einval);
         }
-        let first = self.domains.insert(domid, (gfn, port)).is_none();
+        let first = self.domains.insert(domid);
         self.conns.insert(
             ConnId::Domain(domid),
             Conn::new(Caller {
@@ -212,7 +212,9 @@ impl Store {
         if domid == 0 {
             return Err(XsError::Einval);
         }
-        self.domains.remove(&domid).ok_or(XsError::Enoent)?;
+        if !self.domains.remove(&domid) {
+            return Err(XsError::Enoent);
+        }
         self.conns.remove(&ConnId::Domain(domid));
         let stale: Vec<String> = self
             .db
@@ -233,7 +235,7 @@ impl Store {
 
     /// Whether `domid` has been introduced and not released.
     pub fn is_introduced(&self, domid: DomId) -> bool {
-        self.domains.contains_key(&domid)
+        self.domains.contains(&domid)
     }
 
     /// The effects produced since the last call, oldest first.
