@@ -442,3 +442,18 @@ fn relative_paths_cannot_name_another_home() {
     );
     assert_eq!(canonicalize(b"/", 7, false, false).unwrap(), "/");
 }
+
+#[test]
+fn guests_see_release_but_not_introduce() {
+    let (mut s, _dom0, mut d) = with_domains(&[1, 2]);
+    d[1].watch(&mut s, "@releaseDomain", "r").unwrap();
+    d[1].watch(&mut s, "@introduceDomain", "i").unwrap();
+    d[1].take_events();
+    s.introduce(3, 1, 1).unwrap();
+    s.release(1).unwrap();
+    d[1].drain(&mut s);
+    assert_eq!(
+        d[1].take_events(),
+        vec![("@releaseDomain".into(), "r".into())]
+    );
+}
