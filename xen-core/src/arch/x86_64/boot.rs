@@ -2,12 +2,16 @@
 //! info, frame allocator, heap, boot bundle. Each step that can fail on its
 //! input ends the machine with a `FATAL:` line, never a hang.
 
+use super::ecam::Ecam;
 use super::fatal::fatal;
 use super::machine::Machine;
 use super::mem::{image, BootReader, IdentityMap, FRAMES};
 use super::{apic, cpu, firmware, heap, rtc, serial, stacks, svm, tsc};
 use crate::boot_info::{BootInfo, MemKind};
 use crate::mm::FramePool;
+use crate::pci::enumerate::MAX_PCI_FUNCTIONS;
+use crate::pci::PciDevices;
+use crate::platform::Platform;
 use crate::time::{Clock, WallClock};
 use abi::bundle::{Bundle, BundleEntry, ImageKind};
 
@@ -49,7 +53,9 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     let phys =
         IdentityMap::take(&info).unwrap_or_else(|| fatal(format_args!("identity map taken twice")));
     let acpi = firmware::tables(info.rsdp());
-    crate::platform::set(firmware::discover(acpi.as_ref())).log();
+    let platform = crate::platform::set(firmware::discover(acpi.as_ref()));
+    platform.log();
+    init_pci(platform);
     let bundle_bytes = phys
         .boot_module(&info, 0)
         .unwrap_or_else(|| fatal(format_args!("boot module 0 is not mapped")));
@@ -64,6 +70,17 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     machine.build_boot_domains(&bundle);
     log::info!("xen-core: boot complete");
     machine.run()
+}
+
+/// Finds the PCI functions over ECAM, routes their INTx and logs them.
+fn init_pci(platform: &'static Platform) {
+    let ecam = Ecam::new(platform);
+    let (functions, dropped) = crate::pci::enumerate::enumerate(&ecam, platform.ecam_regions());
+    if dropped > 0 {
+        log::warn!("pci: {dropped} functions beyond the first {MAX_PCI_FUNCTIONS} ignored");
+    }
+    let devices = PciDevices::new(functions);
+    crate::pci::set(devices).log();
 }
 
 /// Calibrates the TSC and the local APIC timer (the scheduler's preemption

@@ -4,6 +4,7 @@
 pub mod apic;
 pub mod boot;
 pub mod cpu;
+pub mod ecam;
 pub mod exceptions;
 pub mod fatal;
 pub mod firmware;
