@@ -10,7 +10,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::platform::EcamRegion;
+use crate::platform::{EcamRegion, Polarity, Trigger};
 
 use super::config::{
     Bdf, ConfigAccess, BAR0, BRIDGE_ROM_BASE, CLASS_REVISION, COMMAND, COMMAND_IO, COMMAND_MEMORY,
@@ -86,6 +86,17 @@ impl fmt::Display for Bar {
     }
 }
 
+/// Where a function's INTx pin arrives (from the DSDT's `_PRT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntxRoute {
+    /// The GSI.
+    pub gsi: u32,
+    /// Its trigger mode (PCI INTx is level-triggered; firmware says).
+    pub trigger: Trigger,
+    /// Its polarity (QEMU's q35 link devices say active high).
+    pub polarity: Polarity,
+}
+
 /// Who drives a function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
@@ -128,8 +139,8 @@ pub struct PciFunction {
     pub rom_register: u32,
     /// Interrupt pin: 0 none, 1..=4 INTA#..INTD#.
     pub interrupt_pin: u8,
-    /// The GSI its INTx is wired to, once routed.
-    pub gsi: Option<u32>,
+    /// Where its INTx is wired, once routed.
+    pub intx: Option<IntxRoute>,
     /// Who drives it.
     pub owner: Owner,
 }
@@ -222,7 +233,7 @@ fn probe(cfg: &impl ConfigAccess, bdf: Bdf) -> PciFunction {
         bar_registers: [0; MAX_BARS],
         rom_register: 0,
         interrupt_pin: cfg.read(bdf, INTERRUPT_PIN, 1) as u8,
-        gsi: None,
+        intx: None,
         owner: Owner::Dom0,
     };
     for index in 0..bar_count(layout) {

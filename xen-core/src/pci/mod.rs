@@ -19,7 +19,9 @@ use core::fmt;
 use pci_types::device_type::DeviceType;
 
 use config::{Bdf, ConfigAccess, INTERRUPT_LINE, NO_INTERRUPT_LINE};
-pub use enumerate::{Bar, BarKind, Owner, PciFunction};
+pub use enumerate::{Bar, BarKind, IntxRoute, Owner, PciFunction};
+
+use crate::platform::{Polarity, Trigger};
 
 /// The functions found at boot, in scan order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,27 +45,38 @@ impl PciDevices {
         self.functions.iter().find(|f| f.bdf == bdf)
     }
 
-    /// Records each function's INTx GSI (`route(function)`, `None` when it
-    /// has no pin or no route) and writes it into the function's Interrupt
-    /// Line register (0xFF for none), where dom0 reads it.
+    /// Records where each function's INTx arrives (`route(function)`,
+    /// `None` when it has no pin or no route) and writes the GSI into the
+    /// function's Interrupt Line register, where dom0 reads it (0xFF for
+    /// none, and for a GSI of 255 or more, which 8 bits cannot hold).
     pub fn route_intx(
         &mut self,
         cfg: &impl ConfigAccess,
-        mut route: impl FnMut(&PciFunction) -> Option<u32>,
+        mut route: impl FnMut(&PciFunction) -> Option<IntxRoute>,
     ) {
         for function in &mut self.functions {
-            function.gsi = if function.interrupt_pin == 0 {
+            function.intx = if function.interrupt_pin == 0 {
                 None
             } else {
                 route(function)
             };
             let line = function
-                .gsi
-                .and_then(|gsi| u8::try_from(gsi).ok())
+                .intx
+                .and_then(|r| u8::try_from(r.gsi).ok())
                 .filter(|&line| line != NO_INTERRUPT_LINE)
                 .unwrap_or(NO_INTERRUPT_LINE);
             cfg.write(function.bdf, INTERRUPT_LINE, 1, u32::from(line));
         }
+    }
+
+    /// Trigger mode and polarity of `gsi` if some function's INTx is
+    /// routed there (for programming the IO-APIC pin).
+    pub fn intx_mode(&self, gsi: u32) -> Option<(Trigger, Polarity)> {
+        self.functions
+            .iter()
+            .filter_map(|f| f.intx)
+            .find(|r| r.gsi == gsi)
+            .map(|r| (r.trigger, r.polarity))
     }
 
     /// Writes one `pci: ...` boot log line per function.
@@ -134,9 +147,16 @@ impl fmt::Display for Summary<'_> {
                 write!(f, " {bar}")?;
             }
         }
-        match (d.interrupt_pin, d.gsi) {
+        match (d.interrupt_pin, d.intx) {
             (0, _) => f.write_str(" no INTx")?,
-            (pin, Some(gsi)) => write!(f, " INT{}->GSI {gsi}", pin_name(pin))?,
+            (pin, Some(r)) => write!(
+                f,
+                " INT{}->GSI {} {:?} {:?}",
+                pin_name(pin),
+                r.gsi,
+                r.trigger,
+                r.polarity
+            )?,
             (pin, None) => write!(f, " INT{}->none", pin_name(pin))?,
         }
         let owner = match d.owner {

@@ -116,15 +116,25 @@ fn routing_writes_the_gsi_into_interrupt_line() {
     let cfg = q35();
     let (found, _) = enumerate(&cfg, &[ecam(0)]);
     let mut devices = PciDevices::new(found);
+    let route = |gsi| IntxRoute {
+        gsi,
+        trigger: Trigger::Level,
+        polarity: Polarity::ActiveHigh,
+    };
     devices.route_intx(&cfg, |f| match f.bdf.device {
-        2 => Some(22),
-        0x1f => Some(300),
+        2 => Some(route(22)),
+        0x1f => Some(route(300)),
         _ => None,
     });
-    assert_eq!(devices.get(bdf(0, 2, 0)).unwrap().gsi, Some(22));
+    assert_eq!(devices.get(bdf(0, 2, 0)).unwrap().intx, Some(route(22)));
+    assert_eq!(
+        devices.intx_mode(22),
+        Some((Trigger::Level, Polarity::ActiveHigh))
+    );
+    assert_eq!(devices.intx_mode(23), None);
     assert_eq!(cfg.read(bdf(0, 2, 0), INTERRUPT_LINE, 1), 22);
     // No pin: no GSI, line 0xFF.
-    assert_eq!(devices.get(bdf(0, 0, 0)).unwrap().gsi, None);
+    assert_eq!(devices.get(bdf(0, 0, 0)).unwrap().intx, None);
     assert_eq!(cfg.read(bdf(0, 0, 0), INTERRUPT_LINE, 1), 0xff);
     // A GSI the 8-bit register cannot hold reads as none there.
     assert_eq!(cfg.read(bdf(0, 0x1f, 2), INTERRUPT_LINE, 1), 0xff);

@@ -12,6 +12,7 @@ pub mod heap;
 pub mod machine;
 pub mod mem;
 pub mod pic;
+pub mod prt;
 pub mod rtc;
 pub mod serial;
 pub mod stacks;
