@@ -92,6 +92,15 @@ pub trait ConfigAccess {
     }
 }
 
+impl<T: ConfigAccess> ConfigAccess for &T {
+    fn read(&self, bdf: Bdf, offset: u16, size: u8) -> u32 {
+        (**self).read(bdf, offset, size)
+    }
+    fn write(&self, bdf: Bdf, offset: u16, size: u8, value: u32) {
+        (**self).write(bdf, offset, size, value);
+    }
+}
+
 /// Whether a `size`-byte access at `offset` is one ECAM can carry:
 /// 1, 2 or 4 bytes, naturally aligned, inside the 4 KiB.
 pub fn valid_access(offset: u16, size: u8) -> bool {

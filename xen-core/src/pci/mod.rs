@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod enumerate;
+pub mod vpci;
 
 #[cfg(test)]
 pub(crate) mod fake;
