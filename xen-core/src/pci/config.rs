@@ -27,9 +27,20 @@ pub const BRIDGE_ROM_BASE: u16 = 0x38;
 pub const INTERRUPT_LINE: u16 = 0x3c;
 /// Interrupt Pin (8 bits): 0 none, 1..=4 INTA#..INTD#.
 pub const INTERRUPT_PIN: u16 = 0x3d;
-/// First bridge register that places things (bus numbers, I/O, memory
-/// and prefetchable windows, 0x18..0x30 in a type 1 header).
-pub const BRIDGE_PLACEMENT: core::ops::Range<u16> = 0x18..0x30;
+/// The bits of a type 1 (bridge) header's dword at `register` that decide
+/// where things behind the bridge are: primary/secondary/subordinate bus
+/// numbers (0x18, not the secondary latency timer), I/O base and limit
+/// (0x1C, not the secondary status), the memory and prefetchable windows
+/// (0x20-0x2C) and the upper I/O window (0x30). PCI-to-PCI Bridge
+/// Architecture 1.2 §3.2.
+pub fn bridge_placement_bits(register: u16) -> Option<u32> {
+    match register {
+        0x18 => Some(0x00ff_ffff),
+        0x1c => Some(0x0000_ffff),
+        0x20 | 0x24 | 0x28 | 0x2c | 0x30 => Some(u32::MAX),
+        _ => None,
+    }
+}
 
 /// Command register: I/O space decoding.
 pub const COMMAND_IO: u16 = 1 << 0;

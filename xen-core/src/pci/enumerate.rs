@@ -137,6 +137,9 @@ pub struct PciFunction {
     pub bar_registers: [u32; MAX_BARS],
     /// The expansion ROM register as firmware left it.
     pub rom_register: u32,
+    /// A bridge's placement registers (0x18..0x34) as firmware left
+    /// them; zeros for other header layouts.
+    pub bridge_registers: [u32; BRIDGE_REGISTERS],
     /// Interrupt pin: 0 none, 1..=4 INTA#..INTD#.
     pub interrupt_pin: u8,
     /// Where its INTx is wired, once routed.
@@ -232,6 +235,7 @@ fn probe(cfg: &impl ConfigAccess, bdf: Bdf) -> PciFunction {
         bars: Vec::new(),
         bar_registers: [0; MAX_BARS],
         rom_register: 0,
+        bridge_registers: [0; BRIDGE_REGISTERS],
         interrupt_pin: cfg.read8(bdf, INTERRUPT_PIN),
         intx: None,
         owner: Owner::Dom0,
@@ -242,10 +246,25 @@ fn probe(cfg: &impl ConfigAccess, bdf: Bdf) -> PciFunction {
     if let Some(rom) = function.rom_offset() {
         function.rom_register = cfg.read32(bdf, rom);
     }
+    if layout == HEADER_BRIDGE {
+        for (register, offset) in function
+            .bridge_registers
+            .iter_mut()
+            .zip(BRIDGE_REGISTER_OFFSETS)
+        {
+            *register = cfg.read32(bdf, offset);
+        }
+    }
     function.bars = size_bars(cfg, bdf, layout);
     function.owner = default_owner(&function);
     function
 }
+
+/// Dwords of a bridge's placement registers, from 0x18 to 0x34.
+pub const BRIDGE_REGISTERS: usize = 7;
+/// Their offsets.
+pub const BRIDGE_REGISTER_OFFSETS: [u16; BRIDGE_REGISTERS] =
+    [0x18, 0x1c, 0x20, 0x24, 0x28, 0x2c, 0x30];
 
 /// Offset of BAR register `index`.
 pub fn bar_offset(index: u8) -> u16 {

@@ -43,6 +43,12 @@ impl FakeFunction {
         self
     }
 
+    /// Sets the dword at `offset` (a register with no special behaviour).
+    pub fn dword(mut self, offset: u16, value: u32) -> Self {
+        self.set(offset, 4, value);
+        self
+    }
+
     /// A 32-bit memory BAR at `index`, `size` bytes at `base`.
     pub fn mem32(mut self, index: u8, base: u32, size: u32) -> Self {
         self.bar_writable[usize::from(index)] = !(size - 1);

@@ -15,12 +15,16 @@
 //! could build one piecewise) is refused and reported. Xen ignores BAR
 //! writes while decoding is on and re-maps on enable; xen-core keeps the
 //! simpler fixed placement because dom0 has no reason to re-place BARs.
+//! For the same reason a bridge's bus numbers and windows keep firmware's
+//! values: moving a window would move what its devices decode.
 
 use crate::logger::GUEST;
 use crate::platform::EcamRegion;
 
-use super::config::{valid_access, Bdf, ConfigAccess};
-use super::enumerate::{bar_offset, BarKind, BAR_IO_ADDRESS, BAR_MEM_ADDRESS};
+use super::config::{bridge_placement_bits, valid_access, Bdf, ConfigAccess, HEADER_BRIDGE};
+use super::enumerate::{
+    bar_offset, BarKind, BAR_IO_ADDRESS, BAR_MEM_ADDRESS, BRIDGE_REGISTER_OFFSETS,
+};
 use super::{Owner, PciDevices, PciFunction};
 
 /// Address bits of an expansion ROM register (PCI 3.0 §6.2.5.2).
@@ -63,6 +67,17 @@ pub enum WriteOutcome {
     Passed,
     /// Dropped: not dom0's function, or not an access ECAM carries.
     Dropped,
+    /// Refused: it would change a bridge's bus numbers or windows.
+    BridgeChangeRefused {
+        /// The bridge.
+        bdf: Bdf,
+        /// The register's offset.
+        offset: u16,
+        /// Firmware's value of the register's dword.
+        original: u32,
+        /// What dom0 wrote (its low `size` bytes at `offset`).
+        value: u32,
+    },
     /// Refused: it would move a BAR (or is a partial BAR write).
     BarMoveRefused {
         /// The function.
@@ -132,21 +147,7 @@ impl<C: ConfigAccess> Vpci<'_, C> {
                 None,
             ]
         };
-        for outcome in outcomes.iter().flatten() {
-            if let WriteOutcome::BarMoveRefused {
-                bdf,
-                offset,
-                original,
-                value,
-            } = outcome
-            {
-                log::warn!(
-                    target: GUEST,
-                    "d0: pci {bdf}: write of {value:#x} to register {offset:#x} would move a BAR \
-                     (firmware placed it at {original:#x}): refused"
-                );
-            }
-        }
+        outcomes.iter().flatten().for_each(log_refusal);
         outcomes
     }
 
@@ -171,9 +172,64 @@ impl<C: ConfigAccess> Vpci<'_, C> {
                 };
             }
         }
+        if let Some(refused) = bridge_change(function, at, size, value) {
+            return refused;
+        }
         self.cfg.write(at.bdf, at.offset, size, value);
         WriteOutcome::Passed
     }
+}
+
+/// Logs a refused write (a rate-limited guest message).
+fn log_refusal(outcome: &WriteOutcome) {
+    match *outcome {
+        WriteOutcome::BarMoveRefused {
+            bdf,
+            offset,
+            original,
+            value,
+        } => log::warn!(
+            target: GUEST,
+            "d0: pci {bdf}: write of {value:#x} to register {offset:#x} would move a BAR \
+             (firmware placed it at {original:#x}): refused"
+        ),
+        WriteOutcome::BridgeChangeRefused {
+            bdf,
+            offset,
+            original,
+            value,
+        } => log::warn!(
+            target: GUEST,
+            "d0: pci {bdf}: write of {value:#x} to register {offset:#x} would change the \
+             bridge's buses or windows (firmware: {original:#x}): refused"
+        ),
+        WriteOutcome::Passed | WriteOutcome::Dropped => {}
+    }
+}
+
+/// The refusal, if the `size`-byte write of `value` at `at` would change
+/// the bits of a bridge's placement registers (bus numbers, windows)
+/// from firmware's values; other bytes of those dwords (latency timer,
+/// secondary status) may change.
+fn bridge_change(f: &PciFunction, at: EcamAddress, size: u8, value: u32) -> Option<WriteOutcome> {
+    if f.header_layout != HEADER_BRIDGE {
+        return None;
+    }
+    let register = at.offset & !3;
+    let bits = bridge_placement_bits(register)?;
+    let index = BRIDGE_REGISTER_OFFSETS
+        .iter()
+        .position(|&o| o == register)?;
+    let original = f.bridge_registers[index];
+    let shift = 8 * u32::from(at.offset & 3);
+    let written = (u32::MAX >> (32 - 8 * u32::from(size))) << shift;
+    let after = (original & !written) | ((value << shift) & written);
+    (after & bits != original & bits).then_some(WriteOutcome::BridgeChangeRefused {
+        bdf: at.bdf,
+        offset: at.offset,
+        original,
+        value,
+    })
 }
 
 /// If `register` places something (a BAR register or the expansion ROM),

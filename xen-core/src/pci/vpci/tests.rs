@@ -3,7 +3,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::pci::config::COMMAND;
 use crate::pci::enumerate::enumerate;
-use crate::pci::fake::{bdf, FakeConfig};
+use crate::pci::fake::{bdf, FakeConfig, FakeFunction};
 use crate::pci::tests::{ecam, q35};
 
 const BASE: u64 = 0xb000_0000;
@@ -182,6 +182,65 @@ fn other_registers_pass() {
         [Some(WriteOutcome::Passed), Some(WriteOutcome::Passed)]
     );
     assert_eq!(v.read(gpa(0, 2, 0, 0x44), 4), 0x1234_5678);
+}
+
+/// A PCI-to-PCI bridge at 00:1e.0: buses 0 → 1..=1, a memory window
+/// 0xfe800000..=0xfe8fffff, one 4 KiB BAR.
+fn with_bridge() -> (FakeConfig, PciDevices, [EcamRegion; 1]) {
+    let cfg = q35();
+    let bridge = FakeFunction::endpoint(0x8086, 0x244e, 6, 4, 0)
+        .header_type(1)
+        .dword(0x18, 0x0001_0100)
+        .dword(0x1c, 0x0000_f0f0)
+        .dword(0x20, 0xfe80_fe80)
+        .mem32(0, 0xfeb9_0000, 0x1000);
+    cfg.add(bdf(0, 0x1e, 0), bridge);
+    let regions = [ecam(0xff)];
+    let (found, _) = enumerate(&cfg, &regions);
+    (cfg, PciDevices::new(found), regions)
+}
+
+#[test]
+fn a_bridges_buses_and_windows_keep_firmwares_values() {
+    let (cfg, devices, regions) = with_bridge();
+    let v = Vpci {
+        devices: &devices,
+        regions: &regions,
+        cfg: &cfg,
+    };
+    let bridge = |offset| gpa(0, 0x1e, 0, offset);
+    let refused = |o: [Option<WriteOutcome>; 2]| {
+        matches!(o[0], Some(WriteOutcome::BridgeChangeRefused { .. }))
+    };
+    // Subordinate bus, the memory window, the I/O base: refused.
+    assert!(refused(v.write(bridge(0x1a), 1, 5)));
+    assert!(refused(v.write(bridge(0x20), 4, 0x0010_0000)));
+    assert!(refused(v.write(bridge(0x1c), 1, 0x00)));
+    assert_eq!(v.read(bridge(0x20), 4), 0xfe80_fe80);
+    // Rewriting firmware's values, the secondary latency timer and the
+    // secondary status (RW1C) pass.
+    assert_eq!(
+        v.write(bridge(0x18), 4, 0x4001_0100)[0],
+        Some(WriteOutcome::Passed)
+    );
+    assert_eq!(
+        v.write(bridge(0x1e), 2, 0xffff)[0],
+        Some(WriteOutcome::Passed)
+    );
+    assert_eq!(
+        v.write(bridge(0x20), 4, 0xfe80_fe80)[0],
+        Some(WriteOutcome::Passed)
+    );
+    // Its BAR is filtered like an endpoint's.
+    assert!(matches!(
+        v.write(bridge(0x10), 4, 0x1000)[0],
+        Some(WriteOutcome::BarMoveRefused { .. })
+    ));
+    // An endpoint's registers at the same offsets are not a bridge's.
+    assert_eq!(
+        v.write(gpa(0, 2, 0, 0x28), 4, 0x1234)[0],
+        Some(WriteOutcome::Passed)
+    );
 }
 
 proptest! {
