@@ -147,6 +147,8 @@ pub enum DomainError {
     PauseCountOverflow,
     /// GFN {0} is not RAM of the domain's own
     NotOwnRam(Gfn),
+    /// only the privileged domain may do that
+    NotPrivileged,
 }
 
 impl From<DomainError> for Errno {
@@ -172,6 +174,7 @@ impl From<DomainError> for Errno {
             DomainError::PauseCountOverflow => Errno::EOVERFLOW,
             // Xen's guest_remove_page: -ENOENT for a GFN with no RAM.
             DomainError::NotOwnRam(_) => Errno::ENOENT,
+            DomainError::NotPrivileged => Errno::EPERM,
         }
     }
 }
@@ -556,6 +559,28 @@ impl Domain {
         Ok(())
     }
 
+    /// Maps device memory (a PCI BAR page dom0 owns) at `gfn`, uncached
+    /// ([`P2mKind::Mmio`]): never counted, scrubbed or freed, and never
+    /// read or written by xen-core as guest memory. Only the privileged
+    /// domain gets device memory; `gfn` must be unmapped.
+    pub fn map_mmio(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        gfn: Gfn,
+        mfn: Mfn,
+    ) -> Result<(), DomainError> {
+        if self.privilege.is_none() {
+            return Err(DomainError::NotPrivileged);
+        }
+        let entry = P2mEntry {
+            mfn,
+            access: P2mAccess::RW,
+            kind: P2mKind::Mmio,
+        };
+        Ok(self.p2m.map(pool, mem, gfn, entry)?)
+    }
+
     /// Gives up what an unmapped entry held: owned frames are scrubbed
     /// and freed, shared ones are just no longer counted.
     fn drop_entry(&mut self, pool: &mut impl FramePool, mem: &mut impl PhysMem, e: P2mEntry) {
@@ -566,6 +591,8 @@ impl Domain {
                 self.tot_pages -= 1;
             }
             P2mKind::Shared => self.shared_pages -= 1,
+            // Device memory: nothing to scrub, free or count.
+            P2mKind::Mmio => {}
         }
     }
 
