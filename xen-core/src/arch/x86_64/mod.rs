@@ -6,6 +6,7 @@ pub mod boot;
 pub mod cpu;
 pub mod exceptions;
 pub mod fatal;
+pub mod firmware;
 pub mod heap;
 pub mod machine;
 pub mod mem;
