@@ -38,6 +38,8 @@ use abi::xen::errno::Errno;
 use abi::xen::event_channel::EvtchnPort;
 use abi::xen::physdev::XENIRQSTAT_NEEDS_EOI;
 
+use crate::platform::{IoApic, Platform};
+
 /// ISA IRQs 0-15: GSIs 0-15 unless an interrupt source override moves
 /// them (Xen's `NR_ISA_IRQS`). Edge-triggered, active high by default.
 pub const NR_ISA_IRQS: u32 = 16;
@@ -47,23 +49,7 @@ pub const MAX_GSIS: u32 = 48;
 /// Pirqs per domain (Xen's `nr_pirqs`): a pirq is `0..MAX_PIRQS`.
 pub const MAX_PIRQS: u32 = 256;
 
-/// How a GSI signals (ACPI MADT interrupt source override flags).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    /// Edge-triggered: acknowledged at once.
-    Edge,
-    /// Level-triggered: masked from the interrupt until the guest's EOI.
-    Level,
-}
-
-/// The GSI's active level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Polarity {
-    /// Active high.
-    High,
-    /// Active low.
-    Low,
-}
+pub use crate::platform::{Polarity, Trigger};
 
 /// A GSI's signalling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,15 +68,45 @@ impl GsiConfig {
         if gsi < NR_ISA_IRQS {
             Self {
                 trigger: Trigger::Edge,
-                polarity: Polarity::High,
+                polarity: Polarity::ActiveHigh,
             }
         } else {
             Self {
                 trigger: Trigger::Level,
-                polarity: Polarity::Low,
+                polarity: Polarity::ActiveLow,
             }
         }
     }
+}
+
+/// The signalling of every GSI the platform's IO-APICs have, by GSI
+/// (`None` for a GSI no IO-APIC serves), at most [`MAX_GSIS`]:
+/// [`GsiConfig::default_for`], then each ISA interrupt source override
+/// applied to the GSI it names. `pins(io_apic)` is its input count.
+pub fn platform_gsis(platform: &Platform, pins: impl Fn(&IoApic) -> u32) -> Vec<Option<GsiConfig>> {
+    let nr = platform
+        .io_apics()
+        .iter()
+        .map(|a| a.gsi_base.saturating_add(pins(a)))
+        .max()
+        .unwrap_or(0)
+        .min(MAX_GSIS);
+    let mut gsis: Vec<Option<GsiConfig>> = (0..nr)
+        .map(|gsi| {
+            platform
+                .io_apic_for_gsi(gsi, &pins)
+                .map(|_| GsiConfig::default_for(gsi))
+        })
+        .collect();
+    for o in platform.isa_overrides() {
+        if let Some(Some(config)) = usize::try_from(o.gsi).ok().and_then(|i| gsis.get_mut(i)) {
+            *config = GsiConfig {
+                trigger: o.trigger,
+                polarity: o.polarity,
+            };
+        }
+    }
+    gsis
 }
 
 /// What an IO-APIC pin should hold.

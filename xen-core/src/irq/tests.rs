@@ -3,6 +3,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::*;
+use crate::platform::{IoApic, Platform};
 
 const D0: DomId = 0;
 const D1: DomId = 1;
@@ -25,6 +26,57 @@ fn unmasked(r: &Routing) -> BTreeSet<u32> {
 }
 
 #[test]
+fn platform_overrides_set_the_signalling() {
+    let mut p = Platform::new();
+    p.add_io_apic(IoApic {
+        id: 0,
+        address: 0xfec0_0000,
+        gsi_base: 0,
+    })
+    .unwrap();
+    let o = |isa_irq, gsi, trigger, polarity| crate::platform::IsaOverride {
+        isa_irq,
+        gsi,
+        trigger,
+        polarity,
+    };
+    p.add_isa_override(o(0, 2, Trigger::Edge, Polarity::ActiveHigh))
+        .unwrap();
+    p.add_isa_override(o(9, 9, Trigger::Level, Polarity::ActiveHigh))
+        .unwrap();
+    let gsis = platform_gsis(&p, |_| 24);
+    assert_eq!(gsis.len(), 24);
+    assert_eq!(
+        gsis[9],
+        Some(GsiConfig {
+            trigger: Trigger::Level,
+            polarity: Polarity::ActiveHigh
+        })
+    );
+    assert_eq!(gsis[3], Some(GsiConfig::default_for(3)));
+    assert_eq!(gsis[3].unwrap().trigger, Trigger::Edge);
+    assert_eq!(
+        gsis[23].unwrap(),
+        GsiConfig {
+            trigger: Trigger::Level,
+            polarity: Polarity::ActiveLow
+        }
+    );
+    let mut two = p.clone();
+    two.add_io_apic(IoApic {
+        id: 1,
+        address: 0xfec0_1000,
+        gsi_base: 40,
+    })
+    .unwrap();
+    let gsis = platform_gsis(&two, |_| 24);
+    assert_eq!(gsis.len(), MAX_GSIS as usize, "capped");
+    assert_eq!(gsis[30], None, "between the IO-APICs");
+    assert!(gsis[40].is_some());
+    assert!(platform_gsis(&Platform::new(), |_| 24).is_empty());
+}
+
+#[test]
 fn first_programming_masks_every_pin() {
     let mut r = routing();
     let pins: Vec<PinState> = r.take_changed().collect();
@@ -33,7 +85,7 @@ fn first_programming_masks_every_pin() {
     assert_eq!(r.take_changed().count(), 0);
     assert_eq!(r.pin(3).unwrap().config.trigger, Trigger::Edge);
     assert_eq!(r.pin(19).unwrap().config, GsiConfig::default_for(19));
-    assert_eq!(r.pin(19).unwrap().config.polarity, Polarity::Low);
+    assert_eq!(r.pin(19).unwrap().config.polarity, Polarity::ActiveLow);
 }
 
 #[test]

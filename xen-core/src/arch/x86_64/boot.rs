@@ -49,7 +49,8 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     let phys =
         IdentityMap::take(&info).unwrap_or_else(|| fatal(format_args!("identity map taken twice")));
     let acpi = firmware::tables(info.rsdp());
-    crate::platform::set(firmware::discover(acpi.as_ref())).log();
+    let platform = crate::platform::set(firmware::discover(acpi.as_ref()));
+    platform.log();
     let bundle_bytes = phys
         .boot_module(&info, 0)
         .unwrap_or_else(|| fatal(format_args!("boot module 0 is not mapped")));
@@ -61,6 +62,7 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     log::info!("heap: {} KiB", heap::size() / 1024);
     svm::enable_this_cpu_or_die();
     let mut machine = Machine::new(phys, init_clock());
+    machine.init_interrupts(platform);
     machine.build_boot_domains(&bundle);
     log::info!("xen-core: boot complete");
     machine.run()

@@ -14,7 +14,7 @@ use super::fatal::{exit, fatal};
 use super::mem::{IdentityMap, FRAMES};
 use super::serial::LOG;
 use super::svm::{self, SvmVcpu};
-use super::{apic, cpu_idle_until, tsc};
+use super::{apic, cpu_idle_until, ioapic, tsc};
 use crate::boot_domains::{build_boot_domain, BootDomain, BootMemory};
 use crate::domain::table::{DomainTable, DOM0};
 use crate::domain::{Domain, DomainState, ShutdownReason};
@@ -81,6 +81,27 @@ impl Machine {
             free_before_domains: free,
             total_frames: total,
         }
+    }
+
+    /// Programs the IO-APICs from the platform description, every pin
+    /// masked until a domain binds its GSI.
+    pub fn init_interrupts(&mut self, platform: &crate::platform::Platform) {
+        let gsis = ioapic::init(platform);
+        self.domains.irqs_mut().set_platform(&gsis);
+        ioapic::program(self.domains.irqs_mut().take_changed());
+    }
+
+    /// Turns the device interrupts the host took into events on the
+    /// bound ports (waking their vCPUs) and reprograms the pins the
+    /// routing changed (an EOI, a bind, a close).
+    fn route_interrupts(&mut self) {
+        let mut pending = ioapic::take_pending();
+        while pending != 0 {
+            let gsi = pending.trailing_zeros();
+            pending &= pending - 1;
+            event::raise_pirq(&mut self.domains, &mut self.phys, gsi);
+        }
+        ioapic::program(self.domains.irqs_mut().take_changed());
     }
 
     /// Builds dom0 (fatal if it cannot be built) and the bundle's domUs (a
@@ -172,6 +193,7 @@ impl Machine {
     pub fn run(&mut self) -> ! {
         let mut slice_end = 0;
         loop {
+            self.route_interrupts();
             let now = tsc::system_time_ns();
             self.fire_timers(now);
             let polls = event::next_poll_deadline(&self.domains);
