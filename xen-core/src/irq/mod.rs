@@ -389,15 +389,21 @@ impl Routing {
     }
 
     /// `PHYSDEVOP_irq_status_query` of `dom`'s pirq: the `XENIRQSTAT_*`
-    /// flags; `-EINVAL` beyond [`MAX_PIRQS`] or if it is not mapped. As
-    /// Xen does, `XENIRQSTAT_needs_eoi` is always set (a guest that does
-    /// not use the EOI map must always EOI); an EOI of an edge GSI
-    /// changes nothing. Never shared.
+    /// flags; `-EINVAL` beyond [`MAX_PIRQS`] or if it is not mapped.
+    /// `XENIRQSTAT_needs_eoi` is set for a level-triggered GSI only (what
+    /// Xen's EOI map tells a guest per IRQ: its `ACKTYPE_UNMASK`; Xen's
+    /// status query sets it for every IRQ, for guests without the map).
+    /// Never shared.
     pub fn status_query(&self, dom: DomId, pirq: u32) -> Result<u32, Errno> {
-        if pirq >= MAX_PIRQS || self.pirq_gsi(dom, pirq).is_none() {
+        if pirq >= MAX_PIRQS {
             return Err(Errno::EINVAL);
         }
-        Ok(XENIRQSTAT_NEEDS_EOI)
+        let gsi = self.pirq_gsi(dom, pirq).ok_or(Errno::EINVAL)?;
+        Ok(if self.gsi(gsi).is_some_and(Gsi::level) {
+            XENIRQSTAT_NEEDS_EOI
+        } else {
+            0
+        })
     }
 
     /// An interrupt of `gsi` arrived (the arch layer masked a level pin

@@ -122,6 +122,7 @@ fn edge_gsis_are_never_masked_by_an_interrupt() {
     let mut r = routing();
     let pirq = r.map_gsi(D0, 3, 3).unwrap();
     assert_eq!(pirq, 3);
+    assert_eq!(r.status_query(D0, 3), Ok(0), "edge: no EOI needed");
     r.bind(D0, 3, 1).unwrap();
     assert_eq!(r.interrupt(3), Some((D0, 1)));
     assert!(!r.pin(3).unwrap().masked);
