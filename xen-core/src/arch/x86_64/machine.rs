@@ -131,10 +131,14 @@ impl Machine {
             }
             ImageKind::DomUKernel => BootMemory::Fresh,
         };
+        let cmdline = match entry.kind {
+            ImageKind::Dom0Kernel => dom0_cmdline(entry.cmdline),
+            ImageKind::DomUKernel => entry.cmdline.into(),
+        };
         let spec = BootDomain {
             name: entry.name,
             image: entry.image,
-            cmdline: entry.cmdline,
+            cmdline: &cmdline,
             pages,
             vcpus: entry.vcpus,
             memory,
@@ -383,6 +387,20 @@ impl Machine {
         log::info!("xen-core: powering off");
         exit(status)
     }
+}
+
+/// ISA IRQ of COM2, dom0's management line.
+const COM2_ISA_IRQ: u8 = 3;
+
+/// dom0's command line: the bundle's, plus `com2-gsi=N`, the GSI COM2's
+/// ISA IRQ arrives on (its MADT override, if any): what dom0 would read
+/// in the MADT, which it cannot map (it has no ACPI access yet).
+fn dom0_cmdline(bundle: &str) -> alloc::string::String {
+    let gsi = crate::platform::get()
+        .and_then(|p| p.isa_irq(COM2_ISA_IRQ))
+        .map_or(u32::from(COM2_ISA_IRQ), |o| o.gsi);
+    let sep = if bundle.is_empty() { "" } else { " " };
+    alloc::format!("{bundle}{sep}com2-gsi={gsi}")
 }
 
 /// The earlier of two optional deadlines.
