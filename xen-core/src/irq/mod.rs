@@ -27,7 +27,14 @@
 #![warn(clippy::indexing_slicing)]
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
+// Tests index the fixtures they built and cast fixture constants chosen
+// to fit; a bad index or value is a failed test.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests;
 
 use alloc::collections::BTreeMap;

@@ -248,7 +248,7 @@ impl Model {
     }
 
     /// The state of `dom`'s pirqs and of the GSIs they map.
-    fn of(&self, dom: DomId) -> (Vec<(u32, u32)>, Vec<(u32, EvtchnPort)>, Vec<u32>) {
+    fn of(&self, dom: DomId) -> DomainView {
         let mapped: Vec<(u32, u32)> = self
             .mapped
             .iter()
@@ -268,6 +268,19 @@ impl Model {
             .collect();
         (mapped, bound, flying)
     }
+}
+
+/// A domain's pirqs in the model: (pirq, GSI) mapped, (pirq, port)
+/// bound, GSIs in flight.
+type DomainView = (Vec<(u32, u32)>, Vec<(u32, EvtchnPort)>, Vec<u32>);
+/// A domain's pirqs in the routing: (pirq, GSI, port).
+type RoutingView = Vec<(u32, Option<u32>, Option<u32>)>;
+
+/// Every pirq of `dom` in `r`.
+fn routing_view(r: &Routing, dom: DomId) -> RoutingView {
+    r.pirqs_of(dom)
+        .map(|p| (p, r.pirq_gsi(dom, p), r.pirq_port(dom, p)))
+        .collect()
 }
 
 const LEVEL_FROM: u32 = NR_ISA_IRQS;
@@ -376,14 +389,11 @@ proptest! {
         for op in ops {
             let other = op_dom(op).map(|d| 1 - d);
             let before = other.map(|d| m.of(d));
-            let before_real: Option<Vec<(u32, Option<u32>, Option<u32>)>> = other.map(|d| {
-                r.pirqs_of(d).map(|p| (p, r.pirq_gsi(d, p), r.pirq_port(d, p))).collect()
-            });
+            let before_real = other.map(|d| routing_view(&r, d));
             apply(&mut r, &mut m, op, &mut port);
             if let Some(d) = other {
                 prop_assert_eq!(before, Some(m.of(d)));
-                let after: Vec<(u32, Option<u32>, Option<u32>)> =
-                    r.pirqs_of(d).map(|p| (p, r.pirq_gsi(d, p), r.pirq_port(d, p))).collect();
+                let after = routing_view(&r, d);
                 prop_assert_eq!(before_real, Some(after));
             }
             for gsi in 0..r.nr_gsis() {

@@ -171,8 +171,7 @@ pub(super) extern "C" fn device_interrupt(vector: u64) {
     if gsi < u64::from(MAX_GSIS) {
         let bit = 1u64 << gsi;
         if LEVEL.load(Ordering::Relaxed) & bit != 0 {
-            // gsi < MAX_GSIS (48): fits.
-            if let Some((address, index)) = locate(gsi as u32) {
+            if let Some((address, index)) = u32::try_from(gsi).ok().and_then(locate) {
                 let low = read(address, REG_REDTBL + 2 * index);
                 write(address, REG_REDTBL + 2 * index, low | RTE_MASKED);
             }
