@@ -44,8 +44,18 @@ fn platform_overrides_set_the_signalling() {
         .unwrap();
     p.add_isa_override(o(9, 9, Trigger::Level, Polarity::ActiveHigh))
         .unwrap();
-    let gsis = platform_gsis(&p, |_| 24);
+    let pci = |gsi| (gsi == 17).then_some((Trigger::Level, Polarity::ActiveHigh));
+    let gsis = platform_gsis(&p, |_| 24, pci);
     assert_eq!(gsis.len(), 24);
+    assert_eq!(
+        gsis[17],
+        Some(GsiConfig {
+            trigger: Trigger::Level,
+            polarity: Polarity::ActiveHigh
+        }),
+        "from _PRT"
+    );
+    assert_eq!(gsis[18], Some(GsiConfig::default_for(18)));
     assert_eq!(
         gsis[9],
         Some(GsiConfig {
@@ -69,11 +79,11 @@ fn platform_overrides_set_the_signalling() {
         gsi_base: 40,
     })
     .unwrap();
-    let gsis = platform_gsis(&two, |_| 24);
+    let gsis = platform_gsis(&two, |_| 24, |_| None);
     assert_eq!(gsis.len(), MAX_GSIS as usize, "capped");
     assert_eq!(gsis[30], None, "between the IO-APICs");
     assert!(gsis[40].is_some());
-    assert!(platform_gsis(&Platform::new(), |_| 24).is_empty());
+    assert!(platform_gsis(&Platform::new(), |_| 24, |_| None).is_empty());
 }
 
 #[test]

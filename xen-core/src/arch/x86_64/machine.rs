@@ -10,6 +10,7 @@ use abi::debug_exit::{EXIT_DOM0_CRASH, EXIT_POWEROFF, EXIT_REBOOT};
 use abi::xen::domid::DomId;
 use abi::xen::event_channel::{VIRQ_DOM_EXC, VIRQ_TIMER};
 
+use super::ecam::Ecam;
 use super::fatal::{exit, fatal};
 use super::mem::{IdentityMap, FRAMES};
 use super::serial::LOG;
@@ -22,8 +23,9 @@ use crate::event;
 use crate::guest_mem::{GuestFault, GuestVirt};
 use crate::hypercall::{self, Caller, HostFacts, HypercallEnv, HypercallOutcome, HypercallRegs};
 use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
-use crate::mm::{FramePool, Mfn, PAGE_SHIFT};
+use crate::mm::{FramePool, Gfn, Mfn, PAGE_SHIFT};
 use crate::paging::guest_walk::GuestPaging;
+use crate::pci::vpci::Vpci;
 use crate::sched::{self, Decision, RoundRobin, Scheduler, VcpuRef};
 use crate::time::{pvclock, Clock};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
@@ -150,6 +152,9 @@ impl Machine {
             &spec,
         )
         .map_err(BuildFailure::Domain)?;
+        if entry.kind == ImageKind::Dom0Kernel {
+            self.map_dom0_bars(domid);
+        }
         if let Err(e) = self.start_vcpu(VcpuRef { domid, vcpu_id: 0 }) {
             let _ = self.domains.kill(domid);
             let _ = self
@@ -168,6 +173,30 @@ impl Machine {
             start.rbx
         );
         Ok(())
+    }
+
+    /// Maps dom0's planned BARs 1:1 and uncached (`pci::bars`); a BAR
+    /// that cannot be mapped is logged and left out.
+    fn map_dom0_bars(&mut self, domid: DomId) {
+        let (Some(devices), Some(dom0)) = (crate::pci::get(), self.domains.get_mut(domid)) else {
+            return;
+        };
+        let (mut bars, mut pages) = (0, 0);
+        for bar in devices.dom0_bars() {
+            let mapped = (0..bar.pages).try_for_each(|i| {
+                let mfn = Mfn(bar.first.0 + i);
+                dom0.map_mmio(&mut *FRAMES.lock(), &mut self.phys, Gfn(mfn.0), mfn)
+            });
+            match mapped {
+                Ok(()) => (bars, pages) = (bars + 1, pages + bar.pages),
+                Err(e) => log::warn!(
+                    "pci: {} BAR{} not mapped into dom0: {e}",
+                    bar.bdf,
+                    bar.index
+                ),
+            }
+        }
+        log::info!("pci: {bars} BARs ({pages} pages) mapped 1:1 uncached into dom0");
     }
 
     /// Gives vCPU `v` a fresh VMCB from its entry state (boot, or
@@ -494,6 +523,34 @@ impl VcpuEnv for ExitEnv<'_> {
 
     fn fetch_insn(&mut self, paging: GuestPaging, user: bool, addr: u64, buf: &mut [u8]) -> usize {
         GuestVirt::new(self.domain.p2m(), self.phys, paging, user).fetch_prefix(addr, buf)
+    }
+
+    fn mmio_claimed(&self, gpa: u64) -> bool {
+        self.vpci().is_some_and(|v| v.claims(gpa))
+    }
+
+    fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
+        self.vpci().map_or(u64::MAX, |v| v.read(gpa, size))
+    }
+
+    fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
+        if let Some(v) = self.vpci() {
+            v.write(gpa, size, value);
+        }
+    }
+}
+
+impl ExitEnv<'_> {
+    /// dom0's mediated configuration space (`pci::vpci`); `None` for a
+    /// domU, or before PCI was enumerated.
+    fn vpci(&self) -> Option<Vpci<'static, Ecam>> {
+        self.domain.privilege()?;
+        let platform = crate::platform::get()?;
+        Some(Vpci {
+            devices: crate::pci::get()?,
+            regions: platform.ecam_regions(),
+            cfg: Ecam::new(platform),
+        })
     }
 }
 
