@@ -23,6 +23,8 @@ pub mod hypercall;
 pub mod logger;
 pub mod mm;
 pub mod paging;
+pub mod pci;
+pub mod platform;
 pub mod ratelimit;
 pub mod sched;
 pub mod time;

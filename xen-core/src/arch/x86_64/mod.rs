@@ -4,12 +4,15 @@
 pub mod apic;
 pub mod boot;
 pub mod cpu;
+pub mod ecam;
 pub mod exceptions;
 pub mod fatal;
+pub mod firmware;
 pub mod heap;
 pub mod machine;
 pub mod mem;
 pub mod pic;
+pub mod prt;
 pub mod rtc;
 pub mod serial;
 pub mod stacks;
