@@ -20,6 +20,7 @@ pub mod event;
 pub mod grant;
 pub mod guest_mem;
 pub mod hypercall;
+pub mod irq;
 pub mod logger;
 pub mod mm;
 pub mod paging;

@@ -13,6 +13,8 @@
 //! - `mgmt`: after the ticks, serve the management channel on COM2
 //!   (`agent`; consoles are served too) until a client asks dom0 to power
 //!   off, then power off.
+//! - `com2-gsi=N` (added by xen-core): the GSI of COM2's interrupt, which
+//!   the agent binds as a pirq so that it sleeps until bytes arrive.
 //!
 //! Without event channels or grant tables the backend reports why
 //! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
@@ -74,8 +76,13 @@ mod kernel {
         let Some(clock) = clock(&xen) else {
             xen.shutdown(ShutdownReason::Crash)
         };
+        let com2_gsi = start_info
+            .cmdline_arg("com2-gsi")
+            .and_then(|n| n.parse().ok());
         let reason = match Backend::start(&xen, start_info.ram_end()) {
-            Ok(mut backend) => with_backend(&clock, &mut backend, ticks, serve, mgmt),
+            Ok(mut backend) => {
+                with_backend(&clock, &mut backend, ticks, serve, mgmt.then_some(com2_gsi))
+            }
             Err(e) => {
                 println!("dom0: console: backend unavailable: {e}");
                 match ticker::run(&xen, &clock, "dom0: ", ticks) {
@@ -88,14 +95,14 @@ mod kernel {
     }
 
     /// Ticks while serving consoles, then serves the management channel
-    /// (`mgmt`) or (with `serve`) consoles until the domUs are down;
-    /// releases every console.
+    /// (`mgmt`: `Some` of COM2's GSI if known) or (with `serve`) consoles
+    /// until the domUs are down; releases every console.
     fn with_backend(
         clock: &Clock,
         backend: &mut Backend,
         ticks: u32,
         serve: bool,
-        mgmt: bool,
+        mgmt: Option<Option<u32>>,
     ) -> ShutdownReason {
         let ticked = ticker::run_with(
             clock,
@@ -104,9 +111,10 @@ mod kernel {
             |_| "console-backend",
             |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
         );
-        let served = if mgmt {
+        let served = if let Some(com2_gsi) = mgmt {
             agent::heap::init();
-            let served = agent::serve(backend, &mut XenHypervisor::new(*backend.xen()));
+            let mut hv = XenHypervisor::new(*backend.xen());
+            let served = agent::serve(backend, &mut hv, com2_gsi);
             backend.release_all();
             served
         } else if serve {

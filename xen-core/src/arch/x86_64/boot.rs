@@ -70,6 +70,7 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     log::info!("heap: {} KiB", heap::size() / 1024);
     svm::enable_this_cpu_or_die();
     let mut machine = Machine::new(phys, init_clock());
+    machine.init_interrupts(platform);
     machine.build_boot_domains(&bundle);
     log::info!("xen-core: boot complete");
     machine.run()

@@ -9,6 +9,7 @@ pub mod exceptions;
 pub mod fatal;
 pub mod firmware;
 pub mod heap;
+pub mod ioapic;
 pub mod machine;
 pub mod mem;
 pub mod pic;
