@@ -15,6 +15,9 @@
 //!   off, then power off.
 //! - `com2-gsi=N` (added by xen-core): the GSI of COM2's interrupt, which
 //!   the agent binds as a pirq so that it sleeps until bytes arrive.
+//! - `pci-ecam=BASE:FIRST-LAST` (added by xen-core from the MCFG): where
+//!   dom0 finds its PCI devices (`devices`): the disk and the NICs, taken
+//!   over and checked at boot in every mode once events work.
 //!
 //! Without event channels or grant tables the backend reports why
 //! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
@@ -43,9 +46,9 @@ mod kernel {
     use guest_pv_shim::console::nul_padded_str;
     use guest_pv_shim::{println, ticker, Boot, Clock, ShutdownReason, Xen};
 
-    use crate::agent;
     use crate::console_backend::Backend;
     use crate::hv::XenHypervisor;
+    use crate::{agent, devices};
 
     pub fn main(boot: Boot) -> ! {
         let Boot { xen, start_info } = boot;
@@ -81,6 +84,9 @@ mod kernel {
             .and_then(|n| n.parse().ok());
         let reason = match Backend::start(&xen, start_info.ram_end()) {
             Ok(mut backend) => {
+                // The drivers' DMA memory comes from the heap.
+                agent::heap::init();
+                let _devices = devices::start(backend.events(), &start_info);
                 with_backend(&clock, &mut backend, ticks, serve, mgmt.then_some(com2_gsi))
             }
             Err(e) => {
