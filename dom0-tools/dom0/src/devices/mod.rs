@@ -34,3 +34,7 @@ pub mod probe;
 
 #[cfg(target_os = "none")]
 pub use probe::start;
+// The management NIC's API at the path the TCP agent imports it from.
+#[cfg(target_os = "none")]
+#[allow(unused_imports)] // used by the TCP agent (branch `tcp`)
+pub use nic::{Nic, MAX_FRAME_BYTES};
