@@ -1,5 +1,6 @@
 //! `ctlattack` (issue 5, acceptance 4): a domU calls every domain-control
-//! operation of our control ABI, and `SCHEDOP_remote_shutdown`, against
+//! operation of our control ABI, `SCHEDOP_remote_shutdown` and
+//! `PHYSDEVOP_map_pirq`/`unmap_pirq` (hardware domain only), against
 //! dom0 and against `victim=N` (default 2, a bystander domU), with
 //! well-formed requests. Only dom0 may make them: each must fail with
 //! `-EPERM` and change nothing. Prints
@@ -39,6 +40,10 @@ mod kernel {
         report("create", xen.domain_create(&name, CREATE_KIB, 1));
         report("physinfo", xen.physinfo());
         report("list", xen.domain_list(0));
+        // Device interrupts are the hardware domain's: COM2's GSI 3, and
+        // the pirq dom0's agent would have for it.
+        report("map-pirq(GSI 3)", xen.map_pirq_gsi(3));
+        report("unmap-pirq(16)", xen.unmap_pirq(16));
         for target in [0, victim] {
             attack(&xen, target);
         }

@@ -298,7 +298,7 @@ fn version_mismatch_exits_5_and_names_both_versions() {
     let (code, message) = fails(&agent.path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.0, the management agent speaks 9.1"),
+        message.contains("the client speaks 2.1, the management agent speaks 9.1"),
         "{message}"
     );
 }
@@ -651,7 +651,7 @@ fn an_agent_of_protocol_1_gets_a_version_error() {
     let (code, message) = fails(&path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.0, the management agent speaks 1.0"),
+        message.contains("the client speaks 2.1, the management agent speaks 1.0"),
         "{message}"
     );
     drop(old);

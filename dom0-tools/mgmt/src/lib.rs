@@ -36,8 +36,8 @@ pub use codec::{
 };
 pub use decoder::{Decoded, Decoder};
 pub use domain::{
-    validate_name, ControlAbiVersion, DomId, DomainConfig, DomainRef, DomainState, DomainSummary,
-    HostInfo, ShutdownReason, MAX_CMDLINE,
+    validate_name, ControlAbiVersion, DomId, DomainConfig, DomainCounters, DomainRef, DomainState,
+    DomainSummary, HostInfo, ShutdownReason, MAX_CMDLINE,
 };
 pub use error::{DomainOperation, MgmtError, Mib, UploadError};
 pub use frame::{crc32, encode_frame, FrameError, MAX_FRAME, MAX_PAYLOAD};

@@ -43,7 +43,10 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DomId, DomainConfig, DomainRef, DomainSummary, HostInfo, MgmtError, ProtocolVersion};
+use crate::{
+    DomId, DomainConfig, DomainCounters, DomainRef, DomainSummary, HostInfo, MgmtError,
+    ProtocolVersion,
+};
 
 /// Largest kernel image an upload may announce, bytes.
 pub const MAX_IMAGE_BYTES: u32 = 16 << 20;
@@ -160,6 +163,9 @@ pub enum Request {
     ConsoleDetach,
     /// The hypervisor's log ring. → [`Reply::Dmesg`].
     Dmesg,
+    /// Every domain's counters (CPU time, VM exits, hypercalls), for
+    /// `list -l`. → [`Reply::Stats`]. Since 2.1.
+    Stats,
 }
 
 /// What a guest is asked to do by [`Request::Shutdown`].
@@ -277,6 +283,8 @@ pub enum Reply {
         /// The text.
         text: String,
     },
+    /// Every domain's counters, by domid.
+    Stats(Vec<DomainCounters>),
 }
 
 /// Something the server reports unasked.

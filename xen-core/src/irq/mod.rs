@@ -27,7 +27,14 @@
 #![warn(clippy::indexing_slicing)]
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
+// Tests index the fixtures they built and cast fixture constants chosen
+// to fit; a bad index or value is a failed test.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests;
 
 use alloc::collections::BTreeMap;
@@ -81,9 +88,15 @@ impl GsiConfig {
 
 /// The signalling of every GSI the platform's IO-APICs have, by GSI
 /// (`None` for a GSI no IO-APIC serves), at most [`MAX_GSIS`]:
-/// [`GsiConfig::default_for`], then each ISA interrupt source override
-/// applied to the GSI it names. `pins(io_apic)` is its input count.
-pub fn platform_gsis(platform: &Platform, pins: impl Fn(&IoApic) -> u32) -> Vec<Option<GsiConfig>> {
+/// [`GsiConfig::default_for`], then what `intx_mode(gsi)` says for a GSI
+/// a PCI function's INTx is routed to (the DSDT's `_PRT` link), then each
+/// ISA interrupt source override applied to the GSI it names.
+/// `pins(io_apic)` is its input count.
+pub fn platform_gsis(
+    platform: &Platform,
+    pins: impl Fn(&IoApic) -> u32,
+    intx_mode: impl Fn(u32) -> Option<(Trigger, Polarity)>,
+) -> Vec<Option<GsiConfig>> {
     let nr = platform
         .io_apics()
         .iter()
@@ -93,9 +106,11 @@ pub fn platform_gsis(platform: &Platform, pins: impl Fn(&IoApic) -> u32) -> Vec<
         .min(MAX_GSIS);
     let mut gsis: Vec<Option<GsiConfig>> = (0..nr)
         .map(|gsi| {
-            platform
-                .io_apic_for_gsi(gsi, &pins)
-                .map(|_| GsiConfig::default_for(gsi))
+            platform.io_apic_for_gsi(gsi, &pins)?;
+            Some(match intx_mode(gsi) {
+                Some((trigger, polarity)) => GsiConfig { trigger, polarity },
+                None => GsiConfig::default_for(gsi),
+            })
         })
         .collect();
     for o in platform.isa_overrides() {

@@ -44,8 +44,18 @@ fn platform_overrides_set_the_signalling() {
         .unwrap();
     p.add_isa_override(o(9, 9, Trigger::Level, Polarity::ActiveHigh))
         .unwrap();
-    let gsis = platform_gsis(&p, |_| 24);
+    let pci = |gsi| (gsi == 17).then_some((Trigger::Level, Polarity::ActiveHigh));
+    let gsis = platform_gsis(&p, |_| 24, pci);
     assert_eq!(gsis.len(), 24);
+    assert_eq!(
+        gsis[17],
+        Some(GsiConfig {
+            trigger: Trigger::Level,
+            polarity: Polarity::ActiveHigh
+        }),
+        "from _PRT"
+    );
+    assert_eq!(gsis[18], Some(GsiConfig::default_for(18)));
     assert_eq!(
         gsis[9],
         Some(GsiConfig {
@@ -69,11 +79,11 @@ fn platform_overrides_set_the_signalling() {
         gsi_base: 40,
     })
     .unwrap();
-    let gsis = platform_gsis(&two, |_| 24);
+    let gsis = platform_gsis(&two, |_| 24, |_| None);
     assert_eq!(gsis.len(), MAX_GSIS as usize, "capped");
     assert_eq!(gsis[30], None, "between the IO-APICs");
     assert!(gsis[40].is_some());
-    assert!(platform_gsis(&Platform::new(), |_| 24).is_empty());
+    assert!(platform_gsis(&Platform::new(), |_| 24, |_| None).is_empty());
 }
 
 #[test]
@@ -248,7 +258,7 @@ impl Model {
     }
 
     /// The state of `dom`'s pirqs and of the GSIs they map.
-    fn of(&self, dom: DomId) -> (Vec<(u32, u32)>, Vec<(u32, EvtchnPort)>, Vec<u32>) {
+    fn of(&self, dom: DomId) -> DomainView {
         let mapped: Vec<(u32, u32)> = self
             .mapped
             .iter()
@@ -268,6 +278,19 @@ impl Model {
             .collect();
         (mapped, bound, flying)
     }
+}
+
+/// A domain's pirqs in the model: (pirq, GSI) mapped, (pirq, port)
+/// bound, GSIs in flight.
+type DomainView = (Vec<(u32, u32)>, Vec<(u32, EvtchnPort)>, Vec<u32>);
+/// A domain's pirqs in the routing: (pirq, GSI, port).
+type RoutingView = Vec<(u32, Option<u32>, Option<u32>)>;
+
+/// Every pirq of `dom` in `r`.
+fn routing_view(r: &Routing, dom: DomId) -> RoutingView {
+    r.pirqs_of(dom)
+        .map(|p| (p, r.pirq_gsi(dom, p), r.pirq_port(dom, p)))
+        .collect()
 }
 
 const LEVEL_FROM: u32 = NR_ISA_IRQS;
@@ -376,14 +399,11 @@ proptest! {
         for op in ops {
             let other = op_dom(op).map(|d| 1 - d);
             let before = other.map(|d| m.of(d));
-            let before_real: Option<Vec<(u32, Option<u32>, Option<u32>)>> = other.map(|d| {
-                r.pirqs_of(d).map(|p| (p, r.pirq_gsi(d, p), r.pirq_port(d, p))).collect()
-            });
+            let before_real = other.map(|d| routing_view(&r, d));
             apply(&mut r, &mut m, op, &mut port);
             if let Some(d) = other {
                 prop_assert_eq!(before, Some(m.of(d)));
-                let after: Vec<(u32, Option<u32>, Option<u32>)> =
-                    r.pirqs_of(d).map(|p| (p, r.pirq_gsi(d, p), r.pirq_port(d, p))).collect();
+                let after = routing_view(&r, d);
                 prop_assert_eq!(before_real, Some(after));
             }
             for gsi in 0..r.nr_gsis() {

@@ -65,8 +65,9 @@ const _: () = assert!(MAX_GSIS <= u64::BITS);
 
 /// Finds the platform's IO-APICs, maps their registers uncached, masks
 /// every pin and returns each GSI's signalling for the routing
-/// ([`irq::platform_gsis`]). The 8259 PICs stay masked (`pic.rs`).
-/// Interrupts must be off.
+/// ([`irq::platform_gsis`]: defaults, PCI INTx modes from `_PRT` once
+/// PCI is enumerated, MADT overrides). The 8259 PICs stay masked
+/// (`pic.rs`). Interrupts must be off.
 pub fn init(platform: &Platform) -> alloc::vec::Vec<Option<GsiConfig>> {
     let dest = platform.local_apic_ids().first().copied().unwrap_or(0);
     DEST_APIC_ID.store(u64::from(dest), Ordering::Relaxed);
@@ -96,9 +97,9 @@ pub fn init(platform: &Platform) -> alloc::vec::Vec<Option<GsiConfig>> {
         }
         chips
     });
-    let gsis = irq::platform_gsis(platform, |a| {
-        chips.iter().find(|c| c.apic == *a).map_or(0, |c| c.pins)
-    });
+    let pins = |a: &IoApic| chips.iter().find(|c| c.apic == *a).map_or(0, |c| c.pins);
+    let intx_mode = |gsi| crate::pci::get()?.intx_mode(gsi);
+    let gsis = irq::platform_gsis(platform, pins, intx_mode);
     log::info!(
         "ioapic: {} GSIs routed to vectors {:#x}.., to APIC id {dest}",
         gsis.len(),
@@ -171,8 +172,7 @@ pub(super) extern "C" fn device_interrupt(vector: u64) {
     if gsi < u64::from(MAX_GSIS) {
         let bit = 1u64 << gsi;
         if LEVEL.load(Ordering::Relaxed) & bit != 0 {
-            // gsi < MAX_GSIS (48): fits.
-            if let Some((address, index)) = locate(gsi as u32) {
+            if let Some((address, index)) = u32::try_from(gsi).ok().and_then(locate) {
                 let low = read(address, REG_REDTBL + 2 * index);
                 write(address, REG_REDTBL + 2 * index, low | RTE_MASKED);
             }
