@@ -7,7 +7,9 @@
 //! memory, ECAM (dom0's configuration accesses must trap), the IO-APICs
 //! and the local APIC. Such a BAR is refused (and logged by the caller):
 //! firmware placed it, dom0 cannot move it, so it stays unmapped.
-//! I/O BARs are not mapped here (see docs/architecture.md).
+//! I/O BARs of dom0's functions are passed through in its I/O
+//! permission map instead ([`plan_dom0_ports`]), except in the legacy
+//! port range xen-core keeps.
 
 use alloc::vec::Vec;
 
@@ -15,6 +17,7 @@ use crate::boot_info::{MemKind, MemRegion, LOW_MEMORY};
 use crate::mm::{Mfn, PhysRange, PAGE_SHIFT, PAGE_SIZE};
 use crate::paging::npt::NPT_MAX_GFN;
 use crate::platform::Platform;
+use crate::vmexit::io::{PortRange, LEGACY_PORTS_END};
 
 use super::config::Bdf;
 use super::{Owner, PciDevices};
@@ -147,6 +150,50 @@ pub fn plan_dom0_bars(
     (mapped, refused)
 }
 
+/// dom0's I/O BARs to pass through, and the refused ones (in the legacy
+/// ports below [`LEGACY_PORTS_END`], or beyond the 16-bit port space).
+pub fn plan_dom0_ports(devices: &PciDevices) -> (Vec<PortRange>, Vec<RefusedBar>) {
+    let mut passed = Vec::new();
+    let mut refused = Vec::new();
+    let dom0_io_bars = devices
+        .functions()
+        .iter()
+        .filter(|f| f.owner == Owner::Dom0)
+        .flat_map(|f| {
+            f.bars
+                .iter()
+                .filter(|b| !b.is_memory())
+                .map(move |b| (f.bdf, b))
+        });
+    for (bdf, bar) in dom0_io_bars {
+        let range = u16::try_from(bar.base)
+            .ok()
+            .zip(u16::try_from(bar.size).ok())
+            .filter(|&(first, count)| u32::from(first) + u32::from(count) <= 0x1_0000)
+            .map(|(first, count)| PortRange { first, count });
+        let reason = match range {
+            None => BarRefusal::OutOfReach,
+            Some(r) if u32::from(r.first) < LEGACY_PORTS_END => BarRefusal::Overlaps {
+                what: "the legacy ports",
+                start: 0,
+                end: u64::from(LEGACY_PORTS_END),
+            },
+            Some(r) => {
+                passed.push(r);
+                continue;
+            }
+        };
+        refused.push(RefusedBar {
+            bdf,
+            index: bar.index,
+            base: bar.base,
+            size: bar.size,
+            reason,
+        });
+    }
+    (passed, refused)
+}
+
 /// The whole pages `[base, base + size)` covers, if none is forbidden.
 fn check(
     base: u64,
@@ -276,6 +323,18 @@ mod tests {
             })
             .collect();
         assert_eq!(reasons, [(0, "RAM"), (1, "ECAM"), (2, "local APIC")]);
+    }
+
+    #[test]
+    fn io_bars_pass_through_above_the_legacy_ports() {
+        let cfg = q35();
+        let smbus = FakeFunction::endpoint(0x8086, 0x2930, 0xc, 5, 1).io(4, 0x700, 0x40);
+        cfg.add(bdf(0, 0x1f, 3), smbus);
+        let (passed, refused) = plan_dom0_ports(&devices(&cfg));
+        let ports: Vec<(u16, u16)> = passed.iter().map(|r| (r.first, r.count)).collect();
+        assert_eq!(ports, [(0xc000, 0x20), (0xc040, 0x20)]);
+        assert_eq!(refused.len(), 1);
+        assert_eq!((refused[0].bdf, refused[0].base), (bdf(0, 0x1f, 3), 0x700));
     }
 
     #[test]

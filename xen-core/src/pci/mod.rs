@@ -25,12 +25,14 @@ use config::{Bdf, ConfigAccess, INTERRUPT_LINE, NO_INTERRUPT_LINE};
 pub use enumerate::{Bar, BarKind, IntxRoute, Owner, PciFunction};
 
 use crate::platform::{Polarity, Trigger};
+use crate::vmexit::io::PortRange;
 
 /// The functions found at boot, in scan order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PciDevices {
     functions: Vec<PciFunction>,
     dom0_bars: Vec<BarMapping>,
+    dom0_ports: Vec<PortRange>,
 }
 
 impl PciDevices {
@@ -39,11 +41,13 @@ impl PciDevices {
         Self {
             functions,
             dom0_bars: Vec::new(),
+            dom0_ports: Vec::new(),
         }
     }
 
-    /// Plans dom0's 1:1 BAR mappings (see [`bars::plan_dom0_bars`]),
-    /// keeps them for dom0's build and logs each refused BAR.
+    /// Plans dom0's 1:1 BAR mappings and I/O BAR ports (see
+    /// [`bars::plan_dom0_bars`], [`bars::plan_dom0_ports`]), keeps them
+    /// for dom0's build and logs each refused BAR.
     pub fn plan_dom0_bars(&mut self, forbidden: &[(crate::mm::PhysRange, &'static str)]) {
         let (mapped, refused) = bars::plan_dom0_bars(self, forbidden);
         for r in refused {
@@ -57,6 +61,23 @@ impl PciDevices {
             );
         }
         self.dom0_bars = mapped;
+        let (ports, refused) = bars::plan_dom0_ports(self);
+        for r in refused {
+            log::info!(
+                "pci: {} BAR{} ports [{:#x}+{:#x}] not passed through to dom0: {}",
+                r.bdf,
+                r.index,
+                r.base,
+                r.size,
+                r.reason
+            );
+        }
+        self.dom0_ports = ports;
+    }
+
+    /// The I/O BAR port ranges dom0 gets without exits.
+    pub fn dom0_ports(&self) -> &[PortRange] {
+        &self.dom0_ports
     }
 
     /// The BAR ranges dom0 gets 1:1.

@@ -93,6 +93,20 @@ impl IoPortPolicy {
     }
 }
 
+/// Ports below this are the PC's legacy devices xen-core keeps or
+/// mediates (PIC, PIT, RTC, COM1, QEMU's debug exit, the PCI configuration
+/// ports 0xCF8-0xCFF): an I/O BAR there is never passed through.
+pub const LEGACY_PORTS_END: u32 = 0x1000;
+
+/// Clears the bits of `range` in `map`: its ports no longer exit (dom0's
+/// I/O BARs, added at boot to [`IoPortPolicy::Dom0`]'s map).
+pub fn allow_ports(map: &mut [u8; IOPM_BYTES], range: PortRange) {
+    let first = usize::from(range.first);
+    for port in first..first + usize::from(range.count) {
+        map[port / 8] &= !(1 << (port % 8));
+    }
+}
+
 /// Size of an SVM I/O permission map in bytes: one bit per port plus a
 /// spill-over page for multi-byte accesses at the top of the port space.
 pub const IOPM_BYTES: usize = 3 * 4096;
@@ -186,6 +200,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn allowed_ports_stop_exiting_and_nothing_else_changes() {
+        let mut map = iopm_bits(IoPortPolicy::Dom0);
+        let bar = PortRange {
+            first: 0xc0c0,
+            count: 0x20,
+        };
+        allow_ports(&mut map, bar);
+        for port in 0..=u16::MAX {
+            let passed = bar.covers(port, 1) || COM2.covers(port, 1);
+            assert_eq!(exits(&map, port, 1), !passed, "{port:#x}");
+        }
+        // The top port: the count ends exactly at the port space's end.
+        allow_ports(
+            &mut map,
+            PortRange {
+                first: 0xfff0,
+                count: 0x10,
+            },
+        );
+        assert!(!exits(&map, 0xffff, 1));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `pciprobe` (issue 10): a test kernel booted as dom0 (a binary of the
-//! dom0 package so that it links at dom0's GPA, 16 MiB), reads PCI configuration space
-//! through ECAM as xen-core mediates it, and reports what it saw:
+//! dom0 package so that it links at dom0's GPA, 16 MiB). It reads PCI
+//! configuration space through ECAM as xen-core mediates it, and reports
+//! what it saw:
 //! - vendor:device of 0000:00:00.0 (the host bridge);
 //! - the first virtio-net function on bus 0 and its Interrupt Line (the
 //!   GSI xen-core wrote there);
@@ -8,7 +9,9 @@
 //! - an attempt to move BAR1 onto dom0's own RAM (xen-core refuses it:
 //!   the BAR reads back unchanged);
 //! - a read through the BAR mapping: the MSI-X table's first vector
-//!   control word, which a device resets to "masked" (1).
+//!   control word, which a device resets to "masked" (1);
+//! - a read of its legacy I/O BAR (virtio's device features), which
+//!   xen-core passes through: not the null handler's all ones.
 //!
 //! Each check prints `pciprobe: <check>: got <result> (expected
 //! <result>)`; the last line is `pciprobe: done: <n> checks, <m>
@@ -129,6 +132,13 @@ mod kernel {
         if let Some(table) = msix_table(c, dev) {
             let base = u64::from(original & !0xf);
             c.check("msix-entry0-masked-via-bar", c.read32(base + table + 12), 1);
+        }
+        let bar0 = c.config(dev, 0x10);
+        if bar0 & 1 == 1 {
+            let port = u16::try_from(bar0 & 0xfffc).unwrap_or(0);
+            let features = probe::port_in(port, 4, 0).unwrap_or(u64::MAX);
+            println!("pciprobe: I/O BAR0 at {port:#x}: device features {features:#x}");
+            c.check("io-bar-reaches-device", features != 0xffff_ffff, true);
         }
     }
 

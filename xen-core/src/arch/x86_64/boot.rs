@@ -78,7 +78,7 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
 }
 
 /// Finds the PCI functions over ECAM, routes their INTx, logs them and
-/// Plans dom0's BAR mappings.
+/// plans dom0's BAR mappings and I/O ports.
 fn init_pci(platform: &'static Platform, acpi: Option<&AcpiTables<IdentityAcpi>>, info: &BootInfo) {
     let ecam = Ecam::new(platform);
     let (functions, dropped) = crate::pci::enumerate::enumerate(&ecam, platform.ecam_regions());
@@ -91,6 +91,11 @@ fn init_pci(platform: &'static Platform, acpi: Option<&AcpiTables<IdentityAcpi>>
     devices.route_intx(&ecam, |f| router.as_mut().and_then(|r| r.route(f)));
     devices.log();
     devices.plan_dom0_bars(&forbidden_ranges(info.memmap(), platform));
+    svm::init_dom0_iopm(devices.dom0_ports());
+    log::info!(
+        "pci: {} I/O BARs passed through to dom0",
+        devices.dom0_ports().len()
+    );
     crate::pci::set(devices);
 }
 

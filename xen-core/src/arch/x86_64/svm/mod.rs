@@ -16,6 +16,7 @@ mod vcpu;
 mod vmcb;
 mod vmrun;
 
+pub use bitmaps::init_dom0_iopm;
 pub use guest::SvmGuest;
 pub use pcpu::{enable_this_cpu, enable_this_cpu_or_die, host_cpuid, SvmError, SvmFeatures};
 pub use vcpu::SvmVcpu;
