@@ -15,23 +15,29 @@
 //!   off, then power off.
 //! - `com2-gsi=N` (added by xen-core): the GSI of COM2's interrupt, which
 //!   the agent binds as a pirq so that it sleeps until bytes arrive.
+//! - `pci-ecam=BASE:FIRST-LAST` (added by xen-core from the MCFG): where
+//!   dom0 finds its PCI devices (`devices`): the disk and the NICs, taken
+//!   over and checked at boot in every mode once events work.
 //!
 //! Without event channels or grant tables the backend reports why
 //! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
 //! ticker does (yield / one-shot timer + block); with `console-backend`
 //! it then powers off with SHUTDOWN_crash.
 #![cfg_attr(target_os = "none", no_std, no_main)]
-#![forbid(unsafe_code)]
+// `unsafe` only in `devices::hal` (DMA memory and ECAM for virtio-drivers).
+#![deny(unsafe_code)]
 
 guest_pv_shim::guest_kernel!(kernel::main);
 
-#[cfg(target_os = "none")]
+#[cfg(any(test, target_os = "none"))]
 extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod agent;
 #[cfg(target_os = "none")]
 mod console_backend;
+#[cfg(any(test, target_os = "none"))]
+mod devices;
 #[cfg(target_os = "none")]
 mod hv;
 
@@ -40,9 +46,9 @@ mod kernel {
     use guest_pv_shim::console::nul_padded_str;
     use guest_pv_shim::{println, ticker, Boot, Clock, ShutdownReason, Xen};
 
-    use crate::agent;
     use crate::console_backend::Backend;
     use crate::hv::XenHypervisor;
+    use crate::{agent, devices};
 
     pub fn main(boot: Boot) -> ! {
         let Boot { xen, start_info } = boot;
@@ -78,6 +84,9 @@ mod kernel {
             .and_then(|n| n.parse().ok());
         let reason = match Backend::start(&xen, start_info.ram_end()) {
             Ok(mut backend) => {
+                // The drivers' DMA memory comes from the heap.
+                agent::heap::init();
+                let _devices = devices::start(backend.events(), &start_info);
                 with_backend(&clock, &mut backend, ticks, serve, mgmt.then_some(com2_gsi))
             }
             Err(e) => {

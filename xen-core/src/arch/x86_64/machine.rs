@@ -422,14 +422,22 @@ impl Machine {
 const COM2_ISA_IRQ: u8 = 3;
 
 /// dom0's command line: the bundle's, plus `com2-gsi=N`, the GSI COM2's
-/// ISA IRQ arrives on (its MADT override, if any): what dom0 would read
-/// in the MADT, which it cannot map (it has no ACPI access yet).
+/// ISA IRQ arrives on (its MADT override, if any), and
+/// `pci-ecam=BASE:FIRST-LAST`, segment 0's ECAM region (MCFG), where dom0
+/// scans PCI (each access mediated by `pci::vpci`): what dom0 would read
+/// in the MADT and MCFG, which it cannot map (it has no ACPI access yet).
 fn dom0_cmdline(bundle: &str) -> alloc::string::String {
-    let gsi = crate::platform::get()
+    let platform = crate::platform::get();
+    let gsi = platform
         .and_then(|p| p.isa_irq(COM2_ISA_IRQ))
         .map_or(u32::from(COM2_ISA_IRQ), |o| o.gsi);
     let sep = if bundle.is_empty() { "" } else { " " };
-    alloc::format!("{bundle}{sep}com2-gsi={gsi}")
+    let mut cmdline = alloc::format!("{bundle}{sep}com2-gsi={gsi}");
+    let ecam = platform.and_then(|p| p.ecam_regions().iter().find(|r| r.segment == 0));
+    if let Some(r) = ecam {
+        cmdline += &alloc::format!(" pci-ecam={:#x}:{}-{}", r.base, r.bus_start, r.bus_end);
+    }
+    cmdline
 }
 
 /// The earlier of two optional deadlines.
