@@ -12,6 +12,9 @@
 //!   rule of the server side; [`MgmtError`], the errors the operator
 //!   reads; [`Upload`], the chunked kernel upload.
 //!
+//! [`auth`]: the TCP transport's HMAC-SHA256 challenge-response, before
+//! any request (protocol 2.1).
+//!
 //! no_std + alloc: the same code serves the agent in dom0.
 
 #![cfg_attr(not(test), no_std)]
@@ -20,6 +23,7 @@
 
 extern crate alloc;
 
+pub mod auth;
 mod codec;
 mod decoder;
 mod domain;
