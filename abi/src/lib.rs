@@ -4,6 +4,7 @@
 //! - [`control`]: our versioned control ABI (dom0 only).
 //! - [`bundle`]: the boot bundle format (built by xtask, read by xen-core).
 //! - [`debug_exit`]: the status codes xen-core ends a QEMU run with.
+//! - [`machine`]: the devices xtask's QEMU machine gives dom0.
 //! - [`convert`]: lossless integer conversions for 64-bit targets.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -13,4 +14,5 @@ pub mod control;
 #[cfg(target_pointer_width = "64")]
 pub mod convert;
 pub mod debug_exit;
+pub mod machine;
 pub mod xen;

@@ -8,6 +8,7 @@ mod bundle;
 mod deps;
 mod fuzz;
 mod lint;
+mod machine;
 mod mgmt_socket;
 mod output;
 mod progress;

@@ -37,7 +37,7 @@ fn remove(path: &Path) {
 pub struct Owned(PathBuf);
 
 impl Owned {
-    fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         OWNED
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::machine::MachineDevices;
 use crate::scenario::QemuSpec;
 
 /// Most output kept from one run; the rest is dropped (a runaway guest
@@ -88,12 +89,13 @@ fn kill_all() {
 /// The QEMU command line: the machine of docs/development.md, COM1 on
 /// stdio, COM2 (the management channel) on the UNIX socket `com2` if
 /// given, the debug-exit device, `kernel` as `-kernel`, `initrd` as the
-/// one boot module.
+/// one boot module, and the disk and NICs dom0 drives (`devices`).
 pub fn command(
     kernel: &Path,
     initrd: Option<&Path>,
     spec: &QemuSpec,
     com2: Option<&Path>,
+    devices: Option<&MachineDevices>,
 ) -> Command {
     let mut command = Command::new("qemu-system-x86_64");
     command
@@ -126,6 +128,9 @@ pub fn command(
         .arg(kernel);
     if let Some(initrd) = initrd {
         command.arg("-initrd").arg(initrd);
+    }
+    if let Some(devices) = devices {
+        command.args(devices.qemu_args());
     }
     if let Some(append) = &spec.append {
         command.args(["-append", append]);

@@ -15,6 +15,7 @@ use regex::Regex;
 
 use crate::artifacts::Artifacts;
 use crate::bundle;
+use crate::machine::MachineDevices;
 use crate::mgmt_socket::{self, AGENT_READY};
 use crate::output::{self, End, ExitName, Expectations, InputScript};
 use crate::progress;
@@ -47,16 +48,24 @@ pub fn up(root: &Path, artifacts: &Artifacts, socket: &Path) -> Result<ExitCode>
     let config = scenario::load_run_config(root)?;
     let claimed = mgmt_socket::claim(socket)?;
     let bundle = bundle::write(root, artifacts, &config.bundle, "default")?;
+    let devices = MachineDevices::persistent(root)?;
     let command = qemu::command(
         &artifacts.xen_core()?,
         Some(&bundle),
         &config.qemu,
         Some(socket),
+        Some(&devices),
     );
     println!(
         "xtask: booting {} with the management socket {} (Ctrl-C stops QEMU)",
         bundle.display(),
         socket.display()
+    );
+    println!(
+        "xtask: dom0's disk: {}; management NIC: 127.0.0.1:{} forwarded to dom0's port {}",
+        devices.disk().display(),
+        devices.mgmt_host_port(),
+        abi::machine::MGMT_TCP_PORT
     );
     let mut qemu = Qemu::spawn(command, true)?;
     if let Some(mut console) = qemu.stdin() {
@@ -288,11 +297,17 @@ fn boot_and_judge(
     } else {
         Some(artifacts.dom0ctl()?)
     };
+    // dom0 (the bundle's first image) gets its disk and NICs.
+    let devices = bundle
+        .as_ref()
+        .map(|_| MachineDevices::per_run(root, &scenario.name))
+        .transpose()?;
     let command = qemu::command(
         &artifacts.xen_core()?,
         bundle.as_deref(),
         &scenario.qemu,
         socket.as_deref(),
+        devices.as_ref(),
     );
 
     let mut qemu = Qemu::spawn(command, show == Show::Everything)?;

@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use regex::Regex;
 
 use crate::artifacts::Artifacts;
+use crate::machine::MachineDevices;
 use crate::mgmt_socket::{self, AGENT_READY};
 use crate::qemu::Qemu;
 use crate::{bundle, output, qemu, scenario};
@@ -60,11 +61,13 @@ pub fn run(root: &Path, artifacts: &Artifacts, cycles: u64) -> Result<ExitCode> 
     let dir = mgmt_socket::scenario_dir("soak")?;
     let socket = dir.path().join("mgmt.sock");
     let bundle = bundle::write(root, artifacts, &config.bundle, "soak")?;
+    let devices = MachineDevices::per_run(root, "soak")?;
     let command = qemu::command(
         &artifacts.xen_core()?,
         Some(&bundle),
         &config.qemu,
         Some(&socket),
+        Some(&devices),
     );
     let mut machine = Machine {
         qemu: Qemu::spawn(command, false)?,
