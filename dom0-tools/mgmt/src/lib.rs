@@ -52,8 +52,8 @@ pub use message::{
 };
 pub use server::{Answer, Outgoing, Server};
 pub use upload::{create_requests, Upload};
-/// The TCP port dom0's management agent listens on (in the guest; QEMU's
-/// user network forwards a host port on 127.0.0.1 to it, see `xtask`).
-pub const MGMT_TCP_PORT: u16 = 7700;
+/// The TCP port dom0's management agent listens on (the guest side of
+/// QEMU's `hostfwd`; [`abi::machine`] says what else the machine gives).
+pub use abi::machine::MGMT_TCP_PORT;
 
 pub use version::{check_compatible, ProtocolVersion, PROTOCOL_V1, PROTOCOL_VERSION};
