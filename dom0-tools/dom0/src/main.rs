@@ -19,17 +19,20 @@
 //! ticker does (yield / one-shot timer + block); with `console-backend`
 //! it then powers off with SHUTDOWN_crash.
 #![cfg_attr(target_os = "none", no_std, no_main)]
-#![forbid(unsafe_code)]
+// `unsafe` only in `devices::hal` (DMA memory and ECAM for virtio-drivers).
+#![deny(unsafe_code)]
 
 guest_pv_shim::guest_kernel!(kernel::main);
 
-#[cfg(target_os = "none")]
+#[cfg(any(test, target_os = "none"))]
 extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod agent;
 #[cfg(target_os = "none")]
 mod console_backend;
+#[cfg(any(test, target_os = "none"))]
+mod devices;
 #[cfg(target_os = "none")]
 mod hv;
 
