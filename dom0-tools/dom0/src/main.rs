@@ -41,8 +41,16 @@ mod kernel {
     use guest_pv_shim::console::nul_padded_str;
     use guest_pv_shim::{println, ticker, Boot, Clock, ShutdownReason, Xen};
 
+    use abi::bundle::MGMT_KEY_MODULE;
+    use guest_pv_shim::arch::phys::IdentityMap;
+    use guest_pv_shim::start_info::PhysMemory;
+    use guest_pv_shim::StartInfo;
+    use mgmt::auth::{Key, KEY_LEN};
+
     use crate::agent;
+    use crate::agent::tcp::TcpServer;
     use crate::console_backend::Backend;
+    use crate::devices::Nic;
     use crate::hv::XenHypervisor;
 
     pub fn main(boot: Boot) -> ! {
@@ -74,8 +82,12 @@ mod kernel {
         let Some(clock) = clock(&xen) else {
             xen.shutdown(ShutdownReason::Crash)
         };
+        let tcp = mgmt.then(|| TcpSetup {
+            key: mgmt_key(&start_info),
+            nic: None,
+        });
         let reason = match Backend::start(&xen, start_info.ram_end()) {
-            Ok(mut backend) => with_backend(&clock, &mut backend, ticks, serve, mgmt),
+            Ok(mut backend) => with_backend(&clock, &mut backend, ticks, serve, tcp),
             Err(e) => {
                 println!("dom0: console: backend unavailable: {e}");
                 match ticker::run(&xen, &clock, "dom0: ", ticks) {
@@ -87,15 +99,59 @@ mod kernel {
         xen.shutdown(reason)
     }
 
+    /// What the management agent's TCP server needs.
+    struct TcpSetup {
+        /// The key from the boot bundle's dom0 module.
+        key: Option<Key>,
+        /// The management NIC.
+        nic: Option<Nic>,
+    }
+
+    /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its
+    /// [`KEY_LEN`] bytes (`cargo xtask up` puts it in the bundle).
+    fn mgmt_key(start_info: &StartInfo) -> Option<Key> {
+        let module = start_info
+            .modules()
+            .iter()
+            .find(|m| m.cmdline() == MGMT_KEY_MODULE)?;
+        let mut bytes = [0u8; KEY_LEN];
+        let read = module.size == KEY_LEN as u64 && IdentityMap.read(module.paddr, &mut bytes);
+        if !read {
+            println!(
+                "dom0: mgmt: the {MGMT_KEY_MODULE} module is not {KEY_LEN} bytes in RAM: ignored"
+            );
+            return None;
+        }
+        Key::from_bytes(&bytes).ok()
+    }
+
+    /// The TCP server, if the key and the NIC are there (else why not).
+    fn tcp_server(backend: &Backend, setup: TcpSetup) -> Option<TcpServer> {
+        match setup {
+            TcpSetup {
+                key: Some(key),
+                nic: Some(nic),
+            } => Some(TcpServer::start(nic, key, backend.now().unwrap_or(0))),
+            TcpSetup { key: None, .. } => {
+                println!("dom0: mgmt: no management key in the boot bundle: no TCP, COM2 only");
+                None
+            }
+            TcpSetup { nic: None, .. } => {
+                println!("dom0: mgmt: no management NIC: no TCP, COM2 only");
+                None
+            }
+        }
+    }
+
     /// Ticks while serving consoles, then serves the management channel
-    /// (`mgmt`) or (with `serve`) consoles until the domUs are down;
+    /// (with `tcp`) or (with `serve`) consoles until the domUs are down;
     /// releases every console.
     fn with_backend(
         clock: &Clock,
         backend: &mut Backend,
         ticks: u32,
         serve: bool,
-        mgmt: bool,
+        tcp: Option<TcpSetup>,
     ) -> ShutdownReason {
         let ticked = ticker::run_with(
             clock,
@@ -104,9 +160,10 @@ mod kernel {
             |_| "console-backend",
             |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
         );
-        let served = if mgmt {
+        let served = if let Some(setup) = tcp {
             agent::heap::init();
-            let served = agent::serve(backend, &mut XenHypervisor::new(*backend.xen()));
+            let tcp = tcp_server(backend, setup);
+            let served = agent::serve(backend, &mut XenHypervisor::new(*backend.xen()), tcp);
             backend.release_all();
             served
         } else if serve {

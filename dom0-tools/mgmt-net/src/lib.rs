@@ -29,6 +29,9 @@
 extern crate alloc;
 
 mod conn;
+
+/// The TCP/IP stack, for the device adapters of its users.
+pub use smoltcp;
 #[cfg(test)]
 mod tests;
 

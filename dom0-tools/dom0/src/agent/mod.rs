@@ -18,6 +18,7 @@ mod domains;
 pub mod heap;
 mod link;
 mod session;
+pub mod tcp;
 
 use guest_pv_shim::{println, XenError};
 use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
@@ -26,14 +27,20 @@ use toolstack::Hypervisor;
 use crate::console_backend::Backend;
 use link::Link;
 use session::{Ctx, Session};
+use tcp::TcpServer;
 
 /// How long dom0 sleeps between looks at an idle COM2, ns: a request
 /// waits at most this long to be noticed.
 pub const POLL_NS: u64 = 5_000_000;
 
 /// Serves the management channel until a client asks dom0 to power off
-/// (`Ok`), or a hypercall the loop needs fails.
-pub fn serve(backend: &mut Backend, hv: &mut impl Hypervisor) -> Result<(), XenError> {
+/// (`Ok`), or a hypercall the loop needs fails; with `tcp`, also over TCP
+/// on the management NIC (COM2 stays the fallback).
+pub fn serve(
+    backend: &mut Backend,
+    hv: &mut impl Hypervisor,
+    mut tcp: Option<TcpServer>,
+) -> Result<(), XenError> {
     let mut link = Link::com2();
     // Session ids start from the clock, so a client of an earlier boot
     // does not find its old id in use.
@@ -63,10 +70,22 @@ pub fn serve(backend: &mut Backend, hv: &mut impl Hypervisor) -> Result<(), XenE
         if let Some((id, session)) = server.session() {
             session.console_events(id, backend, |event| link.send(event));
         }
-        let deadline = if link.receiving(now) {
+        let mut power_off = false;
+        let tcp_due = tcp
+            .as_mut()
+            .and_then(|t| t.poll(now, hv, backend, &mut power_off));
+        if power_off {
+            println!("dom0: mgmt: power-off requested");
+            return Ok(());
+        }
+        let busy = link.receiving(now)
+            || tcp
+                .as_ref()
+                .is_some_and(|t| t.receiving(now, link::RX_ACTIVE_NS));
+        let deadline = if busy {
             now
         } else {
-            now + POLL_NS
+            now + tcp_due.map_or(POLL_NS, |due| due.min(POLL_NS))
         };
         backend.serve_until(deadline)?;
     }
