@@ -8,7 +8,7 @@
 //! code runs over the real shared-info page (see `arch::evtchn`) and over
 //! a simulated one in the host tests.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use abi::xen::event_channel::{EvtchnPort, EVTCHN_2L_NR_CHANNELS};
 
@@ -147,6 +147,8 @@ pub struct Dispatcher {
     ports: [AtomicU32; MAX_PORT_HANDLERS],
     handlers: spin::Mutex<[Option<Handler>; MAX_PORT_HANDLERS]>,
     fired: [AtomicU64; EVTCHN_WORDS],
+    /// Some port fired since the last [`Dispatcher::take_any`].
+    any: AtomicBool,
 }
 
 /// The handler table is full ([`MAX_PORT_HANDLERS`]).
@@ -166,7 +168,14 @@ impl Dispatcher {
             ports: [const { AtomicU32::new(NO_PORT) }; MAX_PORT_HANDLERS],
             handlers: spin::Mutex::new([None; MAX_PORT_HANDLERS]),
             fired: [const { AtomicU64::new(0) }; EVTCHN_WORDS],
+            any: AtomicBool::new(false),
         }
+    }
+
+    /// Whether any port fired since the last call (and clears that); the
+    /// ports' own fired marks stay for [`Dispatcher::take_fired`].
+    pub fn take_any(&self) -> bool {
+        self.any.swap(false, Ordering::SeqCst)
     }
 
     /// Calls `handler` for each event on `port` (replacing an earlier one);
@@ -199,6 +208,7 @@ impl Dispatcher {
             return;
         };
         self.fired[word].fetch_or(bit, Ordering::SeqCst);
+        self.any.store(true, Ordering::SeqCst);
         let handler = self.slot_of(port).and_then(|slot| {
             // Upcalls are off whenever the table is locked, so this only
             // fails if a handler itself changes the table: skip it then.

@@ -29,9 +29,10 @@ pub mod ticker;
 #[cfg(target_os = "none")]
 pub use arch::{
     entry::Boot,
-    evtchn::{Events, PortStatus},
+    evtchn::{Events, PortStatus, Wake},
     gnttab::{CopySide, ForeignMapping, GrantOpError, Grants},
     hypercall::{ShutdownReason, Xen},
+    physdev::DeviceIrq,
     shared_info::{Clock, SharedInfo, WallClock},
     shared_page::SharedFrame,
 };

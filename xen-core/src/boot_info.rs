@@ -168,6 +168,8 @@ pub struct BootInfo {
     cmdline_len: usize,
     /// The start info, memory map, module list and command line themselves.
     tables: [PhysRange; 4],
+    /// Physical address of the ACPI RSDP, 0 if the loader gave none.
+    rsdp_paddr: u64,
 }
 
 impl BootInfo {
@@ -188,6 +190,7 @@ impl BootInfo {
             cmdline: [0; MAX_CMDLINE_LEN],
             cmdline_len: 0,
             tables: [PhysRange { start: 0, end: 0 }; 4],
+            rsdp_paddr: si.rsdp_paddr,
         };
         info.tables[0] = table_range(start_info_pa, 1, size_of::<HvmStartInfo>(), "start info")?;
         info.read_memmap(mem, &si)?;
@@ -218,6 +221,12 @@ impl BootInfo {
     pub fn cmdline(&self) -> &str {
         // Checked to be UTF-8 in `read_cmdline`.
         core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
+    }
+
+    /// Physical address of the ACPI RSDP (`rsdp_paddr`; QEMU's PVH option
+    /// ROM finds it in the BIOS area), `None` if the loader gave none.
+    pub fn rsdp(&self) -> Option<u64> {
+        (self.rsdp_paddr != 0).then_some(self.rsdp_paddr)
     }
 
     /// The value of `key=value` in the command line (the last one wins).

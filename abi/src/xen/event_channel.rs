@@ -19,8 +19,11 @@ pub const EVTCHN_2L_NR_CHANNELS: u32 = 4096;
 pub const EVTCHNOP_BIND_INTERDOMAIN: u32 = 0;
 /// `EVTCHNOP_bind_virq`: arg <-> [`EvtchnBindVirq`].
 pub const EVTCHNOP_BIND_VIRQ: u32 = 1;
-/// `EVTCHNOP_bind_pirq`.
+/// `EVTCHNOP_bind_pirq`: arg <-> [`EvtchnBindPirq`].
 pub const EVTCHNOP_BIND_PIRQ: u32 = 2;
+/// `BIND_PIRQ__WILL_SHARE`: `EvtchnBindPirq::flags` bit 0, the caller
+/// accepts sharing the physical IRQ with other domains.
+pub const BIND_PIRQ_WILL_SHARE: u32 = 1;
 /// `EVTCHNOP_close`: arg -> [`EvtchnClose`].
 pub const EVTCHNOP_CLOSE: u32 = 3;
 /// `EVTCHNOP_send`: arg -> [`EvtchnSend`].
@@ -127,6 +130,21 @@ pub struct EvtchnBindVirq {
     pub virq: u32,
     /// IN: vCPU to deliver to (0 for global VIRQs).
     pub vcpu: u32,
+    /// OUT: the new port.
+    pub port: EvtchnPort,
+}
+
+/// `struct evtchn_bind_pirq`, 12 bytes: a port for a physical IRQ the
+/// caller mapped with `PHYSDEVOP_map_pirq` (`physdev.h`).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct EvtchnBindPirq {
+    /// IN: the pirq (the domain's number for the physical IRQ).
+    pub pirq: u32,
+    /// IN: `BIND_PIRQ__WILL_SHARE` or 0.
+    pub flags: u32,
     /// OUT: the new port.
     pub port: EvtchnPort,
 }
@@ -295,6 +313,9 @@ mod tests {
         assert_eq!(size_of::<EvtchnBindInterdomain>(), 12);
         assert_eq!(offset_of!(EvtchnBindInterdomain, remote_port), 4);
         assert_eq!(offset_of!(EvtchnBindInterdomain, local_port), 8);
+        assert_eq!(size_of::<EvtchnBindPirq>(), 12);
+        assert_eq!(offset_of!(EvtchnBindPirq, flags), 4);
+        assert_eq!(offset_of!(EvtchnBindPirq, port), 8);
         assert_eq!(size_of::<EvtchnBindVirq>(), 12);
         assert_eq!(offset_of!(EvtchnBindVirq, vcpu), 4);
         assert_eq!(offset_of!(EvtchnBindVirq, port), 8);

@@ -19,6 +19,7 @@ pub mod grant_table;
 pub mod hvm;
 pub mod hypercall;
 pub mod memory;
+pub mod physdev;
 pub mod ring;
 pub mod sched;
 pub mod shared_info;

@@ -21,8 +21,9 @@
 //! console grant. Foreign mappings sit at [`CONSOLE_MAP_GPA`] + slot pages.
 //!
 //! Domains come from the control hypercall's list, rescanned every
-//! [`DOMAIN_CHECK_NS`], whenever `VIRQ_DOM_EXC` fires and when asked
-//! ([`Backend::rescan_soon`]); a domain that shut down is drained one
+//! [`DOMAIN_CHECK_NS`] (not for the management agent, which creates and
+//! destroys domains itself: [`Backend::rescan_on_events_only`]), whenever
+//! `VIRQ_DOM_EXC` fires and when asked ([`Backend::rescan_soon`]); a domain that shut down is drained one
 //! last time and its ring released (unmap, close), but its history is
 //! kept until the domain is gone, so that `dom0ctl console` still shows
 //! what it printed. Status lines start with `dom0: console: `.
@@ -155,7 +156,11 @@ pub struct Backend {
     /// is reported once; pruned when they are gone, as domids are reused.
     examined: [DomId; MAX_CONSOLES],
     examined_len: usize,
+    /// System time of the next scan; `u64::MAX`: only when asked.
     next_check: u64,
+    /// Rescan every [`DOMAIN_CHECK_NS`] (else only on `VIRQ_DOM_EXC` and
+    /// when asked).
+    periodic: bool,
     /// Whether another domain than dom0 was alive at the last scan.
     domus_alive: bool,
 }
@@ -177,6 +182,7 @@ impl Backend {
             examined: [DOMID_INVALID; MAX_CONSOLES],
             examined_len: 0,
             next_check: 0,
+            periodic: true,
             domus_alive: true,
         };
         println!(
@@ -188,6 +194,30 @@ impl Backend {
         );
         backend.scan();
         Ok(backend)
+    }
+
+    /// The event-channel client (for [`Events::block_until`]).
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Rescans only when `VIRQ_DOM_EXC` fires or when asked
+    /// ([`Backend::rescan_soon`]), not on a timer, if the hypervisor sends
+    /// `VIRQ_DOM_EXC`: for a caller that creates and destroys the domains
+    /// itself (the management agent), so that an idle dom0 sleeps.
+    pub fn rescan_on_events_only(&mut self) {
+        if self.dom_exc.is_some() {
+            self.periodic = false;
+            if self.next_check != 0 {
+                self.next_check = u64::MAX;
+            }
+        }
+    }
+
+    /// When the backend next needs to run without an event (a rescan),
+    /// if ever.
+    pub fn next_scan(&self) -> Option<u64> {
+        (self.next_check != u64::MAX).then_some(self.next_check)
     }
 
     /// The hypercall interface.
@@ -434,7 +464,11 @@ impl Backend {
             }
         }
         self.domus_alive = domus_alive;
-        self.next_check = self.events.now().unwrap_or(0) + DOMAIN_CHECK_NS;
+        self.next_check = if self.periodic {
+            self.events.now().unwrap_or(0) + DOMAIN_CHECK_NS
+        } else {
+            u64::MAX
+        };
     }
 
     /// Releases slot `i`'s ring if its domain (`info`) shut down or is dying.

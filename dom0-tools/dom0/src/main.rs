@@ -13,6 +13,8 @@
 //! - `mgmt`: after the ticks, serve the management channel on COM2
 //!   (`agent`; consoles are served too) until a client asks dom0 to power
 //!   off, then power off.
+//! - `com2-gsi=N` (added by xen-core): the GSI of COM2's interrupt, which
+//!   the agent binds as a pirq so that it sleeps until bytes arrive.
 //!
 //! Without event channels or grant tables the backend reports why
 //! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
@@ -82,12 +84,16 @@ mod kernel {
         let Some(clock) = clock(&xen) else {
             xen.shutdown(ShutdownReason::Crash)
         };
-        let tcp = mgmt.then(|| TcpSetup {
+        let com2_gsi = start_info
+            .cmdline_arg("com2-gsi")
+            .and_then(|n| n.parse().ok());
+        let setup = mgmt.then(|| MgmtSetup {
+            com2_gsi,
             key: mgmt_key(&start_info),
             nic: None,
         });
         let reason = match Backend::start(&xen, start_info.ram_end()) {
-            Ok(mut backend) => with_backend(&clock, &mut backend, ticks, serve, tcp),
+            Ok(mut backend) => with_backend(&clock, &mut backend, ticks, serve, setup),
             Err(e) => {
                 println!("dom0: console: backend unavailable: {e}");
                 match ticker::run(&xen, &clock, "dom0: ", ticks) {
@@ -99,8 +105,10 @@ mod kernel {
         xen.shutdown(reason)
     }
 
-    /// What the management agent's TCP server needs.
-    struct TcpSetup {
+    /// What the management agent needs.
+    struct MgmtSetup {
+        /// COM2's GSI (xen-core's `com2-gsi=N`), if known.
+        com2_gsi: Option<u32>,
         /// The key from the boot bundle's dom0 module.
         key: Option<Key>,
         /// The management NIC.
@@ -126,17 +134,23 @@ mod kernel {
     }
 
     /// The TCP server, if the key and the NIC are there (else why not).
-    fn tcp_server(backend: &Backend, setup: TcpSetup) -> Option<TcpServer> {
+    fn tcp_server(backend: &Backend, setup: MgmtSetup) -> Option<TcpServer> {
         match setup {
-            TcpSetup {
+            MgmtSetup {
                 key: Some(key),
                 nic: Some(nic),
-            } => Some(TcpServer::start(nic, key, backend.now().unwrap_or(0))),
-            TcpSetup { key: None, .. } => {
+                ..
+            } => Some(TcpServer::start(
+                nic,
+                key,
+                backend.events(),
+                backend.now().unwrap_or(0),
+            )),
+            MgmtSetup { key: None, .. } => {
                 println!("dom0: mgmt: no management key in the boot bundle: no TCP, COM2 only");
                 None
             }
-            TcpSetup { nic: None, .. } => {
+            MgmtSetup { nic: None, .. } => {
                 println!("dom0: mgmt: no management NIC: no TCP, COM2 only");
                 None
             }
@@ -144,14 +158,14 @@ mod kernel {
     }
 
     /// Ticks while serving consoles, then serves the management channel
-    /// (with `tcp`) or (with `serve`) consoles until the domUs are down;
+    /// (with `mgmt`) or (with `serve`) consoles until the domUs are down;
     /// releases every console.
     fn with_backend(
         clock: &Clock,
         backend: &mut Backend,
         ticks: u32,
         serve: bool,
-        tcp: Option<TcpSetup>,
+        mgmt: Option<MgmtSetup>,
     ) -> ShutdownReason {
         let ticked = ticker::run_with(
             clock,
@@ -160,10 +174,12 @@ mod kernel {
             |_| "console-backend",
             |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
         );
-        let served = if let Some(setup) = tcp {
+        let served = if let Some(setup) = mgmt {
             agent::heap::init();
+            let mut hv = XenHypervisor::new(*backend.xen());
+            let com2_gsi = setup.com2_gsi;
             let tcp = tcp_server(backend, setup);
-            let served = agent::serve(backend, &mut XenHypervisor::new(*backend.xen()), tcp);
+            let served = agent::serve(backend, &mut hv, com2_gsi, tcp);
             backend.release_all();
             served
         } else if serve {

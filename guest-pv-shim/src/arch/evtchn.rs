@@ -27,6 +27,8 @@ use abi::xen::event_channel::{self as ev, EvtchnBinding, EvtchnPort};
 use abi::xen::hvm::{CallbackVia, HVM_PARAM_CALLBACK_IRQ};
 use abi::xen::hypercall as nr;
 use abi::xen::sched::{SchedPoll, SCHEDOP_POLL};
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::hypercall::{addr_of_struct, call, Xen};
@@ -272,6 +274,68 @@ impl Events {
                 }
                 other => other?,
             }
+        }
+    }
+}
+
+/// Why [`Events::block_until`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Some port fired: its handler ran and its fired mark is set (take
+    /// it with [`Events::take`]).
+    Event,
+    /// The deadline passed first.
+    Deadline,
+}
+
+/// The deadline of the one-shot timer [`Events::block_until`] armed
+/// (0: none), so that an unchanged deadline costs no hypercall.
+static ARMED_NS: AtomicU64 = AtomicU64::new(0);
+
+impl Events {
+    /// dom0's wait (any guest may use it): sleeps in `SCHEDOP_block`
+    /// until any event is pending on any port (a device interrupt's pirq
+    /// port, a console ring, a VIRQ, ...) or system time reaches
+    /// `deadline_ns` (`VCPUOP_set_singleshot_timer`; `None`: no timer).
+    /// Handlers run in the upcall before it returns; the caller then
+    /// looks at every source it serves ([`Events::take`] per port), so
+    /// one wait serves any set of devices. Returns at once if something
+    /// fired since the last wait.
+    ///
+    /// No wake-up is lost: upcalls are off from the check to the block,
+    /// and xen-core's `SCHEDOP_block` returns at once while
+    /// `evtchn_upcall_pending` is set (an event that arrived meanwhile).
+    pub fn block_until(&self, deadline_ns: Option<u64>) -> Result<Wake, XenError> {
+        let was = upcall::disable();
+        let result = self.block_loop(deadline_ns);
+        upcall::restore(was);
+        result
+    }
+
+    fn block_loop(&self, deadline_ns: Option<u64>) -> Result<Wake, XenError> {
+        loop {
+            upcall::window();
+            if DISPATCHER.take_any() {
+                return Ok(Wake::Event);
+            }
+            let now = self.now().ok_or(XenError(Errno::EAGAIN.to_return()))?;
+            if deadline_ns.is_some_and(|d| now >= d) {
+                return Ok(Wake::Deadline);
+            }
+            self.arm_timer(deadline_ns)?;
+            self.xen.sched_block()?;
+        }
+    }
+
+    /// Arms vCPU 0's one-shot timer for `deadline_ns`, or stops it.
+    fn arm_timer(&self, deadline_ns: Option<u64>) -> Result<(), XenError> {
+        let want = deadline_ns.unwrap_or(0);
+        if ARMED_NS.swap(want, Ordering::Relaxed) == want {
+            return Ok(());
+        }
+        match deadline_ns {
+            Some(d) => self.xen.vcpu_set_singleshot_timer(0, d, 0),
+            None => self.xen.vcpu_stop_singleshot_timer(0),
         }
     }
 }

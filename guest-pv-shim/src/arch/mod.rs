@@ -15,6 +15,7 @@ pub mod fpu;
 pub mod gnttab;
 pub mod hypercall;
 pub mod phys;
+pub mod physdev;
 pub mod probe;
 pub mod shared_info;
 pub mod shared_page;

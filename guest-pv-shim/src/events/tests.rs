@@ -235,3 +235,13 @@ proptest! {
         prop_assert_eq!(raised, handled);
     }
 }
+
+#[test]
+fn take_any_reports_a_dispatch_once() {
+    let d = Dispatcher::new();
+    assert!(!d.take_any());
+    d.dispatch(5);
+    assert!(d.take_any());
+    assert!(!d.take_any(), "taken");
+    assert_eq!(d.take_fired(&[5]), Some(5), "the port's own mark stays");
+}

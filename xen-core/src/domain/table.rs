@@ -14,6 +14,7 @@ use super::{
     Domain, DomainConfig, DomainError, DomainState, DOMAIN_NAME_MAX, MAX_DOMAIN_PAGES, MAX_VCPUS,
     SLICE_FRAMES,
 };
+use crate::irq::Routing;
 use crate::mm::{FramePool, PhysMem};
 
 /// Domains that can exist at once, dom0 included.
@@ -40,6 +41,8 @@ pub struct DomainTable {
     slots: [Option<Domain>; MAX_DOMAINS],
     quarantine: Deque<Quarantined, QUARANTINE_LEN>,
     created: u64,
+    /// The machine's physical-interrupt routing (pirqs of every domain).
+    irqs: Routing,
 }
 
 impl Default for DomainTable {
@@ -55,6 +58,7 @@ impl DomainTable {
             slots: [const { None }; MAX_DOMAINS],
             quarantine: Deque::new(),
             created: 0,
+            irqs: Routing::new(),
         }
     }
 
@@ -76,6 +80,16 @@ impl DomainTable {
     /// All domains, writable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Domain> {
         self.slots.iter_mut().flatten()
+    }
+
+    /// The physical-interrupt routing.
+    pub fn irqs(&self) -> &Routing {
+        &self.irqs
+    }
+
+    /// The physical-interrupt routing, writable.
+    pub fn irqs_mut(&mut self) -> &mut Routing {
+        &mut self.irqs
     }
 
     /// Number of domains.
@@ -145,11 +159,13 @@ impl DomainTable {
 
     /// First step of destruction: the domain becomes dying, none of its
     /// vCPUs runs again and all its event channels are closed (peers'
-    /// ports become unbound, as Xen's `domain_kill`). Once no pCPU uses
-    /// it, call [`Self::destroy`].
+    /// ports become unbound, as Xen's `domain_kill`) and its pirqs
+    /// unmapped (their pins masked). Once no pCPU uses it, call
+    /// [`Self::destroy`].
     pub fn kill(&mut self, domid: DomId) -> Result<(), DomainError> {
         self.get_mut(domid).ok_or(DomainError::NoSuchDomain)?.kill();
         crate::event::ops::close_all(self, domid);
+        self.irqs.release_domain(domid);
         Ok(())
     }
 

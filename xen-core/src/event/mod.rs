@@ -14,6 +14,7 @@
 //!   (`VIRQ_TIMER` when a one-shot timer expires), [`raise_global_virq`]
 //!   for dom0's global ones (`VIRQ_DOM_EXC` when a domain shuts down,
 //!   crashes or dies; `VIRQ_CONSOLE`).
+//! - [`raise_pirq`] for each device interrupt the host took.
 //! - [`expire_polls`] and [`next_poll_deadline`] with the scheduler's
 //!   timers, for `SCHEDOP_poll` timeouts.
 //!
@@ -244,6 +245,23 @@ pub fn raise_global_virq<M: PhysMem>(domains: &mut DomainTable, mem: &mut M, vir
     match domains.get_mut(DOM0) {
         Some(dom0) if virq_is_global(virq) => raise_virq(dom0, mem, virq, 0),
         _ => false,
+    }
+}
+
+/// An interrupt of `gsi` arrived: makes the port its owner bound to
+/// pending (waking the vCPU it notifies) through
+/// [`crate::irq::Routing::interrupt`] (Xen's `send_guest_pirq`).
+/// Returns whether a port was made pending (or was already).
+pub fn raise_pirq<M: PhysMem>(domains: &mut DomainTable, mem: &mut M, gsi: u32) -> bool {
+    let Some((dom, port)) = domains.irqs_mut().interrupt(gsi) else {
+        return false;
+    };
+    match domains.get_mut(dom) {
+        Some(domain) => {
+            deliver::set_pending(domain, mem, port);
+            true
+        }
+        None => false,
     }
 }
 

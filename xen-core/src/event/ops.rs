@@ -126,6 +126,27 @@ pub fn bind_virq(domain: &mut Domain, virq: u32, vcpu: u32) -> Result<EvtchnPort
     Ok(port)
 }
 
+/// `EVTCHNOP_bind_pirq`: a port of `dom` for its pirq `pirq` (Xen's
+/// `evtchn_bind_pirq` with `pirq_guest_bind`), notifying vCPU 0.
+/// `-EINVAL` beyond `MAX_PIRQS` or for a pirq not mapped, `-EEXIST` if
+/// it is bound already, `-ENOSPC`/`-ENOMEM` for no free port. The GSI's
+/// pin is unmasked. The sharing flag is accepted and has no effect: a
+/// GSI belongs to one domain.
+pub fn bind_pirq(domains: &mut DomainTable, dom: DomId, pirq: u32) -> Result<EvtchnPort, Errno> {
+    domains.irqs().check_bind(dom, pirq)?;
+    let port = free_port(domain_mut(domains, dom)?)?;
+    domains.irqs_mut().bind(dom, pirq, port)?;
+    let channel = Channel {
+        binding: EvtchnBinding::Pirq(pirq),
+        notify_vcpu: 0,
+    };
+    domain_mut(domains, dom)?
+        .events_mut()
+        .ports
+        .bind(port, channel);
+    Ok(port)
+}
+
 /// `EVTCHNOP_bind_ipi`: a port that notifies `vcpu` of its own domain
 /// (`-ENOENT` for no such vCPU).
 pub fn bind_ipi(domain: &mut Domain, vcpu: u32) -> Result<EvtchnPort, Errno> {
@@ -164,7 +185,8 @@ pub fn send<M: PhysMem>(
 
 /// `EVTCHNOP_close` of `dom`'s port `port`: `-EINVAL` if it is not bound.
 /// The remote end of an interdomain port becomes unbound, offered to
-/// `dom`; a VIRQ port unbinds the VIRQ. The port's pending bit is cleared
+/// `dom`; a VIRQ port unbinds the VIRQ; a pirq port unbinds the pirq
+/// (its pin masked, no EOI awaited). The port's pending bit is cleared
 /// (Xen's `free_evtchn`).
 pub fn close<M: PhysMem>(
     domains: &mut DomainTable,
@@ -177,6 +199,9 @@ pub fn close<M: PhysMem>(
         return Err(Errno::EINVAL);
     }
     unlink(domains, dom, binding);
+    if let EvtchnBinding::Pirq(pirq) = binding {
+        domains.irqs_mut().unbind(dom, pirq);
+    }
     if let Some(d) = domains.get_mut(dom) {
         two_level::clear_pending(d, mem, port);
         d.events_mut().ports.free(port);

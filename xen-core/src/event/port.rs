@@ -25,7 +25,7 @@ const _: () = assert!(MAX_EVTCHN_PORTS <= EVTCHN_2L_NR_CHANNELS);
 const _: () = assert!((MAX_EVTCHN_PORTS as usize).is_multiple_of(PORTS_PER_BUCKET));
 
 /// One port: its binding (Xen's state and union, as `evtchn_status`
-/// reports them; `Pirq` is never used) and the vCPU it notifies.
+/// reports them) and the vCPU it notifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Channel {
     /// What the port is bound to; `Closed` for a free port.

@@ -10,6 +10,9 @@
 //! - `EVTCHNOP_bind_interdomain`: `remote_dom` (`DOMID_SELF` allowed)
 //!   must exist (`-ESRCH`) and `remote_port` be unbound and offered to
 //!   the caller (`-EINVAL`).
+//! - `EVTCHNOP_bind_pirq`: a pirq the caller mapped (`physdev_op`);
+//!   errors in [`crate::event::ops::bind_pirq`]. Closing the port
+//!   unbinds the pirq.
 //! - `EVTCHNOP_bind_virq`, `EVTCHNOP_bind_ipi`, `EVTCHNOP_send`,
 //!   `EVTCHNOP_close`, `EVTCHNOP_unmask`: on the caller's own ports; errors
 //!   in [`crate::event::ops`].
@@ -17,14 +20,14 @@
 //!   and the union.
 //! - Every port number beyond the table is `-EINVAL`; the table holds at
 //!   most [`crate::event::MAX_EVTCHN_PORTS`] ports (`-ENOSPC` after).
-//! - Not implemented (`-ENOSYS`): bind_pirq, bind_vcpu, reset and the
+//! - Not implemented (`-ENOSYS`): bind_vcpu, reset and the
 //!   FIFO ABI (init_control, expand_array, set_priority).
 
 use abi::xen::domid::DOMID_SELF;
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::{
-    self as ec, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq,
-    EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
+    self as ec, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq,
+    EvtchnBindVirq, EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
 };
 
 use super::args::RawArgs;
@@ -39,6 +42,7 @@ pub(crate) enum EvtchnOp {
     AllocUnbound { arg: u64 },
     BindInterdomain { arg: u64 },
     BindVirq { arg: u64 },
+    BindPirq { arg: u64 },
     BindIpi { arg: u64 },
     Close { arg: u64 },
     Send { arg: u64 },
@@ -52,6 +56,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         ec::EVTCHNOP_ALLOC_UNBOUND => EvtchnOp::AllocUnbound { arg },
         ec::EVTCHNOP_BIND_INTERDOMAIN => EvtchnOp::BindInterdomain { arg },
         ec::EVTCHNOP_BIND_VIRQ => EvtchnOp::BindVirq { arg },
+        ec::EVTCHNOP_BIND_PIRQ => EvtchnOp::BindPirq { arg },
         ec::EVTCHNOP_BIND_IPI => EvtchnOp::BindIpi { arg },
         ec::EVTCHNOP_CLOSE => EvtchnOp::Close { arg },
         ec::EVTCHNOP_SEND => EvtchnOp::Send { arg },
@@ -84,6 +89,11 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         EvtchnOp::BindVirq { arg } => {
             let mut req: EvtchnBindVirq = ctx.read(arg)?;
             req.port = ops::bind_virq(ctx.domain_mut()?, req.virq, req.vcpu)?;
+            ctx.write(arg, &req)?;
+        }
+        EvtchnOp::BindPirq { arg } => {
+            let mut req: EvtchnBindPirq = ctx.read(arg)?;
+            req.port = ops::bind_pirq(ctx.domains, me, req.pirq)?;
             ctx.write(arg, &req)?;
         }
         EvtchnOp::BindIpi { arg } => {

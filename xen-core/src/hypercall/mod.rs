@@ -16,7 +16,8 @@
 //! What lies outside portable code (the console, the TSC) comes through
 //! [`HypercallEnv`]. Implemented: xen_version, console_io, sched_op,
 //! set_timer_op, vcpu_op, memory_op, hvm_op, event_channel_op (over
-//! [`crate::event`]), grant_table_op and the control hypercall; each
+//! [`crate::event`]), grant_table_op, physdev_op (pirqs, over
+//! [`crate::irq`]) and the control hypercall; each
 //! module's docs list its sub-ops, errors and where we differ from Xen.
 //!
 //! [`Privileged`]: crate::domain::Privileged
@@ -34,6 +35,7 @@ mod grant_table;
 mod hvm;
 mod memory;
 mod page;
+mod physdev;
 mod sched_op;
 mod table;
 mod vcpu;

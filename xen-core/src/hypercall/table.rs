@@ -8,8 +8,8 @@ use abi::xen::hypercall as nr;
 
 use super::args::RawArgs;
 use super::{
-    console, control, event_channel, grant_table, hvm, memory, sched_op, vcpu, version, Ctx,
-    HypercallEnv, HypercallOutcome,
+    console, control, event_channel, grant_table, hvm, memory, physdev, sched_op, vcpu, version,
+    Ctx, HypercallEnv, HypercallOutcome,
 };
 use crate::domain::Privileged;
 use crate::mm::{FramePool, PhysMem};
@@ -48,6 +48,8 @@ pub(crate) enum Request {
     EventChannelOp(event_channel::EvtchnOp),
     /// `grant_table_op`.
     GrantTableOp(grant_table::GrantTableOp),
+    /// `physdev_op`, the sub-ops any domain may call.
+    PhysdevOp(physdev::PhysdevOp),
     /// A request only dom0 may make: served with a [`Dom0`] proof.
     Dom0Only(Dom0Request),
     /// No such hypercall or sub-op: `-ENOSYS`.
@@ -93,6 +95,8 @@ pub(crate) enum Dom0Request {
     },
     /// Our control hypercall, every op.
     Control(control::ControlOp),
+    /// `PHYSDEVOP_map_pirq`, `PHYSDEVOP_unmap_pirq`.
+    Physdev(physdev::PhysdevDom0Op),
 }
 
 type Decoder = fn(&RawArgs) -> Request;
@@ -110,6 +114,7 @@ const fn decoder(nr: u64) -> Option<Decoder> {
         nr::HVM_OP => hvm::decode,
         nr::EVENT_CHANNEL_OP => event_channel::decode,
         nr::GRANT_TABLE_OP => grant_table::decode,
+        nr::PHYSDEV_OP => physdev::decode,
         HYPERVISOR_CONTROL_OP => control::decode,
         _ => return None,
     })
@@ -122,7 +127,7 @@ pub(crate) fn decode(args: &RawArgs) -> Request {
 
 /// Runs `request` for the caller in `ctx`. Requests only dom0 may make
 /// (every control op, `CONSOLEIO_read`, `SCHEDOP_remote_shutdown`,
-/// `XENMEM_set_memory_map`) are served only with a [`Dom0`] proof minted
+/// `XENMEM_set_memory_map`, `PHYSDEVOP_map_pirq`/`unmap_pirq`) are served only with a [`Dom0`] proof minted
 /// here (`-EPERM` for everyone else). Requests that name another domain
 /// are checked by [`Ctx::target`].
 pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
@@ -140,6 +145,7 @@ pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Request::HvmOp(op) => hvm::handle(ctx, op)?,
         Request::EventChannelOp(op) => event_channel::handle(ctx, op)?,
         Request::GrantTableOp(op) => return grant_table::handle(ctx, op),
+        Request::PhysdevOp(op) => physdev::handle(ctx, op)?,
         Request::NoSys => return Err(Errno::ENOSYS),
     };
     Ok(HypercallOutcome::Return(value))
@@ -156,6 +162,7 @@ fn dispatch_dom0<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Dom0Request::RemoteShutdown { arg } => return sched_op::remote_shutdown(ctx, dom0, arg),
         Dom0Request::SetMemoryMap { arg } => memory::set_memory_map(ctx, dom0, arg)?,
         Dom0Request::Control(op) => return control::handle(ctx, dom0, op),
+        Dom0Request::Physdev(op) => physdev::handle_dom0(ctx, dom0, op)?,
     };
     Ok(HypercallOutcome::Return(value))
 }
@@ -260,8 +267,9 @@ mod tests {
             (nr::SCHED_OP, abi::xen::sched::SCHEDOP_SHUTDOWN_CODE.into()),
             (
                 nr::EVENT_CHANNEL_OP,
-                abi::xen::event_channel::EVTCHNOP_BIND_PIRQ.into(),
+                abi::xen::event_channel::EVTCHNOP_RESET.into(),
             ),
+            (nr::PHYSDEV_OP, 6),
             (nr::HVM_OP, abi::xen::hvm::HVMOP_GET_TIME.into()),
             (
                 nr::MEMORY_OP,

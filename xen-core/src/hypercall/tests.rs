@@ -1380,6 +1380,19 @@ fn dom0_only_argument(w: &mut World, number: u64, sub: u64) {
             },
         }
         .as_bytes(),
+        (nr::PHYSDEV_OP, _) => abi::xen::physdev::PhysdevMapPirq {
+            domid: DOM0,
+            map_type: abi::xen::physdev::MAP_PIRQ_TYPE_GSI,
+            index: 3,
+            pirq: -1,
+            pad0: 0,
+            bus: 0,
+            devfn: 0,
+            entry_nr: 0,
+            pad1: 0,
+            table_base: 0,
+        }
+        .as_bytes(),
         _ => abi::control::DomainRequest {
             header: abi::control::ControlHeader::CURRENT,
             domid: DOM0,
@@ -1401,6 +1414,11 @@ fn every_dom0_only_request_is_eperm_for_a_domu_and_changes_nothing() {
         (
             nr::SCHED_OP,
             abi::xen::sched::SCHEDOP_REMOTE_SHUTDOWN.into(),
+        ),
+        (nr::PHYSDEV_OP, abi::xen::physdev::PHYSDEVOP_MAP_PIRQ.into()),
+        (
+            nr::PHYSDEV_OP,
+            abi::xen::physdev::PHYSDEVOP_UNMAP_PIRQ.into(),
         ),
     ]
     .into_iter()

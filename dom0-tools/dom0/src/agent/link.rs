@@ -1,22 +1,27 @@
 //! The management channel's byte stream on COM2: bytes in through the
 //! frame [`Decoder`], messages out as frames.
 //!
-//! COM2 raises no interrupt dom0 could take, so the agent polls it: the
-//! receive FIFO is read empty on every pass. While bytes keep coming (an
-//! upload) the link counts as [`Link::receiving`] for [`RX_ACTIVE_NS`]
-//! after the last one, and the agent polls without sleeping; QEMU refills
-//! the 16-byte FIFO only as it is read, so sleeping between every 16
-//! bytes would make an upload crawl.
+//! COM2's receive interrupt (IER bit 0, which the UART's set-up enables;
+//! its FIFO raises it at 14 bytes, or after 4 character times with fewer)
+//! reaches dom0 as an event: its ISA IRQ's GSI (xen-core puts it on
+//! dom0's command line as `com2-gsi=N`) is mapped to a pirq and bound to
+//! a port ([`DeviceIrq`]). The agent sleeps until some event arrives and
+//! then reads the receive FIFO empty, which lowers the interrupt line, so
+//! the next byte raises it again (ISA IRQs are edge-triggered). Only a
+//! pass that stopped at its read budget, and a partial frame waiting for
+//! its idle flush, need a deadline ([`Link::deadline`]). Without the
+//! interrupt (a hypervisor without pirqs) the agent looks every
+//! [`POLL_NS`].
 
 use alloc::vec::Vec;
 
 use guest_pv_shim::arch::uart::Uart;
-use guest_pv_shim::println;
+use guest_pv_shim::{println, DeviceIrq, Events};
 use mgmt::{encode_message, Decoded, Decoder, ServerMessage};
 
-/// How long after the last received byte the agent keeps polling without
-/// sleeping, ns.
-pub const RX_ACTIVE_NS: u64 = 2_000_000;
+/// How long dom0 sleeps between looks at COM2 when its interrupt could
+/// not be bound, ns.
+pub const POLL_NS: u64 = 5_000_000;
 /// A partial frame is given up (truncated) after the line was idle this
 /// long, ns (the `mgmt` docs ask for a few hundred ms).
 pub const IDLE_FLUSH_NS: u64 = 200_000_000;
@@ -27,6 +32,8 @@ const READ_BUDGET: usize = 4096;
 /// COM2 with the protocol's framing.
 pub struct Link {
     uart: Uart,
+    /// COM2's interrupt as an event, if bound.
+    irq: Option<DeviceIrq>,
     decoder: Decoder,
     /// Read from COM2, not yet given to the decoder: `unread[taken..]`.
     unread: Vec<u8>,
@@ -40,10 +47,26 @@ pub struct Link {
 }
 
 impl Link {
-    /// COM2, initialised.
-    pub fn com2() -> Link {
+    /// COM2, initialised, its interrupt (GSI `gsi`) bound to a port of
+    /// ours if it can be.
+    pub fn com2(events: &Events, gsi: Option<u32>) -> Link {
+        let uart = Uart::com2();
+        let irq = gsi.and_then(|gsi| match DeviceIrq::bind(events.xen(), gsi) {
+            Ok(irq) => {
+                println!(
+                    "dom0: mgmt: COM2 interrupt: GSI {gsi} pirq {} port {}",
+                    irq.pirq, irq.port
+                );
+                Some(irq)
+            }
+            Err(e) => {
+                println!("dom0: mgmt: COM2 interrupt not bound ({e}): polling every {POLL_NS} ns");
+                None
+            }
+        });
         Link {
-            uart: Uart::com2(),
+            uart,
+            irq,
             decoder: Decoder::new(),
             unread: Vec::with_capacity(READ_BUDGET),
             taken: 0,
@@ -85,9 +108,32 @@ impl Link {
         None
     }
 
-    /// Whether bytes arrived within the last [`RX_ACTIVE_NS`].
-    pub fn receiving(&self, now: u64) -> bool {
-        now.saturating_sub(self.last_rx_ns) < RX_ACTIVE_NS
+    /// Acknowledges COM2's interrupt if it fired: the pass read the FIFO
+    /// empty (or stopped at its budget, and then the agent does not sleep).
+    pub fn end_pass(&mut self, events: &Events) {
+        if let Some(irq) = self.irq {
+            if events.take(&[irq.port]).is_some() {
+                if let Err(e) = irq.eoi(events.xen()) {
+                    println!("dom0: mgmt: COM2 interrupt EOI failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// When the agent must look at COM2 again without an event: now if
+    /// the pass stopped at its read budget (the FIFO may hold more, and
+    /// its interrupt line stays raised); at the idle flush of a partial
+    /// frame; every [`POLL_NS`] without the interrupt; else never.
+    pub fn deadline(&self, now: u64) -> Option<u64> {
+        if self.pass_bytes >= READ_BUDGET {
+            return Some(now);
+        }
+        let flush = (!self.flushed).then(|| self.last_rx_ns.saturating_add(IDLE_FLUSH_NS));
+        let poll = self.irq.is_none().then(|| now + POLL_NS);
+        match (flush, poll) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Sends `message` as one frame (a message too large for a frame is

@@ -2,17 +2,21 @@
 //! requests; see the `mgmt` crate) to `dom0ctl` on COM2, next to the
 //! console backend, until a client asks dom0 to power off.
 //!
-//! One loop does both jobs. Each pass reads what COM2 holds, answers
-//! every complete request in order through [`mgmt::Server`], which keeps
-//! the session rule (a bad frame gets `Rejected`, and the line stays
-//! usable; a request without the current session gets
-//! `HandshakeRequired`), sends the attached console's new output, then
-//! lets the console backend serve its event channels. COM2's interrupt
-//! reaches no domain, so the backend's wait doubles as the agent's
-//! timer: dom0 sleeps in `SCHEDOP_poll` on the console and
-//! `VIRQ_DOM_EXC` ports with a deadline [`POLL_NS`] ahead, and looks at
-//! COM2 again when it wakes. While bytes are arriving it does not sleep
-//! (see [`link`]), so an upload runs at the speed QEMU feeds the UART.
+//! One event loop does both jobs. Each pass reads what COM2 holds,
+//! answers every complete request in order through [`mgmt::Server`],
+//! which keeps the session rule (a bad frame gets `Rejected`, and the
+//! line stays usable; a request without the current session gets
+//! `HandshakeRequired`), sends the attached console's new output, lets
+//! the console backend take its events, then sleeps in
+//! `SCHEDOP_block` ([`guest_pv_shim::Events::block_until`]) until any
+//! event arrives: COM2's receive interrupt (a pirq, see [`link`]), a
+//! console ring, `VIRQ_DOM_EXC`, or any other device's port. Only a
+//! partial frame (its idle flush) or a pass cut short by its read budget
+//! sets a deadline: an idle dom0 does not run at all.
+//!
+//! With the management NIC and the key, the same loop serves the
+//! protocol over TCP ([`tcp`]: its interrupt is one more event, smoltcp's
+//! timers one more deadline); COM2 stays the fallback transport.
 
 mod domains;
 pub mod heap;
@@ -29,19 +33,18 @@ use link::Link;
 use session::{Ctx, Session};
 use tcp::TcpServer;
 
-/// How long dom0 sleeps between looks at an idle COM2, ns: a request
-/// waits at most this long to be noticed.
-pub const POLL_NS: u64 = 5_000_000;
-
 /// Serves the management channel until a client asks dom0 to power off
-/// (`Ok`), or a hypercall the loop needs fails; with `tcp`, also over TCP
-/// on the management NIC (COM2 stays the fallback).
+/// (`Ok`), or a hypercall the loop needs fails. `com2_gsi`: the GSI of
+/// COM2's interrupt, if known; with `tcp`, also over TCP on the
+/// management NIC (COM2 stays the fallback).
 pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
+    com2_gsi: Option<u32>,
     mut tcp: Option<TcpServer>,
 ) -> Result<(), XenError> {
-    let mut link = Link::com2();
+    let mut link = Link::com2(backend.events(), com2_gsi);
+    backend.rescan_on_events_only();
     // Session ids start from the clock, so a client of an earlier boot
     // does not find its old id in use.
     // Any 32 bits of the clock do: keep the low ones of its ~ms count.
@@ -78,16 +81,14 @@ pub fn serve(
             println!("dom0: mgmt: power-off requested");
             return Ok(());
         }
-        let busy = link.receiving(now)
-            || tcp
-                .as_ref()
-                .is_some_and(|t| t.receiving(now, link::RX_ACTIVE_NS));
-        let deadline = if busy {
-            now
-        } else {
-            now + tcp_due.map_or(POLL_NS, |due| due.min(POLL_NS))
-        };
-        backend.serve_until(deadline)?;
+        link.end_pass(backend.events());
+        // Takes what the backend's ports brought, without sleeping.
+        backend.serve_until(now)?;
+        let deadline = [link.deadline(now), backend.next_scan(), tcp_due]
+            .into_iter()
+            .flatten()
+            .min();
+        backend.events().block_until(deadline)?;
     }
 }
 

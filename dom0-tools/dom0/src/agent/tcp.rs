@@ -2,10 +2,19 @@
 //! `smoltcp` device, and the agent's requests served through
 //! [`mgmt_net::MgmtNet`] (authenticated connections, one session each;
 //! the rules are in `mgmt-net`).
+//!
+//! The NIC's INTx reaches dom0 as an event (its GSI, from the Interrupt
+//! Line register, mapped to a pirq and bound to a port: [`DeviceIrq`]).
+//! When it fired, a pass reads the virtio ISR (which lowers the line),
+//! sends the EOI, then lets smoltcp drain every received frame. Between
+//! events the agent sleeps until smoltcp's next timer
+//! (`Interface::poll_delay`: retransmissions, keep-alives) or one of the
+//! connections' own (authentication timeout, partial-frame flush).
+//! Without the interrupt the agent looks every [`POLL_NS`].
 
 use core::fmt;
 
-use guest_pv_shim::println;
+use guest_pv_shim::{println, DeviceIrq, Events};
 use mgmt::auth::Key;
 use mgmt::{MgmtError, Reply, Request, ServerMessage, SessionId};
 use mgmt_net::smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -17,13 +26,15 @@ use super::session::{Ctx, Session};
 use crate::console_backend::Backend;
 use crate::devices::{Nic, MAX_FRAME_BYTES};
 
+/// How often the agent looks at the NIC when its interrupt could not be
+/// bound, ns.
+pub const POLL_NS: u64 = 5_000_000;
+
 /// The management NIC as a `smoltcp` device: whole Ethernet frames.
 pub struct NicDevice {
     nic: Nic,
     /// Frames the device failed to receive or send (dropped; TCP resends).
     errors: u64,
-    /// Frames received so far.
-    received: u64,
 }
 
 /// A received frame, copied out of the device's buffer.
@@ -63,10 +74,7 @@ impl Device for NicDevice {
     fn receive(&mut self, _: Instant) -> Option<(RxToken, TxToken<'_>)> {
         let mut frame = [0u8; MAX_FRAME_BYTES];
         match self.nic.receive(&mut frame) {
-            Ok(Some(len)) => {
-                self.received += 1;
-                Some((RxToken { frame, len }, TxToken { device: self }))
-            }
+            Ok(Some(len)) => Some((RxToken { frame, len }, TxToken { device: self })),
             Ok(None) => None,
             Err(_) => {
                 self.errors += 1;
@@ -91,41 +99,29 @@ impl Device for NicDevice {
 pub struct TcpServer {
     net: MgmtNet<Session>,
     device: NicDevice,
-    /// When a frame last arrived, ns.
-    last_rx_ns: u64,
+    /// The NIC's interrupt as an event, if bound.
+    irq: Option<DeviceIrq>,
 }
 
 impl TcpServer {
     /// Listens on `nic` ([`NetConfig::qemu_user`]) for clients holding
-    /// `key`.
-    pub fn start(nic: Nic, key: Key, now_ns: u64) -> TcpServer {
+    /// `key`; binds the NIC's interrupt to a port of `events`.
+    pub fn start(nic: Nic, key: Key, events: &Events, now_ns: u64) -> TcpServer {
         let config = NetConfig::qemu_user(nic.mac());
-        let mut device = NicDevice {
-            nic,
-            errors: 0,
-            received: 0,
-        };
+        let irq = bind_irq(events, nic.gsi());
+        let mut device = NicDevice { nic, errors: 0 };
         let net = MgmtNet::new(&config, key, &mut device, now_ns, now_ns ^ tsc());
         let [a, b, c, d] = config.address;
         println!(
             "dom0: mgmt: serving the management protocol on tcp {a}.{b}.{c}.{d}:{} (authenticated)",
             config.port
         );
-        TcpServer {
-            net,
-            device,
-            last_rx_ns: 0,
-        }
+        TcpServer { net, device, irq }
     }
 
-    /// Whether frames arrived within the last `window_ns`: traffic is
-    /// flowing (an upload), so the agent polls again without sleeping.
-    pub fn receiving(&self, now_ns: u64, window_ns: u64) -> bool {
-        now_ns.saturating_sub(self.last_rx_ns) < window_ns
-    }
-
-    /// One pass: serves every connection. Returns when the next pass is
-    /// due at the latest (ns from now; `None`: when the NIC has news).
+    /// One pass: acknowledges the NIC's interrupt if it fired, serves
+    /// every connection. Returns when the next pass is due without an
+    /// event (system time, ns; `None`: not before the NIC's next event).
     pub fn poll(
         &mut self,
         now_ns: u64,
@@ -133,16 +129,46 @@ impl TcpServer {
         backend: &mut Backend,
         power_off: &mut bool,
     ) -> Option<u64> {
+        if let Some(irq) = self.irq {
+            if backend.events().take(&[irq.port]).is_some() {
+                // The ISR read lowers the line; then the EOI unmasks it.
+                self.device.nic.ack_interrupt();
+                if let Err(e) = irq.eoi(backend.events().xen()) {
+                    println!("dom0: mgmt: tcp: NIC interrupt EOI failed: {e}");
+                }
+            }
+        }
         let mut service = Agent {
             ctx: Ctx { hv, backend },
             power_off,
         };
-        let before = self.device.received;
-        let due = self.net.poll(now_ns, &mut self.device, &mut service, tsc());
-        if self.device.received != before {
-            self.last_rx_ns = now_ns;
+        let delay = self.net.poll(now_ns, &mut self.device, &mut service, tsc());
+        let delay = match self.irq {
+            Some(_) => delay,
+            None => Some(delay.map_or(POLL_NS, |d| d.min(POLL_NS))),
+        };
+        delay.map(|d| now_ns.saturating_add(d))
+    }
+}
+
+/// The NIC's interrupt (GSI `gsi`) as an event of ours, if it can be.
+fn bind_irq(events: &Events, gsi: Option<u8>) -> Option<DeviceIrq> {
+    let Some(gsi) = gsi else {
+        println!("dom0: mgmt: tcp: the NIC has no GSI: polling every {POLL_NS} ns");
+        return None;
+    };
+    match DeviceIrq::bind(events.xen(), gsi.into()) {
+        Ok(irq) => {
+            println!(
+                "dom0: mgmt: tcp: NIC interrupt: GSI {gsi} pirq {} port {}",
+                irq.pirq, irq.port
+            );
+            Some(irq)
         }
-        due
+        Err(e) => {
+            println!("dom0: mgmt: tcp: NIC interrupt not bound ({e}): polling every {POLL_NS} ns");
+            None
+        }
     }
 }
 

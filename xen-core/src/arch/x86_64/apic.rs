@@ -125,12 +125,14 @@ fn enable_xapic() -> u64 {
     base
 }
 
-/// Makes the 2 MiB identity-mapped page holding `base` uncacheable.
-fn map_uncached(base: u64) {
+/// Makes the 2 MiB identity-mapped page holding `base` (a device's
+/// registers: the local APIC, an IO-APIC) uncacheable.
+pub(super) fn map_uncached(base: u64) {
     let (pml4_frame, _) = Cr3::read();
     // SAFETY: CR3 holds boot.S's identity map (VA = PA below 4 GiB, where
     // its tables live, in our image's .bss); only this function makes a
-    // Rust reference to them, once, on the boot pCPU with interrupts off.
+    // Rust reference to them, on the boot pCPU at boot with interrupts
+    // off, and the reference ends with the call.
     let pml4 = unsafe { &mut *(pml4_frame.start_address().as_u64() as *mut PageTable) };
     // SAFETY: offset 0 is right for the identity map, as above.
     let mut tables = unsafe { OffsetPageTable::new(pml4, VirtAddr::zero()) };
@@ -147,8 +149,8 @@ fn map_uncached(base: u64) {
     };
     let uncached = flags | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
     // SAFETY: only the page's cache attributes change (same frame, same
-    // access rights); nothing has touched the APIC through it yet, so no
-    // cached line needs flushing. The TLB entry is flushed.
+    // access rights); nothing has touched the device through it yet, so
+    // no cached line needs flushing. The TLB entry is flushed.
     match unsafe { tables.update_flags(page, uncached) } {
         Ok(flush) => flush.flush(),
         Err(e) => fatal(format_args!("apic: cannot remap {base:#x}: {e:?}")),

@@ -5,7 +5,7 @@
 use super::fatal::fatal;
 use super::machine::Machine;
 use super::mem::{image, BootReader, IdentityMap, FRAMES};
-use super::{apic, cpu, heap, rtc, serial, stacks, svm, tsc};
+use super::{apic, cpu, firmware, heap, rtc, serial, stacks, svm, tsc};
 use crate::boot_info::{BootInfo, MemKind};
 use crate::mm::FramePool;
 use crate::time::{Clock, WallClock};
@@ -48,6 +48,9 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     heap::init().unwrap_or_else(|e| fatal(format_args!("no memory for the heap: {e}")));
     let phys =
         IdentityMap::take(&info).unwrap_or_else(|| fatal(format_args!("identity map taken twice")));
+    let acpi = firmware::tables(info.rsdp());
+    let platform = crate::platform::set(firmware::discover(acpi.as_ref()));
+    platform.log();
     let bundle_bytes = phys
         .boot_module(&info, 0)
         .unwrap_or_else(|| fatal(format_args!("boot module 0 is not mapped")));
@@ -59,6 +62,7 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     log::info!("heap: {} KiB", heap::size() / 1024);
     svm::enable_this_cpu_or_die();
     let mut machine = Machine::new(phys, init_clock());
+    machine.init_interrupts(platform);
     machine.build_boot_domains(&bundle);
     log::info!("xen-core: boot complete");
     machine.run()

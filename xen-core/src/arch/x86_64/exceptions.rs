@@ -1,7 +1,9 @@
 //! The IDT: every architectural exception is fatal in xen-core, and so is
-//! every interrupt vector (32..=255) but two: the local APIC timer
-//! ([`apic::TIMER_VECTOR`]) and the APIC's spurious vector
-//! ([`apic::SPURIOUS_VECTOR`]), which return to the interrupted code.
+//! every interrupt vector (32..=255) but the local APIC timer
+//! ([`apic::TIMER_VECTOR`]), the APIC's spurious vector
+//! ([`apic::SPURIOUS_VECTOR`]) and the device interrupts from the
+//! IO-APICs ([`ioapic::IRQ_VECTOR_BASE`] + GSI, [`MAX_GSIS`] of them),
+//! which return to the interrupted code.
 //!
 //! Each fatal vector has an assembly stub that pushes a dummy error code
 //! where the CPU pushes none, then the vector, then all general registers,
@@ -18,10 +20,11 @@ use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::VirtAddr;
 
-use super::apic;
 use super::cpu::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI};
 use super::fatal::fatal_with;
 use super::serial::Com1;
+use super::{apic, ioapic};
+use crate::irq::MAX_GSIS;
 
 core::arch::global_asm!(
     r#"
@@ -107,6 +110,47 @@ core::arch::global_asm!(
         pop rax
         iretq
 
+    /* Device interrupts: one stub per GSI pushes its vector (imm8, below
+     * 0x80) and joins the common part, which saves what the C ABI lets
+     * the handler clobber and calls it with the vector. The CPU's 40-byte
+     * frame + 8 (vector) + 72 + 8 (pad) keep RSP 16-byte aligned. */
+    .balign 16
+    .global device_irq_stubs
+    device_irq_stubs:
+    .set irq_vector, {irq_base}
+    .rept {irq_count}
+        .balign 16
+        push irq_vector
+        jmp device_irq_common
+        .set irq_vector, irq_vector + 1
+    .endr
+    device_irq_common:
+        push rax
+        push rcx
+        push rdx
+        push rsi
+        push rdi
+        push r8
+        push r9
+        push r10
+        push r11
+        mov rdi, [rsp + 72]
+        sub rsp, 8
+        cld
+        call {device}
+        add rsp, 8
+        pop r11
+        pop r10
+        pop r9
+        pop r8
+        pop rdi
+        pop rsi
+        pop rdx
+        pop rcx
+        pop rax
+        add rsp, 8
+        iretq
+
     /* A spurious APIC interrupt: no EOI (APM vol. 2, ch. 16), just return. */
     .balign 16
     .global apic_spurious_stub
@@ -123,6 +167,9 @@ core::arch::global_asm!(
     "#,
     entry = sym exception_entry,
     timer = sym apic::timer_interrupt,
+    device = sym ioapic::device_interrupt,
+    irq_base = const ioapic::IRQ_VECTOR_BASE,
+    irq_count = const MAX_GSIS,
 );
 
 extern "C" {
@@ -134,10 +181,18 @@ extern "C" {
     static apic_timer_stub: u8;
     /// Entry of the APIC spurious interrupt.
     static apic_spurious_stub: u8;
+    /// The first of the device interrupt stubs, one per GSI, 16 bytes
+    /// apart.
+    static device_irq_stubs: u8;
 }
 
 /// Bytes between two interrupt stubs (`.balign 16` above).
 const INTERRUPT_STUB_BYTES: u64 = 16;
+/// [`MAX_GSIS`] as a vector count (checked to fit).
+const MAX_GSIS_U8: u8 = {
+    assert!(MAX_GSIS <= 64);
+    MAX_GSIS as u8
+};
 
 /// The stack at [`exception_entry`]: registers pushed by `exception_common`,
 /// vector and error code pushed by the stub, then the CPU's frame.
@@ -224,19 +279,25 @@ fn build_idt() -> InterruptDescriptorTable {
     idt
 }
 
-/// Vectors 32..=255: the APIC's two, and a fatal stub for every other.
+/// Vectors 32..=255: the APIC's two, the device interrupts, and a fatal
+/// stub for every other.
 fn set_interrupt_handlers(idt: &mut InterruptDescriptorTable) {
     let first = (&raw const interrupt_stubs) as u64;
+    let devices = (&raw const device_irq_stubs) as u64;
+    let irq_base = ioapic::IRQ_VECTOR_BASE;
     for vector in 32..=u8::MAX {
         let address = match vector {
             apic::TIMER_VECTOR => (&raw const apic_timer_stub) as u64,
             apic::SPURIOUS_VECTOR => (&raw const apic_spurious_stub) as u64,
+            v if (irq_base..irq_base.saturating_add(MAX_GSIS_U8)).contains(&v) => {
+                devices + u64::from(v - irq_base) * INTERRUPT_STUB_BYTES
+            }
             _ => first + u64::from(vector - 32) * INTERRUPT_STUB_BYTES,
         };
-        // SAFETY: each address is one of the stubs above: the APIC's
-        // return with IRETQ and keep every register but those the handler
-        // may not clobber anyway; the others push the vector and never
-        // return. None expects an error code (interrupts push none).
+        // SAFETY: each address is one of the stubs above: the APIC's and
+        // the devices' return with IRETQ and keep every register (the
+        // handler may clobber only those they save); the others push the
+        // vector and never return. None expects an error code (interrupts push none).
         unsafe {
             idt[vector].set_handler_addr(VirtAddr::new(address));
         }

@@ -16,7 +16,7 @@ use super::fatal::{exit, fatal};
 use super::mem::{IdentityMap, FRAMES};
 use super::serial::LOG;
 use super::svm::{self, SvmVcpu};
-use super::{apic, cpu_idle_until, tsc};
+use super::{apic, cpu_idle_until, ioapic, tsc};
 use crate::boot_domains::{build_boot_domain, BootDomain, BootMemory};
 use crate::domain::table::{DomainTable, DOM0};
 use crate::domain::{Domain, DomainState, ShutdownReason};
@@ -85,6 +85,27 @@ impl Machine {
         }
     }
 
+    /// Programs the IO-APICs from the platform description, every pin
+    /// masked until a domain binds its GSI.
+    pub fn init_interrupts(&mut self, platform: &crate::platform::Platform) {
+        let gsis = ioapic::init(platform);
+        self.domains.irqs_mut().set_platform(&gsis);
+        ioapic::program(self.domains.irqs_mut().take_changed());
+    }
+
+    /// Turns the device interrupts the host took into events on the
+    /// bound ports (waking their vCPUs) and reprograms the pins the
+    /// routing changed (an EOI, a bind, a close).
+    fn route_interrupts(&mut self) {
+        let mut pending = ioapic::take_pending();
+        while pending != 0 {
+            let gsi = pending.trailing_zeros();
+            pending &= pending - 1;
+            event::raise_pirq(&mut self.domains, &mut self.phys, gsi);
+        }
+        ioapic::program(self.domains.irqs_mut().take_changed());
+    }
+
     /// Builds dom0 (fatal if it cannot be built) and the bundle's domUs (a
     /// domU that cannot be built is logged and skipped), and unpauses them.
     /// dom0 alone gets the bundle's dom0 modules, as boot modules.
@@ -125,10 +146,14 @@ impl Machine {
             }
             ImageKind::DomUKernel | ImageKind::Dom0Module => BootMemory::Fresh,
         };
+        let cmdline = match entry.kind {
+            ImageKind::Dom0Kernel => dom0_cmdline(entry.cmdline),
+            ImageKind::DomUKernel => entry.cmdline.into(),
+        };
         let spec = BootDomain {
             name: entry.name,
             image: entry.image,
-            cmdline: entry.cmdline,
+            cmdline: &cmdline,
             pages,
             vcpus: entry.vcpus,
             memory,
@@ -188,6 +213,7 @@ impl Machine {
     pub fn run(&mut self) -> ! {
         let mut slice_end = 0;
         loop {
+            self.route_interrupts();
             let now = tsc::system_time_ns();
             self.fire_timers(now);
             let polls = event::next_poll_deadline(&self.domains);
@@ -377,6 +403,20 @@ impl Machine {
         log::info!("xen-core: powering off");
         exit(status)
     }
+}
+
+/// ISA IRQ of COM2, dom0's management line.
+const COM2_ISA_IRQ: u8 = 3;
+
+/// dom0's command line: the bundle's, plus `com2-gsi=N`, the GSI COM2's
+/// ISA IRQ arrives on (its MADT override, if any): what dom0 would read
+/// in the MADT, which it cannot map (it has no ACPI access yet).
+fn dom0_cmdline(bundle: &str) -> alloc::string::String {
+    let gsi = crate::platform::get()
+        .and_then(|p| p.isa_irq(COM2_ISA_IRQ))
+        .map_or(u32::from(COM2_ISA_IRQ), |o| o.gsi);
+    let sep = if bundle.is_empty() { "" } else { " " };
+    alloc::format!("{bundle}{sep}com2-gsi={gsi}")
 }
 
 /// The earlier of two optional deadlines.

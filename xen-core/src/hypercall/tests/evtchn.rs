@@ -2,14 +2,18 @@
 //! through the door, with the World of the parent module.
 
 use abi::xen::event_channel::{
-    self as ec, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq,
-    EvtchnBinding, EvtchnSend, EvtchnStatus, EvtchnUnmask, VIRQ_DOM_EXC, VIRQ_TIMER,
+    self as ec, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq,
+    EvtchnBindVirq, EvtchnBinding, EvtchnSend, EvtchnStatus, EvtchnUnmask, VIRQ_DOM_EXC,
+    VIRQ_TIMER,
 };
 use abi::xen::hvm::XenHvmEvtchnUpcallVector;
 use abi::xen::sched::{SchedPoll, SCHEDOP_POLL};
 
+use abi::xen::physdev as pd;
+
 use super::*;
 use crate::event::{self, MAX_EVTCHN_PORTS, MAX_POLL_PORTS};
+use crate::irq::GsiConfig;
 
 fn evtchn<T: IntoBytes + Immutable>(w: &mut World, domid: DomId, cmd: u32, arg: &T) -> i64 {
     w.put(domid, BUF, arg);
@@ -170,9 +174,136 @@ fn bad_ports_and_pointers() {
     let r = w.ret(
         DOMU,
         nr::EVENT_CHANNEL_OP,
-        [ec::EVTCHNOP_BIND_PIRQ.into(), BUF, 0, 0, 0],
+        [ec::EVTCHNOP_RESET.into(), BUF, 0, 0, 0],
     );
     assert_eq!(r, e(Errno::ENOSYS));
+}
+
+fn physdev<T: IntoBytes + Immutable>(w: &mut World, domid: DomId, cmd: u32, arg: &T) -> i64 {
+    w.put(domid, BUF, arg);
+    w.ret(domid, nr::PHYSDEV_OP, [cmd.into(), BUF, 0, 0, 0])
+}
+
+fn map_gsi(w: &mut World, caller: DomId, domid: DomId, gsi: i32, pirq: i32) -> (i64, i32) {
+    let req = pd::PhysdevMapPirq {
+        domid,
+        map_type: pd::MAP_PIRQ_TYPE_GSI,
+        index: gsi,
+        pirq,
+        ..Default::default()
+    };
+    let r = physdev(w, caller, pd::PHYSDEVOP_MAP_PIRQ, &req);
+    (r, w.get::<pd::PhysdevMapPirq>(caller, BUF).pirq)
+}
+
+fn bind_pirq(w: &mut World, caller: DomId, pirq: u32) -> (i64, u32) {
+    let req = EvtchnBindPirq {
+        pirq,
+        ..Default::default()
+    };
+    let r = evtchn(w, caller, ec::EVTCHNOP_BIND_PIRQ, &req);
+    (r, w.get::<EvtchnBindPirq>(caller, BUF).port)
+}
+
+/// dom0 maps GSI 19, binds it, takes an interrupt, EOIs and closes,
+/// through the door; a domU can do none of it and sees nothing.
+#[test]
+fn pirqs_through_the_door() {
+    let mut w = World::new();
+    let configs: Vec<_> = (0..24).map(|g| Some(GsiConfig::default_for(g))).collect();
+    w.t.irqs_mut().set_platform(&configs);
+    assert_eq!(map_gsi(&mut w, DOMU, DOMID_SELF, 19, -1).0, e(Errno::EPERM));
+    assert_eq!(map_gsi(&mut w, DOM0, DOMU, 19, -1).0, e(Errno::EPERM));
+    assert_eq!(map_gsi(&mut w, DOM0, 77, 19, -1).0, e(Errno::ESRCH));
+    assert_eq!(
+        map_gsi(&mut w, DOM0, DOMID_SELF, 24, -1).0,
+        e(Errno::EINVAL)
+    );
+    let mut msi = pd::PhysdevMapPirq {
+        domid: DOMID_SELF,
+        map_type: pd::MAP_PIRQ_TYPE_MSI,
+        pirq: -1,
+        ..Default::default()
+    };
+    assert_eq!(
+        physdev(&mut w, DOM0, pd::PHYSDEVOP_MAP_PIRQ, &msi),
+        e(Errno::EINVAL)
+    );
+    msi.map_type = pd::MAP_PIRQ_TYPE_GSI;
+    msi.index = 3;
+    assert_eq!(physdev(&mut w, DOM0, pd::PHYSDEVOP_MAP_PIRQ, &msi), 0);
+    assert_eq!(w.get::<pd::PhysdevMapPirq>(DOM0, BUF).pirq, 16);
+    let (r, pirq) = map_gsi(&mut w, DOM0, DOM0, 19, -1);
+    assert_eq!((r, pirq), (0, 17));
+    assert_eq!(
+        bind_pirq(&mut w, DOMU, 17).0,
+        e(Errno::EINVAL),
+        "not the domU's"
+    );
+    let (r, port) = bind_pirq(&mut w, DOM0, 17);
+    assert_eq!(r, 0);
+    assert_eq!(bind_pirq(&mut w, DOM0, 17).0, e(Errno::EEXIST));
+    let (r, s) = status(&mut w, DOM0, DOMID_SELF, port);
+    assert_eq!((r, s.binding()), (0, Some(EvtchnBinding::Pirq(17))));
+    let query = pd::PhysdevIrqStatusQuery { irq: 17, flags: 0 };
+    assert_eq!(
+        physdev(&mut w, DOM0, pd::PHYSDEVOP_IRQ_STATUS_QUERY, &query),
+        0
+    );
+    assert_eq!(
+        w.get::<pd::PhysdevIrqStatusQuery>(DOM0, BUF).flags,
+        pd::XENIRQSTAT_NEEDS_EOI
+    );
+    assert_eq!(
+        physdev(&mut w, DOMU, pd::PHYSDEVOP_IRQ_STATUS_QUERY, &query),
+        e(Errno::EINVAL)
+    );
+
+    assert!(event::raise_pirq(&mut w.t, &mut w.mem, 19));
+    assert!(pending(&mut w, DOM0, port));
+    assert!(
+        w.t.irqs().pin(19).unwrap().masked,
+        "level GSI masked until the EOI"
+    );
+    let eoi = pd::PhysdevEoi { irq: 17 };
+    assert_eq!(
+        physdev(&mut w, DOMU, pd::PHYSDEVOP_EOI, &eoi),
+        e(Errno::EINVAL)
+    );
+    assert!(
+        w.t.irqs().pin(19).unwrap().masked,
+        "a domU's EOI changes nothing"
+    );
+    assert_eq!(physdev(&mut w, DOM0, pd::PHYSDEVOP_EOI, &eoi), 0);
+    assert!(!w.t.irqs().pin(19).unwrap().masked);
+
+    assert!(event::raise_pirq(&mut w.t, &mut w.mem, 19));
+    assert_eq!(port_op(&mut w, DOM0, ec::EVTCHNOP_CLOSE, port), 0);
+    assert!(
+        w.t.irqs().pin(19).unwrap().masked,
+        "closed: nobody takes it"
+    );
+    assert!(!event::raise_pirq(&mut w.t, &mut w.mem, 19));
+    let (r, port) = bind_pirq(&mut w, DOM0, 17);
+    assert_eq!(r, 0);
+    assert!(!w.t.irqs().pin(19).unwrap().masked, "rebound: no EOI owed");
+    let unmap = pd::PhysdevUnmapPirq {
+        domid: DOMID_SELF,
+        pad0: 0,
+        pirq: 17,
+    };
+    assert_eq!(
+        physdev(&mut w, DOMU, pd::PHYSDEVOP_UNMAP_PIRQ, &unmap),
+        e(Errno::EPERM)
+    );
+    assert_eq!(physdev(&mut w, DOM0, pd::PHYSDEVOP_UNMAP_PIRQ, &unmap), 0);
+    assert_eq!(
+        physdev(&mut w, DOM0, pd::PHYSDEVOP_UNMAP_PIRQ, &unmap),
+        e(Errno::EINVAL)
+    );
+    assert!(w.t.irqs().pin(19).unwrap().masked);
+    assert_eq!(port_op(&mut w, DOM0, ec::EVTCHNOP_CLOSE, port), 0);
+    assert_eq!(w.t.irqs().pirqs_of(DOM0).collect::<Vec<_>>(), [16]);
 }
 
 #[test]

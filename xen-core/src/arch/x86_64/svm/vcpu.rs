@@ -3,8 +3,8 @@
 //! dispatcher (`vmexit::handle_exit`) complete or refuse it, resume —
 //! which returns only when the scheduler or domain layer must act.
 
-use super::super::apic;
 use super::super::mem::{alloc_zeroed_frame, FRAMES};
+use super::super::{apic, ioapic};
 use super::bitmaps::{iopm_pa, msrpm_pa};
 use super::extstate::ExtState;
 use super::guest::SvmGuest;
@@ -83,8 +83,9 @@ impl SvmVcpu {
             // A timer that expired while the host handled the exit was
             // taken by the host at STGI, not as an INTR exit: the slice
             // is over all the same (a guest exiting all the time would
-            // otherwise run until its next hypercall).
-            if apic::timer_fired() {
+            // otherwise run until its next hypercall). So is a device
+            // interrupt: the run loop must route it now.
+            if apic::timer_fired() || ioapic::any_pending() {
                 return ExitAction::Preempted;
             }
         }
