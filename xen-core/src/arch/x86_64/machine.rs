@@ -148,7 +148,7 @@ impl Machine {
         };
         let cmdline = match entry.kind {
             ImageKind::Dom0Kernel => dom0_cmdline(entry.cmdline),
-            ImageKind::DomUKernel => entry.cmdline.into(),
+            ImageKind::DomUKernel | ImageKind::Dom0Module => entry.cmdline.into(),
         };
         let spec = BootDomain {
             name: entry.name,
