@@ -70,12 +70,13 @@ Examples:
   dom0ctl create guests/hello.toml
   dom0ctl create -c guests/hello.toml     # and attach to its console (Ctrl-] detaches)")]
     Create(CreateArgs),
-    /// List domains: name, domid, state, memory, vCPUs, CPU time.
+    /// List domains: name, domid, state, memory, vCPUs, CPU time (-l: and
+    /// VM exits, hypercalls).
     #[command(after_help = "\
 Examples:
   dom0ctl list
   dom0ctl list hello 0
-  dom0ctl list --json")]
+  dom0ctl list -l --json")]
     List(ListArgs),
     /// Show the hypervisor's version, ABI version, pCPUs and memory.
     #[command(after_help = "\
@@ -131,6 +132,10 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Long listing: add each domain's VM exits and hypercalls since it
+    /// was created.
+    #[arg(short = 'l', long)]
+    pub long: bool,
 }
 
 /// `info` arguments.

@@ -120,10 +120,18 @@ fn list(client: &mut Client, args: ListArgs, out: &mut dyn Write) -> Result<(), 
         }
         domains
     };
-    if args.json {
-        print(out, &output::domains_json(&domains))
+    let counters = if args.long {
+        match client.call(Request::Stats)? {
+            Reply::Stats(counters) => Some(counters),
+            other => return Err(unexpected(&other)),
+        }
     } else {
-        print(out, &output::domain_table(&domains))
+        None
+    };
+    if args.json {
+        print(out, &output::domains_json(&domains, counters.as_deref()))
+    } else {
+        print(out, &output::domain_table(&domains, counters.as_deref()))
     }
 }
 

@@ -1,26 +1,36 @@
 //! How replies are shown: `list`'s table and JSON, `info`'s lines and JSON.
 
 use comfy_table::{presets, CellAlignment, Table};
-use mgmt::{DomainSummary, HostInfo, Mib, PROTOCOL_VERSION};
+use mgmt::{DomainCounters, DomainSummary, HostInfo, Mib, PROTOCOL_VERSION};
 use serde::Serialize;
 
-/// `list` as a table, like `xl list`: one row per domain.
-pub fn domain_table(domains: &[DomainSummary]) -> String {
+/// `list` as a table, like `xl list`: one row per domain; with
+/// `counters` (`list -l`) two more columns, its VM exits and hypercalls
+/// (`-` for a domain without counters).
+pub fn domain_table(domains: &[DomainSummary], counters: Option<&[DomainCounters]>) -> String {
     let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_header(["Name", "ID", "State", "Mem(MiB)", "VCPUs", "Time(s)"]);
+    let mut header = vec!["Name", "ID", "State", "Mem(MiB)", "VCPUs", "Time(s)"];
+    if counters.is_some() {
+        header.extend(["Exits", "Hypercalls"]);
+    }
+    table.load_preset(presets::NOTHING).set_header(header);
     for d in domains {
-        table.add_row([
+        let mut row = vec![
             d.name.clone(),
             d.domid.to_string(),
             d.state.to_string(),
             mib_number(d.memory_kib),
             d.vcpus.to_string(),
             format!("{:.1}", d.cpu_time_ns as f64 / 1e9),
-        ]);
+        ];
+        if let Some(counters) = counters {
+            let c = counters.iter().find(|c| c.domid == d.domid);
+            row.push(c.map_or("-".into(), |c| c.vm_exits.to_string()));
+            row.push(c.map_or("-".into(), |c| c.hypercalls.to_string()));
+        }
+        table.add_row(row);
     }
-    for column in [1, 3, 4, 5] {
+    for column in [1, 3, 4, 5, 6, 7] {
         if let Some(c) = table.column_mut(column) {
             c.set_cell_alignment(CellAlignment::Right);
         }
@@ -50,13 +60,24 @@ struct DomainJson<'a> {
     max_memory_kib: u64,
     vcpus: u32,
     cpu_time_ns: u64,
+    /// `list -l` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_exits: Option<u64>,
+    /// `list -l` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hypercalls: Option<u64>,
 }
 
-/// `list --json`: an array of domains, memory in KiB, CPU time in ns.
-pub fn domains_json(domains: &[DomainSummary]) -> String {
+/// `list --json`: an array of domains, memory in KiB, CPU time in ns;
+/// with `counters` (`list -l --json`) also `vm_exits` and `hypercalls`.
+pub fn domains_json(domains: &[DomainSummary], counters: Option<&[DomainCounters]>) -> String {
     let rows: Vec<DomainJson> = domains
         .iter()
-        .map(|d| DomainJson {
+        .map(|d| {
+            let c = counters.and_then(|cs| cs.iter().find(|c| c.domid == d.domid));
+            (d, c)
+        })
+        .map(|(d, c)| DomainJson {
             domid: d.domid,
             name: &d.name,
             state: d.state.to_string(),
@@ -64,6 +85,8 @@ pub fn domains_json(domains: &[DomainSummary]) -> String {
             max_memory_kib: d.max_memory_kib,
             vcpus: d.vcpus,
             cpu_time_ns: d.cpu_time_ns,
+            vm_exits: c.map(|c| c.vm_exits),
+            hypercalls: c.map(|c| c.hypercalls),
         })
         .collect();
     json(&rows)
@@ -148,7 +171,7 @@ mod tests {
     #[test]
     fn table_has_one_aligned_row_per_domain() {
         assert_eq!(
-            domain_table(&domains()),
+            domain_table(&domains(), None),
             "\
 Name         ID  State                Mem(MiB)  VCPUs  Time(s)
 dom0          0  running                    16      1     12.3
@@ -159,12 +182,39 @@ hello-world  12  shutdown (poweroff)      32.5      2      0.1
 
     #[test]
     fn json_has_exact_numbers() {
-        let v: serde_json::Value = serde_json::from_str(&domains_json(&domains())).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&domains_json(&domains(), None)).unwrap();
+        assert!(v[1].get("vm_exits").is_none(), "only with -l");
         assert_eq!(v[1]["name"], "hello-world");
         assert_eq!(v[1]["domid"], 12);
         assert_eq!(v[1]["state"], "shutdown (poweroff)");
         assert_eq!(v[1]["memory_kib"], 32 * 1024 + 512);
         assert_eq!(v[1]["cpu_time_ns"], 50_000_000);
+    }
+
+    fn counters() -> Vec<DomainCounters> {
+        vec![DomainCounters {
+            domid: 12,
+            cpu_time_ns: 50_000_000,
+            vm_exits: 4711,
+            hypercalls: 42,
+        }]
+    }
+
+    #[test]
+    fn long_listing_adds_exits_and_hypercalls() {
+        assert_eq!(
+            domain_table(&domains(), Some(&counters())),
+            "\
+Name         ID  State                Mem(MiB)  VCPUs  Time(s)  Exits  Hypercalls
+dom0          0  running                    16      1     12.3      -           -
+hello-world  12  shutdown (poweroff)      32.5      2      0.1   4711          42
+"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&domains_json(&domains(), Some(&counters()))).unwrap();
+        assert_eq!(v[1]["vm_exits"], 4711);
+        assert_eq!(v[1]["hypercalls"], 42);
+        assert!(v[0].get("vm_exits").is_none());
     }
 
     #[test]
@@ -182,7 +232,7 @@ hello-world  12  shutdown (poweroff)      32.5      2      0.1
             "\
 hypervisor    : Xen 4.19.0-xen-core
 control_abi   : 1.2
-mgmt_protocol : 2.1
+mgmt_protocol : 2.2
 nr_pcpus      : 1
 nr_domains    : 2
 total_memory  : 224 MiB

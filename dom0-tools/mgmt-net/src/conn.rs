@@ -164,7 +164,7 @@ impl<S: Default> Conn<S> {
                 match reply {
                     Outgoing::Message(message) => self.queue(&message),
                     // A protocol-1 client does not exist on TCP (it came
-                    // with 2.1), but its frame is answered as on COM2.
+                    // with 2.2), but its frame is answered as on COM2.
                     Outgoing::V1Frame(frame) => self.out.extend_from_slice(&frame),
                 }
                 self.phase = Phase::Open(server);

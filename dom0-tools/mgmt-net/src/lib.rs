@@ -1,4 +1,4 @@
-//! The management protocol over TCP (`mgmt` 2.1), as dom0 serves it on
+//! The management protocol over TCP (`mgmt` 2.2), as dom0 serves it on
 //! its management NIC with `smoltcp`, generic over the network device so
 //! the same code runs under host tests.
 //!

@@ -1,4 +1,4 @@
-//! Authentication of a TCP connection (protocol 2.1): an HMAC-SHA256
+//! Authentication of a TCP connection (protocol 2.2): an HMAC-SHA256
 //! challenge-response over a pre-shared [`Key`], both ways, before any
 //! request.
 //!
@@ -58,11 +58,11 @@ pub type Tag = [u8; TAG_LEN];
 
 /// What the client's proof covers after the key: this label, then the
 /// server's and the client's nonces.
-pub const CLIENT_LABEL: &[u8; 32] = b"xen-core mgmt 2.1 client proof\0\0";
+pub const CLIENT_LABEL: &[u8; 32] = b"xen-core mgmt 2.2 client proof\0\0";
 /// The label of the server's proof (same length as [`CLIENT_LABEL`]).
-pub const SERVER_LABEL: &[u8; 32] = b"xen-core mgmt 2.1 server proof\0\0";
+pub const SERVER_LABEL: &[u8; 32] = b"xen-core mgmt 2.2 server proof\0\0";
 /// The label of the server's nonces ([`NonceSource`]).
-pub const NONCE_LABEL: &[u8; 32] = b"xen-core mgmt 2.1 server nonce\0\0";
+pub const NONCE_LABEL: &[u8; 32] = b"xen-core mgmt 2.2 server nonce\0\0";
 
 type HmacSha256 = Hmac<Sha256>;
 

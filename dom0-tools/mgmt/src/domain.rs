@@ -178,6 +178,21 @@ pub struct DomainSummary {
     pub cpu_time_ns: u64,
 }
 
+/// One domain's counters since it was created, as [`crate::Request::Stats`]
+/// reports them (the control ABI's `GET_STATS`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainCounters {
+    /// Its id.
+    pub domid: DomId,
+    /// CPU time used by all its vCPUs, ns.
+    pub cpu_time_ns: u64,
+    /// VM exits of all its vCPUs (every exit code the hypervisor
+    /// reports: its 32 most frequent).
+    pub vm_exits: u64,
+    /// Hypercalls it made.
+    pub hypercalls: u64,
+}
+
 /// A version of our control ABI (`abi::control`), major.minor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlAbiVersion {

@@ -113,7 +113,7 @@ pub enum MgmtError {
         errno: i32,
     },
     /// A TCP client did not prove it holds the management key (protocol
-    /// 2.1; see `mgmt::auth`). The server closes the connection after
+    /// 2.2; see `mgmt::auth`). The server closes the connection after
     /// saying so.
     #[error(
         "authentication refused by the management agent: the key file does not hold the key \

@@ -13,7 +13,7 @@
 //!   reads; [`Upload`], the chunked kernel upload.
 //!
 //! [`auth`]: the TCP transport's HMAC-SHA256 challenge-response, before
-//! any request (protocol 2.1).
+//! any request (protocol 2.2).
 //!
 //! no_std + alloc: the same code serves the agent in dom0.
 
@@ -34,14 +34,17 @@ mod server;
 mod upload;
 mod version;
 
+/// The TCP port dom0's management agent listens on (the guest side of
+/// QEMU's `hostfwd`; [`abi::machine`] says what else the machine gives).
+pub use abi::machine::MGMT_TCP_PORT;
 pub use codec::{
     decode_client_message, decode_server_message, encode_message, old_server_error,
     version_error_for_v1_peer, EncodeError,
 };
 pub use decoder::{Decoded, Decoder};
 pub use domain::{
-    validate_name, ControlAbiVersion, DomId, DomainConfig, DomainRef, DomainState, DomainSummary,
-    HostInfo, ShutdownReason, MAX_CMDLINE,
+    validate_name, ControlAbiVersion, DomId, DomainConfig, DomainCounters, DomainRef, DomainState,
+    DomainSummary, HostInfo, ShutdownReason, MAX_CMDLINE,
 };
 pub use error::{DomainOperation, MgmtError, Mib, UploadError};
 pub use frame::{crc32, encode_frame, FrameError, MAX_FRAME, MAX_PAYLOAD};
@@ -52,8 +55,5 @@ pub use message::{
 };
 pub use server::{Answer, Outgoing, Server};
 pub use upload::{create_requests, Upload};
-/// The TCP port dom0's management agent listens on (the guest side of
-/// QEMU's `hostfwd`; [`abi::machine`] says what else the machine gives).
-pub use abi::machine::MGMT_TCP_PORT;
 
 pub use version::{check_compatible, ProtocolVersion, PROTOCOL_V1, PROTOCOL_VERSION};

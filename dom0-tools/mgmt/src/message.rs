@@ -44,7 +44,10 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Nonce, Tag};
-use crate::{DomId, DomainConfig, DomainRef, DomainSummary, HostInfo, MgmtError, ProtocolVersion};
+use crate::{
+    DomId, DomainConfig, DomainCounters, DomainRef, DomainSummary, HostInfo, MgmtError,
+    ProtocolVersion,
+};
 
 /// Largest kernel image an upload may announce, bytes.
 pub const MAX_IMAGE_BYTES: u32 = 16 << 20;
@@ -161,8 +164,11 @@ pub enum Request {
     ConsoleDetach,
     /// The hypervisor's log ring. → [`Reply::Dmesg`].
     Dmesg,
+    /// Every domain's counters (CPU time, VM exits, hypercalls), for
+    /// `list -l`. → [`Reply::Stats`]. Since 2.1.
+    Stats,
     /// The answer to [`ServerMessage::Challenge`] on a TCP connection
-    /// (protocol 2.1, [`crate::auth`]): the first and only message before
+    /// (protocol 2.2, [`crate::auth`]): the first and only message before
     /// the server's [`ServerMessage::Authenticated`]. Sent with session 0.
     Authenticate {
         /// Fresh random bytes of the client.
@@ -226,7 +232,7 @@ pub enum ServerMessage {
         /// Why the bytes were dropped.
         error: MgmtError,
     },
-    /// The first message on every TCP connection (protocol 2.1,
+    /// The first message on every TCP connection (protocol 2.2,
     /// [`crate::auth`]); the client answers with
     /// [`Request::Authenticate`].
     Challenge {
@@ -303,6 +309,8 @@ pub enum Reply {
         /// The text.
         text: String,
     },
+    /// Every domain's counters, by domid.
+    Stats(Vec<DomainCounters>),
 }
 
 /// Something the server reports unasked.

@@ -61,6 +61,7 @@ fn request() -> impl Strategy<Value = Request> {
         bytes(MAX_CONSOLE_DATA).prop_map(|data| Request::ConsoleInput { data }),
         Just(Request::ConsoleDetach),
         Just(Request::Dmesg),
+        Just(Request::Stats),
     ]
 }
 
@@ -140,6 +141,18 @@ fn reply() -> impl Strategy<Value = Reply> {
             }
         ),
         ".{0,200}".prop_map(|text| Reply::Dmesg { text }),
+        proptest::collection::vec(
+            (any::<u16>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                |(domid, cpu_time_ns, vm_exits, hypercalls)| DomainCounters {
+                    domid,
+                    cpu_time_ns,
+                    vm_exits,
+                    hypercalls
+                }
+            ),
+            0..8
+        )
+        .prop_map(Reply::Stats),
     ]
 }
 
@@ -388,6 +401,15 @@ fn the_largest_messages_fit_in_a_frame() {
         },
         // More than xen-core's 64 domains.
         Reply::List(vec![summary; 128]),
+        Reply::Stats(vec![
+            DomainCounters {
+                domid: u16::MAX,
+                cpu_time_ns: u64::MAX,
+                vm_exits: u64::MAX,
+                hypercalls: u64::MAX,
+            };
+            128
+        ]),
     ];
     for reply in replies {
         let message = ServerMessage::Reply {

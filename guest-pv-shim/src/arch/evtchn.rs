@@ -1,7 +1,9 @@
 //! Event channels: the `EVTCHNOP_*` and `SCHEDOP_poll` hypercalls
 //! (`xen/include/public/event_channel.h`, `sched.h`), and [`Events`], the
-//! client a kernel uses: per-port handlers called from the upcall, and
-//! "wait until one of these ports fires".
+//! client a kernel uses: per-port handlers called from the upcall,
+//! "wait until one of these ports fires" ([`Events::wait_any`]), and
+//! "sleep until anything fires or a deadline" ([`Events::block_until`],
+//! dom0's event loop).
 //!
 //! Upcalls come on [`UPCALL_VECTOR`], registered as
 //! `HVM_PARAM_CALLBACK_IRQ` type "vector" (applies to every vCPU, needs no

@@ -3,9 +3,10 @@
 //! its I/O permission bitmap; from any other domain the accesses exit and
 //! the domain gets #GP (no memory is touched either way).
 //!
-//! The UART's interrupt line is not routed to any domain (xen-core keeps
-//! the legacy PIC masked), so a reader polls: [`Uart::try_read`] never
-//! waits, [`Uart::write`] waits only for the transmitter (LSR THRE).
+//! [`Uart::com2`] enables the receive-data interrupt (IER bit 0), which
+//! dom0 takes as an event channel (its ISA IRQ 3 mapped as a pirq, see
+//! `physdev`); [`Uart::try_read`] never waits, [`Uart::write`] waits only
+//! for the transmitter (LSR THRE).
 
 use uart_16550::SerialPort;
 

@@ -11,7 +11,10 @@ use abi::control::{
 };
 use abi::xen::errno::Errno;
 use guest_pv_shim::XenError;
-use mgmt::{DomainOperation, DomainRef, DomainState, DomainSummary, MgmtError, ShutdownReason};
+use mgmt::{
+    DomId, DomainCounters, DomainOperation, DomainRef, DomainState, DomainSummary, MgmtError,
+    ShutdownReason,
+};
 use toolstack::{list_domains, CreateError, Hypervisor};
 
 /// The name in `info`, or `?` if the field is not a valid name.
@@ -57,6 +60,22 @@ pub fn summary(info: &DomainInfo) -> DomainSummary {
         vcpus: info.nr_vcpus,
         cpu_time_ns: info.cpu_time_ns,
     }
+}
+
+/// `domid`'s counters (`CONTROL_OP_GET_STATS`); `None` if it went away
+/// since it was listed.
+pub fn counters(hv: &mut impl Hypervisor, domid: DomId) -> Option<DomainCounters> {
+    let stats = hv.domain_stats(domid).ok()?;
+    let exits = stats
+        .exits
+        .iter()
+        .take(usize::try_from(stats.nr_exit_codes).unwrap_or(usize::MAX));
+    Some(DomainCounters {
+        domid,
+        cpu_time_ns: stats.cpu_time_ns,
+        vm_exits: exits.map(|e| e.count).sum(),
+        hypercalls: stats.hypercalls.iter().sum(),
+    })
 }
 
 /// Every domain, by domid.

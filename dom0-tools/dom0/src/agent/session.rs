@@ -149,6 +149,12 @@ impl Session {
                 Ok(Reply::Done)
             }
             Request::Dmesg => dmesg(ctx.backend),
+            Request::Stats => Ok(Reply::Stats(
+                domains::list(ctx.hv)?
+                    .iter()
+                    .filter_map(|info| domains::counters(ctx.hv, info.domid))
+                    .collect(),
+            )),
         }
     }
 
