@@ -24,6 +24,7 @@ pub mod irq;
 pub mod logger;
 pub mod mm;
 pub mod paging;
+pub mod pci;
 pub mod platform;
 pub mod ratelimit;
 pub mod sched;

@@ -38,7 +38,9 @@ const BARE_PACKAGES: &[BarePackage] = &[
     },
     BarePackage {
         package: "dom0",
-        selection: &["--bin", "dom0"],
+        // dom0 and the dom0-side test kernels (`src/bin/`), all linked at
+        // dom0's GPA.
+        selection: &["--bins"],
         required: false,
     },
     BarePackage {

@@ -107,6 +107,14 @@ pub trait VcpuEnv {
     /// Whether nobody claims `gpa`: the domain's p2m does not map it and
     /// its memory map names no range (RAM or reserved) that holds it.
     fn gpa_unclaimed(&self, gpa: u64) -> bool;
+    /// Whether an emulated device claims `gpa` for this domain (dom0's
+    /// ECAM, mediated by `pci::vpci`): its accesses go to
+    /// [`VcpuEnv::mmio_read`] and [`VcpuEnv::mmio_write`].
+    fn mmio_claimed(&self, gpa: u64) -> bool;
+    /// A load of `size` bytes (1, 2, 4 or 8) from a claimed `gpa`.
+    fn mmio_read(&mut self, gpa: u64, size: u8) -> u64;
+    /// A store of the low `size` bytes of `value` to a claimed `gpa`.
+    fn mmio_write(&mut self, gpa: u64, size: u8, value: u64);
     /// Fetches instruction bytes at linear address `addr` as the vCPU
     /// would (its own page walk under `paging`, as CPL 3 if `user`, then
     /// the p2m) into `buf`; returns how many bytes from the start could be
@@ -362,16 +370,23 @@ pub(super) mod tests {
 
     /// Owns GFNs 0..16, and its memory map names GFNs 0..32 (16..32 are
     /// holes in its RAM); code is `code` at linear address `code_at`;
-    /// records hypercall-page writes.
+    /// records hypercall-page writes; an emulated device claims the page
+    /// at [`FAKE_DEVICE`] (reads [`FAKE_DEVICE_DATA`], writes recorded).
     #[derive(Default)]
     pub(crate) struct FakeEnv {
         pub hypercall_pages: Vec<u64>,
         pub code: Vec<u8>,
         pub code_at: u64,
+        pub device_reads: Vec<(u64, u8)>,
+        pub device_writes: Vec<(u64, u8, u64)>,
     }
 
     /// End of [`FakeEnv`]'s memory map.
     pub(crate) const FAKE_MEMMAP_END: u64 = 32 << 12;
+    /// The page [`FakeEnv`]'s emulated device claims.
+    pub(crate) const FAKE_DEVICE: u64 = 0xb000_0000;
+    /// What the emulated device's registers read.
+    pub(crate) const FAKE_DEVICE_DATA: u64 = 0x8877_6655_4433_2211;
 
     impl VcpuEnv for FakeEnv {
         fn identity(&self) -> GuestIdentity {
@@ -415,6 +430,16 @@ pub(super) mod tests {
         }
         fn gpa_unclaimed(&self, gpa: u64) -> bool {
             gpa >= FAKE_MEMMAP_END
+        }
+        fn mmio_claimed(&self, gpa: u64) -> bool {
+            gpa >> 12 == FAKE_DEVICE >> 12
+        }
+        fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
+            self.device_reads.push((gpa, size));
+            FAKE_DEVICE_DATA
+        }
+        fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
+            self.device_writes.push((gpa, size, value));
         }
         fn fetch_insn(
             &mut self,

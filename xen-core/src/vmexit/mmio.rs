@@ -139,6 +139,32 @@ pub fn decode(
     })
 }
 
+/// The value a store decoded by [`decode`] writes (its low `size` bytes
+/// count): the source register (AH..BH: bits 15:8) or the immediate,
+/// sign-extended as the instruction does. For a handler that forwards
+/// the write (dom0's ECAM); the null handler drops stores unread.
+pub fn store_value(
+    bytes: &[u8],
+    bitness: u32,
+    rip: u64,
+    state: &impl OperandState,
+) -> Result<u64, DecodeError> {
+    let mut decoder = Decoder::with_ip(bitness, bytes, rip, DecoderOptions::NONE);
+    let insn = decoder.decode();
+    match insn.op_kind(1) {
+        OpKind::Register => {
+            let slot = reg_slot(insn.op1_register()).ok_or(DecodeError::Unhandleable)?;
+            let value = state.gpr(slot.gpr);
+            Ok(if slot.high_byte { value >> 8 } else { value })
+        }
+        OpKind::Immediate8
+        | OpKind::Immediate16
+        | OpKind::Immediate32
+        | OpKind::Immediate32to64 => Ok(insn.immediate(1)),
+        _ => Err(DecodeError::Unhandleable),
+    }
+}
+
 /// The emulated forms: whether they load (and how they extend) or store.
 #[derive(Clone, Copy)]
 enum Shape {

@@ -12,7 +12,9 @@
 //! needs no decoding: EXITINFO1 says it all.
 //!
 //! xen-core emulates only what can never touch memory: a load writes all
-//! ones to a register, a store is dropped. A fault on a GPA that is
+//! ones to a register, a store is dropped. The one exception is a GPA an
+//! emulated device claims ([`VcpuEnv::mmio_claimed`]: dom0's ECAM, see
+//! `pci::vpci`), decoded the same way and completed by that device. A fault on a GPA that is
 //! mapped, or that lies inside the domain's memory map (a hole in its
 //! RAM), is not emulated: the domain crashes as before (docs/abi.md).
 
@@ -45,8 +47,9 @@ pub mod npf_error {
 /// Bytes in a page: an emulated access must not leave the faulting one.
 const PAGE_BYTES: u64 = 4096;
 
-/// A nested page fault: null-handled if nobody claims `gpa` and the
-/// instruction can be emulated, otherwise the domain's crash.
+/// A nested page fault: completed by the device that claims `gpa`, or
+/// null-handled if nobody claims it, when the instruction can be
+/// emulated; otherwise the domain's crash.
 pub(super) fn nested_page_fault(
     gpa: u64,
     error_code: u64,
@@ -56,7 +59,8 @@ pub(super) fn nested_page_fault(
     let who = env.identity();
     let data_fault = error_code & npf_error::FINAL_TRANSLATION != 0
         && error_code & (npf_error::PRESENT | npf_error::GUEST_PAGE_WALK) == 0;
-    if !data_fault || !env.gpa_unclaimed(gpa) {
+    let claimed = data_fault && env.mmio_claimed(gpa);
+    if !claimed && (!data_fault || !env.gpa_unclaimed(gpa)) {
         log::warn!(
             target: GUEST,
             "d{}v{}: nested page fault at GPA {gpa:#x}, error code {error_code:#x}",
@@ -70,14 +74,15 @@ pub(super) fn nested_page_fault(
         // Xen cannot fetch an instruction from MMIO either.
         Err(DecodeError::Unhandleable)
     } else {
-        emulate_mmio(gpa, write, guest, env)
+        emulate_mmio(gpa, write, claimed, guest, env)
     };
     match outcome {
         Ok(()) => log::debug!(
             target: GUEST,
-            "d{}v{}: unclaimed MMIO {} GPA {gpa:#x}: null handler",
+            "d{}v{}: {} MMIO {} GPA {gpa:#x}",
             who.domid,
             who.vcpu_id,
+            if claimed { "emulated" } else { "unclaimed (null handler)" },
             if write { "write to" } else { "read from" }
         ),
         Err(e) => {
@@ -99,10 +104,12 @@ pub(super) fn nested_page_fault(
 }
 
 /// Fetches and decodes the instruction at RIP and completes it against
-/// the null handler; checks that it is the access that faulted.
+/// the claiming device or the null handler; checks that it is the access
+/// that faulted.
 fn emulate_mmio(
     gpa: u64,
     write: bool,
+    claimed: bool,
     guest: &mut impl GuestState,
     env: &mut impl VcpuEnv,
 ) -> Result<(), DecodeError> {
@@ -118,7 +125,16 @@ fn emulate_mmio(
     if !same_access {
         return Err(DecodeError::Unhandleable);
     }
-    if let Some((dest, value)) = access.load_result(NULL_READ) {
+    let data = match (claimed, access.is_write()) {
+        (false, _) => NULL_READ,
+        (true, false) => env.mmio_read(gpa, access.size),
+        (true, true) => {
+            let value = mmio::store_value(&bytes[..fetched], bitness, rip, &Operands(&*guest))?;
+            env.mmio_write(gpa, access.size, value);
+            0
+        }
+    };
+    if let Some((dest, value)) = access.load_result(data) {
         write_gpr(guest, dest, value);
     }
     guest.skip_to(advance(rip, access.insn_len as u64, bitness));

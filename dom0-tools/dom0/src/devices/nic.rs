@@ -31,8 +31,10 @@ pub const MAX_FRAME_BYTES: usize = 1514;
 /// Descriptors per virtqueue; as many receive buffers wait at the device.
 pub const NIC_QUEUE_SIZE: usize = 16;
 /// Bytes per receive buffer: the 12-byte `virtio_net_hdr` (virtio 1.2
-/// §5.1.6) and a whole frame.
-const RX_BUFFER_BYTES: usize = 12 + MAX_FRAME_BYTES;
+/// §5.1.6) and a whole frame, rounded up to the 8-byte words
+/// virtio-drivers allocates receive buffers in (it refuses less than
+/// 1526 bytes).
+const RX_BUFFER_BYTES: usize = (12 + MAX_FRAME_BYTES).next_multiple_of(8);
 /// Device feature VIRTIO_NET_F_STATUS: the config space has `status`.
 const NET_F_STATUS: u64 = 1 << 16;
 /// Offset of `status` in `virtio_net_config` (after the 6-byte MAC).

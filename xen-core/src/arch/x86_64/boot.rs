@@ -2,14 +2,21 @@
 //! info, frame allocator, heap, boot bundle. Each step that can fail on its
 //! input ends the machine with a `FATAL:` line, never a hang.
 
+use super::ecam::Ecam;
 use super::fatal::fatal;
+use super::firmware::IdentityAcpi;
 use super::machine::Machine;
 use super::mem::{image, BootReader, IdentityMap, FRAMES};
+use super::prt::Router;
 use super::{apic, cpu, firmware, heap, rtc, serial, stacks, svm, tsc};
 use crate::boot_info::{BootInfo, MemKind};
 use crate::mm::FramePool;
+use crate::pci::enumerate::MAX_PCI_FUNCTIONS;
+use crate::pci::PciDevices;
+use crate::platform::Platform;
 use crate::time::{Clock, WallClock};
 use abi::bundle::{Bundle, BundleEntry, ImageKind};
+use acpi::AcpiTables;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 
@@ -51,6 +58,7 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     let acpi = firmware::tables(info.rsdp());
     let platform = crate::platform::set(firmware::discover(acpi.as_ref()));
     platform.log();
+    init_pci(platform, acpi.as_ref());
     let bundle_bytes = phys
         .boot_module(&info, 0)
         .unwrap_or_else(|| fatal(format_args!("boot module 0 is not mapped")));
@@ -66,6 +74,20 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     machine.build_boot_domains(&bundle);
     log::info!("xen-core: boot complete");
     machine.run()
+}
+
+/// Finds the PCI functions over ECAM, routes their INTx and logs them.
+fn init_pci(platform: &'static Platform, acpi: Option<&AcpiTables<IdentityAcpi>>) {
+    let ecam = Ecam::new(platform);
+    let (functions, dropped) = crate::pci::enumerate::enumerate(&ecam, platform.ecam_regions());
+    if dropped > 0 {
+        log::warn!("pci: {dropped} functions beyond the first {MAX_PCI_FUNCTIONS} ignored");
+    }
+    let mut devices = PciDevices::new(functions);
+    let has_intx = devices.functions().iter().any(|f| f.interrupt_pin != 0);
+    let mut router = acpi.filter(|_| has_intx).and_then(|t| Router::new(t, ecam));
+    devices.route_intx(&ecam, |f| router.as_mut().and_then(|r| r.route(f)));
+    crate::pci::set(devices).log();
 }
 
 /// Calibrates the TSC and the local APIC timer (the scheduler's preemption

@@ -12,6 +12,7 @@ use abi::xen::domid::DomId;
 use abi::xen::event_channel::{VIRQ_DOM_EXC, VIRQ_TIMER};
 use pvh_builder::BootModule;
 
+use super::ecam::Ecam;
 use super::fatal::{exit, fatal};
 use super::mem::{IdentityMap, FRAMES};
 use super::serial::LOG;
@@ -26,6 +27,7 @@ use crate::hypercall::{self, Caller, HostFacts, HypercallEnv, HypercallOutcome, 
 use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
 use crate::mm::{FramePool, Mfn, PAGE_SHIFT};
 use crate::paging::guest_walk::GuestPaging;
+use crate::pci::vpci::Vpci;
 use crate::sched::{self, Decision, RoundRobin, Scheduler, VcpuRef};
 use crate::time::{pvclock, Clock};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
@@ -510,6 +512,34 @@ impl VcpuEnv for ExitEnv<'_> {
 
     fn fetch_insn(&mut self, paging: GuestPaging, user: bool, addr: u64, buf: &mut [u8]) -> usize {
         GuestVirt::new(self.domain.p2m(), self.phys, paging, user).fetch_prefix(addr, buf)
+    }
+
+    fn mmio_claimed(&self, gpa: u64) -> bool {
+        self.vpci().is_some_and(|v| v.claims(gpa))
+    }
+
+    fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
+        self.vpci().map_or(u64::MAX, |v| v.read(gpa, size))
+    }
+
+    fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
+        if let Some(v) = self.vpci() {
+            v.write(gpa, size, value);
+        }
+    }
+}
+
+impl ExitEnv<'_> {
+    /// dom0's mediated configuration space (`pci::vpci`); `None` for a
+    /// domU, or before PCI was enumerated.
+    fn vpci(&self) -> Option<Vpci<'static, Ecam>> {
+        self.domain.privilege()?;
+        let platform = crate::platform::get()?;
+        Some(Vpci {
+            devices: crate::pci::get()?,
+            regions: platform.ecam_regions(),
+            cfg: Ecam::new(platform),
+        })
     }
 }
 

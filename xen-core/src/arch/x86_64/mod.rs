@@ -4,6 +4,7 @@
 pub mod apic;
 pub mod boot;
 pub mod cpu;
+pub mod ecam;
 pub mod exceptions;
 pub mod fatal;
 pub mod firmware;
@@ -12,6 +13,7 @@ pub mod ioapic;
 pub mod machine;
 pub mod mem;
 pub mod pic;
+pub mod prt;
 pub mod rtc;
 pub mod serial;
 pub mod stacks;

@@ -297,3 +297,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn store_values_from_registers_and_immediates() {
+    let value = |bytes: &[u8]| store_value(bytes, 64, RIP, &Regs);
+    // mov [rdi], ax: RAX holds 0x1000.
+    assert_eq!(value(&[0x66, 0x89, 0x07]), Ok(0x1000));
+    // mov [rdi], bh: bits 15:8 of RBX (0x4000).
+    assert_eq!(value(&[0x88, 0x3f]), Ok(0x40));
+    // mov dword [rdi], 0x12345678
+    assert_eq!(
+        value(&[0xc7, 0x07, 0x78, 0x56, 0x34, 0x12]),
+        Ok(0x1234_5678)
+    );
+    // mov qword [rax+8], -1: the imm32 is sign-extended.
+    let bytes = [0x48, 0xc7, 0x40, 0x08, 0xff, 0xff, 0xff, 0xff];
+    assert_eq!(value(&bytes), Ok(u64::MAX));
+    // movabs [0xfed00000], al
+    assert_eq!(
+        value(&[0xa2, 0x00, 0x00, 0xd0, 0xfe, 0, 0, 0, 0]),
+        Ok(0x1000)
+    );
+    // A load has no stored value.
+    assert_eq!(value(&[0x8b, 0x07]), Err(DecodeError::Unhandleable));
+}

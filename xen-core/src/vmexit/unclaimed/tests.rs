@@ -3,7 +3,9 @@
 
 use super::npf_error::*;
 use super::*;
-use crate::vmexit::dispatch::tests::{guest_at, FakeEnv, FakeGuest, FAKE_MEMMAP_END};
+use crate::vmexit::dispatch::tests::{
+    guest_at, FakeEnv, FakeGuest, FAKE_DEVICE, FAKE_DEVICE_DATA, FAKE_MEMMAP_END,
+};
 use crate::vmexit::{handle_exit, VmExit};
 
 const HPET: u64 = 0xfed0_0000;
@@ -63,6 +65,37 @@ fn unclaimed_stores_are_dropped() {
     assert_eq!(g.gprs, before);
     assert_eq!(g.rip, RIP + 6);
     assert!(g.injected.is_empty());
+}
+
+#[test]
+fn a_claimed_device_completes_loads_and_stores() {
+    // mov ax, [rdx]: the device's data, 2 bytes, merged into RAX.
+    let (mut g, mut env) = vcpu(&[0x66, 0x8b, 0x02], FAKE_DEVICE + 2);
+    assert_eq!(
+        npf(FAKE_DEVICE + 2, READ_FAULT, &mut g, &mut env),
+        ExitAction::Resume
+    );
+    assert_eq!(env.device_reads, [(FAKE_DEVICE + 2, 2)]);
+    assert_eq!(
+        g.gprs[Gpr::Rax as usize],
+        (OLD & !0xffff) | (FAKE_DEVICE_DATA & 0xffff)
+    );
+    assert_eq!(g.rip, RIP + 3);
+    // mov dword [rdi], 0x12345678: the device gets the value.
+    let (mut g, mut env) = vcpu(&[0xc7, 0x07, 0x78, 0x56, 0x34, 0x12], FAKE_DEVICE);
+    assert_eq!(
+        npf(FAKE_DEVICE, WRITE_FAULT, &mut g, &mut env),
+        ExitAction::Resume
+    );
+    assert_eq!(env.device_writes, [(FAKE_DEVICE, 4, 0x1234_5678)]);
+    assert_eq!(g.rip, RIP + 6);
+    assert!(g.injected.is_empty());
+    // A claimed GPA is not null-handled: an instruction that cannot be
+    // emulated still gets #GP, and nothing reaches the device.
+    let (mut g, mut env) = vcpu(&[0xf3, 0xa5], FAKE_DEVICE);
+    npf(FAKE_DEVICE, WRITE_FAULT, &mut g, &mut env);
+    assert_eq!(g.injected, [Event::general_protection()]);
+    assert!(env.device_writes.is_empty());
 }
 
 #[test]
