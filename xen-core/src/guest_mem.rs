@@ -15,7 +15,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::mm::{Gfn, Mfn, PhysMem, PAGE_SIZE};
 use crate::paging::guest_walk::{translate_gva, AccessKind, GuestAccess, GuestPaging, WalkError};
-use crate::paging::npt::Npt;
+use crate::paging::npt::{Npt, P2mEntry};
 
 /// Largest copy through a guest virtual address, in bytes.
 pub const MAX_GUEST_COPY: usize = 64 * 1024;
@@ -92,6 +92,7 @@ impl<'a, M: PhysMem> GuestPhys<'a, M> {
         let entry = self
             .npt
             .translate(&*self.mem, Gfn(gpa >> 12))
+            .filter(P2mEntry::is_memory)
             .ok_or(GuestFault::NotInP2m)?;
         if write && !entry.access.write {
             return Err(GuestFault::ReadOnly);

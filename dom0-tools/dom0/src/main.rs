@@ -15,6 +15,9 @@
 //!   off, then power off.
 //! - `com2-gsi=N` (added by xen-core): the GSI of COM2's interrupt, which
 //!   the agent binds as a pirq so that it sleeps until bytes arrive.
+//! - `pci-ecam=BASE:FIRST-LAST` (added by xen-core from the MCFG): where
+//!   dom0 finds its PCI devices (`devices`): the disk and the NICs, taken
+//!   over and checked at boot in every mode once events work.
 //!
 //! Without event channels or grant tables the backend reports why
 //! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
@@ -49,11 +52,11 @@ mod kernel {
     use guest_pv_shim::StartInfo;
     use mgmt::auth::{Key, KEY_LEN};
 
-    use crate::agent;
     use crate::agent::tcp::TcpServer;
     use crate::console_backend::Backend;
     use crate::devices::Nic;
     use crate::hv::XenHypervisor;
+    use crate::{agent, devices};
 
     pub fn main(boot: Boot) -> ! {
         let Boot { xen, start_info } = boot;
@@ -87,13 +90,18 @@ mod kernel {
         let com2_gsi = start_info
             .cmdline_arg("com2-gsi")
             .and_then(|n| n.parse().ok());
-        let setup = mgmt.then(|| MgmtSetup {
-            com2_gsi,
-            key: mgmt_key(&start_info),
-            nic: None,
-        });
         let reason = match Backend::start(&xen, start_info.ram_end()) {
-            Ok(mut backend) => with_backend(&clock, &mut backend, ticks, serve, setup),
+            Ok(mut backend) => {
+                // The drivers' DMA memory comes from the heap.
+                agent::heap::init();
+                let devices = devices::start(backend.events(), &start_info);
+                let setup = mgmt.then(|| MgmtSetup {
+                    com2_gsi,
+                    key: mgmt_key(&start_info),
+                    nic: devices.mgmt_nic,
+                });
+                with_backend(&clock, &mut backend, ticks, serve, setup)
+            }
             Err(e) => {
                 println!("dom0: console: backend unavailable: {e}");
                 match ticker::run(&xen, &clock, "dom0: ", ticks) {
@@ -140,12 +148,7 @@ mod kernel {
                 key: Some(key),
                 nic: Some(nic),
                 ..
-            } => Some(TcpServer::start(
-                nic,
-                key,
-                backend.events(),
-                backend.now().unwrap_or(0),
-            )),
+            } => Some(TcpServer::start(nic, key, backend.now().unwrap_or(0))),
             MgmtSetup { key: None, .. } => {
                 println!("dom0: mgmt: no management key in the boot bundle: no TCP, COM2 only");
                 None

@@ -145,6 +145,8 @@ pub enum DomainError {
     ForeignInUse(Gfn),
     /// paused {MAX_PAUSE_COUNT} times already
     PauseCountOverflow,
+    /// only the privileged domain may do that
+    NotPrivileged,
 }
 
 impl From<DomainError> for Errno {
@@ -168,6 +170,7 @@ impl From<DomainError> for Errno {
             DomainError::NoSuchDomain => Errno::ESRCH,
             DomainError::GrantInUse(_) | DomainError::ForeignInUse(_) => Errno::EBUSY,
             DomainError::PauseCountOverflow => Errno::EOVERFLOW,
+            DomainError::NotPrivileged => Errno::EPERM,
         }
     }
 }
@@ -544,6 +547,28 @@ impl Domain {
         Ok(())
     }
 
+    /// Maps device memory (a PCI BAR page dom0 owns) at `gfn`, uncached
+    /// ([`P2mKind::Mmio`]): never counted, scrubbed or freed, and never
+    /// read or written by xen-core as guest memory. Only the privileged
+    /// domain gets device memory; `gfn` must be unmapped.
+    pub fn map_mmio(
+        &mut self,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+        gfn: Gfn,
+        mfn: Mfn,
+    ) -> Result<(), DomainError> {
+        if self.privilege.is_none() {
+            return Err(DomainError::NotPrivileged);
+        }
+        let entry = P2mEntry {
+            mfn,
+            access: P2mAccess::RW,
+            kind: P2mKind::Mmio,
+        };
+        Ok(self.p2m.map(pool, mem, gfn, entry)?)
+    }
+
     /// Gives up what an unmapped entry held: owned frames are scrubbed
     /// and freed, shared ones are just no longer counted.
     fn drop_entry(&mut self, pool: &mut impl FramePool, mem: &mut impl PhysMem, e: P2mEntry) {
@@ -554,6 +579,8 @@ impl Domain {
                 self.tot_pages -= 1;
             }
             P2mKind::Shared => self.shared_pages -= 1,
+            // Device memory: nothing to scrub, free or count.
+            P2mKind::Mmio => {}
         }
     }
 

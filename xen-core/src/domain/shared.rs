@@ -16,6 +16,7 @@ use super::Domain;
 use crate::guest_mem::GuestFault;
 use crate::mm::shared_frame::{BadOffset, SharedFrame};
 use crate::mm::{Gpa, Mfn, PhysMem, PAGE_SIZE};
+use crate::paging::npt::P2mEntry;
 
 /// A byte position the hypervisor reads or writes for a domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,7 @@ impl Place {
                 let entry = domain
                     .p2m()
                     .translate(mem, gpa.gfn())
+                    .filter(P2mEntry::is_memory)
                     .ok_or(GuestFault::NotInP2m)?;
                 if write && !entry.access.write {
                     return Err(GuestFault::ReadOnly);

@@ -108,6 +108,52 @@ fn dom0_memory_is_one_to_one() {
 }
 
 #[test]
+fn device_memory_is_dom0s_only_and_never_guest_memory() {
+    use crate::guest_mem::{GuestFault, GuestPhys};
+    let (mut pool, mut mem) = machine(64);
+    let mut t = DomainTable::new();
+    let cfg = DomainConfig {
+        name: "dom0",
+        max_pages: 16,
+        vcpus: 1,
+    };
+    let domu_cfg = DomainConfig {
+        name: "guest",
+        ..cfg
+    };
+    let domu = t.create_domu(&domu_cfg, &mut pool, &mut mem).unwrap();
+    let free = pool.free_frames();
+    let dom0 = t.create_dom0(&cfg, &mut pool, &mut mem).unwrap();
+    // A BAR frame: outside the machine's RAM.
+    let bar = Mfn(0xfebd2);
+    assert_eq!(
+        t.get_mut(domu)
+            .unwrap()
+            .map_mmio(&mut pool, &mut mem, Gfn(bar.0), bar),
+        Err(DomainError::NotPrivileged)
+    );
+    let d = t.get_mut(dom0).unwrap();
+    d.map_mmio(&mut pool, &mut mem, Gfn(bar.0), bar).unwrap();
+    let e = d.p2m().translate(&mem, Gfn(bar.0)).unwrap();
+    assert_eq!((e.mfn, e.kind), (bar, P2mKind::Mmio));
+    assert_eq!((d.tot_pages(), d.shared_pages()), (0, 0), "not counted");
+    // Hypercall buffers there are refused: xen-core never reads devices.
+    let mut buf = [0u8; 4];
+    let npt = t.get(dom0).unwrap().p2m();
+    assert_eq!(
+        GuestPhys::new(npt, &mut mem).read(bar.hpa(), &mut buf),
+        Err(GuestFault::NotInP2m)
+    );
+    t.kill(dom0).unwrap();
+    t.destroy(dom0, &mut pool, &mut mem).unwrap();
+    assert_eq!(
+        pool.free_frames(),
+        free,
+        "the BAR frame never joins the pool"
+    );
+}
+
+#[test]
 fn shared_frame_replaces_owned_one() {
     let (mut t, mut pool, mut mem, id) = one(16, 64);
     let hv_frame = pool.alloc().unwrap();

@@ -8,7 +8,7 @@
 
 use abi::convert::usize_from_u64;
 
-use super::npt::Npt;
+use super::npt::{Npt, P2mEntry};
 use crate::mm::{Gfn, PhysMem, PAGE_SIZE};
 
 const CR0_WP: u64 = 1 << 16;
@@ -123,6 +123,7 @@ impl Rights {
 fn read_entry<const N: usize>(npt: &Npt, mem: &impl PhysMem, gpa: u64) -> Result<u64, WalkError> {
     let entry = npt
         .translate(mem, Gfn(gpa >> 12))
+        .filter(P2mEntry::is_memory)
         .ok_or(WalkError::OutOfP2m)?;
     let off = usize_from_u64(gpa) & (PAGE_SIZE - 1) & !(N - 1);
     let mut bytes = [0u8; 8];

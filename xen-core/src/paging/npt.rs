@@ -22,12 +22,18 @@ const PRESENT: u64 = 1 << 0;
 const WRITE: u64 = 1 << 1;
 /// Nested entries need U, or the guest's own table walk faults (docs/development.md, QEMU and SVM facts).
 const USER: u64 = 1 << 2;
+/// Page-level write-through and cache-disable: with PAT index 3 (UC in
+/// the power-on PAT) the nested memory type is UC, which wins over the
+/// guest's own type (AMD APM vol. 2 §15.25.8).
+const PWT: u64 = 1 << 3;
+const PCD: u64 = 1 << 4;
 const NO_EXEC: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// Software-available bits 9..=11 hold the [`P2mKind`].
 const KIND_SHIFT: u32 = 9;
 const KIND_MASK: u64 = 0b111 << KIND_SHIFT;
 const KIND_SHARED: u64 = 1 << KIND_SHIFT;
+const KIND_MMIO: u64 = 2 << KIND_SHIFT;
 /// Flags of an entry that points to a lower-level table.
 const TABLE_FLAGS: u64 = PRESENT | WRITE | USER;
 
@@ -40,6 +46,14 @@ pub struct P2mAccess {
     /// The guest may execute from the frame. Clearing it sets NX, which
     /// needs EFER.NXE in the host.
     pub exec: bool,
+}
+
+impl P2mEntry {
+    /// Whether the entry is memory xen-core may read and write for the
+    /// guest (copy to/from guest, page walks): not device memory.
+    pub fn is_memory(&self) -> bool {
+        self.kind != P2mKind::Mmio
+    }
 }
 
 impl P2mAccess {
@@ -68,6 +82,9 @@ pub enum P2mKind {
     /// Someone else's frame (hypervisor-shared or granted): never freed
     /// through this domain.
     Shared,
+    /// Device memory (a PCI BAR given to dom0): mapped uncached, never
+    /// freed, and never accessed by xen-core as guest memory.
+    Mmio,
 }
 
 /// One GFN's p2m entry.
@@ -137,8 +154,10 @@ fn encode_leaf(e: &P2mEntry) -> u64 {
     if !e.access.exec {
         bits |= NO_EXEC;
     }
-    if e.kind == P2mKind::Shared {
-        bits |= KIND_SHARED;
+    match e.kind {
+        P2mKind::Owned => {}
+        P2mKind::Shared => bits |= KIND_SHARED,
+        P2mKind::Mmio => bits |= KIND_MMIO | PCD | PWT,
     }
     bits
 }
@@ -150,10 +169,10 @@ fn decode_leaf(bits: u64) -> P2mEntry {
             write: bits & WRITE != 0,
             exec: bits & NO_EXEC == 0,
         },
-        kind: if bits & KIND_MASK == KIND_SHARED {
-            P2mKind::Shared
-        } else {
-            P2mKind::Owned
+        kind: match bits & KIND_MASK {
+            KIND_SHARED => P2mKind::Shared,
+            KIND_MMIO => P2mKind::Mmio,
+            _ => P2mKind::Owned,
         },
     }
 }
@@ -379,6 +398,26 @@ mod tests {
             access: P2mAccess::RWX,
             kind: P2mKind::Owned,
         }
+    }
+
+    #[test]
+    fn device_memory_is_uncached_and_kept_apart() {
+        let e = P2mEntry {
+            mfn: Mfn(0xfebd2),
+            access: P2mAccess::RW,
+            kind: P2mKind::Mmio,
+        };
+        let bits = encode_leaf(&e);
+        assert_eq!(bits & (PCD | PWT), PCD | PWT, "UC through PAT index 3");
+        assert_eq!(bits & NO_EXEC, NO_EXEC);
+        assert_eq!(decode_leaf(bits), e);
+        assert!(!e.is_memory());
+        assert_eq!(
+            encode_leaf(&ram(5)) & (PCD | PWT),
+            0,
+            "RAM stays write-back"
+        );
+        assert!(ram(5).is_memory());
     }
 
     #[test]

@@ -90,6 +90,17 @@ pub trait ConfigAccess {
     fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
         self.read(bdf, offset, 4)
     }
+
+    /// Reads the word at `offset`.
+    fn read16(&self, bdf: Bdf, offset: u16) -> u16 {
+        let [low, high, ..] = self.read(bdf, offset, 2).to_le_bytes();
+        u16::from_le_bytes([low, high])
+    }
+
+    /// Reads the byte at `offset`.
+    fn read8(&self, bdf: Bdf, offset: u16) -> u8 {
+        self.read(bdf, offset, 1).to_le_bytes()[0]
+    }
 }
 
 impl<T: ConfigAccess> ConfigAccess for &T {
@@ -104,5 +115,7 @@ impl<T: ConfigAccess> ConfigAccess for &T {
 /// Whether a `size`-byte access at `offset` is one ECAM can carry:
 /// 1, 2 or 4 bytes, naturally aligned, inside the 4 KiB.
 pub fn valid_access(offset: u16, size: u8) -> bool {
-    matches!(size, 1 | 2 | 4) && offset % u16::from(size) == 0 && offset < CONFIG_SPACE_BYTES
+    matches!(size, 1 | 2 | 4)
+        && offset.is_multiple_of(u16::from(size))
+        && offset < CONFIG_SPACE_BYTES
 }

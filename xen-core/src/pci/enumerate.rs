@@ -203,9 +203,9 @@ fn functions_of(
         device,
         function,
     };
-    let present = move |bdf: &Bdf| cfg.read(*bdf, VENDOR_ID, 2) != 0xffff;
+    let present = move |bdf: &Bdf| cfg.read16(*bdf, VENDOR_ID) != 0xffff;
     let count = if present(&at(0)) {
-        let header = cfg.read(at(0), HEADER_TYPE, 1) as u8;
+        let header = cfg.read8(at(0), HEADER_TYPE);
         if header & HEADER_MULTIFUNCTION != 0 {
             FUNCTIONS_PER_DEVICE
         } else {
@@ -219,20 +219,20 @@ fn functions_of(
 
 /// Reads one present function's header and sizes its BARs.
 fn probe(cfg: &impl ConfigAccess, bdf: Bdf) -> PciFunction {
-    let class = cfg.read32(bdf, CLASS_REVISION);
-    let layout = (cfg.read(bdf, HEADER_TYPE, 1) as u8) & !HEADER_MULTIFUNCTION;
+    let [_revision, prog_if, subclass, class] = cfg.read32(bdf, CLASS_REVISION).to_le_bytes();
+    let layout = cfg.read8(bdf, HEADER_TYPE) & !HEADER_MULTIFUNCTION;
     let mut function = PciFunction {
         bdf,
-        vendor: cfg.read(bdf, VENDOR_ID, 2) as u16,
-        device: cfg.read(bdf, DEVICE_ID, 2) as u16,
-        class: (class >> 24) as u8,
-        subclass: (class >> 16) as u8,
-        prog_if: (class >> 8) as u8,
+        vendor: cfg.read16(bdf, VENDOR_ID),
+        device: cfg.read16(bdf, DEVICE_ID),
+        class,
+        subclass,
+        prog_if,
         header_layout: layout,
         bars: Vec::new(),
         bar_registers: [0; MAX_BARS],
         rom_register: 0,
-        interrupt_pin: cfg.read(bdf, INTERRUPT_PIN, 1) as u8,
+        interrupt_pin: cfg.read8(bdf, INTERRUPT_PIN),
         intx: None,
         owner: Owner::Dom0,
     };

@@ -54,9 +54,9 @@ impl FakeFunction {
     pub fn mem64(mut self, index: u8, base: u64, size: u64) -> Self {
         let mask = !(size - 1);
         let i = usize::from(index);
-        self.bar_writable[i] = mask as u32 & !0xf;
+        self.bar_writable[i] = (mask & 0xffff_fff0) as u32;
         self.bar_writable[i + 1] = (mask >> 32) as u32;
-        self.set(bar_offset(index), 4, (base as u32 & !0xf) | 0b1100);
+        self.set(bar_offset(index), 4, (base & 0xffff_fff0) as u32 | 0b1100);
         self.set(bar_offset(index + 1), 4, (base >> 32) as u32);
         self
     }
@@ -84,7 +84,7 @@ impl FakeFunction {
     fn write(&mut self, offset: u16, size: u8, value: u32) {
         let bar = (0x10..0x28).contains(&offset).then(|| (offset - 0x10) / 4);
         match bar {
-            Some(i) if size == 4 && offset % 4 == 0 => {
+            Some(i) if size == 4 && offset.is_multiple_of(4) => {
                 let writable = self.bar_writable[usize::from(i)];
                 let old = self.get(offset, 4);
                 self.set(offset, 4, (old & !writable) | (value & writable));

@@ -5,6 +5,7 @@
 //! and the `_PRT` answers; everything here is host-tested against a fake
 //! configuration space.
 
+pub mod bars;
 pub mod config;
 pub mod enumerate;
 pub mod vpci;
@@ -19,6 +20,7 @@ use core::fmt;
 
 use pci_types::device_type::DeviceType;
 
+use bars::BarMapping;
 use config::{Bdf, ConfigAccess, INTERRUPT_LINE, NO_INTERRUPT_LINE};
 pub use enumerate::{Bar, BarKind, IntxRoute, Owner, PciFunction};
 
@@ -28,12 +30,38 @@ use crate::platform::{Polarity, Trigger};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PciDevices {
     functions: Vec<PciFunction>,
+    dom0_bars: Vec<BarMapping>,
 }
 
 impl PciDevices {
     /// Wraps the enumerated functions.
     pub fn new(functions: Vec<PciFunction>) -> Self {
-        Self { functions }
+        Self {
+            functions,
+            dom0_bars: Vec::new(),
+        }
+    }
+
+    /// Plans dom0's 1:1 BAR mappings (see [`bars::plan_dom0_bars`]),
+    /// keeps them for dom0's build and logs each refused BAR.
+    pub fn plan_dom0_bars(&mut self, forbidden: &[(crate::mm::PhysRange, &'static str)]) {
+        let (mapped, refused) = bars::plan_dom0_bars(self, forbidden);
+        for r in refused {
+            log::warn!(
+                "pci: {} BAR{} [{:#x}+{:#x}] not mapped into dom0: {}",
+                r.bdf,
+                r.index,
+                r.base,
+                r.size,
+                r.reason
+            );
+        }
+        self.dom0_bars = mapped;
+    }
+
+    /// The BAR ranges dom0 gets 1:1.
+    pub fn dom0_bars(&self) -> &[BarMapping] {
+        &self.dom0_bars
     }
 
     /// Every function found.

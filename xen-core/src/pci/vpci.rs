@@ -47,7 +47,7 @@ pub fn decode(regions: &[EcamRegion], gpa: u64) -> Option<EcamAddress> {
         Some(EcamAddress {
             bdf: Bdf {
                 segment: r.segment,
-                bus: (rel >> 20) as u8,
+                bus: ((rel >> 20) & 0xff) as u8,
                 device: ((rel >> 15) & 0x1f) as u8,
                 function: ((rel >> 12) & 0x7) as u8,
             },
@@ -123,11 +123,14 @@ impl<C: ConfigAccess> Vpci<'_, C> {
     pub fn write(&self, gpa: u64, size: u8, value: u64) -> [Option<WriteOutcome>; 2] {
         let outcomes = if size == 8 {
             [
-                Some(self.write_one(gpa, 4, value as u32)),
+                Some(self.write_one(gpa, 4, (value & 0xffff_ffff) as u32)),
                 Some(self.write_one(gpa + 4, 4, (value >> 32) as u32)),
             ]
         } else {
-            [Some(self.write_one(gpa, size, value as u32)), None]
+            [
+                Some(self.write_one(gpa, size, (value & 0xffff_ffff) as u32)),
+                None,
+            ]
         };
         for outcome in outcomes.iter().flatten() {
             if let WriteOutcome::BarMoveRefused {

@@ -49,6 +49,7 @@ pub fn add_madt_entry(p: &mut Platform, entry: &MadtEntry<'_>) -> Result<(), Pla
                 p.add_local_apic(e.x2apic_id)?;
             }
         }
+        MadtEntry::LocalApicAddressOverride(e) => p.set_local_apic_address(e.local_apic_address),
         MadtEntry::IoApic(e) => p.add_io_apic(IoApic {
             id: e.io_apic_id,
             address: u64::from(e.io_apic_address),

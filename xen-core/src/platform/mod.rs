@@ -118,13 +118,24 @@ pub enum PlatformError {
 }
 
 /// What firmware told xen-core about the machine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Platform {
     local_apic_ids: Vec<u32, MAX_LOCAL_APICS>,
     io_apics: Vec<IoApic, MAX_IO_APICS>,
     isa_overrides: Vec<IsaOverride, MAX_ISA_OVERRIDES>,
     ecam: Vec<EcamRegion, MAX_ECAM_REGIONS>,
     legacy_pics: bool,
+    local_apic_address: u64,
+}
+
+/// The local APIC's architectural default address (AMD APM vol. 2
+/// §16.3.1), used until the MADT says otherwise.
+pub const DEFAULT_LOCAL_APIC_ADDRESS: u64 = 0xfee0_0000;
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Platform {
@@ -136,6 +147,7 @@ impl Platform {
             isa_overrides: Vec::new(),
             ecam: Vec::new(),
             legacy_pics: false,
+            local_apic_address: DEFAULT_LOCAL_APIC_ADDRESS,
         }
     }
 
@@ -180,6 +192,17 @@ impl Platform {
     /// PCAT_COMPAT).
     pub fn set_legacy_pics(&mut self, present: bool) {
         self.legacy_pics = present;
+    }
+
+    /// Records the local APICs' physical address (MADT header, or its
+    /// 64-bit override entry).
+    pub fn set_local_apic_address(&mut self, address: u64) {
+        self.local_apic_address = address;
+    }
+
+    /// Physical address of the local APICs' register page.
+    pub fn local_apic_address(&self) -> u64 {
+        self.local_apic_address
     }
 
     /// Local APIC ids of the enabled processors, in MADT order.
@@ -252,9 +275,10 @@ impl Platform {
     /// Writes the `platform: ...` boot log lines.
     pub fn log(&self) {
         log::info!(
-            "platform: {} local APICs (ids {}), 8259 PICs {}",
+            "platform: {} local APICs (ids {}) at {:#x}, 8259 PICs {}",
             self.local_apic_ids.len(),
             IdList(&self.local_apic_ids),
+            self.local_apic_address,
             if self.legacy_pics {
                 "present"
             } else {

@@ -56,7 +56,7 @@ fn limits_are_errors_not_panics() {
     let mut p = Platform::new();
     for id in 0..MAX_IO_APICS {
         let io_apic = IoApic {
-            id: id as u8,
+            id: u8::try_from(id).unwrap(),
             address: 0xfec0_0000,
             gsi_base: 0,
         };

@@ -3,10 +3,10 @@
 //! [`mgmt_net::MgmtNet`] (authenticated connections, one session each;
 //! the rules are in `mgmt-net`).
 //!
-//! The NIC's INTx reaches dom0 as an event (its GSI, from the Interrupt
-//! Line register, mapped to a pirq and bound to a port: [`DeviceIrq`]).
-//! When it fired, a pass reads the virtio ISR (which lowers the line),
-//! sends the EOI, then lets smoltcp drain every received frame. Between
+//! The NIC's INTx reaches dom0 as an event (`devices` bound its GSI to a
+//! port: [`Nic::irq`]). When it fired, a pass acknowledges it
+//! ([`Nic::ack_interrupt`]: the virtio ISR read lowers the line, then the
+//! EOI), then lets smoltcp drain every received frame. Between
 //! events the agent sleeps until smoltcp's next timer
 //! (`Interface::poll_delay`: retransmissions, keep-alives) or one of the
 //! connections' own (authentication timeout, partial-frame flush).
@@ -14,7 +14,7 @@
 
 use core::fmt;
 
-use guest_pv_shim::{println, DeviceIrq, Events};
+use guest_pv_shim::println;
 use mgmt::auth::Key;
 use mgmt::{MgmtError, Reply, Request, ServerMessage, SessionId};
 use mgmt_net::smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -99,16 +99,21 @@ impl Device for NicDevice {
 pub struct TcpServer {
     net: MgmtNet<Session>,
     device: NicDevice,
-    /// The NIC's interrupt as an event, if bound.
-    irq: Option<DeviceIrq>,
+    /// The NIC's interrupt is bound to a port (else the agent polls).
+    interrupts: bool,
 }
 
 impl TcpServer {
     /// Listens on `nic` ([`NetConfig::qemu_user`]) for clients holding
-    /// `key`; binds the NIC's interrupt to a port of `events`.
-    pub fn start(nic: Nic, key: Key, events: &Events, now_ns: u64) -> TcpServer {
+    /// `key`.
+    pub fn start(nic: Nic, key: Key, now_ns: u64) -> TcpServer {
         let config = NetConfig::qemu_user(nic.mac());
-        let irq = bind_irq(events, nic.gsi());
+        let interrupts = nic.irq().is_some();
+        if !interrupts {
+            println!(
+                "dom0: mgmt: tcp: the NIC's interrupt is not bound: polling every {POLL_NS} ns"
+            );
+        }
         let mut device = NicDevice { nic, errors: 0 };
         let net = MgmtNet::new(&config, key, &mut device, now_ns, now_ns ^ tsc());
         let [a, b, c, d] = config.address;
@@ -116,7 +121,11 @@ impl TcpServer {
             "dom0: mgmt: serving the management protocol on tcp {a}.{b}.{c}.{d}:{} (authenticated)",
             config.port
         );
-        TcpServer { net, device, irq }
+        TcpServer {
+            net,
+            device,
+            interrupts,
+        }
     }
 
     /// One pass: acknowledges the NIC's interrupt if it fired, serves
@@ -129,11 +138,10 @@ impl TcpServer {
         backend: &mut Backend,
         power_off: &mut bool,
     ) -> Option<u64> {
-        if let Some(irq) = self.irq {
-            if backend.events().take(&[irq.port]).is_some() {
-                // The ISR read lowers the line; then the EOI unmasks it.
-                self.device.nic.ack_interrupt();
-                if let Err(e) = irq.eoi(backend.events().xen()) {
+        if let Some(irq) = self.device.nic.irq() {
+            let events = backend.events();
+            if events.take(&[irq.port]).is_some() {
+                if let Err(e) = self.device.nic.ack_interrupt(events.xen()) {
                     println!("dom0: mgmt: tcp: NIC interrupt EOI failed: {e}");
                 }
             }
@@ -143,32 +151,12 @@ impl TcpServer {
             power_off,
         };
         let delay = self.net.poll(now_ns, &mut self.device, &mut service, tsc());
-        let delay = match self.irq {
-            Some(_) => delay,
-            None => Some(delay.map_or(POLL_NS, |d| d.min(POLL_NS))),
+        let delay = if self.interrupts {
+            delay
+        } else {
+            Some(delay.map_or(POLL_NS, |d| d.min(POLL_NS)))
         };
         delay.map(|d| now_ns.saturating_add(d))
-    }
-}
-
-/// The NIC's interrupt (GSI `gsi`) as an event of ours, if it can be.
-fn bind_irq(events: &Events, gsi: Option<u8>) -> Option<DeviceIrq> {
-    let Some(gsi) = gsi else {
-        println!("dom0: mgmt: tcp: the NIC has no GSI: polling every {POLL_NS} ns");
-        return None;
-    };
-    match DeviceIrq::bind(events.xen(), gsi.into()) {
-        Ok(irq) => {
-            println!(
-                "dom0: mgmt: tcp: NIC interrupt: GSI {gsi} pirq {} port {}",
-                irq.pirq, irq.port
-            );
-            Some(irq)
-        }
-        Err(e) => {
-            println!("dom0: mgmt: tcp: NIC interrupt not bound ({e}): polling every {POLL_NS} ns");
-            None
-        }
     }
 }
 

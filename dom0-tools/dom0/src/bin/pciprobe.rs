@@ -60,7 +60,7 @@ mod kernel {
 
         fn read32(&self, gpa: u64) -> u32 {
             match probe::read(gpa, self.ram_end, Load::Dword, 0) {
-                Ok(Ok(value)) => value as u32,
+                Ok(Ok(value)) => (value & 0xffff_ffff) as u32,
                 _ => 0xdead_dead,
             }
         }

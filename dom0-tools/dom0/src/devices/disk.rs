@@ -2,8 +2,11 @@
 //!
 //! Requests are synchronous for now: virtio-drivers waits for the used
 //! ring after each one. dom0 makes them only at boot (the scratch check);
-//! the block backend will submit and complete them from its interrupt.
+//! the block backend will submit them and complete them from the disk's
+//! interrupt ([`Disk::irq`], acknowledged with [`Disk::ack_interrupt`]).
 
+use guest_pv_shim::arch::physdev::DeviceIrq;
+use guest_pv_shim::{Xen, XenError};
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::pci::PciTransport;
 
@@ -18,15 +21,37 @@ pub struct Disk {
     blk: VirtIOBlk<DomainHal, PciTransport>,
     bdf: Bdf,
     gsi: Option<u8>,
+    irq: Option<DeviceIrq>,
 }
 
 impl Disk {
-    pub fn new(transport: PciTransport, bdf: Bdf, gsi: Option<u8>) -> virtio_drivers::Result<Self> {
+    pub fn new(
+        transport: PciTransport,
+        bdf: Bdf,
+        gsi: Option<u8>,
+        irq: Option<DeviceIrq>,
+    ) -> virtio_drivers::Result<Self> {
         Ok(Disk {
             blk: VirtIOBlk::new(transport)?,
             bdf,
             gsi,
+            irq,
         })
+    }
+
+    /// Its interrupt's port (and pirq), if its GSI is bound.
+    pub fn irq(&self) -> Option<DeviceIrq> {
+        self.irq
+    }
+
+    /// Reads (and so clears) the ISR, deasserting INTx, then EOIs the
+    /// pirq; returns the ISR bits.
+    pub fn ack_interrupt(&mut self, xen: &Xen) -> Result<u32, XenError> {
+        let isr = self.blk.ack_interrupt().bits();
+        if let Some(irq) = self.irq {
+            irq.eoi(xen)?;
+        }
+        Ok(isr)
     }
 
     pub fn bdf(&self) -> Bdf {

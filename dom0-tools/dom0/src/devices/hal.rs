@@ -81,7 +81,9 @@ unsafe impl Hal for DomainHal {
 /// function's 4 KiB at `base + (bus << 20 | device << 15 | function << 12)`,
 /// `base` being bus 0's address as ACPI's MCFG gives it. Only the buses
 /// the region decodes are touched: others read all ones, as absent
-/// functions do, and writes to them are dropped.
+/// functions do, and writes to them are dropped. Each access is one
+/// 32-bit MOV, which faults to xen-core (ECAM is not in dom0's NPT) and
+/// is carried out there (`pci::vpci`).
 #[derive(Clone)]
 pub struct Ecam {
     base: u64,
@@ -103,7 +105,7 @@ impl Ecam {
 
     /// The address of a register, if its bus is in the region.
     fn register(&self, df: DeviceFunction, offset: u8) -> Option<*mut u32> {
-        if !self.buses.contains(&df.bus) || !df.valid() || offset % 4 != 0 {
+        if !self.buses.contains(&df.bus) || !df.valid() || !offset.is_multiple_of(4) {
             return None;
         }
         let address = self.base + u64::from(Cam::Ecam.cam_offset(df, offset));
@@ -113,20 +115,37 @@ impl Ecam {
 
 impl ConfigurationAccess for Ecam {
     fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
-        match self.register(df, offset) {
-            // SAFETY: the register is an aligned dword of the ECAM region,
-            // which `new` checked lies in the identity map; xen-core
-            // mediates the access (a read has no effect on memory).
-            Some(register) => unsafe { register.read_volatile() },
-            None => u32::MAX,
+        let Some(register) = self.register(df, offset) else {
+            return u32::MAX;
+        };
+        let value: u32;
+        // SAFETY: the register is an aligned dword of the ECAM region,
+        // which `new` checked lies in the identity map; xen-core mediates
+        // the access; it touches no memory a Rust object lives in. A plain
+        // MOV because that is what xen-core's MMIO path decodes (a volatile
+        // read may otherwise become e.g. `test $imm, (mem)`).
+        unsafe {
+            core::arch::asm!(
+                "mov {value:e}, dword ptr [{register}]",
+                register = in(reg) register,
+                value = out(reg) value,
+                options(nostack, preserves_flags, readonly),
+            );
         }
+        value
     }
 
     fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
         if let Some(register) = self.register(df, offset) {
-            // SAFETY: as for reads; the ECAM region is MMIO, not memory any
-            // Rust object lives in.
-            unsafe { register.write_volatile(data) }
+            // SAFETY: as for reads.
+            unsafe {
+                core::arch::asm!(
+                    "mov dword ptr [{register}], {data:e}",
+                    register = in(reg) register,
+                    data = in(reg) data,
+                    options(nostack, preserves_flags),
+                );
+            }
         }
     }
 

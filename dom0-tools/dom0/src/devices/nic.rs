@@ -9,15 +9,18 @@
 //! - [`Nic::transmit`] sends one frame of at most [`MAX_FRAME_BYTES`] and
 //!   returns once the device has taken it (the buffer is free again);
 //!   [`Nic::can_transmit`] says whether a descriptor is free.
-//! - [`Nic::ack_interrupt`] reads the virtio ISR, which deasserts the
-//!   device's INTx, and says whether a queue (receive or transmit) or the
-//!   configuration changed since the last read. Call it when the NIC's
-//!   event channel fires (its GSI is [`Nic::gsi`]), then `PHYSDEVOP_eoi`,
-//!   then drain [`Nic::receive`] until it returns `None`.
+//! - Interrupts: [`Nic::irq`] is the port the NIC's INTx arrives on (a
+//!   pirq; `None` without a GSI, then poll). After
+//!   `Events::block_until` returns and `Events::take(&[port])` says it
+//!   fired, call [`Nic::ack_interrupt`] (virtio ISR read, which deasserts
+//!   INTx, then `PHYSDEVOP_eoi`), then drain [`Nic::receive`] until it
+//!   returns `None`. Received frames wait in the ring until then.
 //! - [`Nic::mac`] is the MAC the device reports (xtask sets stable ones).
 
 use core::fmt;
 
+use guest_pv_shim::arch::physdev::DeviceIrq;
+use guest_pv_shim::{Xen, XenError};
 use virtio_drivers::device::net::VirtIONet;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::{DeviceStatus, InterruptStatus, Transport};
@@ -81,6 +84,7 @@ impl fmt::Display for Link {
 
 /// Why a frame could not be received or sent.
 #[derive(Debug)]
+#[allow(dead_code)] // frame errors: the TCP agent's (branch `tcp`) API
 pub enum NicError {
     /// The caller's buffer is shorter than the frame (the frame is lost).
     BufferTooSmall { frame: usize, buffer: usize },
@@ -112,6 +116,7 @@ impl From<virtio_drivers::Error> for NicError {
 
 /// An interrupt's causes, from the ISR read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // the TCP agent's (branch `tcp`) API
 pub struct Interrupt {
     /// A receive or transmit buffer was used: drain [`Nic::receive`].
     pub queue: bool,
@@ -119,21 +124,12 @@ pub struct Interrupt {
     pub config: bool,
 }
 
-impl Interrupt {
-    /// Whether the device raised anything (a shared INTx line fires for
-    /// every device on it).
-    pub fn any(&self) -> bool {
-        self.queue || self.config
-    }
-}
-
 /// A virtio-net NIC.
 pub struct Nic {
     net: VirtIONet<DomainHal, PciTransport, NIC_QUEUE_SIZE>,
     bdf: Bdf,
-    gsi: Option<u8>,
-    role: Role,
     link: Link,
+    irq: Option<DeviceIrq>,
 }
 
 impl Nic {
@@ -142,16 +138,14 @@ impl Nic {
     pub fn new(
         mut transport: PciTransport,
         bdf: Bdf,
-        gsi: Option<u8>,
-        role: Role,
+        irq: Option<DeviceIrq>,
     ) -> Result<Self, NicError> {
         let link = link_status(&mut transport);
         Ok(Nic {
             net: VirtIONet::new(transport, RX_BUFFER_BYTES)?,
             bdf,
-            gsi,
-            role,
             link,
+            irq,
         })
     }
 
@@ -159,13 +153,9 @@ impl Nic {
         self.bdf
     }
 
-    /// The INTx GSI xen-core routed for it.
-    pub fn gsi(&self) -> Option<u8> {
-        self.gsi
-    }
-
-    pub fn role(&self) -> Role {
-        self.role
+    /// Its interrupt's port (and pirq), if its GSI is bound.
+    pub fn irq(&self) -> Option<DeviceIrq> {
+        self.irq
     }
 
     /// The link status at take-over.
@@ -177,7 +167,11 @@ impl Nic {
     pub fn mac(&self) -> [u8; 6] {
         self.net.mac_address()
     }
+}
 
+/// The frame API (module doc).
+#[allow(dead_code)] // the TCP agent's (branch `tcp`) API, unused until it lands
+impl Nic {
     /// Whether a received frame is waiting.
     pub fn can_receive(&self) -> bool {
         self.net.can_recv()
@@ -222,14 +216,17 @@ impl Nic {
         Ok(self.net.send(tx)?)
     }
 
-    /// Reads (and so clears) the ISR: what the device raised its
-    /// interrupt for since the last read.
-    pub fn ack_interrupt(&mut self) -> Interrupt {
+    /// Reads (and so clears) the ISR, deasserting INTx, then EOIs the
+    /// pirq: what the device raised its interrupt for since the last read.
+    pub fn ack_interrupt(&mut self, xen: &Xen) -> Result<Interrupt, XenError> {
         let isr = self.net.ack_interrupt();
-        Interrupt {
+        if let Some(irq) = self.irq {
+            irq.eoi(xen)?;
+        }
+        Ok(Interrupt {
             queue: isr.contains(InterruptStatus::QUEUE_INTERRUPT),
             config: isr.contains(InterruptStatus::DEVICE_CONFIGURATION_INTERRUPT),
-        }
+        })
     }
 }
 

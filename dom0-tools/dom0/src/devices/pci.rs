@@ -188,12 +188,26 @@ fn virtio_function<C: ConfigurationAccess>(
     })
 }
 
-/// Lets the function decode its memory BARs and master the bus (its
-/// virtqueues are DMA), keeping the other command bits.
-pub fn enable_memory_and_dma<C: ConfigurationAccess>(root: &mut PciRoot<C>, bdf: DeviceFunction) {
+/// Lets the function decode its memory BARs, master the bus (its
+/// virtqueues are DMA) and raise INTx (dom0 takes it as a pirq), keeping
+/// the other command bits.
+pub fn enable_memory_dma_intx<C: ConfigurationAccess>(root: &mut PciRoot<C>, bdf: DeviceFunction) {
     let (_status, command) = root.get_status_command(bdf);
+    let enabled =
+        (command | Command::MEMORY_SPACE | Command::BUS_MASTER) - Command::INTERRUPT_DISABLE;
     // PciRoot writes the status half as zeros (its bits are write-1-to-clear).
-    root.set_command(bdf, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
+    root.set_command(bdf, enabled);
+}
+
+/// The ECAM region named on dom0's command line by xen-core,
+/// `pci-ecam=BASE:FIRST-LAST` (BASE in hex with `0x`, the bus numbers in
+/// decimal): bus 0's configuration-space address and the buses decoded.
+pub fn parse_ecam_arg(arg: &str) -> Option<(u64, RangeInclusive<u8>)> {
+    let (base, buses) = arg.split_once(':')?;
+    let base = u64::from_str_radix(base.strip_prefix("0x")?, 16).ok()?;
+    let (first, last) = buses.split_once('-')?;
+    let (first, last): (u8, u8) = (first.parse().ok()?, last.parse().ok()?);
+    (first <= last).then_some((base, first..=last))
 }
 
 #[cfg(test)]
@@ -207,7 +221,10 @@ mod tests {
     /// all ones, as on a real bus. Clones share the table (as clones of
     /// an ECAM accessor share the hardware).
     #[derive(Clone, Default)]
-    struct Table(Rc<RefCell<BTreeMap<(u8, u8, u8, u8), u32>>>);
+    struct Table(Rc<RefCell<Words>>);
+
+    /// Words by (bus, device, function, offset).
+    type Words = BTreeMap<(u8, u8, u8, u8), u32>;
 
     impl Table {
         fn set(&self, (b, d, f): (u8, u8, u8), offset: u8, value: u32) {
@@ -318,13 +335,37 @@ mod tests {
     }
 
     #[test]
-    fn enabling_sets_memory_and_bus_master_and_clears_no_status_bit() {
+    fn enabling_sets_memory_bus_master_and_intx_and_clears_no_status_bit() {
         let t = q35();
-        t.set((0, 2, 0), STATUS_COMMAND_OFFSET, 0xffff_0401);
+        t.set((0, 2, 0), STATUS_COMMAND_OFFSET, 0xffff_0501);
         let mut root = PciRoot::new(t.clone());
-        enable_memory_and_dma(&mut root, df(0, 2, 0));
-        // INTERRUPT_DISABLE and I/O kept; zeros in the (write-1-to-clear)
-        // status half.
-        assert_eq!(t.read_word(df(0, 2, 0), STATUS_COMMAND_OFFSET), 0x0000_0407);
+        enable_memory_dma_intx(&mut root, df(0, 2, 0));
+        // I/O and SERR# kept, INTERRUPT_DISABLE cleared; zeros in the
+        // (write-1-to-clear) status half.
+        assert_eq!(t.read_word(df(0, 2, 0), STATUS_COMMAND_OFFSET), 0x0000_0107);
+    }
+
+    #[test]
+    fn the_ecam_argument_parses_as_xen_core_writes_it() {
+        assert_eq!(
+            parse_ecam_arg("0xb0000000:0-255"),
+            Some((0xb000_0000, 0..=255))
+        );
+        assert_eq!(
+            parse_ecam_arg("0xe0000000:16-31"),
+            Some((0xe000_0000, 16..=31))
+        );
+        for bad in [
+            "",
+            "b0000000:0-255",
+            "0xb0000000",
+            "0xb0000000:0",
+            "0xb0000000:5-4",
+            "0xb0000000:0-256",
+            "0xzz:0-1",
+            "0xb0000000:-1-2",
+        ] {
+            assert_eq!(parse_ecam_arg(bad), None, "{bad:?}");
+        }
     }
 }

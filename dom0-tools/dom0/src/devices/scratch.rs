@@ -162,7 +162,7 @@ mod tests {
             s: u64,
             buf: &mut [u8; SECTOR_BYTES],
         ) -> Result<(), &'static str> {
-            *buf = self.sectors[s as usize];
+            *buf = self.sectors[usize::try_from(s).unwrap()];
             if let Some(offset) = self.flip_on_read {
                 buf[offset] ^= 1;
             }
@@ -174,7 +174,7 @@ mod tests {
                 return Err("I/O error");
             }
             if !self.drop_writes {
-                self.sectors[s as usize] = *buf;
+                self.sectors[usize::try_from(s).unwrap()] = *buf;
             }
             Ok(())
         }

@@ -11,6 +11,7 @@ use super::prt::Router;
 use super::{apic, cpu, firmware, heap, rtc, serial, stacks, svm, tsc};
 use crate::boot_info::{BootInfo, MemKind};
 use crate::mm::FramePool;
+use crate::pci::bars::forbidden_ranges;
 use crate::pci::enumerate::MAX_PCI_FUNCTIONS;
 use crate::pci::PciDevices;
 use crate::platform::Platform;
@@ -58,7 +59,7 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     let acpi = firmware::tables(info.rsdp());
     let platform = crate::platform::set(firmware::discover(acpi.as_ref()));
     platform.log();
-    init_pci(platform, acpi.as_ref());
+    init_pci(platform, acpi.as_ref(), &info);
     let bundle_bytes = phys
         .boot_module(&info, 0)
         .unwrap_or_else(|| fatal(format_args!("boot module 0 is not mapped")));
@@ -76,8 +77,9 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     machine.run()
 }
 
-/// Finds the PCI functions over ECAM, routes their INTx and logs them.
-fn init_pci(platform: &'static Platform, acpi: Option<&AcpiTables<IdentityAcpi>>) {
+/// Finds the PCI functions over ECAM, routes their INTx, logs them and
+/// Plans dom0's BAR mappings.
+fn init_pci(platform: &'static Platform, acpi: Option<&AcpiTables<IdentityAcpi>>, info: &BootInfo) {
     let ecam = Ecam::new(platform);
     let (functions, dropped) = crate::pci::enumerate::enumerate(&ecam, platform.ecam_regions());
     if dropped > 0 {
@@ -87,7 +89,9 @@ fn init_pci(platform: &'static Platform, acpi: Option<&AcpiTables<IdentityAcpi>>
     let has_intx = devices.functions().iter().any(|f| f.interrupt_pin != 0);
     let mut router = acpi.filter(|_| has_intx).and_then(|t| Router::new(t, ecam));
     devices.route_intx(&ecam, |f| router.as_mut().and_then(|r| r.route(f)));
-    crate::pci::set(devices).log();
+    devices.log();
+    devices.plan_dom0_bars(&forbidden_ranges(info.memmap(), platform));
+    crate::pci::set(devices);
 }
 
 /// Calibrates the TSC and the local APIC timer (the scheduler's preemption

@@ -64,12 +64,13 @@ impl ConfigAccess for Ecam {
         let Some(at) = self.address(bdf, offset, size) else {
             return;
         };
+        let bytes = value.to_le_bytes();
         // SAFETY: as in `read`; the callers (boot enumeration, dom0's
         // mediated access) decide which registers may be written.
         unsafe {
             match size {
-                1 => ptr::write_volatile(at as *mut u8, value as u8),
-                2 => ptr::write_volatile(at as *mut u16, value as u16),
+                1 => ptr::write_volatile(at as *mut u8, bytes[0]),
+                2 => ptr::write_volatile(at as *mut u16, u16::from_le_bytes([bytes[0], bytes[1]])),
                 _ => ptr::write_volatile(at as *mut u32, value),
             }
         }

@@ -87,6 +87,7 @@ fn read_madt(tables: &AcpiTables<IdentityAcpi>, platform: &mut Platform) {
         return;
     }
     platform.set_legacy_pics(madt.supports_8259());
+    platform.set_local_apic_address(u64::from(madt.local_apic_address));
     for entry in madt.entries().take(MAX_MADT_ENTRIES) {
         if let Err(e) = add_madt_entry(platform, &entry) {
             log::warn!("platform: MADT entry ignored: {e}");

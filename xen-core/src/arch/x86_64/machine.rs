@@ -25,7 +25,7 @@ use crate::event;
 use crate::guest_mem::{GuestFault, GuestVirt};
 use crate::hypercall::{self, Caller, HostFacts, HypercallEnv, HypercallOutcome, HypercallRegs};
 use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
-use crate::mm::{FramePool, Mfn, PAGE_SHIFT};
+use crate::mm::{FramePool, Gfn, Mfn, PAGE_SHIFT};
 use crate::paging::guest_walk::GuestPaging;
 use crate::pci::vpci::Vpci;
 use crate::sched::{self, Decision, RoundRobin, Scheduler, VcpuRef};
@@ -168,6 +168,9 @@ impl Machine {
             &spec,
         )
         .map_err(BuildFailure::Domain)?;
+        if entry.kind == ImageKind::Dom0Kernel {
+            self.map_dom0_bars(domid);
+        }
         if let Err(e) = self.start_vcpu(VcpuRef { domid, vcpu_id: 0 }) {
             let _ = self.domains.kill(domid);
             let _ = self
@@ -186,6 +189,30 @@ impl Machine {
             start.rbx
         );
         Ok(())
+    }
+
+    /// Maps dom0's planned BARs 1:1 and uncached (`pci::bars`); a BAR
+    /// that cannot be mapped is logged and left out.
+    fn map_dom0_bars(&mut self, domid: DomId) {
+        let (Some(devices), Some(dom0)) = (crate::pci::get(), self.domains.get_mut(domid)) else {
+            return;
+        };
+        let (mut bars, mut pages) = (0, 0);
+        for bar in devices.dom0_bars() {
+            let mapped = (0..bar.pages).try_for_each(|i| {
+                let mfn = Mfn(bar.first.0 + i);
+                dom0.map_mmio(&mut *FRAMES.lock(), &mut self.phys, Gfn(mfn.0), mfn)
+            });
+            match mapped {
+                Ok(()) => (bars, pages) = (bars + 1, pages + bar.pages),
+                Err(e) => log::warn!(
+                    "pci: {} BAR{} not mapped into dom0: {e}",
+                    bar.bdf,
+                    bar.index
+                ),
+            }
+        }
+        log::info!("pci: {bars} BARs ({pages} pages) mapped 1:1 uncached into dom0");
     }
 
     /// Gives vCPU `v` a fresh VMCB from its entry state (boot, or
@@ -411,14 +438,22 @@ impl Machine {
 const COM2_ISA_IRQ: u8 = 3;
 
 /// dom0's command line: the bundle's, plus `com2-gsi=N`, the GSI COM2's
-/// ISA IRQ arrives on (its MADT override, if any): what dom0 would read
-/// in the MADT, which it cannot map (it has no ACPI access yet).
+/// ISA IRQ arrives on (its MADT override, if any), and
+/// `pci-ecam=BASE:FIRST-LAST`, segment 0's ECAM region (MCFG), where dom0
+/// scans PCI (each access mediated by `pci::vpci`): what dom0 would read
+/// in the MADT and MCFG, which it cannot map (it has no ACPI access yet).
 fn dom0_cmdline(bundle: &str) -> alloc::string::String {
-    let gsi = crate::platform::get()
+    let platform = crate::platform::get();
+    let gsi = platform
         .and_then(|p| p.isa_irq(COM2_ISA_IRQ))
         .map_or(u32::from(COM2_ISA_IRQ), |o| o.gsi);
     let sep = if bundle.is_empty() { "" } else { " " };
-    alloc::format!("{bundle}{sep}com2-gsi={gsi}")
+    let mut cmdline = alloc::format!("{bundle}{sep}com2-gsi={gsi}");
+    let ecam = platform.and_then(|p| p.ecam_regions().iter().find(|r| r.segment == 0));
+    if let Some(r) = ecam {
+        cmdline += &alloc::format!(" pci-ecam={:#x}:{}-{}", r.base, r.bus_start, r.bus_end);
+    }
+    cmdline
 }
 
 /// The earlier of two optional deadlines.

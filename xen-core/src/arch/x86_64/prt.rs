@@ -129,7 +129,7 @@ impl ReadOnly {
     fn memory<T: Copy>(&self, address: usize, all_ones: T) -> T {
         let size = core::mem::size_of::<T>();
         let inside = address != 0
-            && address % size == 0
+            && address.is_multiple_of(size)
             && address
                 .checked_add(size)
                 .is_some_and(|end| end as u64 <= MAX_PHYS_MEM);
@@ -142,22 +142,17 @@ impl ReadOnly {
         unsafe { ptr::read_volatile(address as *const T) }
     }
 
-    fn config(
-        &self,
-        segment: u16,
-        bus: u8,
-        device: u8,
-        function: u8,
-        offset: u16,
-        size: u8,
-    ) -> u32 {
+    /// Reads `size` bytes of `segment:bus:device.function`'s
+    /// configuration space at `offset`.
+    fn config(&self, at: (u16, u8, u8, u8), offset: u16, size: u8) -> [u8; 4] {
+        let (segment, bus, device, function) = at;
         let bdf = Bdf {
             segment,
             bus,
             device,
             function,
         };
-        self.ecam.read(bdf, offset, size)
+        self.ecam.read(bdf, offset, size).to_le_bytes()
     }
 }
 
@@ -191,13 +186,14 @@ impl Handler for ReadOnly {
     fn write_io_u16(&self, _port: u16, _value: u16) {}
     fn write_io_u32(&self, _port: u16, _value: u32) {}
     fn read_pci_u8(&self, segment: u16, bus: u8, device: u8, function: u8, offset: u16) -> u8 {
-        self.config(segment, bus, device, function, offset, 1) as u8
+        self.config((segment, bus, device, function), offset, 1)[0]
     }
     fn read_pci_u16(&self, segment: u16, bus: u8, device: u8, function: u8, offset: u16) -> u16 {
-        self.config(segment, bus, device, function, offset, 2) as u16
+        let [low, high, ..] = self.config((segment, bus, device, function), offset, 2);
+        u16::from_le_bytes([low, high])
     }
     fn read_pci_u32(&self, segment: u16, bus: u8, device: u8, function: u8, offset: u16) -> u32 {
-        self.config(segment, bus, device, function, offset, 4)
+        u32::from_le_bytes(self.config((segment, bus, device, function), offset, 4))
     }
     fn write_pci_u8(&self, _s: u16, _b: u8, _d: u8, _f: u8, _offset: u16, _value: u8) {}
     fn write_pci_u16(&self, _s: u16, _b: u8, _d: u8, _f: u8, _offset: u16, _value: u16) {}

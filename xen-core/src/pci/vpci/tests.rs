@@ -202,7 +202,7 @@ proptest! {
             let i = usize::from(bar.index);
             let low = cfg.read32(bdf(0, 2, 0), bar_offset(bar.index));
             let bits = if bar.kind == BarKind::Io { BAR_IO_ADDRESS & 0xffff } else { BAR_MEM_ADDRESS };
-            let writable = !(bar.size as u32 - 1) & bits;
+            let writable = !(u32::try_from(bar.size).unwrap() - 1) & bits;
             let now = low & writable;
             prop_assert!(now == net.bar_registers[i] & writable || now == writable,
                 "BAR {} at {:#x}", bar.index, low);
