@@ -382,6 +382,29 @@ mod tests {
         assert_eq!(gate.answer(&k, item(recorded)), refusal());
     }
 
+    proptest::proptest! {
+        /// Whatever the key and nonces: the right proof passes, and a proof
+        /// with any bit flipped, or checked under another key, fails.
+        #[test]
+        fn only_the_exact_proof_passes(
+            k in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            s in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            c in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            byte in 0..TAG_LEN,
+            bit in 0..8u8,
+        ) {
+            let key = Key(k);
+            let proof = client_proof(&key, &s, &c);
+            proptest::prop_assert!(check_client_proof(&key, &s, &c, &proof));
+            let mut flipped = proof;
+            flipped[byte] ^= 1 << bit;
+            proptest::prop_assert!(!check_client_proof(&key, &s, &c, &flipped));
+            let mut other = k;
+            other[byte] ^= 1 << bit;
+            proptest::prop_assert!(!check_client_proof(&Key(other), &s, &c, &proof));
+        }
+    }
+
     #[test]
     fn the_servers_own_proof_reflected_back_is_refused() {
         let k = key(5);
