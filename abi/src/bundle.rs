@@ -715,7 +715,9 @@ mod tests {
             };
             assert_eq!(
                 build(bad),
-                Err(BuildError::Invalid(BundleError::ModuleResource { entry: 1 }))
+                Err(BuildError::Invalid(BundleError::ModuleResource {
+                    entry: 1
+                }))
             );
         }
     }
