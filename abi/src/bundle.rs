@@ -24,14 +24,22 @@
 //!
 //! | offset | size | field                                                    |
 //! |-------:|-----:|----------------------------------------------------------|
-//! |      0 |    4 | kind: 1 = dom0 kernel, 2 = domU kernel ([`ImageKind`])   |
-//! |      4 |    4 | memory in MiB (non-zero)                                 |
-//! |      8 |    4 | vCPU count (non-zero)                                    |
+//! |      0 |    4 | kind: 1 = dom0 kernel, 2 = domU kernel, 3 = dom0 module  |
+//! |        |      | ([`ImageKind`])                                          |
+//! |      4 |    4 | memory in MiB (non-zero; zero for a dom0 module)         |
+//! |      8 |    4 | vCPU count (non-zero; zero for a dom0 module)            |
 //! |     12 |    4 | image offset (at or after the end of the entry table)    |
 //! |     16 |    4 | image size in bytes (non-zero)                           |
 //! |     20 |   12 | reserved, zero                                           |
 //! |     32 |   32 | name: printable ASCII without spaces, NUL-padded         |
 //! |     64 |  192 | command line: printable ASCII, NUL-padded                |
+//!
+//! A dom0 module is not a domain: its bytes are handed to dom0 alone as a
+//! PVH boot module (`hvm_modlist_entry`) whose command line is the
+//! entry's command line, as Xen hands dom0 its multiboot modules. It
+//! carries what must reach dom0 and nobody else, never on a command line
+//! a log prints (the management key of `cargo xtask up`, see
+//! [`MGMT_KEY_MODULE`]).
 //!
 //! Text fields hold at most [`MAX_NAME_LEN`] / [`MAX_CMDLINE_LEN`] bytes;
 //! a field that is full has no terminating NUL, and every byte after the
@@ -93,6 +101,10 @@ struct RawEntry {
     cmdline: [u8; MAX_CMDLINE_LEN],
 }
 
+/// The command line of the dom0 module that holds the management key
+/// (the raw key bytes, `mgmt::auth::KEY_LEN` of them).
+pub const MGMT_KEY_MODULE: &str = "mgmt-key";
+
 /// What an image is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageKind {
@@ -100,6 +112,15 @@ pub enum ImageKind {
     Dom0Kernel,
     /// A boot-time unprivileged domain's kernel.
     DomUKernel,
+    /// A boot module for dom0 only (no memory, no vCPUs of its own).
+    Dom0Module,
+}
+
+impl ImageKind {
+    /// Whether the entry is a domain (kernels) rather than a module.
+    pub const fn is_domain(self) -> bool {
+        !matches!(self, ImageKind::Dom0Module)
+    }
 }
 
 impl ImageKind {
@@ -108,6 +129,7 @@ impl ImageKind {
         match self {
             ImageKind::Dom0Kernel => 1,
             ImageKind::DomUKernel => 2,
+            ImageKind::Dom0Module => 3,
         }
     }
 
@@ -115,6 +137,7 @@ impl ImageKind {
         match raw {
             1 => Some(ImageKind::Dom0Kernel),
             2 => Some(ImageKind::DomUKernel),
+            3 => Some(ImageKind::Dom0Module),
             _ => None,
         }
     }
@@ -159,6 +182,8 @@ pub enum BundleError {
     ReservedNotZero { entry: usize },
     /// An entry asks for no memory or no vCPU.
     ZeroResource { entry: usize, what: &'static str },
+    /// A dom0 module asks for memory or vCPUs (it is no domain).
+    ModuleResource { entry: usize },
     /// An entry's image is empty, overlaps the table or leaves the bundle.
     ImageOutOfBounds {
         entry: usize,
@@ -209,7 +234,10 @@ impl fmt::Display for BundleError {
                 "checksum mismatch: header says CRC32 {expected:#010x}, contents have {found:#010x}"
             ),
             BundleError::UnknownKind { entry, kind } => {
-                write!(f, "entry {entry}: unknown image kind {kind} (1 = dom0, 2 = domU)")
+                write!(
+                    f,
+                    "entry {entry}: unknown image kind {kind} (1 = dom0, 2 = domU, 3 = dom0 module)"
+                )
             }
             BundleError::ReservedNotZero { entry } => {
                 write!(f, "entry {entry}: reserved bytes are not zero")
@@ -217,6 +245,10 @@ impl fmt::Display for BundleError {
             BundleError::ZeroResource { entry, what } => {
                 write!(f, "entry {entry}: {what} is zero")
             }
+            BundleError::ModuleResource { entry } => write!(
+                f,
+                "entry {entry}: a dom0 module has no memory or vCPUs of its own (both must be 0)"
+            ),
             BundleError::ImageOutOfBounds { entry, offset, size, total_len } => write!(
                 f,
                 "entry {entry} out of bounds: image at offset {offset}, {size} bytes, \
@@ -381,13 +413,17 @@ fn parse_entry(
     if raw.reserved.iter().any(|&b| b != 0) {
         return Err(BundleError::ReservedNotZero { entry: index });
     }
-    if raw.memory_mib.get() == 0 {
+    if !kind.is_domain() {
+        if raw.memory_mib.get() != 0 || raw.vcpus.get() != 0 {
+            return Err(BundleError::ModuleResource { entry: index });
+        }
+    } else if raw.memory_mib.get() == 0 {
         return Err(BundleError::ZeroResource {
             entry: index,
             what: "memory",
         });
     }
-    if raw.vcpus.get() == 0 {
+    if kind.is_domain() && raw.vcpus.get() == 0 {
         return Err(BundleError::ZeroResource {
             entry: index,
             what: "vCPU count",
@@ -644,6 +680,45 @@ mod tests {
             memory_mib: 64,
             vcpus: 1,
             image,
+        }
+    }
+
+    #[test]
+    fn a_dom0_module_has_no_resources_and_is_no_domain() {
+        let module = BundleEntry {
+            kind: ImageKind::Dom0Module,
+            name: "key",
+            cmdline: MGMT_KEY_MODULE,
+            memory_mib: 0,
+            vcpus: 0,
+            image: &[7; 32],
+        };
+        let build = |m: BundleEntry<'static>| {
+            let mut builder = BundleBuilder::new();
+            builder
+                .push(entry(ImageKind::Dom0Kernel, "dom0", b"\x7fELF dom0"))
+                .unwrap()
+                .push(m)
+                .unwrap();
+            builder.build()
+        };
+        let bytes = build(module).unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        let parsed = bundle.entries().nth(1).unwrap();
+        assert_eq!(parsed, module);
+        assert!(!parsed.kind.is_domain() && bundle.dom0().kind.is_domain());
+        for (memory_mib, vcpus) in [(1, 0), (0, 1)] {
+            let bad = BundleEntry {
+                memory_mib,
+                vcpus,
+                ..module
+            };
+            assert_eq!(
+                build(bad),
+                Err(BuildError::Invalid(BundleError::ModuleResource {
+                    entry: 1
+                }))
+            );
         }
     }
 

@@ -13,7 +13,7 @@
 use core::fmt;
 
 use abi::xen::domid::DomId;
-use pvh_builder::{BuildConfig, BuildError, GpaRange, GuestLoadTarget, LoadFault};
+use pvh_builder::{BootModule, BuildConfig, BuildError, GpaRange, GuestLoadTarget, LoadFault};
 
 use crate::domain::table::DomainTable;
 use crate::domain::table::DOM0;
@@ -69,6 +69,9 @@ pub struct BootDomain<'a> {
     pub vcpus: u32,
     /// Privileged (dom0) with 1:1 memory, or an ordinary domU.
     pub memory: BootMemory,
+    /// Boot modules in its start info: dom0's modules from the bundle
+    /// (`abi::bundle::ImageKind::Dom0Module`); none for a domU.
+    pub modules: &'a [BootModule<'a>],
 }
 
 /// Why a boot domain could not be built.
@@ -194,7 +197,7 @@ fn populate_and_load(
         ram: &ram,
         extra_memmap,
         cmdline: spec.cmdline,
-        modules: &[],
+        modules: spec.modules,
     };
     let memmap = pvh_builder::memory_map(&cfg)?;
     domain
@@ -267,6 +270,7 @@ mod tests {
             pages: 0x200,
             vcpus: 1,
             memory: BootMemory::Fresh,
+            modules: &[],
         }
     }
 
@@ -358,6 +362,7 @@ mod tests {
             memory: BootMemory::Identity {
                 first: Mfn(FIRST_MFN),
             },
+            modules: &[],
         };
         let (domid, entry) = build_boot_domain(&mut table, &mut pool, &mut mem, &spec).unwrap();
         let d = table.get(domid).unwrap();
@@ -383,6 +388,7 @@ mod tests {
             memory: BootMemory::Identity {
                 first: Mfn(FIRST_MFN),
             },
+            modules: &[],
         };
         assert!(build_boot_domain(&mut table, &mut pool, &mut mem, &spec).is_err());
         assert_eq!(pool.free_frames(), taken + 0x100);

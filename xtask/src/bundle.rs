@@ -7,14 +7,22 @@ use abi::bundle::{BundleBuilder, BundleEntry, ImageKind};
 use anyhow::{anyhow, Context, Result};
 
 use crate::artifacts::Artifacts;
+use crate::mgmt_key::MgmtKey;
 use crate::scenario::{self, BundleSpec, Corruption, ImageSpec};
 
 /// Where bundles are written, under the workspace root.
 const BUNDLE_DIR: &str = "target/bare/bundles";
 
-/// Builds the bundle described by `spec` and writes it as `NAME.bundle`.
-pub fn write(root: &Path, artifacts: &Artifacts, spec: &BundleSpec, name: &str) -> Result<PathBuf> {
-    let mut bytes = assemble(artifacts, spec)?;
+/// Builds the bundle described by `spec` (with `key` as a dom0 module, if
+/// given) and writes it as `NAME.bundle`.
+pub fn write(
+    root: &Path,
+    artifacts: &Artifacts,
+    spec: &BundleSpec,
+    name: &str,
+    key: Option<&MgmtKey>,
+) -> Result<PathBuf> {
+    let mut bytes = assemble(artifacts, spec, key)?;
     if let Some(corruption) = spec.corrupt {
         corrupt(&mut bytes, corruption);
     }
@@ -25,14 +33,15 @@ pub fn write(root: &Path, artifacts: &Artifacts, spec: &BundleSpec, name: &str) 
     Ok(path)
 }
 
-/// Builds the bundle `cargo xtask up` boots (ci/run.toml).
+/// Builds the bundle `cargo xtask up` boots (ci/run.toml), without a key.
 pub fn write_default(root: &Path, artifacts: &Artifacts) -> Result<PathBuf> {
     let config = scenario::load_run_config(root)?;
-    write(root, artifacts, &config.bundle, "default")
+    write(root, artifacts, &config.bundle, "default", None)
 }
 
-/// The bundle's bytes: dom0 first, then the domUs whose kernels were built.
-fn assemble(artifacts: &Artifacts, spec: &BundleSpec) -> Result<Vec<u8>> {
+/// The bundle's bytes: dom0 first, then the domUs whose kernels were
+/// built, then the key's dom0 module.
+fn assemble(artifacts: &Artifacts, spec: &BundleSpec, key: Option<&MgmtKey>) -> Result<Vec<u8>> {
     let mut images = vec![(
         ImageKind::Dom0Kernel,
         &spec.dom0,
@@ -58,6 +67,11 @@ fn assemble(artifacts: &Artifacts, spec: &BundleSpec) -> Result<Vec<u8>> {
                 vcpus: spec.vcpus,
                 image,
             })
+            .map_err(|e| anyhow!("bundle: {e}"))?;
+    }
+    if let Some(key) = key {
+        builder
+            .push(key.bundle_entry())
             .map_err(|e| anyhow!("bundle: {e}"))?;
     }
     builder.build().map_err(|e| anyhow!("bundle: {e}"))

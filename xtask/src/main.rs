@@ -9,6 +9,7 @@ mod deps;
 mod fuzz;
 mod lint;
 mod machine;
+mod mgmt_key;
 mod mgmt_socket;
 mod output;
 mod progress;
@@ -45,6 +46,9 @@ enum Command {
         /// The management socket QEMU serves COM2 on.
         #[arg(long, value_name = "PATH", default_value = dom0ctl::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Where to write the fresh management key for TCP (mode 0600).
+        #[arg(long, value_name = "PATH", default_value = dom0ctl::DEFAULT_KEY_FILE)]
+        key_file: PathBuf,
     },
     /// Build, then the demo: boot, drive dom0ctl (info, create, list,
     /// console, pause, unpause, destroy, list), power off (scenario `demo`).
@@ -136,10 +140,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             println!("xtask: default bundle: {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { socket } => {
+        Command::Up { socket, key_file } => {
             deps::ensure()?;
             let artifacts = artifacts::build(&root)?;
-            runner::up(&root, &artifacts, &socket)
+            runner::up(&root, &artifacts, &socket, &key_file)
         }
         Command::Run => {
             let scenario = scenario::load(&root, DEMO_SCENARIO)?;

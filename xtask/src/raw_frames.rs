@@ -392,6 +392,10 @@ fn describe(message: &ServerMessage) -> String {
         ServerMessage::Welcome { result: Err(e), .. } => {
             format!("received: welcome: error: {e}")
         }
+        ServerMessage::Challenge { version, .. } => {
+            format!("received: challenge (protocol {version})")
+        }
+        ServerMessage::Authenticated { .. } => "received: authenticated".into(),
     }
 }
 

@@ -16,6 +16,7 @@ use regex::Regex;
 use crate::artifacts::Artifacts;
 use crate::bundle;
 use crate::machine::MachineDevices;
+use crate::mgmt_key::{MgmtKey, KEY_FILE_NAME};
 use crate::mgmt_socket::{self, AGENT_READY};
 use crate::output::{self, End, ExitName, Expectations, InputScript};
 use crate::progress;
@@ -44,10 +45,11 @@ pub enum Show {
 /// here go to the console) and COM2 on the management socket `socket`;
 /// says how to connect once dom0's agent is ready. Ends when QEMU does (or
 /// on Ctrl-C).
-pub fn up(root: &Path, artifacts: &Artifacts, socket: &Path) -> Result<ExitCode> {
+pub fn up(root: &Path, artifacts: &Artifacts, socket: &Path, key_file: &Path) -> Result<ExitCode> {
     let config = scenario::load_run_config(root)?;
     let claimed = mgmt_socket::claim(socket)?;
-    let bundle = bundle::write(root, artifacts, &config.bundle, "default")?;
+    let key = MgmtKey::create(key_file)?;
+    let bundle = bundle::write(root, artifacts, &config.bundle, "default", Some(&key))?;
     let devices = MachineDevices::persistent(root)?;
     let command = qemu::command(
         &artifacts.xen_core()?,
@@ -90,7 +92,7 @@ pub fn up(root: &Path, artifacts: &Artifacts, socket: &Path) -> Result<ExitCode>
         }
         if !announced && ready.is_match(&output::clean(&qemu.output())) {
             announced = true;
-            print_how_to_connect(artifacts, socket);
+            print_how_to_connect(artifacts, socket, &devices, &key);
         }
         std::thread::sleep(POLL);
     };
@@ -109,7 +111,12 @@ pub fn up(root: &Path, artifacts: &Artifacts, socket: &Path) -> Result<ExitCode>
     })
 }
 
-fn print_how_to_connect(artifacts: &Artifacts, socket: &Path) {
+fn print_how_to_connect(
+    artifacts: &Artifacts,
+    socket: &Path,
+    devices: &MachineDevices,
+    key: &MgmtKey,
+) {
     let binary = artifacts.dom0ctl().map_or_else(
         |_| "target/debug/dom0ctl".into(),
         |p| p.display().to_string(),
@@ -119,11 +126,20 @@ fn print_how_to_connect(artifacts: &Artifacts, socket: &Path) {
     } else {
         format!("DOM0CTL_SOCKET={} ", socket.display())
     };
+    let key_option = if key.path() == Path::new(dom0ctl::DEFAULT_KEY_FILE) {
+        String::new()
+    } else {
+        format!(" --key-file {}", key.path().display())
+    };
     println!(
         "\nxtask: the management agent is ready. In another terminal:\n\
          \x20   {env}cargo run -q -p dom0ctl -- list\n\
          \x20 or {env}{binary} list\n\
-         \x20 (`dom0ctl shutdown 0` powers the machine off; Ctrl-C here stops QEMU)\n"
+         \x20 or over TCP (authenticated with the key in {key_path}):\n\
+         \x20   {binary} --connect tcp://127.0.0.1:{port}{key_option} list\n\
+         \x20 (`dom0ctl shutdown 0` powers the machine off; Ctrl-C here stops QEMU)\n",
+        key_path = key.path().display(),
+        port = devices.mgmt_host_port(),
     );
 }
 
@@ -280,10 +296,19 @@ fn boot_and_judge(
     scenario: &Scenario,
     show: Show,
 ) -> Result<Judged> {
+    // The scenario's directory (socket, key, generated files), removed at
+    // the end.
+    let dir = mgmt_socket::scenario_dir(&scenario.name)?;
+    let socket = (!scenario.step.is_empty()).then(|| dir.path().join("mgmt.sock"));
+    // A scenario that talks to dom0 gets a management key for TCP.
+    let key = socket
+        .as_ref()
+        .map(|_| MgmtKey::create(&dir.path().join(KEY_FILE_NAME)))
+        .transpose()?;
     let bundle = scenario
         .bundle
         .as_ref()
-        .map(|spec| bundle::write(root, artifacts, spec, &scenario.name))
+        .map(|spec| bundle::write(root, artifacts, spec, &scenario.name, key.as_ref()))
         .transpose()?;
     let bundle_size = match &bundle {
         Some(path) => std::fs::metadata(path)
@@ -293,26 +318,24 @@ fn boot_and_judge(
     };
     let expectations = Expectations::compile(scenario, bundle_size)?;
     let mut input = InputScript::compile(scenario, bundle_size)?;
-    // The scenario's directory (socket, generated files), removed at the end.
-    let dir = mgmt_socket::scenario_dir(&scenario.name)?;
-    let steps = steps::compile_all(
-        &scenario.step,
-        &Placeholders {
-            root,
-            tmp: dir.path(),
-        },
-    )?;
-    let socket = (!steps.is_empty()).then(|| dir.path().join("mgmt.sock"));
-    let dom0ctl = if steps.is_empty() {
-        None
-    } else {
-        Some(artifacts.dom0ctl()?)
-    };
     // dom0 (the bundle's first image) gets its disk and NICs.
     let devices = bundle
         .as_ref()
         .map(|_| MachineDevices::per_run(root, &scenario.name))
         .transpose()?;
+    let steps = steps::compile_all(
+        &scenario.step,
+        &Placeholders {
+            root,
+            tmp: dir.path(),
+            mgmt_port: devices.as_ref().map(MachineDevices::mgmt_host_port),
+        },
+    )?;
+    let dom0ctl = if steps.is_empty() {
+        None
+    } else {
+        Some(artifacts.dom0ctl()?)
+    };
     let command = qemu::command(
         &artifacts.xen_core()?,
         bundle.as_deref(),
@@ -331,6 +354,7 @@ fn boot_and_judge(
                 root: root.to_path_buf(),
                 dom0ctl,
                 socket,
+                key_file: key.as_ref().map(|k| k.path().to_path_buf()),
                 com1: qemu.output_handle(),
                 qemu_ended: Arc::clone(&qemu_ended),
                 echo: show != Show::Result,

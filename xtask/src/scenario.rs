@@ -213,6 +213,7 @@ mod tests {
         let ph = crate::steps::Placeholders {
             root,
             tmp: Path::new("/tmp"),
+            mgmt_port: None,
         };
         for s in &scenarios {
             crate::output::Expectations::compile(s, 0).unwrap();

@@ -60,7 +60,7 @@ pub fn run(root: &Path, artifacts: &Artifacts, cycles: u64) -> Result<ExitCode> 
     let config = scenario::load_run_config(root)?;
     let dir = mgmt_socket::scenario_dir("soak")?;
     let socket = dir.path().join("mgmt.sock");
-    let bundle = bundle::write(root, artifacts, &config.bundle, "soak")?;
+    let bundle = bundle::write(root, artifacts, &config.bundle, "soak", None)?;
     let devices = MachineDevices::per_run(root, "soak")?;
     let command = qemu::command(
         &artifacts.xen_core()?,

@@ -33,6 +33,8 @@ pub struct StepContext {
     /// The built `dom0ctl`.
     pub dom0ctl: PathBuf,
     pub socket: PathBuf,
+    /// The management key file (`DOM0CTL_KEY_FILE`), for TCP steps.
+    pub key_file: Option<PathBuf>,
     /// Everything QEMU printed so far (COM1).
     pub com1: Arc<Mutex<Vec<u8>>>,
     /// Set by the main loop when QEMU has ended.
@@ -326,7 +328,11 @@ impl Running {
         } else {
             Path::new(program)
         };
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        if let Some(key_file) = &ctx.key_file {
+            command.env(dom0ctl::KEY_FILE_ENV, key_file);
+        }
+        let mut child = command
             .args(args)
             .current_dir(&ctx.root)
             .env("DOM0CTL_SOCKET", &ctx.socket)

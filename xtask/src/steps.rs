@@ -183,17 +183,24 @@ fn shell_words(argv: &[String]) -> String {
 }
 
 /// Text substituted into a step: `{i}` (repeat index), `{root}` (the
-/// workspace), `{tmp}` (the scenario's own temporary directory).
+/// workspace), `{tmp}` (the scenario's own temporary directory),
+/// `{mgmt_port}` (the host port QEMU forwards to dom0's management agent
+/// on TCP; `tcp://127.0.0.1:{mgmt_port}` with the scenario's key, which
+/// steps get in `DOM0CTL_KEY_FILE`).
 pub struct Placeholders<'a> {
     pub root: &'a Path,
     pub tmp: &'a Path,
+    /// The host port forwarded to dom0's management agent on TCP.
+    pub mgmt_port: Option<u16>,
 }
 
 impl Placeholders<'_> {
     fn expand(&self, text: &str, i: u32) -> String {
+        let port = self.mgmt_port.map_or_else(|| "0".into(), |p| p.to_string());
         text.replace("{i}", &i.to_string())
             .replace("{root}", &self.root.display().to_string())
             .replace("{tmp}", &self.tmp.display().to_string())
+            .replace("{mgmt_port}", &port)
     }
 }
 
@@ -583,6 +590,7 @@ mod tests {
         let ph = Placeholders {
             root: Path::new("/repo"),
             tmp: Path::new("/tmp/s"),
+            mgmt_port: Some(7001),
         };
         compile_all(&file.step, &ph)
     }

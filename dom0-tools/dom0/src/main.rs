@@ -46,7 +46,15 @@ mod kernel {
     use guest_pv_shim::console::nul_padded_str;
     use guest_pv_shim::{println, ticker, Boot, Clock, ShutdownReason, Xen};
 
+    use abi::bundle::MGMT_KEY_MODULE;
+    use guest_pv_shim::arch::phys::IdentityMap;
+    use guest_pv_shim::start_info::PhysMemory;
+    use guest_pv_shim::StartInfo;
+    use mgmt::auth::{Key, KEY_LEN};
+
+    use crate::agent::tcp::TcpServer;
     use crate::console_backend::Backend;
+    use crate::devices::Nic;
     use crate::hv::XenHypervisor;
     use crate::{agent, devices};
 
@@ -86,8 +94,13 @@ mod kernel {
             Ok(mut backend) => {
                 // The drivers' DMA memory comes from the heap.
                 agent::heap::init();
-                let _devices = devices::start(backend.events(), &start_info);
-                with_backend(&clock, &mut backend, ticks, serve, mgmt.then_some(com2_gsi))
+                let devices = devices::start(backend.events(), &start_info);
+                let setup = mgmt.then(|| MgmtSetup {
+                    com2_gsi,
+                    key: mgmt_key(&start_info),
+                    nic: devices.mgmt_nic,
+                });
+                with_backend(&clock, &mut backend, ticks, serve, setup)
             }
             Err(e) => {
                 println!("dom0: console: backend unavailable: {e}");
@@ -100,15 +113,62 @@ mod kernel {
         xen.shutdown(reason)
     }
 
+    /// What the management agent needs.
+    struct MgmtSetup {
+        /// COM2's GSI (xen-core's `com2-gsi=N`), if known.
+        com2_gsi: Option<u32>,
+        /// The key from the boot bundle's dom0 module.
+        key: Option<Key>,
+        /// The management NIC.
+        nic: Option<Nic>,
+    }
+
+    /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its
+    /// [`KEY_LEN`] bytes (`cargo xtask up` puts it in the bundle).
+    fn mgmt_key(start_info: &StartInfo) -> Option<Key> {
+        let module = start_info
+            .modules()
+            .iter()
+            .find(|m| m.cmdline() == MGMT_KEY_MODULE)?;
+        let mut bytes = [0u8; KEY_LEN];
+        let read = module.size == KEY_LEN as u64 && IdentityMap.read(module.paddr, &mut bytes);
+        if !read {
+            println!(
+                "dom0: mgmt: the {MGMT_KEY_MODULE} module is not {KEY_LEN} bytes in RAM: ignored"
+            );
+            return None;
+        }
+        Key::from_bytes(&bytes).ok()
+    }
+
+    /// The TCP server, if the key and the NIC are there (else why not).
+    fn tcp_server(backend: &Backend, setup: MgmtSetup) -> Option<TcpServer> {
+        match setup {
+            MgmtSetup {
+                key: Some(key),
+                nic: Some(nic),
+                ..
+            } => Some(TcpServer::start(nic, key, backend.now().unwrap_or(0))),
+            MgmtSetup { key: None, .. } => {
+                println!("dom0: mgmt: no management key in the boot bundle: no TCP, COM2 only");
+                None
+            }
+            MgmtSetup { nic: None, .. } => {
+                println!("dom0: mgmt: no management NIC: no TCP, COM2 only");
+                None
+            }
+        }
+    }
+
     /// Ticks while serving consoles, then serves the management channel
-    /// (`mgmt`: `Some` of COM2's GSI if known) or (with `serve`) consoles
-    /// until the domUs are down; releases every console.
+    /// (with `mgmt`) or (with `serve`) consoles until the domUs are down;
+    /// releases every console.
     fn with_backend(
         clock: &Clock,
         backend: &mut Backend,
         ticks: u32,
         serve: bool,
-        mgmt: Option<Option<u32>>,
+        mgmt: Option<MgmtSetup>,
     ) -> ShutdownReason {
         let ticked = ticker::run_with(
             clock,
@@ -117,10 +177,12 @@ mod kernel {
             |_| "console-backend",
             |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
         );
-        let served = if let Some(com2_gsi) = mgmt {
+        let served = if let Some(setup) = mgmt {
             agent::heap::init();
             let mut hv = XenHypervisor::new(*backend.xen());
-            let served = agent::serve(backend, &mut hv, com2_gsi);
+            let com2_gsi = setup.com2_gsi;
+            let tcp = tcp_server(backend, setup);
+            let served = agent::serve(backend, &mut hv, com2_gsi, tcp);
             backend.release_all();
             served
         } else if serve {

@@ -4,12 +4,19 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::transport::Endpoint;
+
 /// The management socket used when neither `--connect` nor
 /// [`SOCKET_ENV`] names one; `cargo xtask up` and `cargo xtask run` start
 /// QEMU with COM2 on it.
 pub const DEFAULT_SOCKET: &str = "/tmp/xen-core-mgmt.sock";
 /// Environment variable naming the management socket.
 pub const SOCKET_ENV: &str = "DOM0CTL_SOCKET";
+/// The key file used for TCP when `--key-file` and [`KEY_FILE_ENV`] name
+/// none: next to [`DEFAULT_SOCKET`], where `cargo xtask up` writes it.
+pub const DEFAULT_KEY_FILE: &str = "/tmp/xen-core-mgmt.key";
+/// Environment variable naming the key file.
+pub const KEY_FILE_ENV: &str = "DOM0CTL_KEY_FILE";
 /// Seconds to wait for each reply when `--timeout` is not given.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
@@ -17,18 +24,27 @@ const MAIN_AFTER_HELP: &str = "\
 Domains are named by name or by domid (a number) wherever one is expected.
 
 Exit status: 0 success; 1 the hypervisor refused the request; 2 bad arguments;
-3 bad config file or kernel (nothing was sent); 4 nothing listens on the socket;
-5 protocol or connection failure.
+3 bad config file, kernel or key file (nothing was sent); 4 nothing listens on
+the socket; 5 protocol or connection failure (a wrong key included).
 
-Start the hypervisor with `cargo xtask up`; it prints the socket to connect to.";
+Start the hypervisor with `cargo xtask up`; it prints where to connect: the
+COM2 socket, and tcp://127.0.0.1:PORT with the key file.";
 
 /// Manage the domains of a running xen-core hypervisor.
 #[derive(Debug, Parser)]
 #[command(name = "dom0ctl", version, after_help = MAIN_AFTER_HELP)]
 pub struct Cli {
-    /// Management socket (QEMU's COM2 of the hypervisor machine).
-    #[arg(long, global = true, value_name = "PATH", env = SOCKET_ENV, default_value = DEFAULT_SOCKET)]
-    pub connect: PathBuf,
+    /// Where the management agent is: a UNIX socket path (QEMU's COM2 of
+    /// the hypervisor machine) or tcp://HOST:PORT (dom0's management NIC,
+    /// authenticated with --key-file).
+    #[arg(long, global = true, value_name = "PATH|tcp://HOST:PORT", env = SOCKET_ENV,
+          default_value = DEFAULT_SOCKET)]
+    pub connect: Endpoint,
+    /// The management key for tcp:// connections (written by `cargo xtask
+    /// up`, mode 0600).
+    #[arg(long, global = true, value_name = "PATH", env = KEY_FILE_ENV,
+          default_value = DEFAULT_KEY_FILE)]
+    pub key_file: PathBuf,
     /// Seconds each step may take: connecting, the handshake, each reply.
     #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]

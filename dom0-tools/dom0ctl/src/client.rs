@@ -21,6 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use mgmt::auth::{check_server_proof, client_proof, Nonce, NONCE_LEN};
 use mgmt::{
     check_compatible, decode_server_message, encode_message, old_server_error, ClientMessage,
     Decoder, Event, FrameError, Reply, Request, ServerMessage, SessionId, Welcome,
@@ -30,6 +31,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use crate::error::CliError;
+use crate::transport::{connect_tcp, read_key_file, Endpoint, Stream};
 
 /// How long `connect` waits for the `Welcome` before it says why it is
 /// still waiting (unless quiet).
@@ -44,7 +46,7 @@ const MAX_RESENDS: u32 = 3;
 /// split off into a thread (the console's input forwarder).
 #[derive(Debug)]
 pub struct Sender {
-    stream: UnixStream,
+    stream: Stream,
     session: SessionId,
     next_id: u32,
 }
@@ -95,7 +97,7 @@ impl Sender {
 #[derive(Debug)]
 pub struct Client {
     sender: Sender,
-    reader: UnixStream,
+    reader: Stream,
     decoder: Decoder,
     /// Bytes read and not yet given to the decoder.
     unread: Vec<u8>,
@@ -118,12 +120,27 @@ enum Received {
 }
 
 impl Client {
-    /// Connects to the agent on `path` and opens a session. Connecting,
-    /// and then the handshake, each take at most `timeout`; unless
-    /// `quiet`, a note on stderr says why when the agent is slow to
-    /// answer.
-    pub fn connect(path: &Path, timeout: Duration, quiet: bool) -> Result<Self, CliError> {
-        let stream = connect_within(path, Instant::now() + timeout)?;
+    /// Connects to the agent at `endpoint` and opens a session; over
+    /// TCP, first proves it holds the key in `key_file` (read before
+    /// anything is sent). Connecting, authenticating and the handshake
+    /// each take at most `timeout`; unless `quiet`, a note on stderr says
+    /// why when the agent is slow to answer.
+    pub fn connect(
+        endpoint: &Endpoint,
+        key_file: &Path,
+        timeout: Duration,
+        quiet: bool,
+    ) -> Result<Self, CliError> {
+        let (stream, key) = match endpoint {
+            Endpoint::Unix(path) => (
+                Stream::Unix(connect_within(path, Instant::now() + timeout)?),
+                None,
+            ),
+            Endpoint::Tcp(address) => {
+                let key = read_key_file(key_file)?;
+                (Stream::Tcp(connect_tcp(address, timeout)?), Some(key))
+            }
+        };
         let set = |e| CliError::io("cannot set the connection's timeouts", e);
         stream.set_write_timeout(Some(timeout)).map_err(set)?;
         let reader = stream
@@ -141,10 +158,68 @@ impl Client {
             events: VecDeque::new(),
             timeout,
         };
+        if let Some(key) = key {
+            client.authenticate(&key)?;
+        }
         let welcome = client.handshake(quiet)?;
         check_compatible(PROTOCOL_VERSION, welcome.version).map_err(CliError::Refused)?;
         client.sender.session = welcome.session;
         Ok(client)
+    }
+
+    /// The TCP handshake ([`mgmt::auth`]): the agent's challenge, our
+    /// proof, the agent's proof. A wrong key ends in
+    /// [`mgmt::MgmtError::AuthenticationRefused`].
+    fn authenticate(&mut self, key: &mgmt::auth::Key) -> Result<(), CliError> {
+        let deadline = Instant::now() + self.timeout;
+        let server_nonce = match self.receive(Some(deadline))? {
+            Received::Message(ServerMessage::Challenge {
+                version,
+                server_nonce,
+            }) => {
+                check_compatible(PROTOCOL_VERSION, version).map_err(CliError::Refused)?;
+                server_nonce
+            }
+            Received::Message(ServerMessage::Rejected(e)) => return Err(CliError::Refused(e)),
+            Received::Message(other) => {
+                return Err(CliError::Protocol(format!(
+                    "the management agent did not start with its challenge: {other:?}"
+                )))
+            }
+            Received::OldAgent => return Err(CliError::Refused(old_server_error())),
+            Received::TimedOut => return Err(self.no_answer("its challenge")),
+        };
+        let client_nonce = random_nonce()?;
+        self.sender.send(Request::Authenticate {
+            client_nonce,
+            client_proof: client_proof(key, &server_nonce, &client_nonce),
+        })?;
+        match self.receive(Some(deadline))? {
+            Received::Message(ServerMessage::Authenticated { server_proof })
+                if check_server_proof(key, &server_nonce, &client_nonce, &server_proof) =>
+            {
+                Ok(())
+            }
+            Received::Message(ServerMessage::Authenticated { .. }) => Err(CliError::Protocol(
+                "the management agent's proof of the key is wrong: whatever answers on this \
+                 port does not hold the key of this key file"
+                    .into(),
+            )),
+            Received::Message(ServerMessage::Rejected(e)) => Err(CliError::Refused(e)),
+            Received::Message(other) => Err(CliError::Protocol(format!(
+                "unexpected answer to our authentication: {other:?}"
+            ))),
+            Received::OldAgent => Err(CliError::Refused(old_server_error())),
+            Received::TimedOut => Err(self.no_answer("whether our key is right")),
+        }
+    }
+
+    fn no_answer(&self, what: &str) -> CliError {
+        CliError::Protocol(format!(
+            "the management agent did not send {what} within {} s (is dom0 up? `cargo xtask \
+             up` says when it is ready; --timeout waits longer)",
+            self.timeout.as_secs()
+        ))
     }
 
     /// `Hello` with a fresh nonce; everything before the `Welcome` that
@@ -277,7 +352,9 @@ impl Client {
                 // Console input lost on the way is not sent again.
                 ServerMessage::Rejected(_)
                 | ServerMessage::Welcome { .. }
-                | ServerMessage::Dropped { .. } => false,
+                | ServerMessage::Dropped { .. }
+                | ServerMessage::Challenge { .. }
+                | ServerMessage::Authenticated { .. } => false,
             };
             if ours {
                 return Ok(message);
@@ -354,7 +431,7 @@ impl Client {
 /// as busy.
 fn connect_within(path: &Path, deadline: Instant) -> Result<UnixStream, CliError> {
     let not_listening = |source: io::Error| CliError::NotListening {
-        path: path.into(),
+        endpoint: Endpoint::Unix(path.into()),
         source,
     };
     let address = UnixAddr::new(path).map_err(|e| not_listening(e.into()))?;
@@ -387,6 +464,15 @@ fn connect_within(path: &Path, deadline: Instant) -> Result<UnixStream, CliError
             Err(e) => return Err(not_listening(e.into())),
         }
     }
+}
+
+/// 32 bytes from the OS's random number generator.
+fn random_nonce() -> Result<Nonce, CliError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| {
+        CliError::Protocol(format!("no random numbers from the operating system: {e}"))
+    })?;
+    Ok(nonce)
 }
 
 /// A random nonce for `Hello` (std's per-process random hash keys, mixed

@@ -22,7 +22,7 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> {
     let timeout = Duration::from_secs(cli.timeout);
     let quiet = cli.quiet;
-    let connect = || Client::connect(&cli.connect, timeout, quiet);
+    let connect = || Client::connect(&cli.connect, &cli.key_file, timeout, quiet);
     match cli.command {
         Command::Create(args) => create(args, connect, out, input, quiet),
         Command::List(args) => list(&mut connect()?, args, out),

@@ -93,7 +93,9 @@ pub fn attach(
             ServerMessage::Reply { .. }
             | ServerMessage::Rejected(_)
             | ServerMessage::Welcome { .. }
-            | ServerMessage::Dropped { .. } => {}
+            | ServerMessage::Dropped { .. }
+            | ServerMessage::Challenge { .. }
+            | ServerMessage::Authenticated { .. } => {}
         }
     }
 }

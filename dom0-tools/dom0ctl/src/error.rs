@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use mgmt::MgmtError;
 
 use crate::config::ConfigError;
+use crate::transport::Endpoint;
 
 /// Exit status: the hypervisor refused the request.
 pub const EXIT_REFUSED: u8 = 1;
 /// Exit status: bad arguments (clap's own).
 pub const EXIT_USAGE: u8 = 2;
-/// Exit status: bad config file or kernel image; nothing was sent.
+/// Exit status: bad config file, kernel image or key file; nothing was
+/// sent.
 pub const EXIT_CONFIG: u8 = 3;
 /// Exit status: nothing listens on the management socket.
 pub const EXIT_NOT_LISTENING: u8 = 4;
@@ -29,16 +31,23 @@ pub enum CliError {
     Config(#[from] ConfigError),
     /// Nothing accepts connections on the socket.
     #[error(
-        "cannot connect to the management socket {}: {source}\n\
-         Is the hypervisor running? Start it with `cargo xtask up` (it prints the socket), \
-         or name the socket with --connect PATH or DOM0CTL_SOCKET.",
-        path.display()
+        "cannot connect to the management socket {endpoint}: {source}\n\
+         Is the hypervisor running? Start it with `cargo xtask up` (it prints where to \
+         connect), or name the socket with --connect PATH|tcp://HOST:PORT or DOM0CTL_SOCKET."
     )]
     NotListening {
         /// The socket.
-        path: PathBuf,
+        endpoint: Endpoint,
         /// What connect said.
         source: io::Error,
+    },
+    /// The key file for a TCP connection is unusable; nothing was sent.
+    #[error("the key file {} is unusable: {reason}", path.display())]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// The conversation with the agent broke down.
     #[error("{0}")]
@@ -49,11 +58,13 @@ impl CliError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Refused(MgmtError::VersionMismatch { .. } | MgmtError::HandshakeRequired) => {
-                EXIT_PROTOCOL
-            }
+            Self::Refused(
+                MgmtError::VersionMismatch { .. }
+                | MgmtError::HandshakeRequired
+                | MgmtError::AuthenticationRefused,
+            ) => EXIT_PROTOCOL,
             Self::Refused(_) => EXIT_REFUSED,
-            Self::Config(_) => EXIT_CONFIG,
+            Self::Config(_) | Self::KeyFile { .. } => EXIT_CONFIG,
             Self::NotListening { .. } => EXIT_NOT_LISTENING,
             Self::Protocol(_) => EXIT_PROTOCOL,
         }

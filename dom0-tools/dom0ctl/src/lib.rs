@@ -1,6 +1,6 @@
 //! `dom0ctl`: the operator's CLI. It talks to the management agent in
-//! dom0 over the management socket (QEMU's COM2) with the [`mgmt`]
-//! protocol; it never touches the hypervisor or guest memory itself.
+//! dom0 over the management socket (QEMU's COM2) or over TCP
+//! (authenticated, [`mgmt::auth`]) with the [`mgmt`] protocol; it never touches the hypervisor or guest memory itself.
 
 #![forbid(unsafe_code)]
 
@@ -12,8 +12,9 @@ pub mod console;
 pub mod error;
 mod output;
 mod progress;
+pub mod transport;
 
-pub use cli::{Cli, DEFAULT_SOCKET, SOCKET_ENV};
+pub use cli::{Cli, DEFAULT_KEY_FILE, DEFAULT_SOCKET, KEY_FILE_ENV, SOCKET_ENV};
 pub use commands::run;
 pub use console::Input;
 pub use error::CliError;

@@ -4,8 +4,13 @@
 use std::path::Path;
 
 use clap::{CommandFactory, Parser};
+use dom0ctl::cli::Endpoint;
 use dom0ctl::cli::{Command, DEFAULT_TIMEOUT_SECS};
-use dom0ctl::{Cli, DEFAULT_SOCKET, SOCKET_ENV};
+use dom0ctl::{Cli, DEFAULT_KEY_FILE, DEFAULT_SOCKET, KEY_FILE_ENV, SOCKET_ENV};
+
+fn unix(path: &str) -> Endpoint {
+    Endpoint::Unix(path.into())
+}
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("dom0ctl").chain(args.iter().copied()))
@@ -16,17 +21,39 @@ fn socket_comes_from_option_then_variable_then_default() {
     // The only test that touches the variable.
     std::env::remove_var(SOCKET_ENV);
     let cli = parse(&["list"]).unwrap();
-    assert_eq!(cli.connect, Path::new(DEFAULT_SOCKET));
+    assert_eq!(cli.connect, unix(DEFAULT_SOCKET));
     assert_eq!(DEFAULT_SOCKET, "/tmp/xen-core-mgmt.sock");
     assert_eq!(cli.timeout, DEFAULT_TIMEOUT_SECS);
     std::env::set_var(SOCKET_ENV, "/run/env.sock");
+    assert_eq!(parse(&["list"]).unwrap().connect, unix("/run/env.sock"));
+    let cli = parse(&["list", "--connect", "/run/opt.sock"]).unwrap();
+    assert_eq!(cli.connect, unix("/run/opt.sock"));
+    std::env::set_var(SOCKET_ENV, "tcp://127.0.0.1:7000");
     assert_eq!(
         parse(&["list"]).unwrap().connect,
-        Path::new("/run/env.sock")
+        Endpoint::Tcp("127.0.0.1:7000".into())
     );
-    let cli = parse(&["list", "--connect", "/run/opt.sock"]).unwrap();
-    assert_eq!(cli.connect, Path::new("/run/opt.sock"));
     std::env::remove_var(SOCKET_ENV);
+    assert!(parse(&["list", "--connect", "tcp://nowhere"]).is_err());
+}
+
+#[test]
+fn key_file_comes_from_option_then_variable_then_default() {
+    // The only test that touches the variable.
+    std::env::remove_var(KEY_FILE_ENV);
+    assert_eq!(
+        parse(&["list"]).unwrap().key_file,
+        Path::new(DEFAULT_KEY_FILE)
+    );
+    assert_eq!(DEFAULT_KEY_FILE, "/tmp/xen-core-mgmt.key");
+    std::env::set_var(KEY_FILE_ENV, "/run/env.key");
+    assert_eq!(
+        parse(&["list"]).unwrap().key_file,
+        Path::new("/run/env.key")
+    );
+    let cli = parse(&["list", "--key-file", "/run/opt.key"]).unwrap();
+    assert_eq!(cli.key_file, Path::new("/run/opt.key"));
+    std::env::remove_var(KEY_FILE_ENV);
 }
 
 #[test]

@@ -298,7 +298,7 @@ fn version_mismatch_exits_5_and_names_both_versions() {
     let (code, message) = fails(&agent.path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.1, the management agent speaks 9.1"),
+        message.contains("the client speaks 2.2, the management agent speaks 9.1"),
         "{message}"
     );
 }
@@ -651,8 +651,92 @@ fn an_agent_of_protocol_1_gets_a_version_error() {
     let (code, message) = fails(&path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.1, the management agent speaks 1.0"),
+        message.contains("the client speaks 2.2, the management agent speaks 1.0"),
         "{message}"
     );
     drop(old);
+}
+
+// --- TCP -------------------------------------------------------------------
+
+/// `dom0ctl --connect tcp://… --key-file KEY ARGS…` against `agent`.
+fn tcp_args<'a>(_agent: &'a FakeAgent, key_file: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["--key-file", key_file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all
+}
+
+#[test]
+fn over_tcp_with_the_key_every_command_works() {
+    let agent = FakeAgent::start_tcp();
+    let url = Path::new(&agent.url);
+    let key = agent.key_file.clone();
+    let out = ok(url, &tcp_args(&agent, &key, &["info"]));
+    assert!(out.contains("mgmt_protocol : 2.2"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "web", 32, MAX_IMAGE_CHUNK * 2 + 100);
+    let created = ok(
+        url,
+        &tcp_args(&agent, &key, &["create", config.to_str().unwrap()]),
+    );
+    assert_eq!(created, "Created domain 'web' (domid 1).\n");
+    assert_eq!(
+        agent.state.lock().unwrap().images[0],
+        std::fs::read(dir.path().join("web.elf")).unwrap()
+    );
+    assert!(ok(url, &tcp_args(&agent, &key, &["list"])).contains("web    1  running"));
+    ok(url, &tcp_args(&agent, &key, &["destroy", "web"]));
+    assert!(agent.domain("web").is_none());
+    assert_eq!(agent.state.lock().unwrap().refused, 0);
+}
+
+#[test]
+fn over_tcp_a_wrong_key_is_refused_with_exit_5() {
+    let agent = FakeAgent::start_tcp();
+    let wrong = agent.file("wrong.key");
+    std::fs::write(&wrong, "17".repeat(32)).unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (code, message) = fails(Path::new(&agent.url), &tcp_args(&agent, &wrong, &["list"]));
+    assert_eq!(code, EXIT_PROTOCOL);
+    assert!(
+        message.starts_with("authentication refused by the management agent"),
+        "{message}"
+    );
+    assert_eq!(agent.state.lock().unwrap().refused, 1);
+}
+
+#[test]
+fn over_tcp_a_bad_key_file_exits_3_before_connecting() {
+    let agent = FakeAgent::start_tcp();
+    let url = Path::new(&agent.url);
+    let missing = agent.file("missing.key");
+    let (code, message) = fails(url, &tcp_args(&agent, &missing, &["list"]));
+    assert_eq!(code, EXIT_CONFIG);
+    assert!(message.contains("does not exist"), "{message}");
+    let open = agent.file("open.key");
+    std::fs::write(&open, "17".repeat(32)).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, message) = fails(url, &tcp_args(&agent, &open, &["list"]));
+    assert_eq!(code, EXIT_CONFIG);
+    assert!(message.contains("mode is 0644"), "{message}");
+    // Nothing reached the agent.
+    assert_eq!(agent.state.lock().unwrap().refused, 0);
+}
+
+#[test]
+fn over_tcp_nothing_listening_exits_4() {
+    let agent = FakeAgent::start_tcp();
+    // A port that was free a moment ago.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let (code, message) = fails(
+        Path::new(&url),
+        &tcp_args(&agent, &agent.key_file, &["list"]),
+    );
+    assert_eq!(code, EXIT_NOT_LISTENING);
+    assert!(message.contains(&url), "{message}");
 }

@@ -112,6 +112,14 @@ pub enum MgmtError {
         /// Its (negative) Xen errno.
         errno: i32,
     },
+    /// A TCP client did not prove it holds the management key (protocol
+    /// 2.2; see `mgmt::auth`). The server closes the connection after
+    /// saying so.
+    #[error(
+        "authentication refused by the management agent: the key file does not hold the key \
+         `cargo xtask up` gave this hypervisor (use the --key-file it printed)"
+    )]
+    AuthenticationRefused,
 }
 
 /// A life-cycle operation on a domain, for error messages.

@@ -12,6 +12,9 @@
 //!   rule of the server side; [`MgmtError`], the errors the operator
 //!   reads; [`Upload`], the chunked kernel upload.
 //!
+//! [`auth`]: the TCP transport's HMAC-SHA256 challenge-response, before
+//! any request (protocol 2.2).
+//!
 //! no_std + alloc: the same code serves the agent in dom0.
 
 #![cfg_attr(not(test), no_std)]
@@ -20,6 +23,7 @@
 
 extern crate alloc;
 
+pub mod auth;
 mod codec;
 mod decoder;
 mod domain;
@@ -30,6 +34,9 @@ mod server;
 mod upload;
 mod version;
 
+/// The TCP port dom0's management agent listens on (the guest side of
+/// QEMU's `hostfwd`; [`abi::machine`] says what else the machine gives).
+pub use abi::machine::MGMT_TCP_PORT;
 pub use codec::{
     decode_client_message, decode_server_message, encode_message, old_server_error,
     version_error_for_v1_peer, EncodeError,
@@ -48,4 +55,5 @@ pub use message::{
 };
 pub use server::{Answer, Outgoing, Server};
 pub use upload::{create_requests, Upload};
+
 pub use version::{check_compatible, ProtocolVersion, PROTOCOL_V1, PROTOCOL_VERSION};

@@ -43,6 +43,7 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Nonce, Tag};
 use crate::{
     DomId, DomainConfig, DomainCounters, DomainRef, DomainSummary, HostInfo, MgmtError,
     ProtocolVersion,
@@ -166,6 +167,15 @@ pub enum Request {
     /// Every domain's counters (CPU time, VM exits, hypercalls), for
     /// `list -l`. → [`Reply::Stats`]. Since 2.1.
     Stats,
+    /// The answer to [`ServerMessage::Challenge`] on a TCP connection
+    /// (protocol 2.2, [`crate::auth`]): the first and only message before
+    /// the server's [`ServerMessage::Authenticated`]. Sent with session 0.
+    Authenticate {
+        /// Fresh random bytes of the client.
+        client_nonce: Nonce,
+        /// [`crate::auth::client_proof`] of the challenge and `client_nonce`.
+        client_proof: Tag,
+    },
 }
 
 /// What a guest is asked to do by [`Request::Shutdown`].
@@ -221,6 +231,22 @@ pub enum ServerMessage {
         session: SessionId,
         /// Why the bytes were dropped.
         error: MgmtError,
+    },
+    /// The first message on every TCP connection (protocol 2.2,
+    /// [`crate::auth`]); the client answers with
+    /// [`Request::Authenticate`].
+    Challenge {
+        /// The server's protocol version.
+        version: ProtocolVersion,
+        /// Fresh, unpredictable bytes of the server, never used twice.
+        server_nonce: Nonce,
+    },
+    /// The client's proof was right: requests (`Hello` first) may
+    /// follow. A wrong proof gets [`ServerMessage::Rejected`] with
+    /// [`MgmtError::AuthenticationRefused`] and the connection closes.
+    Authenticated {
+        /// [`crate::auth::server_proof`]: the server holds the key too.
+        server_proof: Tag,
     },
 }
 

@@ -60,6 +60,11 @@ impl<S: Default> Server<S> {
         self.current.as_mut().map(|(id, state)| (*id, state))
     }
 
+    /// Ends the current session (the transport closed): its id and state.
+    pub fn end_session(&mut self) -> Option<(SessionId, S)> {
+        self.current.take()
+    }
+
     /// Answers one item from the decoder. `handle` serves a request of
     /// the current session with its state.
     pub fn answer(

@@ -22,7 +22,11 @@ pub struct ProtocolVersion {
 /// The version this crate speaks.
 /// 2.0: frames whose trailer covers the header (new magic), sessions.
 /// 2.1: `Stats` (domain counters for `list -l`).
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 1 };
+/// 2.2: the TCP transport's authentication ([`crate::auth`]):
+/// `ServerMessage::Challenge` and `Authenticated`, `Request::Authenticate`
+/// and `MgmtError::AuthenticationRefused`, appended to their enums. COM2
+/// is unchanged: a 2.0 peer there is served as before.
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 2 };
 /// What a peer that sends protocol-1 frames speaks, as far as we know.
 pub const PROTOCOL_V1: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 

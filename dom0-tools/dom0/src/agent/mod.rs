@@ -13,11 +13,16 @@
 //! console ring, `VIRQ_DOM_EXC`, or any other device's port. Only a
 //! partial frame (its idle flush) or a pass cut short by its read budget
 //! sets a deadline: an idle dom0 does not run at all.
+//!
+//! With the management NIC and the key, the same loop serves the
+//! protocol over TCP ([`tcp`]: its interrupt is one more event, smoltcp's
+//! timers one more deadline); COM2 stays the fallback transport.
 
 mod domains;
 pub mod heap;
 mod link;
 mod session;
+pub mod tcp;
 
 use guest_pv_shim::{println, XenError};
 use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
@@ -26,14 +31,17 @@ use toolstack::Hypervisor;
 use crate::console_backend::Backend;
 use link::Link;
 use session::{Ctx, Session};
+use tcp::TcpServer;
 
 /// Serves the management channel until a client asks dom0 to power off
-/// (`Ok`), or a hypercall the loop needs fails.
-/// `com2_gsi`: the GSI of COM2's interrupt, if known.
+/// (`Ok`), or a hypercall the loop needs fails. `com2_gsi`: the GSI of
+/// COM2's interrupt, if known; with `tcp`, also over TCP on the
+/// management NIC (COM2 stays the fallback).
 pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
     com2_gsi: Option<u32>,
+    mut tcp: Option<TcpServer>,
 ) -> Result<(), XenError> {
     let mut link = Link::com2(backend.events(), com2_gsi);
     backend.rescan_on_events_only();
@@ -65,13 +73,21 @@ pub fn serve(
         if let Some((id, session)) = server.session() {
             session.console_events(id, backend, |event| link.send(event));
         }
+        let mut power_off = false;
+        let tcp_due = tcp
+            .as_mut()
+            .and_then(|t| t.poll(now, hv, backend, &mut power_off));
+        if power_off {
+            println!("dom0: mgmt: power-off requested");
+            return Ok(());
+        }
         link.end_pass(backend.events());
         // Takes what the backend's ports brought, without sleeping.
         backend.serve_until(now)?;
-        let deadline = match (link.deadline(now), backend.next_scan()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [link.deadline(now), backend.next_scan(), tcp_due]
+            .into_iter()
+            .flatten()
+            .min();
         backend.events().block_until(deadline)?;
     }
 }

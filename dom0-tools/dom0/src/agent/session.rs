@@ -69,6 +69,10 @@ impl Session {
         match request {
             // `mgmt::Server` answers it; it never reaches a session.
             Request::Hello { .. } => Err(MgmtError::MalformedRequest("a second Hello".into())),
+            // Only the first message of a TCP connection (`mgmt-net`).
+            Request::Authenticate { .. } => Err(MgmtError::MalformedRequest(
+                "Authenticate outside a TCP connection's handshake".into(),
+            )),
             Request::Info => info(ctx),
             Request::List => Ok(Reply::List(
                 domains::list(ctx.hv)?

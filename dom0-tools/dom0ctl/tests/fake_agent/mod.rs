@@ -6,7 +6,9 @@
 //! its sessions outlive connections.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -33,13 +35,22 @@ pub struct State {
     /// How many `ImageChunk`s to treat as arrived broken (answered
     /// `Dropped`, not carried out), as a line that went idle mid-frame.
     pub break_chunks: u32,
+    /// Connections refused for a wrong key (TCP).
+    pub refused: u32,
 }
 
 pub struct FakeAgent {
     pub path: PathBuf,
     pub state: Arc<Mutex<State>>,
-    _dir: tempfile::TempDir,
+    /// `tcp://127.0.0.1:PORT` of the TCP agent ([`FakeAgent::start_tcp`]).
+    pub url: String,
+    /// The key file a client of the TCP agent uses (mode 0600).
+    pub key_file: PathBuf,
+    dir: tempfile::TempDir,
 }
+
+/// The key of the TCP agent.
+pub const KEY: [u8; 32] = [0x42; 32];
 
 const IDLE: Duration = Duration::from_millis(100);
 
@@ -49,31 +60,80 @@ impl FakeAgent {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mgmt.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        let state = Arc::new(Mutex::new(State {
-            version: PROTOCOL_VERSION,
-            domains: vec![summary(0, "dom0", 64 * 1024, DomainState::Running)],
-            total_kib: 256 * 1024,
-            free_kib: 192 * 1024,
-            next_domid: 1,
-            chunks_per_upload: Vec::new(),
-            images: Vec::new(),
-            errors: Vec::new(),
-            stale: Vec::new(),
-            break_chunks: 0,
-        }));
+        let state = new_state();
         let shared = Arc::clone(&state);
         thread::spawn(move || {
             let mut server = Server::<Session>::new(100);
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
+                stream.set_read_timeout(Some(IDLE)).unwrap();
                 serve(&shared, &mut server, stream);
             }
         });
+        Self::with(dir, path, state, String::new())
+    }
+
+    /// The same agent on TCP, as dom0's: every connection authenticates
+    /// first (mgmt::auth, with [`KEY`]) and has its own session. Serves
+    /// one connection at a time.
+    pub fn start_tcp() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("tcp://{}", listener.local_addr().unwrap());
+        let state = new_state();
+        let shared = Arc::clone(&state);
+        thread::spawn(move || {
+            let key = auth::Key::from_bytes(&KEY).unwrap();
+            let mut nonces = auth::NonceSource::new(key.clone());
+            for (i, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                stream.set_read_timeout(Some(IDLE)).unwrap();
+                let (gate, challenge) = auth::Gate::challenge(&mut nonces, i as u64);
+                if stream
+                    .write_all(&encode_message(&challenge).unwrap())
+                    .is_err()
+                {
+                    continue;
+                }
+                let mut decoder = Decoder::new();
+                let Some(first) = first_item(&mut stream, &mut decoder) else {
+                    continue;
+                };
+                match gate.answer(&key, first) {
+                    auth::Verdict::Open(m) => {
+                        if stream.write_all(&encode_message(&m).unwrap()).is_ok() {
+                            let mut server = Server::<Session>::new(100 * (i as u32 + 1));
+                            serve(&shared, &mut server, stream);
+                        }
+                    }
+                    auth::Verdict::Refused(m) => {
+                        shared.lock().unwrap().refused += 1;
+                        let _ = stream.write_all(&encode_message(&m).unwrap());
+                    }
+                }
+            }
+        });
+        let path = dir.path().join("unused.sock");
+        Self::with(dir, path, state, url)
+    }
+
+    fn with(dir: tempfile::TempDir, path: PathBuf, state: Arc<Mutex<State>>, url: String) -> Self {
+        let key_file = dir.path().join("mgmt.key");
+        let hex = auth::Key::from_bytes(&KEY).unwrap().to_hex();
+        std::fs::write(&key_file, hex).unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         Self {
             path,
             state,
-            _dir: dir,
+            url,
+            key_file,
+            dir,
         }
+    }
+
+    /// A file in the agent's directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
     pub fn domain(&self, name: &str) -> Option<DomainSummary> {
@@ -85,6 +145,41 @@ impl FakeAgent {
             .find(|d| d.name == name)
             .cloned()
     }
+}
+
+/// An agent's state with dom0 (64 MiB of 256 MiB total).
+fn new_state() -> Arc<Mutex<State>> {
+    Arc::new(Mutex::new(State {
+        version: PROTOCOL_VERSION,
+        domains: vec![summary(0, "dom0", 64 * 1024, DomainState::Running)],
+        total_kib: 256 * 1024,
+        free_kib: 192 * 1024,
+        next_domid: 1,
+        chunks_per_upload: Vec::new(),
+        images: Vec::new(),
+        errors: Vec::new(),
+        stale: Vec::new(),
+        break_chunks: 0,
+        refused: 0,
+    }))
+}
+
+/// The first item a client sends, within a few idle periods.
+fn first_item(stream: &mut impl Read, decoder: &mut Decoder) -> Option<Decoded> {
+    let mut buf = [0u8; 4096];
+    for _ in 0..50 {
+        match stream.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => {
+                if let Some(item) = decoder.decode(&mut &buf[..n]) {
+                    return Some(item);
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 pub fn summary(domid: DomId, name: &str, memory_kib: u64, state: DomainState) -> DomainSummary {
@@ -110,8 +205,7 @@ struct Session {
 }
 
 /// Serves one connection until the client goes away.
-fn serve(state: &Arc<Mutex<State>>, server: &mut Server<Session>, mut stream: UnixStream) {
-    stream.set_read_timeout(Some(IDLE)).unwrap();
+fn serve(state: &Arc<Mutex<State>>, server: &mut Server<Session>, mut stream: impl Read + Write) {
     let stale = state.lock().unwrap().stale.clone();
     if stream.write_all(&stale).is_err() {
         return;
@@ -214,6 +308,9 @@ fn broken_chunk(
 fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Reply, MgmtError> {
     match request {
         Request::Hello { .. } => unreachable!("mgmt::Server answers Hello"),
+        Request::Authenticate { .. } => {
+            Err(MgmtError::MalformedRequest("authenticated already".into()))
+        }
         Request::Info => Ok(Reply::Info(HostInfo {
             hypervisor_version: "Xen 4.19.0-xen-core".into(),
             control_abi: ControlAbiVersion { major: 1, minor: 2 },

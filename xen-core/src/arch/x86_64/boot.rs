@@ -154,6 +154,7 @@ fn log_image(index: usize, entry: &BundleEntry) {
     let kind = match entry.kind {
         ImageKind::Dom0Kernel => "dom0",
         ImageKind::DomUKernel => "domU",
+        ImageKind::Dom0Module => "dom0 module",
     };
     log::info!(
         "  image {index}: {kind} \"{}\" {} bytes, {} MiB, cmdline \"{}\"",

@@ -4,11 +4,13 @@
 //! handlers); this module only carries out.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
 use abi::bundle::{Bundle, BundleEntry, ImageKind};
 use abi::debug_exit::{EXIT_DOM0_CRASH, EXIT_POWEROFF, EXIT_REBOOT};
 use abi::xen::domid::DomId;
 use abi::xen::event_channel::{VIRQ_DOM_EXC, VIRQ_TIMER};
+use pvh_builder::BootModule;
 
 use super::ecam::Ecam;
 use super::fatal::{exit, fatal};
@@ -108,20 +110,33 @@ impl Machine {
 
     /// Builds dom0 (fatal if it cannot be built) and the bundle's domUs (a
     /// domU that cannot be built is logged and skipped), and unpauses them.
+    /// dom0 alone gets the bundle's dom0 modules, as boot modules.
     pub fn build_boot_domains(&mut self, bundle: &Bundle<'static>) {
+        let dom0_modules: Vec<BootModule<'static>> = bundle
+            .entries()
+            .filter(|e| e.kind == ImageKind::Dom0Module)
+            .map(|e| BootModule {
+                data: e.image,
+                cmdline: e.cmdline,
+            })
+            .collect();
         for entry in bundle.entries().filter(|e| e.kind == ImageKind::Dom0Kernel) {
-            if let Err(e) = self.build(&entry) {
+            if let Err(e) = self.build(&entry, &dom0_modules) {
                 fatal(format_args!("dom0: cannot build \"{}\": {e}", entry.name));
             }
         }
         for entry in bundle.entries().filter(|e| e.kind == ImageKind::DomUKernel) {
-            if let Err(e) = self.build(&entry) {
+            if let Err(e) = self.build(&entry, &[]) {
                 log::error!("domU \"{}\" not started: {e}", entry.name);
             }
         }
     }
 
-    fn build(&mut self, entry: &BundleEntry<'static>) -> Result<(), BuildFailure> {
+    fn build(
+        &mut self,
+        entry: &BundleEntry<'static>,
+        modules: &[BootModule<'static>],
+    ) -> Result<(), BuildFailure> {
         let pages = u64::from(entry.memory_mib) * PAGES_PER_MIB;
         let memory = match entry.kind {
             ImageKind::Dom0Kernel => {
@@ -131,11 +146,11 @@ impl Machine {
                     .map_err(|e| BuildFailure::Dom0Memory(e, pages))?;
                 BootMemory::Identity { first: DOM0_BASE }
             }
-            ImageKind::DomUKernel => BootMemory::Fresh,
+            ImageKind::DomUKernel | ImageKind::Dom0Module => BootMemory::Fresh,
         };
         let cmdline = match entry.kind {
             ImageKind::Dom0Kernel => dom0_cmdline(entry.cmdline),
-            ImageKind::DomUKernel => entry.cmdline.into(),
+            ImageKind::DomUKernel | ImageKind::Dom0Module => entry.cmdline.into(),
         };
         let spec = BootDomain {
             name: entry.name,
@@ -144,6 +159,7 @@ impl Machine {
             pages,
             vcpus: entry.vcpus,
             memory,
+            modules,
         };
         let (domid, start) = build_boot_domain(
             &mut self.domains,

@@ -1,0 +1,591 @@
+//! The server against real smoltcp clients on a second interface, joined
+//! by an in-memory Ethernet wire, on a simulated clock.
+
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use core::cell::RefCell;
+
+use mgmt::auth::{check_server_proof, client_proof, Nonce};
+use mgmt::{encode_message, ClientMessage, Decoder, FrameError, PROTOCOL_VERSION};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::wire::IpAddress;
+
+use super::*;
+
+// --- the wire -----------------------------------------------------------
+
+/// Two queues of Ethernet frames, one each way; `cut` drops everything
+/// (a peer that vanished without a FIN or RST).
+#[derive(Default)]
+struct Wire {
+    queues: [VecDeque<Vec<u8>>; 2],
+    cut: bool,
+}
+
+/// One end of the wire.
+struct End {
+    wire: Rc<RefCell<Wire>>,
+    side: usize,
+}
+
+struct Rx(Vec<u8>);
+struct Tx {
+    wire: Rc<RefCell<Wire>>,
+    to: usize,
+}
+
+impl phy::RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for Tx {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0; len];
+        let r = f(&mut frame);
+        let mut wire = self.wire.borrow_mut();
+        if !wire.cut {
+            wire.queues[self.to].push_back(frame);
+        }
+        r
+    }
+}
+
+impl phy::Device for End {
+    type RxToken<'a> = Rx;
+    type TxToken<'a> = Tx;
+
+    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx)> {
+        let frame = self.wire.borrow_mut().queues[self.side].pop_front()?;
+        Some((Rx(frame), self.tx()))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Tx> {
+        Some(self.tx())
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+impl End {
+    fn tx(&self) -> Tx {
+        Tx {
+            wire: self.wire.clone(),
+            to: 1 - self.side,
+        }
+    }
+}
+
+// --- the service ----------------------------------------------------------
+
+/// Counts the requests each session served; `List` answers an empty list.
+#[derive(Default)]
+struct Recorder {
+    handled: u32,
+    ended: Vec<SessionId>,
+    log: Vec<String>,
+    seed: u32,
+}
+
+impl Service for Recorder {
+    type Session = u32;
+
+    fn handle(&mut self, session: &mut u32, request: Request) -> Result<Reply, MgmtError> {
+        self.handled += 1;
+        *session += 1;
+        match request {
+            Request::List => Ok(Reply::List(Vec::new())),
+            _ => Err(MgmtError::Unsupported("not in this test".into())),
+        }
+    }
+
+    fn events(&mut self, _: SessionId, _: &mut u32, _: &mut dyn FnMut(&ServerMessage)) {}
+
+    fn ended(&mut self, id: SessionId, _: u32) {
+        self.ended.push(id);
+    }
+
+    fn next_session_seed(&mut self) -> u32 {
+        self.seed += 100;
+        self.seed
+    }
+
+    fn log(&mut self, line: fmt::Arguments<'_>) {
+        self.log.push(line.to_string());
+    }
+}
+
+// --- the network ------------------------------------------------------------
+
+const KEY: [u8; 32] = [0x5a; 32];
+const STEP_NS: u64 = 1_000_000;
+
+/// A client connection and what it has received.
+struct Client {
+    handle: SocketHandle,
+    decoder: Decoder,
+    inbox: VecDeque<ServerMessage>,
+    bad_frames: u32,
+}
+
+struct Net {
+    server: MgmtNet<u32>,
+    server_end: End,
+    service: Recorder,
+    client_iface: Interface,
+    client_end: End,
+    client_sockets: SocketSet<'static>,
+    wire: Rc<RefCell<Wire>>,
+    now_ns: u64,
+    next_port: u16,
+}
+
+impl Net {
+    fn new() -> Net {
+        let wire = Rc::new(RefCell::new(Wire::default()));
+        let mut server_end = End {
+            wire: wire.clone(),
+            side: 0,
+        };
+        let mut client_end = End {
+            wire: wire.clone(),
+            side: 1,
+        };
+        let config = NetConfig::qemu_user([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+        let server = MgmtNet::new(
+            &config,
+            Key::from_bytes(&KEY).unwrap(),
+            &mut server_end,
+            0,
+            1,
+        );
+        let hw = HardwareAddress::Ethernet(EthernetAddress([0x52, 0x55, 10, 0, 2, 2]));
+        let mut client_iface = Interface::new(Config::new(hw), &mut client_end, Instant::ZERO);
+        client_iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(Ipv4Address::new(10, 0, 2, 2).into(), 24))
+                .unwrap()
+        });
+        Net {
+            server,
+            server_end,
+            service: Recorder::default(),
+            client_iface,
+            client_end,
+            client_sockets: SocketSet::new(Vec::new()),
+            wire,
+            now_ns: 0,
+            next_port: 40000,
+        }
+    }
+
+    fn step(&mut self) {
+        self.now_ns += STEP_NS;
+        let now = instant(self.now_ns);
+        self.server.poll(
+            self.now_ns,
+            &mut self.server_end,
+            &mut self.service,
+            self.now_ns,
+        );
+        self.client_iface
+            .poll(now, &mut self.client_end, &mut self.client_sockets);
+    }
+
+    fn run_ns(&mut self, ns: u64) {
+        let end = self.now_ns + ns;
+        while self.now_ns < end {
+            self.step();
+        }
+    }
+
+    fn socket(&mut self, c: &Client) -> &mut tcp::Socket<'static> {
+        self.client_sockets.get_mut::<tcp::Socket>(c.handle)
+    }
+
+    fn connect(&mut self) -> Client {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+        );
+        let remote = (IpAddress::v4(10, 0, 2, 15), mgmt::MGMT_TCP_PORT);
+        socket
+            .connect(self.client_iface.context(), remote, self.next_port)
+            .unwrap();
+        self.next_port += 1;
+        Client {
+            handle: self.client_sockets.add(socket),
+            decoder: Decoder::new(),
+            inbox: VecDeque::new(),
+            bad_frames: 0,
+        }
+    }
+
+    fn send_bytes(&mut self, c: &Client, bytes: &[u8]) {
+        let sent = self.socket(c).send_slice(bytes).unwrap();
+        assert_eq!(sent, bytes.len());
+    }
+
+    fn send(&mut self, c: &Client, session: SessionId, id: u32, request: Request) {
+        let frame = encode_message(&ClientMessage {
+            session,
+            id,
+            request,
+        })
+        .unwrap();
+        self.send_bytes(c, &frame);
+    }
+
+    /// The next message for `c`, waiting up to 2 s of simulated time.
+    fn receive(&mut self, c: &mut Client) -> Option<ServerMessage> {
+        let end = self.now_ns + 2_000_000_000;
+        loop {
+            self.pump(c);
+            if let Some(m) = c.inbox.pop_front() {
+                return Some(m);
+            }
+            if self.now_ns >= end {
+                return None;
+            }
+            self.step();
+        }
+    }
+
+    fn pump(&mut self, c: &mut Client) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self.socket(c).recv_slice(&mut buf).unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            let mut input = &buf[..n];
+            while let Some(item) = c.decoder.decode(&mut input) {
+                match item {
+                    Ok(payload) => c
+                        .inbox
+                        .push_back(mgmt::decode_server_message(&payload).unwrap()),
+                    Err(_) => c.bad_frames += 1,
+                }
+            }
+        }
+    }
+
+    fn state(&mut self, c: &Client) -> tcp::State {
+        self.socket(c).state()
+    }
+
+    /// Answers the challenge with `key`; returns the server's verdict.
+    fn authenticate(&mut self, c: &mut Client, key: &[u8; 32]) -> ServerMessage {
+        let server_nonce = match self.receive(c) {
+            Some(ServerMessage::Challenge {
+                version,
+                server_nonce,
+            }) => {
+                assert_eq!(version, PROTOCOL_VERSION);
+                server_nonce
+            }
+            other => panic!("no challenge: {other:?}"),
+        };
+        let client_nonce: Nonce = [0x33; 32];
+        let key = Key::from_bytes(key).unwrap();
+        let proof = client_proof(&key, &server_nonce, &client_nonce);
+        let request = Request::Authenticate {
+            client_nonce,
+            client_proof: proof,
+        };
+        self.send(c, 0, 0, request);
+        let verdict = self.receive(c).expect("a verdict");
+        if let ServerMessage::Authenticated { server_proof } = &verdict {
+            assert!(check_server_proof(
+                &key,
+                &server_nonce,
+                &client_nonce,
+                server_proof
+            ));
+        }
+        verdict
+    }
+
+    /// Authenticates, says `Hello` and returns the session.
+    fn open_session(&mut self, c: &mut Client) -> SessionId {
+        assert!(matches!(
+            self.authenticate(c, &KEY),
+            ServerMessage::Authenticated { .. }
+        ));
+        self.send(
+            c,
+            0,
+            0,
+            Request::Hello {
+                version: PROTOCOL_VERSION,
+                nonce: 77,
+            },
+        );
+        match self.receive(c) {
+            Some(ServerMessage::Welcome {
+                nonce: 77,
+                result: Ok(w),
+            }) => w.session,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn list(&mut self, c: &mut Client, session: SessionId, id: u32) -> ServerMessage {
+        self.send(c, session, id, Request::List);
+        self.receive(c).expect("a reply")
+    }
+}
+
+fn listed(session: SessionId, id: u32) -> ServerMessage {
+    ServerMessage::Reply {
+        session,
+        id,
+        result: Ok(Reply::List(Vec::new())),
+    }
+}
+
+// --- the tests ----------------------------------------------------------------
+
+#[test]
+fn an_authenticated_client_is_served() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    let session = net.open_session(&mut c);
+    assert_eq!(net.list(&mut c, session, 1), listed(session, 1));
+    assert_eq!(net.server.authenticated(), 1);
+    // The client leaves: the server closes its side and ends the session.
+    net.socket(&c).close();
+    net.run_ns(100 * STEP_NS);
+    assert_eq!(net.server.connections(), 0);
+    assert_eq!(net.service.ended, [session]);
+}
+
+#[test]
+fn a_wrong_key_gets_the_refusal_and_nothing_else() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    assert_eq!(
+        net.authenticate(&mut c, &[0x5b; 32]),
+        ServerMessage::Rejected(MgmtError::AuthenticationRefused)
+    );
+    // Requests after the refusal are not read, let alone served.
+    if net.socket(&c).may_send() {
+        net.send(&c, 1, 1, Request::List);
+    }
+    net.run_ns(100 * STEP_NS);
+    assert_eq!(net.receive(&mut c), None);
+    assert!(
+        !net.socket(&c).may_recv(),
+        "the server closed the connection"
+    );
+    assert_eq!(net.service.handled, 0);
+    assert_eq!(net.server.connections(), 0);
+    assert!(net.service.log.iter().any(|l| l.contains("refused")));
+}
+
+#[test]
+fn a_request_before_authenticating_is_refused() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    assert!(matches!(
+        net.receive(&mut c),
+        Some(ServerMessage::Challenge { .. })
+    ));
+    net.send(
+        &c,
+        0,
+        0,
+        Request::Hello {
+            version: PROTOCOL_VERSION,
+            nonce: 1,
+        },
+    );
+    assert_eq!(
+        net.receive(&mut c),
+        Some(ServerMessage::Rejected(MgmtError::AuthenticationRefused))
+    );
+    assert_eq!(net.service.handled, 0);
+}
+
+#[test]
+fn a_silent_client_does_not_block_another_and_is_reset_after_the_timeout() {
+    let mut net = Net::new();
+    let mut silent = net.connect();
+    assert!(matches!(
+        net.receive(&mut silent),
+        Some(ServerMessage::Challenge { .. })
+    ));
+    let started = net.now_ns;
+    let mut other = net.connect();
+    let session = net.open_session(&mut other);
+    assert_eq!(net.list(&mut other, session, 1), listed(session, 1));
+    assert!(net.now_ns - started < 1_000_000_000, "served at once");
+    net.run_ns(AUTH_TIMEOUT_NS - (net.now_ns - started) - 10 * STEP_NS);
+    assert_ne!(
+        net.state(&silent),
+        tcp::State::Closed,
+        "not before the timeout"
+    );
+    net.run_ns(20 * STEP_NS);
+    assert_eq!(
+        net.state(&silent),
+        tcp::State::Closed,
+        "reset at the timeout"
+    );
+    assert_eq!(net.server.connections(), 1);
+    // The other client is untouched.
+    assert_eq!(net.list(&mut other, session, 2), listed(session, 2));
+}
+
+#[test]
+fn malformed_frames_are_answered_and_the_connection_stays_usable() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    let session = net.open_session(&mut c);
+    // Garbage, then a frame with a broken CRC, then an unknown request.
+    net.send_bytes(&c, b"this is no frame");
+    let mut bad = encode_message(&ClientMessage {
+        session,
+        id: 5,
+        request: Request::List,
+    })
+    .unwrap();
+    bad[13] ^= 0xff;
+    net.send_bytes(&c, &bad);
+    let session_byte = u8::try_from(session).expect("a one-byte varint");
+    let unknown = mgmt::encode_frame(&[session_byte, 6, 200]).unwrap();
+    net.send_bytes(&c, &unknown);
+    let mut answers = Vec::new();
+    while let Some(m) = net.receive(&mut c) {
+        answers.push(m);
+        if answers.len() == 3 {
+            break;
+        }
+    }
+    assert!(answers.contains(&ServerMessage::Dropped {
+        session,
+        error: MgmtError::BadFrame(FrameError::Garbage { skipped: 16 })
+    }));
+    assert!(answers.contains(&ServerMessage::Dropped {
+        session,
+        error: MgmtError::BadFrame(FrameError::BadCrc)
+    }));
+    assert!(answers.iter().any(|m| matches!(
+        m,
+        ServerMessage::Reply {
+            id: 6,
+            result: Err(MgmtError::MalformedRequest(_)),
+            ..
+        }
+    )));
+    assert_eq!(net.list(&mut c, session, 7), listed(session, 7));
+}
+
+#[test]
+fn a_partial_frame_is_given_up_after_the_idle_timeout() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    let session = net.open_session(&mut c);
+    let frame = encode_message(&ClientMessage {
+        session,
+        id: 1,
+        request: Request::List,
+    })
+    .unwrap();
+    net.send_bytes(&c, &frame[..frame.len() - 2]);
+    net.run_ns(IDLE_FLUSH_NS + 10 * STEP_NS);
+    assert!(matches!(
+        net.receive(&mut c),
+        Some(ServerMessage::Dropped {
+            error: MgmtError::BadFrame(FrameError::Truncated { .. }),
+            ..
+        })
+    ));
+    assert_eq!(net.list(&mut c, session, 2), listed(session, 2));
+}
+
+#[test]
+fn half_open_connections_are_reset_and_their_slots_reused() {
+    let mut net = Net::new();
+    let mut clients: Vec<Client> = (0..MAX_CONNECTIONS).map(|_| net.connect()).collect();
+    for c in &mut clients {
+        assert!(matches!(
+            net.receive(c),
+            Some(ServerMessage::Challenge { .. })
+        ));
+    }
+    assert_eq!(net.server.connections(), MAX_CONNECTIONS);
+    // The clients vanish: nothing reaches the server any more, nor them.
+    net.wire.borrow_mut().cut = true;
+    net.run_ns(AUTH_TIMEOUT_NS + 10 * STEP_NS);
+    assert_eq!(net.server.connections(), 0);
+    net.wire.borrow_mut().cut = false;
+    for c in &clients {
+        net.socket(c).abort();
+    }
+    net.step();
+    let mut c = net.connect();
+    let session = net.open_session(&mut c);
+    assert_eq!(net.list(&mut c, session, 1), listed(session, 1));
+}
+
+#[test]
+fn a_flood_of_connections_is_bounded_and_service_resumes() {
+    let mut net = Net::new();
+    let flood: Vec<Client> = (0..3 * MAX_CONNECTIONS).map(|_| net.connect()).collect();
+    net.run_ns(50 * STEP_NS);
+    assert_eq!(net.server.connections(), MAX_CONNECTIONS);
+    let refused = flood
+        .iter()
+        .filter(|c| net.state(c) == tcp::State::Closed)
+        .count();
+    assert_eq!(refused, 2 * MAX_CONNECTIONS, "the rest were reset by TCP");
+    // Once the silent ones time out, a real client gets in.
+    net.run_ns(AUTH_TIMEOUT_NS);
+    assert_eq!(net.server.connections(), 0);
+    let mut c = net.connect();
+    let session = net.open_session(&mut c);
+    assert_eq!(net.list(&mut c, session, 1), listed(session, 1));
+}
+
+#[test]
+fn each_connection_has_its_own_session() {
+    let mut net = Net::new();
+    let mut a = net.connect();
+    let mut b = net.connect();
+    let sa = net.open_session(&mut a);
+    let sb = net.open_session(&mut b);
+    assert_ne!(sa, sb);
+    // b's Hello did not end a's session, as it would on COM2.
+    assert_eq!(net.list(&mut a, sa, 1), listed(sa, 1));
+    assert_eq!(net.list(&mut b, sb, 1), listed(sb, 1));
+    // And one connection cannot use the other's session.
+    net.send(&a, sb, 2, Request::List);
+    assert_eq!(
+        net.receive(&mut a),
+        Some(ServerMessage::Reply {
+            session: sb,
+            id: 2,
+            result: Err(MgmtError::HandshakeRequired)
+        })
+    );
+}
+
+#[test]
+fn an_authenticated_idle_client_is_kept_and_a_vanished_one_dropped() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    let session = net.open_session(&mut c);
+    net.run_ns(3 * KEEP_ALIVE_NS);
+    assert_eq!(net.list(&mut c, session, 1), listed(session, 1));
+    net.wire.borrow_mut().cut = true;
+    net.run_ns(OPEN_TIMEOUT_NS + KEEP_ALIVE_NS);
+    assert_eq!(net.server.connections(), 0);
+    assert_eq!(net.service.ended, [session]);
+}
