@@ -146,8 +146,8 @@ fn init_control<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     req: &EvtchnInitControl,
 ) -> Errno {
-    let last_offset = abi::xen::PAGE_SIZE as u32 - EVTCHN_FIFO_CONTROL_BLOCK_SIZE;
-    if req.offset > last_offset || req.offset % 8 != 0 {
+    let last_offset = (1u32 << abi::xen::PAGE_SHIFT) - EVTCHN_FIFO_CONTROL_BLOCK_SIZE;
+    if req.offset > last_offset || !req.offset.is_multiple_of(8) {
         return Errno::EINVAL;
     }
     let Some(domain) = ctx.domains.get(ctx.caller.domid) else {

@@ -78,7 +78,7 @@ pub(crate) enum MemoryOp {
 pub(crate) fn decode(a: &RawArgs) -> Request {
     let arg = a.arg[1];
     let start = a.arg[0] >> MEMOP_EXTENT_SHIFT;
-    if a.u32(0) & (MEMOP_CMD_MASK as u32) == XENMEM_DECREASE_RESERVATION {
+    if a.arg[0] & MEMOP_CMD_MASK == u64::from(XENMEM_DECREASE_RESERVATION) {
         return Request::MemoryOp(MemoryOp::DecreaseReservation { arg, start });
     }
     if a.arg[0] & !MEMOP_CMD_MASK != 0 {
