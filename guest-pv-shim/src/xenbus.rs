@@ -37,6 +37,9 @@ pub const WATCH_PATH_MAX: usize = 256;
 pub const MAX_QUEUED_EVENTS: usize = 4;
 /// Longest watch event payload kept (path, token, NULs), bytes.
 pub const EVENT_PAYLOAD_MAX: usize = 1024;
+/// Most permission entries [`Client::set_perms`] sends (xenstored's
+/// `node-permissions` quota is 5).
+pub const MAX_PERMS: usize = 8;
 /// Times [`Client::transaction`] runs its closure before giving up with
 /// the last `EAGAIN` (Linux retries without bound).
 pub const MAX_TRANSACTION_ATTEMPTS: usize = 16;
@@ -144,6 +147,7 @@ pub struct Client<T> {
     events: [QueuedEvent; MAX_QUEUED_EVENTS],
     queued: usize,
     dropped: u64,
+    eagains: u64,
 }
 
 /// A message taken off the response ring: its header; the payload is in
@@ -168,6 +172,7 @@ impl<T: Transport> Client<T> {
             }; MAX_QUEUED_EVENTS],
             queued: 0,
             dropped: 0,
+            eagains: 0,
         }
     }
 
@@ -179,6 +184,37 @@ impl<T: Transport> Client<T> {
     /// Watch events lost because [`MAX_QUEUED_EVENTS`] were queued.
     pub fn events_dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Commits [`Client::transaction`] saw fail with `EAGAIN` (each one
+    /// re-ran its closure).
+    pub fn transaction_eagains(&self) -> u64 {
+        self.eagains
+    }
+
+    /// Sleeps until `done` holds for the value of `path` (`None`: no such
+    /// node, or not readable), watching it; returns whether it exists.
+    pub fn wait_until(
+        &mut self,
+        path: &str,
+        done: impl Fn(Option<&[u8]>) -> bool,
+    ) -> Result<(), XenbusError> {
+        let watch = self.watch(path, ignore_event)?;
+        let result = loop {
+            let value = match self.read(Tx::NONE, path) {
+                Ok(v) => Some(v),
+                Err(XenbusError::Store(XsError::Enoent | XsError::Eacces)) => None,
+                Err(e) => break Err(e),
+            };
+            if done(value) {
+                break Ok(());
+            }
+            if let Err(e) = self.wait_for_events() {
+                break Err(e);
+            }
+        };
+        let _ = self.unwatch(watch);
+        result
     }
 
     /// `XS_READ`: the value of `path`, borrowed until the next call.
@@ -207,6 +243,24 @@ impl<T: Transport> Client<T> {
     /// `XS_RM`: removes `path` and its subtree.
     pub fn rm(&mut self, tx: Tx, path: &str) -> Result<(), XenbusError> {
         self.request(XsOp::Rm, tx, &[path.as_bytes(), b"\0"])
+            .map(|_| ())
+    }
+
+    /// `XS_SET_PERMS`: `perms` as Xen writes them: the owner first
+    /// ("n3": domain 3 owns, others have no access), then one entry per
+    /// domain ("r5" read, "w5" write, "b5" both, "n5" none).
+    pub fn set_perms(&mut self, tx: Tx, path: &str, perms: &[&str]) -> Result<(), XenbusError> {
+        let mut parts: [&[u8]; 2 + 2 * MAX_PERMS] = [b""; 2 + 2 * MAX_PERMS];
+        if perms.is_empty() || perms.len() > MAX_PERMS {
+            return Err(XenbusError::Store(XsError::Einval));
+        }
+        parts[0] = path.as_bytes();
+        parts[1] = b"\0";
+        for (i, perm) in perms.iter().enumerate() {
+            parts[2 + 2 * i] = perm.as_bytes();
+            parts[3 + 2 * i] = b"\0";
+        }
+        self.request(XsOp::SetPerms, tx, &parts[..2 + 2 * perms.len()])
             .map(|_| ())
     }
 
@@ -323,7 +377,10 @@ impl<T: Transport> Client<T> {
             };
             match self.transaction_end(tx, true) {
                 Ok(()) => return Ok(value),
-                Err(e @ XenbusError::Store(XsError::Eagain)) => last = e,
+                Err(e @ XenbusError::Store(XsError::Eagain)) => {
+                    self.eagains += 1;
+                    last = e;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -534,6 +591,9 @@ impl<'a> Directory<'a> {
             .filter_map(|n| core::str::from_utf8(n).ok())
     }
 }
+
+/// A watch callback that does nothing: for waits that re-read the node.
+fn ignore_event<T>(_: &mut Client<T>, _: &WatchEvent<'_>) {}
 
 /// `value` in decimal, written into `buf`.
 fn decimal(mut value: u32, buf: &mut [u8]) -> &[u8] {

@@ -46,7 +46,11 @@ impl<T: Transport> Client<T> {
     /// [`Client::take_shutdown_request`]).
     pub fn watch_shutdown(&mut self, callback: WatchCallback<T>) -> Result<WatchId, XenbusError> {
         for (_, _, feature) in SHUTDOWN_REQUESTS {
-            self.write(Tx::NONE, feature, b"1")?;
+            // Advisory: a toolstack that made them read-only still asks.
+            match self.write(Tx::NONE, feature, b"1") {
+                Ok(()) | Err(XenbusError::Store(XsError::Eacces)) => {}
+                Err(e) => return Err(e),
+            }
         }
         self.watch(CONTROL_SHUTDOWN, callback)
     }

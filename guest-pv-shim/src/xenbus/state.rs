@@ -6,7 +6,7 @@
 use core::fmt;
 
 use super::wire::XsError;
-use super::{Client, Transport, Tx, WatchEvent, XenbusError};
+use super::{Client, Transport, Tx, XenbusError};
 
 /// `enum xenbus_state`, with Xen's numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,8 +80,6 @@ fn state_path<'b>(dir: &str, buf: &'b mut [u8; STATE_PATH_MAX]) -> Result<&'b st
     core::str::from_utf8(&buf[..len]).map_err(|_| XenbusError::Protocol)
 }
 
-fn ignore_event<T>(_: &mut Client<T>, _: &WatchEvent<'_>) {}
-
 impl<T: Transport> Client<T> {
     /// The state published under `dir` (`Unknown` if there is none).
     pub fn read_state(&mut self, dir: &str) -> Result<XenbusState, XenbusError> {
@@ -110,18 +108,12 @@ impl<T: Transport> Client<T> {
         done: impl Fn(XenbusState) -> bool,
     ) -> Result<XenbusState, XenbusError> {
         let mut buf = [0u8; STATE_PATH_MAX];
-        let watch = self.watch(state_path(dir, &mut buf)?, ignore_event)?;
-        let result = loop {
-            match self.read_state(dir) {
-                Ok(state) if done(state) => break Ok(state),
-                Ok(_) => {}
-                Err(e) => break Err(e),
-            }
-            if let Err(e) = self.wait_for_events() {
-                break Err(e);
-            }
+        let path = state_path(dir, &mut buf)?;
+        let parse = |v: Option<&[u8]>| {
+            v.and_then(XenbusState::parse)
+                .unwrap_or(XenbusState::Unknown)
         };
-        let _ = self.unwatch(watch);
-        result
+        self.wait_until(path, |v| done(parse(v)))?;
+        self.read_state(dir)
     }
 }

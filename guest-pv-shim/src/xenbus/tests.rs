@@ -231,6 +231,13 @@ fn errors_are_mapped() {
         one.write(Tx::NONE, "data/h", &huge),
         Err(XenbusError::TooLong)
     );
+    // An owner may grant another domain read access.
+    two.set_perms(Tx::NONE, "data/secret", &["n2", "r1"]).unwrap();
+    assert_eq!(one.read(Tx::NONE, "/local/domain/2/data/secret").unwrap(), b"2");
+    assert_eq!(
+        one.set_perms(Tx::NONE, "/local/domain/2/data/secret", &["n1"]),
+        Err(XenbusError::Store(XsError::Eacces))
+    );
     // The other domain's traffic is unaffected.
     assert_eq!(two.read(Tx::NONE, "data/secret").unwrap(), b"2");
 }
@@ -311,6 +318,7 @@ fn a_conflicting_transaction_gets_one_eagain_then_its_retry_commits() {
     })
     .unwrap();
     assert_eq!(attempts, 2);
+    assert_eq!(b.transaction_eagains(), 1);
     assert_eq!(dom0.0.borrow().read_committed("/shared"), Some(&b"6"[..]));
 }
 
