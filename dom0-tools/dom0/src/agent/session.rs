@@ -185,8 +185,10 @@ impl Session {
                 if is_dom0(&info) {
                     return Err(MgmtError::Dom0Protected(DomainOperation::Destroy));
                 }
-                // The backend lets go of the ring before the memory goes.
+                // The backend lets go of the ring before the memory goes,
+                // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
+                ctx.store.domain_destroyed(info.domid);
                 ctx.hv.destroy(info.domid).map_err(|e| match e {
                     // Destroyed by someone else since we looked.
                     Errno::ESRCH => MgmtError::UnknownDomain(domain.clone()),
@@ -466,6 +468,9 @@ fn create(
     match create_domain(ctx.hv, &spec) {
         Ok(domid) => {
             println!("dom0: mgmt: created d{domid} ({})", config.name);
+            if let Ok(info) = ctx.hv.domain_info(domid) {
+                ctx.store.introduce_new(ctx.backend.xen(), &info);
+            }
             ctx.backend.rescan_soon();
             Ok(domid)
         }
