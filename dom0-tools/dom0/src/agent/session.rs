@@ -84,9 +84,14 @@ impl Session {
         }
         let conn = match self.store_conn {
             Some(conn) => conn,
-            None => *self.store_conn.insert(store.connect_local().map_err(|_| {
-                MgmtError::Unsupported("another store connection: too many are open".into())
-            })?),
+            None => {
+                let conn = store.connect_local().map_err(|_| {
+                    MgmtError::Unsupported("another store connection: too many are open".into())
+                })?;
+                // Scenarios wait for this before acting on a watch.
+                println!("dom0: store: a management session connected ({conn:?})");
+                *self.store_conn.insert(conn)
+            }
         };
         let taken = store.request(conn, data).map_err(|e| {
             self.store_conn = None;
