@@ -194,6 +194,7 @@ impl Session {
                 // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
                 ctx.store.domain_destroyed(info.domid);
+                ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
                 ctx.hv.destroy(info.domid).map_err(|e| match e {
                     // Destroyed by someone else since we looked.
                     Errno::ESRCH => MgmtError::UnknownDomain(domain.clone()),
@@ -475,6 +476,7 @@ fn create(
             println!("dom0: mgmt: created d{domid} ({})", config.name);
             if let Ok(info) = ctx.hv.domain_info(domid) {
                 ctx.store.introduce_new(ctx.backend.xen(), &info);
+                ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
             }
             ctx.backend.rescan_soon();
             Ok(domid)
