@@ -232,8 +232,12 @@ fn errors_are_mapped() {
         Err(XenbusError::TooLong)
     );
     // An owner may grant another domain read access.
-    two.set_perms(Tx::NONE, "data/secret", &["n2", "r1"]).unwrap();
-    assert_eq!(one.read(Tx::NONE, "/local/domain/2/data/secret").unwrap(), b"2");
+    two.set_perms(Tx::NONE, "data/secret", &["n2", "r1"])
+        .unwrap();
+    assert_eq!(
+        one.read(Tx::NONE, "/local/domain/2/data/secret").unwrap(),
+        b"2"
+    );
     assert_eq!(
         one.set_perms(Tx::NONE, "/local/domain/2/data/secret", &["n1"]),
         Err(XenbusError::Store(XsError::Eacces))
