@@ -13,7 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use xenstore::wire::{encode_message, Header, MsgType, HEADER_SIZE};
-use xenstore::{ConnError, ConnId, DomId, Effect, Store};
+use xenstore::{ConnError, ConnId, DomId, Store};
 
 use tree::{dom_path, domain_tree, vm_path, NewDomain};
 
@@ -298,6 +298,7 @@ mod live {
         HVM_PARAM_STORE_PFN,
     };
     use guest_pv_shim::{println, Events, Grants, Xen};
+    use xenstore::Effect;
 
     use super::*;
 
