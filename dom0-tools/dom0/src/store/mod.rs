@@ -100,6 +100,15 @@ impl StoreService {
         self.toolstack_call(MsgType::Introduce, introduce.as_bytes())
     }
 
+    /// Domains dom0 saw shut down or dying: each introduced one fires
+    /// `@releaseDomain` once (xenstored's `domain_cleanup`). Returns
+    /// whether any fired (its events wait to be sent).
+    pub fn note_stopped(&mut self, domids: &[DomId]) -> bool {
+        domids
+            .iter()
+            .fold(false, |fired, d| self.store.note_shutdown(*d) | fired)
+    }
+
     /// The toolstack's part at destroy: `XS_RELEASE` (fires
     /// `@releaseDomain`; dom0 lets go of the ring) and removes the
     /// domain's tree. A domain that was never introduced only loses its
