@@ -277,6 +277,10 @@ mod tests {
             .store
             .perms_committed("/local/domain/4/control/shutdown");
         assert_eq!(perms.map(|p| p.owner()), Some(4));
+        assert!(service.note_stopped(&[4, 9]), "d4 shut down");
+        assert!(!service.note_stopped(&[4]), "once");
+        let events = service.take_output(watcher);
+        assert!(events.windows(14).any(|w| w == b"@releaseDomain"));
         service.domain_destroyed(4);
         assert!(!service.store.is_introduced(4));
         assert!(service
