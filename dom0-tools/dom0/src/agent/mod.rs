@@ -29,6 +29,7 @@ use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
 use toolstack::Hypervisor;
 
 use crate::console_backend::Backend;
+use crate::store::StoreService;
 use link::Link;
 use session::{Ctx, Session};
 use tcp::TcpServer;
@@ -40,6 +41,7 @@ use tcp::TcpServer;
 pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
+    store: &mut StoreService,
     com2_gsi: Option<u32>,
     mut tcp: Option<TcpServer>,
 ) -> Result<(), XenError> {
@@ -48,6 +50,9 @@ pub fn serve(
     // Session ids start from the clock, so a client of an earlier boot
     // does not find its old id in use.
     // Any 32 bits of the clock do: keep the low ones of its ~ms count.
+    if let Ok(domains) = toolstack::list_domains(hv) {
+        store.adopt_running(backend.xen(), &domains);
+    }
     let mut server = Server::<Session>::new(((backend.now()? >> 20) & 0xffff_ffff) as u32);
     println!("dom0: mgmt: serving the management channel on COM2");
     loop {
@@ -58,10 +63,11 @@ pub fn serve(
                 let mut ctx = Ctx {
                     hv: &mut *hv,
                     backend: &mut *backend,
+                    store: &mut *store,
                 };
                 session.dispatch(request, &mut ctx)
             });
-            send(&mut link, answer);
+            send(&mut link, answer, store);
             if server
                 .session()
                 .is_some_and(|(_, s)| s.power_off_requested())
@@ -72,19 +78,24 @@ pub fn serve(
         }
         if let Some((id, session)) = server.session() {
             session.console_events(id, backend, |event| link.send(event));
+            session.store_events(id, store, |event| link.send(event));
         }
         let mut power_off = false;
         let tcp_due = tcp
             .as_mut()
-            .and_then(|t| t.poll(now, hv, backend, &mut power_off));
+            .and_then(|t| t.poll(now, hv, backend, store, &mut power_off));
         if power_off {
             println!("dom0: mgmt: power-off requested");
             return Ok(());
         }
         link.end_pass(backend.events());
+        store.serve(backend.events(), &backend.grants());
         // Takes what the backend's ports brought, without sleeping.
         backend.serve_until(now)?;
-        let deadline = [link.deadline(now), backend.next_scan(), tcp_due]
+        // A domain seen shut down fires `@releaseDomain`: another pass
+        // sends the events at once.
+        let store_due = store.note_stopped(backend.stopped_domains()).then_some(now);
+        let deadline = [link.deadline(now), backend.next_scan(), tcp_due, store_due]
             .into_iter()
             .flatten()
             .min();
@@ -95,9 +106,9 @@ pub fn serve(
 /// Sends an answer, and says on COM1 when a session ended with an upload
 /// unfinished (its buffer is freed here: nothing was built) and when a
 /// session's frame arrived broken.
-fn send(link: &mut Link, answer: Answer<Session>) {
+fn send(link: &mut Link, answer: Answer<Session>, store: &mut StoreService) {
     if let Some((id, ended)) = answer.ended {
-        log_end(id, ended);
+        log_end(id, ended, store);
     }
     match answer.reply {
         Outgoing::Message(message) => {
@@ -114,7 +125,8 @@ fn send(link: &mut Link, answer: Answer<Session>) {
     }
 }
 
-fn log_end(id: SessionId, ended: Session) {
+fn log_end(id: SessionId, mut ended: Session, store: &mut StoreService) {
+    ended.end(store);
     if let Some(bytes) = ended.unfinished_upload() {
         println!(
             "dom0: mgmt: session {id} ended: dropped its unfinished upload ({bytes} bytes received); nothing was built"
