@@ -59,6 +59,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
             }
             other => Err(unexpected(&other)),
         },
+        Command::Xenstore(args) => crate::xenstore::run(&mut connect()?, args.command, out),
     }
 }
 

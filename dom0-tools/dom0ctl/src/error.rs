@@ -52,6 +52,10 @@ pub enum CliError {
     /// The conversation with the agent broke down.
     #[error("{0}")]
     Protocol(String),
+    /// The store refused a request with this Xen error (`ENOENT`,
+    /// `EACCES`, ...; `xsd_errors`).
+    #[error("the store refused the request: {0}")]
+    Store(String),
 }
 
 impl CliError {
@@ -63,7 +67,7 @@ impl CliError {
                 | MgmtError::HandshakeRequired
                 | MgmtError::AuthenticationRefused,
             ) => EXIT_PROTOCOL,
-            Self::Refused(_) => EXIT_REFUSED,
+            Self::Refused(_) | Self::Store(_) => EXIT_REFUSED,
             Self::Config(_) | Self::KeyFile { .. } => EXIT_CONFIG,
             Self::NotListening { .. } => EXIT_NOT_LISTENING,
             Self::Protocol(_) => EXIT_PROTOCOL,

@@ -13,6 +13,7 @@ pub mod error;
 mod output;
 mod progress;
 pub mod transport;
+pub mod xenstore;
 
 pub use cli::{Cli, DEFAULT_KEY_FILE, DEFAULT_SOCKET, KEY_FILE_ENV, SOCKET_ENV};
 pub use commands::run;
