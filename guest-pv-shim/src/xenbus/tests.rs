@@ -290,6 +290,37 @@ fn events_arriving_during_a_request_are_queued_then_dispatched() {
 }
 
 #[test]
+fn events_beyond_the_queue_are_counted_and_wake_the_waiter() {
+    let dom0 = Dom0::new();
+    let mut c = dom0.domain(1);
+    c.watch("data", record).unwrap();
+    for key in ["a", "b", "c", "d", "e", "f"] {
+        let path = format!("/local/domain/1/data/{key}");
+        dom0.toolstack(MsgType::Write, &[path.as_bytes(), b"1"]);
+    }
+    // The reply comes after the seven events: four are queued.
+    c.mkdir(Tx::NONE, "data").unwrap();
+    assert_eq!(c.events_dropped(), 3);
+    assert_eq!(c.wait_for_events().unwrap(), MAX_QUEUED_EVENTS);
+    assert_eq!(seen().len(), MAX_QUEUED_EVENTS);
+    // Nothing queued now: the next wait sleeps (here: nothing will come).
+    assert_eq!(c.wait_for_events(), Err(XenbusError::Timeout));
+    // Events lost with none queued still wake the waiter, once.
+    let mut d = dom0.domain(2);
+    d.watch("data", record).unwrap();
+    for key in ["a", "b", "c", "d", "e"] {
+        let path = format!("/local/domain/2/data/{key}");
+        dom0.toolstack(MsgType::Write, &[path.as_bytes(), b"1"]);
+    }
+    d.mkdir(Tx::NONE, "data").unwrap();
+    assert_eq!(d.dispatch_events().unwrap(), MAX_QUEUED_EVENTS);
+    assert_eq!(d.events_dropped(), 2);
+    assert_eq!(d.wait_for_events().unwrap(), 0);
+    assert_eq!(d.wait_for_events(), Err(XenbusError::Timeout));
+    seen();
+}
+
+#[test]
 fn a_conflicting_transaction_gets_one_eagain_then_its_retry_commits() {
     let dom0 = Dom0::new();
     let mut a = dom0.domain(1);
