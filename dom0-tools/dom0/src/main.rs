@@ -40,6 +40,8 @@ mod console_backend;
 mod devices;
 #[cfg(target_os = "none")]
 mod hv;
+#[cfg(any(test, target_os = "none"))]
+mod store;
 
 #[cfg(target_os = "none")]
 mod kernel {
@@ -182,7 +184,8 @@ mod kernel {
             let mut hv = XenHypervisor::new(*backend.xen());
             let com2_gsi = setup.com2_gsi;
             let tcp = tcp_server(backend, setup);
-            let served = agent::serve(backend, &mut hv, com2_gsi, tcp);
+            let mut store = crate::store::StoreService::new();
+            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp);
             backend.release_all();
             served
         } else if serve {

@@ -89,8 +89,13 @@ pub fn attach(
             ServerMessage::Reply { result: Err(e), .. } => {
                 eprintln!("\r\n[console input refused: {e}]")
             }
-            // Done replies to input; `next_message` passes no other.
-            ServerMessage::Reply { .. }
+            // Done replies to input; `next_message` passes no other. A
+            // console session opens no store connection.
+            ServerMessage::Event {
+                event: Event::XenstoreOutput { .. },
+                ..
+            }
+            | ServerMessage::Reply { .. }
             | ServerMessage::Rejected(_)
             | ServerMessage::Welcome { .. }
             | ServerMessage::Dropped { .. }

@@ -51,7 +51,7 @@ pub use frame::{crc32, encode_frame, FrameError, MAX_FRAME, MAX_PAYLOAD};
 pub use message::{
     ClientMessage, ConsoleEnd, Event, Reply, Request, ServerMessage, SessionId, ShutdownKind,
     Welcome, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY, MAX_DMESG_BYTES, MAX_IMAGE_BYTES,
-    MAX_IMAGE_CHUNK,
+    MAX_IMAGE_CHUNK, MAX_XENSTORE_DATA,
 };
 pub use server::{Answer, Outgoing, Server};
 pub use upload::{create_requests, Upload};

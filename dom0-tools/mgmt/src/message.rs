@@ -61,6 +61,11 @@ pub const MAX_CONSOLE_DATA: usize = 4 * 1024;
 /// Largest [`Reply::Dmesg`] text, bytes (the newest lines are kept).
 pub const MAX_DMESG_BYTES: usize = 24 * 1024;
 
+/// Largest [`Request::Xenstore`], [`Reply::Xenstore`] or
+/// [`Event::XenstoreOutput`] data, bytes: several whole `xsd_sockmsg`s
+/// (each at most 16 + `XENSTORE_PAYLOAD_MAX` 4096 bytes).
+pub const MAX_XENSTORE_DATA: usize = 16 * 1024;
+
 /// A session, as [`ServerMessage::Welcome`] opened it. The server never
 /// opens session 0: a client sends 0 before it has one (with `Hello`).
 pub type SessionId = u32;
@@ -175,6 +180,17 @@ pub enum Request {
         client_nonce: Nonce,
         /// [`crate::auth::client_proof`] of the challenge and `client_nonce`.
         client_proof: Tag,
+    },
+    /// Raw `xsd_sockmsg` bytes (Xen's `io/xs_wire.h`; whole or partial
+    /// messages, at most [`MAX_XENSTORE_DATA`]) for this session's own
+    /// store connection, opened by the first such request and closed
+    /// when the session ends. The connection is privileged (domain 0),
+    /// as a xenstored socket client. → [`Reply::Xenstore`] with what
+    /// the store answered so far; later output (watch events) comes as
+    /// [`Event::XenstoreOutput`]. Since 2.3.
+    Xenstore {
+        /// The bytes, as a xenstored socket client writes them.
+        data: Vec<u8>,
     },
 }
 
@@ -311,6 +327,16 @@ pub enum Reply {
     },
     /// Every domain's counters, by domid.
     Stats(Vec<DomainCounters>),
+    /// The store took `taken` bytes of a [`Request::Xenstore`] (the
+    /// client sends the rest again later: the store holds too many
+    /// unread replies) and answered `data` (replies and watch events,
+    /// at most [`MAX_XENSTORE_DATA`] bytes). Since 2.3.
+    Xenstore {
+        /// Request bytes taken.
+        taken: u32,
+        /// Raw `xsd_sockmsg` bytes from the store.
+        data: Vec<u8>,
+    },
 }
 
 /// Something the server reports unasked.
@@ -329,6 +355,13 @@ pub enum Event {
         domid: DomId,
         /// Why.
         reason: ConsoleEnd,
+    },
+    /// More raw `xsd_sockmsg` bytes from this session's store connection
+    /// (watch events, replies that did not fit a [`Reply::Xenstore`]), at
+    /// most [`MAX_XENSTORE_DATA`]. Since 2.3.
+    XenstoreOutput {
+        /// The bytes.
+        data: Vec<u8>,
     },
 }
 

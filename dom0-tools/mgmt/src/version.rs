@@ -26,7 +26,10 @@ pub struct ProtocolVersion {
 /// `ServerMessage::Challenge` and `Authenticated`, `Request::Authenticate`
 /// and `MgmtError::AuthenticationRefused`, appended to their enums. COM2
 /// is unchanged: a 2.0 peer there is served as before.
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 2 };
+/// 2.3: the store: `Request::Xenstore`, `Reply::Xenstore` and
+/// `Event::XenstoreOutput` (raw `xsd_sockmsg` bytes of the session's own
+/// store connection).
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 3 };
 /// What a peer that sends protocol-1 frames speaks, as far as we know.
 pub const PROTOCOL_V1: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 

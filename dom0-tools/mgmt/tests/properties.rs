@@ -62,6 +62,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::ConsoleDetach),
         Just(Request::Dmesg),
         Just(Request::Stats),
+        bytes(MAX_XENSTORE_DATA).prop_map(|data| Request::Xenstore { data }),
     ]
 }
 
@@ -153,6 +154,8 @@ fn reply() -> impl Strategy<Value = Reply> {
             0..8
         )
         .prop_map(Reply::Stats),
+        (any::<u32>(), bytes(MAX_XENSTORE_DATA))
+            .prop_map(|(taken, data)| Reply::Xenstore { taken, data }),
     ]
 }
 
@@ -196,6 +199,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             domid,
             reason: ConsoleEnd::Destroyed
         }),
+        bytes(MAX_XENSTORE_DATA).prop_map(|data| Event::XenstoreOutput { data }),
     ];
     let welcome = prop_oneof![
         (version(), any::<u32>()).prop_map(|(version, session)| Ok(Welcome { version, session })),

@@ -29,6 +29,7 @@ use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
 use toolstack::Hypervisor;
 
 use crate::console_backend::Backend;
+use crate::store::StoreService;
 use link::Link;
 use session::{Ctx, Session};
 use tcp::TcpServer;
@@ -40,6 +41,7 @@ use tcp::TcpServer;
 pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
+    store: &mut StoreService,
     com2_gsi: Option<u32>,
     mut tcp: Option<TcpServer>,
 ) -> Result<(), XenError> {
@@ -58,10 +60,11 @@ pub fn serve(
                 let mut ctx = Ctx {
                     hv: &mut *hv,
                     backend: &mut *backend,
+                    store: &mut *store,
                 };
                 session.dispatch(request, &mut ctx)
             });
-            send(&mut link, answer);
+            send(&mut link, answer, store);
             if server
                 .session()
                 .is_some_and(|(_, s)| s.power_off_requested())
@@ -72,11 +75,12 @@ pub fn serve(
         }
         if let Some((id, session)) = server.session() {
             session.console_events(id, backend, |event| link.send(event));
+            session.store_events(id, store, |event| link.send(event));
         }
         let mut power_off = false;
         let tcp_due = tcp
             .as_mut()
-            .and_then(|t| t.poll(now, hv, backend, &mut power_off));
+            .and_then(|t| t.poll(now, hv, backend, store, &mut power_off));
         if power_off {
             println!("dom0: mgmt: power-off requested");
             return Ok(());
@@ -95,9 +99,9 @@ pub fn serve(
 /// Sends an answer, and says on COM1 when a session ended with an upload
 /// unfinished (its buffer is freed here: nothing was built) and when a
 /// session's frame arrived broken.
-fn send(link: &mut Link, answer: Answer<Session>) {
+fn send(link: &mut Link, answer: Answer<Session>, store: &mut StoreService) {
     if let Some((id, ended)) = answer.ended {
-        log_end(id, ended);
+        log_end(id, ended, store);
     }
     match answer.reply {
         Outgoing::Message(message) => {
@@ -114,7 +118,8 @@ fn send(link: &mut Link, answer: Answer<Session>) {
     }
 }
 
-fn log_end(id: SessionId, ended: Session) {
+fn log_end(id: SessionId, mut ended: Session, store: &mut StoreService) {
+    ended.end(store);
     if let Some(bytes) = ended.unfinished_upload() {
         println!(
             "dom0: mgmt: session {id} ended: dropped its unfinished upload ({bytes} bytes received); nothing was built"

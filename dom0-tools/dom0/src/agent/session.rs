@@ -24,6 +24,7 @@ use toolstack::{create_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use crate::console_backend::{self, Backend};
+use crate::store::{LocalError, StoreService};
 
 /// What a request needs to act on.
 pub struct Ctx<'a, H> {
@@ -31,6 +32,8 @@ pub struct Ctx<'a, H> {
     pub hv: &'a mut H,
     /// The console backend (history, input, rescans).
     pub backend: &'a mut Backend,
+    /// The store (the session's own connection, the toolstack's).
+    pub store: &'a mut StoreService,
 }
 
 /// A console stream: new output of `domid` from position `next` on.
@@ -47,6 +50,8 @@ pub struct Session {
     /// Set by `Shutdown` of dom0 with power-off: the agent stops after
     /// the reply.
     power_off: bool,
+    /// The session's store connection, opened by its first `Xenstore`.
+    store_conn: Option<xenstore::ConnId>,
 }
 
 impl Session {
@@ -58,6 +63,64 @@ impl Session {
     /// Bytes of an upload that was begun and not committed, if any.
     pub fn unfinished_upload(&self) -> Option<u32> {
         self.upload.as_ref().map(Upload::received)
+    }
+
+    /// Closes the session's store connection (the session ended).
+    pub fn end(&mut self, store: &mut StoreService) {
+        if let Some(conn) = self.store_conn.take() {
+            store.disconnect_local(conn);
+        }
+    }
+
+    /// `Xenstore`: `data` into the session's store connection (opened
+    /// now if need be), and what the store answered.
+    fn xenstore(&mut self, store: &mut StoreService, data: &[u8]) -> Result<Reply, MgmtError> {
+        if data.len() > mgmt::MAX_XENSTORE_DATA {
+            return Err(MgmtError::MalformedRequest(alloc::format!(
+                "xenstore data of {} bytes, more than {}",
+                data.len(),
+                mgmt::MAX_XENSTORE_DATA
+            )));
+        }
+        let conn = match self.store_conn {
+            Some(conn) => conn,
+            None => *self.store_conn.insert(store.connect_local().map_err(|_| {
+                MgmtError::Unsupported("another store connection: too many are open".into())
+            })?),
+        };
+        let taken = store.request(conn, data).map_err(|e| {
+            self.store_conn = None;
+            let why = match e {
+                LocalError::TooManyConnections => "too many connections",
+                LocalError::Dropped(_) => "it broke the protocol (a message over 4096 bytes)",
+            };
+            MgmtError::MalformedRequest(alloc::format!("the store dropped this connection: {why}"))
+        })?;
+        Ok(Reply::Xenstore {
+            taken: u32::try_from(taken).unwrap_or(u32::MAX),
+            data: store.take_output(conn),
+        })
+    }
+
+    /// The session's store output that came since (watch events) as
+    /// events of `session`.
+    pub fn store_events(
+        &mut self,
+        session: SessionId,
+        store: &mut StoreService,
+        mut send: impl FnMut(&ServerMessage),
+    ) {
+        let Some(conn) = self.store_conn else {
+            return;
+        };
+        while store.has_output(conn) {
+            send(&ServerMessage::Event {
+                session,
+                event: Event::XenstoreOutput {
+                    data: store.take_output(conn),
+                },
+            });
+        }
     }
 
     /// What `request` (of this session) does, and its outcome.
@@ -155,6 +218,7 @@ impl Session {
                     .filter_map(|info| domains::counters(ctx.hv, info.domid))
                     .collect(),
             )),
+            Request::Xenstore { data } => self.xenstore(ctx.store, &data),
         }
     }
 

@@ -25,6 +25,7 @@ use toolstack::Hypervisor;
 use super::session::{Ctx, Session};
 use crate::console_backend::Backend;
 use crate::devices::{Nic, MAX_FRAME_BYTES};
+use crate::store::StoreService;
 
 /// How often the agent looks at the NIC when its interrupt could not be
 /// bound, ns.
@@ -136,6 +137,7 @@ impl TcpServer {
         now_ns: u64,
         hv: &mut impl Hypervisor,
         backend: &mut Backend,
+        store: &mut StoreService,
         power_off: &mut bool,
     ) -> Option<u64> {
         if let Some(irq) = self.device.nic.irq() {
@@ -147,7 +149,7 @@ impl TcpServer {
             }
         }
         let mut service = Agent {
-            ctx: Ctx { hv, backend },
+            ctx: Ctx { hv, backend, store },
             power_off,
         };
         let delay = self.net.poll(now_ns, &mut self.device, &mut service, tsc());
@@ -191,11 +193,12 @@ impl<H: Hypervisor> Service for Agent<'_, '_, H> {
         session: &mut Session,
         send: &mut dyn FnMut(&ServerMessage),
     ) {
-        session.console_events(id, self.ctx.backend, send);
+        session.console_events(id, self.ctx.backend, &mut *send);
+        session.store_events(id, self.ctx.store, send);
     }
 
     fn ended(&mut self, id: SessionId, session: Session) {
-        super::log_end(id, session);
+        super::log_end(id, session, self.ctx.store);
     }
 
     fn next_session_seed(&mut self) -> u32 {

@@ -453,6 +453,7 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
                 })
                 .collect(),
         )),
+        Request::Xenstore { .. } => Err(MgmtError::Unsupported("xenstore (fake agent)".into())),
     }
 }
 
