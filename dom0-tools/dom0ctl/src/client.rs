@@ -362,6 +362,26 @@ impl Client {
         }
     }
 
+    /// The next event of this session, waiting until `deadline`; `None`
+    /// if none came by then (replies to earlier requests are dropped).
+    pub fn next_event_until(&mut self, deadline: Instant) -> Result<Option<Event>, CliError> {
+        if let Some(event) = self.events.pop_front() {
+            return Ok(Some(event));
+        }
+        loop {
+            match self.receive(Some(deadline))? {
+                Received::Message(ServerMessage::Event { session, event })
+                    if session == self.sender.session =>
+                {
+                    return Ok(Some(event))
+                }
+                Received::Message(_) => {}
+                Received::OldAgent => return Err(CliError::Refused(old_server_error())),
+                Received::TimedOut => return Ok(None),
+            }
+        }
+    }
+
     /// The next server message, reading until `deadline` (`None`: no
     /// limit). Broken frames are skipped: they are what an earlier client
     /// left on the line, and a lost reply of ours ends in the timeout.

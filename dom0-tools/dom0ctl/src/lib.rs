@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod pvcontrol;
 pub mod transport;
 pub mod xs_link;
+mod xs_mgmt;
 
 pub use cli::{Cli, DEFAULT_KEY_FILE, DEFAULT_SOCKET, KEY_FILE_ENV, SOCKET_ENV};
 pub use commands::run;

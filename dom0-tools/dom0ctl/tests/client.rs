@@ -215,7 +215,7 @@ fn life_cycle_commands_and_dom0_protection() {
     assert_eq!(ok(&agent.path, &["unpause", "1"]), "Unpaused domain 1.\n");
     assert_eq!(agent.domain("g").unwrap().state, DomainState::Running);
     assert_eq!(
-        ok(&agent.path, &["shutdown", "-w", "g"]),
+        ok(&agent.path, &["shutdown", "-F", "-w", "g"]),
         "Asked domain 'g' to power off.\nShut down: domain 'g' (poweroff).\n"
     );
     assert_eq!(
@@ -298,7 +298,7 @@ fn version_mismatch_exits_5_and_names_both_versions() {
     let (code, message) = fails(&agent.path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.2, the management agent speaks 9.1"),
+        message.contains("the client speaks 2.3, the management agent speaks 9.1"),
         "{message}"
     );
 }
@@ -651,7 +651,7 @@ fn an_agent_of_protocol_1_gets_a_version_error() {
     let (code, message) = fails(&path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.2, the management agent speaks 1.0"),
+        message.contains("the client speaks 2.3, the management agent speaks 1.0"),
         "{message}"
     );
     drop(old);
@@ -672,7 +672,7 @@ fn over_tcp_with_the_key_every_command_works() {
     let url = Path::new(&agent.url);
     let key = agent.key_file.clone();
     let out = ok(url, &tcp_args(&agent, &key, &["info"]));
-    assert!(out.contains("mgmt_protocol : 2.2"), "{out}");
+    assert!(out.contains("mgmt_protocol : 2.3"), "{out}");
     let dir = tempfile::tempdir().unwrap();
     let config = guest_config(dir.path(), "web", 32, MAX_IMAGE_CHUNK * 2 + 100);
     let created = ok(
