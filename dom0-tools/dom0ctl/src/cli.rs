@@ -116,6 +116,9 @@ Examples:
     /// Destroy a domain at once; its memory returns to the free pool.
     #[command(after_help = "Example:\n  dom0ctl destroy hello")]
     Destroy(DomainArg),
+    /// The store (XenStore) from the host.
+    #[command(subcommand)]
+    Xenstore(XenstoreCommand),
     /// Print the hypervisor's log ring.
     #[command(after_help = "Example:\n  dom0ctl dmesg")]
     Dmesg,
@@ -211,3 +214,28 @@ Examples:
   dom0ctl shutdown hello
   dom0ctl shutdown -w hello               # and wait until it has shut down
   dom0ctl shutdown -F hello               # force it down, without asking the guest";
+
+/// `xenstore` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum XenstoreCommand {
+    /// Serve xenstored's socket protocol on a host UNIX socket, carried to
+    /// the store with dom0's privileges, for Xen's own xenstore-* tools.
+    #[command(after_help = "\
+One tool is served at a time; when it hangs up, its watches and transactions
+are dropped (XS_RESET_WATCHES). Runs until interrupted. Xen's tools: `cargo
+xtask xen-tools` fetches Debian's xenstore-utils and prints their directory.
+
+Example:
+  dom0ctl xenstore proxy --listen /tmp/xs.sock &
+  XENSTORED_PATH=/tmp/xs.sock target/xen-tools/bin/xenstore-ls -f /local/domain")]
+    Proxy(ProxyArgs),
+}
+
+/// `xenstore proxy` arguments.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The UNIX socket to create (an existing socket file there is
+    /// replaced).
+    #[arg(long, value_name = "PATH")]
+    pub listen: PathBuf,
+}

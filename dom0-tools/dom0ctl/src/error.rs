@@ -54,11 +54,13 @@ pub enum CliError {
     #[error(
         "{domain} did not acknowledge the {request} request within {secs} s: it does not \
          watch control/shutdown (no PV control) or is busy. The request stays written. \
-         Force it down with `dom0ctl shutdown -F {domain}` (or wait longer with --timeout)."
+         Force it down with `dom0ctl shutdown -F {arg}` (or wait longer with --timeout)."
     )]
     NotAcknowledged {
-        /// The domain, as the operator named it.
+        /// The domain, described.
         domain: String,
+        /// The domain as the operator named it.
+        arg: String,
         /// "poweroff" or "reboot".
         request: &'static str,
         /// How long we waited.

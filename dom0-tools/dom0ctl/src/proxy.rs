@@ -21,6 +21,9 @@ use crate::xs_link::{Framer, StorePipe};
 /// How long one look at the tool's socket may block while no reply is
 /// owed to it (so that watch events still flow).
 const CLIENT_POLL: Duration = Duration::from_millis(20);
+/// How long one look at the store may block while no reply is owed (for
+/// watch events; not zero, so that the pipe reads what has arrived).
+const IDLE_STORE_POLL: Duration = Duration::from_millis(10);
 /// How long one look at the store may block while a reply is owed.
 const STORE_POLL: Duration = Duration::from_millis(200);
 /// The `req_id` of the proxy's own `XS_RESET_WATCHES` between tools.
@@ -65,7 +68,11 @@ fn serve_client(
     let mut owed = 0usize;
     let mut buf = vec![0u8; XENSTORE_PAYLOAD_MAX];
     loop {
-        let wait = if owed > 0 { STORE_POLL } else { Duration::ZERO };
+        let wait = if owed > 0 {
+            STORE_POLL
+        } else {
+            IDLE_STORE_POLL
+        };
         for m in drain(&mut from_store, &pipe.recv(wait)?)? {
             if m.header.msg_type != MsgType::WatchEvent as u32 {
                 owed = owed.saturating_sub(1);
