@@ -117,7 +117,9 @@ Examples:
     #[command(after_help = "Example:\n  dom0ctl destroy hello")]
     Destroy(DomainArg),
     /// The store (XenStore) from the host.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "\
+Example:
+  dom0ctl xenstore proxy --listen /tmp/xs.sock")]
     Xenstore(XenstoreCommand),
     /// Print the hypervisor's log ring.
     #[command(after_help = "Example:\n  dom0ctl dmesg")]
