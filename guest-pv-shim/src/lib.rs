@@ -19,6 +19,7 @@ pub mod grant;
 pub mod pvconsole;
 pub mod seqlock;
 pub mod start_info;
+pub mod xenbus;
 
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]

@@ -8,6 +8,14 @@
 //! map), an event channel unbound for dom0, grant entry
 //! `GNTTAB_RESERVED_CONSOLE` giving dom0 the page, and both in
 //! `HVM_PARAM_CONSOLE_PFN` / `HVM_PARAM_CONSOLE_EVTCHN`.
+//!
+//! And its XenStore connection the same way (io/xs_wire.h, as libxl's
+//! `libxl__build_pre`/`alloc_magic_pages` and `xc_dom_gnttab_seed` do):
+//! a zeroed `struct xenstore_domain_interface` page after the console's
+//! (reserved too), an event channel unbound for dom0, grant entry
+//! `GNTTAB_RESERVED_XENSTORE` giving dom0 the page, and both in
+//! `HVM_PARAM_STORE_PFN` / `HVM_PARAM_STORE_EVTCHN`. dom0's store finds
+//! them there when it introduces the domain.
 #![forbid(unsafe_code)]
 
 use core::fmt;
@@ -22,8 +30,12 @@ use crate::domain::{DomainConfig, DomainError};
 use crate::guest_mem::GuestPhys;
 use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SHIFT, PAGE_SIZE};
 use crate::{event, grant};
-use abi::xen::grant_table::{GrantEntryV1, GNTTAB_RESERVED_CONSOLE, GTF_PERMIT_ACCESS};
-use abi::xen::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
+use abi::xen::grant_table::{
+    GrantEntryV1, GrantRef, GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, GTF_PERMIT_ACCESS,
+};
+use abi::xen::hvm::{
+    HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
+};
 use abi::xen::start_info::{HvmMemmapEntry, XEN_HVM_MEMMAP_TYPE_RESERVED};
 
 /// The builder writes a domain's memory through its p2m. Every
@@ -83,9 +95,34 @@ pub enum BootDomainError {
     Build(BuildError),
     /// The memory map does not fit the domain's table.
     MemoryMapTooLong,
-    /// The PV console could not be set up (event channel or grant table).
+    /// The PV console or the store ring could not be set up (event
+    /// channel or grant table).
     Console(&'static str),
 }
+
+/// Pages a domU gets past its RAM, reserved in its memory map: the PV
+/// console ring, then the XenStore ring.
+pub const DOMU_SPECIAL_PAGES: u64 = 2;
+
+/// One shared ring of a domU for dom0 (console or store): where its grant
+/// and HVM params go.
+struct SharedRing {
+    gref: GrantRef,
+    pfn_param: u32,
+    evtchn_param: u32,
+}
+
+const CONSOLE_RING: SharedRing = SharedRing {
+    gref: GNTTAB_RESERVED_CONSOLE,
+    pfn_param: HVM_PARAM_CONSOLE_PFN,
+    evtchn_param: HVM_PARAM_CONSOLE_EVTCHN,
+};
+
+const STORE_RING: SharedRing = SharedRing {
+    gref: GNTTAB_RESERVED_XENSTORE,
+    pfn_param: HVM_PARAM_STORE_PFN,
+    evtchn_param: HVM_PARAM_STORE_EVTCHN,
+};
 
 impl fmt::Display for BootDomainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,7 +158,7 @@ pub fn build_boot_domain(
 ) -> Result<(DomId, VcpuEntryState), BootDomainError> {
     let console_pages = match spec.memory {
         BootMemory::Identity { .. } => 0,
-        BootMemory::Fresh => 1,
+        BootMemory::Fresh => DOMU_SPECIAL_PAGES,
     };
     let cfg = DomainConfig {
         name: spec.name,
@@ -143,7 +180,8 @@ pub fn build_boot_domain(
     };
     let built = populate_and_load(table, pool, mem, domid, spec).and_then(|entry| {
         if console_pages > 0 {
-            setup_console(table, pool, mem, domid, Gfn(spec.pages))?;
+            setup_ring(table, pool, mem, domid, Gfn(spec.pages), &CONSOLE_RING)?;
+            setup_ring(table, pool, mem, domid, Gfn(spec.pages + 1), &STORE_RING)?;
         }
         Ok(entry)
     });
@@ -182,10 +220,10 @@ fn populate_and_load(
         start: first_gfn.gpa(),
         end: first_gfn.gpa() + (spec.pages << PAGE_SHIFT),
     }];
-    // A domU's console ring: the page after its RAM, reserved.
+    // A domU's console and store rings: the pages after its RAM, reserved.
     let console = [HvmMemmapEntry {
         addr: (first_gfn.0 + spec.pages) << PAGE_SHIFT,
-        size: PAGE_SIZE as u64,
+        size: DOMU_SPECIAL_PAGES * PAGE_SIZE as u64,
         kind: XEN_HVM_MEMMAP_TYPE_RESERVED,
         reserved: 0,
     }];
@@ -212,15 +250,16 @@ fn populate_and_load(
     Ok(entry)
 }
 
-/// The PV console of domU `domid`: ring page at `gfn` (scrubbed, owned by
-/// the domU), an event channel for dom0, the reserved grant entry, and the
-/// HVM params that name them.
-fn setup_console(
+/// A shared ring of domU `domid` (its PV console or its store): ring page
+/// at `gfn` (scrubbed, owned by the domU), an event channel for dom0, the
+/// reserved grant entry, and the HVM params that name them.
+fn setup_ring(
     table: &mut DomainTable,
     pool: &mut impl FramePool,
     mem: &mut impl PhysMem,
     domid: DomId,
     gfn: Gfn,
+    ring: &SharedRing,
 ) -> Result<(), BootDomainError> {
     let domain = table
         .get_mut(domid)
@@ -232,7 +271,7 @@ fn setup_console(
         .map_err(|_| BootDomainError::Console("no frame for the grant table"))?;
     let entry = domain
         .grant()
-        .locate(GNTTAB_RESERVED_CONSOLE)
+        .locate(ring.gref)
         .ok_or(BootDomainError::Console("grant table too small"))?;
     let frame =
         u32::try_from(gfn.0).map_err(|_| BootDomainError::Console("ring page above 16 TiB"))?;
@@ -248,8 +287,8 @@ fn setup_console(
         .get_mut(domid)
         .ok_or(BootDomainError::Domain(DomainError::NoSuchDomain))?;
     let params = &mut domain.xen_mut().hvm_params;
-    params[HVM_PARAM_CONSOLE_PFN as usize] = gfn.0;
-    params[HVM_PARAM_CONSOLE_EVTCHN as usize] = u64::from(port);
+    params[ring.pfn_param as usize] = gfn.0;
+    params[ring.evtchn_param as usize] = u64::from(port);
     Ok(())
 }
 
@@ -282,8 +321,8 @@ mod tests {
         let (domid, entry) =
             build_boot_domain(&mut table, &mut pool, &mut mem, &domu("u", &image)).unwrap();
         let d = table.get(domid).unwrap();
-        assert_eq!(d.tot_pages(), 0x200 + 1, "RAM and the console ring");
-        assert_eq!(d.xen().memory_map().len(), 2, "RAM, reserved console page");
+        assert_eq!(d.tot_pages(), 0x200 + 2, "RAM, the console and store rings");
+        assert_eq!(d.xen().memory_map().len(), 2, "RAM, reserved ring pages");
         assert_eq!(d.vcpu(0).unwrap().run_state(), VcpuRunState::Runnable);
         assert_eq!(entry.rip, 0x10_0000);
         assert!(d.privilege().is_none());
@@ -308,6 +347,45 @@ mod tests {
         );
         let ring = d.p2m().translate(&mem, Gfn(0x200)).unwrap().mfn;
         assert!(mem.frame(ring).iter().all(|&b| b == 0), "scrubbed ring");
+        let status = event::ops::status(&table, domid, port).unwrap();
+        assert_eq!(
+            status.binding,
+            abi::xen::event_channel::EvtchnBinding::Unbound { dom: DOM0 }
+        );
+    }
+
+    #[test]
+    fn a_domu_store_ring_is_granted_to_dom0_with_a_port_for_it() {
+        let (mut pool, mut mem) = machine(0x400);
+        let mut table = DomainTable::new();
+        let image = kernel(true, EM_X86_64, &0x10_0000u64.to_le_bytes());
+        let (domid, _) =
+            build_boot_domain(&mut table, &mut pool, &mut mem, &domu("u", &image)).unwrap();
+        let d = table.get(domid).unwrap();
+        let params = &d.xen().hvm_params;
+        assert_eq!(params[HVM_PARAM_STORE_PFN as usize], 0x201);
+        let port = u32::try_from(params[HVM_PARAM_STORE_EVTCHN as usize]).unwrap();
+        let console = u32::try_from(params[HVM_PARAM_CONSOLE_EVTCHN as usize]).unwrap();
+        assert_ne!(port, console);
+        let grant = grant::entry::read(
+            &mut mem,
+            d.grant().locate(GNTTAB_RESERVED_XENSTORE).unwrap(),
+        );
+        assert_eq!(
+            (grant.flags, grant.domid, grant.frame),
+            (GTF_PERMIT_ACCESS, DOM0, 0x201)
+        );
+        let ring = d.p2m().translate(&mem, Gfn(0x201)).unwrap().mfn;
+        assert!(mem.frame(ring).iter().all(|&b| b == 0), "scrubbed ring");
+        let reserved = d.xen().memory_map()[1];
+        assert_eq!(
+            (reserved.addr, reserved.size, reserved.kind),
+            (
+                0x200 << PAGE_SHIFT,
+                2 * PAGE_SIZE as u64,
+                XEN_HVM_MEMMAP_TYPE_RESERVED
+            )
+        );
         let status = event::ops::status(&table, domid, port).unwrap();
         assert_eq!(
             status.binding,

@@ -15,18 +15,20 @@
 //!    ([`crate::loader::ForeignLoader`]), then unmap;
 //! 6. the PV console (io/console.h): a port of the new domain unbound
 //!    for dom0 (`EVTCHNOP_alloc_unbound`), `HVM_PARAM_CONSOLE_PFN` and
-//!    `HVM_PARAM_CONSOLE_EVTCHN`;
+//!    `HVM_PARAM_CONSOLE_EVTCHN`; and the same for its XenStore ring
+//!    (io/xs_wire.h) at GFN `pages + 1`, `HVM_PARAM_STORE_PFN` and
+//!    `HVM_PARAM_STORE_EVTCHN` (libxl's `alloc_magic_pages`);
 //! 7. vCPU 0's PVH entry state (`CONTROL_OP_SET_VCPU_CONTEXT`), unpause.
 //!
 //! Any failure after step 3 unmaps what is mapped and destroys the
 //! half-built domain (which returns its memory, ports and parameters).
 //!
 //! Differences from boot-time domUs, for want of control operations:
-//! - the console's grant entry (`GNTTAB_RESERVED_CONSOLE`) is not
-//!   seeded: dom0 would have to map the new domain's grant table. dom0's
-//!   console backend maps the ring by `MAP_FOREIGN` of
-//!   `HVM_PARAM_CONSOLE_PFN` when the grant map fails, as Xen's
-//!   xenconsoled falls back to foreign-mapping the ring page;
+//! - the console's and store's grant entries (`GNTTAB_RESERVED_CONSOLE`,
+//!   `GNTTAB_RESERVED_XENSTORE`) are not seeded: dom0 would have to map
+//!   the new domain's grant table. dom0's console backend and store map
+//!   the rings by `MAP_FOREIGN` of the PFN when the grant map fails, as
+//!   Xen's xenconsoled and xenstored fall back to foreign-mapping them;
 //! - the memory map of the start info is also stored with
 //!   `XENMEM_set_memory_map`, as Xen's toolstack does, for the domain's
 //!   `XENMEM_memory_map`.
@@ -34,7 +36,9 @@
 use abi::control::{encode_domain_name, VcpuHvmX86_32, MAX_VCPUS_SUPPORTED, POPULATE_MAX_FRAMES};
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
-use abi::xen::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
+use abi::xen::hvm::{
+    HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
+};
 use abi::xen::memory::E820Entry;
 use abi::xen::start_info::{HvmMemmapEntry, XEN_HVM_MEMMAP_TYPE_RESERVED};
 use abi::xen::{PAGE_SHIFT, PAGE_SIZE};
@@ -48,6 +52,9 @@ use crate::loader::{CheckOnly, ForeignLoader};
 
 /// dom0's domid: the console backend's end of the console channel.
 const DOM0: DomId = 0;
+/// Pages past RAM, reserved in the memory map: the console ring, then
+/// the store ring (the layout xen-core gives boot-time domUs).
+const SPECIAL_PAGES: u64 = 2;
 /// KiB per 4 KiB frame.
 const FRAME_KIB: u64 = (PAGE_SIZE / 1024) as u64;
 /// Frames per MiB.
@@ -75,7 +82,8 @@ pub struct DomainSpec<'a> {
     pub image: &'a [u8],
 }
 
-/// Where a domain's memory goes: RAM at GFN 0, the console ring after it.
+/// Where a domain's memory goes: RAM at GFN 0, the console ring after it,
+/// then the store ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Layout {
     /// RAM frames, at GFNs `0..ram_frames`.
@@ -88,9 +96,14 @@ impl Layout {
         self.ram_frames
     }
 
-    /// Frames populated: RAM and the console ring.
-    fn frames(&self) -> u64 {
+    /// GFN of the store ring page.
+    fn store_gfn(&self) -> u64 {
         self.ram_frames + 1
+    }
+
+    /// Frames populated: RAM and the two rings.
+    fn frames(&self) -> u64 {
+        self.ram_frames + SPECIAL_PAGES
     }
 
     /// KiB the domain needs from the host, page tables estimated.
@@ -109,7 +122,7 @@ impl Layout {
     fn console_memmap(&self) -> [HvmMemmapEntry; 1] {
         [HvmMemmapEntry {
             addr: self.console_gfn() << PAGE_SHIFT,
-            size: PAGE_SIZE as u64,
+            size: SPECIAL_PAGES * PAGE_SIZE as u64,
             kind: XEN_HVM_MEMMAP_TYPE_RESERVED,
             reserved: 0,
         }]
@@ -202,6 +215,12 @@ fn build(
     hv.hvm_set_param(domid, HVM_PARAM_CONSOLE_PFN, layout.console_gfn())
         .and_then(|()| hv.hvm_set_param(domid, HVM_PARAM_CONSOLE_EVTCHN, port.into()))
         .map_err(|e| hypervisor(Op::ConsoleParams, e))?;
+    let store_port = hv
+        .evtchn_alloc_unbound(domid, DOM0)
+        .map_err(|e| hypervisor(Op::StoreEvtchn, e))?;
+    hv.hvm_set_param(domid, HVM_PARAM_STORE_PFN, layout.store_gfn())
+        .and_then(|()| hv.hvm_set_param(domid, HVM_PARAM_STORE_EVTCHN, store_port.into()))
+        .map_err(|e| hypervisor(Op::StoreParams, e))?;
     hv.set_vcpu_context(domid, 0, &pvh_vcpu_context(entry))
         .map_err(|e| hypervisor(Op::SetVcpuContext, e))?;
     hv.unpause(domid).map_err(|e| hypervisor(Op::Unpause, e))

@@ -33,6 +33,10 @@ pub enum Op {
     SetVcpuContext,
     /// `CONTROL_OP_UNPAUSE`.
     Unpause,
+    /// `EVTCHNOP_alloc_unbound` of the store's port.
+    StoreEvtchn,
+    /// `HVMOP_set_param` of `HVM_PARAM_STORE_PFN` / `_EVTCHN`.
+    StoreParams,
 }
 
 impl fmt::Display for Op {
@@ -49,6 +53,8 @@ impl fmt::Display for Op {
             Self::MemoryMap => "storing the domain's memory map",
             Self::SetVcpuContext => "setting vCPU 0's registers",
             Self::Unpause => "unpausing the domain",
+            Self::StoreEvtchn => "allocating the store event channel",
+            Self::StoreParams => "setting the store HVM parameters",
         })
     }
 }
@@ -67,7 +73,7 @@ pub enum CreateError {
     Image(BuildError),
     /// The host has less free memory than the domain needs (KiB).
     NotEnoughMemory {
-        /// What the domain needs: RAM, console page, estimated page tables.
+        /// What the domain needs: RAM, console and store pages, estimated page tables.
         needed_kib: u64,
         /// What `CONTROL_OP_PHYSINFO` reported free.
         free_kib: u64,

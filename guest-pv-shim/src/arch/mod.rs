@@ -22,3 +22,4 @@ pub mod shared_page;
 pub mod trap;
 pub mod uart;
 pub mod upcall;
+pub mod xenbus_front;

@@ -8,6 +8,7 @@ use core::sync::atomic::AtomicU64;
 use super::hypercall::Frame;
 use crate::grant::GrantEntryCell;
 use crate::pvconsole::XenconsShared;
+use crate::xenbus::ring::XenstoreInterface;
 
 /// A layout that may be laid over a shared page.
 ///
@@ -19,6 +20,8 @@ pub unsafe trait SharedLayout {}
 
 // SAFETY: only atomics; 3088 bytes; 4-byte alignment.
 unsafe impl SharedLayout for XenconsShared {}
+// SAFETY: only atomics; 2080 bytes; 4-byte alignment.
+unsafe impl SharedLayout for XenstoreInterface {}
 // SAFETY: only atomics; exactly a page; 8-byte alignment.
 unsafe impl SharedLayout for [AtomicU64; 512] {}
 // SAFETY: only atomics; 512 * 8 bytes = a page; 4-byte alignment.

@@ -7,7 +7,9 @@ mod fake;
 use abi::control::MAX_VCPUS_SUPPORTED;
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
-use abi::xen::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
+use abi::xen::hvm::{
+    HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
+};
 use abi::xen::start_info::{
     HvmMemmapEntry, HvmStartInfo, HVM_START_MAGIC_VALUE, XEN_HVM_MEMMAP_TYPE_RAM,
     XEN_HVM_MEMMAP_TYPE_RESERVED,
@@ -60,8 +62,12 @@ fn creates_a_running_domain_with_kernel_boot_info_and_console() {
     let d = &hv.domains[&domid];
     assert_eq!((d.name.as_str(), d.vcpus), ("guest-1", 2));
     assert_eq!(d.pause_count, 0, "unpaused");
-    assert_eq!(d.frames.len(), 4 * 256 + 1, "RAM and the console ring");
-    assert_eq!(hv.free_kib, FREE_KIB - (4 * 1024 + 4));
+    assert_eq!(
+        d.frames.len(),
+        4 * 256 + 2,
+        "RAM, the console and store rings"
+    );
+    assert_eq!(hv.free_kib, FREE_KIB - (4 * 1024 + 8));
     assert!(hv.mappings.is_empty(), "nothing stays mapped");
 
     let code = kernel_code();
@@ -84,7 +90,7 @@ fn creates_a_running_domain_with_kernel_boot_info_and_console() {
     );
     assert_eq!(
         (map[1].addr, map[1].size, map[1].kind),
-        (4 << 20, 4096, XEN_HVM_MEMMAP_TYPE_RESERVED)
+        (4 << 20, 2 * 4096, XEN_HVM_MEMMAP_TYPE_RESERVED)
     );
     let cmdline = hv
         .read(domid, si.cmdline_paddr, s.cmdline.len() + 1)
@@ -101,11 +107,13 @@ fn creates_a_running_domain_with_kernel_boot_info_and_console() {
         .collect();
     assert_eq!(
         e820,
-        [(0, 4 << 20, 1), (4 << 20, 4096, 2)],
-        "RAM, then the reserved console page, stored for XENMEM_memory_map"
+        [(0, 4 << 20, 1), (4 << 20, 2 * 4096, 2)],
+        "RAM, then the reserved console and store pages, stored for XENMEM_memory_map"
     );
-    assert_eq!(d.ports, [0], "one port, unbound for dom0");
+    assert_eq!(d.ports, [0, 0], "two ports, unbound for dom0");
     assert_eq!(port, 1);
+    assert_eq!(d.params[&HVM_PARAM_STORE_PFN], 4 * 256 + 1);
+    assert_eq!(d.params[&HVM_PARAM_STORE_EVTCHN], 2);
 }
 
 #[test]
@@ -176,7 +184,7 @@ fn a_failure_at_any_step_leaves_nothing_behind() {
         match err {
             CreateError::Hypervisor { op, errno } => {
                 assert_eq!(errno, Errno::EIO, "call {at} ({failed:?})");
-                assert_eq!(op, op_of(failed), "call {at}");
+                assert_eq!(op, op_of(&ok.calls[..at], failed), "call {at}");
             }
             e => panic!("call {at} ({failed:?}): {e:?}"),
         }
@@ -185,8 +193,15 @@ fn a_failure_at_any_step_leaves_nothing_behind() {
     }
 }
 
-fn op_of(call: Call) -> Op {
+/// The step `call` belongs to, given the calls before it (the console's
+/// port and params come before the store's).
+fn op_of(before: &[Call], call: Call) -> Op {
+    let store = before.contains(&Call::AllocUnbound)
+        && (call == Call::AllocUnbound
+            || before.iter().filter(|c| **c == Call::AllocUnbound).count() > 1);
     match call {
+        Call::AllocUnbound if store => Op::StoreEvtchn,
+        Call::SetParam if store => Op::StoreParams,
         Call::Physinfo => Op::Physinfo,
         Call::Create => Op::Create,
         Call::Populate => Op::Populate,
@@ -272,8 +287,9 @@ fn too_little_free_memory_is_refused_before_create() {
         } => {
             assert_eq!(free_kib, 4 << 10);
             // What a 4 MiB domain took from xen-core under QEMU: 1025
-            // frames of memory, 3 NPT leaf pages, 5 more.
-            assert_eq!(needed_kib, 1033 * 4);
+            // frames of memory (now 1026 with the store ring), 3 NPT
+            // leaf pages, 5 more.
+            assert_eq!(needed_kib, 1034 * 4);
         }
         e => panic!("{e:?}"),
     }
@@ -337,7 +353,7 @@ fn duplicate_names_and_a_full_table_are_named() {
         Err(CreateError::TooManyDomains)
     );
     assert_eq!(hv.domains.len(), 2);
-    assert_eq!(hv.free_kib, before - (4 * 1024 + 4));
+    assert_eq!(hv.free_kib, before - (4 * 1024 + 8));
 }
 
 #[test]
@@ -414,7 +430,7 @@ proptest! {
         match create_domain(&mut hv, &s) {
             Ok(domid) => {
                 let d = &hv.domains[&domid];
-                prop_assert_eq!(d.frames.len() as u64, u64::from(memory_mib) * 256 + 1);
+                prop_assert_eq!(d.frames.len() as u64, u64::from(memory_mib) * 256 + 2);
                 prop_assert_eq!(d.pause_count, 0);
                 prop_assert!(d.vcpu0.is_some());
                 prop_assert!(hv.mappings.is_empty());
