@@ -19,6 +19,7 @@
 //! code against dom0's real `xenstore::Store`.
 
 pub mod control;
+pub mod path;
 pub mod ring;
 pub mod state;
 pub mod wire;
@@ -387,17 +388,31 @@ impl<T: Transport> Client<T> {
         Err(last)
     }
 
-    /// Sends a request as given (header fields raw) and returns the reply's
-    /// type and payload: for tests of the store's defences, not drivers.
+    /// Sends a request as given (header fields raw, `len` may lie) and
+    /// returns the reply's type and payload: for tests of the store's
+    /// defences, not drivers.
     pub fn raw_request(
         &mut self,
         header: Header,
         payload: &[u8],
     ) -> Result<(u32, &[u8]), XenbusError> {
+        self.raw_send(header, payload)?;
+        self.raw_receive(header.req_id)
+    }
+
+    /// Puts a raw request on the ring and notifies the store, without
+    /// waiting for its reply (see [`Client::raw_request`]).
+    pub fn raw_send(&mut self, header: Header, payload: &[u8]) -> Result<(), XenbusError> {
         self.send_bytes(&header.encode())?;
         self.send_bytes(payload)?;
         self.transport.notify();
-        let msg = self.receive(header.req_id)?;
+        Ok(())
+    }
+
+    /// Waits for the reply to `req_id` (queueing watch events); its type
+    /// and payload.
+    pub fn raw_receive(&mut self, req_id: u32) -> Result<(u32, &[u8]), XenbusError> {
+        let msg = self.receive(req_id)?;
         Ok((msg.header.msg_type, &self.reply[..msg.len]))
     }
 
