@@ -220,6 +220,11 @@ impl Backend {
         (self.next_check != u64::MAX).then_some(self.next_check)
     }
 
+    /// The grant-table client (for the store's ring mappings).
+    pub fn grants(&self) -> Grants {
+        self.grants
+    }
+
     /// The hypercall interface.
     pub fn xen(&self) -> &Xen {
         self.events.xen()

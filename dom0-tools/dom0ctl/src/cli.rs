@@ -116,14 +116,97 @@ Examples:
     /// Destroy a domain at once; its memory returns to the free pool.
     #[command(after_help = "Example:\n  dom0ctl destroy hello")]
     Destroy(DomainArg),
-    /// The store (XenStore) from the host.
-    #[command(subcommand, after_help = "\
-Example:
-  dom0ctl xenstore proxy --listen /tmp/xs.sock")]
-    Xenstore(XenstoreCommand),
     /// Print the hypervisor's log ring.
     #[command(after_help = "Example:\n  dom0ctl dmesg")]
     Dmesg,
+    /// Read and change XenStore, as Xen's xenstore-ls/-read/-write/-rm/-watch
+    /// do, with dom0's privileges.
+    #[command(after_help = "\
+Examples:
+  dom0ctl xenstore ls /local/domain/1
+  dom0ctl xenstore read /local/domain/1/name
+  dom0ctl xenstore write /local/domain/1/data/greeting hello
+  dom0ctl xenstore rm /local/domain/1/data/greeting
+  dom0ctl xenstore watch @releaseDomain --count 2")]
+    Xenstore(XenstoreArgs),
+}
+
+/// `xenstore` arguments.
+#[derive(Debug, Args)]
+pub struct XenstoreArgs {
+    /// What to do in the store.
+    #[command(subcommand)]
+    pub command: XenstoreCommand,
+}
+
+/// The `xenstore` subcommands, named after Xen's `xenstore-*` tools.
+#[derive(Debug, Subcommand)]
+pub enum XenstoreCommand {
+    /// List the nodes under PATH (default /), one per line, indented by
+    /// depth: `name = "value"` (xenstore-ls).
+    #[command(
+        after_help = "Examples:\n  dom0ctl xenstore ls /local/domain/1\n  dom0ctl xenstore ls /vm --json"
+    )]
+    Ls {
+        /// The subtree.
+        #[arg(value_name = "PATH")]
+        path: Option<String>,
+        /// Print a JSON object of path to value instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a node's value (xenstore-read).
+    #[command(after_help = "Example:\n  dom0ctl xenstore read /local/domain/1/memory/target")]
+    Read {
+        /// The node.
+        #[arg(value_name = "PATH")]
+        path: String,
+        /// Print {"path": ..., "value": ...} instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a node, creating it and its parents (xenstore-write).
+    #[command(after_help = "Example:\n  dom0ctl xenstore write /local/domain/1/data/x 42")]
+    Write {
+        /// The node.
+        #[arg(value_name = "PATH")]
+        path: String,
+        /// Its new value.
+        #[arg(value_name = "VALUE")]
+        value: String,
+    },
+    /// Remove a node and everything under it (xenstore-rm).
+    #[command(after_help = "Example:\n  dom0ctl xenstore rm /local/domain/1/data/x")]
+    Rm {
+        /// The node.
+        #[arg(value_name = "PATH")]
+        path: String,
+    },
+    /// Print the path of each change under PATH, starting with the one
+    /// event every new watch fires (xenstore-watch). Special paths:
+    /// @introduceDomain, @releaseDomain.
+    #[command(
+        after_help = "Examples:\n  dom0ctl xenstore watch /local/domain/1/data\n  dom0ctl xenstore watch @releaseDomain --count 2"
+    )]
+    Watch {
+        /// The subtree or special path.
+        #[arg(value_name = "PATH")]
+        path: String,
+        /// Stop after N events (the first one included); default: never.
+        #[arg(short = 'n', long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Serve xenstored's socket protocol on a host UNIX socket, carried to
+    /// the store with dom0's privileges, for Xen's own xenstore-* tools.
+    #[command(after_help = "\
+One tool is served at a time; when it hangs up, its watches and transactions
+are dropped (XS_RESET_WATCHES). Runs until interrupted. Xen's tools: `cargo
+xtask xen-tools` fetches Debian's xenstore-utils and prints their directory.
+
+Example:
+  dom0ctl xenstore proxy --listen /tmp/xs.sock &
+  XENSTORED_PATH=/tmp/xs.sock target/xen-tools/bin/xenstore-ls -f /local/domain")]
+    Proxy(ProxyArgs),
 }
 
 /// `create` arguments.
@@ -216,22 +299,6 @@ Examples:
   dom0ctl shutdown hello
   dom0ctl shutdown -w hello               # and wait until it has shut down
   dom0ctl shutdown -F hello               # force it down, without asking the guest";
-
-/// `xenstore` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum XenstoreCommand {
-    /// Serve xenstored's socket protocol on a host UNIX socket, carried to
-    /// the store with dom0's privileges, for Xen's own xenstore-* tools.
-    #[command(after_help = "\
-One tool is served at a time; when it hangs up, its watches and transactions
-are dropped (XS_RESET_WATCHES). Runs until interrupted. Xen's tools: `cargo
-xtask xen-tools` fetches Debian's xenstore-utils and prints their directory.
-
-Example:
-  dom0ctl xenstore proxy --listen /tmp/xs.sock &
-  XENSTORED_PATH=/tmp/xs.sock target/xen-tools/bin/xenstore-ls -f /local/domain")]
-    Proxy(ProxyArgs),
-}
 
 /// `xenstore proxy` arguments.
 #[derive(Debug, Args)]

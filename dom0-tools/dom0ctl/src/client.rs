@@ -329,6 +329,12 @@ impl Client {
         }
     }
 
+    /// The events of this session that arrived while [`Client::call`]
+    /// waited for a reply, oldest first.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.events.drain(..).collect()
+    }
+
     /// The next message of this session: an event, or a reply (console
     /// input replies and the detach reply come this way). Waits without a
     /// time limit.

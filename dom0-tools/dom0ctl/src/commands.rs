@@ -1,10 +1,6 @@
 //! What each subcommand does.
 
-use std::fs;
 use std::io::Write;
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,12 +8,11 @@ use mgmt::{
     create_requests, DomainRef, DomainState, DomainSummary, MgmtError, Reply, Request, ShutdownKind,
 };
 
-use crate::cli::{Cli, Command, CreateArgs, ListArgs, PvControlArgs, XenstoreCommand};
+use crate::cli::{Cli, Command, CreateArgs, ListArgs, PvControlArgs};
 use crate::client::{unexpected, Client};
 use crate::console::{self, Input};
 use crate::error::CliError;
 use crate::progress::Progress;
-use crate::proxy::ClientNote;
 use crate::pvcontrol::{self, Ack, PvCommand};
 use crate::xs_link::XsConn;
 use crate::xs_mgmt::MgmtPipe;
@@ -66,9 +61,6 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
             shutdown(&mut connect()?, &args.control, command, timeout, out)
         }
         Command::Reboot(args) => shutdown(&mut connect()?, &args, PvCommand::Reboot, timeout, out),
-        Command::Xenstore(XenstoreCommand::Proxy(args)) => {
-            proxy(&mut connect()?, &args.listen, quiet)
-        }
         Command::Dmesg => match connect()?.call(Request::Dmesg)? {
             Reply::Dmesg { mut text } => {
                 if !text.is_empty() && !text.ends_with('\n') {
@@ -78,34 +70,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
             }
             other => Err(unexpected(&other)),
         },
+        Command::Xenstore(args) => crate::xenstore::run(&mut connect()?, args.command, out, quiet),
     }
-}
-
-/// `xenstore proxy`: binds `listen` (replacing a stale socket file) and
-/// relays tools to the session's store connection until interrupted.
-fn proxy(client: &mut Client, listen: &Path, quiet: bool) -> Result<(), CliError> {
-    if fs::symlink_metadata(listen).is_ok_and(|m| m.file_type().is_socket()) {
-        fs::remove_file(listen)
-            .map_err(|e| CliError::io(&format!("cannot replace {}", listen.display()), e))?;
-    }
-    let listener = UnixListener::bind(listen)
-        .map_err(|e| CliError::io(&format!("cannot listen on {}", listen.display()), e))?;
-    if !quiet {
-        eprintln!(
-            "dom0ctl: serving the store on {} (XENSTORED_PATH={0}); Ctrl-C stops",
-            listen.display()
-        );
-    }
-    crate::proxy::serve(&listener, &mut MgmtPipe::new(client), |note| {
-        if quiet {
-            return;
-        }
-        match note {
-            ClientNote::Connected => eprintln!("dom0ctl: proxy: a tool connected"),
-            ClientNote::Left(None) => eprintln!("dom0ctl: proxy: the tool hung up"),
-            ClientNote::Left(Some(why)) => eprintln!("dom0ctl: proxy: dropped the tool: {why}"),
-        }
-    })
 }
 
 fn print(out: &mut dyn Write, text: &str) -> Result<(), CliError> {

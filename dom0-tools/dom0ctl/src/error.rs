@@ -69,6 +69,10 @@ pub enum CliError {
     /// The conversation with the agent broke down.
     #[error("{0}")]
     Protocol(String),
+    /// The store refused a request with this Xen error (`ENOENT`,
+    /// `EACCES`, ...; `xsd_errors`).
+    #[error("the store refused the request: {0}")]
+    Store(String),
 }
 
 impl CliError {
@@ -80,7 +84,7 @@ impl CliError {
                 | MgmtError::HandshakeRequired
                 | MgmtError::AuthenticationRefused,
             ) => EXIT_PROTOCOL,
-            Self::Refused(_) | Self::NotAcknowledged { .. } => EXIT_REFUSED,
+            Self::Refused(_) | Self::Store(_) | Self::NotAcknowledged { .. } => EXIT_REFUSED,
             Self::Config(_) | Self::KeyFile { .. } => EXIT_CONFIG,
             Self::NotListening { .. } => EXIT_NOT_LISTENING,
             Self::Protocol(_) => EXIT_PROTOCOL,

@@ -15,6 +15,7 @@ mod progress;
 pub mod proxy;
 pub mod pvcontrol;
 pub mod transport;
+pub mod xenstore;
 pub mod xs_link;
 mod xs_mgmt;
 

@@ -9,14 +9,19 @@
 //! transactions it left, and its late replies are discarded, so the next
 //! tool starts clean, as a fresh xenstored connection would.
 
+use std::fs;
 use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 use std::time::Duration;
 
 use xenstore::wire::{encode_message, MsgType, XENSTORE_PAYLOAD_MAX};
 
+use crate::client::Client;
 use crate::error::CliError;
 use crate::xs_link::{Framer, StorePipe};
+use crate::xs_mgmt::MgmtPipe;
 
 /// How long one look at the tool's socket may block while no reply is
 /// owed to it (so that watch events still flow).
@@ -28,6 +33,33 @@ const IDLE_STORE_POLL: Duration = Duration::from_millis(10);
 const STORE_POLL: Duration = Duration::from_millis(200);
 /// The `req_id` of the proxy's own `XS_RESET_WATCHES` between tools.
 const RESET_REQ_ID: u32 = 0x7072_7879;
+
+/// `xenstore proxy`: binds `listen` (replacing a stale socket file) and
+/// relays tools to the session's store connection until interrupted.
+pub fn listen(client: &mut Client, listen: &Path, quiet: bool) -> Result<(), CliError> {
+    if fs::symlink_metadata(listen).is_ok_and(|m| m.file_type().is_socket()) {
+        fs::remove_file(listen)
+            .map_err(|e| CliError::io(&format!("cannot replace {}", listen.display()), e))?;
+    }
+    let listener = UnixListener::bind(listen)
+        .map_err(|e| CliError::io(&format!("cannot listen on {}", listen.display()), e))?;
+    if !quiet {
+        eprintln!(
+            "dom0ctl: serving the store on {} (XENSTORED_PATH={0}); Ctrl-C stops",
+            listen.display()
+        );
+    }
+    serve(&listener, &mut MgmtPipe::new(client), |note| {
+        if quiet {
+            return;
+        }
+        match note {
+            ClientNote::Connected => eprintln!("dom0ctl: proxy: a tool connected"),
+            ClientNote::Left(None) => eprintln!("dom0ctl: proxy: the tool hung up"),
+            ClientNote::Left(Some(why)) => eprintln!("dom0ctl: proxy: dropped the tool: {why}"),
+        }
+    })
+}
 
 /// Serves tools connecting to `listener`, one after another, until
 /// accepting fails. `on_client` is told of each tool that connects and

@@ -328,7 +328,11 @@ fn create_builds_a_running_pvh_domain_in_xen_core() {
 
     let d = hv.w.domain(domid);
     assert_eq!(d.name(), "guest-1");
-    assert_eq!(d.tot_pages(), 2 * 256 + 2, "RAM, the console and store rings");
+    assert_eq!(
+        d.tot_pages(),
+        2 * 256 + 2,
+        "RAM, the console and store rings"
+    );
     let vcpu0 = d.vcpu(0).unwrap();
     assert_eq!(vcpu0.run_state(), VcpuRunState::Runnable);
     assert_eq!(vcpu0.entry().rip, KERNEL_GPA);

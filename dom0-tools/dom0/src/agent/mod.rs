@@ -50,6 +50,9 @@ pub fn serve(
     // Session ids start from the clock, so a client of an earlier boot
     // does not find its old id in use.
     // Any 32 bits of the clock do: keep the low ones of its ~ms count.
+    if let Ok(domains) = toolstack::list_domains(hv) {
+        store.adopt_running(backend.xen(), &domains);
+    }
     let mut server = Server::<Session>::new(((backend.now()? >> 20) & 0xffff_ffff) as u32);
     println!("dom0: mgmt: serving the management channel on COM2");
     loop {
@@ -86,6 +89,7 @@ pub fn serve(
             return Ok(());
         }
         link.end_pass(backend.events());
+        store.serve(backend.events(), &backend.grants());
         // Takes what the backend's ports brought, without sleeping.
         backend.serve_until(now)?;
         let deadline = [link.deadline(now), backend.next_scan(), tcp_due]

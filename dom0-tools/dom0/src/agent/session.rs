@@ -84,9 +84,14 @@ impl Session {
         }
         let conn = match self.store_conn {
             Some(conn) => conn,
-            None => *self.store_conn.insert(store.connect_local().map_err(|_| {
-                MgmtError::Unsupported("another store connection: too many are open".into())
-            })?),
+            None => {
+                let conn = store.connect_local().map_err(|_| {
+                    MgmtError::Unsupported("another store connection: too many are open".into())
+                })?;
+                // Scenarios wait for this before acting on a watch.
+                println!("dom0: store: a management session connected ({conn:?})");
+                *self.store_conn.insert(conn)
+            }
         };
         let taken = store.request(conn, data).map_err(|e| {
             self.store_conn = None;
@@ -185,8 +190,11 @@ impl Session {
                 if is_dom0(&info) {
                     return Err(MgmtError::Dom0Protected(DomainOperation::Destroy));
                 }
-                // The backend lets go of the ring before the memory goes.
+                // The backend lets go of the ring before the memory goes,
+                // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
+                ctx.store.domain_destroyed(info.domid);
+                ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
                 ctx.hv.destroy(info.domid).map_err(|e| match e {
                     // Destroyed by someone else since we looked.
                     Errno::ESRCH => MgmtError::UnknownDomain(domain.clone()),
@@ -466,6 +474,10 @@ fn create(
     match create_domain(ctx.hv, &spec) {
         Ok(domid) => {
             println!("dom0: mgmt: created d{domid} ({})", config.name);
+            if let Ok(info) = ctx.hv.domain_info(domid) {
+                ctx.store.introduce_new(ctx.backend.xen(), &info);
+                ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
+            }
             ctx.backend.rescan_soon();
             Ok(domid)
         }

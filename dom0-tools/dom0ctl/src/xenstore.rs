@@ -1,0 +1,309 @@
+//! `dom0ctl xenstore ls|read|write|rm|watch`: Xen's `xenstore-*` tools
+//! over the management channel. The session's own store connection in
+//! dom0 (privileged, as domain 0) takes raw `xsd_sockmsg` bytes
+//! (`mgmt::Request::Xenstore`); replies come back in `Reply::Xenstore`
+//! and later output (watch events) in `Event::XenstoreOutput`, one byte
+//! stream this module cuts into messages again.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+
+use mgmt::{Event, Reply, Request, ServerMessage, MAX_XENSTORE_DATA};
+use xenstore::wire::{encode_message, split_strings, Header, MsgType, HEADER_SIZE};
+
+use crate::cli::XenstoreCommand;
+use crate::client::{unexpected, Client};
+use crate::error::CliError;
+
+/// Nodes `ls` shows at most (the store's own quotas bound a tree far
+/// below this; a bound all the same).
+pub const LS_MAX_NODES: usize = 100_000;
+/// Times a request the store could not take at once is sent again.
+const MAX_RESENDS: usize = 64;
+
+/// A store connection carried by a management session.
+pub struct Connection<'a> {
+    client: &'a mut Client,
+    /// Bytes from the store not yet cut into messages.
+    inbox: Vec<u8>,
+    /// Watch events received: (path, token).
+    events: VecDeque<(String, String)>,
+    next_req: u32,
+}
+
+impl<'a> Connection<'a> {
+    /// A connection over `client`'s session (opened by dom0 on first use).
+    pub fn new(client: &'a mut Client) -> Self {
+        Connection {
+            client,
+            inbox: Vec::new(),
+            events: VecDeque::new(),
+            next_req: 1,
+        }
+    }
+
+    /// Sends `bytes` as they are, taking what the store answers into the
+    /// inbox; resends what the store could not take yet.
+    fn send(&mut self, mut bytes: &[u8]) -> Result<(), CliError> {
+        for _ in 0..MAX_RESENDS {
+            let chunk = &bytes[..bytes.len().min(MAX_XENSTORE_DATA)];
+            let reply = self.client.call(Request::Xenstore {
+                data: chunk.to_vec(),
+            })?;
+            self.take_events();
+            let Reply::Xenstore { taken, data } = reply else {
+                return Err(unexpected(&reply));
+            };
+            self.inbox.extend_from_slice(&data);
+            bytes = &bytes[(taken as usize).min(bytes.len())..];
+            if bytes.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(CliError::Protocol(
+            "the store keeps refusing our request (too many replies unread)".into(),
+        ))
+    }
+
+    /// Store output that arrived as events before a reply comes first.
+    fn take_events(&mut self) {
+        for event in self.client.take_events() {
+            if let Event::XenstoreOutput { data } = event {
+                self.inbox.extend_from_slice(&data);
+            }
+        }
+    }
+
+    /// Cuts the whole messages out of the inbox: watch events to the
+    /// queue; returns the reply to `req_id` if it came.
+    fn sort_inbox(&mut self, req_id: u32) -> Option<(u32, Vec<u8>)> {
+        let mut found = None;
+        while let Some(header) = self.inbox.first_chunk::<HEADER_SIZE>().map(Header::decode) {
+            let end = HEADER_SIZE + header.len as usize;
+            if self.inbox.len() < end {
+                break;
+            }
+            let payload = self.inbox[HEADER_SIZE..end].to_vec();
+            self.inbox.drain(..end);
+            if header.msg_type == MsgType::WatchEvent as u32 {
+                let (strings, _) = split_strings(&payload);
+                let text = |i: usize| {
+                    String::from_utf8_lossy(strings.get(i).copied().unwrap_or_default())
+                        .into_owned()
+                };
+                self.events.push_back((text(0), text(1)));
+            } else if header.req_id == req_id {
+                found = Some((header.msg_type, payload));
+            }
+        }
+        found
+    }
+
+    /// One request; its reply's payload, or the store's error (`ENOENT`,
+    /// `EACCES`, ...) as [`CliError::Store`].
+    pub fn call(&mut self, msg: MsgType, payload: &[u8]) -> Result<Vec<u8>, CliError> {
+        let req_id = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1);
+        self.send(&encode_message(msg, req_id, 0, payload))?;
+        loop {
+            if let Some((ty, payload)) = self.sort_inbox(req_id) {
+                if ty == MsgType::Error as u32 {
+                    let text = payload.split(|b| *b == 0).next().unwrap_or_default();
+                    return Err(CliError::Store(String::from_utf8_lossy(text).into_owned()));
+                }
+                return Ok(payload);
+            }
+            self.wait_output()?;
+        }
+    }
+
+    /// Waits for the next store output event.
+    fn wait_output(&mut self) -> Result<(), CliError> {
+        loop {
+            match self.client.next_message()? {
+                ServerMessage::Event {
+                    event: Event::XenstoreOutput { data },
+                    ..
+                } => {
+                    self.inbox.extend_from_slice(&data);
+                    return Ok(());
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next watch event: (path, token).
+    pub fn next_event(&mut self) -> Result<(String, String), CliError> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event);
+            }
+            self.sort_inbox(0);
+            if self.events.is_empty() {
+                self.wait_output()?;
+            }
+        }
+    }
+}
+
+/// `path` with a NUL, as the store's requests carry it.
+fn arg(path: &str) -> Vec<u8> {
+    let mut v = path.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// A value as Xen's `xenstore-ls` prints it: printable ASCII kept,
+/// backslash and control bytes escaped (`\\`, `\t`, `\n`, `\r`, else
+/// `\ooo` octal).
+pub fn escape(value: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    out
+}
+
+/// The child `name` of `parent`.
+fn child(parent: &str, name: &str) -> String {
+    if parent.ends_with('/') {
+        format!("{parent}{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// A node `ls` shows: depth below the listed path, name, value.
+type Listed = (usize, String, Vec<u8>);
+
+/// Every node under `path`, each followed by its subtree (children in
+/// the store's order), as `xenstore-ls` walks it.
+fn walk(conn: &mut Connection, path: &str) -> Result<Vec<(String, Listed)>, CliError> {
+    let mut nodes = Vec::new();
+    let mut stack: Vec<(usize, String, Option<String>)> = vec![(0, path.to_string(), None)];
+    while let Some((depth, path, name)) = stack.pop() {
+        let gone = |e: &CliError| matches!(e, CliError::Store(s) if s == "ENOENT");
+        let is_root = name.is_none();
+        if let Some(name) = name {
+            // A node removed meanwhile is skipped, as xenstore-ls does.
+            let value = match conn.call(MsgType::Read, &arg(&path)) {
+                Err(e) if gone(&e) => continue,
+                other => other?,
+            };
+            if nodes.len() >= LS_MAX_NODES {
+                return Err(CliError::Protocol(format!(
+                    "more than {LS_MAX_NODES} nodes under the path"
+                )));
+            }
+            nodes.push((path.clone(), (depth, name, value)));
+        }
+        let listing = match conn.call(MsgType::Directory, &arg(&path)) {
+            Err(e) if gone(&e) && !is_root => continue,
+            other => other?,
+        };
+        let (names, _) = split_strings(&listing);
+        let below = if is_root { 0 } else { depth + 1 };
+        for name in names.iter().rev().filter(|n| !n.is_empty()) {
+            let name = String::from_utf8_lossy(name).into_owned();
+            stack.push((below, child(&path, &name), Some(name)));
+        }
+    }
+    Ok(nodes)
+}
+
+/// Runs a `xenstore` subcommand over `client` (`quiet`: the proxy's
+/// notes are left out).
+pub fn run(
+    client: &mut Client,
+    command: XenstoreCommand,
+    out: &mut dyn Write,
+    quiet: bool,
+) -> Result<(), CliError> {
+    let mut conn = Connection::new(client);
+    let text = match command {
+        XenstoreCommand::Proxy(args) => {
+            drop(conn);
+            return crate::proxy::listen(client, &args.listen, quiet);
+        }
+        XenstoreCommand::Ls { path, json } => {
+            let path = path.unwrap_or_else(|| "/".into());
+            let nodes = walk(&mut conn, &path)?;
+            if json {
+                let map: BTreeMap<String, String> = nodes
+                    .into_iter()
+                    .map(|(p, (_, _, v))| (p, String::from_utf8_lossy(&v).into_owned()))
+                    .collect();
+                let mut s = serde_json::to_string_pretty(&map).unwrap_or_default();
+                s.push('\n');
+                s
+            } else {
+                nodes
+                    .iter()
+                    .map(|(_, (depth, name, value))| {
+                        format!("{:depth$}{name} = \"{}\"\n", "", escape(value))
+                    })
+                    .collect()
+            }
+        }
+        XenstoreCommand::Read { path, json } => {
+            let value = conn.call(MsgType::Read, &arg(&path))?;
+            if json {
+                let v = serde_json::json!({
+                    "path": path,
+                    "value": String::from_utf8_lossy(&value),
+                });
+                format!("{v}\n")
+            } else {
+                let mut s = String::from_utf8_lossy(&value).into_owned();
+                s.push('\n');
+                s
+            }
+        }
+        XenstoreCommand::Write { path, value } => {
+            let mut payload = arg(&path);
+            payload.extend_from_slice(value.as_bytes());
+            conn.call(MsgType::Write, &payload)?;
+            String::new()
+        }
+        XenstoreCommand::Rm { path } => {
+            conn.call(MsgType::Rm, &arg(&path))?;
+            String::new()
+        }
+        XenstoreCommand::Watch { path, count } => {
+            let mut payload = arg(&path);
+            payload.extend_from_slice(b"dom0ctl\0");
+            conn.call(MsgType::Watch, &payload)?;
+            let mut seen = 0u64;
+            while count.is_none_or(|n| seen < n) {
+                let (fired, _) = conn.next_event()?;
+                out.write_all(format!("{fired}\n").as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| CliError::io("cannot write the output", e))?;
+                seen += 1;
+            }
+            String::new()
+        }
+    };
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::io("cannot write the output", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped_like_xenstore_ls() {
+        assert_eq!(escape(b"plain"), "plain");
+        assert_eq!(escape(b"a\\b\n\x01"), "a\\\\b\\n\\001");
+    }
+}
