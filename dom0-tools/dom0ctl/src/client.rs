@@ -329,6 +329,11 @@ impl Client {
         }
     }
 
+    /// How long each step may take (`--timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The events of this session that arrived while [`Client::call`]
     /// waited for a reply, oldest first.
     pub fn take_events(&mut self) -> Vec<Event> {

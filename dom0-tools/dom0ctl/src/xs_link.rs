@@ -81,10 +81,6 @@ impl Framer {
     }
 }
 
-/// A store error reply (`XS_ERROR`) to one request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct XsReplyError(pub String);
-
 /// Requests over a [`StorePipe`], one at a time, matched by `req_id`;
 /// `XS_WATCH_EVENT`s that arrive meanwhile are kept for
 /// [`XsConn::next_watch_event`].
@@ -111,10 +107,10 @@ impl<P: StorePipe> XsConn<P> {
 
     /// `XS_READ` of `path`: its value, or `None` if it does not exist.
     pub fn read(&mut self, path: &str, timeout: Duration) -> Result<Option<Vec<u8>>, CliError> {
-        match self.request(MsgType::Read, &nul_terminated(&[path]), timeout)? {
+        match self.call(MsgType::Read, &nul_terminated(&[path]), timeout) {
             Ok(value) => Ok(Some(value)),
-            Err(XsReplyError(e)) if e == "ENOENT" => Ok(None),
-            Err(e) => Err(store_refused("read", path, &e)),
+            Err(CliError::Store(e)) if e == "ENOENT" => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -122,17 +118,14 @@ impl<P: StorePipe> XsConn<P> {
     pub fn write(&mut self, path: &str, value: &[u8], timeout: Duration) -> Result<(), CliError> {
         let mut payload = nul_terminated(&[path]);
         payload.extend_from_slice(value);
-        self.request(MsgType::Write, &payload, timeout)?
-            .map(drop)
-            .map_err(|e| store_refused("write", path, &e))
+        self.call(MsgType::Write, &payload, timeout).map(drop)
     }
 
     /// `XS_WATCH` of `path` with `token` (it fires once at once, as
     /// Xen's does).
     pub fn watch(&mut self, path: &str, token: &str, timeout: Duration) -> Result<(), CliError> {
-        self.request(MsgType::Watch, &nul_terminated(&[path, token]), timeout)?
+        self.call(MsgType::Watch, &nul_terminated(&[path, token]), timeout)
             .map(drop)
-            .map_err(|e| store_refused("watch", path, &e))
     }
 
     /// The next watch event `(path, token)`, waiting until `deadline`;
@@ -154,14 +147,15 @@ impl<P: StorePipe> XsConn<P> {
         }
     }
 
-    /// Sends one request and waits up to `timeout` for its reply: the
-    /// payload, or the `XS_ERROR` string.
-    fn request(
+    /// Sends one request (outside any transaction) and waits up to
+    /// `timeout` for its reply's payload; an `XS_ERROR` reply is
+    /// [`CliError::Store`] with the error's name (`ENOENT`, `EACCES`, ...).
+    pub fn call(
         &mut self,
         msg_type: MsgType,
         payload: &[u8],
         timeout: Duration,
-    ) -> Result<Result<Vec<u8>, XsReplyError>, CliError> {
+    ) -> Result<Vec<u8>, CliError> {
         let req_id = self.next_req;
         self.next_req = self.next_req.wrapping_add(1);
         self.pipe
@@ -180,9 +174,9 @@ impl<P: StorePipe> XsConn<P> {
             if m.header.msg_type == MsgType::Error as u32 {
                 let (strings, _) = split_strings(&m.payload);
                 let name = strings.first().copied().unwrap_or_default();
-                return Ok(Err(XsReplyError(String::from_utf8_lossy(name).into())));
+                return Err(CliError::Store(String::from_utf8_lossy(name).into()));
             }
-            return Ok(Ok(m.payload));
+            return Ok(m.payload);
         }
     }
 
@@ -220,10 +214,6 @@ fn nul_terminated(strings: &[&str]) -> Vec<u8> {
         out.push(0);
     }
     out
-}
-
-fn store_refused(op: &str, path: &str, e: &XsReplyError) -> CliError {
-    CliError::Protocol(format!("the store refused to {op} {path}: {}", e.0))
 }
 
 fn unsolicited(m: &Message) -> CliError {

@@ -44,6 +44,13 @@ impl StorePipe for MgmtPipe<'_> {
                 Reply::Xenstore { taken, data } => (taken as usize, data),
                 other => return Err(unexpected(&other)),
             };
+            // Output that came as events while the reply was awaited
+            // precedes the reply's.
+            for event in self.client.take_events() {
+                if let Event::XenstoreOutput { data } = event {
+                    self.pending.extend_from_slice(&data);
+                }
+            }
             self.pending.extend_from_slice(&data);
             if taken > chunk.len() {
                 return Err(CliError::Protocol(format!(
