@@ -91,7 +91,8 @@ mod kernel {
         xs: &mut Client<StoreRing>,
         samples: &mut [u64],
     ) -> Result<(u64, u64), (&'static str, XenbusError)> {
-        xs.write(Tx::NONE, READ_KEY, b"x").map_err(|e| ("write", e))?;
+        xs.write(Tx::NONE, READ_KEY, b"x")
+            .map_err(|e| ("write", e))?;
         let read = median(samples, || {
             let start = rdtsc();
             xs.read(Tx::NONE, READ_KEY)?;
