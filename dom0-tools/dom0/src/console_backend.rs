@@ -163,6 +163,10 @@ pub struct Backend {
     periodic: bool,
     /// Whether another domain than dom0 was alive at the last scan.
     domus_alive: bool,
+    /// DomUs the last scan found shut down or dying (for the store's
+    /// `@releaseDomain`).
+    stopped: [DomId; MAX_CONSOLES],
+    stopped_len: usize,
 }
 
 static CONSOLES: spin::Mutex<[Option<Console>; MAX_CONSOLES]> =
@@ -184,6 +188,8 @@ impl Backend {
             next_check: 0,
             periodic: true,
             domus_alive: true,
+            stopped: [DOMID_INVALID; MAX_CONSOLES],
+            stopped_len: 0,
         };
         println!(
             "dom0: console: backend started (VIRQ_DOM_EXC {})",
@@ -218,6 +224,11 @@ impl Backend {
     /// if ever.
     pub fn next_scan(&self) -> Option<u64> {
         (self.next_check != u64::MAX).then_some(self.next_check)
+    }
+
+    /// The domUs the last domain scan found shut down or dying.
+    pub fn stopped_domains(&self) -> &[DomId] {
+        &self.stopped[..self.stopped_len]
     }
 
     /// The grant-table client (for the store's ring mappings).
@@ -419,6 +430,7 @@ impl Backend {
         let mut listed = [false; MAX_CONSOLES];
         let mut still_examined = 0;
         let mut domus_alive = false;
+        let mut stopped_len = 0;
         let mut start = 0;
         for _ in 0..MAX_LIST_CALLS {
             let Ok(list) = xen.domain_list(start) else {
@@ -429,7 +441,12 @@ impl Backend {
                 if info.flags & DOMAIN_FLAG_PRIVILEGED != 0 {
                     continue;
                 }
-                domus_alive |= info.flags & (DOMAIN_FLAG_SHUTDOWN | DOMAIN_FLAG_DYING) == 0;
+                let stopped = info.flags & (DOMAIN_FLAG_SHUTDOWN | DOMAIN_FLAG_DYING) != 0;
+                domus_alive |= !stopped;
+                if stopped && stopped_len < MAX_CONSOLES {
+                    self.stopped[stopped_len] = info.domid;
+                    stopped_len += 1;
+                }
                 if let Some(i) = self.examined[..self.examined_len]
                     .iter()
                     .position(|&d| d == info.domid)
@@ -469,6 +486,7 @@ impl Backend {
             }
         }
         self.domus_alive = domus_alive;
+        self.stopped_len = stopped_len;
         self.next_check = if self.periodic {
             self.events.now().unwrap_or(0) + DOMAIN_CHECK_NS
         } else {

@@ -147,6 +147,8 @@ pub struct Store {
     conns: BTreeMap<ConnId, Conn>,
     /// Introduced domains.
     domains: BTreeSet<DomId>,
+    /// Introduced domains seen shut down (`@releaseDomain` fired once).
+    shut_down: BTreeSet<DomId>,
     effects: Vec<Effect>,
 }
 
@@ -215,6 +217,7 @@ impl Store {
         if !self.domains.remove(&domid) {
             return Err(XsError::Enoent);
         }
+        self.shut_down.remove(&domid);
         self.conns.remove(&ConnId::Domain(domid));
         let stale: Vec<String> = self
             .db
@@ -231,6 +234,18 @@ impl Store {
         self.effects.push(Effect::Released { domid });
         self.fire_special(RELEASE_DOMAIN);
         Ok(())
+    }
+
+    /// dom0 saw introduced domain `domid` shut down (or dying): fires
+    /// `@releaseDomain` the first time, as xenstored's `domain_cleanup`
+    /// does on `VIRQ_DOM_EXC`, so watchers (xl's `shutdown -w`) learn of
+    /// it before the domain is destroyed. Returns whether it fired.
+    pub fn note_shutdown(&mut self, domid: DomId) -> bool {
+        if !self.domains.contains(&domid) || !self.shut_down.insert(domid) {
+            return false;
+        }
+        self.fire_special(RELEASE_DOMAIN);
+        true
     }
 
     /// Whether `domid` has been introduced and not released.

@@ -92,7 +92,10 @@ pub fn serve(
         store.serve(backend.events(), &backend.grants());
         // Takes what the backend's ports brought, without sleeping.
         backend.serve_until(now)?;
-        let deadline = [link.deadline(now), backend.next_scan(), tcp_due]
+        // A domain seen shut down fires `@releaseDomain`: another pass
+        // sends the events at once.
+        let store_due = store.note_stopped(backend.stopped_domains()).then_some(now);
+        let deadline = [link.deadline(now), backend.next_scan(), tcp_due, store_due]
             .into_iter()
             .flatten()
             .min();

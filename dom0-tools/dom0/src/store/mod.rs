@@ -13,7 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use xenstore::wire::{encode_message, Header, MsgType, HEADER_SIZE};
-use xenstore::{ConnError, ConnId, DomId, Effect, Store};
+use xenstore::{ConnError, ConnId, DomId, Store};
 
 use tree::{dom_path, domain_tree, vm_path, NewDomain};
 
@@ -98,6 +98,15 @@ impl StoreService {
         let (gfn, port) = d.store;
         let introduce = alloc::format!("{}\0{gfn}\0{port}\0", d.domid);
         self.toolstack_call(MsgType::Introduce, introduce.as_bytes())
+    }
+
+    /// Domains dom0 saw shut down or dying: each introduced one fires
+    /// `@releaseDomain` once (xenstored's `domain_cleanup`). Returns
+    /// whether any fired (its events wait to be sent).
+    pub fn note_stopped(&mut self, domids: &[DomId]) -> bool {
+        domids
+            .iter()
+            .fold(false, |fired, d| self.store.note_shutdown(*d) | fired)
     }
 
     /// The toolstack's part at destroy: `XS_RELEASE` (fires
@@ -268,6 +277,10 @@ mod tests {
             .store
             .perms_committed("/local/domain/4/control/shutdown");
         assert_eq!(perms.map(|p| p.owner()), Some(4));
+        assert!(service.note_stopped(&[4, 9]), "d4 shut down");
+        assert!(!service.note_stopped(&[4]), "once");
+        let events = service.take_output(watcher);
+        assert!(events.windows(14).any(|w| w == b"@releaseDomain"));
         service.domain_destroyed(4);
         assert!(!service.store.is_introduced(4));
         assert!(service
@@ -298,6 +311,7 @@ mod live {
         HVM_PARAM_STORE_PFN,
     };
     use guest_pv_shim::{println, Events, Grants, Xen};
+    use xenstore::Effect;
 
     use super::*;
 

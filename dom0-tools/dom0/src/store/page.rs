@@ -81,8 +81,10 @@ mod tests {
             let at = (prod as usize + i) % XENSTORE_RING_SIZE;
             page.req[at].store(*b, Ordering::Relaxed);
         }
-        page.req_prod
-            .store(prod + bytes.len() as u32, Ordering::Release);
+        page.req_prod.store(
+            prod + u32::try_from(bytes.len()).unwrap(),
+            Ordering::Release,
+        );
     }
 
     #[test]

@@ -278,6 +278,31 @@ fn introduce_and_release_fire_special_watches() {
 }
 
 #[test]
+fn a_shutdown_fires_release_domain_once_per_domain() {
+    let mut s = Store::new();
+    let mut dom0 = Client::local(&mut s, 0);
+    dom0.watch(&mut s, "@releaseDomain", "r").unwrap();
+    dom0.take_events();
+    assert!(!s.note_shutdown(3), "not introduced: nothing to say");
+    dom0.req(&mut s, MsgType::Introduce, 0, &["3", "4660", "9"])
+        .unwrap();
+    assert!(s.note_shutdown(3));
+    assert!(!s.note_shutdown(3), "once");
+    dom0.drain(&mut s);
+    assert_eq!(
+        dom0.take_events(),
+        vec![("@releaseDomain".into(), "r".into())]
+    );
+    // The domain stays introduced until RELEASE, which fires again; a
+    // later domain with the same id starts afresh.
+    assert!(s.is_introduced(3));
+    dom0.req(&mut s, MsgType::Release, 0, &["3"]).unwrap();
+    dom0.req(&mut s, MsgType::Introduce, 0, &["3", "4660", "9"])
+        .unwrap();
+    assert!(s.note_shutdown(3));
+}
+
+#[test]
 fn release_forgets_the_domid_in_permissions() {
     let (mut s, mut dom0, mut d) = with_domains(&[1, 2]);
     d[1].write(&mut s, 0, "shared", "x").unwrap();
