@@ -7,8 +7,8 @@
 //! - `escape`: `XS_READ` of `../0/name`, a relative path leaving its home;
 //! - `type`: a message of type 99;
 //! - `flood`: 500 `XS_READ`s pipelined without waiting for replies (the
-//!   store stops taking requests while [`QUOTA_OUTSTANDING`] replies are
-//!   unread); prints how many replies came back;
+//!   store stops taking requests while `xenstore::quota::QUOTA_OUTSTANDING`
+//!   replies are unread); prints how many replies came back;
 //! - `watches`: `XS_WATCH` until refused (the `watches` quota, 128);
 //! - `tx`: `XS_TRANSACTION_START` until refused (`transactions`, 10);
 //! - `payload`: a header announcing 5000 bytes (> `XENSTORE_PAYLOAD_MAX`):
@@ -18,8 +18,6 @@
 //! After each non-fatal attack it checks the connection still serves it
 //! (`xshostile: <attack>: still served`). Ends with `xshostile: done`;
 //! poweroff.
-//!
-//! [`QUOTA_OUTSTANDING`]: ../../dom0-tools/xenstore/src/quota.rs
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 

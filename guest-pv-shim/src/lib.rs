@@ -1,7 +1,8 @@
 //! The guest library every guest kernel links (dom0 too): the PVH entry,
 //! Xen discovery and the hypercall page, typed hypercalls, `print!` (PV
 //! console or console_io), shared info and the pvclock, the event-channel
-//! and grant-table clients.
+//! and grant-table clients, and the xenbus client ([`xenbus`]) that
+//! talks to XenStore.
 //!
 //! A guest kernel is `guest_kernel!(main)` plus a `fn main(boot: Boot) -> !`
 //! (see `examples/`). Portable parts (start-info parsing, CPUID scan,

@@ -148,6 +148,8 @@ pub struct Client<T> {
     events: [QueuedEvent; MAX_QUEUED_EVENTS],
     queued: usize,
     dropped: u64,
+    /// `dropped` when [`Client::wait_for_events`] last returned.
+    dropped_seen: u64,
     eagains: u64,
 }
 
@@ -173,6 +175,7 @@ impl<T: Transport> Client<T> {
             }; MAX_QUEUED_EVENTS],
             queued: 0,
             dropped: 0,
+            dropped_seen: 0,
             eagains: 0,
         }
     }
@@ -442,11 +445,15 @@ impl<T: Transport> Client<T> {
         Ok(ran)
     }
 
-    /// Sleeps until at least one watch callback ran; how many ran.
+    /// Sleeps until at least one watch callback ran, or events were lost
+    /// to a full queue since the last call (then 0: the caller re-reads
+    /// whatever it waits for); how many callbacks ran.
     pub fn wait_for_events(&mut self) -> Result<usize, XenbusError> {
         loop {
             let ran = self.dispatch_events()?;
-            if ran > 0 {
+            let lost = self.dropped != self.dropped_seen;
+            self.dropped_seen = self.dropped;
+            if ran > 0 || lost {
                 return Ok(ran);
             }
             self.check_connection()?;

@@ -5,6 +5,7 @@
 
 use core::fmt;
 
+use super::path::PathBuf;
 use super::wire::XsError;
 use super::{Client, Transport, Tx, XenbusError};
 
@@ -91,13 +92,28 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Publishes `state` in `<dir>/state` (Linux's `xenbus_switch_state`:
-    /// in a transaction, and only if the node still exists or is ours to
-    /// create).
+    /// Publishes `state` in `<dir>/state`, as Linux's
+    /// `xenbus_switch_state`: in a transaction (retried on `EAGAIN`) that
+    /// first reads the node, so a device whose directory the toolstack
+    /// already removed is not re-created (`Store(Enoent)`), and writes
+    /// only if the state differs.
     pub fn switch_state(&mut self, dir: &str, state: XenbusState) -> Result<(), XenbusError> {
         let mut buf = [0u8; STATE_PATH_MAX];
         let path = state_path(dir, &mut buf)?;
-        self.write(Tx::NONE, path, state.as_value())
+        self.transaction(|xs, tx| {
+            if XenbusState::parse(xs.read(tx, path)?) == Some(state) {
+                return Ok(());
+            }
+            xs.write(tx, path, state.as_value())
+        })
+    }
+
+    /// The other end's directory: the value of `<dir>/backend` (for a
+    /// frontend; Linux's `xenbus_read_otherend_details`).
+    pub fn other_end(&mut self, dir: &str) -> Result<PathBuf, XenbusError> {
+        let key = PathBuf::format(format_args!("{dir}/backend"))?;
+        let value = self.read_str(Tx::NONE, key.as_str())?;
+        PathBuf::format(format_args!("{value}"))
     }
 
     /// Sleeps until the state under `dir` (the other end's) satisfies

@@ -290,6 +290,37 @@ fn events_arriving_during_a_request_are_queued_then_dispatched() {
 }
 
 #[test]
+fn events_beyond_the_queue_are_counted_and_wake_the_waiter() {
+    let dom0 = Dom0::new();
+    let mut c = dom0.domain(1);
+    c.watch("data", record).unwrap();
+    for key in ["a", "b", "c", "d", "e", "f"] {
+        let path = format!("/local/domain/1/data/{key}");
+        dom0.toolstack(MsgType::Write, &[path.as_bytes(), b"1"]);
+    }
+    // The reply comes after the seven events: four are queued.
+    c.mkdir(Tx::NONE, "data").unwrap();
+    assert_eq!(c.events_dropped(), 3);
+    assert_eq!(c.wait_for_events().unwrap(), MAX_QUEUED_EVENTS);
+    assert_eq!(seen().len(), MAX_QUEUED_EVENTS);
+    // Nothing queued now: the next wait sleeps (here: nothing will come).
+    assert_eq!(c.wait_for_events(), Err(XenbusError::Timeout));
+    // Events lost with none queued still wake the waiter, once.
+    let mut d = dom0.domain(2);
+    d.watch("data", record).unwrap();
+    for key in ["a", "b", "c", "d", "e"] {
+        let path = format!("/local/domain/2/data/{key}");
+        dom0.toolstack(MsgType::Write, &[path.as_bytes(), b"1"]);
+    }
+    d.mkdir(Tx::NONE, "data").unwrap();
+    assert_eq!(d.dispatch_events().unwrap(), MAX_QUEUED_EVENTS);
+    assert_eq!(d.events_dropped(), 2);
+    assert_eq!(d.wait_for_events().unwrap(), 0);
+    assert_eq!(d.wait_for_events(), Err(XenbusError::Timeout));
+    seen();
+}
+
+#[test]
 fn a_conflicting_transaction_gets_one_eagain_then_its_retry_commits() {
     let dom0 = Dom0::new();
     let mut a = dom0.domain(1);
@@ -330,9 +361,44 @@ fn a_conflicting_transaction_gets_one_eagain_then_its_retry_commits() {
 fn states_switch_and_are_waited_for() {
     let dom0 = Dom0::new();
     let mut front = dom0.domain(1);
+    // The toolstack creates the device's nodes before the guest runs.
+    dom0.toolstack(
+        MsgType::Write,
+        &[b"/local/domain/1/device/vif/0/state", b"1"],
+    );
+    dom0.toolstack(
+        MsgType::Write,
+        &[
+            b"/local/domain/1/device/vif/0/backend",
+            b"/local/domain/1/be",
+        ],
+    );
+    dom0.toolstack(MsgType::SetPerms, &[b"/local/domain/1/device/vif/0", b"n1"]);
+    dom0.toolstack(
+        MsgType::SetPerms,
+        &[b"/local/domain/1/device/vif/0/state", b"n1"],
+    );
+    dom0.toolstack(
+        MsgType::SetPerms,
+        &[b"/local/domain/1/device/vif/0/backend", b"n1"],
+    );
+    front
+        .switch_state("device/vif/0", XenbusState::Initialised)
+        .unwrap();
+    assert_eq!(
+        front.read_state("device/vif/0").unwrap(),
+        XenbusState::Initialised
+    );
     front
         .switch_state("device/vif/0", XenbusState::Initialising)
         .unwrap();
+    // A removed device is not re-created.
+    assert_eq!(
+        front.switch_state("device/vif/7", XenbusState::Connected),
+        Err(XenbusError::Store(XsError::Enoent))
+    );
+    let be = front.other_end("device/vif/0").unwrap();
+    assert_eq!(be.as_str(), "/local/domain/1/be");
     assert_eq!(
         front.read_state("device/vif/0").unwrap(),
         XenbusState::Initialising
@@ -506,4 +572,79 @@ fn wire_constants_match_the_store_crate() {
         core::mem::size_of::<XenstoreInterface>(),
         srv::INTERFACE_SIZE
     );
+}
+
+/// The case proptest found: the model had `rm` of a missing node fail,
+/// where xenstored (and the store) succeed if the parent exists.
+#[test]
+fn rm_of_a_missing_child_succeeds_and_of_a_missing_parent_fails() {
+    let dom0 = Dom0::new();
+    let mut c = dom0.domain(1);
+    assert_eq!(
+        c.rm(Tx::NONE, "data/k0"),
+        Err(XenbusError::Store(XsError::Enoent))
+    );
+    c.write(Tx::NONE, "data/k2", b"x").unwrap();
+    assert_eq!(c.rm(Tx::NONE, "data/k0"), Ok(()));
+}
+
+mod props {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A write (Some) or rm (None) of one of four keys.
+    fn op() -> impl Strategy<Value = (usize, Option<Vec<u8>>)> {
+        (
+            0..4usize,
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..1900)),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Any sequence of writes and removals, of values up to nearly
+        /// twice the ring, reads back as a map would: messages cross the
+        /// ring's wrap-around at every offset.
+        #[test]
+        fn reads_follow_writes_and_removals(ops in proptest::collection::vec(op(), 1..24)) {
+            let dom0 = Dom0::new();
+            let mut c = dom0.domain(1);
+            let mut model = BTreeMap::new();
+            let mut data_exists = false;
+            for (key, value) in ops {
+                let path = format!("data/k{key}");
+                match value {
+                    Some(v) => {
+                        c.write(Tx::NONE, &path, &v).unwrap();
+                        model.insert(key, v);
+                        data_exists = true;
+                    }
+                    None => {
+                        let got = c.rm(Tx::NONE, &path);
+                        // xenstored: removing a missing node whose parent
+                        // exists succeeds.
+                        model.remove(&key);
+                        let expected = if data_exists {
+                            Ok(())
+                        } else {
+                            Err(XenbusError::Store(XsError::Enoent))
+                        };
+                        prop_assert_eq!(got, expected);
+                    }
+                }
+                for k in 0..4 {
+                    let got = c.read(Tx::NONE, &format!("data/k{k}")).map(<[u8]>::to_vec);
+                    let expected = model
+                        .get(&k)
+                        .cloned()
+                        .ok_or(XenbusError::Store(XsError::Enoent));
+                    prop_assert_eq!(got, expected);
+                }
+            }
+        }
+    }
 }

@@ -34,7 +34,7 @@ pub enum XsOp {
     TransactionStart = 6,
     /// `XS_TRANSACTION_END`: "T" commits, "F" aborts.
     TransactionEnd = 7,
-    /// `XS_GET_DOMAIN_PATH`: domid → "/local/domain/<domid>".
+    /// `XS_GET_DOMAIN_PATH`: domid → `/local/domain/<domid>`.
     GetDomainPath = 10,
     /// `XS_WRITE`: path, value.
     Write = 11,
