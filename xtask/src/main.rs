@@ -21,6 +21,7 @@ mod scenario;
 mod soak;
 mod step_runner;
 mod steps;
+mod xen_tools;
 mod xtf;
 
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ enum Command {
         /// Benchmark names (files in ci/bench/ without `.toml`); all if none.
         names: Vec<String>,
     },
+    /// Fetch Xen's xenstore-* tools (Debian's xenstore-utils, unpacked
+    /// under target/xen-tools/) and print where their wrappers are.
+    XenTools,
     /// Run the libFuzzer targets in fuzz/ (cargo-fuzz on rustup's nightly),
     /// growing their corpus in target/fuzz-corpus/; reports executions.
     Fuzz {
@@ -193,6 +197,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             deps::ensure()?;
             let artifacts = artifacts::build(&root)?;
             bench::run(&root, &artifacts, &names)
+        }
+        Command::XenTools => {
+            println!("{}", xen_tools::ensure(&root)?.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Fuzz { seconds, target } => {
             fuzz::run(&root, seconds, target.as_deref())?;

@@ -24,6 +24,7 @@ use crate::qemu::{self, Qemu};
 use crate::scenario::{self, Scenario};
 use crate::step_runner::{self, StepContext, StepsReport};
 use crate::steps::{self, Placeholders};
+use crate::xen_tools;
 
 /// Lines of output shown with a failure.
 const TAIL_LINES: usize = 100;
@@ -323,6 +324,10 @@ fn boot_and_judge(
         .as_ref()
         .map(|_| MachineDevices::per_run(root, &scenario.name))
         .transpose()?;
+    // Xen's own store tools, for steps that run them against the proxy.
+    if format!("{:?}", scenario.step).contains(steps::XEN_TOOLS_PLACEHOLDER) {
+        xen_tools::ensure(root)?;
+    }
     let steps = steps::compile_all(
         &scenario.step,
         &Placeholders {

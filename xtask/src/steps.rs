@@ -182,11 +182,15 @@ fn shell_words(argv: &[String]) -> String {
     argv.iter().map(quote).collect::<Vec<_>>().join(" ")
 }
 
+/// The placeholder naming [`crate::xen_tools::bin_dir`].
+pub const XEN_TOOLS_PLACEHOLDER: &str = "{xen_tools}";
+
 /// Text substituted into a step: `{i}` (repeat index), `{root}` (the
 /// workspace), `{tmp}` (the scenario's own temporary directory),
 /// `{mgmt_port}` (the host port QEMU forwards to dom0's management agent
 /// on TCP; `tcp://127.0.0.1:{mgmt_port}` with the scenario's key, which
-/// steps get in `DOM0CTL_KEY_FILE`).
+/// steps get in `DOM0CTL_KEY_FILE`), `{xen_tools}` (the wrappers of Xen's
+/// `xenstore-*` tools, [`crate::xen_tools`]; fetched before the steps run).
 pub struct Placeholders<'a> {
     pub root: &'a Path,
     pub tmp: &'a Path,
@@ -201,6 +205,10 @@ impl Placeholders<'_> {
             .replace("{root}", &self.root.display().to_string())
             .replace("{tmp}", &self.tmp.display().to_string())
             .replace("{mgmt_port}", &port)
+            .replace(
+                XEN_TOOLS_PLACEHOLDER,
+                &crate::xen_tools::bin_dir(self.root).display().to_string(),
+            )
     }
 }
 

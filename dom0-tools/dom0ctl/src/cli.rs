@@ -45,7 +45,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH", env = KEY_FILE_ENV,
           default_value = DEFAULT_KEY_FILE)]
     pub key_file: PathBuf,
-    /// Seconds each step may take: connecting, the handshake, each reply.
+    /// Seconds each step may take: connecting, the handshake, each reply,
+    /// a guest's acknowledgement of `shutdown`/`reboot`.
     #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
@@ -99,12 +100,19 @@ Examples:
     /// Unpause a paused domain.
     #[command(after_help = "Example:\n  dom0ctl unpause hello")]
     Unpause(DomainArg),
-    /// Ask a domain to shut down (the guest decides when).
-    #[command(after_help = "\
-Examples:
-  dom0ctl shutdown hello
-  dom0ctl shutdown -R -w hello            # ask it to reboot, wait until it has shut down")]
+    /// Ask a domain to power off through its `control/shutdown` key, as
+    /// xl does; -F forces it down instead.
+    #[command(after_help = SHUTDOWN_AFTER_HELP)]
     Shutdown(ShutdownArgs),
+    /// Ask a domain to reboot through its `control/shutdown` key, as xl
+    /// does; -F forces it down instead.
+    #[command(after_help = "\
+The same path as `shutdown`, with \"reboot\" written to control/shutdown.
+
+Examples:
+  dom0ctl reboot hello
+  dom0ctl reboot -w hello                 # and wait until it has shut down")]
+    Reboot(PvControlArgs),
     /// Destroy a domain at once; its memory returns to the free pool.
     #[command(after_help = "Example:\n  dom0ctl destroy hello")]
     Destroy(DomainArg),
@@ -188,6 +196,17 @@ pub enum XenstoreCommand {
         #[arg(short = 'n', long, value_name = "N")]
         count: Option<u64>,
     },
+    /// Serve xenstored's socket protocol on a host UNIX socket, carried to
+    /// the store with dom0's privileges, for Xen's own xenstore-* tools.
+    #[command(after_help = "\
+One tool is served at a time; when it hangs up, its watches and transactions
+are dropped (XS_RESET_WATCHES). Runs until interrupted. Xen's tools: `cargo
+xtask xen-tools` fetches Debian's xenstore-utils and prints their directory.
+
+Example:
+  dom0ctl xenstore proxy --listen /tmp/xs.sock &
+  XENSTORED_PATH=/tmp/xs.sock target/xen-tools/bin/xenstore-ls -f /local/domain")]
+    Proxy(ProxyArgs),
 }
 
 /// `create` arguments.
@@ -245,13 +264,47 @@ pub struct DomainArg {
 /// `shutdown` arguments.
 #[derive(Debug, Args)]
 pub struct ShutdownArgs {
+    /// The domain, the wait and the force.
+    #[command(flatten)]
+    pub control: PvControlArgs,
+    /// Ask for a reboot instead of a power-off (as `dom0ctl reboot`).
+    #[arg(short = 'R', long)]
+    pub reboot: bool,
+}
+
+/// `shutdown` and `reboot` arguments (xl's `-w` and `-F`).
+#[derive(Debug, Args)]
+pub struct PvControlArgs {
     /// The domain (name or domid).
     #[arg(value_name = "DOMAIN")]
     pub domain: String,
-    /// Ask for a reboot instead of a power-off.
-    #[arg(short = 'R', long)]
-    pub reboot: bool,
-    /// Wait until the domain has shut down (up to --timeout seconds).
+    /// After the guest has acknowledged, wait until the domain has shut
+    /// down (up to --timeout seconds).
     #[arg(short = 'w', long)]
     pub wait: bool,
+    /// Force: the hypervisor shuts the domain down at once
+    /// (SCHEDOP_remote_shutdown) without asking the guest.
+    #[arg(short = 'F', long)]
+    pub force: bool,
+}
+
+const SHUTDOWN_AFTER_HELP: &str = "\
+dom0ctl writes \"poweroff\" to /local/domain/N/control/shutdown and waits up to
+--timeout seconds (default 60, libxl's) for the guest to acknowledge by clearing
+the key; -w then waits until the domain has shut down. A guest that does not
+acknowledge in time is left alone with an error naming -F. `shutdown 0` powers
+the machine off.
+
+Examples:
+  dom0ctl shutdown hello
+  dom0ctl shutdown -w hello               # and wait until it has shut down
+  dom0ctl shutdown -F hello               # force it down, without asking the guest";
+
+/// `xenstore proxy` arguments.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The UNIX socket to create (an existing socket file there is
+    /// replaced).
+    #[arg(long, value_name = "PATH")]
+    pub listen: PathBuf,
 }

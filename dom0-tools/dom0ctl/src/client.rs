@@ -329,6 +329,11 @@ impl Client {
         }
     }
 
+    /// How long each step may take (`--timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The events of this session that arrived while [`Client::call`]
     /// waited for a reply, oldest first.
     pub fn take_events(&mut self) -> Vec<Event> {
@@ -364,6 +369,26 @@ impl Client {
             };
             if ours {
                 return Ok(message);
+            }
+        }
+    }
+
+    /// The next event of this session, waiting until `deadline`; `None`
+    /// if none came by then (replies to earlier requests are dropped).
+    pub fn next_event_until(&mut self, deadline: Instant) -> Result<Option<Event>, CliError> {
+        if let Some(event) = self.events.pop_front() {
+            return Ok(Some(event));
+        }
+        loop {
+            match self.receive(Some(deadline))? {
+                Received::Message(ServerMessage::Event { session, event })
+                    if session == self.sender.session =>
+                {
+                    return Ok(Some(event))
+                }
+                Received::Message(_) => {}
+                Received::OldAgent => return Err(CliError::Refused(old_server_error())),
+                Received::TimedOut => return Ok(None),
             }
         }
     }

@@ -8,11 +8,14 @@ use mgmt::{
     create_requests, DomainRef, DomainState, DomainSummary, MgmtError, Reply, Request, ShutdownKind,
 };
 
-use crate::cli::{Cli, Command, CreateArgs, ListArgs, ShutdownArgs};
+use crate::cli::{Cli, Command, CreateArgs, ListArgs, PvControlArgs};
 use crate::client::{unexpected, Client};
 use crate::console::{self, Input};
 use crate::error::CliError;
 use crate::progress::Progress;
+use crate::pvcontrol::{self, Ack, PvCommand};
+use crate::xs_link::XsConn;
+use crate::xs_mgmt::MgmtPipe;
 use crate::{config, output};
 
 /// How often `shutdown --wait` looks at the domain.
@@ -49,7 +52,15 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
                 other => Err(unexpected(&other)),
             }
         }
-        Command::Shutdown(args) => shutdown(&mut connect()?, args, timeout, out),
+        Command::Shutdown(args) => {
+            let command = if args.reboot {
+                PvCommand::Reboot
+            } else {
+                PvCommand::Poweroff
+            };
+            shutdown(&mut connect()?, &args.control, command, timeout, out)
+        }
+        Command::Reboot(args) => shutdown(&mut connect()?, &args, PvCommand::Reboot, timeout, out),
         Command::Dmesg => match connect()?.call(Request::Dmesg)? {
             Reply::Dmesg { mut text } => {
                 if !text.is_empty() && !text.ends_with('\n') {
@@ -59,7 +70,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
             }
             other => Err(unexpected(&other)),
         },
-        Command::Xenstore(args) => crate::xenstore::run(&mut connect()?, args.command, out),
+        Command::Xenstore(args) => crate::xenstore::run(&mut connect()?, args.command, out, quiet),
     }
 }
 
@@ -182,28 +193,78 @@ fn unpause(client: &mut Client, domain: &str, out: &mut dyn Write) -> Result<(),
     }
 }
 
+/// `shutdown` and `reboot`, as xl does them: the request goes to the
+/// guest through `control/shutdown` ([`pvcontrol`]) and must be
+/// acknowledged within `timeout`; `-F` (and dom0, which powers the
+/// machine off) goes to the hypervisor instead. `-w` then waits for the
+/// domain to shut down.
 fn shutdown(
     client: &mut Client,
-    args: ShutdownArgs,
+    args: &PvControlArgs,
+    command: PvCommand,
     timeout: Duration,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let domain = DomainRef::parse(&args.domain);
-    let (kind, verb) = if args.reboot {
-        (ShutdownKind::Reboot, "reboot")
+    let domid = match client.call(Request::DomainInfo {
+        domain: domain.clone(),
+    })? {
+        Reply::Domain(d) => d.domid,
+        other => return Err(unexpected(&other)),
+    };
+    if args.force || domid == 0 {
+        force_shutdown(client, &domain, command, out)?;
     } else {
-        (ShutdownKind::Poweroff, "power off")
+        let mut xs = XsConn::new(MgmtPipe::new(client));
+        match pvcontrol::request(&mut xs, domid, command, timeout)? {
+            Ack::Acknowledged => print(
+                out,
+                &format!("{domain} acknowledged the {} request.\n", command.word()),
+            )?,
+            Ack::TimedOut => {
+                return Err(CliError::NotAcknowledged {
+                    domain: domain.to_string(),
+                    arg: args.domain.clone(),
+                    request: command.word(),
+                    secs: timeout.as_secs(),
+                })
+            }
+        }
+    }
+    if args.wait {
+        wait_for_shutdown(client, &domain, timeout, out)?;
+    }
+    Ok(())
+}
+
+/// `-F`: the hypervisor shuts the domain down (`SCHEDOP_remote_shutdown`)
+/// without asking the guest; for dom0, the machine powers off.
+fn force_shutdown(
+    client: &mut Client,
+    domain: &DomainRef,
+    command: PvCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let (kind, verb) = match command {
+        PvCommand::Reboot => (ShutdownKind::Reboot, "reboot"),
+        PvCommand::Poweroff => (ShutdownKind::Poweroff, "power off"),
     };
     match client.call(Request::Shutdown {
         domain: domain.clone(),
         kind,
     })? {
-        Reply::Done => print(out, &format!("Asked {domain} to {verb}.\n"))?,
-        other => return Err(unexpected(&other)),
+        Reply::Done => print(out, &format!("Asked {domain} to {verb}.\n")),
+        other => Err(unexpected(&other)),
     }
-    if !args.wait {
-        return Ok(());
-    }
+}
+
+/// `-w`: polls until the domain has shut down or is gone, up to `timeout`.
+fn wait_for_shutdown(
+    client: &mut Client,
+    domain: &DomainRef,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let deadline = Instant::now() + timeout;
     loop {
         let state = match client.call(Request::DomainInfo {

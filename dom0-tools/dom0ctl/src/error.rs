@@ -49,6 +49,23 @@ pub enum CliError {
         /// Why.
         reason: String,
     },
+    /// The guest did not acknowledge a `shutdown`/`reboot` request in
+    /// time (libxl's "guest didn't acknowledge control request").
+    #[error(
+        "{domain} did not acknowledge the {request} request within {secs} s: it does not \
+         watch control/shutdown (no PV control) or is busy. The request stays written. \
+         Force it down with `dom0ctl shutdown -F {arg}` (or wait longer with --timeout)."
+    )]
+    NotAcknowledged {
+        /// The domain, described.
+        domain: String,
+        /// The domain as the operator named it.
+        arg: String,
+        /// "poweroff" or "reboot".
+        request: &'static str,
+        /// How long we waited.
+        secs: u64,
+    },
     /// The conversation with the agent broke down.
     #[error("{0}")]
     Protocol(String),
@@ -67,7 +84,7 @@ impl CliError {
                 | MgmtError::HandshakeRequired
                 | MgmtError::AuthenticationRefused,
             ) => EXIT_PROTOCOL,
-            Self::Refused(_) | Self::Store(_) => EXIT_REFUSED,
+            Self::Refused(_) | Self::Store(_) | Self::NotAcknowledged { .. } => EXIT_REFUSED,
             Self::Config(_) | Self::KeyFile { .. } => EXIT_CONFIG,
             Self::NotListening { .. } => EXIT_NOT_LISTENING,
             Self::Protocol(_) => EXIT_PROTOCOL,

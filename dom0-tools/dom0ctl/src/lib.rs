@@ -12,10 +12,17 @@ pub mod console;
 pub mod error;
 mod output;
 mod progress;
+pub mod proxy;
+pub mod pvcontrol;
 pub mod transport;
 pub mod xenstore;
+pub mod xs_link;
+mod xs_mgmt;
 
 pub use cli::{Cli, DEFAULT_KEY_FILE, DEFAULT_SOCKET, KEY_FILE_ENV, SOCKET_ENV};
 pub use commands::run;
 pub use console::Input;
 pub use error::CliError;
+
+#[cfg(test)]
+mod xs_tests;

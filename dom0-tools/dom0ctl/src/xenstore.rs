@@ -3,145 +3,56 @@
 //! dom0 (privileged, as domain 0) takes raw `xsd_sockmsg` bytes
 //! (`mgmt::Request::Xenstore`); replies come back in `Reply::Xenstore`
 //! and later output (watch events) in `Event::XenstoreOutput`, one byte
-//! stream this module cuts into messages again.
+//! stream cut into messages again ([`crate::xs_link`], [`MgmtPipe`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::{Duration, Instant};
 
-use mgmt::{Event, Reply, Request, ServerMessage, MAX_XENSTORE_DATA};
-use xenstore::wire::{encode_message, split_strings, Header, MsgType, HEADER_SIZE};
+use xenstore::wire::{split_strings, MsgType};
 
 use crate::cli::XenstoreCommand;
-use crate::client::{unexpected, Client};
+use crate::client::Client;
 use crate::error::CliError;
+use crate::xs_link::XsConn;
+use crate::xs_mgmt::MgmtPipe;
 
 /// Nodes `ls` shows at most (the store's own quotas bound a tree far
 /// below this; a bound all the same).
 pub const LS_MAX_NODES: usize = 100_000;
-/// Times a request the store could not take at once is sent again.
-const MAX_RESENDS: usize = 64;
 
-/// A store connection carried by a management session.
+/// A store connection carried by a management session: requests one at
+/// a time, each answered within the client's `--timeout`.
 pub struct Connection<'a> {
-    client: &'a mut Client,
-    /// Bytes from the store not yet cut into messages.
-    inbox: Vec<u8>,
-    /// Watch events received: (path, token).
-    events: VecDeque<(String, String)>,
-    next_req: u32,
+    xs: XsConn<MgmtPipe<'a>>,
+    timeout: Duration,
 }
+
+/// How long one wait for a watch event blocks before it looks again
+/// (`watch` waits without a limit).
+const EVENT_WAIT: Duration = Duration::from_secs(3600);
 
 impl<'a> Connection<'a> {
     /// A connection over `client`'s session (opened by dom0 on first use).
     pub fn new(client: &'a mut Client) -> Self {
+        let timeout = client.timeout();
         Connection {
-            client,
-            inbox: Vec::new(),
-            events: VecDeque::new(),
-            next_req: 1,
+            xs: XsConn::new(MgmtPipe::new(client)),
+            timeout,
         }
-    }
-
-    /// Sends `bytes` as they are, taking what the store answers into the
-    /// inbox; resends what the store could not take yet.
-    fn send(&mut self, mut bytes: &[u8]) -> Result<(), CliError> {
-        for _ in 0..MAX_RESENDS {
-            let chunk = &bytes[..bytes.len().min(MAX_XENSTORE_DATA)];
-            let reply = self.client.call(Request::Xenstore {
-                data: chunk.to_vec(),
-            })?;
-            self.take_events();
-            let Reply::Xenstore { taken, data } = reply else {
-                return Err(unexpected(&reply));
-            };
-            self.inbox.extend_from_slice(&data);
-            bytes = &bytes[(taken as usize).min(bytes.len())..];
-            if bytes.is_empty() {
-                return Ok(());
-            }
-        }
-        Err(CliError::Protocol(
-            "the store keeps refusing our request (too many replies unread)".into(),
-        ))
-    }
-
-    /// Store output that arrived as events before a reply comes first.
-    fn take_events(&mut self) {
-        for event in self.client.take_events() {
-            if let Event::XenstoreOutput { data } = event {
-                self.inbox.extend_from_slice(&data);
-            }
-        }
-    }
-
-    /// Cuts the whole messages out of the inbox: watch events to the
-    /// queue; returns the reply to `req_id` if it came.
-    fn sort_inbox(&mut self, req_id: u32) -> Option<(u32, Vec<u8>)> {
-        let mut found = None;
-        while let Some(header) = self.inbox.first_chunk::<HEADER_SIZE>().map(Header::decode) {
-            let end = HEADER_SIZE + header.len as usize;
-            if self.inbox.len() < end {
-                break;
-            }
-            let payload = self.inbox[HEADER_SIZE..end].to_vec();
-            self.inbox.drain(..end);
-            if header.msg_type == MsgType::WatchEvent as u32 {
-                let (strings, _) = split_strings(&payload);
-                let text = |i: usize| {
-                    String::from_utf8_lossy(strings.get(i).copied().unwrap_or_default())
-                        .into_owned()
-                };
-                self.events.push_back((text(0), text(1)));
-            } else if header.req_id == req_id {
-                found = Some((header.msg_type, payload));
-            }
-        }
-        found
     }
 
     /// One request; its reply's payload, or the store's error (`ENOENT`,
     /// `EACCES`, ...) as [`CliError::Store`].
     pub fn call(&mut self, msg: MsgType, payload: &[u8]) -> Result<Vec<u8>, CliError> {
-        let req_id = self.next_req;
-        self.next_req = self.next_req.wrapping_add(1);
-        self.send(&encode_message(msg, req_id, 0, payload))?;
-        loop {
-            if let Some((ty, payload)) = self.sort_inbox(req_id) {
-                if ty == MsgType::Error as u32 {
-                    let text = payload.split(|b| *b == 0).next().unwrap_or_default();
-                    return Err(CliError::Store(String::from_utf8_lossy(text).into_owned()));
-                }
-                return Ok(payload);
-            }
-            self.wait_output()?;
-        }
-    }
-
-    /// Waits for the next store output event.
-    fn wait_output(&mut self) -> Result<(), CliError> {
-        loop {
-            match self.client.next_message()? {
-                ServerMessage::Event {
-                    event: Event::XenstoreOutput { data },
-                    ..
-                } => {
-                    self.inbox.extend_from_slice(&data);
-                    return Ok(());
-                }
-                _ => continue,
-            }
-        }
+        self.xs.call(msg, payload, self.timeout)
     }
 
     /// The next watch event: (path, token).
     pub fn next_event(&mut self) -> Result<(String, String), CliError> {
         loop {
-            if let Some(event) = self.events.pop_front() {
+            if let Some(event) = self.xs.next_watch_event(Instant::now() + EVENT_WAIT)? {
                 return Ok(event);
-            }
-            self.sort_inbox(0);
-            if self.events.is_empty() {
-                self.wait_output()?;
             }
         }
     }
@@ -219,14 +130,20 @@ fn walk(conn: &mut Connection, path: &str) -> Result<Vec<(String, Listed)>, CliE
     Ok(nodes)
 }
 
-/// Runs a `xenstore` subcommand over `client`.
+/// Runs a `xenstore` subcommand over `client` (`quiet`: the proxy's
+/// notes are left out).
 pub fn run(
     client: &mut Client,
     command: XenstoreCommand,
     out: &mut dyn Write,
+    quiet: bool,
 ) -> Result<(), CliError> {
     let mut conn = Connection::new(client);
     let text = match command {
+        XenstoreCommand::Proxy(args) => {
+            drop(conn);
+            return crate::proxy::listen(client, &args.listen, quiet);
+        }
         XenstoreCommand::Ls { path, json } => {
             let path = path.unwrap_or_else(|| "/".into());
             let nodes = walk(&mut conn, &path)?;

@@ -66,7 +66,15 @@ fn subcommands_take_their_arguments() {
     assert!(matches!(cli.command, Command::List(ref a) if a.json && a.domains == ["web", "3"]));
     let cli = parse(&["shutdown", "-R", "-w", "web"]).unwrap();
     assert!(
-        matches!(cli.command, Command::Shutdown(ref a) if a.reboot && a.wait && a.domain == "web")
+        matches!(cli.command, Command::Shutdown(ref a) if a.reboot && a.control.wait && !a.control.force && a.control.domain == "web")
+    );
+    let cli = parse(&["shutdown", "-F", "web"]).unwrap();
+    assert!(
+        matches!(cli.command, Command::Shutdown(ref a) if !a.reboot && a.control.force && !a.control.wait)
+    );
+    let cli = parse(&["reboot", "-w", "-F", "web"]).unwrap();
+    assert!(
+        matches!(cli.command, Command::Reboot(ref a) if a.wait && a.force && a.domain == "web")
     );
     let cli = parse(&["console", "--no-follow", "web"]).unwrap();
     assert!(matches!(cli.command, Command::Console(ref a) if a.no_follow && a.domain == "web"));

@@ -215,7 +215,7 @@ fn life_cycle_commands_and_dom0_protection() {
     assert_eq!(ok(&agent.path, &["unpause", "1"]), "Unpaused domain 1.\n");
     assert_eq!(agent.domain("g").unwrap().state, DomainState::Running);
     assert_eq!(
-        ok(&agent.path, &["shutdown", "-w", "g"]),
+        ok(&agent.path, &["shutdown", "-F", "-w", "g"]),
         "Asked domain 'g' to power off.\nShut down: domain 'g' (poweroff).\n"
     );
     assert_eq!(

@@ -141,7 +141,11 @@ pub enum Request {
         /// Which.
         domain: DomainRef,
     },
-    /// Asks the guest to shut down (it decides when). → [`Reply::Done`].
+    /// Shuts a domain down through the hypervisor
+    /// (`SCHEDOP_remote_shutdown`) without asking the guest: `dom0ctl
+    /// shutdown -F`; dom0 with power-off stops the machine. (A guest is
+    /// asked through its `control/shutdown` key over [`Request::Xenstore`]
+    /// instead.) → [`Reply::Done`].
     Shutdown {
         /// Which.
         domain: DomainRef,

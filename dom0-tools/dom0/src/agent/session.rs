@@ -256,9 +256,10 @@ impl Session {
             ShutdownKind::Poweroff => SHUTDOWN_POWEROFF,
             ShutdownKind::Reboot => SHUTDOWN_REBOOT,
         };
-        // Without a store there is no `control/shutdown` key to ask the
-        // guest through: the hypervisor shuts it down, as Xen's
-        // domain_shutdown does for a guest without PV drivers.
+        // The forced path (`dom0ctl shutdown -F`): the hypervisor shuts
+        // the guest down, as Xen's domain_shutdown does. Asking the guest
+        // through `control/shutdown` is dom0ctl's, over its session's
+        // store connection, as libxl does it from the toolstack's side.
         ctx.backend
             .xen()
             .remote_shutdown(info.domid, reason)
