@@ -328,8 +328,10 @@ mod tests {
         assert!(d.privilege().is_none());
     }
 
-    #[test]
-    fn a_domu_console_is_granted_to_dom0_with_a_port_for_it() {
+    /// A boot-time domU's ring: its page at GFN `pfn` (params `pfn_param`
+    /// and `port_param` name it), scrubbed, granted to dom0 through
+    /// `gref`, and a port unbound for dom0.
+    fn check_ring_for_dom0(pfn_param: u32, port_param: u32, gref: u32, pfn: u64) {
         let (mut pool, mut mem) = machine(0x400);
         let mut table = DomainTable::new();
         let image = kernel(true, EM_X86_64, &0x10_0000u64.to_le_bytes());
@@ -337,45 +339,14 @@ mod tests {
             build_boot_domain(&mut table, &mut pool, &mut mem, &domu("u", &image)).unwrap();
         let d = table.get(domid).unwrap();
         let params = &d.xen().hvm_params;
-        assert_eq!(params[HVM_PARAM_CONSOLE_PFN as usize], 0x200);
-        let port = u32::try_from(params[HVM_PARAM_CONSOLE_EVTCHN as usize]).unwrap();
-        let grant =
-            grant::entry::read(&mut mem, d.grant().locate(GNTTAB_RESERVED_CONSOLE).unwrap());
+        assert_eq!(params[pfn_param as usize], pfn);
+        let port = u32::try_from(params[port_param as usize]).unwrap();
+        let grant = grant::entry::read(&mut mem, d.grant().locate(gref).unwrap());
         assert_eq!(
-            (grant.flags, grant.domid, grant.frame),
-            (GTF_PERMIT_ACCESS, DOM0, 0x200)
+            (grant.flags, grant.domid, u64::from(grant.frame)),
+            (GTF_PERMIT_ACCESS, DOM0, pfn)
         );
-        let ring = d.p2m().translate(&mem, Gfn(0x200)).unwrap().mfn;
-        assert!(mem.frame(ring).iter().all(|&b| b == 0), "scrubbed ring");
-        let status = event::ops::status(&table, domid, port).unwrap();
-        assert_eq!(
-            status.binding,
-            abi::xen::event_channel::EvtchnBinding::Unbound { dom: DOM0 }
-        );
-    }
-
-    #[test]
-    fn a_domu_store_ring_is_granted_to_dom0_with_a_port_for_it() {
-        let (mut pool, mut mem) = machine(0x400);
-        let mut table = DomainTable::new();
-        let image = kernel(true, EM_X86_64, &0x10_0000u64.to_le_bytes());
-        let (domid, _) =
-            build_boot_domain(&mut table, &mut pool, &mut mem, &domu("u", &image)).unwrap();
-        let d = table.get(domid).unwrap();
-        let params = &d.xen().hvm_params;
-        assert_eq!(params[HVM_PARAM_STORE_PFN as usize], 0x201);
-        let port = u32::try_from(params[HVM_PARAM_STORE_EVTCHN as usize]).unwrap();
-        let console = u32::try_from(params[HVM_PARAM_CONSOLE_EVTCHN as usize]).unwrap();
-        assert_ne!(port, console);
-        let grant = grant::entry::read(
-            &mut mem,
-            d.grant().locate(GNTTAB_RESERVED_XENSTORE).unwrap(),
-        );
-        assert_eq!(
-            (grant.flags, grant.domid, grant.frame),
-            (GTF_PERMIT_ACCESS, DOM0, 0x201)
-        );
-        let ring = d.p2m().translate(&mem, Gfn(0x201)).unwrap().mfn;
+        let ring = d.p2m().translate(&mem, Gfn(pfn)).unwrap().mfn;
         assert!(mem.frame(ring).iter().all(|&b| b == 0), "scrubbed ring");
         let reserved = d.xen().memory_map()[1];
         assert_eq!(
@@ -384,12 +355,39 @@ mod tests {
                 0x200 << PAGE_SHIFT,
                 2 * PAGE_SIZE as u64,
                 XEN_HVM_MEMMAP_TYPE_RESERVED
-            )
+            ),
+            "the console and store pages are one reserved range"
         );
         let status = event::ops::status(&table, domid, port).unwrap();
         assert_eq!(
             status.binding,
             abi::xen::event_channel::EvtchnBinding::Unbound { dom: DOM0 }
+        );
+        let other = if port_param == HVM_PARAM_STORE_EVTCHN {
+            HVM_PARAM_CONSOLE_EVTCHN
+        } else {
+            HVM_PARAM_STORE_EVTCHN
+        };
+        assert_ne!(u64::from(port), params[other as usize], "a port each");
+    }
+
+    #[test]
+    fn a_domu_console_is_granted_to_dom0_with_a_port_for_it() {
+        check_ring_for_dom0(
+            HVM_PARAM_CONSOLE_PFN,
+            HVM_PARAM_CONSOLE_EVTCHN,
+            GNTTAB_RESERVED_CONSOLE,
+            0x200,
+        );
+    }
+
+    #[test]
+    fn a_domu_store_ring_is_granted_to_dom0_with_a_port_for_it() {
+        check_ring_for_dom0(
+            HVM_PARAM_STORE_PFN,
+            HVM_PARAM_STORE_EVTCHN,
+            GNTTAB_RESERVED_XENSTORE,
+            0x201,
         );
     }
 
