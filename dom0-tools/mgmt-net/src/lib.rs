@@ -72,6 +72,10 @@ pub const OPEN_TIMEOUT_NS: u64 = 60_000_000_000;
 /// A refused or timed-out connection is reset if its close has not
 /// completed this long after it began, ns.
 pub const CLOSE_LINGER_NS: u64 = 1_000_000_000;
+/// smoltcp's own timeout on a connection that has not authenticated,
+/// ns: after [`AUTH_TIMEOUT_NS`], so the server's reset (and its log
+/// line) always comes first.
+const SOCKET_TIMEOUT_BEFORE_AUTH_NS: u64 = 2 * AUTH_TIMEOUT_NS;
 /// Receive buffer of each socket, bytes (the TCP window: room for a few
 /// upload chunks in flight).
 pub const RX_BUFFER: usize = 64 * 1024;
@@ -288,9 +292,12 @@ impl<S: Default> MgmtNet<S> {
                 // A closed socket listens again; the port is valid.
                 let _ = socket.listen(self.port);
                 // smoltcp resets a connection whose peer is silent this
-                // long; the authentication timeout below is ours.
+                // long. Ours, the authentication timeout below, must come
+                // first: with both at AUTH_TIMEOUT_NS, whichever fired
+                // first depended on timing, and a silent client was
+                // sometimes dropped unannounced.
                 socket.set_keep_alive(None);
-                socket.set_timeout(Some(micros(AUTH_TIMEOUT_NS)));
+                socket.set_timeout(Some(micros(SOCKET_TIMEOUT_BEFORE_AUTH_NS)));
                 slot.open_timers = false;
             }
             return;
