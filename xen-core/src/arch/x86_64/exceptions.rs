@@ -82,12 +82,8 @@ core::arch::global_asm!(
         .set interrupt_vector, interrupt_vector + 1
     .endr
 
-    /* The APIC timer: save what the C ABI lets the handler clobber (the
-     * CPU's 40-byte frame + 72 bytes keep RSP 16-byte aligned at the call;
-     * the target has no red zone and no SSE). */
-    .balign 16
-    .global apic_timer_stub
-    apic_timer_stub:
+    /* The registers the C ABI lets a called handler clobber (72 bytes). */
+    .macro save_caller_saved
         push rax
         push rcx
         push rdx
@@ -97,8 +93,8 @@ core::arch::global_asm!(
         push r9
         push r10
         push r11
-        cld
-        call {timer}
+    .endm
+    .macro restore_caller_saved
         pop r11
         pop r10
         pop r9
@@ -108,6 +104,18 @@ core::arch::global_asm!(
         pop rdx
         pop rcx
         pop rax
+    .endm
+
+    /* The APIC timer: save what the C ABI lets the handler clobber (the
+     * CPU's 40-byte frame + 72 bytes keep RSP 16-byte aligned at the call;
+     * the target has no red zone and no SSE). */
+    .balign 16
+    .global apic_timer_stub
+    apic_timer_stub:
+        save_caller_saved
+        cld
+        call {timer}
+        restore_caller_saved
         iretq
 
     /* Device interrupts: one stub per GSI pushes its vector (imm8, below
@@ -125,29 +133,13 @@ core::arch::global_asm!(
         .set irq_vector, irq_vector + 1
     .endr
     device_irq_common:
-        push rax
-        push rcx
-        push rdx
-        push rsi
-        push rdi
-        push r8
-        push r9
-        push r10
-        push r11
+        save_caller_saved
         mov rdi, [rsp + 72]
         sub rsp, 8
         cld
         call {device}
         add rsp, 8
-        pop r11
-        pop r10
-        pop r9
-        pop r8
-        pop rdi
-        pop rsi
-        pop rdx
-        pop rcx
-        pop rax
+        restore_caller_saved
         add rsp, 8
         iretq
 
