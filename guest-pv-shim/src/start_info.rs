@@ -34,7 +34,7 @@ pub enum StartInfoError {
     BadMagic(u32),
     /// More modules than [`MAX_MODULES`], or modules without a list.
     BadModules(u32),
-    /// More memory-map entries than [`MAX_MEMMAP_ENTRIES`], or none at all.
+    /// More memory-map entries than [`MAX_MEMMAP_ENTRIES`].
     BadMemmap(u32),
     /// A memory-map region or module whose end overflows 64 bits.
     RegionOverflows { addr: u64, size: u64 },
@@ -138,15 +138,21 @@ pub struct StartInfo {
 }
 
 impl StartInfo {
-    /// Reads and checks the start info at `gpa`. Version 0 (no memory map)
-    /// is refused: the shim needs the map to know its RAM.
+    /// Reads and checks the start info at `gpa`. Version 0, or version 1
+    /// with no entries, has no memory map: Xen's PVH dom0 gets none (as
+    /// Linux's `init_pvh_bootparams` does, the kernel then asks
+    /// `XENMEM_memory_map` and hands the answer to [`Self::set_memmap`]).
     pub fn read(mem: &impl PhysMemory, gpa: u64) -> Result<Self, StartInfoError> {
         let raw: HvmStartInfo = read_struct(mem, gpa, "start info")?;
         if raw.magic != HVM_START_MAGIC_VALUE {
             return Err(StartInfoError::BadMagic(raw.magic));
         }
-        let nr_memmap = raw.memmap_entries;
-        if raw.version < 1 || nr_memmap == 0 || nr_memmap as usize > MAX_MEMMAP_ENTRIES {
+        let nr_memmap = if raw.version < 1 {
+            0
+        } else {
+            raw.memmap_entries
+        };
+        if nr_memmap as usize > MAX_MEMMAP_ENTRIES {
             return Err(StartInfoError::BadMemmap(nr_memmap));
         }
         let nr_modules = raw.nr_modules;
@@ -203,6 +209,22 @@ impl StartInfo {
                 None if word == key => Some(""),
                 _ => None,
             })
+    }
+
+    /// Sets the memory map of a start info that came without one (from
+    /// `XENMEM_memory_map`: E820 and `XEN_HVM_MEMMAP_TYPE_*` share their
+    /// type numbers); at most [`MAX_MEMMAP_ENTRIES`] are kept.
+    pub fn set_memmap(
+        &mut self,
+        entries: impl IntoIterator<Item = HvmMemmapEntry>,
+    ) -> Result<(), StartInfoError> {
+        self.memmap_len = 0;
+        for e in entries.into_iter().take(MAX_MEMMAP_ENTRIES) {
+            check_region(e.addr, e.size)?;
+            self.memmap[self.memmap_len] = e;
+            self.memmap_len += 1;
+        }
+        Ok(())
     }
 
     /// The memory map (E820-style regions).
@@ -417,19 +439,37 @@ mod tests {
         assert_eq!(info.cmdline_arg("ticks"), None);
     }
 
+    /// Xen's PVH dom0 gets no map in its start info (version 0, or no
+    /// entries): read without one, then given `XENMEM_memory_map`'s.
+    #[test]
+    fn a_start_info_without_map_takes_one_later() {
+        for mut info in [
+            with(|_, si| si.version = 0).unwrap(),
+            with(|_, si| si.memmap_entries = 0).unwrap(),
+        ] {
+            assert!(info.memmap().is_empty());
+            assert_eq!(info.ram_end(), 0);
+            let ram = HvmMemmapEntry {
+                addr: 0x10_0000,
+                size: 0x40_0000,
+                kind: XEN_HVM_MEMMAP_TYPE_RAM,
+                ..Default::default()
+            };
+            info.set_memmap([ram]).unwrap();
+            assert_eq!(info.ram_end(), 0x50_0000);
+            let overflowing = HvmMemmapEntry {
+                addr: u64::MAX,
+                ..ram
+            };
+            assert!(info.set_memmap([overflowing]).is_err());
+        }
+    }
+
     #[test]
     fn refuses_bad_headers() {
         assert_eq!(
             with(|_, si| si.magic ^= 1).err(),
             Some(StartInfoError::BadMagic(HVM_START_MAGIC_VALUE ^ 1))
-        );
-        assert_eq!(
-            with(|_, si| si.version = 0).err(),
-            Some(StartInfoError::BadMemmap(3))
-        );
-        assert_eq!(
-            with(|_, si| si.memmap_entries = 0).err(),
-            Some(StartInfoError::BadMemmap(0))
         );
         let too_many = u32_const::<MAX_MEMMAP_ENTRIES>() + 1;
         assert_eq!(

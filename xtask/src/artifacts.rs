@@ -16,6 +16,14 @@ const TARGET: &str = "x86_64-unknown-none";
 const BARE_TARGET_DIR: &str = "target/bare";
 /// Cargo target directory of the bare-metal clippy pass (`cargo xtask lint`).
 const BARE_CLIPPY_TARGET_DIR: &str = "target/bare-clippy";
+/// Cargo target directory of the kernels `cargo xtask bench` boots: xen-core
+/// and dom0 with their `bench-trace` feature (milestone lines).
+const BENCH_TARGET_DIR: &str = "target/bare-bench";
+/// The bare-metal packages `cargo xtask bench` builds with `bench-trace`.
+const BENCH_TRACED: &[(&str, &[&str])] = &[
+    ("xen-core", &["--bin", "xen-core"]),
+    ("dom0", &["--bin", "dom0"]),
+];
 /// Stripped copies of the guest examples, for `dom0ctl create` to upload
 /// (debug info makes the built ones ~100 times larger; ci/guests/*.toml
 /// point here).
@@ -54,6 +62,9 @@ const BARE_PACKAGES: &[BarePackage] = &[
 /// host programs (`target/debug`).
 pub struct Artifacts {
     dir: PathBuf,
+    /// Where the binaries (xen-core, dom0) come from: `dir`, or the
+    /// bench's traced build.
+    bins_dir: PathBuf,
     host_dir: PathBuf,
     /// XTF's hvm64 kernels, if a `shared/xtf/hvm64` folder sits beside
     /// the workspace or one of its parents.
@@ -77,8 +88,10 @@ impl Artifacts {
     pub fn built(root: &Path) -> Self {
         let host_target = std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| root.join("target"), |dir| root.join(dir));
+        let dir = root.join(BARE_TARGET_DIR).join(TARGET).join("release");
         Artifacts {
-            dir: root.join(BARE_TARGET_DIR).join(TARGET).join("release"),
+            bins_dir: dir.clone(),
+            dir,
             host_dir: host_target.join("debug"),
             xtf_dir: find_xtf_dir(root),
         }
@@ -118,9 +131,32 @@ impl Artifacts {
         } else if let Some(test) = name.strip_prefix("xtf:") {
             self.xtf_dir.as_ref()?.join(format!("test-hvm64-{test}"))
         } else {
-            self.dir.join(name)
+            self.bins_dir.join(name)
         };
         path.is_file().then_some(path)
+    }
+
+    /// [`Self::find`]'s kernel without symbols and debug info (the
+    /// loadable segments and notes stay), in a `stripped/` folder beside
+    /// it; XTF's kernels, outside the workspace, as they are.
+    pub fn stripped(&self, name: &str) -> Result<Option<PathBuf>> {
+        let Some(built) = self.find(name) else {
+            return Ok(None);
+        };
+        if name.starts_with("xtf:") {
+            return Ok(Some(built));
+        }
+        let (Some(dir), Some(file)) = (built.parent(), built.file_name()) else {
+            bail!("{} has no folder", built.display());
+        };
+        let out = dir.join("stripped");
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let stripped = out.join(file);
+        run(Command::new(deps::OBJCOPY)
+            .arg("--strip-all")
+            .arg(&built)
+            .arg(&stripped))?;
+        Ok(Some(stripped))
     }
 
     /// Why `spec`'s bundle cannot be built here: the first XTF kernel it
@@ -172,6 +208,24 @@ pub fn build(root: &Path) -> Result<Artifacts> {
         .collect();
     strip_guests(root, &artifacts, &examples)?;
     Ok(artifacts)
+}
+
+/// [`build`], then xen-core and dom0 again with their `bench-trace`
+/// feature (in their own target directory, so the normal build stays
+/// cached): the artifacts `cargo xtask bench` boots, guests unchanged.
+pub fn build_bench(root: &Path) -> Result<Artifacts> {
+    let artifacts = build(root)?;
+    let lld = deps::rust_lld().context("rust-lld not found in rustup's sysroot")?;
+    for (package, selection) in BENCH_TRACED {
+        println!("xtask: building {package} with bench-trace for {TARGET}");
+        run(bare_cargo(root, &lld, "build", BENCH_TARGET_DIR)
+            .args(["--package", package, "--features", "bench-trace"])
+            .args(*selection))?;
+    }
+    Ok(Artifacts {
+        bins_dir: root.join(BENCH_TARGET_DIR).join(TARGET).join("release"),
+        ..artifacts
+    })
 }
 
 /// `target/bare/guests/NAME`: each built example without symbols and

@@ -77,10 +77,12 @@ fn assemble(artifacts: &Artifacts, spec: &BundleSpec, key: Option<&MgmtKey>) -> 
     builder.build().map_err(|e| anyhow!("bundle: {e}"))
 }
 
-/// The image's kernel, as built.
+/// The image's kernel as the bundle carries it: stripped of symbols and
+/// debug info (xen-core checksums every byte at boot, and dom0's debug
+/// info alone is most of its 18 MB).
 fn read_kernel(artifacts: &Artifacts, spec: &ImageSpec) -> Result<Vec<u8>> {
     let path = artifacts
-        .find(&spec.kernel)
+        .stripped(&spec.kernel)?
         .ok_or_else(|| anyhow!("kernel {} has not been built", spec.kernel))?;
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }

@@ -57,11 +57,22 @@ enum Command {
     /// Host tests, a short deterministic run of every fuzz target, then
     /// every QEMU scenario; non-zero exit on any failure.
     Test,
-    /// Build, then measure xen-core's path lengths (ci/bench/, QEMU under
-    /// -icount: exact instruction counts) and print them as a table.
+    /// Build (xen-core and dom0 with `bench-trace`), then measure path
+    /// lengths (ci/bench/, QEMU under -icount: exact instruction counts):
+    /// a table, JSON records in target/bench/, docs/benchmarks.md.
     Bench {
         /// Benchmark names (files in ci/bench/ without `.toml`); all if none.
         names: Vec<String>,
+        /// Fail if an instruction count is more than 5% over ci/bench/baseline.json.
+        #[arg(long)]
+        check: bool,
+        /// Save this run as ci/bench/baseline.json.
+        #[arg(long)]
+        save_baseline: bool,
+        /// Measure the real Xen (Debian's xen-hypervisor-4.17-amd64) with the
+        /// same guest as its dom0; writes ci/bench/xen-4.17.json.
+        #[arg(long, value_name = "xen", value_parser = ["xen"])]
+        reference: Option<String>,
     },
     /// Fetch Xen's xenstore-* tools (Debian's xenstore-utils, unpacked
     /// under target/xen-tools/) and print where their wrappers are.
@@ -193,10 +204,21 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let artifacts = artifacts.with_xtf_dir(dir.clone());
             xtf::run(&root, &artifacts, &dir, &tests)
         }
-        Command::Bench { names } => {
+        Command::Bench {
+            names,
+            check,
+            save_baseline,
+            reference,
+        } => {
             deps::ensure()?;
-            let artifacts = artifacts::build(&root)?;
-            bench::run(&root, &artifacts, &names)
+            let artifacts = artifacts::build_bench(&root)?;
+            let options = bench::Options {
+                names,
+                check,
+                save_baseline,
+                reference_xen: reference.is_some(),
+            };
+            bench::run(&root, &artifacts, &options)
         }
         Command::XenTools => {
             println!("{}", xen_tools::ensure(&root)?.display());

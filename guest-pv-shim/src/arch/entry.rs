@@ -11,7 +11,9 @@ use core::fmt::Write;
 use super::cpu::{debug_exit, Com1, NoXenExit};
 use super::hypercall::{self, DiscoveryError, ShutdownReason, Xen};
 use super::phys::IdentityMap;
-use crate::start_info::{StartInfo, StartInfoError};
+use crate::start_info::{StartInfo, StartInfoError, MAX_MEMMAP_ENTRIES};
+use abi::xen::memory::E820Entry;
+use abi::xen::start_info::HvmMemmapEntry;
 
 /// What a guest kernel's main receives.
 pub struct Boot {
@@ -25,7 +27,13 @@ pub struct Boot {
 pub fn start(start_info_gpa: u32, main: fn(Boot) -> !) -> ! {
     let start_info = StartInfo::read(&IdentityMap, u64::from(start_info_gpa));
     match (Xen::discover(), start_info) {
-        (Ok(xen), Ok(start_info)) => {
+        (Ok(xen), Ok(mut start_info)) => {
+            if start_info.memmap().is_empty() {
+                if let Err(e) = memmap_from_xen(&xen, &mut start_info) {
+                    crate::println!("shim: no memory map in the start info, and {e}");
+                    xen.shutdown(ShutdownReason::Crash)
+                }
+            }
             super::console_front::init(&xen, &start_info);
             main(Boot { xen, start_info })
         }
@@ -39,6 +47,28 @@ pub fn start(start_info_gpa: u32, main: fn(Boot) -> !) -> ! {
         }
         (Err(DiscoveryError::NotXen), start_info) => without_xen(start_info),
     }
+}
+
+/// A start info without memory map (Xen's PVH dom0 gets none) takes
+/// `XENMEM_memory_map`'s, as Linux's PVH entry does.
+fn memmap_from_xen(xen: &Xen, start_info: &mut StartInfo) -> Result<(), &'static str> {
+    let mut e820 = [E820Entry::default(); MAX_MEMMAP_ENTRIES];
+    let n = xen
+        .memory_map(&mut e820)
+        .map_err(|_| "XENMEM_memory_map failed")?;
+    let entries = e820.iter().take(n).map(|e| HvmMemmapEntry {
+        addr: e.addr,
+        size: e.size,
+        kind: e.kind,
+        ..Default::default()
+    });
+    start_info
+        .set_memmap(entries)
+        .map_err(|_| "XENMEM_memory_map gave a bad region")?;
+    if start_info.ram_end() == 0 {
+        return Err("XENMEM_memory_map named no RAM");
+    }
+    Ok(())
 }
 
 fn without_xen(start_info: Result<StartInfo, StartInfoError>) -> ! {

@@ -55,6 +55,8 @@ pub fn serve(
     }
     let mut server = Server::<Session>::new(((backend.now()? >> 20) & 0xffff_ffff) as u32);
     println!("dom0: mgmt: serving the management channel on COM2");
+    #[cfg(feature = "bench-trace")]
+    println!("bench: dom0-serving {}", guest_pv_shim::arch::cpu::rdtsc());
     loop {
         let now = backend.now()?;
         link.begin_pass();

@@ -176,6 +176,11 @@ impl Session {
                 }
             }
             Request::CreateCommit => {
+                #[cfg(feature = "bench-trace")]
+                println!(
+                    "bench: create-received {}",
+                    guest_pv_shim::arch::cpu::rdtsc()
+                );
                 let upload = self.upload.take().ok_or(UploadError::NotStarted)?;
                 let (config, image) = upload.finish()?;
                 let domid = create(ctx, &config, &image)?;

@@ -74,6 +74,8 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     machine.init_interrupts(platform);
     machine.build_boot_domains(&bundle);
     log::info!("xen-core: boot complete");
+    #[cfg(feature = "bench-trace")]
+    log::info!("bench: boot-complete {}", tsc::now());
     machine.run()
 }
 

@@ -610,6 +610,8 @@ impl HypercallEnv for ConsoleEnv<'_> {
     fn console_write(&mut self, domid: DomId, _name: &str, line: &[u8]) {
         // Xen's tag; the handler passes printable ASCII only.
         let text = core::str::from_utf8(line).unwrap_or("?");
+        #[cfg(feature = "bench-trace")]
+        log::info!("bench: console-d{domid} {}", tsc::now());
         log::info!("(d{domid}) {text}");
     }
 

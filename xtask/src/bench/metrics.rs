@@ -1,0 +1,217 @@
+//! What `cargo xtask bench` measures: each metric's name, meaning, unit
+//! and goals (issue 14), and how the figures are read from a run's output.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use regex::Regex;
+
+/// A metric's unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Guest TSC ticks under `-icount shift=0`: executed instructions.
+    Instructions,
+    /// Wall-clock seconds (shown, never gated).
+    Seconds,
+}
+
+impl Unit {
+    /// The unit as written in the JSON records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Instructions => "instructions",
+            Unit::Seconds => "s",
+        }
+    }
+}
+
+/// A goal for one metric.
+#[derive(Clone, Copy, Debug)]
+pub enum Goal {
+    /// At most `max` times metric `of` of the same run.
+    Ratio { of: &'static str, max: f64 },
+    /// At most this many instructions.
+    AtMost(f64),
+    /// Below the real Xen's value on the same machine.
+    BelowXen,
+}
+
+/// One metric.
+pub struct Metric {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub goals: &'static [Goal],
+}
+
+/// Every instruction-count metric, in the order the report shows them.
+pub const METRICS: &[Metric] = &[
+    Metric {
+        name: "cpuid",
+        what: "CPUID exit round trip (handled inside the exit loop)",
+        goals: &[],
+    },
+    Metric {
+        name: "null-hypercall",
+        what: "null hypercall round trip (`XENVER_version`)",
+        goals: &[
+            Goal::Ratio {
+                of: "cpuid",
+                max: 1.5,
+            },
+            Goal::BelowXen,
+        ],
+    },
+    Metric {
+        name: "yield-alone",
+        what: "`SCHEDOP_yield` with nothing else runnable",
+        goals: &[],
+    },
+    Metric {
+        name: "yield-switch",
+        what: "two domUs yielding to each other (two vCPU switches, two yields)",
+        goals: &[],
+    },
+    Metric {
+        name: "evtchn-self",
+        what: "event channel to self: `EVTCHNOP_send` → the guest's upcall",
+        goals: &[],
+    },
+    Metric {
+        name: "evtchn-roundtrip",
+        what: "event channel round trip between two domUs (send → peer wakes from poll, sends back → upcall)",
+        goals: &[Goal::Ratio {
+            of: "null-hypercall",
+            max: 4.0,
+        }],
+    },
+    Metric {
+        name: "memcpy-4k",
+        what: "guest-local memcpy of 4 KiB (the yardstick of grant copy)",
+        goals: &[],
+    },
+    Metric {
+        name: "grant-copy-4k",
+        what: "`GNTTABOP_copy` of 4 KiB from a page granted to self",
+        goals: &[Goal::Ratio {
+            of: "memcpy-4k",
+            max: 1.5,
+        }],
+    },
+    Metric {
+        name: "xs-read",
+        what: "XenStore `XS_READ` round trip through dom0",
+        goals: &[],
+    },
+    Metric {
+        name: "xs-watch-fire",
+        what: "XenStore `XS_WRITE` until the guest's watch fires",
+        goals: &[],
+    },
+    Metric {
+        name: "boot-complete",
+        what: "QEMU start → `xen-core: boot complete`",
+        goals: &[],
+    },
+    Metric {
+        name: "guest-main",
+        what: "QEMU start → the benchmark guest's `main` (xen-core: first domU; Xen: its PVH dom0)",
+        goals: &[],
+    },
+    Metric {
+        name: "dom0-serving",
+        what: "QEMU start → dom0 `mgmt: serving`",
+        goals: &[Goal::AtMost(40e6)],
+    },
+    Metric {
+        name: "create-to-console",
+        what: "dom0 receives a create (commit) → the new 2 MiB guest's first console line",
+        goals: &[Goal::AtMost(2e6)],
+    },
+];
+
+/// The figures of one run's output, by metric name.
+pub struct Figures {
+    pub values: BTreeMap<String, u64>,
+}
+
+/// Reads the figures from `output` of benchmark `bench`: the guests'
+/// `pathlen: NAME N` lines (`main-tsc` only from `solo`, as
+/// `guest-main`) and, from `boot`, the `bench: NAME TSC` milestones of
+/// the `bench-trace` build.
+pub fn parse(bench: &str, output: &str) -> Result<Figures> {
+    let pathlen = Regex::new(r"(?m)^(?:\(d\d+\) )?pathlen: (\S+) (\d+)\r?$")?;
+    let milestone = Regex::new(r"(?m)^(?:\(d\d+\) )?bench: (\S+) (\d+)\r?$")?;
+    let mut values = BTreeMap::new();
+    for caps in pathlen.captures_iter(output) {
+        let value: u64 = caps[2].parse()?;
+        match &caps[1] {
+            "main-tsc" if bench == "solo" => {
+                values.entry("guest-main".to_string()).or_insert(value);
+            }
+            "main-tsc" => {}
+            name => {
+                values.entry(name.to_string()).or_insert(value);
+            }
+        }
+    }
+    if bench == "boot" {
+        let events: Vec<(String, u64)> = milestone
+            .captures_iter(output)
+            .map(|c| Ok((c[1].to_string(), c[2].parse()?)))
+            .collect::<Result<_>>()?;
+        for name in ["boot-complete", "dom0-serving"] {
+            if let Some((_, tsc)) = events.iter().find(|(n, _)| n == name) {
+                values.insert(name.to_string(), *tsc);
+            }
+        }
+        if let Some(v) = create_to_console(&events) {
+            values.insert("create-to-console".to_string(), v);
+        }
+    }
+    Ok(Figures { values })
+}
+
+/// From dom0's `create-received` to the next console line of a domU.
+fn create_to_console(events: &[(String, u64)]) -> Option<u64> {
+    let (at, created) = events
+        .iter()
+        .enumerate()
+        .find(|(_, (n, _))| n == "create-received")?;
+    events[at + 1..]
+        .iter()
+        .find(|(n, tsc)| n.starts_with("console-d") && n != "console-d0" && *tsc > created.1)
+        .map(|(_, tsc)| tsc - created.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_and_milestones() {
+        let out = "(d1) pathlen: main-tsc 100\r\n(d1) pathlen: cpuid 215\n\
+                   bench: boot-complete 1000\n(d0) bench: dom0-serving 2000\n\
+                   (d0) bench: create-received 5000\nbench: console-d0 5100\n\
+                   bench: console-d3 7000\n(d3) hi\n";
+        let solo = parse("solo", out).unwrap().values;
+        assert_eq!(solo["guest-main"], 100);
+        assert_eq!(solo["cpuid"], 215);
+        assert!(!solo.contains_key("boot-complete"));
+        let boot = parse("boot", out).unwrap().values;
+        assert_eq!(boot["boot-complete"], 1000);
+        assert_eq!(boot["dom0-serving"], 2000);
+        assert_eq!(boot["create-to-console"], 2000);
+        assert!(!boot.contains_key("guest-main"));
+    }
+
+    #[test]
+    fn every_ratio_goal_names_a_metric() {
+        for m in METRICS {
+            for g in m.goals {
+                if let Goal::Ratio { of, .. } = g {
+                    assert!(METRICS.iter().any(|o| o.name == *of), "{}", m.name);
+                }
+            }
+        }
+    }
+}
