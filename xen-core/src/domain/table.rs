@@ -28,6 +28,11 @@ const QUARANTINE_LEN: usize = MAX_DOMAINS + usize_from_u64(DOMID_REUSE_DELAY);
 /// dom0's domid.
 pub const DOM0: DomId = 0;
 
+/// The slot a domain with `domid` takes if it is free.
+fn preferred_slot(domid: DomId) -> usize {
+    usize::from(domid) % MAX_DOMAINS
+}
+
 /// A destroyed domid and the creation count when it was destroyed.
 #[derive(Clone, Copy, Debug)]
 struct Quarantined {
@@ -39,6 +44,11 @@ struct Quarantined {
 #[derive(Debug)]
 pub struct DomainTable {
     slots: [Option<Domain>; MAX_DOMAINS],
+    /// One past the highest slot that may hold a domain: walks over the
+    /// table stop there, so they cost what the domains in use cost, not
+    /// [`MAX_DOMAINS`] (domids are small and each prefers the slot
+    /// [`preferred_slot`] names, so this stays near the domain count).
+    high: usize,
     quarantine: Deque<Quarantined, QUARANTINE_LEN>,
     created: u64,
     /// The machine's physical-interrupt routing (pirqs of every domain).
@@ -56,6 +66,7 @@ impl DomainTable {
     pub const fn new() -> Self {
         Self {
             slots: [const { None }; MAX_DOMAINS],
+            high: 0,
             quarantine: Deque::new(),
             created: 0,
             irqs: Routing::new(),
@@ -64,22 +75,36 @@ impl DomainTable {
 
     /// The domain with `domid` (any value a guest passes is fine).
     pub fn get(&self, domid: DomId) -> Option<&Domain> {
-        self.iter().find(|d| d.domid == domid)
+        self.slot_of(domid).and_then(|s| self.slots[s].as_ref())
     }
 
     /// The domain with `domid`, writable.
     pub fn get_mut(&mut self, domid: DomId) -> Option<&mut Domain> {
-        self.slots.iter_mut().flatten().find(|d| d.domid == domid)
+        self.slot_of(domid).and_then(|s| self.slots[s].as_mut())
+    }
+
+    /// The slot holding `domid`: its preferred slot, else a walk.
+    fn slot_of(&self, domid: DomId) -> Option<usize> {
+        let preferred = preferred_slot(domid);
+        if self.slots[preferred]
+            .as_ref()
+            .is_some_and(|d| d.domid == domid)
+        {
+            return Some(preferred);
+        }
+        self.slots[..self.high]
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|d| d.domid == domid))
     }
 
     /// All domains, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = &Domain> {
-        self.slots.iter().flatten()
+        self.slots[..self.high].iter().flatten()
     }
 
     /// All domains, writable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Domain> {
-        self.slots.iter_mut().flatten()
+        self.slots[..self.high].iter_mut().flatten()
     }
 
     /// The physical-interrupt routing.
@@ -147,12 +172,17 @@ impl DomainTable {
         if self.iter().any(|d| d.name() == cfg.name) {
             return Err(DomainError::NameInUse);
         }
-        let slot = self
-            .slots
-            .iter_mut()
-            .find(|s| s.is_none())
-            .ok_or(DomainError::TableFull)?;
-        *slot = Some(Domain::new(domid, cfg, privileged, pool, mem)?);
+        let preferred = preferred_slot(domid);
+        let slot = if self.slots[preferred].is_none() {
+            preferred
+        } else {
+            self.slots
+                .iter()
+                .position(Option::is_none)
+                .ok_or(DomainError::TableFull)?
+        };
+        self.slots[slot] = Some(Domain::new(domid, cfg, privileged, pool, mem)?);
+        self.high = self.high.max(slot + 1);
         self.created += 1;
         Ok(domid)
     }
@@ -187,11 +217,7 @@ impl DomainTable {
         mem: &mut impl PhysMem,
         budget: u64,
     ) -> Result<Destruction, DomainError> {
-        let slot = self
-            .slots
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|d| d.domid == domid))
-            .ok_or(DomainError::NoSuchDomain)?;
+        let slot = self.slot_of(domid).ok_or(DomainError::NoSuchDomain)?;
         let mut d = self.slots[slot].take().ok_or(DomainError::NoSuchDomain)?;
         if d.state != DomainState::Dying {
             let state = d.state;
@@ -208,6 +234,9 @@ impl DomainTable {
             return Ok(Destruction::Continues);
         }
         d.release(pool, mem);
+        while self.high > 0 && self.slots[self.high - 1].is_none() {
+            self.high -= 1;
+        }
         if self.quarantine.is_full() {
             self.quarantine.pop_front();
         }

@@ -112,8 +112,8 @@ fn unclaim(domains: &mut DomainTable, mem: &mut impl PhysMem, c: &Claim, readonl
     }
 }
 
-/// The copy itself, through a page-sized buffer (source and destination
-/// may be the same frame).
+/// The copy itself, frame to frame ([`PhysMem::copy_between_frames`];
+/// source and destination may be the same frame).
 fn copy_bytes(
     mem: &mut impl PhysMem,
     from: &Claim,
@@ -126,13 +126,6 @@ fn copy_bytes(
     if src_off + len > PAGE_SIZE || dst_off + len > PAGE_SIZE {
         return Err(GrantError::BadCopyArg);
     }
-    let bad = GrantError::BadCopyArg;
-    let mut buf = [0u8; PAGE_SIZE];
-    let buf = buf.get_mut(..len).ok_or(bad)?;
-    buf.copy_from_slice(mem.frame(from.mfn).get(src_off..src_off + len).ok_or(bad)?);
-    mem.frame_mut(to.mfn)
-        .get_mut(dst_off..dst_off + len)
-        .ok_or(bad)?
-        .copy_from_slice(buf);
-    Ok(())
+    mem.copy_between_frames(from.mfn, src_off..src_off + len, to.mfn, dst_off)
+        .ok_or(GrantError::BadCopyArg)
 }

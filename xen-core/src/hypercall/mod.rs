@@ -168,6 +168,33 @@ impl HypercallOutcome {
     }
 }
 
+/// Whether the caller may resume at once after hypercall `nr` ended with
+/// `outcome`, without a pass through the scheduler: it returned (or
+/// continues), and `nr` is of a family that touches no timer and no
+/// scheduling state (version, console, grant table, event channel,
+/// memory, HVM and physdev ops). Such a call may wake another vCPU (an
+/// event to a blocked domain): round robin does not preempt on a wake, so
+/// the woken vCPU runs at the next scheduling point either way. Timers
+/// (`set_timer_op`, `vcpu_op`), `sched_op` and the control operations go
+/// through the scheduler. The run loop still checks that the caller may
+/// run and that no timer or device interrupt is due.
+pub fn returns_directly(nr: u64, outcome: &HypercallOutcome) -> bool {
+    use abi::xen::hypercall as n;
+    matches!(
+        outcome,
+        HypercallOutcome::Return(_) | HypercallOutcome::Continue(_)
+    ) && matches!(
+        nr,
+        n::XEN_VERSION
+            | n::CONSOLE_IO
+            | n::GRANT_TABLE_OP
+            | n::EVENT_CHANNEL_OP
+            | n::MEMORY_OP
+            | n::HVM_OP
+            | n::PHYSDEV_OP
+    )
+}
+
 /// Serves one hypercall of `caller` with registers `regs`.
 pub fn handle_hypercall<P: FramePool, M: PhysMem, E: HypercallEnv>(
     domains: &mut DomainTable,

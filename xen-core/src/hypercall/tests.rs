@@ -1690,3 +1690,33 @@ fn naming_another_domain_is_dom0_only() {
         0
     );
 }
+
+#[test]
+fn only_calls_that_leave_scheduling_alone_return_directly() {
+    use abi::xen::hypercall as n;
+    let ret = HypercallOutcome::Return(0);
+    for nr in [
+        n::XEN_VERSION,
+        n::EVENT_CHANNEL_OP,
+        n::GRANT_TABLE_OP,
+        n::CONSOLE_IO,
+    ] {
+        assert!(super::returns_directly(nr, &ret), "{nr}");
+    }
+    for nr in [
+        n::SCHED_OP,
+        n::SET_TIMER_OP,
+        n::VCPU_OP,
+        n::DOMCTL,
+        n::SYSCTL,
+    ] {
+        assert!(!super::returns_directly(nr, &ret), "{nr}");
+    }
+    for outcome in [
+        HypercallOutcome::Yield,
+        HypercallOutcome::Block,
+        HypercallOutcome::DomainDestroyed(1),
+    ] {
+        assert!(!super::returns_directly(n::EVENT_CHANNEL_OP, &outcome));
+    }
+}

@@ -137,4 +137,27 @@ pub trait PhysMem {
     fn shared_frame(&mut self, mfn: Mfn) -> SharedFrame<'_> {
         SharedFrame::new(self.frame_mut(mfn))
     }
+    /// Copies bytes `src` of frame `from` to `dst_offset..` of frame `to`
+    /// (`GNTTABOP_copy`); the two may be the same frame, the ranges may
+    /// overlap (the copy is a memmove). `None`, copying nothing, if either
+    /// range leaves its frame. This default goes through a page-sized
+    /// buffer (the two frames cannot be borrowed at once through
+    /// [`Self::frame`] and [`Self::frame_mut`]); the hypervisor's
+    /// identity map moves the bytes once, frame to frame.
+    fn copy_between_frames(
+        &mut self,
+        from: Mfn,
+        src: core::ops::Range<usize>,
+        to: Mfn,
+        dst_offset: usize,
+    ) -> Option<()> {
+        let len = src.len();
+        let mut buf = [0u8; PAGE_SIZE];
+        let buf = buf.get_mut(..len)?;
+        buf.copy_from_slice(self.frame(from).get(src)?);
+        self.frame_mut(to)
+            .get_mut(dst_offset..dst_offset.checked_add(len)?)?
+            .copy_from_slice(buf);
+        Some(())
+    }
 }

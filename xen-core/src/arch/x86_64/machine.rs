@@ -283,14 +283,15 @@ impl Machine {
         event::expire_polls(&mut self.domains, now);
     }
 
-    /// Runs `v` until its slice ends or it needs the hypervisor, then acts
-    /// on how it stopped.
+    /// Runs `v` until its slice ends or it needs the scheduler, then acts
+    /// on how it stopped. Hypercalls that return directly
+    /// (`hypercall::returns_directly`) resume the guest from here, with
+    /// the timer still armed for `until_ns`: no scheduler pass.
     fn run_vcpu(&mut self, v: VcpuRef, switched: bool, until_ns: u64) {
-        let (Some(domain), Some(slot)) = (self.domains.get_mut(v.domid), self.vcpus.get_mut(&v))
-        else {
-            return;
-        };
         if switched {
+            let Some(domain) = self.domains.get_mut(v.domid) else {
+                return;
+            };
             // Before the guest has mapped shared info there is nowhere to
             // publish: nothing to do then.
             let _ = pvclock::update_vcpu_time(
@@ -301,6 +302,56 @@ impl Machine {
                 tsc::now(),
             );
         }
+        apic::arm_at_tsc(tsc::tsc_at_ns(until_ns));
+        loop {
+            match self.enter_vcpu(v) {
+                None => break,
+                Some(ExitAction::Hypercall) => {
+                    if self.hypercall(v) && self.may_resume(v) {
+                        continue;
+                    }
+                    // A timer that fired meanwhile: the run loop reads
+                    // the time itself.
+                    apic::disarm();
+                    apic::take_timer_fired();
+                    return;
+                }
+                Some(action) => {
+                    apic::disarm();
+                    self.after_exit(v, action);
+                    return;
+                }
+            }
+        }
+        apic::disarm();
+    }
+
+    /// Whether `v` may go on after a hypercall that returned directly:
+    /// it may still run, and no timer or device interrupt is due. A
+    /// privileged caller's routing changes (an EOI, a pirq bound or
+    /// closed) are programmed first, as the run loop would.
+    fn may_resume(&mut self, v: VcpuRef) -> bool {
+        let Some(domain) = self.domains.get(v.domid) else {
+            return false;
+        };
+        if domain.privilege().is_some() {
+            ioapic::program(self.domains.irqs_mut().take_changed());
+        }
+        self.domains
+            .get(v.domid)
+            .is_some_and(|d| d.vcpu_may_run(v.vcpu_id))
+            && !apic::timer_fired()
+            && !ioapic::any_pending()
+    }
+
+    /// One stretch of `v` in guest mode: its TLB flushed if its p2m lost
+    /// an entry, its pending upcall set, then VMRUN until an exit that
+    /// needs the caller. `None` if `v` is gone.
+    fn enter_vcpu(&mut self, v: VcpuRef) -> Option<ExitAction> {
+        let (Some(domain), Some(slot)) = (self.domains.get_mut(v.domid), self.vcpus.get_mut(&v))
+        else {
+            return None;
+        };
         if domain.p2m_generation() != slot.p2m_generation {
             slot.svm.flush_tlb();
             slot.p2m_generation = domain.p2m_generation();
@@ -309,14 +360,24 @@ impl Machine {
             Some(vector) => slot.svm.set_virtual_interrupt(vector),
             None => slot.svm.clear_virtual_interrupt(),
         }
-        apic::arm_at_tsc(tsc::tsc_at_ns(until_ns));
         let mut env = ExitEnv {
             domain,
             phys: &mut self.phys,
             vcpu_id: v.vcpu_id,
         };
-        let action = slot.svm.run(&mut env);
-        apic::disarm();
+        Some(slot.svm.run(&mut env))
+    }
+
+    /// Acts on how `v` stopped (a hypercall is served by [`Self::hypercall`]).
+    fn after_exit(&mut self, v: VcpuRef, action: ExitAction) {
+        let Some(domain) = self.domains.get_mut(v.domid) else {
+            return;
+        };
+        let env = ExitEnv {
+            domain,
+            phys: &mut self.phys,
+            vcpu_id: v.vcpu_id,
+        };
         match action {
             ExitAction::Resume => {}
             ExitAction::Preempted => {
@@ -336,14 +397,17 @@ impl Machine {
                 event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
                 self.domain_stopped(v.domid);
             }
-            ExitAction::Hypercall => self.hypercall(v),
+            ExitAction::Hypercall => {
+                self.hypercall(v);
+            }
         }
     }
 
-    /// Serves the VMMCALL `v` stopped at.
-    fn hypercall(&mut self, v: VcpuRef) {
+    /// Serves the VMMCALL `v` stopped at; true if the guest may resume at
+    /// once (`hypercall::returns_directly`).
+    fn hypercall(&mut self, v: VcpuRef) -> bool {
         let Some(slot) = self.vcpus.get_mut(&v) else {
-            return;
+            return false;
         };
         let mut guest = slot.svm.guest();
         let regs = HypercallRegs::capture(&guest, guest.cpl());
@@ -374,6 +438,9 @@ impl Machine {
             let rip = guest.rip().wrapping_sub(vmmcall_len);
             guest.set_rip(rip);
         }
+        if hypercall::returns_directly(regs.rax, &outcome) {
+            return true;
+        }
         match outcome {
             HypercallOutcome::Return(_)
             | HypercallOutcome::Block
@@ -397,6 +464,7 @@ impl Machine {
                 self.domain_stopped(v.domid);
             }
         }
+        false
     }
 
     /// A domain stopped running (shut down or crashed). dom0 stopping ends

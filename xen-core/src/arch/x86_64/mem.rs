@@ -125,4 +125,30 @@ impl PhysMem for IdentityMap {
         // this the only reference to the frame for its lifetime.
         unsafe { &mut *(address as *mut [u8; PAGE_SIZE]) }
     }
+
+    /// One memmove, frame to frame: no bounce buffer (grant copy's cost
+    /// is then that of the copy itself).
+    fn copy_between_frames(
+        &mut self,
+        from: Mfn,
+        src: core::ops::Range<usize>,
+        to: Mfn,
+        dst_offset: usize,
+    ) -> Option<()> {
+        let len = src.len();
+        let dst_end = dst_offset.checked_add(len)?;
+        if src.start > src.end || src.end > PAGE_SIZE || dst_end > PAGE_SIZE {
+            return None;
+        }
+        let source = self.frame_address(from) + src.start;
+        let dest = self.frame_address(to) + dst_offset;
+        // SAFETY: both frames passed `frame_address` (identity-mapped RAM
+        // no Rust object lives in, as in `frame`), both ranges were just
+        // checked to lie inside their 4 KiB frame, and `&mut self` on the
+        // only IdentityMap excludes every other reference to them;
+        // `ptr::copy` is a memmove, so the same frame (overlapping
+        // ranges) is fine.
+        unsafe { core::ptr::copy(source as *const u8, dest as *mut u8, len) };
+        Some(())
+    }
 }
