@@ -4,7 +4,11 @@
  * at the address in the XEN_ELFNOTE_PHYS32_ENTRY note in 32-bit protected
  * mode, paging off, interrupts off, EBX = GPA of struct hvm_start_info.
  *
- * We zero .bss, identity-map the first 4 GiB with 2 MiB pages (the image is
+ * .bss arrives zeroed: an ELF loader fills p_memsz beyond p_filesz with
+ * zeros (System V ABI; xen-core's pvh-builder, Xen's libelf and QEMU's
+ * -kernel loader all do), so it is not zeroed again here (for dom0's 24 MiB
+ * heap that was a sixth of the boot). We identity-map the first 4 GiB with
+ * 2 MiB pages (the image is
  * linked at its GPA, so VA = GPA), enter long mode with our own GDT, fill
  * and load an IDT whose 32 exception vectors go to shim_exception, and call
  * shim_entry64(start_info_gpa), defined by guest_pv_shim::guest_kernel!.
@@ -27,12 +31,6 @@ shim_pvh_start32:
     cli
     cld
     mov %ebx, %esi                  /* keep the start info GPA */
-
-    mov $__bss_start, %edi
-    mov $__bss_end, %ecx
-    sub %edi, %ecx
-    xor %eax, %eax
-    rep stosb
 
     /* PML4[0] -> PDPT; PDPT[0..3] -> four page directories */
     mov $shim_pdpt, %eax
