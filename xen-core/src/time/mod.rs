@@ -105,10 +105,27 @@ impl Clock {
     }
 }
 
+/// The median of `samples` (sorted in place; the upper one of the two
+/// middle values for an even count), `None` if there are none. A rate
+/// measured several times keeps its median: a delay that stretched one
+/// window (a busy host, an SMI) moves a minimum or a mean, not the median.
+pub fn median(samples: &mut [u64]) -> Option<u64> {
+    samples.sort_unstable();
+    samples.get(samples.len() / 2).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn median_ignores_one_stretched_window() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [7]), Some(7));
+        assert_eq!(median(&mut [1_000, 400, 1_001]), Some(1_000));
+        assert_eq!(median(&mut [5, 1, 9, 3]), Some(5));
+    }
 
     /// ns for `delta` ticks at `hz`, exactly (rounded down), saturated
     /// as [`scale_delta`] saturates.
