@@ -61,6 +61,8 @@ mod kernel {
     use crate::{agent, devices};
 
     pub fn main(boot: Boot) -> ! {
+        #[cfg(feature = "bench-trace")]
+        guest_pv_shim::println!("bench: dom0-main {}", guest_pv_shim::arch::cpu::rdtsc());
         let Boot { xen, start_info } = boot;
         println!("dom0: start info: {start_info}");
         for e in start_info.memmap() {

@@ -108,8 +108,38 @@ pub const METRICS: &[Metric] = &[
         goals: &[],
     },
     Metric {
+        name: "boot-entry",
+        what: "QEMU start → xen-core's first Rust code (firmware, loading)",
+        goals: &[],
+    },
+    Metric {
+        name: "boot-memory",
+        what: "QEMU start → frames and heap ready",
+        goals: &[],
+    },
+    Metric {
+        name: "boot-platform",
+        what: "QEMU start → ACPI, IO-APICs, PCI enumerated",
+        goals: &[],
+    },
+    Metric {
+        name: "boot-bundle",
+        what: "QEMU start → boot bundle checked (CRC over every image)",
+        goals: &[],
+    },
+    Metric {
+        name: "boot-clock",
+        what: "QEMU start → TSC and APIC timer calibrated",
+        goals: &[],
+    },
+    Metric {
         name: "boot-complete",
-        what: "QEMU start → `xen-core: boot complete`",
+        what: "QEMU start → `xen-core: boot complete` (boot domains built)",
+        goals: &[],
+    },
+    Metric {
+        name: "dom0-main",
+        what: "QEMU start → dom0's `main`",
         goals: &[],
     },
     Metric {
@@ -159,7 +189,11 @@ pub fn parse(bench: &str, output: &str) -> Result<Figures> {
             .captures_iter(output)
             .map(|c| Ok((c[1].to_string(), c[2].parse()?)))
             .collect::<Result<_>>()?;
-        for name in ["boot-complete", "dom0-serving"] {
+        let named = METRICS
+            .iter()
+            .map(|m| m.name)
+            .filter(|n| n.starts_with("boot-") || n.starts_with("dom0-"));
+        for name in named {
             if let Some((_, tsc)) = events.iter().find(|(n, _)| n == name) {
                 values.insert(name.to_string(), *tsc);
             }

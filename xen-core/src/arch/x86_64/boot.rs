@@ -21,11 +21,22 @@ use acpi::AcpiTables;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 
+/// A boot milestone for `cargo xtask bench`: `bench: boot-NAME TSC` with
+/// the `bench-trace` feature (the TSC counts instructions since QEMU
+/// started under icount), nothing in any other build.
+macro_rules! milestone {
+    ($name:literal) => {
+        #[cfg(feature = "bench-trace")]
+        log::info!(concat!("bench: boot-", $name, " {}"), tsc::now());
+    };
+}
+
 /// Called by `boot.S` in long mode with the identity map and boot stack,
 /// interrupts off.
 #[no_mangle]
 extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     serial::init();
+    milestone!("entry");
     cpu::init_boot_cpu();
     log::info!(
         "xen-core {}: Xen guest ABI {}.{} subset, control ABI {}.{}",
@@ -54,28 +65,31 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     }
     init_frames(&info);
     heap::init().unwrap_or_else(|e| fatal(format_args!("no memory for the heap: {e}")));
+    milestone!("memory");
     let phys =
         IdentityMap::take(&info).unwrap_or_else(|| fatal(format_args!("identity map taken twice")));
     let acpi = firmware::tables(info.rsdp());
     let platform = crate::platform::set(firmware::discover(acpi.as_ref()));
     platform.log();
     init_pci(platform, acpi.as_ref(), &info);
+    milestone!("platform");
     let bundle_bytes = phys
         .boot_module(&info, 0)
         .unwrap_or_else(|| fatal(format_args!("boot module 0 is not mapped")));
     let bundle = Bundle::parse(bundle_bytes)
         .unwrap_or_else(|e| fatal(format_args!("boot bundle rejected: {e}")));
     log_bundle(&bundle);
+    milestone!("bundle");
     let free = FRAMES.lock().free_frames();
     log::info!("frames: {free} free ({} KiB)", free * 4);
     log::info!("heap: {} KiB", heap::size() / 1024);
     svm::enable_this_cpu_or_die();
     let mut machine = Machine::new(phys, init_clock());
+    milestone!("clock");
     machine.init_interrupts(platform);
     machine.build_boot_domains(&bundle);
     log::info!("xen-core: boot complete");
-    #[cfg(feature = "bench-trace")]
-    log::info!("bench: boot-complete {}", tsc::now());
+    milestone!("complete");
     machine.run()
 }
 
