@@ -60,6 +60,7 @@ const BARE_PACKAGES: &[BarePackage] = &[
 
 /// The built kernels (`target/bare/x86_64-unknown-none/release`) and
 /// host programs (`target/debug`).
+#[derive(Clone)]
 pub struct Artifacts {
     dir: PathBuf,
     /// Where the binaries (xen-core, dom0) come from: `dir`, or the

@@ -73,6 +73,10 @@ enum Command {
         /// same guest as its dom0; writes ci/bench/xen-4.17.json.
         #[arg(long, value_name = "xen", value_parser = ["xen"])]
         reference: Option<String>,
+        /// XTF side by side: each test of Xen's reference file alone on
+        /// xen-core, first console line → `Test result`, next to Xen 4.17.
+        #[arg(long, conflicts_with = "reference")]
+        xtf: bool,
     },
     /// Fetch Xen's xenstore-* tools (Debian's xenstore-utils, unpacked
     /// under target/xen-tools/) and print where their wrappers are.
@@ -209,6 +213,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             check,
             save_baseline,
             reference,
+            xtf,
         } => {
             deps::ensure()?;
             let artifacts = artifacts::build_bench(&root)?;
@@ -217,6 +222,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 check,
                 save_baseline,
                 reference_xen: reference.is_some(),
+                xtf,
             };
             bench::run(&root, &artifacts, &options)
         }

@@ -27,7 +27,7 @@ use crate::scenario::{BundleSpec, ImageSpec, QemuSpec, Scenario};
 /// The expected results, from the workspace root.
 pub const EXPECTED_FILE: &str = "ci/xtf/expected.toml";
 /// Real Xen 4.17's results on this machine, in the XTF folder's parent.
-const REFERENCE_FILE: &str = "xen-4.17-reference.tsv";
+pub const REFERENCE_FILE: &str = "xen-4.17-reference.tsv";
 /// Guest RAM of each batch's machine, MiB (below 4 GiB, all of it RAM
 /// xen-core uses).
 const MACHINE_MIB: u32 = 2048;
@@ -230,7 +230,7 @@ pub fn batches(kernels: &[Kernel]) -> Result<Vec<Vec<Kernel>>> {
 }
 
 /// The scenario that boots one batch: domU N+1 is `batch[N]`.
-fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
+pub fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
     Scenario {
         name: format!("xtf-batch-{index}"),
         description: format!("XTF batch {index}"),

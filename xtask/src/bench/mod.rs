@@ -16,6 +16,7 @@ mod metrics;
 mod record;
 mod report;
 mod xen;
+mod xtf;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ const XEN_REFERENCE: &str = "ci/bench/xen-4.17.json";
 /// This machine's latest run of xen-core, and every run's records.
 const LATEST: &str = "target/bench/xen-core.json";
 const HISTORY: &str = "target/bench/history.jsonl";
+/// The latest XTF side-by-side run.
+const XTF_LATEST: &str = "target/bench/xtf.json";
 /// The document the tables are rendered into.
 const DOC: &str = "docs/benchmarks.md";
 
@@ -49,6 +52,8 @@ pub struct Options {
     pub save_baseline: bool,
     /// Measure the real Xen instead of xen-core.
     pub reference_xen: bool,
+    /// XTF side by side instead: each test of Xen's reference file alone.
+    pub xtf: bool,
 }
 
 /// Runs the benchmarks of `options` on the `artifacts` (from
@@ -56,6 +61,22 @@ pub struct Options {
 pub fn run(root: &Path, artifacts: &Artifacts, options: &Options) -> Result<ExitCode> {
     if options.reference_xen {
         return reference_xen(root, artifacts);
+    }
+    if options.xtf {
+        let rows = xtf::run(root, artifacts)?;
+        let records: Vec<Record> = {
+            let run = RunInfo::now(root, "xen-core")?;
+            rows.iter()
+                .filter_map(|r| {
+                    let c = r.count?;
+                    Some(run.record(&format!("xtf-{}", r.test), Unit::Instructions, c as f64))
+                })
+                .collect()
+        };
+        record::save(&root.join(XTF_LATEST), &records)?;
+        report::update_xtf(&root.join(DOC), &rows)?;
+        println!("xtask: bench: XTF counts in {XTF_LATEST}, table in {DOC}");
+        return Ok(ExitCode::SUCCESS);
     }
     let mut benches = scenario::load_dir(root, BENCH_DIR)?;
     if !options.names.is_empty() {
