@@ -10,7 +10,8 @@
 //! `target/bench/xen-core.json` (and the history file next to it);
 //! `--check` compares the instruction counts with the committed
 //! `ci/bench/baseline.json`; a full run renders `docs/benchmarks.md`.
-//! `--reference xen` measures the real Xen instead ([`xen`]).
+//! `--reference xen` measures the real Xen instead ([`xen`]), `--xtf` puts
+//! XTF's tests side by side with Xen's counts ([`xtf`]).
 
 mod metrics;
 mod record;
