@@ -153,6 +153,11 @@ pub const METRICS: &[Metric] = &[
         goals: &[Goal::AtMost(40e6)],
     },
     Metric {
+        name: "create-built",
+        what: "dom0 receives a create (commit) → the domain is built (toolstack), before it is introduced and runs",
+        goals: &[],
+    },
+    Metric {
         name: "create-to-console",
         what: "dom0 receives a create (commit) → the new 2 MiB guest's first console line",
         goals: &[Goal::AtMost(2e6)],
@@ -197,6 +202,10 @@ pub fn parse(bench: &str, output: &str) -> Result<Figures> {
             if let Some((_, tsc)) = events.iter().find(|(n, _)| n == name) {
                 values.insert(name.to_string(), *tsc);
             }
+        }
+        let at = |name: &str| events.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
+        if let (Some(received), Some(built)) = (at("create-received"), at("create-built")) {
+            values.insert("create-built".to_string(), built.saturating_sub(received));
         }
         if let Some(v) = create_to_console(&events) {
             values.insert("create-to-console".to_string(), v);

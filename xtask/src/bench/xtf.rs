@@ -44,7 +44,10 @@ pub fn run(root: &Path, artifacts: &Artifacts) -> Result<Vec<XtfRow>> {
         };
         let xen_count = fields.next().and_then(|c| c.parse().ok());
         let Ok(kernels) = xtf::find_kernels(&dir, &[test.to_string()]) else {
-            println!("xtask: bench xtf {test}: no kernel and config in {}", dir.display());
+            println!(
+                "xtask: bench xtf {test}: no kernel and config in {}",
+                dir.display()
+            );
             continue;
         };
         println!("xtask: bench xtf {test} ...");

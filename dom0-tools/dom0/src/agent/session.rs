@@ -479,6 +479,8 @@ fn create(
     };
     match create_domain(ctx.hv, &spec) {
         Ok(domid) => {
+            #[cfg(feature = "bench-trace")]
+            println!("bench: create-built {}", guest_pv_shim::arch::cpu::rdtsc());
             println!("dom0: mgmt: created d{domid} ({})", config.name);
             if let Ok(info) = ctx.hv.domain_info(domid) {
                 ctx.store.introduce_new(ctx.backend.xen(), &info);
