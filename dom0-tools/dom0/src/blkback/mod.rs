@@ -1,6 +1,8 @@
 //! The block backend (`io/blkif.h`): serves the blkif rings of guests'
 //! virtual block devices from volumes on dom0's disk.
 
+pub mod engine;
+
 use alloc::string::String;
 
 /// Where a volume lies on dom0's disk: `sectors` 512-byte sectors from
