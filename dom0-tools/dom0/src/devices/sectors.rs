@@ -54,7 +54,7 @@ impl fmt::Display for DiskError {
 /// Checks a request of `bytes` at `lba` on a disk of `capacity` sectors;
 /// returns its length in sectors.
 pub fn check_range(lba: u64, bytes: usize, capacity: u64) -> Result<u64, DiskError> {
-    if bytes == 0 || bytes % SECTOR_BYTES != 0 {
+    if bytes == 0 || !bytes.is_multiple_of(SECTOR_BYTES) {
         return Err(DiskError::BadLength { bytes });
     }
     let sectors = (bytes / SECTOR_BYTES) as u64;
