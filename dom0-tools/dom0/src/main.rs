@@ -17,7 +17,8 @@
 //!   the agent binds as a pirq so that it sleeps until bytes arrive.
 //! - `pci-ecam=BASE:FIRST-LAST` (added by xen-core from the MCFG): where
 //!   dom0 finds its PCI devices (`devices`): the disk and the NICs, taken
-//!   over and checked at boot in every mode once events work.
+//!   over at boot in every mode once events work; with `mgmt` the agent
+//!   owns them afterwards (the disk holds the volumes).
 //!
 //! Without event channels or grant tables the backend reports why
 //! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
@@ -59,7 +60,7 @@ mod kernel {
 
     use crate::agent::tcp::TcpServer;
     use crate::console_backend::Backend;
-    use crate::devices::Nic;
+    use crate::devices::{Disk, Nic};
     use crate::hv::XenHypervisor;
     use crate::{agent, devices};
 
@@ -104,6 +105,7 @@ mod kernel {
                     com2_gsi,
                     key: mgmt_key(&start_info),
                     nic: devices.mgmt_nic,
+                    disk: devices.disk,
                 });
                 with_backend(&clock, &mut backend, ticks, serve, setup)
             }
@@ -126,6 +128,8 @@ mod kernel {
         key: Option<Key>,
         /// The management NIC.
         nic: Option<Nic>,
+        /// dom0's disk (the volumes live on it).
+        disk: Option<Disk>,
     }
 
     /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its
@@ -182,13 +186,14 @@ mod kernel {
             |_| "console-backend",
             |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
         );
-        let served = if let Some(setup) = mgmt {
+        let served = if let Some(mut setup) = mgmt {
             agent::heap::init();
             let mut hv = XenHypervisor::new(*backend.xen());
             let com2_gsi = setup.com2_gsi;
+            let disk = setup.disk.take();
             let tcp = tcp_server(backend, setup);
             let mut store = crate::store::StoreService::new();
-            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp);
+            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp, disk);
             backend.release_all();
             served
         } else if serve {

@@ -29,6 +29,7 @@ use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
 use toolstack::Hypervisor;
 
 use crate::console_backend::Backend;
+use crate::devices::Disk;
 use crate::store::StoreService;
 use link::Link;
 use session::{Ctx, Session};
@@ -37,14 +38,18 @@ use tcp::TcpServer;
 /// Serves the management channel until a client asks dom0 to power off
 /// (`Ok`), or a hypercall the loop needs fails. `com2_gsi`: the GSI of
 /// COM2's interrupt, if known; with `tcp`, also over TCP on the
-/// management NIC (COM2 stays the fallback).
+/// management NIC (COM2 stays the fallback). `disk`: dom0's disk, if
+/// it has one (the volumes live on it).
 pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
     store: &mut StoreService,
     com2_gsi: Option<u32>,
     mut tcp: Option<TcpServer>,
+    disk: Option<Disk>,
 ) -> Result<(), XenError> {
+    // Kept for the volumes and the block backend (issue 12).
+    let _disk = disk;
     let mut link = Link::com2(backend.events(), com2_gsi);
     backend.rescan_on_events_only();
     // Session ids start from the clock, so a client of an earlier boot
