@@ -394,31 +394,101 @@ impl Blkfront {
     /// Reads `buf.len() / 512` sectors from `sector` into `buf`, with up
     /// to `depth` requests in flight.
     pub fn read(&mut self, sector: u64, buf: &mut [u8], depth: usize) -> Result<(), BlkfrontError> {
-        self.transfer(
-            BLKIF_OP_READ,
-            sector,
-            buf.len(),
-            depth,
-            |bf, done, off, len| {
-                bf.data(done.id, 0, &mut buf[off..off + len]);
-            },
-            |_, _, _, _| {},
-        )
+        let count = (buf.len() / BLKIF_SECTOR_BYTES) as u64;
+        self.read_sectors(sector, count, depth, |s, data| {
+            let at = (s - sector) as usize * BLKIF_SECTOR_BYTES;
+            buf[at..at + BLKIF_SECTOR_BYTES].copy_from_slice(data);
+        })
     }
 
     /// Writes `buf` (a multiple of 512 bytes) from `sector`, with up to
     /// `depth` requests in flight.
     pub fn write(&mut self, sector: u64, buf: &[u8], depth: usize) -> Result<(), BlkfrontError> {
-        self.transfer(
-            BLKIF_OP_WRITE,
+        let count = (buf.len() / BLKIF_SECTOR_BYTES) as u64;
+        self.write_sectors(sector, count, depth, |s, data| {
+            let at = (s - sector) as usize * BLKIF_SECTOR_BYTES;
+            data.copy_from_slice(&buf[at..at + BLKIF_SECTOR_BYTES]);
+        })
+    }
+
+    /// Reads `count` sectors from `sector` in requests as large as they
+    /// go, `depth` in flight; `consume(sector, data)` sees each sector.
+    pub fn read_sectors(
+        &mut self,
+        sector: u64,
+        count: u64,
+        depth: usize,
+        mut consume: impl FnMut(u64, &[u8; BLKIF_SECTOR_BYTES]),
+    ) -> Result<(), BlkfrontError> {
+        let mut one = [0u8; BLKIF_SECTOR_BYTES];
+        let plan = Plan {
+            operation: BLKIF_OP_READ,
             sector,
-            buf.len(),
+            count,
+            unit: MAX_REQUEST_SECTORS,
             depth,
-            |_, _, _, _| {},
-            |bf, id, off, len| {
-                bf.fill(id, 0, &buf[off..off + len]);
+        };
+        self.transfer(
+            plan,
+            |_, _, _| {},
+            |bf, done| {
+                for i in 0..u64::from(done.sectors) {
+                    bf.data(done.id, i as usize * BLKIF_SECTOR_BYTES, &mut one);
+                    consume(done.sector + i, &one);
+                }
             },
         )
+    }
+
+    /// Writes `count` sectors from `sector` in requests as large as they
+    /// go, `depth` in flight; `produce(sector, data)` fills each sector.
+    pub fn write_sectors(
+        &mut self,
+        sector: u64,
+        count: u64,
+        depth: usize,
+        mut produce: impl FnMut(u64, &mut [u8; BLKIF_SECTOR_BYTES]),
+    ) -> Result<(), BlkfrontError> {
+        let mut one = [0u8; BLKIF_SECTOR_BYTES];
+        let plan = Plan {
+            operation: BLKIF_OP_WRITE,
+            sector,
+            count,
+            unit: MAX_REQUEST_SECTORS,
+            depth,
+        };
+        self.transfer(
+            plan,
+            |bf, id, first| {
+                let sectors = (count - (first - sector)).min(MAX_REQUEST_SECTORS.into());
+                for i in 0..sectors {
+                    produce(first + i, &mut one);
+                    bf.fill(id, i as usize * BLKIF_SECTOR_BYTES, &one);
+                }
+            },
+            |_, _| {},
+        )
+    }
+
+    /// Moves `count` sectors from `sector` without touching the data
+    /// pages (a benchmark's path): I/Os of `unit` sectors, each split into
+    /// requests of at most [`MAX_REQUEST_SECTORS`], `depth` in flight.
+    pub fn stream(
+        &mut self,
+        operation: u8,
+        sector: u64,
+        count: u64,
+        unit: u32,
+        depth: usize,
+    ) -> Result<(), BlkfrontError> {
+        let plan = Plan {
+            operation,
+            sector,
+            count,
+            unit: unit.max(1),
+            depth,
+        };
+        self.transfer(plan, |_, _, _| {}, |_, _| {})
     }
 
     /// Flushes the backend's disk cache (nothing if it has no flush).
@@ -432,47 +502,44 @@ impl Blkfront {
         check(&done)
     }
 
-    /// Splits `bytes` from `sector` into requests, `depth` at a time.
+    /// Runs `plan`: `before(id, first sector)` fills a request's pages
+    /// before it is queued, `after` sees each one that completed OKAY.
+    /// The first error ends the queueing; what is in flight is waited for.
     fn transfer(
         &mut self,
-        operation: u8,
-        sector: u64,
-        bytes: usize,
-        depth: usize,
-        mut on_done: impl FnMut(&Self, &Completion, usize, usize),
-        mut before: impl FnMut(&Self, usize, usize, usize),
+        plan: Plan,
+        mut before: impl FnMut(&Self, usize, u64),
+        mut after: impl FnMut(&Self, &Completion),
     ) -> Result<(), BlkfrontError> {
-        let total = (bytes / BLKIF_SECTOR_BYTES) as u64;
-        let depth = depth.clamp(1, QUEUE_DEPTH);
+        let depth = plan.depth.clamp(1, QUEUE_DEPTH);
+        let unit = u64::from(plan.unit);
         let mut next = 0u64;
         let mut result = Ok(());
-        while next < total || self.tracker.in_flight() > 0 {
+        loop {
             let room = self.tracker.in_flight() < depth && result.is_ok();
-            if next < total && room {
+            if next < plan.count && room {
                 let id = self.tracker.free_id().ok_or(BlkfrontError::Busy)?;
-                let count = (total - next).min(u64::from(MAX_REQUEST_SECTORS)) as u32;
-                let off = next as usize * BLKIF_SECTOR_BYTES;
-                let len = count as usize * BLKIF_SECTOR_BYTES;
-                before(self, id, off, len);
-                if let Err(e) = self.submit(id, operation, sector + next, count) {
-                    result = Err(e);
-                    continue;
+                let in_unit = unit - next % unit;
+                let count = (plan.count - next)
+                    .min(in_unit)
+                    .min(MAX_REQUEST_SECTORS.into()) as u32;
+                let first = plan.sector + next;
+                before(self, id, first);
+                match self.submit(id, plan.operation, first, count) {
+                    Ok(()) => next += u64::from(count),
+                    Err(e) => result = Err(e),
                 }
-                next += u64::from(count);
                 continue;
             }
             if self.tracker.in_flight() == 0 {
-                break;
+                return result;
             }
             let done = self.wait_completion()?;
-            let off = (done.sector - sector) as usize * BLKIF_SECTOR_BYTES;
-            let len = done.sectors as usize * BLKIF_SECTOR_BYTES;
             match check(&done) {
-                Ok(()) => on_done(self, &done, off, len),
+                Ok(()) => after(self, &done),
                 Err(e) => result = result.and(Err(e)),
             }
         }
-        result
     }
 
     /// The shared ring's page as words: for tests of the backend's
@@ -510,6 +577,16 @@ impl Blkfront {
     pub fn end_grant(&self, gref: GrantRef) -> Result<(), BlkfrontError> {
         Ok(self.grants.table().end_access(gref)?)
     }
+}
+
+/// A run of requests: `count` sectors from `sector`, in I/Os of `unit`
+/// sectors, `depth` in flight.
+struct Plan {
+    operation: u8,
+    sector: u64,
+    count: u64,
+    unit: u32,
+    depth: usize,
 }
 
 /// `Ok` for `BLKIF_RSP_OKAY`, else the status as an error.
