@@ -1,0 +1,209 @@
+//! The backend's request engine, portable and host-tested: checks one
+//! `blkif_request` against the device it came for, moves its data
+//! between the frontend's granted pages and the disk, and gives the
+//! `BLKIF_RSP_*` status. Linux's xen-blkback (`dispatch_rw_block_io`,
+//! `xen_vbd_translate`) refuses the same requests.
+//!
+//! The two sides are traits: [`BlockIo`] (the disk, in 512-byte sectors)
+//! and [`GrantIo`] (grant copies between the frontend's pages and a
+//! bounce buffer of dom0's), so that the engine never maps a guest page
+//! and runs against model disks and grant tables in the tests.
+
+use abi::xen::blkif::{
+    BlkifRequest, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
+    BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BLKIF_SECTORS_PER_PAGE,
+    BLKIF_SECTOR_BYTES,
+};
+use abi::xen::grant_table::GrantRef;
+
+use super::VolumeExtent;
+
+/// Bytes of the bounce buffer one request needs at most: 11 whole pages.
+pub const BOUNCE_BYTES: usize = BLKIF_MAX_SEGMENTS_PER_REQUEST * abi::xen::PAGE_SIZE;
+
+/// The disk, in 512-byte sectors; lengths are whole sectors.
+pub trait BlockIo {
+    /// Reads `buf.len() / 512` sectors from `lba`.
+    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), ()>;
+    /// Writes `buf.len() / 512` sectors at `lba`.
+    fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), ()>;
+    /// Makes completed writes durable.
+    fn flush(&mut self) -> Result<(), ()>;
+}
+
+/// One segment's bytes: `len` bytes at byte `page_offset` of the page
+/// `gref` grants, and at byte `buf_offset` of the bounce buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentCopy {
+    /// The frontend's grant reference.
+    pub gref: GrantRef,
+    /// Offset in the granted page (`first_sect * 512`).
+    pub page_offset: u16,
+    /// Offset in the bounce buffer.
+    pub buf_offset: usize,
+    /// Bytes (a multiple of 512, at most a page).
+    pub len: u16,
+}
+
+/// Grant copies of the frontend's pages (`GNTTABOP_copy`). An error is
+/// the first failing copy's `GNTST_*` status.
+pub trait GrantIo {
+    /// Copies each segment from the frontend's page into `buf`.
+    fn copy_in(&mut self, segs: &[SegmentCopy], buf: &mut [u8]) -> Result<(), i16>;
+    /// Copies each segment from `buf` into the frontend's page.
+    fn copy_out(&mut self, segs: &[SegmentCopy], buf: &[u8]) -> Result<(), i16>;
+}
+
+/// Why a request was refused or failed (the status it gets is
+/// [`RequestError::status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// An operation the backend does not serve.
+    Unsupported(u8),
+    /// `nr_segments` is 0 or more than 11.
+    SegmentCount(u8),
+    /// Segment `index` has `first_sect > last_sect` or `last_sect > 7`.
+    SegmentSectors { index: u8, first: u8, last: u8 },
+    /// Sectors `sector..sector + count` are not all inside the device.
+    BeyondEnd { sector: u64, count: u64 },
+    /// A write to a read-only attachment.
+    ReadOnly,
+    /// A grant copy failed with this `GNTST_*` status.
+    Grant(i16),
+    /// The disk failed.
+    Disk,
+}
+
+impl RequestError {
+    /// The `BLKIF_RSP_*` the frontend gets.
+    pub fn status(self) -> i16 {
+        match self {
+            Self::Unsupported(_) => BLKIF_RSP_EOPNOTSUPP,
+            _ => BLKIF_RSP_ERROR,
+        }
+    }
+}
+
+impl core::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::Unsupported(op) => write!(f, "operation {op} not supported"),
+            Self::SegmentCount(n) => write!(f, "{n} segments (1..=11)"),
+            Self::SegmentSectors { index, first, last } => {
+                write!(f, "segment {index}: sectors {first}..={last} (0..=7)")
+            }
+            Self::BeyondEnd { sector, count } => {
+                write!(f, "sectors {sector}+{count} beyond the end")
+            }
+            Self::ReadOnly => write!(f, "write to a read-only device"),
+            Self::Grant(status) => write!(f, "grant copy failed (GNTST {status})"),
+            Self::Disk => write!(f, "disk I/O error"),
+        }
+    }
+}
+
+/// A device as the engine sees it: the extent and the access mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Where the volume lies on the disk.
+    pub extent: VolumeExtent,
+    /// Writes are refused.
+    pub read_only: bool,
+}
+
+/// A checked read or write: the segments and where they go on the disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Transfer {
+    write: bool,
+    /// Absolute sector on the disk.
+    lba: u64,
+    segs: [SegmentCopy; BLKIF_MAX_SEGMENTS_PER_REQUEST],
+    nr_segs: usize,
+    bytes: usize,
+}
+
+/// Serves `req` on `target`: the `BLKIF_RSP_*` status, or the error it
+/// got (whose status is the response's).
+pub fn execute(
+    req: &BlkifRequest,
+    target: &Target,
+    disk: &mut impl BlockIo,
+    grants: &mut impl GrantIo,
+    bounce: &mut [u8; BOUNCE_BYTES],
+) -> Result<i16, RequestError> {
+    match req.operation {
+        BLKIF_OP_FLUSH_DISKCACHE => {
+            disk.flush().map_err(|()| RequestError::Disk)?;
+            Ok(BLKIF_RSP_OKAY)
+        }
+        BLKIF_OP_READ | BLKIF_OP_WRITE => {
+            let t = check_transfer(req, target)?;
+            let (segs, buf) = (&t.segs[..t.nr_segs], &mut bounce[..t.bytes]);
+            if t.write {
+                grants.copy_in(segs, buf).map_err(RequestError::Grant)?;
+                disk.write_blocks(t.lba, buf)
+                    .map_err(|()| RequestError::Disk)?;
+            } else {
+                disk.read_blocks(t.lba, buf)
+                    .map_err(|()| RequestError::Disk)?;
+                grants.copy_out(segs, buf).map_err(RequestError::Grant)?;
+            }
+            Ok(BLKIF_RSP_OKAY)
+        }
+        op => Err(RequestError::Unsupported(op)),
+    }
+}
+
+/// Checks a read or write against the ring's limits and the device
+/// (`nr_segments`, each segment's sectors, the device's end, its mode).
+fn check_transfer(req: &BlkifRequest, target: &Target) -> Result<Transfer, RequestError> {
+    let write = req.operation == BLKIF_OP_WRITE;
+    if write && target.read_only {
+        return Err(RequestError::ReadOnly);
+    }
+    let n = usize::from(req.nr_segments);
+    if n == 0 || n > BLKIF_MAX_SEGMENTS_PER_REQUEST {
+        return Err(RequestError::SegmentCount(req.nr_segments));
+    }
+    let mut segs = [SegmentCopy {
+        gref: 0,
+        page_offset: 0,
+        buf_offset: 0,
+        len: 0,
+    }; BLKIF_MAX_SEGMENTS_PER_REQUEST];
+    let mut bytes = 0;
+    for (index, (seg, out)) in req.seg[..n].iter().zip(&mut segs).enumerate() {
+        let (first, last) = (seg.first_sect, seg.last_sect);
+        if first > last || last >= BLKIF_SECTORS_PER_PAGE {
+            let index = index as u8; // < 11
+            return Err(RequestError::SegmentSectors { index, first, last });
+        }
+        let len = (usize::from(last - first) + 1) * BLKIF_SECTOR_BYTES;
+        *out = SegmentCopy {
+            gref: seg.gref,
+            page_offset: u16::from(first) * BLKIF_SECTOR_BYTES as u16,
+            buf_offset: bytes,
+            len: len as u16, // at most 4096
+        };
+        bytes += len;
+    }
+    let count = (bytes / BLKIF_SECTOR_BYTES) as u64;
+    let sector = req.sector_number;
+    let inside = sector
+        .checked_add(count)
+        .is_some_and(|end| end <= target.extent.sectors);
+    let lba = target.extent.first_lba.checked_add(sector);
+    let Some(lba) = lba.filter(|_| inside) else {
+        return Err(RequestError::BeyondEnd { sector, count });
+    };
+    Ok(Transfer {
+        write,
+        lba,
+        segs,
+        nr_segs: n,
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests;
