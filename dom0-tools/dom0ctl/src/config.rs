@@ -283,7 +283,8 @@ mod tests {
                 name: "hello".into(),
                 memory_mib: 32,
                 vcpus: 2,
-                cmdline: "quiet".into()
+                cmdline: "quiet".into(),
+                disks: Vec::new(),
             }
         );
         assert_eq!(c.kernel_path, dir.0.path().join("hello.elf"));

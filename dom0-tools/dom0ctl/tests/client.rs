@@ -486,6 +486,7 @@ fn an_abandoned_upload_is_dropped_by_the_next_session() {
         memory_mib: 8,
         vcpus: 1,
         cmdline: String::new(),
+        disks: Vec::new(),
     };
     send(
         &mut stream,
