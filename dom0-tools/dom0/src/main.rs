@@ -36,7 +36,6 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod agent;
 #[cfg(any(test, target_os = "none"))]
-#[allow(dead_code)] // used by the agent once attached volumes are wired in
 mod blkback;
 #[cfg(target_os = "none")]
 mod console_backend;

@@ -28,6 +28,7 @@ use guest_pv_shim::{println, XenError};
 use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
 use toolstack::Hypervisor;
 
+use crate::blkback::BlockBackends;
 use crate::console_backend::Backend;
 use crate::devices::Disk;
 use crate::store::StoreService;
@@ -48,8 +49,8 @@ pub fn serve(
     mut tcp: Option<TcpServer>,
     disk: Option<Disk>,
 ) -> Result<(), XenError> {
-    // Kept for the volumes and the block backend (issue 12).
-    let _disk = disk;
+    let mut disk = disk;
+    let mut blk = BlockBackends::new();
     let mut link = Link::com2(backend.events(), com2_gsi);
     backend.rescan_on_events_only();
     // Session ids start from the clock, so a client of an earlier boot
@@ -69,6 +70,7 @@ pub fn serve(
                     hv: &mut *hv,
                     backend: &mut *backend,
                     store: &mut *store,
+                    blk: &mut blk,
                 };
                 session.dispatch(request, &mut ctx)
             });
@@ -88,22 +90,34 @@ pub fn serve(
         let mut power_off = false;
         let tcp_due = tcp
             .as_mut()
-            .and_then(|t| t.poll(now, hv, backend, store, &mut power_off));
+            .and_then(|t| t.poll(now, hv, backend, store, &mut blk, &mut power_off));
         if power_off {
             println!("dom0: mgmt: power-off requested");
             return Ok(());
         }
         link.end_pass(backend.events());
         store.serve(backend.events(), &backend.grants());
+        // Rings with requests left, or handshake writes whose watch
+        // events the store still has to send: another pass at once.
+        let blk_due = disk
+            .as_mut()
+            .is_some_and(|disk| blk.serve(store, backend.events(), &backend.grants(), disk))
+            .then_some(now);
         // Takes what the backend's ports brought, without sleeping.
         backend.serve_until(now)?;
         // A domain seen shut down fires `@releaseDomain`: another pass
         // sends the events at once.
         let store_due = store.note_stopped(backend.stopped_domains()).then_some(now);
-        let deadline = [link.deadline(now), backend.next_scan(), tcp_due, store_due]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            link.deadline(now),
+            backend.next_scan(),
+            tcp_due,
+            store_due,
+            blk_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         backend.events().block_until(deadline)?;
     }
 }

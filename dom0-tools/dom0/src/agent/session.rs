@@ -23,6 +23,7 @@ use mgmt::{
 use toolstack::{create_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
+use crate::blkback::BlockBackends;
 use crate::console_backend::{self, Backend};
 use crate::store::{LocalError, StoreService};
 
@@ -34,6 +35,8 @@ pub struct Ctx<'a, H> {
     pub backend: &'a mut Backend,
     /// The store (the session's own connection, the toolstack's).
     pub store: &'a mut StoreService,
+    /// The block backend (the domains' virtual block devices).
+    pub blk: &'a mut BlockBackends,
 }
 
 /// A console stream: new output of `domid` from position `next` on.
@@ -193,6 +196,7 @@ impl Session {
                 // The backend lets go of the ring before the memory goes,
                 // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
+                ctx.blk.domain_destroyed(ctx.store, info.domid);
                 ctx.store.domain_destroyed(info.domid);
                 ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
                 ctx.hv.destroy(info.domid).map_err(|e| match e {

@@ -23,6 +23,7 @@ use mgmt_net::{MgmtNet, NetConfig, Service};
 use toolstack::Hypervisor;
 
 use super::session::{Ctx, Session};
+use crate::blkback::BlockBackends;
 use crate::console_backend::Backend;
 use crate::devices::{Nic, MAX_FRAME_BYTES};
 use crate::store::StoreService;
@@ -138,6 +139,7 @@ impl TcpServer {
         hv: &mut impl Hypervisor,
         backend: &mut Backend,
         store: &mut StoreService,
+        blk: &mut BlockBackends,
         power_off: &mut bool,
     ) -> Option<u64> {
         if let Some(irq) = self.device.nic.irq() {
@@ -149,7 +151,12 @@ impl TcpServer {
             }
         }
         let mut service = Agent {
-            ctx: Ctx { hv, backend, store },
+            ctx: Ctx {
+                hv,
+                backend,
+                store,
+                blk,
+            },
             power_off,
         };
         let delay = self.net.poll(now_ns, &mut self.device, &mut service, tsc());
