@@ -48,6 +48,8 @@ mod devices;
 mod hv;
 #[cfg(any(test, target_os = "none"))]
 mod store;
+#[cfg(target_os = "none")]
+mod volumes;
 
 #[cfg(target_os = "none")]
 mod kernel {

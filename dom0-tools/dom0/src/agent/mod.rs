@@ -22,6 +22,7 @@ mod domains;
 pub mod heap;
 mod link;
 mod session;
+mod storage;
 pub mod tcp;
 
 use guest_pv_shim::{println, XenError};
@@ -32,6 +33,7 @@ use crate::blkback::BlockBackends;
 use crate::console_backend::Backend;
 use crate::devices::Disk;
 use crate::store::StoreService;
+use crate::volumes::Volumes;
 use link::Link;
 use session::{Ctx, Session};
 use tcp::TcpServer;
@@ -49,7 +51,7 @@ pub fn serve(
     mut tcp: Option<TcpServer>,
     disk: Option<Disk>,
 ) -> Result<(), XenError> {
-    let mut disk = disk;
+    let mut volumes = Volumes::open(disk, backend.now()?);
     let mut blk = BlockBackends::new();
     let mut link = Link::com2(backend.events(), com2_gsi);
     backend.rescan_on_events_only();
@@ -71,6 +73,7 @@ pub fn serve(
                     backend: &mut *backend,
                     store: &mut *store,
                     blk: &mut blk,
+                    volumes: &mut volumes,
                 };
                 session.dispatch(request, &mut ctx)
             });
@@ -88,9 +91,17 @@ pub fn serve(
             session.store_events(id, store, |event| link.send(event));
         }
         let mut power_off = false;
-        let tcp_due = tcp
-            .as_mut()
-            .and_then(|t| t.poll(now, hv, backend, store, &mut blk, &mut power_off));
+        let tcp_due = tcp.as_mut().and_then(|t| {
+            t.poll(
+                now,
+                hv,
+                backend,
+                store,
+                &mut blk,
+                &mut volumes,
+                &mut power_off,
+            )
+        });
         if power_off {
             println!("dom0: mgmt: power-off requested");
             return Ok(());
@@ -99,8 +110,8 @@ pub fn serve(
         store.serve(backend.events(), &backend.grants());
         // Rings with requests left, or handshake writes whose watch
         // events the store still has to send: another pass at once.
-        let blk_due = disk
-            .as_mut()
+        let blk_due = volumes
+            .disk_mut()
             .is_some_and(|disk| blk.serve(store, backend.events(), &backend.grants(), disk))
             .then_some(now);
         // Takes what the backend's ports brought, without sleeping.

@@ -27,6 +27,7 @@ use crate::blkback::BlockBackends;
 use crate::console_backend::Backend;
 use crate::devices::{Nic, MAX_FRAME_BYTES};
 use crate::store::StoreService;
+use crate::volumes::Volumes;
 
 /// How often the agent looks at the NIC when its interrupt could not be
 /// bound, ns.
@@ -140,6 +141,7 @@ impl TcpServer {
         backend: &mut Backend,
         store: &mut StoreService,
         blk: &mut BlockBackends,
+        volumes: &mut Volumes,
         power_off: &mut bool,
     ) -> Option<u64> {
         if let Some(irq) = self.device.nic.irq() {
@@ -156,6 +158,7 @@ impl TcpServer {
                 backend,
                 store,
                 blk,
+                volumes,
             },
             power_off,
         };
