@@ -125,7 +125,7 @@ mod kernel {
             sum = sum.wrapping_add(hash(data));
         })?;
         bf.flush()?;
-        println!("blkpattern: wrote {sectors} sectors, flushed, checksum {sum:016x}");
+        println!("blkpattern: wrote {sectors} sectors, flushed, checksum {sum}");
         Ok(true)
     }
 
@@ -146,7 +146,7 @@ mod kernel {
             sum = sum.wrapping_add(hash(data));
         })?;
         match first_bad {
-            None => println!("blkpattern: verify ok: {sectors} sectors, checksum {sum:016x}"),
+            None => println!("blkpattern: verify ok: {sectors} sectors, checksum {sum}"),
             Some(first) => println!("blkpattern: verify FAILED: {bad} bad sectors, first {first}"),
         }
         Ok(bad == 0)
