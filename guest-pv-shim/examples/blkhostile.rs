@@ -94,7 +94,7 @@ mod kernel {
 
     fn attacks(bf: &mut Blkfront) -> Result<(), BlkfrontError> {
         let end = bf.sectors();
-        let handle = bf.devid() as u16;
+        let handle = (bf.devid() & 0xffff) as u16;
         let read =
             |sector, sectors| rw_request(BLKIF_OP_READ, 0, handle, sector, sectors, &[0; 11]);
         check(bf, "sector beyond the end", read(end - 4, 8), Page::Granted)?;

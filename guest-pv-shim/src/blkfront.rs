@@ -16,8 +16,11 @@ use abi::xen::grant_table::GrantRef;
 /// Requests in flight at most: one per ring slot.
 pub const QUEUE_DEPTH: usize = BLKIF_RING_SIZE as usize;
 /// 512-byte sectors one request moves at most: 11 whole pages.
-pub const MAX_REQUEST_SECTORS: u32 =
-    BLKIF_MAX_SEGMENTS_PER_REQUEST as u32 * BLKIF_SECTORS_PER_PAGE as u32;
+pub const MAX_REQUEST_SECTORS: u32 = 88;
+const _: () = assert!(
+    MAX_REQUEST_SECTORS as usize
+        == BLKIF_MAX_SEGMENTS_PER_REQUEST * BLKIF_SECTORS_PER_PAGE as usize
+);
 
 /// A read or write of `sectors` (1..=[`MAX_REQUEST_SECTORS`]) from
 /// `sector`, the data in the pages `grefs` grants (8 sectors each, the
@@ -31,21 +34,26 @@ pub fn rw_request(
     grefs: &[GrantRef],
 ) -> BlkifRequest {
     let per_page = u32::from(BLKIF_SECTORS_PER_PAGE);
-    let nr = sectors.div_ceil(per_page) as usize;
+    let sectors = sectors.clamp(1, MAX_REQUEST_SECTORS);
+    // At most 11: fits a u8.
+    let nr = (sectors.div_ceil(per_page) & 0xff) as u8;
     let mut req = BlkifRequest {
         operation,
-        nr_segments: nr as u8,
+        nr_segments: nr,
         handle,
         id,
         sector_number: sector,
         ..Default::default()
     };
-    for (i, (seg, gref)) in req.seg.iter_mut().zip(grefs).take(nr).enumerate() {
-        let left = sectors - i as u32 * per_page;
+    let mut left = sectors;
+    for (seg, gref) in req.seg.iter_mut().zip(grefs).take(usize::from(nr)) {
+        let here = left.min(per_page);
+        left -= here;
         *seg = BlkifRequestSegment {
             gref: *gref,
             first_sect: 0,
-            last_sect: (left.min(per_page) - 1) as u8,
+            // 0..=7: fits a u8.
+            last_sect: ((here - 1) & 0xff) as u8,
             pad: 0,
         };
     }

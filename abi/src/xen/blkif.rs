@@ -41,7 +41,8 @@ pub const BLKIF_MAX_SEGMENTS_PER_REQUEST: usize = 11;
 /// in, whatever `sector-size` says.
 pub const BLKIF_SECTOR_BYTES: usize = 512;
 /// Sectors in one segment's page (`last_sect` is at most this minus 1).
-pub const BLKIF_SECTORS_PER_PAGE: u8 = (super::PAGE_SIZE / BLKIF_SECTOR_BYTES) as u8;
+pub const BLKIF_SECTORS_PER_PAGE: u8 = 8;
+const _: () = assert!(BLKIF_SECTORS_PER_PAGE as usize * BLKIF_SECTOR_BYTES == super::PAGE_SIZE);
 
 /// `BLKIF_RSP_EOPNOTSUPP`: the operation is not supported.
 pub const BLKIF_RSP_EOPNOTSUPP: i16 = -2;

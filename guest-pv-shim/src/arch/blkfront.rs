@@ -16,6 +16,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use abi::convert::usize_from_u64;
 use abi::xen::blkif::{
     BlkifRequest, BlkifResponse, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_FLUSH_DISKCACHE,
     BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_OKAY, BLKIF_SECTOR_BYTES, VDISK_READONLY,
@@ -167,6 +168,7 @@ impl Blkfront {
         }
         let sectors = read_number(xs, backend.as_str(), "sectors")?;
         let info = read_number(xs, backend.as_str(), "info")?;
+        let info = u32::try_from(info).map_err(|_| BlkfrontError::BadKey("info"))?;
         let sector_size = read_number(xs, backend.as_str(), "sector-size")?;
         if sector_size != BLKIF_SECTOR_BYTES as u64 {
             return Err(BlkfrontError::BadKey("sector-size"));
@@ -182,9 +184,15 @@ impl Blkfront {
             ring,
             tracker: Tracker::new(),
             sectors,
-            info: info as u32,
+            info,
             flush,
         })
+    }
+
+    /// The `handle` of requests: the device id's low 16 bits (Linux's
+    /// `info->handle`, a `blkif_vdev_t`).
+    fn handle(&self) -> u16 {
+        (self.devid & 0xffff) as u16
     }
 
     /// The vdev number (`xvda` = 51712).
@@ -237,7 +245,9 @@ impl Blkfront {
                 sectors: sectors.into(),
             });
         }
-        let pages = sectors.div_ceil(8) as usize;
+        // At most 11 pages: fits a u8.
+        let nr_grefs = (sectors.div_ceil(8) & 0xff) as u8;
+        let pages = usize::from(nr_grefs);
         let mut grefs = [0; SEGS];
         let readonly = operation == BLKIF_OP_WRITE;
         for (i, gref) in grefs.iter_mut().enumerate().take(pages) {
@@ -252,20 +262,13 @@ impl Blkfront {
                 }
             };
         }
-        let req = rw_request(
-            operation,
-            id as u64,
-            self.devid as u16,
-            sector,
-            sectors,
-            &grefs,
-        );
+        let req = rw_request(operation, id as u64, self.handle(), sector, sectors, &grefs);
         let flight = InFlight {
             operation,
             sector,
             sectors,
             grefs,
-            nr_grefs: pages as u8,
+            nr_grefs,
         };
         self.push(id, &req, flight)
     }
@@ -275,7 +278,7 @@ impl Blkfront {
         let req = BlkifRequest {
             operation: BLKIF_OP_FLUSH_DISKCACHE,
             id: id as u64,
-            handle: self.devid as u16,
+            handle: self.handle(),
             ..Default::default()
         };
         let flight = InFlight {
@@ -405,7 +408,7 @@ impl Blkfront {
     pub fn read(&mut self, sector: u64, buf: &mut [u8], depth: usize) -> Result<(), BlkfrontError> {
         let count = (buf.len() / BLKIF_SECTOR_BYTES) as u64;
         self.read_sectors(sector, count, depth, |s, data| {
-            let at = (s - sector) as usize * BLKIF_SECTOR_BYTES;
+            let at = usize_from_u64(s - sector) * BLKIF_SECTOR_BYTES;
             buf[at..at + BLKIF_SECTOR_BYTES].copy_from_slice(data);
         })
     }
@@ -415,7 +418,7 @@ impl Blkfront {
     pub fn write(&mut self, sector: u64, buf: &[u8], depth: usize) -> Result<(), BlkfrontError> {
         let count = (buf.len() / BLKIF_SECTOR_BYTES) as u64;
         self.write_sectors(sector, count, depth, |s, data| {
-            let at = (s - sector) as usize * BLKIF_SECTOR_BYTES;
+            let at = usize_from_u64(s - sector) * BLKIF_SECTOR_BYTES;
             data.copy_from_slice(&buf[at..at + BLKIF_SECTOR_BYTES]);
         })
     }
@@ -441,9 +444,10 @@ impl Blkfront {
             plan,
             |_, _, _| {},
             |bf, done| {
-                for i in 0..u64::from(done.sectors) {
-                    bf.data(done.id, i as usize * BLKIF_SECTOR_BYTES, &mut one);
-                    consume(done.sector + i, &one);
+                let sectors = done.sector..done.sector + u64::from(done.sectors);
+                for (i, s) in sectors.enumerate() {
+                    bf.data(done.id, i * BLKIF_SECTOR_BYTES, &mut one);
+                    consume(s, &one);
                 }
             },
         )
@@ -470,9 +474,9 @@ impl Blkfront {
             plan,
             |bf, id, first| {
                 let sectors = (count - (first - sector)).min(MAX_REQUEST_SECTORS.into());
-                for i in 0..sectors {
-                    produce(first + i, &mut one);
-                    bf.fill(id, i as usize * BLKIF_SECTOR_BYTES, &one);
+                for (i, s) in (first..first + sectors).enumerate() {
+                    produce(s, &mut one);
+                    bf.fill(id, i * BLKIF_SECTOR_BYTES, &one);
                 }
             },
             |_, _| {},
@@ -532,7 +536,8 @@ impl Blkfront {
                 let in_unit = unit - next % unit;
                 let count = (plan.count - next)
                     .min(in_unit)
-                    .min(MAX_REQUEST_SECTORS.into()) as u32;
+                    .min(MAX_REQUEST_SECTORS.into());
+                let count = u32::try_from(count).unwrap_or(MAX_REQUEST_SECTORS);
                 let first = plan.sector + next;
                 before(self, id, first);
                 match self.submit(id, plan.operation, first, count) {

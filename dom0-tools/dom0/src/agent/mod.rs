@@ -92,15 +92,14 @@ pub fn serve(
         }
         let mut power_off = false;
         let tcp_due = tcp.as_mut().and_then(|t| {
-            t.poll(
-                now,
-                hv,
-                backend,
-                store,
-                &mut blk,
-                &mut volumes,
-                &mut power_off,
-            )
+            let ctx = Ctx {
+                hv: &mut *hv,
+                backend: &mut *backend,
+                store: &mut *store,
+                blk: &mut blk,
+                volumes: &mut volumes,
+            };
+            t.poll(now, ctx, &mut power_off)
         });
         if power_off {
             println!("dom0: mgmt: power-off requested");

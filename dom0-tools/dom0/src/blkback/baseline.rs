@@ -10,6 +10,7 @@
 //!
 //! `dom0: disk-bench: read 64 KiB qd1: 4194304 bytes, 64 ios, 123 ns, tsc 456, 34.0 MB/s, 520 iops`
 
+use abi::convert::usize_from_u64;
 use alloc::vec;
 
 use guest_pv_shim::arch::cpu::rdtsc;
@@ -48,9 +49,9 @@ fn pass(
     write: bool,
 ) -> Result<(), crate::devices::sectors::DiskError> {
     let unit = unit_kib * 2;
-    let mut buf = vec![0u8; unit as usize * 512];
+    let mut buf = vec![0u8; usize_from_u64(unit) * 512];
     let (mut ns, mut tsc) = (0u64, 0u64);
-    for lba in (first..first + sectors).step_by(unit as usize) {
+    for lba in (first..first + sectors).step_by(usize_from_u64(unit)) {
         if write {
             disk.read_blocks(lba, &mut buf)?;
         }

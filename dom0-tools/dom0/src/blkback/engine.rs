@@ -29,6 +29,10 @@ use super::VolumeExtent;
 /// Bytes of the bounce buffer: the largest merged disk I/O (256 KiB,
 /// over five full requests of 11 pages).
 pub const BOUNCE_BYTES: usize = 64 * abi::xen::PAGE_SIZE;
+/// [`BLKIF_SECTOR_BYTES`] as the `u16` of segment offsets and lengths.
+const SECTOR_BYTES: u16 = 512;
+const _: () = assert!(SECTOR_BYTES as usize == BLKIF_SECTOR_BYTES);
+
 /// Requests one batch holds at most (a ring's worth).
 pub const BATCH_MAX: usize = abi::xen::blkif::BLKIF_RING_SIZE as usize;
 
@@ -329,20 +333,20 @@ fn check_transfer(req: &BlkifRequest, target: &Target) -> Result<Transfer, Reque
         len: 0,
     }; BLKIF_MAX_SEGMENTS_PER_REQUEST];
     let mut bytes = 0;
-    for (index, (seg, out)) in req.seg[..n].iter().zip(&mut segs).enumerate() {
+    for (index, (seg, out)) in (0u8..).zip(req.seg[..n].iter().zip(&mut segs)) {
         let (first, last) = (seg.first_sect, seg.last_sect);
         if first > last || last >= BLKIF_SECTORS_PER_PAGE {
-            let index = index as u8; // < 11
             return Err(RequestError::SegmentSectors { index, first, last });
         }
-        let len = (usize::from(last - first) + 1) * BLKIF_SECTOR_BYTES;
+        // At most 8 sectors of 512 bytes: 4096 fits a u16.
+        let len = (u16::from(last - first) + 1) * SECTOR_BYTES;
         *out = SegmentCopy {
             gref: seg.gref,
-            page_offset: u16::from(first) * BLKIF_SECTOR_BYTES as u16,
+            page_offset: u16::from(first) * SECTOR_BYTES,
             buf_offset: bytes,
-            len: len as u16, // at most 4096
+            len,
         };
-        bytes += len;
+        bytes += usize::from(len);
     }
     let count = (bytes / BLKIF_SECTOR_BYTES) as u64;
     let sector = req.sector_number;

@@ -207,15 +207,16 @@ impl Device {
         };
         // Take a batch (bounded), serve it, answer it in ring order.
         let mut reqs = [BlkifRequest::default(); BATCH_MAX];
-        let mut n = 0;
+        let (mut n, mut served) = (0, 0u32);
         let outcome = loop {
-            if n == REQUESTS_PER_PASS as usize {
+            if served == REQUESTS_PER_PASS {
                 break Ok(true);
             }
             match ring.take_request() {
                 Ok(Some(req)) => {
                     reqs[n] = req;
                     n += 1;
+                    served += 1;
                 }
                 Ok(None) => match ring.final_check_for_requests() {
                     Ok(true) => continue,
@@ -267,7 +268,6 @@ impl Device {
             // Cannot fail: each was taken from this ring in this pass.
             let _ = ring.queue_response(&rsp);
         }
-        let served = n as u32;
         conn.next = conn.next.wrapping_add(served);
         if ring.push_responses_and_check_notify() {
             let _ = events.xen().evtchn_send(conn.port);
@@ -322,6 +322,12 @@ struct Copier<'a> {
     domid: DomId,
 }
 
+/// A page's size as the `u16` of copy offsets and lengths.
+const PAGE_BYTES: u16 = 4096;
+const _: () = assert!(PAGE_BYTES as usize == PAGE_SIZE);
+/// The offset bits of an address.
+const PAGE_MASK: u64 = PAGE_SIZE as u64 - 1;
+
 /// Copy ops of one request at most: 11 segments, each in two pieces.
 const MAX_OPS: usize = 2 * abi::xen::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST;
 
@@ -331,21 +337,22 @@ impl Copier<'_> {
         let mut ops = [GnttabCopy::default(); MAX_OPS];
         let mut n = 0;
         for s in segs {
-            let mut done = 0;
-            while done < usize::from(s.len) {
-                let addr = base + (s.buf_offset + done) as u64;
-                let in_page = (addr % PAGE_SIZE as u64) as usize;
-                let len = (PAGE_SIZE - in_page).min(usize::from(s.len) - done);
+            let mut done: u16 = 0;
+            while done < s.len {
+                let addr = base + (s.buf_offset + usize::from(done)) as u64;
+                // The offset in its page: the low 12 bits.
+                let in_page = (addr & PAGE_MASK) as u16;
+                let len = (PAGE_BYTES - in_page).min(s.len - done);
                 let guest = GnttabCopyPtr {
                     u: s.gref.into(),
                     domid: self.domid,
-                    offset: s.page_offset + done as u16,
+                    offset: s.page_offset + done,
                     pad0: 0,
                 };
                 let mine = GnttabCopyPtr {
                     u: addr >> abi::xen::PAGE_SHIFT,
                     domid: DOMID_SELF,
-                    offset: in_page as u16,
+                    offset: in_page,
                     pad0: 0,
                 };
                 let (source, dest, flags) = if to_guest {
@@ -356,7 +363,7 @@ impl Copier<'_> {
                 ops[n] = GnttabCopy {
                     source,
                     dest,
-                    len: len as u16,
+                    len,
                     flags,
                     ..Default::default()
                 };

@@ -40,9 +40,11 @@ use engine::Target;
 
 /// Virtual block devices attached at once, over all domains.
 pub const MAX_DEVICES: usize = 32;
+#[cfg(target_os = "none")]
 /// Requests one device gets served per pass of the agent's loop, so that
 /// one busy (or flooding) frontend cannot starve the others.
 pub const REQUESTS_PER_PASS: u32 = 32;
+#[cfg(target_os = "none")]
 /// Refused requests logged per device (later ones are only counted).
 pub const LOGGED_REFUSALS_MAX: u64 = 16;
 
@@ -134,6 +136,7 @@ pub struct BlockBackends {
     #[cfg(target_os = "none")]
     released: Vec<live::Connection>,
     /// Where the next round robin starts.
+    #[cfg(target_os = "none")]
     next: usize,
 }
 

@@ -94,8 +94,8 @@ fn devices_are_bounded() {
     let (mut store, mut blk) = (StoreService::new(), BlockBackends::new());
     for i in 0..MAX_DEVICES {
         let name = alloc::format!("v{i}");
-        let domid = 1 + (i / 8) as DomId;
-        let vdev = alloc::format!("xvd{}", char::from(b'a' + (i % 8) as u8));
+        let domid = DomId::try_from(1 + i / 8).unwrap();
+        let vdev = alloc::format!("xvd{}", ["a", "b", "c", "d", "e", "f", "g", "h"][i % 8]);
         blk.attach(&mut store, domid, &vdev, extent(&name), false)
             .unwrap();
     }
