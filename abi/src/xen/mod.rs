@@ -9,6 +9,7 @@
 //! be copied from and to guest memory without `unsafe`. Guest pointers
 //! (`XEN_GUEST_HANDLE`) are `u64` guest virtual addresses.
 
+pub mod blkif;
 pub mod console;
 pub mod console_io;
 pub mod cpuid;

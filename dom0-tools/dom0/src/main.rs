@@ -17,7 +17,11 @@
 //!   the agent binds as a pirq so that it sleeps until bytes arrive.
 //! - `pci-ecam=BASE:FIRST-LAST` (added by xen-core from the MCFG): where
 //!   dom0 finds its PCI devices (`devices`): the disk and the NICs, taken
-//!   over and checked at boot in every mode once events work.
+//!   over at boot in every mode once events work; with `mgmt` the agent
+//!   owns them afterwards (the disk holds the volumes).
+//! - `disk-bench=FIRST_LBA:SECTORS`: once the disk is up, time dom0's own
+//!   sequential reads and writes of that region (the block benchmark's
+//!   baseline, `blkback::baseline`; the contents are kept).
 //!
 //! Without event channels or grant tables the backend reports why
 //! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
@@ -34,6 +38,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod agent;
+#[cfg(any(test, target_os = "none"))]
+mod blkback;
 #[cfg(target_os = "none")]
 mod console_backend;
 #[cfg(any(test, target_os = "none"))]
@@ -42,6 +48,8 @@ mod devices;
 mod hv;
 #[cfg(any(test, target_os = "none"))]
 mod store;
+#[cfg(target_os = "none")]
+mod volumes;
 
 #[cfg(target_os = "none")]
 mod kernel {
@@ -56,7 +64,7 @@ mod kernel {
 
     use crate::agent::tcp::TcpServer;
     use crate::console_backend::Backend;
-    use crate::devices::Nic;
+    use crate::devices::{Disk, Nic};
     use crate::hv::XenHypervisor;
     use crate::{agent, devices};
 
@@ -98,11 +106,17 @@ mod kernel {
             Ok(mut backend) => {
                 // The drivers' DMA memory comes from the heap.
                 agent::heap::init();
-                let devices = devices::start(backend.events(), &start_info);
+                let mut devices = devices::start(backend.events(), &start_info);
+                if let (Some(spec), Some(disk)) =
+                    (start_info.cmdline_arg("disk-bench"), devices.disk.as_mut())
+                {
+                    crate::blkback::baseline::run(disk, backend.events(), spec);
+                }
                 let setup = mgmt.then(|| MgmtSetup {
                     com2_gsi,
                     key: mgmt_key(&start_info),
                     nic: devices.mgmt_nic,
+                    disk: devices.disk,
                 });
                 with_backend(&clock, &mut backend, ticks, serve, setup)
             }
@@ -125,6 +139,8 @@ mod kernel {
         key: Option<Key>,
         /// The management NIC.
         nic: Option<Nic>,
+        /// dom0's disk (the volumes live on it).
+        disk: Option<Disk>,
     }
 
     /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its
@@ -181,13 +197,14 @@ mod kernel {
             |_| "console-backend",
             |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
         );
-        let served = if let Some(setup) = mgmt {
+        let served = if let Some(mut setup) = mgmt {
             agent::heap::init();
             let mut hv = XenHypervisor::new(*backend.xen());
             let com2_gsi = setup.com2_gsi;
+            let disk = setup.disk.take();
             let tcp = tcp_server(backend, setup);
             let mut store = crate::store::StoreService::new();
-            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp);
+            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp, disk);
             backend.release_all();
             served
         } else if serve {

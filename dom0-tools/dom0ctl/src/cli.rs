@@ -64,8 +64,11 @@ pub enum Command {
     /// Create a domain from a TOML config file and start it.
     #[command(after_help = "\
 Config file (TOML): name, kernel (path relative to the config file), memory (MiB),
-vcpus (default 1), cmdline (default empty). The kernel must be an x86 ELF with
-a Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY).
+vcpus (default 1), cmdline (default empty), disks (default none): volumes the
+domain sees as disks from its first instruction, e.g.
+  disks = [{ volume = \"data\", vdev = \"xvda\", mode = \"w\" }]
+(mode \"w\" read-write, the default, or \"r\" read-only). The kernel must be an
+x86 ELF with a Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY).
 
 Examples:
   dom0ctl create guests/hello.toml
@@ -129,6 +132,132 @@ Examples:
   dom0ctl xenstore rm /local/domain/1/data/greeting
   dom0ctl xenstore watch @releaseDomain --count 2")]
     Xenstore(XenstoreArgs),
+    /// Create, list and delete volumes: named GPT partitions on dom0's
+    /// disk, kept across reboots, attached to domains as disks.
+    #[command(after_help = VOLUME_AFTER_HELP)]
+    Volume(VolumeArgs),
+    /// Attach a volume to a running domain as a virtual block device
+    /// (xl block-attach).
+    #[command(after_help = "\
+VDEV is the device name the guest sees, per Xen's vbd-interface.txt: xvda,
+xvdb, ..., xvdb3 (a partition), sda, hdc, d0p1, or the number. A volume is
+writable in one domain at a time; read-only in any number while none writes it.
+
+Examples:
+  dom0ctl block-attach web data xvda
+  dom0ctl block-attach 3 iso xvdb --read-only")]
+    BlockAttach(BlockAttachArgs),
+    /// Detach a domain's virtual block device (xl block-detach).
+    #[command(after_help = "Example:\n  dom0ctl block-detach web xvda")]
+    BlockDetach(BlockDetachArgs),
+    /// List attached virtual block devices: domain, vdev, volume, mode,
+    /// backend state (xl block-list).
+    #[command(after_help = "\
+Examples:
+  dom0ctl block-list
+  dom0ctl block-list web --json")]
+    BlockList(BlockListArgs),
+}
+
+const VOLUME_AFTER_HELP: &str = "\
+Sizes are whole MiB or GiB: 64MiB, 64M, 2GiB, 2G. A new volume reads as zeroes.
+A volume attached to a domain cannot be deleted; detach it (block-detach) or
+destroy the domain first. `sgdisk -p` on the host reads dom0's disk image
+(target/disks/dom0.img under `cargo xtask up`) while the hypervisor is down.
+
+Examples:
+  dom0ctl volume create data 64MiB
+  dom0ctl volume list
+  dom0ctl volume list --json
+  dom0ctl volume delete data";
+
+/// `volume` arguments.
+#[derive(Debug, Args)]
+pub struct VolumeArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: VolumeCommand,
+}
+
+/// The `volume` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume of SIZE (MiB or GiB).
+    #[command(
+        after_help = "Examples:\n  dom0ctl volume create data 64MiB\n  dom0ctl volume create big 1GiB"
+    )]
+    Create {
+        /// Its name: up to 32 letters, digits, '.', '_' or '-' (not first
+        /// '.' or '-').
+        #[arg(value_name = "NAME", value_parser = volume_name)]
+        name: String,
+        /// Its size: 64MiB, 64M, 2GiB, 2G.
+        #[arg(value_name = "SIZE", value_parser = volume_size)]
+        size: u64,
+    },
+    /// List the volumes: name, size, where each is attached.
+    #[command(after_help = "Examples:\n  dom0ctl volume list\n  dom0ctl volume list --json")]
+    List {
+        /// Print JSON (sizes in bytes).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a volume (refused while it is attached).
+    #[command(after_help = "Example:\n  dom0ctl volume delete data")]
+    Delete {
+        /// Which.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+fn volume_name(text: &str) -> Result<String, String> {
+    volumes::check_name(text)
+        .map(|()| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn volume_size(text: &str) -> Result<u64, String> {
+    volumes::parse_size(text).map_err(|e| e.to_string())
+}
+
+/// `block-attach` arguments.
+#[derive(Debug, Args)]
+pub struct BlockAttachArgs {
+    /// The domain (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// The volume.
+    #[arg(value_name = "VOLUME")]
+    pub volume: String,
+    /// The device name the guest sees (xvda).
+    #[arg(value_name = "VDEV")]
+    pub vdev: String,
+    /// Attach read-only (xl's mode=r).
+    #[arg(long, short = 'r')]
+    pub read_only: bool,
+}
+
+/// `block-detach` arguments.
+#[derive(Debug, Args)]
+pub struct BlockDetachArgs {
+    /// The domain (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// The device name it was attached as.
+    #[arg(value_name = "VDEV")]
+    pub vdev: String,
+}
+
+/// `block-list` arguments.
+#[derive(Debug, Args)]
+pub struct BlockListArgs {
+    /// Only this domain's devices (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `xenstore` arguments.

@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::pvcontrol::{self, Ack, PvCommand};
 use crate::xs_link::XsConn;
 use crate::xs_mgmt::MgmtPipe;
-use crate::{config, output};
+use crate::{config, output, storage};
 
 /// How often `shutdown --wait` looks at the domain.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -71,10 +71,15 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
             other => Err(unexpected(&other)),
         },
         Command::Xenstore(args) => crate::xenstore::run(&mut connect()?, args.command, out, quiet),
+        Command::Volume(args) => storage::volume(&mut connect()?, args.command, out),
+        Command::BlockAttach(args) => storage::attach(&mut connect()?, args, out),
+        Command::BlockDetach(args) => storage::detach(&mut connect()?, args, out),
+        Command::BlockList(args) => storage::list(&mut connect()?, args, out),
     }
 }
 
-fn print(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
+/// Writes `text` to the output and flushes it.
+pub(crate) fn print(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| CliError::io("cannot write the output", e))

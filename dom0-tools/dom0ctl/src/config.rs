@@ -7,6 +7,9 @@
 //! memory = 32             # MiB
 //! vcpus = 1               # optional, default 1
 //! cmdline = "loglevel=3"  # optional, default empty
+//! # optional: volumes attached before the domain first runs (xl's names;
+//! # mode "w" read-write, "r" read-only)
+//! disks = [{ volume = "data", vdev = "xvda", mode = "w" }]
 //! ```
 //!
 //! Errors name the file, line, column and field.
@@ -18,7 +21,7 @@ use std::ops::Range;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use mgmt::{DomainConfig, MgmtError, MAX_IMAGE_BYTES};
+use mgmt::{DiskMode, DiskSpec, DomainConfig, MgmtError, MAX_IMAGE_BYTES};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -72,6 +75,17 @@ struct RawConfig {
     memory: Spanned<u32>,
     vcpus: Option<Spanned<u32>>,
     cmdline: Option<Spanned<String>>,
+    disks: Option<Spanned<Vec<RawDisk>>>,
+}
+
+/// One entry of `disks`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisk {
+    volume: String,
+    vdev: String,
+    /// `"w"` (the default) or `"r"`.
+    mode: Option<String>,
 }
 
 /// Reads `path` and the kernel it names; checks both.
@@ -102,12 +116,19 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
             .as_ref()
             .map(|c| c.get_ref().clone())
             .unwrap_or_default(),
+        disks: match &raw.disks {
+            Some(disks) => {
+                disk_specs(disks.get_ref()).map_err(|message| at(disks.span(), "disks", message))?
+            }
+            None => Vec::new(),
+        },
     };
     if let Err(MgmtError::InvalidConfig { field, reason }) = config.validate() {
         let span = match field.as_str() {
             "name" => raw.name.span(),
             "memory" => raw.memory.span(),
             "vcpus" => raw.vcpus.as_ref().map_or(0..0, |v| v.span()),
+            "disks" => raw.disks.as_ref().map_or(0..0, |d| d.span()),
             _ => raw.cmdline.as_ref().map_or(0..0, |c| c.span()),
         };
         return Err(at(span, &field, reason));
@@ -123,6 +144,27 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         kernel_path,
         kernel,
     })
+}
+
+fn disk_specs(raw: &[RawDisk]) -> Result<Vec<DiskSpec>, String> {
+    raw.iter()
+        .map(|d| {
+            let mode = match d.mode.as_deref() {
+                None => DiskMode::ReadWrite,
+                Some(m) => DiskMode::parse(m).ok_or_else(|| {
+                    format!(
+                        "disk {:?}: mode {m:?} is neither \"w\" (read-write) nor \"r\" (read-only)",
+                        d.vdev
+                    )
+                })?,
+            };
+            Ok(DiskSpec {
+                volume: d.volume.clone(),
+                vdev: d.vdev.clone(),
+                mode,
+            })
+        })
+        .collect()
 }
 
 /// The kernel at `path`, if it is a PVH kernel the domain builder accepts
@@ -210,6 +252,7 @@ fn field_hint(field: &str) -> Option<&'static str> {
         "memory" => "a whole number of MiB",
         "vcpus" => "a whole number of vCPUs",
         "cmdline" => "a quoted kernel command line",
+        "disks" => "a list like [{ volume = \"data\", vdev = \"xvda\", mode = \"w\" }]",
         _ => return None,
     })
 }
@@ -283,7 +326,8 @@ mod tests {
                 name: "hello".into(),
                 memory_mib: 32,
                 vcpus: 2,
-                cmdline: "quiet".into()
+                cmdline: "quiet".into(),
+                disks: Vec::new(),
             }
         );
         assert_eq!(c.kernel_path, dir.0.path().join("hello.elf"));
@@ -321,6 +365,40 @@ mod tests {
         let (line, field, message) = error(&dir, &GOOD.replace("\"hello\"\n", "\"has space\"\n"));
         assert_eq!((line, field.as_deref()), (Some(1), Some("name")));
         assert!(message.contains("' ' is not allowed"), "{message}");
+    }
+
+    #[test]
+    fn disks_are_read_and_checked() {
+        let dir = Dir::new();
+        let text = format!(
+            "{GOOD}disks = [{{ volume = \"data\", vdev = \"xvda\", mode = \"w\" }},\n  {{ volume = \"iso\", vdev = \"xvdb\", mode = \"r\" }}, {{ volume = \"x\", vdev = \"xvdc\" }}]\n"
+        );
+        let disks = dir.config(&text).unwrap().config.disks;
+        let spec = |volume: &str, vdev: &str, mode| DiskSpec {
+            volume: volume.into(),
+            vdev: vdev.into(),
+            mode,
+        };
+        assert_eq!(
+            disks,
+            vec![
+                spec("data", "xvda", DiskMode::ReadWrite),
+                spec("iso", "xvdb", DiskMode::ReadOnly),
+                spec("x", "xvdc", DiskMode::ReadWrite),
+            ]
+        );
+        let bad = |disks: &str| error(&dir, &format!("{GOOD}disks = {disks}\n"));
+        let (line, field, message) = bad("[{ volume = \"d\", vdev = \"xvda\", mode = \"rw+\" }]");
+        assert_eq!((line, field.as_deref()), (Some(6), Some("disks")));
+        assert!(message.contains("neither \"w\""), "{message}");
+        let (_, field, message) =
+            bad("[{ volume = \"a\", vdev = \"xvda\" }, { volume = \"b\", vdev = \"xvda\" }]");
+        assert_eq!(field.as_deref(), Some("disks"));
+        assert!(message.contains("same device"), "{message}");
+        let (_, _, message) = bad("[{ volume = \"a\", vdev = \"vda\" }]");
+        assert!(message.contains("not a Xen disk name"), "{message}");
+        let (_, _, message) = bad("[{ volume = \"a\", vdev = \"xvda\", size = 3 }]");
+        assert!(message.contains("unknown field `size`"), "{message}");
     }
 
     #[test]

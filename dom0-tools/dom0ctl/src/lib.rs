@@ -14,6 +14,7 @@ mod output;
 mod progress;
 pub mod proxy;
 pub mod pvcontrol;
+mod storage;
 pub mod transport;
 pub mod xenstore;
 pub mod xs_link;

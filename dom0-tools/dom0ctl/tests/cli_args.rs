@@ -110,3 +110,39 @@ fn every_subcommand_has_help_with_an_example() {
     assert!(main.contains("Exit status"), "{main}");
     assert!(main.contains("DOM0CTL_SOCKET"), "{main}");
 }
+
+#[test]
+fn volume_and_block_commands_check_their_arguments() {
+    let cli = parse(&["volume", "create", "data", "2GiB"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::Volume(dom0ctl::cli::VolumeArgs {
+            command: dom0ctl::cli::VolumeCommand::Create { ref name, size: 2147483648 }
+        }) if name == "data"
+    ));
+    for (args, needle) in [
+        (
+            &["volume", "create", "data", "64"][..],
+            "the unit must be MiB or GiB",
+        ),
+        (&["volume", "create", "data", "0MiB"], "cannot be empty"),
+        (
+            &["volume", "create", "a/b", "1MiB"],
+            "'/' is not allowed in a volume name",
+        ),
+        (&["block-attach", "web", "data"], "<VDEV>"),
+    ] {
+        let e = parse(args).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+    let cli = parse(&["block-attach", "web", "data", "xvda", "--read-only"]).unwrap();
+    assert!(matches!(cli.command, Command::BlockAttach(ref a) if a.read_only && a.vdev == "xvda"));
+    assert!(
+        matches!(parse(&["block-list", "--json"]).unwrap().command, Command::BlockList(ref a) if a.domain.is_none() && a.json)
+    );
+    assert!(matches!(
+        parse(&["block-detach", "3", "xvdb"]).unwrap().command,
+        Command::BlockDetach(_)
+    ));
+}

@@ -267,6 +267,58 @@ fn create_with_console_attaches_to_the_new_domain() {
 }
 
 #[test]
+fn volumes_are_created_listed_and_deleted_with_clear_errors() {
+    let agent = FakeAgent::start();
+    let socket = &agent.path;
+    assert_eq!(
+        ok(socket, &["volume", "create", "data", "4MiB"]),
+        "Created volume 'data' (4MiB).\n"
+    );
+    let table = ok(socket, &["volume", "list"]);
+    assert!(
+        table.starts_with("Name  Size  FirstLBA  Attached\ndata  4MiB      2048  -\n"),
+        "{table}"
+    );
+    assert!(
+        table.ends_with("Disk 16MiB, largest free space 10MiB.\n"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(socket, &["volume", "list", "--json"])).unwrap();
+    assert_eq!(json["volumes"][0]["bytes"], 4u64 << 20);
+    let (code, text) = fails(socket, &["volume", "create", "data", "1MiB"]);
+    assert_eq!(
+        (code, text.as_str()),
+        (1, "a volume named 'data' already exists")
+    );
+    let (code, text) = fails(socket, &["volume", "create", "big", "11M"]);
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            1,
+            "dom0's disk is full: no free space for 11MiB; the largest free space is 10MiB"
+        )
+    );
+    let (code, text) = fails(socket, &["volume", "create", "huge", "1GiB"]);
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            1,
+            "1GiB is too large: dom0's disk holds at most 14MiB of volumes"
+        )
+    );
+    assert_eq!(
+        ok(socket, &["volume", "delete", "data"]),
+        "Deleted volume 'data'.\n"
+    );
+    let (code, text) = fails(socket, &["volume", "delete", "data"]);
+    assert_eq!(
+        (code, text.as_str()),
+        (1, "no volume named 'data' (see `dom0ctl volume list`)")
+    );
+}
+
+#[test]
 fn dmesg_prints_the_log() {
     let agent = FakeAgent::start();
     assert_eq!(
@@ -298,7 +350,7 @@ fn version_mismatch_exits_5_and_names_both_versions() {
     let (code, message) = fails(&agent.path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.3, the management agent speaks 9.1"),
+        message.contains("the client speaks 2.4, the management agent speaks 9.1"),
         "{message}"
     );
 }
@@ -486,6 +538,7 @@ fn an_abandoned_upload_is_dropped_by_the_next_session() {
         memory_mib: 8,
         vcpus: 1,
         cmdline: String::new(),
+        disks: Vec::new(),
     };
     send(
         &mut stream,
@@ -651,7 +704,7 @@ fn an_agent_of_protocol_1_gets_a_version_error() {
     let (code, message) = fails(&path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.3, the management agent speaks 1.0"),
+        message.contains("the client speaks 2.4, the management agent speaks 1.0"),
         "{message}"
     );
     drop(old);
@@ -672,7 +725,7 @@ fn over_tcp_with_the_key_every_command_works() {
     let url = Path::new(&agent.url);
     let key = agent.key_file.clone();
     let out = ok(url, &tcp_args(&agent, &key, &["info"]));
-    assert!(out.contains("mgmt_protocol : 2.3"), "{out}");
+    assert!(out.contains("mgmt_protocol : 2.4"), "{out}");
     let dir = tempfile::tempdir().unwrap();
     let config = guest_config(dir.path(), "web", 32, MAX_IMAGE_CHUNK * 2 + 100);
     let created = ok(

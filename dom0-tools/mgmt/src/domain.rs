@@ -2,12 +2,13 @@
 //! config a new one is built from, and what list and info report.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use abi::control::{DOMAIN_NAME_MAX, MAX_VCPUS_SUPPORTED};
 use serde::{Deserialize, Serialize};
 
-use crate::MgmtError;
+use crate::{DiskSpec, MgmtError};
 
 /// A domain id (Xen `domid_t`).
 pub type DomId = u16;
@@ -66,6 +67,10 @@ pub struct DomainConfig {
     pub vcpus: u32,
     /// Kernel command line, at most [`MAX_CMDLINE`] bytes, no NUL.
     pub cmdline: String,
+    /// Volumes attached as disks before the domain first runs (at most
+    /// [`crate::MAX_DISKS`]; [`crate::storage::validate_disks`]). Since
+    /// 2.4.
+    pub disks: Vec<DiskSpec>,
 }
 
 impl DomainConfig {
@@ -93,7 +98,7 @@ impl DomainConfig {
         if self.cmdline.contains('\0') {
             return Err(invalid("cmdline", "contains a NUL character".into()));
         }
-        Ok(())
+        crate::storage::validate_disks(&self.disks)
     }
 }
 
@@ -235,6 +240,7 @@ mod tests {
             memory_mib: 32,
             vcpus: 1,
             cmdline: "console=hvc0".into(),
+            disks: Vec::new(),
         }
     }
 

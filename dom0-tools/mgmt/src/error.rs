@@ -120,6 +120,13 @@ pub enum MgmtError {
          `cargo xtask up` gave this hypervisor (use the --key-file it printed)"
     )]
     AuthenticationRefused,
+    /// A volume request failed (protocol 2.4).
+    #[error("{0}")]
+    Volume(crate::VolumeFailure),
+    /// A block-device request, or a new domain's disk, failed (protocol
+    /// 2.4).
+    #[error("{0}")]
+    Block(crate::BlockFailure),
 }
 
 /// A life-cycle operation on a domain, for error messages.

@@ -31,6 +31,7 @@ mod error;
 pub mod frame;
 pub mod message;
 mod server;
+pub mod storage;
 mod upload;
 mod version;
 
@@ -54,6 +55,10 @@ pub use message::{
     MAX_IMAGE_CHUNK, MAX_XENSTORE_DATA,
 };
 pub use server::{Answer, Outgoing, Server};
+pub use storage::{
+    BlockDevice, BlockFailure, DiskMode, DiskSpec, VolumeFailure, VolumeInfo, VolumeTable,
+    MAX_DISKS,
+};
 pub use upload::{create_requests, Upload};
 
 pub use version::{check_compatible, ProtocolVersion, PROTOCOL_V1, PROTOCOL_VERSION};

@@ -45,8 +45,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Nonce, Tag};
 use crate::{
-    DomId, DomainConfig, DomainCounters, DomainRef, DomainSummary, HostInfo, MgmtError,
-    ProtocolVersion,
+    BlockDevice, DomId, DomainConfig, DomainCounters, DomainRef, DomainSummary, HostInfo,
+    MgmtError, ProtocolVersion, VolumeInfo, VolumeTable,
 };
 
 /// Largest kernel image an upload may announce, bytes.
@@ -196,6 +196,50 @@ pub enum Request {
         /// The bytes, as a xenstored socket client writes them.
         data: Vec<u8>,
     },
+    /// Creates a volume on dom0's disk (`dom0ctl volume create`): a GPT
+    /// partition of `bytes` rounded up to whole MiB, zeroed.
+    /// → [`Reply::Volume`]. Since 2.4.
+    VolumeCreate {
+        /// Its name ([`volumes::check_name`]).
+        name: String,
+        /// Its size, bytes.
+        bytes: u64,
+    },
+    /// The volumes. → [`Reply::Volumes`]. Since 2.4.
+    VolumeList,
+    /// Deletes a volume; refused while it is attached. → [`Reply::Done`].
+    /// Since 2.4.
+    VolumeDelete {
+        /// Which.
+        name: String,
+    },
+    /// Attaches a volume to a domain as a virtual block device
+    /// (`dom0ctl block-attach`, xl's `block-attach`).
+    /// → [`Reply::BlockAttached`]. Since 2.4.
+    BlockAttach {
+        /// The guest.
+        domain: DomainRef,
+        /// The volume.
+        volume: String,
+        /// The device name the guest sees (`xvda`).
+        vdev: String,
+        /// Read-only.
+        read_only: bool,
+    },
+    /// Detaches a domain's virtual block device. → [`Reply::Done`].
+    /// Since 2.4.
+    BlockDetach {
+        /// The guest.
+        domain: DomainRef,
+        /// The device name it was attached as.
+        vdev: String,
+    },
+    /// The attached block devices, of one domain or all.
+    /// → [`Reply::BlockDevices`]. Since 2.4.
+    BlockList {
+        /// Only this domain's.
+        domain: Option<DomainRef>,
+    },
 }
 
 /// What a guest is asked to do by [`Request::Shutdown`].
@@ -341,6 +385,14 @@ pub enum Reply {
         /// Raw `xsd_sockmsg` bytes from the store.
         data: Vec<u8>,
     },
+    /// The volume created. Since 2.4.
+    Volume(VolumeInfo),
+    /// The volumes. Since 2.4.
+    Volumes(VolumeTable),
+    /// The device attached. Since 2.4.
+    BlockAttached(BlockDevice),
+    /// The attached devices, by domid then devid. Since 2.4.
+    BlockDevices(Vec<BlockDevice>),
 }
 
 /// Something the server reports unasked.

@@ -29,7 +29,13 @@ pub struct ProtocolVersion {
 /// 2.3: the store: `Request::Xenstore`, `Reply::Xenstore` and
 /// `Event::XenstoreOutput` (raw `xsd_sockmsg` bytes of the session's own
 /// store connection).
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 3 };
+/// 2.4: volumes and block devices ([`crate::storage`]): `Request::
+/// VolumeCreate`, `VolumeList`, `VolumeDelete`, `BlockAttach`,
+/// `BlockDetach`, `BlockList`, their replies, `MgmtError::Volume` and
+/// `Block`; `DomainConfig::disks` (appended to the struct: a 2.3
+/// client's `CreateBegin` no longer decodes, so dom0ctl and dom0 come
+/// from one tree, as `cargo xtask up` builds them).
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 4 };
 /// What a peer that sends protocol-1 frames speaks, as far as we know.
 pub const PROTOCOL_V1: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 

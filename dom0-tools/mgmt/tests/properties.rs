@@ -19,6 +19,7 @@ fn config() -> impl Strategy<Value = DomainConfig> {
             memory_mib,
             vcpus,
             cmdline,
+            disks: Vec::new(),
         },
     )
 }
@@ -63,6 +64,20 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Dmesg),
         Just(Request::Stats),
         bytes(MAX_XENSTORE_DATA).prop_map(|data| Request::Xenstore { data }),
+        ("[a-z]{1,8}", any::<u64>())
+            .prop_map(|(name, bytes)| Request::VolumeCreate { name, bytes }),
+        Just(Request::VolumeList),
+        "[a-z]{1,8}".prop_map(|name| Request::VolumeDelete { name }),
+        (domain_ref(), "[a-z]{1,8}", "xvd[a-z]", any::<bool>()).prop_map(
+            |(domain, volume, vdev, read_only)| Request::BlockAttach {
+                domain,
+                volume,
+                vdev,
+                read_only
+            }
+        ),
+        (domain_ref(), "xvd[a-z]").prop_map(|(domain, vdev)| Request::BlockDetach { domain, vdev }),
+        proptest::option::of(domain_ref()).prop_map(|domain| Request::BlockList { domain }),
     ]
 }
 

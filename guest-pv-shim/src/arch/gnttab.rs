@@ -306,6 +306,13 @@ impl Grants {
         Ok(GrantStatus::check(op[0].status)?)
     }
 
+    /// `GNTTABOP_copy` of every op of `ops` in one hypercall (Xen serves
+    /// them in order; a batch past its per-call limit continues). Each
+    /// op's `status` says how it went: the caller reads them.
+    pub fn copy_batch(&self, ops: &mut [GnttabCopy]) -> Result<(), XenError> {
+        self.xen.gnttab_op(gt::GNTTABOP_COPY, ops)
+    }
+
     /// `GNTTABOP_copy` of `len` bytes from `source` to `dest`.
     pub fn copy(&self, source: CopySide, dest: CopySide, len: u16) -> Result<(), GrantOpError> {
         let (source, source_gref) = source.encode();

@@ -5,6 +5,7 @@
 
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
 
+pub mod blkfront;
 pub mod console_front;
 pub mod control;
 pub mod cpu;

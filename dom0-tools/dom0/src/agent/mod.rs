@@ -22,14 +22,18 @@ mod domains;
 pub mod heap;
 mod link;
 mod session;
+mod storage;
 pub mod tcp;
 
 use guest_pv_shim::{println, XenError};
 use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
 use toolstack::Hypervisor;
 
+use crate::blkback::BlockBackends;
 use crate::console_backend::Backend;
+use crate::devices::Disk;
 use crate::store::StoreService;
+use crate::volumes::Volumes;
 use link::Link;
 use session::{Ctx, Session};
 use tcp::TcpServer;
@@ -37,14 +41,18 @@ use tcp::TcpServer;
 /// Serves the management channel until a client asks dom0 to power off
 /// (`Ok`), or a hypercall the loop needs fails. `com2_gsi`: the GSI of
 /// COM2's interrupt, if known; with `tcp`, also over TCP on the
-/// management NIC (COM2 stays the fallback).
+/// management NIC (COM2 stays the fallback). `disk`: dom0's disk, if
+/// it has one (the volumes live on it).
 pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
     store: &mut StoreService,
     com2_gsi: Option<u32>,
     mut tcp: Option<TcpServer>,
+    disk: Option<Disk>,
 ) -> Result<(), XenError> {
+    let mut volumes = Volumes::open(disk, backend.now()?);
+    let mut blk = BlockBackends::new();
     let mut link = Link::com2(backend.events(), com2_gsi);
     backend.rescan_on_events_only();
     // Session ids start from the clock, so a client of an earlier boot
@@ -66,6 +74,8 @@ pub fn serve(
                     hv: &mut *hv,
                     backend: &mut *backend,
                     store: &mut *store,
+                    blk: &mut blk,
+                    volumes: &mut volumes,
                 };
                 session.dispatch(request, &mut ctx)
             });
@@ -83,24 +93,43 @@ pub fn serve(
             session.store_events(id, store, |event| link.send(event));
         }
         let mut power_off = false;
-        let tcp_due = tcp
-            .as_mut()
-            .and_then(|t| t.poll(now, hv, backend, store, &mut power_off));
+        let tcp_due = tcp.as_mut().and_then(|t| {
+            let ctx = Ctx {
+                hv: &mut *hv,
+                backend: &mut *backend,
+                store: &mut *store,
+                blk: &mut blk,
+                volumes: &mut volumes,
+            };
+            t.poll(now, ctx, &mut power_off)
+        });
         if power_off {
             println!("dom0: mgmt: power-off requested");
             return Ok(());
         }
         link.end_pass(backend.events());
         store.serve(backend.events(), &backend.grants());
+        // Rings with requests left, or handshake writes whose watch
+        // events the store still has to send: another pass at once.
+        let blk_due = volumes
+            .disk_mut()
+            .is_some_and(|disk| blk.serve(store, backend.events(), &backend.grants(), disk))
+            .then_some(now);
         // Takes what the backend's ports brought, without sleeping.
         backend.serve_until(now)?;
         // A domain seen shut down fires `@releaseDomain`: another pass
         // sends the events at once.
         let store_due = store.note_stopped(backend.stopped_domains()).then_some(now);
-        let deadline = [link.deadline(now), backend.next_scan(), tcp_due, store_due]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            link.deadline(now),
+            backend.next_scan(),
+            tcp_due,
+            store_due,
+            blk_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         backend.events().block_until(deadline)?;
     }
 }

@@ -20,11 +20,14 @@ use mgmt::{
     HostInfo, MgmtError, Reply, Request, ServerMessage, SessionId, ShutdownKind, ShutdownReason,
     Upload, UploadError, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY,
 };
-use toolstack::{create_domain, DomainSpec, Hypervisor};
+use toolstack::{build_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
+use super::storage;
+use crate::blkback::BlockBackends;
 use crate::console_backend::{self, Backend};
 use crate::store::{LocalError, StoreService};
+use crate::volumes::Volumes;
 
 /// What a request needs to act on.
 pub struct Ctx<'a, H> {
@@ -34,6 +37,10 @@ pub struct Ctx<'a, H> {
     pub backend: &'a mut Backend,
     /// The store (the session's own connection, the toolstack's).
     pub store: &'a mut StoreService,
+    /// The block backend (the domains' virtual block devices).
+    pub blk: &'a mut BlockBackends,
+    /// The volumes on dom0's disk.
+    pub volumes: &'a mut Volumes,
 }
 
 /// A console stream: new output of `domid` from position `next` on.
@@ -198,6 +205,7 @@ impl Session {
                 // The backend lets go of the ring before the memory goes,
                 // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
+                ctx.blk.domain_destroyed(ctx.store, info.domid);
                 ctx.store.domain_destroyed(info.domid);
                 ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
                 ctx.hv.destroy(info.domid).map_err(|e| match e {
@@ -232,6 +240,17 @@ impl Session {
                     .collect(),
             )),
             Request::Xenstore { data } => self.xenstore(ctx.store, &data),
+            Request::VolumeCreate { name, bytes } => storage::create(ctx, &name, bytes),
+            Request::VolumeList => storage::list(ctx),
+            Request::VolumeDelete { name } => storage::delete(ctx, &name),
+            Request::BlockAttach {
+                domain,
+                volume,
+                vdev,
+                read_only,
+            } => storage::attach(ctx, &domain, &volume, &vdev, read_only),
+            Request::BlockDetach { domain, vdev } => storage::detach(ctx, &domain, &vdev),
+            Request::BlockList { domain } => storage::block_list(ctx, domain.as_ref()),
         }
     }
 
@@ -463,13 +482,20 @@ fn precheck(hv: &mut impl Hypervisor, config: &DomainConfig) -> Result<(), MgmtE
     Ok(())
 }
 
-/// Builds and starts the uploaded domain, all or nothing.
+/// Builds the uploaded domain paused, introduces it to the store,
+/// attaches its disks, then unpauses it (libxl's order: the guest finds
+/// its devices at boot). All or nothing: a disk that cannot be attached
+/// destroys the domain again.
 fn create(
     ctx: &mut Ctx<'_, impl Hypervisor>,
     config: &DomainConfig,
     image: &[u8],
 ) -> Result<DomId, MgmtError> {
     precheck(ctx.hv, config)?;
+    for disk in &config.disks {
+        // Before anything is built: an unknown volume sends nothing.
+        ctx.volumes.get(&disk.volume).map_err(MgmtError::Volume)?;
+    }
     let spec = DomainSpec {
         name: &config.name,
         memory_mib: config.memory_mib,
@@ -477,24 +503,40 @@ fn create(
         cmdline: &config.cmdline,
         image,
     };
-    match create_domain(ctx.hv, &spec) {
-        Ok(domid) => {
-            #[cfg(feature = "bench-trace")]
-            println!("bench: create-built {}", guest_pv_shim::arch::cpu::rdtsc());
-            println!("dom0: mgmt: created d{domid} ({})", config.name);
-            if let Ok(info) = ctx.hv.domain_info(domid) {
-                ctx.store.introduce_new(ctx.backend.xen(), &info);
-                ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
-            }
-            ctx.backend.rescan_soon();
-            Ok(domid)
-        }
-        Err(e) => {
-            println!("dom0: mgmt: creating {} failed: {e}", config.name);
-            let max = ctx.hv.physinfo().map_or(0, |p| p.nr_domains);
-            Err(domains::create_error(e, &config.name, max))
-        }
+    let domid = build_domain(ctx.hv, &spec).map_err(|e| create_failed(ctx, config, e))?;
+    #[cfg(feature = "bench-trace")]
+    println!("bench: create-built {}", guest_pv_shim::arch::cpu::rdtsc());
+    if let Ok(info) = ctx.hv.domain_info(domid) {
+        ctx.store.introduce_new(ctx.backend.xen(), &info);
+        ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
     }
+    let started = storage::attach_disks(ctx, domid, &config.disks).and_then(|()| {
+        ctx.hv
+            .unpause(domid)
+            .map_err(|e| hypervisor_error("unpause", e))
+    });
+    if let Err(e) = started {
+        println!("dom0: mgmt: creating {} failed: {e}", config.name);
+        ctx.blk.domain_destroyed(ctx.store, domid);
+        ctx.store.domain_destroyed(domid);
+        if let Err(errno) = ctx.hv.destroy(domid) {
+            println!("dom0: mgmt: destroying the half-made d{domid} failed: {errno:?}");
+        }
+        return Err(e);
+    }
+    println!("dom0: mgmt: created d{domid} ({})", config.name);
+    ctx.backend.rescan_soon();
+    Ok(domid)
+}
+
+fn create_failed(
+    ctx: &mut Ctx<'_, impl Hypervisor>,
+    config: &DomainConfig,
+    e: toolstack::CreateError,
+) -> MgmtError {
+    println!("dom0: mgmt: creating {} failed: {e}", config.name);
+    let max = ctx.hv.physinfo().map_or(0, |p| p.nr_domains);
+    domains::create_error(e, &config.name, max)
 }
 
 /// `ConsoleInput`: as much of `data` as the guest's input ring takes.

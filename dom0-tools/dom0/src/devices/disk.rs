@@ -1,9 +1,11 @@
 //! The disk: a virtio-blk function driven by virtio-drivers' `VirtIOBlk`.
 //!
-//! Requests are synchronous for now: virtio-drivers waits for the used
-//! ring after each one. dom0 makes them only at boot (the scratch check);
-//! the block backend will submit them and complete them from the disk's
-//! interrupt ([`Disk::irq`], acknowledged with [`Disk::ack_interrupt`]).
+//! [`Disk::read_blocks`], [`Disk::write_blocks`] and [`Disk::flush`] are
+//! synchronous: virtio-drivers waits for the used ring after each one.
+//! Every request is checked against the capacity first
+//! ([`sectors::check_range`]), so a bad LBA or length is a [`DiskError`],
+//! never a driver panic. The device raises its interrupt for each
+//! completion ([`Disk::irq`], acknowledged with [`Disk::ack_interrupt`]).
 
 use guest_pv_shim::arch::physdev::DeviceIrq;
 use guest_pv_shim::{Xen, XenError};
@@ -12,7 +14,7 @@ use virtio_drivers::transport::pci::PciTransport;
 
 use super::hal::DomainHal;
 use super::pci::Bdf;
-use super::scratch::{self, ScratchError, SectorIo, SECTOR_BYTES};
+use super::sectors::{check_range, DiskError, SECTOR_BYTES};
 
 const _: () = assert!(SECTOR_SIZE == SECTOR_BYTES);
 
@@ -78,27 +80,38 @@ impl Disk {
         self.blk.readonly()
     }
 
-    /// The boot check (`scratch`): the sector checked, or why it failed.
-    pub fn check_scratch(&mut self) -> Result<u64, ScratchError<virtio_drivers::Error>> {
-        let sectors = self.sectors();
-        scratch::read_after_write(self, sectors)
-    }
-}
-
-impl SectorIo for Disk {
-    type Error = virtio_drivers::Error;
-
-    fn read_sector(
-        &mut self,
-        sector: u64,
-        buf: &mut [u8; SECTOR_BYTES],
-    ) -> Result<(), Self::Error> {
-        let block = usize::try_from(sector).map_err(|_| virtio_drivers::Error::InvalidParam)?;
-        self.blk.read_blocks(block, buf)
+    /// Reads `buf.len() / 512` sectors from `lba` into `buf`.
+    pub fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        let block = self.checked(lba, buf.len())?;
+        self.blk.read_blocks(block, buf).map_err(|_| DiskError::Io)
     }
 
-    fn write_sector(&mut self, sector: u64, buf: &[u8; SECTOR_BYTES]) -> Result<(), Self::Error> {
-        let block = usize::try_from(sector).map_err(|_| virtio_drivers::Error::InvalidParam)?;
-        self.blk.write_blocks(block, buf)
+    /// Writes `buf` (a multiple of 512 bytes) to the sectors from `lba`.
+    #[allow(dead_code)] // the volumes and the block backend write (issue 12)
+    pub fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), DiskError> {
+        if self.read_only() {
+            return Err(DiskError::ReadOnly);
+        }
+        let block = self.checked(lba, buf.len())?;
+        self.blk.write_blocks(block, buf).map_err(|_| DiskError::Io)
+    }
+
+    /// Makes every completed write durable (VIRTIO_BLK_T_FLUSH; a device
+    /// without VIRTIO_BLK_F_FLUSH has no volatile cache to flush).
+    #[allow(dead_code)] // the block backend flushes (issue 12)
+    pub fn flush(&mut self) -> Result<(), DiskError> {
+        self.blk.flush().map_err(|_| DiskError::Io)
+    }
+
+    /// `lba` as the driver's block index, once `bytes` at `lba` are known
+    /// to lie within the disk.
+    fn checked(&self, lba: u64, bytes: usize) -> Result<usize, DiskError> {
+        let capacity = self.sectors();
+        check_range(lba, bytes, capacity)?;
+        usize::try_from(lba).map_err(|_| DiskError::OutOfRange {
+            lba,
+            sectors: (bytes / SECTOR_BYTES) as u64,
+            capacity,
+        })
     }
 }

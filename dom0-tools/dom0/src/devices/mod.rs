@@ -8,8 +8,8 @@
 //! - `hal`: virtio-drivers' `Hal` on dom0's 1:1 memory and the ECAM
 //!   accessor (the only `unsafe` in dom0).
 //! - `irq`: each GSI as a pirq bound to an event channel.
-//! - `disk`: the virtio-blk disk; [`scratch`]: its boot-time
-//!   read-after-write of the last sector.
+//! - `disk`: the virtio-blk disk (bounds-checked sector reads, writes
+//!   and flushes; [`sectors`]: the checks).
 //! - `nic`: the virtio-net NICs; the management NIC's API for the TCP
 //!   stack is documented there.
 //! - `probe`: [`start`] finds and takes over the devices and logs one
@@ -19,10 +19,12 @@
 #![cfg_attr(test, allow(dead_code))] // host tests build only the portable half
 
 pub mod pci;
-pub mod scratch;
+pub mod sectors;
 
 #[cfg(target_os = "none")]
 pub mod disk;
+#[cfg(target_os = "none")]
+pub use disk::Disk;
 #[cfg(target_os = "none")]
 mod hal;
 #[cfg(target_os = "none")]

@@ -1,5 +1,5 @@
 //! Taking the devices over at boot: scan, start each driver, bind its
-//! interrupt, check the disk, log what was found.
+//! interrupt, read the disk's first sector, log what was found.
 
 use guest_pv_shim::arch::physdev::DeviceIrq;
 use guest_pv_shim::{println, Events, StartInfo};
@@ -11,10 +11,11 @@ use super::hal::{DomainHal, Ecam};
 use super::irq::{self, Irqs};
 use super::nic::{Nic, Role};
 use super::pci::{self, Roles, VirtioFunction};
+use super::sectors::SECTOR_BYTES;
 
-/// How long dom0 waits for the disk's interrupt after its boot check
-/// (the device raised it with the first completion; this only bounds a
-/// broken route): 5 s of system time.
+/// How long dom0 waits for the disk's interrupt after its boot read
+/// (the device raised it with the completion; this only bounds a broken
+/// route): 5 s of system time.
 const DISK_IRQ_WAIT_NS: u64 = 5_000_000_000;
 
 /// The devices dom0 drives.
@@ -37,7 +38,7 @@ impl Devices {
 
 /// Finds the ECAM region on the command line (`pci-ecam=`), takes over
 /// the disk and the NICs, binds their interrupts to ports of `events`,
-/// checks the disk. Needs the heap.
+/// reads the disk's first sector. Needs the heap.
 pub fn start(events: &Events, start_info: &StartInfo) -> Devices {
     let Some(arg) = start_info.cmdline_arg("pci-ecam") else {
         println!("dom0: devices: no ECAM region (no pci-ecam= from xen-core): no PCI devices");
@@ -112,19 +113,22 @@ fn start_disk(
         disk.sectors(),
         irq::describe(disk.gsi(), disk.irq().as_ref())
     );
-    if disk.read_only() {
-        println!("dom0: disk: {found}; read-only: no scratch check");
-        return Some(disk);
-    }
-    match disk.check_scratch() {
-        Ok(sector) => println!("dom0: disk: {found}; scratch sector {sector} read-after-write ok"),
-        Err(e) => println!("dom0: disk: {found}; read-after-write FAILED: {e}"),
+    let mode = if disk.read_only() {
+        "read-only"
+    } else {
+        "read-write"
+    };
+    // A read only: the disk holds the volumes, and boot must not write it.
+    let mut sector = [0u8; SECTOR_BYTES];
+    match disk.read_blocks(0, &mut sector) {
+        Ok(()) => println!("dom0: disk: {found}, {mode}; sector 0 read ok"),
+        Err(e) => println!("dom0: disk: {found}, {mode}; reading sector 0 FAILED: {e}"),
     }
     take_disk_interrupt(&mut disk, events);
     Some(disk)
 }
 
-/// The check's completions raised the disk's INTx: wait for its port,
+/// The boot read's completion raised the disk's INTx: wait for its port,
 /// acknowledge (ISR read, then EOI) and log it, which shows the whole
 /// route (INTx, GSI, IO-APIC, pirq, event) works.
 fn take_disk_interrupt(disk: &mut Disk, events: &Events) {

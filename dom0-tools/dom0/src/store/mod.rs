@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use xenstore::wire::{encode_message, Header, MsgType, HEADER_SIZE};
 use xenstore::{ConnError, ConnId, DomId, Store};
 
-use tree::{dom_path, domain_tree, vm_path, NewDomain};
+use tree::{dom_path, domain_tree, vm_path, NewDomain, Node};
 
 /// Largest output one [`StoreService::take_output`] returns, bytes (the
 /// rest waits for the next call): what one management message carries.
@@ -80,21 +80,7 @@ impl StoreService {
     /// `@introduceDomain`). The first refusal is returned as Xen's error
     /// string.
     pub fn domain_created(&mut self, d: &NewDomain) -> Result<(), String> {
-        for node in domain_tree(d) {
-            let mut payload = Vec::from(node.path.as_bytes());
-            payload.push(0);
-            payload.extend_from_slice(node.value.as_bytes());
-            self.toolstack_call(MsgType::Write, &payload)?;
-            if let Some(perms) = node.perms {
-                let mut payload = Vec::from(node.path.as_bytes());
-                payload.push(0);
-                for perm in perms {
-                    payload.extend_from_slice(perm.as_bytes());
-                    payload.push(0);
-                }
-                self.toolstack_call(MsgType::SetPerms, &payload)?;
-            }
-        }
+        self.write_nodes(&domain_tree(d))?;
         let (gfn, port) = d.store;
         let introduce = alloc::format!("{}\0{gfn}\0{port}\0", d.domid);
         self.toolstack_call(MsgType::Introduce, introduce.as_bytes())
@@ -117,10 +103,42 @@ impl StoreService {
         let release = alloc::format!("{domid}\0");
         let _ = self.toolstack_call(MsgType::Release, release.as_bytes());
         for path in [dom_path(domid), vm_path(domid)] {
-            let mut payload = Vec::from(path.as_bytes());
-            payload.push(0);
-            let _ = self.toolstack_call(MsgType::Rm, &payload);
+            self.remove(&path);
         }
+    }
+
+    /// Writes `nodes` in order on the toolstack's connection (each with
+    /// its permissions, if it has its own); the first refusal is returned
+    /// as Xen's error string. Watches fire as for any write.
+    pub fn write_nodes(&mut self, nodes: &[Node]) -> Result<(), String> {
+        for node in nodes {
+            let mut payload = Vec::from(node.path.as_bytes());
+            payload.push(0);
+            payload.extend_from_slice(node.value.as_bytes());
+            self.toolstack_call(MsgType::Write, &payload)?;
+            if let Some(perms) = &node.perms {
+                let mut payload = Vec::from(node.path.as_bytes());
+                payload.push(0);
+                for perm in perms {
+                    payload.extend_from_slice(perm.as_bytes());
+                    payload.push(0);
+                }
+                self.toolstack_call(MsgType::SetPerms, &payload)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The committed value at `path`, if the node exists.
+    pub fn read(&self, path: &str) -> Option<&[u8]> {
+        self.store.read_committed(path)
+    }
+
+    /// Removes `path` and everything under it (nothing if it is absent).
+    pub fn remove(&mut self, path: &str) {
+        let mut payload = Vec::from(path.as_bytes());
+        payload.push(0);
+        let _ = self.toolstack_call(MsgType::Rm, &payload);
     }
 
     /// One request on the toolstack's connection, answered at once.

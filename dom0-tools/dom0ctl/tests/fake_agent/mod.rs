@@ -37,6 +37,9 @@ pub struct State {
     pub break_chunks: u32,
     /// Connections refused for a wrong key (TCP).
     pub refused: u32,
+    /// dom0's disk (16 MiB in memory) with the real volume table on it.
+    pub disk: Vec<u8>,
+    pub volumes: volumes::Table,
 }
 
 pub struct FakeAgent {
@@ -149,6 +152,7 @@ impl FakeAgent {
 
 /// An agent's state with dom0 (64 MiB of 256 MiB total).
 fn new_state() -> Arc<Mutex<State>> {
+    let mut disk = vec![0u8; 16 << 20];
     Arc::new(Mutex::new(State {
         version: PROTOCOL_VERSION,
         domains: vec![summary(0, "dom0", 64 * 1024, DomainState::Running)],
@@ -161,6 +165,8 @@ fn new_state() -> Arc<Mutex<State>> {
         stale: Vec::new(),
         break_chunks: 0,
         refused: 0,
+        volumes: volumes::Table::open(disk_io(&mut disk), 1).unwrap().0,
+        disk,
     }))
 }
 
@@ -454,7 +460,58 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
                 .collect(),
         )),
         Request::Xenstore { .. } => Err(MgmtError::Unsupported("xenstore (fake agent)".into())),
+        Request::VolumeCreate { name, bytes } => {
+            let created = s.volumes.create(disk_io(&mut s.disk), &name, bytes);
+            let v = created.map_err(volume_error)?;
+            Ok(Reply::Volume(info(&v)))
+        }
+        Request::VolumeList => Ok(Reply::Volumes(VolumeTable {
+            disk_bytes: s.disk.len() as u64,
+            largest_free_bytes: s.volumes.largest_free_bytes(),
+            volumes: s.volumes.list().iter().map(info).collect(),
+        })),
+        Request::VolumeDelete { name } => {
+            let deleted = s.volumes.delete(disk_io(&mut s.disk), &name);
+            deleted.map_err(volume_error)?;
+            Ok(Reply::Done)
+        }
+        Request::BlockAttach { .. } | Request::BlockDetach { .. } | Request::BlockList { .. } => {
+            Err(MgmtError::Unsupported("block devices (fake agent)".into()))
+        }
     }
+}
+
+fn disk_io(disk: &mut [u8]) -> gpt_disk_io::BlockIoAdapter<&mut [u8]> {
+    gpt_disk_io::BlockIoAdapter::new(disk, gpt_disk_io::gpt_disk_types::BlockSize::BS_512)
+}
+
+fn info(v: &volumes::Volume) -> VolumeInfo {
+    VolumeInfo {
+        name: v.name.clone(),
+        bytes: v.bytes(),
+        first_lba: v.first_lba,
+        guid: v.guid.to_string(),
+        attached: Vec::new(),
+    }
+}
+
+/// The real agent's mapping, for the errors the tests provoke.
+fn volume_error(e: volumes::VolumeError<gpt_disk_io::SliceBlockIoError>) -> MgmtError {
+    MgmtError::Volume(match e {
+        volumes::VolumeError::NameTaken { name } => VolumeFailure::NameTaken(name),
+        volumes::VolumeError::NotFound { name } => VolumeFailure::NotFound(name),
+        volumes::VolumeError::DiskFull {
+            requested,
+            largest_free,
+        } => VolumeFailure::DiskFull {
+            requested,
+            largest_free,
+        },
+        volumes::VolumeError::TooLarge { requested, max } => {
+            VolumeFailure::TooLarge { requested, max }
+        }
+        other => VolumeFailure::Io(other.to_string()),
+    })
 }
 
 fn find<'a>(s: &'a State, domain: &DomainRef) -> Result<&'a DomainSummary, MgmtError> {
