@@ -19,6 +19,9 @@
 //!   dom0 finds its PCI devices (`devices`): the disk and the NICs, taken
 //!   over at boot in every mode once events work; with `mgmt` the agent
 //!   owns them afterwards (the disk holds the volumes).
+//! - `disk-bench=FIRST_LBA:SECTORS`: once the disk is up, time dom0's own
+//!   sequential reads and writes of that region (the block benchmark's
+//!   baseline, `blkback::baseline`; the contents are kept).
 //!
 //! Without event channels or grant tables the backend reports why
 //! (`dom0: console: backend unavailable: ...`) and dom0 ticks as the
@@ -101,7 +104,12 @@ mod kernel {
             Ok(mut backend) => {
                 // The drivers' DMA memory comes from the heap.
                 agent::heap::init();
-                let devices = devices::start(backend.events(), &start_info);
+                let mut devices = devices::start(backend.events(), &start_info);
+                if let (Some(spec), Some(disk)) =
+                    (start_info.cmdline_arg("disk-bench"), devices.disk.as_mut())
+                {
+                    crate::blkback::baseline::run(disk, backend.events(), spec);
+                }
                 let setup = mgmt.then(|| MgmtSetup {
                     com2_gsi,
                     key: mgmt_key(&start_info),

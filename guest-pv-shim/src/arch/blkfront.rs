@@ -219,7 +219,8 @@ impl Blkfront {
 
     /// Queues a read or write of `sectors` from `sector` with the data
     /// already in request `id`'s pages ([`Blkfront::free_id`],
-    /// [`Blkfront::fill`]); the backend is notified if it asked to be.
+    /// [`Blkfront::fill`]); published by the next [`Blkfront::kick`] or
+    /// wait.
     pub fn submit(
         &mut self,
         id: usize,
@@ -301,6 +302,9 @@ impl Blkfront {
         self.push(id, req, flight)
     }
 
+    /// Queues `req` in the ring; it is published (and the backend
+    /// notified) by the next [`Blkfront::kick`], so that a batch costs one
+    /// notification (Linux's blk-mq `commit_rqs`).
     fn push(
         &mut self,
         id: usize,
@@ -312,11 +316,14 @@ impl Blkfront {
         }
         self.ring.queue_request(req)?;
         self.tracker.start(id, flight);
+        Ok(())
+    }
+
+    /// Publishes the queued requests and notifies the backend if it
+    /// asked to be (`RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`).
+    pub fn kick(&mut self) -> Result<(), BlkfrontError> {
         if self.ring.push_requests_and_check_notify() {
-            self.events
-                .xen()
-                .evtchn_send(self.port)
-                .map_err(BlkfrontError::Event)?;
+            self.notify()?;
         }
         Ok(())
     }
@@ -345,12 +352,14 @@ impl Blkfront {
         }
     }
 
-    /// The next completion, sleeping on the port until one comes; its
-    /// grants are ended. Errors if nothing is in flight.
+    /// The next completion, sleeping on the port until one comes (after
+    /// publishing what is queued); its grants are ended. Errors if
+    /// nothing is in flight.
     pub fn wait_completion(&mut self) -> Result<Completion, BlkfrontError> {
         if self.tracker.in_flight() == 0 {
             return Err(BlkfrontError::Busy);
         }
+        self.kick()?;
         loop {
             if let Some(done) = self.poll_completion()? {
                 return Ok(done);
@@ -516,8 +525,9 @@ impl Blkfront {
         let mut next = 0u64;
         let mut result = Ok(());
         loop {
-            let room = self.tracker.in_flight() < depth && result.is_ok();
-            if next < plan.count && room {
+            // Fill the queue, publish the batch, then take every response
+            // that is there (at least one).
+            while next < plan.count && self.tracker.in_flight() < depth && result.is_ok() {
                 let id = self.tracker.free_id().ok_or(BlkfrontError::Busy)?;
                 let in_unit = unit - next % unit;
                 let count = (plan.count - next)
@@ -529,15 +539,17 @@ impl Blkfront {
                     Ok(()) => next += u64::from(count),
                     Err(e) => result = Err(e),
                 }
-                continue;
             }
             if self.tracker.in_flight() == 0 {
                 return result;
             }
-            let done = self.wait_completion()?;
-            match check(&done) {
-                Ok(()) => after(self, &done),
-                Err(e) => result = result.and(Err(e)),
+            let mut done = Some(self.wait_completion()?);
+            while let Some(d) = done {
+                match check(&d) {
+                    Ok(()) => after(self, &d),
+                    Err(e) => result = result.and(Err(e)),
+                }
+                done = self.poll_completion()?;
             }
         }
     }

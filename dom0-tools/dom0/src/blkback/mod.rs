@@ -20,6 +20,8 @@
 //!   close the device's store nodes at once; the ring and port go in the
 //!   next `serve`.
 
+#[cfg(target_os = "none")]
+pub mod baseline;
 pub mod engine;
 #[cfg(target_os = "none")]
 mod live;
