@@ -23,11 +23,7 @@ use mgmt_net::{MgmtNet, NetConfig, Service};
 use toolstack::Hypervisor;
 
 use super::session::{Ctx, Session};
-use crate::blkback::BlockBackends;
-use crate::console_backend::Backend;
 use crate::devices::{Nic, MAX_FRAME_BYTES};
-use crate::store::StoreService;
-use crate::volumes::Volumes;
 
 /// How often the agent looks at the NIC when its interrupt could not be
 /// bound, ns.
@@ -132,36 +128,24 @@ impl TcpServer {
     }
 
     /// One pass: acknowledges the NIC's interrupt if it fired, serves
-    /// every connection. Returns when the next pass is due without an
-    /// event (system time, ns; `None`: not before the NIC's next event).
+    /// every connection with what requests act on (`ctx`). Returns when
+    /// the next pass is due without an event (system time, ns; `None`: not
+    /// before the NIC's next event).
     pub fn poll(
         &mut self,
         now_ns: u64,
-        hv: &mut impl Hypervisor,
-        backend: &mut Backend,
-        store: &mut StoreService,
-        blk: &mut BlockBackends,
-        volumes: &mut Volumes,
+        ctx: Ctx<'_, impl Hypervisor>,
         power_off: &mut bool,
     ) -> Option<u64> {
         if let Some(irq) = self.device.nic.irq() {
-            let events = backend.events();
+            let events = ctx.backend.events();
             if events.take(&[irq.port]).is_some() {
                 if let Err(e) = self.device.nic.ack_interrupt(events.xen()) {
                     println!("dom0: mgmt: tcp: NIC interrupt EOI failed: {e}");
                 }
             }
         }
-        let mut service = Agent {
-            ctx: Ctx {
-                hv,
-                backend,
-                store,
-                blk,
-                volumes,
-            },
-            power_off,
-        };
+        let mut service = Agent { ctx, power_off };
         let delay = self.net.poll(now_ns, &mut self.device, &mut service, tsc());
         let delay = if self.interrupts {
             delay
