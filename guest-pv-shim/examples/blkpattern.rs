@@ -6,7 +6,9 @@
 //!
 //! Command line: `verify` (check instead of write), `sectors=N` (only the
 //! first N sectors; default the whole device), `depth=D` (requests in
-//! flight, default 32).
+//! flight, default 32), `wait-device` (print `blkpattern: waiting for a
+//! disk` and wait until the toolstack attaches one, e.g. `dom0ctl
+//! block-attach`).
 //!
 //! Prints `blkpattern: xvd <devid>: volume <name>, <n> sectors[, read-only]`,
 //! then `blkpattern: wrote <n> sectors, flushed, checksum <x>` or
@@ -69,6 +71,11 @@ mod kernel {
         let grants =
             Grants::init(&xen, start_info.ram_end()).unwrap_or_else(|e| fail(&xen, "grants", e));
         let mut xs = xenbus_front::connect(&events).unwrap_or_else(|e| fail(&xen, "xenbus", e));
+        if start_info.cmdline_arg("wait-device").is_some() {
+            println!("blkpattern: waiting for a disk");
+            xs.wait_until("device/vbd", |v| v.is_some())
+                .unwrap_or_else(|e| fail(&xen, "wait-device", e));
+        }
         let mut bf = Blkfront::connect(&mut xs, &events, &grants, None)
             .unwrap_or_else(|e| fail(&xen, "connect", e));
         let name = volume_name(&mut xs, bf.devid()).unwrap_or_else(|e| fail(&xen, "params", e));
@@ -125,7 +132,7 @@ mod kernel {
             sum = sum.wrapping_add(hash(data));
         })?;
         bf.flush()?;
-        println!("blkpattern: wrote {sectors} sectors, flushed, checksum {sum:016x}");
+        println!("blkpattern: wrote {sectors} sectors, flushed, checksum {sum}");
         Ok(true)
     }
 
@@ -146,7 +153,7 @@ mod kernel {
             sum = sum.wrapping_add(hash(data));
         })?;
         match first_bad {
-            None => println!("blkpattern: verify ok: {sectors} sectors, checksum {sum:016x}"),
+            None => println!("blkpattern: verify ok: {sectors} sectors, checksum {sum}"),
             Some(first) => println!("blkpattern: verify FAILED: {bad} bad sectors, first {first}"),
         }
         Ok(bad == 0)

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::AtomicU32;
 
-use abi::xen::blkif::{BlkifRequest, BlkifResponse};
+use abi::xen::blkif::{BlkifRequest, BlkifResponse, BLKIF_RSP_OKAY};
 use abi::xen::domid::{DomId, DOMID_SELF};
 use abi::xen::event_channel::EvtchnPort;
 use abi::xen::grant_table::{
@@ -15,7 +15,7 @@ use abi::xen::PAGE_SIZE;
 use guest_pv_shim::xenbus::state::XenbusState;
 use guest_pv_shim::{println, Events, ForeignMapping, Grants};
 
-use super::engine::{self, BlockIo, GrantIo, SegmentCopy, BOUNCE_BYTES};
+use super::engine::{self, BlockIo, GrantIo, SegmentCopy, BATCH_MAX, BOUNCE_BYTES};
 use super::xenbus::{self, Action};
 use super::{BlockBackends, Device, LOGGED_REFUSALS_MAX, MAX_DEVICES, REQUESTS_PER_PASS};
 use crate::devices::Disk;
@@ -205,36 +205,47 @@ impl Device {
         let Ok(mut ring) = BackRing::<BlkifRequest, BlkifResponse>::attach(words, conn.next) else {
             return false;
         };
-        let mut bounce = BOUNCE.lock();
-        let mut copier = Copier {
-            grants,
-            domid: self.domid,
-        };
-        let mut served = 0;
+        // Take a batch (bounded), serve it, answer it in ring order.
+        let mut reqs = [BlkifRequest::default(); BATCH_MAX];
+        let mut n = 0;
         let outcome = loop {
-            if served == REQUESTS_PER_PASS {
+            if n == REQUESTS_PER_PASS as usize {
                 break Ok(true);
             }
-            let req = match ring.take_request() {
-                Ok(Some(req)) => req,
+            match ring.take_request() {
+                Ok(Some(req)) => {
+                    reqs[n] = req;
+                    n += 1;
+                }
                 Ok(None) => match ring.final_check_for_requests() {
                     Ok(true) => continue,
                     Ok(false) => break Ok(false),
                     Err(e) => break Err(e),
                 },
                 Err(e) => break Err(e),
-            };
-            let result = engine::execute(
-                &req,
-                &self.target,
-                &mut DiskIo(disk),
-                &mut copier,
-                &mut bounce.0,
-            );
-            let status = match result {
+            }
+        };
+        let mut outcomes = [Ok(BLKIF_RSP_OKAY); BATCH_MAX];
+        let mut copier = Copier {
+            grants,
+            domid: self.domid,
+        };
+        let mut bounce = BOUNCE.lock();
+        let io = &mut DiskIo(disk);
+        engine::execute_batch(
+            &reqs[..n],
+            &self.target,
+            io,
+            &mut copier,
+            &mut bounce.0,
+            &mut outcomes[..n],
+        );
+        drop(bounce);
+        for (req, outcome) in reqs[..n].iter().zip(&outcomes[..n]) {
+            let status = match outcome {
                 Ok(status) => {
                     self.requests += 1;
-                    status
+                    *status
                 }
                 Err(e) => {
                     self.errors += 1;
@@ -253,10 +264,10 @@ impl Device {
                 status,
                 ..Default::default()
             };
-            // Cannot fail: this request was just taken.
+            // Cannot fail: each was taken from this ring in this pass.
             let _ = ring.queue_response(&rsp);
-            served += 1;
-        };
+        }
+        let served = n as u32;
         conn.next = conn.next.wrapping_add(served);
         if ring.push_responses_and_check_notify() {
             let _ = events.xen().evtchn_send(conn.port);
@@ -275,7 +286,6 @@ impl Device {
                     "dom0: blk: d{} {}: ring indices ran ahead (req_prod {prod}, next {}): device disconnected",
                     self.domid, self.vdev, conn.next
                 );
-                drop(bounce);
                 if let Some(conn) = self.conn.take() {
                     conn.close(events, grants);
                 }
@@ -303,10 +313,10 @@ impl BlockIo for DiskIo<'_> {
     }
 }
 
-/// Grant copies between a frontend's pages and the (page-aligned)
-/// bounce buffer, named by its GFN (dom0's memory is 1:1: address =
-/// GPA): one `GNTTABOP_copy` batch per request, a segment split where it
-/// crosses a page of the buffer.
+/// Grant copies between a frontend's pages and the bounce buffer, named
+/// by GFN and offset (dom0's memory is 1:1: address = GPA): one
+/// `GNTTABOP_copy` batch per request, a segment split where it crosses a
+/// page of the buffer.
 struct Copier<'a> {
     grants: &'a Grants,
     domid: DomId,
@@ -318,17 +328,13 @@ const MAX_OPS: usize = 2 * abi::xen::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST;
 impl Copier<'_> {
     fn run(&self, segs: &[SegmentCopy], buf: *const u8, to_guest: bool) -> Result<(), i16> {
         let base = buf as u64;
-        if base % PAGE_SIZE as u64 != 0 {
-            return Err(GNTST_GENERAL_ERROR);
-        }
-        let gfn = base >> abi::xen::PAGE_SHIFT;
         let mut ops = [GnttabCopy::default(); MAX_OPS];
         let mut n = 0;
         for s in segs {
             let mut done = 0;
             while done < usize::from(s.len) {
-                let local = s.buf_offset + done;
-                let in_page = local % PAGE_SIZE;
+                let addr = base + (s.buf_offset + done) as u64;
+                let in_page = (addr % PAGE_SIZE as u64) as usize;
                 let len = (PAGE_SIZE - in_page).min(usize::from(s.len) - done);
                 let guest = GnttabCopyPtr {
                     u: s.gref.into(),
@@ -337,7 +343,7 @@ impl Copier<'_> {
                     pad0: 0,
                 };
                 let mine = GnttabCopyPtr {
-                    u: gfn + (local / PAGE_SIZE) as u64,
+                    u: addr >> abi::xen::PAGE_SHIFT,
                     domid: DOMID_SELF,
                     offset: in_page as u16,
                     pad0: 0,

@@ -20,6 +20,8 @@ const PAGE: usize = abi::xen::PAGE_SIZE;
 struct ModelDisk {
     bytes: Vec<u8>,
     flushes: u32,
+    /// Disk requests made (reads and writes).
+    ios: u32,
     fail: bool,
 }
 
@@ -32,11 +34,13 @@ impl ModelDisk {
         ModelDisk {
             bytes,
             flushes: 0,
+            ios: 0,
             fail: false,
         }
     }
 
-    fn range(&self, lba: u64, len: usize) -> Result<core::ops::Range<usize>, ()> {
+    fn range(&mut self, lba: u64, len: usize) -> Result<core::ops::Range<usize>, ()> {
+        self.ios += 1;
         let start = usize::try_from(lba).map_err(|_| ())? * 512;
         if len % 512 != 0 || start + len > self.bytes.len() || self.fail {
             return Err(());
@@ -144,8 +148,21 @@ fn run(
     disk: &mut ModelDisk,
     grants: &mut ModelGrants,
 ) -> Result<i16, RequestError> {
-    let mut bounce = Box::new([0u8; BOUNCE_BYTES]);
-    execute(req, t, disk, grants, &mut bounce)
+    let mut outcome = [Ok(0)];
+    run_batch(core::slice::from_ref(req), t, disk, grants, &mut outcome);
+    outcome[0]
+}
+
+fn run_batch(
+    reqs: &[BlkifRequest],
+    t: &Target,
+    disk: &mut ModelDisk,
+    grants: &mut ModelGrants,
+    outcomes: &mut [Outcome],
+) {
+    let mut bounce = vec![0u8; BOUNCE_BYTES];
+    let bounce: &mut [u8; BOUNCE_BYTES] = bounce.as_mut_slice().try_into().unwrap();
+    execute_batch(reqs, t, disk, grants, bounce, outcomes)
 }
 
 fn grants_with(n: GrantRef, fill: u8) -> ModelGrants {
@@ -367,10 +384,79 @@ fn reference(
     }
 }
 
+#[test]
+fn contiguous_requests_become_one_disk_io_and_a_bad_one_splits_a_write() {
+    let t = target(false);
+    let (mut disk, mut grants) = (ModelDisk::new(), grants_with(4, 0x10));
+    // Two writes that follow each other (as blkfront splits a 64 KiB I/O).
+    let mut outcomes = [Ok(0), Ok(0)];
+    let reqs = [
+        request(BLKIF_OP_WRITE, 0, &[(0, 0, 7)]),
+        request(BLKIF_OP_WRITE, 8, &[(1, 0, 7)]),
+    ];
+    run_batch(&reqs, &t, &mut disk, &mut grants, &mut outcomes);
+    assert_eq!(outcomes, [Ok(BLKIF_RSP_OKAY), Ok(BLKIF_RSP_OKAY)]);
+    assert_eq!(disk.ios, 1, "one merged write");
+    // A revoked grant in the middle: the others are written, in two runs.
+    disk.ios = 0;
+    let reqs = [
+        request(BLKIF_OP_WRITE, 0, &[(2, 0, 7)]),
+        request(BLKIF_OP_WRITE, 8, &[(99, 0, 7)]),
+        request(BLKIF_OP_WRITE, 16, &[(3, 0, 7)]),
+    ];
+    let mut outcomes = [Ok(0), Ok(0), Ok(0)];
+    run_batch(&reqs, &t, &mut disk, &mut grants, &mut outcomes);
+    assert_eq!(
+        outcomes,
+        [
+            Ok(BLKIF_RSP_OKAY),
+            Err(RequestError::Grant(GNTST_BAD_GNTREF)),
+            Ok(BLKIF_RSP_OKAY)
+        ]
+    );
+    assert_eq!(disk.ios, 2);
+    let at = |s: u64| disk.bytes[(EXTENT_FIRST + s) as usize * 512];
+    assert_eq!(
+        (at(0), at(8), at(16)),
+        (0x12, 0x11, 0x13),
+        "sector 8 kept the first batch's data"
+    );
+    // Reads that follow each other: one disk read, each page gets its part.
+    disk.ios = 0;
+    let reqs = [
+        request(BLKIF_OP_READ, 0, &[(0, 0, 7)]),
+        request(BLKIF_OP_READ, 8, &[(1, 0, 3)]),
+        request(BLKIF_OP_FLUSH_DISKCACHE, 0, &[]),
+        request(BLKIF_OP_READ, 12, &[(1, 4, 7)]),
+    ];
+    let mut outcomes = [Ok(0), Ok(0), Ok(0), Ok(0)];
+    run_batch(&reqs, &t, &mut disk, &mut grants, &mut outcomes);
+    assert!(outcomes.iter().all(|o| *o == Ok(BLKIF_RSP_OKAY)));
+    assert_eq!((disk.ios, disk.flushes), (2, 1), "the flush ends the group");
+    assert_eq!(grants.pages[&0][0], 0x12);
+}
+
+fn batches() -> impl Strategy<Value = Vec<BlkifRequest>> {
+    // Either random requests, or a run that follows on (merges).
+    prop_oneof![
+        proptest::collection::vec(any_request(), 1..24),
+        (
+            0u64..8,
+            1usize..6,
+            prop_oneof![Just(BLKIF_OP_READ), Just(BLKIF_OP_WRITE)]
+        )
+            .prop_map(|(start, n, op)| {
+                (0..n as u64)
+                    .map(|k| request(op, start + k * 4, &[(k as u32 % 5, 2, 5)]))
+                    .collect()
+            }),
+    ]
+}
+
 proptest! {
     #[test]
     fn random_requests_do_what_blkif_says_and_stay_inside_the_extent(
-        reqs in proptest::collection::vec(any_request(), 1..24),
+        batches in proptest::collection::vec(batches(), 1..4),
         read_only in any::<bool>(),
     ) {
         let t = target(read_only);
@@ -380,10 +466,13 @@ proptest! {
         let end = first + EXTENT_SECTORS as usize * 512;
         let mut volume = disk.bytes[first..end].to_vec();
         let mut pages = grants.pages.clone();
-        for req in &reqs {
-            let want = reference(req, read_only, &mut volume, &mut pages);
-            let got = run(req, &t, &mut disk, &mut grants).unwrap_or_else(RequestError::status);
-            prop_assert_eq!(got, want, "{:?}", req);
+        for reqs in &batches {
+            let mut outcomes = vec![Ok(0); reqs.len()];
+            run_batch(reqs, &t, &mut disk, &mut grants, &mut outcomes);
+            for (req, got) in reqs.iter().zip(&outcomes) {
+                let want = reference(req, read_only, &mut volume, &mut pages);
+                prop_assert_eq!(got.unwrap_or_else(RequestError::status), want, "{:?}", req);
+            }
             prop_assert_eq!(&disk.bytes[first..end], &volume[..]);
             prop_assert_eq!(&grants.pages, &pages);
         }
