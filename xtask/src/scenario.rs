@@ -204,7 +204,7 @@ fn load_file(path: &Path) -> Result<Scenario> {
     let mut boot = 2;
     let mut next = scenario.then.as_deref_mut();
     while let Some(then) = next {
-        then.name = format!("{} (boot {boot})", scenario.name);
+        then.name = format!("{}-boot{boot}", scenario.name);
         boot += 1;
         next = then.then.as_deref_mut();
     }
