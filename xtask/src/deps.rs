@@ -1,8 +1,9 @@
 //! The system packages the bare-metal build and the scenarios need: QEMU,
 //! Debian's rustc with its std sources (for `-Zbuild-std`), binutils'
 //! objcopy (stripped guest images) and rustup's rust-lld; for `cargo xtask
-//! lint`, also Debian's clippy (matching its rustc). Installed from Debian's
-//! registry when running as root.
+//! lint`, also Debian's clippy (matching its rustc); gdisk's `sgdisk`, with
+//! which the volume scenarios read dom0's disk image. Installed from
+//! Debian's registry when running as root.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +13,7 @@ use anyhow::{bail, Context, Result};
 /// Debian's rustc: the bare-metal compiler (rustup's toolchains here have no rust-src).
 pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 /// The Debian packages that provide what [`missing`] looks for.
-const PACKAGES: &str = "rustc-web rust-web-src qemu-system-x86 binutils";
+const PACKAGES: &str = "rustc-web rust-web-src qemu-system-x86 binutils gdisk";
 /// Debian's clippy-driver, built for [`DEBIAN_RUSTC`]: lints the bare-metal
 /// crates as the workspace wrapper of that rustc.
 pub const DEBIAN_CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
@@ -80,6 +81,9 @@ fn missing() -> Vec<String> {
     }
     if which(OBJCOPY).is_none() {
         missing.push(format!("{OBJCOPY} (package binutils)"));
+    }
+    if which("sgdisk").is_none() && !Path::new("/usr/sbin/sgdisk").is_file() {
+        missing.push("sgdisk (package gdisk)".to_string());
     }
     match sysroot(DEBIAN_RUSTC) {
         None => missing.push(format!("{DEBIAN_RUSTC} (package rustc-web)")),

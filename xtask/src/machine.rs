@@ -63,6 +63,12 @@ impl MachineDevices {
         Self::with_disk(disk, Some(owned))
     }
 
+    /// The same disk image for the next boot of a scenario (`[then]`),
+    /// with a newly picked management port; `self` still owns the image.
+    pub fn again(&self) -> Result<Self> {
+        Self::with_disk(self.disk.clone(), None)
+    }
+
     fn with_disk(disk: PathBuf, per_run: Option<Owned>) -> Result<Self> {
         Ok(MachineDevices {
             disk,
@@ -171,6 +177,20 @@ mod tests {
         std::fs::write(&path, b"data").unwrap();
         let again = MachineDevices::persistent(root.path()).unwrap();
         assert_eq!(std::fs::read(again.disk()).unwrap(), b"data");
+    }
+
+    #[test]
+    fn a_next_boot_shares_the_image_until_the_first_is_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        let first = MachineDevices::per_run(root.path(), "two").unwrap();
+        std::fs::write(first.disk(), b"written by boot 1").unwrap();
+        let second = first.again().unwrap();
+        assert_eq!(second.disk(), first.disk());
+        drop(second);
+        assert_eq!(std::fs::read(first.disk()).unwrap(), b"written by boot 1");
+        let path = first.disk().to_path_buf();
+        drop(first);
+        assert!(!path.exists());
     }
 
     #[test]

@@ -289,13 +289,53 @@ struct Judged {
     end: End,
 }
 
-/// Boots the scenario's QEMU until it exits, times out or a CLI step
-/// fails, then judges it.
+/// Boots the scenario (and, once it passed, each `then` boot on the same
+/// disk image) and judges every boot.
 fn boot_and_judge(
     root: &Path,
     artifacts: &Artifacts,
     scenario: &Scenario,
     show: Show,
+) -> Result<Judged> {
+    // dom0 (the bundle's first image) gets its disk and NICs; every boot
+    // of the scenario gets the same disk image.
+    let devices = scenario
+        .bundle
+        .as_ref()
+        .map(|_| MachineDevices::per_run(root, &scenario.name))
+        .transpose()?;
+    let mut judged = boot_once(root, artifacts, scenario, show, devices.as_ref())?;
+    let mut next = scenario.then.as_deref();
+    while let Some(then) = next {
+        if !judged.failures.is_empty() {
+            break;
+        }
+        if show != Show::Result {
+            println!("xtask: {}: QEMU again, on the same disk image", then.name);
+        }
+        let devices = devices.as_ref().map(MachineDevices::again).transpose()?;
+        let boot = boot_once(root, artifacts, then, show, devices.as_ref())?;
+        judged.failures = boot
+            .failures
+            .into_iter()
+            .map(|f| format!("{}: {f}", then.name))
+            .collect();
+        judged.output = format!("{}\n--- {} ---\n{}", judged.output, then.name, boot.output);
+        judged.transcript.push_str(&boot.transcript);
+        judged.end = boot.end;
+        next = then.then.as_deref();
+    }
+    Ok(judged)
+}
+
+/// Boots one QEMU until it exits, times out or a CLI step fails, then
+/// judges it.
+fn boot_once(
+    root: &Path,
+    artifacts: &Artifacts,
+    scenario: &Scenario,
+    show: Show,
+    devices: Option<&MachineDevices>,
 ) -> Result<Judged> {
     // The scenario's directory (socket, key, generated files), removed at
     // the end.
@@ -319,11 +359,7 @@ fn boot_and_judge(
     };
     let expectations = Expectations::compile(scenario, bundle_size)?;
     let mut input = InputScript::compile(scenario, bundle_size)?;
-    // dom0 (the bundle's first image) gets its disk and NICs.
-    let devices = bundle
-        .as_ref()
-        .map(|_| MachineDevices::per_run(root, &scenario.name))
-        .transpose()?;
+    let devices = devices.filter(|_| bundle.is_some());
     // Xen's own store tools, for steps that run them against the proxy.
     if format!("{:?}", scenario.step).contains(steps::XEN_TOOLS_PLACEHOLDER) {
         xen_tools::ensure(root)?;
@@ -333,7 +369,8 @@ fn boot_and_judge(
         &Placeholders {
             root,
             tmp: dir.path(),
-            mgmt_port: devices.as_ref().map(MachineDevices::mgmt_host_port),
+            mgmt_port: devices.map(MachineDevices::mgmt_host_port),
+            disk: devices.map(MachineDevices::disk),
         },
     )?;
     let dom0ctl = if steps.is_empty() {
@@ -346,7 +383,7 @@ fn boot_and_judge(
         bundle.as_deref(),
         &scenario.qemu,
         socket.as_deref(),
-        devices.as_ref(),
+        devices,
     );
 
     let mut qemu = Qemu::spawn(command, show == Show::Everything)?;

@@ -42,6 +42,10 @@ pub struct Scenario {
     /// any, QEMU gets COM2 on a socket of the scenario's own.
     #[serde(default)]
     pub step: Vec<StepSpec>,
+    /// A second boot, after this one passed, of a new QEMU on the same
+    /// disk image (`[then]`, the same format): what dom0 wrote must
+    /// survive a full restart. Its output is judged on its own.
+    pub then: Option<Box<Scenario>>,
 }
 
 /// The parts of the QEMU command line a scenario chooses.
@@ -197,6 +201,13 @@ fn load_file(path: &Path) -> Result<Scenario> {
         .and_then(|s| s.to_str())
         .with_context(|| format!("{} has no UTF-8 name", path.display()))?
         .to_string();
+    let mut boot = 2;
+    let mut next = scenario.then.as_deref_mut();
+    while let Some(then) = next {
+        then.name = format!("{}-boot{boot}", scenario.name);
+        boot += 1;
+        next = then.then.as_deref_mut();
+    }
     Ok(scenario)
 }
 
@@ -214,8 +225,12 @@ mod tests {
             root,
             tmp: Path::new("/tmp"),
             mgmt_port: None,
+            disk: None,
         };
-        for s in &scenarios {
+        let boots = scenarios
+            .iter()
+            .flat_map(|s| std::iter::successors(Some(s), |s| s.then.as_deref()));
+        for s in boots {
             crate::output::Expectations::compile(s, 0).unwrap();
             crate::steps::compile_all(&s.step, &ph).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
         }

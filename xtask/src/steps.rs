@@ -190,12 +190,15 @@ pub const XEN_TOOLS_PLACEHOLDER: &str = "{xen_tools}";
 /// `{mgmt_port}` (the host port QEMU forwards to dom0's management agent
 /// on TCP; `tcp://127.0.0.1:{mgmt_port}` with the scenario's key, which
 /// steps get in `DOM0CTL_KEY_FILE`), `{xen_tools}` (the wrappers of Xen's
-/// `xenstore-*` tools, [`crate::xen_tools`]; fetched before the steps run).
+/// `xenstore-*` tools, [`crate::xen_tools`]; fetched before the steps run),
+/// `{disk}` (dom0's disk image, e.g. for `sgdisk -p {disk}`).
 pub struct Placeholders<'a> {
     pub root: &'a Path,
     pub tmp: &'a Path,
     /// The host port forwarded to dom0's management agent on TCP.
     pub mgmt_port: Option<u16>,
+    /// dom0's disk image.
+    pub disk: Option<&'a Path>,
 }
 
 impl Placeholders<'_> {
@@ -205,6 +208,12 @@ impl Placeholders<'_> {
             .replace("{root}", &self.root.display().to_string())
             .replace("{tmp}", &self.tmp.display().to_string())
             .replace("{mgmt_port}", &port)
+            .replace(
+                "{disk}",
+                &self
+                    .disk
+                    .map_or_else(String::new, |d| d.display().to_string()),
+            )
             .replace(
                 XEN_TOOLS_PLACEHOLDER,
                 &crate::xen_tools::bin_dir(self.root).display().to_string(),
@@ -599,6 +608,7 @@ mod tests {
             root: Path::new("/repo"),
             tmp: Path::new("/tmp/s"),
             mgmt_port: Some(7001),
+            disk: None,
         };
         compile_all(&file.step, &ph)
     }

@@ -267,6 +267,7 @@ pub fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
         input: Vec::new(),
         check: Vec::new(),
         step: Vec::new(),
+        then: None,
     }
 }
 

@@ -66,6 +66,7 @@ mod kernel {
     use crate::console_backend::Backend;
     use crate::devices::{Disk, Nic};
     use crate::hv::XenHypervisor;
+    use crate::volumes::Volumes;
     use crate::{agent, devices};
 
     pub fn main(boot: Boot) -> ! {
@@ -201,10 +202,12 @@ mod kernel {
             agent::heap::init();
             let mut hv = XenHypervisor::new(*backend.xen());
             let com2_gsi = setup.com2_gsi;
-            let disk = setup.disk.take();
+            // Before the TCP server says it serves: a blank disk's table
+            // is written first, and a client must not wait on it.
+            let volumes = Volumes::open(setup.disk.take(), backend.now().unwrap_or(0));
             let tcp = tcp_server(backend, setup);
             let mut store = crate::store::StoreService::new();
-            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp, disk);
+            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp, volumes);
             backend.release_all();
             served
         } else if serve {

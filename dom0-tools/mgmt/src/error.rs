@@ -142,6 +142,8 @@ pub enum DomainOperation {
     Shutdown,
     /// Attach to the console.
     AttachConsole,
+    /// Attach a disk (2.4).
+    AttachDisk,
 }
 
 impl fmt::Display for DomainOperation {
@@ -152,6 +154,7 @@ impl fmt::Display for DomainOperation {
             Self::Unpause => "unpause",
             Self::Shutdown => "shut down",
             Self::AttachConsole => "attach to the console of",
+            Self::AttachDisk => "attach a disk to",
         })
     }
 }

@@ -288,8 +288,8 @@ proptest! {
 }
 
 /// Host tools read the table as written (gdisk's `sgdisk`, when
-/// installed: `apt-get install gdisk`; the `volume` scenarios check the
-/// image dom0 itself wrote with it too).
+/// installed: `apt-get install gdisk`, and util-linux's `fdisk`; the
+/// `volume` scenarios check the image dom0 itself wrote with sgdisk too).
 #[test]
 fn sgdisk_reads_the_table() {
     let Ok(status) = std::process::Command::new("sgdisk")
@@ -311,7 +311,19 @@ fn sgdisk_reads_the_table() {
         .arg(&dir)
         .output()
         .unwrap();
+    let fdisk = std::process::Command::new("fdisk")
+        .arg("-l")
+        .arg(&dir)
+        .output();
     std::fs::remove_file(&dir).unwrap();
+    if let Ok(fdisk) = fdisk {
+        let text = String::from_utf8_lossy(&fdisk.stdout);
+        assert!(text.contains("Disklabel type: gpt"), "{text}");
+        assert!(
+            text.contains("p1  2048  8191    6144   3M unknown"),
+            "{text}"
+        );
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("No problems found"), "{text}");

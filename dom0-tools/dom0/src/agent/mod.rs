@@ -31,7 +31,6 @@ use toolstack::Hypervisor;
 
 use crate::blkback::BlockBackends;
 use crate::console_backend::Backend;
-use crate::devices::Disk;
 use crate::store::StoreService;
 use crate::volumes::Volumes;
 use link::Link;
@@ -41,17 +40,16 @@ use tcp::TcpServer;
 /// Serves the management channel until a client asks dom0 to power off
 /// (`Ok`), or a hypercall the loop needs fails. `com2_gsi`: the GSI of
 /// COM2's interrupt, if known; with `tcp`, also over TCP on the
-/// management NIC (COM2 stays the fallback). `disk`: dom0's disk, if
-/// it has one (the volumes live on it).
+/// management NIC (COM2 stays the fallback). `volumes`: dom0's disk
+/// and the volumes on it (the block backend serves its rings from it).
 pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
     store: &mut StoreService,
     com2_gsi: Option<u32>,
     mut tcp: Option<TcpServer>,
-    disk: Option<Disk>,
+    mut volumes: Volumes,
 ) -> Result<(), XenError> {
-    let mut volumes = Volumes::open(disk, backend.now()?);
     let mut blk = BlockBackends::new();
     let mut link = Link::com2(backend.events(), com2_gsi);
     backend.rescan_on_events_only();

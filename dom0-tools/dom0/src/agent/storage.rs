@@ -70,8 +70,7 @@ pub fn attach(
     if is_dom0(&info) {
         return Err(MgmtError::Block(BlockFailure::Dom0));
     }
-    // xl's verb for the state error: the domain is going away.
-    check_operable(&info, DomainOperation::Pause)?;
+    check_operable(&info, DomainOperation::AttachDisk)?;
     let device = attach_one(ctx, info.domid, volume, vdev, read_only)?;
     Ok(Reply::BlockAttached(device))
 }

@@ -128,12 +128,13 @@ impl TcpServer {
     }
 
     /// One pass: acknowledges the NIC's interrupt if it fired, serves
-    /// every connection. Returns when the next pass is due without an
-    /// event (system time, ns; `None`: not before the NIC's next event).
-    pub fn poll<H: Hypervisor>(
+    /// every connection with what requests act on (`ctx`). Returns when
+    /// the next pass is due without an event (system time, ns; `None`: not
+    /// before the NIC's next event).
+    pub fn poll(
         &mut self,
         now_ns: u64,
-        ctx: Ctx<'_, H>,
+        ctx: Ctx<'_, impl Hypervisor>,
         power_off: &mut bool,
     ) -> Option<u64> {
         if let Some(irq) = self.device.nic.irq() {

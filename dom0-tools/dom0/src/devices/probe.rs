@@ -19,7 +19,7 @@ use super::sectors::SECTOR_BYTES;
 const DISK_IRQ_WAIT_NS: u64 = 5_000_000_000;
 
 /// The devices dom0 drives.
-#[allow(dead_code)] // mgmt_nic goes to the TCP agent (branch `tcp`); the disk and the uplink wait for the block backend and the vswitch
+#[allow(dead_code)] // the uplink NIC waits for the vswitch (issue 13)
 pub struct Devices {
     pub disk: Option<Disk>,
     pub mgmt_nic: Option<Nic>,
