@@ -62,6 +62,11 @@ impl Upload {
             });
         }
         let received = self.received();
+        if self.repeats_last_chunk(offset, data) {
+            // A resend after a `Dropped` that was not about this chunk
+            // (the first copy was stored): acknowledge it again.
+            return Ok(received);
+        }
         if offset != received {
             return Err(UploadError::OutOfOrder {
                 expected: received,
@@ -77,6 +82,14 @@ impl Upload {
         }
         self.image.extend_from_slice(data);
         Ok(self.received())
+    }
+
+    /// Whether `data` at `offset` is the chunk stored last, byte for byte.
+    fn repeats_last_chunk(&self, offset: u32, data: &[u8]) -> bool {
+        let start = offset as usize;
+        !data.is_empty()
+            && start.checked_add(data.len()) == Some(self.image.len())
+            && self.image[start..] == *data
     }
 
     /// For `CreateCommit`: the config and the complete, checked image.
@@ -207,6 +220,20 @@ mod tests {
             })
         );
         assert_eq!(u.add_chunk(0, &image[..60]), Ok(60));
+        assert_eq!(u.add_chunk(0, &image[..60]), Ok(60), "a resent chunk");
+        assert_eq!(
+            u.add_chunk(30, &[1u8; 30]),
+            Ok(60),
+            "the stored tail, byte for byte"
+        );
+        assert_eq!(
+            u.add_chunk(30, &[2u8; 30]),
+            Err(UploadError::OutOfOrder {
+                expected: 60,
+                got: 30
+            }),
+            "different bytes are not a resend"
+        );
         assert_eq!(
             u.add_chunk(60, &image[..50]),
             Err(UploadError::PastEnd { end: 110, len: 100 })
