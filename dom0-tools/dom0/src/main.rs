@@ -42,6 +42,8 @@ mod devices;
 mod hv;
 #[cfg(any(test, target_os = "none"))]
 mod store;
+#[cfg(target_os = "none")]
+mod switch;
 
 #[cfg(target_os = "none")]
 mod kernel {
@@ -58,6 +60,7 @@ mod kernel {
     use crate::console_backend::Backend;
     use crate::devices::Nic;
     use crate::hv::XenHypervisor;
+    use crate::switch::Vswitch;
     use crate::{agent, devices};
 
     pub fn main(boot: Boot) -> ! {
@@ -101,6 +104,7 @@ mod kernel {
                     com2_gsi,
                     key: mgmt_key(&start_info),
                     nic: devices.mgmt_nic,
+                    uplink: devices.uplink_nic,
                 });
                 with_backend(&clock, &mut backend, ticks, serve, setup)
             }
@@ -123,6 +127,8 @@ mod kernel {
         key: Option<Key>,
         /// The management NIC.
         nic: Option<Nic>,
+        /// The uplink NIC, the vswitch's way out.
+        uplink: Option<Nic>,
     }
 
     /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its
@@ -179,13 +185,14 @@ mod kernel {
             |_| "console-backend",
             |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
         );
-        let served = if let Some(setup) = mgmt {
+        let served = if let Some(mut setup) = mgmt {
             agent::heap::init();
             let mut hv = XenHypervisor::new(*backend.xen());
             let com2_gsi = setup.com2_gsi;
+            let mut vswitch = Vswitch::new(setup.uplink.take());
             let tcp = tcp_server(backend, setup);
             let mut store = crate::store::StoreService::new();
-            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp);
+            let served = agent::serve(backend, &mut hv, &mut store, &mut vswitch, com2_gsi, tcp);
             backend.release_all();
             served
         } else if serve {

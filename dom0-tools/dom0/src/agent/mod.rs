@@ -30,6 +30,7 @@ use toolstack::Hypervisor;
 
 use crate::console_backend::Backend;
 use crate::store::StoreService;
+use crate::switch::Vswitch;
 use link::Link;
 use session::{Ctx, Session};
 use tcp::TcpServer;
@@ -42,6 +43,7 @@ pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
     store: &mut StoreService,
+    vswitch: &mut Vswitch,
     com2_gsi: Option<u32>,
     mut tcp: Option<TcpServer>,
 ) -> Result<(), XenError> {
@@ -64,6 +66,7 @@ pub fn serve(
                     hv: &mut *hv,
                     backend: &mut *backend,
                     store: &mut *store,
+                    vswitch: &mut *vswitch,
                 };
                 session.dispatch(request, &mut ctx)
             });
@@ -83,22 +86,29 @@ pub fn serve(
         let mut power_off = false;
         let tcp_due = tcp
             .as_mut()
-            .and_then(|t| t.poll(now, hv, backend, store, &mut power_off));
+            .and_then(|t| t.poll(now, hv, backend, store, vswitch, &mut power_off));
         if power_off {
             println!("dom0: mgmt: power-off requested");
             return Ok(());
         }
         link.end_pass(backend.events());
         store.serve(backend.events(), &backend.grants());
+        let switch_due = vswitch.poll(backend.events(), now);
         // Takes what the backend's ports brought, without sleeping.
         backend.serve_until(now)?;
         // A domain seen shut down fires `@releaseDomain`: another pass
         // sends the events at once.
         let store_due = store.note_stopped(backend.stopped_domains()).then_some(now);
-        let deadline = [link.deadline(now), backend.next_scan(), tcp_due, store_due]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            link.deadline(now),
+            backend.next_scan(),
+            tcp_due,
+            store_due,
+            switch_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         backend.events().block_until(deadline)?;
     }
 }

@@ -25,6 +25,7 @@ use toolstack::{create_domain, DomainSpec, Hypervisor};
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use crate::console_backend::{self, Backend};
 use crate::store::{LocalError, StoreService};
+use crate::switch::Vswitch;
 
 /// What a request needs to act on.
 pub struct Ctx<'a, H> {
@@ -34,6 +35,8 @@ pub struct Ctx<'a, H> {
     pub backend: &'a mut Backend,
     /// The store (the session's own connection, the toolstack's).
     pub store: &'a mut StoreService,
+    /// The guests' switch (`vswitch show`).
+    pub vswitch: &'a mut Vswitch,
 }
 
 /// A console stream: new output of `domid` from position `next` on.
@@ -227,6 +230,13 @@ impl Session {
                     .collect(),
             )),
             Request::Xenstore { data } => self.xenstore(ctx.store, &data),
+            Request::VswitchShow => Ok(Reply::Vswitch(ctx.vswitch.snapshot())),
+            // netback (branch `net`) serves these once merged.
+            Request::NetworkAttach { .. }
+            | Request::NetworkDetach { .. }
+            | Request::NetworkList { .. } => Err(MgmtError::Unsupported(
+                "vifs: this dom0 has no netback yet".into(),
+            )),
         }
     }
 
