@@ -41,6 +41,8 @@ mod devices;
 #[cfg(target_os = "none")]
 mod hv;
 #[cfg(any(test, target_os = "none"))]
+mod netback;
+#[cfg(any(test, target_os = "none"))]
 mod store;
 
 #[cfg(target_os = "none")]
