@@ -3,7 +3,7 @@
 //! or a page of another domain mapped at a GFN we reserve
 //! ([`super::gnttab::ForeignMapping`]).
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 
 use super::hypercall::Frame;
 use crate::grant::GrantEntryCell;
@@ -30,38 +30,6 @@ unsafe impl SharedLayout for [GrantEntryCell; 512] {}
 unsafe impl SharedLayout for [AtomicU32; 1024] {}
 // SAFETY: only atomics; exactly a page; no alignment (a packet buffer).
 unsafe impl SharedLayout for [AtomicU8; 4096] {}
-
-/// Copies `buf.len()` bytes of `page` from `offset` into `buf` (relaxed
-/// loads: the event or ring index that said the bytes are there
-/// ordered them); `false`, copying nothing, if that runs past the page.
-pub fn read_bytes(page: &[AtomicU8; 4096], offset: usize, buf: &mut [u8]) -> bool {
-    let Some(src) = offset
-        .checked_add(buf.len())
-        .and_then(|end| page.get(offset..end))
-    else {
-        return false;
-    };
-    for (b, a) in buf.iter_mut().zip(src) {
-        *b = a.load(Ordering::Relaxed);
-    }
-    true
-}
-
-/// Copies `bytes` into `page` at `offset` (relaxed stores: the ring
-/// index or hypercall that hands the page over publishes them); `false`,
-/// copying nothing, if that runs past the page.
-pub fn write_bytes(page: &[AtomicU8; 4096], offset: usize, bytes: &[u8]) -> bool {
-    let Some(dst) = offset
-        .checked_add(bytes.len())
-        .and_then(|end| page.get(offset..end))
-    else {
-        return false;
-    };
-    for (a, b) in dst.iter().zip(bytes) {
-        a.store(*b, Ordering::Relaxed);
-    }
-    true
-}
 
 /// Views the page at `gpa` as `T`.
 ///
