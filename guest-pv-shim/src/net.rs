@@ -78,7 +78,7 @@ pub fn parse_endpoint(text: &str) -> Option<(Ipv4Address, u16)> {
 }
 
 #[cfg(target_os = "none")]
-pub use live::{NetDevice, NetStack};
+pub use live::{up, NetDevice, NetStack, Up, UpError};
 
 #[cfg(target_os = "none")]
 mod live {
@@ -87,9 +87,56 @@ mod live {
     use smoltcp::time::Instant;
     use smoltcp::wire::{EthernetAddress, HardwareAddress};
 
-    use super::IpConfig;
-    use crate::arch::netfront::Netfront;
+    use super::{IpConfig, IpConfigError};
+    use crate::arch::netfront::{ConnectError, Netfront};
+    use crate::arch::xenbus_front::{self, StoreRing};
     use crate::netfront::MTU_FRAME;
+    use crate::xenbus::Client;
+    use crate::{Events, Grants, StartInfo, Xen};
+
+    /// Why [`up`] failed.
+    #[derive(Clone, Copy, Debug)]
+    pub enum UpError {
+        /// The command line's address.
+        Ip(IpConfigError),
+        /// Event channels, grant tables or the store are unavailable.
+        Setup(&'static str),
+        /// The vif did not connect.
+        Connect(ConnectError),
+    }
+
+    impl core::fmt::Display for UpError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                Self::Ip(e) => write!(f, "{e}"),
+                Self::Setup(what) => write!(f, "{what} unavailable"),
+                Self::Connect(e) => write!(f, "vif 0: {e}"),
+            }
+        }
+    }
+
+    /// What a network guest does first: reads `ip=`/`gw=`, starts event
+    /// channels and grants, reaches the store and connects vif 0 (waiting
+    /// for the toolstack to attach it).
+    pub fn up(xen: &Xen, start_info: &StartInfo) -> Result<Up, UpError> {
+        let ip = IpConfig::from_cmdline(start_info).map_err(UpError::Ip)?;
+        let events = Events::init(xen).map_err(|_| UpError::Setup("event channels"))?;
+        let grants =
+            Grants::init(xen, start_info.ram_end()).map_err(|_| UpError::Setup("grant tables"))?;
+        let mut xs = xenbus_front::connect(&events).map_err(|_| UpError::Setup("xenstore"))?;
+        let front = Netfront::connect(&mut xs, &events, &grants, 0).map_err(UpError::Connect)?;
+        Ok(Up { front, ip, xs })
+    }
+
+    /// A connected vif, its address and the store client.
+    pub struct Up {
+        /// The vif.
+        pub front: Netfront,
+        /// The address from the command line.
+        pub ip: IpConfig,
+        /// The store.
+        pub xs: Client<StoreRing>,
+    }
 
     /// smoltcp's `Device` over a connected [`Netfront`].
     pub struct NetDevice {

@@ -124,6 +124,11 @@ impl<'a, B: Buffers> Rings<'a, B> {
         self.stats
     }
 
+    /// The buffers (for a guest that builds its own requests).
+    pub fn buffers(&self) -> &B {
+        &self.bufs
+    }
+
     /// Posts every rx buffer not yet posted; true if the backend wants
     /// an event.
     pub fn post_rx(&mut self) -> bool {

@@ -177,6 +177,12 @@ impl Netfront {
         &mut self.rings
     }
 
+    /// The tx ring's page, for tests of the backend's defences
+    /// (corrupting `req_prod`); drivers never need it.
+    pub fn tx_ring_page(&self) -> &'static [AtomicU32; 1024] {
+        TX_RING.view()
+    }
+
     /// Sends the backend an event.
     pub fn notify(&self) {
         let _ = self.events.xen().evtchn_send(self.port);
