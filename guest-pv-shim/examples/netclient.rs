@@ -1,12 +1,13 @@
 //! `netclient` (issue 13): connects out over vif 0, sends a message and
 //! prints the reply. Command line `ip=A.B.C.D/LEN` (`gw=`),
 //! `peer=A.B.C.D:PORT`, `msg=TEXT` (default `hello`), `timeout_ms=N`
-//! (default 10000: how long to try to connect) and `after_release=1`
+//! (default 10000: how long to try to connect; a refused attempt is
+//! tried again 200 ms later, the server may not listen yet) and `after_release=1`
 //! (then wait for a domain to be released, `@releaseDomain`, and do it
 //! once more). Prints `netclient: vif up: ...`, then `netclient: reply:
 //! <text>` (or `netclient: no connection to <peer> within <N> ms`, or
 //! `netclient: connection to <peer> failed`), `netclient: after release:
-//! reply: <text>`, `netclient: done`; poweroff.
+//! reply: <text>`, `netclient: done: <R> replies`; poweroff.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ mod kernel {
         Reply([u8; MSG_MAX], usize),
         NoConnection,
         Failed,
+        Refused,
     }
 
     pub fn main(boot: Boot) -> ! {
@@ -46,18 +48,23 @@ mod kernel {
         let msg = &msg[..msg.len().min(MSG_MAX)];
         let timeout_ns = arg(&start_info, "timeout_ms", 10_000) * 1_000_000;
         let handle = tcp_socket(&mut stack, static_buf!(4096), static_buf!(4096));
-        let ok = report(
+        let mut replies = 0;
+        if report(
             "",
             exchange(&mut stack, handle, peer, msg, timeout_ns, 49152),
             peer,
-        );
-        if ok && arg(&start_info, "after_release", 0) == 1 {
-            wait_for_release(&mut rest.xs);
-            let second = tcp_socket(&mut stack, static_buf!(4096), static_buf!(4096));
-            let again = exchange(&mut stack, second, peer, msg, timeout_ns, 49153);
-            report("after release: ", again, peer);
+        ) {
+            replies += 1;
+            if arg(&start_info, "after_release", 0) == 1 {
+                wait_for_release(&mut rest.xs);
+                let second = tcp_socket(&mut stack, static_buf!(4096), static_buf!(4096));
+                let again = exchange(&mut stack, second, peer, msg, timeout_ns, 50152);
+                if report("after release: ", again, peer) {
+                    replies += 1;
+                }
+            }
         }
-        println!("netclient: done");
+        println!("netclient: done: {replies} replies");
         xen.shutdown(ShutdownReason::Poweroff)
     }
 
@@ -68,7 +75,7 @@ mod kernel {
                 println!("netclient: {what}reply: {text}");
                 true
             }
-            Outcome::NoConnection => {
+            Outcome::NoConnection | Outcome::Refused => {
                 println!("netclient: {what}no connection to {addr}:{port} within the timeout");
                 false
             }
@@ -100,7 +107,38 @@ mod kernel {
         }
     }
 
+    /// Connects (again every 200 ms while refused, until the timeout),
+    /// sends `msg` and reads as much back.
     fn exchange(
+        stack: &mut NetStack<'static>,
+        handle: SocketHandle,
+        peer: (Ipv4Address, u16),
+        msg: &[u8],
+        timeout_ns: u64,
+        local_port: u16,
+    ) -> Outcome {
+        let start = stack.dev.front().now();
+        for attempt in 0..100 {
+            let left = timeout_ns.saturating_sub(stack.dev.front().now() - start);
+            match attempt_once(stack, handle, peer, msg, left, local_port + attempt) {
+                Outcome::Refused if left > 0 => {
+                    let until = stack.dev.front().now() + 200_000_000;
+                    loop {
+                        let now = stack.dev.front().now();
+                        if now >= until {
+                            break;
+                        }
+                        stack.poll_wait(until - now);
+                    }
+                }
+                Outcome::Refused => return Outcome::NoConnection,
+                other => return other,
+            }
+        }
+        Outcome::NoConnection
+    }
+
+    fn attempt_once(
         stack: &mut NetStack<'static>,
         handle: SocketHandle,
         (addr, port): (Ipv4Address, u16),
@@ -125,7 +163,11 @@ mod kernel {
             let now = stack.dev.front().now();
             let socket = stack.sockets.get_mut::<tcp::Socket>(handle);
             if !socket.is_open() {
-                return Outcome::Failed;
+                return if sent == 0 {
+                    Outcome::Refused
+                } else {
+                    Outcome::Failed
+                };
             }
             if !socket.may_send() && sent == 0 {
                 if now.saturating_sub(start) > timeout_ns {

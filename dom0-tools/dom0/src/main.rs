@@ -13,6 +13,8 @@
 //! - `mgmt`: after the ticks, serve the management channel on COM2
 //!   (`agent`; consoles are served too) until a client asks dom0 to power
 //!   off, then power off.
+//! - `boot-vifs=NAME:VLAN,...` (with `mgmt`): a vif for each boot-time
+//!   domU named, an access port of that VLAN (see `netback::boot`).
 //! - `com2-gsi=N` (added by xen-core): the GSI of COM2's interrupt, which
 //!   the agent binds as a pirq so that it sleeps until bytes arrive.
 //! - `pci-ecam=BASE:FIRST-LAST` (added by xen-core from the MCFG): where
@@ -44,6 +46,8 @@ mod hv;
 mod netback;
 #[cfg(any(test, target_os = "none"))]
 mod store;
+#[cfg(target_os = "none")]
+mod switch;
 
 #[cfg(target_os = "none")]
 mod kernel {
@@ -60,6 +64,8 @@ mod kernel {
     use crate::console_backend::Backend;
     use crate::devices::Nic;
     use crate::hv::XenHypervisor;
+    use crate::netback::NetBackends;
+    use crate::switch::Vswitch;
     use crate::{agent, devices};
 
     pub fn main(boot: Boot) -> ! {
@@ -103,6 +109,7 @@ mod kernel {
                     com2_gsi,
                     key: mgmt_key(&start_info),
                     nic: devices.mgmt_nic,
+                    boot_vifs: start_info.cmdline_arg("boot-vifs").unwrap_or("").into(),
                 });
                 with_backend(&clock, &mut backend, ticks, serve, setup)
             }
@@ -125,6 +132,8 @@ mod kernel {
         key: Option<Key>,
         /// The management NIC.
         nic: Option<Nic>,
+        /// `boot-vifs=`: vifs for the boot-time domUs (see `netback::boot`).
+        boot_vifs: alloc::string::String,
     }
 
     /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its
@@ -181,13 +190,23 @@ mod kernel {
             |_| "console-backend",
             |_, now| backend.serve_until(now + ticker::TICK_TIMER_NS),
         );
-        let served = if let Some(setup) = mgmt {
+        let served = if let Some(mut setup) = mgmt {
             agent::heap::init();
             let mut hv = XenHypervisor::new(*backend.xen());
             let com2_gsi = setup.com2_gsi;
+            let boot_vifs = core::mem::take(&mut setup.boot_vifs);
             let tcp = tcp_server(backend, setup);
             let mut store = crate::store::StoreService::new();
-            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp);
+            let mut vswitch = Vswitch::new();
+            let mut netback = NetBackends::with_boot_vifs(boot_vifs);
+            let served = agent::serve(
+                backend,
+                &mut hv,
+                &mut store,
+                (&mut vswitch, &mut netback),
+                com2_gsi,
+                tcp,
+            );
             backend.release_all();
             served
         } else if serve {

@@ -24,7 +24,9 @@ use toolstack::{create_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use crate::console_backend::{self, Backend};
+use crate::netback::{NetBackends, NetEnv};
 use crate::store::{LocalError, StoreService};
+use crate::switch::Vswitch;
 
 /// What a request needs to act on.
 pub struct Ctx<'a, H> {
@@ -34,6 +36,10 @@ pub struct Ctx<'a, H> {
     pub backend: &'a mut Backend,
     /// The store (the session's own connection, the toolstack's).
     pub store: &'a mut StoreService,
+    /// The guests' switch (`vswitch show`).
+    pub vswitch: &'a mut Vswitch,
+    /// The vifs (attach, detach, list; a destroyed domain's go).
+    pub netback: &'a mut NetBackends,
 }
 
 /// A console stream: new output of `domid` from position `next` on.
@@ -193,6 +199,14 @@ impl Session {
                 // The backend lets go of the ring before the memory goes,
                 // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
+                let mut env = NetEnv {
+                    events: ctx.backend.events(),
+                    grants: ctx.backend.grants(),
+                    store: &mut *ctx.store,
+                    now: 0,
+                };
+                ctx.netback
+                    .domain_destroyed(&mut env, ctx.vswitch, info.domid);
                 ctx.store.domain_destroyed(info.domid);
                 ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
                 ctx.hv.destroy(info.domid).map_err(|e| match e {

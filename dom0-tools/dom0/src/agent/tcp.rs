@@ -25,7 +25,9 @@ use toolstack::Hypervisor;
 use super::session::{Ctx, Session};
 use crate::console_backend::Backend;
 use crate::devices::{Nic, MAX_FRAME_BYTES};
+use crate::netback::NetBackends;
 use crate::store::StoreService;
+use crate::switch::Vswitch;
 
 /// How often the agent looks at the NIC when its interrupt could not be
 /// bound, ns.
@@ -138,6 +140,7 @@ impl TcpServer {
         hv: &mut impl Hypervisor,
         backend: &mut Backend,
         store: &mut StoreService,
+        (vswitch, netback): (&mut Vswitch, &mut NetBackends),
         power_off: &mut bool,
     ) -> Option<u64> {
         if let Some(irq) = self.device.nic.irq() {
@@ -149,7 +152,13 @@ impl TcpServer {
             }
         }
         let mut service = Agent {
-            ctx: Ctx { hv, backend, store },
+            ctx: Ctx {
+                hv,
+                backend,
+                store,
+                vswitch,
+                netback,
+            },
             power_off,
         };
         let delay = self.net.poll(now_ns, &mut self.device, &mut service, tsc());

@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8};
 
+use abi::control::{parse_domain_name, DomainInfo};
 use abi::xen::event_channel::EvtchnPort;
 use abi::xen::grant_table::{GnttabCopy, GNTST_GENERAL_ERROR, GNTST_OKAY};
 use abi::xen::netif::{
@@ -15,9 +16,10 @@ use abi::xen::netif::{
 use abi::xen::ring::{BackRing, RingError, RingIdx};
 use guest_pv_shim::page_bytes::{read_bytes, write_bytes};
 use guest_pv_shim::{println, CopySide, Events, ForeignMapping, Grants, SharedFrame};
-use vswitch::{PortConfig, PortId, PortKind};
+use vswitch::{PortConfig, PortId, PortKind, VlanMode};
 use xenstore::DomId;
 
+use super::boot::parse_boot_vifs;
 use super::limits::{parse_rate, Credit, LogLimit};
 use super::tx::{TxAssembler, TxDrop, TxPacket, TxStep, TX_FRAME_MAX, TX_SLOTS_MAX};
 use super::xenbus::{self, FrontendRings};
@@ -83,12 +85,48 @@ pub struct NetBackends {
     vifs: Vec<Vif>,
     /// Where the next pass starts (round robin).
     next: usize,
+    /// `boot-vifs=` from dom0's command line, until attached.
+    boot_vifs: String,
 }
 
 impl NetBackends {
-    /// No vifs.
-    pub fn new() -> Self {
-        Self::default()
+    /// No vifs yet; `boot_vifs` (`boot-vifs=`'s value) names the
+    /// boot-time domUs to give one ([`Self::attach_boot_vifs`]).
+    pub fn with_boot_vifs(boot_vifs: String) -> Self {
+        NetBackends {
+            boot_vifs,
+            ..Self::default()
+        }
+    }
+
+    /// Attaches the vifs `boot-vifs=` asked for to the running domains
+    /// of those names (once; said on COM1 either way).
+    pub fn attach_boot_vifs(
+        &mut self,
+        store: &mut StoreService,
+        switch: &mut Vswitch,
+        domains: &[DomainInfo],
+    ) {
+        let (wanted, bad) = parse_boot_vifs(&core::mem::take(&mut self.boot_vifs));
+        for entry in bad {
+            println!("dom0: netback: boot-vifs: ignored {entry:?} (NAME:VLAN)");
+        }
+        for vif in wanted {
+            let Some(info) = domains
+                .iter()
+                .find(|d| parse_domain_name(&d.name) == Some(vif.name.as_str()))
+            else {
+                println!("dom0: netback: boot-vifs: no domain {}", vif.name);
+                continue;
+            };
+            let spec = VifSpec {
+                mac: vswitch::default_mac(&vif.name, 0),
+                vlan: VlanMode::Access(vif.vlan),
+            };
+            if let Err(e) = self.attach(store, switch, info.domid, spec) {
+                println!("dom0: netback: boot-vifs: {}: {e}", vif.name);
+            }
+        }
     }
 
     /// Attaches a vif to `domid`: a switch port, the store's backend and
@@ -183,6 +221,7 @@ impl NetBackends {
     }
 
     /// Every vif, with its state and counters.
+    #[allow(dead_code)] // `network-list` (branch `vswitch`)
     pub fn list(&self) -> Vec<VifInfo> {
         self.vifs
             .iter()

@@ -22,10 +22,15 @@
 //! round robin; the switch bounds the frames queued for each vif.
 #![cfg_attr(test, allow(dead_code))] // host tests build only the portable half
 
+pub mod boot;
 pub mod limits;
 pub mod tx;
 pub mod xenbus;
 
+#[cfg(target_os = "none")]
+mod live;
+#[cfg(target_os = "none")]
+pub use live::{NetBackends, NetEnv};
 
 use vswitch::{Mac, VlanMode};
 
@@ -101,13 +106,6 @@ pub struct VifCounters {
     pub ring_errors: u64,
 }
 
-impl VifCounters {
-    /// All tx drops.
-    pub fn tx_dropped_total(&self) -> u64 {
-        self.tx_dropped.iter().sum()
-    }
-}
-
 impl core::fmt::Display for VifCounters {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
@@ -129,6 +127,7 @@ impl core::fmt::Display for VifCounters {
 }
 
 /// A vif as `list` shows it.
+#[allow(dead_code)] // read by `network-list` (branch `vswitch`)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VifInfo {
     /// The guest's domid.
