@@ -17,6 +17,9 @@ pub mod cpuid;
 pub mod error;
 pub mod events;
 pub mod grant;
+pub mod net;
+pub mod netfront;
+pub mod page_bytes;
 pub mod pvconsole;
 pub mod seqlock;
 pub mod start_info;
@@ -34,6 +37,7 @@ pub use arch::{
     evtchn::{Events, PortStatus, Wake},
     gnttab::{CopySide, ForeignMapping, GrantOpError, Grants},
     hypercall::{ShutdownReason, Xen},
+    netfront::Netfront,
     physdev::DeviceIrq,
     shared_info::{Clock, SharedInfo, WallClock},
     shared_page::SharedFrame,

@@ -13,6 +13,8 @@
 //! - `mgmt`: after the ticks, serve the management channel on COM2
 //!   (`agent`; consoles are served too) until a client asks dom0 to power
 //!   off, then power off.
+//! - `boot-vifs=NAME:VLAN,...` (with `mgmt`): a vif for each boot-time
+//!   domU named, an access port of that VLAN (see `netback::boot`).
 //! - `com2-gsi=N` (added by xen-core): the GSI of COM2's interrupt, which
 //!   the agent binds as a pirq so that it sleeps until bytes arrive.
 //! - `pci-ecam=BASE:FIRST-LAST` (added by xen-core from the MCFG): where
@@ -41,6 +43,8 @@ mod devices;
 #[cfg(target_os = "none")]
 mod hv;
 #[cfg(any(test, target_os = "none"))]
+mod netback;
+#[cfg(any(test, target_os = "none"))]
 mod store;
 #[cfg(target_os = "none")]
 mod switch;
@@ -60,6 +64,7 @@ mod kernel {
     use crate::console_backend::Backend;
     use crate::devices::Nic;
     use crate::hv::XenHypervisor;
+    use crate::netback::NetBackends;
     use crate::switch::Vswitch;
     use crate::{agent, devices};
 
@@ -105,6 +110,7 @@ mod kernel {
                     key: mgmt_key(&start_info),
                     nic: devices.mgmt_nic,
                     uplink: devices.uplink_nic,
+                    boot_vifs: start_info.cmdline_arg("boot-vifs").unwrap_or("").into(),
                 });
                 with_backend(&clock, &mut backend, ticks, serve, setup)
             }
@@ -129,6 +135,8 @@ mod kernel {
         nic: Option<Nic>,
         /// The uplink NIC, the vswitch's way out.
         uplink: Option<Nic>,
+        /// `boot-vifs=`: vifs for the boot-time domUs (see `netback::boot`).
+        boot_vifs: alloc::string::String,
     }
 
     /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its
@@ -189,10 +197,19 @@ mod kernel {
             agent::heap::init();
             let mut hv = XenHypervisor::new(*backend.xen());
             let com2_gsi = setup.com2_gsi;
+            let boot_vifs = core::mem::take(&mut setup.boot_vifs);
             let mut vswitch = Vswitch::new(setup.uplink.take());
             let tcp = tcp_server(backend, setup);
             let mut store = crate::store::StoreService::new();
-            let served = agent::serve(backend, &mut hv, &mut store, &mut vswitch, com2_gsi, tcp);
+            let mut netback = NetBackends::with_boot_vifs(boot_vifs);
+            let served = agent::serve(
+                backend,
+                &mut hv,
+                &mut store,
+                (&mut vswitch, &mut netback),
+                com2_gsi,
+                tcp,
+            );
             backend.release_all();
             served
         } else if serve {

@@ -29,6 +29,7 @@ use mgmt::{Answer, Outgoing, Server, ServerMessage, SessionId};
 use toolstack::Hypervisor;
 
 use crate::console_backend::Backend;
+use crate::netback::{NetBackends, NetEnv};
 use crate::store::StoreService;
 use crate::switch::Vswitch;
 use link::Link;
@@ -43,7 +44,7 @@ pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
     store: &mut StoreService,
-    vswitch: &mut Vswitch,
+    (vswitch, netback): (&mut Vswitch, &mut NetBackends),
     com2_gsi: Option<u32>,
     mut tcp: Option<TcpServer>,
 ) -> Result<(), XenError> {
@@ -54,6 +55,7 @@ pub fn serve(
     // Any 32 bits of the clock do: keep the low ones of its ~ms count.
     if let Ok(domains) = toolstack::list_domains(hv) {
         store.adopt_running(backend.xen(), &domains);
+        netback.attach_boot_vifs(store, vswitch, &domains);
     }
     let mut server = Server::<Session>::new(((backend.now()? >> 20) & 0xffff_ffff) as u32);
     println!("dom0: mgmt: serving the management channel on COM2");
@@ -67,6 +69,7 @@ pub fn serve(
                     backend: &mut *backend,
                     store: &mut *store,
                     vswitch: &mut *vswitch,
+                    netback: &mut *netback,
                 };
                 session.dispatch(request, &mut ctx)
             });
@@ -84,9 +87,16 @@ pub fn serve(
             session.store_events(id, store, |event| link.send(event));
         }
         let mut power_off = false;
-        let tcp_due = tcp
-            .as_mut()
-            .and_then(|t| t.poll(now, hv, backend, store, vswitch, &mut power_off));
+        let tcp_due = tcp.as_mut().and_then(|t| {
+            t.poll(
+                now,
+                hv,
+                backend,
+                store,
+                (&mut *vswitch, &mut *netback),
+                &mut power_off,
+            )
+        });
         if power_off {
             println!("dom0: mgmt: power-off requested");
             return Ok(());
@@ -94,16 +104,35 @@ pub fn serve(
         link.end_pass(backend.events());
         store.serve(backend.events(), &backend.grants());
         let switch_due = vswitch.poll(backend.events(), now);
+        let net_due = netback.serve(
+            &mut NetEnv {
+                events: backend.events(),
+                grants: backend.grants(),
+                store: &mut *store,
+                now,
+            },
+            vswitch,
+        );
         // Takes what the backend's ports brought, without sleeping.
         backend.serve_until(now)?;
         // A domain seen shut down fires `@releaseDomain`: another pass
         // sends the events at once.
         let store_due = store.note_stopped(backend.stopped_domains()).then_some(now);
+        let mut env = NetEnv {
+            events: backend.events(),
+            grants: backend.grants(),
+            store: &mut *store,
+            now,
+        };
+        for &domid in backend.stopped_domains() {
+            netback.domain_destroyed(&mut env, vswitch, domid);
+        }
         let deadline = [
             link.deadline(now),
             backend.next_scan(),
             tcp_due,
             store_due,
+            net_due,
             switch_due,
         ]
         .into_iter()

@@ -24,6 +24,7 @@ use toolstack::{create_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use crate::console_backend::{self, Backend};
+use crate::netback::{NetBackends, NetEnv};
 use crate::store::{LocalError, StoreService};
 use crate::switch::Vswitch;
 
@@ -37,6 +38,8 @@ pub struct Ctx<'a, H> {
     pub store: &'a mut StoreService,
     /// The guests' switch (`vswitch show`).
     pub vswitch: &'a mut Vswitch,
+    /// The vifs (attach, detach, list; a destroyed domain's go).
+    pub netback: &'a mut NetBackends,
 }
 
 /// A console stream: new output of `domid` from position `next` on.
@@ -196,6 +199,14 @@ impl Session {
                 // The backend lets go of the ring before the memory goes,
                 // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
+                let mut env = NetEnv {
+                    events: ctx.backend.events(),
+                    grants: ctx.backend.grants(),
+                    store: &mut *ctx.store,
+                    now: 0,
+                };
+                ctx.netback
+                    .domain_destroyed(&mut env, ctx.vswitch, info.domid);
                 ctx.store.domain_destroyed(info.domid);
                 ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
                 ctx.hv.destroy(info.domid).map_err(|e| match e {

@@ -25,6 +25,7 @@ use toolstack::Hypervisor;
 use super::session::{Ctx, Session};
 use crate::console_backend::Backend;
 use crate::devices::{Nic, MAX_FRAME_BYTES};
+use crate::netback::NetBackends;
 use crate::store::StoreService;
 use crate::switch::Vswitch;
 
@@ -139,7 +140,7 @@ impl TcpServer {
         hv: &mut impl Hypervisor,
         backend: &mut Backend,
         store: &mut StoreService,
-        vswitch: &mut Vswitch,
+        (vswitch, netback): (&mut Vswitch, &mut NetBackends),
         power_off: &mut bool,
     ) -> Option<u64> {
         if let Some(irq) = self.device.nic.irq() {
@@ -156,6 +157,7 @@ impl TcpServer {
                 backend,
                 store,
                 vswitch,
+                netback,
             },
             power_off,
         };

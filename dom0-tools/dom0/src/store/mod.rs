@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use xenstore::wire::{encode_message, Header, MsgType, HEADER_SIZE};
 use xenstore::{ConnError, ConnId, DomId, Store};
 
-use tree::{dom_path, domain_tree, vm_path, NewDomain};
+use tree::{dom_path, domain_tree, vm_path, NewDomain, Node};
 
 /// Largest output one [`StoreService::take_output`] returns, bytes (the
 /// rest waits for the next call): what one management message carries.
@@ -80,21 +80,7 @@ impl StoreService {
     /// `@introduceDomain`). The first refusal is returned as Xen's error
     /// string.
     pub fn domain_created(&mut self, d: &NewDomain) -> Result<(), String> {
-        for node in domain_tree(d) {
-            let mut payload = Vec::from(node.path.as_bytes());
-            payload.push(0);
-            payload.extend_from_slice(node.value.as_bytes());
-            self.toolstack_call(MsgType::Write, &payload)?;
-            if let Some(perms) = node.perms {
-                let mut payload = Vec::from(node.path.as_bytes());
-                payload.push(0);
-                for perm in perms {
-                    payload.extend_from_slice(perm.as_bytes());
-                    payload.push(0);
-                }
-                self.toolstack_call(MsgType::SetPerms, &payload)?;
-            }
-        }
+        self.write_nodes(&domain_tree(d))?;
         let (gfn, port) = d.store;
         let introduce = alloc::format!("{}\0{gfn}\0{port}\0", d.domid);
         self.toolstack_call(MsgType::Introduce, introduce.as_bytes())
@@ -121,6 +107,41 @@ impl StoreService {
             payload.push(0);
             let _ = self.toolstack_call(MsgType::Rm, &payload);
         }
+    }
+
+    /// Writes `nodes` in order on the toolstack's connection (a device's
+    /// backend and frontend directories, a domain's tree), each with its
+    /// permissions if it has any; stops at the first refusal (Xen's
+    /// error string).
+    pub fn write_nodes(&mut self, nodes: &[Node]) -> Result<(), String> {
+        for node in nodes {
+            let mut payload = Vec::from(node.path.as_bytes());
+            payload.push(0);
+            payload.extend_from_slice(node.value.as_bytes());
+            self.toolstack_call(MsgType::Write, &payload)?;
+            if let Some(perms) = &node.perms {
+                let mut payload = Vec::from(node.path.as_bytes());
+                payload.push(0);
+                for perm in perms {
+                    payload.extend_from_slice(perm.as_bytes());
+                    payload.push(0);
+                }
+                self.toolstack_call(MsgType::SetPerms, &payload)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `path` and everything below it (nothing if it is absent).
+    pub fn remove_node(&mut self, path: &str) {
+        let mut payload = Vec::from(path.as_bytes());
+        payload.push(0);
+        let _ = self.toolstack_call(MsgType::Rm, &payload);
+    }
+
+    /// The committed value of `path`, as dom0 sees it.
+    pub fn read_node(&self, path: &str) -> Option<&[u8]> {
+        self.store.read_committed(path)
     }
 
     /// One request on the toolstack's connection, answered at once.
@@ -289,6 +310,37 @@ mod tests {
             .all(|p| !p.starts_with("/local/domain/4") && !p.starts_with("/vm/")));
         let events = service.take_output(watcher);
         assert!(events.windows(14).any(|w| w == b"@releaseDomain"));
+    }
+
+    #[test]
+    fn device_nodes_are_written_with_their_perms_read_and_removed() {
+        let mut service = StoreService::new();
+        let nodes = [
+            Node {
+                path: "/local/domain/0/backend/vif/3/0".into(),
+                value: String::new(),
+                perms: Some(alloc::vec!["n0".into(), "r3".into()]),
+            },
+            Node {
+                path: "/local/domain/0/backend/vif/3/0/state".into(),
+                value: "2".into(),
+                perms: None,
+            },
+        ];
+        service.write_nodes(&nodes).unwrap();
+        assert_eq!(
+            service.read_node("/local/domain/0/backend/vif/3/0/state"),
+            Some(&b"2"[..])
+        );
+        let perms = service
+            .store
+            .perms_committed("/local/domain/0/backend/vif/3/0/state");
+        assert_eq!(perms.map(|p| p.owner()), Some(0));
+        service.remove_node("/local/domain/0/backend/vif/3");
+        assert_eq!(
+            service.read_node("/local/domain/0/backend/vif/3/0/state"),
+            None
+        );
     }
 
     #[test]
