@@ -21,6 +21,7 @@
 mod domains;
 pub mod heap;
 mod link;
+mod network;
 mod session;
 pub mod tcp;
 

@@ -20,9 +20,10 @@ use mgmt::{
     HostInfo, MgmtError, Reply, Request, ServerMessage, SessionId, ShutdownKind, ShutdownReason,
     Upload, UploadError, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY,
 };
-use toolstack::{create_domain, DomainSpec, Hypervisor};
+use toolstack::{build_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
+use super::network;
 use crate::console_backend::{self, Backend};
 use crate::netback::{NetBackends, NetEnv};
 use crate::store::{LocalError, StoreService};
@@ -242,12 +243,11 @@ impl Session {
             )),
             Request::Xenstore { data } => self.xenstore(ctx.store, &data),
             Request::VswitchShow => Ok(Reply::Vswitch(ctx.vswitch.snapshot())),
-            // netback (branch `net`) serves these once merged.
-            Request::NetworkAttach { .. }
-            | Request::NetworkDetach { .. }
-            | Request::NetworkList { .. } => Err(MgmtError::Unsupported(
-                "vifs: this dom0 has no netback yet".into(),
-            )),
+            Request::NetworkAttach { domain, mac, vlan } => {
+                network::attach(ctx, &domain, mac, vlan)
+            }
+            Request::NetworkDetach { domain, vif } => network::detach(ctx, &domain, &vif),
+            Request::NetworkList { domain } => network::list(ctx, domain.as_ref()),
         }
     }
 
@@ -493,22 +493,46 @@ fn create(
         cmdline: &config.cmdline,
         image,
     };
-    match create_domain(ctx.hv, &spec) {
-        Ok(domid) => {
-            println!("dom0: mgmt: created d{domid} ({})", config.name);
-            if let Ok(info) = ctx.hv.domain_info(domid) {
-                ctx.store.introduce_new(ctx.backend.xen(), &info);
-                ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
-            }
-            ctx.backend.rescan_soon();
-            Ok(domid)
-        }
-        Err(e) => {
-            println!("dom0: mgmt: creating {} failed: {e}", config.name);
-            let max = ctx.hv.physinfo().map_or(0, |p| p.nr_domains);
-            Err(domains::create_error(e, &config.name, max))
-        }
+    let domid = build_domain(ctx.hv, &spec).map_err(|e| create_failed(ctx, config, e))?;
+    if let Ok(info) = ctx.hv.domain_info(domid) {
+        ctx.store.introduce_new(ctx.backend.xen(), &info);
+        ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
     }
+    // Its devices exist before it first runs, so its frontends find them
+    // at boot (libxl's order).
+    let started = network::attach_vifs(ctx, domid, &config.name, &config.vifs).and_then(|()| {
+        ctx.hv
+            .unpause(domid)
+            .map_err(|e| hypervisor_error("unpause", e))
+    });
+    if let Err(e) = started {
+        println!("dom0: mgmt: creating {} failed: {e}", config.name);
+        let mut env = NetEnv {
+            events: ctx.backend.events(),
+            grants: ctx.backend.grants(),
+            store: &mut *ctx.store,
+            now: 0,
+        };
+        ctx.netback.domain_destroyed(&mut env, ctx.vswitch, domid);
+        ctx.store.domain_destroyed(domid);
+        if let Err(errno) = ctx.hv.destroy(domid) {
+            println!("dom0: mgmt: destroying the half-made d{domid} failed: {errno:?}");
+        }
+        return Err(e);
+    }
+    println!("dom0: mgmt: created d{domid} ({})", config.name);
+    ctx.backend.rescan_soon();
+    Ok(domid)
+}
+
+fn create_failed(
+    ctx: &mut Ctx<'_, impl Hypervisor>,
+    config: &DomainConfig,
+    e: toolstack::CreateError,
+) -> MgmtError {
+    println!("dom0: mgmt: creating {} failed: {e}", config.name);
+    let max = ctx.hv.physinfo().map_or(0, |p| p.nr_domains);
+    domains::create_error(e, &config.name, max)
 }
 
 /// `ConsoleInput`: as much of `data` as the guest's input ring takes.

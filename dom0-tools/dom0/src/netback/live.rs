@@ -221,7 +221,6 @@ impl NetBackends {
     }
 
     /// Every vif, with its state and counters.
-    #[allow(dead_code)] // `network-list` (branch `vswitch`)
     pub fn list(&self) -> Vec<VifInfo> {
         self.vifs
             .iter()
