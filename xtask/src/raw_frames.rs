@@ -198,6 +198,7 @@ fn abandoned_upload(
         memory_mib: 4,
         vcpus: 1,
         cmdline: String::new(),
+        vifs: Vec::new(),
     };
     let mut conn = Connection::open(socket)?;
     let session = conn.hello(deadline, log)?;

@@ -214,6 +214,7 @@ mod tests {
             root,
             tmp: Path::new("/tmp"),
             mgmt_port: None,
+            uplink_ports: None,
         };
         for s in &scenarios {
             crate::output::Expectations::compile(s, 0).unwrap();

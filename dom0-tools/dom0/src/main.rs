@@ -110,6 +110,7 @@ mod kernel {
                     key: mgmt_key(&start_info),
                     nic: devices.mgmt_nic,
                     boot_vifs: start_info.cmdline_arg("boot-vifs").unwrap_or("").into(),
+                    uplink: devices.uplink_nic,
                 });
                 with_backend(&clock, &mut backend, ticks, serve, setup)
             }
@@ -134,6 +135,8 @@ mod kernel {
         nic: Option<Nic>,
         /// `boot-vifs=`: vifs for the boot-time domUs (see `netback::boot`).
         boot_vifs: alloc::string::String,
+        /// The uplink NIC, the vswitch's way out.
+        uplink: Option<Nic>,
     }
 
     /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its
@@ -195,9 +198,9 @@ mod kernel {
             let mut hv = XenHypervisor::new(*backend.xen());
             let com2_gsi = setup.com2_gsi;
             let boot_vifs = core::mem::take(&mut setup.boot_vifs);
+            let mut vswitch = Vswitch::new(setup.uplink.take());
             let tcp = tcp_server(backend, setup);
             let mut store = crate::store::StoreService::new();
-            let mut vswitch = Vswitch::new();
             let mut netback = NetBackends::with_boot_vifs(boot_vifs);
             let served = agent::serve(
                 backend,

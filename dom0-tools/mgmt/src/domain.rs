@@ -2,11 +2,13 @@
 //! config a new one is built from, and what list and info report.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use abi::control::{DOMAIN_NAME_MAX, MAX_VCPUS_SUPPORTED};
 use serde::{Deserialize, Serialize};
 
+use crate::network::{VifSpec, MAX_VIFS_PER_DOMAIN};
 use crate::MgmtError;
 
 /// A domain id (Xen `domid_t`).
@@ -66,6 +68,10 @@ pub struct DomainConfig {
     pub vcpus: u32,
     /// Kernel command line, at most [`MAX_CMDLINE`] bytes, no NUL.
     pub cmdline: String,
+    /// Its vifs, attached in order (devids 0, 1, ...) after the domain is
+    /// built and before it first runs; at most
+    /// [`crate::MAX_VIFS_PER_DOMAIN`]. Since 2.5.
+    pub vifs: Vec<VifSpec>,
 }
 
 impl DomainConfig {
@@ -93,7 +99,13 @@ impl DomainConfig {
         if self.cmdline.contains('\0') {
             return Err(invalid("cmdline", "contains a NUL character".into()));
         }
-        Ok(())
+        if self.vifs.len() > MAX_VIFS_PER_DOMAIN {
+            return Err(invalid(
+                "vifs",
+                alloc::format!("at most {MAX_VIFS_PER_DOMAIN} vifs per domain"),
+            ));
+        }
+        self.vifs.iter().try_for_each(VifSpec::validate)
     }
 }
 
@@ -235,6 +247,7 @@ mod tests {
             memory_mib: 32,
             vcpus: 1,
             cmdline: "console=hvc0".into(),
+            vifs: alloc::vec::Vec::new(),
         }
     }
 
@@ -289,6 +302,7 @@ mod tests {
         }
         let c = DomainConfig {
             cmdline: "x".repeat(MAX_CMDLINE + 1),
+            vifs: alloc::vec::Vec::new(),
             ..config()
         };
         assert_eq!(field_of(c.validate().unwrap_err()), "cmdline");

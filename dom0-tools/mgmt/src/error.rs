@@ -120,6 +120,23 @@ pub enum MgmtError {
          `cargo xtask up` gave this hypervisor (use the --key-file it printed)"
     )]
     AuthenticationRefused,
+    /// `network-detach` of a vif the domain does not have. Since 2.5.
+    #[error("domain {domid} has no {vif} (see `dom0ctl network-list {domid}`)")]
+    NoSuchVif {
+        /// The domain.
+        domid: DomId,
+        /// How the request named the vif.
+        vif: crate::VifRef,
+    },
+    /// dom0 could not attach or detach a vif (the vswitch or netback
+    /// refused, e.g. a MAC already in use in the VLAN). Since 2.5.
+    #[error("network: domain {domid}: {reason}")]
+    NetworkRefused {
+        /// The domain.
+        domid: DomId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A life-cycle operation on a domain, for error messages.

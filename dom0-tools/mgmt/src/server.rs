@@ -223,6 +223,7 @@ mod tests {
             memory_mib: 4,
             vcpus: 1,
             cmdline: alloc::string::String::new(),
+            vifs: alloc::vec::Vec::new(),
         }
     }
 

@@ -146,6 +146,7 @@ mod tests {
             memory_mib: 8,
             vcpus: 1,
             cmdline: alloc::string::String::new(),
+            vifs: alloc::vec::Vec::new(),
         }
     }
 

@@ -29,7 +29,13 @@ pub struct ProtocolVersion {
 /// 2.3: the store: `Request::Xenstore`, `Reply::Xenstore` and
 /// `Event::XenstoreOutput` (raw `xsd_sockmsg` bytes of the session's own
 /// store connection).
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 3 };
+/// 2.4: volumes and block devices (branch `volumes`).
+/// 2.5: guests' networks: `Request::NetworkAttach`, `NetworkDetach`,
+/// `NetworkList`, `VswitchShow`, their replies, `MgmtError::NoSuchVif`
+/// and `NetworkRefused`; `DomainConfig::vifs` (a `CreateBegin` from an
+/// older client no longer decodes: postcard structs have no optional
+/// trailing fields).
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 5 };
 /// What a peer that sends protocol-1 frames speaks, as far as we know.
 pub const PROTOCOL_V1: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 

@@ -14,11 +14,15 @@ pub type Mac = [u8; 6];
 pub const VLAN_MIN: u16 = 1;
 /// Highest VLAN id a port may carry (IEEE 802.1Q reserves 4095).
 pub const VLAN_MAX: u16 = 4094;
+/// The VLAN a vif joins when its config names none, and the uplink's:
+/// guests reach the host unless told otherwise (Linux's bridge's default
+/// PVID is 1 too).
+pub const DEFAULT_VLAN: u16 = 1;
 /// Most VLANs one trunk port carries (keeps a port's static learning
 /// entries and the `vswitch show` reply bounded).
 pub const MAX_TRUNK_VLANS: usize = 8;
 /// Most ports on the switch.
-pub const MAX_PORTS: usize = 64;
+pub const MAX_PORTS: usize = 32;
 /// Longest port name, bytes.
 pub const MAX_PORT_NAME: usize = 32;
 

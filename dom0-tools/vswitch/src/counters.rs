@@ -158,6 +158,10 @@ pub struct PortCounters {
     pub tx_north_south: Traffic,
     /// Received frames dropped, by reason.
     pub drops: Drops,
+    /// Frames switched to this port that what is behind it could not
+    /// take (its queue was full, its device refused): counted in `tx`
+    /// too, as the switch sent them.
+    pub tx_dropped: u64,
 }
 
 impl PortCounters {

@@ -11,7 +11,7 @@ use crate::config::{Mac, PortId};
 /// Most learned (dynamic) entries, over all VLANs. A source MAC seen when
 /// the table is full is not learned (frames to it are flooded) and counted
 /// in [`crate::Totals::learning_table_full`].
-pub const FDB_CAPACITY: usize = 512;
+pub const FDB_CAPACITY: usize = 256;
 /// How long a learned entry lives without a frame from its MAC,
 /// milliseconds (Linux's bridge and 802.1D's default: 300 s).
 pub const AGING_MS: u64 = 300_000;

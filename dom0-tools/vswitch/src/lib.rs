@@ -60,8 +60,8 @@ mod switch;
 
 pub use config::{
     default_mac, is_group, is_valid_source, parse_mac, Mac, MacDisplay, PortConfig, PortId,
-    PortKind, SwitchError, VlanMode, MAX_PORTS, MAX_PORT_NAME, MAX_TRUNK_VLANS, VLAN_MAX, VLAN_MIN,
-    XEN_OUI,
+    PortKind, SwitchError, VlanMode, DEFAULT_VLAN, MAX_PORTS, MAX_PORT_NAME, MAX_TRUNK_VLANS,
+    VLAN_MAX, VLAN_MIN, XEN_OUI,
 };
 pub use counters::{Direction, DropReason, Drops, PortCounters, Totals, Traffic};
 pub use fdb::{AGING_MS, FDB_CAPACITY};

@@ -104,6 +104,14 @@ impl Switch {
         self.ports.get(&id).map(|p| &p.counters)
     }
 
+    /// Counts a frame [`Switch::forward`] gave to `port` that its backend
+    /// could not take (`tx_dropped`).
+    pub fn count_tx_dropped(&mut self, port: PortId) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.counters.tx_dropped += 1;
+        }
+    }
+
     /// Sets the switch's clock (milliseconds, monotonic) and, at most once
     /// a second, forgets learned entries older than [`AGING_MS`].
     pub fn tick(&mut self, now_ms: u64) {

@@ -21,6 +21,7 @@
 mod domains;
 pub mod heap;
 mod link;
+mod network;
 mod session;
 pub mod tcp;
 
@@ -103,7 +104,7 @@ pub fn serve(
         }
         link.end_pass(backend.events());
         store.serve(backend.events(), &backend.grants());
-        vswitch.poll(now);
+        let switch_due = vswitch.poll(backend.events(), now);
         let net_due = netback.serve(
             &mut NetEnv {
                 events: backend.events(),
@@ -133,6 +134,7 @@ pub fn serve(
             tcp_due,
             store_due,
             net_due,
+            switch_due,
         ]
         .into_iter()
         .flatten()

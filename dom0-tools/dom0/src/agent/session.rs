@@ -23,8 +23,9 @@ use mgmt::{
 use toolstack::{create_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
+use super::network;
 use crate::console_backend::{self, Backend};
-use crate::netback::{NetBackends, NetEnv};
+use crate::netback::NetBackends;
 use crate::store::{LocalError, StoreService};
 use crate::switch::Vswitch;
 
@@ -199,14 +200,7 @@ impl Session {
                 // The backend lets go of the ring before the memory goes,
                 // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
-                let mut env = NetEnv {
-                    events: ctx.backend.events(),
-                    grants: ctx.backend.grants(),
-                    store: &mut *ctx.store,
-                    now: 0,
-                };
-                ctx.netback
-                    .domain_destroyed(&mut env, ctx.vswitch, info.domid);
+                network::domain_destroyed(ctx, info.domid);
                 ctx.store.domain_destroyed(info.domid);
                 ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
                 ctx.hv.destroy(info.domid).map_err(|e| match e {
@@ -241,6 +235,12 @@ impl Session {
                     .collect(),
             )),
             Request::Xenstore { data } => self.xenstore(ctx.store, &data),
+            Request::VswitchShow => Ok(Reply::Vswitch(ctx.vswitch.snapshot())),
+            Request::NetworkAttach { domain, mac, vlan } => {
+                network::attach(ctx, &domain, mac, vlan)
+            }
+            Request::NetworkDetach { domain, vif } => network::detach(ctx, &domain, &vif),
+            Request::NetworkList { domain } => network::list(ctx, domain.as_ref()),
         }
     }
 
@@ -491,6 +491,7 @@ fn create(
             println!("dom0: mgmt: created d{domid} ({})", config.name);
             if let Ok(info) = ctx.hv.domain_info(domid) {
                 ctx.store.introduce_new(ctx.backend.xen(), &info);
+                network::attach_config_vifs(ctx, &info, &config.vifs);
                 ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
             }
             ctx.backend.rescan_soon();

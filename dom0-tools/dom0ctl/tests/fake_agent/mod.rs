@@ -37,6 +37,10 @@ pub struct State {
     pub break_chunks: u32,
     /// Connections refused for a wrong key (TCP).
     pub refused: u32,
+    /// The vifs attached, with their switch ports.
+    pub vifs: Vec<VifInfo>,
+    /// The vswitch the vifs are ports of (the real one, no uplink).
+    pub switch: vswitch::Switch,
 }
 
 pub struct FakeAgent {
@@ -161,6 +165,8 @@ fn new_state() -> Arc<Mutex<State>> {
         stale: Vec::new(),
         break_chunks: 0,
         refused: 0,
+        vifs: Vec::new(),
+        switch: vswitch::Switch::new(),
     }))
 }
 
@@ -454,7 +460,71 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
                 .collect(),
         )),
         Request::Xenstore { .. } => Err(MgmtError::Unsupported("xenstore (fake agent)".into())),
+        Request::NetworkAttach { domain, mac, vlan } => network_attach(s, &domain, mac, vlan),
+        Request::NetworkDetach { domain, vif } => {
+            let domid = find(s, &domain)?.domid;
+            let index = s
+                .vifs
+                .iter()
+                .position(|v| v.domid == domid && vif.matches(v.devid, &v.mac))
+                .ok_or(MgmtError::NoSuchVif { domid, vif })?;
+            let gone = s.vifs.remove(index);
+            s.switch
+                .remove_port(vswitch::PortId(gone.switch_port))
+                .unwrap();
+            Ok(Reply::Done)
+        }
+        Request::NetworkList { domain } => {
+            let only = domain.map(|d| find(s, &d).map(|d| d.domid)).transpose()?;
+            Ok(Reply::Vifs(
+                s.vifs
+                    .iter()
+                    .filter(|v| only.is_none_or(|d| d == v.domid))
+                    .cloned()
+                    .collect(),
+            ))
+        }
+        Request::VswitchShow => Ok(Reply::Vswitch(s.switch.snapshot())),
     }
+}
+
+/// As dom0 does it: the next devid, the default MAC, a switch port.
+fn network_attach(
+    s: &mut State,
+    domain: &DomainRef,
+    mac: Option<[u8; 6]>,
+    vlan: vswitch::VlanMode,
+) -> Result<Reply, MgmtError> {
+    let d = find(s, domain)?.clone();
+    let devid = (0..)
+        .find(|n| !s.vifs.iter().any(|v| v.domid == d.domid && v.devid == *n))
+        .unwrap();
+    let mac = mac.unwrap_or_else(|| vswitch::default_mac(&d.name, devid));
+    let port = s
+        .switch
+        .add_port(vswitch::PortConfig {
+            name: format!("vif{}.{devid}", d.domid),
+            kind: vswitch::PortKind::Vif {
+                domid: d.domid,
+                devid,
+                mac,
+            },
+            vlan: vlan.clone(),
+        })
+        .map_err(|e| MgmtError::NetworkRefused {
+            domid: d.domid,
+            reason: e.to_string(),
+        })?;
+    let vif = VifInfo {
+        domid: d.domid,
+        devid,
+        mac,
+        vlan,
+        backend_state: 2,
+        switch_port: port.0,
+    };
+    s.vifs.push(vif.clone());
+    Ok(Reply::VifAttached(vif))
 }
 
 fn find<'a>(s: &'a State, domain: &DomainRef) -> Result<&'a DomainSummary, MgmtError> {
