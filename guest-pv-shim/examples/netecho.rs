@@ -69,7 +69,8 @@ mod kernel {
             let _ = socket.listen(server.port);
             return;
         }
-        if socket.is_active() && !server.connected {
+        // Established (not merely SYN-received): data may come.
+        if socket.may_recv() && !server.connected {
             server.connected = true;
             server.bytes = 0;
         }

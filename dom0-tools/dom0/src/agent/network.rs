@@ -72,6 +72,18 @@ pub fn detach(
     Ok(Reply::Done)
 }
 
+/// Takes every vif of a domain that goes away (destroyed, or a create
+/// that failed).
+pub fn domain_destroyed(ctx: &mut Ctx<'_, impl Hypervisor>, domid: DomId) {
+    let mut env = NetEnv {
+        events: ctx.backend.events(),
+        grants: ctx.backend.grants(),
+        store: &mut *ctx.store,
+        now: ctx.backend.now().unwrap_or(0),
+    };
+    ctx.netback.domain_destroyed(&mut env, ctx.vswitch, domid);
+}
+
 /// `NetworkList`: one domain's vifs or all, by domid then devid.
 pub fn list(
     ctx: &mut Ctx<'_, impl Hypervisor>,
@@ -101,7 +113,10 @@ fn attach_one(
     name: &str,
     spec: VifSpec,
 ) -> Result<u32, MgmtError> {
-    let next = lowest_free_devid(ctx.netback, domid);
+    let next = ctx
+        .netback
+        .next_devid(domid)
+        .ok_or_else(|| refused(domid, &NetError::TooManyVifs))?;
     let mac = spec.mac.unwrap_or_else(|| vswitch::default_mac(name, next));
     let spec = netback::VifSpec {
         mac,
@@ -110,16 +125,6 @@ fn attach_one(
     ctx.netback
         .attach(ctx.store, ctx.vswitch, domid, spec)
         .map_err(|e| refused(domid, &e))
-}
-
-fn lowest_free_devid(netback: &NetBackends, domid: DomId) -> u32 {
-    let used: Vec<u32> = netback
-        .list()
-        .iter()
-        .filter(|v| v.domid == domid)
-        .map(|v| v.devid)
-        .collect();
-    (0..).find(|d| !used.contains(d)).unwrap_or_default()
 }
 
 fn vif_info(netback: &NetBackends, domid: DomId, devid: u32) -> Result<VifInfo, MgmtError> {

@@ -25,7 +25,7 @@ use toolstack::{build_domain, DomainSpec, Hypervisor};
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use super::network;
 use crate::console_backend::{self, Backend};
-use crate::netback::{NetBackends, NetEnv};
+use crate::netback::NetBackends;
 use crate::store::{LocalError, StoreService};
 use crate::switch::Vswitch;
 
@@ -200,14 +200,7 @@ impl Session {
                 // The backend lets go of the ring before the memory goes,
                 // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
-                let mut env = NetEnv {
-                    events: ctx.backend.events(),
-                    grants: ctx.backend.grants(),
-                    store: &mut *ctx.store,
-                    now: 0,
-                };
-                ctx.netback
-                    .domain_destroyed(&mut env, ctx.vswitch, info.domid);
+                network::domain_destroyed(ctx, info.domid);
                 ctx.store.domain_destroyed(info.domid);
                 ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
                 ctx.hv.destroy(info.domid).map_err(|e| match e {
@@ -507,13 +500,7 @@ fn create(
     });
     if let Err(e) = started {
         println!("dom0: mgmt: creating {} failed: {e}", config.name);
-        let mut env = NetEnv {
-            events: ctx.backend.events(),
-            grants: ctx.backend.grants(),
-            store: &mut *ctx.store,
-            now: 0,
-        };
-        ctx.netback.domain_destroyed(&mut env, ctx.vswitch, domid);
+        network::domain_destroyed(ctx, domid);
         ctx.store.domain_destroyed(domid);
         if let Err(errno) = ctx.hv.destroy(domid) {
             println!("dom0: mgmt: destroying the half-made d{domid} failed: {errno:?}");

@@ -129,6 +129,13 @@ impl NetBackends {
         }
     }
 
+    /// The devid the next [`Self::attach`] to `domid` gets, if any is free.
+    pub fn next_devid(&self, domid: DomId) -> Option<u32> {
+        (0..MAX_VIFS_PER_DOMAIN)
+            .find(|d| !self.vifs.iter().any(|v| v.domid == domid && v.devid == *d))
+            .filter(|_| self.vifs.len() < MAX_VIFS)
+    }
+
     /// Attaches a vif to `domid`: a switch port, the store's backend and
     /// frontend directories (backend in InitWait); the frontend connects
     /// when it is ready. Returns its devid (the lowest free).
@@ -139,10 +146,7 @@ impl NetBackends {
         domid: DomId,
         spec: VifSpec,
     ) -> Result<u32, NetError> {
-        let devid = (0..MAX_VIFS_PER_DOMAIN)
-            .find(|d| !self.vifs.iter().any(|v| v.domid == domid && v.devid == *d))
-            .filter(|_| self.vifs.len() < MAX_VIFS)
-            .ok_or(NetError::TooManyVifs)?;
+        let devid = self.next_devid(domid).ok_or(NetError::TooManyVifs)?;
         let name = format!("vif{domid}.{devid}");
         let port = switch
             .add_port(PortConfig {

@@ -127,7 +127,6 @@ impl core::fmt::Display for VifCounters {
 }
 
 /// A vif as `list` shows it.
-#[allow(dead_code)] // read by `network-list` (branch `vswitch`)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VifInfo {
     /// The guest's domid.
