@@ -8,6 +8,7 @@
 //!   `pathlen: net-tcp-per-KiB <tsc per KiB>`;
 //! - `netbench: small: <M> round trips, <P> frames in <ns> ns (<F>
 //!   frames/s)` and `pathlen: net-rtt-64B <tsc per round trip>`;
+//!
 //! then `pathlen: done` and `netbench: done`; poweroff.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]

@@ -13,6 +13,7 @@
 //!   takes them: `nethostile: flood: 200 frames, 200 answered`;
 //! - `ring`: `req_prod` 1000 past the ring; the backend must close the
 //!   vif: `nethostile: ring: backend state Closing`.
+//!
 //! Then `nethostile: done`; poweroff. Command line `ip=` is not needed.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
