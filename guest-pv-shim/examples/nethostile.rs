@@ -132,7 +132,7 @@ mod kernel {
             if front.now() >= deadline {
                 return None;
             }
-            front.wait(Some(deadline));
+            front.wait_raw(Some(deadline));
         }
     }
 
@@ -178,7 +178,7 @@ mod kernel {
                     answered += 1;
                 }
             }
-            front.wait(Some(deadline));
+            front.wait_raw(Some(deadline));
         }
         println!("nethostile: flood: {sent} frames, {answered} answered");
     }
