@@ -51,12 +51,17 @@ mod kernel {
         ))
         .ok();
         let page = page.as_mut().map_or("hello\n", |p| p.as_str());
-        let mut conns = [0, 1].map(|_| Conn {
-            handle: tcp_socket(&mut stack, static_buf!(2048), static_buf!(2048)),
+        // One `static_buf!` per buffer: each expansion is one static, and a
+        // second lock of the same one (a closure run twice) never returns.
+        let conn = |handle| Conn {
+            handle,
             head: [0; REQUEST_MAX],
             len: 0,
             answered: false,
-        });
+        };
+        let first = tcp_socket(&mut stack, static_buf!(2048), static_buf!(2048));
+        let second = tcp_socket(&mut stack, static_buf!(2048), static_buf!(2048));
+        let mut conns = [conn(first), conn(second)];
         println!("nethttp: serving http on {}:{port}", rest.ip.cidr.address());
         loop {
             stack.poll_wait(1_000_000_000);
@@ -74,7 +79,9 @@ mod kernel {
             conn.answered = false;
             return;
         }
-        if conn.answered {
+        // Listening, or a handshake under way: no request yet.
+        let waiting = !socket.is_active() || socket.state() == tcp::State::SynReceived;
+        if conn.answered || waiting {
             return;
         }
         if socket.can_recv() {

@@ -109,8 +109,8 @@ mod kernel {
                     com2_gsi,
                     key: mgmt_key(&start_info),
                     nic: devices.mgmt_nic,
-                    boot_vifs: start_info.cmdline_arg("boot-vifs").unwrap_or("").into(),
                     uplink: devices.uplink_nic,
+                    boot_vifs: start_info.cmdline_arg("boot-vifs").unwrap_or("").into(),
                 });
                 with_backend(&clock, &mut backend, ticks, serve, setup)
             }
@@ -133,10 +133,10 @@ mod kernel {
         key: Option<Key>,
         /// The management NIC.
         nic: Option<Nic>,
-        /// `boot-vifs=`: vifs for the boot-time domUs (see `netback::boot`).
-        boot_vifs: alloc::string::String,
         /// The uplink NIC, the vswitch's way out.
         uplink: Option<Nic>,
+        /// `boot-vifs=`: vifs for the boot-time domUs (see `netback::boot`).
+        boot_vifs: alloc::string::String,
     }
 
     /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its

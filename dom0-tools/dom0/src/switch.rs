@@ -90,7 +90,6 @@ impl Vswitch {
     }
 
     /// Adds a vif's port (netback, at attach).
-    #[allow(dead_code)] // netback's (branch `net`)
     pub fn add_port(&mut self, config: PortConfig) -> Result<PortId, SwitchError> {
         let port = self.switch.add_port(config)?;
         self.queues.insert(port, VecDeque::new());
@@ -98,7 +97,6 @@ impl Vswitch {
     }
 
     /// Removes a vif's port and the frames waiting for it.
-    #[allow(dead_code)] // netback's (branch `net`)
     pub fn remove_port(&mut self, port: PortId) -> Result<PortConfig, SwitchError> {
         self.queues.remove(&port);
         self.switch.remove_port(port)
@@ -125,13 +123,11 @@ impl Vswitch {
     }
 
     /// The next frame switched to `port`, oldest first.
-    #[allow(dead_code)] // netback's (branch `net`)
     pub fn pop_frame(&mut self, port: PortId) -> Option<Vec<u8>> {
         self.queues.get_mut(&port)?.pop_front()
     }
 
     /// Whether frames wait for `port`.
-    #[allow(dead_code)] // netback's (branch `net`)
     pub fn has_frames(&self, port: PortId) -> bool {
         self.queues.get(&port).is_some_and(|q| !q.is_empty())
     }

@@ -8,7 +8,7 @@ use comfy_table::{presets, CellAlignment, Table};
 use mgmt::network::{xenbus_state_name, MacDisplay, VswitchSnapshot};
 use mgmt::{DomainRef, Reply, Request, VifInfo, VifRef};
 use serde::Serialize;
-use vswitch::{DropReason, LearnedMac, PortKind, PortSnapshot, Traffic};
+use vswitch::{DropReason, Drops, LearnedMac, PortKind, PortSnapshot, Traffic};
 
 use crate::cli::{NetworkAttachArgs, NetworkDetachArgs, NetworkListArgs};
 use crate::client::{unexpected, Client};
@@ -208,14 +208,27 @@ fn kind_text(kind: &PortKind) -> String {
     }
 }
 
-fn drops_text(port: &PortSnapshot) -> String {
-    let c = &port.counters;
-    let mut parts: Vec<String> = c
-        .drops
+/// Nonzero drop counters as `reason=n`, space-separated.
+fn drop_parts(drops: &Drops) -> Vec<String> {
+    drops
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(reason, n)| format!("{reason}={n}"))
-        .collect();
+        .collect()
+}
+
+fn drops_by_reason(drops: &Drops) -> String {
+    let parts = drop_parts(drops);
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn drops_text(port: &PortSnapshot) -> String {
+    let c = &port.counters;
+    let mut parts = drop_parts(&c.drops);
     if c.tx_dropped > 0 {
         parts.push(format!("tx_dropped={}", c.tx_dropped));
     }
@@ -286,9 +299,10 @@ fn vswitch_text(s: &VswitchSnapshot) -> String {
     text += &table(&["VLAN", "MAC", "Port", "Type", "Age(s)"], learned, &[0, 4]);
     let t = &s.totals;
     text += &format!(
-        "\nTotals: east-west {}; north-south {}; not learned (table full) {}\n",
+        "\nTotals: east-west {}; north-south {}; dropped {}; not learned (table full) {}\n",
         traffic_text(&t.east_west),
         traffic_text(&t.north_south),
+        drops_by_reason(&t.drops),
         t.learning_table_full
     );
     text
@@ -381,7 +395,15 @@ struct LearnedJson {
 struct TotalsJson {
     east_west: TrafficJson,
     north_south: TrafficJson,
+    drops: BTreeMap<&'static str, u64>,
     learning_table_full: u64,
+}
+
+fn drops_json(drops: &Drops) -> BTreeMap<&'static str, u64> {
+    drops
+        .iter()
+        .map(|(r, n): (DropReason, u64)| (r.name(), n))
+        .collect()
 }
 
 /// `vswitch show --json`: MACs as text, drops by reason's name.
@@ -414,11 +436,7 @@ fn vswitch_json(s: &VswitchSnapshot) -> String {
                 rx_north_south: c.rx_north_south.into(),
                 tx_east_west: c.tx_east_west.into(),
                 tx_north_south: c.tx_north_south.into(),
-                drops: c
-                    .drops
-                    .iter()
-                    .map(|(r, n): (DropReason, u64)| (r.name(), n))
-                    .collect(),
+                drops: drops_json(&c.drops),
                 tx_dropped: c.tx_dropped,
             }
         })
@@ -440,6 +458,7 @@ fn vswitch_json(s: &VswitchSnapshot) -> String {
         totals: TotalsJson {
             east_west: s.totals.east_west.into(),
             north_south: s.totals.north_south.into(),
+            drops: drops_json(&s.totals.drops),
             learning_table_full: s.totals.learning_table_full,
         },
         learning_capacity: s.learning_capacity,
@@ -525,6 +544,7 @@ mod tests {
         );
         assert_eq!(v["ports"][2]["kind"], "uplink");
         assert_eq!(v["totals"]["north_south"]["packets"], 1);
+        assert_eq!(v["totals"]["drops"]["spoofed"], 1);
         assert_eq!(v["learned"][0]["mac"], "00:16:3e:00:00:01");
     }
 

@@ -152,6 +152,8 @@ pub enum DomainOperation {
     Shutdown,
     /// Attach to the console.
     AttachConsole,
+    /// Attach a vif (`network-attach`). Since 2.5.
+    AttachNetwork,
 }
 
 impl fmt::Display for DomainOperation {
@@ -162,6 +164,7 @@ impl fmt::Display for DomainOperation {
             Self::Unpause => "unpause",
             Self::Shutdown => "shut down",
             Self::AttachConsole => "attach to the console of",
+            Self::AttachNetwork => "attach a vif to",
         })
     }
 }

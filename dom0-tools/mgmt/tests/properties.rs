@@ -540,6 +540,7 @@ fn fullest_vswitch() -> vswitch::Snapshot {
             east_west: traffic,
             north_south: traffic,
             learning_table_full: u64::MAX,
+            drops: Drops([u64::MAX; 8]),
         },
         learning_capacity: u64::MAX,
         aging_ms: u64::MAX,

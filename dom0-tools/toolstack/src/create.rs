@@ -18,7 +18,9 @@
 //!    `HVM_PARAM_CONSOLE_EVTCHN`; and the same for its XenStore ring
 //!    (io/xs_wire.h) at GFN `pages + 1`, `HVM_PARAM_STORE_PFN` and
 //!    `HVM_PARAM_STORE_EVTCHN` (libxl's `alloc_magic_pages`);
-//! 7. vCPU 0's PVH entry state (`CONTROL_OP_SET_VCPU_CONTEXT`), unpause.
+//! 7. vCPU 0's PVH entry state (`CONTROL_OP_SET_VCPU_CONTEXT`), unpause
+//!    ([`build_domain`] stops before the unpause, for a caller that
+//!    attaches devices first).
 //!
 //! Any failure after step 3 unmaps what is mapped and destroys the
 //! half-built domain (which returns its memory, ports and parameters).
@@ -133,6 +135,18 @@ impl Layout {
 /// All or nothing: on error nothing of it is left (except
 /// [`CreateError::NotCleanedUp`], which says what is).
 pub fn create_domain(hv: &mut impl Hypervisor, spec: &DomainSpec) -> Result<DomId, CreateError> {
+    let domid = build_domain(hv, spec)?;
+    match hv.unpause(domid) {
+        Ok(()) => Ok(domid),
+        Err(e) => Err(undo(hv, domid, hypervisor(Op::Unpause, e))),
+    }
+}
+
+/// Creates and builds the domain `spec` describes and leaves it paused,
+/// so that its devices (disks) can be attached before it first runs, as
+/// libxl does; the caller unpauses it (or destroys it). All or nothing,
+/// as [`create_domain`].
+pub fn build_domain(hv: &mut impl Hypervisor, spec: &DomainSpec) -> Result<DomId, CreateError> {
     let name = encode_domain_name(spec.name).ok_or(CreateError::BadName)?;
     if !(1..=MAX_VCPUS_SUPPORTED).contains(&spec.vcpus) {
         return Err(CreateError::BadVcpus(spec.vcpus));
@@ -173,13 +187,18 @@ pub fn create_domain(hv: &mut impl Hypervisor, spec: &DomainSpec) -> Result<DomI
         })?;
     match build(hv, domid, &layout, spec.image, &cfg) {
         Ok(()) => Ok(domid),
-        Err(cause) => match hv.destroy(domid) {
-            Ok(()) => Err(cause),
-            Err(destroy) => Err(CreateError::NotCleanedUp {
-                domid,
-                destroy,
-                cause: Box::new(cause),
-            }),
+        Err(cause) => Err(undo(hv, domid, cause)),
+    }
+}
+
+/// Destroys the half-made `domid` after `cause`; the error to report.
+pub fn undo(hv: &mut impl Hypervisor, domid: DomId, cause: CreateError) -> CreateError {
+    match hv.destroy(domid) {
+        Ok(()) => cause,
+        Err(destroy) => CreateError::NotCleanedUp {
+            domid,
+            destroy,
+            cause: Box::new(cause),
         },
     }
 }
@@ -188,7 +207,7 @@ fn hypervisor(op: Op, errno: Errno) -> CreateError {
     CreateError::Hypervisor { op, errno }
 }
 
-/// Steps 4 to 7 on the created, paused domain `domid`.
+/// Steps 4 to 7 but the unpause on the created, paused domain `domid`.
 fn build(
     hv: &mut impl Hypervisor,
     domid: DomId,
@@ -222,8 +241,7 @@ fn build(
         .and_then(|()| hv.hvm_set_param(domid, HVM_PARAM_STORE_EVTCHN, store_port.into()))
         .map_err(|e| hypervisor(Op::StoreParams, e))?;
     hv.set_vcpu_context(domid, 0, &pvh_vcpu_context(entry))
-        .map_err(|e| hypervisor(Op::SetVcpuContext, e))?;
-    hv.unpause(domid).map_err(|e| hypervisor(Op::Unpause, e))
+        .map_err(|e| hypervisor(Op::SetVcpuContext, e))
 }
 
 /// Zeroed frames at GFNs `0..frames`, in batches the hypervisor accepts.

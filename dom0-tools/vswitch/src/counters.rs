@@ -202,9 +202,16 @@ pub struct Totals {
     pub north_south: Traffic,
     /// Source MACs not learned because the table was full.
     pub learning_table_full: u64,
+    /// Frames dropped on arrival, by reason, over every port the switch
+    /// has had (a removed port's stay counted here).
+    pub drops: Drops,
 }
 
 impl Totals {
+    pub(crate) fn dropped(&mut self, reason: DropReason) {
+        self.drops.bump(reason);
+    }
+
     pub(crate) fn delivered(&mut self, len: usize, direction: Direction) {
         match direction {
             Direction::EastWest => self.east_west.add(len),

@@ -189,6 +189,7 @@ impl Switch {
         if let Some(port) = self.ports.get_mut(&src) {
             port.counters.dropped(reason);
         }
+        self.totals.dropped(reason);
         Verdict::Dropped(reason)
     }
 

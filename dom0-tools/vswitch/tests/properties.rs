@@ -240,5 +240,7 @@ proptest! {
             }
         }
         prop_assert_eq!(snap.totals.east_west.packets + snap.totals.north_south.packets, outputs);
+        let live_drops: u64 = snap.ports.iter().map(|p| p.counters.drops.total()).sum();
+        prop_assert!(snap.totals.drops.total() >= live_drops);
     }
 }

@@ -112,6 +112,9 @@ fn spoofed_frames_are_dropped_and_counted() {
     assert_eq!(out[0].0, b);
     assert_eq!(sw.counters(a).unwrap().drops.get(DropReason::Spoofed), 2);
     assert_eq!(sw.counters(up).unwrap().drops.get(DropReason::Spoofed), 1);
+    // The switch's totals keep a removed port's drops.
+    sw.remove_port(a).unwrap();
+    assert_eq!(sw.snapshot().totals.drops.get(DropReason::Spoofed), 3);
 }
 
 #[test]

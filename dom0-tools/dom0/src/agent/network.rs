@@ -1,41 +1,145 @@
-//! The network requests (mgmt 2.5): `NetworkAttach`, `NetworkDetach`,
-//! `NetworkList`, and the vifs a new domain's config asks for, served
-//! by netback ([`crate::netback::NetBackends`]) on the vswitch.
+//! The network requests (`network-attach`, `-detach`, `-list`) and the
+//! vifs of a new domain's config, on netback's [`NetBackends`] and the
+//! [`crate::switch::Vswitch`].
 
 use alloc::format;
 use alloc::vec::Vec;
 
-use abi::control::DomainInfo;
-use guest_pv_shim::println;
-use mgmt::network::{Mac, VifInfo, VifRef, VlanMode};
-use mgmt::{DomainRef, MgmtError, Reply};
+use mgmt::network::{Mac, VlanMode};
+use mgmt::{DomId, DomainOperation, DomainRef, MgmtError, Reply, VifInfo, VifRef, VifSpec};
 use toolstack::Hypervisor;
 
-use super::domains::{find, is_dom0, name_of};
+use super::domains::{check_operable, find, name_of};
 use super::session::Ctx;
-use crate::netback::{self, NetEnv, VifSpec};
+use crate::netback::{self, NetBackends, NetEnv, NetError};
 
-fn env<'a, H>(
-    ctx: &'a mut Ctx<'_, H>,
-) -> (
-    NetEnv<'a>,
-    &'a mut crate::switch::Vswitch,
-    &'a mut netback::NetBackends,
-) {
-    let now = ctx.backend.now().unwrap_or(0);
-    (
-        NetEnv {
-            events: ctx.backend.events(),
-            grants: ctx.backend.grants(),
-            store: &mut *ctx.store,
-            now,
-        },
-        &mut *ctx.vswitch,
-        &mut *ctx.netback,
-    )
+/// `NetworkAttach`: a vif for a running domain.
+pub fn attach(
+    ctx: &mut Ctx<'_, impl Hypervisor>,
+    domain: &DomainRef,
+    mac: Option<Mac>,
+    vlan: VlanMode,
+) -> Result<Reply, MgmtError> {
+    let info = find(ctx.hv, domain)?;
+    check_operable(&info, DomainOperation::AttachNetwork)?;
+    let spec = VifSpec { mac, vlan };
+    spec.validate()?;
+    let devid = attach_one(ctx, info.domid, name_of(&info), spec)?;
+    vif_info(ctx.netback, info.domid, devid).map(Reply::VifAttached)
 }
 
-fn info(v: netback::VifInfo) -> VifInfo {
+/// The vifs of a new, still paused domain `domid` named `name`, in order
+/// (devids 0, 1, ...). On error the ones attached stay: the caller
+/// destroys the domain, which takes them.
+pub fn attach_vifs(
+    ctx: &mut Ctx<'_, impl Hypervisor>,
+    domid: DomId,
+    name: &str,
+    vifs: &[VifSpec],
+) -> Result<(), MgmtError> {
+    for spec in vifs {
+        attach_one(ctx, domid, name, spec.clone())?;
+    }
+    Ok(())
+}
+
+/// `NetworkDetach`: by devid or MAC.
+pub fn detach(
+    ctx: &mut Ctx<'_, impl Hypervisor>,
+    domain: &DomainRef,
+    vif: &VifRef,
+) -> Result<Reply, MgmtError> {
+    let domid = find(ctx.hv, domain)?.domid;
+    let devid = ctx
+        .netback
+        .list()
+        .iter()
+        .find(|v| v.domid == domid && vif.matches(v.devid, &v.mac))
+        .map(|v| v.devid)
+        .ok_or_else(|| MgmtError::NoSuchVif {
+            domid,
+            vif: vif.clone(),
+        })?;
+    let mut env = NetEnv {
+        events: ctx.backend.events(),
+        grants: ctx.backend.grants(),
+        store: &mut *ctx.store,
+        now: ctx.backend.now().unwrap_or(0),
+    };
+    ctx.netback
+        .detach(&mut env, ctx.vswitch, domid, devid)
+        .map_err(|e| refused(domid, &e))?;
+    Ok(Reply::Done)
+}
+
+/// Takes every vif of a domain that goes away (destroyed, or a create
+/// that failed).
+pub fn domain_destroyed(ctx: &mut Ctx<'_, impl Hypervisor>, domid: DomId) {
+    let mut env = NetEnv {
+        events: ctx.backend.events(),
+        grants: ctx.backend.grants(),
+        store: &mut *ctx.store,
+        now: ctx.backend.now().unwrap_or(0),
+    };
+    ctx.netback.domain_destroyed(&mut env, ctx.vswitch, domid);
+}
+
+/// `NetworkList`: one domain's vifs or all, by domid then devid.
+pub fn list(
+    ctx: &mut Ctx<'_, impl Hypervisor>,
+    domain: Option<&DomainRef>,
+) -> Result<Reply, MgmtError> {
+    let only = domain
+        .map(|d| find(ctx.hv, d))
+        .transpose()?
+        .map(|i| i.domid);
+    let mut vifs: Vec<VifInfo> = ctx
+        .netback
+        .list()
+        .into_iter()
+        .filter(|v| only.is_none_or(|d| d == v.domid))
+        .map(to_protocol)
+        .collect();
+    vifs.sort_by_key(|v| (v.domid, v.devid));
+    Ok(Reply::Vifs(vifs))
+}
+
+/// Attaches one vif; its MAC, if the spec names none, is
+/// [`vswitch::default_mac`] of the domain's name and the devid netback
+/// will give it (the lowest free).
+fn attach_one(
+    ctx: &mut Ctx<'_, impl Hypervisor>,
+    domid: DomId,
+    name: &str,
+    spec: VifSpec,
+) -> Result<u32, MgmtError> {
+    let next = ctx
+        .netback
+        .next_devid(domid)
+        .ok_or_else(|| refused(domid, &NetError::TooManyVifs))?;
+    let mac = spec.mac.unwrap_or_else(|| vswitch::default_mac(name, next));
+    let spec = netback::VifSpec {
+        mac,
+        vlan: spec.vlan,
+    };
+    ctx.netback
+        .attach(ctx.store, ctx.vswitch, domid, spec)
+        .map_err(|e| refused(domid, &e))
+}
+
+fn vif_info(netback: &NetBackends, domid: DomId, devid: u32) -> Result<VifInfo, MgmtError> {
+    netback
+        .list()
+        .into_iter()
+        .find(|v| v.domid == domid && v.devid == devid)
+        .map(to_protocol)
+        .ok_or(MgmtError::NoSuchVif {
+            domid,
+            vif: VifRef::Devid(devid),
+        })
+}
+
+fn to_protocol(v: netback::VifInfo) -> VifInfo {
     VifInfo {
         domid: v.domid,
         devid: v.devid,
@@ -46,115 +150,9 @@ fn info(v: netback::VifInfo) -> VifInfo {
     }
 }
 
-fn refused(domid: u16, e: impl core::fmt::Display) -> MgmtError {
+fn refused(domid: DomId, e: &NetError) -> MgmtError {
     MgmtError::NetworkRefused {
         domid,
         reason: format!("{e}"),
     }
-}
-
-/// Attaches one vif to `target` (its MAC derived from the name and the
-/// devid when `mac` is `None`).
-fn attach_to(
-    ctx: &mut Ctx<'_, impl Hypervisor>,
-    target: &DomainInfo,
-    mac: Option<Mac>,
-    vlan: VlanMode,
-) -> Result<VifInfo, MgmtError> {
-    let domid = target.domid;
-    let devid = ctx
-        .netback
-        .next_devid(domid)
-        .ok_or_else(|| refused(domid, netback::NetError::TooManyVifs))?;
-    let spec = VifSpec {
-        mac: mac.unwrap_or_else(|| vswitch::default_mac(name_of(target), devid)),
-        vlan,
-    };
-    let devid = ctx
-        .netback
-        .attach(ctx.store, ctx.vswitch, domid, spec)
-        .map_err(|e| refused(domid, e))?;
-    ctx.netback
-        .list()
-        .into_iter()
-        .find(|v| v.domid == domid && v.devid == devid)
-        .map(info)
-        .ok_or_else(|| refused(domid, "the vif vanished"))
-}
-
-/// `NetworkAttach`.
-pub fn attach(
-    ctx: &mut Ctx<'_, impl Hypervisor>,
-    domain: &DomainRef,
-    mac: Option<Mac>,
-    vlan: VlanMode,
-) -> Result<Reply, MgmtError> {
-    let target = find(ctx.hv, domain)?;
-    if is_dom0(&target) {
-        return Err(refused(0, "dom0 has no vifs; its NICs are its own"));
-    }
-    attach_to(ctx, &target, mac, vlan).map(Reply::VifAttached)
-}
-
-/// `NetworkDetach`.
-pub fn detach(
-    ctx: &mut Ctx<'_, impl Hypervisor>,
-    domain: &DomainRef,
-    vif: &VifRef,
-) -> Result<Reply, MgmtError> {
-    let domid = find(ctx.hv, domain)?.domid;
-    let devid = ctx
-        .netback
-        .list()
-        .into_iter()
-        .find(|v| v.domid == domid && vif.matches(v.devid, &v.mac))
-        .map(|v| v.devid)
-        .ok_or_else(|| MgmtError::NoSuchVif {
-            domid,
-            vif: vif.clone(),
-        })?;
-    let (mut env, switch, net) = env(ctx);
-    net.detach(&mut env, switch, domid, devid)
-        .map_err(|e| refused(domid, e))?;
-    Ok(Reply::Done)
-}
-
-/// `NetworkList`.
-pub fn list(
-    ctx: &mut Ctx<'_, impl Hypervisor>,
-    domain: Option<&DomainRef>,
-) -> Result<Reply, MgmtError> {
-    let only = domain
-        .map(|d| find(ctx.hv, d))
-        .transpose()?
-        .map(|d| d.domid);
-    let mut vifs: Vec<VifInfo> = ctx
-        .netback
-        .list()
-        .into_iter()
-        .filter(|v| only.is_none_or(|d| v.domid == d))
-        .map(info)
-        .collect();
-    vifs.sort_by_key(|v| (v.domid, v.devid));
-    Ok(Reply::Vifs(vifs))
-}
-
-/// A new domain's `vifs = [...]`, in order (devids 0, 1, ...). A vif
-/// that cannot be attached is logged; the domain stays.
-pub fn attach_config_vifs(
-    ctx: &mut Ctx<'_, impl Hypervisor>,
-    target: &DomainInfo,
-    vifs: &[mgmt::network::VifSpec],
-) {
-    for vif in vifs {
-        if let Err(e) = attach_to(ctx, target, vif.mac, vif.vlan.clone()) {
-            println!("dom0: mgmt: d{}: vif not attached: {e}", target.domid);
-        }
-    }
-}
-
-/// The vifs of a domain going away.
-pub fn domain_destroyed(ctx: &mut Ctx<'_, impl Hypervisor>, domid: u16) {
-    let (mut env, switch, net) = env(ctx);
-    net.domain_destroyed(&mut env, switch, domid);
 }

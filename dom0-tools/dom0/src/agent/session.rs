@@ -20,7 +20,7 @@ use mgmt::{
     HostInfo, MgmtError, Reply, Request, ServerMessage, SessionId, ShutdownKind, ShutdownReason,
     Upload, UploadError, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY,
 };
-use toolstack::{create_domain, DomainSpec, Hypervisor};
+use toolstack::{build_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use super::network;
@@ -486,23 +486,40 @@ fn create(
         cmdline: &config.cmdline,
         image,
     };
-    match create_domain(ctx.hv, &spec) {
-        Ok(domid) => {
-            println!("dom0: mgmt: created d{domid} ({})", config.name);
-            if let Ok(info) = ctx.hv.domain_info(domid) {
-                ctx.store.introduce_new(ctx.backend.xen(), &info);
-                network::attach_config_vifs(ctx, &info, &config.vifs);
-                ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
-            }
-            ctx.backend.rescan_soon();
-            Ok(domid)
-        }
-        Err(e) => {
-            println!("dom0: mgmt: creating {} failed: {e}", config.name);
-            let max = ctx.hv.physinfo().map_or(0, |p| p.nr_domains);
-            Err(domains::create_error(e, &config.name, max))
-        }
+    let domid = build_domain(ctx.hv, &spec).map_err(|e| create_failed(ctx, config, e))?;
+    if let Ok(info) = ctx.hv.domain_info(domid) {
+        ctx.store.introduce_new(ctx.backend.xen(), &info);
+        ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
     }
+    // Its devices exist before it first runs, so its frontends find them
+    // at boot (libxl's order).
+    let started = network::attach_vifs(ctx, domid, &config.name, &config.vifs).and_then(|()| {
+        ctx.hv
+            .unpause(domid)
+            .map_err(|e| hypervisor_error("unpause", e))
+    });
+    if let Err(e) = started {
+        println!("dom0: mgmt: creating {} failed: {e}", config.name);
+        network::domain_destroyed(ctx, domid);
+        ctx.store.domain_destroyed(domid);
+        if let Err(errno) = ctx.hv.destroy(domid) {
+            println!("dom0: mgmt: destroying the half-made d{domid} failed: {errno:?}");
+        }
+        return Err(e);
+    }
+    println!("dom0: mgmt: created d{domid} ({})", config.name);
+    ctx.backend.rescan_soon();
+    Ok(domid)
+}
+
+fn create_failed(
+    ctx: &mut Ctx<'_, impl Hypervisor>,
+    config: &DomainConfig,
+    e: toolstack::CreateError,
+) -> MgmtError {
+    println!("dom0: mgmt: creating {} failed: {e}", config.name);
+    let max = ctx.hv.physinfo().map_or(0, |p| p.nr_domains);
+    domains::create_error(e, &config.name, max)
 }
 
 /// `ConsoleInput`: as much of `data` as the guest's input ring takes.
