@@ -8,6 +8,7 @@
 //!   `pathlen: net-tcp-per-KiB <tsc per KiB>`;
 //! - `netbench: small: <M> round trips, <P> frames in <ns> ns (<F>
 //!   frames/s)` and `pathlen: net-rtt-64B <tsc per round trip>`;
+//!
 //! then `pathlen: done` and `netbench: done`; poweroff.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -27,7 +28,7 @@ mod kernel {
     use smoltcp::socket::tcp;
     use smoltcp::wire::{IpAddress, Ipv4Address};
 
-    use crate::netcommon::{arg, stack, static_buf, tcp_socket};
+    use crate::netcommon::{arg, stack, static_buf, tcp_socket, tcp_socket_nodelay};
 
     const SMALL: usize = 64;
 
@@ -44,7 +45,7 @@ mod kernel {
         let bytes = arg(&start_info, "bytes", 1 << 20);
         let small = arg(&start_info, "small", 500);
         let bulk = tcp_socket(&mut stack, static_buf!(1024), static_buf!(32768));
-        let ping = tcp_socket(&mut stack, static_buf!(1024), static_buf!(1024));
+        let ping = tcp_socket_nodelay(&mut stack, static_buf!(1024), static_buf!(1024));
         let ok =
             throughput(&mut stack, bulk, peer, bytes) && round_trips(&mut stack, ping, peer, small);
         println!("pathlen: done");

@@ -19,7 +19,7 @@ mod kernel {
     use smoltcp::iface::SocketHandle;
     use smoltcp::socket::tcp;
 
-    use crate::netcommon::{stack, static_buf, tcp_socket};
+    use crate::netcommon::{stack, static_buf, tcp_socket, tcp_socket_nodelay};
 
     /// What a listening socket does with what it receives.
     #[derive(Clone, Copy, PartialEq)]
@@ -45,7 +45,10 @@ mod kernel {
             (Service::Discard, 9, static_buf!(65535), static_buf!(1024)),
         ]
         .map(|(service, port, rx, tx)| Server {
-            handle: tcp_socket(&mut stack, rx, tx),
+            handle: match service {
+                Service::Echo => tcp_socket_nodelay(&mut stack, rx, tx),
+                Service::Discard => tcp_socket(&mut stack, rx, tx),
+            },
             service,
             port,
             bytes: 0,

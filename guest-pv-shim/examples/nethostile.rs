@@ -13,6 +13,7 @@
 //!   takes them: `nethostile: flood: 200 frames, 200 answered`;
 //! - `ring`: `req_prod` 1000 past the ring; the backend must close the
 //!   vif: `nethostile: ring: backend state Closing`.
+//!
 //! Then `nethostile: done`; poweroff. Command line `ip=` is not needed.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -131,7 +132,7 @@ mod kernel {
             if front.now() >= deadline {
                 return None;
             }
-            front.wait(Some(deadline));
+            front.wait_raw(Some(deadline));
         }
     }
 
@@ -177,7 +178,7 @@ mod kernel {
                     answered += 1;
                 }
             }
-            front.wait(Some(deadline));
+            front.wait_raw(Some(deadline));
         }
         println!("nethostile: flood: {sent} frames, {answered} answered");
     }

@@ -16,6 +16,7 @@
 
 use core::fmt;
 
+use abi::convert::u32_const;
 use abi::xen::grant_table::GrantRef;
 use abi::xen::netif::{
     NetifRxRequest, NetifRxResponse, NetifTxRequest, NetifTxResponse, NETIF_RSP_OKAY,
@@ -133,14 +134,14 @@ impl<'a, B: Buffers> Rings<'a, B> {
     /// an event.
     pub fn post_rx(&mut self) -> bool {
         let mut queued = false;
-        for id in 0..RX_BUFS {
+        for id in (0u16..).take(RX_BUFS) {
             if self.rx_posted & (1 << id) != 0 || self.rx.is_full() {
                 continue;
             }
             let req = NetifRxRequest {
-                id: id as u16,
+                id,
                 pad: 0,
-                gref: self.bufs.rx_gref(id),
+                gref: self.bufs.rx_gref(usize::from(id)),
             };
             if self.rx.queue_request(&req).is_ok() {
                 self.rx_posted |= 1 << id;
@@ -167,25 +168,27 @@ impl<'a, B: Buffers> Rings<'a, B> {
 
     /// Whether a tx buffer is free (after [`Self::reap_tx`]).
     pub fn can_send(&self) -> bool {
-        self.tx_busy.count_ones() < TX_BUFS as u32 && !self.tx.is_full()
+        self.tx_busy.count_ones() < u32_const::<TX_BUFS>() && !self.tx.is_full()
     }
 
     /// Sends `frame` (copied into a free buffer); true if the backend
     /// wants an event.
     pub fn send(&mut self, frame: &[u8]) -> Result<bool, NetfrontError> {
-        if frame.is_empty() || frame.len() > MTU_FRAME {
-            return Err(NetfrontError::BadFrame(frame.len()));
-        }
-        let id = (0..TX_BUFS)
+        let size = u16::try_from(frame.len())
+            .ok()
+            .filter(|n| (1..=MTU_FRAME).contains(&usize::from(*n)))
+            .ok_or(NetfrontError::BadFrame(frame.len()))?;
+        let id = (0u16..)
+            .take(TX_BUFS)
             .find(|id| self.tx_busy & (1 << id) == 0)
             .ok_or(NetfrontError::TxFull)?;
-        write_bytes(self.bufs.tx_page(id), 0, frame);
+        write_bytes(self.bufs.tx_page(usize::from(id)), 0, frame);
         let req = NetifTxRequest {
-            gref: self.bufs.tx_gref(id),
+            gref: self.bufs.tx_gref(usize::from(id)),
             offset: 0,
             flags: 0,
-            id: id as u16,
-            size: frame.len() as u16,
+            id,
+            size,
         };
         self.send_raw(&req)?;
         self.tx_busy |= 1 << id;

@@ -62,6 +62,21 @@ pub fn tcp_socket(
     stack.sockets.add(socket)
 }
 
+/// A TCP socket for request/response traffic: segments go out at once
+/// (no Nagle, as `TCP_NODELAY`) and ACKs are not delayed (as
+/// `TCP_QUICKACK`), so a round trip does not wait for smoltcp's 10 ms
+/// ACK delay.
+pub fn tcp_socket_nodelay(
+    stack: &mut NetStack<'static>,
+    rx: &'static mut [u8],
+    tx: &'static mut [u8],
+) -> SocketHandle {
+    let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+    socket.set_nagle_enabled(false);
+    socket.set_ack_delay(None);
+    stack.sockets.add(socket)
+}
+
 /// A `u64` command-line value, or `default`.
 pub fn arg(start_info: &StartInfo, key: &str, default: u64) -> u64 {
     start_info

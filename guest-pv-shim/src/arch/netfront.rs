@@ -223,8 +223,19 @@ impl Netfront {
     }
 
     /// Sleeps until the backend sends an event or system time reaches
-    /// `deadline_ns`; returns at once if a response already waits.
+    /// `deadline_ns`; returns at once if a frame or a tx response waits.
+    /// Tx responses are taken in first: left in the ring they would end
+    /// every wait at once.
     pub fn wait(&mut self, deadline_ns: Option<u64>) {
+        if self.rings.reap_tx().is_err() || self.rings.final_check().unwrap_or(true) {
+            return;
+        }
+        let _ = self.events.wait_any(&[self.port], deadline_ns);
+    }
+
+    /// Like [`Self::wait`], for a guest that takes its own tx responses
+    /// ([`Rings::take_tx_response`]): they are left in the ring.
+    pub fn wait_raw(&mut self, deadline_ns: Option<u64>) {
         if self.rings.final_check().unwrap_or(true) {
             return;
         }

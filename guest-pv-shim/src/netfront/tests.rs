@@ -26,13 +26,13 @@ impl Buffers for &Pages {
         &self.tx[id]
     }
     fn tx_gref(&self, id: usize) -> GrantRef {
-        100 + id as u32
+        100 + u32::try_from(id).unwrap()
     }
     fn rx_page(&self, id: usize) -> &PageBytes {
         &self.rx[id]
     }
     fn rx_gref(&self, id: usize) -> GrantRef {
-        200 + id as u32
+        200 + u32::try_from(id).unwrap()
     }
 }
 
@@ -46,9 +46,9 @@ fn a_frame_goes_out_and_its_buffer_comes_back() {
     let (tx, rx) = (ring_page(), ring_page());
     let mut front = Rings::init(&tx, &rx, &pages).unwrap();
     let mut back: BackRing<NetifTxRequest, NetifTxResponse> = BackRing::init(&tx).unwrap();
-    for i in 0..TX_BUFS {
+    for i in (0u8..).take(TX_BUFS) {
         assert!(front.can_send());
-        front.send(&[i as u8; 60]).unwrap();
+        front.send(&[i; 60]).unwrap();
     }
     assert_eq!(front.send(&[0; 60]), Err(NetfrontError::TxFull));
     let req = back.take_request().unwrap().unwrap();
@@ -99,7 +99,10 @@ fn rx_buffers_are_posted_filled_read_and_posted_again() {
     let mut front = Rings::init(&tx, &rx, &pages).unwrap();
     let mut back: BackRing<NetifRxRequest, NetifRxResponse> = BackRing::init(&rx).unwrap();
     front.post_rx();
-    assert_eq!(back.unconsumed_requests(), Ok(RX_BUFS as u32));
+    assert_eq!(
+        back.unconsumed_requests(),
+        Ok(u32::try_from(RX_BUFS).unwrap())
+    );
     let mut buf = [0u8; 2048];
     assert_eq!(front.recv(&mut buf), Ok(None));
     // The backend fills two buffers: one frame, one error.
@@ -132,7 +135,10 @@ fn rx_buffers_are_posted_filled_read_and_posted_again() {
     assert_eq!(front.stats().rx_errors, 1);
     // Both buffers go back to the backend.
     front.post_rx();
-    assert_eq!(back.unconsumed_requests(), Ok(RX_BUFS as u32));
+    assert_eq!(
+        back.unconsumed_requests(),
+        Ok(u32::try_from(RX_BUFS).unwrap())
+    );
 }
 
 #[test]

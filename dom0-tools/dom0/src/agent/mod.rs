@@ -119,15 +119,6 @@ pub fn serve(
         // A domain seen shut down fires `@releaseDomain`: another pass
         // sends the events at once.
         let store_due = store.note_stopped(backend.stopped_domains()).then_some(now);
-        let mut env = NetEnv {
-            events: backend.events(),
-            grants: backend.grants(),
-            store: &mut *store,
-            now,
-        };
-        for &domid in backend.stopped_domains() {
-            netback.domain_destroyed(&mut env, vswitch, domid);
-        }
         let deadline = [
             link.deadline(now),
             backend.next_scan(),

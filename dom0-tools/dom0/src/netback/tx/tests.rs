@@ -130,7 +130,7 @@ fn a_first_slot_whose_share_crosses_its_page_is_dropped_at_the_end() {
 fn more_than_the_slot_limit_is_dropped() {
     let mut a = TxAssembler::default();
     assert_eq!(a.push(&req(0, 0, 1000, true)), TxStep::More);
-    for id in 1..TX_SLOTS_MAX as u16 {
+    for id in (1u16..).take(TX_SLOTS_MAX - 1) {
         assert_eq!(a.push(&req(id, 0, 1, true)), TxStep::More);
     }
     let (why, ids, last) = dropped(a.push(&req(99, 0, 1, true)));
