@@ -33,10 +33,6 @@ static TX_BOUNCE: SharedFrame = SharedFrame::new();
 /// Where a frame for a guest waits for its copy.
 static RX_BOUNCE: SharedFrame = SharedFrame::new();
 
-/// How often a connected vif's `rate` node is read again, ns (Linux
-/// watches it; a read per interval is as live and costs no watch).
-const RATE_RECHECK_NS: u64 = 100_000_000;
-
 type TxRing<'a> = BackRing<'a, NetifTxRequest, NetifTxResponse>;
 type RxRing<'a> = BackRing<'a, NetifRxRequest, NetifRxResponse>;
 
@@ -52,7 +48,6 @@ struct Conn {
     parked: Option<(TxPacket, u64)>,
     /// Tx requests were left for the next pass (budget spent).
     tx_more: bool,
-    rate_checked: u64,
 }
 
 enum State {
@@ -73,6 +68,8 @@ struct Vif {
     be: String,
     fe: String,
     fe_state: String,
+    /// The backend's `rate` node.
+    rate_path: String,
     state: State,
     counters: VifCounters,
     credit: Credit,
@@ -178,6 +175,7 @@ impl NetBackends {
             name,
             be: xenbus::backend_path(domid, devid),
             fe_state: format!("{fe}/state"),
+            rate_path: format!("{}/rate", xenbus::backend_path(domid, devid)),
             fe,
             state: State::InitWait,
             counters: VifCounters::default(),
@@ -411,7 +409,6 @@ impl Vif {
             asm: TxAssembler::default(),
             parked: None,
             tx_more: false,
-            rate_checked: 0,
         })
     }
 
@@ -543,18 +540,9 @@ impl Vif {
     }
 
     fn recheck_rate(&mut self, env: &mut NetEnv) {
-        let State::Connected(conn) = &mut self.state else {
-            return;
-        };
-        if conn.rate_checked != 0 && env.now < conn.rate_checked + RATE_RECHECK_NS {
-            return;
-        }
-        conn.rate_checked = env.now.max(1);
-        let rate = parse_rate(
-            env.store
-                .read_node(&format!("{}/rate", self.be))
-                .unwrap_or(b""),
-        );
+        // Read at every tx pass (a lookup in dom0's own tree; Linux
+        // watches the node): a rate the guest can see is in force.
+        let rate = parse_rate(env.store.read_node(&self.rate_path).unwrap_or(b""));
         if rate != self.credit.rate() {
             self.credit = match rate {
                 Some((bytes, usec)) => Credit::with_rate(bytes, usec, TX_FRAME_MAX as u64),
