@@ -99,7 +99,9 @@ mod kernel {
         loop {
             let s = stack.sockets.get_mut::<tcp::Socket>(h);
             while sent < bytes && s.can_send() {
-                let n = (bytes - sent).min(chunk.len() as u64) as usize;
+                let n = chunk
+                    .len()
+                    .min(usize::try_from(bytes - sent).unwrap_or(usize::MAX));
                 sent += s.send_slice(&chunk[..n]).unwrap_or(0) as u64;
             }
             if sent == bytes && s.send_queue() == 0 {

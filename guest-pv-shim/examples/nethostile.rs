@@ -35,7 +35,9 @@ mod kernel {
     use guest_pv_shim::{println, Boot, Events, Grants, ShutdownReason};
 
     const ALL: &str = "oversize,badgrant,badoffset,crosspage,spoof,flood,ring";
-    const FLOOD_FRAMES: u32 = 200;
+    const FLOOD_FRAMES: u16 = 200;
+    /// The frames it builds: a minimum Ethernet frame without FCS.
+    const FRAME_LEN: u16 = 60;
     /// How long to wait for one answer, ns.
     const ANSWER_NS: u64 = 5_000_000_000;
 
@@ -91,7 +93,7 @@ mod kernel {
                 let mut frame = frame_from(front.mac());
                 frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x66]);
                 write_bytes(front.rings().buffers().tx_page(0), 0, &frame);
-                one(attack, front, req(0, frame.len() as u16));
+                one(attack, front, req(0, FRAME_LEN));
             }
             "flood" => flood(front, xs),
             "ring" => ring(front, xs),
@@ -100,8 +102,8 @@ mod kernel {
     }
 
     /// A 60-byte IPv4-typed frame from `mac` to an address no port has.
-    fn frame_from(mac: [u8; 6]) -> [u8; 60] {
-        let mut frame = [0u8; 60];
+    fn frame_from(mac: [u8; 6]) -> [u8; FRAME_LEN as usize] {
+        let mut frame = [0u8; FRAME_LEN as usize];
         frame[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x77]);
         frame[6..12].copy_from_slice(&mac);
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -162,8 +164,8 @@ mod kernel {
                     gref,
                     offset: 0,
                     flags: 0,
-                    id: sent as u16,
-                    size: 60,
+                    id: sent,
+                    size: FRAME_LEN,
                 };
                 if front.rings().send_raw(&req).is_err() {
                     break;

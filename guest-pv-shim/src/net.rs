@@ -138,6 +138,11 @@ mod live {
         pub xs: Client<StoreRing>,
     }
 
+    /// System time (ns) as smoltcp's clock (µs).
+    fn instant(ns: u64) -> Instant {
+        Instant::from_micros(i64::try_from(ns / 1000).unwrap_or(i64::MAX))
+    }
+
     /// smoltcp's `Device` over a connected [`Netfront`].
     pub struct NetDevice {
         front: Netfront,
@@ -213,7 +218,7 @@ mod live {
                 front,
                 rx_buf: [0; MTU_FRAME],
             };
-            let now = Instant::from_micros((dev.front.now() / 1000) as i64);
+            let now = instant(dev.front.now());
             let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
             let mut iface = Interface::new(config, &mut dev, now);
             iface.update_ip_addrs(|addrs| {
@@ -232,7 +237,7 @@ mod live {
 
         /// smoltcp's clock: system time.
         pub fn now(&self) -> Instant {
-            Instant::from_micros((self.dev.front.now() / 1000) as i64)
+            instant(self.dev.front.now())
         }
 
         /// Lets the interface process what arrived and send what is due;
