@@ -18,6 +18,9 @@ pub mod cpuid;
 pub mod error;
 pub mod events;
 pub mod grant;
+pub mod net;
+pub mod netfront;
+pub mod page_bytes;
 pub mod pvconsole;
 pub mod seqlock;
 pub mod start_info;
@@ -35,6 +38,7 @@ pub use arch::{
     evtchn::{Events, PortStatus, Wake},
     gnttab::{CopySide, ForeignMapping, GrantOpError, Grants},
     hypercall::{ShutdownReason, Xen},
+    netfront::Netfront,
     physdev::DeviceIrq,
     shared_info::{Clock, SharedInfo, WallClock},
     shared_page::SharedFrame,

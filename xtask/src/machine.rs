@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
-use abi::machine::MGMT_TCP_PORT;
+use abi::machine::{MGMT_TCP_PORT, UPLINK_FORWARD_GUEST, UPLINK_HOST_SERVICE};
 use anyhow::{bail, Context, Result};
 
 use crate::mgmt_socket::Owned;
@@ -29,11 +29,20 @@ pub const UPLINK_MAC: &str = "52:54:00:d0:00:02";
 const MGMT_SLOT: u8 = 2;
 const UPLINK_SLOT: u8 = 3;
 const DISK_SLOT: u8 = 4;
+/// The program QEMU runs for each guest connection to
+/// [`UPLINK_HOST_SERVICE`] (under the workspace root): it relays the
+/// connection to the host's service port.
+pub const UPLINK_RELAY: &str = "xtask/uplink-relay.py";
 
-/// The disk image and the management port of one QEMU run.
+/// The disk image and the host ports of one QEMU run.
 pub struct MachineDevices {
     disk: PathBuf,
     mgmt_host_port: u16,
+    /// Forwarded to [`UPLINK_FORWARD_GUEST`] through the uplink.
+    uplink_host_port: u16,
+    /// Where guests' connections to [`UPLINK_HOST_SERVICE`] arrive.
+    host_service_port: u16,
+    relay: PathBuf,
     /// A per-run image, removed when the run ends (also on Ctrl-C).
     _per_run: Option<Owned>,
 }
@@ -46,7 +55,7 @@ impl MachineDevices {
         if !disk.exists() {
             create_sparse(&disk)?;
         }
-        Self::with_disk(disk, None)
+        Self::with_disk(root, disk, None)
     }
 
     /// A scenario or soak run: a fresh sparse image `NAME-PID.img` in
@@ -60,19 +69,27 @@ impl MachineDevices {
             std::fs::remove_file(&disk).with_context(|| format!("removing {}", disk.display()))?;
         }
         create_sparse(&disk)?;
-        Self::with_disk(disk, Some(owned))
+        Self::with_disk(root, disk, Some(owned))
     }
 
     /// The same disk image for the next boot of a scenario (`[then]`),
-    /// with a newly picked management port; `self` still owns the image.
+    /// with newly picked host ports; `self` still owns the image.
     pub fn again(&self) -> Result<Self> {
-        Self::with_disk(self.disk.clone(), None)
+        Self::with_ports(self.disk.clone(), self.relay.clone(), None)
     }
 
-    fn with_disk(disk: PathBuf, per_run: Option<Owned>) -> Result<Self> {
+    fn with_disk(root: &Path, disk: PathBuf, per_run: Option<Owned>) -> Result<Self> {
+        Self::with_ports(disk, root.join(UPLINK_RELAY), per_run)
+    }
+
+    fn with_ports(disk: PathBuf, relay: PathBuf, per_run: Option<Owned>) -> Result<Self> {
+        let [mgmt_host_port, uplink_host_port, host_service_port] = free_loopback_ports()?;
         Ok(MachineDevices {
             disk,
-            mgmt_host_port: free_loopback_port()?,
+            mgmt_host_port,
+            uplink_host_port,
+            host_service_port,
+            relay,
             _per_run: per_run,
         })
     }
@@ -88,9 +105,22 @@ impl MachineDevices {
         self.mgmt_host_port
     }
 
+    /// The host port on 127.0.0.1 that QEMU forwards through the uplink
+    /// to [`UPLINK_FORWARD_GUEST`] (a guest's HTTP server).
+    pub fn uplink_host_port(&self) -> u16 {
+        self.uplink_host_port
+    }
+
+    /// The host port on 127.0.0.1 that guests reach at
+    /// [`UPLINK_HOST_SERVICE`]: a host service listens there.
+    pub fn host_service_port(&self) -> u16 {
+        self.host_service_port
+    }
+
     /// The QEMU arguments: the two NICs and the disk, at fixed slots.
-    /// `restrict=on` keeps both NICs off the host's network: the guest
-    /// reaches nothing, and only the forwarded port reaches the guest.
+    /// `restrict=on` keeps both NICs off the host's network: the guests
+    /// reach nothing but the relayed service, and only the forwarded
+    /// ports reach the guests.
     pub fn qemu_args(&self) -> Vec<String> {
         let port = self.mgmt_host_port;
         let disk = self.disk.display().to_string().replace(',', ",,");
@@ -100,7 +130,7 @@ impl MachineDevices {
             "-device",
             &format!("virtio-net-pci,netdev=mgmt,mac={MGMT_MAC},addr={MGMT_SLOT:#x}"),
             "-netdev",
-            "user,id=uplink,restrict=on",
+            &self.uplink_netdev(),
             "-device",
             &format!("virtio-net-pci,netdev=uplink,mac={UPLINK_MAC},addr={UPLINK_SLOT:#x}"),
             "-drive",
@@ -110,6 +140,23 @@ impl MachineDevices {
         ]
         .map(String::from)
         .to_vec()
+    }
+}
+
+impl MachineDevices {
+    /// The uplink's user networking: loopback only, one port forwarded in,
+    /// one guest address relayed out (per connection, by [`UPLINK_RELAY`]).
+    fn uplink_netdev(&self) -> String {
+        let ([a, b, c, d], guest_port) = UPLINK_FORWARD_GUEST;
+        let ([e, f, g, h], service_port) = UPLINK_HOST_SERVICE;
+        // QEMU's option syntax doubles a comma inside a value.
+        let relay = self.relay.display().to_string().replace(',', ",,");
+        format!(
+            "user,id=uplink,restrict=on,\
+             hostfwd=tcp:127.0.0.1:{}-{a}.{b}.{c}.{d}:{guest_port},\
+             guestfwd=tcp:{e}.{f}.{g}.{h}:{service_port}-cmd:python3 {relay} {}",
+            self.uplink_host_port, self.host_service_port
+        )
     }
 }
 
@@ -131,18 +178,23 @@ fn create_sparse(path: &Path) -> Result<()> {
         .with_context(|| format!("sizing {}", path.display()))
 }
 
-/// A TCP port on 127.0.0.1 free now: the kernel picks one for a listener
-/// that is closed at once. Another program could take it before QEMU
-/// binds it; QEMU then fails with "Could not set up host forwarding rule"
-/// and the run fails visibly.
-fn free_loopback_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free loopback port")?;
-    let port = listener.local_addr()?.port();
-    if port == 0 {
-        bail!("the kernel gave port 0");
+/// `N` distinct TCP ports on 127.0.0.1 free now: the kernel picks one for
+/// each of `N` listeners open together, closed at once. Another program
+/// could take one before QEMU binds it; QEMU then fails with "Could not
+/// set up host forwarding rule" and the run fails visibly.
+fn free_loopback_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("finding free loopback ports")?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+        if *port == 0 {
+            bail!("the kernel gave port 0");
+        }
     }
-    Ok(port)
+    Ok(ports)
 }
 
 #[cfg(test)]
@@ -205,7 +257,17 @@ mod tests {
             "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{MGMT_TCP_PORT}"
         )));
         assert!(args.contains("virtio-net-pci,netdev=mgmt,mac=52:54:00:d0:00:01,addr=0x2"));
-        assert!(args.contains("-netdev user,id=uplink,restrict=on "));
+        let uplink = format!(
+            "-netdev user,id=uplink,restrict=on,hostfwd=tcp:127.0.0.1:{}-10.0.2.16:80,\
+             guestfwd=tcp:10.0.2.100:8000-cmd:python3 {} {} ",
+            devices.uplink_host_port(),
+            dir.join(UPLINK_RELAY)
+                .display()
+                .to_string()
+                .replace(',', ",,"),
+            devices.host_service_port()
+        );
+        assert!(args.contains(&uplink), "{args}");
         assert!(args.contains("virtio-blk-pci,drive=disk,addr=0x4"));
         // QEMU's option syntax doubles a comma inside a value.
         assert!(args.contains("a,,b/target/disks/args-"), "{args}");

@@ -199,6 +199,7 @@ fn abandoned_upload(
         vcpus: 1,
         cmdline: String::new(),
         disks: Vec::new(),
+        vifs: Vec::new(),
     };
     let mut conn = Connection::open(socket)?;
     let session = conn.hello(deadline, log)?;

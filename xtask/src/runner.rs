@@ -142,6 +142,23 @@ fn print_how_to_connect(
         key_path = key.path().display(),
         port = devices.mgmt_host_port(),
     );
+    print_uplink(devices);
+}
+
+/// How the host reaches guests through dom0's uplink, and they it.
+fn print_uplink(devices: &MachineDevices) {
+    let ([a, b, c, d], guest_port) = abi::machine::UPLINK_FORWARD_GUEST;
+    let ([e, f, g, h], service_port) = abi::machine::UPLINK_HOST_SERVICE;
+    println!(
+        "xtask: guests' uplink (QEMU user networking, loopback only; guests on the uplink's \
+         VLAN 1, addresses 10.0.2.16 and up):\n\
+         \x20 host 127.0.0.1:{up} -> guest {a}.{b}.{c}.{d}:{guest_port}, e.g. for the nethttp \
+         example: curl http://127.0.0.1:{up}/\n\
+         \x20 guest {e}.{f}.{g}.{h}:{service_port} -> host 127.0.0.1:{service}, e.g. \
+         python3 -m http.server --bind 127.0.0.1 {service}\n",
+        up = devices.uplink_host_port(),
+        service = devices.host_service_port(),
+    );
 }
 
 /// Runs one scenario and prints its result.
@@ -371,6 +388,9 @@ fn boot_once(
             tmp: dir.path(),
             mgmt_port: devices.map(MachineDevices::mgmt_host_port),
             disk: devices.map(MachineDevices::disk),
+            uplink_ports: devices
+                .as_ref()
+                .map(|d| (d.uplink_host_port(), d.host_service_port())),
         },
     )?;
     let dom0ctl = if steps.is_empty() {

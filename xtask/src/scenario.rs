@@ -226,6 +226,7 @@ mod tests {
             tmp: Path::new("/tmp"),
             mgmt_port: None,
             disk: None,
+            uplink_ports: None,
         };
         let boots = scenarios
             .iter()

@@ -192,6 +192,10 @@ pub const XEN_TOOLS_PLACEHOLDER: &str = "{xen_tools}";
 /// steps get in `DOM0CTL_KEY_FILE`), `{xen_tools}` (the wrappers of Xen's
 /// `xenstore-*` tools, [`crate::xen_tools`]; fetched before the steps run),
 /// `{disk}` (dom0's disk image, e.g. for `sgdisk -p {disk}`).
+/// `{uplink_port}` (the host port QEMU forwards through dom0's uplink to
+/// `abi::machine::UPLINK_FORWARD_GUEST`, a guest's HTTP server),
+/// `{host_service_port}` (the host port guests reach at
+/// `abi::machine::UPLINK_HOST_SERVICE`: a step starts a server there).
 pub struct Placeholders<'a> {
     pub root: &'a Path,
     pub tmp: &'a Path,
@@ -199,12 +203,17 @@ pub struct Placeholders<'a> {
     pub mgmt_port: Option<u16>,
     /// dom0's disk image.
     pub disk: Option<&'a Path>,
+    /// The host ports of the uplink: forwarded in, relayed out.
+    pub uplink_ports: Option<(u16, u16)>,
 }
 
 impl Placeholders<'_> {
     fn expand(&self, text: &str, i: u32) -> String {
         let port = self.mgmt_port.map_or_else(|| "0".into(), |p| p.to_string());
+        let (uplink, service) = self.uplink_ports.unwrap_or_default();
         text.replace("{i}", &i.to_string())
+            .replace("{uplink_port}", &uplink.to_string())
+            .replace("{host_service_port}", &service.to_string())
             .replace("{root}", &self.root.display().to_string())
             .replace("{tmp}", &self.tmp.display().to_string())
             .replace("{mgmt_port}", &port)
@@ -609,6 +618,7 @@ mod tests {
             tmp: Path::new("/tmp/s"),
             mgmt_port: Some(7001),
             disk: None,
+            uplink_ports: Some((7002, 7003)),
         };
         compile_all(&file.step, &ph)
     }

@@ -13,6 +13,8 @@
 //! - `mgmt`: after the ticks, serve the management channel on COM2
 //!   (`agent`; consoles are served too) until a client asks dom0 to power
 //!   off, then power off.
+//! - `boot-vifs=NAME:VLAN,...` (with `mgmt`): a vif for each boot-time
+//!   domU named, an access port of that VLAN (see `netback::boot`).
 //! - `com2-gsi=N` (added by xen-core): the GSI of COM2's interrupt, which
 //!   the agent binds as a pirq so that it sleeps until bytes arrive.
 //! - `pci-ecam=BASE:FIRST-LAST` (added by xen-core from the MCFG): where
@@ -47,7 +49,11 @@ mod devices;
 #[cfg(target_os = "none")]
 mod hv;
 #[cfg(any(test, target_os = "none"))]
+mod netback;
+#[cfg(any(test, target_os = "none"))]
 mod store;
+#[cfg(target_os = "none")]
+mod switch;
 #[cfg(target_os = "none")]
 mod volumes;
 
@@ -66,6 +72,8 @@ mod kernel {
     use crate::console_backend::Backend;
     use crate::devices::{Disk, Nic};
     use crate::hv::XenHypervisor;
+    use crate::netback::NetBackends;
+    use crate::switch::Vswitch;
     use crate::volumes::Volumes;
     use crate::{agent, devices};
 
@@ -118,6 +126,8 @@ mod kernel {
                     key: mgmt_key(&start_info),
                     nic: devices.mgmt_nic,
                     disk: devices.disk,
+                    uplink: devices.uplink_nic,
+                    boot_vifs: start_info.cmdline_arg("boot-vifs").unwrap_or("").into(),
                 });
                 with_backend(&clock, &mut backend, ticks, serve, setup)
             }
@@ -142,6 +152,10 @@ mod kernel {
         nic: Option<Nic>,
         /// dom0's disk (the volumes live on it).
         disk: Option<Disk>,
+        /// The uplink NIC, the vswitch's way out.
+        uplink: Option<Nic>,
+        /// `boot-vifs=`: vifs for the boot-time domUs (see `netback::boot`).
+        boot_vifs: alloc::string::String,
     }
 
     /// The management key: the dom0 module [`MGMT_KEY_MODULE`] holds its
@@ -205,9 +219,20 @@ mod kernel {
             // Before the TCP server says it serves: a blank disk's table
             // is written first, and a client must not wait on it.
             let volumes = Volumes::open(setup.disk.take(), backend.now().unwrap_or(0));
+            let boot_vifs = core::mem::take(&mut setup.boot_vifs);
+            let mut vswitch = Vswitch::new(setup.uplink.take());
             let tcp = tcp_server(backend, setup);
             let mut store = crate::store::StoreService::new();
-            let served = agent::serve(backend, &mut hv, &mut store, com2_gsi, tcp, volumes);
+            let mut netback = NetBackends::with_boot_vifs(boot_vifs);
+            let served = agent::serve(
+                backend,
+                &mut hv,
+                &mut store,
+                (&mut vswitch, &mut netback),
+                com2_gsi,
+                tcp,
+                volumes,
+            );
             backend.release_all();
             served
         } else if serve {

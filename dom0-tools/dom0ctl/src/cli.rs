@@ -67,8 +67,10 @@ Config file (TOML): name, kernel (path relative to the config file), memory (MiB
 vcpus (default 1), cmdline (default empty), disks (default none): volumes the
 domain sees as disks from its first instruction, e.g.
   disks = [{ volume = \"data\", vdev = \"xvda\", mode = \"w\" }]
-(mode \"w\" read-write, the default, or \"r\" read-only). The kernel must be an
-x86 ELF with a Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY).
+(mode \"w\" read-write, the default, or \"r\" read-only), vifs (default none;
+e.g. vifs = [{ mac = \"00:16:3e:00:00:01\", vlan = 10 }, { trunk = [10, 20] }],
+see network-attach). The kernel must be an x86 ELF with a Xen PVH entry note
+(XEN_ELFNOTE_PHYS32_ENTRY).
 
 Examples:
   dom0ctl create guests/hello.toml
@@ -157,6 +159,29 @@ Examples:
   dom0ctl block-list
   dom0ctl block-list web --json")]
     BlockList(BlockListArgs),
+    /// Give a domain a new vif on the vswitch (xl network-attach): netback
+    /// serves it, the guest's netfront finds it in the store.
+    #[command(after_help = NETWORK_ATTACH_AFTER_HELP)]
+    NetworkAttach(NetworkAttachArgs),
+    /// Take a vif away from a domain, by devid or MAC (xl network-detach).
+    #[command(after_help = "\
+Examples:
+  dom0ctl network-detach web 0
+  dom0ctl network-detach web 00:16:3e:00:00:01")]
+    NetworkDetach(NetworkDetachArgs),
+    /// List vifs: domain, devid, MAC, VLANs, backend state, switch port
+    /// (xl network-list).
+    #[command(after_help = "\
+Examples:
+  dom0ctl network-list
+  dom0ctl network-list web --json")]
+    NetworkList(NetworkListArgs),
+    /// The guests' virtual switch.
+    #[command(after_help = "\
+Examples:
+  dom0ctl vswitch show
+  dom0ctl vswitch show --json")]
+    Vswitch(VswitchArgs),
 }
 
 const VOLUME_AFTER_HELP: &str = "\
@@ -258,6 +283,81 @@ pub struct BlockListArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+const NETWORK_ATTACH_AFTER_HELP: &str = "\
+A vif is an access port in one VLAN (untagged; --vlan, default 1, the uplink's
+VLAN) or a trunk carrying several VLANs tagged (--trunk). Without --mac the MAC
+is Xen's OUI 00:16:3e and a hash of the domain's name and the devid (stable).
+The vif may send only from its MAC (anti-spoofing).
+
+Examples:
+  dom0ctl network-attach web                       # VLAN 1, with the uplink
+  dom0ctl network-attach web --vlan 10 --mac 00:16:3e:00:00:10
+  dom0ctl network-attach router --trunk 10,20";
+
+/// `network-attach` arguments.
+#[derive(Debug, Args)]
+pub struct NetworkAttachArgs {
+    /// The domain (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// The vif's MAC (six hex bytes, e.g. 00:16:3e:12:34:56).
+    #[arg(long, value_name = "MAC", value_parser = crate::config::parse_mac)]
+    pub mac: Option<[u8; 6]>,
+    /// An access port in this VLAN (1-4094).
+    #[arg(long, value_name = "N", conflicts_with = "trunk")]
+    pub vlan: Option<u16>,
+    /// A trunk port carrying these VLANs, tagged.
+    #[arg(long, value_name = "N,M", value_delimiter = ',', num_args = 1..)]
+    pub trunk: Option<Vec<u16>>,
+}
+
+/// `network-detach` arguments.
+#[derive(Debug, Args)]
+pub struct NetworkDetachArgs {
+    /// The domain (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// The vif: its devid or its MAC.
+    #[arg(value_name = "DEVID|MAC")]
+    pub vif: String,
+}
+
+/// `network-list` arguments.
+#[derive(Debug, Args)]
+pub struct NetworkListArgs {
+    /// Only this domain's vifs (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `vswitch` arguments.
+#[derive(Debug, Args)]
+pub struct VswitchArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: VswitchCommand,
+}
+
+/// The `vswitch` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VswitchCommand {
+    /// Ports (vifs and the uplink) with their VLANs and counters, east-west
+    /// (guest to guest) and north-south (through the uplink) apart; the
+    /// learned MACs; drops by reason.
+    #[command(after_help = "\
+Examples:
+  dom0ctl vswitch show
+  dom0ctl vswitch show --json")]
+    Show {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `xenstore` arguments.

@@ -8,7 +8,7 @@ use mgmt::{
     create_requests, DomainRef, DomainState, DomainSummary, MgmtError, Reply, Request, ShutdownKind,
 };
 
-use crate::cli::{Cli, Command, CreateArgs, ListArgs, PvControlArgs};
+use crate::cli::{Cli, Command, CreateArgs, ListArgs, PvControlArgs, VswitchCommand};
 use crate::client::{unexpected, Client};
 use crate::console::{self, Input};
 use crate::error::CliError;
@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::pvcontrol::{self, Ack, PvCommand};
 use crate::xs_link::XsConn;
 use crate::xs_mgmt::MgmtPipe;
-use crate::{config, output, storage};
+use crate::{config, network, output, storage};
 
 /// How often `shutdown --wait` looks at the domain.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -75,6 +75,12 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
         Command::BlockAttach(args) => storage::attach(&mut connect()?, args, out),
         Command::BlockDetach(args) => storage::detach(&mut connect()?, args, out),
         Command::BlockList(args) => storage::list(&mut connect()?, args, out),
+        Command::NetworkAttach(args) => network::attach(&mut connect()?, args, out),
+        Command::NetworkDetach(args) => network::detach(&mut connect()?, args, out),
+        Command::NetworkList(args) => network::list(&mut connect()?, args, out),
+        Command::Vswitch(args) => match args.command {
+            VswitchCommand::Show { json } => network::show(&mut connect()?, json, out),
+        },
     }
 }
 

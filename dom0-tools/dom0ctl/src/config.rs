@@ -10,6 +10,11 @@
 //! # optional: volumes attached before the domain first runs (xl's names;
 //! # mode "w" read-write, "r" read-only)
 //! disks = [{ volume = "data", vdev = "xvda", mode = "w" }]
+//! # optional: vifs on the vswitch (xl's `vif`), devids 0, 1, ... in order;
+//! # each an access port in `vlan` (default 1, the uplink's) or a trunk
+//! # carrying `trunk`'s VLANs tagged; `mac` default: 00:16:3e + a hash of
+//! # the name and devid
+//! vifs = [{ mac = "00:16:3e:00:00:01", vlan = 10 }, { trunk = [10, 20] }]
 //! ```
 //!
 //! Errors name the file, line, column and field.
@@ -21,9 +26,11 @@ use std::ops::Range;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use mgmt::{DiskMode, DiskSpec, DomainConfig, MgmtError, MAX_IMAGE_BYTES};
+use mgmt::network::{Mac, VlanMode};
+use mgmt::{DiskMode, DiskSpec, DomainConfig, MgmtError, VifSpec, MAX_IMAGE_BYTES};
 use serde::Deserialize;
 use toml::Spanned;
+use vswitch::{parse_mac as vswitch_mac, DEFAULT_VLAN};
 
 /// Largest config file, bytes: a config is a few lines.
 pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
@@ -76,6 +83,8 @@ struct RawConfig {
     vcpus: Option<Spanned<u32>>,
     cmdline: Option<Spanned<String>>,
     disks: Option<Spanned<Vec<RawDisk>>>,
+    #[serde(default)]
+    vifs: Vec<Spanned<RawVif>>,
 }
 
 /// One entry of `disks`.
@@ -86,6 +95,47 @@ struct RawDisk {
     vdev: String,
     /// `"w"` (the default) or `"r"`.
     mode: Option<String>,
+}
+
+/// One entry of `vifs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVif {
+    mac: Option<String>,
+    vlan: Option<u16>,
+    trunk: Option<Vec<u16>>,
+}
+
+impl RawVif {
+    /// The vif, or what is wrong with it.
+    fn spec(&self) -> Result<VifSpec, String> {
+        let mac = self.mac.as_deref().map(parse_mac).transpose()?;
+        let vlan = vlan_mode(self.vlan, self.trunk.clone())?;
+        let spec = VifSpec { mac, vlan };
+        match spec.validate() {
+            Err(MgmtError::InvalidConfig { reason, .. }) => Err(reason),
+            _ => Ok(spec),
+        }
+    }
+}
+
+/// `--mac`'s and `mac =`'s text as a MAC.
+pub fn parse_mac(text: &str) -> Result<Mac, String> {
+    vswitch_mac(text)
+        .ok_or_else(|| format!("'{text}' is not a MAC address (six hex bytes: 00:16:3e:12:34:56)"))
+}
+
+/// `vlan` or `trunk` (xl-style: one or the other) as a VLAN mode; neither:
+/// an access port in [`DEFAULT_VLAN`].
+pub fn vlan_mode(vlan: Option<u16>, trunk: Option<Vec<u16>>) -> Result<VlanMode, String> {
+    match (vlan, trunk) {
+        (Some(_), Some(_)) => {
+            Err("give `vlan` (an access port) or `trunk` (tagged VLANs), not both".into())
+        }
+        (Some(vlan), None) => Ok(VlanMode::Access(vlan)),
+        (None, Some(list)) => Ok(VlanMode::Trunk(list)),
+        (None, None) => Ok(VlanMode::Access(DEFAULT_VLAN)),
+    }
 }
 
 /// Reads `path` and the kernel it names; checks both.
@@ -107,7 +157,16 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         message,
     };
     let raw: RawConfig = toml::from_str(&source).map_err(|e| parse_error(path, &source, &e))?;
+    let mut vifs = Vec::with_capacity(raw.vifs.len());
+    for vif in &raw.vifs {
+        vifs.push(
+            vif.get_ref()
+                .spec()
+                .map_err(|m| at(vif.span(), "vifs", m))?,
+        );
+    }
     let config = DomainConfig {
+        vifs,
         name: raw.name.get_ref().clone(),
         memory_mib: *raw.memory.get_ref(),
         vcpus: raw.vcpus.as_ref().map_or(1, |v| *v.get_ref()),
@@ -129,6 +188,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
             "memory" => raw.memory.span(),
             "vcpus" => raw.vcpus.as_ref().map_or(0..0, |v| v.span()),
             "disks" => raw.disks.as_ref().map_or(0..0, |d| d.span()),
+            "vifs" => raw.vifs.first().map_or(0..0, |v| v.span()),
             _ => raw.cmdline.as_ref().map_or(0..0, |c| c.span()),
         };
         return Err(at(span, &field, reason));
@@ -253,6 +313,7 @@ fn field_hint(field: &str) -> Option<&'static str> {
         "vcpus" => "a whole number of vCPUs",
         "cmdline" => "a quoted kernel command line",
         "disks" => "a list like [{ volume = \"data\", vdev = \"xvda\", mode = \"w\" }]",
+        "vifs" => "a list of tables: vifs = [{ mac = \"00:16:3e:00:00:01\", vlan = 10 }]",
         _ => return None,
     })
 }
@@ -317,6 +378,61 @@ mod tests {
     }
 
     #[test]
+    fn vifs_load_as_access_or_trunk_ports() {
+        let dir = Dir::new();
+        let c = dir
+            .config(
+                "name = \"w\"\nkernel = \"hello.elf\"\nmemory = 8\nvifs = [\n  \
+                 { mac = \"00:16:3E:00:00:01\", vlan = 10 },\n  { trunk = [10, 20] },\n  {},\n]\n",
+            )
+            .unwrap();
+        assert_eq!(
+            c.config.vifs,
+            [
+                VifSpec {
+                    mac: Some([0, 0x16, 0x3e, 0, 0, 1]),
+                    vlan: VlanMode::Access(10)
+                },
+                VifSpec {
+                    mac: None,
+                    vlan: VlanMode::Trunk(vec![10, 20])
+                },
+                VifSpec {
+                    mac: None,
+                    vlan: VlanMode::Access(DEFAULT_VLAN)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_vifs_name_their_line() {
+        let dir = Dir::new();
+        let head = "name = \"w\"\nkernel = \"hello.elf\"\nmemory = 8\n";
+        let cases = [
+            ("vifs = [{ mac = \"00:16:3e\" }]", "is not a MAC address"),
+            ("vifs = [{ vlan = 10, trunk = [20] }]", "not both"),
+            ("vifs = [{ vlan = 4095 }]", "VLAN 4095 is not a VLAN id"),
+            (
+                "vifs = [{ trunk = [] }]",
+                "a trunk carries 1 to 8 VLANs, not 0",
+            ),
+            ("vifs = [{ mac = \"01:00:5e:00:00:01\" }]", "multicast"),
+        ];
+        for (line, message) in cases {
+            let (at, field, text) = error(&dir, &format!("{head}{line}\n"));
+            assert_eq!(
+                (at, field.as_deref()),
+                (Some(4), Some("vifs")),
+                "{line}: {text}"
+            );
+            assert!(text.contains(message), "{line}: {text}");
+        }
+        let (_, _, text) = error(&dir, &format!("{head}vifs = [{{ vlna = 1 }}]\n"));
+        assert!(text.contains("unknown field `vlna`"), "{text}");
+    }
+
+    #[test]
     fn good_config_loads_with_defaults() {
         let dir = Dir::new();
         let c = dir.config(GOOD).unwrap();
@@ -328,6 +444,7 @@ mod tests {
                 vcpus: 2,
                 cmdline: "quiet".into(),
                 disks: Vec::new(),
+                vifs: vec![],
             }
         );
         assert_eq!(c.kernel_path, dir.0.path().join("hello.elf"));

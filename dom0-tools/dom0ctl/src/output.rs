@@ -133,7 +133,7 @@ pub fn info_json(info: &HostInfo) -> String {
     })
 }
 
-fn json(value: &impl Serialize) -> String {
+pub(crate) fn json(value: &impl Serialize) -> String {
     // Plain structs of strings and integers always serialize.
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
@@ -232,7 +232,7 @@ hello-world  12  shutdown (poweroff)      32.5      2      0.1   4711          4
             "\
 hypervisor    : Xen 4.19.0-xen-core
 control_abi   : 1.2
-mgmt_protocol : 2.4
+mgmt_protocol : 2.5
 nr_pcpus      : 1
 nr_domains    : 2
 total_memory  : 224 MiB

@@ -83,6 +83,23 @@ fn subcommands_take_their_arguments() {
     }
     assert!(matches!(parse(&["dmesg"]).unwrap().command, Command::Dmesg));
     assert!(matches!(parse(&["info", "--json"]).unwrap().command, Command::Info(ref a) if a.json));
+    let cli = parse(&[
+        "network-attach",
+        "web",
+        "--trunk",
+        "10,20",
+        "--mac",
+        "00:16:3e:00:00:0a",
+    ])
+    .unwrap();
+    assert!(matches!(cli.command, Command::NetworkAttach(ref a)
+        if a.domain == "web" && a.trunk == Some(vec![10, 20]) && a.vlan.is_none()
+            && a.mac == Some([0, 0x16, 0x3e, 0, 0, 10])));
+    let cli = parse(&["network-detach", "web", "00:16:3e:00:00:0a"]).unwrap();
+    assert!(matches!(cli.command, Command::NetworkDetach(ref a) if a.vif == "00:16:3e:00:00:0a"));
+    let cli = parse(&["network-list", "--json"]).unwrap();
+    assert!(matches!(cli.command, Command::NetworkList(ref a) if a.json && a.domain.is_none()));
+    assert!(parse(&["vswitch", "show", "--json"]).is_ok());
 }
 
 #[test]
@@ -93,6 +110,11 @@ fn bad_arguments_are_usage_errors() {
         &["frobnicate"],
         &["list", "--timeout", "0"],
         &[],
+        &["network-attach", "web", "--vlan", "10", "--trunk", "20"],
+        &["network-attach", "web", "--mac", "00:16:3e"],
+        &["network-attach", "web", "--vlan", "x"],
+        &["network-detach", "web"],
+        &["vswitch"],
     ] {
         let e = parse(args).unwrap_err();
         assert_eq!(e.exit_code(), 2, "{args:?}: {e}");

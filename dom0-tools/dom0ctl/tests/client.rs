@@ -350,7 +350,10 @@ fn version_mismatch_exits_5_and_names_both_versions() {
     let (code, message) = fails(&agent.path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.4, the management agent speaks 9.1"),
+        message.contains(&format!(
+            "the client speaks {}, the management agent speaks 9.1",
+            mgmt::PROTOCOL_VERSION
+        )),
         "{message}"
     );
 }
@@ -539,6 +542,7 @@ fn an_abandoned_upload_is_dropped_by_the_next_session() {
         vcpus: 1,
         cmdline: String::new(),
         disks: Vec::new(),
+        vifs: vec![],
     };
     send(
         &mut stream,
@@ -704,7 +708,10 @@ fn an_agent_of_protocol_1_gets_a_version_error() {
     let (code, message) = fails(&path, &["list"]);
     assert_eq!(code, EXIT_PROTOCOL);
     assert!(
-        message.contains("the client speaks 2.4, the management agent speaks 1.0"),
+        message.contains(&format!(
+            "the client speaks {}, the management agent speaks 1.0",
+            mgmt::PROTOCOL_VERSION
+        )),
         "{message}"
     );
     drop(old);
@@ -725,7 +732,10 @@ fn over_tcp_with_the_key_every_command_works() {
     let url = Path::new(&agent.url);
     let key = agent.key_file.clone();
     let out = ok(url, &tcp_args(&agent, &key, &["info"]));
-    assert!(out.contains("mgmt_protocol : 2.4"), "{out}");
+    assert!(
+        out.contains(&format!("mgmt_protocol : {}", mgmt::PROTOCOL_VERSION)),
+        "{out}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = guest_config(dir.path(), "web", 32, MAX_IMAGE_CHUNK * 2 + 100);
     let created = ok(
@@ -792,4 +802,87 @@ fn over_tcp_nothing_listening_exits_4() {
     );
     assert_eq!(code, EXIT_NOT_LISTENING);
     assert!(message.contains(&url), "{message}");
+}
+
+#[test]
+fn network_commands_attach_list_show_and_detach() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "web", 8, 100);
+    ok(&agent.path, &["create", config.to_str().unwrap()]);
+    let mac = vswitch::MacDisplay(&vswitch::default_mac("web", 0)).to_string();
+    assert_eq!(
+        ok(&agent.path, &["network-attach", "web"]),
+        format!("Attached vif 0 to domain 1: MAC {mac}, access 1, switch port 0.\n")
+    );
+    assert_eq!(
+        ok(
+            &agent.path,
+            &[
+                "network-attach",
+                "1",
+                "--trunk",
+                "10,20",
+                "--mac",
+                "00:16:3e:00:00:0a"
+            ]
+        ),
+        "Attached vif 1 to domain 1: MAC 00:16:3e:00:00:0a, trunk 10,20, switch port 1.\n"
+    );
+    assert_eq!(
+        ok(&agent.path, &["network-list", "web"]),
+        format!(
+            "\
+Name  Domid  Idx  Mac Addr.          VLAN         BE state      Port
+web       1    0  {mac}  access 1     2 (InitWait)     0
+web       1    1  00:16:3e:00:00:0a  trunk 10,20  2 (InitWait)     1
+"
+        )
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&agent.path, &["network-list", "--json"])).unwrap();
+    assert_eq!(json[1]["vlan"]["trunk"][0], 10);
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&agent.path, &["vswitch", "show", "--json"])).unwrap();
+    assert_eq!(show["ports"][1]["name"], "vif1.1");
+    assert_eq!(show["learned"].as_array().unwrap().len(), 3, "{show}");
+    // The same MAC again in a VLAN it is in: refused with the switch's reason.
+    let (code, message) = fails(
+        &agent.path,
+        &[
+            "network-attach",
+            "web",
+            "--vlan",
+            "10",
+            "--mac",
+            "00:16:3e:00:00:0a",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        message,
+        "network: domain 1: MAC 00:16:3e:00:00:0a is already another vif's in VLAN 10"
+    );
+    // Bad arguments never reach the agent.
+    let (code, message) = fails(&agent.path, &["network-attach", "web", "--vlan", "4095"]);
+    assert_eq!(code, 1);
+    assert!(
+        message.contains("VLAN 4095 is not a VLAN id (1 to 4094)"),
+        "{message}"
+    );
+    let (code, message) = fails(&agent.path, &["network-detach", "web", "eth0"]);
+    assert_eq!(code, 1);
+    assert!(message.contains("neither a devid"), "{message}");
+    assert_eq!(
+        ok(&agent.path, &["network-detach", "web", "00:16:3e:00:00:0a"]),
+        "Detached the vif with MAC 00:16:3e:00:00:0a from domain 'web'.\n"
+    );
+    let (code, message) = fails(&agent.path, &["network-detach", "web", "1"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        message,
+        "domain 1 has no vif 1 (see `dom0ctl network-list 1`)"
+    );
+    let (code, message) = fails(&agent.path, &["network-attach", "nope"]);
+    assert_eq!((code, message.as_str()), (1, "unknown domain 'nope'"));
 }

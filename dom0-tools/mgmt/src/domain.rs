@@ -8,6 +8,7 @@ use core::fmt;
 use abi::control::{DOMAIN_NAME_MAX, MAX_VCPUS_SUPPORTED};
 use serde::{Deserialize, Serialize};
 
+use crate::network::{VifSpec, MAX_VIFS_PER_DOMAIN};
 use crate::{DiskSpec, MgmtError};
 
 /// A domain id (Xen `domid_t`).
@@ -71,6 +72,10 @@ pub struct DomainConfig {
     /// [`crate::MAX_DISKS`]; [`crate::storage::validate_disks`]). Since
     /// 2.4.
     pub disks: Vec<DiskSpec>,
+    /// Its vifs, attached in order (devids 0, 1, ...) after the domain is
+    /// built and before it first runs; at most
+    /// [`crate::MAX_VIFS_PER_DOMAIN`]. Since 2.5.
+    pub vifs: Vec<VifSpec>,
 }
 
 impl DomainConfig {
@@ -98,7 +103,14 @@ impl DomainConfig {
         if self.cmdline.contains('\0') {
             return Err(invalid("cmdline", "contains a NUL character".into()));
         }
-        crate::storage::validate_disks(&self.disks)
+        crate::storage::validate_disks(&self.disks)?;
+        if self.vifs.len() > MAX_VIFS_PER_DOMAIN {
+            return Err(invalid(
+                "vifs",
+                alloc::format!("at most {MAX_VIFS_PER_DOMAIN} vifs per domain"),
+            ));
+        }
+        self.vifs.iter().try_for_each(VifSpec::validate)
     }
 }
 
@@ -241,6 +253,7 @@ mod tests {
             vcpus: 1,
             cmdline: "console=hvc0".into(),
             disks: Vec::new(),
+            vifs: alloc::vec::Vec::new(),
         }
     }
 
@@ -295,6 +308,7 @@ mod tests {
         }
         let c = DomainConfig {
             cmdline: "x".repeat(MAX_CMDLINE + 1),
+            vifs: alloc::vec::Vec::new(),
             ..config()
         };
         assert_eq!(field_of(c.validate().unwrap_err()), "cmdline");

@@ -127,6 +127,23 @@ pub enum MgmtError {
     /// 2.4).
     #[error("{0}")]
     Block(crate::BlockFailure),
+    /// `network-detach` of a vif the domain does not have. Since 2.5.
+    #[error("domain {domid} has no {vif} (see `dom0ctl network-list {domid}`)")]
+    NoSuchVif {
+        /// The domain.
+        domid: DomId,
+        /// How the request named the vif.
+        vif: crate::VifRef,
+    },
+    /// dom0 could not attach or detach a vif (the vswitch or netback
+    /// refused, e.g. a MAC already in use in the VLAN). Since 2.5.
+    #[error("network: domain {domid}: {reason}")]
+    NetworkRefused {
+        /// The domain.
+        domid: DomId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A life-cycle operation on a domain, for error messages.
@@ -144,6 +161,8 @@ pub enum DomainOperation {
     AttachConsole,
     /// Attach a disk (2.4).
     AttachDisk,
+    /// Attach a vif (`network-attach`). Since 2.5.
+    AttachNetwork,
 }
 
 impl fmt::Display for DomainOperation {
@@ -155,6 +174,7 @@ impl fmt::Display for DomainOperation {
             Self::Shutdown => "shut down",
             Self::AttachConsole => "attach to the console of",
             Self::AttachDisk => "attach a disk to",
+            Self::AttachNetwork => "attach a vif to",
         })
     }
 }

@@ -30,6 +30,7 @@ mod domain;
 mod error;
 pub mod frame;
 pub mod message;
+pub mod network;
 mod server;
 pub mod storage;
 mod upload;
@@ -54,6 +55,7 @@ pub use message::{
     Welcome, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY, MAX_DMESG_BYTES, MAX_IMAGE_BYTES,
     MAX_IMAGE_CHUNK, MAX_XENSTORE_DATA,
 };
+pub use network::{VifInfo, VifRef, VifSpec, MAX_VIFS_PER_DOMAIN};
 pub use server::{Answer, Outgoing, Server};
 pub use storage::{
     BlockDevice, BlockFailure, DiskMode, DiskSpec, VolumeFailure, VolumeInfo, VolumeTable,

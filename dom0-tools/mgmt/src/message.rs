@@ -44,6 +44,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Nonce, Tag};
+use crate::network::{Mac, VifInfo, VifRef, VlanMode, VswitchSnapshot};
 use crate::{
     BlockDevice, DomId, DomainConfig, DomainCounters, DomainRef, DomainSummary, HostInfo,
     MgmtError, ProtocolVersion, VolumeInfo, VolumeTable,
@@ -240,6 +241,35 @@ pub enum Request {
         /// Only this domain's.
         domain: Option<DomainRef>,
     },
+    /// Gives a running domain a new vif (`xl network-attach`): netback's
+    /// backend and a vswitch port; the guest's netfront finds it through
+    /// the store. → [`Reply::VifAttached`]. Since 2.5.
+    NetworkAttach {
+        /// Which.
+        domain: DomainRef,
+        /// The vif's MAC; `None`: derived from the domain's name and the
+        /// devid ([`vswitch::default_mac`]).
+        mac: Option<Mac>,
+        /// Its VLAN membership.
+        vlan: VlanMode,
+    },
+    /// Takes a vif away (`xl network-detach`): its backend closes, its
+    /// port leaves the vswitch. → [`Reply::Done`]. Since 2.5.
+    NetworkDetach {
+        /// Which domain.
+        domain: DomainRef,
+        /// Which of its vifs.
+        vif: VifRef,
+    },
+    /// The vifs of one domain, or of all (`xl network-list`).
+    /// → [`Reply::Vifs`]. Since 2.5.
+    NetworkList {
+        /// Which; `None`: every domain.
+        domain: Option<DomainRef>,
+    },
+    /// The vswitch: ports, learned MACs, counters. → [`Reply::Vswitch`].
+    /// Since 2.5.
+    VswitchShow,
 }
 
 /// What a guest is asked to do by [`Request::Shutdown`].
@@ -393,6 +423,12 @@ pub enum Reply {
     BlockAttached(BlockDevice),
     /// The attached devices, by domid then devid. Since 2.4.
     BlockDevices(Vec<BlockDevice>),
+    /// `NetworkAttach` done. Since 2.5.
+    VifAttached(VifInfo),
+    /// The vifs asked for, by domid then devid. Since 2.5.
+    Vifs(Vec<VifInfo>),
+    /// The vswitch. Since 2.5.
+    Vswitch(VswitchSnapshot),
 }
 
 /// Something the server reports unasked.

@@ -160,6 +160,7 @@ mod tests {
             vcpus: 1,
             cmdline: alloc::string::String::new(),
             disks: alloc::vec::Vec::new(),
+            vifs: alloc::vec::Vec::new(),
         }
     }
 

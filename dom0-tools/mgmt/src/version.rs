@@ -35,7 +35,10 @@ pub struct ProtocolVersion {
 /// `Block`; `DomainConfig::disks` (appended to the struct: a 2.3
 /// client's `CreateBegin` no longer decodes, so dom0ctl and dom0 come
 /// from one tree, as `cargo xtask up` builds them).
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 4 };
+/// 2.5: guests' networks: `Request::NetworkAttach`, `NetworkDetach`,
+/// `NetworkList`, `VswitchShow`, their replies, `MgmtError::NoSuchVif`
+/// and `NetworkRefused`; `DomainConfig::vifs` (appended after `disks`).
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 5 };
 /// What a peer that sends protocol-1 frames speaks, as far as we know.
 pub const PROTOCOL_V1: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 

@@ -1,6 +1,7 @@
 //! Property tests of the framing and the message encoding.
 
 use mgmt::frame::{encode_v1_frame, HEADER_LEN, MAGIC, MAGIC_V1};
+use mgmt::network::VlanMode;
 use mgmt::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -12,16 +13,54 @@ fn domain_ref() -> impl Strategy<Value = DomainRef> {
     ]
 }
 
+fn vlan_mode() -> impl Strategy<Value = VlanMode> {
+    prop_oneof![
+        any::<u16>().prop_map(VlanMode::Access),
+        vec(any::<u16>(), 0..10).prop_map(VlanMode::Trunk),
+    ]
+}
+
+fn vif_spec() -> impl Strategy<Value = VifSpec> {
+    (prop::option::of(any::<[u8; 6]>()), vlan_mode()).prop_map(|(mac, vlan)| VifSpec { mac, vlan })
+}
+
 fn config() -> impl Strategy<Value = DomainConfig> {
-    ("[a-z]{1,32}", any::<u32>(), any::<u32>(), ".{0,64}").prop_map(
-        |(name, memory_mib, vcpus, cmdline)| DomainConfig {
+    (
+        "[a-z]{1,32}",
+        any::<u32>(),
+        any::<u32>(),
+        ".{0,64}",
+        vec(vif_spec(), 0..3),
+    )
+        .prop_map(|(name, memory_mib, vcpus, cmdline, vifs)| DomainConfig {
             name,
             memory_mib,
             vcpus,
             cmdline,
             disks: Vec::new(),
-        },
+            vifs,
+        })
+}
+
+fn vif_info() -> impl Strategy<Value = VifInfo> {
+    (
+        any::<u16>(),
+        any::<u32>(),
+        any::<[u8; 6]>(),
+        vlan_mode(),
+        any::<u32>(),
+        any::<u32>(),
     )
+        .prop_map(
+            |(domid, devid, mac, vlan, backend_state, switch_port)| VifInfo {
+                domid,
+                devid,
+                mac,
+                vlan,
+                backend_state,
+                switch_port,
+            },
+        )
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -78,6 +117,22 @@ fn request() -> impl Strategy<Value = Request> {
         ),
         (domain_ref(), "xvd[a-z]").prop_map(|(domain, vdev)| Request::BlockDetach { domain, vdev }),
         proptest::option::of(domain_ref()).prop_map(|domain| Request::BlockList { domain }),
+        (
+            domain_ref(),
+            prop::option::of(any::<[u8; 6]>()),
+            vlan_mode()
+        )
+            .prop_map(|(domain, mac, vlan)| Request::NetworkAttach { domain, mac, vlan }),
+        (
+            domain_ref(),
+            prop_oneof![
+                any::<u32>().prop_map(VifRef::Devid),
+                any::<[u8; 6]>().prop_map(VifRef::Mac)
+            ]
+        )
+            .prop_map(|(domain, vif)| Request::NetworkDetach { domain, vif }),
+        prop::option::of(domain_ref()).prop_map(|domain| Request::NetworkList { domain }),
+        Just(Request::VswitchShow),
     ]
 }
 
@@ -171,6 +226,8 @@ fn reply() -> impl Strategy<Value = Reply> {
         .prop_map(Reply::Stats),
         (any::<u32>(), bytes(MAX_XENSTORE_DATA))
             .prop_map(|(taken, data)| Reply::Xenstore { taken, data }),
+        vif_info().prop_map(Reply::VifAttached),
+        vec(vif_info(), 0..8).prop_map(Reply::Vifs),
     ]
 }
 
@@ -429,6 +486,19 @@ fn the_largest_messages_fit_in_a_frame() {
             };
             128
         ]),
+        Reply::Vswitch(fullest_vswitch()),
+        // Every port a vif, each a full trunk.
+        Reply::Vifs(vec![
+            VifInfo {
+                domid: u16::MAX,
+                devid: u32::MAX,
+                mac: [0xff; 6],
+                vlan: VlanMode::Trunk(vec![u16::MAX; vswitch::MAX_TRUNK_VLANS]),
+                backend_state: u32::MAX,
+                switch_port: u32::MAX,
+            };
+            vswitch::MAX_PORTS
+        ]),
     ];
     for reply in replies {
         let message = ServerMessage::Reply {
@@ -437,5 +507,57 @@ fn the_largest_messages_fit_in_a_frame() {
             result: Ok(reply),
         };
         assert!(encode_message(&message).is_ok());
+    }
+}
+
+/// The largest `vswitch show`: every port a trunk with the longest name
+/// and full counters, the learning table full, every vif's static entries.
+fn fullest_vswitch() -> vswitch::Snapshot {
+    use vswitch::*;
+    let traffic = Traffic {
+        packets: u64::MAX,
+        bytes: u64::MAX,
+    };
+    let counters = PortCounters {
+        rx: traffic,
+        tx: traffic,
+        rx_east_west: traffic,
+        rx_north_south: traffic,
+        tx_east_west: traffic,
+        tx_north_south: traffic,
+        drops: Drops([u64::MAX; 8]),
+        tx_dropped: u64::MAX,
+    };
+    let port = PortSnapshot {
+        id: PortId(u32::MAX),
+        config: PortConfig {
+            name: "x".repeat(MAX_PORT_NAME),
+            kind: PortKind::Vif {
+                domid: u16::MAX,
+                devid: u32::MAX,
+                mac: [0xff; 6],
+            },
+            vlan: VlanMode::Trunk(vec![u16::MAX; MAX_TRUNK_VLANS]),
+        },
+        counters,
+    };
+    let learned = LearnedMac {
+        vlan: u16::MAX,
+        mac: [0xff; 6],
+        port: PortId(u32::MAX),
+        is_static: false,
+        age_ms: u64::MAX,
+    };
+    Snapshot {
+        ports: vec![port; MAX_PORTS],
+        learned: vec![learned; FDB_CAPACITY + MAX_PORTS * MAX_TRUNK_VLANS],
+        totals: Totals {
+            east_west: traffic,
+            north_south: traffic,
+            learning_table_full: u64::MAX,
+            drops: Drops([u64::MAX; 8]),
+        },
+        learning_capacity: u64::MAX,
+        aging_ms: u64::MAX,
     }
 }

@@ -429,5 +429,7 @@ shim_pd:    .skip 4096 * 4
 .global shim_idt
 shim_idt:   .skip 256 * 16
 .balign 16
-shim_stack: .skip 64 * 1024
+/* 256 KiB: a network guest's smoltcp interface, xenbus client and
+ * netfront live on it (64 KiB overflowed into the IDT above). */
+shim_stack: .skip 256 * 1024
 shim_stack_top:

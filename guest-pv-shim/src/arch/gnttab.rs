@@ -105,6 +105,24 @@ pub enum CopySide {
 }
 
 impl CopySide {
+    /// One `gnttab_copy` of `len` bytes from `source` to `dest`.
+    pub fn op(source: CopySide, dest: CopySide, len: u16) -> GnttabCopy {
+        let (source, source_gref) = source.encode();
+        let (dest, dest_gref) = dest.encode();
+        let flags = if source_gref {
+            gt::GNTCOPY_SOURCE_GREF
+        } else {
+            0
+        } | if dest_gref { gt::GNTCOPY_DEST_GREF } else { 0 };
+        GnttabCopy {
+            source,
+            dest,
+            len,
+            flags,
+            ..Default::default()
+        }
+    }
+
     fn encode(self) -> (GnttabCopyPtr, bool) {
         match self {
             CopySide::Grant { dom, gref, offset } => (
@@ -307,28 +325,16 @@ impl Grants {
     }
 
     /// `GNTTABOP_copy` of every op of `ops` in one hypercall (Xen serves
-    /// them in order; a batch past its per-call limit continues). Each
-    /// op's `status` says how it went: the caller reads them.
+    /// them in order; a batch past its per-call limit continues; build them
+    /// with [`CopySide::op`]). Each op's `status` says how it went: the
+    /// caller reads them.
     pub fn copy_batch(&self, ops: &mut [GnttabCopy]) -> Result<(), XenError> {
         self.xen.gnttab_op(gt::GNTTABOP_COPY, ops)
     }
 
     /// `GNTTABOP_copy` of `len` bytes from `source` to `dest`.
     pub fn copy(&self, source: CopySide, dest: CopySide, len: u16) -> Result<(), GrantOpError> {
-        let (source, source_gref) = source.encode();
-        let (dest, dest_gref) = dest.encode();
-        let flags = if source_gref {
-            gt::GNTCOPY_SOURCE_GREF
-        } else {
-            0
-        } | if dest_gref { gt::GNTCOPY_DEST_GREF } else { 0 };
-        let mut op = [GnttabCopy {
-            source,
-            dest,
-            len,
-            flags,
-            ..Default::default()
-        }];
+        let mut op = [CopySide::op(source, dest, len)];
         self.xen.gnttab_op(gt::GNTTABOP_COPY, &mut op)?;
         Ok(GrantStatus::check(op[0].status)?)
     }

@@ -3,7 +3,7 @@
 //! or a page of another domain mapped at a GFN we reserve
 //! ([`super::gnttab::ForeignMapping`]).
 
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 
 use super::hypercall::Frame;
 use crate::grant::GrantEntryCell;
@@ -28,6 +28,8 @@ unsafe impl SharedLayout for [AtomicU64; 512] {}
 unsafe impl SharedLayout for [AtomicU32; 1024] {}
 // SAFETY: only atomics; 512 * 8 bytes = a page; 4-byte alignment.
 unsafe impl SharedLayout for [GrantEntryCell; 512] {}
+// SAFETY: only atomics; exactly a page; no alignment (a packet buffer).
+unsafe impl SharedLayout for [AtomicU8; 4096] {}
 
 /// Views the page at `gpa` as `T`.
 ///

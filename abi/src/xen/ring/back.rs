@@ -30,6 +30,25 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> BackRing<'a, Req, Rsp> {
         })
     }
 
+    /// Takes the ring up again with the private indices [`Self::indices`]
+    /// gave: for a backend that keeps its ends between passes while the
+    /// pages' mapping is borrowed anew each time.
+    pub fn resume(
+        words: &'a [AtomicU32],
+        (rsp_prod_pvt, req_cons): (RingIdx, RingIdx),
+    ) -> Result<Self, RingError> {
+        Ok(BackRing {
+            sring: Sring::new(words)?,
+            rsp_prod_pvt,
+            req_cons,
+        })
+    }
+
+    /// The private indices `(rsp_prod_pvt, req_cons)`, for [`Self::resume`].
+    pub fn indices(&self) -> (RingIdx, RingIdx) {
+        (self.rsp_prod_pvt, self.req_cons)
+    }
+
     /// `RING_SIZE`: number of slots.
     pub fn size(&self) -> u32 {
         self.sring.nr_ents()

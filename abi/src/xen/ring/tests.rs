@@ -135,6 +135,38 @@ fn hostile_request_index_is_an_error() {
     );
 }
 
+#[test]
+fn a_resumed_back_end_goes_on_where_it_stopped() {
+    let words = page();
+    let mut front = FrontRing::<Req, Rsp>::init(&words).unwrap();
+    for seq in 0..3 {
+        front
+            .queue_request(&Req {
+                seq,
+                arg: 0,
+                pad: 0,
+            })
+            .unwrap();
+    }
+    front.push_requests();
+    let indices = {
+        let mut back = BackRing::<Req, Rsp>::init(&words).unwrap();
+        assert_eq!(back.take_request().unwrap().map(|r| r.seq), Some(0));
+        assert_eq!(back.take_request().unwrap().map(|r| r.seq), Some(1));
+        back.queue_response(&Rsp { seq: 0, status: 0 }).unwrap();
+        back.indices()
+    };
+    assert_eq!(indices, (1, 2));
+    let mut back = BackRing::<Req, Rsp>::resume(&words, indices).unwrap();
+    assert_eq!(back.take_request().unwrap().map(|r| r.seq), Some(2));
+    back.queue_response(&Rsp { seq: 1, status: 0 }).unwrap();
+    back.queue_response(&Rsp { seq: 2, status: 0 }).unwrap();
+    assert_eq!(
+        back.queue_response(&Rsp { seq: 3, status: 0 }),
+        Err(RingError::NoRequestToAnswer)
+    );
+}
+
 /// An event channel between the two threads: set by a notifying push,
 /// waited on (with a deadline, so a lost wakeup fails instead of hanging).
 struct Event(AtomicBool);

@@ -21,6 +21,7 @@
 mod domains;
 pub mod heap;
 mod link;
+mod network;
 mod session;
 mod storage;
 pub mod tcp;
@@ -31,7 +32,9 @@ use toolstack::Hypervisor;
 
 use crate::blkback::BlockBackends;
 use crate::console_backend::Backend;
+use crate::netback::{NetBackends, NetEnv};
 use crate::store::StoreService;
+use crate::switch::Vswitch;
 use crate::volumes::Volumes;
 use link::Link;
 use session::{Ctx, Session};
@@ -46,6 +49,7 @@ pub fn serve(
     backend: &mut Backend,
     hv: &mut impl Hypervisor,
     store: &mut StoreService,
+    (vswitch, netback): (&mut Vswitch, &mut NetBackends),
     com2_gsi: Option<u32>,
     mut tcp: Option<TcpServer>,
     mut volumes: Volumes,
@@ -58,6 +62,7 @@ pub fn serve(
     // Any 32 bits of the clock do: keep the low ones of its ~ms count.
     if let Ok(domains) = toolstack::list_domains(hv) {
         store.adopt_running(backend.xen(), &domains);
+        netback.attach_boot_vifs(store, vswitch, &domains);
     }
     let mut server = Server::<Session>::new(((backend.now()? >> 20) & 0xffff_ffff) as u32);
     println!("dom0: mgmt: serving the management channel on COM2");
@@ -74,6 +79,8 @@ pub fn serve(
                     store: &mut *store,
                     blk: &mut blk,
                     volumes: &mut volumes,
+                    vswitch: &mut *vswitch,
+                    netback: &mut *netback,
                 };
                 session.dispatch(request, &mut ctx)
             });
@@ -98,6 +105,8 @@ pub fn serve(
                 store: &mut *store,
                 blk: &mut blk,
                 volumes: &mut volumes,
+                vswitch: &mut *vswitch,
+                netback: &mut *netback,
             };
             t.poll(now, ctx, &mut power_off)
         });
@@ -113,6 +122,16 @@ pub fn serve(
             .disk_mut()
             .is_some_and(|disk| blk.serve(store, backend.events(), &backend.grants(), disk))
             .then_some(now);
+        let switch_due = vswitch.poll(backend.events(), now);
+        let net_due = netback.serve(
+            &mut NetEnv {
+                events: backend.events(),
+                grants: backend.grants(),
+                store: &mut *store,
+                now,
+            },
+            vswitch,
+        );
         // Takes what the backend's ports brought, without sleeping.
         backend.serve_until(now)?;
         // A domain seen shut down fires `@releaseDomain`: another pass
@@ -124,6 +143,8 @@ pub fn serve(
             tcp_due,
             store_due,
             blk_due,
+            net_due,
+            switch_due,
         ]
         .into_iter()
         .flatten()

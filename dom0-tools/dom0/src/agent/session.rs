@@ -23,10 +23,13 @@ use mgmt::{
 use toolstack::{build_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
+use super::network;
 use super::storage;
 use crate::blkback::BlockBackends;
 use crate::console_backend::{self, Backend};
+use crate::netback::NetBackends;
 use crate::store::{LocalError, StoreService};
+use crate::switch::Vswitch;
 use crate::volumes::Volumes;
 
 /// What a request needs to act on.
@@ -41,6 +44,10 @@ pub struct Ctx<'a, H> {
     pub blk: &'a mut BlockBackends,
     /// The volumes on dom0's disk.
     pub volumes: &'a mut Volumes,
+    /// The guests' switch (`vswitch show`).
+    pub vswitch: &'a mut Vswitch,
+    /// The vifs (attach, detach, list; a destroyed domain's go).
+    pub netback: &'a mut NetBackends,
 }
 
 /// A console stream: new output of `domid` from position `next` on.
@@ -206,6 +213,7 @@ impl Session {
                 // and the store of its tree and ring (`@releaseDomain`).
                 ctx.backend.forget(info.domid);
                 ctx.blk.domain_destroyed(ctx.store, info.domid);
+                network::domain_destroyed(ctx, info.domid);
                 ctx.store.domain_destroyed(info.domid);
                 ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
                 ctx.hv.destroy(info.domid).map_err(|e| match e {
@@ -251,6 +259,12 @@ impl Session {
             } => storage::attach(ctx, &domain, &volume, &vdev, read_only),
             Request::BlockDetach { domain, vdev } => storage::detach(ctx, &domain, &vdev),
             Request::BlockList { domain } => storage::block_list(ctx, domain.as_ref()),
+            Request::VswitchShow => Ok(Reply::Vswitch(ctx.vswitch.snapshot())),
+            Request::NetworkAttach { domain, mac, vlan } => {
+                network::attach(ctx, &domain, mac, vlan)
+            }
+            Request::NetworkDetach { domain, vif } => network::detach(ctx, &domain, &vif),
+            Request::NetworkList { domain } => network::list(ctx, domain.as_ref()),
         }
     }
 
@@ -510,14 +524,19 @@ fn create(
         ctx.store.introduce_new(ctx.backend.xen(), &info);
         ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
     }
-    let started = storage::attach_disks(ctx, domid, &config.disks).and_then(|()| {
-        ctx.hv
-            .unpause(domid)
-            .map_err(|e| hypervisor_error("unpause", e))
-    });
+    // Its devices exist before it first runs, so its frontends find them
+    // at boot (libxl's order).
+    let started = storage::attach_disks(ctx, domid, &config.disks)
+        .and_then(|()| network::attach_vifs(ctx, domid, &config.name, &config.vifs))
+        .and_then(|()| {
+            ctx.hv
+                .unpause(domid)
+                .map_err(|e| hypervisor_error("unpause", e))
+        });
     if let Err(e) = started {
         println!("dom0: mgmt: creating {} failed: {e}", config.name);
         ctx.blk.domain_destroyed(ctx.store, domid);
+        network::domain_destroyed(ctx, domid);
         ctx.store.domain_destroyed(domid);
         if let Err(errno) = ctx.hv.destroy(domid) {
             println!("dom0: mgmt: destroying the half-made d{domid} failed: {errno:?}");

@@ -310,6 +310,34 @@ mod tests {
     }
 
     #[test]
+    fn device_nodes_are_written_with_their_perms_read_and_removed() {
+        let mut service = StoreService::new();
+        let nodes = [
+            Node {
+                path: "/local/domain/0/backend/vif/3/0".into(),
+                value: String::new(),
+                perms: Some(alloc::vec!["n0".into(), "r3".into()]),
+            },
+            Node {
+                path: "/local/domain/0/backend/vif/3/0/state".into(),
+                value: "2".into(),
+                perms: None,
+            },
+        ];
+        service.write_nodes(&nodes).unwrap();
+        assert_eq!(
+            service.read("/local/domain/0/backend/vif/3/0/state"),
+            Some(&b"2"[..])
+        );
+        let perms = service
+            .store
+            .perms_committed("/local/domain/0/backend/vif/3/0/state");
+        assert_eq!(perms.map(|p| p.owner()), Some(0));
+        service.remove("/local/domain/0/backend/vif/3");
+        assert_eq!(service.read("/local/domain/0/backend/vif/3/0/state"), None);
+    }
+
+    #[test]
     fn local_connections_are_bounded() {
         let mut service = StoreService::new();
         let conns: Vec<_> = (0..LOCAL_CONNECTIONS_MAX)

@@ -40,6 +40,10 @@ pub struct State {
     /// dom0's disk (16 MiB in memory) with the real volume table on it.
     pub disk: Vec<u8>,
     pub volumes: volumes::Table,
+    /// The vifs attached, with their switch ports.
+    pub vifs: Vec<VifInfo>,
+    /// The vswitch the vifs are ports of (the real one, no uplink).
+    pub switch: vswitch::Switch,
 }
 
 pub struct FakeAgent {
@@ -167,6 +171,8 @@ fn new_state() -> Arc<Mutex<State>> {
         refused: 0,
         volumes: volumes::Table::open(disk_io(&mut disk), 1).unwrap().0,
         disk,
+        vifs: Vec::new(),
+        switch: vswitch::Switch::new(),
     }))
 }
 
@@ -478,6 +484,31 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
         Request::BlockAttach { .. } | Request::BlockDetach { .. } | Request::BlockList { .. } => {
             Err(MgmtError::Unsupported("block devices (fake agent)".into()))
         }
+        Request::NetworkAttach { domain, mac, vlan } => network_attach(s, &domain, mac, vlan),
+        Request::NetworkDetach { domain, vif } => {
+            let domid = find(s, &domain)?.domid;
+            let index = s
+                .vifs
+                .iter()
+                .position(|v| v.domid == domid && vif.matches(v.devid, &v.mac))
+                .ok_or(MgmtError::NoSuchVif { domid, vif })?;
+            let gone = s.vifs.remove(index);
+            s.switch
+                .remove_port(vswitch::PortId(gone.switch_port))
+                .unwrap();
+            Ok(Reply::Done)
+        }
+        Request::NetworkList { domain } => {
+            let only = domain.map(|d| find(s, &d).map(|d| d.domid)).transpose()?;
+            Ok(Reply::Vifs(
+                s.vifs
+                    .iter()
+                    .filter(|v| only.is_none_or(|d| d == v.domid))
+                    .cloned()
+                    .collect(),
+            ))
+        }
+        Request::VswitchShow => Ok(Reply::Vswitch(s.switch.snapshot())),
     }
 }
 
@@ -512,6 +543,45 @@ fn volume_error(e: volumes::VolumeError<gpt_disk_io::SliceBlockIoError>) -> Mgmt
         }
         other => VolumeFailure::Io(other.to_string()),
     })
+}
+
+/// As dom0 does it: the next devid, the default MAC, a switch port.
+fn network_attach(
+    s: &mut State,
+    domain: &DomainRef,
+    mac: Option<[u8; 6]>,
+    vlan: vswitch::VlanMode,
+) -> Result<Reply, MgmtError> {
+    let d = find(s, domain)?.clone();
+    let devid = (0..)
+        .find(|n| !s.vifs.iter().any(|v| v.domid == d.domid && v.devid == *n))
+        .unwrap();
+    let mac = mac.unwrap_or_else(|| vswitch::default_mac(&d.name, devid));
+    let port = s
+        .switch
+        .add_port(vswitch::PortConfig {
+            name: format!("vif{}.{devid}", d.domid),
+            kind: vswitch::PortKind::Vif {
+                domid: d.domid,
+                devid,
+                mac,
+            },
+            vlan: vlan.clone(),
+        })
+        .map_err(|e| MgmtError::NetworkRefused {
+            domid: d.domid,
+            reason: e.to_string(),
+        })?;
+    let vif = VifInfo {
+        domid: d.domid,
+        devid,
+        mac,
+        vlan,
+        backend_state: 2,
+        switch_port: port.0,
+    };
+    s.vifs.push(vif.clone());
+    Ok(Reply::VifAttached(vif))
 }
 
 fn find<'a>(s: &'a State, domain: &DomainRef) -> Result<&'a DomainSummary, MgmtError> {
