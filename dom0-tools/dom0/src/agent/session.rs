@@ -235,7 +235,7 @@ impl Session {
                     .collect(),
             )),
             Request::Xenstore { data } => self.xenstore(ctx.store, &data),
-            Request::VswitchShow => Ok(Reply::Vswitch(ctx.vswitch.snapshot())),
+            Request::VswitchShow => Ok(Reply::Vswitch(ctx.vswitch.snapshot().into())),
             Request::NetworkAttach { domain, mac, vlan } => {
                 network::attach(ctx, &domain, mac, vlan)
             }
