@@ -427,8 +427,8 @@ pub enum Reply {
     VifAttached(VifInfo),
     /// The vifs asked for, by domid then devid. Since 2.5.
     Vifs(Vec<VifInfo>),
-    /// The vswitch. Since 2.5.
-    Vswitch(VswitchSnapshot),
+    /// The vswitch (boxed: the largest reply by far). Since 2.5.
+    Vswitch(alloc::boxed::Box<VswitchSnapshot>),
 }
 
 /// Something the server reports unasked.

@@ -486,7 +486,7 @@ fn the_largest_messages_fit_in_a_frame() {
             };
             128
         ]),
-        Reply::Vswitch(fullest_vswitch()),
+        Reply::Vswitch(fullest_vswitch().into()),
         // Every port a vif, each a full trunk.
         Reply::Vifs(vec![
             VifInfo {

@@ -259,7 +259,7 @@ impl Session {
             } => storage::attach(ctx, &domain, &volume, &vdev, read_only),
             Request::BlockDetach { domain, vdev } => storage::detach(ctx, &domain, &vdev),
             Request::BlockList { domain } => storage::block_list(ctx, domain.as_ref()),
-            Request::VswitchShow => Ok(Reply::Vswitch(ctx.vswitch.snapshot())),
+            Request::VswitchShow => Ok(Reply::Vswitch(ctx.vswitch.snapshot().into())),
             Request::NetworkAttach { domain, mac, vlan } => {
                 network::attach(ctx, &domain, mac, vlan)
             }

@@ -508,7 +508,7 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
                     .collect(),
             ))
         }
-        Request::VswitchShow => Ok(Reply::Vswitch(s.switch.snapshot())),
+        Request::VswitchShow => Ok(Reply::Vswitch(s.switch.snapshot().into())),
     }
 }
 
