@@ -412,7 +412,21 @@ impl Machine {
                 }
             }
             ExitAction::Crash(reason) => {
-                log::error!("d{} \"{}\" crashed: {reason}", v.domid, env.domain.name());
+                let rip = self.vcpus.get_mut(&v).map_or(0, |s| s.svm.guest().rip());
+                let Some(domain) = self.domains.get_mut(v.domid) else {
+                    return;
+                };
+                let env = ExitEnv {
+                    domain,
+                    phys: &mut self.phys,
+                    vcpu_id: v.vcpu_id,
+                };
+                log::error!(
+                    "d{} \"{}\" crashed: {reason} (vCPU {}, RIP {rip:#x})",
+                    v.domid,
+                    env.domain.name(),
+                    v.vcpu_id
+                );
                 env.domain.crash(reason);
                 event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
                 self.domain_stopped(v.domid);
