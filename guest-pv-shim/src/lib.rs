@@ -42,6 +42,7 @@ pub use arch::{
     physdev::DeviceIrq,
     shared_info::{Clock, SharedInfo, WallClock},
     shared_page::SharedFrame,
+    smp::ApBoot,
 };
 pub use error::XenError;
 pub use start_info::StartInfo;

@@ -3,6 +3,8 @@
 //! `vcpu_op(cmd, vcpuid, arg)`: arg2 = target vCPU id of the calling
 //! domain, arg3 = guest virtual address of the sub-op struct (or 0).
 
+use core::mem::size_of;
+
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `VCPUOP_initialise`: set a vCPU's initial register state.
@@ -104,6 +106,111 @@ pub struct VcpuRunstateInfo {
     pub time: [u64; 4],
 }
 
+/// `VCPU_HVM_MODE_32B`: [`VcpuHvmContext::cpu_regs`] holds a
+/// `vcpu_hvm_x86_32` ([`crate::control::VcpuHvmX86_32`]).
+pub const VCPU_HVM_MODE_32B: u32 = 0;
+/// `VCPU_HVM_MODE_64B`: [`VcpuHvmContext::cpu_regs`] holds a
+/// [`VcpuHvmX86_64`].
+pub const VCPU_HVM_MODE_64B: u32 = 1;
+
+/// `struct vcpu_hvm_x86_64` (`xen/include/public/hvm/hvm_vcpu.h`), 112
+/// bytes: a vCPU starting in 64-bit mode. Xen gives it flat segments
+/// itself (CS 64-bit code, DS/ES/SS flat data, a busy 64-bit TSS).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct VcpuHvmX86_64 {
+    /// RAX.
+    pub rax: u64,
+    /// RCX.
+    pub rcx: u64,
+    /// RDX.
+    pub rdx: u64,
+    /// RBX.
+    pub rbx: u64,
+    /// RSP.
+    pub rsp: u64,
+    /// RBP.
+    pub rbp: u64,
+    /// RSI.
+    pub rsi: u64,
+    /// RDI.
+    pub rdi: u64,
+    /// RIP; canonical.
+    pub rip: u64,
+    /// RFLAGS.
+    pub rflags: u64,
+    /// CR0; PG must be set.
+    pub cr0: u64,
+    /// CR3: the guest-physical address of the top-level page table.
+    pub cr3: u64,
+    /// CR4; PAE must be set.
+    pub cr4: u64,
+    /// EFER; LME must be set (LMA is set for the guest).
+    pub efer: u64,
+}
+
+/// Size of the `cpu_regs` union of [`VcpuHvmContext`] (its larger member,
+/// `vcpu_hvm_x86_32`).
+pub const VCPU_HVM_REGS_SIZE: usize = 120;
+
+/// `struct vcpu_hvm_context` (`hvm_vcpu.h`), 128 bytes: the argument of
+/// `VCPUOP_initialise` for an HVM/PVH vCPU, the same layout for 32- and
+/// 64-bit callers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct VcpuHvmContext {
+    /// `VCPU_HVM_MODE_*`.
+    pub mode: u32,
+    /// Zero.
+    pub pad: u32,
+    /// The union `cpu_regs`: a `vcpu_hvm_x86_32` or a [`VcpuHvmX86_64`]
+    /// by `mode`, as raw bytes.
+    pub cpu_regs: [u8; VCPU_HVM_REGS_SIZE],
+}
+
+impl Default for VcpuHvmContext {
+    fn default() -> Self {
+        Self {
+            mode: VCPU_HVM_MODE_32B,
+            pad: 0,
+            cpu_regs: [0; VCPU_HVM_REGS_SIZE],
+        }
+    }
+}
+
+impl VcpuHvmContext {
+    /// A 64-bit-mode context holding `regs`.
+    pub fn x86_64(regs: &VcpuHvmX86_64) -> Self {
+        let mut ctx = Self {
+            mode: VCPU_HVM_MODE_64B,
+            ..Self::default()
+        };
+        ctx.cpu_regs[..size_of::<VcpuHvmX86_64>()].copy_from_slice(regs.as_bytes());
+        ctx
+    }
+
+    /// A 32-bit-mode context holding `regs`.
+    pub fn x86_32(regs: &crate::control::VcpuHvmX86_32) -> Self {
+        let mut ctx = Self::default();
+        ctx.cpu_regs.copy_from_slice(regs.as_bytes());
+        ctx
+    }
+
+    /// The union read as `vcpu_hvm_x86_64` (whatever `mode` says).
+    pub fn regs_64(&self) -> VcpuHvmX86_64 {
+        VcpuHvmX86_64::read_from_prefix(&self.cpu_regs)
+            .map(|(r, _)| r)
+            .unwrap_or_default()
+    }
+
+    /// The union read as `vcpu_hvm_x86_32` (whatever `mode` says).
+    pub fn regs_32(&self) -> crate::control::VcpuHvmX86_32 {
+        crate::control::VcpuHvmX86_32::read_from_bytes(&self.cpu_regs).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +227,27 @@ mod tests {
         assert_eq!(size_of::<VcpuRunstateInfo>(), 48);
         assert_eq!(offset_of!(VcpuRunstateInfo, state_entry_time), 8);
         assert_eq!(offset_of!(VcpuRunstateInfo, time), 16);
+        assert_eq!(size_of::<VcpuHvmX86_64>(), 112);
+        assert_eq!(offset_of!(VcpuHvmX86_64, efer), 104);
+        assert_eq!(size_of::<VcpuHvmContext>(), 128);
+        assert_eq!(offset_of!(VcpuHvmContext, cpu_regs), 8);
+    }
+
+    #[test]
+    fn hvm_context_round_trips_both_modes() {
+        let r64 = VcpuHvmX86_64 {
+            rip: 0x1234,
+            efer: 0x500,
+            ..Default::default()
+        };
+        let c = VcpuHvmContext::x86_64(&r64);
+        assert_eq!((c.mode, c.regs_64()), (VCPU_HVM_MODE_64B, r64));
+        let r32 = crate::control::VcpuHvmX86_32 {
+            eip: 7,
+            tr_ar: 0x8b,
+            ..Default::default()
+        };
+        let c = VcpuHvmContext::x86_32(&r32);
+        assert_eq!((c.mode, c.regs_32()), (VCPU_HVM_MODE_32B, r32));
     }
 }

@@ -401,6 +401,10 @@ shim_gdt_end:
 shim_gdt_ptr:
     .word shim_gdt_end - shim_gdt - 1
     .long shim_gdt
+/* The same for LGDT in 64-bit mode, which reads an 8-byte base. */
+shim_gdt_ptr64:
+    .word shim_gdt_end - shim_gdt - 1
+    .quad shim_gdt
 
 shim_idt_ptr:
     .word 256 * 16 - 1
@@ -411,6 +415,32 @@ shim_idt_ptr:
 shim_empty_idt_ptr:
     .word 0
     .quad 0
+
+/* A secondary vCPU, started by VCPUOP_initialise in 64-bit mode (arch::smp):
+ * long mode and paging on the BSP's page tables, flat segments without
+ * selectors, RSP its own stack, RDI its vCPU id. Load the shared GDT and
+ * IDT, reload the selectors (CS by a far return) and call
+ * shim_ap_entry64(vcpu_id). */
+.section .text
+.global shim_ap_start64
+shim_ap_start64:
+    lgdt shim_gdt_ptr64(%rip)
+    lidt shim_idt_ptr(%rip)
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    xor %ax, %ax
+    mov %ax, %fs
+    mov %ax, %gs
+    push $0x08
+    lea 6f(%rip), %rax
+    push %rax
+    lretq
+6:  xor %ebp, %ebp
+    call shim_ap_entry64
+7:  hlt
+    jmp 7b
 
 .section .text
 .global shim_triple_fault

@@ -10,9 +10,11 @@
 
 pub mod counters;
 pub mod foreign;
+pub mod hvm_context;
 pub(crate) mod shared;
 pub mod table;
 pub mod vcpu;
+pub mod vcpu_ops;
 pub mod xen_state;
 
 use abi::xen::domid::DomId;

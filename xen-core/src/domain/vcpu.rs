@@ -1,5 +1,22 @@
 //! Portable per-vCPU state: run state, one-shot timer, CPU time and the
 //! register state it starts from. The VMCB itself lives in `arch`.
+//!
+//! Life cycle, as Xen's `is_initialised` and `_VPF_down`: a vCPU is
+//! created down and uninitialised. Boot (vCPU 0), `SET_VCPU_CONTEXT`
+//! ([`Vcpu::start`]) initialise and start it at once; `VCPUOP_initialise`
+//! ([`Vcpu::initialise`]) only initialises it (once: `-EEXIST`), then
+//! `VCPUOP_up` ([`Vcpu::up`], `-EINVAL` before) starts it. `VCPUOP_down`
+//! ([`Vcpu::down`]) stops it with its registers kept: up again, it goes
+//! on where it stopped. An INIT IPI ([`Vcpu::init_reset`]) takes it down
+//! and uninitialised; a STARTUP IPI ([`Vcpu::startup`]) to a vCPU in
+//! that state starts it in real mode at `vector << 12`.
+//! Each new register state sets a flag the run loop takes
+//! ([`Vcpu::take_new_context`]) to load it into the vCPU's VMCB before
+//! it next runs.
+
+use alloc::boxed::Box;
+
+use abi::xen::errno::Errno;
 
 /// Whether a vCPU wants a pCPU. It runs only if its domain is running too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,25 +44,54 @@ pub struct SegmentState {
     pub base: u64,
 }
 
-/// Register state a vCPU starts from; everything not named here is zero.
+/// The general registers a vCPU starts with (R8-R15 start at zero).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryGprs {
+    /// RAX.
+    pub rax: u64,
+    /// RBX (PVH: the start info GPA).
+    pub rbx: u64,
+    /// RCX.
+    pub rcx: u64,
+    /// RDX.
+    pub rdx: u64,
+    /// RSP.
+    pub rsp: u64,
+    /// RBP.
+    pub rbp: u64,
+    /// RSI.
+    pub rsi: u64,
+    /// RDI.
+    pub rdi: u64,
+}
+
+/// Register state a vCPU starts from (boot, `SET_VCPU_CONTEXT`,
+/// `VCPUOP_initialise`, INIT/STARTUP); everything not named here is
+/// zero or as after a reset. FS and GS start as DS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VcpuEntryState {
     /// Instruction pointer.
     pub rip: u64,
-    /// RBX: the PVH start info GPA.
-    pub rbx: u64,
+    /// General registers.
+    pub gprs: EntryGprs,
     /// RFLAGS (bit 1 always set).
     pub rflags: u64,
     /// CR0.
     pub cr0: u64,
+    /// CR3 (a GPA; meaningful with CR0.PG).
+    pub cr3: u64,
     /// CR4.
     pub cr4: u64,
     /// EFER as the guest sees it (the SVM layer adds SVME).
     pub efer: u64,
     /// CS.
     pub cs: SegmentState,
-    /// DS, ES, SS, FS and GS.
-    pub data: SegmentState,
+    /// DS (FS and GS start as this too).
+    pub ds: SegmentState,
+    /// ES.
+    pub es: SegmentState,
+    /// SS.
+    pub ss: SegmentState,
     /// TR.
     pub tr: SegmentState,
 }
@@ -70,20 +116,71 @@ impl VcpuEntryState {
             limit: u32::MAX,
             base: 0,
         };
+        let data = flat(0x10, TYPE_DATA_RW_ACCESSED);
         Self {
             rip: entry.into(),
-            rbx: start_info_gpa.into(),
+            gprs: EntryGprs {
+                rbx: start_info_gpa.into(),
+                ..EntryGprs::default()
+            },
             rflags: RFLAGS_FIXED,
             cr0: CR0_PE | CR0_ET,
+            cr3: 0,
             cr4: 0,
             efer: 0,
             cs: flat(0x08, TYPE_CODE_RX_ACCESSED),
-            data: flat(0x10, TYPE_DATA_RW_ACCESSED),
+            ds: data,
+            es: data,
+            ss: data,
             tr: SegmentState {
                 selector: 0x18,
                 attrib: (1 << 7) | TYPE_TSS32_BUSY,
                 limit: 0x67,
                 base: 0,
+            },
+        }
+    }
+}
+
+/// Real-mode code segment at reset: present, S, type execute/read accessed.
+const REAL_MODE_CS: u16 = 0x9b;
+/// Real-mode data segment at reset: present, S, type read/write accessed.
+const REAL_MODE_DATA: u16 = 0x93;
+const REAL_MODE_LIMIT: u32 = 0xffff;
+
+impl VcpuEntryState {
+    /// The state a STARTUP IPI with `vector` starts a vCPU in (Xen's
+    /// `hvm_vcpu_reset_state(v, vector << 8, 0)`; APM vol. 2, §14.1.3 and
+    /// §16.5): real mode (CR0 = ET), CS selector `vector << 8`, base
+    /// `vector << 12`, IP 0, 64 KiB segments, a busy 32-bit TR.
+    pub fn real_mode(vector: u8) -> Self {
+        let selector = u16::from(vector) << 8;
+        let data = SegmentState {
+            selector: 0,
+            attrib: REAL_MODE_DATA,
+            limit: REAL_MODE_LIMIT,
+            base: 0,
+        };
+        Self {
+            rip: 0,
+            gprs: EntryGprs::default(),
+            rflags: RFLAGS_FIXED,
+            cr0: CR0_ET,
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+            cs: SegmentState {
+                selector,
+                attrib: REAL_MODE_CS,
+                limit: REAL_MODE_LIMIT,
+                base: u64::from(selector) << 4,
+            },
+            ds: data,
+            es: data,
+            ss: data,
+            tr: SegmentState {
+                attrib: (1 << 7) | TYPE_TSS32_BUSY,
+                ..data
             },
         }
     }
@@ -101,7 +198,11 @@ pub struct Vcpu {
     /// until it looks; xen-core's timer also wakes guests that did not
     /// bind it).
     timer_fired_awake: bool,
-    entry: VcpuEntryState,
+    /// Xen's `is_initialised`: it has a register state to run from.
+    initialised: bool,
+    /// A register state the run loop has yet to load into the VMCB (boxed:
+    /// the domain table holds every vCPU inline, and most have none).
+    new_context: Option<Box<VcpuEntryState>>,
     cpu_time_ns: u64,
 }
 
@@ -112,7 +213,8 @@ impl Vcpu {
             run_state: VcpuRunState::Down,
             timer_deadline_ns: None,
             timer_fired_awake: false,
-            entry: VcpuEntryState::default(),
+            initialised: false,
+            new_context: None,
             cpu_time_ns: 0,
         }
     }
@@ -127,9 +229,10 @@ impl Vcpu {
         self.run_state
     }
 
-    /// The state it was (or will be) started from.
-    pub fn entry(&self) -> &VcpuEntryState {
-        &self.entry
+    /// The register state it will start from, until the run loop takes
+    /// it ([`Vcpu::take_new_context`]).
+    pub fn pending_context(&self) -> Option<&VcpuEntryState> {
+        self.new_context.as_deref()
     }
 
     /// Pending one-shot timer, in ns of system time.
@@ -142,10 +245,81 @@ impl Vcpu {
         self.cpu_time_ns
     }
 
-    /// Brings the vCPU up at `entry` (VCPUOP_initialise + up, or boot).
+    /// Whether it has a register state (Xen's `is_initialised`).
+    pub fn is_initialised(&self) -> bool {
+        self.initialised
+    }
+
+    /// Initialises the vCPU at `entry` and brings it up (boot,
+    /// `SET_VCPU_CONTEXT`).
     pub fn start(&mut self, entry: VcpuEntryState) {
-        self.entry = entry;
+        self.set_context(entry);
         self.run_state = VcpuRunState::Runnable;
+    }
+
+    /// `VCPUOP_initialise`: the vCPU will start at `entry` once up; it
+    /// stays down. `-EEXIST` if it is initialised already.
+    pub fn initialise(&mut self, entry: VcpuEntryState) -> Result<(), Errno> {
+        if self.initialised {
+            return Err(Errno::EEXIST);
+        }
+        self.set_context(entry);
+        self.run_state = VcpuRunState::Down;
+        Ok(())
+    }
+
+    /// `VCPUOP_up`: a down, initialised vCPU becomes runnable (one that is
+    /// up stays as it is). `-EINVAL` if it is not initialised.
+    pub fn up(&mut self) -> Result<(), Errno> {
+        if !self.initialised {
+            return Err(Errno::EINVAL);
+        }
+        if self.run_state == VcpuRunState::Down {
+            self.run_state = VcpuRunState::Runnable;
+        }
+        Ok(())
+    }
+
+    /// `VCPUOP_down`: stops the vCPU, keeping its registers and timer (a
+    /// timer firing does not wake a down vCPU).
+    pub fn down(&mut self) {
+        self.run_state = VcpuRunState::Down;
+        self.timer_fired_awake = false;
+    }
+
+    /// An INIT IPI (Xen's `vlapic_init_sipi_one`): an initialised vCPU goes
+    /// down and uninitialised, waiting for a STARTUP IPI; its timer is
+    /// stopped. Nothing happens to one that is already reset.
+    pub fn init_reset(&mut self) {
+        if self.initialised {
+            self.down();
+            self.initialised = false;
+            self.timer_deadline_ns = None;
+        }
+    }
+
+    /// A STARTUP IPI with `vector` (Xen's `hvm_vcpu_reset_state`): a vCPU
+    /// that INIT reset (or that never ran) starts in real mode at
+    /// `vector << 12` ([`VcpuEntryState::real_mode`]). Returns false,
+    /// changing nothing, if it is initialised (the IPI is ignored).
+    pub fn startup(&mut self, vector: u8) -> bool {
+        if self.initialised {
+            return false;
+        }
+        self.start(VcpuEntryState::real_mode(vector));
+        true
+    }
+
+    /// The new register state waiting to be loaded, if any, taken (the
+    /// run loop, before it enters the vCPU).
+    pub fn take_new_context(&mut self) -> Option<VcpuEntryState> {
+        self.new_context.take().map(|b| *b)
+    }
+
+    /// At most one box per vCPU is held; the next state replaces it.
+    fn set_context(&mut self, entry: VcpuEntryState) {
+        self.initialised = true;
+        self.new_context = Some(Box::new(entry));
     }
 
     /// Blocks a runnable vCPU (HLT, SCHEDOP_block), unless its timer fired
@@ -207,11 +381,64 @@ mod tests {
     #[test]
     fn pvh_entry_matches_xen() {
         let s = VcpuEntryState::pvh(0x10_0000, 0x8000);
-        assert_eq!((s.rip, s.rbx, s.cr0, s.efer), (0x10_0000, 0x8000, 0x11, 0));
+        assert_eq!(
+            (s.rip, s.gprs.rbx, s.cr0, s.efer),
+            (0x10_0000, 0x8000, 0x11, 0)
+        );
         assert_eq!(s.cs.attrib, 0xc9b);
-        assert_eq!(s.data.attrib, 0xc93);
+        assert_eq!(s.ds.attrib, 0xc93);
+        assert_eq!((s.es, s.ss), (s.ds, s.ds));
         assert_eq!((s.cs.base, s.cs.limit), (0, 0xffff_ffff));
         assert_eq!(s.tr.attrib, 0x8b);
+    }
+
+    #[test]
+    fn initialise_then_up_then_down_keeps_the_context() {
+        let mut v = Vcpu::new(1);
+        assert_eq!(v.up(), Err(Errno::EINVAL), "up before initialise");
+        let entry = VcpuEntryState::pvh(0x1000, 0);
+        assert_eq!(v.initialise(entry), Ok(()));
+        assert_eq!(v.run_state(), VcpuRunState::Down);
+        assert_eq!(v.initialise(entry), Err(Errno::EEXIST));
+        assert_eq!(v.take_new_context(), Some(entry));
+        assert_eq!(v.take_new_context(), None, "taken once");
+        assert_eq!(v.up(), Ok(()));
+        assert_eq!(v.run_state(), VcpuRunState::Runnable);
+        assert_eq!(v.up(), Ok(()), "up twice is fine");
+        v.set_timer(10);
+        v.down();
+        assert_eq!(v.run_state(), VcpuRunState::Down);
+        assert!(v.expire_timer(10));
+        assert_eq!(
+            v.run_state(),
+            VcpuRunState::Down,
+            "a timer does not wake it"
+        );
+        assert_eq!(v.up(), Ok(()));
+        assert_eq!(
+            v.take_new_context(),
+            None,
+            "up again resumes, no new context"
+        );
+    }
+
+    #[test]
+    fn init_then_startup_starts_in_real_mode() {
+        let mut v = Vcpu::new(1);
+        v.start(VcpuEntryState::pvh(0x1000, 0));
+        assert!(!v.startup(0x9a), "SIPI to a running vCPU is ignored");
+        v.take_new_context();
+        v.set_timer(5);
+        v.init_reset();
+        assert_eq!(v.run_state(), VcpuRunState::Down);
+        assert!(!v.is_initialised());
+        assert_eq!(v.timer_deadline_ns(), None);
+        assert_eq!(v.up(), Err(Errno::EINVAL), "INIT leaves it uninitialised");
+        assert!(v.startup(0x9a));
+        assert_eq!(v.run_state(), VcpuRunState::Runnable);
+        let e = v.take_new_context().unwrap();
+        assert_eq!((e.cs.selector, e.cs.base, e.rip), (0x9a00, 0x9a000, 0));
+        assert_eq!((e.cr0, e.cs.attrib, e.ds.attrib), (0x10, 0x9b, 0x93));
     }
 
     #[test]

@@ -113,6 +113,10 @@ pub struct HostFacts {
     pub nr_pcpus: u32,
     /// Usable RAM frames the frame pool managed at boot (free or not).
     pub total_frames: u64,
+    /// CR4 bits a guest's CPUID offers (Xen's `hvm_cr4_guest_valid_bits`;
+    /// CPUID leaves 1 and 7 are the same for every guest but for the
+    /// APIC id): what `VCPUOP_initialise` accepts.
+    pub guest_cr4_valid: u64,
 }
 
 /// What the run loop does after a hypercall. In every case it writes

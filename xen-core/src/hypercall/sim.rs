@@ -41,6 +41,9 @@ pub const BUF2: u64 = 0x8000;
 pub const NOW: u64 = 1_000_000;
 /// Frames of the simulated machine.
 pub const TOTAL_FRAMES: u64 = 256;
+/// CR4 bits the simulated guests' CPUID offers: VME through OSXMMEXCPT,
+/// as QEMU's default CPU model.
+pub const GUEST_CR4_VALID: u64 = 0x7ff;
 /// Most times [`World::finish`] calls a continued hypercall again.
 const MAX_CONTINUATIONS: usize = 100_000;
 
@@ -84,6 +87,7 @@ impl HypercallEnv for SimEnv {
         HostFacts {
             nr_pcpus: 1,
             total_frames: self.total_frames,
+            guest_cr4_valid: GUEST_CR4_VALID,
         }
     }
     fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64) {

@@ -148,7 +148,7 @@ pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Request::Dom0Only(request) => return dispatch_dom0(ctx, mint(ctx)?, request),
         Request::SchedOp(op) => return sched_op::handle(ctx, op),
         Request::SetTimerOp { timeout } => vcpu::set_timer_op(ctx, timeout)?,
-        Request::VcpuOp { op, vcpu_id } => vcpu::handle(ctx, op, vcpu_id)?,
+        Request::VcpuOp { op, vcpu_id } => return vcpu::handle(ctx, op, vcpu_id),
         Request::MemoryOp(op) => return memory::handle(ctx, op),
         Request::HvmOp(op) => hvm::handle(ctx, op)?,
         Request::EventChannelOp(op) => event_channel::handle(ctx, op)?,

@@ -33,6 +33,7 @@ use crate::ratelimit::RateLimit;
 use crate::vmexit::Gpr;
 
 mod evtchn;
+mod vcpu_up;
 
 use super::sim::NOW;
 pub(super) use super::sim::{e, World, BUF, BUF2, DOM0, DOMU, RAM_PAGES, TOTAL_FRAMES, UNMAPPED};
@@ -656,7 +657,8 @@ fn vcpu_ids_are_checked_before_sub_ops() {
     assert_eq!(w.ret(DOMU, nr::VCPU_OP, [99, 0, 0, 0, 0]), e(Errno::ENOSYS));
     assert_eq!(
         w.ret(DOMU, nr::VCPU_OP, [vc::VCPUOP_UP.into(), 1, 0, 0, 0]),
-        e(Errno::ENOSYS)
+        e(Errno::EINVAL),
+        "up before initialise"
     );
 }
 

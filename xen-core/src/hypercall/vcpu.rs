@@ -8,7 +8,16 @@
 //! jiffies). Returns 0.
 //!
 //! `vcpu_op`: `vcpuid` must be one of the caller's vCPUs (`-ENOENT`,
-//! checked before the sub-op, as Xen does).
+//! checked before the sub-op, as Xen does); a domain can only name its
+//! own vCPUs. Any of its vCPUs may act on any other (Xen's
+//! `common_vcpu_op`):
+//! - `VCPUOP_initialise`: reads a `vcpu_hvm_context` (`-EFAULT`), then
+//!   `-EEXIST` if the vCPU is initialised already, `-EINVAL` for a bad
+//!   context ([`crate::domain::hvm_context`]); the vCPU stays down.
+//! - `VCPUOP_up`: `-EINVAL` if not initialised; starts it (0 if it is
+//!   up already).
+//! - `VCPUOP_down`: stops it, registers kept (up resumes it); when no
+//!   other vCPU is up, the domain shuts down (poweroff) instead.
 //! - `VCPUOP_is_up`: 1 if the vCPU is up, else 0.
 //! - `VCPUOP_set_singleshot_timer` (caller's own vCPU only, `-EINVAL`):
 //!   reads `vcpu_set_singleshot_timer`; with `VCPU_SSHOTTMR_future` a
@@ -34,19 +43,24 @@ use core::mem::size_of;
 
 use abi::convert::u32_const;
 use abi::xen::errno::Errno;
+use abi::xen::event_channel::VIRQ_DOM_EXC;
 use abi::xen::shared_info::VcpuInfo;
 use abi::xen::vcpu::{
-    VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer, VCPUOP_IS_UP, VCPUOP_REGISTER_VCPU_INFO,
-    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VCPU_SSHOTTMR_FUTURE,
+    VcpuHvmContext, VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer, VCPUOP_DOWN, VCPUOP_INITIALISE,
+    VCPUOP_IS_UP, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_SINGLESHOT_TIMER,
+    VCPUOP_STOP_SINGLESHOT_TIMER, VCPUOP_UP, VCPU_SSHOTTMR_FUTURE,
 };
 
 use super::args::RawArgs;
 use super::compat::CompatSetSingleshotTimer;
 use super::table::Request;
-use super::{fault, Ctx, HypercallEnv};
+use super::{fault, Ctx, HypercallEnv, HypercallOutcome};
 use crate::domain::shared::{current_vcpu_info, vcpu_info_fits, Place};
 use crate::domain::vcpu::VcpuRunState;
+use crate::domain::vcpu_ops::VcpuDown;
 use crate::domain::xen_state::VcpuInfoArea;
+use crate::domain::ShutdownReason;
+use crate::event;
 use crate::mm::{FramePool, Gfn, PhysMem, PAGE_SIZE};
 use crate::time::pvclock::update_vcpu_time;
 
@@ -57,6 +71,11 @@ pub const SET_TIMER_MAX_AHEAD_NS: u64 = 1 << 50;
 /// A `vcpu_op` sub-op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VcpuOp {
+    Initialise {
+        arg: u64,
+    },
+    Up,
+    Down,
     IsUp,
     SetSingleshotTimer {
         arg: u64,
@@ -81,6 +100,9 @@ pub(crate) fn decode_set_timer_op(a: &RawArgs) -> Request {
 pub(crate) fn decode(a: &RawArgs) -> Request {
     let arg = a.arg[2];
     let op = match a.u32(0) {
+        VCPUOP_INITIALISE => VcpuOp::Initialise { arg },
+        VCPUOP_UP => VcpuOp::Up,
+        VCPUOP_DOWN => VcpuOp::Down,
         VCPUOP_IS_UP => VcpuOp::IsUp,
         VCPUOP_SET_SINGLESHOT_TIMER => VcpuOp::SetSingleshotTimer { arg },
         VCPUOP_STOP_SINGLESHOT_TIMER => VcpuOp::StopSingleshotTimer,
@@ -112,6 +134,33 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     op: VcpuOp,
     vcpu_id: u32,
+) -> Result<HypercallOutcome, Errno> {
+    ctx.domain()?.vcpu(vcpu_id).ok_or(Errno::ENOENT)?;
+    match op {
+        VcpuOp::Initialise { arg } => {
+            let hvm: VcpuHvmContext = ctx.read(arg)?;
+            let cr4_valid = ctx.env.host().guest_cr4_valid;
+            ctx.domain_mut()?
+                .vcpu_initialise(vcpu_id, &hvm, cr4_valid)?;
+        }
+        VcpuOp::Up => ctx.domain_mut()?.vcpu_up(vcpu_id)?,
+        VcpuOp::Down => {
+            if ctx.domain_mut()?.vcpu_down(vcpu_id)? == VcpuDown::DomainPoweredOff {
+                // Xen's domain_shutdown tells dom0's toolstack.
+                event::raise_global_virq(ctx.domains, ctx.mem, VIRQ_DOM_EXC);
+                return Ok(HypercallOutcome::Shutdown(ShutdownReason::Poweroff));
+            }
+        }
+        _ => return value_op(ctx, op, vcpu_id).map(HypercallOutcome::Return),
+    }
+    Ok(HypercallOutcome::Return(0))
+}
+
+/// The sub-ops that only return a value (`handle` serves the others).
+fn value_op<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    op: VcpuOp,
+    vcpu_id: u32,
 ) -> Result<i64, Errno> {
     let state = ctx
         .domain()?
@@ -121,6 +170,8 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let own = vcpu_id == ctx.caller.vcpu_id;
     match op {
         VcpuOp::Unknown => Err(Errno::ENOSYS),
+        // Served by `handle`.
+        VcpuOp::Initialise { .. } | VcpuOp::Up | VcpuOp::Down => Err(Errno::ENOSYS),
         VcpuOp::IsUp => Ok(i64::from(state != VcpuRunState::Down)),
         VcpuOp::SetSingleshotTimer { .. } | VcpuOp::StopSingleshotTimer if !own => {
             Err(Errno::EINVAL)

@@ -7,7 +7,7 @@
 use crate::domain::CrashReason;
 use crate::paging::guest_walk::GuestPaging;
 
-use super::cpuid::guest_cpuid;
+use super::cpuid::{guest_cpuid, CpuidResult, GuestIdentity};
 use super::cr::{self, CrWriteInsn, MemoryOperand};
 use super::dispatch::fetch_at_rip;
 use super::event::Event;
@@ -133,7 +133,12 @@ fn memory_operand_address(guest: &impl GuestState, m: &MemoryOperand) -> u64 {
 
 /// The CR4 bits this guest's CPUID offers.
 fn cr4_valid_bits(env: &impl VcpuEnv) -> u64 {
-    let who = env.identity();
-    let leaf = |n| guest_cpuid(n, 0, env.host_cpuid(n, 0), who);
+    guest_cr4_valid_bits(|leaf| env.host_cpuid(leaf, 0), env.identity())
+}
+
+/// The CR4 bits the CPUID of guest `who` offers on a host whose CPUID
+/// leaves (subleaf 0) `host_cpuid` reads.
+pub fn guest_cr4_valid_bits(host_cpuid: impl Fn(u32) -> CpuidResult, who: GuestIdentity) -> u64 {
+    let leaf = |n| guest_cpuid(n, 0, host_cpuid(n), who);
     cr::cr4_guest_valid_bits(leaf(1), leaf(7))
 }

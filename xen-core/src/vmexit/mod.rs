@@ -7,7 +7,7 @@
 
 pub mod cpuid;
 pub mod cr;
-mod cr_write;
+pub mod cr_write;
 mod dispatch;
 pub mod event;
 mod exit;

@@ -31,6 +31,7 @@ use crate::pci::vpci::Vpci;
 use crate::sched::{self, Decision, RoundRobin, Scheduler, VcpuRef};
 use crate::time::{pvclock, Clock};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
+use crate::vmexit::cr_write::guest_cr4_valid_bits;
 use crate::vmexit::io::IoPortPolicy;
 use crate::vmexit::{code_name, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv, VmExit};
 
@@ -186,7 +187,7 @@ impl Machine {
             entry.name,
             entry.memory_mib,
             start.rip,
-            start.rbx
+            start.gprs.rbx
         );
         Ok(())
     }
@@ -215,13 +216,14 @@ impl Machine {
         log::info!("pci: {bars} BARs ({pages} pages) mapped 1:1 uncached into dom0");
     }
 
-    /// Gives vCPU `v` a fresh VMCB from its entry state (boot, or
-    /// SET_VCPU_CONTEXT from the toolstack), replacing any earlier one.
+    /// Gives vCPU `v` a fresh VMCB from the new register state it was
+    /// given (boot, SET_VCPU_CONTEXT, VCPUOP_initialise, a STARTUP IPI),
+    /// replacing any earlier one; nothing if it has none.
     fn start_vcpu(&mut self, v: VcpuRef) -> Result<(), svm::SvmError> {
-        let Some(domain) = self.domains.get(v.domid) else {
+        let Some(domain) = self.domains.get_mut(v.domid) else {
             return Ok(());
         };
-        let Some(vcpu) = domain.vcpu(v.vcpu_id) else {
+        let Some(entry) = domain.vcpu_take_new_context(v.vcpu_id) else {
             return Ok(());
         };
         let io = if domain.privilege().is_some() {
@@ -229,7 +231,7 @@ impl Machine {
         } else {
             IoPortPolicy::None
         };
-        let svm = SvmVcpu::new(vcpu.entry(), domain.p2m().root(), io)?;
+        let svm = SvmVcpu::new(&entry, domain.p2m().root(), io)?;
         let slot = VcpuSlot {
             svm,
             p2m_generation: domain.p2m_generation(),
@@ -344,10 +346,28 @@ impl Machine {
             && !ioapic::any_pending()
     }
 
-    /// One stretch of `v` in guest mode: its TLB flushed if its p2m lost
-    /// an entry, its pending upcall set, then VMRUN until an exit that
-    /// needs the caller. `None` if `v` is gone.
+    /// Loads the new register state `v` was given, if any, into a fresh
+    /// VMCB; the domain crashes (false) if there is no memory for one.
+    fn load_new_context(&mut self, v: VcpuRef) -> bool {
+        let Err(e) = self.start_vcpu(v) else {
+            return true;
+        };
+        let (domid, vcpu_id) = (v.domid, v.vcpu_id);
+        log::error!("d{domid}v{vcpu_id}: cannot start: {e:?}");
+        if let Some(d) = self.domains.get_mut(domid) {
+            d.crash(crate::domain::CrashReason::InvalidGuestState);
+        }
+        false
+    }
+
+    /// One stretch of `v` in guest mode: its new register state loaded
+    /// if it has one (VCPUOP_initialise, a STARTUP IPI), its TLB flushed
+    /// if its p2m lost an entry, its pending upcall set, then VMRUN until
+    /// an exit that needs the caller. `None` if `v` is gone.
     fn enter_vcpu(&mut self, v: VcpuRef) -> Option<ExitAction> {
+        if !self.load_new_context(v) {
+            return None;
+        }
         let (Some(domain), Some(slot)) = (self.domains.get_mut(v.domid), self.vcpus.get_mut(&v))
         else {
             return None;
@@ -392,7 +412,21 @@ impl Machine {
                 }
             }
             ExitAction::Crash(reason) => {
-                log::error!("d{} \"{}\" crashed: {reason}", v.domid, env.domain.name());
+                let rip = self.vcpus.get_mut(&v).map_or(0, |s| s.svm.guest().rip());
+                let Some(domain) = self.domains.get_mut(v.domid) else {
+                    return;
+                };
+                let env = ExitEnv {
+                    domain,
+                    phys: &mut self.phys,
+                    vcpu_id: v.vcpu_id,
+                };
+                log::error!(
+                    "d{} \"{}\" crashed: {reason} (vCPU {}, RIP {rip:#x})",
+                    v.domid,
+                    env.domain.name(),
+                    v.vcpu_id
+                );
                 env.domain.crash(reason);
                 event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
                 self.domain_stopped(v.domid);
@@ -449,12 +483,7 @@ impl Machine {
                 self.vcpus.retain(|r, _| r.domid != domid);
             }
             HypercallOutcome::VcpuStarted { domid, vcpu_id } => {
-                if let Err(e) = self.start_vcpu(VcpuRef { domid, vcpu_id }) {
-                    log::error!("d{domid}v{vcpu_id}: cannot start: {e:?}");
-                    if let Some(d) = self.domains.get_mut(domid) {
-                        d.crash(crate::domain::CrashReason::InvalidGuestState);
-                    }
-                }
+                self.load_new_context(VcpuRef { domid, vcpu_id });
             }
             HypercallOutcome::Yield => self.sched.yield_current(),
             HypercallOutcome::Shutdown(reason) => {
@@ -662,9 +691,16 @@ impl HypercallEnv for ConsoleEnv<'_> {
     }
 
     fn host(&self) -> HostFacts {
+        // dom0's vCPU 0 stands for every guest: leaves 1 and 7 differ
+        // only in the APIC id.
+        let who = GuestIdentity {
+            domid: DOM0,
+            vcpu_id: 0,
+        };
         HostFacts {
             nr_pcpus: 1,
             total_frames: self.total_frames,
+            guest_cr4_valid: guest_cr4_valid_bits(|leaf| svm::host_cpuid(leaf, 0), who),
         }
     }
 

@@ -46,6 +46,7 @@ impl HypercallEnv for Env {
         HostFacts {
             nr_pcpus: 1,
             total_frames: FRAMES,
+            guest_cr4_valid: crate::hypercall::sim::GUEST_CR4_VALID,
         }
     }
     fn read_log(&self, _: u64, _: &mut [u8]) -> (usize, u64) {

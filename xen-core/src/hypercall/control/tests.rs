@@ -821,7 +821,10 @@ fn set_vcpu_context_starts_a_pvh_vcpu() {
     );
     let v = w.domain(id).vcpu(0).unwrap();
     assert_eq!(v.run_state(), VcpuRunState::Runnable);
-    assert_eq!(*v.entry(), VcpuEntryState::pvh(0x10_0000, 0x8000));
+    assert_eq!(
+        v.pending_context(),
+        Some(&VcpuEntryState::pvh(0x10_0000, 0x8000))
+    );
     // Accessed and busy bits come from Xen's rules; NXE and CR4 bits pass.
     let mut regs = pvh_regs(0x2000, 0);
     regs.cs_ar = 0xc9a;
@@ -849,7 +852,7 @@ fn set_vcpu_context_starts_a_pvh_vcpu() {
         ),
         0
     );
-    let entry = *w.domain(id2).vcpu(0).unwrap().entry();
+    let entry = *w.domain(id2).vcpu(0).unwrap().pending_context().unwrap();
     assert_eq!((entry.cs.attrib, entry.tr.attrib), (0xc9b, 0x8b));
     assert_eq!(
         (entry.efer, entry.cr4, entry.rflags),

@@ -29,6 +29,7 @@ use abi::control::{SetVcpuContextRequest, VcpuHvmX86_32};
 use abi::xen::errno::Errno;
 
 use super::Dom0;
+use crate::domain::hvm_context::{check_segment, SegKind};
 use crate::domain::vcpu::{SegmentState, VcpuEntryState, VcpuRunState};
 use crate::domain::DomainState;
 use crate::hypercall::{Ctx, HypercallEnv, HypercallOutcome};
@@ -51,28 +52,13 @@ const EFLAGS_FIXED: u32 = 1 << 1;
 const EFLAGS_RESERVED: u32 = (1 << 3) | (1 << 5) | (1 << 15) | 0xffc0_0000;
 const EFLAGS_VM: u32 = 1 << 17;
 
-/// Segment attribute bits (VMCB layout, AMD APM vol 2 §15.5.1).
+/// Segment attribute bits (VMCB layout, AMD APM vol. 2 §15.5.1).
 const AR_TYPE_ACCESSED: u16 = 1 << 0;
-const AR_TYPE_WRITABLE_READABLE: u16 = 1 << 1;
-const AR_TYPE_CODE: u16 = 1 << 3;
-const AR_TYPE_MASK: u16 = 0xf;
-const AR_S: u16 = 1 << 4;
 const AR_DPL_MASK: u16 = 3 << 5;
 const AR_P: u16 = 1 << 7;
 const AR_L: u16 = 1 << 9;
 const AR_DB: u16 = 1 << 10;
-const AR_RESERVED: u16 = 0xf000;
-const TYPE_TSS32_BUSY: u16 = 0xb;
 const TSS_BUSY: u16 = 1 << 1;
-
-/// The kinds of segment Xen's `check_segment` tells apart.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Seg {
-    Code,
-    Stack,
-    Data,
-    Task,
-}
 
 pub(super) fn set<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
@@ -104,11 +90,11 @@ fn entry_state(r: &VcpuHvmX86_32) -> Result<VcpuEntryState, Errno> {
         return Err(Errno::EINVAL);
     }
     check_control(r)?;
-    let cs = segment(Seg::Code, r.cs_ar, r.cs_base, r.cs_limit)?;
-    let ss = segment(Seg::Stack, r.ss_ar, r.ss_base, r.ss_limit)?;
-    let ds = segment(Seg::Data, r.ds_ar, r.ds_base, r.ds_limit)?;
-    let es = segment(Seg::Data, r.es_ar, r.es_base, r.es_limit)?;
-    let tr = segment(Seg::Task, r.tr_ar, r.tr_base, r.tr_limit)?;
+    let cs = segment(SegKind::Code, r.cs_ar, r.cs_base, r.cs_limit)?;
+    let ss = segment(SegKind::Stack, r.ss_ar, r.ss_base, r.ss_limit)?;
+    let ds = segment(SegKind::Data, r.ds_ar, r.ds_base, r.ds_limit)?;
+    let es = segment(SegKind::Data, r.es_ar, r.es_base, r.es_limit)?;
+    let tr = segment(SegKind::Task, r.tr_ar, r.tr_base, r.tr_limit)?;
     if cs.attrib & (AR_DB | AR_L) != AR_DB || ds != ss || es != ss {
         return Err(Errno::EINVAL);
     }
@@ -123,7 +109,9 @@ fn entry_state(r: &VcpuHvmX86_32) -> Result<VcpuEntryState, Errno> {
         cr4: r.cr4.into(),
         efer: r.efer,
         cs: with_selector(cs, pvh.cs),
-        data: with_selector(ss, pvh.data),
+        ds: with_selector(ss, pvh.ds),
+        es: with_selector(ss, pvh.es),
+        ss: with_selector(ss, pvh.ss),
         tr: with_selector(tr, pvh.tr),
         ..pvh
     })
@@ -146,26 +134,18 @@ fn check_control(r: &VcpuHvmX86_32) -> Result<(), Errno> {
 }
 
 /// One segment, checked as Xen's `check_segment` and for PVH flatness.
-fn segment(kind: Seg, attrib: u16, base: u32, limit: u32) -> Result<SegmentState, Errno> {
+fn segment(kind: SegKind, attrib: u16, base: u32, limit: u32) -> Result<SegmentState, Errno> {
     let mut ar = attrib;
     if ar & AR_P != 0 {
-        ar |= if kind == Seg::Task {
+        ar |= if kind == SegKind::Task {
             TSS_BUSY
         } else {
             AR_TYPE_ACCESSED
         };
     }
-    let ty = ar & AR_TYPE_MASK;
-    let code = ty & AR_TYPE_CODE != 0;
-    let rw = ty & AR_TYPE_WRITABLE_READABLE != 0;
-    let type_ok = match kind {
-        Seg::Task => ar & AR_S == 0 && ty == TYPE_TSS32_BUSY,
-        Seg::Code => ar & AR_S != 0 && code,
-        Seg::Stack => ar & AR_S != 0 && !code && rw,
-        Seg::Data => ar & AR_S != 0 && (!code || rw),
-    };
-    let flat = kind == Seg::Task || (base == 0 && limit == u32::MAX && ar & AR_DPL_MASK == 0);
-    if ar & AR_RESERVED != 0 || ar & AR_P == 0 || !type_ok || !flat {
+    check_segment(kind, ar)?;
+    let flat = kind == SegKind::Task || (base == 0 && limit == u32::MAX && ar & AR_DPL_MASK == 0);
+    if ar & AR_P == 0 || !flat {
         return Err(Errno::EINVAL);
     }
     Ok(SegmentState {

@@ -24,6 +24,8 @@ use crate::vmexit::{code_name, handle_exit, ExitAction, VcpuEnv, VmExit};
 const GUEST_ASID: u32 = 1;
 /// PAT at reset (APM vol. 2, §7.8.2): WB, WT, UC-, UC, repeated.
 const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
+/// GDTR and IDTR limit at reset (APM vol. 2, §14.1.3).
+const RESET_DESCRIPTOR_TABLE_LIMIT: u32 = 0xffff;
 /// DR6 and DR7 at reset.
 const DR6_RESET: u64 = 0xffff_0ff0;
 const DR7_RESET: u64 = 0x400;
@@ -59,7 +61,12 @@ impl SvmVcpu {
             vmcb,
             ext,
             regs: GuestRegs {
-                rbx: entry.rbx,
+                rbx: entry.gprs.rbx,
+                rcx: entry.gprs.rcx,
+                rdx: entry.gprs.rdx,
+                rsi: entry.gprs.rsi,
+                rdi: entry.gprs.rdi,
+                rbp: entry.gprs.rbp,
                 ..GuestRegs::default()
             },
             flush_pending: true,
@@ -271,19 +278,29 @@ fn load_entry_state(vmcb: &mut Vmcb, entry: &VcpuEntryState) {
     };
     let s = &mut vmcb.save;
     s.cs = segment(&entry.cs);
-    for seg in [&mut s.ds, &mut s.es, &mut s.ss, &mut s.fs, &mut s.gs] {
-        *seg = segment(&entry.data);
-    }
+    s.ds = segment(&entry.ds);
+    s.es = segment(&entry.es);
+    s.ss = segment(&entry.ss);
+    s.fs = segment(&entry.ds);
+    s.gs = segment(&entry.ds);
     s.tr = segment(&entry.tr);
-    s.cpl = 0;
+    // Reset: GDTR and IDTR at 0 with a 64 KiB limit (real mode's IVT).
+    s.gdtr = VmcbSegment {
+        limit: RESET_DESCRIPTOR_TABLE_LIMIT,
+        ..VmcbSegment::default()
+    };
+    s.idtr = s.gdtr;
+    // CPL is SS.DPL (0 for every state VCPUOP_initialise accepts from a
+    // kernel; a guest asking for ring 3 gets it).
+    s.cpl = u8::try_from((entry.ss.attrib >> 5) & 3).unwrap_or(0);
     s.efer = entry.efer | efer::SVME;
     s.cr0 = entry.cr0;
-    s.cr3 = 0;
+    s.cr3 = entry.cr3;
     s.cr4 = entry.cr4;
     s.rflags = entry.rflags;
     s.rip = entry.rip;
-    s.rsp = 0;
-    s.rax = 0;
+    s.rsp = entry.gprs.rsp;
+    s.rax = entry.gprs.rax;
     s.dr6 = DR6_RESET;
     s.dr7 = DR7_RESET;
     s.g_pat = DEFAULT_PAT;
