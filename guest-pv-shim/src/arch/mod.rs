@@ -14,6 +14,7 @@ pub mod foreign;
 pub mod fpu;
 pub mod gnttab;
 pub mod hypercall;
+pub mod lapic;
 pub mod phys;
 pub mod physdev;
 pub mod probe;

@@ -13,8 +13,11 @@
 //! Sources: AMD64 APM vol. 2, chapter 16; Intel SDM vol. 3, chapter 11
 //! (x2APIC, TSC-deadline mode).
 
+mod deliver;
 pub mod regs;
 mod timer;
+
+pub use deliver::{deliver_ipi, IpiOutcome};
 
 #[cfg(test)]
 mod tests;
@@ -86,6 +89,13 @@ pub struct Vlapic {
     /// Errors since the last ESR write (Xen's `hw.pending_esr`).
     pending_esr: u32,
     timer: Timer,
+}
+
+impl Default for Vlapic {
+    /// vCPU 0's APIC after reset.
+    fn default() -> Self {
+        Self::new(0)
+    }
 }
 
 impl Vlapic {
@@ -261,7 +271,7 @@ impl Vlapic {
 
     /// An xAPIC MMIO store (Xen's `vlapic_mmio_write`): partial writes
     /// inside a register are merged with its value; others are dropped.
-    pub fn mmio_write(&mut self, offset: u32, len: u8, value: u32, now: Now) -> Option<Ipi> {
+    pub fn mmio_write(&mut self, offset: u32, len: u8, value: u32, now_ns: u64) -> Option<Ipi> {
         let align = offset & 0xf;
         let offset = offset & !0xf;
         if align + u32::from(len) > 4 || offset > TDCR {
@@ -270,11 +280,11 @@ impl Vlapic {
         let value = if len < 4 {
             let shift = align * 8;
             let mask = if len == 1 { 0xffu32 } else { 0xffff } << shift;
-            (self.read_aligned(offset, now.ns) & !mask) | ((value << shift) & mask)
+            (self.read_aligned(offset, now_ns) & !mask) | ((value << shift) & mask)
         } else {
             value
         };
-        self.reg_write(offset, value, now)
+        self.reg_write(offset, value, now_ns)
     }
 
     /// RDMSR of x2APIC MSR `msr` (Xen's `guest_rdmsr_x2apic`).
@@ -297,7 +307,7 @@ impl Vlapic {
         &mut self,
         msr: u32,
         value: u64,
-        now: Now,
+        now_ns: u64,
     ) -> Result<Option<Ipi>, ApicFault> {
         if !self.x2apic_mode() {
             return Err(ApicFault::NotAccessible);
@@ -328,18 +338,18 @@ impl Vlapic {
         Ok(match offset {
             ICR => {
                 self.set(ICR2, (value >> 32) as u32);
-                self.reg_write(ICR, low, now)
+                self.reg_write(ICR, low, now_ns)
             }
-            SELF_IPI => self.reg_write(ICR, DEST_SELF | low, now),
+            SELF_IPI => self.reg_write(ICR, DEST_SELF | low, now_ns),
             // CMCI is accepted and ignored, as Xen's vlapic_reg_write.
             CMCI => None,
-            _ => self.reg_write(offset, low, now),
+            _ => self.reg_write(offset, low, now_ns),
         })
     }
 
     /// A register write after access checks (Xen's `vlapic_reg_write`).
     /// Returns the IPI an ICR write issued.
-    fn reg_write(&mut self, offset: u32, value: u32, now: Now) -> Option<Ipi> {
+    fn reg_write(&mut self, offset: u32, value: u32, now_ns: u64) -> Option<Ipi> {
         match offset {
             // The xAPIC ID is writable in Xen; read-only in x2APIC mode.
             ID if !self.x2apic_mode() => self.set(ID, value),
@@ -362,7 +372,7 @@ impl Vlapic {
                 }
                 let period = self.period_ns(self.get(TMICT));
                 self.timer
-                    .mode_changed(value & TIMER_MODE_MASK, period, now.ns);
+                    .mode_changed(value & TIMER_MODE_MASK, period, now_ns);
                 self.write_lvt(LVTT, value);
             }
             LVTTHMR | LVTPC | LVT0 | LVT1 | LVTERR => self.write_lvt(offset, value),
@@ -370,14 +380,14 @@ impl Vlapic {
                 self.set(TMICT, value);
                 let period = self.period_ns(value);
                 self.timer
-                    .start(period, self.lvtt_mode() == TIMER_PERIODIC, now.ns);
+                    .start(period, self.lvtt_mode() == TIMER_PERIODIC, now_ns);
             }
             TDCR => {
                 let old = self.divisor();
                 self.set(TDCR, value & TDCR_DIV_MASK);
                 let new = self.divisor();
                 if self.counting_mode() {
-                    self.timer.rescale(old, new, now.ns);
+                    self.timer.rescale(old, new, now_ns);
                 }
             }
             _ => {}

@@ -16,7 +16,7 @@ fn at(ns: u64) -> Now {
 /// An APIC software-enabled through SPIV, as a guest's first step.
 fn enabled(vcpu: u32) -> Vlapic {
     let mut v = Vlapic::new(vcpu);
-    v.mmio_write(SPIV, 4, SPIV_ENABLED | 0xff, at(0));
+    v.mmio_write(SPIV, 4, SPIV_ENABLED | 0xff, 0);
     v
 }
 
@@ -96,8 +96,7 @@ fn x2apic_id_ldr_and_icr_as_one_msr() {
     let mut v = x2apic(3);
     assert_eq!(v.x2apic_read(msr(ID), 0), Ok(6));
     assert_eq!(v.x2apic_read(msr(LDR), 0), Ok(1 << 6));
-    v.x2apic_write(msr(ICR), (7u64 << 32) | 0x4030, at(0))
-        .unwrap();
+    v.x2apic_write(msr(ICR), (7u64 << 32) | 0x4030, 0).unwrap();
     assert_eq!(v.x2apic_read(msr(ICR), 0), Ok((7u64 << 32) | 0x4030));
 }
 
@@ -105,20 +104,17 @@ fn x2apic_id_ldr_and_icr_as_one_msr() {
 fn x2apic_reserved_and_read_only_msrs_are_gp() {
     let mut v = x2apic(0);
     let gp = |r: Result<Option<Ipi>, ApicFault>| r.is_err();
-    assert!(gp(v.x2apic_write(msr(TASKPRI), 0x100, at(0))));
-    assert!(gp(v.x2apic_write(msr(ID), 0, at(0))), "ID is read-only");
-    assert!(gp(v.x2apic_write(msr(LVR), 0, at(0))));
-    assert!(gp(v.x2apic_write(msr(PROCPRI), 0, at(0))));
-    assert!(gp(v.x2apic_write(msr(LDR), 0, at(0))));
-    assert!(gp(v.x2apic_write(msr(EOI), 1, at(0))), "EOI takes 0 only");
-    assert!(gp(v.x2apic_write(msr(SELF_IPI), 0x100, at(0))));
-    assert!(gp(v.x2apic_write(msr(LVTT), 1 << 19, at(0))));
-    assert!(gp(v.x2apic_write(msr(TDCR), 4, at(0))));
-    assert!(
-        gp(v.x2apic_write(msr(ICR), 1 << 12, at(0))),
-        "delivery status"
-    );
-    assert!(gp(v.x2apic_write(0x8ff, 0, at(0))));
+    assert!(gp(v.x2apic_write(msr(TASKPRI), 0x100, 0)));
+    assert!(gp(v.x2apic_write(msr(ID), 0, 0)), "ID is read-only");
+    assert!(gp(v.x2apic_write(msr(LVR), 0, 0)));
+    assert!(gp(v.x2apic_write(msr(PROCPRI), 0, 0)));
+    assert!(gp(v.x2apic_write(msr(LDR), 0, 0)));
+    assert!(gp(v.x2apic_write(msr(EOI), 1, 0)), "EOI takes 0 only");
+    assert!(gp(v.x2apic_write(msr(SELF_IPI), 0x100, 0)));
+    assert!(gp(v.x2apic_write(msr(LVTT), 1 << 19, 0)));
+    assert!(gp(v.x2apic_write(msr(TDCR), 4, 0)));
+    assert!(gp(v.x2apic_write(msr(ICR), 1 << 12, 0)), "delivery status");
+    assert!(gp(v.x2apic_write(0x8ff, 0, 0)));
     assert!(v.x2apic_read(msr(EOI), 0).is_err(), "EOI is write-only");
     assert!(v.x2apic_read(msr(SELF_IPI), 0).is_err());
     assert!(v.x2apic_read(msr(DFR), 0).is_err(), "no DFR in x2APIC mode");
@@ -132,7 +128,7 @@ fn x2apic_reserved_and_read_only_msrs_are_gp() {
 #[test]
 fn self_ipi_is_an_icr_to_self() {
     let mut v = x2apic(0);
-    let ipi = v.x2apic_write(msr(SELF_IPI), 0x41, at(0)).unwrap().unwrap();
+    let ipi = v.x2apic_write(msr(SELF_IPI), 0x41, 0).unwrap().unwrap();
     assert_eq!(ipi.vector(), 0x41);
     assert!(v.matches(&ipi, true));
     assert!(!Vlapic::new(1).matches(&ipi, false));
@@ -141,10 +137,10 @@ fn self_ipi_is_an_icr_to_self() {
 #[test]
 fn illegal_fixed_vector_sets_esr_not_ipi() {
     let mut v = enabled(0);
-    assert_eq!(v.mmio_write(ICR, 4, DEST_SELF | 5, at(0)), None);
-    v.mmio_write(ESR, 4, 0, at(0));
+    assert_eq!(v.mmio_write(ICR, 4, DEST_SELF | 5, 0), None);
+    v.mmio_write(ESR, 4, 0, 0);
     assert_eq!(v.mmio_read(ESR, 4, 0), ESR_SENDILL);
-    v.mmio_write(ESR, 4, 0, at(0));
+    v.mmio_write(ESR, 4, 0, 0);
     assert_eq!(v.mmio_read(ESR, 4, 0), 0, "ESR write latches and clears");
 }
 
@@ -158,7 +154,7 @@ fn xapic_destinations() {
     assert!(v.matches(&ipi(DEST_ALLBUT | 0x30, 0), false));
     assert!(!v.matches(&ipi(DEST_ALLBUT | 0x30, 0), true));
     let mut l = enabled(2);
-    l.mmio_write(LDR, 4, 0x0200_0000, at(0));
+    l.mmio_write(LDR, 4, 0x0200_0000, 0);
     assert!(l.matches(&ipi(DEST_LOGICAL | 0x30, 0x02), false));
     assert!(!l.matches(&ipi(DEST_LOGICAL | 0x30, 0x01), false));
 }
@@ -166,13 +162,13 @@ fn xapic_destinations() {
 #[test]
 fn mmio_partial_and_out_of_range_accesses() {
     let mut v = enabled(0);
-    v.mmio_write(TASKPRI + 1, 1, 0x55, at(0));
+    v.mmio_write(TASKPRI + 1, 1, 0x55, 0);
     assert_eq!(
         v.mmio_read(TASKPRI, 4, 0),
         0,
         "bits above TPR's 8 are dropped"
     );
-    v.mmio_write(TASKPRI, 1, 0x5a, at(0));
+    v.mmio_write(TASKPRI, 1, 0x5a, 0);
     assert_eq!(v.mmio_read(TASKPRI, 2, 0), 0x5a);
     assert_eq!(v.mmio_read(TASKPRI + 2, 4, 0), 0, "crosses the register");
     assert_eq!(v.mmio_read(0xff0, 4, 0), 0);
@@ -182,29 +178,29 @@ fn mmio_partial_and_out_of_range_accesses() {
 #[test]
 fn sw_disable_masks_lvts() {
     let mut v = enabled(0);
-    v.mmio_write(LVTT, 4, 0x30, at(0));
+    v.mmio_write(LVTT, 4, 0x30, 0);
     assert_eq!(v.mmio_read(LVTT, 4, 0), 0x30);
-    v.mmio_write(SPIV, 4, 0xff, at(0));
+    v.mmio_write(SPIV, 4, 0xff, 0);
     assert_eq!(v.mmio_read(LVTT, 4, 0), LVT_MASKED | 0x30);
-    v.mmio_write(LVTT, 4, 0x30, at(0));
+    v.mmio_write(LVTT, 4, 0x30, 0);
     assert_eq!(v.mmio_read(LVTT, 4, 0), LVT_MASKED | 0x30, "stays masked");
 }
 
 #[test]
 fn lvt_reserved_bits_are_dropped_on_mmio() {
     let mut v = enabled(0);
-    v.mmio_write(LVTERR, 4, u32::MAX, at(0));
+    v.mmio_write(LVTERR, 4, u32::MAX, 0);
     assert_eq!(v.mmio_read(LVTERR, 4, 0), LVT_MASK);
-    v.mmio_write(LVT0, 4, u32::MAX, at(0));
+    v.mmio_write(LVT0, 4, u32::MAX, 0);
     assert_eq!(v.mmio_read(LVT0, 4, 0), LINT_MASK);
 }
 
 #[test]
 fn one_shot_timer_fires_once_and_counts_down() {
     let mut v = enabled(0);
-    v.mmio_write(TDCR, 4, 0xb, at(0)); // divide by 1
-    v.mmio_write(LVTT, 4, 0x30, at(0));
-    v.mmio_write(TMICT, 4, 1000, at(100));
+    v.mmio_write(TDCR, 4, 0xb, 0); // divide by 1
+    v.mmio_write(LVTT, 4, 0x30, 0);
+    v.mmio_write(TMICT, 4, 1000, 100);
     assert_eq!(v.timer_deadline_ns(), Some(1100));
     assert_eq!(v.mmio_read(TMCCT, 4, 600), 500);
     assert!(!v.expire_timer(1099));
@@ -217,20 +213,20 @@ fn one_shot_timer_fires_once_and_counts_down() {
 #[test]
 fn divisor_scales_the_count() {
     let mut v = enabled(0);
-    v.mmio_write(TDCR, 4, 0x3, at(0)); // divide by 16
-    v.mmio_write(LVTT, 4, 0x30, at(0));
-    v.mmio_write(TMICT, 4, 1000, at(0));
+    v.mmio_write(TDCR, 4, 0x3, 0); // divide by 16
+    v.mmio_write(LVTT, 4, 0x30, 0);
+    v.mmio_write(TMICT, 4, 1000, 0);
     assert_eq!(v.timer_deadline_ns(), Some(16_000));
-    v.mmio_write(TDCR, 4, 0x0, at(8_000)); // divide by 2: 8000 ns left → 1000
+    v.mmio_write(TDCR, 4, 0x0, 8_000); // divide by 2: 8000 ns left → 1000
     assert_eq!(v.timer_deadline_ns(), Some(9_000));
 }
 
 #[test]
 fn periodic_timer_rearms_with_floor() {
     let mut v = enabled(0);
-    v.mmio_write(TDCR, 4, 0xb, at(0));
-    v.mmio_write(LVTT, 4, TIMER_PERIODIC | 0x31, at(0));
-    v.mmio_write(TMICT, 4, 10, at(0));
+    v.mmio_write(TDCR, 4, 0xb, 0);
+    v.mmio_write(LVTT, 4, TIMER_PERIODIC | 0x31, 0);
+    v.mmio_write(TMICT, 4, 10, 0);
     assert_eq!(v.timer_deadline_ns(), Some(10));
     assert!(v.expire_timer(10));
     assert_eq!(v.timer_deadline_ns(), Some(10 + MIN_PERIOD_NS));
@@ -242,8 +238,8 @@ fn periodic_timer_rearms_with_floor() {
 #[test]
 fn masked_timer_counts_but_does_not_interrupt() {
     let mut v = enabled(0);
-    v.mmio_write(LVTT, 4, LVT_MASKED | 0x30, at(0));
-    v.mmio_write(TMICT, 4, 10, at(0));
+    v.mmio_write(LVTT, 4, LVT_MASKED | 0x30, 0);
+    v.mmio_write(TMICT, 4, 10, 0);
     assert!(!v.expire_timer(1_000));
     assert_eq!(v.pending_vector(), None);
 }
@@ -253,9 +249,9 @@ fn tsc_deadline_mode() {
     let mut v = enabled(0);
     v.set_tsc_deadline(5_000, at(0));
     assert_eq!(v.timer_deadline_ns(), None, "ignored outside TDT mode");
-    v.mmio_write(LVTT, 4, TIMER_TSC_DEADLINE | 0x32, at(0));
+    v.mmio_write(LVTT, 4, TIMER_TSC_DEADLINE | 0x32, 0);
     assert_eq!(v.mmio_read(TMICT, 4, 0), 0);
-    v.mmio_write(TMICT, 4, 100, at(0));
+    v.mmio_write(TMICT, 4, 100, 0);
     assert_eq!(v.timer_deadline_ns(), None, "TMICT is ignored in TDT mode");
     // guest TSC = 2 * ns at 2 GHz: TSC 5000 is 2500 ns away from ns 0.
     v.set_tsc_deadline(5_000, at(0));
@@ -271,15 +267,15 @@ fn tsc_deadline_mode() {
     assert_eq!(v.timer_deadline_ns(), None);
     // Leaving TDT mode disarms.
     v.set_tsc_deadline(1_000_000, at(0));
-    v.mmio_write(LVTT, 4, 0x32, at(10));
+    v.mmio_write(LVTT, 4, 0x32, 10);
     assert_eq!(v.timer_deadline_ns(), None);
 }
 
 #[test]
 fn hw_disable_stops_the_timer_and_reenable_resets() {
     let mut v = enabled(0);
-    v.mmio_write(LVTT, 4, 0x30, at(0));
-    v.mmio_write(TMICT, 4, 10, at(0));
+    v.mmio_write(LVTT, 4, 0x30, 0);
+    v.mmio_write(TMICT, 4, 10, 0);
     v.set_irq(0x40, false);
     v.write_apic_base(DEFAULT_PHYS_BASE, true).unwrap();
     assert_eq!(v.timer_deadline_ns(), None);
@@ -293,7 +289,7 @@ fn hw_disable_stops_the_timer_and_reenable_resets() {
 fn tpr_and_isr_gate_delivery() {
     let mut v = enabled(0);
     v.set_irq(0x45, false);
-    v.mmio_write(TASKPRI, 4, 0x50, at(0));
+    v.mmio_write(TASKPRI, 4, 0x50, 0);
     assert_eq!(v.pending_vector(), None);
     v.set_cr8(0x3);
     assert_eq!(v.tpr(), 0x30);
@@ -302,7 +298,7 @@ fn tpr_and_isr_gate_delivery() {
     v.set_irq(0x46, false);
     assert_eq!(v.pending_vector(), None, "same class as in-service");
     assert_eq!(v.ppr(), 0x40);
-    v.mmio_write(EOI, 4, 0, at(0));
+    v.mmio_write(EOI, 4, 0, 0);
     assert_eq!(v.pending_vector(), Some(0x46));
 }
 
@@ -318,7 +314,7 @@ fn illegal_received_vector_sets_recvill() {
     let mut v = enabled(0);
     v.set_irq(3, false);
     assert!(!v.irr_pending());
-    v.mmio_write(ESR, 4, 0, at(0));
+    v.mmio_write(ESR, 4, 0, 0);
     assert_eq!(v.mmio_read(ESR, 4, 0), ESR_RECVILL);
 }
 
@@ -382,11 +378,11 @@ proptest! {
                     }
                 }
                 Op::Eoi => {
-                    v.mmio_write(EOI, 4, 0, at(0));
+                    v.mmio_write(EOI, 4, 0, 0);
                     let top = m.isr.iter().next_back().copied();
                     if let Some(top) = top { m.isr.remove(&top); }
                 }
-                Op::Tpr(t) => { v.mmio_write(TASKPRI, 4, t.into(), at(0)); tpr = t; }
+                Op::Tpr(t) => { v.mmio_write(TASKPRI, 4, t.into(), 0); tpr = t; }
             }
             prop_assert_eq!(v.pending_vector(), m.pending(tpr));
         }
@@ -398,11 +394,11 @@ proptest! {
     fn hostile_writes_never_panic(offset in 0u32..0x1000, len in prop_oneof![Just(1u8), Just(2), Just(4)],
                                   value: u32, msr_index in 0x800u32..=0x8ff, wide: u64) {
         let mut v = enabled(0);
-        let _ = v.mmio_write(offset, len, value, at(1));
+        let _ = v.mmio_write(offset, len, value, 1);
         let _ = v.mmio_read(offset, len, 2);
         prop_assert!(v.x2apic_read(msr_index, 3).is_err());
         let mut x = x2apic(0);
-        let _ = x.x2apic_write(msr_index, wide, at(4));
+        let _ = x.x2apic_write(msr_index, wide, 4);
         let _ = x.x2apic_read(msr_index, 5);
         let _ = x.timer_deadline_ns();
     }
