@@ -477,7 +477,8 @@ impl Vlapic {
     fn highest(&self, base: u32) -> Option<u8> {
         (0..8u32).rev().find_map(|i| {
             let word = self.get(base + 0x10 * i);
-            (word != 0).then(|| (i * 32 + 31 - word.leading_zeros()) as u8)
+            // i < 8, so the vector is below 256.
+            (word != 0).then(|| u8::try_from(i * 32 + 31 - word.leading_zeros()).unwrap_or(u8::MAX))
         })
     }
 

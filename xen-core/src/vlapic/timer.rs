@@ -91,7 +91,10 @@ impl Timer {
         let Some(left) = self.remaining(now_ns) else {
             return;
         };
-        let scale = |ns: u64| (u128::from(ns) * u128::from(new) / u128::from(old.max(1))) as u64;
+        let scale = |ns: u64| {
+            let scaled = u128::from(ns) * u128::from(new) / u128::from(old.max(1));
+            u64::try_from(scaled).unwrap_or(u64::MAX)
+        };
         let periodic = self.period != 0;
         self.arm(scale(left).max(1), scale(self.period), periodic, now_ns);
     }
@@ -106,7 +109,8 @@ impl Timer {
         if self.period != 0 && tmict != 0 {
             passed %= u64::from(tmict);
         }
-        u64::from(tmict).saturating_sub(passed) as u32
+        // passed < tmict here or the result is 0: it fits.
+        u32::try_from(u64::from(tmict).saturating_sub(passed)).unwrap_or(0)
     }
 
     /// An IA32_TSC_DEADLINE write (Xen's `vlapic_tdt_msr_set`): a future
@@ -139,8 +143,8 @@ impl Timer {
     pub fn expire(&mut self, now_ns: u64) -> bool {
         match self.deadline {
             Some(d) if d <= now_ns => {
-                if self.period != 0 {
-                    let missed = (now_ns - d) / self.period + 1;
+                if let Some(missed) = (now_ns - d).checked_div(self.period) {
+                    let missed = missed + 1;
                     let next = d.saturating_add(missed.saturating_mul(self.period));
                     self.deadline = Some(next);
                     self.since = Some(next - self.period);
