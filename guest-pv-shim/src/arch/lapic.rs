@@ -113,7 +113,8 @@ fn write_mmio(offset: u32, value: u32) -> Result<(), Exception> {
 /// An xAPIC register read through MMIO.
 pub fn read(offset: u32) -> Result<u32, Exception> {
     match probe::read(DEFAULT_BASE + u64::from(offset), 0, Load::Dword, 0) {
-        Ok(r) => r.map(|v| v as u32),
+        // A 32-bit load zero-extends into RAX.
+        Ok(r) => r.map(|v| (v & 0xffff_ffff) as u32),
         Err(_) => Err(Exception { vector: 0xff }),
     }
 }

@@ -675,7 +675,7 @@ impl ExitEnv<'_> {
     fn apic_offset(&self, gpa: u64) -> Option<u32> {
         let base = self.domain.vcpu(self.vcpu_id)?.apic_mmio_base()?;
         let offset = gpa.checked_sub(base)?;
-        (offset < 0x1000).then_some(offset as u32)
+        u32::try_from(offset).ok().filter(|&o| o < 0x1000)
     }
 
     /// dom0's mediated configuration space (`pci::vpci`); `None` for a
