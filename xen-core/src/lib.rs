@@ -29,4 +29,5 @@ pub mod platform;
 pub mod ratelimit;
 pub mod sched;
 pub mod time;
+pub mod vlapic;
 pub mod vmexit;

@@ -231,6 +231,36 @@ shim_upcall_entry:
     pop %rax
     iretq
 
+/* Local APIC interrupts (arch::lapic): as the upcall entry, calling
+ * shim_lapic_interrupt, which counts the interrupt and writes EOI. */
+.global shim_lapic_entry
+shim_lapic_entry:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %rbx
+    mov %rsp, %rbx
+    and $-16, %rsp
+    call shim_lapic_interrupt
+    mov %rbx, %rsp
+    pop %rbx
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+
 /* Probes whose fault is expected: on an exception at the labelled
  * instruction, shim_exception resumes at the fixup with RDX = vector | 0x100
  * (see arch::trap::FAULTED). Results: RAX = value, RDX = 0 or fault. */
@@ -243,6 +273,18 @@ shim_probe_rdmsr:                   /* (msr: u32) -> ProbeResult */
     shl $32, %rdx
     or %rdx, %rax
     xor %edx, %edx
+    ret
+
+.global shim_probe_wrmsr
+shim_probe_wrmsr:                   /* (msr: u32, value: u64) -> ProbeResult */
+    mov %edi, %ecx
+    mov %rsi, %rax
+    mov %rsi, %rdx
+    shr $32, %rdx
+.Lwrmsr_insn:
+    wrmsr
+    xor %edx, %edx
+    xor %eax, %eax
     ret
 
 .global shim_probe_inb
@@ -366,6 +408,7 @@ shim_probe_outb:                    /* (port, value) -> ProbeResult */
 .global shim_fixups
 shim_fixups:                        /* (faulting RIP, resume RIP) pairs */
     .quad .Lrdmsr_insn, .Lprobe_fixup
+    .quad .Lwrmsr_insn, .Lprobe_fixup
     .quad .Linb_insn, .Lprobe_fixup
     .quad .Lwrite_insn, .Lprobe_fixup
     .quad .Lcr4_insn, .Lprobe_fixup

@@ -15,6 +15,7 @@ pub mod foreign;
 pub mod fpu;
 pub mod gnttab;
 pub mod hypercall;
+pub mod lapic;
 pub mod netfront;
 pub mod phys;
 pub mod physdev;

@@ -90,6 +90,7 @@ extern "C" {
     static shim_fixups: [[u64; 2]; 0];
     static shim_fixups_end: [[u64; 2]; 0];
     fn shim_probe_rdmsr(msr: u32) -> ProbeResult;
+    fn shim_probe_wrmsr(msr: u32, value: u64) -> ProbeResult;
     fn shim_probe_inb(port: u16) -> ProbeResult;
     fn shim_probe_write(gpa: u64, value: u64) -> ProbeResult;
     fn shim_probe_write_cr4(value: u64) -> ProbeResult;
@@ -101,6 +102,17 @@ extern "C" {
 pub fn probe_rdmsr(msr: u32) -> Result<u64, Exception> {
     // SAFETY: RDMSR only reads a register; a fault resumes at the fixup.
     unsafe { shim_probe_rdmsr(msr) }.into_result()
+}
+
+/// WRMSR `msr` with `value`; an exception (#GP for an MSR or a value
+/// the hypervisor refuses) is returned instead of crashing. The caller
+/// picks MSRs whose writes cannot break the shim (APIC registers, say).
+pub fn probe_wrmsr(msr: u32, value: u64) -> Result<(), Exception> {
+    // SAFETY: the MSRs a guest may write under Xen only change its own
+    // virtual CPU; a fault resumes at the fixup.
+    unsafe { shim_probe_wrmsr(msr, value) }
+        .into_result()
+        .map(|_| ())
 }
 
 /// IN from `port` (one byte); an exception is returned instead of crashing.

@@ -1,5 +1,6 @@
-//! Portable per-vCPU state: run state, one-shot timer, CPU time and the
-//! register state it starts from. The VMCB itself lives in `arch`.
+//! Portable per-vCPU state: run state, one-shot timer, local APIC, CPU
+//! time and the register state it starts from. The VMCB itself lives in
+//! `arch`.
 //!
 //! Life cycle, as Xen's `is_initialised` and `_VPF_down`: a vCPU is
 //! created down and uninitialised. Boot (vCPU 0), `SET_VCPU_CONTEXT`
@@ -15,8 +16,11 @@
 //! it next runs.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 
 use abi::xen::errno::Errno;
+
+use crate::vlapic::Vlapic;
 
 /// Whether a vCPU wants a pCPU. It runs only if its domain is running too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +208,10 @@ pub struct Vcpu {
     /// the domain table holds every vCPU inline, and most have none).
     new_context: Option<Box<VcpuEntryState>>,
     cpu_time_ns: u64,
+    /// Its local APIC, allocated when first used (0 or 1 entries): an
+    /// APIC the guest never touched is in its reset state, which never
+    /// delivers anything, and costs no memory.
+    vlapic: Vec<Vlapic>,
 }
 
 impl Vcpu {
@@ -216,6 +224,7 @@ impl Vcpu {
             initialised: false,
             new_context: None,
             cpu_time_ns: 0,
+            vlapic: Vec::new(),
         }
     }
 
@@ -238,6 +247,60 @@ impl Vcpu {
     /// Pending one-shot timer, in ns of system time.
     pub fn timer_deadline_ns(&self) -> Option<u64> {
         self.timer_deadline_ns
+    }
+
+    /// Its local APIC, if the guest has used it (`None`: in its reset
+    /// state).
+    pub fn vlapic(&self) -> Option<&Vlapic> {
+        self.vlapic.first()
+    }
+
+    /// Its local APIC, writable; allocated in its reset state on first
+    /// use. `None` only if the heap is exhausted.
+    pub fn vlapic_mut(&mut self) -> Option<&mut Vlapic> {
+        if self.vlapic.is_empty() {
+            self.vlapic.try_reserve_exact(1).ok()?;
+            self.vlapic.push(Vlapic::new(self.id));
+        }
+        self.vlapic.first_mut()
+    }
+
+    /// The GPA of its xAPIC MMIO page, if the APIC is in xAPIC mode.
+    pub fn apic_mmio_base(&self) -> Option<u64> {
+        self.vlapic().map_or(
+            Some(crate::vlapic::regs::DEFAULT_PHYS_BASE),
+            Vlapic::mmio_base,
+        )
+    }
+
+    /// The APIC vector it would take now, if any.
+    pub fn apic_pending_vector(&self) -> Option<u8> {
+        self.vlapic().and_then(Vlapic::pending_vector)
+    }
+
+    /// The earlier of its one-shot timer and its APIC timer, ns of system
+    /// time: when the scheduler must look at it again.
+    pub fn next_deadline_ns(&self) -> Option<u64> {
+        match (
+            self.timer_deadline_ns,
+            self.vlapic().and_then(Vlapic::timer_deadline_ns),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires the APIC timer if due at `now_ns`; a vector it made pending
+    /// wakes the vCPU. Returns whether it did.
+    pub fn expire_apic_timer(&mut self, now_ns: u64) -> bool {
+        let raised = self
+            .vlapic
+            .first_mut()
+            .is_some_and(|a| a.expire_timer(now_ns));
+        if raised {
+            self.wake();
+        }
+        raised
     }
 
     /// CPU time consumed, in ns.
@@ -371,6 +434,7 @@ impl Vcpu {
     pub(super) fn stop(&mut self) {
         self.run_state = VcpuRunState::Down;
         self.timer_deadline_ns = None;
+        self.vlapic.clear();
     }
 }
 

@@ -80,7 +80,8 @@ pub trait Scheduler {
 
 /// Wakes every vCPU whose one-shot timer is due at `now_ns` (and disarms
 /// it), calling `fired(domain, vcpu_id)` for each (the run loop raises
-/// VIRQ_TIMER there); returns how many fired.
+/// VIRQ_TIMER there), and every vCPU whose APIC timer raised its vector;
+/// returns how many fired.
 pub fn fire_timers(
     domains: &mut DomainTable,
     now_ns: u64,
@@ -93,6 +94,10 @@ pub fn fire_timers(
                 fired(d, id);
                 count += 1;
             }
+            // The APIC timer's vector waits in its IRR; no VIRQ.
+            if d.vcpu_mut(id).is_some_and(|v| v.expire_apic_timer(now_ns)) {
+                count += 1;
+            }
         }
     }
     count
@@ -103,7 +108,7 @@ pub fn next_timer_deadline(domains: &DomainTable) -> Option<u64> {
     domains
         .iter()
         .filter(|d| d.state() == DomainState::Running)
-        .flat_map(|d| d.vcpus().iter().filter_map(|v| v.timer_deadline_ns()))
+        .flat_map(|d| d.vcpus().iter().filter_map(|v| v.next_deadline_ns()))
         .min()
 }
 

@@ -39,11 +39,14 @@ const MONITOR: u32 = 1 << 3;
 const VMX: u32 = 1 << 5;
 const FMA: u32 = 1 << 12;
 const X2APIC: u32 = 1 << 21;
+const TSC_DEADLINE: u32 = 1 << 24;
 const XSAVE: u32 = 1 << 26;
 const OSXSAVE: u32 = 1 << 27;
 const AVX: u32 = 1 << 28;
 const F16C: u32 = 1 << 29;
 const HYPERVISOR: u32 = 1 << 31;
+// Leaf 1 EDX.
+const APIC: u32 = 1 << 9;
 // Leaf 7.0 EBX: AVX2 and the AVX-512 family, which need XSAVE state.
 const LEAF7_XSAVE_DEPENDENT: u32 = (1 << 5)
     | (1 << 16)
@@ -65,10 +68,11 @@ const SVM: u32 = 1 << 2;
 /// - SVM is hidden (0x80000001 ECX.SVM, leaf 0x8000000A zeroed): guests
 ///   cannot nest, and SVM instructions raise #UD.
 /// - XSAVE and everything built on it is hidden (XCR0 is not switched
-///   between domains, so XSETBV is refused), as are MONITOR/MWAIT and
-///   x2APIC, which xen-core does not virtualise.
-/// - The hypervisor-present bit is set, and the initial APIC id is the
-///   vCPU id.
+///   between domains, so XSETBV is refused), as is MONITOR/MWAIT.
+/// - The local APIC (`crate::vlapic`) is advertised with x2APIC and
+///   TSC-deadline mode; the initial APIC id is twice the vCPU id, as Xen
+///   numbers them (leaf 1 EBX[31:24], leaf 0xB EDX).
+/// - The hypervisor-present bit is set.
 pub fn guest_cpuid(leaf: u32, subleaf: u32, host: CpuidResult, who: GuestIdentity) -> CpuidResult {
     if HYPERVISOR_LEAVES.contains(&leaf) {
         return xen_leaf(leaf, who);
@@ -76,16 +80,23 @@ pub fn guest_cpuid(leaf: u32, subleaf: u32, host: CpuidResult, who: GuestIdentit
     let mut r = host;
     match leaf {
         1 => {
-            r.ecx &= !(MONITOR | VMX | FMA | X2APIC | XSAVE | OSXSAVE | AVX | F16C);
-            r.ecx |= HYPERVISOR;
-            r.ebx = (r.ebx & 0x00ff_ffff) | ((who.vcpu_id & 0xff) << 24);
+            r.ecx &= !(MONITOR | VMX | FMA | XSAVE | OSXSAVE | AVX | F16C);
+            r.ecx |= HYPERVISOR | X2APIC | TSC_DEADLINE;
+            r.edx |= APIC;
+            r.ebx = (r.ebx & 0x00ff_ffff) | ((apic_id(who) & 0xff) << 24);
         }
+        0xb => r.edx = apic_id(who),
         5 | 0xd | 0x8000_000a => r = CpuidResult::default(),
         7 if subleaf == 0 => r.ebx &= !LEAF7_XSAVE_DEPENDENT,
         0x8000_0001 => r.ecx &= !SVM,
         _ => {}
     }
     r
+}
+
+/// The vCPU's initial APIC id (Xen's `vcpu_id * 2`, as `vlapic` uses).
+fn apic_id(who: GuestIdentity) -> u32 {
+    who.vcpu_id.wrapping_mul(2)
 }
 
 /// Xen's hypervisor leaves (`arch-x86/cpuid.h`).
@@ -207,10 +218,12 @@ mod tests {
             WHO,
         );
         assert_ne!(r.ecx & HYPERVISOR, 0);
-        assert_eq!(r.ecx & (XSAVE | OSXSAVE | AVX | MONITOR | X2APIC), 0);
-        assert_eq!(r.ebx, 0x0100_0800, "initial APIC id = vCPU id");
+        assert_eq!(r.ecx & (XSAVE | OSXSAVE | AVX | MONITOR), 0);
+        assert_eq!(r.ebx, 0x0200_0800, "initial APIC id = 2 * vCPU id");
         let r = guest_cpuid(1, 0, CpuidResult::default(), WHO);
-        assert_eq!(r.ecx, HYPERVISOR);
+        assert_eq!(r.ecx, HYPERVISOR | X2APIC | TSC_DEADLINE);
+        assert_eq!(r.edx, APIC);
+        assert_eq!(guest_cpuid(0xb, 0, ONES, WHO).edx, 2);
     }
 
     #[test]

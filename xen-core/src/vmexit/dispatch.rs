@@ -11,6 +11,7 @@ use crate::domain::CrashReason;
 use crate::guest_mem::GuestFault;
 use crate::logger::GUEST;
 use crate::paging::guest_walk::GuestPaging;
+use crate::vlapic::{Ipi, Vlapic};
 
 use super::cpuid::{guest_cpuid, CpuidResult, GuestIdentity};
 use super::cr::CrUpdate;
@@ -120,6 +121,17 @@ pub trait VcpuEnv {
     /// the p2m) into `buf`; returns how many bytes from the start could be
     /// fetched.
     fn fetch_insn(&mut self, paging: GuestPaging, user: bool, addr: u64, buf: &mut [u8]) -> usize;
+    /// The vCPU's local APIC, allocated on first use (`None` if the
+    /// vCPU is gone or the heap exhausted).
+    fn vlapic(&mut self) -> Option<&mut Vlapic>;
+    /// The vCPU's local APIC if the guest has used it (an unused one is
+    /// in its reset state and delivers nothing).
+    fn vlapic_in_use(&mut self) -> Option<&mut Vlapic>;
+    /// System time in ns and the TSC's rate in Hz, for the APIC timer.
+    fn clock(&self) -> (u64, u64);
+    /// Delivers an IPI the vCPU's APIC issued to the vCPUs of its own
+    /// domain it names (`vlapic::deliver_ipi`); others are ignored.
+    fn send_ipi(&mut self, ipi: Ipi);
 }
 
 /// Fetches the instruction at CS:RIP as the vCPU would (its page walk at
@@ -236,6 +248,9 @@ fn msr(
     env: &mut impl VcpuEnv,
 ) -> ExitAction {
     let index = (guest.gpr(Gpr::Rcx) & 0xffff_ffff) as u32;
+    if super::lapic::is_apic_msr(index) {
+        return apic_msr(exit, direction, index, guest, env);
+    }
     let outcome = GuestMsr::from_index(index).and_then(|msr| match direction {
         MsrDirection::Read => {
             let value = msr.read(guest.msr(msr))?;
@@ -264,6 +279,44 @@ fn msr(
             log::warn!(
                 target: GUEST,
                 "d{}v{}: {:?} MSR {:#x} refused ({:?}): #GP",
+                who.domid,
+                who.vcpu_id,
+                direction,
+                index,
+                fault
+            );
+            guest.inject(Event::general_protection());
+            ExitAction::Resume
+        }
+    }
+}
+
+/// RDMSR/WRMSR of a local APIC MSR (`vmexit::lapic`); refusals are #GP.
+fn apic_msr(
+    exit: VmExit,
+    direction: MsrDirection,
+    index: u32,
+    guest: &mut impl GuestState,
+    env: &mut impl VcpuEnv,
+) -> ExitAction {
+    let outcome = match direction {
+        MsrDirection::Read => super::lapic::read(index, guest, env).map(|value| {
+            guest.set_gpr(Gpr::Rax, value & 0xffff_ffff);
+            guest.set_gpr(Gpr::Rdx, value >> 32);
+        }),
+        MsrDirection::Write => {
+            let value =
+                ((guest.gpr(Gpr::Rdx) & 0xffff_ffff) << 32) | (guest.gpr(Gpr::Rax) & 0xffff_ffff);
+            super::lapic::write(index, value, guest, env)
+        }
+    };
+    match outcome {
+        Ok(()) => complete(exit, guest),
+        Err(fault) => {
+            let who = env.identity();
+            log::info!(
+                target: GUEST,
+                "d{}v{}: {:?} APIC MSR {:#x} refused ({:?}): #GP",
                 who.domid,
                 who.vcpu_id,
                 direction,
@@ -379,7 +432,13 @@ pub(super) mod tests {
         pub code_at: u64,
         pub device_reads: Vec<(u64, u8)>,
         pub device_writes: Vec<(u64, u8, u64)>,
+        pub vlapic: Vlapic,
+        pub now_ns: u64,
+        pub ipis: Vec<Ipi>,
     }
+
+    /// [`FakeEnv`]'s TSC rate.
+    pub(crate) const FAKE_TSC_HZ: u64 = 1_000_000_000;
 
     /// End of [`FakeEnv`]'s memory map.
     pub(crate) const FAKE_MEMMAP_END: u64 = 32 << 12;
@@ -453,6 +512,18 @@ pub(super) mod tests {
             let n = code.len().min(buf.len());
             buf[..n].copy_from_slice(&code[..n]);
             n
+        }
+        fn vlapic(&mut self) -> Option<&mut Vlapic> {
+            Some(&mut self.vlapic)
+        }
+        fn vlapic_in_use(&mut self) -> Option<&mut Vlapic> {
+            Some(&mut self.vlapic)
+        }
+        fn clock(&self) -> (u64, u64) {
+            (self.now_ns, FAKE_TSC_HZ)
+        }
+        fn send_ipi(&mut self, ipi: Ipi) {
+            self.ipis.push(ipi);
         }
     }
 
@@ -641,6 +712,64 @@ pub(super) mod tests {
         assert_eq!(g.gpr(Gpr::Rdx), 0);
         assert_eq!(g.rip, 0x4004);
         assert!(g.injected.is_empty());
+    }
+
+    fn wrmsr(g: &mut FakeGuest, env: &mut FakeEnv, index: u32, value: u64) {
+        g.gprs[Gpr::Rcx as usize] = index.into();
+        g.gprs[Gpr::Rdx as usize] = value >> 32;
+        g.gprs[Gpr::Rax as usize] = value & 0xffff_ffff;
+        handle_exit(VmExit::Msr(MsrDirection::Write), g, env);
+    }
+
+    fn rdmsr(g: &mut FakeGuest, env: &mut FakeEnv, index: u32) -> u64 {
+        g.gprs[Gpr::Rcx as usize] = index.into();
+        handle_exit(VmExit::Msr(MsrDirection::Read), g, env);
+        (g.gprs[Gpr::Rdx as usize] << 32) | g.gprs[Gpr::Rax as usize]
+    }
+
+    #[test]
+    fn apic_base_msr_reads_the_vlapic_and_refuses_reserved_bits() {
+        let (mut g, mut env) = (guest_at(0), FakeEnv::default());
+        assert_eq!(rdmsr(&mut g, &mut env, 0x1b), 0xfee0_0900);
+        assert_eq!(g.rip, 2);
+        wrmsr(&mut g, &mut env, 0x1b, 0xfee0_0900 | 1);
+        assert_eq!(g.injected, [Event::general_protection()]);
+        assert_eq!(g.rip, 2, "not completed");
+        g.injected.clear();
+        wrmsr(&mut g, &mut env, 0x1b, 0xfee0_0d00);
+        assert!(g.injected.is_empty());
+        assert!(env.vlapic.x2apic_mode());
+    }
+
+    #[test]
+    fn x2apic_msrs_gp_in_xapic_mode_and_self_ipi_reaches_the_domain() {
+        let (mut g, mut env) = (guest_at(0), FakeEnv::default());
+        rdmsr(&mut g, &mut env, 0x802);
+        assert_eq!(g.injected, [Event::general_protection()]);
+        g.injected.clear();
+        wrmsr(&mut g, &mut env, 0x1b, 0xfee0_0d00);
+        wrmsr(&mut g, &mut env, 0x80f, 0x1ff);
+        wrmsr(&mut g, &mut env, 0x83f, 0x51);
+        assert!(g.injected.is_empty());
+        assert_eq!(env.ipis.len(), 1);
+        assert_eq!(env.ipis[0].vector(), 0x51);
+        assert_eq!(rdmsr(&mut g, &mut env, 0x802), 0, "vCPU 0's x2APIC id");
+        wrmsr(&mut g, &mut env, 0x83f, 0x100);
+        assert_eq!(g.injected, [Event::general_protection()]);
+    }
+
+    #[test]
+    fn tsc_deadline_msr_arms_the_apic_timer() {
+        let (mut g, mut env) = (guest_at(0), FakeEnv::default());
+        env.now_ns = 1_000;
+        wrmsr(&mut g, &mut env, 0x1b, 0xfee0_0d00);
+        wrmsr(&mut g, &mut env, 0x80f, 0x1ff);
+        wrmsr(&mut g, &mut env, 0x832, 0x4_0040);
+        // FakeGuest's TSC reads 0; at 1 GHz, TSC 5000 is 5000 ns away.
+        wrmsr(&mut g, &mut env, 0x6e0, 5_000);
+        assert!(g.injected.is_empty());
+        assert_eq!(rdmsr(&mut g, &mut env, 0x6e0), 5_000);
+        assert_eq!(env.vlapic.timer_deadline_ns(), Some(6_000));
     }
 
     #[test]

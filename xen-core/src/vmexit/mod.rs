@@ -13,9 +13,11 @@ pub mod event;
 mod exit;
 pub mod insn;
 pub mod io;
+mod lapic;
 pub mod mmio;
 pub mod msr;
 mod unclaimed;
 
 pub use dispatch::{handle_exit, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv};
 pub use exit::{code, code_name, MsrDirection, RefusedInstruction, VmExit};
+pub use lapic::X2APIC_OFFERED;

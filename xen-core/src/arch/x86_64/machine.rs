@@ -30,6 +30,7 @@ use crate::paging::guest_walk::GuestPaging;
 use crate::pci::vpci::Vpci;
 use crate::sched::{self, Decision, RoundRobin, Scheduler, VcpuRef};
 use crate::time::{pvclock, Clock};
+use crate::vlapic::{self, Ipi, Vlapic};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
 use crate::vmexit::cr_write::guest_cr4_valid_bits;
 use crate::vmexit::io::IoPortPolicy;
@@ -376,16 +377,13 @@ impl Machine {
             slot.svm.flush_tlb();
             slot.p2m_generation = domain.p2m_generation();
         }
-        match event::upcall_for_entry(domain, &mut self.phys, v.vcpu_id) {
-            Some(vector) => slot.svm.set_virtual_interrupt(vector),
-            None => slot.svm.clear_virtual_interrupt(),
-        }
+        let upcall = event::upcall_for_entry(domain, &mut self.phys, v.vcpu_id);
         let mut env = ExitEnv {
             domain,
             phys: &mut self.phys,
             vcpu_id: v.vcpu_id,
         };
-        Some(slot.svm.run(&mut env))
+        Some(slot.svm.run(&mut env, upcall))
     }
 
     /// Acts on how `v` stopped (a hypercall is served by [`Self::hypercall`]).
@@ -404,10 +402,13 @@ impl Machine {
                 apic::take_timer_fired();
             }
             ExitAction::Halt => {
-                // HLT with an event already pending falls straight through.
+                // HLT with an event or an APIC interrupt already pending
+                // falls straight through.
                 if !event::events_need_delivery(env.domain, env.phys, v.vcpu_id) {
                     if let Some(vcpu) = env.domain.vcpu_mut(v.vcpu_id) {
-                        vcpu.block();
+                        if vcpu.apic_pending_vector().is_none() {
+                            vcpu.block();
+                        }
                     }
                 }
             }
@@ -647,21 +648,65 @@ impl VcpuEnv for ExitEnv<'_> {
     }
 
     fn mmio_claimed(&self, gpa: u64) -> bool {
-        self.vpci().is_some_and(|v| v.claims(gpa))
+        self.apic_offset(gpa).is_some() || self.vpci().is_some_and(|v| v.claims(gpa))
     }
 
     fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
+        if let Some(offset) = self.apic_offset(gpa) {
+            let now = tsc::system_time_ns();
+            return self
+                .vlapic()
+                .map_or(0, |a| a.mmio_read(offset, size, now).into());
+        }
         self.vpci().map_or(u64::MAX, |v| v.read(gpa, size))
     }
 
     fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
+        if let Some(offset) = self.apic_offset(gpa) {
+            let now = tsc::system_time_ns();
+            // Wider stores are dropped by the model, as in Xen.
+            let value = (value & 0xffff_ffff) as u32;
+            let ipi = self
+                .vlapic()
+                .and_then(|a| a.mmio_write(offset, size, value, now));
+            if let Some(ipi) = ipi {
+                self.send_ipi(ipi);
+            }
+            return;
+        }
         if let Some(v) = self.vpci() {
             v.write(gpa, size, value);
         }
     }
+
+    fn vlapic(&mut self) -> Option<&mut Vlapic> {
+        self.domain.vcpu_mut(self.vcpu_id)?.vlapic_mut()
+    }
+
+    fn vlapic_in_use(&mut self) -> Option<&mut Vlapic> {
+        let vcpu = self.domain.vcpu_mut(self.vcpu_id)?;
+        vcpu.vlapic()?;
+        vcpu.vlapic_mut()
+    }
+
+    fn clock(&self) -> (u64, u64) {
+        (tsc::system_time_ns(), tsc::hz())
+    }
+
+    fn send_ipi(&mut self, ipi: Ipi) {
+        vlapic::deliver_ipi(self.domain, self.vcpu_id, ipi);
+    }
 }
 
 impl ExitEnv<'_> {
+    /// The offset of `gpa` in the vCPU's xAPIC MMIO page, if it is there
+    /// (the APIC enabled in xAPIC mode).
+    fn apic_offset(&self, gpa: u64) -> Option<u32> {
+        let base = self.domain.vcpu(self.vcpu_id)?.apic_mmio_base()?;
+        let offset = gpa.checked_sub(base)?;
+        u32::try_from(offset).ok().filter(|&o| o < 0x1000)
+    }
+
     /// dom0's mediated configuration space (`pci::vpci`); `None` for a
     /// domU, or before PCI was enumerated.
     fn vpci(&self) -> Option<Vpci<'static, Ecam>> {

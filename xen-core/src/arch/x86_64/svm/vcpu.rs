@@ -18,6 +18,8 @@ use crate::vmexit::io::IoPortPolicy;
 use crate::vmexit::msr::efer;
 use crate::vmexit::{code_name, handle_exit, ExitAction, VcpuEnv, VmExit};
 
+mod intr;
+
 /// The guest ASID every vCPU uses; the TLB is flushed whenever a pCPU
 /// switches VMCBs, so sharing it is safe (per-vCPU ASIDs are an
 /// optimisation for later: QEMU offers 16).
@@ -41,6 +43,8 @@ pub struct SvmVcpu {
     ext: Mfn,
     regs: GuestRegs,
     flush_pending: bool,
+    /// What V_IRQ holds for the current VMRUN.
+    offered: Option<intr::Offered>,
 }
 
 impl SvmVcpu {
@@ -70,6 +74,7 @@ impl SvmVcpu {
                 ..GuestRegs::default()
             },
             flush_pending: true,
+            offered: None,
         };
         vcpu.ext_mut().reset();
         let vmcb = vcpu.vmcb_mut();
@@ -80,9 +85,16 @@ impl SvmVcpu {
 
     /// Runs the guest until an exit needs the caller (hypercall, HLT,
     /// preemption, crash). Exits xen-core completes itself loop here.
-    pub fn run(&mut self, env: &mut impl VcpuEnv) -> ExitAction {
+    /// `upcall`: the event-channel upcall vector to offer (the guest
+    /// takes it once per run); the local APIC's vectors are offered at
+    /// every entry.
+    pub fn run(&mut self, env: &mut impl VcpuEnv, mut upcall: Option<u8>) -> ExitAction {
         loop {
+            self.offer_interrupt(upcall, env);
             let exit = self.enter(env);
+            if self.interrupt_taken(env) == Some(intr::Offered::Upcall) {
+                upcall = None;
+            }
             let action = handle_exit(exit, &mut self.guest(), env);
             if action != ExitAction::Resume {
                 return action;
