@@ -310,6 +310,17 @@ impl Domain {
         self.max_pages
     }
 
+    /// Sets the most frames it may own (Xen's domctl `max_mem`). Below
+    /// [`Self::tot_pages`] nothing is taken away: it just gets no more
+    /// until it gives some back. At most [`MAX_DOMAIN_PAGES`].
+    pub fn set_max_pages(&mut self, pages: u64) -> Result<(), DomainError> {
+        if pages > MAX_DOMAIN_PAGES {
+            return Err(DomainError::TooMuchMemory);
+        }
+        self.max_pages = pages;
+        Ok(())
+    }
+
     /// Foreign frames mapped in its p2m.
     pub fn shared_pages(&self) -> u64 {
         self.shared_pages

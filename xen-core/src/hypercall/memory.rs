@@ -1,21 +1,30 @@
 //! `memory_op(cmd, arg)`, `xen/include/public/memory.h`. Frame numbers of
 //! a PVH guest are GFNs. Continuation bits (`cmd >> 6`, Xen's
-//! `MEMOP_EXTENT_SHIFT`: the extent to start from) are taken by
-//! `XENMEM_decrease_reservation` only; with any other `cmd` they are
-//! `-ENOSYS`.
+//! `MEMOP_EXTENT_SHIFT`: the extent to start from) are taken by the
+//! reservation sub-ops only; with any other `cmd` they are `-ENOSYS`.
 //!
 //! - `XENMEM_decrease_reservation` (`xen_memory_reservation`; 20-byte
 //!   compat layout): balloons out `nr_extents` extents of `2^extent_order`
-//!   frames (order at most [`DECREASE_MAX_ORDER`]), each starting at the
-//!   GFN read from `extent_start[i]`, from `DOMID_SELF`/own domid, or any
-//!   domain for dom0 (`-EPERM`, `-ESRCH`). Returns the number of extents
-//!   done: it stops at the first extent whose GFN cannot be read or one of
-//!   whose frames is not the domain's own RAM or is mapped by another
-//!   domain (`Domain::balloon_out`), as Xen's `decrease_reservation`
-//!   does. An order too large, or `nr_extents` beyond what the
-//!   continuation bits can count, returns the start extent, changing
-//!   nothing. At most [`SLICE_FRAMES`] frames per call: then the call
-//!   continues itself (`cmd` | next extent << 6).
+//!   frames (order at most [`DOMU_MAX_ORDER`]), each starting at the GFN
+//!   read from `extent_start[i]`, from `DOMID_SELF`/own domid, or any
+//!   domain for dom0. Returns the number of extents done: it stops at the
+//!   first extent whose GFN cannot be read or one of whose frames is not
+//!   the domain's own RAM or is mapped by another domain
+//!   (`Domain::balloon_out`), as Xen's `decrease_reservation` does. As
+//!   Xen's `do_memory_op`, it has no error code: an unreadable request,
+//!   a domain that does not exist or that the caller may not change, an
+//!   order too large or more extents than a 32-bit `cmd` can count
+//!   return the start extent, changing nothing. At most [`SLICE_FRAMES`]
+//!   frames per call: then the call continues itself (`cmd` | next
+//!   extent << 6).
+//! - `XENMEM_populate_physmap`: the same request and rules, the other
+//!   way: fresh, zeroed frames at each extent's GFN (aligned to its
+//!   order, unmapped, in the p2m's reach), within the domain's
+//!   `max_pages`; `mem_flags` other than the address-bits field refuse
+//!   the call. Nothing is written back (Xen writes MFNs for PV only).
+//! - `XENMEM_current_reservation`, `XENMEM_maximum_reservation` (a
+//!   `domid_t`): the domain's `tot_pages` or `max_pages`; own domain, or
+//!   any for dom0 (`-EPERM`, `-ESRCH`, `-EFAULT`).
 //! - `XENMEM_add_to_physmap` (`xen_add_to_physmap`; 16-byte compat layout
 //!   from 32-bit callers): for `DOMID_SELF`/own domid, or any domain for
 //!   dom0 (`-EPERM`, `-ESRCH`). Space `XENMAPSPACE_shared_info`, `idx` 0
@@ -73,6 +82,10 @@ pub const DOMU_MAX_ORDER: u32 = 9;
 /// (`XENMEMF_populate_on_demand`, `XENMEMF_exact_node`, vNUMA) refuses the
 /// call.
 const XENMEMF_ADDRESS_BITS_MASK: u32 = 0xff;
+/// The most extents a reservation request may have: what a continuation
+/// can count in a 32-bit `cmd` (Xen's `UINT_MAX >> MEMOP_EXTENT_SHIFT`,
+/// for 64-bit callers too).
+const MAX_EXTENTS: u64 = (u32::MAX >> MEMOP_EXTENT_SHIFT) as u64;
 
 /// A `memory_op` sub-op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,22 +173,21 @@ fn reservation<P: FramePool, M: PhysMem, E: HypercallEnv>(
     start: u64,
     way: Reservation,
 ) -> Result<HypercallOutcome, Errno> {
-    let r: XenMemoryReservation = ctx.read_abi::<_, CompatMemoryReservation>(arg)?;
-    // The most extents a continuation can count in the caller's cmd.
-    let countable = if ctx.compat {
-        u64::from(u32::MAX)
-    } else {
-        u64::MAX
-    } >> MEMOP_EXTENT_SHIFT;
     let done = i64::try_from(start).map_err(|_| Errno::EINVAL)?;
+    // As Xen's do_memory_op: a request that cannot be read, names no
+    // domain or one the caller may not change, or is refused whole,
+    // returns the start extent rather than an error.
+    let Ok(r) = ctx.read_abi::<XenMemoryReservation, CompatMemoryReservation>(arg) else {
+        return Ok(HypercallOutcome::Return(done));
+    };
     let refused = start >= r.nr_extents
-        || r.nr_extents > countable
+        || r.nr_extents > MAX_EXTENTS
         || r.extent_order > DOMU_MAX_ORDER
         || (way == Reservation::Populate && r.mem_flags & !XENMEMF_ADDRESS_BITS_MASK != 0);
-    if refused {
+    let target = ctx.target(r.domid);
+    let Ok(target) = target.ok().filter(|_| !refused).ok_or(()) else {
         return Ok(HypercallOutcome::Return(done));
-    }
-    let target = ctx.target(r.domid)?;
+    };
     let frames = 1u64 << r.extent_order;
     let entry_size: u64 = if ctx.compat { 4 } else { 8 };
     let mut budget = SLICE_FRAMES;
