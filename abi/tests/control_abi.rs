@@ -56,6 +56,7 @@ fn current_layout() -> String {
         CONTROL_OP_GET_STATS,
         CONTROL_OP_PHYSINFO,
         CONTROL_OP_READCONSOLE,
+        CONTROL_OP_SET_MAX_MEM,
         READCONSOLE_MAX,
         DOMAIN_NAME_MAX,
         MAX_VCPUS_PER_DOMAIN,
@@ -141,6 +142,15 @@ fn current_layout() -> String {
         }
     );
     layout!(out, PopulateResponse { nr_done });
+    layout!(
+        out,
+        SetMaxMemRequest {
+            header,
+            domid,
+            pad,
+            max_memkb
+        }
+    );
     layout!(
         out,
         MapRequest {

@@ -32,6 +32,28 @@ pub struct PopulateRequest {
     pub nr_frames: u64,
 }
 
+/// Set-max-mem request, 24 bytes (Xen's `XEN_DOMCTL_max_mem`,
+/// `xen_domctl_max_mem`): the most memory the domain may own from now on,
+/// in KiB (rounded down to whole 4 KiB frames). It may be below what the
+/// domain holds: nothing is taken away, but it gets no more frames
+/// (`XENMEM_populate_physmap`, `POPULATE_MEMORY`) until it is under the
+/// limit again, as in Xen. Errors: `-ESRCH`, `-EINVAL` (above the
+/// hypervisor's per-domain limit, 4 GiB).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct SetMaxMemRequest {
+    /// Version header.
+    pub header: ControlHeader,
+    /// Target domain.
+    pub domid: DomId,
+    /// Reserved; zero.
+    pub pad: [u8; 6],
+    /// The new limit in KiB (Xen's `max_memkb`).
+    pub max_memkb: u64,
+}
+
 /// Populate response, 8 bytes.
 #[repr(C)]
 #[derive(

@@ -31,7 +31,7 @@ use crate::xen::errno::Errno;
 pub const CONTROL_ABI_MAJOR: u16 = 1;
 /// Minor version: bumped for additions only (new operations or constants,
 /// a meaning given to a zero reserved field). Reset to 0 with each major.
-pub const CONTROL_ABI_MINOR: u16 = 2;
+pub const CONTROL_ABI_MINOR: u16 = 3;
 
 /// The control hypercall: `__HYPERVISOR_arch_7`, which Xen on x86 leaves
 /// unused. Not Xen's `__HYPERVISOR_domctl` (36): our layouts differ from
@@ -71,6 +71,9 @@ pub const CONTROL_OP_PHYSINFO: u32 = 12;
 /// `readconsole`): [`ReadConsoleRequest`] -> [`ReadConsoleResponse`].
 /// Added in 1.1.
 pub const CONTROL_OP_READCONSOLE: u32 = 13;
+/// Set a domain's memory limit (`xl mem-max`; Xen's domctl `max_mem`):
+/// [`SetMaxMemRequest`], no response. Added in 1.3.
+pub const CONTROL_OP_SET_MAX_MEM: u32 = 14;
 
 /// First 8 bytes of every control request.
 #[repr(C)]

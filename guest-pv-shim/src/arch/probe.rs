@@ -45,9 +45,8 @@ pub enum RamHoleError {
 /// below `ram_end`) a hole in this domain's p2m, then writes to it. The
 /// hole: `XENMEM_add_to_physmap` maps the shared-info page there (the
 /// RAM frame is given back, as in Xen), then maps it back at the shim's
-/// own frame, which leaves the GFN unmapped. Under xen-core the write is
-/// a nested page fault inside the domain's memory map: the domain
-/// crashes, and this returns only if it did not.
+/// own frame, which leaves the GFN unmapped. As in Xen, the write goes
+/// to the null handler and is dropped.
 pub fn write_ram_hole(
     xen: &Xen,
     gpa: u64,

@@ -19,6 +19,7 @@ pub mod xen_state;
 
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
+use abi::xen::memory::E820_RAM;
 use displaydoc::Display;
 use table::MAX_DOMAINS;
 
@@ -309,6 +310,17 @@ impl Domain {
     /// Most frames it may own.
     pub fn max_pages(&self) -> u64 {
         self.max_pages
+    }
+
+    /// Sets the most frames it may own (Xen's domctl `max_mem`). Below
+    /// [`Self::tot_pages`] nothing is taken away: it just gets no more
+    /// until it gives some back. At most [`MAX_DOMAIN_PAGES`].
+    pub fn set_max_pages(&mut self, pages: u64) -> Result<(), DomainError> {
+        if pages > MAX_DOMAIN_PAGES {
+            return Err(DomainError::TooMuchMemory);
+        }
+        self.max_pages = pages;
+        Ok(())
     }
 
     /// Foreign frames mapped in its p2m.
@@ -780,15 +792,18 @@ impl Domain {
     }
 
     /// Whether nobody claims `gpa`: the p2m maps nothing there and the
-    /// domain's memory map names no range (RAM, reserved or other) that
-    /// holds it. Only such an address is left to the null handler
-    /// (`vmexit::unclaimed`); a hole inside the domain's RAM is not.
+    /// domain's memory map names no range other than RAM (reserved, ACPI,
+    /// ...) that holds it. Such an address is left to the null handler
+    /// (`vmexit::unclaimed`), as Xen's `p2m_mmio_dm` is: past the memory
+    /// map, and a RAM GFN the domain gave back (ballooned out, or left by
+    /// moving its shared-info page; XSA-195's test reads one). An
+    /// unmapped reserved range stays a fatal fault.
     pub fn gpa_unclaimed(&self, mem: &impl PhysMem, gpa: u64) -> bool {
         let in_map = self
             .xen
             .memory_map()
             .iter()
-            .any(|e| gpa >= e.addr && gpa - e.addr < e.size);
+            .any(|e| e.kind != E820_RAM && gpa >= e.addr && gpa - e.addr < e.size);
         !in_map && self.p2m.translate(mem, Gfn(gpa >> PAGE_SHIFT)).is_none()
     }
 

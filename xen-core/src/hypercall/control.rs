@@ -10,7 +10,8 @@
 //! checks that its response is writable first, so a fault changes nothing.
 //! - `GETINFO`, `LIST`, `GET_STATS`, `PHYSINFO`, `READCONSOLE`: [`info`].
 //! - `CREATE`, `DESTROY`, `PAUSE`, `UNPAUSE`: [`lifecycle`].
-//! - `POPULATE_MEMORY`, `MAP_FOREIGN`, `UNMAP_FOREIGN`: [`memory`].
+//! - `POPULATE_MEMORY`, `MAP_FOREIGN`, `UNMAP_FOREIGN`, `SET_MAX_MEM`:
+//!   [`memory`].
 //! - `SET_VCPU_CONTEXT`: [`vcpu_context`].
 //! - Other ops: `-ENOSYS`.
 //!
@@ -36,8 +37,8 @@ mod tests;
 use abi::control::{
     CONTROL_OP_CREATE, CONTROL_OP_DESTROY, CONTROL_OP_GETINFO, CONTROL_OP_GET_STATS,
     CONTROL_OP_LIST, CONTROL_OP_MAP_FOREIGN, CONTROL_OP_PAUSE, CONTROL_OP_PHYSINFO,
-    CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_READCONSOLE, CONTROL_OP_SET_VCPU_CONTEXT,
-    CONTROL_OP_UNMAP_FOREIGN, CONTROL_OP_UNPAUSE,
+    CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_READCONSOLE, CONTROL_OP_SET_MAX_MEM,
+    CONTROL_OP_SET_VCPU_CONTEXT, CONTROL_OP_UNMAP_FOREIGN, CONTROL_OP_UNPAUSE,
 };
 use abi::xen::errno::Errno;
 
@@ -66,6 +67,7 @@ pub(crate) enum ControlKind {
     GetStats,
     Physinfo,
     ReadConsole,
+    SetMaxMem,
 }
 
 /// A control operation with its request and response addresses.
@@ -106,6 +108,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         CONTROL_OP_GET_STATS => ControlKind::GetStats,
         CONTROL_OP_PHYSINFO => ControlKind::Physinfo,
         CONTROL_OP_READCONSOLE => ControlKind::ReadConsole,
+        CONTROL_OP_SET_MAX_MEM => ControlKind::SetMaxMem,
         _ => return Request::NoSys,
     };
     if progress != 0 && kind != ControlKind::Populate {
@@ -139,6 +142,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         ControlKind::Populate => return memory::populate(ctx, dom0, op),
         ControlKind::MapForeign => memory::map_foreign(ctx, dom0, request)?,
         ControlKind::UnmapForeign => memory::unmap_foreign(ctx, dom0, request)?,
+        ControlKind::SetMaxMem => memory::set_max_mem(ctx, dom0, request)?,
         ControlKind::SetVcpuContext => return vcpu_context::set(ctx, dom0, request),
     };
     Ok(HypercallOutcome::Return(value))

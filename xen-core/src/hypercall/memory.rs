@@ -1,21 +1,30 @@
 //! `memory_op(cmd, arg)`, `xen/include/public/memory.h`. Frame numbers of
 //! a PVH guest are GFNs. Continuation bits (`cmd >> 6`, Xen's
-//! `MEMOP_EXTENT_SHIFT`: the extent to start from) are taken by
-//! `XENMEM_decrease_reservation` only; with any other `cmd` they are
-//! `-ENOSYS`.
+//! `MEMOP_EXTENT_SHIFT`: the extent to start from) are taken by the
+//! reservation sub-ops only; with any other `cmd` they are `-ENOSYS`.
 //!
 //! - `XENMEM_decrease_reservation` (`xen_memory_reservation`; 20-byte
 //!   compat layout): balloons out `nr_extents` extents of `2^extent_order`
-//!   frames (order at most [`DECREASE_MAX_ORDER`]), each starting at the
-//!   GFN read from `extent_start[i]`, from `DOMID_SELF`/own domid, or any
-//!   domain for dom0 (`-EPERM`, `-ESRCH`). Returns the number of extents
-//!   done: it stops at the first extent whose GFN cannot be read or one of
-//!   whose frames is not the domain's own RAM or is mapped by another
-//!   domain (`Domain::balloon_out`), as Xen's `decrease_reservation`
-//!   does. An order too large, or `nr_extents` beyond what the
-//!   continuation bits can count, returns the start extent, changing
-//!   nothing. At most [`SLICE_FRAMES`] frames per call: then the call
-//!   continues itself (`cmd` | next extent << 6).
+//!   frames (order at most [`DOMU_MAX_ORDER`]), each starting at the GFN
+//!   read from `extent_start[i]`, from `DOMID_SELF`/own domid, or any
+//!   domain for dom0. Returns the number of extents done: it stops at the
+//!   first extent whose GFN cannot be read or one of whose frames is not
+//!   the domain's own RAM or is mapped by another domain
+//!   (`Domain::balloon_out`), as Xen's `decrease_reservation` does. As
+//!   Xen's `do_memory_op`, it has no error code: an unreadable request,
+//!   a domain that does not exist or that the caller may not change, an
+//!   order too large or more extents than a 32-bit `cmd` can count
+//!   return the start extent, changing nothing. At most [`SLICE_FRAMES`]
+//!   frames per call: then the call continues itself (`cmd` | next
+//!   extent << 6).
+//! - `XENMEM_populate_physmap`: the same request and rules, the other
+//!   way: fresh, zeroed frames at each extent's GFN (aligned to its
+//!   order, unmapped, in the p2m's reach), within the domain's
+//!   `max_pages`; `mem_flags` other than the address-bits field refuse
+//!   the call. Nothing is written back (Xen writes MFNs for PV only).
+//! - `XENMEM_current_reservation`, `XENMEM_maximum_reservation` (a
+//!   `domid_t`): the domain's `tot_pages` or `max_pages`; own domain, or
+//!   any for dom0 (`-EPERM`, `-ESRCH`, `-EFAULT`).
 //! - `XENMEM_add_to_physmap` (`xen_add_to_physmap`; 16-byte compat layout
 //!   from 32-bit callers): for `DOMID_SELF`/own domid, or any domain for
 //!   dom0 (`-EPERM`, `-ESRCH`). Space `XENMAPSPACE_shared_info`, `idx` 0
@@ -44,8 +53,9 @@ use abi::xen::errno::Errno;
 use abi::xen::memory::{
     E820Entry, XenAddToPhysmap, XenForeignMemoryMap, XenMemoryMap, XenMemoryReservation,
     MAX_MEMMAP_ENTRIES, XENMAPSPACE_GMFN, XENMAPSPACE_GMFN_RANGE, XENMAPSPACE_GRANT_TABLE,
-    XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP, XENMEM_DECREASE_RESERVATION, XENMEM_MEMORY_MAP,
-    XENMEM_SET_MEMORY_MAP,
+    XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP, XENMEM_CURRENT_RESERVATION,
+    XENMEM_DECREASE_RESERVATION, XENMEM_MAXIMUM_RESERVATION, XENMEM_MEMORY_MAP,
+    XENMEM_POPULATE_PHYSMAP, XENMEM_SET_MEMORY_MAP,
 };
 use zerocopy::IntoBytes;
 
@@ -53,7 +63,7 @@ use super::args::RawArgs;
 use super::compat::{CompatAddToPhysmap, CompatMemoryMap, CompatMemoryReservation};
 use super::table::{Dom0, Dom0Request, Request};
 use super::{fault, grant_table, Ctx, HypercallEnv, HypercallOutcome};
-use crate::domain::SLICE_FRAMES;
+use crate::domain::{Domain, SLICE_FRAMES};
 use crate::mm::{FramePool, Gfn, PhysMem};
 use crate::paging::npt::NPT_MAX_GFN;
 use crate::time::pvclock::{publish_wallclock, update_vcpu_time};
@@ -63,23 +73,50 @@ const MEMOP_CMD_MASK: u64 = 0x3f;
 /// Xen's `MEMOP_EXTENT_SHIFT`: where a continued call's start extent sits
 /// in `cmd`.
 const MEMOP_EXTENT_SHIFT: u32 = 6;
-/// The largest `extent_order` a guest may balloon out in one extent
+/// The largest `extent_order` a guest may balloon out or in in one extent
 /// (2 MiB; Xen's default for domUs, `CONFIG_DOMU_MAX_ORDER`, is 9 too).
-pub const DECREASE_MAX_ORDER: u32 = 9;
+pub const DOMU_MAX_ORDER: u32 = 9;
+/// `XENMEMF_address_bits(n)`: the low 8 bits of `mem_flags`, the widest
+/// machine address the frames may have. Meaningless for a PVH guest, which
+/// sees GFNs only; accepted and ignored. Any other flag
+/// (`XENMEMF_populate_on_demand`, `XENMEMF_exact_node`, vNUMA) refuses the
+/// call.
+const XENMEMF_ADDRESS_BITS_MASK: u32 = 0xff;
+/// The most extents a reservation request may have: what a continuation
+/// can count in a 32-bit `cmd` (Xen's `UINT_MAX >> MEMOP_EXTENT_SHIFT`,
+/// for 64-bit callers too).
+const MAX_EXTENTS: u64 = (u32::MAX >> MEMOP_EXTENT_SHIFT) as u64;
 
 /// A `memory_op` sub-op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MemoryOp {
-    AddToPhysmap { arg: u64 },
-    MemoryMap { arg: u64 },
-    DecreaseReservation { arg: u64, start: u64 },
+    AddToPhysmap {
+        arg: u64,
+    },
+    MemoryMap {
+        arg: u64,
+    },
+    Reservation {
+        arg: u64,
+        start: u64,
+        way: Reservation,
+    },
+    ReservationOf {
+        arg: u64,
+        maximum: bool,
+    },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
     let arg = a.arg[1];
     let start = a.arg[0] >> MEMOP_EXTENT_SHIFT;
-    if a.arg[0] & MEMOP_CMD_MASK == u64::from(XENMEM_DECREASE_RESERVATION) {
-        return Request::MemoryOp(MemoryOp::DecreaseReservation { arg, start });
+    let way = match u32::try_from(a.arg[0] & MEMOP_CMD_MASK) {
+        Ok(XENMEM_DECREASE_RESERVATION) => Some(Reservation::Decrease),
+        Ok(XENMEM_POPULATE_PHYSMAP) => Some(Reservation::Populate),
+        _ => None,
+    };
+    if let Some(way) = way {
+        return Request::MemoryOp(MemoryOp::Reservation { arg, start, way });
     }
     if a.arg[0] & !MEMOP_CMD_MASK != 0 {
         return Request::NoSys;
@@ -87,6 +124,11 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
     Request::MemoryOp(match a.u32(0) {
         XENMEM_ADD_TO_PHYSMAP => MemoryOp::AddToPhysmap { arg },
         XENMEM_MEMORY_MAP => MemoryOp::MemoryMap { arg },
+        XENMEM_CURRENT_RESERVATION => MemoryOp::ReservationOf {
+            arg,
+            maximum: false,
+        },
+        XENMEM_MAXIMUM_RESERVATION => MemoryOp::ReservationOf { arg, maximum: true },
         XENMEM_SET_MEMORY_MAP => return Request::Dom0Only(Dom0Request::SetMemoryMap { arg }),
         _ => return Request::NoSys,
     })
@@ -99,58 +141,113 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let value = match op {
         MemoryOp::AddToPhysmap { arg } => add_to_physmap(ctx, arg)?,
         MemoryOp::MemoryMap { arg } => memory_map(ctx, arg)?,
-        MemoryOp::DecreaseReservation { arg, start } => {
-            return decrease_reservation(ctx, arg, start)
-        }
+        MemoryOp::ReservationOf { arg, maximum } => reservation_of(ctx, arg, maximum)?,
+        MemoryOp::Reservation { arg, start, way } => return reservation(ctx, arg, start, way),
     };
     Ok(HypercallOutcome::Return(value))
 }
 
-/// `XENMEM_decrease_reservation` from extent `start` (see the module doc).
-fn decrease_reservation<P: FramePool, M: PhysMem, E: HypercallEnv>(
+/// Which way a reservation sub-op moves frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reservation {
+    /// `XENMEM_decrease_reservation`: balloon out.
+    Decrease,
+    /// `XENMEM_populate_physmap`: balloon in.
+    Populate,
+}
+
+impl Reservation {
+    fn cmd(self) -> u32 {
+        match self {
+            Self::Decrease => XENMEM_DECREASE_RESERVATION,
+            Self::Populate => XENMEM_POPULATE_PHYSMAP,
+        }
+    }
+}
+
+/// `XENMEM_decrease_reservation` or `XENMEM_populate_physmap` from extent
+/// `start` (see the module doc).
+fn reservation<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     arg: u64,
     start: u64,
+    way: Reservation,
 ) -> Result<HypercallOutcome, Errno> {
-    let r: XenMemoryReservation = ctx.read_abi::<_, CompatMemoryReservation>(arg)?;
-    // The most extents a continuation can count in the caller's cmd.
-    let countable = if ctx.compat {
-        u64::from(u32::MAX)
-    } else {
-        u64::MAX
-    } >> MEMOP_EXTENT_SHIFT;
     let done = i64::try_from(start).map_err(|_| Errno::EINVAL)?;
-    if start >= r.nr_extents || r.nr_extents > countable || r.extent_order > DECREASE_MAX_ORDER {
+    // As Xen's do_memory_op: a request that cannot be read, names no
+    // domain or one the caller may not change, or is refused whole,
+    // returns the start extent rather than an error.
+    let Ok(r) = ctx.read_abi::<XenMemoryReservation, CompatMemoryReservation>(arg) else {
         return Ok(HypercallOutcome::Return(done));
-    }
-    let target = ctx.target(r.domid)?;
+    };
+    let refused = start >= r.nr_extents
+        || r.nr_extents > MAX_EXTENTS
+        || r.extent_order > DOMU_MAX_ORDER
+        || (way == Reservation::Populate && r.mem_flags & !XENMEMF_ADDRESS_BITS_MASK != 0);
+    let target = ctx.target(r.domid);
+    let Ok(target) = target.ok().filter(|_| !refused).ok_or(()) else {
+        return Ok(HypercallOutcome::Return(done));
+    };
     let frames = 1u64 << r.extent_order;
     let entry_size: u64 = if ctx.compat { 4 } else { 8 };
     let mut budget = SLICE_FRAMES;
     for i in start..r.nr_extents {
         if budget < frames {
-            let cmd = u64::from(XENMEM_DECREASE_RESERVATION) | i << MEMOP_EXTENT_SHIFT;
+            let cmd = u64::from(way.cmd()) | i << MEMOP_EXTENT_SHIFT;
             return Ok(HypercallOutcome::Continue(ctx.args.continue_with(0, cmd)));
         }
         budget -= frames;
-        let stopped = || {
-            Ok(HypercallOutcome::Return(
-                i64::try_from(i).unwrap_or(i64::MAX),
-            ))
-        };
-        let Some(first) = read_extent(ctx, r.extent_start, i, entry_size) else {
-            return stopped();
-        };
+        let extent = read_extent(ctx, r.extent_start, i, entry_size);
         let domain = ctx.domains.get_mut(target).ok_or(Errno::ESRCH)?;
-        for gfn in (0..frames).map_while(|j| first.checked_add(j)) {
-            if domain.balloon_out(ctx.pool, ctx.mem, Gfn(gfn)).is_err() {
-                return stopped();
-            }
+        let ok = extent.is_some_and(|first| match way {
+            Reservation::Decrease => (0..frames)
+                .map_while(|j| first.checked_add(j))
+                .all(|gfn| domain.balloon_out(ctx.pool, ctx.mem, Gfn(gfn)).is_ok()),
+            Reservation::Populate => populate_extent(domain, ctx.pool, ctx.mem, first, frames),
+        });
+        if !ok {
+            return Ok(HypercallOutcome::Return(
+                i64::try_from(i).unwrap_or(i64::MAX),
+            ));
         }
     }
     Ok(HypercallOutcome::Return(
         i64::try_from(r.nr_extents).unwrap_or(i64::MAX),
     ))
+}
+
+/// One extent of `XENMEM_populate_physmap`: `frames` fresh frames at GFNs
+/// `first..`, all or nothing; `first` must be aligned to the extent, every
+/// GFN unmapped and in the p2m's reach, and the domain under its maximum
+/// with frames free in the pool.
+fn populate_extent(
+    domain: &mut Domain,
+    pool: &mut impl FramePool,
+    mem: &mut impl PhysMem,
+    first: u64,
+    frames: u64,
+) -> bool {
+    first.is_multiple_of(frames)
+        && domain.check_populate(pool, mem, Gfn(first), frames).is_ok()
+        && domain.populate(pool, mem, Gfn(first), frames).is_ok()
+}
+
+/// `XENMEM_current_reservation` or `XENMEM_maximum_reservation`: the
+/// pages the domain at `arg` (a `domid_t`) holds, or may hold.
+fn reservation_of<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    arg: u64,
+    maximum: bool,
+) -> Result<i64, Errno> {
+    let domid: u16 = ctx.read(arg)?;
+    let target = ctx.target(domid)?;
+    let domain = ctx.domains.get(target).ok_or(Errno::ESRCH)?;
+    let pages = if maximum {
+        domain.max_pages()
+    } else {
+        domain.tot_pages()
+    };
+    i64::try_from(pages).map_err(|_| Errno::EINVAL)
 }
 
 /// `extent_start[i]`, a GFN (`u64`, or `u32` from a 32-bit caller);

@@ -282,12 +282,9 @@ mod tests {
             ),
             (nr::PHYSDEV_OP, 6),
             (nr::HVM_OP, abi::xen::hvm::HVMOP_GET_TIME.into()),
-            (
-                nr::MEMORY_OP,
-                abi::xen::memory::XENMEM_POPULATE_PHYSMAP.into(),
-            ),
+            (nr::MEMORY_OP, abi::xen::memory::XENMEM_EXCHANGE.into()),
             (HYPERVISOR_CONTROL_OP, 0),
-            (HYPERVISOR_CONTROL_OP, 14),
+            (HYPERVISOR_CONTROL_OP, 15),
         ];
         for (n, sub) in cases {
             assert_eq!(

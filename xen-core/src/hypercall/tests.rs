@@ -2,6 +2,7 @@
 //! domU) with 32 pages of RAM at GFN 0, paging off (a pointer is its GPA
 //! below 4 GiB), called through the door with either convention.
 
+use crate::paging::npt::NPT_MAX_GFN;
 use core::mem::offset_of;
 
 use abi::control::{
@@ -781,20 +782,104 @@ fn register_vcpu_info_for_other_vcpus_only_while_down() {
 /// `XENMEM_decrease_reservation` of `gfns` (extents of `order`) for
 /// `domid`, called by `caller`: its return value. The list sits at BUF2.
 fn decrease(w: &mut World, caller: DomId, domid: DomId, order: u32, gfns: &[u64]) -> i64 {
+    reservation(
+        w,
+        m::XENMEM_DECREASE_RESERVATION,
+        caller,
+        domid,
+        order,
+        0,
+        gfns,
+    )
+}
+
+/// A `memory_op` reservation sub-op `cmd` of `gfns` (extents of `order`,
+/// `mem_flags` = `flags`) for `domid`, called by `caller`.
+fn reservation(
+    w: &mut World,
+    cmd: u32,
+    caller: DomId,
+    domid: DomId,
+    order: u32,
+    flags: u32,
+    gfns: &[u64],
+) -> i64 {
     w.put(caller, BUF2, gfns);
     let r = m::XenMemoryReservation {
         extent_start: BUF2,
         nr_extents: gfns.len() as u64,
         extent_order: order,
+        mem_flags: flags,
         domid,
         ..Default::default()
     };
     w.put(caller, BUF, &r);
-    w.ret(
-        caller,
-        nr::MEMORY_OP,
-        [m::XENMEM_DECREASE_RESERVATION.into(), BUF, 0, 0, 0],
-    )
+    w.ret(caller, nr::MEMORY_OP, [cmd.into(), BUF, 0, 0, 0])
+}
+
+/// `XENMEM_populate_physmap` of `gfns` in extents of `order` for the
+/// domU itself.
+fn populate(w: &mut World, order: u32, flags: u32, gfns: &[u64]) -> i64 {
+    let cmd = m::XENMEM_POPULATE_PHYSMAP;
+    reservation(w, cmd, DOMU, DOMID_SELF, order, flags, gfns)
+}
+
+#[test]
+fn populate_physmap_balloons_back_in_within_the_maximum() {
+    let mut w = World::new();
+    let free = w.pool.free_frames();
+    w.put(DOMU, 20 << 12, &0x5a5a_5a5a_u64);
+    assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, 0, &[20]), 1);
+    // Back in: a fresh, zeroed frame; the pool and the count follow.
+    assert_eq!(populate(&mut w, 0, 0, &[20]), 1);
+    assert_eq!(w.domain(DOMU).tot_pages(), RAM_PAGES);
+    assert_eq!(w.pool.free_frames(), free);
+    assert_eq!(w.get::<u64>(DOMU, 20 << 12), 0);
+    // Populated already, beyond the p2m, unaligned for its order: the
+    // extents before it are done, then it stops.
+    assert_eq!(populate(&mut w, 0, 0, &[RAM_PAGES, 3]), 1);
+    assert_eq!(populate(&mut w, 0, 0, &[NPT_MAX_GFN + 1]), 0);
+    assert_eq!(populate(&mut w, 0, 0, &[u64::MAX]), 0);
+    assert_eq!(populate(&mut w, 1, 0, &[RAM_PAGES + 3]), 0);
+    assert_eq!(populate(&mut w, 1, 0, &[RAM_PAGES + 2]), 1);
+    assert_eq!(w.domain(DOMU).tot_pages(), RAM_PAGES + 3);
+    // Past max_pages (64): nothing of the extent that does not fit.
+    assert_eq!(populate(&mut w, 5, 0, &[64]), 0);
+    assert_eq!(w.domain(DOMU).tot_pages(), RAM_PAGES + 3);
+    // Address bits are accepted; populate-on-demand is not served.
+    assert_eq!(populate(&mut w, 0, 32, &[RAM_PAGES + 8]), 1);
+    assert_eq!(populate(&mut w, 0, 1 << 16, &[RAM_PAGES + 9]), 0);
+    let big = crate::hypercall::memory::DOMU_MAX_ORDER + 1;
+    assert_eq!(populate(&mut w, big, 0, &[1 << big]), 0);
+    // Another domain: dom0 may, a domU may not.
+    let cmd = m::XENMEM_POPULATE_PHYSMAP;
+    assert_eq!(reservation(&mut w, cmd, DOMU, DOM0, 0, 0, &[9000]), 0);
+    assert_eq!(reservation(&mut w, cmd, DOM0, DOMU, 0, 0, &[41]), 1);
+    assert_eq!(w.domain(DOMU).tot_pages(), RAM_PAGES + 5);
+}
+
+#[test]
+fn current_and_maximum_reservation() {
+    let mut w = World::new();
+    let ask = |w: &mut World, caller, cmd: u32, domid: DomId| {
+        w.put(caller, BUF, &domid);
+        w.ret(caller, nr::MEMORY_OP, [cmd.into(), BUF, 0, 0, 0])
+    };
+    let (current, maximum) = (m::XENMEM_CURRENT_RESERVATION, m::XENMEM_MAXIMUM_RESERVATION);
+    assert_eq!(
+        ask(&mut w, DOMU, current, DOMID_SELF),
+        RAM_PAGES.cast_signed()
+    );
+    assert_eq!(ask(&mut w, DOMU, maximum, DOMID_SELF), 64);
+    assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, 0, &[7]), 1);
+    assert_eq!(
+        ask(&mut w, DOM0, current, DOMU),
+        RAM_PAGES.cast_signed() - 1
+    );
+    assert_eq!(ask(&mut w, DOMU, current, DOM0), e(Errno::EPERM));
+    assert_eq!(ask(&mut w, DOMU, maximum, 77), e(Errno::ESRCH));
+    let cmd = [u64::from(maximum), UNMAPPED, 0, 0, 0];
+    assert_eq!(w.ret(DOMU, nr::MEMORY_OP, cmd), e(Errno::EFAULT));
 }
 
 #[test]
@@ -834,12 +919,13 @@ fn decrease_reservation_balloons_out_own_ram_only() {
     // is refused whole (the start extent, 0, comes back).
     assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, 1, &[26]), 1);
     assert_eq!(w.domain(DOMU).tot_pages(), pages - 2);
-    let big = crate::hypercall::memory::DECREASE_MAX_ORDER + 1;
+    let big = crate::hypercall::memory::DOMU_MAX_ORDER + 1;
     assert_eq!(decrease(&mut w, DOMU, DOMID_SELF, big, &[0]), 0);
     assert_eq!(w.domain(DOMU).tot_pages(), pages - 2);
-    // Another domain's memory: dom0 may, a domU may not.
-    assert_eq!(decrease(&mut w, DOMU, DOM0, 0, &[3]), e(Errno::EPERM));
-    assert_eq!(decrease(&mut w, DOMU, 77, 0, &[3]), e(Errno::ESRCH));
+    // Another domain's memory: dom0 may, a domU may not. Refused, or no
+    // such domain: the start extent comes back, as in Xen.
+    assert_eq!(decrease(&mut w, DOMU, DOM0, 0, &[3]), 0);
+    assert_eq!(decrease(&mut w, DOMU, 77, 0, &[3]), 0);
     let dom0_pages = w.domain(DOM0).tot_pages();
     assert_eq!(w.domain(DOM0).tot_pages(), dom0_pages);
     assert_eq!(decrease(&mut w, DOM0, DOMU, 0, &[3]), 1);
@@ -854,7 +940,17 @@ fn decrease_reservation_balloons_out_own_ram_only() {
     let cmd = [m::XENMEM_DECREASE_RESERVATION.into(), BUF, 0, 0, 0];
     assert_eq!(w.ret(DOMU, nr::MEMORY_OP, cmd), 0);
     let cmd = [m::XENMEM_DECREASE_RESERVATION.into(), UNMAPPED, 0, 0, 0];
-    assert_eq!(w.ret(DOMU, nr::MEMORY_OP, cmd), e(Errno::EFAULT));
+    assert_eq!(w.ret(DOMU, nr::MEMORY_OP, cmd), 0);
+    // Too many extents to count in a 32-bit cmd, from 64-bit code too.
+    let r = m::XenMemoryReservation {
+        extent_start: BUF2,
+        nr_extents: (u64::from(u32::MAX) >> 6) + 1,
+        domid: DOMID_SELF,
+        ..Default::default()
+    };
+    w.put(DOMU, BUF, &r);
+    let cmd = [m::XENMEM_DECREASE_RESERVATION.into(), BUF, 0, 0, 0];
+    assert_eq!(w.ret(DOMU, nr::MEMORY_OP, cmd), 0);
 }
 
 #[test]
@@ -984,7 +1080,7 @@ fn shared_info_mapping() {
         w.ret(
             DOMU,
             nr::MEMORY_OP,
-            [m::XENMEM_POPULATE_PHYSMAP.into(), BUF, 0, 0, 0]
+            [m::XENMEM_EXCHANGE.into(), BUF, 0, 0, 0]
         ),
         e(Errno::ENOSYS)
     );
@@ -1570,7 +1666,7 @@ fn every_dom0_only_request_is_eperm_for_a_domu_and_changes_nothing() {
         ),
     ]
     .into_iter()
-    .chain((1..=13).map(|op| (control, op)))
+    .chain((1..=14).map(|op| (control, op)))
     .collect();
     for request in &want {
         assert!(found.contains(request), "{request:?} is not dom0-only");

@@ -52,6 +52,10 @@ pub trait GuestState {
     fn set_gpr(&mut self, reg: Gpr, value: u64);
     /// The guest's RIP at the exit.
     fn rip(&self) -> u64;
+    /// The guest's RFLAGS.
+    fn rflags(&self) -> u64;
+    /// Sets RFLAGS (an emulated instruction's flags result).
+    fn set_rflags(&mut self, value: u64);
     /// Moves RIP past an instruction xen-core completed, ending any
     /// interrupt shadow (STI; HLT) as the CPU would.
     fn skip_to(&mut self, next_rip: u64);
@@ -350,6 +354,7 @@ pub(super) mod tests {
         pub injected: Vec<Event>,
         pub flushed: bool,
         pub debug_registers_taken: u32,
+        pub rflags: u64,
     }
 
     impl GuestState for FakeGuest {
@@ -361,6 +366,12 @@ pub(super) mod tests {
         }
         fn rip(&self) -> u64 {
             self.rip
+        }
+        fn rflags(&self) -> u64 {
+            self.rflags
+        }
+        fn set_rflags(&mut self, value: u64) {
+            self.rflags = value;
         }
         fn skip_to(&mut self, next_rip: u64) {
             self.rip = next_rip;

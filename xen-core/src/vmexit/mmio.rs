@@ -6,13 +6,15 @@
 //! the instruction bytes are fetched from the guest at RIP and decoded with
 //! `iced-x86`. Only the forms Xen's emulator would send to a null handler
 //! as one plain access are taken: MOV loads and stores of 1/2/4/8 bytes
-//! (register, immediate and moffs forms), MOVZX, MOVSX and MOVSXD loads.
-//! Anything else that touches unclaimed memory is
+//! (register, immediate and moffs forms), MOVZX, MOVSX and MOVSXD loads,
+//! and BT with a memory operand (a load that sets CF; with a register bit
+//! offset the operand moves by `offset DIV size`, as the CPU and Xen's
+//! emulator do, XSA-195). Anything else that touches unclaimed memory is
 //! [`DecodeError::Unhandleable`]; bytes that are no instruction are
 //! [`DecodeError::Unrecognized`] (Xen's `X86EMUL_UNHANDLEABLE` and
 //! `X86EMUL_UNRECOGNIZED`).
 //!
-//! Sources: Intel SDM vol. 2 (MOV, MOVZX, MOVSX/MOVSXD); AMD APM vol. 1
+//! Sources: Intel SDM vol. 2 (MOV, MOVZX, MOVSX/MOVSXD, BT); AMD APM vol. 1
 //! §3.1.2.3 (32-bit results zero-extend, 8/16-bit results merge).
 
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, OpKind, Register};
@@ -38,6 +40,8 @@ pub enum MemOp {
     Load { dest: RegSlot, extend: Widen },
     /// Writes the operand (from a register or an immediate).
     Store,
+    /// BT: reads the operand and copies bit `bit` of it to CF.
+    BitTest { bit: u8 },
 }
 
 /// One decoded memory access.
@@ -76,6 +80,14 @@ impl MemAccess {
             Widen::Sign => sign_extend(data, bits),
         };
         Some((dest, value))
+    }
+
+    /// CF after a BT that read `data`; `None` for any other access.
+    pub fn carry(&self, data: u64) -> Option<bool> {
+        let MemOp::BitTest { bit } = self.op else {
+            return None;
+        };
+        Some((data >> bit) & 1 == 1)
     }
 }
 
@@ -120,17 +132,26 @@ pub fn decode(
         });
     }
     let (shape, size) = shape(insn.code()).ok_or(DecodeError::Unhandleable)?;
-    let (mem_operand, op) = match shape {
+    let (mem_operand, mut op) = match shape {
         Shape::Store => (0, MemOp::Store),
         Shape::Load(extend) => {
             let dest = reg_slot(insn.op0_register()).ok_or(DecodeError::Unhandleable)?;
             (1, MemOp::Load { dest, extend })
         }
+        Shape::BitTest => (0, MemOp::BitTest { bit: 0 }),
     };
     if insn.op_kind(mem_operand) != OpKind::Memory {
         return Err(DecodeError::Unhandleable);
     }
-    let linear = linear_address(&insn, mem_operand, bitness, state)?;
+    let mut linear = linear_address(&insn, mem_operand, bitness, state)?;
+    if shape == Shape::BitTest {
+        let (bit, displacement) = bit_offset(&insn, size, state)?;
+        op = MemOp::BitTest { bit };
+        linear = linear.wrapping_add(displacement);
+        if bitness != 64 {
+            linear &= 0xffff_ffff;
+        }
+    }
     Ok(MemAccess {
         op,
         size,
@@ -165,11 +186,42 @@ pub fn store_value(
     }
 }
 
-/// The emulated forms: whether they load (and how they extend) or store.
-#[derive(Clone, Copy)]
+/// BT's bit within the `size`-byte operand it reads, and how far that
+/// operand lies from the memory operand's address: an immediate offset is
+/// taken modulo the operand's bits; a register offset is signed (of the
+/// operand's width) and moves the operand by `size * (offset DIV bits)`
+/// bytes, rounding down (Intel SDM vol. 2, BT).
+fn bit_offset(
+    insn: &Instruction,
+    size: u8,
+    state: &impl OperandState,
+) -> Result<(u8, u64), DecodeError> {
+    let bits = u32::from(size) * 8;
+    // 15, 31 or 63: the bit within the operand.
+    let mask = u8::try_from(bits - 1).map_err(|_| DecodeError::Unhandleable)?;
+    let offset = match insn.op_kind(1) {
+        OpKind::Register => {
+            let slot = reg_slot(insn.op1_register()).ok_or(DecodeError::Unhandleable)?;
+            let shift = 64 - bits;
+            (state.gpr(slot.gpr) << shift).cast_signed() >> shift
+        }
+        OpKind::Immediate8 => return Ok((insn.immediate8() & mask, 0)),
+        _ => return Err(DecodeError::Unhandleable),
+    };
+    // Two's complement: the low bits are the offset modulo `bits` and the
+    // arithmetic shift is the division rounding down.
+    let bit = offset.to_le_bytes()[0] & mask;
+    let units = offset >> bits.trailing_zeros();
+    Ok((bit, units.wrapping_mul(i64::from(size)).cast_unsigned()))
+}
+
+/// The emulated forms: whether they load (and how they extend), store or
+/// test a bit.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Shape {
     Load(Widen),
     Store,
+    BitTest,
 }
 
 /// The shape and operand size in bytes of an emulated instruction.
@@ -191,6 +243,9 @@ fn shape(code: Code) -> Option<(Shape, u8)> {
         Mov_rm16_r16 | Mov_moffs16_AX | Mov_rm16_imm16 => (Shape::Store, 2),
         Mov_rm32_r32 | Mov_moffs32_EAX | Mov_rm32_imm32 => (Shape::Store, 4),
         Mov_rm64_r64 | Mov_moffs64_RAX | Mov_rm64_imm32 => (Shape::Store, 8),
+        Bt_rm16_r16 | Bt_rm16_imm8 => (Shape::BitTest, 2),
+        Bt_rm32_r32 | Bt_rm32_imm8 => (Shape::BitTest, 4),
+        Bt_rm64_r64 | Bt_rm64_imm8 => (Shape::BitTest, 8),
         _ => return None,
     })
 }

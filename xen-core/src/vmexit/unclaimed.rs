@@ -14,9 +14,11 @@
 //! xen-core emulates only what can never touch memory: a load writes all
 //! ones to a register, a store is dropped. The one exception is a GPA an
 //! emulated device claims ([`VcpuEnv::mmio_claimed`]: dom0's ECAM, see
-//! `pci::vpci`), decoded the same way and completed by that device. A fault on a GPA that is
-//! mapped, or that lies inside the domain's memory map (a hole in its
-//! RAM), is not emulated: the domain crashes as before (docs/abi.md).
+//! `pci::vpci`), decoded the same way and completed by that device. A RAM
+//! GFN the domain gave back (`XENMEM_decrease_reservation`) is unclaimed
+//! too, as in Xen. A fault on a GPA that is mapped, or that lies inside a
+//! non-RAM range of the domain's memory map, is not emulated: the domain
+//! crashes as before (docs/abi.md).
 
 use super::dispatch::fetch_at_rip;
 use super::dispatch::{ExitAction, Gpr, GuestState, VcpuEnv};
@@ -43,6 +45,9 @@ pub mod npf_error {
     /// The fault is on a table of the guest's own page walk.
     pub const GUEST_PAGE_WALK: u64 = 1 << 33;
 }
+
+/// RFLAGS.CF, which BT sets from the tested bit.
+const RFLAGS_CF: u64 = 1 << 0;
 
 /// Bytes in a page: an emulated access must not leave the faulting one.
 const PAGE_BYTES: u64 = 4096;
@@ -136,6 +141,10 @@ fn emulate_mmio(
     };
     if let Some((dest, value)) = access.load_result(data) {
         write_gpr(guest, dest, value);
+    }
+    if let Some(carry) = access.carry(data) {
+        let flags = guest.rflags() & !RFLAGS_CF;
+        guest.set_rflags(flags | if carry { RFLAGS_CF } else { 0 });
     }
     guest.skip_to(advance(rip, access.insn_len as u64, bitness));
     Ok(())

@@ -28,6 +28,10 @@
 //!   target GFN cannot be replaced in its p2m; destroying the target
 //!   removes the mappings from the caller's p2m
 //!   ([`crate::domain::foreign`]).
+//! - `SET_MAX_MEM`: `SetMaxMemRequest`: the domain's `max_pages` becomes
+//!   `max_memkb / 4` (Xen's domctl `max_mem`); below what it holds, it
+//!   keeps its frames and gets no more until under the limit. `-EINVAL`
+//!   above `MAX_DOMAIN_PAGES`; `-ESRCH`. Any domain, the caller too.
 //! - `UNMAP_FOREIGN`: `UnmapRequest`: removes the caller's foreign
 //!   mappings at `caller_gfn..+nr_frames`, all or nothing. `-EINVAL`: 0 or
 //!   more than `MAP_MAX_FRAMES` frames, or a GFN without a foreign
@@ -40,8 +44,8 @@ use crate::domain::SLICE_FRAMES;
 use crate::hypercall::{Ctx, HypercallEnv, HypercallOutcome};
 use crate::mm::{FramePool, Gfn, PhysMem};
 use abi::control::{
-    MapRequest, PopulateRequest, PopulateResponse, UnmapRequest, CONTROL_OP_POPULATE_MEMORY,
-    MAP_MAX_FRAMES, POPULATE_MAX_FRAMES,
+    MapRequest, PopulateRequest, PopulateResponse, SetMaxMemRequest, UnmapRequest,
+    CONTROL_OP_POPULATE_MEMORY, MAP_MAX_FRAMES, POPULATE_MAX_FRAMES,
 };
 use abi::xen::errno::Errno;
 
@@ -133,4 +137,19 @@ fn frames(n: u32) -> Result<(), Errno> {
     } else {
         Err(Errno::EINVAL)
     }
+}
+
+pub(super) fn set_max_mem<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    _: Dom0,
+    request: u64,
+) -> Result<i64, Errno> {
+    let req: SetMaxMemRequest = ctx.read(request)?;
+    req.header.check()?;
+    zero(&req.pad)?;
+    let domain = ctx.domains.get_mut(req.domid).ok_or(Errno::ESRCH)?;
+    domain
+        .set_max_pages(req.max_memkb / super::FRAME_KIB)
+        .map_err(|_| Errno::EINVAL)?;
+    Ok(0)
 }

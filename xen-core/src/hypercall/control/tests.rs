@@ -1275,3 +1275,70 @@ fn a_32_bit_caller_populates_in_slices_too() {
     assert_eq!(w.get::<PopulateResponse>(DOM0, BUF2).nr_done, pages);
     assert_eq!(w.domain(id).tot_pages(), pages);
 }
+
+#[test]
+fn set_max_mem_limits_populate_and_may_go_below_what_is_held() {
+    let mut w = World::new();
+    let set = |w: &mut World, domid: DomId, max_memkb: u64| {
+        let req = ctl::SetMaxMemRequest {
+            header: ctl::ControlHeader::CURRENT,
+            domid,
+            pad: [0; 6],
+            max_memkb,
+        };
+        rc(w, DOM0, ctl::CONTROL_OP_SET_MAX_MEM, &req)
+    };
+    let held = w.domain(DOMU).tot_pages();
+    // 4 KiB frames, rounded down.
+    assert_eq!(set(&mut w, DOMU, (held + 1) * 4 + 3), 0);
+    assert_eq!(w.domain(DOMU).max_pages(), held + 1);
+    assert_eq!(
+        rc(
+            &mut w,
+            DOM0,
+            ctl::CONTROL_OP_POPULATE_MEMORY,
+            &populate_req(DOMU, 100, 2)
+        ),
+        e(Errno::ENOMEM)
+    );
+    assert_eq!(
+        rc(
+            &mut w,
+            DOM0,
+            ctl::CONTROL_OP_POPULATE_MEMORY,
+            &populate_req(DOMU, 100, 1)
+        ),
+        0
+    );
+    // Below what it holds: nothing is taken, nothing more is given.
+    assert_eq!(set(&mut w, DOMU, 4), 0);
+    assert_eq!(w.domain(DOMU).tot_pages(), held + 1);
+    assert_eq!(
+        rc(
+            &mut w,
+            DOM0,
+            ctl::CONTROL_OP_POPULATE_MEMORY,
+            &populate_req(DOMU, 101, 1)
+        ),
+        e(Errno::ENOMEM)
+    );
+    // Above the per-domain limit, no such domain, reserved bytes, a domU.
+    let too_much = (crate::domain::MAX_DOMAIN_PAGES + 1) * 4;
+    assert_eq!(set(&mut w, DOMU, too_much), e(Errno::EINVAL));
+    assert_eq!(w.domain(DOMU).max_pages(), 1);
+    assert_eq!(set(&mut w, 77, 4096), e(Errno::ESRCH));
+    let req = ctl::SetMaxMemRequest {
+        header: ctl::ControlHeader::CURRENT,
+        domid: DOMU,
+        pad: [1, 0, 0, 0, 0, 0],
+        max_memkb: 4096,
+    };
+    assert_eq!(
+        rc(&mut w, DOM0, ctl::CONTROL_OP_SET_MAX_MEM, &req),
+        e(Errno::EINVAL)
+    );
+    assert_eq!(
+        rc(&mut w, DOMU, ctl::CONTROL_OP_SET_MAX_MEM, &req),
+        e(Errno::EPERM)
+    );
+}

@@ -321,3 +321,49 @@ fn store_values_from_registers_and_immediates() {
     // A load has no stored value.
     assert_eq!(value(&[0x8b, 0x07]), Err(DecodeError::Unhandleable));
 }
+
+fn bit_test(bit: u8, size: u8, linear: u64, insn_len: usize) -> MemAccess {
+    MemAccess {
+        op: MemOp::BitTest { bit },
+        size,
+        linear,
+        insn_len,
+    }
+}
+
+#[test]
+fn bt_with_a_register_offset_moves_the_operand() {
+    // bt [rdi], rax: RDI = 0x8000, RAX = 0x1000 = 4096 bits, 64 qwords on.
+    assert_eq!(
+        decode64(&[0x48, 0x0f, 0xa3, 0x07]),
+        Ok(bit_test(0, 8, 0x8000 + 64 * 8, 4))
+    );
+    // bt [rdi], cx: CX = 0x2000 bits = 512 words on.
+    assert_eq!(
+        decode64(&[0x66, 0x0f, 0xa3, 0x0f]),
+        Ok(bit_test(0, 2, 0x8000 + 512 * 2, 4))
+    );
+}
+
+#[test]
+fn bt_with_an_immediate_offset_stays_in_its_operand() {
+    // bt dword [rdi], 37: bit 5 of the dword at RDI.
+    assert_eq!(
+        decode64(&[0x0f, 0xba, 0x27, 37]),
+        Ok(bit_test(5, 4, 0x8000, 4))
+    );
+    // BTS writes: not a plain access.
+    assert_eq!(
+        decode64(&[0x0f, 0xba, 0x2f, 1]),
+        Err(DecodeError::Unhandleable)
+    );
+}
+
+#[test]
+fn carry_is_the_tested_bit() {
+    let access = bit_test(5, 4, 0, 4);
+    assert_eq!(access.carry(1 << 5), Some(true));
+    assert_eq!(access.carry(!(1 << 5)), Some(false));
+    assert_eq!(access.load_result(u64::MAX), None);
+    assert!(!access.is_write());
+}

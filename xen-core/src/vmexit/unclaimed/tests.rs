@@ -220,3 +220,27 @@ fn port_writes_are_dropped_and_string_forms_get_gp() {
     assert_eq!(g.injected, [Event::general_protection()]);
     assert_eq!(g.rip, RIP);
 }
+
+/// XSA-195's probe: `bt [rdx], rax` with a large negative bit offset in
+/// RAX hits the qword `offset DIV 64` qwords below RDX; the null handler
+/// reads all ones, so CF is set and nothing else changes.
+#[test]
+fn bt_with_a_negative_offset_reads_all_ones_into_cf() {
+    let mem = (1u64 << 47) - 8;
+    let idx: u64 = 0xfffd_0000_0000_0000;
+    let linear = mem - 0x6000_0000_0000;
+    let gpa = HPET + linear % 4096;
+    let (mut g, mut env) = vcpu(&[0x48, 0x0f, 0xa3, 0x02], mem);
+    g.gprs[Gpr::Rax as usize] = idx;
+    g.rflags = 0x2;
+    assert_eq!(npf(gpa, READ_FAULT, &mut g, &mut env), ExitAction::Resume);
+    assert_eq!(g.rflags, 0x3);
+    assert_eq!(g.rip, RIP + 4);
+    assert!(g.injected.is_empty());
+    assert_eq!(g.gprs[Gpr::Rax as usize], idx);
+    // Faulting elsewhere in the page than the adjusted operand: #GP.
+    let (mut g, mut env) = vcpu(&[0x48, 0x0f, 0xa3, 0x02], mem);
+    g.gprs[Gpr::Rax as usize] = idx;
+    npf(HPET + 0x10, READ_FAULT, &mut g, &mut env);
+    assert_eq!(g.injected, vec![Event::general_protection()]);
+}

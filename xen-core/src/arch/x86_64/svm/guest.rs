@@ -94,6 +94,14 @@ impl GuestState for SvmGuest<'_> {
         self.vmcb.save.rip
     }
 
+    fn rflags(&self) -> u64 {
+        self.vmcb.save.rflags
+    }
+
+    fn set_rflags(&mut self, value: u64) {
+        self.vmcb.save.rflags = value;
+    }
+
     fn skip_to(&mut self, next_rip: u64) {
         self.vmcb.save.rip = next_rip;
         // Bit 0: the STI / MOV SS shadow ends with the instruction.
