@@ -335,9 +335,10 @@ fn create_builds_a_running_pvh_domain_in_xen_core() {
     );
     let vcpu0 = d.vcpu(0).unwrap();
     assert_eq!(vcpu0.run_state(), VcpuRunState::Runnable);
-    assert_eq!(vcpu0.entry().rip, KERNEL_GPA);
+    let entry = vcpu0.pending_context().expect("a state to start from");
+    assert_eq!(entry.rip, KERNEL_GPA);
     assert_eq!(d.vcpu(1).unwrap().run_state(), VcpuRunState::Down);
-    let start_info_gpa = vcpu0.entry().rbx;
+    let start_info_gpa = entry.gprs.rbx;
     assert_eq!(
         hv.w.domain(DOM0).foreign().nr_held(),
         0,
