@@ -54,11 +54,17 @@ struct Quarantined {
 struct Slot(Box<[Domain]>);
 
 impl Slot {
-    /// `d` on the heap, or `d` back when the heap has no room.
-    fn new(d: Domain) -> Result<Self, Domain> {
+    /// `d` on the heap; when the heap has no room, `d` is released
+    /// (its frames back to the pool).
+    fn new(
+        d: Domain,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+    ) -> Result<Self, DomainError> {
         let mut v = Vec::new();
         if v.try_reserve_exact(1).is_err() {
-            return Err(d);
+            d.release(pool, mem);
+            return Err(DomainError::OutOfHeap);
         }
         v.push(d);
         Ok(Self(v.into_boxed_slice()))
@@ -255,10 +261,7 @@ impl DomainTable {
             return Err(DomainError::TableFull);
         }
         let d = Domain::new(domid, cfg, privileged, pool, mem)?;
-        let d = Slot::new(d).map_err(|d| {
-            d.release(pool, mem);
-            DomainError::OutOfHeap
-        })?;
+        let d = Slot::new(d, pool, mem)?;
         self.put(d).map_err(|d| {
             d.into_inner().release(pool, mem);
             DomainError::OutOfHeap
