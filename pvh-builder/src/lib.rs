@@ -25,6 +25,7 @@ extern crate alloc;
 mod boot_layout;
 pub mod elf_image;
 mod error;
+mod scrubbed;
 #[cfg(any(test, feature = "test-images"))]
 pub mod test_images;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use heapless::Vec;
 
 use boot_layout::BootLayout;
 pub use error::{BuildError, LoadFault};
+pub use scrubbed::{Scrubbed, MAX_TRACKED_WRITES};
 
 /// Largest kernel image accepted, in bytes.
 pub const MAX_IMAGE_SIZE: usize = 64 << 20;

@@ -55,58 +55,6 @@ impl<M: PhysMem> GuestLoadTarget for GuestPhys<'_, M> {
     }
 }
 
-/// Most writes [`ScrubbedMemory`] remembers; past that it zeroes all it is
-/// asked to (always correct, only slower).
-const MAX_TRACKED_WRITES: usize = 16;
-
-/// The builder's target over a boot domain's memory, which was scrubbed
-/// as it was populated (`Domain::populate*`): bytes nothing has written
-/// since are zero already, so [`GuestLoadTarget::zero`] clears only what
-/// an earlier write of this build covered, not the whole `.bss` again
-/// (for dom0, a 24 MiB heap). The builder refuses overlapping segments,
-/// so that is nothing today; the check keeps this target right on its own.
-struct ScrubbedMemory<'a, M: PhysMem> {
-    inner: GuestPhys<'a, M>,
-    /// `[start, end)` of every write so far.
-    written: heapless::Vec<(u64, u64), MAX_TRACKED_WRITES>,
-    /// A write could not be recorded: zero everything asked.
-    untracked: bool,
-}
-
-impl<'a, M: PhysMem> ScrubbedMemory<'a, M> {
-    fn new(inner: GuestPhys<'a, M>) -> Self {
-        Self {
-            inner,
-            written: heapless::Vec::new(),
-            untracked: false,
-        }
-    }
-}
-
-impl<M: PhysMem> GuestLoadTarget for ScrubbedMemory<'_, M> {
-    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), LoadFault> {
-        let end = gpa.saturating_add(bytes.len() as u64);
-        if self.written.push((gpa, end)).is_err() {
-            self.untracked = true;
-        }
-        GuestLoadTarget::write(&mut self.inner, gpa, bytes)
-    }
-
-    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LoadFault> {
-        if self.untracked {
-            return GuestLoadTarget::zero(&mut self.inner, gpa, len);
-        }
-        let end = gpa.saturating_add(len);
-        for &(start, stop) in &self.written {
-            let (from, to) = (start.max(gpa), stop.min(end));
-            if from < to {
-                GuestLoadTarget::zero(&mut self.inner, from, to - from)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Where a boot domain's RAM comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootMemory {
@@ -294,7 +242,7 @@ fn populate_and_load(
         .xen_mut()
         .set_memory_map(&memmap)
         .map_err(|_| BootDomainError::MemoryMapTooLong)?;
-    let mut target = ScrubbedMemory::new(GuestPhys::new(domain.p2m(), mem));
+    let mut target = pvh_builder::Scrubbed::new(GuestPhys::new(domain.p2m(), mem));
     let pvh = pvh_builder::build(spec.image, &cfg, &mut target)?;
     let entry = VcpuEntryState::pvh(pvh.entry, pvh.start_info_gpa);
     if let Some(vcpu) = domain.vcpu_mut(0) {

@@ -46,7 +46,7 @@ use abi::xen::start_info::{HvmMemmapEntry, XEN_HVM_MEMMAP_TYPE_RESERVED};
 use abi::xen::{PAGE_SHIFT, PAGE_SIZE};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use pvh_builder::{BuildConfig, BuildError, GpaRange, PvhEntry};
+use pvh_builder::{BuildConfig, BuildError, GpaRange, PvhEntry, Scrubbed};
 
 use crate::error::{CreateError, Op};
 use crate::hypervisor::Hypervisor;
@@ -264,8 +264,11 @@ fn load(
     image: &[u8],
     cfg: &BuildConfig,
 ) -> Result<PvhEntry, CreateError> {
-    let mut loader = ForeignLoader::new(hv, domid, layout.frames());
+    // `populate` gave scrubbed frames: `.bss` is not zeroed (or mapped)
+    // again.
+    let mut loader = Scrubbed::new(ForeignLoader::new(hv, domid, layout.frames()));
     let built = pvh_builder::build(image, cfg, &mut loader);
+    let loader = loader.inner_mut();
     let failure = loader.failure();
     let unmapped = loader.finish();
     let entry = built.map_err(|e| match (e, failure) {

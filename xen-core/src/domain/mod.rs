@@ -142,6 +142,8 @@ pub enum DomainError {
     GfnMapped(Gfn),
     /// out of machine frames
     OutOfFrames,
+    /// out of hypervisor heap
+    OutOfHeap,
     /// GFN {0} is in use by a grant mapping (its frame is mapped by another domain, or it holds one)
     GrantInUse(Gfn),
     /// GFN {0} is in use by a foreign mapping (lent to one, or holding one)
@@ -171,7 +173,8 @@ impl From<DomainError> for Errno {
             DomainError::TooMuchMemory
             | DomainError::OverMaxPages
             | DomainError::TooManyShared
-            | DomainError::OutOfFrames => Errno::ENOMEM,
+            | DomainError::OutOfFrames
+            | DomainError::OutOfHeap => Errno::ENOMEM,
             DomainError::NoSuchDomain => Errno::ESRCH,
             DomainError::GrantInUse(_) | DomainError::ForeignInUse(_) => Errno::EBUSY,
             DomainError::PauseCountOverflow => Errno::EOVERFLOW,
@@ -395,6 +398,17 @@ impl Domain {
     /// Its grant table: table frames, active grants, maptrack.
     pub fn grant(&self) -> &GrantTable {
         &self.grant
+    }
+
+    /// Hypervisor memory this domain costs, in bytes, besides the RAM it
+    /// owns: its shared-info frame, its NPT and grant-table frames, and
+    /// the heap (the domain itself, its active grant entries and
+    /// maptrack, its event channels).
+    pub fn hypervisor_bytes(&self) -> u64 {
+        let frames = 1 + self.p2m.table_frames() + u64::from(self.grant.nr_frames());
+        let heap =
+            core::mem::size_of::<Self>() + self.grant.heap_bytes() + self.events.heap_bytes();
+        (frames << PAGE_SHIFT) + heap as u64
     }
 
     /// Its grant table, writable.

@@ -6,9 +6,12 @@
 //! [`DOMID_REUSE_DELAY`] further domains were created, so a stale domid
 //! held by the toolstack or a backend does not silently name a new domain.
 
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
 use abi::convert::usize_from_u64;
 use abi::xen::domid::{DomId, DOMID_FIRST_RESERVED};
-use heapless::Deque;
 
 use super::{
     Domain, DomainConfig, DomainError, DomainState, DOMAIN_NAME_MAX, MAX_DOMAIN_PAGES, MAX_VCPUS,
@@ -17,8 +20,11 @@ use super::{
 use crate::irq::Routing;
 use crate::mm::{FramePool, PhysMem};
 
-/// Domains that can exist at once, dom0 included.
-pub const MAX_DOMAINS: usize = 64;
+/// Domains that can exist at once, dom0 included. The table grows with the
+/// domains in use (one heap block per domain, a dense list of them and a
+/// domid index), so this is a limit, not a reservation: memory usually
+/// runs out first.
+pub const MAX_DOMAINS: usize = 8192;
 /// Domain creations a destroyed domid waits before it may be reused.
 pub const DOMID_REUSE_DELAY: u64 = 16;
 /// Quarantine entries: enough that an entry is only evicted once expired
@@ -27,11 +33,13 @@ pub const DOMID_REUSE_DELAY: u64 = 16;
 const QUARANTINE_LEN: usize = MAX_DOMAINS + usize_from_u64(DOMID_REUSE_DELAY);
 /// dom0's domid.
 pub const DOM0: DomId = 0;
+/// An index entry naming no domain.
+const ABSENT: u16 = u16::MAX;
 
-/// The slot a domain with `domid` takes if it is free.
-fn preferred_slot(domid: DomId) -> usize {
-    usize::from(domid) % MAX_DOMAINS
-}
+// Every position in the dense list fits an index entry, and every domid
+// has one.
+const _: () = assert!(MAX_DOMAINS < ABSENT as usize);
+const _: () = assert!(MAX_DOMAINS < DOMID_FIRST_RESERVED as usize);
 
 /// A destroyed domid and the creation count when it was destroyed.
 #[derive(Clone, Copy, Debug)]
@@ -40,16 +48,59 @@ struct Quarantined {
     created_before: u64,
 }
 
+/// A domain in a heap block of its own, allocated fallibly: a
+/// one-element boxed slice, as `Box::try_new` is not stable.
+#[derive(Debug)]
+struct Slot(Box<[Domain]>);
+
+impl Slot {
+    /// `d` on the heap; when the heap has no room, `d` is released
+    /// (its frames back to the pool).
+    fn new(
+        d: Domain,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+    ) -> Result<Self, DomainError> {
+        let mut v = Vec::new();
+        if v.try_reserve_exact(1).is_err() {
+            d.release(pool, mem);
+            return Err(DomainError::OutOfHeap);
+        }
+        v.push(d);
+        Ok(Self(v.into_boxed_slice()))
+    }
+
+    fn into_inner(self) -> Domain {
+        let mut v = self.0.into_vec();
+        // Made with exactly one element.
+        v.swap_remove(0)
+    }
+}
+
+impl core::ops::Deref for Slot {
+    type Target = Domain;
+    fn deref(&self) -> &Domain {
+        &self.0[0]
+    }
+}
+
+impl core::ops::DerefMut for Slot {
+    fn deref_mut(&mut self) -> &mut Domain {
+        &mut self.0[0]
+    }
+}
+
 /// All domains.
 #[derive(Debug)]
 pub struct DomainTable {
-    slots: [Option<Domain>; MAX_DOMAINS],
-    /// One past the highest slot that may hold a domain: walks over the
-    /// table stop there, so they cost what the domains in use cost, not
-    /// [`MAX_DOMAINS`] (domids are small and each prefers the slot
-    /// [`preferred_slot`] names, so this stays near the domain count).
-    high: usize,
-    quarantine: Deque<Quarantined, QUARANTINE_LEN>,
+    /// The domains in use, densely, in no particular order: walks cost
+    /// what the domains in use cost.
+    domains: Vec<Slot>,
+    /// By domid: the domain's position in `domains`, or [`ABSENT`]. Grows
+    /// to the highest domid used (below `DOMID_FIRST_RESERVED`, so at most
+    /// 64 KiB), so a lookup is one index.
+    index: Vec<u16>,
+    quarantine: VecDeque<Quarantined>,
     created: u64,
     /// The machine's physical-interrupt routing (pirqs of every domain).
     irqs: Routing,
@@ -65,9 +116,9 @@ impl DomainTable {
     /// An empty table (const, so it can be a `static`).
     pub const fn new() -> Self {
         Self {
-            slots: [const { None }; MAX_DOMAINS],
-            high: 0,
-            quarantine: Deque::new(),
+            domains: Vec::new(),
+            index: Vec::new(),
+            quarantine: VecDeque::new(),
             created: 0,
             irqs: Routing::new(),
         }
@@ -75,36 +126,70 @@ impl DomainTable {
 
     /// The domain with `domid` (any value a guest passes is fine).
     pub fn get(&self, domid: DomId) -> Option<&Domain> {
-        self.slot_of(domid).and_then(|s| self.slots[s].as_ref())
+        self.position(domid).map(|p| &*self.domains[p])
     }
 
     /// The domain with `domid`, writable.
     pub fn get_mut(&mut self, domid: DomId) -> Option<&mut Domain> {
-        self.slot_of(domid).and_then(|s| self.slots[s].as_mut())
+        self.position(domid).map(|p| &mut *self.domains[p])
     }
 
-    /// The slot holding `domid`: its preferred slot, else a walk.
-    fn slot_of(&self, domid: DomId) -> Option<usize> {
-        let preferred = preferred_slot(domid);
-        if self.slots[preferred]
-            .as_ref()
-            .is_some_and(|d| d.domid == domid)
-        {
-            return Some(preferred);
+    /// Where `domid` sits in the dense list.
+    fn position(&self, domid: DomId) -> Option<usize> {
+        match self.index.get(usize::from(domid)) {
+            Some(&p) if p != ABSENT => Some(usize::from(p)),
+            _ => None,
         }
-        self.slots[..self.high]
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|d| d.domid == domid))
     }
 
-    /// All domains, in slot order.
+    /// All domains, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Domain> {
-        self.slots[..self.high].iter().flatten()
+        self.domains.iter().map(|d| &**d)
     }
 
     /// All domains, writable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Domain> {
-        self.slots[..self.high].iter_mut().flatten()
+        self.domains.iter_mut().map(|d| &mut **d)
+    }
+
+    /// Adds `d` (whose domid is free) to the list and the index; `d` back
+    /// when the heap has no room for it (nothing changed then).
+    fn put(&mut self, d: Slot) -> Result<(), Slot> {
+        let id = usize::from(d.domid);
+        let grow = (id + 1).saturating_sub(self.index.len());
+        if self.domains.try_reserve(1).is_err() || self.index.try_reserve(grow).is_err() {
+            return Err(d);
+        }
+        if grow > 0 {
+            self.index.resize(id + 1, ABSENT);
+        }
+        // Below MAX_DOMAINS (checked by the callers), so below ABSENT.
+        self.index[id] = u16::try_from(self.domains.len()).unwrap_or(ABSENT);
+        self.domains.push(d);
+        Ok(())
+    }
+
+    /// Puts back a domain just [`Self::take`]n: the list has room for it
+    /// (taking did not shrink it) and the index covers its domid.
+    fn restore(&mut self, d: Slot) {
+        let id = usize::from(d.domid);
+        if let Some(e) = self.index.get_mut(id) {
+            // Below MAX_DOMAINS, so below ABSENT.
+            *e = u16::try_from(self.domains.len()).unwrap_or(ABSENT);
+        }
+        self.domains.push(d);
+    }
+
+    /// Takes `domid` out of the list and the index.
+    fn take(&mut self, domid: DomId) -> Option<Slot> {
+        let p = self.position(domid)?;
+        let d = self.domains.swap_remove(p);
+        self.index[usize::from(domid)] = ABSENT;
+        if let Some(moved) = self.domains.get(p) {
+            // p < len ≤ MAX_DOMAINS, below ABSENT.
+            self.index[usize::from(moved.domid)] = u16::try_from(p).unwrap_or(ABSENT);
+        }
+        Some(d)
     }
 
     /// The physical-interrupt routing.
@@ -119,7 +204,7 @@ impl DomainTable {
 
     /// Number of domains.
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.domains.len()
     }
 
     /// Whether there is no domain.
@@ -172,17 +257,15 @@ impl DomainTable {
         if self.iter().any(|d| d.name() == cfg.name) {
             return Err(DomainError::NameInUse);
         }
-        let preferred = preferred_slot(domid);
-        let slot = if self.slots[preferred].is_none() {
-            preferred
-        } else {
-            self.slots
-                .iter()
-                .position(Option::is_none)
-                .ok_or(DomainError::TableFull)?
-        };
-        self.slots[slot] = Some(Domain::new(domid, cfg, privileged, pool, mem)?);
-        self.high = self.high.max(slot + 1);
+        if self.domains.len() >= MAX_DOMAINS {
+            return Err(DomainError::TableFull);
+        }
+        let d = Domain::new(domid, cfg, privileged, pool, mem)?;
+        let d = Slot::new(d, pool, mem)?;
+        self.put(d).map_err(|d| {
+            d.into_inner().release(pool, mem);
+            DomainError::OutOfHeap
+        })?;
         self.created += 1;
         Ok(domid)
     }
@@ -217,11 +300,10 @@ impl DomainTable {
         mem: &mut impl PhysMem,
         budget: u64,
     ) -> Result<Destruction, DomainError> {
-        let slot = self.slot_of(domid).ok_or(DomainError::NoSuchDomain)?;
-        let mut d = self.slots[slot].take().ok_or(DomainError::NoSuchDomain)?;
+        let mut d = self.take(domid).ok_or(DomainError::NoSuchDomain)?;
         if d.state != DomainState::Dying {
             let state = d.state;
-            self.slots[slot] = Some(d);
+            self.restore(d);
             return Err(DomainError::BadState(state));
         }
         if !d.mappings_released {
@@ -230,22 +312,18 @@ impl DomainTable {
             d.mappings_released = true;
         }
         if !d.relinquish(pool, mem, budget) {
-            self.slots[slot] = Some(d);
+            self.restore(d);
             return Ok(Destruction::Continues);
         }
-        d.release(pool, mem);
-        while self.high > 0 && self.slots[self.high - 1].is_none() {
-            self.high -= 1;
-        }
-        if self.quarantine.is_full() {
+        // Its heap block goes back before the quarantine may need room.
+        d.into_inner().release(pool, mem);
+        if self.quarantine.len() >= QUARANTINE_LEN || self.quarantine.try_reserve(1).is_err() {
             self.quarantine.pop_front();
         }
-        let entry = Quarantined {
+        self.quarantine.push_back(Quarantined {
             domid,
             created_before: self.created,
-        };
-        // Cannot fail: there is room now.
-        let _ = self.quarantine.push_back(entry);
+        });
         Ok(Destruction::Done)
     }
 
@@ -462,6 +540,73 @@ mod tests {
             t.destroy_slice(id, &mut pool, &mut mem, 1),
             Err(DomainError::NoSuchDomain)
         );
+    }
+
+    #[derive(Clone, Debug)]
+    enum TableOp {
+        Create,
+        /// Destroys the live domain at this index (mod the live count).
+        Destroy(usize),
+        Lookup(DomId),
+    }
+
+    fn table_op() -> impl Strategy<Value = TableOp> {
+        prop_oneof![
+            3 => Just(TableOp::Create),
+            2 => any::<usize>().prop_map(TableOp::Destroy),
+            1 => any::<DomId>().prop_map(TableOp::Lookup),
+        ]
+    }
+
+    proptest! {
+        /// The growing table against a model (a map by domid): the same
+        /// domains, each found by its domid and by no other, walks that
+        /// visit each domain in use once.
+        #[test]
+        fn table_matches_a_model(ops in prop::collection::vec(table_op(), 1..400)) {
+            let (mut pool, mut mem) = machine(2 * 400 + 8);
+            let mut t = DomainTable::new();
+            let mut model: BTreeMap<DomId, String> = BTreeMap::new();
+            for (n, op) in ops.into_iter().enumerate() {
+                match op {
+                    TableOp::Create => {
+                        let name = format!("d{n}");
+                        let id = t.create_domu(&cfg(&name), &mut pool, &mut mem).unwrap();
+                        prop_assert!(model.insert(id, name).is_none());
+                    }
+                    TableOp::Destroy(i) if !model.is_empty() => {
+                        let id = *model.keys().nth(i % model.len()).unwrap();
+                        t.kill(id).unwrap();
+                        t.destroy(id, &mut pool, &mut mem).unwrap();
+                        model.remove(&id);
+                    }
+                    TableOp::Lookup(id) => {
+                        prop_assert_eq!(t.get(id).map(|d| d.name()), model.get(&id).map(String::as_str));
+                    }
+                    TableOp::Destroy(_) => {}
+                }
+                prop_assert_eq!(t.len(), model.len());
+                let mut walked: Vec<DomId> = t.iter().map(Domain::domid).collect();
+                walked.sort_unstable();
+                prop_assert_eq!(&walked, &model.keys().copied().collect::<Vec<_>>());
+                for (id, name) in &model {
+                    prop_assert_eq!(t.get(*id).map(|d| d.domid()), Some(*id));
+                    prop_assert_eq!(t.get_mut(*id).map(|d| d.name().to_owned()), Some(name.clone()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grows_past_a_thousand_domains() {
+        let (mut pool, mut mem) = machine(2 * 1100 + 8);
+        let mut t = DomainTable::new();
+        for i in 0..1100 {
+            t.create_domu(&cfg(&format!("d{i}")), &mut pool, &mut mem)
+                .unwrap();
+        }
+        assert_eq!(t.len(), 1100);
+        assert_eq!(t.get(1100).map(Domain::domid), Some(1100));
     }
 
     #[derive(Clone, Debug)]

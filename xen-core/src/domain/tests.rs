@@ -252,3 +252,27 @@ fn errors_have_one_message_and_one_errno() {
         "nested page fault at GPA 0x1000"
     );
 }
+
+/// A 2 MiB domain's hypervisor memory: shared info, NPT and grant-table
+/// frames, its heap; the pool agrees on the frames.
+#[test]
+fn hypervisor_memory_is_accounted() {
+    let (mut t, mut pool, mut mem, id) = one(514, 1024);
+    let free = pool.free_frames();
+    let d = t.get_mut(id).unwrap();
+    d.populate(&mut pool, &mut mem, Gfn(0), 514).unwrap();
+    d.grant_mut().grow(&mut pool, &mut mem, 1).unwrap();
+    // The pool gave the NPT's new tables and one grant frame; the NPT's
+    // root and the shared-info frame were taken at creation.
+    let taken = free - pool.free_frames() - d.tot_pages();
+    let tables = d.p2m().table_frames();
+    assert_eq!(taken, tables - 1 + 1);
+    let frames_bytes = (1 + tables + 1) << PAGE_SHIFT;
+    let heap = d.hypervisor_bytes() - frames_bytes;
+    // The domain itself and a frame's worth of active grant entries.
+    assert!(heap >= (core::mem::size_of::<Domain>() + 4096) as u64);
+    eprintln!(
+        "2 MiB domain: {} bytes ({tables} NPT frames, {heap} heap)",
+        d.hypervisor_bytes()
+    );
+}

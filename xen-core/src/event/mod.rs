@@ -95,6 +95,11 @@ impl EventChannels {
         }
     }
 
+    /// Heap bytes held (the port table and the per-vCPU vector).
+    pub fn heap_bytes(&self) -> usize {
+        self.ports.heap_bytes() + self.vcpus.capacity() * core::mem::size_of::<VcpuEvents>()
+    }
+
     /// The port table.
     pub fn ports(&self) -> &PortTable {
         &self.ports

@@ -48,6 +48,11 @@ pub struct PortTable {
 }
 
 impl PortTable {
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.channels.capacity() * core::mem::size_of::<Channel>()
+    }
+
     /// An empty table; no memory until the first allocation.
     pub const fn new() -> Self {
         Self {

@@ -1,10 +1,11 @@
 //! A domain's grant table: the frames holding its shared entries, an
 //! active entry per grant reference, and its maptrack.
 //!
-//! The active entries and the maptrack (24 KiB) live on the hypervisor
-//! heap, allocated (fallibly) when the domain first grows its table or
-//! maps a grant, so that domains that never use grants, and the domain
-//! table itself, stay small.
+//! The active entries and the maptrack live on the hypervisor heap,
+//! allocated (fallibly) as they are needed: 4 KiB of active entries per
+//! table frame when the domain grows its table, the maptrack (7.5 KiB)
+//! when it first maps a grant. A domain that grants one frame's worth
+//! (a console and a store ring) and maps none, most domUs, costs 4 KiB.
 
 use alloc::boxed::Box;
 
@@ -60,13 +61,6 @@ pub enum GrowError {
     OutOfMemory,
 }
 
-/// The heap part of a grant table.
-#[derive(Clone, Debug)]
-struct GrantState {
-    active: [ActiveEntry; NR_GRANT_ENTRIES as usize],
-    maptrack: Maptrack,
-}
-
 /// The maptrack of a domain that has none yet.
 static NO_MAPPINGS: Maptrack = Maptrack::new();
 
@@ -75,8 +69,10 @@ static NO_MAPPINGS: Maptrack = Maptrack::new();
 pub struct GrantTable {
     frames: Vec<Mfn, GRANT_TABLE_FRAMES>,
     frame_gfns: [Option<Gfn>; GRANT_TABLE_FRAMES],
-    /// One element once allocated.
-    state: Option<Box<[GrantState]>>,
+    /// One active entry per grant reference of `frames`.
+    active: alloc::vec::Vec<ActiveEntry>,
+    /// One element once the domain mapped a grant.
+    maptrack: Option<Box<[Maptrack]>>,
 }
 
 impl Default for GrantTable {
@@ -91,32 +87,29 @@ impl GrantTable {
         Self {
             frames: Vec::new(),
             frame_gfns: [None; GRANT_TABLE_FRAMES],
-            state: None,
+            active: alloc::vec::Vec::new(),
+            maptrack: None,
         }
     }
 
-    fn state(&self) -> Option<&GrantState> {
-        self.state.as_deref().and_then(<[GrantState]>::first)
-    }
-
-    fn state_mut(&mut self) -> Option<&mut GrantState> {
-        self.state
-            .as_deref_mut()
-            .and_then(<[GrantState]>::first_mut)
-    }
-
-    /// Allocates the active entries and maptrack if not done yet.
+    /// Allocates the maptrack if not done yet.
     pub fn reserve(&mut self) -> Result<(), GrowError> {
-        if self.state.is_none() {
+        if self.maptrack.is_none() {
             let mut v = alloc::vec::Vec::new();
             v.try_reserve_exact(1).map_err(|_| GrowError::OutOfMemory)?;
-            v.push(GrantState {
-                active: [ActiveEntry::default(); NR_GRANT_ENTRIES as usize],
-                maptrack: Maptrack::new(),
-            });
-            self.state = Some(v.into_boxed_slice());
+            v.push(Maptrack::new());
+            self.maptrack = Some(v.into_boxed_slice());
         }
         Ok(())
+    }
+
+    /// Heap bytes held: the active entries and the maptrack.
+    pub fn heap_bytes(&self) -> usize {
+        self.active.capacity() * core::mem::size_of::<ActiveEntry>()
+            + self
+                .maptrack
+                .as_ref()
+                .map_or(0, |_| core::mem::size_of::<Maptrack>())
     }
 
     /// Frames the table has now (`nr_frames` of `GNTTABOP_query_size`).
@@ -158,9 +151,11 @@ impl GrantTable {
         if nr > GRANT_TABLE_FRAMES {
             return Err(GrowError::TooLarge);
         }
-        if nr > 0 {
-            self.reserve()?;
-        }
+        let entries = nr * GRANT_ENTRIES_V1_PER_FRAME as usize;
+        let more = entries.saturating_sub(self.active.len());
+        self.active
+            .try_reserve_exact(more)
+            .map_err(|_| GrowError::OutOfMemory)?;
         let before = self.frames.len();
         while self.frames.len() < nr {
             let Some(mfn) = pool.alloc() else {
@@ -175,6 +170,9 @@ impl GrantTable {
             // Cannot fail: nr <= capacity.
             let _ = self.frames.push(mfn);
         }
+        if more > 0 {
+            self.active.resize(entries, ActiveEntry::default());
+        }
         Ok(())
     }
 
@@ -188,15 +186,14 @@ impl GrantTable {
     /// The active entry of `gref` (a default one beyond the table).
     pub fn active(&self, gref: GrantRef) -> ActiveEntry {
         let i = usize::try_from(gref).ok();
-        self.state()
-            .and_then(|s| s.active.get(i?))
+        i.and_then(|i| self.active.get(i))
             .copied()
             .unwrap_or_default()
     }
 
     fn active_mut(&mut self, gref: GrantRef) -> Option<&mut ActiveEntry> {
         let i = usize::try_from(gref).ok()?;
-        self.state_mut()?.active.get_mut(i)
+        self.active.get_mut(i)
     }
 
     /// Takes a pin on `gref` for `domid` on frame `mfn`. Counts stay below
@@ -229,17 +226,15 @@ impl GrantTable {
     /// Whether `mfn` is pinned through any grant reference: its owner must
     /// not give it up.
     pub fn is_pinned(&self, mfn: Mfn) -> bool {
-        self.state()
-            .is_some_and(|s| s.active.iter().any(|a| a.is_pinned() && a.mfn() == mfn))
+        self.active.iter().any(|a| a.is_pinned() && a.mfn() == mfn)
     }
 
     /// Every pinned frame, sorted (for lookups while the owner is
     /// released).
     pub fn pinned_frames(&self) -> Vec<u32, { NR_GRANT_ENTRIES as usize }> {
         let mut frames: Vec<u32, { NR_GRANT_ENTRIES as usize }> = self
-            .state()
+            .active
             .iter()
-            .flat_map(|s| s.active.iter())
             .filter(|a| a.is_pinned())
             .map(|a| a.mfn)
             .collect();
@@ -249,13 +244,18 @@ impl GrantTable {
 
     /// Mappings this domain holds.
     pub fn maptrack(&self) -> &Maptrack {
-        self.state().map_or(&NO_MAPPINGS, |s| &s.maptrack)
+        self.maptrack
+            .as_deref()
+            .and_then(<[Maptrack]>::first)
+            .unwrap_or(&NO_MAPPINGS)
     }
 
     /// Mappings this domain holds, writable; `None` until
     /// [`Self::reserve`] allocated the maptrack.
     pub fn maptrack_mut(&mut self) -> Option<&mut Maptrack> {
-        self.state_mut().map(|s| &mut s.maptrack)
+        self.maptrack
+            .as_deref_mut()
+            .and_then(<[Maptrack]>::first_mut)
     }
 
     /// Scrubs the table frames and returns them to the pool.

@@ -1,4 +1,5 @@
-//! xen-core's heap: [`HEAP_BYTES`] of contiguous frames managed by
+//! xen-core's heap: contiguous frames, a share of the machine's RAM
+//! (see [`heap_bytes`]), managed by
 //! `linked_list_allocator`. A failed allocation returns null, so fallible
 //! users (`try_reserve`) see the error; infallible ones reach
 //! `handle_alloc_error`, which panics, and the panic is fatal.
@@ -10,10 +11,24 @@ use linked_list_allocator::Heap;
 
 use super::mem::FRAMES;
 use crate::mm::frame::FrameError;
-use crate::mm::PAGE_SIZE;
+use crate::mm::{FramePool, PAGE_SIZE};
 
-/// Size of the heap.
-pub const HEAP_BYTES: usize = 4 << 20;
+/// The smallest heap.
+pub const HEAP_MIN_BYTES: u64 = 4 << 20;
+/// The largest heap.
+pub const HEAP_MAX_BYTES: u64 = 64 << 20;
+/// The heap takes one part in this many of the free RAM: the per-domain
+/// structures (the domain, its active grant entries, event channels,
+/// about 8 KiB for a small domU) grow with the domains the RAM can hold,
+/// 2 MiB each at the least.
+pub const HEAP_RAM_SHARE: u64 = 128;
+
+/// The heap's size for `free_bytes` of free RAM: its share, within
+/// [`HEAP_MIN_BYTES`]..=[`HEAP_MAX_BYTES`], in whole frames.
+pub fn heap_bytes(free_bytes: u64) -> u64 {
+    let page = PAGE_SIZE as u64;
+    (free_bytes / HEAP_RAM_SHARE).clamp(HEAP_MIN_BYTES, HEAP_MAX_BYTES) / page * page
+}
 
 struct LockedHeap(spin::Mutex<Heap>);
 
@@ -38,20 +53,21 @@ unsafe impl GlobalAlloc for LockedHeap {
     }
 }
 
-/// Takes [`HEAP_BYTES`] of contiguous frames and makes them the heap
+/// Takes [`heap_bytes`] of contiguous frames and makes them the heap
 /// (once: later calls do nothing).
 pub fn init() -> Result<(), FrameError> {
     let mut heap = HEAP.0.lock();
     if heap.size() != 0 {
         return Ok(());
     }
-    let first = FRAMES
-        .lock()
-        .alloc_contiguous((HEAP_BYTES / PAGE_SIZE) as u64, 1)?;
+    let mut frames = FRAMES.lock();
+    let bytes = heap_bytes(frames.free_frames() * PAGE_SIZE as u64);
+    let len = usize::try_from(bytes).map_err(|_| FrameError::BadRequest)?;
+    let first = frames.alloc_contiguous(bytes / PAGE_SIZE as u64, 1)?;
     // SAFETY: the frames were just taken from the allocator, are usable RAM
     // inside the identity map, and belong to the heap from now on; the heap
     // is empty (checked above), so this is its only region.
-    unsafe { heap.init(first.hpa() as *mut u8, HEAP_BYTES) };
+    unsafe { heap.init(first.hpa() as *mut u8, len) };
     Ok(())
 }
 

@@ -579,6 +579,7 @@ fn log_statistics(d: &Domain) {
         let name = abi::xen::hypercall::name(nr).unwrap_or("unknown");
         log::info!("  hypercall {name} ({nr}): {count}");
     }
+    log::info!("  hypervisor memory: {} bytes", d.hypervisor_bytes());
 }
 
 /// Why a boot domain did not start.
