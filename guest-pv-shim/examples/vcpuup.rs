@@ -72,9 +72,15 @@ mod kernel {
     /// `ticks` ticks of `clock`, waiting by turns with a yield and with
     /// this vCPU's own timer (set_timer_op) and a block.
     fn count(xen: &Xen, clock: &Clock, prefix: &str, ticks: u32) -> bool {
-        let name = |i: u32| if i % 2 == 0 { "yield" } else { "timer-block" };
+        let name = |i: u32| {
+            if i.is_multiple_of(2) {
+                "yield"
+            } else {
+                "timer-block"
+            }
+        };
         let wait = |i: u32, now: u64| {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 xen.sched_yield()
             } else {
                 xen.set_timer_op(now + TICK_NS)?;

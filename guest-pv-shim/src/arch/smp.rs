@@ -134,14 +134,11 @@ extern "C" fn shim_ap_entry64(vcpu_id: u64) -> ! {
         .ok()
         .and_then(|i| AP_MAIN.get(i))
         .map_or(0, |m| m.load(Ordering::Acquire));
-    match (XEN.get(), main) {
-        (Some(xen), main) if main != 0 => {
+    match (XEN.get(), main, u32::try_from(vcpu_id)) {
+        (Some(xen), main, Ok(vcpu_id)) if main != 0 => {
             // SAFETY: `vcpu_start` stored exactly a `fn(ApBoot) -> !` here.
             let main: fn(ApBoot) -> ! = unsafe { core::mem::transmute(main) };
-            main(ApBoot {
-                xen: *xen,
-                vcpu_id: vcpu_id as u32,
-            })
+            main(ApBoot { xen: *xen, vcpu_id })
         }
         _ => super::entry::crash(),
     }
