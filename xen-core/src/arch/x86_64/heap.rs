@@ -15,8 +15,12 @@ use crate::mm::{FramePool, PAGE_SIZE};
 
 /// The smallest heap.
 pub const HEAP_MIN_BYTES: u64 = 4 << 20;
-/// The largest heap.
-pub const HEAP_MAX_BYTES: u64 = 64 << 20;
+/// The largest heap. The heap is carved first fit, so it lands below
+/// dom0's 1:1 region at 16 MiB only while it fits in the ~15 MiB free
+/// there: a 16 MiB heap (a 2 GiB machine, XTF's) took dom0's frames and
+/// dom0 could not be built. A larger heap needs placing above dom0's
+/// region first.
+pub const HEAP_MAX_BYTES: u64 = 4 << 20;
 /// The heap takes one part in this many of the free RAM: the per-domain
 /// structures (the domain, its active grant entries, event channels,
 /// about 8 KiB for a small domU) grow with the domains the RAM can hold,
