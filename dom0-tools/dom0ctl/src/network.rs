@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use comfy_table::{presets, CellAlignment, Table};
 use mgmt::network::{xenbus_state_name, MacDisplay, VswitchSnapshot};
 use mgmt::{DomainRef, Reply, Request, VifInfo, VifRef};
 use serde::Serialize;
@@ -15,7 +14,7 @@ use crate::client::{unexpected, Client};
 use crate::commands::print;
 use crate::config::vlan_mode;
 use crate::error::CliError;
-use crate::output::json;
+use crate::output::{json, table};
 
 /// `network-attach DOMAIN [--mac M] [--vlan N | --trunk N,M]`.
 pub fn attach(
@@ -310,29 +309,6 @@ fn vswitch_text(s: &VswitchSnapshot) -> String {
 
 fn traffic_text(t: &Traffic) -> String {
     format!("{} frames, {} bytes", t.packets, t.bytes)
-}
-
-/// A table in `list`'s style: no borders, right-aligned numbers.
-fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>, numeric: &[usize]) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_header(header.to_vec());
-    for row in rows {
-        table.add_row(row);
-    }
-    for &column in numeric {
-        if let Some(c) = table.column_mut(column) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    let text = table.to_string();
-    let mut lines: Vec<&str> = text
-        .lines()
-        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end())
-        .collect();
-    lines.push("");
-    lines.join("\n")
 }
 
 #[derive(Serialize)]

@@ -8,13 +8,11 @@ use serde::Serialize;
 /// `counters` (`list -l`) two more columns, its VM exits and hypercalls
 /// (`-` for a domain without counters).
 pub fn domain_table(domains: &[DomainSummary], counters: Option<&[DomainCounters]>) -> String {
-    let mut table = Table::new();
     let mut header = vec!["Name", "ID", "State", "Mem(MiB)", "VCPUs", "Time(s)"];
     if counters.is_some() {
         header.extend(["Exits", "Hypercalls"]);
     }
-    table.load_preset(presets::NOTHING).set_header(header);
-    for d in domains {
+    let rows = domains.iter().map(|d| {
         let mut row = vec![
             d.name.clone(),
             d.domid.to_string(),
@@ -28,9 +26,26 @@ pub fn domain_table(domains: &[DomainSummary], counters: Option<&[DomainCounters
             row.push(c.map_or("-".into(), |c| c.vm_exits.to_string()));
             row.push(c.map_or("-".into(), |c| c.hypercalls.to_string()));
         }
+        row
+    });
+    table(&header, rows, &[1, 3, 4, 5, 6, 7])
+}
+
+/// A table in `list`'s style (xl's): no borders, no leading or trailing
+/// blanks, the `numeric` columns right-aligned, a final newline.
+pub fn table(
+    header: &[&str],
+    rows: impl Iterator<Item = Vec<String>>,
+    numeric: &[usize],
+) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_header(header.to_vec());
+    for row in rows {
         table.add_row(row);
     }
-    for column in [1, 3, 4, 5, 6, 7] {
+    for &column in numeric {
         if let Some(c) = table.column_mut(column) {
             c.set_cell_alignment(CellAlignment::Right);
         }

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 
-use comfy_table::{presets, CellAlignment, Table};
 use mgmt::{BlockDevice, DomainRef, Reply, Request, VolumeInfo, VolumeTable};
 use serde::Serialize;
 
@@ -11,6 +10,7 @@ use crate::cli::{BlockAttachArgs, BlockDetachArgs, BlockListArgs, VolumeCommand}
 use crate::client::{unexpected, Client};
 use crate::commands::print;
 use crate::error::CliError;
+use crate::output::table;
 
 /// `volume ...`.
 pub fn volume(
@@ -109,8 +109,8 @@ fn size_text(bytes: u64) -> String {
 }
 
 /// `volume list`: a table like `xl list`'s, then the free space.
-pub fn volumes_text(table: &VolumeTable) -> String {
-    let rows = table.volumes.iter().map(|v| {
+pub fn volumes_text(volumes: &VolumeTable) -> String {
+    let rows = volumes.volumes.iter().map(|v| {
         vec![
             v.name.clone(),
             size_text(v.bytes),
@@ -118,11 +118,11 @@ pub fn volumes_text(table: &VolumeTable) -> String {
             attachments(v),
         ]
     });
-    let mut text = render(&["Name", "Size", "FirstLBA", "Attached"], rows, &[1, 2]);
+    let mut text = table(&["Name", "Size", "FirstLBA", "Attached"], rows, &[1, 2]);
     text.push_str(&format!(
         "Disk {}, largest free space {}.\n",
-        size_text(table.disk_bytes),
-        size_text(table.largest_free_bytes)
+        size_text(volumes.disk_bytes),
+        size_text(volumes.largest_free_bytes)
     ));
     text
 }
@@ -159,34 +159,11 @@ pub fn devices_text(devices: &[BlockDevice]) -> String {
             d.state.clone(),
         ]
     });
-    render(
+    table(
         &["Domain", "Vdev", "DevId", "Volume", "Mode", "BE-state"],
         rows,
         &[0, 2],
     )
-}
-
-fn render(header: &[&str], rows: impl Iterator<Item = Vec<String>>, right: &[usize]) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_header(header.to_vec());
-    for row in rows {
-        table.add_row(row);
-    }
-    for &column in right {
-        if let Some(c) = table.column_mut(column) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    let text = table.to_string();
-    // The preset pads every line with a leading space and trailing blanks.
-    let mut lines: Vec<&str> = text
-        .lines()
-        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end())
-        .collect();
-    lines.push("");
-    lines.join("\n")
 }
 
 #[derive(Serialize)]
