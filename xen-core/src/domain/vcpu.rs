@@ -265,6 +265,12 @@ impl Vcpu {
         self.vlapic.first_mut()
     }
 
+    /// Its local APIC, writable, only if the guest has used it (one in its
+    /// reset state needs no INIT).
+    pub fn vlapic_in_use_mut(&mut self) -> Option<&mut Vlapic> {
+        self.vlapic.first_mut()
+    }
+
     /// The GPA of its xAPIC MMIO page, if the APIC is in xAPIC mode.
     pub fn apic_mmio_base(&self) -> Option<u64> {
         self.vlapic().map_or(

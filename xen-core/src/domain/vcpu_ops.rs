@@ -69,12 +69,32 @@ impl Domain {
         Ok(vcpu.run_state() != VcpuRunState::Down)
     }
 
-    /// An INIT IPI to vCPU `id`: down and uninitialised, waiting for a
-    /// STARTUP IPI ([`Vcpu::init_reset`]). The domain goes on even if
-    /// no vCPU is left up (a guest may INIT itself).
-    pub fn vcpu_init(&mut self, id: u32) -> Result<(), Errno> {
-        self.vcpu_mut(id).ok_or(Errno::ENOENT)?.init_reset();
-        Ok(())
+    /// An INIT IPI to vCPU `id` (Xen's `vlapic_init_sipi_one`): an
+    /// initialised vCPU goes down and uninitialised, waiting for a
+    /// STARTUP IPI ([`Vcpu::init_reset`]), its local APIC back to its
+    /// INIT state and any `SCHEDOP_poll` forgotten. `None` if it was reset
+    /// already (nothing happens). As Xen's `hvm_vcpu_down`, the domain
+    /// powers off if no vCPU is left up (a guest INITing every vCPU,
+    /// itself included).
+    pub fn vcpu_init(&mut self, id: u32) -> Result<Option<VcpuDown>, Errno> {
+        let vcpu = self.vcpu_mut(id).ok_or(Errno::ENOENT)?;
+        if !vcpu.is_initialised() {
+            return Ok(None);
+        }
+        vcpu.init_reset();
+        if let Some(apic) = vcpu.vlapic_in_use_mut() {
+            apic.init();
+        }
+        self.events_mut().cancel_poll(id);
+        if self
+            .vcpus()
+            .iter()
+            .all(|v| v.run_state() == VcpuRunState::Down)
+        {
+            self.shutdown(ShutdownReason::Poweroff);
+            return Ok(Some(VcpuDown::DomainPoweredOff));
+        }
+        Ok(Some(VcpuDown::Down))
     }
 
     /// A STARTUP IPI with `vector` to vCPU `id`: if INIT reset it (or it

@@ -154,7 +154,7 @@ impl EventChannels {
     }
 
     /// Forgets `vcpu`'s poll.
-    fn cancel_poll(&mut self, vcpu: u32) {
+    pub(crate) fn cancel_poll(&mut self, vcpu: u32) {
         if let Some(v) = usize::try_from(vcpu)
             .ok()
             .and_then(|i| self.vcpus.get_mut(i))

@@ -2,9 +2,19 @@
 //! `vlapic_accept_irq`) to the vCPUs of its own domain. A destination
 //! no vCPU of the domain answers to reaches nobody: a guest cannot name
 //! another domain's vCPU, and nothing goes to the real APIC.
+//!
+//! INIT and STARTUP (Xen's `vlapic_init_sipi_action`) reach every
+//! matching vCPU of the domain, the sender included, whatever the state
+//! of their APICs: INIT takes an initialised vCPU down into
+//! wait-for-SIPI ([`Domain::vcpu_init`]); STARTUP starts a vCPU that
+//! waits for one in real mode at `vector << 12` ([`Domain::vcpu_sipi`])
+//! and is ignored by any other, so INIT-SIPI-SIPI starts it once. A
+//! level-triggered INIT de-assert does nothing (Xen: "no work on INIT
+//! de-assert for P4-type APIC").
 
-use super::regs::{DM_FIXED, DM_INIT, DM_LOWEST, DM_STARTUP, INT_LEVELTRIG};
+use super::regs::{DM_FIXED, DM_INIT, DM_LOWEST, DM_STARTUP, INT_ASSERT, INT_LEVELTRIG};
 use super::Ipi;
+use crate::domain::vcpu::Vcpu;
 use crate::domain::Domain;
 use crate::logger::GUEST;
 
@@ -14,9 +24,12 @@ pub enum IpiOutcome {
     /// Its vector was made pending on this many vCPUs (0: no vCPU of the
     /// domain matched the destination).
     Delivered(u32),
-    /// INIT or STARTUP: not served (secondary vCPUs are started with
-    /// `VCPUOP_initialise`/`VCPUOP_up`).
-    StartupNotServed,
+    /// INIT: this many vCPUs were reset into wait-for-SIPI (0: none
+    /// matched, or all were reset already, or it was a de-assert).
+    InitReset(u32),
+    /// STARTUP: this many vCPUs waiting for SIPI were started (0: none
+    /// matched or waited, e.g. the second SIPI of INIT-SIPI-SIPI).
+    Started(u32),
     /// A delivery mode xen-core does not emulate (NMI, SMI, ExtINT...).
     ModeNotServed,
 }
@@ -26,10 +39,15 @@ pub fn deliver_ipi(domain: &mut Domain, source: u32, ipi: Ipi) -> IpiOutcome {
     let outcome = match ipi.delivery_mode() {
         DM_FIXED => IpiOutcome::Delivered(fixed(domain, source, ipi)),
         DM_LOWEST => IpiOutcome::Delivered(lowest(domain, source, ipi)),
-        DM_INIT | DM_STARTUP => IpiOutcome::StartupNotServed,
+        DM_INIT => IpiOutcome::InitReset(init(domain, source, ipi)),
+        DM_STARTUP => IpiOutcome::Started(startup(domain, source, ipi)),
         _ => IpiOutcome::ModeNotServed,
     };
-    if outcome != IpiOutcome::Delivered(1) && ipi.icr & super::regs::SHORT_MASK == 0 {
+    let one = matches!(
+        outcome,
+        IpiOutcome::Delivered(1) | IpiOutcome::InitReset(1) | IpiOutcome::Started(1)
+    );
+    if !one && ipi.icr & super::regs::SHORT_MASK == 0 {
         log::info!(
             target: GUEST,
             "d{}v{source}: IPI {:#x} to APIC id {:#x}: {outcome:?}",
@@ -81,3 +99,46 @@ fn lowest(domain: &mut Domain, source: u32, ipi: Ipi) -> u32 {
     vcpu.wake();
     1
 }
+
+/// Runs `act` on each vCPU of `domain` that `ipi` from `source` names,
+/// in id order as Xen's `for_each_vcpu` (a match reads the vCPU's APIC
+/// id, so its APIC is allocated if need be); counts those it acted on.
+fn each_target(
+    domain: &mut Domain,
+    source: u32,
+    ipi: Ipi,
+    mut act: impl FnMut(&mut Domain, u32) -> bool,
+) -> u32 {
+    let mut count = 0;
+    for id in 0..domain.nr_vcpus() {
+        let hit = domain
+            .vcpu_mut(id)
+            .and_then(Vcpu::vlapic_mut)
+            .is_some_and(|apic| apic.matches(&ipi, id == source));
+        if hit && act(domain, id) {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// INIT: each matching initialised vCPU is reset to wait for SIPI.
+fn init(domain: &mut Domain, source: u32, ipi: Ipi) -> u32 {
+    if ipi.icr & (INT_LEVELTRIG | INT_ASSERT) == INT_LEVELTRIG {
+        return 0;
+    }
+    each_target(domain, source, ipi, |d, id| {
+        matches!(d.vcpu_init(id), Ok(Some(_)))
+    })
+}
+
+/// STARTUP: each matching vCPU that waits for SIPI starts at the page
+/// the vector names.
+fn startup(domain: &mut Domain, source: u32, ipi: Ipi) -> u32 {
+    each_target(domain, source, ipi, |d, id| {
+        d.vcpu_sipi(id, ipi.vector()) == Ok(true)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -136,6 +136,9 @@ pub trait VcpuEnv {
     /// Delivers an IPI the vCPU's APIC issued to the vCPUs of its own
     /// domain it names (`vlapic::deliver_ipi`); others are ignored.
     fn send_ipi(&mut self, ipi: Ipi);
+    /// Whether the vCPU may still run: an exit it caused (an INIT IPI to
+    /// itself) may have taken it, or its whole domain, down.
+    fn may_run(&self) -> bool;
 }
 
 /// Fetches the instruction at CS:RIP as the vCPU would (its page walk at
@@ -177,6 +180,11 @@ pub enum ExitAction {
     Preempted,
     /// The domain must be marked crashed; its vCPU must not run again.
     Crash(CrashReason),
+    /// The vCPU took itself down while its exit was handled (an INIT
+    /// IPI to itself: it waits for SIPI), perhaps its domain with it
+    /// (no vCPU left up: powered off). Not from [`handle_exit`]: the
+    /// arch loop asks [`VcpuEnv::may_run`] after each handled exit.
+    Stopped,
 }
 
 /// Handles one exit: completes what xen-core emulates, injects what the
@@ -535,6 +543,9 @@ pub(super) mod tests {
         }
         fn send_ipi(&mut self, ipi: Ipi) {
             self.ipis.push(ipi);
+        }
+        fn may_run(&self) -> bool {
+            true
         }
     }
 

@@ -401,6 +401,7 @@ impl Machine {
             ExitAction::Preempted => {
                 apic::take_timer_fired();
             }
+            ExitAction::Stopped => self.stopped_itself(v.domid),
             ExitAction::Halt => {
                 // HLT with an event or an APIC interrupt already pending
                 // falls straight through.
@@ -436,6 +437,24 @@ impl Machine {
                 self.hypercall(v);
             }
         }
+    }
+
+    /// A vCPU of `domid` INITed itself: if that left no vCPU up, the
+    /// domain powered off (Xen's `hvm_vcpu_down`): tell dom0, as
+    /// `SCHEDOP_shutdown` does.
+    fn stopped_itself(&mut self, domid: DomId) {
+        let Some(domain) = self.domains.get(domid) else {
+            return;
+        };
+        let DomainState::Shutdown(reason) = domain.state() else {
+            return;
+        };
+        log::info!(
+            "d{domid} \"{}\" shut down: {reason:?} (no vCPU up)",
+            domain.name()
+        );
+        event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
+        self.domain_stopped(domid);
     }
 
     /// Serves the VMMCALL `v` stopped at; true if the guest may resume at
@@ -696,6 +715,10 @@ impl VcpuEnv for ExitEnv<'_> {
 
     fn send_ipi(&mut self, ipi: Ipi) {
         vlapic::deliver_ipi(self.domain, self.vcpu_id, ipi);
+    }
+
+    fn may_run(&self) -> bool {
+        self.domain.vcpu_may_run(self.vcpu_id)
     }
 }
 

@@ -103,12 +103,21 @@ fn init_then_sipi_restarts_in_real_mode() {
     let d = t.get_mut(id).unwrap();
     assert_eq!(d.vcpu_sipi(0, 0x10), Ok(false), "vCPU 0 runs: ignored");
     d.vcpu_take_new_context(0);
-    assert_eq!(d.vcpu_init(0), Ok(()));
+    // A never-started vCPU takes a SIPI directly, as on hardware.
+    assert_eq!(d.vcpu_sipi(1, 0x20), Ok(true));
+    assert_eq!(d.vcpu_init(0), Ok(Some(VcpuDown::Down)));
+    assert_eq!(d.vcpu_init(0), Ok(None), "reset already");
     assert_eq!(d.vcpu_is_up(0), Ok(false));
-    assert_eq!(d.state(), DomainState::Running, "INIT is not VCPUOP_down");
+    assert_eq!(d.state(), DomainState::Running, "vCPU 1 is still up");
     assert_eq!(d.vcpu_sipi(0, 0x10), Ok(true));
     assert_eq!(d.vcpu_take_new_context(0).map(|e| e.cs.base), Some(0x10000));
     assert!(d.vcpu_may_run(0));
-    // A never-started vCPU takes a SIPI directly, as on hardware.
-    assert_eq!(d.vcpu_sipi(1, 0x20), Ok(true));
+}
+
+#[test]
+fn init_of_the_last_vcpu_up_powers_off_as_xen() {
+    let (mut t, id) = domain(2);
+    let d = t.get_mut(id).unwrap();
+    assert_eq!(d.vcpu_init(0), Ok(Some(VcpuDown::DomainPoweredOff)));
+    assert_eq!(d.state(), DomainState::Shutdown(ShutdownReason::Poweroff));
 }

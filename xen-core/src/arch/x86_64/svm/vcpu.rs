@@ -99,6 +99,9 @@ impl SvmVcpu {
             if action != ExitAction::Resume {
                 return action;
             }
+            if !env.may_run() {
+                return ExitAction::Stopped;
+            }
             // A timer that expired while the host handled the exit was
             // taken by the host at STGI, not as an INTR exit: the slice
             // is over all the same (a guest exiting all the time would
