@@ -135,11 +135,36 @@ mod kernel {
         wrmsr(x2apic_msr(reg::ESR), 0).map_err(|_| "ESR")?;
         let esr = rdmsr(x2apic_msr(reg::ESR)).map_err(|_| "ESR read")?;
         check(esr == 0x20, "ESR.SENDILL")?;
+        init_sipi(icr)?;
         // The APIC still works: one more self-IPI arrives, and only it.
         wrmsr(x2apic_msr(reg::SELF_IPI), IPI_VECTOR.into()).map_err(|_| "SELF_IPI")?;
         wait_for(before + 1);
         check(interrupts() == before + 1, "no stray interrupt")?;
         println!("apic: hostile writes refused as Xen does (ESR {esr:#x})");
+        Ok(())
+    }
+
+    /// INIT and STARTUP IPIs this one-vCPU domain cannot act on (Xen's
+    /// vlapic ignores each): to APIC ids no vCPU has, all-but-self, a
+    /// STARTUP to itself (it runs), a level-triggered INIT de-assert to
+    /// itself. A reserved ICR bit is #GP. The guest must go on running.
+    fn init_sipi(
+        icr: impl Fn(u64, u32) -> Result<(), guest_pv_shim::arch::trap::Exception>,
+    ) -> Result<(), &'static str> {
+        let init = DM_INIT | INT_LEVELTRIG | INT_ASSERT;
+        icr(2, init).map_err(|_| "INIT to APIC id 2")?;
+        icr(0xfe, init).map_err(|_| "INIT to APIC id 0xfe")?;
+        icr(2, DM_STARTUP | 0x08).map_err(|_| "SIPI to APIC id 2")?;
+        icr(0, 0xc_0000 | init).map_err(|_| "INIT all-but-self")?;
+        icr(0, 0xc_0000 | DM_STARTUP | 0xff).map_err(|_| "SIPI all-but-self")?;
+        icr(0, DEST_SELF | DM_STARTUP | 0x08).map_err(|_| "SIPI to self")?;
+        icr(0, DEST_SELF | DM_INIT | INT_LEVELTRIG).map_err(|_| "INIT de-assert")?;
+        let reserved = icr(2, init | 1 << 13);
+        check(
+            reserved == Err(guest_pv_shim::arch::trap::Exception { vector: 13 }),
+            "ICR reserved bit 13",
+        )?;
+        println!("apic: INIT/SIPI to nobody, SIPI to self, INIT de-assert ignored");
         Ok(())
     }
 }

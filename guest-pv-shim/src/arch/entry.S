@@ -485,6 +485,88 @@ shim_ap_start64:
 7:  hlt
     jmp 7b
 
+/* A secondary vCPU started the PC way (arch::smp::Xen::vcpu_start_sipi):
+ * INIT, then a STARTUP IPI with vector V starts it in real mode at
+ * CS = V << 8, IP = 0 (AMD APM vol. 2 §16.5, Intel SDM vol. 3 §9.4.4),
+ * where the BSP copied shim_trampoline_start..shim_trampoline_end (a page
+ * below 1 MiB). The code runs wherever it is copied: EBX holds its linear
+ * address, from CS. It loads its own GDT, enters 32-bit protected mode,
+ * turns on PAE paging on the BSP's page tables with EFER.LME (long mode,
+ * with the BSP's CR0 and CR4, which the BSP writes into the parameters at
+ * shim_trampoline_params), and far-jumps to shim_ap_tramp64 in the image.
+ * It is data here: never executed in place. */
+.section .rodata
+.balign 16
+.global shim_trampoline_start
+shim_trampoline_start:
+.code16
+    cli
+    cld
+    mov %cs, %ax
+    mov %ax, %ds
+    movzwl %ax, %ebx
+    shl $4, %ebx                            /* EBX = where we run */
+    lea (.Ltr_gdt - shim_trampoline_start)(%ebx), %eax
+    mov %eax, (.Ltr_gdt_ptr + 2 - shim_trampoline_start)
+    lea (.Ltr_protected - shim_trampoline_start)(%ebx), %eax
+    mov %eax, (.Ltr_protected_jump - shim_trampoline_start)
+    lgdtl (.Ltr_gdt_ptr - shim_trampoline_start)
+    mov %cr0, %eax
+    or $1, %eax                             /* PE */
+    mov %eax, %cr0
+    ljmpl *(.Ltr_protected_jump - shim_trampoline_start)
+.code32
+.Ltr_protected:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov (.Ltr_cr4 - shim_trampoline_start)(%ebx), %eax
+    mov %eax, %cr4                          /* with PAE */
+    mov (.Ltr_cr3 - shim_trampoline_start)(%ebx), %eax
+    mov %eax, %cr3
+    mov $0xC0000080, %ecx                   /* EFER */
+    rdmsr
+    or $(1 << 8), %eax                      /* LME */
+    wrmsr
+    mov (.Ltr_cr0 - shim_trampoline_start)(%ebx), %eax
+    mov %eax, %cr0                          /* PG: long mode */
+    ljmpl *(.Ltr_long_jump - shim_trampoline_start)(%ebx)
+.balign 8
+.Ltr_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff                /* 0x08: 32-bit code */
+    .quad 0x00cf92000000ffff                /* 0x10: data */
+    .quad 0x00af9a000000ffff                /* 0x18: 64-bit code */
+.Ltr_gdt_end:
+.Ltr_gdt_ptr:
+    .word .Ltr_gdt_end - .Ltr_gdt - 1
+    .long 0                                 /* its address, set above */
+.Ltr_protected_jump:
+    .long 0                                 /* .Ltr_protected, set above */
+    .word 0x08
+.Ltr_long_jump:
+    .long shim_ap_tramp64                   /* in the image, below 4 GiB */
+    .word 0x18
+.balign 4
+.global shim_trampoline_params
+shim_trampoline_params:                     /* arch::smp::TrampolineParams */
+.Ltr_cr0: .long 0
+.Ltr_cr3: .long 0
+.Ltr_cr4: .long 0
+.global shim_trampoline_end
+shim_trampoline_end:
+.code64
+
+/* The trampoline's long-mode landing: this vCPU's stack and id from the
+ * one boot slot (arch::smp: the BSP starts one vCPU at a time), then the
+ * same path as a VCPUOP_initialise start. */
+.section .text
+shim_ap_tramp64:
+    mov shim_ap_boot_stack(%rip), %rsp
+    mov shim_ap_boot_id(%rip), %edi
+    jmp shim_ap_start64
+
 .section .text
 .global shim_triple_fault
 shim_triple_fault:

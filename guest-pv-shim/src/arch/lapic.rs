@@ -45,6 +45,14 @@ pub const TIMER_TSC_DEADLINE: u32 = 2 << 17;
 pub const LVT_MASKED: u32 = 1 << 16;
 /// ICR shorthand: self.
 pub const DEST_SELF: u32 = 1 << 18;
+/// ICR delivery mode INIT (AMD APM vol. 2 §16.5).
+pub const DM_INIT: u32 = 5 << 8;
+/// ICR delivery mode STARTUP; the vector is the start page number.
+pub const DM_STARTUP: u32 = 6 << 8;
+/// ICR level: assert.
+pub const INT_ASSERT: u32 = 1 << 14;
+/// ICR trigger mode: level.
+pub const INT_LEVELTRIG: u32 = 1 << 15;
 
 /// Interrupts taken through [`install_gate`]'s gates.
 static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
@@ -140,4 +148,20 @@ pub fn wrmsr(msr: u32, value: u64) -> Result<(), Exception> {
         );
     }
     Ok(())
+}
+
+/// Sends the interrupt command `icr` (ICR's low half) to APIC id `dest`:
+/// one WRMSR of the x2APIC ICR in x2APIC mode, else ICR2 (`dest` in its
+/// top byte) then ICR through MMIO.
+pub fn send_ipi(icr: u32, dest: u32) -> Result<(), Exception> {
+    let base = rdmsr(MSR_APIC_BASE)?;
+    if base & (BASE_EXTD | BASE_ENABLE) == BASE_EXTD | BASE_ENABLE {
+        wrmsr(
+            x2apic_msr(reg::ICR),
+            (u64::from(dest) << 32) | u64::from(icr),
+        )
+    } else {
+        write(reg::ICR2, dest << 24)?;
+        write(reg::ICR, icr)
+    }
 }

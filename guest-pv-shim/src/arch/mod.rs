@@ -22,6 +22,7 @@ pub mod physdev;
 pub mod probe;
 pub mod shared_info;
 pub mod shared_page;
+pub mod sipi;
 pub mod smp;
 pub mod trap;
 pub mod uart;

@@ -5,11 +5,13 @@
 //! `VCPUOP_up`. It loads the shim's GDT and IDT and runs the guest's
 //! `main(ApBoot)`. The vCPU shares everything else with the BSP: the
 //! shim's statics must be safe to use from both (the hypercall page is
-//! read-only; the console writes with hypercalls).
+//! read-only; the console writes with hypercalls). [`super::sipi`]
+//! starts a vCPU the other way, as a PC does: INIT and STARTUP IPIs and
+//! a real-mode trampoline, into the same entry.
 
 use core::arch::asm;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use abi::xen::errno::Errno;
 use abi::xen::hypercall as nr;
@@ -57,6 +59,9 @@ static AP_STACKS: [ApStack; MAX_VCPUS] =
 
 /// Each secondary vCPU's main, as a `fn(ApBoot) -> !` address (0: none).
 static AP_MAIN: [AtomicUsize; MAX_VCPUS] = [const { AtomicUsize::new(0) }; MAX_VCPUS];
+/// How many times each vCPU entered `shim_ap_entry64` (a restart after
+/// INIT counts again).
+static AP_ENTRIES: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
 /// The BSP's `Xen` for the secondary vCPUs (it is `Copy`).
 static XEN: spin::Once<Xen> = spin::Once::new();
 
@@ -71,13 +76,7 @@ impl Xen {
     /// an id the domain lacks (or 0, or ≥ [`MAX_VCPUS`], refused here),
     /// `-EINVAL`) or `VCPUOP_up`.
     pub fn vcpu_start(&self, vcpu_id: u32, main: fn(ApBoot) -> !) -> Result<(), XenError> {
-        let slot = AP_MAIN
-            .get(vcpu_id as usize)
-            .filter(|_| vcpu_id != 0)
-            .ok_or(XenError(-i64::from(Errno::ENOENT as i32)))?;
-        XEN.call_once(|| *self);
-        slot.store(main as *const () as usize, Ordering::Release);
-        let top = AP_STACKS[vcpu_id as usize].top();
+        let top = self.prepare_ap(vcpu_id, main)?;
         let regs = VcpuHvmX86_64 {
             rip: shim_ap_start64 as *const () as u64,
             rsp: top,
@@ -91,6 +90,18 @@ impl Xen {
         };
         self.vcpu_initialise(vcpu_id, &VcpuHvmContext::x86_64(&regs))?;
         self.vcpu_up(vcpu_id)
+    }
+
+    /// Records `main` as vCPU `vcpu_id`'s (1..[`MAX_VCPUS`], else
+    /// `-ENOENT`) and returns the top of its stack.
+    pub(super) fn prepare_ap(&self, vcpu_id: u32, main: fn(ApBoot) -> !) -> Result<u64, XenError> {
+        let slot = AP_MAIN
+            .get(vcpu_id as usize)
+            .filter(|_| vcpu_id != 0)
+            .ok_or(XenError(-i64::from(Errno::ENOENT as i32)))?;
+        XEN.call_once(|| *self);
+        slot.store(main as *const () as usize, Ordering::Release);
+        Ok(AP_STACKS[vcpu_id as usize].top())
     }
 
     /// `VCPUOP_initialise` of `vcpu_id` with `ctx` (also for hostile tests).
@@ -119,8 +130,16 @@ impl Xen {
     }
 }
 
+/// How many times vCPU `vcpu_id` has entered its main so far (0 for ids
+/// out of range).
+pub fn ap_entries(vcpu_id: u32) -> u32 {
+    AP_ENTRIES
+        .get(vcpu_id as usize)
+        .map_or(0, |n| n.load(Ordering::Acquire))
+}
+
 /// CR3.
-fn read_cr3() -> u64 {
+pub(super) fn read_cr3() -> u64 {
     let value;
     // SAFETY: reading CR3 has no side effects.
     unsafe { asm!("mov {}, cr3", out(reg) value, options(nomem, nostack)) };
@@ -136,6 +155,9 @@ extern "C" fn shim_ap_entry64(vcpu_id: u64) -> ! {
         .map_or(0, |m| m.load(Ordering::Acquire));
     match (XEN.get(), main, u32::try_from(vcpu_id)) {
         (Some(xen), main, Ok(vcpu_id)) if main != 0 => {
+            if let Some(n) = AP_ENTRIES.get(vcpu_id as usize) {
+                n.fetch_add(1, Ordering::AcqRel);
+            }
             // SAFETY: `vcpu_start` stored exactly a `fn(ApBoot) -> !` here.
             let main: fn(ApBoot) -> ! = unsafe { core::mem::transmute(main) };
             main(ApBoot { xen: *xen, vcpu_id })
