@@ -11,7 +11,12 @@ pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x15;
 /// `XEN_DOMCTL_INTERFACE_VERSION` of Xen 4.19 (bumped in 4.19).
 pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x17;
 
-/// The first 8 bytes of `struct xen_sysctl` and `struct xen_domctl`.
+/// `XENPF_INTERFACE_VERSION` (`platform.h`): `platform_op`'s struct
+/// starts with the same header.
+pub const XENPF_INTERFACE_VERSION: u32 = 0x0300_0001;
+
+/// The first 8 bytes of `struct xen_sysctl`, `struct xen_domctl` and
+/// `struct xen_platform_op`.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,

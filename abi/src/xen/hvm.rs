@@ -22,6 +22,9 @@ pub const HVMOP_GET_MEM_TYPE: u32 = 15;
 /// `HVMOP_set_evtchn_upcall_vector`: per-vCPU upcall vector, preferred over
 /// the domain-wide callback; arg -> [`XenHvmEvtchnUpcallVector`].
 pub const HVMOP_SET_EVTCHN_UPCALL_VECTOR: u32 = 23;
+/// `HVMOP_guest_request_vm_event`: a guest's request to its monitor
+/// (arg null).
+pub const HVMOP_GUEST_REQUEST_VM_EVENT: u32 = 24;
 
 /// `struct xen_hvm_param`, 16 bytes.
 #[repr(C)]

@@ -27,8 +27,12 @@
 //!   `-EINVAL`); a valid request gets `-EOPNOTSUPP`: xen-core offers only
 //!   the 2-level ABI, and guests (Linux's `xen_evtchn_fifo_init`) fall
 //!   back to it on any error.
-//! - Not implemented (`-ENOSYS`): bind_vcpu, reset,
-//!   expand_array and set_priority (the rest of the FIFO ABI).
+//! - `EVTCHNOP_expand_array` (FIFO): reads its 8 bytes (`-EFAULT`), then
+//!   `-EOPNOTSUPP`, Xen's answer while the FIFO ABI is not initialised.
+//! - `EVTCHNOP_set_priority`: reads port and priority (`-EFAULT`); a port
+//!   beyond the table is `-EINVAL`; then `-ENOSYS`, Xen's answer under the
+//!   2-level ABI (it has no priorities).
+//! - Not implemented (`-ENOSYS`): bind_vcpu, reset.
 
 use abi::xen::domid::DOMID_SELF;
 use abi::xen::errno::Errno;
@@ -57,6 +61,8 @@ pub(crate) enum EvtchnOp {
     Status { arg: u64 },
     Unmask { arg: u64 },
     InitControl { arg: u64 },
+    ExpandArray { arg: u64 },
+    SetPriority { arg: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -72,6 +78,8 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         ec::EVTCHNOP_STATUS => EvtchnOp::Status { arg },
         ec::EVTCHNOP_UNMASK => EvtchnOp::Unmask { arg },
         ec::EVTCHNOP_INIT_CONTROL => EvtchnOp::InitControl { arg },
+        ec::EVTCHNOP_EXPAND_ARRAY => EvtchnOp::ExpandArray { arg },
+        ec::EVTCHNOP_SET_PRIORITY => EvtchnOp::SetPriority { arg },
         _ => return Request::NoSys,
     })
 }
@@ -135,6 +143,17 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         EvtchnOp::InitControl { arg } => {
             let req: EvtchnInitControl = ctx.read(arg)?;
             return Err(init_control(ctx, &req));
+        }
+        EvtchnOp::ExpandArray { arg } => {
+            // `evtchn_expand_array`: array_gfn u64.
+            let _: u64 = ctx.read(arg)?;
+            return Err(Errno::EOPNOTSUPP);
+        }
+        EvtchnOp::SetPriority { arg } => {
+            // `evtchn_set_priority`: port u32, priority u32.
+            let [port, _priority]: [u32; 2] = ctx.read(arg)?;
+            ops::status(ctx.domains, me, port)?;
+            return Err(Errno::ENOSYS);
         }
     }
     Ok(0)

@@ -21,7 +21,10 @@
 //! `hvmop_set_evtchn_upcall_vector`): reads `xen_hvm_evtchn_upcall_vector`
 //! (`-EFAULT`); a vector below 0x10 is `-EINVAL`, a vCPU the caller does
 //! not have `-ENOENT`. That vCPU's upcalls then use this vector instead of
-//! the callback parameter's. Other hvm_ops: `-ENOSYS`.
+//! the callback parameter's. `pagetable_dying`, `get_time` and
+//! `guest_request_vm_event`: [`misc`]. Other hvm_ops: `-ENOSYS`.
+
+mod misc;
 
 use abi::xen::errno::Errno;
 use abi::xen::hvm::{self as h, CallbackVia, XenHvmEvtchnUpcallVector, XenHvmParam, HVM_NR_PARAMS};
@@ -67,6 +70,7 @@ pub(crate) enum HvmOp {
     SetParam { arg: u64 },
     GetParam { arg: u64 },
     SetEvtchnUpcallVector { arg: u64 },
+    Misc(misc::MiscOp),
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -77,7 +81,10 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         op if op == u64::from(h::HVMOP_SET_EVTCHN_UPCALL_VECTOR) => {
             HvmOp::SetEvtchnUpcallVector { arg }
         }
-        _ => return Request::NoSys,
+        op => match misc::MiscOp::decode(op, arg) {
+            Some(misc) => HvmOp::Misc(misc),
+            None => return Request::NoSys,
+        },
     })
 }
 
@@ -87,6 +94,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
 ) -> Result<i64, Errno> {
     let arg = match op {
         HvmOp::SetEvtchnUpcallVector { arg } => return set_evtchn_upcall_vector(ctx, arg),
+        HvmOp::Misc(op) => return misc::handle(ctx, op),
         HvmOp::SetParam { arg } | HvmOp::GetParam { arg } => arg,
     };
     let mut param: XenHvmParam = ctx.read(arg)?;

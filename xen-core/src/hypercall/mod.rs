@@ -39,6 +39,7 @@ mod page;
 mod physdev;
 mod sched_op;
 mod table;
+mod unserved;
 mod vcpu;
 mod version;
 

@@ -11,8 +11,11 @@
 //!   `MAP_PIRQ_TYPE_GSI` (`-EINVAL` for MSI and the rest: xen-core does
 //!   not program MSI yet). The struct is written back (`pirq`) whatever
 //!   the result, as Xen does.
-//! - `PHYSDEVOP_eoi`, `PHYSDEVOP_irq_status_query`: any domain, on its
-//!   own pirqs (`-EINVAL` for one it does not have).
+//! - `PHYSDEVOP_eoi`, `PHYSDEVOP_irq_status_query`: the hardware domain,
+//!   on its own pirqs (`-EINVAL` for one it does not have). A domU has no
+//!   pirqs (it cannot map one): `-ENOSYS`, Xen's `hvm_physdev_op` answer
+//!   to a domain without `has_pirq` (every PVH domU), before the argument
+//!   is read.
 //! - Other sub-ops: `-ENOSYS`.
 
 use abi::xen::domid::DOMID_SELF;
@@ -62,6 +65,9 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     op: PhysdevOp,
 ) -> Result<i64, Errno> {
     let me = ctx.caller.domid;
+    if ctx.domain()?.privilege().is_none() {
+        return Err(Errno::ENOSYS);
+    }
     match op {
         PhysdevOp::Eoi { arg } => {
             let req: PhysdevEoi = ctx.read(arg)?;

@@ -34,6 +34,8 @@
 //!   copied there and the pvclock published; from then on that vCPU's
 //!   `vcpu_info` is read there. Unlike Xen, no event is marked pending to
 //!   force a rescan: nothing delivers upcalls yet.
+//! - `VCPUOP_get_physid`: `-EINVAL`, Xen's answer for every vCPU but a
+//!   hardware domain's pinned with `dom0_vcpus_pin` (none here).
 //! - Other sub-ops: `-ENOSYS`.
 //!
 //! A timer firing wakes a blocked vCPU (the scheduler does it, see
@@ -46,8 +48,8 @@ use abi::xen::errno::Errno;
 use abi::xen::event_channel::VIRQ_DOM_EXC;
 use abi::xen::shared_info::VcpuInfo;
 use abi::xen::vcpu::{
-    VcpuHvmContext, VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer, VCPUOP_DOWN, VCPUOP_INITIALISE,
-    VCPUOP_IS_UP, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_SINGLESHOT_TIMER,
+    VcpuHvmContext, VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer, VCPUOP_DOWN, VCPUOP_GET_PHYSID,
+    VCPUOP_INITIALISE, VCPUOP_IS_UP, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_SINGLESHOT_TIMER,
     VCPUOP_STOP_SINGLESHOT_TIMER, VCPUOP_UP, VCPU_SSHOTTMR_FUTURE,
 };
 
@@ -84,6 +86,7 @@ pub(crate) enum VcpuOp {
     RegisterVcpuInfo {
         arg: u64,
     },
+    GetPhysid,
     /// Answered `-ENOSYS` once the vCPU id is found valid.
     Unknown,
 }
@@ -107,6 +110,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         VCPUOP_SET_SINGLESHOT_TIMER => VcpuOp::SetSingleshotTimer { arg },
         VCPUOP_STOP_SINGLESHOT_TIMER => VcpuOp::StopSingleshotTimer,
         VCPUOP_REGISTER_VCPU_INFO => VcpuOp::RegisterVcpuInfo { arg },
+        VCPUOP_GET_PHYSID => VcpuOp::GetPhysid,
         _ => VcpuOp::Unknown,
     };
     Request::VcpuOp {
@@ -173,6 +177,7 @@ fn value_op<P: FramePool, M: PhysMem, E: HypercallEnv>(
         // Served by `handle`.
         VcpuOp::Initialise { .. } | VcpuOp::Up | VcpuOp::Down => Err(Errno::ENOSYS),
         VcpuOp::IsUp => Ok(i64::from(state != VcpuRunState::Down)),
+        VcpuOp::GetPhysid => Err(Errno::EINVAL),
         VcpuOp::SetSingleshotTimer { .. } | VcpuOp::StopSingleshotTimer if !own => {
             Err(Errno::EINVAL)
         }

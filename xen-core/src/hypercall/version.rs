@@ -19,8 +19,13 @@
 //! - `XENVER_guest_handle`: the caller's 16-byte domain handle. Our
 //!   control ABI's `CREATE` carries no handle, so every domain has the
 //!   all-zero one, as a Xen domain created without one (dom0) has.
-//! - Anything else (command line, build id, the `xen_varbuf` sub-ops):
-//!   `-ENOSYS`.
+//! - `XENVER_commandline` and `XENVER_build_id`: Xen's XSM policy denies
+//!   them to a domU: the command line reads [`DENIED`] (Xen's
+//!   `xen_deny()`, NUL included), the build id is `-EPERM`. dom0: no
+//!   build id (as a Xen built without one: after `-EFAULT` for an
+//!   unreadable `xen_build_id` and `-EINVAL` for its `len` 0,
+//!   `-ENODATA`); the command line is not served (`-ENOSYS`).
+//! - Anything else (the `xen_varbuf` sub-ops of 4.20): `-ENOSYS`.
 
 use abi::convert::u32_const;
 use abi::xen::errno::Errno;
@@ -45,6 +50,10 @@ pub const CAPABILITIES: &str = "hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p";
 /// revision-controlled tree.
 pub const CHANGESET: &str = "unavailable";
 
+/// What a domU reads for the hypervisor's command line (Xen's
+/// `xen_deny()`).
+pub const DENIED: &[u8] = b"<denied>\0";
+
 /// A `xen_version` sub-op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VersionOp {
@@ -57,6 +66,8 @@ pub(crate) enum VersionOp {
     GetFeatures { info: u64 },
     Pagesize,
     GuestHandle { buf: u64 },
+    Commandline { buf: u64 },
+    BuildId { buf: u64 },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -71,6 +82,8 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         v::XENVER_GET_FEATURES => VersionOp::GetFeatures { info: buf },
         v::XENVER_PAGESIZE => VersionOp::Pagesize,
         v::XENVER_GUEST_HANDLE => VersionOp::GuestHandle { buf },
+        v::XENVER_COMMANDLINE => VersionOp::Commandline { buf },
+        v::XENVER_BUILD_ID => VersionOp::BuildId { buf },
         _ => return Request::NoSys,
     })
 }
@@ -124,6 +137,27 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
             };
             ctx.write(buf, &info)?;
             Ok(0)
+        }
+        VersionOp::Commandline { buf } => {
+            if ctx.domain()?.privilege().is_some() {
+                return Err(Errno::ENOSYS);
+            }
+            ctx.write_bytes(buf, DENIED)?;
+            Ok(0)
+        }
+        VersionOp::BuildId { buf } => {
+            if ctx.domain()?.privilege().is_none() {
+                return Err(Errno::EPERM);
+            }
+            // A null handle asks for the size only.
+            if buf != 0 {
+                // `xen_build_id_t` starts with its buffer's length, u32.
+                let len: u32 = ctx.read(buf)?;
+                if len == 0 {
+                    return Err(Errno::EINVAL);
+                }
+            }
+            Err(Errno::ENODATA)
         }
         VersionOp::GetFeatures { info } => {
             let mut fi: XenFeatureInfo = ctx.read(info)?;
