@@ -29,6 +29,8 @@
 //!   domain, `-EINVAL` for a bad reason); dom0 gets `VIRQ_DOM_EXC`. The
 //!   guest is not asked (there is no xenstore `control/shutdown` yet).
 //!   Naming the caller itself is its own `SCHEDOP_shutdown`.
+//! - `SCHEDOP_pin_override`: `-EPERM` for a domU (Xen: hardware domain
+//!   only, checked first); dom0: `-ENOSYS` (vCPUs are not pinned here).
 //! - `SCHEDOP_shutdown_code`, `SCHEDOP_watchdog` and the rest: `-ENOSYS`.
 
 use core::mem::offset_of;
@@ -36,8 +38,8 @@ use core::mem::offset_of;
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::VIRQ_DOM_EXC;
 use abi::xen::sched::{
-    SchedPoll, SchedRemoteShutdown, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL,
-    SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
+    SchedPoll, SchedRemoteShutdown, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_PIN_OVERRIDE,
+    SCHEDOP_POLL, SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
 };
 use abi::xen::shared_info::VcpuInfo;
 use zerocopy::IntoBytes;
@@ -58,6 +60,7 @@ pub(crate) enum SchedOp {
     Block,
     Shutdown { arg: u64 },
     Poll { arg: u64 },
+    PinOverride,
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -66,6 +69,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         SCHEDOP_BLOCK => SchedOp::Block,
         SCHEDOP_SHUTDOWN => SchedOp::Shutdown { arg: a.arg[1] },
         SCHEDOP_POLL => SchedOp::Poll { arg: a.arg[1] },
+        SCHEDOP_PIN_OVERRIDE => SchedOp::PinOverride,
         SCHEDOP_REMOTE_SHUTDOWN => {
             return Request::Dom0Only(Dom0Request::RemoteShutdown { arg: a.arg[1] })
         }
@@ -89,6 +93,8 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
             Ok(HypercallOutcome::Shutdown(reason))
         }
         SchedOp::Poll { arg } => poll(ctx, arg),
+        SchedOp::PinOverride if ctx.domain()?.privilege().is_some() => Err(Errno::ENOSYS),
+        SchedOp::PinOverride => Err(Errno::EPERM),
     }
 }
 

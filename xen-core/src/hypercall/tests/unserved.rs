@@ -184,3 +184,18 @@ fn fifo_expand_array_and_set_priority_under_the_2_level_abi() {
     w.put(DOMU, BUF, &[1u32, 1]);
     assert_eq!(ec(&mut w, EVTCHNOP_SET_PRIORITY, BUF), e(Errno::ENOSYS));
 }
+
+#[test]
+fn sched_pin_override_is_the_hardware_domains() {
+    use abi::xen::sched::SCHEDOP_PIN_OVERRIDE;
+    let mut w = World::new();
+    let pin = u64::from(SCHEDOP_PIN_OVERRIDE);
+    assert_eq!(
+        w.ret(DOMU, nr::SCHED_OP, [pin, BUF, 0, 0, 0]),
+        e(Errno::EPERM)
+    );
+    assert_eq!(
+        w.ret(DOM0, nr::SCHED_OP, [pin, BUF, 0, 0, 0]),
+        e(Errno::ENOSYS)
+    );
+}
