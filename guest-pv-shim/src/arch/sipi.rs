@@ -79,25 +79,29 @@ impl Xen {
         page: u64,
     ) -> Result<(), SipiError> {
         let len = trampoline_len();
-        let fits = page.is_multiple_of(PAGE_SIZE) && page + len <= REAL_MODE_LIMIT;
-        let cr3 = u32::try_from(read_cr3()).map_err(|_| SipiError::BadPage)?;
+        let fits = page.is_multiple_of(PAGE_SIZE)
+            && page
+                .checked_add(len)
+                .is_some_and(|end| end <= REAL_MODE_LIMIT);
         if !fits {
             return Err(SipiError::BadPage);
         }
-        let top = self.prepare_ap(vcpu_id, main).map_err(SipiError::Xen)?;
+        // Below 1 MiB, its page number fits the 8-bit STARTUP vector.
+        let vector = u32::try_from(page / PAGE_SIZE).map_err(|_| SipiError::BadPage)?;
+        // Long mode's control registers fit in 32 bits (their upper
+        // halves are reserved); CR3 must lie below 4 GiB.
+        let low = |v: u64| u32::try_from(v).map_err(|_| SipiError::BadPage);
         let params = TrampolineParams {
-            // Long mode's control registers fit in 32 bits.
-            cr0: (read_cr0() & !CR0_TS) as u32,
-            cr3,
-            cr4: read_cr4() as u32,
+            cr0: low(read_cr0() & !CR0_TS)?,
+            cr3: low(read_cr3())?,
+            cr4: low(read_cr4())?,
         };
+        let top = self.prepare_ap(vcpu_id, main).map_err(SipiError::Xen)?;
         copy_trampoline(page, params);
         shim_ap_boot_stack.store(top, Ordering::Release);
         shim_ap_boot_id.store(vcpu_id, Ordering::Release);
         let before = ap_entries(vcpu_id);
-        let dest = vcpu_id * 2;
-        // `page` < 1 MiB: its number fits the 8-bit vector.
-        let vector = (page / PAGE_SIZE) as u32;
+        let dest = vcpu_id.wrapping_mul(2);
         let apic = |icr| lapic::send_ipi(icr, dest).map_err(|e| SipiError::Apic(e.vector));
         apic(DM_INIT | INT_LEVELTRIG | INT_ASSERT)?;
         apic(DM_INIT | INT_LEVELTRIG)?;
