@@ -24,7 +24,15 @@
 //!   `GNTST_bad_virt_addr`. Only `status` is written back.
 //! - `GNTTABOP_query_size` (`count` 1): `nr_frames` now, `max_nr_frames`
 //!   = [`GRANT_TABLE_FRAMES`]; same domain rules.
-//! - Other sub-ops (transfer, set_version, swap, ...): `-ENOSYS`.
+//! - `GNTTABOP_set_version` (`gnttab_set_version`, 4 bytes: version
+//!   u32): version 1 is 0; 2 is `-ENOSYS` (Xen's answer when v2 is not
+//!   offered: "behave as before set_version was introduced"); others
+//!   `-EINVAL`. Whatever the result, the table's version (1) is written
+//!   back (`-EFAULT` if it cannot be).
+//! - `GNTTABOP_get_version` (`gnttab_get_version`, 8 bytes: dom u16 @0,
+//!   version u32 @4 out): same domain rules as query_size (`-ESRCH`,
+//!   `-EPERM`, as Xen's return codes, not statuses); writes 1.
+//! - Other sub-ops (transfer, swap, ...): `-ENOSYS`.
 //!
 //! 32-bit callers: `setup_table` and `copy` have compat layouts (4-byte
 //! `xen_pfn_t` and handles); the others are the same in both.
@@ -35,7 +43,8 @@ use abi::xen::errno::Errno;
 use abi::xen::grant_table::{
     GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable,
     GnttabUnmapGrantRef, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTST_OKAY, GNTTABOP_COPY,
-    GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE, GNTTABOP_UNMAP_GRANT_REF,
+    GNTTABOP_GET_VERSION, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE,
+    GNTTABOP_SET_VERSION, GNTTABOP_UNMAP_GRANT_REF,
 };
 use core::mem::{offset_of, size_of};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -81,6 +90,12 @@ pub(crate) enum GrantTableOp {
         uop: u64,
         count: u32,
     },
+    SetVersion {
+        uop: u64,
+    },
+    GetVersion {
+        uop: u64,
+    },
     /// Negative `count` or continuation bits in `cmd`: `-EINVAL`.
     Invalid,
 }
@@ -96,6 +111,8 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         GNTTABOP_SETUP_TABLE => GrantTableOp::SetupTable { uop, count },
         GNTTABOP_COPY => GrantTableOp::Copy { uop, count },
         GNTTABOP_QUERY_SIZE => GrantTableOp::QuerySize { uop, count },
+        GNTTABOP_SET_VERSION => GrantTableOp::SetVersion { uop },
+        GNTTABOP_GET_VERSION => GrantTableOp::GetVersion { uop },
         _ => return Request::NoSys,
     })
 }
@@ -108,6 +125,8 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         GrantTableOp::Invalid => return Err(Errno::EINVAL),
         GrantTableOp::SetupTable { uop, count } => return single(ctx, uop, count, setup_table),
         GrantTableOp::QuerySize { uop, count } => return single(ctx, uop, count, query_size),
+        GrantTableOp::SetVersion { uop } => return set_version(ctx, uop),
+        GrantTableOp::GetVersion { uop } => return get_version(ctx, uop),
         GrantTableOp::MapGrantRef { uop, count } => {
             (uop, count, size_of::<GnttabMapGrantRef>(), map_one)
         }
@@ -135,6 +154,36 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         .continue_with(1, uop.wrapping_add(u64::from(batch) * size as u64))
         .with_arg(2, u64::from(count - batch));
     Ok(HypercallOutcome::Continue(rest))
+}
+
+/// The only grant table version xen-core offers.
+const GRANT_TABLE_VERSION: u32 = 1;
+
+/// `GNTTABOP_set_version`: Xen's `gnttab_set_version` with v2 not
+/// offered.
+fn set_version<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    uop: u64,
+) -> Result<HypercallOutcome, Errno> {
+    let wanted: u32 = ctx.read(uop)?;
+    let result = match wanted {
+        GRANT_TABLE_VERSION => Ok(HypercallOutcome::Return(0)),
+        2 => Err(Errno::ENOSYS),
+        _ => Err(Errno::EINVAL),
+    };
+    ctx.write(uop, &GRANT_TABLE_VERSION)?;
+    result
+}
+
+/// `GNTTABOP_get_version` (`dom` u16 @0, version u32 @4).
+fn get_version<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    uop: u64,
+) -> Result<HypercallOutcome, Errno> {
+    let [dom, _pad]: [DomId; 2] = ctx.read(uop)?;
+    ctx.target(dom)?;
+    ctx.write(uop.wrapping_add(4), &GRANT_TABLE_VERSION)?;
+    Ok(HypercallOutcome::Return(0))
 }
 
 /// Serves one array entry at the given address.
@@ -433,7 +482,7 @@ mod tests {
             Request::GrantTableOp(GrantTableOp::Invalid)
         );
         assert_eq!(op(1 << 12, 1), Request::GrantTableOp(GrantTableOp::Invalid));
-        for unsupported in [3, 4, 7, 8, 9, 10, 11, 12, 13, 0xfff] {
+        for unsupported in [3, 4, 7, 9, 11, 12, 13, 0xfff] {
             assert_eq!(op(unsupported, 1), Request::NoSys, "cmd {unsupported}");
         }
     }

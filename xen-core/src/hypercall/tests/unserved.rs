@@ -199,3 +199,55 @@ fn sched_pin_override_is_the_hardware_domains() {
         e(Errno::ENOSYS)
     );
 }
+
+#[test]
+fn grant_table_version_1_only() {
+    use abi::xen::grant_table::{GNTTABOP_GET_VERSION, GNTTABOP_SET_VERSION};
+    let mut w = World::new();
+    let gnt = |w: &mut World, caller, cmd: u32| {
+        w.ret(caller, nr::GRANT_TABLE_OP, [cmd.into(), BUF, 1, 0, 0])
+    };
+    for (wanted, answer) in [
+        (1u32, 0),
+        (2, e(Errno::ENOSYS)),
+        (0, e(Errno::EINVAL)),
+        (3, e(Errno::EINVAL)),
+    ] {
+        w.put(DOMU, BUF, &wanted);
+        assert_eq!(
+            gnt(&mut w, DOMU, GNTTABOP_SET_VERSION),
+            answer,
+            "version {wanted}"
+        );
+        assert_eq!(
+            w.get::<u32>(DOMU, BUF),
+            1,
+            "the version in use is written back"
+        );
+    }
+    assert_eq!(
+        w.ret(
+            DOMU,
+            nr::GRANT_TABLE_OP,
+            [GNTTABOP_SET_VERSION.into(), UNMAPPED, 1, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+    for (caller, dom, answer) in [
+        (DOMU, DOMID_SELF, 0),
+        (DOMU, DOMU, 0),
+        (DOMU, DOM0, e(Errno::EPERM)),
+        (DOMU, 99, e(Errno::ESRCH)),
+        (DOM0, DOMU, 0),
+    ] {
+        w.put(caller, BUF, &[dom, 0, 0xffff, 0xffff]);
+        assert_eq!(
+            gnt(&mut w, caller, GNTTABOP_GET_VERSION),
+            answer,
+            "d{caller} on {dom}"
+        );
+        if answer == 0 {
+            assert_eq!(w.get::<u32>(caller, BUF + 4), 1);
+        }
+    }
+}
