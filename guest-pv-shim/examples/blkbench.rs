@@ -3,7 +3,8 @@
 //! the first `mib=N` MiB (default 4) in I/Os of 4 KiB and 64 KiB (a
 //! 64 KiB I/O is two requests, 44 + 20 KiB: 11 segments at most), at
 //! queue depth 1 and 32. The data pages are not touched (the path is
-//! what is measured). One line per run:
+//! what is measured). `persistent=0` turns persistent grants off (to
+//! measure without them). One line per run:
 //!
 //! `blkbench: write 64 KiB qd32: 4194304 bytes, 64 ios, 123456 ns, tsc 789, 33.9 MB/s, 518 iops`
 //!
@@ -65,13 +66,15 @@ mod kernel {
         let grants =
             Grants::init(&xen, start_info.ram_end()).unwrap_or_else(|e| fail(&xen, "grants", e));
         let mut xs = xenbus_front::connect(&events).unwrap_or_else(|e| fail(&xen, "xenbus", e));
-        let mut bf = Blkfront::connect(&mut xs, &events, &grants, None)
+        let persistent = start_info.cmdline_arg("persistent") != Some("0");
+        let mut bf = Blkfront::connect_with(&mut xs, &events, &grants, None, persistent)
             .unwrap_or_else(|e| fail(&xen, "connect", e));
         let sectors = (mib * 2048).min(bf.sectors()) / 128 * 128;
         println!(
-            "blkbench: xvd {}: {} sectors, {sectors} per run",
+            "blkbench: xvd {}: {} sectors, {sectors} per run, persistent grants {}",
             bf.devid(),
-            bf.sectors()
+            bf.sectors(),
+            if bf.persistent() { "on" } else { "off" }
         );
         for operation in [BLKIF_OP_WRITE, BLKIF_OP_READ] {
             for unit_kib in [4, 64] {
