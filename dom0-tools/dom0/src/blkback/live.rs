@@ -1,7 +1,7 @@
 //! The target half of the backend: the handshake's ring and port, the
 //! rings' service, grant copies through `GNTTABOP_copy` and the disk.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::btree_map::{BTreeMap, Entry};
 use core::sync::atomic::AtomicU32;
 
 use abi::xen::blkif::{BlkifRequest, BlkifResponse, BLKIF_RSP_OKAY};
@@ -53,15 +53,17 @@ struct Persistent {
 impl Persistent {
     /// `gref`'s mapping, mapped now if it is not yet.
     fn get(&mut self, grants: &Grants, domid: DomId, gref: GrantRef) -> Option<&WindowMapping> {
-        if !self.maps.contains_key(&gref) {
-            #[cfg(feature = "bench-trace")]
-            let mut watch = super::trace::Watch::start();
-            let mapped = grants.map_persistent(domid, gref);
-            #[cfg(feature = "bench-trace")]
-            watch.lap(super::trace::Stage::Map);
-            self.maps.insert(gref, mapped.ok()?);
+        match self.maps.entry(gref) {
+            Entry::Occupied(e) => Some(e.into_mut()),
+            Entry::Vacant(e) => {
+                #[cfg(feature = "bench-trace")]
+                let mut watch = super::trace::Watch::start();
+                let mapped = grants.map_persistent(domid, gref);
+                #[cfg(feature = "bench-trace")]
+                watch.lap(super::trace::Stage::Map);
+                Some(e.insert(mapped.ok()?))
+            }
         }
-        self.maps.get(&gref)
     }
 
     fn unmap_all(self, grants: &Grants) {

@@ -8,6 +8,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use abi::convert::usize_from_u64;
+
 use abi::xen::domid::DomId;
 use abi::xen::grant_table::{GrantHandle, GrantRef};
 use abi::xen::PAGE_SIZE;
@@ -57,7 +59,7 @@ impl WindowMapping {
         // interpreted in place.
         unsafe {
             core::ptr::copy_nonoverlapping(
-                (self.gpa() as usize + offset) as *const u8,
+                (usize_from_u64(self.gpa()) + offset) as *const u8,
                 buf.as_mut_ptr(),
                 buf.len(),
             );
@@ -79,7 +81,7 @@ impl WindowMapping {
         unsafe {
             core::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
-                (self.gpa() as usize + offset) as *mut u8,
+                (usize_from_u64(self.gpa()) + offset) as *mut u8,
                 bytes.len(),
             );
         }
@@ -87,11 +89,25 @@ impl WindowMapping {
     }
 }
 
+/// The lowest free slot, now taken (a word at a time: a full window
+/// costs one load per word).
 fn claim_slot() -> Option<usize> {
-    (0..WINDOW_PAGES).find(|&i| {
-        let bit = 1 << (i % 64);
-        USED[i / 64].fetch_or(bit, Ordering::SeqCst) & bit == 0
-    })
+    for (w, word) in USED.iter().enumerate() {
+        let mut seen = word.load(Ordering::SeqCst);
+        loop {
+            let free = (!seen).trailing_zeros() as usize;
+            let slot = w * 64 + free;
+            if free == 64 || slot >= WINDOW_PAGES {
+                break;
+            }
+            match word.compare_exchange(seen, seen | 1 << free, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return Some(slot),
+                Err(now) => seen = now,
+            }
+        }
+    }
+    None
 }
 
 fn release_slot(slot: usize) {
