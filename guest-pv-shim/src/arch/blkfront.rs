@@ -6,13 +6,17 @@
 //! 2. initialise the ring page, grant it to the backend domain, allocate
 //!    an unbound port for it, and write `ring-ref`, `event-channel` and
 //!    `protocol` = `x86_64-abi` in one transaction, then Initialised;
-//! 3. wait for Connected, read `sectors`, `info`, `sector-size` and
-//!    `feature-flush-cache`, then go Connected.
+//! 3. wait for Connected, read `sectors`, `info`, `sector-size`,
+//!    `feature-flush-cache` and `feature-persistent`, then go Connected.
 //!
 //! Requests: up to [`QUEUE_DEPTH`] in flight, each with its own
 //! [`MAX_REQUEST_SECTORS`] sectors of data pages (one static pool: one
-//! device per guest). A request's pages are granted when it is queued
-//! (read-only for a write) and the grants ended when its response comes.
+//! device per guest). With persistent grants (`feature-persistent`
+//! written by both ends, as Linux's xen-blkfront negotiates it) each data
+//! page is granted writable once, at its first use, and the grant kept:
+//! the backend keeps it mapped and copies with `memcpy`. Without, a
+//! request's pages are granted when it is queued (read-only for a
+//! write) and the grants ended when its response comes.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -123,15 +127,32 @@ pub struct Blkfront {
     sectors: u64,
     info: u32,
     flush: bool,
+    /// Both ends offered `feature-persistent`.
+    persistent: bool,
+    /// With persistent grants: each data page's grant (0: none yet).
+    data_grefs: [GrantRef; QUEUE_DEPTH * SEGS],
 }
 
 impl Blkfront {
-    /// Connects device `devid` (`None`: the first under `device/vbd`).
+    /// Connects device `devid` (`None`: the first under `device/vbd`),
+    /// with persistent grants if the backend offers them.
     pub fn connect(
         xs: &mut Client<StoreRing>,
         events: &Events,
         grants: &Grants,
         devid: Option<u32>,
+    ) -> Result<Blkfront, BlkfrontError> {
+        Self::connect_with(xs, events, grants, devid, true)
+    }
+
+    /// [`Blkfront::connect`]; `persistent`: offer `feature-persistent`
+    /// (Linux's `feature_persistent` parameter).
+    pub fn connect_with(
+        xs: &mut Client<StoreRing>,
+        events: &Events,
+        grants: &Grants,
+        devid: Option<u32>,
+        persistent: bool,
     ) -> Result<Blkfront, BlkfrontError> {
         let devid = match devid {
             Some(d) => d,
@@ -160,7 +181,7 @@ impl Blkfront {
             .xen()
             .evtchn_alloc_unbound(backend_id)
             .map_err(BlkfrontError::Event)?;
-        publish_ring(xs, dir, ring_ref, port)?;
+        publish_ring(xs, dir, ring_ref, port, persistent)?;
         xs.switch_state(dir, XenbusState::Initialised)?;
         let state = xs.wait_for_state(backend.as_str(), |s| s >= XenbusState::Connected)?;
         if state != XenbusState::Connected {
@@ -174,6 +195,8 @@ impl Blkfront {
             return Err(BlkfrontError::BadKey("sector-size"));
         }
         let flush = read_number(xs, backend.as_str(), "feature-flush-cache").unwrap_or(0) == 1;
+        let persistent =
+            persistent && read_number(xs, backend.as_str(), "feature-persistent").unwrap_or(0) == 1;
         xs.switch_state(dir, XenbusState::Connected)?;
         Ok(Blkfront {
             events: *events,
@@ -186,6 +209,8 @@ impl Blkfront {
             sectors,
             info,
             flush,
+            persistent,
+            data_grefs: [0; QUEUE_DEPTH * SEGS],
         })
     }
 
@@ -213,6 +238,11 @@ impl Blkfront {
     /// Attached read-only (`VDISK_READONLY` in `info`).
     pub fn read_only(&self) -> bool {
         self.info & VDISK_READONLY != 0
+    }
+
+    /// Data grants are persistent (both ends offered it).
+    pub fn persistent(&self) -> bool {
+        self.persistent
     }
 
     /// The backend offers `BLKIF_OP_FLUSH_DISKCACHE`.
@@ -249,12 +279,8 @@ impl Blkfront {
         let nr_grefs = (sectors.div_ceil(8) & 0xff) as u8;
         let pages = usize::from(nr_grefs);
         let mut grefs = [0; SEGS];
-        let readonly = operation == BLKIF_OP_WRITE;
         for (i, gref) in grefs.iter_mut().enumerate().take(pages) {
-            *gref = match self
-                .grants
-                .grant_frame(self.backend_id, &DATA[id * SEGS + i], readonly)
-            {
+            *gref = match self.data_grant(id * SEGS + i, operation) {
                 Ok(r) => r,
                 Err(e) => {
                     self.end_grants(&grefs[..i]);
@@ -271,6 +297,24 @@ impl Blkfront {
             nr_grefs,
         };
         self.push(id, &req, flight)
+    }
+
+    /// The grant of data page `page` for an `operation` request: its
+    /// persistent grant (made writable at first use), or a new one
+    /// (read-only for a write).
+    fn data_grant(&mut self, page: usize, operation: u8) -> Result<GrantRef, GrantError> {
+        if !self.persistent {
+            let readonly = operation == BLKIF_OP_WRITE;
+            return self
+                .grants
+                .grant_frame(self.backend_id, &DATA[page], readonly);
+        }
+        if self.data_grefs[page] == 0 {
+            self.data_grefs[page] = self
+                .grants
+                .grant_frame(self.backend_id, &DATA[page], false)?;
+        }
+        Ok(self.data_grefs[page])
     }
 
     /// Queues `BLKIF_OP_FLUSH_DISKCACHE` as request `id`.
@@ -394,10 +438,13 @@ impl Blkfront {
         }))
     }
 
-    /// Ends access through `grefs`. With a copying backend they are idle
-    /// once the response came; one still in use stays granted (leaked)
-    /// rather than reused.
+    /// Ends access through `grefs` (not persistent ones: those are kept).
+    /// With a copying backend they are idle once the response came; one
+    /// still in use stays granted (leaked) rather than reused.
     fn end_grants(&self, grefs: &[GrantRef]) {
+        if self.persistent {
+            return;
+        }
         for gref in grefs {
             let _ = self.grants.table().end_access(*gref);
         }
@@ -657,6 +704,7 @@ fn publish_ring(
     dir: &str,
     ring_ref: GrantRef,
     port: EvtchnPort,
+    persistent: bool,
 ) -> Result<(), BlkfrontError> {
     let ring_ref = PathBuf::format(format_args!("{ring_ref}"))?;
     let port = PathBuf::format(format_args!("{port}"))?;
@@ -664,6 +712,7 @@ fn publish_ring(
         ("ring-ref", ring_ref.as_str()),
         ("event-channel", port.as_str()),
         ("protocol", XEN_IO_PROTO_ABI_X86_64),
+        ("feature-persistent", if persistent { "1" } else { "0" }),
     ];
     xs.transaction(|xs, tx| {
         for (key, value) in keys {

@@ -29,7 +29,8 @@ use abi::xen::hvm;
 use abi::xen::{PAGE_SHIFT, PAGE_SIZE};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use super::gnttab::{FOREIGN_MAP_GPA, FOREIGN_MAP_SLOTS};
+use super::gnttab::window::GRANT_HOLE_END;
+use super::gnttab::FOREIGN_MAP_GPA;
 use super::hypercall::{addr_of_struct, call, Xen};
 use super::phys::IdentityMap;
 use crate::error::{check, XenError};
@@ -93,8 +94,7 @@ fn window_usable(gfn: u64, nr: u32) -> bool {
     ) else {
         return false;
     };
-    let hole_end = FOREIGN_MAP_GPA + (FOREIGN_MAP_SLOTS * PAGE_SIZE) as u64;
-    let clear_of_hole = start.saturating_add(len) <= FOREIGN_MAP_GPA || start >= hole_end;
+    let clear_of_hole = start.saturating_add(len) <= FOREIGN_MAP_GPA || start >= GRANT_HOLE_END;
     IdentityMap::covers(start, len) && clear_of_hole
 }
 

@@ -7,7 +7,10 @@
 //! Foreign pages are mapped at GFNs in a hole the shim reserves,
 //! [`FOREIGN_MAP_GPA`] .. + [`FOREIGN_MAP_SLOTS`] pages (past RAM, inside
 //! the boot identity map), as Linux PVH maps grants into unpopulated
-//! ranges rather than over its own RAM.
+//! ranges rather than over its own RAM. After it lies the
+//! persistent-grant window ([`window`]).
+
+pub mod window;
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -225,7 +228,7 @@ impl Grants {
     /// Sets up and maps this domain's grant table ([`GRANT_FRAMES`]
     /// frames); `ram_end` (from the start info) must leave the hole free.
     pub fn init(xen: &Xen, ram_end: u64) -> Result<Grants, GrantOpError> {
-        let hole_len = (FOREIGN_MAP_SLOTS * abi::xen::PAGE_SIZE) as u64;
+        let hole_len = window::GRANT_HOLE_END - FOREIGN_MAP_GPA;
         if ram_end > FOREIGN_MAP_GPA || !IdentityMap::covers(FOREIGN_MAP_GPA, hole_len) {
             return Err(GrantOpError::HoleInRam { ram_end });
         }

@@ -37,8 +37,9 @@ pub const MAX_VCPUS: usize = abi::control::MAX_VCPUS_SUPPORTED as usize;
 /// Largest `max_pages` a domain may have: 4 GiB.
 pub const MAX_DOMAIN_PAGES: u64 = 1 << 20;
 /// Frames not its own (shared info, grant frames, granted pages) a domain
-/// may have mapped at once.
-pub const MAX_SHARED_PAGES: u64 = 256;
+/// may have mapped at once (512: room for a backend's persistent grants,
+/// blkif's 32 requests of 11 pages, next to its rings).
+pub const MAX_SHARED_PAGES: u64 = 512;
 /// Longest domain name, in bytes.
 pub const DOMAIN_NAME_MAX: usize = 64;
 /// Frames one slice of a long operation on a domain's memory (destroy,

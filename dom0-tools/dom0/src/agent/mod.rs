@@ -68,6 +68,8 @@ pub fn serve(
     println!("dom0: mgmt: serving the management channel on COM2");
     #[cfg(feature = "bench-trace")]
     println!("bench: dom0-serving {}", guest_pv_shim::arch::cpu::rdtsc());
+    #[cfg(feature = "bench-trace")]
+    let mut woke = (0, 0);
     loop {
         let now = backend.now()?;
         link.begin_pass();
@@ -149,7 +151,16 @@ pub fn serve(
         .into_iter()
         .flatten()
         .min();
+        #[cfg(feature = "bench-trace")]
+        let slept = {
+            crate::blkback::trace::pass_done(woke.0, woke.1);
+            guest_pv_shim::arch::cpu::rdtsc()
+        };
         backend.events().block_until(deadline)?;
+        #[cfg(feature = "bench-trace")]
+        {
+            woke = (slept, guest_pv_shim::arch::cpu::rdtsc());
+        }
     }
 }
 

@@ -1,17 +1,19 @@
 //! The target half of the backend: the handshake's ring and port, the
 //! rings' service, grant copies through `GNTTABOP_copy` and the disk.
 
+use alloc::collections::btree_map::{BTreeMap, Entry};
 use core::sync::atomic::AtomicU32;
 
 use abi::xen::blkif::{BlkifRequest, BlkifResponse, BLKIF_RSP_OKAY};
 use abi::xen::domid::{DomId, DOMID_SELF};
 use abi::xen::event_channel::EvtchnPort;
 use abi::xen::grant_table::{
-    GnttabCopy, GnttabCopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTST_GENERAL_ERROR,
-    GNTST_OKAY,
+    GnttabCopy, GnttabCopyPtr, GrantRef, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF,
+    GNTST_GENERAL_ERROR, GNTST_OKAY,
 };
 use abi::xen::ring::{BackRing, RingError, RingIdx};
 use abi::xen::PAGE_SIZE;
+use guest_pv_shim::arch::gnttab::window::WindowMapping;
 use guest_pv_shim::xenbus::state::XenbusState;
 use guest_pv_shim::{println, Events, ForeignMapping, Grants};
 
@@ -30,11 +32,55 @@ pub struct Connection {
     next: RingIdx,
     /// Its port fired, or the last pass left requests waiting.
     pending: bool,
+    /// The frontend's data grants kept mapped, if it reuses them
+    /// (`feature-persistent`).
+    persistent: Option<Persistent>,
+}
+
+/// A frontend's persistent grants (blkif.h `feature-persistent`, Linux
+/// blkback's `persistent_gnts`): each reference is mapped at its first
+/// use, writable, into the window (`window::WINDOW_PAGES` slots over all
+/// devices), and stays mapped until the device disconnects; the data is
+/// then copied with `memcpy`, no grant operation per request. A
+/// reference that cannot be mapped (bad, revoked, read-only, the window
+/// or maptrack full) is served by grant copy as without the feature,
+/// which gives its error.
+#[derive(Default)]
+struct Persistent {
+    maps: BTreeMap<GrantRef, WindowMapping>,
+}
+
+impl Persistent {
+    /// `gref`'s mapping, mapped now if it is not yet.
+    fn get(&mut self, grants: &Grants, domid: DomId, gref: GrantRef) -> Option<&WindowMapping> {
+        match self.maps.entry(gref) {
+            Entry::Occupied(e) => Some(e.into_mut()),
+            Entry::Vacant(e) => {
+                #[cfg(feature = "bench-trace")]
+                let mut watch = super::trace::Watch::start();
+                let mapped = grants.map_persistent(domid, gref);
+                #[cfg(feature = "bench-trace")]
+                watch.lap(super::trace::Stage::Map);
+                Some(e.insert(mapped.ok()?))
+            }
+        }
+    }
+
+    fn unmap_all(self, grants: &Grants) {
+        for (gref, mapping) in self.maps {
+            if let Err((_, e)) = grants.unmap_persistent(mapping) {
+                println!("dom0: blk: unmapping persistent grant {gref} failed: {e}");
+            }
+        }
+    }
 }
 
 impl Connection {
     fn close(self, events: &Events, grants: &Grants) {
         let _ = events.xen().evtchn_close(self.port);
+        if let Some(p) = self.persistent {
+            p.unmap_all(grants);
+        }
         if let Err((_, e)) = grants.unmap(self.mapping) {
             println!("dom0: blk: unmapping a ring failed: {e}");
         }
@@ -169,7 +215,7 @@ impl Device {
         );
         let _ = store.write_nodes(&nodes);
         println!(
-            "dom0: blk: d{} {} ({}): connected, volume {} ({} sectors{}), ring-ref {}, event-channel {}",
+            "dom0: blk: d{} {} ({}): connected, volume {} ({} sectors{}), ring-ref {}, event-channel {}{}",
             self.domid,
             self.vdev,
             self.devid,
@@ -177,7 +223,8 @@ impl Device {
             self.target.extent.sectors,
             if self.target.read_only { ", read-only" } else { "" },
             params.ring_ref,
-            params.event_channel
+            params.event_channel,
+            if params.persistent { ", persistent grants" } else { "" }
         );
         Ok(Connection {
             mapping,
@@ -185,6 +232,7 @@ impl Device {
             next: 0,
             // Requests may have been queued before we bound the port.
             pending: true,
+            persistent: params.persistent.then(Persistent::default),
         })
     }
 
@@ -205,6 +253,8 @@ impl Device {
         let Ok(mut ring) = BackRing::<BlkifRequest, BlkifResponse>::attach(words, conn.next) else {
             return false;
         };
+        #[cfg(feature = "bench-trace")]
+        let mut watch = super::trace::Watch::start();
         // Take a batch (bounded), serve it, answer it in ring order.
         let mut reqs = [BlkifRequest::default(); BATCH_MAX];
         let (mut n, mut served) = (0, 0u32);
@@ -226,10 +276,16 @@ impl Device {
                 Err(e) => break Err(e),
             }
         };
+        #[cfg(feature = "bench-trace")]
+        {
+            watch.lap(super::trace::Stage::Ring);
+            super::trace::served(n);
+        }
         let mut outcomes = [Ok(BLKIF_RSP_OKAY); BATCH_MAX];
         let mut copier = Copier {
             grants,
             domid: self.domid,
+            persistent: conn.persistent.as_mut(),
         };
         let mut bounce = BOUNCE.lock();
         let io = &mut DiskIo(disk);
@@ -242,6 +298,8 @@ impl Device {
             &mut outcomes[..n],
         );
         drop(bounce);
+        #[cfg(feature = "bench-trace")]
+        let mut watch = super::trace::Watch::start();
         for (req, outcome) in reqs[..n].iter().zip(&outcomes[..n]) {
             let status = match outcome {
                 Ok(status) => {
@@ -270,8 +328,12 @@ impl Device {
         }
         conn.next = conn.next.wrapping_add(served);
         if ring.push_responses_and_check_notify() {
+            #[cfg(feature = "bench-trace")]
+            super::trace::hypercall();
             let _ = events.xen().evtchn_send(conn.port);
         }
+        #[cfg(feature = "bench-trace")]
+        watch.lap(super::trace::Stage::Answer);
         match outcome {
             Ok(more) => {
                 conn.pending = more;
@@ -301,11 +363,21 @@ struct DiskIo<'a>(&'a mut Disk);
 
 impl BlockIo for DiskIo<'_> {
     fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), ()> {
-        self.0.read_blocks(lba, buf).map_err(|_| ())
+        #[cfg(feature = "bench-trace")]
+        let mut watch = super::trace::Watch::start();
+        let done = self.0.read_blocks(lba, buf).map_err(|_| ());
+        #[cfg(feature = "bench-trace")]
+        watch.lap(super::trace::Stage::Disk);
+        done
     }
 
     fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), ()> {
-        self.0.write_blocks(lba, buf).map_err(|_| ())
+        #[cfg(feature = "bench-trace")]
+        let mut watch = super::trace::Watch::start();
+        let done = self.0.write_blocks(lba, buf).map_err(|_| ());
+        #[cfg(feature = "bench-trace")]
+        watch.lap(super::trace::Stage::Disk);
+        done
     }
 
     fn flush(&mut self) -> Result<(), ()> {
@@ -313,13 +385,16 @@ impl BlockIo for DiskIo<'_> {
     }
 }
 
-/// Grant copies between a frontend's pages and the bounce buffer, named
-/// by GFN and offset (dom0's memory is 1:1: address = GPA): one
-/// `GNTTABOP_copy` batch per request, a segment split where it crosses a
-/// page of the buffer.
+/// Moves data between a frontend's pages and the bounce buffer: by
+/// `memcpy` through a persistent mapping where the frontend reuses its
+/// grants and the page is mapped, else by grant copies named by GFN and
+/// offset (dom0's memory is 1:1: address = GPA): one `GNTTABOP_copy`
+/// batch per request, a segment split where it crosses a page of the
+/// buffer.
 struct Copier<'a> {
     grants: &'a Grants,
     domid: DomId,
+    persistent: Option<&'a mut Persistent>,
 }
 
 /// A page's size as the `u16` of copy offsets and lengths.
@@ -332,7 +407,21 @@ const PAGE_MASK: u64 = PAGE_SIZE as u64 - 1;
 const MAX_OPS: usize = 2 * abi::xen::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST;
 
 impl Copier<'_> {
+    /// The persistent mapping of `gref`, if the frontend reuses its
+    /// grants and it is (or now gets) mapped.
+    fn mapped(&mut self, gref: GrantRef) -> Option<&WindowMapping> {
+        let (grants, domid) = (self.grants, self.domid);
+        self.persistent.as_mut()?.get(grants, domid, gref)
+    }
+
+    /// Grant copies of `segs` between the frontend's pages and the
+    /// buffer at `buf` (one hypercall; nothing if `segs` is empty).
     fn run(&self, segs: &[SegmentCopy], buf: *const u8, to_guest: bool) -> Result<(), i16> {
+        if segs.is_empty() {
+            return Ok(());
+        }
+        #[cfg(feature = "bench-trace")]
+        super::trace::hypercall();
         let base = buf as u64;
         let mut ops = [GnttabCopy::default(); MAX_OPS];
         let mut n = 0;
@@ -381,12 +470,67 @@ impl Copier<'_> {
     }
 }
 
+/// The segments of one request left to grant-copy, and their count.
+type Rest = (
+    [SegmentCopy; abi::xen::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST],
+    usize,
+);
+
+const NO_SEGMENT: SegmentCopy = SegmentCopy {
+    gref: 0,
+    page_offset: 0,
+    buf_offset: 0,
+    len: 0,
+};
+
+impl Copier<'_> {
+    /// `copy(mapping, segment)` for each segment whose page is mapped;
+    /// the others (and any whose copy said no) are left.
+    fn memcpy_mapped(
+        &mut self,
+        segs: &[SegmentCopy],
+        mut copy: impl FnMut(&WindowMapping, &SegmentCopy) -> bool,
+    ) -> Rest {
+        let mut rest: Rest = ([NO_SEGMENT; _], 0);
+        for s in segs {
+            if !self.mapped(s.gref).is_some_and(|m| copy(m, s)) {
+                rest.0[rest.1] = *s;
+                rest.1 += 1;
+            }
+        }
+        rest
+    }
+}
+
+/// Where segment `s` lies in the request's buffer.
+fn in_buffer(s: &SegmentCopy) -> core::ops::Range<usize> {
+    s.buf_offset..s.buf_offset + usize::from(s.len)
+}
+
 impl GrantIo for Copier<'_> {
     fn copy_in(&mut self, segs: &[SegmentCopy], buf: &mut [u8]) -> Result<(), i16> {
-        self.run(segs, buf.as_mut_ptr(), false)
+        #[cfg(feature = "bench-trace")]
+        let mut watch = super::trace::Watch::start();
+        let rest = self.memcpy_mapped(segs, |m, s| {
+            buf.get_mut(in_buffer(s))
+                .is_some_and(|dst| m.read(usize::from(s.page_offset), dst))
+        });
+        let done = self.run(&rest.0[..rest.1], buf.as_mut_ptr(), false);
+        #[cfg(feature = "bench-trace")]
+        watch.lap(super::trace::Stage::Data);
+        done
     }
 
     fn copy_out(&mut self, segs: &[SegmentCopy], buf: &[u8]) -> Result<(), i16> {
-        self.run(segs, buf.as_ptr(), true)
+        #[cfg(feature = "bench-trace")]
+        let mut watch = super::trace::Watch::start();
+        let rest = self.memcpy_mapped(segs, |m, s| {
+            buf.get(in_buffer(s))
+                .is_some_and(|src| m.write(usize::from(s.page_offset), src))
+        });
+        let done = self.run(&rest.0[..rest.1], buf.as_ptr(), true);
+        #[cfg(feature = "bench-trace")]
+        watch.lap(super::trace::Stage::Data);
+        done
     }
 }

@@ -25,6 +25,8 @@ pub mod baseline;
 pub mod engine;
 #[cfg(target_os = "none")]
 mod live;
+#[cfg(all(target_os = "none", feature = "bench-trace"))]
+pub mod trace;
 pub mod xenbus;
 
 use alloc::string::String;
@@ -272,6 +274,8 @@ impl BlockBackends {
 
     #[cfg(target_os = "none")]
     fn release(&mut self, mut device: Device) {
+        #[cfg(feature = "bench-trace")]
+        trace::report(device.domid, &device.vdev);
         self.released.extend(device.conn.take());
     }
 

@@ -85,19 +85,25 @@ pub fn attach_nodes(
 }
 
 /// What the backend publishes once it has opened the volume (Linux's
-/// `xen_blkbk_probe` features), before it goes to InitWait. No
-/// `max-ring-page-order`, `feature-persistent`, `feature-discard` or
-/// `feature-max-indirect-segments`: one-page rings, direct requests.
+/// `xen_blkbk_probe` features), before it goes to InitWait, with
+/// `feature-persistent` (blkif.h: the frontend may reuse its grants,
+/// which the backend then keeps mapped). No `max-ring-page-order`,
+/// `feature-discard` or `feature-max-indirect-segments`: one-page
+/// rings, direct requests.
 pub fn feature_nodes(domid: DomId, devid: u32) -> Vec<Node> {
     let back = backend_path(domid, devid);
-    [("feature-flush-cache", "1"), ("feature-barrier", "0")]
-        .into_iter()
-        .map(|(key, value)| Node {
-            path: format!("{back}/{key}"),
-            value: value.into(),
-            perms: None,
-        })
-        .collect()
+    [
+        ("feature-flush-cache", "1"),
+        ("feature-barrier", "0"),
+        ("feature-persistent", "1"),
+    ]
+    .into_iter()
+    .map(|(key, value)| Node {
+        path: format!("{back}/{key}"),
+        value: value.into(),
+        perms: None,
+    })
+    .collect()
 }
 
 /// What the backend publishes when it connects (Linux's `connect`):
@@ -133,6 +139,9 @@ pub struct RingParams {
     pub ring_ref: GrantRef,
     /// The frontend's unbound port for us.
     pub event_channel: EvtchnPort,
+    /// The frontend wrote `feature-persistent` = 1: its data grants are
+    /// reused, so the backend may keep them mapped until disconnect.
+    pub persistent: bool,
 }
 
 /// Why the frontend's parameters were refused (the device then closes).
@@ -178,6 +187,7 @@ pub fn ring_params<'a>(read: impl Fn(&str) -> Option<&'a [u8]>) -> Result<RingPa
     Ok(RingParams {
         ring_ref: number("ring-ref")?,
         event_channel: number("event-channel")?,
+        persistent: read("feature-persistent") == Some(b"1"),
     })
 }
 
@@ -251,6 +261,9 @@ mod tests {
         assert!(feature_nodes(3, 51712)
             .iter()
             .any(|n| n.path == format!("{back}/feature-flush-cache") && n.value == "1"));
+        assert!(feature_nodes(3, 51712)
+            .iter()
+            .any(|n| n.path == format!("{back}/feature-persistent") && n.value == "1"));
     }
 
     #[test]
@@ -266,16 +279,41 @@ mod tests {
             ])),
             Ok(RingParams {
                 ring_ref: 8,
-                event_channel: 5
+                event_channel: 5,
+                persistent: false
             })
         );
         assert_eq!(
             ring_params(keys(&[("ring-ref", b"8"), ("event-channel", b"5")])),
             Ok(RingParams {
                 ring_ref: 8,
-                event_channel: 5
+                event_channel: 5,
+                persistent: false
             }),
             "protocol defaults to native"
+        );
+        assert_eq!(
+            ring_params(keys(&[
+                ("ring-ref", b"8"),
+                ("event-channel", b"5"),
+                ("feature-persistent", b"1")
+            ])),
+            Ok(RingParams {
+                ring_ref: 8,
+                event_channel: 5,
+                persistent: true
+            }),
+            "the frontend reuses its grants"
+        );
+        assert_eq!(
+            ring_params(keys(&[
+                ("ring-ref", b"8"),
+                ("event-channel", b"5"),
+                ("feature-persistent", b"yes")
+            ]))
+            .map(|p| p.persistent),
+            Ok(false),
+            "only 1 turns it on"
         );
         assert_eq!(
             ring_params(keys(&[("event-channel", b"5")])),
