@@ -26,6 +26,8 @@
 use core::fmt;
 use core::ops::Range;
 
+use abi::convert::usize_from_u64;
+
 use crate::error::XenError;
 use crate::xenbus::wire::XsError;
 use crate::xenbus::{Client, Transport, Tx, XenbusError};
@@ -187,10 +189,11 @@ impl Balloon {
                 return Ok(Step::Full);
             }
             // Highest first: a cut-short call leaves `out` contiguous.
-            for (i, gfn) in gfns.iter_mut().take(n as usize).enumerate() {
-                *gfn = low - 1 - i as u64;
+            let list = &mut gfns[..usize_from_u64(n)];
+            for (gfn, below) in list.iter_mut().zip(1..) {
+                *gfn = low - below;
             }
-            let done = xen.decrease(&gfns[..n as usize])?.min(n);
+            let done = xen.decrease(list)?.min(n);
             self.out += done;
             self.current -= done;
             if done < n {
@@ -202,10 +205,11 @@ impl Balloon {
             if n == 0 {
                 return Ok(Step::Empty);
             }
-            for (i, gfn) in gfns.iter_mut().take(n as usize).enumerate() {
-                *gfn = low + i as u64;
+            let list = &mut gfns[..usize_from_u64(n)];
+            for (gfn, above) in list.iter_mut().zip(0..) {
+                *gfn = low + above;
             }
-            let done = xen.populate(&gfns[..n as usize])?.min(n);
+            let done = xen.populate(list)?.min(n);
             self.out -= done;
             self.current += done;
             Ok(if done < n {
