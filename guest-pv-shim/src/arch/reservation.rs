@@ -1,7 +1,10 @@
 //! The reservation sub-ops of `memory_op` (`xen/include/public/memory.h`)
 //! a balloon driver makes for its own domain (and dom0 for another,
-//! [`Xen::decrease_reservation_of`]). Frame numbers are GFNs (PVH); every list
-//! is passed through the boot identity map (GVA = GPA).
+//! [`Xen::decrease_reservation_of`]), and the region of GFNs a shim kernel
+//! lends its balloon. Frame numbers are GFNs (PVH); every list is passed
+//! through the boot identity map (GVA = GPA).
+
+use core::ops::Range;
 
 use abi::xen::domid::{DomId, DOMID_SELF};
 use abi::xen::hypercall as nr;
@@ -9,9 +12,6 @@ use abi::xen::memory::{
     XenMemoryReservation, XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION,
     XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP,
 };
-
-use core::ops::Range;
-
 use abi::xen::start_info::XEN_HVM_MEMMAP_TYPE_RAM;
 use abi::xen::PAGE_SHIFT;
 
