@@ -12,6 +12,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod balloon;
 pub mod blkfront;
 pub mod console;
 pub mod cpuid;

@@ -76,6 +76,10 @@ impl Hypervisor for XenHypervisor {
         self.xen.domain_pause(domid).map_err(errno)
     }
 
+    fn set_max_mem(&mut self, domid: DomId, max_memory_kib: u64) -> Result<(), Errno> {
+        self.xen.set_max_mem(domid, max_memory_kib).map_err(errno)
+    }
+
     fn unpause(&mut self, domid: DomId) -> Result<(), Errno> {
         self.xen.domain_unpause(domid).map_err(errno)
     }

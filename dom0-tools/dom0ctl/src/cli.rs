@@ -182,7 +182,32 @@ Examples:
   dom0ctl vswitch show
   dom0ctl vswitch show --json")]
     Vswitch(VswitchArgs),
+    /// Set a domain's memory target (xl mem-set): its balloon driver
+    /// gives memory back or takes it again until it holds SIZE.
+    #[command(after_help = MEM_SET_AFTER_HELP)]
+    MemSet(MemArgs),
+    /// Set the most memory a domain may have (xl mem-max).
+    #[command(after_help = MEM_MAX_AFTER_HELP)]
+    MemMax(MemArgs),
 }
+
+const MEM_SET_AFTER_HELP: &str = "\
+SIZE as in xl: a number with an optional unit b, k, m, g or t; MiB without one.
+It must lie between 1 MiB and the domain's maximum (memory/static-max: see
+mem-max). The target goes to memory/target in the store, where the guest's
+balloon driver watches it; the hypervisor's limit is set to it as well, as
+xl does. `dom0ctl list` shows the memory the domain holds as it follows.
+
+Examples:
+  dom0ctl mem-set web 48m
+  dom0ctl mem-set 3 1g";
+
+const MEM_MAX_AFTER_HELP: &str = "\
+SIZE as for mem-set. It may not be below the domain's current target. Sets the
+hypervisor's limit and memory/static-max; nothing is taken from the domain.
+
+Examples:
+  dom0ctl mem-max web 128m";
 
 const VOLUME_AFTER_HELP: &str = "\
 Sizes are whole MiB or GiB: 64MiB, 64M, 2GiB, 2G. A new volume reads as zeroes.
@@ -480,6 +505,17 @@ pub struct ConsoleArgs {
     /// Print the output so far and exit instead of following it.
     #[arg(long)]
     pub no_follow: bool,
+}
+
+/// `mem-set` and `mem-max` arguments.
+#[derive(Debug, Args)]
+pub struct MemArgs {
+    /// The domain (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// The size: 64m, 512k, 1g; MiB without a unit (as xl).
+    #[arg(value_name = "SIZE", value_parser = crate::memory::parse_mem_size_kib)]
+    pub size: u64,
 }
 
 /// One domain argument.

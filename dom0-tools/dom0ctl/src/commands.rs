@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::pvcontrol::{self, Ack, PvCommand};
 use crate::xs_link::XsConn;
 use crate::xs_mgmt::MgmtPipe;
-use crate::{config, network, output, storage};
+use crate::{config, memory, network, output, storage};
 
 /// How often `shutdown --wait` looks at the domain.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -81,6 +81,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
         Command::Vswitch(args) => match args.command {
             VswitchCommand::Show { json } => network::show(&mut connect()?, json, out),
         },
+        Command::MemSet(args) => memory::mem_set(&mut connect()?, args, out),
+        Command::MemMax(args) => memory::mem_max(&mut connect()?, args, out),
     }
 }
 

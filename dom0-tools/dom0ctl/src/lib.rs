@@ -10,6 +10,7 @@ mod commands;
 pub mod config;
 pub mod console;
 pub mod error;
+mod memory;
 mod network;
 mod output;
 mod progress;

@@ -886,3 +886,56 @@ web       1    1  00:16:3e:00:00:0a  trunk 10,20  2 (InitWait)     1
     let (code, message) = fails(&agent.path, &["network-attach", "nope"]);
     assert_eq!((code, message.as_str()), (1, "unknown domain 'nope'"));
 }
+
+#[test]
+fn mem_set_and_mem_max_as_xl() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "web", 32, 64);
+    ok(&agent.path, &["create", config.to_str().unwrap()]);
+    assert_eq!(
+        ok(&agent.path, &["mem-set", "web", "24m"]),
+        "Set the memory target of domain 'web' to 24 MiB.\n"
+    );
+    // The fake's guest balloons at once: list and info follow.
+    assert!(ok(&agent.path, &["list", "web"]).contains("web    1  running        24"));
+    assert!(ok(&agent.path, &["info"]).contains("free_memory   : 168 MiB\n"));
+    // xl's default unit is MiB.
+    ok(&agent.path, &["mem-set", "1", "32"]);
+    assert!(ok(&agent.path, &["info"]).contains("free_memory   : 160 MiB\n"));
+    assert_eq!(
+        fails(&agent.path, &["mem-set", "web", "64m"]),
+        (
+            EXIT_REFUSED,
+            "cannot set the memory of domain 1 to 64 MiB: its maximum is 32 MiB (raise it \
+             first with `dom0ctl mem-max 1 SIZE`)"
+                .into()
+        )
+    );
+    assert_eq!(
+        ok(&agent.path, &["mem-max", "web", "1g"]),
+        "Set the maximum memory of domain 'web' to 1024 MiB.\n"
+    );
+    ok(&agent.path, &["mem-set", "web", "64m"]);
+    assert_eq!(
+        fails(&agent.path, &["mem-max", "web", "48m"]).1,
+        "cannot set the maximum memory of domain 1 to 48 MiB: its target is 64 MiB (lower it \
+         first with `dom0ctl mem-set 1 SIZE`)"
+    );
+    assert_eq!(
+        fails(&agent.path, &["mem-set", "web", "512k"]).1,
+        "cannot give domain 1 0.5 MiB: the least a domain may have is 1 MiB"
+    );
+    assert_eq!(
+        fails(&agent.path, &["mem-set", "nope", "16m"]),
+        (EXIT_REFUSED, "unknown domain 'nope'".into())
+    );
+    assert_eq!(
+        fails(&agent.path, &["mem-set", "0", "16m"]).1,
+        "cannot set the memory of dom0: it is the privileged domain that serves these requests"
+    );
+    // A size xl would not read never reaches the agent.
+    let argv = ["dom0ctl", "mem-set", "web", "12mb"];
+    let e = Cli::try_parse_from(argv).unwrap_err().to_string();
+    assert!(e.contains("invalid memory size: 12mb"), "{e}");
+}

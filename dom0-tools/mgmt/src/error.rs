@@ -144,6 +144,48 @@ pub enum MgmtError {
         /// Why.
         reason: String,
     },
+    /// `mem-set` above the domain's `memory/static-max`. Since 2.6.
+    #[error(
+        "cannot set the memory of domain {domid} to {}: its maximum is {} (raise it first with \
+         `dom0ctl mem-max {domid} SIZE`)",
+        Mib(*target_kib), Mib(*max_kib)
+    )]
+    MemoryAboveMax {
+        /// The domain.
+        domid: DomId,
+        /// The target asked for, KiB.
+        target_kib: u64,
+        /// Its `memory/static-max`, KiB.
+        max_kib: u64,
+    },
+    /// `mem-set` or `mem-max` below [`crate::MEM_FLOOR_KIB`]. Since 2.6.
+    #[error(
+        "cannot give domain {domid} {}: the least a domain may have is {}",
+        Mib(*kib), Mib(*floor_kib)
+    )]
+    MemoryBelowFloor {
+        /// The domain.
+        domid: DomId,
+        /// The size asked for, KiB.
+        kib: u64,
+        /// The floor, KiB.
+        floor_kib: u64,
+    },
+    /// `mem-max` below the domain's `memory/target` (libxl: "memory_static_max
+    /// must be greater than or equal to memory_dynamic_max"). Since 2.6.
+    #[error(
+        "cannot set the maximum memory of domain {domid} to {}: its target is {} (lower it \
+         first with `dom0ctl mem-set {domid} SIZE`)",
+        Mib(*max_kib), Mib(*target_kib)
+    )]
+    MaxBelowTarget {
+        /// The domain.
+        domid: DomId,
+        /// The maximum asked for, KiB.
+        max_kib: u64,
+        /// Its `memory/target`, KiB.
+        target_kib: u64,
+    },
 }
 
 /// A life-cycle operation on a domain, for error messages.
@@ -163,6 +205,8 @@ pub enum DomainOperation {
     AttachDisk,
     /// Attach a vif (`network-attach`). Since 2.5.
     AttachNetwork,
+    /// `mem-set` or `mem-max`. Since 2.6.
+    SetMemory,
 }
 
 impl fmt::Display for DomainOperation {
@@ -175,6 +219,7 @@ impl fmt::Display for DomainOperation {
             Self::AttachConsole => "attach to the console of",
             Self::AttachDisk => "attach a disk to",
             Self::AttachNetwork => "attach a vif to",
+            Self::SetMemory => "set the memory of",
         })
     }
 }

@@ -29,6 +29,7 @@ mod decoder;
 mod domain;
 mod error;
 pub mod frame;
+pub mod memory;
 pub mod message;
 pub mod network;
 mod server;
@@ -50,6 +51,7 @@ pub use domain::{
 };
 pub use error::{DomainOperation, MgmtError, Mib, UploadError};
 pub use frame::{crc32, encode_frame, FrameError, MAX_FRAME, MAX_PAYLOAD};
+pub use memory::MEM_FLOOR_KIB;
 pub use message::{
     ClientMessage, ConsoleEnd, Event, Reply, Request, ServerMessage, SessionId, ShutdownKind,
     Welcome, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY, MAX_DMESG_BYTES, MAX_IMAGE_BYTES,

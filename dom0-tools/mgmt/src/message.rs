@@ -270,6 +270,29 @@ pub enum Request {
     /// The vswitch: ports, learned MACs, counters. → [`Reply::Vswitch`].
     /// Since 2.5.
     VswitchShow,
+    /// Sets a domain's memory target (`xl mem-set`): `memory/target` in
+    /// its store home, which its balloon driver follows, and the
+    /// hypervisor's maximum to the same (xl's enforcing
+    /// `libxl_set_memory_target`). Refused above `memory/static-max`
+    /// ([`MgmtError::MemoryAboveMax`]) and below
+    /// [`crate::MEM_FLOOR_KIB`]. → [`Reply::Done`]. Since 2.6.
+    MemSet {
+        /// Which.
+        domain: DomainRef,
+        /// The new target, KiB.
+        target_kib: u64,
+    },
+    /// Sets a domain's maximum memory (`xl mem-max`,
+    /// `libxl_domain_setmaxmem`): the hypervisor's limit
+    /// (`CONTROL_OP_SET_MAX_MEM`) and `memory/static-max`. Refused below
+    /// the current `memory/target` ([`MgmtError::MaxBelowTarget`]).
+    /// → [`Reply::Done`]. Since 2.6.
+    MemMax {
+        /// Which.
+        domain: DomainRef,
+        /// The new maximum, KiB.
+        max_kib: u64,
+    },
 }
 
 /// What a guest is asked to do by [`Request::Shutdown`].

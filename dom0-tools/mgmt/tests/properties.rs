@@ -133,6 +133,10 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|(domain, vif)| Request::NetworkDetach { domain, vif }),
         prop::option::of(domain_ref()).prop_map(|domain| Request::NetworkList { domain }),
         Just(Request::VswitchShow),
+        (domain_ref(), any::<u64>())
+            .prop_map(|(domain, target_kib)| Request::MemSet { domain, target_kib }),
+        (domain_ref(), any::<u64>())
+            .prop_map(|(domain, max_kib)| Request::MemMax { domain, max_kib }),
     ]
 }
 
@@ -260,6 +264,26 @@ fn error() -> impl Strategy<Value = MgmtError> {
         (any::<u16>(), state()).prop_map(|(domid, state)| MgmtError::NotPaused { domid, state }),
         (".{0,20}", any::<i32>())
             .prop_map(|(operation, errno)| MgmtError::Hypervisor { operation, errno }),
+        (any::<u16>(), any::<u64>(), any::<u64>()).prop_map(|(domid, target_kib, max_kib)| {
+            MgmtError::MemoryAboveMax {
+                domid,
+                target_kib,
+                max_kib,
+            }
+        }),
+        (any::<u16>(), any::<u64>()).prop_map(|(domid, kib)| MgmtError::MemoryBelowFloor {
+            domid,
+            kib,
+            floor_kib: mgmt::MEM_FLOOR_KIB,
+        }),
+        (any::<u16>(), any::<u64>(), any::<u64>()).prop_map(|(domid, max_kib, target_kib)| {
+            MgmtError::MaxBelowTarget {
+                domid,
+                max_kib,
+                target_kib,
+            }
+        }),
+        Just(MgmtError::Dom0Protected(DomainOperation::SetMemory)),
     ]
 }
 

@@ -58,6 +58,11 @@ pub trait Hypervisor {
     /// `CONTROL_OP_UNPAUSE`.
     fn unpause(&mut self, domid: DomId) -> Result<(), Errno>;
 
+    /// `CONTROL_OP_SET_MAX_MEM`: the most memory `domid` may own from
+    /// now on, KiB (Xen's `xc_domain_setmaxmem`); it may be below what
+    /// it holds. `-EINVAL`: above the hypervisor's per-domain limit.
+    fn set_max_mem(&mut self, domid: DomId, max_memory_kib: u64) -> Result<(), Errno>;
+
     /// `CONTROL_OP_POPULATE_MEMORY`: zeroed frames at GFNs
     /// `first_gfn..first_gfn + nr_frames`; `1..=POPULATE_MAX_FRAMES`
     /// frames. A refused request changes nothing; only a host that runs

@@ -171,6 +171,16 @@ impl Hypervisor for SimDom0 {
         self.domain_op(ctl::CONTROL_OP_PAUSE, domid)
     }
 
+    fn set_max_mem(&mut self, domid: DomId, max_memkb: u64) -> Result<(), Errno> {
+        let request = ctl::SetMaxMemRequest {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: [0; 6],
+            max_memkb,
+        };
+        self.control(ctl::CONTROL_OP_SET_MAX_MEM, &request)
+    }
+
     fn unpause(&mut self, domid: DomId) -> Result<(), Errno> {
         self.enter(Op::Unpause)?;
         self.domain_op(ctl::CONTROL_OP_UNPAUSE, domid)
@@ -464,4 +474,21 @@ fn a_failure_at_any_step_leaves_nothing_in_xen_core() {
             assert_nothing_left(&hv, free_before);
         }
     }
+}
+
+#[test]
+fn set_max_mem_moves_the_limit_getinfo_reports() {
+    let mut hv = SimDom0::new();
+    let image = image();
+    let domid = create_domain(&mut hv, &spec("g", &image)).unwrap();
+    let held = hv.domain_info(domid).unwrap().memory_kib;
+    assert_eq!(held, (2 * 256 + 2) * 4);
+    // Below what it holds: allowed, nothing is taken away (xl mem-set).
+    hv.set_max_mem(domid, 1024).unwrap();
+    let info = hv.domain_info(domid).unwrap();
+    assert_eq!((info.memory_kib, info.max_memory_kib), (held, 1024));
+    hv.set_max_mem(domid, 64 << 10).unwrap();
+    assert_eq!(hv.domain_info(domid).unwrap().max_memory_kib, 64 << 10);
+    assert_eq!(hv.set_max_mem(999, 1024), Err(Errno::ESRCH));
+    assert_eq!(hv.set_max_mem(domid, 5 << 20), Err(Errno::EINVAL));
 }

@@ -14,12 +14,12 @@
 use abi::control::{
     ControlHeader, CreateRequest, CreateResponse, DomainInfo, DomainRequest, DomainStats,
     ListRequest, ListResponse, MapRequest, Physinfo, PopulateRequest, PopulateResponse,
-    ReadConsoleRequest, ReadConsoleResponse, SetVcpuContextRequest, UnmapRequest, VcpuHvmX86_32,
-    CONTROL_OP_CREATE, CONTROL_OP_DESTROY, CONTROL_OP_GETINFO, CONTROL_OP_GET_STATS,
+    ReadConsoleRequest, ReadConsoleResponse, SetMaxMemRequest, SetVcpuContextRequest, UnmapRequest,
+    VcpuHvmX86_32, CONTROL_OP_CREATE, CONTROL_OP_DESTROY, CONTROL_OP_GETINFO, CONTROL_OP_GET_STATS,
     CONTROL_OP_LIST, CONTROL_OP_MAP_FOREIGN, CONTROL_OP_PAUSE, CONTROL_OP_PHYSINFO,
-    CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_READCONSOLE, CONTROL_OP_SET_VCPU_CONTEXT,
-    CONTROL_OP_UNMAP_FOREIGN, CONTROL_OP_UNPAUSE, DOMAIN_NAME_MAX, HYPERVISOR_CONTROL_OP,
-    MAP_MAX_FRAMES,
+    CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_READCONSOLE, CONTROL_OP_SET_MAX_MEM,
+    CONTROL_OP_SET_VCPU_CONTEXT, CONTROL_OP_UNMAP_FOREIGN, CONTROL_OP_UNPAUSE, DOMAIN_NAME_MAX,
+    HYPERVISOR_CONTROL_OP, MAP_MAX_FRAMES,
 };
 use abi::convert::usize_from_u64;
 use abi::xen::domid::DomId;
@@ -186,6 +186,18 @@ impl Xen {
     /// `CONTROL_OP_UNPAUSE` of `domid`.
     pub fn domain_unpause(&self, domid: DomId) -> Result<(), XenError> {
         self.control(CONTROL_OP_UNPAUSE, &domain_request(domid))
+    }
+
+    /// `CONTROL_OP_SET_MAX_MEM` (dom0): the most memory `domid` may own,
+    /// KiB (Xen's `XEN_DOMCTL_max_mem`).
+    pub fn set_max_mem(&self, domid: DomId, max_memkb: u64) -> Result<(), XenError> {
+        let request = SetMaxMemRequest {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: [0; 6],
+            max_memkb,
+        };
+        self.control(CONTROL_OP_SET_MAX_MEM, &request)
     }
 
     /// `CONTROL_OP_POPULATE_MEMORY`: `nr_frames` zeroed frames for

@@ -20,6 +20,7 @@ pub mod netfront;
 pub mod phys;
 pub mod physdev;
 pub mod probe;
+pub mod reservation;
 pub mod shared_info;
 pub mod shared_page;
 pub mod sipi;

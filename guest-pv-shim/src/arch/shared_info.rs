@@ -47,6 +47,11 @@ pub struct Clock {
     offset: usize,
 }
 
+/// The GFN [`Xen::map_shared_info`] maps shared info at.
+pub fn shared_info_gfn() -> u64 {
+    SHARED_INFO_FRAME.gpa() >> abi::xen::PAGE_SHIFT
+}
+
 impl Xen {
     /// Maps this domain's shared-info page at a GFN the shim reserves.
     pub fn map_shared_info(&self) -> Result<SharedInfo, XenError> {

@@ -21,6 +21,7 @@
 mod domains;
 pub mod heap;
 mod link;
+mod memory;
 mod network;
 mod session;
 mod storage;

@@ -23,6 +23,7 @@ use mgmt::{
 use toolstack::{build_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
+use super::memory;
 use super::network;
 use super::storage;
 use crate::blkback::BlockBackends;
@@ -265,6 +266,8 @@ impl Session {
             }
             Request::NetworkDetach { domain, vif } => network::detach(ctx, &domain, &vif),
             Request::NetworkList { domain } => network::list(ctx, domain.as_ref()),
+            Request::MemSet { domain, target_kib } => memory::set_target(ctx, &domain, target_kib),
+            Request::MemMax { domain, max_kib } => memory::set_max(ctx, &domain, max_kib),
         }
     }
 

@@ -397,7 +397,11 @@ mod live {
                 domid,
                 name: parse_domain_name(&info.name).unwrap_or("?"),
                 max_memkb: info.max_memory_kib,
-                target_memkb: info.memory_kib,
+                // As xl without `maxmem`: the target is the maximum (what
+                // the domain holds now may be less: frames under its
+                // shared pages); the balloon driver takes the
+                // difference as its own (Linux's `target_diff`).
+                target_memkb: info.max_memory_kib,
                 vcpus: info.nr_vcpus,
                 store: (gfn, port),
                 console,

@@ -509,7 +509,36 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
             ))
         }
         Request::VswitchShow => Ok(Reply::Vswitch(s.switch.snapshot().into())),
+        Request::MemSet { domain, target_kib } => mem_set(s, &domain, target_kib),
+        Request::MemMax { domain, max_kib } => {
+            let d = memory_domain(s, &domain)?;
+            mgmt::memory::check_max(d.domid, max_kib, d.memory_kib)?;
+            d.max_memory_kib = max_kib;
+            Ok(Reply::Done)
+        }
     }
+}
+
+/// `MemSet` with the agent's rules (`max_memory_kib` standing for
+/// `memory/static-max`), and a guest whose balloon follows at once.
+fn mem_set(s: &mut State, domain: &DomainRef, target_kib: u64) -> Result<Reply, MgmtError> {
+    let d = memory_domain(s, domain)?;
+    mgmt::memory::check_target(d.domid, target_kib, d.max_memory_kib)?;
+    let old = std::mem::replace(&mut d.memory_kib, target_kib);
+    s.free_kib = s.free_kib + old - target_kib;
+    Ok(Reply::Done)
+}
+
+/// A domU `mem-set`/`mem-max` may change.
+fn memory_domain<'a>(
+    s: &'a mut State,
+    domain: &DomainRef,
+) -> Result<&'a mut DomainSummary, MgmtError> {
+    let domid = find(s, domain)?.domid;
+    if domid == 0 {
+        return Err(MgmtError::Dom0Protected(DomainOperation::SetMemory));
+    }
+    Ok(s.domains.iter_mut().find(|d| d.domid == domid).unwrap())
 }
 
 fn disk_io(disk: &mut [u8]) -> gpt_disk_io::BlockIoAdapter<&mut [u8]> {

@@ -37,6 +37,7 @@ pub enum Call {
     AllocUnbound,
     SetParam,
     SetMemoryMap,
+    SetMaxMem,
 }
 
 pub struct FakeDomain {
@@ -244,6 +245,12 @@ impl Hypervisor for Fake {
     fn pause(&mut self, domid: DomId) -> Result<(), Errno> {
         self.enter(Call::Pause)?;
         self.domain(domid)?.pause_count += 1;
+        Ok(())
+    }
+
+    fn set_max_mem(&mut self, domid: DomId, max_memory_kib: u64) -> Result<(), Errno> {
+        self.enter(Call::SetMaxMem)?;
+        self.domain(domid)?.max_kib = max_memory_kib;
         Ok(())
     }
 
