@@ -108,6 +108,34 @@ pub const METRICS: &[Metric] = &[
         goals: &[],
     },
     Metric {
+        name: "net-tcp-per-KiB",
+        what: "guest→guest bulk TCP per KiB (netfront, netback's grant copies, the vswitch; smoltcp both ends)",
+        goals: &[],
+    },
+    Metric {
+        name: "net-rtt-64B",
+        what: "guest→guest TCP round trip of 64 bytes (echo, no Nagle, no delayed ACK)",
+        goals: &[],
+    },
+    Metric {
+        name: "net-pkt-64B",
+        what: "per frame of a one-way guest→guest stream of 64-byte TCP segments (segments and ACKs each cross netback and the switch); packets/s at the nominal 1 GHz = 10⁹ / this",
+        goals: &[],
+    },
+    Metric {
+        name: "net-uplink-dom0-per-KiB",
+        what: "dom0's own bulk TCP per KiB through its uplink NIC to a host sink (smoltcp, virtio-net, QEMU user networking): the yardstick of `net-host-per-KiB`",
+        goals: &[],
+    },
+    Metric {
+        name: "net-host-per-KiB",
+        what: "guest→host bulk TCP per KiB, the same transfer through netfront, netback, the vswitch and the same uplink NIC; its rate as a share of dom0's = net-uplink-dom0-per-KiB / this",
+        goals: &[Goal::Ratio {
+            of: "net-uplink-dom0-per-KiB",
+            max: 1.25,
+        }],
+    },
+    Metric {
         name: "boot-entry",
         what: "QEMU start → xen-core's first Rust code (firmware, loading)",
         goals: &[],
