@@ -15,8 +15,8 @@ fn frame(tag: Option<u16>, options: usize, proto: u8, l4: &[u8], pad: usize) -> 
     }
     f.extend_from_slice(&[0x08, 0x00]);
     let ihl = 5 + options;
-    let total = (ihl * 4 + l4.len()) as u16;
-    let mut ip = vec![0x40 | ihl as u8, 0];
+    let total = u16::try_from(ihl * 4 + l4.len()).unwrap();
+    let mut ip = vec![0x40 | u8::try_from(ihl).unwrap(), 0];
     ip.extend_from_slice(&total.to_be_bytes());
     ip.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, proto, 0, 0]);
     ip.extend_from_slice(&SRC);
@@ -39,7 +39,7 @@ fn tcp_segment(payload: &[u8], csum: u16) -> Vec<u8> {
 }
 
 fn udp_segment(payload: &[u8], csum: u16) -> Vec<u8> {
-    let len = (8 + payload.len()) as u16;
+    let len = u16::try_from(8 + payload.len()).unwrap();
     let mut u = vec![0x30, 0x39, 0x00, 0x35];
     u.extend_from_slice(&len.to_be_bytes());
     u.extend_from_slice(&csum.to_be_bytes());
@@ -64,7 +64,7 @@ fn checksum_ok(f: &[u8], l4: usize, len: usize, proto: u8) -> bool {
     pseudo.extend_from_slice(&SRC);
     pseudo.extend_from_slice(&DST);
     pseudo.extend_from_slice(&[0, proto]);
-    pseudo.extend_from_slice(&(len as u16).to_be_bytes());
+    pseudo.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
     let mut acc = ones_sum(&f[l4..l4 + len], ones_sum(&pseudo, 0));
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
