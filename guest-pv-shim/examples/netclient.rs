@@ -4,7 +4,8 @@
 //! (default 10000: how long to try to connect; a refused attempt is
 //! tried again 200 ms later, the server may not listen yet) and `after_release=1`
 //! (then wait for a domain to be released, `@releaseDomain`, and do it
-//! once more). Prints `netclient: vif up: ...`, then `netclient: reply:
+//! once more), `csum_offload=1` (TCP checksums left blank for netback to
+//! fill, `NETTXF_csum_blank`, as Linux's netfront sends them). Prints `netclient: vif up: ...`, then `netclient: reply:
 //! <text>` (or `netclient: no connection to <peer> within <N> ms`, or
 //! `netclient: connection to <peer> failed`), `netclient: after release:
 //! reply: <text>`, `netclient: done: <R> replies`; poweroff.
@@ -49,6 +50,9 @@ mod kernel {
         let msg = start_info.cmdline_arg("msg").unwrap_or("hello").as_bytes();
         let msg = &msg[..msg.len().min(MSG_MAX)];
         let timeout_ns = arg(&start_info, "timeout_ms", 10_000) * 1_000_000;
+        if arg(&start_info, "csum_offload", 0) == 1 {
+            stack.set_csum_offload(true);
+        }
         let handle = tcp_socket(&mut stack, static_buf!(4096), static_buf!(4096));
         let mut replies = 0;
         if report(

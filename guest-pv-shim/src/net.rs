@@ -71,6 +71,13 @@ impl IpConfig {
     }
 }
 
+/// Whether `frame` (Ethernet, untagged) carries TCP or UDP over IPv4:
+/// the frames whose checksum a frontend may leave to the backend
+/// (`NETTXF_csum_blank`; netback fills it).
+pub fn checksum_offloadable(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&[0x08, 0x00][..]) && matches!(frame.get(23), Some(6 | 17))
+}
+
 /// Parses `a.b.c.d:port` (a peer on the command line).
 pub fn parse_endpoint(text: &str) -> Option<(Ipv4Address, u16)> {
     let (addr, port) = text.split_once(':')?;
@@ -82,8 +89,9 @@ pub use live::{up, NetDevice, NetStack, Up, UpError};
 
 #[cfg(target_os = "none")]
 mod live {
+    use abi::xen::netif::NETTXF_CSUM_BLANK;
     use smoltcp::iface::{Config, Interface, PollResult, SocketSet, SocketStorage};
-    use smoltcp::phy::{self, DeviceCapabilities, Medium};
+    use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
     use smoltcp::time::Instant;
     use smoltcp::wire::{EthernetAddress, HardwareAddress};
 
@@ -147,12 +155,15 @@ mod live {
     pub struct NetDevice {
         front: Netfront,
         rx_buf: [u8; MTU_FRAME],
+        /// TCP/UDP checksums left to the backend ([`NetStack::set_csum_offload`]).
+        csum_offload: bool,
     }
 
     /// A received frame.
     pub struct RxToken<'a>(&'a [u8]);
-    /// Room for a frame to send.
-    pub struct TxToken<'a>(&'a mut Netfront);
+    /// Room for a frame to send, and whether TCP/UDP checksums are left
+    /// to the backend.
+    pub struct TxToken<'a>(&'a mut Netfront, bool);
 
     impl phy::RxToken for RxToken<'_> {
         fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -165,9 +176,14 @@ mod live {
             let mut frame = [0u8; MTU_FRAME];
             let len = len.min(MTU_FRAME);
             let r = f(&mut frame[..len]);
+            let flags = if self.1 && super::checksum_offloadable(&frame[..len]) {
+                NETTXF_CSUM_BLANK
+            } else {
+                0
+            };
             // A frame smoltcp built while a buffer was free: the send
             // fails only if the backend broke the ring; TCP resends.
-            let _ = self.0.send(&frame[..len]);
+            let _ = self.0.send_with_flags(&frame[..len], flags);
             r
         }
     }
@@ -178,17 +194,29 @@ mod live {
 
         fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
             let n = self.front.recv(&mut self.rx_buf).ok().flatten()?;
-            Some((RxToken(&self.rx_buf[..n]), TxToken(&mut self.front)))
+            let offload = self.csum_offload;
+            Some((
+                RxToken(&self.rx_buf[..n]),
+                TxToken(&mut self.front, offload),
+            ))
         }
 
         fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-            self.front.can_send().then_some(TxToken(&mut self.front))
+            let offload = self.csum_offload;
+            self.front
+                .can_send()
+                .then_some(TxToken(&mut self.front, offload))
         }
 
         fn capabilities(&self) -> DeviceCapabilities {
             let mut caps = DeviceCapabilities::default();
             caps.medium = Medium::Ethernet;
             caps.max_transmission_unit = MTU_FRAME;
+            if self.csum_offload {
+                // Verified on receipt, left blank on send (netback fills them).
+                caps.checksum.tcp = Checksum::Rx;
+                caps.checksum.udp = Checksum::Rx;
+            }
             caps
         }
     }
@@ -217,6 +245,7 @@ mod live {
             let mut dev = NetDevice {
                 front,
                 rx_buf: [0; MTU_FRAME],
+                csum_offload: false,
             };
             let now = instant(dev.front.now());
             let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
@@ -233,6 +262,13 @@ mod live {
                 iface,
                 sockets: SocketSet::new(storage),
             }
+        }
+
+        /// Leaves the TCP and UDP checksums of IPv4 frames sent from now
+        /// on to the backend (`NETTXF_csum_blank`, as Linux's netfront
+        /// does); received ones are still verified.
+        pub fn set_csum_offload(&mut self, on: bool) {
+            self.dev.csum_offload = on;
         }
 
         /// smoltcp's clock: system time.
@@ -299,5 +335,19 @@ mod tests {
             Some((Ipv4Address::new(10, 0, 0, 3), 7))
         );
         assert_eq!(parse_endpoint("10.0.0.3"), None);
+    }
+
+    #[test]
+    fn only_tcp_and_udp_over_ipv4_may_go_out_with_a_blank_checksum() {
+        let mut frame = [0u8; 60];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        for (proto, offloadable) in [(6, true), (17, true), (1, false)] {
+            frame[23] = proto;
+            assert_eq!(checksum_offloadable(&frame), offloadable, "{proto}");
+        }
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        frame[23] = 6;
+        assert!(!checksum_offloadable(&frame), "ARP");
+        assert!(!checksum_offloadable(&frame[..20]));
     }
 }

@@ -174,6 +174,12 @@ impl<'a, B: Buffers> Rings<'a, B> {
     /// Sends `frame` (copied into a free buffer); true if the backend
     /// wants an event.
     pub fn send(&mut self, frame: &[u8]) -> Result<bool, NetfrontError> {
+        self.send_with_flags(frame, 0)
+    }
+
+    /// [`Self::send`] with `NETTXF_*` flags on the request (e.g.
+    /// `NETTXF_CSUM_BLANK`: the backend fills the TCP/UDP checksum).
+    pub fn send_with_flags(&mut self, frame: &[u8], flags: u16) -> Result<bool, NetfrontError> {
         let size = u16::try_from(frame.len())
             .ok()
             .filter(|n| (1..=MTU_FRAME).contains(&usize::from(*n)))
@@ -186,7 +192,7 @@ impl<'a, B: Buffers> Rings<'a, B> {
         let req = NetifTxRequest {
             gref: self.bufs.tx_gref(usize::from(id)),
             offset: 0,
-            flags: 0,
+            flags,
             id,
             size,
         };

@@ -121,6 +121,17 @@ mod kernel {
                 {
                     crate::blkback::baseline::run(disk, backend.events(), spec);
                 }
+                if let Some(spec) = start_info.cmdline_arg("uplink-bench") {
+                    devices.uplink_nic = match devices.uplink_nic.take() {
+                        Some(nic) => {
+                            Some(crate::switch::baseline::run(nic, backend.events(), spec))
+                        }
+                        None => {
+                            println!("dom0: uplink-bench: no uplink NIC");
+                            None
+                        }
+                    };
+                }
                 let setup = mgmt.then(|| MgmtSetup {
                     com2_gsi,
                     key: mgmt_key(&start_info),

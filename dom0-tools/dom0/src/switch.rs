@@ -14,6 +14,10 @@
 //!   port's `tx_dropped`) until netback takes them
 //!   ([`Vswitch::pop_frame`]).
 //! - Without an uplink NIC the switch still joins the guests east-west.
+//! - [`baseline`]: dom0's own bulk TCP through the uplink NIC (`cargo
+//!   xtask bench`'s yardstick for a guest's rate to the host).
+
+pub mod baseline;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;

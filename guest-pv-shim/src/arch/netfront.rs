@@ -196,8 +196,13 @@ impl Netfront {
 
     /// Sends `frame`; `Err(TxFull)` while every buffer is in flight.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), NetfrontError> {
+        self.send_with_flags(frame, 0)
+    }
+
+    /// [`Self::send`] with `NETTXF_*` flags on its request.
+    pub fn send_with_flags(&mut self, frame: &[u8], flags: u16) -> Result<(), NetfrontError> {
         self.rings.reap_tx()?;
-        if self.rings.send(frame)? {
+        if self.rings.send_with_flags(frame, flags)? {
             self.notify();
         }
         Ok(())

@@ -49,7 +49,8 @@ pub struct Options {
     pub names: Vec<String>,
     /// Fail on an instruction count more than 5% over the baseline.
     pub check: bool,
-    /// Make this run the committed baseline.
+    /// Put this run's metrics into the committed baseline (the others
+    /// keep their values).
     pub save_baseline: bool,
     /// Measure the real Xen instead of xen-core.
     pub reference_xen: bool,
@@ -107,8 +108,10 @@ pub fn run(root: &Path, artifacts: &Artifacts, options: &Options) -> Result<Exit
     record::append_history(&root.join(HISTORY), &records)?;
     println!("xtask: bench: records in {LATEST}");
     if options.save_baseline {
-        record::save(&root.join(BASELINE), &records)?;
-        println!("xtask: bench: baseline saved to {BASELINE}");
+        // Only this run's metrics change (`cargo xtask bench net
+        // --save-baseline` leaves the others' values alone).
+        record::save(&root.join(BASELINE), &record::merged(&baseline, &records))?;
+        println!("xtask: bench: this run's metrics saved to the baseline {BASELINE}");
     }
     if options.names.is_empty() {
         render(root, &records)?;

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::metrics::Unit;
+use super::metrics::{Unit, UNGATED};
 
 /// Largest allowed growth of an instruction count over the baseline.
 pub const MAX_REGRESSION: f64 = 0.05;
@@ -123,12 +123,29 @@ pub fn value_of(records: &[Record], name: &str) -> Option<f64> {
     records.iter().find(|r| r.name == name).map(|r| r.value)
 }
 
+/// `baseline` with the metrics of `run` put in (a metric already there
+/// replaced in its place, a new one appended): a run of some benchmarks
+/// saved as the baseline keeps the others' values.
+pub fn merged(baseline: &[Record], run: &[Record]) -> Vec<Record> {
+    let mut out: Vec<Record> = baseline
+        .iter()
+        .map(|b| run.iter().find(|r| r.name == b.name).unwrap_or(b).clone())
+        .collect();
+    out.extend(
+        run.iter()
+            .filter(|r| value_of(baseline, &r.name).is_none())
+            .cloned(),
+    );
+    out
+}
+
 /// Instruction counts of `current` more than [`MAX_REGRESSION`] above
-/// `baseline`: one message each (metrics absent from either are skipped).
+/// `baseline`: one message each (metrics absent from either, and the
+/// host-dependent [`UNGATED`] ones, are skipped).
 pub fn regressions(current: &[Record], baseline: &[Record]) -> Vec<String> {
     current
         .iter()
-        .filter(|r| r.unit == Unit::Instructions.as_str())
+        .filter(|r| r.unit == Unit::Instructions.as_str() && !UNGATED.contains(&r.name.as_str()))
         .filter_map(|r| {
             let base = value_of(baseline, &r.name)?;
             (r.value > base * (1.0 + MAX_REGRESSION)).then(|| {
@@ -164,16 +181,40 @@ mod tests {
             rec("a", Unit::Instructions, 100.0),
             rec("b", Unit::Instructions, 100.0),
             rec("w", Unit::Seconds, 1.0),
+            rec(UNGATED[0], Unit::Instructions, 100.0),
         ];
         let now = [
             rec("a", Unit::Instructions, 105.0),
             rec("b", Unit::Instructions, 106.0),
             rec("w", Unit::Seconds, 9.0),
             rec("new", Unit::Instructions, 1.0),
+            rec(UNGATED[0], Unit::Instructions, 1000.0),
         ];
         let found = regressions(&now, &base);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].starts_with("b: 106 instructions"));
+    }
+
+    #[test]
+    fn a_partial_run_replaces_only_its_own_metrics_in_the_baseline() {
+        let base = [
+            rec("a", Unit::Instructions, 1.0),
+            rec("b", Unit::Instructions, 2.0),
+            rec("wall-x", Unit::Seconds, 3.0),
+        ];
+        let run = [
+            rec("net", Unit::Instructions, 9.0),
+            rec("b", Unit::Instructions, 5.0),
+        ];
+        let names_values: Vec<(String, f64)> = merged(&base, &run)
+            .into_iter()
+            .map(|r| (r.name, r.value))
+            .collect();
+        let expected = [("a", 1.0), ("b", 5.0), ("wall-x", 3.0), ("net", 9.0)];
+        assert_eq!(
+            names_values,
+            expected.map(|(n, v)| (n.to_string(), v)).to_vec()
+        );
     }
 
     #[test]

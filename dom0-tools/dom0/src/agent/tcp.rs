@@ -66,6 +66,24 @@ impl phy::TxToken for TxToken<'_> {
     }
 }
 
+impl NicDevice {
+    /// `nic` as a `smoltcp` device (also dom0's uplink benchmark's,
+    /// `crate::switch::baseline`, before the vswitch takes the NIC).
+    pub fn new(nic: Nic) -> Self {
+        NicDevice { nic, errors: 0 }
+    }
+
+    /// The NIC.
+    pub fn nic(&mut self) -> &mut Nic {
+        &mut self.nic
+    }
+
+    /// The NIC back.
+    pub fn into_nic(self) -> Nic {
+        self.nic
+    }
+}
+
 impl Device for NicDevice {
     type RxToken<'a> = RxToken;
     type TxToken<'a> = TxToken<'a>;
@@ -113,7 +131,7 @@ impl TcpServer {
                 "dom0: mgmt: tcp: the NIC's interrupt is not bound: polling every {POLL_NS} ns"
             );
         }
-        let mut device = NicDevice { nic, errors: 0 };
+        let mut device = NicDevice::new(nic);
         let net = MgmtNet::new(&config, key, &mut device, now_ns, now_ns ^ tsc());
         let [a, b, c, d] = config.address;
         println!(

@@ -492,9 +492,9 @@ impl Vif {
                         frames.push((self.port, frame));
                         answer(&mut ring, packet.ids(), NETIF_RSP_OKAY);
                     }
-                    Err(status) => {
+                    Err(why) => {
                         answer(&mut ring, packet.ids(), NETIF_RSP_ERROR);
-                        drops.push(TxDrop::BadGrant(status));
+                        drops.push(why);
                     }
                 }
             }
@@ -631,8 +631,10 @@ fn answer(ring: &mut TxRing, ids: &[u16], status: i16) {
 }
 
 /// Copies `packet` out of `domid`'s granted buffers, all slots in one
-/// `GNTTABOP_copy`; the first failing status if any slot failed.
-fn copy_packet(env: &NetEnv, domid: DomId, packet: &TxPacket) -> Result<Vec<u8>, i16> {
+/// `GNTTABOP_copy`, and fills its checksum if it was sent blank; why
+/// not if a slot's copy failed (the first failing status) or the
+/// checksum cannot be filled.
+fn copy_packet(env: &NetEnv, domid: DomId, packet: &TxPacket) -> Result<Vec<u8>, TxDrop> {
     let mut ops = [GnttabCopy::default(); TX_SLOTS_MAX];
     let mut offset = 0u16;
     for (op, slot) in ops.iter_mut().zip(packet.slots()) {
@@ -652,13 +654,16 @@ fn copy_packet(env: &NetEnv, domid: DomId, packet: &TxPacket) -> Result<Vec<u8>,
     }
     let ops = &mut ops[..packet.slots().len()];
     if env.grants.copy_batch(ops).is_err() {
-        return Err(GNTST_GENERAL_ERROR);
+        return Err(TxDrop::BadGrant(GNTST_GENERAL_ERROR));
     }
     if let Some(bad) = ops.iter().find(|op| op.status != GNTST_OKAY) {
-        return Err(bad.status);
+        return Err(TxDrop::BadGrant(bad.status));
     }
     let mut frame = alloc::vec![0u8; packet.size];
     read_bytes(TX_BOUNCE.view::<[AtomicU8; 4096]>(), 0, &mut frame);
+    if packet.csum_blank {
+        super::csum::fill(&mut frame).map_err(TxDrop::Checksum)?;
+    }
     Ok(frame)
 }
 

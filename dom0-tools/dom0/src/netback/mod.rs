@@ -5,6 +5,8 @@
 //! - [`tx`]: a packet assembled from the frontend's tx requests, and
 //!   every malformed one refused (oversize, runt, a slot crossing its
 //!   page, too many slots, sizes that do not add up, extra info).
+//! - [`csum`]: the TCP/UDP checksum of a packet sent `NETTXF_csum_blank`
+//!   (the guest's checksum offload), filled before the switch sees it.
 //! - [`limits`]: the transmit credit (the backend's `rate` key, as
 //!   Linux's) and the rate of log lines per vif.
 //! - `live` (dom0 only): [`NetBackends`]: attach/detach/list, and `serve`,
@@ -23,6 +25,7 @@
 #![cfg_attr(test, allow(dead_code))] // host tests build only the portable half
 
 pub mod boot;
+pub mod csum;
 pub mod limits;
 pub mod tx;
 pub mod xenbus;
@@ -92,7 +95,7 @@ pub struct VifCounters {
     /// Their bytes.
     pub tx_bytes: u64,
     /// Tx packets dropped, by [`tx::TxDrop::index`].
-    pub tx_dropped: [u64; 7],
+    pub tx_dropped: [u64; 8],
     /// Times a tx packet waited for credit (`rate`).
     pub tx_throttled: u64,
     /// Frames copied into the guest's rx buffers.

@@ -11,7 +11,8 @@
 
 use abi::xen::grant_table::GrantRef;
 use abi::xen::netif::{
-    NetifTxRequest, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, VLAN_ETH_FRAME_MAX, XEN_NETIF_NR_SLOTS_MIN,
+    NetifTxRequest, NETTXF_CSUM_BLANK, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, VLAN_ETH_FRAME_MAX,
+    XEN_NETIF_NR_SLOTS_MIN,
 };
 use abi::xen::PAGE_SIZE;
 
@@ -69,6 +70,9 @@ pub enum TxDrop {
     /// A grant copy of the packet failed (bad grant or offset); the
     /// `GNTST_*` status.
     BadGrant(i16),
+    /// `NETTXF_csum_blank` on a packet whose checksum cannot be filled
+    /// (see [`super::csum`]).
+    Checksum(super::csum::CsumError),
 }
 
 impl TxDrop {
@@ -82,11 +86,12 @@ impl TxDrop {
             TxDrop::SizeMismatch { .. } => 4,
             TxDrop::ExtraInfo => 5,
             TxDrop::BadGrant(_) => 6,
+            TxDrop::Checksum(_) => 7,
         }
     }
 
     /// Counter names, by [`TxDrop::index`].
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "oversize",
         "runt",
         "crosses-page",
@@ -94,6 +99,7 @@ impl TxDrop {
         "size-mismatch",
         "extra-info",
         "bad-grant",
+        "csum",
     ];
 }
 
@@ -112,6 +118,7 @@ impl core::fmt::Display for TxDrop {
             ),
             TxDrop::ExtraInfo => write!(f, "extra info (GSO) not offered"),
             TxDrop::BadGrant(status) => write!(f, "grant copy failed (GNTST {status})"),
+            TxDrop::Checksum(e) => write!(f, "csum_blank: {e}"),
         }
     }
 }
@@ -124,6 +131,9 @@ pub struct TxPacket {
     count: usize,
     /// The packet's size in bytes (sum of the slots).
     pub size: usize,
+    /// `NETTXF_csum_blank` on its first request: netback fills the
+    /// TCP/UDP checksum before the packet goes on.
+    pub csum_blank: bool,
 }
 
 impl TxPacket {
@@ -191,6 +201,7 @@ enum State {
     /// A chain under way: what the first request announced, and the slots so far.
     Building {
         announced: usize,
+        csum_blank: bool,
         slots: [TxSlot; TX_SLOTS_MAX],
         ids: [u16; TX_SLOTS_MAX],
         count: usize,
@@ -223,6 +234,7 @@ impl TxAssembler {
             State::Idle => self.first(req, more),
             State::Building {
                 announced,
+                csum_blank,
                 mut slots,
                 mut ids,
                 count,
@@ -253,6 +265,7 @@ impl TxAssembler {
                 if more {
                     self.state = State::Building {
                         announced,
+                        csum_blank,
                         slots,
                         ids,
                         count,
@@ -260,13 +273,23 @@ impl TxAssembler {
                     };
                     return TxStep::More;
                 }
-                finish(announced, slots, ids, count, rest)
+                finish(
+                    Announced {
+                        size: announced,
+                        csum_blank,
+                    },
+                    slots,
+                    ids,
+                    count,
+                    rest,
+                )
             }
         }
     }
 
     fn first(&mut self, req: &NetifTxRequest, more: bool) -> TxStep {
         let size = usize::from(req.size);
+        let csum_blank = req.flags & NETTXF_CSUM_BLANK != 0;
         let why = if req.flags & NETTXF_EXTRA_INFO != 0 {
             Some(TxDrop::ExtraInfo)
         } else if size > TX_FRAME_MAX {
@@ -294,6 +317,7 @@ impl TxAssembler {
         if more {
             self.state = State::Building {
                 announced: size,
+                csum_blank,
                 slots,
                 ids,
                 count: 1,
@@ -301,7 +325,7 @@ impl TxAssembler {
             };
             return TxStep::More;
         }
-        finish(size, slots, ids, 1, 0)
+        finish(Announced { size, csum_blank }, slots, ids, 1, 0)
     }
 
     fn dropped(&mut self, why: TxDrop, ids: TxIds, more: bool) -> TxStep {
@@ -316,9 +340,18 @@ impl TxAssembler {
     }
 }
 
+/// What a packet's first request said of the whole packet.
+struct Announced {
+    size: usize,
+    csum_blank: bool,
+}
+
 /// The complete chain: the first slot holds what the others do not.
 fn finish(
-    announced: usize,
+    Announced {
+        size: announced,
+        csum_blank,
+    }: Announced,
     mut slots: [TxSlot; TX_SLOTS_MAX],
     ids: [u16; TX_SLOTS_MAX],
     count: usize,
@@ -349,6 +382,7 @@ fn finish(
         ids,
         count,
         size: announced,
+        csum_blank,
     })
 }
 

@@ -85,12 +85,13 @@ pub fn attach_nodes(domid: DomId, devid: u32, mac: &[u8; 6]) -> Vec<Node> {
         node(format!("{fe}/mac"), &mac, None),
     ];
     // netback_probe's keys: what this backend offers (and does not).
+    // No `feature-no-csum-offload`: that key is the frontend's; a
+    // frontend's blank checksums are filled (`super::csum`).
     for (key, value) in [
         ("feature-sg", 0),
         ("feature-gso-tcpv4", 0),
         ("feature-gso-tcpv6", 0),
         ("feature-ipv6-csum-offload", 0),
-        ("feature-no-csum-offload", 1),
         ("feature-rx-copy", 1),
         ("feature-rx-flip", 0),
         ("feature-multicast-control", 0),

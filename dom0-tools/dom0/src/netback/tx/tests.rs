@@ -198,3 +198,20 @@ proptest! {
         prop_assert_eq!(&answered[..], &pending[..answered.len()]);
     }
 }
+
+#[test]
+fn csum_blank_is_the_first_requests_flag() {
+    let mut a = TxAssembler::default();
+    let blank = NetifTxRequest {
+        flags: NETTXF_CSUM_BLANK,
+        ..req(1, 0, 60, false)
+    };
+    assert!(packet(a.push(&blank)).csum_blank);
+    assert!(!packet(a.push(&req(2, 0, 60, false))).csum_blank);
+    let first = NetifTxRequest {
+        flags: NETTXF_CSUM_BLANK | NETTXF_MORE_DATA,
+        ..req(3, 0, 1000, true)
+    };
+    assert_eq!(a.push(&first), TxStep::More);
+    assert!(packet(a.push(&req(4, 0, 500, false))).csum_blank);
+}
