@@ -20,6 +20,7 @@ use super::svm::{self, SvmVcpu};
 use super::{apic, cpu_idle_until, ioapic, tsc};
 use crate::boot_domains::{build_boot_domain, BootDomain, BootMemory};
 use crate::domain::table::{DomainTable, DOM0};
+use crate::domain::vcpu_ops::VcpuDown;
 use crate::domain::{Domain, DomainState, ShutdownReason};
 use crate::event;
 use crate::guest_mem::{GuestFault, GuestVirt};
@@ -423,6 +424,18 @@ impl Machine {
                             vcpu.block();
                         }
                     }
+                }
+            }
+            ExitAction::VcpuDown => {
+                let last = env.domain.vcpu_down(v.vcpu_id) == Ok(VcpuDown::DomainPoweredOff);
+                if last {
+                    log::info!(
+                        "d{} \"{}\" shut down: Poweroff (its last vCPU halted with interrupts off)",
+                        v.domid,
+                        env.domain.name()
+                    );
+                    event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
+                    self.domain_stopped(v.domid);
                 }
             }
             ExitAction::Crash(reason) => {
