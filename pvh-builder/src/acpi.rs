@@ -30,10 +30,14 @@ const MADT_AT: usize = 0x200;
 
 /// Sizes (bytes).
 const RSDP_LEN: usize = 36;
+/// The RSDP's own length field.
+const RSDP_LEN_FIELD: u32 = 36;
 const HEADER_LEN: usize = 36;
 const FADT_LEN: usize = 276;
 const MADT_FIXED_LEN: usize = HEADER_LEN + 8;
 const LAPIC_ENTRY_LEN: usize = 8;
+/// The Local APIC entry's own length field.
+const LAPIC_ENTRY_LEN_FIELD: u8 = 8;
 
 /// OEM fields of every table.
 const OEM_ID: &[u8; 6] = b"XENCOR";
@@ -98,7 +102,7 @@ fn rsdp(table: &mut [u8], xsdt: u64) {
     put(table, 0, b"RSD PTR ");
     put(table, 9, OEM_ID);
     table[15] = 2; // revision 2: XSDT address and extended checksum
-    put(table, 20, &(RSDP_LEN as u32).to_le_bytes());
+    put(table, 20, &RSDP_LEN_FIELD.to_le_bytes());
     put(table, 24, &xsdt.to_le_bytes());
     table[8] = checksum(&table[..20]);
     table[32] = checksum(table);
@@ -137,7 +141,7 @@ fn madt(table: &mut [u8], vcpus: u32) {
         put(
             table,
             at,
-            &[MADT_LOCAL_APIC, LAPIC_ENTRY_LEN as u8, uid, apic_id],
+            &[MADT_LOCAL_APIC, LAPIC_ENTRY_LEN_FIELD, uid, apic_id],
         );
         put(table, at + 4, &LAPIC_ENABLED.to_le_bytes());
     }
@@ -175,6 +179,7 @@ mod tests {
         assert_eq!(checksum(&rsdp[..20]), 0);
         assert_eq!(checksum(rsdp), 0);
         assert_eq!(rsdp[15], 2);
+        assert_eq!(u32_at(rsdp, 20) as usize, RSDP_LEN);
         let xsdt = table(&area, u64_at(rsdp, 24), b"XSDT");
         assert_eq!(xsdt.len(), HEADER_LEN + 16);
         let fadt = table(&area, u64_at(&xsdt, 36), b"FACP");
@@ -196,7 +201,10 @@ mod tests {
             let area = tables(vcpus);
             let madt = table(&area, ACPI_AREA + MADT_AT as u64, b"APIC");
             let entries = (madt.len() - MADT_FIXED_LEN) / LAPIC_ENTRY_LEN;
-            assert_eq!(entries as u32, vcpus.clamp(1, MAX_VCPUS_SUPPORTED));
+            assert_eq!(
+                u32::try_from(entries).unwrap(),
+                vcpus.clamp(1, MAX_VCPUS_SUPPORTED)
+            );
         }
         assert!(MADT_AT + MADT_FIXED_LEN + 8 * MAX_VCPUS_SUPPORTED as usize <= ACPI_AREA_SIZE);
     }

@@ -245,7 +245,7 @@ mod tests {
             names.push((entry.entry().name().to_string(), entry.entry().file_size()));
             reader = entry.finish().unwrap();
         }
-        assert!(names.contains(&("init".to_string(), INIT.len() as u32)));
+        assert!(names.contains(&("init".to_string(), u32::try_from(INIT.len()).unwrap())));
         assert!(names.contains(&("bin/busybox".to_string(), 7)));
         assert!(names.iter().any(|(n, _)| n == "dev"));
     }

@@ -48,7 +48,7 @@ fn runstate_32_bit_layout_is_44_bytes() {
         0
     );
     let words: [u32; 3] = w.get(DOMU, at);
-    assert_eq!(words[0] as i32, vc::RUNSTATE_RUNNING);
+    assert_eq!(words[0].cast_signed(), vc::RUNSTATE_RUNNING);
     assert_eq!(u64::from(words[1]) | u64::from(words[2]) << 32, NOW);
     assert_eq!(
         vcpu_op(&mut w, vc::VCPUOP_GET_RUNSTATE_INFO, 0, at),
