@@ -114,12 +114,15 @@ pub enum ImageKind {
     DomUKernel,
     /// A boot module for dom0 only (no memory, no vCPUs of its own).
     Dom0Module,
+    /// A boot module for the boot-time domU of the same name (e.g. Linux's
+    /// initramfs; no memory, no vCPUs of its own).
+    DomUModule,
 }
 
 impl ImageKind {
     /// Whether the entry is a domain (kernels) rather than a module.
     pub const fn is_domain(self) -> bool {
-        !matches!(self, ImageKind::Dom0Module)
+        !matches!(self, ImageKind::Dom0Module | ImageKind::DomUModule)
     }
 }
 
@@ -130,6 +133,7 @@ impl ImageKind {
             ImageKind::Dom0Kernel => 1,
             ImageKind::DomUKernel => 2,
             ImageKind::Dom0Module => 3,
+            ImageKind::DomUModule => 4,
         }
     }
 
@@ -138,6 +142,7 @@ impl ImageKind {
             1 => Some(ImageKind::Dom0Kernel),
             2 => Some(ImageKind::DomUKernel),
             3 => Some(ImageKind::Dom0Module),
+            4 => Some(ImageKind::DomUModule),
             _ => None,
         }
     }
@@ -495,12 +500,14 @@ fn image_bytes(
     bytes.get(start..end).ok_or(out_of_bounds)
 }
 
-/// Rejects two entries with the same name.
+/// Rejects two entries with the same name, except a domU module, which
+/// carries its domU's name (one per domU).
 fn check_unique_names(entries: &[Option<BundleEntry<'_>>]) -> Result<(), BundleError> {
     for (first, a) in entries.iter().enumerate() {
         for (second, b) in entries.iter().enumerate().skip(first + 1) {
             if let (Some(a), Some(b)) = (a, b) {
-                if a.name == b.name {
+                let clash = a.kind == b.kind || (a.kind.is_domain() && b.kind.is_domain());
+                if a.name == b.name && clash {
                     return Err(BundleError::DuplicateName { first, second });
                 }
             }
@@ -681,6 +688,49 @@ mod tests {
             vcpus: 1,
             image,
         }
+    }
+
+    #[test]
+    fn a_domu_module_carries_its_domus_name_once() {
+        let module = BundleEntry {
+            kind: ImageKind::DomUModule,
+            name: "linux",
+            cmdline: "",
+            memory_mib: 0,
+            vcpus: 0,
+            image: &[7; 32],
+        };
+        let build = |extra: &[BundleEntry<'static>]| {
+            let mut builder = BundleBuilder::new();
+            builder
+                .push(entry(ImageKind::Dom0Kernel, "dom0", b"\x7fELF dom0"))
+                .unwrap()
+                .push(entry(ImageKind::DomUKernel, "linux", b"\x7fELF linux"))
+                .unwrap();
+            for e in extra {
+                builder.push(*e).unwrap();
+            }
+            builder.build()
+        };
+        let bytes = build(&[module]).unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.entries().nth(2), Some(module));
+        assert!(!module.kind.is_domain());
+        assert!(matches!(
+            build(&[module, module]),
+            Err(BuildError::Invalid(BundleError::DuplicateName {
+                first: 2,
+                second: 3
+            }))
+        ));
+        let domain = entry(ImageKind::DomUKernel, "linux", b"\x7fELF again");
+        assert!(matches!(
+            build(&[domain]),
+            Err(BuildError::Invalid(BundleError::DuplicateName {
+                first: 1,
+                second: 2
+            }))
+        ));
     }
 
     #[test]

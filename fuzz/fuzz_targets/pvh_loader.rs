@@ -139,6 +139,7 @@ fuzz_target!(|input: Input| {
         extra_memmap: &extra,
         cmdline: &input.cmdline,
         modules: &modules,
+        acpi_vcpus: 0,
     };
     let _ = pvh_builder::elf_image::parse(&image);
     let _ = pvh_builder::memory_map(&cfg);

@@ -74,6 +74,7 @@ impl BootLayout {
         &self,
         cfg: &BuildConfig,
         memmap: &[HvmMemmapEntry],
+        rsdp_paddr: u64,
         target: &mut impl GuestLoadTarget,
     ) -> Result<(), BuildError> {
         let mut strings = StringArea { next: self.strings };
@@ -106,7 +107,7 @@ impl BootLayout {
                 self.modlist
             },
             cmdline_paddr,
-            rsdp_paddr: 0,
+            rsdp_paddr,
             memmap_paddr: self.memmap,
             memmap_entries: u32::try_from(memmap.len())
                 .map_err(|_| BuildError::TooManyMemmapEntries)?,

@@ -22,6 +22,7 @@
 #[cfg(any(test, feature = "test-images"))]
 extern crate alloc;
 
+pub mod acpi;
 mod boot_layout;
 pub mod elf_image;
 mod error;
@@ -92,6 +93,10 @@ pub struct BuildConfig<'a> {
     pub cmdline: &'a str,
     /// Boot modules.
     pub modules: &'a [BootModule<'a>],
+    /// vCPUs to describe in ACPI tables ([`acpi`]), 0 for none. The
+    /// tables are written only where RAM holds [`acpi::ACPI_AREA`] and no
+    /// kernel segment does; the start info's `rsdp_paddr` says if they were.
+    pub acpi_vcpus: u32,
 }
 
 /// How vCPU 0 enters the built kernel (Xen `docs/misc/pvh.pandoc`): 32-bit
@@ -147,11 +152,34 @@ pub fn build(
         target.write(s.gpa, s.file)?;
         target.zero(s.gpa + s.file.len() as u64, s.memsz - s.file.len() as u64)?;
     }
-    layout.write(cfg, &memmap, target)?;
+    let rsdp = acpi_tables(&kernel, cfg, target)?;
+    layout.write(cfg, &memmap, rsdp, target)?;
     Ok(PvhEntry {
         entry: kernel.entry,
         start_info_gpa: layout.start_info_gpa(),
     })
+}
+
+/// Writes the ACPI tables if asked and there is room; the RSDP's GPA, or 0.
+fn acpi_tables(
+    kernel: &elf_image::KernelImage,
+    cfg: &BuildConfig,
+    target: &mut impl GuestLoadTarget,
+) -> Result<u64, BuildError> {
+    let (start, end) = (
+        acpi::ACPI_AREA,
+        acpi::ACPI_AREA + acpi::ACPI_AREA_SIZE as u64,
+    );
+    let in_ram = cfg.ram.iter().any(|r| r.holds(start, end));
+    let taken = kernel
+        .segments
+        .iter()
+        .any(|s| s.gpa < end && start < s.end());
+    if cfg.acpi_vcpus == 0 || !in_ram || taken {
+        return Ok(0);
+    }
+    target.write(start, &acpi::tables(cfg.acpi_vcpus))?;
+    Ok(start)
 }
 
 /// The memory map [`build`] puts in the start info: RAM ranges and extra

@@ -78,6 +78,7 @@ fn plain(ram: &[GpaRange]) -> BuildConfig<'_> {
         extra_memmap: &[],
         cmdline: "",
         modules: &[],
+        acpi_vcpus: 0,
     }
 }
 
@@ -111,6 +112,7 @@ fn loads_elf64_with_start_info() {
         extra_memmap: &reserved,
         cmdline: "console=hvc0",
         modules: &modules,
+        acpi_vcpus: 0,
     };
     let entry = run(&image, &cfg, &mut g).unwrap();
     assert_eq!(u64::from(entry.entry), KERNEL + 0x10);
@@ -386,4 +388,32 @@ fn a_ram_range_outside_the_target_is_a_write_fault() {
             len: 0x40_0000
         }))
     );
+}
+
+#[test]
+fn acpi_tables_are_written_and_their_rsdp_given_only_when_asked_and_free() {
+    let image = kernel(true, EM_X86_64, &(KERNEL + 0x10).to_le_bytes());
+    let ram = ram();
+    let rsdp_of = |acpi_vcpus, ram: &[GpaRange]| {
+        let mut g = Ram::new(ram);
+        let cfg = BuildConfig {
+            acpi_vcpus,
+            ..plain(ram)
+        };
+        let entry = run(&image, &cfg, &mut g).unwrap();
+        let info: HvmStartInfo = read(&mut g, entry.start_info_gpa.into());
+        (info.rsdp_paddr, g)
+    };
+    let (rsdp, mut g) = rsdp_of(2, &ram);
+    assert_eq!(rsdp, crate::acpi::ACPI_AREA);
+    assert_eq!(
+        g.read(rsdp, crate::acpi::ACPI_AREA_SIZE),
+        crate::acpi::tables(2)
+    );
+    assert_eq!(rsdp_of(0, &ram).0, 0, "not asked");
+    let high = [GpaRange {
+        start: 0x10_0000,
+        end: RAM_PAGES << 12,
+    }];
+    assert_eq!(rsdp_of(1, &high).0, 0, "no RAM at the ACPI area");
 }

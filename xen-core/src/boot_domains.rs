@@ -236,6 +236,12 @@ fn populate_and_load(
         extra_memmap,
         cmdline: spec.cmdline,
         modules: spec.modules,
+        // domUs get ACPI tables (Linux finds its local APIC there); dom0's
+        // own RAM does not start at 0, and the host's tables are its.
+        acpi_vcpus: match spec.memory {
+            BootMemory::Identity { .. } => 0,
+            BootMemory::Fresh => spec.vcpus,
+        },
     };
     let memmap = pvh_builder::memory_map(&cfg)?;
     domain

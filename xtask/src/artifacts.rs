@@ -70,7 +70,12 @@ pub struct Artifacts {
     /// XTF's hvm64 kernels, if a `shared/xtf/hvm64` folder sits beside
     /// the workspace or one of its parents.
     xtf_dir: Option<PathBuf>,
+    /// Debian's Linux guest (`crate::linux`), fetched on demand.
+    linux: crate::linux::LinuxGuest,
 }
+
+/// Prefix of the Linux guest's artifacts (Debian's, used as they are).
+pub const LINUX_PREFIX: &str = "linux:";
 
 /// Where XTF's kernels are, relative to a folder above the workspace.
 const XTF_DIR: &str = "shared/xtf/hvm64";
@@ -95,6 +100,7 @@ impl Artifacts {
             dir,
             host_dir: host_target.join("debug"),
             xtf_dir: find_xtf_dir(root),
+            linux: crate::linux::paths(root),
         }
     }
 
@@ -124,10 +130,18 @@ impl Artifacts {
     }
 
     /// The artifact named `name`: `example:NAME` is an example kernel,
-    /// `xtf:NAME` XTF's `test-hvm64-NAME`, anything else a binary
-    /// (`xen-core`, `dom0`). `None` if not built (or no XTF folder).
+    /// `xtf:NAME` XTF's `test-hvm64-NAME`, `linux:vmlinux` and
+    /// `linux:initramfs` Debian's Linux guest (`cargo xtask linux`),
+    /// anything else a binary (`xen-core`, `dom0`). `None` if not built
+    /// (or no XTF folder).
     pub fn find(&self, name: &str) -> Option<PathBuf> {
-        let path = if let Some(example) = name.strip_prefix("example:") {
+        let path = if let Some(linux) = name.strip_prefix(LINUX_PREFIX) {
+            match linux {
+                "vmlinux" => self.linux.vmlinux.clone(),
+                "initramfs" => self.linux.initramfs.clone(),
+                _ => return None,
+            }
+        } else if let Some(example) = name.strip_prefix("example:") {
             self.dir.join("examples").join(example)
         } else if let Some(test) = name.strip_prefix("xtf:") {
             self.xtf_dir.as_ref()?.join(format!("test-hvm64-{test}"))
@@ -144,7 +158,7 @@ impl Artifacts {
         let Some(built) = self.find(name) else {
             return Ok(None);
         };
-        if name.starts_with("xtf:") {
+        if name.starts_with("xtf:") || name.starts_with(LINUX_PREFIX) {
             return Ok(Some(built));
         }
         let (Some(dir), Some(file)) = (built.parent(), built.file_name()) else {

@@ -56,6 +56,7 @@ fn assemble(artifacts: &Artifacts, spec: &BundleSpec, key: Option<&MgmtKey>) -> 
             Err(e) => return Err(e),
         }
     }
+    let ramdisks = read_ramdisks(artifacts, spec, &images)?;
     let mut builder = BundleBuilder::new();
     for (kind, spec, image) in &images {
         builder
@@ -69,12 +70,55 @@ fn assemble(artifacts: &Artifacts, spec: &BundleSpec, key: Option<&MgmtKey>) -> 
             })
             .map_err(|e| anyhow!("bundle: {e}"))?;
     }
+    for (name, image) in &ramdisks {
+        builder
+            .push(BundleEntry {
+                kind: ImageKind::DomUModule,
+                name,
+                cmdline: "",
+                memory_mib: 0,
+                vcpus: 0,
+                image,
+            })
+            .map_err(|e| anyhow!("bundle: {e}"))?;
+    }
     if let Some(key) = key {
         builder
             .push(key.bundle_entry())
             .map_err(|e| anyhow!("bundle: {e}"))?;
     }
     builder.build().map_err(|e| anyhow!("bundle: {e}"))
+}
+
+/// The domUs' ramdisks (`DomUModule` entries, named as their domU) of
+/// the domUs in `images`.
+fn read_ramdisks(
+    artifacts: &Artifacts,
+    spec: &BundleSpec,
+    images: &[(ImageKind, &ImageSpec, Vec<u8>)],
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut ramdisks = Vec::new();
+    for domu in &spec.domus {
+        let Some(ramdisk) = &domu.ramdisk else {
+            continue;
+        };
+        let name = domu
+            .name
+            .clone()
+            .ok_or_else(|| anyhow!("a domU with a ramdisk needs a name"))?;
+        if !images
+            .iter()
+            .any(|(_, s, _)| s.name.as_ref() == Some(&name))
+        {
+            continue; // its optional kernel was left out
+        }
+        let path = artifacts
+            .find(ramdisk)
+            .ok_or_else(|| anyhow!("ramdisk {ramdisk} has not been built"))?;
+        let image = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        ramdisks.push((name, image));
+    }
+    Ok(ramdisks)
 }
 
 /// The image's kernel as the bundle carries it: stripped of symbols and

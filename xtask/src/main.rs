@@ -5,9 +5,11 @@
 mod artifacts;
 mod bench;
 mod bundle;
+mod debs;
 mod deps;
 mod fuzz;
 mod lint;
+mod linux;
 mod machine;
 mod mgmt_key;
 mod mgmt_socket;
@@ -81,6 +83,9 @@ enum Command {
     /// Fetch Xen's xenstore-* tools (Debian's xenstore-utils, unpacked
     /// under target/xen-tools/) and print where their wrappers are.
     XenTools,
+    /// Fetch Debian's Linux kernel and busybox, extract the ELF vmlinux and
+    /// build the initramfs (under target/linux/); print their paths.
+    Linux,
     /// Run the libFuzzer targets in fuzz/ (cargo-fuzz on rustup's nightly),
     /// growing their corpus in target/fuzz-corpus/; reports executions.
     Fuzz {
@@ -228,6 +233,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::XenTools => {
             println!("{}", xen_tools::ensure(&root)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Linux => {
+            let guest = linux::ensure(&root)?;
+            println!("{}\n{}", guest.vmlinux.display(), guest.initramfs.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Fuzz { seconds, target } => {

@@ -264,10 +264,11 @@ fn run_scenario(
     show: Show,
 ) -> ScenarioResult {
     let start = Instant::now();
-    let missing = scenario
-        .bundle
-        .as_ref()
-        .and_then(|b| artifacts.missing_xtf(b));
+    let missing = scenario.bundle.as_ref().and_then(|b| {
+        artifacts
+            .missing_xtf(b)
+            .or_else(|| crate::linux::missing(root, b))
+    });
     if let Some(reason) = missing {
         return ScenarioResult {
             failures: Vec::new(),

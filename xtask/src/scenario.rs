@@ -102,6 +102,9 @@ pub struct ImageSpec {
     pub vcpus: u32,
     #[serde(default)]
     pub cmdline: String,
+    /// A domU's boot module (its start info's one module, e.g. Linux's
+    /// initramfs): an artifact name as `kernel`.
+    pub ramdisk: Option<String>,
     /// Leave the image out if its kernel was not built (domUs only).
     #[serde(default)]
     pub optional: bool,

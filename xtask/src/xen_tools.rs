@@ -8,7 +8,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -45,25 +44,7 @@ pub fn ensure(root: &Path) -> Result<PathBuf> {
     if TOOLS.iter().all(|t| bin.join(t).is_file()) {
         return Ok(bin);
     }
-    let dir = root.join(DIR);
-    let debs = dir.join("debs");
-    let tree = dir.join("root");
-    fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
-    eprintln!(
-        "xtask: fetching Xen's store tools: apt-get download {}",
-        PACKAGES.join(" ")
-    );
-    run(Command::new("apt-get")
-        .arg("download")
-        .args(PACKAGES)
-        .current_dir(&debs))
-    .context("apt-get download (run `apt-get update` first if the packages are unknown)")?;
-    for entry in fs::read_dir(&debs)? {
-        let deb = entry?.path();
-        if deb.extension().is_some_and(|e| e == "deb") {
-            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
-        }
-    }
+    let tree = crate::debs::fetch_and_unpack(&root.join(DIR), &PACKAGES, "Xen's store tools")?;
     fs::create_dir_all(&bin)?;
     for tool in TOOLS {
         write_wrapper(&bin.join(tool), &tree, tool)?;
@@ -85,15 +66,5 @@ fn write_wrapper(path: &Path, tree: &Path, tool: &str) -> Result<()> {
     );
     fs::write(path, script).with_context(|| format!("writing {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
-    Ok(())
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("running {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed ({status})");
-    }
     Ok(())
 }

@@ -249,6 +249,7 @@ pub fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
                 memory_mib: DOM0_MIB,
                 vcpus: 1,
                 cmdline: "console-backend".into(),
+                ramdisk: None,
                 optional: false,
             },
             domus: batch
@@ -259,6 +260,7 @@ pub fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
                     memory_mib: k.memory_mib,
                     vcpus: k.vcpus,
                     cmdline: String::new(),
+                    ramdisk: None,
                     optional: false,
                 })
                 .collect(),

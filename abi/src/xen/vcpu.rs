@@ -90,6 +90,18 @@ pub struct VcpuRegisterVcpuInfo {
     pub rsvd: u32,
 }
 
+/// `struct vcpu_register_runstate_memory_area`, 8 bytes: where the
+/// hypervisor writes the vCPU's [`VcpuRunstateInfo`] (a guest virtual
+/// address, in Xen's HVM ABI; the union's handle and `p` alike).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct VcpuRegisterRunstateMemoryArea {
+    /// Address of the area.
+    pub addr: u64,
+}
+
 /// `struct vcpu_runstate_info`, 48 bytes.
 #[repr(C)]
 #[derive(

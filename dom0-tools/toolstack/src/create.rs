@@ -163,6 +163,7 @@ pub fn build_domain(hv: &mut impl Hypervisor, spec: &DomainSpec) -> Result<DomId
         extra_memmap: &console,
         cmdline: spec.cmdline,
         modules: &[],
+        acpi_vcpus: spec.vcpus,
     };
     let mut check = CheckOnly {
         end: layout.frames() << PAGE_SHIFT,

@@ -34,6 +34,7 @@ use crate::ratelimit::RateLimit;
 use crate::vmexit::Gpr;
 
 mod evtchn;
+mod runstate;
 mod unserved;
 mod vcpu_up;
 

@@ -36,6 +36,15 @@
 //!   force a rescan: nothing delivers upcalls yet.
 //! - `VCPUOP_get_physid`: `-EINVAL`, Xen's answer for every vCPU but a
 //!   hardware domain's pinned with `dom0_vcpus_pin` (none here).
+//! - `VCPUOP_get_runstate_info`: writes the vCPU's `vcpu_runstate_info`
+//!   (`-EFAULT`): its state (running for the caller itself) and, as time
+//!   running, its CPU time; the other states' times are not kept (0).
+//! - `VCPUOP_register_runstate_memory_area`: reads the area's address
+//!   (`-EFAULT`) and writes the same there, ignoring a failed write as
+//!   Xen does. Unlike Xen, the area is not kept up to date afterwards:
+//!   a guest reads the registration-time values (no steal time).
+//! - `VCPUOP_stop_periodic_timer`: 0 (there is no periodic timer, as in
+//!   Xen for HVM guests until one is set).
 //! - Other sub-ops: `-ENOSYS`.
 //!
 //! A timer firing wakes a blocked vCPU (the scheduler does it, see
@@ -48,9 +57,12 @@ use abi::xen::errno::Errno;
 use abi::xen::event_channel::VIRQ_DOM_EXC;
 use abi::xen::shared_info::VcpuInfo;
 use abi::xen::vcpu::{
-    VcpuHvmContext, VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer, VCPUOP_DOWN, VCPUOP_GET_PHYSID,
-    VCPUOP_INITIALISE, VCPUOP_IS_UP, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_SINGLESHOT_TIMER,
-    VCPUOP_STOP_SINGLESHOT_TIMER, VCPUOP_UP, VCPU_SSHOTTMR_FUTURE,
+    VcpuHvmContext, VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo, VcpuRunstateInfo,
+    VcpuSetSingleshotTimer, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
+    RUNSTATE_RUNNING, VCPUOP_DOWN, VCPUOP_GET_PHYSID, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_INITIALISE,
+    VCPUOP_IS_UP, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO,
+    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
+    VCPUOP_UP, VCPU_SSHOTTMR_FUTURE,
 };
 
 use super::args::RawArgs;
@@ -87,6 +99,13 @@ pub(crate) enum VcpuOp {
         arg: u64,
     },
     GetPhysid,
+    GetRunstateInfo {
+        arg: u64,
+    },
+    RegisterRunstateMemoryArea {
+        arg: u64,
+    },
+    StopPeriodicTimer,
     /// Answered `-ENOSYS` once the vCPU id is found valid.
     Unknown,
 }
@@ -111,6 +130,9 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         VCPUOP_STOP_SINGLESHOT_TIMER => VcpuOp::StopSingleshotTimer,
         VCPUOP_REGISTER_VCPU_INFO => VcpuOp::RegisterVcpuInfo { arg },
         VCPUOP_GET_PHYSID => VcpuOp::GetPhysid,
+        VCPUOP_GET_RUNSTATE_INFO => VcpuOp::GetRunstateInfo { arg },
+        VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => VcpuOp::RegisterRunstateMemoryArea { arg },
+        VCPUOP_STOP_PERIODIC_TIMER => VcpuOp::StopPeriodicTimer,
         _ => VcpuOp::Unknown,
     };
     Request::VcpuOp {
@@ -197,8 +219,71 @@ fn value_op<P: FramePool, M: PhysMem, E: HypercallEnv>(
             Err(Errno::EINVAL)
         }
         VcpuOp::RegisterVcpuInfo { arg } => register_vcpu_info(ctx, vcpu_id, arg),
+        VcpuOp::GetRunstateInfo { arg } => {
+            let info = runstate(ctx, vcpu_id)?;
+            write_runstate(ctx, arg, &info)?;
+            Ok(0)
+        }
+        VcpuOp::RegisterRunstateMemoryArea { arg } => {
+            let area: VcpuRegisterRunstateMemoryArea = ctx.read(arg)?;
+            let info = runstate(ctx, vcpu_id)?;
+            // Xen ignores a failed copy here: the area may be mapped later.
+            let _ = write_runstate(ctx, area.addr, &info);
+            Ok(0)
+        }
+        // There is no periodic timer (Xen's HVM default is none too):
+        // stopping it succeeds, which tells Linux the singleshot timer is
+        // there (`xen_time_init`).
+        VcpuOp::StopPeriodicTimer => Ok(0),
     }
 }
+
+/// `vcpu_id`'s `vcpu_runstate_info` now: running for the caller, else
+/// runnable, blocked or offline; the time spent running is its CPU time
+/// (the other states' times are not kept: zero, so steal time is zero).
+fn runstate<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    vcpu_id: u32,
+) -> Result<VcpuRunstateInfo, Errno> {
+    let now = ctx.now_ns();
+    let own = vcpu_id == ctx.caller.vcpu_id;
+    let vcpu = ctx.domain()?.vcpu(vcpu_id).ok_or(Errno::ENOENT)?;
+    let state = match vcpu.run_state() {
+        _ if own => RUNSTATE_RUNNING,
+        VcpuRunState::Runnable => RUNSTATE_RUNNABLE,
+        VcpuRunState::Blocked => RUNSTATE_BLOCKED,
+        VcpuRunState::Down => RUNSTATE_OFFLINE,
+    };
+    Ok(VcpuRunstateInfo {
+        state,
+        pad0: 0,
+        state_entry_time: now,
+        time: [vcpu.cpu_time_ns(), 0, 0, 0],
+    })
+}
+
+/// Writes `info` at `gva` in the caller's layout: 48 bytes, or 44 for a
+/// 32-bit caller (`state_entry_time` 4-byte aligned, Xen's compat
+/// `vcpu_runstate_info`).
+fn write_runstate<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &mut Ctx<'_, P, M, E>,
+    gva: u64,
+    info: &VcpuRunstateInfo,
+) -> Result<(), Errno> {
+    if !ctx.compat {
+        return ctx.write(gva, info);
+    }
+    let mut bytes = [0u8; COMPAT_RUNSTATE_INFO_SIZE];
+    bytes[..4].copy_from_slice(&info.state.to_le_bytes());
+    let words = core::iter::once(info.state_entry_time).chain(info.time);
+    for (chunk, word) in bytes[4..].chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    ctx.write_bytes(gva, &bytes)
+}
+
+/// Size of Xen's compat `vcpu_runstate_info`.
+const COMPAT_RUNSTATE_INFO_SIZE: usize = 44;
 
 fn vcpu_mut<'c, P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &'c mut Ctx<'_, P, M, E>,

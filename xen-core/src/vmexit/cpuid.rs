@@ -45,8 +45,11 @@ const OSXSAVE: u32 = 1 << 27;
 const AVX: u32 = 1 << 28;
 const F16C: u32 = 1 << 29;
 const HYPERVISOR: u32 = 1 << 31;
-// Leaf 1 EDX.
+// Leaf 1 EDX (and the same bits of 0x80000001 EDX).
+const MCE: u32 = 1 << 7;
 const APIC: u32 = 1 << 9;
+const MTRR: u32 = 1 << 12;
+const MCA: u32 = 1 << 14;
 // Leaf 7.0 EBX: AVX2 and the AVX-512 family, which need XSAVE state.
 const LEAF7_XSAVE_DEPENDENT: u32 = (1 << 5)
     | (1 << 16)
@@ -72,6 +75,11 @@ const SVM: u32 = 1 << 2;
 /// - The local APIC (`crate::vlapic`) is advertised with x2APIC and
 ///   TSC-deadline mode; the initial APIC id is twice the vCPU id, as Xen
 ///   numbers them (leaf 1 EBX[31:24], leaf 0xB EDX).
+/// - Machine check (MCE, MCA) and MTRRs are hidden (leaf 1 and
+///   0x80000001 EDX): xen-core has no virtual MCA banks or MTRRs, whose
+///   MSRs a guest that sees the bits reads without a fault handler
+///   (Linux panics on a #GP from MCG_CAP). Xen emulates both (vMCE, HVM
+///   MTRRs); hiding them is the hardware-honest alternative.
 /// - The hypervisor-present bit is set.
 pub fn guest_cpuid(leaf: u32, subleaf: u32, host: CpuidResult, who: GuestIdentity) -> CpuidResult {
     if HYPERVISOR_LEAVES.contains(&leaf) {
@@ -82,13 +90,16 @@ pub fn guest_cpuid(leaf: u32, subleaf: u32, host: CpuidResult, who: GuestIdentit
         1 => {
             r.ecx &= !(MONITOR | VMX | FMA | XSAVE | OSXSAVE | AVX | F16C);
             r.ecx |= HYPERVISOR | X2APIC | TSC_DEADLINE;
-            r.edx |= APIC;
+            r.edx = (r.edx & !(MCE | MTRR | MCA)) | APIC;
             r.ebx = (r.ebx & 0x00ff_ffff) | ((apic_id(who) & 0xff) << 24);
         }
         0xb => r.edx = apic_id(who),
         5 | 0xd | 0x8000_000a => r = CpuidResult::default(),
         7 if subleaf == 0 => r.ebx &= !LEAF7_XSAVE_DEPENDENT,
-        0x8000_0001 => r.ecx &= !SVM,
+        0x8000_0001 => {
+            r.ecx &= !SVM;
+            r.edx &= !(MCE | MTRR | MCA);
+        }
         _ => {}
     }
     r
@@ -220,6 +231,11 @@ mod tests {
         assert_ne!(r.ecx & HYPERVISOR, 0);
         assert_eq!(r.ecx & (XSAVE | OSXSAVE | AVX | MONITOR), 0);
         assert_eq!(r.ebx, 0x0200_0800, "initial APIC id = 2 * vCPU id");
+        assert_eq!(r.edx & (MCE | MCA | MTRR), 0);
+        assert_eq!(
+            guest_cpuid(0x8000_0001, 0, ONES, WHO).edx & (MCE | MCA | MTRR),
+            0
+        );
         let r = guest_cpuid(1, 0, CpuidResult::default(), WHO);
         assert_eq!(r.ecx, HYPERVISOR | X2APIC | TSC_DEADLINE);
         assert_eq!(r.edx, APIC);

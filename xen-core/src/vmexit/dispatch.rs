@@ -175,6 +175,11 @@ pub enum ExitAction {
     Hypercall,
     /// HLT (RIP already past it): block the vCPU until an event or timer.
     Halt,
+    /// HLT with interrupts disabled (RIP already past it): nothing but an
+    /// NMI could wake the vCPU, so it goes down, and the domain powers
+    /// off if no other vCPU is up (Xen's `hvm_hlt`: how Linux PVH guests
+    /// without ACPI power off, halting in `native_machine_halt`).
+    VcpuDown,
     /// A physical interrupt, NMI or SMI ended the run: the host handles
     /// it, and the scheduler may switch vCPUs before resuming.
     Preempted,
@@ -186,6 +191,9 @@ pub enum ExitAction {
     /// arch loop asks [`VcpuEnv::may_run`] after each handled exit.
     Stopped,
 }
+
+/// RFLAGS.IF: maskable interrupts enabled.
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// Handles one exit: completes what xen-core emulates, injects what the
 /// guest gets instead, and says what the caller must do.
@@ -212,7 +220,11 @@ pub fn handle_exit(
         }
         VmExit::Hlt => {
             complete(exit, guest);
-            ExitAction::Halt
+            if guest.rflags() & RFLAGS_IF == 0 {
+                ExitAction::VcpuDown
+            } else {
+                ExitAction::Halt
+            }
         }
         VmExit::Io(io) => unclaimed::port_io(io, guest, env),
         VmExit::Invd => complete(exit, guest),
@@ -700,8 +712,16 @@ pub(super) mod tests {
             ExitAction::Hypercall
         );
         assert_eq!(g.rip, 0x2003);
+        g.rflags = RFLAGS_IF;
         assert_eq!(handle_exit(VmExit::Hlt, &mut g, &mut env), ExitAction::Halt);
         assert_eq!(g.rip, 0x2004);
+        g.rflags = 0;
+        assert_eq!(
+            handle_exit(VmExit::Hlt, &mut g, &mut env),
+            ExitAction::VcpuDown,
+            "HLT with interrupts off"
+        );
+        assert_eq!(g.rip, 0x2005);
     }
 
     #[test]

@@ -48,19 +48,7 @@ pub fn ensure(root: &Path) -> Result<PathBuf> {
     if xen.is_file() {
         return Ok(xen);
     }
-    let debs = dir.join("debs");
-    let tree = dir.join("root");
-    std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
-    eprintln!("xtask: fetching the reference Xen: apt-get download {PACKAGE}");
-    run(Command::new("apt-get")
-        .args(["download", PACKAGE])
-        .current_dir(&debs))
-    .context("apt-get download (run `apt-get update` first if the package is unknown)")?;
-    let deb = std::fs::read_dir(&debs)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .context("apt-get download left no .deb")?;
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
+    let tree = crate::debs::fetch_and_unpack(&dir, &[PACKAGE], "the reference Xen")?;
     let gz = tree.join(XEN_GZ);
     let out = Command::new("gzip")
         .arg("-dc")
@@ -128,16 +116,6 @@ pub fn boot_complete(output: &str) -> Option<u64> {
     let line = Regex::new(r"(?m)^\(XEN\) \[([0-9a-f]{16})\] Freed \d+kB init memory").ok()?;
     let caps = line.captures(output)?;
     u64::from_str_radix(&caps[1], 16).ok()
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("running {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed ({status})");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -171,6 +171,7 @@ fn log_image(index: usize, entry: &BundleEntry) {
         ImageKind::Dom0Kernel => "dom0",
         ImageKind::DomUKernel => "domU",
         ImageKind::Dom0Module => "dom0 module",
+        ImageKind::DomUModule => "domU module",
     };
     log::info!(
         "  image {index}: {kind} \"{}\" {} bytes, {} MiB, cmdline \"{}\"",

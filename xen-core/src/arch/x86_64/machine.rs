@@ -20,6 +20,7 @@ use super::svm::{self, SvmVcpu};
 use super::{apic, cpu_idle_until, ioapic, tsc};
 use crate::boot_domains::{build_boot_domain, BootDomain, BootMemory};
 use crate::domain::table::{DomainTable, DOM0};
+use crate::domain::vcpu_ops::VcpuDown;
 use crate::domain::{Domain, DomainState, ShutdownReason};
 use crate::event;
 use crate::guest_mem::{GuestFault, GuestVirt};
@@ -112,7 +113,8 @@ impl Machine {
 
     /// Builds dom0 (fatal if it cannot be built) and the bundle's domUs (a
     /// domU that cannot be built is logged and skipped), and unpauses them.
-    /// dom0 alone gets the bundle's dom0 modules, as boot modules.
+    /// dom0 gets the bundle's dom0 modules as boot modules, a domU the
+    /// domU modules of its name.
     pub fn build_boot_domains(&mut self, bundle: &Bundle<'static>) {
         let dom0_modules: Vec<BootModule<'static>> = bundle
             .entries()
@@ -128,7 +130,15 @@ impl Machine {
             }
         }
         for entry in bundle.entries().filter(|e| e.kind == ImageKind::DomUKernel) {
-            if let Err(e) = self.build(&entry, &[]) {
+            let modules: Vec<BootModule<'static>> = bundle
+                .entries()
+                .filter(|m| m.kind == ImageKind::DomUModule && m.name == entry.name)
+                .map(|m| BootModule {
+                    data: m.image,
+                    cmdline: m.cmdline,
+                })
+                .collect();
+            if let Err(e) = self.build(&entry, &modules) {
                 log::error!("domU \"{}\" not started: {e}", entry.name);
             }
         }
@@ -148,11 +158,15 @@ impl Machine {
                     .map_err(|e| BuildFailure::Dom0Memory(e, pages))?;
                 BootMemory::Identity { first: DOM0_BASE }
             }
-            ImageKind::DomUKernel | ImageKind::Dom0Module => BootMemory::Fresh,
+            ImageKind::DomUKernel | ImageKind::Dom0Module | ImageKind::DomUModule => {
+                BootMemory::Fresh
+            }
         };
         let cmdline = match entry.kind {
             ImageKind::Dom0Kernel => dom0_cmdline(entry.cmdline),
-            ImageKind::DomUKernel | ImageKind::Dom0Module => entry.cmdline.into(),
+            ImageKind::DomUKernel | ImageKind::Dom0Module | ImageKind::DomUModule => {
+                entry.cmdline.into()
+            }
         };
         let spec = BootDomain {
             name: entry.name,
@@ -411,6 +425,18 @@ impl Machine {
                             vcpu.block();
                         }
                     }
+                }
+            }
+            ExitAction::VcpuDown => {
+                let last = env.domain.vcpu_down(v.vcpu_id) == Ok(VcpuDown::DomainPoweredOff);
+                if last {
+                    log::info!(
+                        "d{} \"{}\" shut down: Poweroff (its last vCPU halted with interrupts off)",
+                        v.domid,
+                        env.domain.name()
+                    );
+                    event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
+                    self.domain_stopped(v.domid);
                 }
             }
             ExitAction::Crash(reason) => {
