@@ -31,6 +31,7 @@ mod error;
 pub mod frame;
 pub mod message;
 pub mod network;
+pub mod sched;
 mod server;
 pub mod storage;
 mod upload;
@@ -56,6 +57,7 @@ pub use message::{
     MAX_IMAGE_CHUNK, MAX_XENSTORE_DATA,
 };
 pub use network::{VifInfo, VifRef, VifSpec, MAX_VIFS_PER_DOMAIN};
+pub use sched::{CountersSnapshot, CpuSet, DomainSnapshot, SchedCredit, VcpuCounters, VcpuState};
 pub use server::{Answer, Outgoing, Server};
 pub use storage::{
     BlockDevice, BlockFailure, DiskMode, DiskSpec, VolumeFailure, VolumeInfo, VolumeTable,

@@ -38,7 +38,10 @@ pub struct ProtocolVersion {
 /// 2.5: guests' networks: `Request::NetworkAttach`, `NetworkDetach`,
 /// `NetworkList`, `VswitchShow`, their replies, `MgmtError::NoSuchVif`
 /// and `NetworkRefused`; `DomainConfig::vifs` (appended after `disks`).
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 5 };
+/// 2.7: scheduling ([`crate::sched`]): `Request::Counters`, `VcpuPin`,
+/// `SchedCredit`, their replies, `MgmtError::InvalidSchedParam`
+/// (appended after 2.6's variants).
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 7 };
 /// What a peer that sends protocol-1 frames speaks, as far as we know.
 pub const PROTOCOL_V1: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 
