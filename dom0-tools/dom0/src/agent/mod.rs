@@ -22,6 +22,7 @@ mod domains;
 pub mod heap;
 mod link;
 mod network;
+mod sched;
 mod session;
 mod storage;
 pub mod tcp;

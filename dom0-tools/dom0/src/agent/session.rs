@@ -24,6 +24,7 @@ use toolstack::{build_domain, DomainSpec, Hypervisor};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use super::network;
+use super::sched;
 use super::storage;
 use crate::blkback::BlockBackends;
 use crate::console_backend::{self, Backend};
@@ -265,6 +266,13 @@ impl Session {
             }
             Request::NetworkDetach { domain, vif } => network::detach(ctx, &domain, &vif),
             Request::NetworkList { domain } => network::list(ctx, domain.as_ref()),
+            Request::Counters { domain } => sched::counters(ctx.hv, domain.as_ref()),
+            Request::VcpuPin { domain, vcpu, cpus } => sched::vcpu_pin(ctx.hv, &domain, vcpu, cpus),
+            Request::SchedCredit {
+                domain,
+                weight,
+                cap,
+            } => sched::sched_credit(ctx.hv, domain.as_ref(), weight, cap),
         }
     }
 
