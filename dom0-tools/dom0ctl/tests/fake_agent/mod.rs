@@ -509,6 +509,11 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
             ))
         }
         Request::VswitchShow => Ok(Reply::Vswitch(s.switch.snapshot().into())),
+        // The scheduler's requests are tested against the real agent
+        // and hypervisor (scenario sched-credit).
+        Request::Counters { .. } | Request::VcpuPin { .. } | Request::SchedCredit { .. } => Err(
+            MgmtError::Unsupported("scheduling in the fake agent".into()),
+        ),
     }
 }
 

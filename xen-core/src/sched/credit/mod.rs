@@ -1,7 +1,7 @@
 //! Xen's credit scheduler (credit1, `xen/common/sched/credit.c`), one
 //! run queue per pCPU.
 //!
-//! - Each domain has a weight and a cap ([`DomainSched`]); each vCPU a
+//! - Each domain has a weight and a cap (`DomainSched`); each vCPU a
 //!   credit, a priority and a hard affinity ([`Unit`]).
 //! - The running vCPU burns 10 credits per ms of system time it runs
 //!   ([`CREDITS_PER_MSEC`]). Every tick ([`TICK_NS`]) it joins the
@@ -32,8 +32,6 @@ mod acct;
 #[allow(clippy::indexing_slicing)]
 mod tests;
 
-#[cfg(test)]
-use super::params::DomainSched;
 use super::params::{Priority, Unit};
 use super::{may_run, next_timer_deadline, Decision, Scheduler, VcpuRef};
 use crate::domain::table::DomainTable;

@@ -9,7 +9,7 @@ use crate::domain::vcpu::VcpuEntryState;
 use crate::domain::DomainConfig;
 use crate::paging::sim::machine;
 use crate::sched::fire_timers;
-use crate::sched::params::CpuMask;
+use crate::sched::params::{CpuMask, DomainSched};
 
 /// Domains with one vCPU each, started and unpaused, with `(weight, cap)`.
 fn domains(params: &[(u16, u16)]) -> DomainTable {
