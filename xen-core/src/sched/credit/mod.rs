@@ -47,14 +47,14 @@ pub const TICKS_PER_TSLICE: u64 = 3;
 /// Between ticks, ns.
 pub const TICK_NS: u64 = TSLICE_NS / TICKS_PER_TSLICE;
 /// Credit one pCPU hands out per slice (Xen's `credits_per_tslice`).
-pub const CREDITS_PER_TSLICE: i64 = (CREDITS_PER_MSEC * TSLICE_NS / NS_PER_MS) as i64;
+pub const CREDITS_PER_TSLICE: i64 = (CREDITS_PER_MSEC * TSLICE_NS / NS_PER_MS).cast_signed();
 /// A vCPU above this leaves the accounting list with half its credit.
 const MAX_CREDIT: i64 = CREDITS_PER_TSLICE;
 /// Credit never falls below this at accounting.
 const MIN_CREDIT: i64 = -CREDITS_PER_TSLICE;
 /// Ticks one scheduling pass catches up on after the pCPU was away
 /// (bounded work); older ones are dropped.
-const MAX_CATCHUP_TICKS: u32 = 3 * TICKS_PER_TSLICE as u32;
+const MAX_CATCHUP_TICKS: u64 = 3 * TICKS_PER_TSLICE;
 const NS_PER_MS: u64 = 1_000_000;
 
 /// The vCPU on the pCPU now.
