@@ -64,8 +64,6 @@ struct Running {
     /// System time CPU time and credit were last charged up to.
     since_ns: u64,
     slice_end_ns: u64,
-    /// The last decision's next event: credit burns up to here at most.
-    granted_until_ns: u64,
 }
 
 /// The credit scheduler of one pCPU: its run queue and, while there is
@@ -101,20 +99,12 @@ impl Credit {
         }
     }
 
-    /// Charges the running vCPU's CPU time up to `now_ns`, and its
-    /// credit up to the event the scheduler asked to be back at: a pass
-    /// that comes later because the pCPU was away (QEMU descheduled by a
-    /// loaded host, an SMI) is CPU time, but credit only for the stretch
-    /// the vCPU was given, so the stall does not push it to the credit
-    /// floor where its debt is forgiven.
+    /// Charges the running vCPU's CPU time and credit up to `now_ns`.
     fn burn_current(&mut self, domains: &mut DomainTable, now_ns: u64) {
         let Some(cur) = self.current.as_mut() else {
             return;
         };
         let ran = now_ns.saturating_sub(cur.since_ns);
-        let granted = now_ns
-            .min(cur.granted_until_ns)
-            .saturating_sub(cur.since_ns);
         cur.since_ns = cur.since_ns.max(now_ns);
         let Some(d) = domains.get_mut(cur.vcpu.domid) else {
             return;
@@ -123,7 +113,7 @@ impl Credit {
             v.account(ran);
         }
         if let Some(u) = d.sched_mut().unit_mut(cur.vcpu.vcpu_id) {
-            burn(u, granted);
+            burn(u, ran);
         }
     }
 
@@ -248,7 +238,6 @@ impl Credit {
             vcpu,
             since_ns: now_ns,
             slice_end_ns: now_ns.saturating_add(TSLICE_NS),
-            granted_until_ns: now_ns,
         };
         self.current = Some(running);
         running
@@ -297,15 +286,11 @@ impl Scheduler for Credit {
             }
         };
         let slice_end_ns = running.slice_end_ns;
-        let next_event_ns = earliest(timer, Some(tick.min(slice_end_ns))).unwrap_or(slice_end_ns);
-        if let Some(c) = self.current.as_mut() {
-            c.granted_until_ns = next_event_ns;
-        }
         Decision::Run {
             vcpu: running.vcpu,
             switched: previous.map(|p| p.vcpu) != Some(running.vcpu),
             slice_end_ns,
-            next_event_ns,
+            next_event_ns: earliest(timer, Some(tick.min(slice_end_ns))).unwrap_or(slice_end_ns),
         }
     }
 

@@ -215,19 +215,3 @@ fn credit_burns_ten_per_ms_with_the_remainder_kept() {
     assert_eq!(u.credit, -11);
     assert_eq!(u.residual, 0);
 }
-
-#[test]
-fn a_stall_past_the_granted_stretch_is_cpu_time_but_no_credit() {
-    let mut t = domains(&[(256, 0)]);
-    let mut s = Credit::new(0, 1);
-    let Decision::Run { next_event_ns, .. } = s.schedule(&mut t, 0) else {
-        panic!("the vCPU runs");
-    };
-    // The pCPU comes back 50 ms late.
-    s.schedule(&mut t, next_event_ns + 50_000_000);
-    let d = t.get(1).unwrap();
-    assert_eq!(d.cpu_time_ns(), next_event_ns + 50_000_000);
-    let burnt = i64::try_from(next_event_ns / 100_000).unwrap();
-    // One accounting may have run since: credit is within a slice's.
-    assert!(i64::from(d.sched().unit(0).unwrap().credit) >= -burnt);
-}
