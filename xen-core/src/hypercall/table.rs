@@ -284,7 +284,7 @@ mod tests {
             (nr::HVM_OP, abi::xen::hvm::HVMOP_GET_TIME.into()),
             (nr::MEMORY_OP, abi::xen::memory::XENMEM_EXCHANGE.into()),
             (HYPERVISOR_CONTROL_OP, 0),
-            (HYPERVISOR_CONTROL_OP, 15),
+            (HYPERVISOR_CONTROL_OP, 18),
         ];
         for (n, sub) in cases {
             assert_eq!(
