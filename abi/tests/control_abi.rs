@@ -57,6 +57,21 @@ fn current_layout() -> String {
         CONTROL_OP_PHYSINFO,
         CONTROL_OP_READCONSOLE,
         CONTROL_OP_SET_MAX_MEM,
+        CONTROL_OP_GET_VCPU_STATS,
+        CONTROL_OP_SCHED_CREDIT,
+        CONTROL_OP_SET_VCPU_AFFINITY,
+        VCPU_STATE_DOWN,
+        VCPU_STATE_RUNNABLE,
+        VCPU_STATE_BLOCKED,
+        VCPU_STATE_RUNNING,
+        VCPU_STATE_PAUSED,
+        SCHED_PRI_OVER,
+        SCHED_PRI_UNDER,
+        SCHED_PRI_BOOST,
+        VCPU_FLAG_PARKED,
+        PCPU_NONE,
+        SCHED_WEIGHT_UNCHANGED,
+        SCHED_CAP_UNCHANGED,
         READCONSOLE_MAX,
         DOMAIN_NAME_MAX,
         MAX_VCPUS_PER_DOMAIN,
@@ -142,6 +157,56 @@ fn current_layout() -> String {
         }
     );
     layout!(out, PopulateResponse { nr_done });
+    layout!(
+        out,
+        VcpuStats {
+            vcpu_id,
+            state,
+            pcpu,
+            priority,
+            credit,
+            flags,
+            affinity,
+            cpu_time_ns,
+            exits,
+            hypercalls,
+            events,
+            wakes,
+            runs
+        }
+    );
+    layout!(
+        out,
+        VcpuStatsResponse {
+            system_time_ns,
+            weight,
+            cap,
+            nr_vcpus,
+            vcpus
+        }
+    );
+    layout!(
+        out,
+        SchedCreditRequest {
+            header,
+            domid,
+            weight,
+            cap,
+            pad
+        }
+    );
+    layout!(out, SchedCreditInfo { weight, cap, pad });
+    layout!(
+        out,
+        VcpuAffinityRequest {
+            header,
+            domid,
+            pad,
+            vcpu_id,
+            affinity
+        }
+    );
+    layout!(out, VcpuAffinityResponse { effective });
     layout!(
         out,
         SetMaxMemRequest {

@@ -14,11 +14,13 @@
 
 mod domain;
 mod memory;
+mod sched;
 mod stats;
 mod vcpu;
 
 pub use domain::*;
 pub use memory::*;
+pub use sched::*;
 pub use stats::*;
 pub use vcpu::*;
 
@@ -31,7 +33,7 @@ use crate::xen::errno::Errno;
 pub const CONTROL_ABI_MAJOR: u16 = 1;
 /// Minor version: bumped for additions only (new operations or constants,
 /// a meaning given to a zero reserved field). Reset to 0 with each major.
-pub const CONTROL_ABI_MINOR: u16 = 3;
+pub const CONTROL_ABI_MINOR: u16 = 4;
 
 /// The control hypercall: `__HYPERVISOR_arch_7`, which Xen on x86 leaves
 /// unused. Not Xen's `__HYPERVISOR_domctl` (36): our layouts differ from
@@ -74,6 +76,17 @@ pub const CONTROL_OP_READCONSOLE: u32 = 13;
 /// Set a domain's memory limit (`xl mem-max`; Xen's domctl `max_mem`):
 /// [`SetMaxMemRequest`], no response. Added in 1.3.
 pub const CONTROL_OP_SET_MAX_MEM: u32 = 14;
+/// Read a domain's per-vCPU state and counters and its weight and cap
+/// (`xl vcpu-list`, `xentop`): [`DomainRequest`] -> [`VcpuStatsResponse`].
+/// Added in 1.4.
+pub const CONTROL_OP_GET_VCPU_STATS: u32 = 15;
+/// Set and read a domain's credit scheduler weight and cap (`xl
+/// sched-credit`): [`SchedCreditRequest`] -> [`SchedCreditInfo`]. Added
+/// in 1.4.
+pub const CONTROL_OP_SCHED_CREDIT: u32 = 16;
+/// Set a vCPU's hard affinity (`xl vcpu-pin`): [`VcpuAffinityRequest`]
+/// -> [`VcpuAffinityResponse`]. Added in 1.4.
+pub const CONTROL_OP_SET_VCPU_AFFINITY: u32 = 17;
 
 /// First 8 bytes of every control request.
 #[repr(C)]

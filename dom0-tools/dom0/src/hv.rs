@@ -8,7 +8,8 @@
 //! second `map_foreign` finds the window in use (`-EINVAL`).
 
 use abi::control::{
-    DomainInfo, DomainStats, ListResponse, Physinfo, VcpuHvmX86_32, DOMAIN_NAME_MAX,
+    DomainInfo, DomainStats, ListResponse, Physinfo, SchedCreditInfo, VcpuHvmX86_32,
+    VcpuStatsResponse, DOMAIN_NAME_MAX,
 };
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
@@ -55,6 +56,30 @@ impl Hypervisor for XenHypervisor {
 
     fn domain_stats(&mut self, domid: DomId) -> Result<DomainStats, Errno> {
         self.xen.domain_stats(domid).map_err(errno)
+    }
+
+    fn vcpu_stats(&mut self, domid: DomId) -> Result<VcpuStatsResponse, Errno> {
+        self.xen.vcpu_stats(domid).map_err(errno)
+    }
+
+    fn sched_credit(
+        &mut self,
+        domid: DomId,
+        weight: u16,
+        cap: u16,
+    ) -> Result<SchedCreditInfo, Errno> {
+        self.xen.sched_credit(domid, weight, cap).map_err(errno)
+    }
+
+    fn set_vcpu_affinity(
+        &mut self,
+        domid: DomId,
+        vcpu_id: u32,
+        affinity: u64,
+    ) -> Result<u64, Errno> {
+        self.xen
+            .set_vcpu_affinity(domid, vcpu_id, affinity)
+            .map_err(errno)
     }
 
     fn create(

@@ -189,6 +189,116 @@ Examples:
     /// Set the most memory a domain may have (xl mem-max).
     #[command(after_help = MEM_MAX_AFTER_HELP)]
     MemMax(MemArgs),
+    /// List vCPUs: domain, vCPU, pCPU, state, CPU time, hard affinity
+    /// (xl vcpu-list).
+    #[command(after_help = "\
+State as in xl: r running, b blocked, p paused (its domain), - offline; a
+runnable vCPU waiting for a pCPU shows ---.
+
+Examples:
+  dom0ctl vcpu-list
+  dom0ctl vcpu-list web --json")]
+    VcpuList(VcpuListArgs),
+    /// Pin a vCPU to pCPUs: its hard affinity (xl vcpu-pin).
+    #[command(after_help = "\
+CPUS is `all` or a list of pCPUs and ranges: 0, 0-3, 1,3,5-7. It must name an
+online pCPU. VCPU is a vCPU id or `all`.
+
+Examples:
+  dom0ctl vcpu-pin web 0 0
+  dom0ctl vcpu-pin web all all")]
+    VcpuPin(VcpuPinArgs),
+    /// Show or set credit scheduler weights and caps (xl sched-credit).
+    #[command(after_help = "\
+Weight (default 256, 1 to 65535) is a domain's share relative to the others';
+cap is the most CPU it may use, in percent of one pCPU (0: no cap).
+
+Examples:
+  dom0ctl sched-credit
+  dom0ctl sched-credit -d web -w 512
+  dom0ctl sched-credit -d web -c 25")]
+    SchedCredit(SchedCreditArgs),
+    /// Watch domains live (xentop): CPU %, memory, vCPUs, VM exits/s by
+    /// exit code, hypercalls/s, events/s.
+    #[command(after_help = "\
+Rates are counter differences over the hypervisor's own system time between two
+samples. q or Esc quits the live view.
+
+Examples:
+  dom0ctl top
+  dom0ctl top --batch -n 3 -d 2
+  dom0ctl top --batch --json -n 1")]
+    Top(TopArgs),
+}
+
+/// `vcpu-list` arguments.
+#[derive(Debug, Args)]
+pub struct VcpuListArgs {
+    /// Only this domain's vCPUs (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `vcpu-pin` arguments.
+#[derive(Debug, Args)]
+pub struct VcpuPinArgs {
+    /// The domain (name or domid).
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// The vCPU id, or `all`.
+    #[arg(value_name = "VCPU")]
+    pub vcpu: String,
+    /// pCPUs: `all`, or e.g. 0-3,5.
+    #[arg(value_name = "CPUS", value_parser = cpu_set)]
+    pub cpus: mgmt::CpuSet,
+}
+
+fn cpu_set(text: &str) -> Result<mgmt::CpuSet, String> {
+    mgmt::CpuSet::parse(text).ok_or_else(|| {
+        format!(
+            "'{text}' is not a pCPU list: use `all` or pCPUs and ranges below {} (0, 0-3, 1,3,5-7)",
+            mgmt::sched::MAX_PCPUS
+        )
+    })
+}
+
+/// `sched-credit` arguments.
+#[derive(Debug, Args)]
+pub struct SchedCreditArgs {
+    /// The domain (name or domid); without it, every domain's.
+    #[arg(short, long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// New weight, 1 to 65535.
+    #[arg(short, long, value_name = "WEIGHT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub weight: Option<u16>,
+    /// New cap, percent of one pCPU (0: none).
+    #[arg(short, long, value_name = "CAP")]
+    pub cap: Option<u16>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `top` arguments.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print plain text frames instead of the live view (xentop -b).
+    #[arg(short, long)]
+    pub batch: bool,
+    /// With --batch: one JSON object per frame, one per line.
+    #[arg(long, requires = "batch")]
+    pub json: bool,
+    /// Frames to print, then exit (xentop -i); default: until interrupted.
+    #[arg(short = 'n', long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub iterations: Option<u32>,
+    /// Seconds between samples (xentop -d).
+    #[arg(short, long, value_name = "SECS", default_value_t = 1.0)]
+    pub delay: f64,
 }
 
 const MEM_SET_AFTER_HELP: &str = "\

@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::pvcontrol::{self, Ack, PvCommand};
 use crate::xs_link::XsConn;
 use crate::xs_mgmt::MgmtPipe;
-use crate::{config, memory, network, output, storage};
+use crate::{config, memory, network, output, sched, storage, top};
 
 /// How often `shutdown --wait` looks at the domain.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -83,6 +83,11 @@ pub fn run(cli: Cli, out: &mut dyn Write, input: Input) -> Result<(), CliError> 
         },
         Command::MemSet(args) => memory::mem_set(&mut connect()?, args, out),
         Command::MemMax(args) => memory::mem_max(&mut connect()?, args, out),
+        Command::VcpuList(args) => sched::vcpu_list(&mut connect()?, args, out),
+        Command::VcpuPin(args) => sched::vcpu_pin(&mut connect()?, args, out),
+        Command::SchedCredit(args) => sched::sched_credit(&mut connect()?, args, out),
+        Command::Top(args) if args.batch => top::batch(&mut connect()?, &args, out),
+        Command::Top(args) => top::live(&mut connect()?, &args),
     }
 }
 

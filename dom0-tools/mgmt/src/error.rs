@@ -186,6 +186,16 @@ pub enum MgmtError {
         /// Its `memory/target`, KiB.
         target_kib: u64,
     },
+    /// A scheduling parameter the hypervisor cannot take (`vcpu-pin`,
+    /// `sched-credit`): a vCPU the domain does not have, pCPUs none of
+    /// which is online, a weight or cap out of range. Since 2.7.
+    #[error("{what}: {reason}")]
+    InvalidSchedParam {
+        /// The parameter (`vcpu`, `cpus`, `weight`, `cap`).
+        what: String,
+        /// Why, with the range that is allowed.
+        reason: String,
+    },
 }
 
 /// A life-cycle operation on a domain, for error messages.

@@ -32,6 +32,7 @@ pub mod frame;
 pub mod memory;
 pub mod message;
 pub mod network;
+pub mod sched;
 mod server;
 pub mod storage;
 mod upload;
@@ -58,6 +59,7 @@ pub use message::{
     MAX_IMAGE_CHUNK, MAX_XENSTORE_DATA,
 };
 pub use network::{VifInfo, VifRef, VifSpec, MAX_VIFS_PER_DOMAIN};
+pub use sched::{CountersSnapshot, CpuSet, DomainSnapshot, SchedCredit, VcpuCounters, VcpuState};
 pub use server::{Answer, Outgoing, Server};
 pub use storage::{
     BlockDevice, BlockFailure, DiskMode, DiskSpec, VolumeFailure, VolumeInfo, VolumeTable,

@@ -46,8 +46,8 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Nonce, Tag};
 use crate::network::{Mac, VifInfo, VifRef, VlanMode, VswitchSnapshot};
 use crate::{
-    BlockDevice, DomId, DomainConfig, DomainCounters, DomainRef, DomainSummary, HostInfo,
-    MgmtError, ProtocolVersion, VolumeInfo, VolumeTable,
+    BlockDevice, CountersSnapshot, CpuSet, DomId, DomainConfig, DomainCounters, DomainRef,
+    DomainSummary, HostInfo, MgmtError, ProtocolVersion, SchedCredit, VolumeInfo, VolumeTable,
 };
 
 /// Largest kernel image an upload may announce, bytes.
@@ -293,6 +293,34 @@ pub enum Request {
         /// The new maximum, KiB.
         max_kib: u64,
     },
+    /// Per-vCPU and per-domain counters of one domain or all, with the
+    /// hypervisor's system time (`vcpu-list`, `top`).
+    /// → [`Reply::Counters`]. Since 2.7.
+    Counters {
+        /// Which; `None`: every domain.
+        domain: Option<DomainRef>,
+    },
+    /// Sets a vCPU's hard affinity (`xl vcpu-pin`). → [`Reply::VcpuPinned`].
+    /// Since 2.7.
+    VcpuPin {
+        /// The domain.
+        domain: DomainRef,
+        /// Its vCPU.
+        vcpu: u32,
+        /// The pCPUs it may run on; must include an online one.
+        cpus: CpuSet,
+    },
+    /// Reads, and with `weight` or `cap` sets, credit scheduler
+    /// parameters (`xl sched-credit`): of one domain, or (reading only)
+    /// of all. → [`Reply::SchedCredit`]. Since 2.7.
+    SchedCredit {
+        /// Which; `None`: every domain (no `weight` or `cap` then).
+        domain: Option<DomainRef>,
+        /// New weight, 1..=65535.
+        weight: Option<u16>,
+        /// New cap, percent of one pCPU, 0 (none) ..= 100 × pCPUs.
+        cap: Option<u16>,
+    },
 }
 
 /// What a guest is asked to do by [`Request::Shutdown`].
@@ -452,6 +480,16 @@ pub enum Reply {
     Vifs(Vec<VifInfo>),
     /// The vswitch (boxed: the largest reply by far). Since 2.5.
     Vswitch(alloc::boxed::Box<VswitchSnapshot>),
+    /// The counters asked for. Since 2.7.
+    Counters(CountersSnapshot),
+    /// `VcpuPin` done. Since 2.7.
+    VcpuPinned {
+        /// The affinity in effect: the requested pCPUs that are online.
+        effective: CpuSet,
+    },
+    /// Credit scheduler parameters (after the change, if one was asked
+    /// for), by domid. Since 2.7.
+    SchedCredit(Vec<SchedCredit>),
 }
 
 /// Something the server reports unasked.

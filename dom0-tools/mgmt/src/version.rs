@@ -41,7 +41,10 @@ pub struct ProtocolVersion {
 /// 2.6: ballooning: `Request::MemSet`, `MemMax`, `MgmtError::
 /// MemoryAboveMax`, `MemoryBelowFloor`, `MaxBelowTarget`,
 /// `DomainOperation::SetMemory`.
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 6 };
+/// 2.7: scheduling ([`crate::sched`]): `Request::Counters`, `VcpuPin`,
+/// `SchedCredit`, their replies, `MgmtError::InvalidSchedParam`
+/// (appended after 2.6's variants).
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 7 };
 /// What a peer that sends protocol-1 frames speaks, as far as we know.
 pub const PROTOCOL_V1: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 

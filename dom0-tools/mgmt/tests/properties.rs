@@ -137,6 +137,24 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|(domain, target_kib)| Request::MemSet { domain, target_kib }),
         (domain_ref(), any::<u64>())
             .prop_map(|(domain, max_kib)| Request::MemMax { domain, max_kib }),
+        prop::option::of(domain_ref()).prop_map(|domain| Request::Counters { domain }),
+        (domain_ref(), any::<u32>(), any::<u64>()).prop_map(|(domain, vcpu, cpus)| {
+            Request::VcpuPin {
+                domain,
+                vcpu,
+                cpus: mgmt::CpuSet(cpus),
+            }
+        }),
+        (
+            prop::option::of(domain_ref()),
+            prop::option::of(any::<u16>()),
+            prop::option::of(any::<u16>())
+        )
+            .prop_map(|(domain, weight, cap)| Request::SchedCredit {
+                domain,
+                weight,
+                cap
+            }),
     ]
 }
 

@@ -9,7 +9,8 @@
 //! `CONTROL_OP_*` documentation in [`abi::control`] for which it returns.
 
 use abi::control::{
-    DomainInfo, DomainStats, ListResponse, Physinfo, VcpuHvmX86_32, DOMAIN_NAME_MAX,
+    DomainInfo, DomainStats, ListResponse, Physinfo, SchedCreditInfo, VcpuHvmX86_32,
+    VcpuStatsResponse, DOMAIN_NAME_MAX,
 };
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
@@ -36,6 +37,30 @@ pub trait Hypervisor {
 
     /// `CONTROL_OP_GET_STATS` of `domid`.
     fn domain_stats(&mut self, domid: DomId) -> Result<DomainStats, Errno>;
+
+    /// `CONTROL_OP_GET_VCPU_STATS` of `domid`: per-vCPU state and
+    /// counters, weight and cap, and the system time they were read at.
+    fn vcpu_stats(&mut self, domid: DomId) -> Result<VcpuStatsResponse, Errno>;
+
+    /// `CONTROL_OP_SCHED_CREDIT`: sets `domid`'s weight and cap
+    /// (`SCHED_WEIGHT_UNCHANGED`/`SCHED_CAP_UNCHANGED` keep them);
+    /// returns the values now. `-EINVAL`: out of range, nothing set.
+    fn sched_credit(
+        &mut self,
+        domid: DomId,
+        weight: u16,
+        cap: u16,
+    ) -> Result<SchedCreditInfo, Errno>;
+
+    /// `CONTROL_OP_SET_VCPU_AFFINITY`: pins `domid`'s vCPU `vcpu_id` to
+    /// the pCPUs in `affinity`; returns the effective (online) ones.
+    /// `-EINVAL`: no such vCPU, or no online pCPU in `affinity`.
+    fn set_vcpu_affinity(
+        &mut self,
+        domid: DomId,
+        vcpu_id: u32,
+        affinity: u64,
+    ) -> Result<u64, Errno>;
 
     /// `CONTROL_OP_CREATE`: a new domain, paused, without memory (limit
     /// `max_memory_kib`) and with `vcpus` vCPUs, none up. `-EEXIST`: the

@@ -145,6 +145,46 @@ impl Hypervisor for SimDom0 {
         Ok(self.response())
     }
 
+    fn vcpu_stats(&mut self, domid: DomId) -> Result<ctl::VcpuStatsResponse, Errno> {
+        self.domain_op(ctl::CONTROL_OP_GET_VCPU_STATS, domid)?;
+        Ok(self.response())
+    }
+
+    fn sched_credit(
+        &mut self,
+        domid: DomId,
+        weight: u16,
+        cap: u16,
+    ) -> Result<ctl::SchedCreditInfo, Errno> {
+        let request = ctl::SchedCreditRequest {
+            header: ControlHeader::CURRENT,
+            domid,
+            weight,
+            cap,
+            pad: 0,
+        };
+        self.control(ctl::CONTROL_OP_SCHED_CREDIT, &request)?;
+        Ok(self.response())
+    }
+
+    fn set_vcpu_affinity(
+        &mut self,
+        domid: DomId,
+        vcpu_id: u32,
+        affinity: u64,
+    ) -> Result<u64, Errno> {
+        let request = ctl::VcpuAffinityRequest {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: 0,
+            vcpu_id,
+            affinity,
+        };
+        self.control(ctl::CONTROL_OP_SET_VCPU_AFFINITY, &request)?;
+        let r: ctl::VcpuAffinityResponse = self.response();
+        Ok(r.effective)
+    }
+
     fn create(
         &mut self,
         name: &[u8; DOMAIN_NAME_MAX],

@@ -155,6 +155,52 @@ impl Xen {
         self.control_with(CONTROL_OP_GET_STATS, &domain_request(domid))
     }
 
+    /// `CONTROL_OP_GET_VCPU_STATS` of `domid` (control ABI 1.4).
+    pub fn vcpu_stats(&self, domid: DomId) -> Result<abi::control::VcpuStatsResponse, XenError> {
+        self.control_with(
+            abi::control::CONTROL_OP_GET_VCPU_STATS,
+            &domain_request(domid),
+        )
+    }
+
+    /// `CONTROL_OP_SCHED_CREDIT` of `domid`: sets the weight and cap
+    /// (`SCHED_*_UNCHANGED` keep them) and returns the values now.
+    pub fn sched_credit(
+        &self,
+        domid: DomId,
+        weight: u16,
+        cap: u16,
+    ) -> Result<abi::control::SchedCreditInfo, XenError> {
+        let request = abi::control::SchedCreditRequest {
+            header: ControlHeader::CURRENT,
+            domid,
+            weight,
+            cap,
+            pad: 0,
+        };
+        self.control_with(abi::control::CONTROL_OP_SCHED_CREDIT, &request)
+    }
+
+    /// `CONTROL_OP_SET_VCPU_AFFINITY`: pins `domid`'s `vcpu_id` to the
+    /// pCPUs in `affinity`; returns the effective (online) ones.
+    pub fn set_vcpu_affinity(
+        &self,
+        domid: DomId,
+        vcpu_id: u32,
+        affinity: u64,
+    ) -> Result<u64, XenError> {
+        let request = abi::control::VcpuAffinityRequest {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: 0,
+            vcpu_id,
+            affinity,
+        };
+        let r: abi::control::VcpuAffinityResponse =
+            self.control_with(abi::control::CONTROL_OP_SET_VCPU_AFFINITY, &request)?;
+        Ok(r.effective)
+    }
+
     /// `CONTROL_OP_CREATE`: a paused domain without memory; its domid.
     pub fn domain_create(
         &self,

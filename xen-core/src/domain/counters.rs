@@ -1,10 +1,33 @@
 //! Per-domain statistics: VM exits by exit code, hypercalls by number.
 //! Both are fixed-size, with an overflow bucket for what does not fit.
+//! Per-vCPU totals of exits, hypercalls and events ([`VcpuCounters`]).
+//! Each costs an increment where it happens, nothing else.
 
 /// Distinct exit codes counted one by one; others go to the overflow.
 pub const EXIT_CODE_SLOTS: usize = 32;
 /// Hypercall numbers counted one by one (Xen's `NR_hypercalls`).
 pub const HYPERCALL_SLOTS: usize = 64;
+
+/// One vCPU's totals since its domain was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuCounters {
+    /// VM exits.
+    pub exits: u64,
+    /// Hypercalls it made.
+    pub hypercalls: u64,
+    /// Events that became pending for it (ports it is notified for).
+    pub events: u64,
+}
+
+impl VcpuCounters {
+    pub(super) const fn new() -> Self {
+        Self {
+            exits: 0,
+            hypercalls: 0,
+            events: 0,
+        }
+    }
+}
 
 /// VM exits by SVM exit code (AMD APM vol 2 appendix C).
 #[derive(Clone, Debug)]

@@ -27,7 +27,8 @@ use crate::event::EventChannels;
 use crate::grant::table::GrantTable;
 use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SHIFT};
 use crate::paging::npt::{Npt, NptError, P2mAccess, P2mEntry, P2mKind, NPT_MAX_GFN};
-use counters::{ExitCounters, HypercallCounters};
+use crate::sched::params::DomainSched;
+use counters::{ExitCounters, HypercallCounters, VcpuCounters};
 use vcpu::Vcpu;
 use xen_state::XenState;
 
@@ -211,6 +212,10 @@ pub struct Domain {
     nr_vcpus: u32,
     exits: ExitCounters,
     hypercalls: HypercallCounters,
+    /// Per-vCPU VM exits, hypercalls and events.
+    vcpu_counters: [VcpuCounters; MAX_VCPUS],
+    /// Weight, cap and each vCPU's credit state.
+    sched: DomainSched,
     shared_info: Mfn,
     shared_info_gfn: Option<Gfn>,
     grant: GrantTable,
@@ -261,6 +266,8 @@ impl Domain {
             nr_vcpus: cfg.vcpus,
             exits: ExitCounters::new(),
             hypercalls: HypercallCounters::new(),
+            vcpu_counters: [VcpuCounters::new(); MAX_VCPUS],
+            sched: DomainSched::new(),
             shared_info,
             shared_info_gfn: None,
             grant: GrantTable::new(),
@@ -373,6 +380,48 @@ impl Domain {
     /// VM exits by exit code, writable.
     pub fn exits_mut(&mut self) -> &mut ExitCounters {
         &mut self.exits
+    }
+
+    /// Counts a VM exit of vCPU `vcpu_id` with `exit_code`.
+    pub fn record_exit(&mut self, vcpu_id: u32, exit_code: u64) {
+        self.exits.record(exit_code);
+        if let Some(c) = self.vcpu_counters_mut(vcpu_id) {
+            c.exits = c.exits.saturating_add(1);
+        }
+    }
+
+    /// Counts hypercall `nr` of vCPU `vcpu_id`.
+    pub fn record_hypercall(&mut self, vcpu_id: u32, nr: u64) {
+        self.hypercalls.record(nr);
+        if let Some(c) = self.vcpu_counters_mut(vcpu_id) {
+            c.hypercalls = c.hypercalls.saturating_add(1);
+        }
+    }
+
+    /// Counts an event that became pending for vCPU `vcpu_id`.
+    pub fn record_event(&mut self, vcpu_id: u32) {
+        if let Some(c) = self.vcpu_counters_mut(vcpu_id) {
+            c.events = c.events.saturating_add(1);
+        }
+    }
+
+    /// vCPU `id`'s counters.
+    pub fn vcpu_counters(&self, id: u32) -> Option<&VcpuCounters> {
+        self.vcpu_counters[..self.nr_vcpus as usize].get(usize::try_from(id).ok()?)
+    }
+
+    fn vcpu_counters_mut(&mut self, id: u32) -> Option<&mut VcpuCounters> {
+        self.vcpu_counters[..self.nr_vcpus as usize].get_mut(usize::try_from(id).ok()?)
+    }
+
+    /// Scheduling parameters and state (weight, cap, affinity, credit).
+    pub fn sched(&self) -> &DomainSched {
+        &self.sched
+    }
+
+    /// Scheduling parameters and state, writable.
+    pub fn sched_mut(&mut self) -> &mut DomainSched {
+        &mut self.sched
     }
 
     /// Hypercalls by number.

@@ -24,6 +24,7 @@ pub(super) fn set_pending<M: PhysMem>(domain: &mut Domain, mem: &mut M, port: Ev
     if l2::test_and_set_pending(domain, mem, port) {
         return;
     }
+    domain.record_event(vcpu);
     if !l2::is_masked(domain, mem, port) && !l2::test_and_set_selector(domain, mem, vcpu, port) {
         mark_events_pending(domain, mem, vcpu);
     }

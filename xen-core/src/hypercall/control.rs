@@ -13,6 +13,7 @@
 //! - `POPULATE_MEMORY`, `MAP_FOREIGN`, `UNMAP_FOREIGN`, `SET_MAX_MEM`:
 //!   [`memory`].
 //! - `SET_VCPU_CONTEXT`: [`vcpu_context`].
+//! - `GET_VCPU_STATS`, `SCHED_CREDIT`, `SET_VCPU_AFFINITY`: [`sched`].
 //! - Other ops: `-ENOSYS`.
 //!
 //! What the run loop must do after a control op: act on
@@ -26,6 +27,7 @@
 mod info;
 mod lifecycle;
 mod memory;
+mod sched;
 mod vcpu_context;
 
 #[cfg(test)]
@@ -39,6 +41,9 @@ use abi::control::{
     CONTROL_OP_LIST, CONTROL_OP_MAP_FOREIGN, CONTROL_OP_PAUSE, CONTROL_OP_PHYSINFO,
     CONTROL_OP_POPULATE_MEMORY, CONTROL_OP_READCONSOLE, CONTROL_OP_SET_MAX_MEM,
     CONTROL_OP_SET_VCPU_CONTEXT, CONTROL_OP_UNMAP_FOREIGN, CONTROL_OP_UNPAUSE,
+};
+use abi::control::{
+    CONTROL_OP_GET_VCPU_STATS, CONTROL_OP_SCHED_CREDIT, CONTROL_OP_SET_VCPU_AFFINITY,
 };
 use abi::xen::errno::Errno;
 
@@ -68,6 +73,9 @@ pub(crate) enum ControlKind {
     Physinfo,
     ReadConsole,
     SetMaxMem,
+    GetVcpuStats,
+    SchedCredit,
+    SetVcpuAffinity,
 }
 
 /// A control operation with its request and response addresses.
@@ -109,6 +117,9 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         CONTROL_OP_PHYSINFO => ControlKind::Physinfo,
         CONTROL_OP_READCONSOLE => ControlKind::ReadConsole,
         CONTROL_OP_SET_MAX_MEM => ControlKind::SetMaxMem,
+        CONTROL_OP_GET_VCPU_STATS => ControlKind::GetVcpuStats,
+        CONTROL_OP_SCHED_CREDIT => ControlKind::SchedCredit,
+        CONTROL_OP_SET_VCPU_AFFINITY => ControlKind::SetVcpuAffinity,
         _ => return Request::NoSys,
     };
     if progress != 0 && kind != ControlKind::Populate {
@@ -144,6 +155,9 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         ControlKind::UnmapForeign => memory::unmap_foreign(ctx, dom0, request)?,
         ControlKind::SetMaxMem => memory::set_max_mem(ctx, dom0, request)?,
         ControlKind::SetVcpuContext => return vcpu_context::set(ctx, dom0, request),
+        ControlKind::GetVcpuStats => sched::get_vcpu_stats(ctx, dom0, request, response)?,
+        ControlKind::SchedCredit => sched::sched_credit(ctx, dom0, request, response)?,
+        ControlKind::SetVcpuAffinity => sched::set_vcpu_affinity(ctx, dom0, request, response)?,
     };
     Ok(HypercallOutcome::Return(value))
 }

@@ -213,7 +213,7 @@ pub fn handle_hypercall<P: FramePool, M: PhysMem, E: HypercallEnv>(
     let Some(domain) = domains.get_mut(caller.domid) else {
         return HypercallOutcome::Return(Errno::ESRCH.to_return());
     };
-    domain.hypercalls_mut().record(args.nr);
+    domain.record_hypercall(caller.vcpu_id, args.nr);
     if regs.cpl != 0 {
         return HypercallOutcome::Return(Errno::EPERM.to_return());
     }

@@ -304,7 +304,7 @@ mod tests {
             (nr::HVM_OP, abi::xen::hvm::HVMOP_FLUSH_TLBS.into()),
             (nr::MEMORY_OP, abi::xen::memory::XENMEM_EXCHANGE.into()),
             (HYPERVISOR_CONTROL_OP, 0),
-            (HYPERVISOR_CONTROL_OP, 15),
+            (HYPERVISOR_CONTROL_OP, 18),
         ];
         for (n, sub) in cases {
             assert_eq!(

@@ -1668,7 +1668,7 @@ fn every_dom0_only_request_is_eperm_for_a_domu_and_changes_nothing() {
         ),
     ]
     .into_iter()
-    .chain((1..=14).map(|op| (control, op)))
+    .chain((1..=17).map(|op| (control, op)))
     .collect();
     for request in &want {
         assert!(found.contains(request), "{request:?} is not dom0-only");

@@ -9,28 +9,28 @@
 //! current vCPU until its slice ends or picks the next one. An idle pCPU halts until [`Decision::Idle::wake_at_ns`] (the
 //! earliest timer) or an interrupt.
 //!
-//! Seams for later: [`Scheduler`] is the policy interface (a credit
-//! scheduler implements it too); [`RoundRobin`] looks at every vCPU,
-//! which is right for one pCPU — with several, each pCPU gets its own
-//! instance over the vCPUs assigned to it (per-pCPU run queues) and an
-//! event that wakes a vCPU of another pCPU kicks it with an IPI.
+//! The policy is Xen's credit scheduler ([`Credit`]): weights, caps,
+//! BOOST for woken vCPUs, hard affinity. Its per-domain and per-vCPU
+//! state ([`params`]) lives in the domain. Seams for several pCPUs: each
+//! pCPU gets its own [`Credit`] (its run queue: the vCPUs whose affinity
+//! and `Unit::pcpu` place them there), the accounting moves to one
+//! master pCPU, and a wake for another pCPU's queue kicks it with an IPI
+//! where [`Scheduler::should_preempt`] is asked today.
 
 #![forbid(unsafe_code)]
 
-mod round_robin;
+mod credit;
+pub mod params;
 
 #[cfg(test)]
 mod tests;
 
-pub use round_robin::RoundRobin;
+pub use credit::{Credit, CREDITS_PER_MSEC, TICK_NS, TSLICE_NS};
 
 use abi::xen::domid::DomId;
 
 use crate::domain::table::DomainTable;
 use crate::domain::{Domain, DomainState};
-
-/// Longest a vCPU runs while another one is runnable, in ns.
-pub const TIME_SLICE_NS: u64 = 5_000_000;
 
 /// One vCPU of one domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -76,6 +76,10 @@ pub trait Scheduler {
     fn yield_current(&mut self);
     /// The vCPU the last decision runs, if any.
     fn current(&self) -> Option<VcpuRef>;
+    /// Whether a vCPU that may run here now outranks the current one, so
+    /// the current one must stop at this exit rather than go on (Xen's
+    /// tickle after a wake).
+    fn should_preempt(&self, domains: &DomainTable) -> bool;
 }
 
 /// Wakes every vCPU whose one-shot timer is due at `now_ns` (and disarms

@@ -23,6 +23,7 @@ pub mod heap;
 mod link;
 mod memory;
 mod network;
+mod sched;
 mod session;
 mod storage;
 pub mod tcp;

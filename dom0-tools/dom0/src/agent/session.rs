@@ -25,6 +25,7 @@ use toolstack::{build_domain, DomainSpec, Hypervisor};
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use super::memory;
 use super::network;
+use super::sched;
 use super::storage;
 use crate::blkback::BlockBackends;
 use crate::console_backend::{self, Backend};
@@ -268,6 +269,13 @@ impl Session {
             Request::NetworkList { domain } => network::list(ctx, domain.as_ref()),
             Request::MemSet { domain, target_kib } => memory::set_target(ctx, &domain, target_kib),
             Request::MemMax { domain, max_kib } => memory::set_max(ctx, &domain, max_kib),
+            Request::Counters { domain } => sched::counters(ctx.hv, domain.as_ref()),
+            Request::VcpuPin { domain, vcpu, cpus } => sched::vcpu_pin(ctx.hv, &domain, vcpu, cpus),
+            Request::SchedCredit {
+                domain,
+                weight,
+                cap,
+            } => sched::sched_credit(ctx.hv, domain.as_ref(), weight, cap),
         }
     }
 

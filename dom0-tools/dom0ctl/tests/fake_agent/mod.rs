@@ -516,6 +516,11 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
             d.max_memory_kib = max_kib;
             Ok(Reply::Done)
         }
+        // The scheduler's requests are tested against the real agent
+        // and hypervisor (scenario sched-credit).
+        Request::Counters { .. } | Request::VcpuPin { .. } | Request::SchedCredit { .. } => Err(
+            MgmtError::Unsupported("scheduling in the fake agent".into()),
+        ),
     }
 }
 

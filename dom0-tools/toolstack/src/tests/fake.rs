@@ -38,6 +38,9 @@ pub enum Call {
     SetParam,
     SetMemoryMap,
     SetMaxMem,
+    VcpuStats,
+    SchedCredit,
+    VcpuAffinity,
 }
 
 pub struct FakeDomain {
@@ -51,6 +54,10 @@ pub struct FakeDomain {
     pub memory_map: Vec<E820Entry>,
     /// Port i (from 1) is unbound for `ports[i - 1]`.
     pub ports: Vec<DomId>,
+    /// Credit weight and cap.
+    pub sched: (u16, u16),
+    /// vCPU id -> hard affinity, for the pinned ones.
+    pub affinity: BTreeMap<u32, u64>,
 }
 
 /// A live mapping: the owner's GFNs `first_gfn..+nr_frames`.
@@ -200,6 +207,57 @@ impl Hypervisor for Fake {
         Ok(s)
     }
 
+    fn vcpu_stats(&mut self, domid: DomId) -> Result<abi::control::VcpuStatsResponse, Errno> {
+        self.enter(Call::VcpuStats)?;
+        let d = self.domains.get(&domid).ok_or(Errno::ESRCH)?;
+        let mut r = abi::control::VcpuStatsResponse::new_zeroed();
+        (r.weight, r.cap, r.nr_vcpus) = (d.sched.0, d.sched.1, d.vcpus);
+        for (id, v) in (0u32..).zip(r.vcpus.iter_mut()).take(d.vcpus as usize) {
+            v.vcpu_id = id;
+            v.affinity = d.affinity.get(&id).copied().unwrap_or(u64::MAX);
+        }
+        Ok(r)
+    }
+
+    fn sched_credit(
+        &mut self,
+        domid: DomId,
+        weight: u16,
+        cap: u16,
+    ) -> Result<abi::control::SchedCreditInfo, Errno> {
+        self.enter(Call::SchedCredit)?;
+        let d = self.domains.get_mut(&domid).ok_or(Errno::ESRCH)?;
+        if cap != u16::MAX && cap > 100 {
+            return Err(Errno::EINVAL);
+        }
+        if weight != 0 {
+            d.sched.0 = weight;
+        }
+        if cap != u16::MAX {
+            d.sched.1 = cap;
+        }
+        Ok(abi::control::SchedCreditInfo {
+            weight: d.sched.0,
+            cap: d.sched.1,
+            pad: 0,
+        })
+    }
+
+    fn set_vcpu_affinity(
+        &mut self,
+        domid: DomId,
+        vcpu_id: u32,
+        affinity: u64,
+    ) -> Result<u64, Errno> {
+        self.enter(Call::VcpuAffinity)?;
+        let d = self.domains.get_mut(&domid).ok_or(Errno::ESRCH)?;
+        if vcpu_id >= d.vcpus || affinity & 1 == 0 {
+            return Err(Errno::EINVAL);
+        }
+        d.affinity.insert(vcpu_id, affinity);
+        Ok(1)
+    }
+
     fn create(
         &mut self,
         name: &[u8; DOMAIN_NAME_MAX],
@@ -228,6 +286,8 @@ impl Hypervisor for Fake {
             params: BTreeMap::new(),
             memory_map: Vec::new(),
             ports: Vec::new(),
+            sched: (256, 0),
+            affinity: BTreeMap::new(),
         };
         self.domains.insert(domid, d);
         Ok(domid)

@@ -29,7 +29,7 @@ use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
 use crate::mm::{FramePool, Gfn, Mfn, PAGE_SHIFT};
 use crate::paging::guest_walk::GuestPaging;
 use crate::pci::vpci::Vpci;
-use crate::sched::{self, Decision, RoundRobin, Scheduler, VcpuRef};
+use crate::sched::{self, Credit, Decision, Scheduler, VcpuRef};
 use crate::time::{pvclock, Clock};
 use crate::vlapic::{self, Ipi, Vlapic};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
@@ -60,7 +60,7 @@ pub struct Machine {
     /// Locked for the hypervisor's lifetime: one pCPU runs the loop.
     domains: spin::MutexGuard<'static, DomainTable>,
     vcpus: BTreeMap<VcpuRef, VcpuSlot>,
-    sched: RoundRobin,
+    sched: Credit,
     clock: Clock,
     phys: IdentityMap,
     /// Free frames before the first domain was built: power-off checks
@@ -82,7 +82,7 @@ impl Machine {
                 .try_lock()
                 .unwrap_or_else(|| fatal(format_args!("domain table already in use"))),
             vcpus: BTreeMap::new(),
-            sched: RoundRobin::new(),
+            sched: Credit::new(0, 1),
             clock,
             phys,
             free_before_domains: free,
@@ -359,6 +359,7 @@ impl Machine {
             .is_some_and(|d| d.vcpu_may_run(v.vcpu_id))
             && !apic::timer_fired()
             && !ioapic::any_pending()
+            && !self.sched.should_preempt(&self.domains)
     }
 
     /// Loads the new register state `v` was given, if any, into a fresh
@@ -669,7 +670,7 @@ impl VcpuEnv for ExitEnv<'_> {
     }
 
     fn count_exit(&mut self, exit_code: u64) {
-        self.domain.exits_mut().record(exit_code);
+        self.domain.record_exit(self.vcpu_id, exit_code);
     }
 
     fn write_hypercall_page(&mut self, gpa: u64) -> Result<(), HypercallPageError> {

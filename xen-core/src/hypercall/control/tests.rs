@@ -1077,7 +1077,7 @@ fn a_domu_gets_eperm_for_every_op_and_nothing_changes() {
         0
     );
     let before = (w.pool.free_frames(), w.t.len(), w.ram(DOMU), w.ram(DOM0));
-    let ops: [(u32, Vec<u8>); 12] = [
+    let ops: [(u32, Vec<u8>); 14] = [
         (ctl::CONTROL_OP_GETINFO, req(id).as_bytes().to_vec()),
         (
             ctl::CONTROL_OP_LIST,
@@ -1110,6 +1110,20 @@ fn a_domu_gets_eperm_for_every_op_and_nothing_changes() {
         (
             ctl::CONTROL_OP_PHYSINFO,
             ControlHeader::CURRENT.as_bytes().to_vec(),
+        ),
+        (
+            ctl::CONTROL_OP_SCHED_CREDIT,
+            credit_req(id, 1, 100).as_bytes().to_vec(),
+        ),
+        (
+            ctl::CONTROL_OP_SET_VCPU_AFFINITY,
+            ctl::VcpuAffinityRequest {
+                domid: id,
+                affinity: 1,
+                ..Default::default()
+            }
+            .as_bytes()
+            .to_vec(),
         ),
     ];
     let mut domu_ram = before.2.clone();
@@ -1352,4 +1366,126 @@ fn set_max_mem_limits_populate_and_may_go_below_what_is_held() {
         rc(&mut w, DOMU, ctl::CONTROL_OP_SET_MAX_MEM, &req),
         e(Errno::EPERM)
     );
+}
+
+// ---- scheduling (1.4) ----
+
+#[test]
+fn vcpu_stats_report_state_counters_and_sched_params() {
+    let mut w = World::new();
+    let d = w.t.get_mut(DOMU).unwrap();
+    d.record_exit(1, 0x7b);
+    d.record_exit(1, 0x7b);
+    d.record_hypercall(0, 29);
+    d.record_event(1);
+    d.vcpu_mut(1).unwrap().account(700);
+    assert_eq!(
+        rc(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, &req(DOMU)),
+        0
+    );
+    let s: ctl::VcpuStatsResponse = w.get(DOM0, BUF2);
+    assert_eq!((s.nr_vcpus, s.weight, s.cap), (2, 256, 0));
+    let v1 = s.vcpus[1];
+    assert_eq!(
+        (
+            v1.vcpu_id,
+            v1.cpu_time_ns,
+            v1.exits,
+            v1.events,
+            v1.hypercalls
+        ),
+        (1, 700, 2, 1, 0)
+    );
+    assert_eq!(
+        (s.vcpus[0].hypercalls, v1.pcpu, v1.affinity),
+        (1, ctl::PCPU_NONE, u64::MAX)
+    );
+    // The caller's own vCPU is the one running.
+    assert_eq!(
+        rc(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, &req(DOM0)),
+        0
+    );
+    let s: ctl::VcpuStatsResponse = w.get(DOM0, BUF2);
+    assert_eq!(s.vcpus[0].state, ctl::VCPU_STATE_RUNNING);
+    assert_eq!(
+        rc(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, &req(77)),
+        e(Errno::ESRCH)
+    );
+}
+
+fn credit_req(domid: DomId, weight: u16, cap: u16) -> ctl::SchedCreditRequest {
+    ctl::SchedCreditRequest {
+        header: ControlHeader::CURRENT,
+        domid,
+        weight,
+        cap,
+        pad: 0,
+    }
+}
+
+#[test]
+fn sched_credit_sets_weight_and_cap_all_or_nothing() {
+    let mut w = World::new();
+    let op = ctl::CONTROL_OP_SCHED_CREDIT;
+    assert_eq!(rc(&mut w, DOM0, op, &credit_req(DOMU, 512, 25)), 0);
+    let info: ctl::SchedCreditInfo = w.get(DOM0, BUF2);
+    assert_eq!((info.weight, info.cap), (512, 25));
+    // Unchanged fields stay.
+    let keep = credit_req(DOMU, ctl::SCHED_WEIGHT_UNCHANGED, ctl::SCHED_CAP_UNCHANGED);
+    assert_eq!(rc(&mut w, DOM0, op, &keep), 0);
+    let info: ctl::SchedCreditInfo = w.get(DOM0, BUF2);
+    assert_eq!((info.weight, info.cap), (512, 25));
+    // A cap above 100 per pCPU (the simulated host has one): nothing
+    // changes.
+    assert_eq!(
+        rc(&mut w, DOM0, op, &credit_req(DOMU, 128, 101)),
+        e(Errno::EINVAL)
+    );
+    let s = w.t.get(DOMU).unwrap().sched();
+    assert_eq!((s.weight(), s.cap()), (512, 25));
+    assert_eq!(rc(&mut w, DOM0, op, &credit_req(77, 1, 0)), e(Errno::ESRCH));
+    let padded = ctl::SchedCreditRequest {
+        pad: 1,
+        ..credit_req(DOMU, 1, 0)
+    };
+    assert_eq!(rc(&mut w, DOM0, op, &padded), e(Errno::EINVAL));
+    // An unwritable response: -EFAULT and nothing set.
+    w.put(DOM0, BUF, &credit_req(DOMU, 1, 0));
+    let out = w.call64(
+        DOM0,
+        ctl::HYPERVISOR_CONTROL_OP,
+        [op.into(), BUF, UNMAPPED, 0, 0],
+    );
+    assert_eq!(out, HypercallOutcome::Return(e(Errno::EFAULT)));
+    assert_eq!(w.t.get(DOMU).unwrap().sched().weight(), 512);
+}
+
+#[test]
+fn vcpu_affinity_must_name_a_vcpu_and_an_online_pcpu() {
+    let mut w = World::new();
+    let op = ctl::CONTROL_OP_SET_VCPU_AFFINITY;
+    let pin = |domid, vcpu_id, affinity| ctl::VcpuAffinityRequest {
+        header: ControlHeader::CURRENT,
+        domid,
+        pad: 0,
+        vcpu_id,
+        affinity,
+    };
+    assert_eq!(rc(&mut w, DOM0, op, &pin(DOMU, 1, 0b11)), 0);
+    let r: ctl::VcpuAffinityResponse = w.get(DOM0, BUF2);
+    // One pCPU online in the simulated host.
+    assert_eq!(r.effective, 0b01);
+    let unit = |w: &World| w.t.get(DOMU).unwrap().sched().unit(1).unwrap().affinity.0;
+    assert_eq!(unit(&w), 0b11);
+    let offline = 1u64 << 63;
+    for (bad, want) in [
+        (pin(DOMU, 2, 1), Errno::EINVAL),
+        (pin(DOMU, u32::MAX, 1), Errno::EINVAL),
+        (pin(DOMU, 1, 0), Errno::EINVAL),
+        (pin(DOMU, 1, offline), Errno::EINVAL),
+        (pin(77, 0, 1), Errno::ESRCH),
+    ] {
+        assert_eq!(rc(&mut w, DOM0, op, &bad), e(want), "{bad:?}");
+    }
+    assert_eq!(unit(&w), 0b11);
 }
