@@ -178,8 +178,9 @@ impl HypercallOutcome {
 /// continues), and `nr` is of a family that touches no timer and no
 /// scheduling state (version, console, grant table, event channel,
 /// memory, HVM and physdev ops). Such a call may wake another vCPU (an
-/// event to a blocked domain): round robin does not preempt on a wake, so
-/// the woken vCPU runs at the next scheduling point either way. Timers
+/// event to a blocked domain): the run loop's `may_resume` asks the
+/// credit scheduler whether the woken vCPU should preempt the caller
+/// (credit1's tickle) before resuming it. Timers
 /// (`set_timer_op`, `vcpu_op`), `sched_op` and the control operations go
 /// through the scheduler. The run loop still checks that the caller may
 /// run and that no timer or device interrupt is due.
