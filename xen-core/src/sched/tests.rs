@@ -82,6 +82,18 @@ fn boost_then_slices_and_yields_in_queue_order() {
 }
 
 #[test]
+fn a_yield_hands_the_pcpu_to_a_lower_priority_waiter() {
+    let mut t = domains(&[1, 1]);
+    let mut s = Credit::new(0, 1);
+    assert_eq!(ran(step(&mut s, &mut t, 0)), Some(r(1, 0)));
+    // d1's tick ends its boost: d2, still boosted, takes the pCPU.
+    assert_eq!(ran(step(&mut s, &mut t, TICK_NS)), Some(r(2, 0)));
+    // d2 yields while above d1: as in Xen, it goes behind d1.
+    s.yield_current();
+    assert_eq!(ran(step(&mut s, &mut t, TICK_NS + 10)), Some(r(1, 0)));
+}
+
+#[test]
 fn a_lone_vcpu_that_yields_runs_again() {
     let mut t = domains(&[1]);
     let mut s = Credit::new(0, 1);

@@ -10,7 +10,9 @@
 //!   credit by weight and sets UNDER/OVER from the credit's sign.
 //! - The run queue is ordered by priority (BOOST > UNDER > OVER), first
 //!   in first out within one; a vCPU that stops running while still
-//!   runnable goes to the back of its priority (a yield too).
+//!   runnable goes to the back of its priority; one that yields goes
+//!   behind one lower-priority runnable vCPU as well (Xen's
+//!   `__runq_insert`), so a yield hands the pCPU to any other waiting vCPU.
 //! - A vCPU that wakes while UNDER gets BOOST, and if that is above the
 //!   running vCPU's priority it takes the pCPU at the next scheduling
 //!   point (Xen's `__runq_tickle`; [`Scheduler::should_preempt`] lets the
@@ -274,7 +276,13 @@ impl Scheduler for Credit {
             }
             _ => {
                 self.requeue_current(domains);
-                let next = self.best_waiting(domains, None);
+                // Xen's `__runq_insert`: a vCPU that yielded goes behind
+                // one lower-priority runnable vCPU too, so any other
+                // waiting vCPU runs before it.
+                let next = match (yielded, cur) {
+                    (true, Some(_)) => waiting.or_else(|| self.best_waiting(domains, None)),
+                    _ => self.best_waiting(domains, None),
+                };
                 match next {
                     Some((vcpu, _)) => self.start(domains, vcpu, now_ns),
                     None => {
