@@ -23,8 +23,6 @@ mod kernel {
     /// Where the trampoline goes: STARTUP vector 0x08. The domU's RAM
     /// starts at 0 and its image at 1 MiB, so the page is free.
     const TRAMPOLINE_PAGE: u64 = 0x8000;
-    /// Timer period of the waits, in ns.
-    const TICK_NS: u64 = 10_000_000;
     /// vCPU 1's APIC id (Xen: 2 × vCPU id).
     const AP_APIC_ID: u32 = 2;
     /// Yields vCPU 0 waits for vCPU 1 to change state.
@@ -128,21 +126,9 @@ mod kernel {
     /// `ticks` ticks of `clock`, waiting by turns with a yield and with
     /// this vCPU's own timer and a block.
     fn count(xen: &Xen, clock: &Clock, prefix: &str, ticks: u32) -> bool {
-        let name = |i: u32| {
-            if i.is_multiple_of(2) {
-                "yield"
-            } else {
-                "timer-block"
-            }
-        };
-        let wait = |i: u32, now: u64| {
-            if i.is_multiple_of(2) {
-                xen.sched_yield()
-            } else {
-                xen.set_timer_op(now + TICK_NS)?;
-                xen.sched_block()
-            }
-        };
-        matches!(ticker::run_with(clock, prefix, ticks, name, wait), Ok(true))
+        matches!(
+            ticker::run_yield_and_block(xen, clock, prefix, ticks),
+            Ok(true)
+        )
     }
 }

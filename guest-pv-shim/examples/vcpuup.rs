@@ -14,9 +14,6 @@ mod kernel {
     use guest_pv_shim::ticker::{self, DEFAULT_TICKS};
     use guest_pv_shim::{println, ApBoot, Boot, Clock, ShutdownReason, Xen};
 
-    /// Timer period of the waits, in ns.
-    const TICK_NS: u64 = 10_000_000;
-
     /// vCPU 1's clock and tick count, from vCPU 0.
     static AP: spin::Once<(Clock, u32)> = spin::Once::new();
 
@@ -70,23 +67,11 @@ mod kernel {
     }
 
     /// `ticks` ticks of `clock`, waiting by turns with a yield and with
-    /// this vCPU's own timer (set_timer_op) and a block.
+    /// this vCPU's own timer and a block.
     fn count(xen: &Xen, clock: &Clock, prefix: &str, ticks: u32) -> bool {
-        let name = |i: u32| {
-            if i.is_multiple_of(2) {
-                "yield"
-            } else {
-                "timer-block"
-            }
-        };
-        let wait = |i: u32, now: u64| {
-            if i.is_multiple_of(2) {
-                xen.sched_yield()
-            } else {
-                xen.set_timer_op(now + TICK_NS)?;
-                xen.sched_block()
-            }
-        };
-        matches!(ticker::run_with(clock, prefix, ticks, name, wait), Ok(true))
+        matches!(
+            ticker::run_yield_and_block(xen, clock, prefix, ticks),
+            Ok(true)
+        )
     }
 }

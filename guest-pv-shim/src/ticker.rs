@@ -47,7 +47,39 @@ impl Wait {
 /// system time never went backwards; a failed read or hypercall is printed
 /// and returned as an error.
 pub fn run(xen: &Xen, clock: &Clock, prefix: &str, ticks: u32) -> Result<bool, TickError> {
-    let waits = [Wait::Yield, Wait::SingleshotBlock, Wait::TimerOpBlock];
+    run_waits(
+        xen,
+        clock,
+        prefix,
+        ticks,
+        &[Wait::Yield, Wait::SingleshotBlock, Wait::TimerOpBlock],
+    )
+}
+
+/// As [`run`], waiting by turns with a yield and a `set_timer_op` block
+/// (the examples that count ticks on two vCPUs).
+pub fn run_yield_and_block(
+    xen: &Xen,
+    clock: &Clock,
+    prefix: &str,
+    ticks: u32,
+) -> Result<bool, TickError> {
+    run_waits(
+        xen,
+        clock,
+        prefix,
+        ticks,
+        &[Wait::Yield, Wait::TimerOpBlock],
+    )
+}
+
+fn run_waits(
+    xen: &Xen,
+    clock: &Clock,
+    prefix: &str,
+    ticks: u32,
+    waits: &[Wait],
+) -> Result<bool, TickError> {
     let wait_of = |i: u32| waits[i as usize % waits.len()];
     run_with(
         clock,
