@@ -79,6 +79,41 @@ pub struct VcpuHvmX86_32 {
     pub pad2: [u16; 3],
 }
 
+impl VcpuHvmX86_32 {
+    /// The registers at PVH entry (Xen `docs/misc/pvh.pandoc`), with the
+    /// values Xen's libxc gives (`xc_dom_x86.c`, `vcpu_hvm`): 32-bit
+    /// protected mode, paging off, flat 4 GiB code and data segments
+    /// (0xc9b code, 0xc93 data), a busy 32-bit TSS (0x8b, limit 0x67),
+    /// EFLAGS 0x2, EIP = `eip`, EBX = `ebx` (the start info's GPA for a
+    /// kernel's first vCPU).
+    pub fn pvh_entry(eip: u32, ebx: u32) -> Self {
+        const CR0_PE: u32 = 1 << 0;
+        const CR0_ET: u32 = 1 << 4;
+        const EFLAGS_FIXED: u32 = 1 << 1;
+        const FLAT_CODE_AR: u16 = 0xc9b;
+        const FLAT_DATA_AR: u16 = 0xc93;
+        const TSS32_BUSY_AR: u16 = 0x8b;
+        const TSS32_LIMIT: u32 = 0x67;
+        Self {
+            ebx,
+            eip,
+            eflags: EFLAGS_FIXED,
+            cr0: CR0_PE | CR0_ET,
+            cs_limit: u32::MAX,
+            ds_limit: u32::MAX,
+            ss_limit: u32::MAX,
+            es_limit: u32::MAX,
+            tr_limit: TSS32_LIMIT,
+            cs_ar: FLAT_CODE_AR,
+            ds_ar: FLAT_DATA_AR,
+            ss_ar: FLAT_DATA_AR,
+            es_ar: FLAT_DATA_AR,
+            tr_ar: TSS32_BUSY_AR,
+            ..Self::default()
+        }
+    }
+}
+
 /// Set-vCPU-context request, 136 bytes. Allowed only while the domain is
 /// paused and the vCPU has not run. Errors: `-ESRCH`, `-ENOENT` (no such
 /// vCPU), `-EBUSY` (domain not paused or vCPU already started),

@@ -280,34 +280,8 @@ fn load(
     Ok(entry)
 }
 
-/// vCPU 0's registers at PVH entry (Xen `docs/misc/pvh.pandoc`), with the
-/// values Xen's libxc gives (`xc_dom_x86.c`, `vcpu_hvm`): 32-bit
-/// protected mode, paging off, flat 4 GiB code and data segments
-/// (attributes in VMCB format: 0xc9b code, 0xc93 data), a busy 32-bit
-/// TSS (0x8b, limit 0x67), EBX = start info GPA, EIP = the entry note.
+/// vCPU 0's registers at PVH entry: [`VcpuHvmX86_32::pvh_entry`] at the
+/// kernel's entry note, EBX = its start info's GPA.
 pub fn pvh_vcpu_context(entry: PvhEntry) -> VcpuHvmX86_32 {
-    const CR0_PE: u32 = 1 << 0;
-    const CR0_ET: u32 = 1 << 4;
-    const EFLAGS_FIXED: u32 = 1 << 1;
-    const FLAT_CODE_AR: u16 = 0xc9b;
-    const FLAT_DATA_AR: u16 = 0xc93;
-    const TSS32_BUSY_AR: u16 = 0x8b;
-    const TSS32_LIMIT: u32 = 0x67;
-    VcpuHvmX86_32 {
-        ebx: entry.start_info_gpa,
-        eip: entry.entry,
-        eflags: EFLAGS_FIXED,
-        cr0: CR0_PE | CR0_ET,
-        cs_limit: u32::MAX,
-        ds_limit: u32::MAX,
-        ss_limit: u32::MAX,
-        es_limit: u32::MAX,
-        tr_limit: TSS32_LIMIT,
-        cs_ar: FLAT_CODE_AR,
-        ds_ar: FLAT_DATA_AR,
-        ss_ar: FLAT_DATA_AR,
-        es_ar: FLAT_DATA_AR,
-        tr_ar: TSS32_BUSY_AR,
-        ..VcpuHvmX86_32::default()
-    }
+    VcpuHvmX86_32::pvh_entry(entry.entry, entry.start_info_gpa)
 }

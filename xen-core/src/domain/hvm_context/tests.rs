@@ -5,21 +5,8 @@ const ALL_CR4: u64 = u64::MAX;
 
 fn good_32() -> VcpuHvmX86_32 {
     VcpuHvmX86_32 {
-        eip: 0x10_0000,
-        ebx: 0x8000,
         esp: 0x9000,
-        cr0: 0x11,
-        cs_limit: u32::MAX,
-        ds_limit: u32::MAX,
-        ss_limit: u32::MAX,
-        es_limit: u32::MAX,
-        tr_limit: 0x67,
-        cs_ar: 0xc9b,
-        ds_ar: 0xc93,
-        ss_ar: 0xc93,
-        es_ar: 0xc93,
-        tr_ar: 0x8b,
-        ..Default::default()
+        ..VcpuHvmX86_32::pvh_entry(0x10_0000, 0x8000)
     }
 }
 

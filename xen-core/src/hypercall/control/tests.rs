@@ -113,23 +113,7 @@ fn unmap_req(caller_gfn: u64, nr_frames: u32) -> UnmapRequest {
 
 /// `VcpuEntryState::pvh(entry, start_info)` in Xen's layout.
 fn pvh_regs(entry: u32, start_info: u32) -> VcpuHvmX86_32 {
-    VcpuHvmX86_32 {
-        ebx: start_info,
-        eip: entry,
-        eflags: 0x2,
-        cr0: 0x11,
-        cs_limit: u32::MAX,
-        ds_limit: u32::MAX,
-        ss_limit: u32::MAX,
-        es_limit: u32::MAX,
-        tr_limit: 0x67,
-        cs_ar: 0xc9b,
-        ds_ar: 0xc93,
-        ss_ar: 0xc93,
-        es_ar: 0xc93,
-        tr_ar: 0x8b,
-        ..VcpuHvmX86_32::default()
-    }
+    VcpuHvmX86_32::pvh_entry(entry, start_info)
 }
 
 fn context_req(domid: DomId, vcpu: u32, regs: VcpuHvmX86_32) -> SetVcpuContextRequest {

@@ -116,20 +116,8 @@ fn hostile_vcpu_ops_get_xens_errors_and_change_nothing() {
 fn a_32_bit_caller_initialises_a_32_bit_vcpu() {
     let mut w = World::new();
     let regs = VcpuHvmX86_32 {
-        eip: 0x1000,
         esp: 0x7000,
-        cr0: 0x11,
-        cs_limit: u32::MAX,
-        ds_limit: u32::MAX,
-        ss_limit: u32::MAX,
-        es_limit: u32::MAX,
-        tr_limit: 0x67,
-        cs_ar: 0xc9b,
-        ds_ar: 0xc93,
-        ss_ar: 0xc93,
-        es_ar: 0xc93,
-        tr_ar: 0x8b,
-        ..Default::default()
+        ..VcpuHvmX86_32::pvh_entry(0x1000, 0)
     };
     w.put(DOMU, BUF, &VcpuHvmContext::x86_32(&regs));
     let init = [vc::VCPUOP_INITIALISE, 1, BUF as u32, 0, 0];
