@@ -9,7 +9,8 @@
 //!   Documentation/arch/x86/boot.rst), is an XZ stream with the
 //!   uncompressed size appended. `xz --single-stream` unpacks it, as
 //!   Linux's `scripts/extract-vmlinux` does with the whole file.
-//! - `initramfs.cpio`: a newc archive (the `cpio` crate) holding busybox
+//! - `initramfs.cpio`: a newc archive (the `cpio` crate) holding busybox,
+//!   the kernel modules of [`modules::MODULES`] with their dependencies
 //!   and [`INIT`]. Linux unpacks it into its rootfs and runs `/init`.
 
 use std::fs;
@@ -20,6 +21,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 
+mod modules;
+
 /// Where everything goes, under the workspace.
 const DIR: &str = "target/linux";
 /// The meta package naming the current kernel package.
@@ -27,19 +30,37 @@ const META_PACKAGE: &str = "linux-image-amd64";
 /// Busybox, statically linked (no libraries in the initramfs).
 const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// The guest's `/init`: busybox's applets, the kernel's file systems,
-/// then a shell on the console (hvc0). `setsid cttyhack` gives the shell
-/// the console as its controlling terminal (job control, ^C).
+/// the modules (`/etc/modules`, in load order), then a shell on the
+/// console (hvc0). `setsid cttyhack` gives the shell the console as its
+/// controlling terminal (job control, ^C).
 const INIT: &str = "#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+for m in $(cat /etc/modules); do insmod /lib/modules/$m.ko || echo \"linux-guest: insmod $m failed\"; done
+echo \"linux-guest: modules loaded:\" $(cat /etc/modules)
 echo \"linux-guest: init on $(cat /sys/class/tty/console/active 2>/dev/null)\"
 export PS1='linux-guest# '
 exec setsid cttyhack /bin/sh
 ";
 /// Folders the initramfs holds besides the files.
-const DIRS: [&str; 5] = ["bin", "dev", "proc", "sys", "tmp"];
+const DIRS: [&str; 8] = [
+    "bin",
+    "dev",
+    "etc",
+    "lib",
+    "lib/modules",
+    "proc",
+    "sys",
+    "tmp",
+];
+/// What the initramfs is made of, kept beside it: a cached initramfs
+/// built from another recipe (an older [`INIT`] or module list) is
+/// rebuilt.
+fn recipe() -> String {
+    format!("{INIT}\n{:?}\n", modules::MODULES)
+}
 
 /// The kernel and initramfs paths.
 #[derive(Clone)]
@@ -60,7 +81,9 @@ pub fn paths(root: &Path) -> LinuxGuest {
 /// Fetches, extracts and builds what is missing; the paths.
 pub fn ensure(root: &Path) -> Result<LinuxGuest> {
     let guest = paths(root);
-    if guest.vmlinux.is_file() && guest.initramfs.is_file() {
+    let recipe_file = root.join(DIR).join("initramfs.recipe");
+    let current = fs::read_to_string(&recipe_file).is_ok_and(|r| r == recipe());
+    if guest.vmlinux.is_file() && guest.initramfs.is_file() && current {
         return Ok(guest);
     }
     let kernel = kernel_package()?;
@@ -74,7 +97,9 @@ pub fn ensure(root: &Path) -> Result<LinuxGuest> {
     let vmlinux = unxz(bzimage_payload(&vmlinuz)?)?;
     write_atomically(&guest.vmlinux, &vmlinux)?;
     let busybox = fs::read(tree.join("bin/busybox")).context("reading busybox")?;
-    write_atomically(&guest.initramfs, &initramfs(&busybox)?)?;
+    let modules = modules::collect(&tree, version)?;
+    write_atomically(&guest.initramfs, &initramfs(&busybox, &modules)?)?;
+    write_atomically(&recipe_file, recipe().as_bytes())?;
     // The unpacked tree is 400 MB of modules and firmware: not kept.
     for folder in ["root", "debs"] {
         fs::remove_dir_all(root.join(DIR).join(folder))?;
@@ -162,8 +187,9 @@ fn unxz(data: &[u8]) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// The newc archive: [`DIRS`], `/bin/busybox`, `/init`.
-fn initramfs(busybox: &[u8]) -> Result<Vec<u8>> {
+/// The newc archive: [`DIRS`], `/bin/busybox`, `/init`, each module as
+/// `/lib/modules/NAME.ko` and their load order in `/etc/modules`.
+fn initramfs(busybox: &[u8], modules: &[modules::Module]) -> Result<Vec<u8>> {
     use cpio::newc::{Builder, ModeFileType};
     let mut out = Vec::new();
     let dir = |name: &str| {
@@ -181,8 +207,17 @@ fn initramfs(busybox: &[u8]) -> Result<Vec<u8>> {
     for (ino, name) in (1..).zip(DIRS) {
         dir(name).ino(ino).write(&mut out, 0).finish()?;
     }
-    for (ino, (name, bytes)) in (100..).zip([("bin/busybox", busybox), ("init", INIT.as_bytes())]) {
-        let mut w = file(name)
+    let order: String = modules.iter().map(|m| format!("{}\n", m.name)).collect();
+    let mut files = vec![
+        ("bin/busybox".to_string(), busybox),
+        ("init".to_string(), INIT.as_bytes()),
+        ("etc/modules".to_string(), order.as_bytes()),
+    ];
+    for m in modules {
+        files.push((format!("lib/modules/{}.ko", m.name), &m.bytes));
+    }
+    for (ino, (name, bytes)) in (100..).zip(files) {
+        let mut w = file(&name)
             .ino(ino)
             .write(&mut out, u32::try_from(bytes.len())?);
         w.write_all(bytes)?;
@@ -234,7 +269,11 @@ mod tests {
 
     #[test]
     fn initramfs_holds_init_and_busybox() {
-        let archive = initramfs(b"BUSYBOX").unwrap();
+        let module = modules::Module {
+            name: "xen-blkfront".into(),
+            bytes: b"KO".to_vec(),
+        };
+        let archive = initramfs(b"BUSYBOX", &[module]).unwrap();
         let mut reader = &archive[..];
         let mut names = Vec::new();
         loop {
@@ -247,6 +286,8 @@ mod tests {
         }
         assert!(names.contains(&("init".to_string(), u32::try_from(INIT.len()).unwrap())));
         assert!(names.contains(&("bin/busybox".to_string(), 7)));
+        assert!(names.contains(&("lib/modules/xen-blkfront.ko".to_string(), 2)));
+        assert!(names.contains(&("etc/modules".to_string(), 13)));
         assert!(names.iter().any(|(n, _)| n == "dev"));
     }
 }
