@@ -30,7 +30,7 @@ mod kernel {
     use guest_pv_shim::arch::xenbus_front::{self, StoreRing};
     use guest_pv_shim::xenbus::path::PathBuf;
     use guest_pv_shim::xenbus::ring::XENSTORE_RING_SIZE;
-    use guest_pv_shim::xenbus::wire::{Header, XsError, XsOp, HEADER_SIZE};
+    use guest_pv_shim::xenbus::wire::{Header, MsgType, XsError, HEADER_SIZE};
     use guest_pv_shim::xenbus::{Client, Transport, Tx, XenbusError};
     use guest_pv_shim::{println, Boot, ShutdownReason};
 
@@ -57,7 +57,7 @@ mod kernel {
     }
 
     fn error_of(msg_type: u32, payload: &[u8]) -> Option<XsError> {
-        (msg_type == XsOp::Error as u32)
+        (msg_type == MsgType::Error as u32)
             .then(|| XsError::from_payload(payload).unwrap_or(XsError::Einval))
     }
 
@@ -78,7 +78,7 @@ mod kernel {
         let mut answered = 0;
         for i in 0..FLOOD {
             let header = Header {
-                msg_type: XsOp::Read as u32,
+                msg_type: MsgType::Read as u32,
                 req_id: first + i,
                 tx_id: 0,
                 len: 5,
@@ -127,7 +127,7 @@ mod kernel {
         until_refused(xs, "watches", |xs, n| {
             let token = PathBuf::format(format_args!("hostile{n}"))?;
             let header = Header {
-                msg_type: XsOp::Watch as u32,
+                msg_type: MsgType::Watch as u32,
                 req_id: xs.next_req_id(),
                 tx_id: 0,
                 len: 0,
@@ -146,7 +146,7 @@ mod kernel {
             }
         });
         let reset = Header {
-            msg_type: XsOp::ResetWatches as u32,
+            msg_type: MsgType::ResetWatches as u32,
             req_id: xs.next_req_id(),
             tx_id: 0,
             len: 0,
@@ -191,14 +191,14 @@ mod kernel {
 
     fn run(xs: &mut Xs, attack: &str) {
         let result = match attack {
-            "nonul" => answer(xs, XsOp::Read as u32, b"data/x"),
+            "nonul" => answer(xs, MsgType::Read as u32, b"data/x"),
             "pathlen" => {
                 let mut path = [b'a'; 3200];
                 path[0] = b'/';
                 path[3199] = 0;
-                answer(xs, XsOp::Read as u32, &path)
+                answer(xs, MsgType::Read as u32, &path)
             }
-            "escape" => answer(xs, XsOp::Read as u32, b"../0/name\0"),
+            "escape" => answer(xs, MsgType::Read as u32, b"../0/name\0"),
             "type" => answer(xs, 99, b""),
             "flood" => match flood(xs) {
                 Ok(()) => return still_served(xs, attack),
@@ -218,7 +218,7 @@ mod kernel {
             }
             "payload" => {
                 let header = Header {
-                    msg_type: XsOp::Write as u32,
+                    msg_type: MsgType::Write as u32,
                     req_id: xs.next_req_id(),
                     tx_id: 0,
                     len: 5000,

@@ -22,12 +22,12 @@ pub mod control;
 pub mod path;
 pub mod ring;
 pub mod state;
-pub mod wire;
+pub use abi::xen::xs_wire as wire;
 
 use core::fmt;
 
 use ring::{RingCorrupt, XenstoreInterface};
-use wire::{Header, XsError, XsOp, HEADER_SIZE, XENSTORE_PAYLOAD_MAX};
+use wire::{Header, MsgType, XsError, HEADER_SIZE, XENSTORE_PAYLOAD_MAX};
 
 /// Most watches one client holds at once.
 pub const MAX_WATCHES: usize = 16;
@@ -223,7 +223,7 @@ impl<T: Transport> Client<T> {
 
     /// `XS_READ`: the value of `path`, borrowed until the next call.
     pub fn read(&mut self, tx: Tx, path: &str) -> Result<&[u8], XenbusError> {
-        self.request(XsOp::Read, tx, &[path.as_bytes(), b"\0"])
+        self.request(MsgType::Read, tx, &[path.as_bytes(), b"\0"])
     }
 
     /// `XS_READ` of a UTF-8 value (`Protocol` if it is not UTF-8).
@@ -234,19 +234,19 @@ impl<T: Transport> Client<T> {
 
     /// `XS_WRITE`: sets `path` to `value`, creating it and missing parents.
     pub fn write(&mut self, tx: Tx, path: &str, value: &[u8]) -> Result<(), XenbusError> {
-        self.request(XsOp::Write, tx, &[path.as_bytes(), b"\0", value])
+        self.request(MsgType::Write, tx, &[path.as_bytes(), b"\0", value])
             .map(|_| ())
     }
 
     /// `XS_MKDIR`: creates `path` (empty) if missing.
     pub fn mkdir(&mut self, tx: Tx, path: &str) -> Result<(), XenbusError> {
-        self.request(XsOp::Mkdir, tx, &[path.as_bytes(), b"\0"])
+        self.request(MsgType::Mkdir, tx, &[path.as_bytes(), b"\0"])
             .map(|_| ())
     }
 
     /// `XS_RM`: removes `path` and its subtree.
     pub fn rm(&mut self, tx: Tx, path: &str) -> Result<(), XenbusError> {
-        self.request(XsOp::Rm, tx, &[path.as_bytes(), b"\0"])
+        self.request(MsgType::Rm, tx, &[path.as_bytes(), b"\0"])
             .map(|_| ())
     }
 
@@ -264,13 +264,13 @@ impl<T: Transport> Client<T> {
             parts[2 + 2 * i] = perm.as_bytes();
             parts[3 + 2 * i] = b"\0";
         }
-        self.request(XsOp::SetPerms, tx, &parts[..2 + 2 * perms.len()])
+        self.request(MsgType::SetPerms, tx, &parts[..2 + 2 * perms.len()])
             .map(|_| ())
     }
 
     /// `XS_DIRECTORY`: the names of `path`'s children.
     pub fn directory(&mut self, tx: Tx, path: &str) -> Result<Directory<'_>, XenbusError> {
-        let names = self.request(XsOp::Directory, tx, &[path.as_bytes(), b"\0"])?;
+        let names = self.request(MsgType::Directory, tx, &[path.as_bytes(), b"\0"])?;
         Ok(Directory { names })
     }
 
@@ -278,7 +278,7 @@ impl<T: Transport> Client<T> {
     pub fn get_domain_path(&mut self, domid: u16) -> Result<&str, XenbusError> {
         let mut digits = [0u8; 5];
         let reply = self.request(
-            XsOp::GetDomainPath,
+            MsgType::GetDomainPath,
             Tx::NONE,
             &[decimal(domid.into(), &mut digits), b"\0"],
         )?;
@@ -312,7 +312,7 @@ impl<T: Transport> Client<T> {
         let mut digits = [0u8; 10];
         let token = decimal(id, &mut digits);
         let result = self.request(
-            XsOp::Watch,
+            MsgType::Watch,
             Tx::NONE,
             &[path.as_bytes(), b"\0", token, b"\0"],
         );
@@ -336,7 +336,7 @@ impl<T: Transport> Client<T> {
         let mut digits = [0u8; 10];
         let token = decimal(w.id, &mut digits);
         self.request(
-            XsOp::Unwatch,
+            MsgType::Unwatch,
             Tx::NONE,
             &[&w.path[..w.path_len], b"\0", token, b"\0"],
         )
@@ -345,7 +345,7 @@ impl<T: Transport> Client<T> {
 
     /// `XS_TRANSACTION_START`.
     pub fn transaction_start(&mut self) -> Result<Tx, XenbusError> {
-        let reply = self.request(XsOp::TransactionStart, Tx::NONE, &[b"\0"])?;
+        let reply = self.request(MsgType::TransactionStart, Tx::NONE, &[b"\0"])?;
         let digits = reply.strip_suffix(&[0]).unwrap_or(reply);
         core::str::from_utf8(digits)
             .ok()
@@ -359,7 +359,8 @@ impl<T: Transport> Client<T> {
     /// fails with `Store(Eagain)` if another change conflicted.
     pub fn transaction_end(&mut self, tx: Tx, commit: bool) -> Result<(), XenbusError> {
         let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
-        self.request(XsOp::TransactionEnd, tx, &[arg]).map(|_| ())
+        self.request(MsgType::TransactionEnd, tx, &[arg])
+            .map(|_| ())
     }
 
     /// Runs `body` in a transaction and commits it; on `EAGAIN` runs it
@@ -488,7 +489,7 @@ impl<T: Transport> Client<T> {
 
     /// Sends one request and waits for its reply; an `XS_ERROR` reply
     /// becomes `Err(Store(..))`.
-    fn request(&mut self, op: XsOp, tx: Tx, parts: &[&[u8]]) -> Result<&[u8], XenbusError> {
+    fn request(&mut self, op: MsgType, tx: Tx, parts: &[&[u8]]) -> Result<&[u8], XenbusError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > XENSTORE_PAYLOAD_MAX {
             return Err(XenbusError::TooLong);
@@ -507,7 +508,7 @@ impl<T: Transport> Client<T> {
         self.transport.notify();
         let msg = self.receive(req_id)?;
         let payload = &self.reply[..msg.len];
-        if msg.header.msg_type == XsOp::Error as u32 {
+        if msg.header.msg_type == MsgType::Error as u32 {
             return Err(XenbusError::Store(
                 XsError::from_payload(payload).ok_or(XenbusError::Protocol)?,
             ));
@@ -545,7 +546,7 @@ impl<T: Transport> Client<T> {
             }
             read_exact(&mut self.transport, &mut self.reply[..len])?;
             let msg = Message { header, len };
-            if header.msg_type == XsOp::WatchEvent as u32 {
+            if header.msg_type == MsgType::WatchEvent as u32 {
                 self.queue_event(len);
                 if req_id == 0 {
                     return Ok(msg);

@@ -330,12 +330,12 @@ impl Store {
                     self.fire(f);
                 }
                 if done.reply.len() > XENSTORE_PAYLOAD_MAX {
-                    (MsgType::Error, XsError::E2big.payload())
+                    (MsgType::Error, crate::wire::error_payload(XsError::E2big))
                 } else {
                     (t, done.reply)
                 }
             }
-            Err(e) => (MsgType::Error, e.payload()),
+            Err(e) => (MsgType::Error, crate::wire::error_payload(e)),
         };
         if let Some(conn) = self.conns.get_mut(&id) {
             let bytes = encode_message(msg_type, header.req_id, header.tx_id, &body);

@@ -433,7 +433,7 @@ fn oversized_directory_reply_is_e2big() {
 
 #[test]
 fn error_strings_are_xsd_errors() {
-    assert_eq!(XsError::Eagain.payload(), b"EAGAIN\0");
+    assert_eq!(crate::wire::error_payload(XsError::Eagain), b"EAGAIN\0");
     assert_eq!(XsError::E2big.as_str(), "E2BIG");
 }
 
