@@ -26,8 +26,8 @@ pub const PACKAGES: &[&str] = &[
     "libuuid1",
     "libc6",
 ];
-/// The program, in the tree and in the initramfs (`/sbin` comes before
-/// `/bin` in busybox's default `PATH`, so `mke2fs` is this one).
+/// The program, in the tree and in the initramfs. Busybox's shell runs
+/// its own applet for a bare `mke2fs`: call this one as `/sbin/mke2fs`.
 const PROGRAM: &str = "sbin/mke2fs";
 /// Its configuration (the ext4 feature set of `-t ext4`).
 const CONFIG: &str = "etc/mke2fs.conf";
@@ -69,12 +69,17 @@ pub fn collect(tree: &Path) -> Result<Vec<File>> {
         bytes: program,
         executable: true,
     });
-    let mut seen = BTreeSet::new();
+    // libc names the loader too: it is there already.
+    let loader = Path::new(&files[1].path).file_name();
+    let mut seen: BTreeSet<String> = loader
+        .map(|n| n.to_string_lossy().into_owned())
+        .into_iter()
+        .collect();
     while let Some(soname) = pending.pop() {
         if !seen.insert(soname.clone()) {
             continue;
         }
-        if seen.len() > MAX_LIBRARIES {
+        if seen.len() > MAX_LIBRARIES + 1 {
             bail!("{PROGRAM} needs more than {MAX_LIBRARIES} libraries");
         }
         let path = LIBRARY_DIRS
