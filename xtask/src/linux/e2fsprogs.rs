@@ -132,15 +132,33 @@ fn resolve(tree: &Path, path: &str) -> Result<PathBuf> {
             return Ok(at);
         }
         let target = fs::read_link(&at)?;
-        at = match target.strip_prefix("/") {
+        at = lexical(&match target.strip_prefix("/") {
             Ok(inside) => tree.join(inside),
             Err(_) => at.parent().context("a link at the root")?.join(target),
-        };
-        if !at.starts_with(tree) {
+        });
+        if !at.starts_with(lexical(tree)) {
             bail!("{path} links outside the package tree");
         }
     }
     bail!("{path}: more than {MAX_LINKS} symbolic links")
+}
+
+/// `path` with its `..` and `.` components applied to the ones before
+/// (without asking the file system), so that `starts_with` sees where
+/// a relative link really ends.
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The ELF's `DT_NEEDED` library names.
