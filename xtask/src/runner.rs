@@ -23,7 +23,7 @@ use crate::progress;
 use crate::qemu::{self, Qemu};
 use crate::scenario::{self, Scenario};
 use crate::step_runner::{self, StepContext, StepsReport};
-use crate::steps::{self, Placeholders};
+use crate::steps::{self, Captures, Placeholders};
 use crate::xen_tools;
 
 /// Lines of output shown with a failure.
@@ -305,6 +305,8 @@ struct Judged {
     output: String,
     transcript: String,
     end: End,
+    /// What its steps captured, carried into the next boot.
+    values: Captures,
 }
 
 /// Boots the scenario (and, once it passed, each `then` boot on the same
@@ -322,7 +324,14 @@ fn boot_and_judge(
         .as_ref()
         .map(|_| MachineDevices::per_run(root, &scenario.name))
         .transpose()?;
-    let mut judged = boot_once(root, artifacts, scenario, show, devices.as_ref())?;
+    let mut judged = boot_once(
+        root,
+        artifacts,
+        scenario,
+        show,
+        devices.as_ref(),
+        Captures::new(),
+    )?;
     let mut next = scenario.then.as_deref();
     while let Some(then) = next {
         if !judged.failures.is_empty() {
@@ -332,7 +341,8 @@ fn boot_and_judge(
             println!("xtask: {}: QEMU again, on the same disk image", then.name);
         }
         let devices = devices.as_ref().map(MachineDevices::again).transpose()?;
-        let boot = boot_once(root, artifacts, then, show, devices.as_ref())?;
+        let carried = std::mem::take(&mut judged.values);
+        let boot = boot_once(root, artifacts, then, show, devices.as_ref(), carried)?;
         judged.failures = boot
             .failures
             .into_iter()
@@ -341,19 +351,22 @@ fn boot_and_judge(
         judged.output = format!("{}\n--- {} ---\n{}", judged.output, then.name, boot.output);
         judged.transcript.push_str(&boot.transcript);
         judged.end = boot.end;
+        judged.values = boot.values;
         next = then.then.as_deref();
     }
     Ok(judged)
 }
 
 /// Boots one QEMU until it exits, times out or a CLI step fails, then
-/// judges it.
+/// judges it; its steps start with the values `carried` from the boot
+/// before.
 fn boot_once(
     root: &Path,
     artifacts: &Artifacts,
     scenario: &Scenario,
     show: Show,
     devices: Option<&MachineDevices>,
+    carried: Captures,
 ) -> Result<Judged> {
     // The scenario's directory (socket, key, generated files), removed at
     // the end.
@@ -421,6 +434,7 @@ fn boot_once(
                 com1: qemu.output_handle(),
                 qemu_ended: Arc::clone(&qemu_ended),
                 echo: show != Show::Result,
+                carried,
             },
             Arc::clone(&step_failed),
         )),
@@ -457,6 +471,7 @@ fn boot_once(
         Some(handle) => handle.join().unwrap_or_else(|_| StepsReport {
             failures: vec!["the step runner panicked".into()],
             transcript: String::new(),
+            values: Captures::new(),
         }),
         None => StepsReport::default(),
     };
@@ -472,6 +487,7 @@ fn boot_once(
         output,
         transcript: steps_report.transcript,
         end,
+        values: steps_report.values,
     })
 }
 

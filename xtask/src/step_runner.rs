@@ -41,6 +41,9 @@ pub struct StepContext {
     pub qemu_ended: Arc<AtomicBool>,
     /// Print each step and its output as it runs.
     pub echo: bool,
+    /// Values captured by an earlier boot of the scenario (its `then`
+    /// boots see them, e.g. a checksum written before a restart).
+    pub carried: Captures,
 }
 
 /// What the steps did.
@@ -50,6 +53,8 @@ pub struct StepsReport {
     pub failures: Vec<String>,
     /// Every step with its output, for the failure report.
     pub transcript: String,
+    /// The captured values (with those carried in), for a `then` boot.
+    pub values: Captures,
 }
 
 /// Runs `steps` on a new thread; `failed` is set at the first failure.
@@ -97,7 +102,7 @@ fn run_steps(
     background: &mut BTreeMap<String, Background>,
 ) -> StepsReport {
     let mut report = StepsReport::default();
-    let mut values = Captures::new();
+    let mut values = ctx.carried.clone();
     // Named steps' (start, end) times, for `elapsed_since`.
     let mut timed: BTreeMap<String, (Instant, Instant)> = BTreeMap::new();
     let mut marker_from = 0;
@@ -184,6 +189,7 @@ fn run_steps(
             break;
         }
     }
+    report.values = values;
     report
 }
 

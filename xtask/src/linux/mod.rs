@@ -10,8 +10,8 @@
 //!   uncompressed size appended. `xz --single-stream` unpacks it, as
 //!   Linux's `scripts/extract-vmlinux` does with the whole file.
 //! - `initramfs.cpio`: a newc archive (the `cpio` crate) holding busybox,
-//!   the kernel modules of [`modules::MODULES`] with their dependencies
-//!   and [`INIT`]. Linux unpacks it into its rootfs and runs `/init`.
+//!   the kernel modules of [`modules::MODULES`] with their dependencies,
+//!   e2fsprogs' `mke2fs` with its libraries ([`e2fsprogs`]) and [`INIT`]. Linux unpacks it into its rootfs and runs `/init`.
 
 use std::fs;
 use std::io::Write;
@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 
+mod e2fsprogs;
 mod modules;
 
 /// Where everything goes, under the workspace.
@@ -59,7 +60,11 @@ const DIRS: [&str; 8] = [
 /// built from another recipe (an older [`INIT`] or module list) is
 /// rebuilt.
 fn recipe() -> String {
-    format!("{INIT}\n{:?}\n", modules::MODULES)
+    format!(
+        "{INIT}\n{:?}\n{:?}\n",
+        modules::MODULES,
+        e2fsprogs::PACKAGES
+    )
 }
 
 /// The kernel and initramfs paths.
@@ -87,8 +92,8 @@ pub fn ensure(root: &Path) -> Result<LinuxGuest> {
         return Ok(guest);
     }
     let kernel = kernel_package()?;
-    let tree =
-        crate::debs::fetch_and_unpack(&root.join(DIR), &[&kernel, BUSYBOX_PACKAGE], "Linux")?;
+    let packages = [&[kernel.as_str(), BUSYBOX_PACKAGE], e2fsprogs::PACKAGES].concat();
+    let tree = crate::debs::fetch_and_unpack(&root.join(DIR), &packages, "Linux")?;
     let version = kernel
         .strip_prefix("linux-image-")
         .context("kernel package name")?;
@@ -98,7 +103,8 @@ pub fn ensure(root: &Path) -> Result<LinuxGuest> {
     write_atomically(&guest.vmlinux, &vmlinux)?;
     let busybox = fs::read(tree.join("bin/busybox")).context("reading busybox")?;
     let modules = modules::collect(&tree, version)?;
-    write_atomically(&guest.initramfs, &initramfs(&busybox, &modules)?)?;
+    let mkfs = e2fsprogs::collect(&tree)?;
+    write_atomically(&guest.initramfs, &initramfs(&busybox, &modules, &mkfs)?)?;
     write_atomically(&recipe_file, recipe().as_bytes())?;
     // The unpacked tree is 400 MB of modules and firmware: not kept.
     for folder in ["root", "debs"] {
@@ -188,8 +194,13 @@ fn unxz(data: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The newc archive: [`DIRS`], `/bin/busybox`, `/init`, each module as
-/// `/lib/modules/NAME.ko` and their load order in `/etc/modules`.
-fn initramfs(busybox: &[u8], modules: &[modules::Module]) -> Result<Vec<u8>> {
+/// `/lib/modules/NAME.ko` and their load order in `/etc/modules`, and
+/// `mkfs` ([`e2fsprogs`]) in the folders it needs.
+fn initramfs(
+    busybox: &[u8],
+    modules: &[modules::Module],
+    mkfs: &[e2fsprogs::File],
+) -> Result<Vec<u8>> {
     use cpio::newc::{Builder, ModeFileType};
     let mut out = Vec::new();
     let dir = |name: &str| {
@@ -207,6 +218,9 @@ fn initramfs(busybox: &[u8], modules: &[modules::Module]) -> Result<Vec<u8>> {
     for (ino, name) in (1..).zip(DIRS) {
         dir(name).ino(ino).write(&mut out, 0).finish()?;
     }
+    for (ino, name) in (50..).zip(e2fsprogs::folders(mkfs, &DIRS)) {
+        dir(&name).ino(ino).write(&mut out, 0).finish()?;
+    }
     let order: String = modules.iter().map(|m| format!("{}\n", m.name)).collect();
     let mut files = vec![
         ("bin/busybox".to_string(), busybox),
@@ -221,6 +235,17 @@ fn initramfs(busybox: &[u8], modules: &[modules::Module]) -> Result<Vec<u8>> {
             .ino(ino)
             .write(&mut out, u32::try_from(bytes.len())?);
         w.write_all(bytes)?;
+        w.finish()?;
+    }
+    for (ino, f) in (1000..).zip(mkfs) {
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        let mut w = Builder::new(&f.path)
+            .mode(mode)
+            .set_mode_file_type(ModeFileType::Regular)
+            .nlink(1)
+            .ino(ino)
+            .write(&mut out, u32::try_from(f.bytes.len())?);
+        w.write_all(&f.bytes)?;
         w.finish()?;
     }
     cpio::newc::trailer(&mut out)?;
@@ -273,7 +298,12 @@ mod tests {
             name: "xen-blkfront".into(),
             bytes: b"KO".to_vec(),
         };
-        let archive = initramfs(b"BUSYBOX", &[module]).unwrap();
+        let mkfs = e2fsprogs::File {
+            path: "sbin/mke2fs".into(),
+            bytes: b"MKE2FS".to_vec(),
+            executable: true,
+        };
+        let archive = initramfs(b"BUSYBOX", &[module], &[mkfs]).unwrap();
         let mut reader = &archive[..];
         let mut names = Vec::new();
         loop {
@@ -289,5 +319,8 @@ mod tests {
         assert!(names.contains(&("lib/modules/xen-blkfront.ko".to_string(), 2)));
         assert!(names.contains(&("etc/modules".to_string(), 13)));
         assert!(names.iter().any(|(n, _)| n == "dev"));
+        let sbin = names.iter().position(|(n, _)| n == "sbin").unwrap();
+        let mke2fs = names.iter().position(|(n, _)| n == "sbin/mke2fs").unwrap();
+        assert!(sbin < mke2fs, "the folder before its file");
     }
 }

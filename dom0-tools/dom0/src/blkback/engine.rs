@@ -168,13 +168,23 @@ pub fn execute_batch(
                 }
                 Err(e) => outcomes[index] = Err(e),
             },
+            // A flush with segments is a write after the flush (Linux
+            // blkback: `REQ_PREFLUSH` on the write).
             BLKIF_OP_FLUSH_DISKCACHE => {
+                let write = (req.nr_segments > 0).then(|| check_transfer(req, target));
+                if let Some(Err(e)) = write {
+                    outcomes[index] = Err(e);
+                    continue;
+                }
                 group.run(&mut io, outcomes);
                 outcomes[index] = io
                     .disk
                     .flush()
                     .map(|()| BLKIF_RSP_OKAY)
                     .map_err(|()| RequestError::Disk);
+                if let (Some(Ok(t)), Ok(_)) = (write, outcomes[index]) {
+                    group.push(index, t);
+                }
             }
             op => outcomes[index] = Err(RequestError::Unsupported(op)),
         }
@@ -315,10 +325,11 @@ fn read_group<D: BlockIo, G: GrantIo>(
     }
 }
 
-/// Checks a read or write against the ring's limits and the device
-/// (`nr_segments`, each segment's sectors, the device's end, its mode).
+/// Checks a read or write (or a flush's write) against the ring's
+/// limits and the device (`nr_segments`, each segment's sectors, the
+/// device's end, its mode).
 fn check_transfer(req: &BlkifRequest, target: &Target) -> Result<Transfer, RequestError> {
-    let write = req.operation == BLKIF_OP_WRITE;
+    let write = req.operation != BLKIF_OP_READ;
     if write && target.read_only {
         return Err(RequestError::ReadOnly);
     }

@@ -199,6 +199,26 @@ fn a_write_lands_in_the_extent_and_reads_back_through_other_pages() {
     assert_eq!(disk.flushes, 1);
 }
 
+/// Linux blkback serves a flush with segments as a write after the
+/// flush (`REQ_PREFLUSH`): the data lands, as a write's would.
+#[test]
+fn a_flush_with_segments_writes_them_after_the_flush() {
+    let (mut disk, mut grants) = (ModelDisk::new(), grants_with(1, 0xb0));
+    let flush = request(BLKIF_OP_FLUSH_DISKCACHE, 8, &[(0, 0, 7)]);
+    let status = run(&flush, &target(false), &mut disk, &mut grants);
+    assert_eq!(status, Ok(BLKIF_RSP_OKAY));
+    assert_eq!(disk.flushes, 1);
+    let lba = (EXTENT_FIRST + 8) as usize * 512;
+    assert!(disk.bytes[lba..lba + 8 * 512].iter().all(|b| *b == 0xb0));
+    let before = disk.bytes.clone();
+    let status = run(&flush, &target(true), &mut disk, &mut grants);
+    assert_eq!(status, Err(RequestError::ReadOnly));
+    let beyond = request(BLKIF_OP_FLUSH_DISKCACHE, EXTENT_SECTORS, &[(0, 0, 0)]);
+    let status = run(&beyond, &target(false), &mut disk, &mut grants);
+    assert!(matches!(status, Err(RequestError::BeyondEnd { .. })));
+    assert_eq!(disk.bytes, before, "refused flushes write nothing");
+}
+
 #[test]
 fn every_bad_request_of_the_issue_gets_its_error_and_changes_nothing() {
     let t = target(false);
@@ -338,9 +358,13 @@ fn reference(
     volume: &mut [u8],
     pages: &mut BTreeMap<GrantRef, Vec<u8>>,
 ) -> i16 {
-    let op = req.operation;
+    let mut op = req.operation;
     if op == BLKIF_OP_FLUSH_DISKCACHE {
-        return BLKIF_RSP_OKAY;
+        if req.nr_segments == 0 {
+            return BLKIF_RSP_OKAY;
+        }
+        // Its segments are written after the flush.
+        op = BLKIF_OP_WRITE;
     }
     if op != BLKIF_OP_READ && op != BLKIF_OP_WRITE {
         return BLKIF_RSP_EOPNOTSUPP;
