@@ -43,6 +43,8 @@ pub const TIMER_VECTOR: u8 = 0xef;
 /// Vector of the IPI that wakes a pCPU to look at its work (Xen's
 /// `EVENT_CHECK_VECTOR`).
 pub const KICK_VECTOR: u8 = 0xfc;
+/// The largest APIC id an xAPIC IPI can address (8 bits).
+pub const MAX_XAPIC_ID: u32 = 0xff;
 /// Vector the APIC raises for a spurious interrupt (never EOI'd). Its low
 /// four bits are 1, as older CPUs force them.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
@@ -173,7 +175,7 @@ pub fn send_ipi(dest: u32, vector: u8) {
 /// this pCPU can write the ICR between the two words. An APIC that keeps
 /// an IPI pending for [`ICR_IDLE_TIMEOUT_NS`] is broken: fatal.
 fn send_icr(dest: u32, low: u32) {
-    if dest > 0xff {
+    if dest > MAX_XAPIC_ID {
         fatal(format_args!("apic: APIC id {dest:#x} is not an xAPIC id"));
     }
     interrupts::without_interrupts(|| {

@@ -121,6 +121,10 @@ fn start_each(ids: impl Iterator<Item = u32>) {
             log::warn!("smp: APIC id {id} and later left out: xen-core runs {MAX_PCPUS} pCPUs");
             break;
         }
+        if id > apic::MAX_XAPIC_ID {
+            log::warn!("smp: APIC id {id} left out: beyond xAPIC's 8-bit ids");
+            continue;
+        }
         match start_one(id, index) {
             Ok(()) => {
                 log::info!("smp: pCPU {index} (APIC id {id}) up");
