@@ -16,6 +16,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+use abi::convert::u32_const;
 use x86_64::instructions::interrupts;
 
 use super::cpu::{self, MAX_PCPUS};
@@ -103,10 +104,11 @@ pub fn start_aps(platform: &Platform, info: &BootInfo) {
         }
     }
     let online = online();
-    let mut up = heapless::Vec::<u32, MAX_PCPUS>::new();
-    for cpu in 0..online as usize {
-        let _ = up.push(APIC_ID[cpu].load(Ordering::Relaxed));
-    }
+    let up: heapless::Vec<u32, MAX_PCPUS> = APIC_ID
+        .iter()
+        .take(online as usize)
+        .map(|id| id.load(Ordering::Relaxed))
+        .collect();
     log::info!("xen-core: {online} pCPUs (APIC ids{})", IdList(&up));
     for cpu in 1..online as usize {
         check_kick(cpu);
@@ -115,9 +117,9 @@ pub fn start_aps(platform: &Platform, info: &BootInfo) {
 
 /// Starts the APs `ids` one after the other, each at the next free index.
 fn start_each(ids: impl Iterator<Item = u32>) {
-    let mut index = 1;
+    let mut index: u32 = 1;
     for id in ids {
-        if index == MAX_PCPUS {
+        if index == u32_const::<MAX_PCPUS>() {
             log::warn!("smp: APIC id {id} and later left out: xen-core runs {MAX_PCPUS} pCPUs");
             break;
         }
@@ -128,7 +130,7 @@ fn start_each(ids: impl Iterator<Item = u32>) {
         match start_one(id, index) {
             Ok(()) => {
                 log::info!("smp: pCPU {index} (APIC id {id}) up");
-                ONLINE.store(index as u32 + 1, Ordering::Release);
+                ONLINE.store(index + 1, Ordering::Release);
                 index += 1;
             }
             Err(why) => {
@@ -142,9 +144,10 @@ fn start_each(ids: impl Iterator<Item = u32>) {
 
 /// INIT, STARTUP, STARTUP (the second only if the first did not take),
 /// then waits for the AP to come online as pCPU `index`.
-fn start_one(id: u32, index: usize) -> Result<(), &'static str> {
-    STATE[index].store(STATE_OFFLINE, Ordering::Relaxed);
-    AP_TICKET.store(index as u32 + 1, Ordering::Release);
+fn start_one(id: u32, index: u32) -> Result<(), &'static str> {
+    let slot = &STATE[index as usize];
+    slot.store(STATE_OFFLINE, Ordering::Relaxed);
+    AP_TICKET.store(index + 1, Ordering::Release);
     apic::send_init(id);
     spin_ns(INIT_DELAY_NS);
     apic::send_startup(id, TRAMPOLINE_PAGE);
@@ -158,7 +161,7 @@ fn start_one(id: u32, index: usize) -> Result<(), &'static str> {
             return Err("it did not run the trampoline");
         }
     }
-    let state = || STATE[index].load(Ordering::Acquire);
+    let state = || slot.load(Ordering::Acquire);
     if !wait_ns(AP_START_TIMEOUT_NS, || state() != STATE_OFFLINE) {
         return Err("it did not finish its set-up");
     }

@@ -5,6 +5,7 @@
 
 use core::ptr::addr_of_mut;
 
+use abi::convert::usize_from_u64;
 use x86_64::instructions::tlb;
 
 use super::fatal::fatal;
@@ -15,7 +16,7 @@ use crate::mm::PAGE_SIZE;
 const LARGE_PAGE: u64 = 2 << 20;
 /// A StackArea spans at most this many 2 MiB pages (its size rounded up,
 /// plus one when it does not start on a 2 MiB boundary).
-const MAX_SPLIT: usize = core::mem::size_of::<StackArea>().div_ceil(LARGE_PAGE as usize) + 1;
+const MAX_SPLIT: usize = core::mem::size_of::<StackArea>().div_ceil(usize_from_u64(LARGE_PAGE)) + 1;
 
 /// The stacks. The CPU uses them through RSP and the TSS only; Rust
 /// takes their addresses, never references.
