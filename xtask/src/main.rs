@@ -52,6 +52,10 @@ enum Command {
         /// Where to write the fresh management key for TCP (mode 0600).
         #[arg(long, value_name = "PATH", default_value = dom0ctl::DEFAULT_KEY_FILE)]
         key_file: PathBuf,
+        /// QEMU's processors (`-smp N`; default: ci/run.toml's, 1):
+        /// xen-core starts the N - 1 application processors.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        smp: Option<u32>,
     },
     /// Build, then the demo: boot, drive dom0ctl (info, create, list,
     /// console, pause, unpause, destroy, list), power off (scenario `demo`).
@@ -136,6 +140,9 @@ enum Command {
         /// Use the kernels built last time instead of building first.
         #[arg(long)]
         no_build: bool,
+        /// Run it on N processors (`-smp N`) instead of its own `smp`.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        smp: Option<u32>,
     },
 }
 
@@ -164,10 +171,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             println!("xtask: default bundle: {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { socket, key_file } => {
+        Command::Up {
+            socket,
+            key_file,
+            smp,
+        } => {
             deps::ensure()?;
             let artifacts = artifacts::build(&root)?;
-            runner::up(&root, &artifacts, &socket, &key_file)
+            runner::up(&root, &artifacts, &socket, &key_file, smp)
         }
         Command::Run => {
             let scenario = scenario::load(&root, DEMO_SCENARIO)?;
@@ -268,9 +279,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             name: Some(name),
             verbose,
             no_build,
+            smp,
             ..
         } => {
-            let scenario = scenario::load(&root, &name)?;
+            let mut scenario = scenario::load(&root, &name)?;
+            if let Some(smp) = smp {
+                scenario.set_smp(smp);
+            }
             deps::ensure()?;
             let artifacts = if no_build {
                 artifacts::Artifacts::built(&root)

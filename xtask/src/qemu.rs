@@ -108,6 +108,7 @@ pub fn command(
             "qemu64,+svm,+npt",
         ])
         .args(["-m", &spec.memory_mib.to_string()])
+        .args(["-smp", &spec.smp.to_string()])
         .args(["-nographic", "-no-reboot", "-nic", "none"])
         // Explicit, so that a later -serial in extra_args becomes COM2.
         .args(["-serial", "mon:stdio"]);

@@ -46,8 +46,17 @@ pub enum Show {
 /// here go to the console) and COM2 on the management socket `socket`;
 /// says how to connect once dom0's agent is ready. Ends when QEMU does (or
 /// on Ctrl-C).
-pub fn up(root: &Path, artifacts: &Artifacts, socket: &Path, key_file: &Path) -> Result<ExitCode> {
-    let config = scenario::load_run_config(root)?;
+pub fn up(
+    root: &Path,
+    artifacts: &Artifacts,
+    socket: &Path,
+    key_file: &Path,
+    smp: Option<u32>,
+) -> Result<ExitCode> {
+    let mut config = scenario::load_run_config(root)?;
+    if let Some(smp) = smp {
+        config.qemu.smp = smp;
+    }
     let claimed = mgmt_socket::claim(socket)?;
     let key = MgmtKey::create(key_file)?;
     let bundle = bundle::write(root, artifacts, &config.bundle, "default", Some(&key))?;

@@ -55,6 +55,9 @@ pub struct QemuSpec {
     /// Guest RAM (`-m`), in MiB.
     #[serde(default = "default_memory_mib")]
     pub memory_mib: u32,
+    /// Processors (`-smp`): the boot pCPU and `smp - 1` APs.
+    #[serde(default = "default_smp")]
+    pub smp: u32,
     /// xen-core's command line (`-append`).
     pub append: Option<String>,
     /// Further arguments, appended as they are.
@@ -66,10 +69,25 @@ impl Default for QemuSpec {
     fn default() -> Self {
         QemuSpec {
             memory_mib: default_memory_mib(),
+            smp: default_smp(),
             append: None,
             extra_args: Vec::new(),
         }
     }
+}
+
+impl Scenario {
+    /// Runs it, and each `[then]` boot, on `smp` processors.
+    pub fn set_smp(&mut self, smp: u32) {
+        self.qemu.smp = smp;
+        if let Some(then) = self.then.as_deref_mut() {
+            then.set_smp(smp);
+        }
+    }
+}
+
+fn default_smp() -> u32 {
+    1
 }
 
 fn default_memory_mib() -> u32 {

@@ -239,6 +239,7 @@ pub fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
         markers: vec!["^xen-core: powering off".into()],
         qemu: QemuSpec {
             memory_mib: MACHINE_MIB,
+            smp: 1,
             append: None,
             extra_args: vec!["-icount".into(), "shift=0,sleep=off".into()],
         },

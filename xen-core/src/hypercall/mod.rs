@@ -101,6 +101,11 @@ pub trait HypercallEnv {
     fn console_read(&mut self, buf: &mut [u8]) -> usize;
     /// Host facts for `CONTROL_OP_PHYSINFO`.
     fn host(&self) -> HostFacts;
+    /// pCPUs online, whether they run domains or not (PHYSINFO's
+    /// `nr_cpus`); by default those that run domains.
+    fn online_pcpus(&self) -> u32 {
+        self.host().nr_pcpus
+    }
     /// `CONTROL_OP_READCONSOLE`: copies the hypervisor's log ring from byte
     /// `offset` (0 = the oldest it holds) into `buf`; returns the bytes
     /// copied and the bytes the ring holds.
@@ -110,7 +115,8 @@ pub trait HypercallEnv {
 /// What the hypervisor knows about the machine it runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostFacts {
-    /// pCPUs that run domains.
+    /// pCPUs that run domains (Xen: the scheduler's cpupool), the range
+    /// of hard affinity and of caps.
     pub nr_pcpus: u32,
     /// Usable RAM frames the frame pool managed at boot (free or not).
     pub total_frames: u64,

@@ -44,6 +44,9 @@ pub const TOTAL_FRAMES: u64 = 256;
 /// CR4 bits the simulated guests' CPUID offers: VME through OSXMMEXCPT,
 /// as QEMU's default CPU model.
 pub const GUEST_CR4_VALID: u64 = 0x7ff;
+/// pCPUs online in the simulated machine: more than the one that runs
+/// domains (`nr_pcpus` 1), as on xen-core with idle APs.
+pub const SIM_ONLINE_PCPUS: u32 = 4;
 /// Most times [`World::finish`] calls a continued hypercall again.
 const MAX_CONTINUATIONS: usize = 100_000;
 
@@ -89,6 +92,9 @@ impl HypercallEnv for SimEnv {
             total_frames: self.total_frames,
             guest_cr4_valid: GUEST_CR4_VALID,
         }
+    }
+    fn online_pcpus(&self) -> u32 {
+        SIM_ONLINE_PCPUS
     }
     fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64) {
         let log = b"xen-core: test log\n";

@@ -1,27 +1,33 @@
 //! The hypervisor's stacks and the unmapped guard pages below them.
 //!
-//! One page-aligned block holds the boot stack and every pCPU's IST
-//! stacks (double fault, NMI, machine check), each directly above a
-//! 4 KiB guard page. The arch layer maps the block with 4 KiB pages and
-//! leaves the guards out ([`split_large_page`]), so running off the
-//! bottom of a stack is a page fault instead of a silent write into
+//! One page-aligned block holds, for each pCPU, its main stack (the
+//! boot stack on pCPU 0: the run loop and every hypercall run on it) and
+//! its IST stacks (double fault, NMI, machine check), each directly
+//! above a 4 KiB guard page. The arch layer maps the block with 4 KiB
+//! pages and leaves the guards out ([`split_large_page`]), so running off
+//! the bottom of a stack is a page fault instead of a silent write into
 //! whatever lies below (the boot page tables, before this existed). The
 //! page fault cannot be delivered on the overflowed stack either, so the
 //! CPU raises #DF, whose handler runs on its own IST stack and ends the
 //! machine with a `FATAL:` line.
+//!
+//! Every stack a pCPU runs on lies in its own [`PcpuStacks`], so the
+//! stack pointer says which pCPU runs ([`StackArea::pcpu_of_offset`]),
+//! as Xen's `get_cpu_info()` does: GS base cannot, as VMLOAD replaces it
+//! with the guest's.
 
 use core::mem::{offset_of, size_of};
 
 use super::PAGE_SIZE;
 
-/// Size of the boot stack (the run loop and every hypercall run on it).
+/// Size of each pCPU's main stack.
 pub const BOOT_STACK_BYTES: usize = 256 * 1024;
 /// Size of each IST stack.
 pub const IST_STACK_BYTES: usize = 16 * 1024;
 /// IST slots per pCPU: #DF, NMI, #MC.
 pub const IST_SLOTS: usize = 3;
-/// pCPUs with stacks (one until SMP bring-up).
-pub const STACK_PCPUS: usize = 1;
+/// pCPUs with stacks: the most xen-core brings up.
+pub const STACK_PCPUS: usize = 8;
 
 /// A 4 KiB page that is never mapped.
 #[repr(C, align(4096))]
@@ -34,17 +40,28 @@ pub struct GuardedStack<const N: usize> {
     stack: [u8; N],
 }
 
+/// One pCPU's stacks: its main stack, then its IST stacks.
+#[repr(C, align(4096))]
+pub struct PcpuStacks {
+    main: GuardedStack<BOOT_STACK_BYTES>,
+    ist: [GuardedStack<IST_STACK_BYTES>; IST_SLOTS],
+}
+
 /// Every stack of the hypervisor, in one block.
 #[repr(C, align(4096))]
 pub struct StackArea {
-    boot: GuardedStack<BOOT_STACK_BYTES>,
-    ist: [[GuardedStack<IST_STACK_BYTES>; IST_SLOTS]; STACK_PCPUS],
+    pcpus: [PcpuStacks; STACK_PCPUS],
 }
 
+/// Guard pages of one pCPU: its main stack's and its IST stacks'.
+const GUARDS_PER_PCPU: usize = 1 + IST_SLOTS;
 /// Number of guard pages in a [`StackArea`].
-pub const GUARD_PAGES: usize = 1 + IST_SLOTS * STACK_PCPUS;
+pub const GUARD_PAGES: usize = GUARDS_PER_PCPU * STACK_PCPUS;
 
+const GUARDED_MAIN: usize = size_of::<GuardedStack<BOOT_STACK_BYTES>>();
 const GUARDED_IST: usize = size_of::<GuardedStack<IST_STACK_BYTES>>();
+/// Bytes between two pCPUs' stacks.
+const PCPU_STRIDE: usize = size_of::<PcpuStacks>();
 
 // Each stack starts right after its guard and fills whole pages, so
 // the next guard follows its top directly.
@@ -53,6 +70,7 @@ const _: () = assert!(
 );
 const _: () = assert!(offset_of!(GuardedStack<IST_STACK_BYTES>, stack) == PAGE_SIZE);
 const _: () = assert!(GUARDED_IST == PAGE_SIZE + IST_STACK_BYTES);
+const _: () = assert!(PCPU_STRIDE == GUARDED_MAIN + IST_SLOTS * GUARDED_IST);
 
 impl StackArea {
     /// An all-zero area (for a `static` in .bss).
@@ -64,25 +82,48 @@ impl StackArea {
             }
         }
         StackArea {
-            boot: guarded(),
-            ist: [const { [const { guarded() }; IST_SLOTS] }; STACK_PCPUS],
+            pcpus: [const {
+                PcpuStacks {
+                    main: guarded(),
+                    ist: [const { guarded() }; IST_SLOTS],
+                }
+            }; STACK_PCPUS],
         }
     }
 
-    /// Offset of the boot stack's top (one past its last byte).
-    pub const BOOT_STACK_TOP: usize =
-        offset_of!(StackArea, boot) + size_of::<GuardedStack<BOOT_STACK_BYTES>>();
+    /// Offset of the boot stack's top (one past its last byte): pCPU 0's
+    /// main stack.
+    pub const BOOT_STACK_TOP: usize = Self::main_top(0);
+
+    /// Offset of the top of pCPU `cpu`'s main stack.
+    pub const fn main_top(cpu: usize) -> usize {
+        cpu * PCPU_STRIDE + GUARDED_MAIN
+    }
 
     /// Offset of the top of IST stack `slot` of pCPU `cpu`.
     pub const fn ist_top(cpu: usize, slot: usize) -> usize {
-        offset_of!(StackArea, ist) + (cpu * IST_SLOTS + slot + 1) * GUARDED_IST
+        cpu * PCPU_STRIDE + GUARDED_MAIN + (slot + 1) * GUARDED_IST
+    }
+
+    /// The pCPU whose stacks hold the byte at `offset` from the area's
+    /// start (a stack pointer below its stack's top), if any.
+    pub const fn pcpu_of_offset(offset: usize) -> Option<usize> {
+        if offset < size_of::<StackArea>() {
+            Some(offset / PCPU_STRIDE)
+        } else {
+            None
+        }
     }
 
     /// Offsets of the guard pages, lowest first.
     pub fn guard_offsets() -> [usize; GUARD_PAGES] {
-        let mut offsets = [offset_of!(StackArea, boot); GUARD_PAGES];
-        for (i, offset) in offsets[1..].iter_mut().enumerate() {
-            *offset = offset_of!(StackArea, ist) + i * GUARDED_IST;
+        let mut offsets = [0; GUARD_PAGES];
+        for (i, offset) in offsets.iter_mut().enumerate() {
+            let (cpu, stack) = (i / GUARDS_PER_PCPU, i % GUARDS_PER_PCPU);
+            *offset = match stack {
+                0 => cpu * PCPU_STRIDE,
+                ist => cpu * PCPU_STRIDE + GUARDED_MAIN + (ist - 1) * GUARDED_IST,
+            };
         }
         offsets
     }
@@ -133,18 +174,38 @@ mod tests {
         let guards = StackArea::guard_offsets();
         assert_eq!(guards[0], 0);
         assert_eq!(StackArea::BOOT_STACK_TOP, PAGE_SIZE + BOOT_STACK_BYTES);
-        // The first IST guard sits right on top of the boot stack.
-        assert_eq!(guards[1], StackArea::BOOT_STACK_TOP);
-        for slot in 0..IST_SLOTS {
-            let top = StackArea::ist_top(0, slot);
-            let guard = guards[1 + slot];
-            assert_eq!(top - IST_STACK_BYTES, guard + PAGE_SIZE, "slot {slot}");
+        for cpu in 0..STACK_PCPUS {
+            let first = cpu * GUARDS_PER_PCPU;
+            let main_top = StackArea::main_top(cpu);
+            assert_eq!(main_top - BOOT_STACK_BYTES, guards[first] + PAGE_SIZE);
+            // The first IST guard sits right on top of the main stack.
+            assert_eq!(guards[first + 1], main_top, "cpu {cpu}");
+            for slot in 0..IST_SLOTS {
+                let top = StackArea::ist_top(cpu, slot);
+                let guard = guards[first + 1 + slot];
+                assert_eq!(top - IST_STACK_BYTES, guard + PAGE_SIZE, "{cpu} {slot}");
+            }
         }
+        assert!(guards.windows(2).all(|w| w[0] < w[1]));
         for g in guards {
             assert_eq!(g % PAGE_SIZE, 0);
         }
-        assert_eq!(StackArea::ist_top(0, IST_SLOTS - 1), size_of::<StackArea>());
+        let last = StackArea::ist_top(STACK_PCPUS - 1, IST_SLOTS - 1);
+        assert_eq!(last, size_of::<StackArea>());
         assert_eq!(core::mem::align_of::<StackArea>(), PAGE_SIZE);
+    }
+
+    #[test]
+    fn a_stack_pointer_names_its_pcpu() {
+        for cpu in 0..STACK_PCPUS {
+            let below_main_top = StackArea::main_top(cpu) - 8;
+            assert_eq!(StackArea::pcpu_of_offset(below_main_top), Some(cpu));
+            let below_ist_top = StackArea::ist_top(cpu, IST_SLOTS - 1) - 8;
+            assert_eq!(StackArea::pcpu_of_offset(below_ist_top), Some(cpu));
+            let main_bottom = StackArea::main_top(cpu) - BOOT_STACK_BYTES;
+            assert_eq!(StackArea::pcpu_of_offset(main_bottom), Some(cpu));
+        }
+        assert_eq!(StackArea::pcpu_of_offset(size_of::<StackArea>()), None);
     }
 
     #[test]

@@ -78,6 +78,7 @@ pub fn run_pathlen(root: &Path, artifacts: &Artifacts, xen: &Path) -> Result<Xen
     let module = PathBuf::from(format!("{} {GUEST_CMDLINE}", guest.display()));
     let spec = QemuSpec {
         memory_mib: 256,
+        smp: 1,
         append: Some(XEN_CMDLINE.to_string()),
         extra_args: ["-icount", "shift=0,sleep=off", "-rtc", "clock=vm"]
             .map(String::from)

@@ -40,6 +40,11 @@ use crate::time::NS_PER_SEC;
 
 /// Vector of the APIC timer interrupt.
 pub const TIMER_VECTOR: u8 = 0xef;
+/// Vector of the IPI that wakes a pCPU to look at its work (Xen's
+/// `EVENT_CHECK_VECTOR`).
+pub const KICK_VECTOR: u8 = 0xfc;
+/// The largest APIC id an xAPIC IPI can address (8 bits).
+pub const MAX_XAPIC_ID: u32 = 0xff;
 /// Vector the APIC raises for a spurious interrupt (never EOI'd). Its low
 /// four bits are 1, as older CPUs force them.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
@@ -54,9 +59,12 @@ const APIC_BASE_MASK: u64 = 0x000f_ffff_ffff_f000;
 const CPUID_1_EDX_APIC: u32 = 1 << 9;
 
 /// Register offsets from the base.
+const REG_ID: usize = 0x020;
 const REG_TPR: usize = 0x080;
 const REG_EOI: usize = 0x0b0;
 const REG_SVR: usize = 0x0f0;
+const REG_ICR_LOW: usize = 0x300;
+const REG_ICR_HIGH: usize = 0x310;
 const REG_LVT_TIMER: usize = 0x320;
 const REG_LVT_LINT0: usize = 0x350;
 const REG_LVT_ERROR: usize = 0x370;
@@ -68,6 +76,19 @@ const REG_TIMER_DIVIDE: usize = 0x3e0;
 const SVR_ENABLE: u32 = 1 << 8;
 /// LVT bit 16: masked. Timer mode bits 18:17 = 0 is one-shot.
 const LVT_MASKED: u32 = 1 << 16;
+/// ICR low word (APM vol. 2 §16.5 "Interprocessor Interrupts"): bits
+/// 10:8 the message type, bit 12 delivery status (send pending), bit 14
+/// level (1 = assert). Destination mode 0 (physical), shorthand 0 (the
+/// APIC id in ICR high bits 31:24).
+const ICR_FIXED: u32 = 0b000 << 8;
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_SEND_PENDING: u32 = 1 << 12;
+const ICR_ASSERT: u32 = 1 << 14;
+const ICR_DEST_SHIFT: u32 = 24;
+/// How long a previous IPI may stay pending before the APIC is declared
+/// broken (QEMU sends at once; hardware within microseconds).
+const ICR_IDLE_TIMEOUT_NS: u64 = 10_000_000;
 /// Divide configuration value for divide-by-16 (bits 3, 1:0 = 0b011).
 const TIMER_DIVIDE_BY_16: u32 = 0b0011;
 /// Calibration window: 1 ms of TSC ticks (at QEMU's 62.5 MHz, divided by
@@ -81,6 +102,8 @@ static APIC_BASE: AtomicU64 = AtomicU64::new(0);
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 /// Set by the timer interrupt on each pCPU, cleared by [`take_timer_fired`].
 static TIMER_FIRED: [AtomicBool; MAX_PCPUS] = [const { AtomicBool::new(false) }; MAX_PCPUS];
+/// Set by [`KICK_VECTOR`] on each pCPU, cleared by [`take_kicked`].
+static KICKED: [AtomicBool; MAX_PCPUS] = [const { AtomicBool::new(false) }; MAX_PCPUS];
 
 /// Silences the legacy PICs, enables this pCPU's local APIC with the
 /// timer masked, and measures the timer against the TSC ([`tsc::init`]
@@ -91,15 +114,81 @@ pub fn init() -> u64 {
     let base = enable_xapic();
     map_uncached(base);
     APIC_BASE.store(base, Ordering::Relaxed);
+    enable_local();
+    let hz = calibrate_timer();
+    TIMER_HZ.store(hz, Ordering::Relaxed);
+    write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
+    hz
+}
+
+/// Enables an application processor's local APIC as [`init`] did the
+/// boot pCPU's, with the timer rate the boot pCPU measured (every APIC
+/// timer counts the same bus clock). Fatal if its registers are not
+/// where the boot pCPU's are (the one uncached mapping covers both).
+pub fn init_ap() {
+    let base = enable_xapic();
+    if base != APIC_BASE.load(Ordering::Relaxed) {
+        fatal(format_args!(
+            "apic: pCPU {} has its APIC at {base:#x}, not the boot pCPU's",
+            this_cpu().index
+        ));
+    }
+    enable_local();
+    write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
+}
+
+/// Software-enables this pCPU's APIC: every interrupt accepted (TPR 0),
+/// LINT0 and errors masked, the timer dividing by 16 and still masked.
+fn enable_local() {
     write(REG_TPR, 0);
     write(REG_LVT_LINT0, LVT_MASKED);
     write(REG_LVT_ERROR, LVT_MASKED);
     write(REG_SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
     write(REG_TIMER_DIVIDE, TIMER_DIVIDE_BY_16);
-    let hz = calibrate_timer();
-    TIMER_HZ.store(hz, Ordering::Relaxed);
-    write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
-    hz
+    write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+}
+
+/// This pCPU's local APIC id (xAPIC: ID register bits 31:24).
+pub fn id() -> u32 {
+    read(REG_ID) >> ICR_DEST_SHIFT
+}
+
+/// Sends an INIT IPI (assert) to the pCPU with APIC id `dest`: it resets
+/// and waits for a STARTUP IPI (APM vol. 2 §16.5).
+pub fn send_init(dest: u32) {
+    send_icr(dest, ICR_INIT | ICR_ASSERT);
+}
+
+/// Sends a STARTUP IPI to `dest`: a pCPU waiting after INIT starts in
+/// real mode at CS:IP = (`page` << 8):0000, i.e. physical `page` << 12.
+pub fn send_startup(dest: u32, page: u8) {
+    send_icr(dest, ICR_STARTUP | ICR_ASSERT | u32::from(page));
+}
+
+/// Sends a fixed interrupt with `vector` to the pCPU with APIC id `dest`.
+pub fn send_ipi(dest: u32, vector: u8) {
+    send_icr(dest, ICR_FIXED | ICR_ASSERT | u32::from(vector));
+}
+
+/// Writes the ICR (high word first: writing the low word sends) once the
+/// previous IPI has left; interrupts are off meanwhile, so no handler on
+/// this pCPU can write the ICR between the two words. An APIC that keeps
+/// an IPI pending for [`ICR_IDLE_TIMEOUT_NS`] is broken: fatal.
+fn send_icr(dest: u32, low: u32) {
+    if dest > MAX_XAPIC_ID {
+        fatal(format_args!("apic: APIC id {dest:#x} is not an xAPIC id"));
+    }
+    interrupts::without_interrupts(|| {
+        let deadline = tsc::now() + mul_div_ceil(ICR_IDLE_TIMEOUT_NS, tsc::hz(), NS_PER_SEC);
+        while read(REG_ICR_LOW) & ICR_SEND_PENDING != 0 {
+            if tsc::now() > deadline {
+                fatal(format_args!("apic: an IPI stayed pending for 10 ms"));
+            }
+            core::hint::spin_loop();
+        }
+        write(REG_ICR_HIGH, dest << ICR_DEST_SHIFT);
+        write(REG_ICR_LOW, low);
+    });
 }
 
 /// Turns the APIC on in xAPIC mode and returns its register base.
@@ -231,6 +320,18 @@ pub fn timer_fired() -> bool {
 /// The timer interrupt's handler, called by its stub (exceptions.rs).
 pub(super) extern "C" fn timer_interrupt() {
     TIMER_FIRED[this_cpu().index].store(true, Ordering::Release);
+    eoi();
+}
+
+/// Whether a [`KICK_VECTOR`] IPI reached this pCPU since the last call
+/// (and clears it).
+pub fn take_kicked() -> bool {
+    KICKED[this_cpu().index].swap(false, Ordering::Acquire)
+}
+
+/// The kick IPI's handler, called by its stub (exceptions.rs).
+pub(super) extern "C" fn kick_interrupt() {
+    KICKED[this_cpu().index].store(true, Ordering::Release);
     eoi();
 }
 

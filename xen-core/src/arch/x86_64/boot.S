@@ -104,6 +104,7 @@ long_mode_entry:
 
 .section .rodata.boot, "a"
 .balign 8
+.global boot_gdt
 boot_gdt:
     .quad 0
     .quad 0x00af9a000000ffff        /* 0x08: 64-bit code */
@@ -115,6 +116,7 @@ boot_gdt_ptr:
 
 .section .bss.boot, "aw", @nobits
 .balign 4096
+.global boot_pml4
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 .global boot_pd

@@ -8,7 +8,7 @@ use super::firmware::IdentityAcpi;
 use super::machine::Machine;
 use super::mem::{image, BootReader, IdentityMap, FRAMES};
 use super::prt::Router;
-use super::{apic, cpu, firmware, heap, rtc, serial, stacks, svm, tsc};
+use super::{apic, cpu, firmware, heap, rtc, serial, smp, stacks, svm, tsc};
 use crate::boot_info::{BootInfo, MemKind};
 use crate::mm::FramePool;
 use crate::pci::bars::forbidden_ranges;
@@ -84,8 +84,12 @@ extern "C" fn rust_entry(start_info_pa: u32) -> ! {
     log::info!("frames: {free} free ({} KiB)", free * 4);
     log::info!("heap: {} KiB", heap::size() / 1024);
     svm::enable_this_cpu_or_die();
-    let mut machine = Machine::new(phys, init_clock());
+    let clock = init_clock();
     milestone!("clock");
+    // Before the machine counts its free frames: each AP takes two (its
+    // SVM host save area and host-state VMCB) for ever.
+    smp::start_aps(platform, &info);
+    let mut machine = Machine::new(phys, clock);
     machine.init_interrupts(platform);
     machine.build_boot_domains(&bundle);
     log::info!("xen-core: boot complete");

@@ -11,8 +11,8 @@ use x86_64::VirtAddr;
 
 use super::exceptions;
 
-/// pCPUs xen-core supports. One until SMP bring-up.
-pub const MAX_PCPUS: usize = 1;
+/// pCPUs xen-core supports: one per set of stacks.
+pub const MAX_PCPUS: usize = crate::mm::stacks::STACK_PCPUS;
 /// IST slot (0-based index into the TSS table) for double faults.
 pub const IST_DOUBLE_FAULT: u16 = 0;
 /// IST slot for NMIs.
@@ -42,7 +42,15 @@ static GDT: [Once<Gdt>; MAX_PCPUS] = [const { Once::new() }; MAX_PCPUS];
 
 /// Sets up and loads the boot pCPU's GDT, TSS and IDT.
 pub fn init_boot_cpu() {
-    let index = 0;
+    init_this_cpu(0);
+}
+
+/// Sets up and loads this pCPU's GDT, TSS (its own IST stacks) and the
+/// IDT; `index` is the pCPU whose stacks it runs on.
+pub fn init_this_cpu(index: usize) {
+    if index >= MAX_PCPUS || super::stacks::current_pcpu() != index {
+        super::fatal::fatal(format_args!("cpu: pCPU {index} is not on its own stack"));
+    }
     let percpu = PERCPU[index].call_once(|| PerCpu {
         index,
         tss: tss_for(index),
@@ -89,13 +97,13 @@ fn enable_fxsave() {
     }
 }
 
-/// This pCPU's data.
+/// This pCPU's data, found from the stack it runs on
+/// ([`super::stacks::current_pcpu`]; not GS base: VMLOAD replaces it with
+/// the guest's).
 pub fn this_cpu() -> &'static PerCpu {
-    // One pCPU: index 0. SMP bring-up maps the local APIC ID to the index
-    // (not GS base: VMLOAD replaces it with the guest's).
-    match PERCPU[0].get() {
+    match PERCPU[super::stacks::current_pcpu()].get() {
         Some(percpu) => percpu,
-        None => super::fatal::fatal(format_args!("per-CPU data used before init_boot_cpu")),
+        None => super::fatal::fatal(format_args!("per-CPU data used before init_this_cpu")),
     }
 }
 

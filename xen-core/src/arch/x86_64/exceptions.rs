@@ -1,6 +1,7 @@
 //! The IDT: every architectural exception is fatal in xen-core, and so is
 //! every interrupt vector (32..=255) but the local APIC timer
-//! ([`apic::TIMER_VECTOR`]), the APIC's spurious vector
+//! ([`apic::TIMER_VECTOR`]), the kick IPI ([`apic::KICK_VECTOR`]), the
+//! APIC's spurious vector
 //! ([`apic::SPURIOUS_VECTOR`]) and the device interrupts from the
 //! IO-APICs ([`ioapic::IRQ_VECTOR_BASE`] + GSI, [`MAX_GSIS`] of them),
 //! which return to the interrupted code.
@@ -118,6 +119,16 @@ core::arch::global_asm!(
         restore_caller_saved
         iretq
 
+    /* The kick IPI: as the timer. */
+    .balign 16
+    .global apic_kick_stub
+    apic_kick_stub:
+        save_caller_saved
+        cld
+        call {kick}
+        restore_caller_saved
+        iretq
+
     /* Device interrupts: one stub per GSI pushes its vector (imm8, below
      * 0x80) and joins the common part, which saves what the C ABI lets
      * the handler clobber and calls it with the vector. The CPU's 40-byte
@@ -159,6 +170,7 @@ core::arch::global_asm!(
     "#,
     entry = sym exception_entry,
     timer = sym apic::timer_interrupt,
+    kick = sym apic::kick_interrupt,
     device = sym ioapic::device_interrupt,
     irq_base = const ioapic::IRQ_VECTOR_BASE,
     irq_count = const MAX_GSIS,
@@ -171,6 +183,8 @@ extern "C" {
     static interrupt_stubs: u8;
     /// Entry of the APIC timer interrupt.
     static apic_timer_stub: u8;
+    /// Entry of the kick IPI.
+    static apic_kick_stub: u8;
     /// Entry of the APIC spurious interrupt.
     static apic_spurious_stub: u8;
     /// The first of the device interrupt stubs, one per GSI, 16 bytes
@@ -278,6 +292,7 @@ fn set_interrupt_handlers(idt: &mut InterruptDescriptorTable) {
     for vector in 32..=u8::MAX {
         let address = match vector {
             apic::TIMER_VECTOR => (&raw const apic_timer_stub) as u64,
+            apic::KICK_VECTOR => (&raw const apic_kick_stub) as u64,
             apic::SPURIOUS_VECTOR => (&raw const apic_spurious_stub) as u64,
             v if (irq_base..irq_base.saturating_add(MAX_GSIS_U8)).contains(&v) => {
                 devices + u64::from(v - irq_base) * INTERRUPT_STUB_BYTES

@@ -794,10 +794,15 @@ impl HypercallEnv for ConsoleEnv<'_> {
             vcpu_id: 0,
         };
         HostFacts {
+            // The vCPUs run on the boot pCPU only; the APs idle.
             nr_pcpus: 1,
             total_frames: self.total_frames,
             guest_cr4_valid: guest_cr4_valid_bits(|leaf| svm::host_cpuid(leaf, 0), who),
         }
+    }
+
+    fn online_pcpus(&self) -> u32 {
+        super::smp::online()
     }
 
     fn read_log(&self, offset: u64, buf: &mut [u8]) -> (usize, u64) {

@@ -16,6 +16,7 @@ pub mod pic;
 pub mod prt;
 pub mod rtc;
 pub mod serial;
+pub mod smp;
 pub mod stacks;
 pub mod svm;
 pub mod tsc;

@@ -1,9 +1,11 @@
-//! The hypervisor's stacks ([`StackArea`]: boot stack and IST stacks,
-//! each above an unmapped guard page) and the 4 KiB mapping that leaves
-//! the guards out. `boot.S` starts on `boot_stack_top`, defined here.
+//! The hypervisor's stacks ([`StackArea`]: each pCPU's main stack and IST
+//! stacks, each above an unmapped guard page), the 4 KiB mapping that
+//! leaves the guards out, and which pCPU a stack pointer belongs to.
+//! `boot.S` starts on `boot_stack_top`, defined here.
 
 use core::ptr::addr_of_mut;
 
+use abi::convert::usize_from_u64;
 use x86_64::instructions::tlb;
 
 use super::fatal::fatal;
@@ -12,9 +14,9 @@ use crate::mm::PAGE_SIZE;
 
 /// Bytes one page directory entry maps.
 const LARGE_PAGE: u64 = 2 << 20;
-/// A StackArea spans at most this many 2 MiB pages.
-const MAX_SPLIT: usize = 2;
-const _: () = assert!(core::mem::size_of::<StackArea>() as u64 <= LARGE_PAGE);
+/// A StackArea spans at most this many 2 MiB pages (its size rounded up,
+/// plus one when it does not start on a 2 MiB boundary).
+const MAX_SPLIT: usize = core::mem::size_of::<StackArea>().div_ceil(usize_from_u64(LARGE_PAGE)) + 1;
 
 /// The stacks. The CPU uses them through RSP and the TSS only; Rust
 /// takes their addresses, never references.
@@ -30,6 +32,8 @@ static mut GUARD_TABLES: [PageTable; MAX_SPLIT] = [const { PageTable([0; ENTRIES
 core::arch::global_asm!(
     ".global boot_stack_top",
     ".set boot_stack_top, {stacks} + {top}",
+    ".global stack_area",
+    ".set stack_area, {stacks}",
     stacks = sym STACKS,
     top = const StackArea::BOOT_STACK_TOP,
 );
@@ -48,6 +52,29 @@ fn base() -> u64 {
 /// The top of IST stack `slot` of pCPU `cpu`, for its TSS.
 pub fn ist_top(cpu: usize, slot: usize) -> u64 {
     base() + StackArea::ist_top(cpu, slot) as u64
+}
+
+/// The top of pCPU `cpu`'s main stack, where it starts.
+pub fn main_top(cpu: usize) -> u64 {
+    base() + StackArea::main_top(cpu) as u64
+}
+
+/// The pCPU running this code, from its stack pointer: every stack a
+/// pCPU runs on (main or IST) lies in its own part of the area.
+pub fn current_pcpu() -> usize {
+    let rsp: u64;
+    // SAFETY: reads RSP into a register; no memory or flags touched.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
+    let offset = rsp.wrapping_sub(base());
+    match usize::try_from(offset)
+        .ok()
+        .and_then(StackArea::pcpu_of_offset)
+    {
+        Some(cpu) => cpu,
+        None => fatal(format_args!("stacks: RSP {rsp:#x} is on no pCPU's stack")),
+    }
 }
 
 /// Unmaps the guard pages: each 2 MiB page holding one is replaced by a
@@ -87,7 +114,7 @@ fn replace_large_page(large: u64, guards: &[u64], slot: usize) {
     let Some(entries) = split_large_page(pde, guards) else {
         fatal(format_args!("stacks: {large:#x} is not a 2 MiB mapping"))
     };
-    // SAFETY: slot < MAX_SPLIT (the area spans at most two 2 MiB pages);
+    // SAFETY: slot < MAX_SPLIT (the area spans at most that many 2 MiB pages);
     // the table is ours alone and not in use yet.
     let table = unsafe { &raw mut GUARD_TABLES[slot] };
     // SAFETY: as above; writing the entries before the PDE points here.

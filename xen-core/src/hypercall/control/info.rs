@@ -105,7 +105,7 @@ pub(super) fn physinfo<P: FramePool, M: PhysMem, E: HypercallEnv>(
     header.check()?;
     let host = ctx.env.host();
     let info = Physinfo {
-        nr_pcpus: host.nr_pcpus,
+        nr_pcpus: ctx.env.online_pcpus(),
         nr_domains: u32::try_from(ctx.domains.len()).map_err(|_| Errno::EOVERFLOW)?,
         total_memory_kib: host.total_frames.saturating_mul(FRAME_KIB),
         free_memory_kib: ctx.pool.free_frames().saturating_mul(FRAME_KIB),

@@ -1021,7 +1021,7 @@ fn physinfo_reports_the_host() {
         0
     );
     let p: Physinfo = w.get(DOM0, BUF2);
-    assert_eq!((p.nr_pcpus, p.nr_domains, p.tsc_khz), (1, 3, 1_000_000));
+    assert_eq!((p.nr_pcpus, p.nr_domains, p.tsc_khz), (4, 3, 1_000_000));
     assert_eq!(p.total_memory_kib, TOTAL_FRAMES * 4);
     assert_eq!(p.free_memory_kib, w.pool.free_frames() * 4);
     assert_eq!(rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id)), 0);
