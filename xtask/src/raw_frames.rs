@@ -200,6 +200,7 @@ fn abandoned_upload(
         cmdline: String::new(),
         disks: Vec::new(),
         vifs: Vec::new(),
+        sched: Default::default(),
     };
     let mut conn = Connection::open(socket)?;
     let session = conn.hello(deadline, log)?;

@@ -15,6 +15,12 @@
 //! # carrying `trunk`'s VLANs tagged; `mac` default: 00:16:3e + a hash of
 //! # the name and devid
 //! vifs = [{ mac = "00:16:3e:00:00:01", vlan = 10 }, { trunk = [10, 20] }]
+//! # optional, xl.cfg(5)'s scheduling keys: hard affinity of every vCPU
+//! # ("all", or pCPUs and ranges "0-3,5"), credit weight (1..=65535,
+//! # default 256), cap (percent of one pCPU, 0 = none)
+//! cpus = "0-3,5"
+//! weight = 512
+//! cap = 50
 //! ```
 //!
 //! Errors name the file, line, column and field.
@@ -22,12 +28,15 @@
 use std::fmt;
 use std::fs::{File, FileType, OpenOptions};
 use std::io::Read;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use mgmt::network::{Mac, VlanMode};
-use mgmt::{DiskMode, DiskSpec, DomainConfig, MgmtError, VifSpec, MAX_IMAGE_BYTES};
+use mgmt::sched::{MAX_PCPUS, MAX_WEIGHT};
+use mgmt::{
+    CpuSet, DiskMode, DiskSpec, DomainConfig, MgmtError, SchedConfig, VifSpec, MAX_IMAGE_BYTES,
+};
 use serde::Deserialize;
 use toml::Spanned;
 use vswitch::{parse_mac as vswitch_mac, DEFAULT_VLAN};
@@ -85,6 +94,64 @@ struct RawConfig {
     disks: Option<Spanned<Vec<RawDisk>>>,
     #[serde(default)]
     vifs: Vec<Spanned<RawVif>>,
+    cpus: Option<Spanned<String>>,
+    weight: Option<Spanned<i64>>,
+    cap: Option<Spanned<i64>>,
+}
+
+impl RawConfig {
+    /// The scheduling keys, or the field, its span and what is wrong.
+    fn sched(&self) -> Result<SchedConfig, (&'static str, Range<usize>, String)> {
+        let cpus = match &self.cpus {
+            Some(c) => Some(CpuSet::parse(c.get_ref()).ok_or_else(|| {
+                let why = format!(
+                    "'{}' is not a pCPU list (\"all\", or pCPUs and ranges below {MAX_PCPUS}: \"0-3,5\")",
+                    c.get_ref()
+                );
+                ("cpus", c.span(), why)
+            })?),
+            None => None,
+        };
+        // All of MAX_PCPUS pCPUs; the host's own limit (100 × its pCPUs)
+        // is dom0's to check before the domain is built.
+        let max_cap = u16::try_from(100 * MAX_PCPUS).unwrap_or(u16::MAX);
+        Ok(SchedConfig {
+            cpus,
+            weight: in_range(
+                "weight",
+                self.weight.as_ref(),
+                1..=MAX_WEIGHT,
+                "(default 256)",
+            )?,
+            cap: in_range(
+                "cap",
+                self.cap.as_ref(),
+                0..=max_cap,
+                "(percent of one pCPU; 0: no cap)",
+            )?,
+        })
+    }
+}
+
+/// `value` of `field` if it lies in `range`; else the field, its span and
+/// the allowed range, followed by `what`.
+fn in_range(
+    field: &'static str,
+    value: Option<&Spanned<i64>>,
+    range: RangeInclusive<u16>,
+    what: &str,
+) -> Result<Option<u16>, (&'static str, Range<usize>, String)> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    u16::try_from(*v.get_ref())
+        .ok()
+        .filter(|n| range.contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            let why = format!("must be {} to {} {what}", range.start(), range.end());
+            (field, v.span(), why)
+        })
 }
 
 /// One entry of `disks`.
@@ -165,6 +232,9 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
                 .map_err(|m| at(vif.span(), "vifs", m))?,
         );
     }
+    let sched = raw
+        .sched()
+        .map_err(|(field, span, message)| at(span, field, message))?;
     let config = DomainConfig {
         vifs,
         name: raw.name.get_ref().clone(),
@@ -181,6 +251,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
             }
             None => Vec::new(),
         },
+        sched,
     };
     if let Err(MgmtError::InvalidConfig { field, reason }) = config.validate() {
         let span = match field.as_str() {
@@ -189,6 +260,9 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
             "vcpus" => raw.vcpus.as_ref().map_or(0..0, |v| v.span()),
             "disks" => raw.disks.as_ref().map_or(0..0, |d| d.span()),
             "vifs" => raw.vifs.first().map_or(0..0, |v| v.span()),
+            "cpus" => raw.cpus.as_ref().map_or(0..0, |c| c.span()),
+            "weight" => raw.weight.as_ref().map_or(0..0, |w| w.span()),
+            "cap" => raw.cap.as_ref().map_or(0..0, |c| c.span()),
             _ => raw.cmdline.as_ref().map_or(0..0, |c| c.span()),
         };
         return Err(at(span, &field, reason));
@@ -314,6 +388,9 @@ fn field_hint(field: &str) -> Option<&'static str> {
         "cmdline" => "a quoted kernel command line",
         "disks" => "a list like [{ volume = \"data\", vdev = \"xvda\", mode = \"w\" }]",
         "vifs" => "a list of tables: vifs = [{ mac = \"00:16:3e:00:00:01\", vlan = 10 }]",
+        "cpus" => "a quoted pCPU list: \"all\" or \"0-3,5\"",
+        "weight" => "a whole number, 1 to 65535",
+        "cap" => "a whole number of percent of one pCPU",
         _ => return None,
     })
 }
@@ -445,6 +522,7 @@ mod tests {
                 cmdline: "quiet".into(),
                 disks: Vec::new(),
                 vifs: vec![],
+                sched: Default::default(),
             }
         );
         assert_eq!(c.kernel_path, dir.0.path().join("hello.elf"));
@@ -482,6 +560,65 @@ mod tests {
         let (line, field, message) = error(&dir, &GOOD.replace("\"hello\"\n", "\"has space\"\n"));
         assert_eq!((line, field.as_deref()), (Some(1), Some("name")));
         assert!(message.contains("' ' is not allowed"), "{message}");
+    }
+
+    #[test]
+    fn scheduling_keys_load_like_xl() {
+        let dir = Dir::new();
+        let c = dir
+            .config(&format!("{GOOD}cpus = \"0-3,5\"\nweight = 512\ncap = 50\n"))
+            .unwrap();
+        assert_eq!(
+            c.config.sched,
+            SchedConfig {
+                cpus: Some(CpuSet(0b10_1111)),
+                weight: Some(512),
+                cap: Some(50),
+            }
+        );
+        let all = dir
+            .config(&format!("{GOOD}cpus = \"all\"\ncap = 0\n"))
+            .unwrap();
+        assert_eq!(all.config.sched.cpus, Some(CpuSet::ALL));
+        assert_eq!(all.config.sched.cap, Some(0));
+        assert_eq!(
+            dir.config(GOOD).unwrap().config.sched,
+            SchedConfig::default()
+        );
+    }
+
+    #[test]
+    fn bad_scheduling_keys_name_line_field_and_range() {
+        let dir = Dir::new();
+        let cases = [
+            ("cpus = \"0-\"", "cpus", "'0-' is not a pCPU list"),
+            ("cpus = \"64\"", "cpus", "below 64"),
+            ("cpus = \"3-1\"", "cpus", "is not a pCPU list"),
+            ("weight = 0", "weight", "must be 1 to 65535 (default 256)"),
+            ("weight = 65536", "weight", "must be 1 to 65535"),
+            ("weight = -1", "weight", "must be 1 to 65535"),
+            (
+                "cap = 6401",
+                "cap",
+                "must be 0 to 6400 (percent of one pCPU; 0: no cap)",
+            ),
+            ("cap = -5", "cap", "must be 0 to 6400"),
+        ];
+        for (line, want_field, want) in cases {
+            let (at, field, message) = error(&dir, &format!("{GOOD}{line}\n"));
+            assert_eq!(
+                (at, field.as_deref()),
+                (Some(6), Some(want_field)),
+                "{line}"
+            );
+            assert!(message.contains(want), "{line}: {message}");
+        }
+        let (_, field, message) = error(&dir, &format!("{GOOD}weight = \"heavy\"\n"));
+        assert_eq!(field.as_deref(), Some("weight"));
+        assert!(
+            message.ends_with("(a whole number, 1 to 65535)"),
+            "{message}"
+        );
     }
 
     #[test]

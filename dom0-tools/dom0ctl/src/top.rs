@@ -10,6 +10,7 @@ use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
+use abi::svm_exit::code_name;
 use mgmt::{CountersSnapshot, DomainSnapshot};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
 use ratatui::layout::Constraint;
@@ -52,6 +53,10 @@ pub struct DomainRates {
     pub exits_per_s: f64,
     /// VM exits per second by SVM exit code (`0x7b`: IOIO, ...).
     pub exits_per_s_by_code: BTreeMap<String, f64>,
+    /// The same by reason, the APM's name of the code
+    /// ([`abi::svm_exit::code_name`]: `IOIO`, `VMMCALL`, ...); codes of one
+    /// name (CR writes, exceptions) are added up.
+    pub exits_per_s_by_reason: BTreeMap<String, f64>,
     /// Hypercalls per second.
     pub hypercalls_per_s: f64,
     /// Events per second (became pending for its vCPUs).
@@ -89,16 +94,16 @@ pub fn frame(prev: &CountersSnapshot, now: &CountersSnapshot) -> Frame {
             let before = prev.domains.iter().find(|p| p.domid == d.domid);
             let delta =
                 |f: fn(&DomainSnapshot) -> u64| before.map_or(0, |b| f(d).saturating_sub(f(b)));
-            let by_code = d
-                .exits_by_code
-                .iter()
-                .map(|&(code, n)| {
-                    let was = before
-                        .and_then(|b| b.exits_by_code.iter().find(|(c, _)| *c == code))
-                        .map_or(if before.is_some() { 0 } else { n }, |(_, n)| *n);
-                    (format!("{code:#x}"), per_s(n.saturating_sub(was)))
-                })
-                .collect();
+            let mut by_code = BTreeMap::new();
+            let mut by_reason = BTreeMap::new();
+            for &(code, n) in &d.exits_by_code {
+                let was = before
+                    .and_then(|b| b.exits_by_code.iter().find(|(c, _)| *c == code))
+                    .map_or(if before.is_some() { 0 } else { n }, |(_, n)| *n);
+                let rate = per_s(n.saturating_sub(was));
+                by_code.insert(format!("{code:#x}"), rate);
+                *by_reason.entry(code_name(code).to_string()).or_insert(0.0) += rate;
+            }
             DomainRates {
                 domid: d.domid,
                 name: d.name.clone(),
@@ -112,6 +117,7 @@ pub fn frame(prev: &CountersSnapshot, now: &CountersSnapshot) -> Frame {
                 cap: d.cap,
                 exits_per_s: per_s(delta(DomainSnapshot::exits)),
                 exits_per_s_by_code: by_code,
+                exits_per_s_by_reason: by_reason,
                 hypercalls_per_s: per_s(delta(|d| d.hypercalls)),
                 events_per_s: per_s(delta(DomainSnapshot::events)),
             }
@@ -142,12 +148,12 @@ const COLUMNS: [&str; 13] = [
 ];
 
 /// The frame's rows, as text cells in [`COLUMNS`] order, then the top
-/// exit codes.
+/// exit reasons.
 fn rows(f: &Frame) -> Vec<Vec<String>> {
     f.domains
         .iter()
         .map(|d| {
-            let mut top: Vec<(&String, &f64)> = d.exits_per_s_by_code.iter().collect();
+            let mut top: Vec<(&String, &f64)> = d.exits_per_s_by_reason.iter().collect();
             top.sort_by(|a, b| b.1.total_cmp(a.1));
             let reasons: Vec<String> = top
                 .iter()
@@ -349,10 +355,11 @@ mod tests {
         assert!((d.exits_per_s - 100.0).abs() < 1e-9);
         assert!((d.events_per_s - 2.0).abs() < 1e-9);
         assert_eq!(d.exits_per_s_by_code["0x7b"], 100.0);
+        assert_eq!(d.exits_per_s_by_reason["IOIO"], 100.0);
         let text = frame_text(&f);
         let cols: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(&cols[..5], ["hog", "2", "runnable", "0.6", "25.0"]);
-        assert_eq!(cols.last(), Some(&"0x7b:100"));
+        assert_eq!(cols.last(), Some(&"IOIO:100"));
     }
 
     #[test]
@@ -364,5 +371,20 @@ mod tests {
         let f = frame(&a, &snapshot(1_000_000_000, 500_000_000, 10, 1));
         assert_eq!(f.domains[0].cpu_percent, 0.0);
         assert_eq!(f.domains[0].exits_per_s, 0.0);
+    }
+
+    #[test]
+    fn exits_of_one_reason_add_up_under_its_name() {
+        let with = |t, cr0, cr4| {
+            let mut s = snapshot(t, 0, cr0 + cr4, 0);
+            s.domains[0].exits_by_code = vec![(0x10, cr0), (0x14, cr4), (0x81, t / 1_000_000)];
+            s
+        };
+        let f = frame(&with(0, 0, 0), &with(1_000_000_000, 30, 12));
+        let d = &f.domains[0];
+        assert_eq!(d.exits_per_s_by_reason["CR_WRITE"], 42.0);
+        assert_eq!(d.exits_per_s_by_reason["VMMCALL"], 1000.0);
+        let text = frame_text(&f);
+        assert!(text.contains(" VMMCALL:1000 CR_WRITE:42"), "{text}");
     }
 }

@@ -543,6 +543,7 @@ fn an_abandoned_upload_is_dropped_by_the_next_session() {
         cmdline: String::new(),
         disks: Vec::new(),
         vifs: vec![],
+        sched: Default::default(),
     };
     send(
         &mut stream,

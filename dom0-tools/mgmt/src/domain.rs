@@ -9,6 +9,7 @@ use abi::control::{DOMAIN_NAME_MAX, MAX_VCPUS_SUPPORTED};
 use serde::{Deserialize, Serialize};
 
 use crate::network::{VifSpec, MAX_VIFS_PER_DOMAIN};
+use crate::sched::SchedConfig;
 use crate::{DiskSpec, MgmtError};
 
 /// A domain id (Xen `domid_t`).
@@ -76,6 +77,8 @@ pub struct DomainConfig {
     /// built and before it first runs; at most
     /// [`crate::MAX_VIFS_PER_DOMAIN`]. Since 2.5.
     pub vifs: Vec<VifSpec>,
+    /// Its scheduling: affinity, weight, cap. Since 2.9.
+    pub sched: SchedConfig,
 }
 
 impl DomainConfig {
@@ -110,7 +113,8 @@ impl DomainConfig {
                 alloc::format!("at most {MAX_VIFS_PER_DOMAIN} vifs per domain"),
             ));
         }
-        self.vifs.iter().try_for_each(VifSpec::validate)
+        self.vifs.iter().try_for_each(VifSpec::validate)?;
+        self.sched.validate()
     }
 }
 
@@ -254,6 +258,7 @@ mod tests {
             cmdline: "console=hvc0".into(),
             disks: Vec::new(),
             vifs: alloc::vec::Vec::new(),
+            sched: Default::default(),
         }
     }
 

@@ -59,7 +59,9 @@ pub use message::{
     MAX_IMAGE_CHUNK, MAX_XENSTORE_DATA,
 };
 pub use network::{VifInfo, VifRef, VifSpec, MAX_VIFS_PER_DOMAIN};
-pub use sched::{CountersSnapshot, CpuSet, DomainSnapshot, SchedCredit, VcpuCounters, VcpuState};
+pub use sched::{
+    CountersSnapshot, CpuSet, DomainSnapshot, SchedConfig, SchedCredit, VcpuCounters, VcpuState,
+};
 pub use server::{Answer, Outgoing, Server};
 pub use storage::{
     BlockDevice, BlockFailure, DiskMode, DiskSpec, VolumeFailure, VolumeInfo, VolumeTable,

@@ -10,7 +10,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DomId, DomainState};
+use crate::{DomId, DomainState, MgmtError};
 
 /// Most pCPUs a [`CpuSet`] names.
 pub const MAX_PCPUS: u32 = 64;
@@ -99,6 +99,54 @@ impl fmt::Display for CpuSet {
         }
         if first {
             f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+/// Largest credit weight (the `uint16_t` of Xen's `xen_domctl_sched_credit`).
+pub const MAX_WEIGHT: u16 = u16::MAX;
+
+/// How a new domain is scheduled: xl.cfg(5)'s `cpus` (the hard affinity
+/// of every vCPU), `weight` and `cap` (percent of one pCPU; 0: none).
+/// `None` leaves the hypervisor's default (every pCPU, weight 256, no
+/// cap). The toolstack sets them after the domain is built, before it
+/// first runs. Since 2.9.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedConfig {
+    /// Hard affinity of all its vCPUs.
+    pub cpus: Option<CpuSet>,
+    /// Credit weight, 1..=[`MAX_WEIGHT`].
+    pub weight: Option<u16>,
+    /// Cap, percent of one pCPU, 0..=100 × [`MAX_PCPUS`].
+    pub cap: Option<u16>,
+}
+
+impl SchedConfig {
+    /// Checks what every host refuses (weight 0, an empty `cpus`, a cap
+    /// above 100 × [`MAX_PCPUS`]); the host's own limits (online pCPUs,
+    /// a cap of 100 × its pCPUs) are dom0's to check. The error names the
+    /// field.
+    pub fn validate(&self) -> Result<(), MgmtError> {
+        let invalid = |field: &str, reason: String| MgmtError::InvalidConfig {
+            field: field.into(),
+            reason,
+        };
+        if self.weight == Some(0) {
+            return Err(invalid(
+                "weight",
+                alloc::format!("must be 1 to {MAX_WEIGHT}"),
+            ));
+        }
+        let max_cap = 100 * MAX_PCPUS;
+        if self.cap.is_some_and(|c| u32::from(c) > max_cap) {
+            return Err(invalid(
+                "cap",
+                alloc::format!("must be 0 (no cap) to {max_cap} (percent of one pCPU)"),
+            ));
+        }
+        if self.cpus == Some(CpuSet(0)) {
+            return Err(invalid("cpus", "names no pCPU".into()));
         }
         Ok(())
     }
@@ -240,6 +288,42 @@ pub struct SchedCredit {
 mod tests {
     use super::*;
     use alloc::string::ToString;
+
+    #[test]
+    fn sched_configs_refuse_what_no_host_takes() {
+        let ok = SchedConfig {
+            cpus: CpuSet::parse("0-3,5"),
+            weight: Some(512),
+            cap: Some(6400),
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(SchedConfig::default().validate(), Ok(()));
+        let field = |c: SchedConfig| match c.validate() {
+            Err(MgmtError::InvalidConfig { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(SchedConfig {
+                weight: Some(0),
+                ..ok
+            }),
+            "weight"
+        );
+        assert_eq!(
+            field(SchedConfig {
+                cap: Some(6401),
+                ..ok
+            }),
+            "cap"
+        );
+        assert_eq!(
+            field(SchedConfig {
+                cpus: Some(CpuSet(0)),
+                ..ok
+            }),
+            "cpus"
+        );
+    }
 
     #[test]
     fn cpu_sets_read_and_print_like_xl() {

@@ -225,6 +225,7 @@ mod tests {
             cmdline: alloc::string::String::new(),
             disks: alloc::vec::Vec::new(),
             vifs: alloc::vec::Vec::new(),
+            sched: Default::default(),
         }
     }
 

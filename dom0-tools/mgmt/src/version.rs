@@ -44,7 +44,9 @@ pub struct ProtocolVersion {
 /// 2.7: scheduling ([`crate::sched`]): `Request::Counters`, `VcpuPin`,
 /// `SchedCredit`, their replies, `MgmtError::InvalidSchedParam`
 /// (appended after 2.6's variants).
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 7 };
+/// 2.9: `DomainConfig::sched` (xl.cfg's `cpus`, `weight`, `cap`;
+/// appended to the struct, as 2.4's `disks`).
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 9 };
 /// What a peer that sends protocol-1 frames speaks, as far as we know.
 pub const PROTOCOL_V1: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 

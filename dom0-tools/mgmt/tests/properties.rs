@@ -39,6 +39,7 @@ fn config() -> impl Strategy<Value = DomainConfig> {
             cmdline,
             disks: Vec::new(),
             vifs,
+            sched: Default::default(),
         })
 }
 

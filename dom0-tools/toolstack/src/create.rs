@@ -18,9 +18,12 @@
 //!    `HVM_PARAM_CONSOLE_EVTCHN`; and the same for its XenStore ring
 //!    (io/xs_wire.h) at GFN `pages + 1`, `HVM_PARAM_STORE_PFN` and
 //!    `HVM_PARAM_STORE_EVTCHN` (libxl's `alloc_magic_pages`);
-//! 7. vCPU 0's PVH entry state (`CONTROL_OP_SET_VCPU_CONTEXT`), unpause
-//!    ([`build_domain`] stops before the unpause, for a caller that
-//!    attaches devices first).
+//! 7. vCPU 0's PVH entry state (`CONTROL_OP_SET_VCPU_CONTEXT`);
+//! 8. its scheduling, if the spec names it (xl.cfg's `weight`, `cap`:
+//!    `CONTROL_OP_SCHED_CREDIT`; `cpus`: `CONTROL_OP_SET_VCPU_AFFINITY`
+//!    of every vCPU, as libxl sets them before the first unpause), then
+//!    unpause ([`build_domain`] stops before the unpause, for a caller
+//!    that attaches devices first).
 //!
 //! Any failure after step 3 unmaps what is mapped and destroys the
 //! half-built domain (which returns its memory, ports and parameters).
@@ -35,7 +38,10 @@
 //!   `XENMEM_set_memory_map`, as Xen's toolstack does, for the domain's
 //!   `XENMEM_memory_map`.
 
-use abi::control::{encode_domain_name, VcpuHvmX86_32, MAX_VCPUS_SUPPORTED, POPULATE_MAX_FRAMES};
+use abi::control::{
+    encode_domain_name, VcpuHvmX86_32, MAX_VCPUS_SUPPORTED, POPULATE_MAX_FRAMES,
+    SCHED_CAP_UNCHANGED, SCHED_WEIGHT_UNCHANGED,
+};
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::hvm::{
@@ -82,6 +88,20 @@ pub struct DomainSpec<'a> {
     pub cmdline: &'a str,
     /// The PVH kernel: an x86 ELF with `XEN_ELFNOTE_PHYS32_ENTRY`.
     pub image: &'a [u8],
+    /// Its scheduling parameters.
+    pub sched: SchedSpec,
+}
+
+/// How a new domain is scheduled; `None` keeps the hypervisor's default
+/// (every pCPU, weight 256, no cap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedSpec {
+    /// Hard affinity of every vCPU: bit n for pCPU n.
+    pub affinity: Option<u64>,
+    /// Credit weight, 1..=65535.
+    pub weight: Option<u16>,
+    /// Cap, percent of one pCPU (0: none).
+    pub cap: Option<u16>,
 }
 
 /// Where a domain's memory goes: RAM at GFN 0, the console ring after it,
@@ -186,7 +206,9 @@ pub fn build_domain(hv: &mut impl Hypervisor, spec: &DomainSpec) -> Result<DomId
             Errno::ENOSPC => CreateError::TooManyDomains,
             _ => hypervisor(Op::Create, errno),
         })?;
-    match build(hv, domid, &layout, spec.image, &cfg) {
+    let built = build(hv, domid, &layout, spec.image, &cfg)
+        .and_then(|()| schedule(hv, domid, spec.vcpus, &spec.sched));
+    match built {
         Ok(()) => Ok(domid),
         Err(cause) => Err(undo(hv, domid, cause)),
     }
@@ -243,6 +265,30 @@ fn build(
         .map_err(|e| hypervisor(Op::StoreParams, e))?;
     hv.set_vcpu_context(domid, 0, &pvh_vcpu_context(entry))
         .map_err(|e| hypervisor(Op::SetVcpuContext, e))
+}
+
+/// Step 8: the weight and cap, then every vCPU's hard affinity.
+fn schedule(
+    hv: &mut impl Hypervisor,
+    domid: DomId,
+    vcpus: u32,
+    sched: &SchedSpec,
+) -> Result<(), CreateError> {
+    if sched.weight.is_some() || sched.cap.is_some() {
+        hv.sched_credit(
+            domid,
+            sched.weight.unwrap_or(SCHED_WEIGHT_UNCHANGED),
+            sched.cap.unwrap_or(SCHED_CAP_UNCHANGED),
+        )
+        .map_err(|e| hypervisor(Op::SchedCredit, e))?;
+    }
+    if let Some(affinity) = sched.affinity {
+        for vcpu in 0..vcpus {
+            hv.set_vcpu_affinity(domid, vcpu, affinity)
+                .map_err(|e| hypervisor(Op::VcpuAffinity, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Zeroed frames at GFNs `0..frames`, in batches the hypervisor accepts.

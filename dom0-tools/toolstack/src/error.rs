@@ -37,6 +37,10 @@ pub enum Op {
     StoreEvtchn,
     /// `HVMOP_set_param` of `HVM_PARAM_STORE_PFN` / `_EVTCHN`.
     StoreParams,
+    /// `CONTROL_OP_SCHED_CREDIT` (the config's weight and cap).
+    SchedCredit,
+    /// `CONTROL_OP_SET_VCPU_AFFINITY` (the config's `cpus`).
+    VcpuAffinity,
 }
 
 impl fmt::Display for Op {
@@ -55,6 +59,8 @@ impl fmt::Display for Op {
             Self::Unpause => "unpausing the domain",
             Self::StoreEvtchn => "allocating the store event channel",
             Self::StoreParams => "setting the store HVM parameters",
+            Self::SchedCredit => "setting the credit weight and cap",
+            Self::VcpuAffinity => "pinning the vCPUs",
         })
     }
 }

@@ -17,7 +17,7 @@ mod loader;
 #[cfg(test)]
 mod tests;
 
-pub use create::{build_domain, create_domain, pvh_vcpu_context, undo, DomainSpec};
+pub use create::{build_domain, create_domain, pvh_vcpu_context, undo, DomainSpec, SchedSpec};
 pub use error::{CreateError, Op};
 pub use hypervisor::Hypervisor;
 pub use list::list_domains;

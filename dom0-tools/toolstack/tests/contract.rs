@@ -23,7 +23,7 @@ use abi::xen::memory::{E820Entry, XenForeignMemoryMap, XenMemoryMap, XENMEM_SET_
 use abi::xen::start_info::{HvmStartInfo, HVM_START_MAGIC_VALUE};
 use abi::xen::PAGE_SHIFT;
 use pvh_builder::test_images::{kernel, kernel_code, KERNEL_GPA};
-use toolstack::{create_domain, list_domains, CreateError, DomainSpec, Hypervisor, Op};
+use toolstack::{create_domain, list_domains, CreateError, DomainSpec, Hypervisor, Op, SchedSpec};
 use xen_core::domain::vcpu::VcpuRunState;
 use xen_core::hypercall::sim::{continued, World, BUF, BUF2, DOM0, DOMU};
 use xen_core::hypercall::HypercallOutcome;
@@ -355,6 +355,7 @@ fn spec<'a>(name: &'a str, image: &'a [u8]) -> DomainSpec<'a> {
         vcpus: 2,
         cmdline: "console=hvc0",
         image,
+        sched: SchedSpec::default(),
     }
 }
 

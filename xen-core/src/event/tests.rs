@@ -3,6 +3,7 @@
 //! shared-info frames as a guest would.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::vec::Vec;
 
 use abi::xen::domid::DomId;
@@ -16,8 +17,9 @@ use crate::domain::vcpu::{VcpuEntryState, VcpuRunState};
 use crate::domain::xen_state::VcpuInfoArea;
 use crate::domain::DomainConfig;
 use crate::guest_mem::GuestPhys;
+use crate::mm::shared_frame::{AtomicPage, SharedFrame};
 use crate::mm::{FramePool, Gfn};
-use crate::paging::sim::{machine, SimPhys, SimPool};
+use crate::paging::sim::{machine, SimPhys, SimPool, StopOnDrop, WithShared};
 
 const FRAMES: u64 = 512;
 const VCPUS: u32 = 2;
@@ -754,4 +756,81 @@ proptest! {
     ) {
         run(ops_list)?;
     }
+}
+
+/// Ports the racing test signals: four in each of the first four bitmap
+/// words, so both sides work on the same words at once.
+const RACE_PORTS: [u32; 16] = [
+    1, 2, 3, 63, 64, 65, 100, 127, 128, 129, 150, 191, 192, 200, 230, 255,
+];
+/// Signals the hypervisor thread sends in the racing test.
+const RACE_ROUNDS: usize = 200_000;
+
+/// The guest's upcall handler on its own thread, as Linux's
+/// `__xen_evtchn_do_upcall` runs it: clear `evtchn_upcall_pending`, take
+/// the selector with one exchange, then clear each pending bit of the
+/// named words with a locked `and` (`sync_clear_bit`). Returns how many
+/// pending bits it took.
+fn guest_take_events(page: &AtomicPage) -> u64 {
+    let f = SharedFrame::of_atomic(page);
+    let mut taken = 0;
+    f.fetch_and_u16(0, 0xff00).unwrap();
+    // fetch_and with 0 is the exchange with 0 (`xchg`).
+    let mut sel = f.fetch_and_u64(8, 0).unwrap();
+    while sel != 0 {
+        let w = sel.trailing_zeros() as usize;
+        sel &= sel - 1;
+        let pending = f.load_u64(PENDING + 8 * w).unwrap();
+        let mut bits = pending;
+        while bits != 0 {
+            let bit = bits & bits.wrapping_neg();
+            bits &= bits - 1;
+            let old = f.fetch_and_u64(PENDING + 8 * w, !bit).unwrap();
+            taken += u64::from(old & bit != 0);
+        }
+    }
+    taken
+}
+
+#[test]
+fn hypervisor_and_guest_racing_on_shared_info_lose_no_event() {
+    let mut w = World::new(1);
+    let mfn = w.t.get(1).unwrap().shared_info_mfn();
+    let page = AtomicPage::new(w.mem.frame(mfn));
+    let World { t, mem, .. } = &mut w;
+    let domain = t.get(1).unwrap();
+    let mut mem = WithShared::new(mem, mfn, &page);
+    let done = AtomicBool::new(false);
+    let (sent, taken) = std::thread::scope(|s| {
+        let guest = s.spawn(|| {
+            let mut taken = 0;
+            while !done.load(Ordering::Acquire) {
+                taken += guest_take_events(&page);
+            }
+            taken + guest_take_events(&page)
+        });
+        let stop = StopOnDrop(&done);
+        let mut sent = 0u64;
+        for round in 0..RACE_ROUNDS {
+            let port = RACE_PORTS[round % RACE_PORTS.len()];
+            // evtchn_2l_set_pending: only news reaches the selector.
+            if !two_level::test_and_set_pending(domain, &mut mem, port) {
+                sent += 1;
+                if !two_level::test_and_set_selector(domain, &mut mem, 0, port) {
+                    two_level::test_and_set_upcall(domain, &mut mem, 0);
+                }
+            }
+        }
+        drop(stop);
+        (sent, guest.join().unwrap())
+    });
+    // Every event the hypervisor made pending was taken once: none lost
+    // to a read-modify-write that overwrote the guest's clear (it would
+    // be taken twice), none left without its selector bit.
+    assert_eq!(taken, sent);
+    let f = SharedFrame::of_atomic(&page);
+    for word in 0..4 {
+        assert_eq!(f.load_u64(PENDING + 8 * word), Ok(0), "word {word}");
+    }
+    assert!(sent > RACE_PORTS.len() as u64);
 }

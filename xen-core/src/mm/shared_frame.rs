@@ -24,11 +24,31 @@ use super::PAGE_SIZE;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadOffset;
 
+/// A page that several host threads change at once (tests: the
+/// hypervisor on one thread, the guest on another), page-aligned as
+/// frames are; reached only through atomics.
+#[cfg(any(test, feature = "sim"))]
+#[repr(C, align(4096))]
+pub struct AtomicPage([AtomicU64; PAGE_SIZE / 8]);
+
+#[cfg(any(test, feature = "sim"))]
+impl AtomicPage {
+    /// A page holding `bytes`.
+    pub fn new(bytes: &[u8; PAGE_SIZE]) -> Self {
+        Self(core::array::from_fn(|i| {
+            let mut word = [0; 8];
+            word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+            AtomicU64::new(u64::from_le_bytes(word))
+        }))
+    }
+}
+
 /// One 4 KiB frame shared with a guest, for the lifetime of the exclusive
-/// borrow it was made from (so no Rust reference to it exists meanwhile).
+/// borrow it was made from (so no Rust reference to it exists meanwhile),
+/// or of a shared borrow of an [`AtomicPage`] (whose bytes are atomics).
 pub struct SharedFrame<'a> {
     base: NonNull<u8>,
-    _frame: PhantomData<&'a mut [u8; PAGE_SIZE]>,
+    _frame: PhantomData<&'a [AtomicU8; PAGE_SIZE]>,
 }
 
 impl<'a> SharedFrame<'a> {
@@ -46,6 +66,17 @@ impl<'a> SharedFrame<'a> {
         }
     }
 
+    /// `page` as a shared frame: the host's model of a frame the guest
+    /// changes on another pCPU (its other threads reach `page` through
+    /// its atomics, or through their own `SharedFrame` of it).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn of_atomic(page: &'a AtomicPage) -> Self {
+        Self {
+            base: NonNull::from(page).cast::<u8>(),
+            _frame: PhantomData,
+        }
+    }
+
     /// The address of the `size` bytes at `off`, if inside the frame and
     /// aligned to `size` (a power of two).
     fn at(&self, off: usize, size: usize) -> Result<*mut u8, BadOffset> {
@@ -58,11 +89,13 @@ impl<'a> SharedFrame<'a> {
 
     fn u8_at(&self, off: usize) -> Result<&AtomicU8, BadOffset> {
         let p = self.at(off, 1)?;
-        // SAFETY: `p` lies in the frame `self` borrows exclusively for 'a
-        // (so no Rust reference aliases it), and is aligned for the type
-        // (`at` checked the offset; the frame is page-aligned). Every
-        // access the hypervisor makes to the frame meanwhile goes through
-        // these atomics; the guest's own accesses are the hardware's.
+        // SAFETY: `p` lies in the frame `self` borrows for 'a, either
+        // exclusively (so no Rust reference aliases it) or as an
+        // `AtomicPage` (whose every byte is inside an atomic), and is
+        // aligned for the type (`at` checked the offset; the frame is
+        // page-aligned). Every access the hypervisor makes to the frame
+        // meanwhile goes through these atomics; the guest's own accesses
+        // are the hardware's (or, on the host, other threads' atomics).
         Ok(unsafe { AtomicU8::from_ptr(p) })
     }
 

@@ -3,9 +3,11 @@
 //!
 //! - [`npt`]: a domain's nested page table (its p2m), AMD APM vol 2 §15.25.
 //! - [`guest_walk`]: the guest's own page-table walk (GVA → GPA).
+//! - [`asid`]: the TLB tags (ASIDs) each pCPU hands its vCPUs.
 
 #![forbid(unsafe_code)]
 
+pub mod asid;
 pub mod guest_walk;
 pub mod npt;
 

@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 
 use abi::convert::usize_from_u64;
 
+use crate::mm::shared_frame::{AtomicPage, SharedFrame};
 use crate::mm::{FramePool, Mfn, PhysMem, PAGE_SIZE};
 
 /// Byte every simulated frame holds before anyone writes it.
@@ -88,5 +89,54 @@ impl FramePool for SimPool {
 
     fn free_frames(&self) -> u64 {
         self.free.len() as u64
+    }
+}
+
+/// Machine memory in which frame `mfn` is `page`, which other host
+/// threads change at the same time (the guest on its own pCPU, in tests
+/// of the atomic accesses). That frame is reached only through
+/// [`PhysMem::shared_frame`]: a plain access to it is a bug (it would
+/// race), so it panics.
+pub struct WithShared<'a, M> {
+    inner: &'a mut M,
+    mfn: Mfn,
+    page: &'a AtomicPage,
+}
+
+impl<'a, M: PhysMem> WithShared<'a, M> {
+    /// `inner`, with `mfn` replaced by `page`.
+    pub fn new(inner: &'a mut M, mfn: Mfn, page: &'a AtomicPage) -> Self {
+        Self { inner, mfn, page }
+    }
+}
+
+impl<M: PhysMem> PhysMem for WithShared<'_, M> {
+    fn frame(&self, mfn: Mfn) -> &[u8; PAGE_SIZE] {
+        assert_ne!(mfn, self.mfn, "plain read of a concurrently shared frame");
+        self.inner.frame(mfn)
+    }
+
+    fn frame_mut(&mut self, mfn: Mfn) -> &mut [u8; PAGE_SIZE] {
+        assert_ne!(mfn, self.mfn, "plain write of a concurrently shared frame");
+        self.inner.frame_mut(mfn)
+    }
+
+    fn shared_frame(&mut self, mfn: Mfn) -> SharedFrame<'_> {
+        if mfn == self.mfn {
+            SharedFrame::of_atomic(self.page)
+        } else {
+            self.inner.shared_frame(mfn)
+        }
+    }
+}
+
+/// Sets its flag when dropped, also when the test panics: the thread
+/// racing the test's own stops, so a failing test fails instead of
+/// hanging in `std::thread::scope`.
+pub struct StopOnDrop<'a>(pub &'a core::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, core::sync::atomic::Ordering::Release);
     }
 }

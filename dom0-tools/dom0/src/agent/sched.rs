@@ -15,8 +15,8 @@ use abi::control::{
 use abi::xen::errno::Errno;
 use mgmt::sched::CreditPriority;
 use mgmt::{
-    CountersSnapshot, CpuSet, DomainRef, DomainSnapshot, MgmtError, Reply, SchedCredit,
-    VcpuCounters, VcpuState,
+    CountersSnapshot, CpuSet, DomainRef, DomainSnapshot, MgmtError, Reply, SchedConfig,
+    SchedCredit, VcpuCounters, VcpuState,
 };
 use toolstack::Hypervisor;
 
@@ -128,19 +128,7 @@ pub fn vcpu_pin(
             ),
         ));
     }
-    let nr_pcpus = hv
-        .physinfo()
-        .map_err(|e| hypervisor_error("physinfo", e))?
-        .nr_pcpus;
-    if cpus.online(nr_pcpus).0 == 0 {
-        return Err(invalid(
-            "cpus",
-            format!(
-                "{cpus} names no online pCPU (the host has {nr_pcpus}: {})",
-                CpuSet::first(nr_pcpus)
-            ),
-        ));
-    }
+    check_cpus(cpus, nr_pcpus(hv)?)?;
     let effective = hv
         .set_vcpu_affinity(info.domid, vcpu, cpus.0)
         .map_err(|e| match e {
@@ -157,6 +145,40 @@ pub fn vcpu_pin(
     })
 }
 
+/// The host's pCPUs.
+fn nr_pcpus(hv: &mut impl Hypervisor) -> Result<u32, MgmtError> {
+    Ok(hv
+        .physinfo()
+        .map_err(|e| hypervisor_error("physinfo", e))?
+        .nr_pcpus)
+}
+
+/// `cpus` must name an online pCPU.
+fn check_cpus(cpus: CpuSet, nr_pcpus: u32) -> Result<(), MgmtError> {
+    if cpus.online(nr_pcpus).0 == 0 {
+        return Err(invalid(
+            "cpus",
+            format!(
+                "{cpus} names no online pCPU (the host has {nr_pcpus}: {})",
+                CpuSet::first(nr_pcpus)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A new domain's `cpus`, `weight` and `cap` against this host, before
+/// anything is built: the same checks and messages as `vcpu-pin` and
+/// `sched-credit`.
+pub fn check_config(hv: &mut impl Hypervisor, sched: &SchedConfig) -> Result<(), MgmtError> {
+    if *sched == SchedConfig::default() {
+        return Ok(());
+    }
+    let nr_pcpus = nr_pcpus(hv)?;
+    check_credit(sched.weight, sched.cap, nr_pcpus)?;
+    sched.cpus.map_or(Ok(()), |cpus| check_cpus(cpus, nr_pcpus))
+}
+
 /// `SchedCredit`: reads (and for one domain, sets) weight and cap.
 pub fn sched_credit(
     hv: &mut impl Hypervisor,
@@ -164,11 +186,7 @@ pub fn sched_credit(
     weight: Option<u16>,
     cap: Option<u16>,
 ) -> Result<Reply, MgmtError> {
-    let nr_pcpus = hv
-        .physinfo()
-        .map_err(|e| hypervisor_error("physinfo", e))?
-        .nr_pcpus;
-    check_credit(weight, cap, nr_pcpus)?;
+    check_credit(weight, cap, nr_pcpus(hv)?)?;
     let infos = match domain {
         Some(d) => alloc::vec![find(hv, d)?],
         None if weight.is_some() || cap.is_some() => {

@@ -20,7 +20,7 @@ use mgmt::{
     HostInfo, MgmtError, Reply, Request, ServerMessage, SessionId, ShutdownKind, ShutdownReason,
     Upload, UploadError, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY,
 };
-use toolstack::{build_domain, DomainSpec, Hypervisor};
+use toolstack::{build_domain, DomainSpec, Hypervisor, SchedSpec};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use super::memory;
@@ -487,6 +487,7 @@ fn info(ctx: &mut Ctx<'_, impl Hypervisor>) -> Result<Reply, MgmtError> {
 /// before it is built): a name in use, more memory than is free.
 fn precheck(hv: &mut impl Hypervisor, config: &DomainConfig) -> Result<(), MgmtError> {
     config.validate()?;
+    sched::check_config(hv, &config.sched)?;
     if domains::list(hv)?
         .iter()
         .any(|info| domains::name_of(info) == config.name)
@@ -527,6 +528,11 @@ fn create(
         vcpus: config.vcpus,
         cmdline: &config.cmdline,
         image,
+        sched: SchedSpec {
+            affinity: config.sched.cpus.map(|c| c.0),
+            weight: config.sched.weight,
+            cap: config.sched.cap,
+        },
     };
     let domid = build_domain(ctx.hv, &spec).map_err(|e| create_failed(ctx, config, e))?;
     #[cfg(feature = "bench-trace")]

@@ -20,7 +20,9 @@ use pvh_builder::{BuildError, PvhEntry};
 use zerocopy::FromBytes;
 
 use self::fake::{Call, Fake};
-use crate::{create_domain, list_domains, pvh_vcpu_context, CreateError, DomainSpec, Op};
+use crate::{
+    create_domain, list_domains, pvh_vcpu_context, CreateError, DomainSpec, Op, SchedSpec,
+};
 
 const EM_X86_64: u16 = 62;
 /// Plenty for the domains below.
@@ -37,6 +39,19 @@ fn spec<'a>(name: &'a str, image: &'a [u8]) -> DomainSpec<'a> {
         vcpus: 2,
         cmdline: "console=hvc0 ticks=3",
         image,
+        sched: SchedSpec::default(),
+    }
+}
+
+/// [`spec`] with xl.cfg's `cpus = "0"`, `weight = 512`, `cap = 50`.
+fn scheduled<'a>(name: &'a str, image: &'a [u8]) -> DomainSpec<'a> {
+    DomainSpec {
+        sched: SchedSpec {
+            affinity: Some(1),
+            weight: Some(512),
+            cap: Some(50),
+        },
+        ..spec(name, image)
     }
 }
 
@@ -173,12 +188,18 @@ fn a_kernel_spanning_windows_is_loaded_in_bounded_maps() {
 #[test]
 fn a_failure_at_any_step_leaves_nothing_behind() {
     let image = image();
+    for s in [spec("g", &image), scheduled("g", &image)] {
+        fail_each_call(&s);
+    }
+}
+
+fn fail_each_call(s: &DomainSpec) {
     let mut ok = Fake::new(FREE_KIB);
-    create_domain(&mut ok, &spec("g", &image)).unwrap();
+    create_domain(&mut ok, s).unwrap();
     for at in 0..ok.calls.len() {
         let mut hv = Fake::new(FREE_KIB);
         hv.fail_at = vec![(at, Errno::EIO)];
-        let err = create_domain(&mut hv, &spec("g", &image)).unwrap_err();
+        let err = create_domain(&mut hv, s).unwrap_err();
         assert_clean(&hv);
         let failed = ok.calls[at];
         match err {
@@ -212,9 +233,29 @@ fn op_of(before: &[Call], call: Call) -> Op {
         Call::SetParam => Op::ConsoleParams,
         Call::SetMemoryMap => Op::MemoryMap,
         Call::SetVcpuContext => Op::SetVcpuContext,
+        Call::SchedCredit => Op::SchedCredit,
+        Call::VcpuAffinity => Op::VcpuAffinity,
         Call::Unpause => Op::Unpause,
         c => panic!("create_domain does not call {c:?}"),
     }
+}
+
+#[test]
+fn the_configured_scheduling_is_set_before_the_first_unpause() {
+    let image = image();
+    let mut hv = Fake::new(FREE_KIB);
+    let domid = create_domain(&mut hv, &scheduled("g", &image)).unwrap();
+    let d = &hv.domains[&domid];
+    assert_eq!(d.sched, (512, 50));
+    assert_eq!(d.affinity.iter().collect::<Vec<_>>(), [(&0, &1), (&1, &1)]);
+    let at = |call| hv.calls.iter().position(|c| *c == call).unwrap();
+    assert!(at(Call::SchedCredit) < at(Call::Unpause));
+    assert!(at(Call::VcpuAffinity) < at(Call::Unpause));
+    // Nothing named, nothing set: the hypervisor's defaults stay.
+    let mut hv = Fake::new(FREE_KIB);
+    create_domain(&mut hv, &spec("g", &image)).unwrap();
+    assert!(!hv.calls.contains(&Call::SchedCredit));
+    assert!(!hv.calls.contains(&Call::VcpuAffinity));
 }
 
 #[test]

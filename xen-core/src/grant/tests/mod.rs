@@ -4,6 +4,7 @@
 
 mod hypercalls;
 mod model;
+mod race;
 mod units;
 
 use abi::xen::domid::DomId;

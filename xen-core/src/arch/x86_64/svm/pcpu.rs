@@ -3,14 +3,13 @@
 
 use core::arch::x86_64::__cpuid_count;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
-
-use spin::Once;
+use spin::{Mutex, Once};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 
 use super::super::cpu::{this_cpu, MAX_PCPUS};
 use super::super::fatal::fatal;
 use super::super::mem::alloc_zeroed_frame;
+use crate::paging::asid::AsidAllocator;
 use crate::vmexit::cpuid::CpuidResult;
 
 /// VM_CR MSR; bit 4 (SVMDIS) set by firmware forbids EFER.SVME.
@@ -66,9 +65,8 @@ pub(super) struct PcpuSvm {
     /// HPA of the VMCB that holds the host's VMSAVE state across VMRUN.
     pub host_vmcb_pa: u64,
     pub features: SvmFeatures,
-    /// HPA of the VMCB that last ran here (0: none), to know when the
-    /// shared guest ASID must be flushed.
-    pub last_vmcb_pa: AtomicU64,
+    /// The ASIDs this pCPU hands its vCPUs (only this pCPU locks it).
+    pub asids: Mutex<AsidAllocator>,
 }
 
 static PCPU_SVM: [Once<PcpuSvm>; MAX_PCPUS] = [const { Once::new() }; MAX_PCPUS];
@@ -103,7 +101,7 @@ pub fn enable_this_cpu() -> Result<SvmFeatures, SvmError> {
     slot.call_once(|| PcpuSvm {
         host_vmcb_pa: host_vmcb.hpa(),
         features,
-        last_vmcb_pa: AtomicU64::new(0),
+        asids: Mutex::new(AsidAllocator::new(this_cpu().index, features.asids)),
     });
     log::info!(
         "svm: enabled on pCPU {}: {} ASIDs, NRIP save {}",
@@ -146,12 +144,4 @@ fn check_features() -> Result<SvmFeatures, SvmError> {
         asids: svm.ebx,
         nrip_save: svm.edx & CPUID_SVM_NRIPS != 0,
     })
-}
-
-impl PcpuSvm {
-    /// Records that `vmcb_pa` runs next; true if another VMCB ran here
-    /// since, so guest TLB entries under the shared ASID are stale.
-    pub fn switch_to(&self, vmcb_pa: u64) -> bool {
-        self.last_vmcb_pa.swap(vmcb_pa, Ordering::Relaxed) != vmcb_pa
-    }
 }

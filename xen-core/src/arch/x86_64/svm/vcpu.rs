@@ -13,6 +13,7 @@ use super::vmcb::{intercept_cr, misc1, misc2, tlb, Vmcb, VmcbSegment, INTERCEPT_
 use super::vmrun::{svm_vmrun, GuestRegs};
 use crate::domain::vcpu::{SegmentState, VcpuEntryState};
 use crate::mm::{FramePool, Mfn};
+use crate::paging::asid::VcpuAsid;
 use crate::vmexit::event::{self, Event, V_INTR_MASKING, V_IRQ};
 use crate::vmexit::io::IoPortPolicy;
 use crate::vmexit::msr::efer;
@@ -20,10 +21,6 @@ use crate::vmexit::{code_name, handle_exit, ExitAction, VcpuEnv, VmExit};
 
 mod intr;
 
-/// The guest ASID every vCPU uses; the TLB is flushed whenever a pCPU
-/// switches VMCBs, so sharing it is safe (per-vCPU ASIDs are an
-/// optimisation for later: QEMU offers 16).
-const GUEST_ASID: u32 = 1;
 /// PAT at reset (APM vol. 2, §7.8.2): WB, WT, UC-, UC, repeated.
 const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 /// GDTR and IDTR limit at reset (APM vol. 2, §14.1.3).
@@ -42,6 +39,9 @@ pub struct SvmVcpu {
     /// The frame holding its [`ExtState`].
     ext: Mfn,
     regs: GuestRegs,
+    /// Its TLB tag on the pCPU it last ran on.
+    asid: VcpuAsid,
+    /// Its translations must go before it runs again: it drops its ASID.
     flush_pending: bool,
     /// What V_IRQ holds for the current VMRUN.
     offered: Option<intr::Offered>,
@@ -73,7 +73,8 @@ impl SvmVcpu {
                 rbp: entry.gprs.rbp,
                 ..GuestRegs::default()
             },
-            flush_pending: true,
+            asid: VcpuAsid::NONE,
+            flush_pending: false,
             offered: None,
         };
         vcpu.ext_mut().reset();
@@ -165,7 +166,6 @@ impl SvmVcpu {
     fn enter(&mut self, env: &mut impl VcpuEnv) -> VmExit {
         let pcpu = this_pcpu();
         let vmcb_pa = self.vmcb.hpa();
-        let switched = pcpu.switch_to(vmcb_pa);
         if self.ext_mut().make_current() {
             // Its DR0-3 are not in the CPU. With a breakpoint enabled in
             // its DR7 they must be (else another vCPU's addresses would
@@ -179,9 +179,13 @@ impl SvmVcpu {
             };
             self.vmcb_mut().control.intercept_dr = control;
         }
-        let flush = core::mem::take(&mut self.flush_pending) || switched;
+        if core::mem::take(&mut self.flush_pending) {
+            self.asid.flush();
+        }
+        let asid = pcpu.asids.lock().enter(&mut self.asid);
         let control = &mut self.vmcb_mut().control;
-        control.tlb_control = if flush {
+        control.guest_asid = asid.asid;
+        control.tlb_control = if asid.flush_all {
             tlb::FLUSH_ALL
         } else {
             tlb::DO_NOTHING
@@ -275,7 +279,6 @@ fn set_intercepts(vmcb: &mut Vmcb, io: IoPortPolicy, npt_root: Mfn) {
         | misc2::XSETBV;
     c.iopm_base_pa = iopm_pa(io);
     c.msrpm_base_pa = msrpm_pa();
-    c.guest_asid = GUEST_ASID;
     c.int_ctl = V_INTR_MASKING;
     c.np_enable = 1;
     c.n_cr3 = npt_root.hpa();
