@@ -247,7 +247,7 @@ hello-world  12  shutdown (poweroff)      32.5      2      0.1   4711          4
             "\
 hypervisor    : Xen 4.19.0-xen-core
 control_abi   : 1.2
-mgmt_protocol : 2.7
+mgmt_protocol : 2.8
 nr_pcpus      : 1
 nr_domains    : 2
 total_memory  : 224 MiB

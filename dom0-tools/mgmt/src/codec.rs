@@ -154,14 +154,14 @@ mod tests {
             Some(Err(FrameError::OldProtocol))
         );
         let payload = &frame[12..frame.len() - 4];
-        assert_eq!(payload, [2, 0, 1, 0, 2, 7]);
+        assert_eq!(payload, [2, 0, 1, 0, 2, 8]);
         assert_eq!(
             frame[frame.len() - 4..],
             crate::crc32(payload).to_le_bytes()
         );
         assert_eq!(
             ServerMessage::Rejected(old_server_error()),
-            decode_server_message(&[2, 0, 2, 7, 1, 0]).unwrap()
+            decode_server_message(&[2, 0, 2, 8, 1, 0]).unwrap()
         );
     }
 

@@ -44,7 +44,11 @@ pub struct ProtocolVersion {
 /// 2.7: scheduling ([`crate::sched`]): `Request::Counters`, `VcpuPin`,
 /// `SchedCredit`, their replies, `MgmtError::InvalidSchedParam`
 /// (appended after 2.6's variants).
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 7 };
+/// 2.8: streamed create ([`crate::StreamUpload`]): `Request::
+/// CreateStreamBegin` (a kernel up to `MAX_KERNEL_BYTES` and a ramdisk,
+/// written into the new domain as they arrive), `UploadError::
+/// RamdiskTooLarge` and `RamdiskChecksumMismatch`.
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 8 };
 /// What a peer that sends protocol-1 frames speaks, as far as we know.
 pub const PROTOCOL_V1: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 
