@@ -159,7 +159,9 @@ fn create_streams_a_kernel_with_its_ramdisk() {
     let agent = FakeAgent::start();
     let dir = tempfile::tempdir().unwrap();
     let config = guest_config(dir.path(), "linux", 32, MAX_IMAGE_CHUNK + 100);
-    let ramdisk: Vec<u8> = (0..MAX_IMAGE_CHUNK * 2).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    let ramdisk: Vec<u8> = (0..MAX_IMAGE_CHUNK * 2)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
     std::fs::write(dir.path().join("initrd.cpio"), &ramdisk).unwrap();
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("ramdisk = \"initrd.cpio\"\n");
