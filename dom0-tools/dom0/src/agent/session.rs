@@ -191,6 +191,11 @@ impl Session {
     /// `CreateCommit` of a streamed create: checksums, boot information,
     /// devices, unpause.
     fn stream_commit(&mut self, ctx: &mut Ctx<'_, impl Hypervisor>) -> Result<Reply, MgmtError> {
+        #[cfg(feature = "bench-trace")]
+        println!(
+            "bench: create-received {}",
+            guest_pv_shim::arch::cpu::rdtsc()
+        );
         let Some(streamed) = self.streamed.take() else {
             return Err(UploadError::NotStarted.into());
         };
