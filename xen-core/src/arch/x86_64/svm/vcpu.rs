@@ -201,9 +201,9 @@ impl SvmVcpu {
         let vmcb = self.vmcb();
         let c = &vmcb.control;
         // RAX, RCX and RDI name what was asked: the hypercall and its
-        // sub-op (VMMCALL), the leaf and sub-leaf (CPUID), the MSR;
-        // the ASID tells the vCPUs apart (docs/linux-guest.md's lists
-        // were read from this line under `loglvl=trace`).
+        // sub-op (VMMCALL), the leaf and sub-leaf (CPUID), the MSR
+        // (docs/linux-guest.md's lists were read from this line under
+        // `loglvl=trace`); RIP says whose code it was.
         log::trace!(
             "svm: exit {} ({:#x}) asid={} rip={:#x} info1={:#x} info2={:#x} rax={:#x} rcx={:#x} rdi={:#x}",
             code_name(c.exitcode),
