@@ -8,11 +8,25 @@ use zerocopy::{Immutable, IntoBytes};
 
 use crate::{BuildConfig, BuildError, GuestLoadTarget};
 
+/// A boot module as the layout sees it: its length and command line,
+/// and its bytes unless they are streamed into place separately
+/// ([`crate::stream`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ModuleSlot<'a> {
+    /// Length in bytes.
+    pub len: u64,
+    /// Command line (may be empty).
+    pub cmdline: &'a str,
+    /// The bytes to write, or `None` if they arrive another way.
+    pub data: Option<&'a [u8]>,
+}
+
 fn align_up(x: u64) -> Option<u64> {
     Some(x.checked_add(PAGE_SIZE as u64 - 1)? & !(PAGE_SIZE as u64 - 1))
 }
 
 /// Guest physical addresses of the boot information.
+#[derive(Debug)]
 pub(crate) struct BootLayout {
     /// Below 4 GiB: the guest gets it in EBX.
     start_info: u32,
@@ -30,6 +44,7 @@ impl BootLayout {
     pub(crate) fn new(
         kernel_end: u64,
         cfg: &BuildConfig,
+        modules: &[ModuleSlot],
         memmap_len: usize,
     ) -> Result<Self, BuildError> {
         let no_room = BuildError::NoRoomForBootInfo;
@@ -38,19 +53,16 @@ impl BootLayout {
             .ok_or(no_room)?;
         // Below 4 GiB plus bounded sizes: the sums cannot overflow.
         let modlist = u64::from(start_info) + size_of::<HvmStartInfo>() as u64;
-        let memmap = modlist + (cfg.modules.len() * size_of::<HvmModlistEntry>()) as u64;
+        let memmap = modlist + (modules.len() * size_of::<HvmModlistEntry>()) as u64;
         let strings = memmap + (memmap_len * size_of::<HvmMemmapEntry>()) as u64;
         let strings_len: u64 = core::iter::once(cfg.cmdline)
-            .chain(cfg.modules.iter().map(|m| m.cmdline))
+            .chain(modules.iter().map(|m| m.cmdline))
             .map(|s| s.len() as u64 + 1)
             .sum();
-        let modules = align_up(strings + strings_len).ok_or(no_room)?;
-        let mut end = modules;
-        for m in cfg.modules {
-            end = end
-                .checked_add(m.data.len() as u64)
-                .and_then(align_up)
-                .ok_or(no_room)?;
+        let first_module = align_up(strings + strings_len).ok_or(no_room)?;
+        let mut end = first_module;
+        for m in modules {
+            end = end.checked_add(m.len).and_then(align_up).ok_or(no_room)?;
         }
         let fits = cfg.ram.iter().any(|r| r.holds(u64::from(start_info), end));
         if !fits {
@@ -61,7 +73,7 @@ impl BootLayout {
             modlist,
             memmap,
             strings,
-            modules,
+            modules: first_module,
         })
     }
 
@@ -70,9 +82,15 @@ impl BootLayout {
         self.start_info
     }
 
+    /// GPA of the first module (page-aligned).
+    pub(crate) fn first_module_gpa(&self) -> u64 {
+        self.modules
+    }
+
     pub(crate) fn write(
         &self,
         cfg: &BuildConfig,
+        modules: &[ModuleSlot],
         memmap: &[HvmMemmapEntry],
         rsdp_paddr: u64,
         target: &mut impl GuestLoadTarget,
@@ -80,11 +98,13 @@ impl BootLayout {
         let mut strings = StringArea { next: self.strings };
         let cmdline_paddr = strings.put(target, cfg.cmdline)?;
         let mut module_gpa = self.modules;
-        for (i, m) in cfg.modules.iter().enumerate() {
-            target.write(module_gpa, m.data)?;
+        for (i, m) in modules.iter().enumerate() {
+            if let Some(data) = m.data {
+                target.write(module_gpa, data)?;
+            }
             let entry = HvmModlistEntry {
                 paddr: module_gpa,
-                size: m.data.len() as u64,
+                size: m.len,
                 cmdline_paddr: strings.put(target, m.cmdline)?,
                 reserved: 0,
             };
@@ -93,19 +113,15 @@ impl BootLayout {
                 self.modlist + (i * size_of::<HvmModlistEntry>()) as u64,
                 &entry,
             )?;
-            module_gpa = align_up(module_gpa + m.data.len() as u64).unwrap_or(module_gpa);
+            module_gpa = align_up(module_gpa + m.len).unwrap_or(module_gpa);
         }
         target.write(self.memmap, memmap.as_bytes())?;
         let info = HvmStartInfo {
             magic: HVM_START_MAGIC_VALUE,
             version: 1,
             flags: 0,
-            nr_modules: u32::try_from(cfg.modules.len()).map_err(|_| BuildError::TooManyModules)?,
-            modlist_paddr: if cfg.modules.is_empty() {
-                0
-            } else {
-                self.modlist
-            },
+            nr_modules: u32::try_from(modules.len()).map_err(|_| BuildError::TooManyModules)?,
+            modlist_paddr: if modules.is_empty() { 0 } else { self.modlist },
             cmdline_paddr,
             rsdp_paddr,
             memmap_paddr: self.memmap,

@@ -5,7 +5,9 @@
 
 use elf::abi::{EM_386, EM_X86_64, ET_EXEC, PT_LOAD, PT_NOTE};
 use elf::endian::LittleEndian;
+use elf::file::FileHeader;
 use elf::note::Note;
+use elf::segment::ProgramHeader;
 use elf::ElfBytes;
 use heapless::Vec;
 
@@ -48,22 +50,54 @@ pub struct KernelImage<'a> {
 /// Parses and checks `data` as a PVH kernel.
 pub fn parse(data: &[u8]) -> Result<KernelImage<'_>, BuildError> {
     let elf = ElfBytes::<LittleEndian>::minimal_parse(data).map_err(|_| BuildError::NotElf)?;
-    let machine = elf.ehdr.e_machine;
+    check_file_header(&elf.ehdr)?;
+    let segments = load_segments(&elf)?;
+    let entry = pvh_entry(&elf)?;
+    check_entry(entry, segments.iter().map(|s| (s.gpa, s.file.len() as u64)))?;
+    Ok(KernelImage { entry, segments })
+}
+
+/// An x86 executable: the machine and type a PVH kernel has.
+pub(crate) fn check_file_header(ehdr: &FileHeader<LittleEndian>) -> Result<(), BuildError> {
+    let machine = ehdr.e_machine;
     if machine != EM_386 && machine != EM_X86_64 {
         return Err(BuildError::WrongMachine(machine));
     }
-    if elf.ehdr.e_type != ET_EXEC {
+    if ehdr.e_type != ET_EXEC {
         return Err(BuildError::NotExecutable);
     }
-    let segments = load_segments(&elf)?;
-    let entry = pvh_entry(&elf)?;
-    if !segments
-        .iter()
-        .any(|s| (s.gpa..s.gpa + s.file.len() as u64).contains(&u64::from(entry)))
-    {
-        return Err(BuildError::EntryOutsideImage);
+    Ok(())
+}
+
+/// The entry must lie in a segment's file bytes (`(gpa, p_filesz)`).
+pub(crate) fn check_entry(
+    entry: u32,
+    mut loaded: impl Iterator<Item = (u64, u64)>,
+) -> Result<(), BuildError> {
+    if loaded.any(|(gpa, filesz)| (gpa..gpa + filesz).contains(&u64::from(entry))) {
+        Ok(())
+    } else {
+        Err(BuildError::EntryOutsideImage)
     }
-    Ok(KernelImage { entry, segments })
+}
+
+/// Checks a PT_LOAD's sizes and that it overlaps none of `placed`
+/// (`(gpa, end)` of the segments before it).
+pub(crate) fn check_load(
+    mut placed: impl Iterator<Item = (u64, u64)>,
+    phdr: &ProgramHeader,
+) -> Result<(), BuildError> {
+    if phdr.p_filesz > phdr.p_memsz {
+        return Err(BuildError::FileSizeAboveMemSize);
+    }
+    let end = phdr
+        .p_paddr
+        .checked_add(phdr.p_memsz)
+        .ok_or(BuildError::SegmentWraps)?;
+    if placed.any(|(gpa, e)| gpa < end && phdr.p_paddr < e) {
+        return Err(BuildError::SegmentsOverlap);
+    }
+    Ok(())
 }
 
 fn load_segments<'a>(
@@ -78,23 +112,12 @@ fn load_segments<'a>(
         let file = elf
             .segment_data(&phdr)
             .map_err(|_| BuildError::SegmentTruncated)?;
-        if phdr.p_filesz > phdr.p_memsz {
-            return Err(BuildError::FileSizeAboveMemSize);
-        }
-        phdr.p_paddr
-            .checked_add(phdr.p_memsz)
-            .ok_or(BuildError::SegmentWraps)?;
+        check_load(segments.iter().map(|s| (s.gpa, s.end())), &phdr)?;
         let seg = LoadSegment {
             gpa: phdr.p_paddr,
             file,
             memsz: phdr.p_memsz,
         };
-        if segments
-            .iter()
-            .any(|s| s.gpa < seg.end() && seg.gpa < s.end())
-        {
-            return Err(BuildError::SegmentsOverlap);
-        }
         segments
             .push(seg)
             .map_err(|_| BuildError::TooManySegments)?;
@@ -132,6 +155,12 @@ fn pvh_entry(elf: &ElfBytes<'_, LittleEndian>) -> Result<u32, BuildError> {
             })
             .ok_or(BuildError::NoPvhNote)?,
     };
+    entry_from_desc(desc)
+}
+
+/// The entry address a PHYS32_ENTRY note's descriptor (4 or 8 bytes)
+/// holds.
+pub(crate) fn entry_from_desc(desc: &[u8]) -> Result<u32, BuildError> {
     let value = match *desc {
         [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
         [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
@@ -140,7 +169,8 @@ fn pvh_entry(elf: &ElfBytes<'_, LittleEndian>) -> Result<u32, BuildError> {
     u32::try_from(value).map_err(|_| BuildError::BadPvhNote)
 }
 
-fn entry_note<'a>(note: Note<'a>) -> Option<&'a [u8]> {
+/// The descriptor of `note` if it is Xen's PHYS32_ENTRY note.
+pub(crate) fn entry_note<'a>(note: Note<'a>) -> Option<&'a [u8]> {
     match note {
         Note::Unknown(n) if n.name == XEN_NOTE_OWNER && n.n_type == XEN_ELFNOTE_PHYS32_ENTRY => {
             Some(n.desc)

@@ -71,6 +71,20 @@ pub enum BuildError {
     NoRoomForBootInfo,
     /// Writing the domain's memory failed.
     GuestWrite(LoadFault),
+    /// Streamed: the program headers are not within the kernel's first
+    /// [`stream::MAX_HEADER_BYTES`](crate::stream::MAX_HEADER_BYTES).
+    HeadersNotAtStart,
+    /// Streamed: the PT_NOTE segments hold more than
+    /// [`stream::MAX_NOTE_BYTES`](crate::stream::MAX_NOTE_BYTES), or one
+    /// lies beyond the end of the file.
+    NoteTooLarge,
+    /// Streamed: more bytes than the kernel and ramdisk announced.
+    StreamTooLong {
+        /// The announced length, kernel and ramdisk.
+        len: u64,
+    },
+    /// Streamed: the build was finished before every byte arrived.
+    StreamIncomplete,
 }
 
 impl fmt::Display for BuildError {
@@ -110,6 +124,20 @@ impl fmt::Display for BuildError {
                 f.write_str("no room in RAM below 4 GiB for the boot information")
             }
             Self::GuestWrite(e) => write!(f, "writing the domain's memory: {e}"),
+            Self::HeadersNotAtStart => write!(
+                f,
+                "program headers not within the first {} bytes",
+                crate::stream::MAX_HEADER_BYTES
+            ),
+            Self::NoteTooLarge => write!(
+                f,
+                "PT_NOTE segments larger than {} bytes or beyond the end of the file",
+                crate::stream::MAX_NOTE_BYTES
+            ),
+            Self::StreamTooLong { len } => {
+                write!(f, "more bytes than the {len} announced")
+            }
+            Self::StreamIncomplete => f.write_str("the kernel or ramdisk is incomplete"),
         }
     }
 }

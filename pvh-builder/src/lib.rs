@@ -27,6 +27,7 @@ mod boot_layout;
 pub mod elf_image;
 mod error;
 mod scrubbed;
+pub mod stream;
 #[cfg(any(test, feature = "test-images"))]
 pub mod test_images;
 #[cfg(test)]
@@ -37,7 +38,7 @@ mod tests;
 use abi::xen::start_info::{HvmMemmapEntry, XEN_HVM_MEMMAP_TYPE_RAM};
 use heapless::Vec;
 
-use boot_layout::BootLayout;
+use boot_layout::{BootLayout, ModuleSlot};
 pub use error::{BuildError, LoadFault};
 pub use scrubbed::{Scrubbed, MAX_TRACKED_WRITES};
 
@@ -130,39 +131,64 @@ pub fn build(
         return Err(BuildError::ImageTooLarge);
     }
     let kernel = elf_image::parse(image)?;
-    check_cmdline(cfg.cmdline)?;
     if cfg.modules.len() > MAX_MODULES {
         return Err(BuildError::TooManyModules);
     }
-    for m in cfg.modules {
-        check_cmdline(m.cmdline)?;
-    }
-    let memmap = memory_map(cfg)?;
-    for s in &kernel.segments {
-        if !cfg.ram.iter().any(|r| r.holds(s.gpa, s.end())) {
-            return Err(BuildError::SegmentOutsideRam {
-                gpa: s.gpa,
-                memsz: s.memsz,
-            });
-        }
-    }
-    let kernel_end = kernel.segments.iter().map(|s| s.end()).max().unwrap_or(0);
-    let layout = BootLayout::new(kernel_end, cfg, memmap.len())?;
+    // At most MAX_MODULES, checked above.
+    let modules: Vec<ModuleSlot, MAX_MODULES> = cfg
+        .modules
+        .iter()
+        .map(|m| ModuleSlot {
+            len: m.data.len() as u64,
+            cmdline: m.cmdline,
+            data: Some(m.data),
+        })
+        .collect();
+    let segments = kernel.segments.iter().map(|s| (s.gpa, s.end()));
+    let (memmap, layout) = plan_boot_info(cfg, &modules, segments)?;
     for s in &kernel.segments {
         target.write(s.gpa, s.file)?;
         target.zero(s.gpa + s.file.len() as u64, s.memsz - s.file.len() as u64)?;
     }
-    let rsdp = acpi_tables(&kernel, cfg, target)?;
-    layout.write(cfg, &memmap, rsdp, target)?;
+    let segments = kernel.segments.iter().map(|s| (s.gpa, s.end()));
+    let rsdp = acpi_tables(segments, cfg, target)?;
+    layout.write(cfg, &modules, &memmap, rsdp, target)?;
     Ok(PvhEntry {
         entry: kernel.entry,
         start_info_gpa: layout.start_info_gpa(),
     })
 }
 
-/// Writes the ACPI tables if asked and there is room; the RSDP's GPA, or 0.
+/// Checks the command lines, the memory map and that every kernel
+/// segment (`(start, end)` GPAs) lies in RAM; the memory map and where
+/// the boot information goes.
+fn plan_boot_info(
+    cfg: &BuildConfig,
+    modules: &[ModuleSlot],
+    segments: impl Iterator<Item = (u64, u64)> + Clone,
+) -> Result<(Vec<HvmMemmapEntry, MAX_MEMMAP_ENTRIES>, BootLayout), BuildError> {
+    check_cmdline(cfg.cmdline)?;
+    for m in modules {
+        check_cmdline(m.cmdline)?;
+    }
+    let memmap = memory_map(cfg)?;
+    for (start, end) in segments.clone() {
+        if !cfg.ram.iter().any(|r| r.holds(start, end)) {
+            return Err(BuildError::SegmentOutsideRam {
+                gpa: start,
+                memsz: end - start,
+            });
+        }
+    }
+    let kernel_end = segments.map(|(_, end)| end).max().unwrap_or(0);
+    let layout = BootLayout::new(kernel_end, cfg, modules, memmap.len())?;
+    Ok((memmap, layout))
+}
+
+/// Writes the ACPI tables if asked and there is room (no kernel segment,
+/// `(start, end)` GPAs, in the way); the RSDP's GPA, or 0.
 fn acpi_tables(
-    kernel: &elf_image::KernelImage,
+    mut segments: impl Iterator<Item = (u64, u64)>,
     cfg: &BuildConfig,
     target: &mut impl GuestLoadTarget,
 ) -> Result<u64, BuildError> {
@@ -171,10 +197,7 @@ fn acpi_tables(
         acpi::ACPI_AREA + acpi::ACPI_AREA_SIZE as u64,
     );
     let in_ram = cfg.ram.iter().any(|r| r.holds(start, end));
-    let taken = kernel
-        .segments
-        .iter()
-        .any(|s| s.gpa < end && start < s.end());
+    let taken = segments.any(|(s, e)| s < end && start < e);
     if cfg.acpi_vcpus == 0 || !in_ram || taken {
         return Ok(0);
     }

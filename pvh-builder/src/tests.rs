@@ -417,3 +417,194 @@ fn acpi_tables_are_written_and_their_rsdp_given_only_when_asked_and_free() {
     }];
     assert_eq!(rsdp_of(1, &high).0, 0, "no RAM at the ACPI area");
 }
+
+/// The streaming build ([`stream`]).
+mod streamed {
+    use super::*;
+    use crate::stream::{StreamBuild, MAX_HEADER_BYTES, MAX_NOTE_BYTES};
+    use crate::test_images::PHYS32_ENTRY_NOTE;
+
+    /// A guest whose RAM is zero, as freshly populated frames are.
+    fn zeroed() -> Ram {
+        let mut g = guest();
+        g.zero(0, RAM_PAGES << 12).unwrap();
+        g
+    }
+
+    /// Streams `kernel` then `ramdisk` in pieces of `piece` bytes.
+    fn stream(
+        kernel: &[u8],
+        ramdisk: &[u8],
+        piece: usize,
+        cfg: &BuildConfig,
+        g: &mut Ram,
+    ) -> Result<PvhEntry, BuildError> {
+        let mut s = StreamBuild::new(kernel.len() as u64, ramdisk.len() as u64);
+        let all: Vec<u8> = kernel.iter().chain(ramdisk).copied().collect();
+        for data in all.chunks(piece) {
+            s.push(data, cfg, g)?;
+        }
+        assert_eq!(s.received(), s.len());
+        s.finish(cfg, g)
+    }
+
+    /// A kernel whose headers, note and code fill more than one header
+    /// buffer: a segment starts inside the first piece and goes on.
+    fn big_kernel() -> Vec<u8> {
+        let code: Vec<u8> = (0..0x9000u32).map(|i| (i % 253) as u8).collect();
+        elf(
+            true,
+            EM_X86_64,
+            &[
+                xen_note(PHYS32_ENTRY_NOTE, &(KERNEL + 0x20).to_le_bytes()),
+                load(KERNEL, &code, 0xa000),
+                load(KERNEL + 0xb000, &[5; 0x100], 0x1000),
+            ],
+        )
+    }
+
+    #[test]
+    fn streaming_writes_what_the_buffered_build_writes() {
+        let ramdisk: Vec<u8> = (0..0x2345u32).map(|i| (i * 7) as u8).collect();
+        let ram = ram();
+        let cfg = BuildConfig {
+            cmdline: "console=hvc0",
+            acpi_vcpus: 2,
+            ..plain(&ram)
+        };
+        for image in [
+            kernel(true, EM_X86_64, &(KERNEL + 8).to_le_bytes()),
+            big_kernel(),
+        ] {
+            let mut want = zeroed();
+            let modules = [BootModule {
+                data: &ramdisk,
+                cmdline: "",
+            }];
+            let expected = build(
+                &image,
+                &BuildConfig {
+                    modules: &modules,
+                    ..cfg
+                },
+                &mut want,
+            )
+            .unwrap();
+            for piece in [1, 7, 4096, MAX_HEADER_BYTES, 100_000] {
+                let mut got = zeroed();
+                assert_eq!(
+                    stream(&image, &ramdisk, piece, &cfg, &mut got),
+                    Ok(expected),
+                    "pieces of {piece}"
+                );
+                assert!(
+                    got.ranges == want.ranges,
+                    "pieces of {piece}: memory differs"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_ramdisk_means_no_module() {
+        let ram = ram();
+        let image = big_kernel();
+        let mut g = zeroed();
+        let entry = stream(&image, &[], 4096, &plain(&ram), &mut g).unwrap();
+        let info: HvmStartInfo = read(&mut g, entry.start_info_gpa.into());
+        assert_eq!((info.nr_modules, info.modlist_paddr), (0, 0));
+    }
+
+    #[test]
+    fn hostile_streams_are_refused() {
+        let ram = ram();
+        let cfg = plain(&ram);
+        let image = big_kernel();
+        let try_stream = |kernel: &[u8], kernel_len: u64, ramdisk_len: u64| {
+            let mut s = StreamBuild::new(kernel_len, ramdisk_len);
+            let mut g = zeroed();
+            for data in kernel.chunks(4096) {
+                s.push(data, &cfg, &mut g)?;
+            }
+            s.finish(&cfg, &mut g)
+        };
+        // A file shorter than its segments say.
+        assert_eq!(
+            try_stream(&image[..image.len() - 1], image.len() as u64 - 1, 0),
+            Err(BuildError::SegmentTruncated)
+        );
+        // More bytes than announced.
+        let longer = [&image[..], &[0; 10]].concat();
+        assert_eq!(
+            try_stream(&longer, image.len() as u64 + 9, 0),
+            Err(BuildError::StreamTooLong {
+                len: image.len() as u64 + 9
+            })
+        );
+        // Finished before the ramdisk came.
+        assert_eq!(
+            try_stream(&image, image.len() as u64, 10),
+            Err(BuildError::StreamIncomplete)
+        );
+        // A ramdisk that does not fit in RAM after the kernel.
+        assert_eq!(
+            try_stream(&image, image.len() as u64, RAM_PAGES << 12),
+            Err(BuildError::NoRoomForBootInfo)
+        );
+        let overlapping = elf(
+            true,
+            EM_X86_64,
+            &[
+                xen_note(PHYS32_ENTRY_NOTE, &(KERNEL as u32).to_le_bytes()),
+                load(KERNEL, &[1; 0x100], 0x2000),
+                load(KERNEL + 0x1000, &[2; 0x100], 0x100),
+            ],
+        );
+        assert_eq!(
+            try_stream(&overlapping, overlapping.len() as u64, 0),
+            Err(BuildError::SegmentsOverlap)
+        );
+        let outside = elf(
+            true,
+            EM_X86_64,
+            &[
+                xen_note(PHYS32_ENTRY_NOTE, &(KERNEL as u32).to_le_bytes()),
+                load((RAM_PAGES << 12) - 0x10, &[1; 0x100], 0x100),
+            ],
+        );
+        assert_eq!(
+            try_stream(&outside, outside.len() as u64, 0),
+            Err(BuildError::SegmentOutsideRam {
+                gpa: (RAM_PAGES << 12) - 0x10,
+                memsz: 0x100
+            })
+        );
+        let no_note = elf(true, EM_X86_64, &[load(KERNEL, &[1; 0x100], 0x100)]);
+        assert_eq!(
+            try_stream(&no_note, no_note.len() as u64, 0),
+            Err(BuildError::NoPvhNote)
+        );
+        let huge_note = elf(
+            true,
+            EM_X86_64,
+            &[
+                xen_note(PHYS32_ENTRY_NOTE, &[0; MAX_NOTE_BYTES]),
+                load(KERNEL, &[1; 0x100], 0x100),
+            ],
+        );
+        assert_eq!(
+            try_stream(&huge_note, huge_note.len() as u64, 0),
+            Err(BuildError::NoteTooLarge)
+        );
+        // Program headers beyond the first MAX_HEADER_BYTES (e_phoff at
+        // byte 32 of an ELF64 header).
+        let mut far = image.clone();
+        far[32..40].copy_from_slice(&(MAX_HEADER_BYTES as u64).to_le_bytes());
+        far.resize(MAX_HEADER_BYTES + 0x200, 0);
+        assert_eq!(
+            try_stream(&far, far.len() as u64, 0),
+            Err(BuildError::HeadersNotAtStart)
+        );
+        assert_eq!(try_stream(b"MZ", 2, 0), Err(BuildError::NotElf));
+    }
+}

@@ -228,6 +228,10 @@ pub fn run_all(root: &Path, artifacts: &Artifacts, scenarios: &[Scenario]) -> Ex
 /// output, or why it failed (its expectations are checked as a scenario's).
 pub fn run_bench(root: &Path, artifacts: &Artifacts, bench: &Scenario) -> Result<String> {
     let result = run_scenario(root, artifacts, bench, Show::Result);
+    if let Some(reason) = &result.skipped {
+        println!("xtask: bench {} skipped: {reason}", bench.name);
+        return Ok(String::new());
+    }
     if result.passed() {
         return Ok(result.output);
     }
@@ -273,11 +277,15 @@ fn run_scenario(
     show: Show,
 ) -> ScenarioResult {
     let start = Instant::now();
-    let missing = scenario.bundle.as_ref().and_then(|b| {
-        artifacts
-            .missing_xtf(b)
-            .or_else(|| crate::linux::missing(root, b))
-    });
+    let missing = scenario
+        .bundle
+        .as_ref()
+        .and_then(|b| {
+            artifacts
+                .missing_xtf(b)
+                .or_else(|| crate::linux::missing(root, b))
+        })
+        .or_else(|| crate::steps::missing_linux(root, &scenario.step));
     if let Some(reason) = missing {
         return ScenarioResult {
             failures: Vec::new(),

@@ -184,6 +184,10 @@ fn shell_words(argv: &[String]) -> String {
 
 /// The placeholder naming [`crate::xen_tools::bin_dir`].
 pub const XEN_TOOLS_PLACEHOLDER: &str = "{xen_tools}";
+/// The placeholder naming the folder of Debian's Linux guest
+/// ([`crate::linux::paths`]: `vmlinux`, `initramfs.cpio`); a scenario
+/// whose steps name it is skipped if the packages cannot be fetched.
+pub const LINUX_PLACEHOLDER: &str = "{linux}";
 
 /// Text substituted into a step: `{i}` (repeat index), `{root}` (the
 /// workspace), `{tmp}` (the scenario's own temporary directory),
@@ -195,7 +199,8 @@ pub const XEN_TOOLS_PLACEHOLDER: &str = "{xen_tools}";
 /// `{uplink_port}` (the host port QEMU forwards through dom0's uplink to
 /// `abi::machine::UPLINK_FORWARD_GUEST`, a guest's HTTP server),
 /// `{host_service_port}` (the host port guests reach at
-/// `abi::machine::UPLINK_HOST_SERVICE`: a step starts a server there).
+/// `abi::machine::UPLINK_HOST_SERVICE`: a step starts a server there),
+/// `{linux}` ([`LINUX_PLACEHOLDER`]).
 pub struct Placeholders<'a> {
     pub root: &'a Path,
     pub tmp: &'a Path,
@@ -227,7 +232,36 @@ impl Placeholders<'_> {
                 XEN_TOOLS_PLACEHOLDER,
                 &crate::xen_tools::bin_dir(self.root).display().to_string(),
             )
+            .replace(LINUX_PLACEHOLDER, &linux_dir(self.root))
     }
+}
+
+/// The folder [`LINUX_PLACEHOLDER`] names.
+fn linux_dir(root: &Path) -> String {
+    let vmlinux = crate::linux::paths(root).vmlinux;
+    vmlinux.parent().unwrap_or(root).display().to_string()
+}
+
+impl StepSpec {
+    /// Whether the step's command, file or text mentions `needle`.
+    pub fn mentions(&self, needle: &str) -> bool {
+        let texts = [&self.write, &self.text, &self.kernel];
+        self.run.iter().flatten().any(|arg| arg.contains(needle))
+            || texts
+                .iter()
+                .any(|t| t.as_deref().is_some_and(|t| t.contains(needle)))
+    }
+}
+
+/// Why `steps` cannot run here: one names Debian's Linux guest
+/// ([`LINUX_PLACEHOLDER`]) and its packages could not be fetched.
+pub fn missing_linux(root: &Path, steps: &[StepSpec]) -> Option<String> {
+    if !steps.iter().any(|s| s.mentions(LINUX_PLACEHOLDER)) {
+        return None;
+    }
+    crate::linux::ensure(root)
+        .err()
+        .map(|e| format!("Debian's Linux guest could not be fetched: {e:#}"))
 }
 
 /// One step ready to run: placeholders expanded, regexes compiled.

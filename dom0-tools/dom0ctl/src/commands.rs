@@ -5,7 +5,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mgmt::{
-    create_requests, DomainRef, DomainState, DomainSummary, MgmtError, Reply, Request, ShutdownKind,
+    create_requests, stream_requests, DomainRef, DomainState, DomainSummary, MgmtError, Reply,
+    Request, ShutdownKind, MAX_IMAGE_BYTES,
 };
 
 use crate::cli::{Cli, Command, CreateArgs, ListArgs, PvControlArgs, VswitchCommand};
@@ -109,10 +110,20 @@ fn create(
 ) -> Result<(), CliError> {
     let loaded = config::load(&args.config)?;
     let name = loaded.config.name.clone();
-    let requests = create_requests(loaded.config, &loaded.kernel)
-        .ok_or_else(|| CliError::Protocol("kernel image too large to upload".into()))?;
+    let ramdisk = loaded.ramdisk.as_deref().unwrap_or_default();
+    let total = loaded.kernel.len() + ramdisk.len();
+    let too_large = || CliError::Protocol("kernel image or ramdisk too large to upload".into());
+    // What fits dom0's upload buffer is sent whole and built at the
+    // commit; a larger kernel, or one with a ramdisk, is streamed into
+    // the domain as it arrives (protocol 2.8).
+    let requests: Box<dyn Iterator<Item = Request>> =
+        if loaded.ramdisk.is_none() && loaded.kernel.len() <= MAX_IMAGE_BYTES as usize {
+            Box::new(create_requests(loaded.config, &loaded.kernel).ok_or_else(too_large)?)
+        } else {
+            Box::new(stream_requests(loaded.config, &loaded.kernel, ramdisk).ok_or_else(too_large)?)
+        };
     let mut client = connect()?;
-    let progress = Progress::upload(loaded.kernel.len() as u64, &name, quiet);
+    let progress = Progress::upload(total as u64, &name, quiet);
     let mut created = None;
     for request in requests {
         match client.call(request)? {

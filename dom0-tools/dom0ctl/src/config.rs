@@ -4,6 +4,8 @@
 //! ```toml
 //! name = "hello"          # 1..=32 of [A-Za-z0-9._-], not all digits
 //! kernel = "hello.elf"    # relative to this file; an x86 ELF with the PVH note
+//! ramdisk = "initrd.cpio" # optional (xl's name), relative to this file: the
+//!                         # guest's start-info module (Linux's initramfs)
 //! memory = 32             # MiB
 //! vcpus = 1               # optional, default 1
 //! cmdline = "loglevel=3"  # optional, default empty
@@ -35,7 +37,8 @@ use std::path::{Path, PathBuf};
 use mgmt::network::{Mac, VlanMode};
 use mgmt::sched::{MAX_PCPUS, MAX_WEIGHT};
 use mgmt::{
-    CpuSet, DiskMode, DiskSpec, DomainConfig, MgmtError, SchedConfig, VifSpec, MAX_IMAGE_BYTES,
+    CpuSet, DiskMode, DiskSpec, DomainConfig, MgmtError, SchedConfig, VifSpec, MAX_KERNEL_BYTES,
+    MAX_RAMDISK_BYTES,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -53,6 +56,8 @@ pub struct LoadedConfig {
     pub kernel_path: PathBuf,
     /// Its contents, checked as a PVH kernel.
     pub kernel: Vec<u8>,
+    /// The ramdisk's contents (`ramdisk`), if the config names one.
+    pub ramdisk: Option<Vec<u8>>,
 }
 
 /// A problem in a config file or with its kernel.
@@ -87,6 +92,7 @@ impl fmt::Display for ConfigError {
 struct RawConfig {
     name: Spanned<String>,
     kernel: Spanned<PathBuf>,
+    ramdisk: Option<Spanned<PathBuf>>,
     /// MiB.
     memory: Spanned<u32>,
     vcpus: Option<Spanned<u32>>,
@@ -267,16 +273,22 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         };
         return Err(at(span, &field, reason));
     }
-    let kernel_path = path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(raw.kernel.get_ref());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let kernel_path = dir.join(raw.kernel.get_ref());
     let kernel =
         read_kernel(&kernel_path).map_err(|message| at(raw.kernel.span(), "kernel", message))?;
+    let ramdisk = match &raw.ramdisk {
+        Some(r) => Some(
+            read_ramdisk(&dir.join(r.get_ref()))
+                .map_err(|message| at(r.span(), "ramdisk", message))?,
+        ),
+        None => None,
+    };
     Ok(LoadedConfig {
         config,
         kernel_path,
         kernel,
+        ramdisk,
     })
 }
 
@@ -303,14 +315,21 @@ fn disk_specs(raw: &[RawDisk]) -> Result<Vec<DiskSpec>, String> {
 
 /// The kernel at `path`, if it is a PVH kernel the domain builder accepts
 /// (`pvh_builder::elf_image`: x86 ELF, ET_EXEC, PT_LOAD segments, the
-/// XEN_ELFNOTE_PHYS32_ENTRY note) and small enough to upload.
+/// XEN_ELFNOTE_PHYS32_ENTRY note) and small enough to upload
+/// ([`MAX_KERNEL_BYTES`]).
 pub fn read_kernel(path: &Path) -> Result<Vec<u8>, String> {
     let shown = path.display();
-    let image = read_regular(path, u64::from(MAX_IMAGE_BYTES))
+    let image = read_regular(path, u64::from(MAX_KERNEL_BYTES))
         .map_err(|e| format!("cannot read kernel {shown}: {e}"))?;
     pvh_builder::elf_image::parse(&image)
         .map_err(|e| format!("kernel {shown} is not a loadable PVH kernel: {e}"))?;
     Ok(image)
+}
+
+/// The ramdisk at `path`, a regular file of at most [`MAX_RAMDISK_BYTES`].
+fn read_ramdisk(path: &Path) -> Result<Vec<u8>, String> {
+    read_regular(path, u64::from(MAX_RAMDISK_BYTES))
+        .map_err(|e| format!("cannot read ramdisk {}: {e}", path.display()))
 }
 
 /// The contents of the regular file at `path`, at most `limit` bytes.
@@ -725,11 +744,11 @@ mod tests {
         let big = dir.0.path().join("big.elf");
         std::fs::File::create(&big)
             .unwrap()
-            .set_len(u64::from(MAX_IMAGE_BYTES) + 1)
+            .set_len(u64::from(MAX_KERNEL_BYTES) + 1)
             .unwrap();
         expect(
             &with_kernel("big.elf"),
-            "larger than the limit of 16777216 bytes",
+            "larger than the limit of 134217728 bytes",
         );
         dir.file("text.elf", b"#!/bin/sh\necho not an ELF\n");
         expect(&with_kernel("text.elf"), "not a little-endian ELF");

@@ -155,6 +155,31 @@ web    1  running        32      2      0.0
 }
 
 #[test]
+fn create_streams_a_kernel_with_its_ramdisk() {
+    let agent = FakeAgent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = guest_config(dir.path(), "linux", 32, MAX_IMAGE_CHUNK + 100);
+    let ramdisk: Vec<u8> = (0..MAX_IMAGE_CHUNK * 2)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
+    std::fs::write(dir.path().join("initrd.cpio"), &ramdisk).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("ramdisk = \"initrd.cpio\"\n");
+    std::fs::write(&config, text).unwrap();
+    let out = ok(&agent.path, &["create", config.to_str().unwrap()]);
+    assert_eq!(out, "Created domain 'linux' (domid 1).\n");
+    let s = agent.state.lock().unwrap();
+    assert_eq!(
+        s.images[0],
+        std::fs::read(dir.path().join("linux.elf")).unwrap()
+    );
+    assert_eq!(s.ramdisks, [ramdisk]);
+    // The kernel's end and the ramdisk's start share a chunk.
+    let total = s.images[0].len() + MAX_IMAGE_CHUNK * 2;
+    assert_eq!(s.chunks_per_upload, [total.div_ceil(MAX_IMAGE_CHUNK)]);
+}
+
+#[test]
 fn create_errors_from_the_agent_exit_1_with_its_message() {
     let agent = FakeAgent::start();
     let dir = tempfile::tempdir().unwrap();

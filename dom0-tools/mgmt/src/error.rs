@@ -295,6 +295,22 @@ pub enum UploadError {
         /// Announced length.
         len: u32,
     },
+    /// The announced ramdisk is larger than the limit. Since 2.8.
+    #[error("the ramdisk is {len} bytes, more than the limit of {max} bytes")]
+    RamdiskTooLarge {
+        /// Announced length.
+        len: u32,
+        /// [`crate::MAX_RAMDISK_BYTES`].
+        max: u32,
+    },
+    /// The ramdisk's CRC-32 differs from the announced one. Since 2.8.
+    #[error("ramdisk checksum {computed:#010x} differs from the announced {expected:#010x}")]
+    RamdiskChecksumMismatch {
+        /// Announced.
+        expected: u32,
+        /// Of the bytes received.
+        computed: u32,
+    },
 }
 
 impl From<UploadError> for MgmtError {

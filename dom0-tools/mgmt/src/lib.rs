@@ -10,7 +10,8 @@
 //!   [`decode_server_message`]);
 //! - [`ProtocolVersion`] and the handshake rule; [`Server`], the session
 //!   rule of the server side; [`MgmtError`], the errors the operator
-//!   reads; [`Upload`], the chunked kernel upload.
+//!   reads; [`Upload`], the chunked kernel upload; [`StreamUpload`], the
+//!   streamed create of a big kernel and its ramdisk.
 //!
 //! [`auth`]: the TCP transport's HMAC-SHA256 challenge-response, before
 //! any request (protocol 2.2).
@@ -35,6 +36,7 @@ pub mod network;
 pub mod sched;
 mod server;
 pub mod storage;
+mod stream_upload;
 mod upload;
 mod version;
 
@@ -56,7 +58,7 @@ pub use memory::MEM_FLOOR_KIB;
 pub use message::{
     ClientMessage, ConsoleEnd, Event, Reply, Request, ServerMessage, SessionId, ShutdownKind,
     Welcome, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY, MAX_DMESG_BYTES, MAX_IMAGE_BYTES,
-    MAX_IMAGE_CHUNK, MAX_XENSTORE_DATA,
+    MAX_IMAGE_CHUNK, MAX_KERNEL_BYTES, MAX_RAMDISK_BYTES, MAX_XENSTORE_DATA,
 };
 pub use network::{VifInfo, VifRef, VifSpec, MAX_VIFS_PER_DOMAIN};
 pub use sched::{
@@ -67,6 +69,7 @@ pub use storage::{
     BlockDevice, BlockFailure, DiskMode, DiskSpec, VolumeFailure, VolumeInfo, VolumeTable,
     MAX_DISKS,
 };
+pub use stream_upload::{stream_requests, Accepted, StreamUpload};
 pub use upload::{create_requests, Upload};
 
 pub use version::{check_compatible, ProtocolVersion, PROTOCOL_V1, PROTOCOL_VERSION};

@@ -35,6 +35,16 @@
 //! session, so a client that goes away midway leaves nothing behind and
 //! no other client can commit it ([`crate::Upload`] keeps these rules).
 //!
+//! A kernel larger than that buffer, or one with a ramdisk, is streamed
+//! (2.8): `CreateStreamBegin` (config, the kernel's and ramdisk's lengths
+//! and CRC-32s) makes the server create the domain, paused, with its
+//! memory; the `ImageChunk`s (the kernel's bytes, then the ramdisk's, one
+//! offset space) go straight into the domain's memory as they arrive;
+//! `CreateCommit` checks the checksums, finishes and starts the domain.
+//! A bad chunk, a failed check, `CreateAbort` or the session's end
+//! destroys the half-built domain ([`crate::StreamUpload`] keeps the
+//! order and checksums).
+//!
 //! Compatibility: postcard encodes an enum variant by its index, so new
 //! variants are only ever appended (a minor version step).
 
@@ -52,6 +62,12 @@ use crate::{
 
 /// Largest kernel image an upload may announce, bytes.
 pub const MAX_IMAGE_BYTES: u32 = 16 << 20;
+/// Largest kernel a streamed create (`CreateStreamBegin`) may announce,
+/// bytes (Debian's `vmlinux` is 63 MiB).
+pub const MAX_KERNEL_BYTES: u32 = 128 << 20;
+/// Largest ramdisk a streamed create may announce, bytes (the guest's
+/// memory bounds it too).
+pub const MAX_RAMDISK_BYTES: u32 = 128 << 20;
 /// Largest `ImageChunk` data, bytes (leaves room for the rest of the frame).
 pub const MAX_IMAGE_CHUNK: usize = 16 * 1024;
 /// Largest console history in a [`Reply::ConsoleAttached`], bytes (the
@@ -320,6 +336,25 @@ pub enum Request {
         weight: Option<u16>,
         /// New cap, percent of one pCPU, 0 (none) ..= 100 × pCPUs.
         cap: Option<u16>,
+    },
+    /// Starts a streamed create (dropping any unfinished upload of the
+    /// session): the server checks the config and sizes, creates the
+    /// domain paused and gives it its memory. The `ImageChunk`s that
+    /// follow carry the kernel's bytes, then the ramdisk's (offsets
+    /// count from the kernel's first byte); `CreateCommit` starts the
+    /// domain. → [`Reply::UploadReady`]. Since 2.8.
+    CreateStreamBegin {
+        /// The new domain.
+        config: DomainConfig,
+        /// The kernel's length, bytes, at most [`MAX_KERNEL_BYTES`].
+        kernel_len: u32,
+        /// CRC-32 of the kernel ([`crate::crc32`]).
+        kernel_crc32: u32,
+        /// The ramdisk's length, bytes, at most [`MAX_RAMDISK_BYTES`]
+        /// (0: none). It becomes the guest's start-info module.
+        ramdisk_len: u32,
+        /// CRC-32 of the ramdisk.
+        ramdisk_crc32: u32,
     },
 }
 

@@ -44,6 +44,10 @@ pub struct ProtocolVersion {
 /// 2.7: scheduling ([`crate::sched`]): `Request::Counters`, `VcpuPin`,
 /// `SchedCredit`, their replies, `MgmtError::InvalidSchedParam`
 /// (appended after 2.6's variants).
+/// 2.8: streamed create ([`crate::StreamUpload`]): `Request::
+/// CreateStreamBegin` (a kernel up to `MAX_KERNEL_BYTES` and a ramdisk,
+/// written into the new domain as they arrive), `UploadError::
+/// RamdiskTooLarge` and `RamdiskChecksumMismatch`.
 /// 2.9: `DomainConfig::sched` (xl.cfg's `cpus`, `weight`, `cap`;
 /// appended to the struct, as 2.4's `disks`).
 pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 2, minor: 9 };

@@ -39,7 +39,7 @@
 //!   `XENMEM_memory_map`.
 
 use abi::control::{
-    encode_domain_name, VcpuHvmX86_32, MAX_VCPUS_SUPPORTED, POPULATE_MAX_FRAMES,
+    encode_domain_name, VcpuHvmX86_32, DOMAIN_NAME_MAX, MAX_VCPUS_SUPPORTED, POPULATE_MAX_FRAMES,
     SCHED_CAP_UNCHANGED, SCHED_WEIGHT_UNCHANGED,
 };
 use abi::xen::domid::DomId;
@@ -107,12 +107,44 @@ pub struct SchedSpec {
 /// Where a domain's memory goes: RAM at GFN 0, the console ring after it,
 /// then the store ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Layout {
+pub(crate) struct Layout {
     /// RAM frames, at GFNs `0..ram_frames`.
     ram_frames: u64,
 }
 
 impl Layout {
+    /// The layout of a domain with `memory_mib` of RAM, once the vCPU
+    /// count and the memory are checked.
+    pub(crate) fn of(vcpus: u32, memory_mib: u32) -> Result<Self, CreateError> {
+        if !(1..=MAX_VCPUS_SUPPORTED).contains(&vcpus) {
+            return Err(CreateError::BadVcpus(vcpus));
+        }
+        if memory_mib == 0 {
+            return Err(CreateError::NoMemory);
+        }
+        Ok(Self {
+            ram_frames: u64::from(memory_mib) * FRAMES_PER_MIB,
+        })
+    }
+
+    /// What the PVH builder needs, `ram` and `console` being
+    /// [`Layout::ram`] and [`Layout::console_memmap`].
+    pub(crate) fn build_config<'a>(
+        &self,
+        ram: &'a [GpaRange; 1],
+        console: &'a [HvmMemmapEntry; 1],
+        cmdline: &'a str,
+        vcpus: u32,
+    ) -> BuildConfig<'a> {
+        BuildConfig {
+            ram,
+            extra_memmap: console,
+            cmdline,
+            modules: &[],
+            acpi_vcpus: vcpus,
+        }
+    }
+
     /// GFN of the console ring page.
     fn console_gfn(&self) -> u64 {
         self.ram_frames
@@ -124,7 +156,7 @@ impl Layout {
     }
 
     /// Frames populated: RAM and the two rings.
-    fn frames(&self) -> u64 {
+    pub(crate) fn frames(&self) -> u64 {
         self.ram_frames + SPECIAL_PAGES
     }
 
@@ -134,14 +166,14 @@ impl Layout {
         (self.frames() + tables) * FRAME_KIB
     }
 
-    fn ram(&self) -> [GpaRange; 1] {
+    pub(crate) fn ram(&self) -> [GpaRange; 1] {
         [GpaRange {
             start: 0,
             end: self.ram_frames << PAGE_SHIFT,
         }]
     }
 
-    fn console_memmap(&self) -> [HvmMemmapEntry; 1] {
+    pub(crate) fn console_memmap(&self) -> [HvmMemmapEntry; 1] {
         [HvmMemmapEntry {
             addr: self.console_gfn() << PAGE_SHIFT,
             size: SPECIAL_PAGES * PAGE_SIZE as u64,
@@ -168,27 +200,31 @@ pub fn create_domain(hv: &mut impl Hypervisor, spec: &DomainSpec) -> Result<DomI
 /// as [`create_domain`].
 pub fn build_domain(hv: &mut impl Hypervisor, spec: &DomainSpec) -> Result<DomId, CreateError> {
     let name = encode_domain_name(spec.name).ok_or(CreateError::BadName)?;
-    if !(1..=MAX_VCPUS_SUPPORTED).contains(&spec.vcpus) {
-        return Err(CreateError::BadVcpus(spec.vcpus));
-    }
-    if spec.memory_mib == 0 {
-        return Err(CreateError::NoMemory);
-    }
-    let layout = Layout {
-        ram_frames: u64::from(spec.memory_mib) * FRAMES_PER_MIB,
-    };
+    let layout = Layout::of(spec.vcpus, spec.memory_mib)?;
     let (ram, console) = (layout.ram(), layout.console_memmap());
-    let cfg = BuildConfig {
-        ram: &ram,
-        extra_memmap: &console,
-        cmdline: spec.cmdline,
-        modules: &[],
-        acpi_vcpus: spec.vcpus,
-    };
+    let cfg = layout.build_config(&ram, &console, spec.cmdline, spec.vcpus);
     let mut check = CheckOnly {
         end: layout.frames() << PAGE_SHIFT,
     };
     pvh_builder::build(spec.image, &cfg, &mut check).map_err(CreateError::Image)?;
+    let domid = create_populated(hv, &name, spec.vcpus, &layout)?;
+    match load(hv, domid, &layout, spec.image, &cfg)
+        .and_then(|entry| finish_build(hv, domid, &layout, &cfg, entry))
+        .and_then(|()| schedule(hv, domid, spec.vcpus, &spec.sched))
+    {
+        Ok(()) => Ok(domid),
+        Err(cause) => Err(undo(hv, domid, cause)),
+    }
+}
+
+/// Checks the free memory, creates the domain (paused) and populates
+/// it; its domid. Nothing is left on error.
+pub(crate) fn create_populated(
+    hv: &mut impl Hypervisor,
+    name: &[u8; DOMAIN_NAME_MAX],
+    vcpus: u32,
+    layout: &Layout,
+) -> Result<DomId, CreateError> {
     let free_kib = hv
         .physinfo()
         .map_err(|errno| hypervisor(Op::Physinfo, errno))?
@@ -200,15 +236,13 @@ pub fn build_domain(hv: &mut impl Hypervisor, spec: &DomainSpec) -> Result<DomId
         });
     }
     let domid = hv
-        .create(&name, layout.frames() * FRAME_KIB, spec.vcpus)
+        .create(name, layout.frames() * FRAME_KIB, vcpus)
         .map_err(|errno| match errno {
             Errno::EEXIST => CreateError::DuplicateName,
             Errno::ENOSPC => CreateError::TooManyDomains,
             _ => hypervisor(Op::Create, errno),
         })?;
-    let built = build(hv, domid, &layout, spec.image, &cfg)
-        .and_then(|()| schedule(hv, domid, spec.vcpus, &spec.sched));
-    match built {
+    match populate(hv, domid, layout.frames()) {
         Ok(()) => Ok(domid),
         Err(cause) => Err(undo(hv, domid, cause)),
     }
@@ -226,20 +260,19 @@ pub fn undo(hv: &mut impl Hypervisor, domid: DomId, cause: CreateError) -> Creat
     }
 }
 
-fn hypervisor(op: Op, errno: Errno) -> CreateError {
+pub(crate) fn hypervisor(op: Op, errno: Errno) -> CreateError {
     CreateError::Hypervisor { op, errno }
 }
 
-/// Steps 4 to 7 but the unpause on the created, paused domain `domid`.
-fn build(
+/// Steps 6 and 7 but the unpause, once the kernel is loaded: the memory
+/// map, the console's and store's rings and ports, vCPU 0's entry.
+pub(crate) fn finish_build(
     hv: &mut impl Hypervisor,
     domid: DomId,
     layout: &Layout,
-    image: &[u8],
     cfg: &BuildConfig,
+    entry: PvhEntry,
 ) -> Result<(), CreateError> {
-    populate(hv, domid, layout.frames())?;
-    let entry = load(hv, domid, layout, image, cfg)?;
     let e820: Vec<E820Entry> = pvh_builder::memory_map(cfg)
         .map_err(CreateError::Image)?
         .iter()
@@ -268,7 +301,7 @@ fn build(
 }
 
 /// Step 8: the weight and cap, then every vCPU's hard affinity.
-fn schedule(
+pub(crate) fn schedule(
     hv: &mut impl Hypervisor,
     domid: DomId,
     vcpus: u32,
@@ -315,15 +348,23 @@ fn load(
     // again.
     let mut loader = Scrubbed::new(ForeignLoader::new(hv, domid, layout.frames()));
     let built = pvh_builder::build(image, cfg, &mut loader);
-    let loader = loader.inner_mut();
+    finish_load(loader.inner_mut(), built)
+}
+
+/// Unmaps what `loader` holds; `built`'s result, a write that failed in
+/// the hypervisor reported as the hypervisor's error.
+pub(crate) fn finish_load<H: Hypervisor, T>(
+    loader: &mut ForeignLoader<'_, H>,
+    built: Result<T, BuildError>,
+) -> Result<T, CreateError> {
     let failure = loader.failure();
     let unmapped = loader.finish();
-    let entry = built.map_err(|e| match (e, failure) {
+    let value = built.map_err(|e| match (e, failure) {
         (BuildError::GuestWrite(_), Some((op, errno))) => hypervisor(op, errno),
         _ => CreateError::Image(e),
     })?;
     unmapped.map_err(|(op, errno)| hypervisor(op, errno))?;
-    Ok(entry)
+    Ok(value)
 }
 
 /// vCPU 0's registers at PVH entry: [`VcpuHvmX86_32::pvh_entry`] at the

@@ -14,6 +14,7 @@ mod error;
 mod hypervisor;
 mod list;
 mod loader;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -21,3 +22,4 @@ pub use create::{build_domain, create_domain, pvh_vcpu_context, undo, DomainSpec
 pub use error::{CreateError, Op};
 pub use hypervisor::Hypervisor;
 pub use list::list_domains;
+pub use stream::{StreamSpec, StreamedDomain};

@@ -88,7 +88,7 @@ pub fn serve(
                 };
                 session.dispatch(request, &mut ctx)
             });
-            send(&mut link, answer, store);
+            send(&mut link, answer, store, hv);
             if server
                 .session()
                 .is_some_and(|(_, s)| s.power_off_requested())
@@ -169,9 +169,14 @@ pub fn serve(
 /// Sends an answer, and says on COM1 when a session ended with an upload
 /// unfinished (its buffer is freed here: nothing was built) and when a
 /// session's frame arrived broken.
-fn send(link: &mut Link, answer: Answer<Session>, store: &mut StoreService) {
+fn send(
+    link: &mut Link,
+    answer: Answer<Session>,
+    store: &mut StoreService,
+    hv: &mut impl Hypervisor,
+) {
     if let Some((id, ended)) = answer.ended {
-        log_end(id, ended, store);
+        log_end(id, ended, store, hv);
     }
     match answer.reply {
         Outgoing::Message(message) => {
@@ -188,8 +193,8 @@ fn send(link: &mut Link, answer: Answer<Session>, store: &mut StoreService) {
     }
 }
 
-fn log_end(id: SessionId, mut ended: Session, store: &mut StoreService) {
-    ended.end(store);
+fn log_end(id: SessionId, mut ended: Session, store: &mut StoreService, hv: &mut impl Hypervisor) {
+    ended.end(id, store, hv);
     if let Some(bytes) = ended.unfinished_upload() {
         println!(
             "dom0: mgmt: session {id} ended: dropped its unfinished upload ({bytes} bytes received); nothing was built"

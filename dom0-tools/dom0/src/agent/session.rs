@@ -16,11 +16,11 @@ use abi::xen::errno::Errno;
 use guest_pv_shim::console::nul_padded_str;
 use guest_pv_shim::println;
 use mgmt::{
-    ConsoleEnd, ControlAbiVersion, DomainConfig, DomainOperation, DomainRef, DomainState, Event,
-    HostInfo, MgmtError, Reply, Request, ServerMessage, SessionId, ShutdownKind, ShutdownReason,
-    Upload, UploadError, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY,
+    Accepted, ConsoleEnd, ControlAbiVersion, DomainConfig, DomainOperation, DomainRef, DomainState,
+    Event, HostInfo, MgmtError, Reply, Request, ServerMessage, SessionId, ShutdownKind,
+    ShutdownReason, StreamUpload, Upload, UploadError, MAX_CONSOLE_DATA, MAX_CONSOLE_HISTORY,
 };
-use toolstack::{build_domain, DomainSpec, Hypervisor, SchedSpec};
+use toolstack::{build_domain, DomainSpec, Hypervisor, SchedSpec, StreamSpec, StreamedDomain};
 
 use super::domains::{self, check_operable, find, hypervisor_error, is_dom0, xen_error};
 use super::memory;
@@ -58,10 +58,19 @@ struct Stream {
     next: u64,
 }
 
+/// A streamed create in progress: the chunks' bookkeeping and the
+/// paused domain they are written into.
+struct Streamed {
+    config: DomainConfig,
+    upload: StreamUpload,
+    domain: StreamedDomain,
+}
+
 /// The state of the current session.
 #[derive(Default)]
 pub struct Session {
     upload: Option<Upload>,
+    streamed: Option<Streamed>,
     stream: Option<Stream>,
     /// Set by `Shutdown` of dom0 with power-off: the agent stops after
     /// the reply.
@@ -81,11 +90,133 @@ impl Session {
         self.upload.as_ref().map(Upload::received)
     }
 
-    /// Closes the session's store connection (the session ended).
-    pub fn end(&mut self, store: &mut StoreService) {
+    /// Closes the session's store connection and destroys the domain of
+    /// an unfinished streamed create (the session ended).
+    pub fn end(&mut self, id: SessionId, store: &mut StoreService, hv: &mut impl Hypervisor) {
         if let Some(conn) = self.store_conn.take() {
             store.disconnect_local(conn);
         }
+        if let Some(streamed) = self.streamed.take() {
+            let received = streamed.upload.received();
+            let domid = streamed.domain.domid();
+            match streamed.domain.abort(hv) {
+                Ok(()) => println!(
+                    "dom0: mgmt: session {id} ended: dropped its unfinished streamed create ({received} bytes received); destroyed the half-built d{domid}"
+                ),
+                Err(errno) => println!(
+                    "dom0: mgmt: session {id} ended: destroying the half-built d{domid} failed: {errno:?}"
+                ),
+            }
+        }
+    }
+
+    /// Drops the session's unfinished uploads (buffered or streamed).
+    fn drop_uploads(&mut self, hv: &mut impl Hypervisor) {
+        self.upload = None;
+        if let Some(streamed) = self.streamed.take() {
+            let domid = streamed.domain.domid();
+            if let Err(errno) = streamed.domain.abort(hv) {
+                println!("dom0: mgmt: destroying the half-built d{domid} failed: {errno:?}");
+            }
+        }
+    }
+
+    /// `CreateStreamBegin`: checks, creates the domain with its memory.
+    fn stream_begin(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Hypervisor>,
+        config: DomainConfig,
+        (kernel_len, kernel_crc32): (u32, u32),
+        (ramdisk_len, ramdisk_crc32): (u32, u32),
+    ) -> Result<Reply, MgmtError> {
+        self.drop_uploads(ctx.hv);
+        precheck(ctx.hv, &config)?;
+        for disk in &config.disks {
+            ctx.volumes.get(&disk.volume).map_err(MgmtError::Volume)?;
+        }
+        let upload = StreamUpload::begin(kernel_len, kernel_crc32, ramdisk_len, ramdisk_crc32)?;
+        let spec = StreamSpec {
+            name: &config.name,
+            memory_mib: config.memory_mib,
+            vcpus: config.vcpus,
+            cmdline: &config.cmdline,
+            kernel_len: kernel_len.into(),
+            ramdisk_len: ramdisk_len.into(),
+            sched: sched_spec(&config),
+        };
+        let domain =
+            StreamedDomain::begin(ctx.hv, &spec).map_err(|e| create_failed(ctx, &config, e))?;
+        println!(
+            "dom0: mgmt: upload started: {} ({kernel_len} bytes, ramdisk {ramdisk_len} bytes): streamed into d{}",
+            config.name,
+            domain.domid()
+        );
+        self.streamed = Some(Streamed {
+            config,
+            upload,
+            domain,
+        });
+        Ok(Reply::UploadReady)
+    }
+
+    /// `ImageChunk` of a streamed create: checked, then written into
+    /// the domain. Any error destroys the domain.
+    fn stream_chunk(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Hypervisor>,
+        offset: u32,
+        data: &[u8],
+    ) -> Result<Reply, MgmtError> {
+        let Some(mut streamed) = self.streamed.take() else {
+            return Err(UploadError::NotStarted.into());
+        };
+        match streamed.upload.accept(offset, data) {
+            Ok(Accepted::Resent) => {}
+            Ok(Accepted::New) => {
+                streamed.domain = streamed
+                    .domain
+                    .push(ctx.hv, data)
+                    .map_err(|e| create_failed(ctx, &streamed.config, e))?;
+            }
+            Err(e) => {
+                self.streamed = Some(streamed);
+                self.drop_uploads(ctx.hv);
+                return Err(e.into());
+            }
+        }
+        let received = streamed.upload.received();
+        self.streamed = Some(streamed);
+        Ok(Reply::ChunkAccepted { received })
+    }
+
+    /// `CreateCommit` of a streamed create: checksums, boot information,
+    /// devices, unpause.
+    fn stream_commit(&mut self, ctx: &mut Ctx<'_, impl Hypervisor>) -> Result<Reply, MgmtError> {
+        #[cfg(feature = "bench-trace")]
+        println!(
+            "bench: create-received {}",
+            guest_pv_shim::arch::cpu::rdtsc()
+        );
+        let Some(streamed) = self.streamed.take() else {
+            return Err(UploadError::NotStarted.into());
+        };
+        let Streamed {
+            config,
+            upload,
+            domain,
+        } = streamed;
+        if let Err(e) = upload.finish() {
+            let domid = domain.domid();
+            if let Err(errno) = domain.abort(ctx.hv) {
+                println!("dom0: mgmt: destroying the half-built d{domid} failed: {errno:?}");
+            }
+            return Err(e.into());
+        }
+        let domid = domain
+            .finish(ctx.hv)
+            .map_err(|e| create_failed(ctx, &config, e))?;
+        start(ctx, &config, domid)?;
+        Ok(Reply::Created { domid })
     }
 
     /// `Xenstore`: `data` into the session's store connection (opened
@@ -172,7 +303,7 @@ impl Session {
                 image_len,
                 image_crc32,
             } => {
-                self.upload = None;
+                self.drop_uploads(ctx.hv);
                 precheck(ctx.hv, &config)?;
                 println!(
                     "dom0: mgmt: upload started: {} ({image_len} bytes)",
@@ -180,6 +311,9 @@ impl Session {
                 );
                 self.upload = Some(Upload::begin(config, image_len, image_crc32)?);
                 Ok(Reply::UploadReady)
+            }
+            Request::ImageChunk { offset, data } if self.streamed.is_some() => {
+                self.stream_chunk(ctx, offset, &data)
             }
             Request::ImageChunk { offset, data } => {
                 let upload = self.upload.as_mut().ok_or(UploadError::NotStarted)?;
@@ -191,6 +325,7 @@ impl Session {
                     }
                 }
             }
+            Request::CreateCommit if self.streamed.is_some() => self.stream_commit(ctx),
             Request::CreateCommit => {
                 #[cfg(feature = "bench-trace")]
                 println!(
@@ -203,9 +338,21 @@ impl Session {
                 Ok(Reply::Created { domid })
             }
             Request::CreateAbort => {
-                self.upload = None;
+                self.drop_uploads(ctx.hv);
                 Ok(Reply::Done)
             }
+            Request::CreateStreamBegin {
+                config,
+                kernel_len,
+                kernel_crc32,
+                ramdisk_len,
+                ramdisk_crc32,
+            } => self.stream_begin(
+                ctx,
+                config,
+                (kernel_len, kernel_crc32),
+                (ramdisk_len, ramdisk_crc32),
+            ),
             Request::Destroy { domain } => {
                 let info = find(ctx.hv, &domain)?;
                 if is_dom0(&info) {
@@ -508,10 +655,16 @@ fn precheck(hv: &mut impl Hypervisor, config: &DomainConfig) -> Result<(), MgmtE
     Ok(())
 }
 
-/// Builds the uploaded domain paused, introduces it to the store,
-/// attaches its disks, then unpauses it (libxl's order: the guest finds
-/// its devices at boot). All or nothing: a disk that cannot be attached
-/// destroys the domain again.
+/// The config's `cpus`, `weight` and `cap` for the toolstack.
+fn sched_spec(config: &DomainConfig) -> SchedSpec {
+    SchedSpec {
+        affinity: config.sched.cpus.map(|c| c.0),
+        weight: config.sched.weight,
+        cap: config.sched.cap,
+    }
+}
+
+/// Builds the uploaded domain paused and [`start`]s it. All or nothing.
 fn create(
     ctx: &mut Ctx<'_, impl Hypervisor>,
     config: &DomainConfig,
@@ -528,15 +681,23 @@ fn create(
         vcpus: config.vcpus,
         cmdline: &config.cmdline,
         image,
-        sched: SchedSpec {
-            affinity: config.sched.cpus.map(|c| c.0),
-            weight: config.sched.weight,
-            cap: config.sched.cap,
-        },
+        sched: sched_spec(config),
     };
     let domid = build_domain(ctx.hv, &spec).map_err(|e| create_failed(ctx, config, e))?;
     #[cfg(feature = "bench-trace")]
     println!("bench: create-built {}", guest_pv_shim::arch::cpu::rdtsc());
+    start(ctx, config, domid)?;
+    Ok(domid)
+}
+
+/// Introduces the built, paused `domid` to the store, attaches its
+/// disks and vifs, then unpauses it (libxl's order: the guest finds its
+/// devices at boot). A device that cannot be attached destroys it.
+fn start(
+    ctx: &mut Ctx<'_, impl Hypervisor>,
+    config: &DomainConfig,
+    domid: DomId,
+) -> Result<(), MgmtError> {
     if let Ok(info) = ctx.hv.domain_info(domid) {
         ctx.store.introduce_new(ctx.backend.xen(), &info);
         ctx.store.serve(ctx.backend.events(), &ctx.backend.grants());
@@ -562,7 +723,7 @@ fn create(
     }
     println!("dom0: mgmt: created d{domid} ({})", config.name);
     ctx.backend.rescan_soon();
-    Ok(domid)
+    Ok(())
 }
 
 fn create_failed(

@@ -210,7 +210,7 @@ impl<H: Hypervisor> Service for Agent<'_, '_, H> {
     }
 
     fn ended(&mut self, id: SessionId, session: Session) {
-        super::log_end(id, session, self.ctx.store);
+        super::log_end(id, session, self.ctx.store, self.ctx.hv);
     }
 
     fn next_session_seed(&mut self) -> u32 {

@@ -27,6 +27,8 @@ pub struct State {
     pub chunks_per_upload: Vec<usize>,
     /// Images of committed creates.
     pub images: Vec<Vec<u8>>,
+    /// Ramdisks of committed streamed creates.
+    pub ramdisks: Vec<Vec<u8>>,
     /// Every error reply sent.
     pub errors: Vec<MgmtError>,
     /// Bytes written to each new connection before anything else: what
@@ -165,6 +167,7 @@ fn new_state() -> Arc<Mutex<State>> {
         next_domid: 1,
         chunks_per_upload: Vec::new(),
         images: Vec::new(),
+        ramdisks: Vec::new(),
         errors: Vec::new(),
         stale: Vec::new(),
         break_chunks: 0,
@@ -210,6 +213,8 @@ pub fn summary(domid: DomId, name: &str, memory_kib: u64, state: DomainState) ->
 #[derive(Default)]
 struct Session {
     upload: Option<Upload>,
+    /// A streamed create: its config, bookkeeping and the bytes so far.
+    streamed: Option<(DomainConfig, StreamUpload, Vec<u8>)>,
     chunks: usize,
     console: Option<DomId>,
     /// Events to send after the reply.
@@ -316,6 +321,27 @@ fn broken_chunk(
     })
 }
 
+/// A create's commit: the domain from `image`, running.
+fn created(s: &mut State, config: &DomainConfig, image: Vec<u8>) -> Result<Reply, MgmtError> {
+    pvh_builder::elf_image::parse(&image).map_err(|e| MgmtError::BadKernelImage(e.to_string()))?;
+    let needed_kib = u64::from(config.memory_mib) * 1024;
+    if needed_kib > s.free_kib {
+        return Err(MgmtError::NotEnoughMemory {
+            needed_kib,
+            free_kib: s.free_kib,
+        });
+    }
+    let domid = s.next_domid;
+    s.next_domid += 1;
+    s.free_kib -= needed_kib;
+    let mut d = summary(domid, &config.name, needed_kib, DomainState::Running);
+    d.vcpus = config.vcpus;
+    d.cpu_time_ns = 0;
+    s.domains.push(d);
+    s.images.push(image);
+    Ok(Reply::Created { domid })
+}
+
 /// What a request of `session` does.
 fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Reply, MgmtError> {
     match request {
@@ -345,6 +371,37 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
             session.chunks = 0;
             Ok(Reply::UploadReady)
         }
+        Request::CreateStreamBegin {
+            config,
+            kernel_len,
+            kernel_crc32,
+            ramdisk_len,
+            ramdisk_crc32,
+        } => {
+            let upload = StreamUpload::begin(kernel_len, kernel_crc32, ramdisk_len, ramdisk_crc32)?;
+            session.streamed = Some((config, upload, Vec::new()));
+            session.chunks = 0;
+            Ok(Reply::UploadReady)
+        }
+        Request::ImageChunk { offset, data } if session.streamed.is_some() => {
+            let (_, upload, bytes) = session.streamed.as_mut().unwrap();
+            session.chunks += 1;
+            if upload.accept(offset, &data)? == Accepted::New {
+                bytes.extend_from_slice(&data);
+            }
+            Ok(Reply::ChunkAccepted {
+                received: upload.received(),
+            })
+        }
+        Request::CreateCommit if session.streamed.is_some() => {
+            let (config, upload, mut image) = session.streamed.take().unwrap();
+            let (kernel_len, _) = upload.lengths();
+            upload.finish()?;
+            s.chunks_per_upload.push(session.chunks);
+            let ramdisk = image.split_off(kernel_len as usize);
+            s.ramdisks.push(ramdisk);
+            created(s, &config, image)
+        }
         Request::ImageChunk { offset, data } => {
             let upload = session.upload.as_mut().ok_or(UploadError::NotStarted)?;
             session.chunks += 1;
@@ -358,27 +415,11 @@ fn handle(s: &mut State, session: &mut Session, request: Request) -> Result<Repl
                 .ok_or(UploadError::NotStarted)?
                 .finish()?;
             s.chunks_per_upload.push(session.chunks);
-            pvh_builder::elf_image::parse(&image)
-                .map_err(|e| MgmtError::BadKernelImage(e.to_string()))?;
-            let needed_kib = u64::from(config.memory_mib) * 1024;
-            if needed_kib > s.free_kib {
-                return Err(MgmtError::NotEnoughMemory {
-                    needed_kib,
-                    free_kib: s.free_kib,
-                });
-            }
-            let domid = s.next_domid;
-            s.next_domid += 1;
-            s.free_kib -= needed_kib;
-            let mut d = summary(domid, &config.name, needed_kib, DomainState::Running);
-            d.vcpus = config.vcpus;
-            d.cpu_time_ns = 0;
-            s.domains.push(d);
-            s.images.push(image);
-            Ok(Reply::Created { domid })
+            created(s, &config, image)
         }
         Request::CreateAbort => {
             session.upload = None;
+            session.streamed = None;
             Ok(Reply::Done)
         }
         Request::Destroy { domain } => {

@@ -486,3 +486,121 @@ proptest! {
         }
     }
 }
+
+/// The streamed create ([`crate::StreamedDomain`]).
+mod streamed {
+    use super::*;
+    use crate::build_domain;
+    use crate::{StreamSpec, StreamedDomain};
+
+    fn stream_spec<'a>(name: &'a str, kernel: &[u8], ramdisk: &[u8]) -> StreamSpec<'a> {
+        StreamSpec {
+            name,
+            memory_mib: 4,
+            vcpus: 2,
+            cmdline: "console=hvc0 ticks=3",
+            kernel_len: kernel.len() as u64,
+            ramdisk_len: ramdisk.len() as u64,
+            sched: crate::SchedSpec::default(),
+        }
+    }
+
+    /// Streams `kernel` then `ramdisk` in 1000-byte pieces.
+    fn create(
+        hv: &mut Fake,
+        name: &str,
+        kernel: &[u8],
+        ramdisk: &[u8],
+    ) -> Result<DomId, CreateError> {
+        let mut d = StreamedDomain::begin(hv, &stream_spec(name, kernel, ramdisk))?;
+        let all: Vec<u8> = kernel.iter().chain(ramdisk).copied().collect();
+        for piece in all.chunks(1000) {
+            d = d.push(hv, piece)?;
+            assert!(
+                hv.mappings.is_empty(),
+                "nothing stays mapped between pieces"
+            );
+        }
+        d.finish(hv)
+    }
+
+    #[test]
+    fn a_streamed_domain_gets_the_kernel_and_its_ramdisk_as_module() {
+        let mut hv = Fake::new(FREE_KIB);
+        let image = image();
+        let ramdisk: Vec<u8> = (0..10_000u32).map(|i| (i % 249) as u8).collect();
+        let domid = create(&mut hv, "streamed", &image, &ramdisk).unwrap();
+        let d = &hv.domains[&domid];
+        assert_eq!(d.pause_count, 1, "left paused for its devices");
+        let code = kernel_code();
+        assert_eq!(hv.read(domid, KERNEL_GPA, code.len()).unwrap(), code);
+        let regs = d.vcpu0.expect("vCPU 0 has its context");
+        assert_eq!(regs.eip as u64, KERNEL_GPA);
+        let si = start_info(&hv, domid, regs.ebx);
+        assert_eq!(si.nr_modules, 1);
+        let entry = hv.read(domid, si.modlist_paddr, 16).unwrap();
+        let paddr = u64::from_le_bytes(entry[..8].try_into().unwrap());
+        let size = u64::from_le_bytes(entry[8..].try_into().unwrap());
+        assert_eq!(size, ramdisk.len() as u64);
+        assert_eq!(hv.read(domid, paddr, ramdisk.len()).unwrap(), ramdisk);
+        assert_eq!(
+            d.params[&HVM_PARAM_CONSOLE_PFN],
+            4 * 256,
+            "the console as the buffered create sets it"
+        );
+        assert_eq!(d.params[&HVM_PARAM_STORE_PFN], 4 * 256 + 1);
+
+        // The same kernel without a ramdisk: the memory the buffered
+        // build writes.
+        let streamed = create(&mut hv, "plain", &image, &[]).unwrap();
+        let buffered = build_domain(&mut hv, &spec("buffered", &image)).unwrap();
+        assert_eq!(hv.read(streamed, 0, 4 << 20), hv.read(buffered, 0, 4 << 20));
+    }
+
+    #[test]
+    fn a_bad_stream_destroys_the_half_built_domain() {
+        let image = image();
+        let mut hv = Fake::new(FREE_KIB);
+        // The file is shorter than its segments say.
+        let mut short = stream_spec("short", &image, &[]);
+        short.kernel_len -= 1;
+        let d = StreamedDomain::begin(&mut hv, &short).unwrap();
+        assert!(
+            !hv.domains.is_empty(),
+            "the domain exists while the kernel arrives"
+        );
+        assert_eq!(
+            d.push(&mut hv, &image[..image.len() - 1]).unwrap_err(),
+            CreateError::Image(BuildError::SegmentTruncated)
+        );
+        assert_clean(&hv);
+        // A ramdisk that does not fit in the domain's memory.
+        let big = stream_spec("big", &image, &[0; 8 << 20]);
+        let d = StreamedDomain::begin(&mut hv, &big).unwrap();
+        assert_eq!(
+            d.push(&mut hv, &image).unwrap_err(),
+            CreateError::Image(BuildError::NoRoomForBootInfo)
+        );
+        assert_clean(&hv);
+        // Finished early.
+        let d = StreamedDomain::begin(&mut hv, &stream_spec("early", &image, &[1])).unwrap();
+        let d = d.push(&mut hv, &image).unwrap();
+        assert_eq!(
+            d.finish(&mut hv).unwrap_err(),
+            CreateError::Image(BuildError::StreamIncomplete)
+        );
+        assert_clean(&hv);
+        // Given up by its client.
+        let d = StreamedDomain::begin(&mut hv, &stream_spec("gone", &image, &[])).unwrap();
+        d.abort(&mut hv).unwrap();
+        assert_clean(&hv);
+        // More memory than is free: nothing is created.
+        let mut huge = stream_spec("huge", &image, &[]);
+        huge.memory_mib = 1024;
+        assert!(matches!(
+            StreamedDomain::begin(&mut hv, &huge),
+            Err(CreateError::NotEnoughMemory { .. })
+        ));
+        assert_clean(&hv);
+    }
+}

@@ -204,13 +204,21 @@ impl SvmVcpu {
             Event::decode_exit_int_info(control.exitintinfo).map_or(0, Event::encode);
         let vmcb = self.vmcb();
         let c = &vmcb.control;
+        // RAX, RCX and RDI name what was asked: the hypercall and its
+        // sub-op (VMMCALL), the leaf and sub-leaf (CPUID), the MSR
+        // (docs/linux-guest.md's lists were read from this line under
+        // `loglvl=trace`); RIP says whose code it was.
         log::trace!(
-            "svm: exit {} ({:#x}) rip={:#x} info1={:#x} info2={:#x}",
+            "svm: exit {} ({:#x}) asid={} rip={:#x} info1={:#x} info2={:#x} rax={:#x} rcx={:#x} rdi={:#x}",
             code_name(c.exitcode),
             c.exitcode,
+            c.guest_asid,
             vmcb.save.rip,
             c.exitinfo1,
-            c.exitinfo2
+            c.exitinfo2,
+            vmcb.save.rax,
+            self.regs.rcx,
+            self.regs.rdi
         );
         env.count_exit(c.exitcode);
         VmExit::decode(c.exitcode, c.exitinfo1, c.exitinfo2)
