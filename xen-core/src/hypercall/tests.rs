@@ -35,6 +35,7 @@ use crate::vmexit::Gpr;
 
 mod control_domain;
 mod evtchn;
+mod foreign_batch;
 mod runstate;
 mod unserved;
 mod vcpu_up;
