@@ -50,7 +50,7 @@ use abi::xen::memory::{
 
 use super::MEMOP_EXTENT_SHIFT;
 use crate::domain::foreign::{self, ForeignError, ForeignRange};
-use crate::domain::DomainError;
+use crate::domain::{DomainError, DomainState};
 use crate::hypercall::{Ctx, HypercallEnv, HypercallOutcome};
 use crate::mm::{FramePool, Gfn, PhysMem};
 use crate::paging::npt::{P2mKind, NPT_MAX_GFN};
@@ -125,12 +125,16 @@ fn map_foreign<P: FramePool, M: PhysMem, E: HypercallEnv>(
     idx: Gfn,
     gpfn: Gfn,
 ) -> Result<(), Errno> {
-    match ctx.domains.get(owner) {
+    let owner_ram = match ctx.domains.get(owner) {
         None => return Err(Errno::ESRCH),
+        Some(d) if d.state() == DomainState::Dying => return Err(Errno::ESRCH),
         Some(_) if owner == ctx.caller.domid => return Err(Errno::EPERM),
         Some(_) if owner == mapper => return Err(Errno::EINVAL),
-        Some(_) => {}
-    }
+        Some(d) => d
+            .p2m()
+            .translate(&*ctx.mem, idx)
+            .is_some_and(|e| e.kind == P2mKind::Owned),
+    };
     let may_map = ctx
         .domains
         .get(mapper)
@@ -138,7 +142,8 @@ fn map_foreign<P: FramePool, M: PhysMem, E: HypercallEnv>(
     if !may_map {
         return Err(Errno::EPERM);
     }
-    if gpfn.0 > NPT_MAX_GFN {
+    // Checked before what `gpfn` holds goes, as Xen's p2m_add_foreign.
+    if !owner_ram || gpfn.0 > NPT_MAX_GFN {
         return Err(Errno::EINVAL);
     }
     clear_slot(ctx, mapper, gpfn)?;

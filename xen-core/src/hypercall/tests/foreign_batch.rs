@@ -132,7 +132,7 @@ fn a_control_domu_maps_a_domains_frames_with_an_error_per_entry() {
     let entries = [
         (0, MAP_AT),
         (3, MAP_AT + 1),
-        (CHILD_PAGES, MAP_AT + 2),    // not the child's RAM
+        (CHILD_PAGES, 6),             // not the child's RAM: GFN 6 stays
         (1, NPT_MAX_GFN + 1),         // beyond the p2m
         (2, 5),                       // over the caller's own RAM: freed first
         (UNMAPPED >> 12, MAP_AT + 3), // nothing there in the child
@@ -149,6 +149,7 @@ fn a_control_domu_maps_a_domains_frames_with_an_error_per_entry() {
     w.put(DOMU, (MAP_AT + 1) << 12, &0xfeed_u64);
     assert_eq!(w.get::<u64>(child, 3 << 12), 0xfeed);
     assert_eq!(w.domain(DOMU).tot_pages(), ram_before - 1);
+    assert!(w.domain(DOMU).owns_writable(&w.mem, Gfn(6)));
     assert_eq!(w.domain(DOMU).foreign().nr_held(), 3);
     assert_eq!(w.domain(child).foreign().lent_count(Gfn(3)), 1);
     let p2m = |w: &World, gfn| w.t.get(DOMU).unwrap().p2m().translate(&w.mem, Gfn(gfn));
