@@ -30,7 +30,8 @@
 //! |      8 |    4 | vCPU count (non-zero; zero for a dom0 module)            |
 //! |     12 |    4 | image offset (at or after the end of the entry table)    |
 //! |     16 |    4 | image size in bytes (non-zero)                           |
-//! |     20 |   12 | reserved, zero                                           |
+//! |     20 |    4 | flags: bit 0 [`ENTRY_FLAG_CONTROL`] (domU kernels only)  |
+//! |     24 |    8 | reserved, zero                                           |
 //! |     32 |   32 | name: printable ASCII without spaces, NUL-padded         |
 //! |     64 |  192 | command line: printable ASCII, NUL-padded                |
 //!
@@ -70,6 +71,11 @@ pub const MAX_BUNDLE_ENTRIES: usize = 32;
 pub const MAX_NAME_LEN: usize = 32;
 /// Longest command line, in bytes.
 pub const MAX_CMDLINE_LEN: usize = 192;
+/// Entry flag: the domU is a control domain (Xen's `is_control_domain`:
+/// it may use the control hypercall and act on other domains; the
+/// hardware stays dom0's). Only a domU kernel entry may carry it; no
+/// other flag bit is defined (both rejected by [`Bundle::parse`]).
+pub const ENTRY_FLAG_CONTROL: u32 = 1;
 /// Alignment of images written by [`BundleBuilder`] (one 4 KiB page).
 pub const IMAGE_ALIGN: usize = 4096;
 
@@ -96,7 +102,8 @@ struct RawEntry {
     vcpus: U32,
     image_offset: U32,
     image_size: U32,
-    reserved: [u8; 12],
+    flags: U32,
+    reserved: [u8; 8],
     name: [u8; MAX_NAME_LEN],
     cmdline: [u8; MAX_CMDLINE_LEN],
 }
@@ -185,6 +192,8 @@ pub enum BundleError {
     UnknownKind { entry: usize, kind: u32 },
     /// An entry's reserved bytes are not zero.
     ReservedNotZero { entry: usize },
+    /// An entry has an unknown flag, or a flag its kind may not have.
+    BadFlags { entry: usize, flags: u32 },
     /// An entry asks for no memory or no vCPU.
     ZeroResource { entry: usize, what: &'static str },
     /// A dom0 module asks for memory or vCPUs (it is no domain).
@@ -247,6 +256,10 @@ impl fmt::Display for BundleError {
             BundleError::ReservedNotZero { entry } => {
                 write!(f, "entry {entry}: reserved bytes are not zero")
             }
+            BundleError::BadFlags { entry, flags } => write!(
+                f,
+                "entry {entry}: flags {flags:#x} (only a domU kernel may be a control domain, bit 0)"
+            ),
             BundleError::ZeroResource { entry, what } => {
                 write!(f, "entry {entry}: {what} is zero")
             }
@@ -295,6 +308,8 @@ pub struct BundleEntry<'a> {
     pub memory_mib: u32,
     /// Number of vCPUs.
     pub vcpus: u32,
+    /// A control domain ([`ENTRY_FLAG_CONTROL`]; domU kernels only).
+    pub control: bool,
     /// The kernel image (an ELF file).
     pub image: &'a [u8],
 }
@@ -418,6 +433,18 @@ fn parse_entry(
     if raw.reserved.iter().any(|&b| b != 0) {
         return Err(BundleError::ReservedNotZero { entry: index });
     }
+    let flags = raw.flags.get();
+    let allowed = if kind == ImageKind::DomUKernel {
+        ENTRY_FLAG_CONTROL
+    } else {
+        0
+    };
+    if flags & !allowed != 0 {
+        return Err(BundleError::BadFlags {
+            entry: index,
+            flags,
+        });
+    }
     if !kind.is_domain() {
         if raw.memory_mib.get() != 0 || raw.vcpus.get() != 0 {
             return Err(BundleError::ModuleResource { entry: index });
@@ -445,6 +472,7 @@ fn parse_entry(
         cmdline,
         memory_mib: raw.memory_mib.get(),
         vcpus: raw.vcpus.get(),
+        control: flags & ENTRY_FLAG_CONTROL != 0,
         image: image_bytes(
             bytes,
             index,
@@ -645,7 +673,8 @@ mod builder {
             vcpus: U32::new(entry.vcpus),
             image_offset: U32::new(image_offset),
             image_size: U32::new(image_size),
-            reserved: [0; 12],
+            flags: U32::new(if entry.control { ENTRY_FLAG_CONTROL } else { 0 }),
+            reserved: [0; 8],
             name: [0; MAX_NAME_LEN],
             cmdline: [0; MAX_CMDLINE_LEN],
         };
@@ -686,6 +715,7 @@ mod tests {
             cmdline: "console=com1 debug",
             memory_mib: 64,
             vcpus: 1,
+            control: false,
             image,
         }
     }
@@ -698,6 +728,7 @@ mod tests {
             cmdline: "",
             memory_mib: 0,
             vcpus: 0,
+            control: false,
             image: &[7; 32],
         };
         let build = |extra: &[BundleEntry<'static>]| {
@@ -741,6 +772,7 @@ mod tests {
             cmdline: MGMT_KEY_MODULE,
             memory_mib: 0,
             vcpus: 0,
+            control: false,
             image: &[7; 32],
         };
         let build = |m: BundleEntry<'static>| {
@@ -796,6 +828,38 @@ mod tests {
     const ENTRY1: usize = HEADER_LEN + ENTRY_LEN;
 
     #[test]
+    fn only_a_domu_kernel_may_be_a_control_domain() {
+        let control = BundleEntry {
+            control: true,
+            ..entry(ImageKind::DomUKernel, "linux", b"\x7fELF linux")
+        };
+        let mut builder = BundleBuilder::new();
+        builder
+            .push(entry(ImageKind::Dom0Kernel, "dom0", b"\x7fELF dom0"))
+            .unwrap()
+            .push(control)
+            .unwrap();
+        let bytes = builder.build().unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.entries().nth(1).unwrap(), control);
+        assert!(!bundle.dom0().control);
+        assert_eq!(
+            bytes[ENTRY1 + 20..ENTRY1 + 24],
+            ENTRY_FLAG_CONTROL.to_le_bytes()
+        );
+        // dom0 with the flag, and an unknown flag bit.
+        for (offset, flags, entry) in [(ENTRY0, 1u32, 0), (ENTRY1, 3, 1)] {
+            let mut bad = bytes.clone();
+            bad[offset + 20..offset + 24].copy_from_slice(&flags.to_le_bytes());
+            reseal(&mut bad);
+            assert_eq!(
+                Bundle::parse(&bad).unwrap_err(),
+                BundleError::BadFlags { entry, flags }
+            );
+        }
+    }
+
+    #[test]
     fn layout_matches_the_documented_offsets() {
         assert_eq!(size_of::<RawHeader>(), HEADER_LEN);
         assert_eq!(offset_of!(RawHeader, version), 8);
@@ -807,7 +871,8 @@ mod tests {
         assert_eq!(offset_of!(RawEntry, vcpus), 8);
         assert_eq!(offset_of!(RawEntry, image_offset), 12);
         assert_eq!(offset_of!(RawEntry, image_size), 16);
-        assert_eq!(offset_of!(RawEntry, reserved), 20);
+        assert_eq!(offset_of!(RawEntry, flags), 20);
+        assert_eq!(offset_of!(RawEntry, reserved), 24);
         assert_eq!(offset_of!(RawEntry, name), 32);
         assert_eq!(offset_of!(RawEntry, cmdline), 64);
     }
@@ -1111,7 +1176,7 @@ mod tests {
             let mut builder = BundleBuilder::new();
             for (i, name) in names.iter().enumerate() {
                 let kind = if i == 0 { ImageKind::Dom0Kernel } else { ImageKind::DomUKernel };
-                builder.push(BundleEntry { kind, name, cmdline: &cmdline, memory_mib, vcpus, image: &image }).unwrap();
+                builder.push(BundleEntry { kind, name, cmdline: &cmdline, memory_mib, vcpus, control: false, image: &image }).unwrap();
             }
             let bytes = builder.build().unwrap();
             let bundle = Bundle::parse(&bytes).unwrap();

@@ -26,7 +26,7 @@ use pvh_builder::{BootModule, BuildConfig, BuildError, GpaRange, GuestLoadTarget
 use crate::domain::table::DomainTable;
 use crate::domain::table::DOM0;
 use crate::domain::vcpu::VcpuEntryState;
-use crate::domain::{DomainConfig, DomainError};
+use crate::domain::{DomainConfig, DomainError, Privileges};
 use crate::guest_mem::GuestPhys;
 use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SHIFT, PAGE_SIZE};
 use crate::{event, grant};
@@ -79,8 +79,11 @@ pub struct BootDomain<'a> {
     pub pages: u64,
     /// Number of vCPUs (only vCPU 0 starts; the others wait for VCPUOP_up).
     pub vcpus: u32,
-    /// Privileged (dom0) with 1:1 memory, or an ordinary domU.
+    /// dom0 (hardware and control domain) with 1:1 memory, or a domU.
     pub memory: BootMemory,
+    /// A domU that is a control domain (the bundle entry's
+    /// `ENTRY_FLAG_CONTROL`); ignored for dom0, which always is one.
+    pub control: bool,
     /// Boot modules in its start info: dom0's modules from the bundle
     /// (`abi::bundle::ImageKind::Dom0Module`); none for a domU.
     pub modules: &'a [BootModule<'a>],
@@ -167,6 +170,9 @@ pub fn build_boot_domain(
     };
     let created = match spec.memory {
         BootMemory::Identity { .. } => table.create_dom0(&cfg, pool, mem),
+        BootMemory::Fresh if spec.control => {
+            table.create_domu_with(&cfg, Privileges::CONTROL, pool, mem)
+        }
         BootMemory::Fresh => table.create_domu(&cfg, pool, mem),
     };
     let domid = match created {
@@ -316,6 +322,7 @@ mod tests {
             pages: 0x200,
             vcpus: 1,
             memory: BootMemory::Fresh,
+            control: false,
             modules: &[],
         }
     }
@@ -364,6 +371,23 @@ mod tests {
         assert_eq!(d.vcpu(0).unwrap().run_state(), VcpuRunState::Runnable);
         assert_eq!(entry.rip, 0x10_0000);
         assert!(d.privilege().is_none());
+        assert!(d.hardware().is_none());
+    }
+
+    #[test]
+    fn a_control_domu_gets_control_but_no_hardware() {
+        let (mut pool, mut mem) = machine(0x400);
+        let mut table = DomainTable::new();
+        let image = kernel(true, EM_X86_64, &0x10_0000u64.to_le_bytes());
+        let spec = BootDomain {
+            control: true,
+            ..domu("linux", &image)
+        };
+        let (domid, _) = build_boot_domain(&mut table, &mut pool, &mut mem, &spec).unwrap();
+        let d = table.get(domid).unwrap();
+        assert_ne!(domid, DOM0);
+        assert!(d.privilege().is_some());
+        assert!(d.hardware().is_none());
     }
 
     /// A boot-time domU's ring: its page at GFN `pfn` (params `pfn_param`
@@ -476,12 +500,14 @@ mod tests {
             memory: BootMemory::Identity {
                 first: Mfn(FIRST_MFN),
             },
+            control: false,
             modules: &[],
         };
         let (domid, entry) = build_boot_domain(&mut table, &mut pool, &mut mem, &spec).unwrap();
         let d = table.get(domid).unwrap();
         assert_eq!(domid, 0);
         assert!(d.privilege().is_some());
+        assert!(d.hardware().is_some());
         let e = d.p2m().translate(&mem, Gfn(FIRST_MFN + 5)).unwrap();
         assert_eq!(e.mfn, Mfn(FIRST_MFN + 5));
         assert_eq!(entry.rip, FIRST_MFN << PAGE_SHIFT);
@@ -502,6 +528,7 @@ mod tests {
             memory: BootMemory::Identity {
                 first: Mfn(FIRST_MFN),
             },
+            control: false,
             modules: &[],
         };
         assert!(build_boot_domain(&mut table, &mut pool, &mut mem, &spec).is_err());

@@ -139,6 +139,7 @@ impl Artifacts {
             match linux {
                 "vmlinux" => self.linux.vmlinux.clone(),
                 "initramfs" => self.linux.initramfs.clone(),
+                crate::linux::control::ARTIFACT => self.linux.initramfs_control.clone(),
                 _ => return None,
             }
         } else if let Some(example) = name.strip_prefix("example:") {

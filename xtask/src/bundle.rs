@@ -66,6 +66,7 @@ fn assemble(artifacts: &Artifacts, spec: &BundleSpec, key: Option<&MgmtKey>) -> 
                 cmdline: &spec.cmdline,
                 memory_mib: spec.memory_mib,
                 vcpus: spec.vcpus,
+                control: spec.control,
                 image,
             })
             .map_err(|e| anyhow!("bundle: {e}"))?;
@@ -78,6 +79,7 @@ fn assemble(artifacts: &Artifacts, spec: &BundleSpec, key: Option<&MgmtKey>) -> 
                 cmdline: "",
                 memory_mib: 0,
                 vcpus: 0,
+                control: false,
                 image,
             })
             .map_err(|e| anyhow!("bundle: {e}"))?;
@@ -158,6 +160,7 @@ mod tests {
                 cmdline: "",
                 memory_mib: 64,
                 vcpus: 1,
+                control: false,
                 image: &[0x7f; 5000],
             })
             .unwrap();

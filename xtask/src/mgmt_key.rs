@@ -64,6 +64,7 @@ impl MgmtKey {
             cmdline: MGMT_KEY_MODULE,
             memory_mib: 0,
             vcpus: 0,
+            control: false,
             image: &self.bytes,
         }
     }

@@ -126,6 +126,10 @@ pub struct ImageSpec {
     /// Leave the image out if its kernel was not built (domUs only).
     #[serde(default)]
     pub optional: bool,
+    /// A control domain (domUs only): the bundle entry's
+    /// `ENTRY_FLAG_CONTROL`.
+    #[serde(default)]
+    pub control: bool,
 }
 
 fn default_vcpus() -> u32 {

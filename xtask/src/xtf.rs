@@ -252,6 +252,7 @@ pub fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
                 cmdline: "console-backend".into(),
                 ramdisk: None,
                 optional: false,
+                control: false,
             },
             domus: batch
                 .iter()
@@ -263,6 +264,7 @@ pub fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
                     cmdline: String::new(),
                     ramdisk: None,
                     optional: false,
+                    control: false,
                 })
                 .collect(),
             corrupt: None,

@@ -128,6 +128,33 @@ pub struct XenRemoveFromPhysmap {
     pub gpfn: u64,
 }
 
+/// `struct xen_add_to_physmap_batch`, 32 bytes (interface version
+/// 0x00040700 and later: `foreign_domid` is the union's `gmfn_foreign`
+/// member, `res0` for the other spaces). Linux's privcmd calls it
+/// `xen_add_to_physmap_range`.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct XenAddToPhysmapBatch {
+    /// IN: the domain whose physmap changes, normally `DOMID_SELF`.
+    pub domid: DomId,
+    /// IN: `XENMAPSPACE_*` where `idxs` come from.
+    pub space: u16,
+    /// IN: number of entries.
+    pub size: u16,
+    /// IN: for `XENMAPSPACE_gmfn_foreign`, the domain whose frames are
+    /// mapped.
+    pub foreign_domid: DomId,
+    /// IN: guest address of `size` indexes into the space (`xen_ulong_t`).
+    pub idxs: u64,
+    /// IN: guest address of `size` GFNs where they appear (`xen_pfn_t`).
+    pub gpfns: u64,
+    /// OUT: guest address of `size` per-entry results (`int`: 0 or a
+    /// negative errno).
+    pub errs: u64,
+}
+
 /// `struct xen_memory_map`, 16 bytes.
 #[repr(C)]
 #[derive(
@@ -206,6 +233,13 @@ mod tests {
         assert_eq!(offset_of!(XenAddToPhysmap, space), 4);
         assert_eq!(offset_of!(XenAddToPhysmap, idx), 8);
         assert_eq!(offset_of!(XenAddToPhysmap, gpfn), 16);
+        assert_eq!(size_of::<XenAddToPhysmapBatch>(), 32);
+        assert_eq!(offset_of!(XenAddToPhysmapBatch, space), 2);
+        assert_eq!(offset_of!(XenAddToPhysmapBatch, size), 4);
+        assert_eq!(offset_of!(XenAddToPhysmapBatch, foreign_domid), 6);
+        assert_eq!(offset_of!(XenAddToPhysmapBatch, idxs), 8);
+        assert_eq!(offset_of!(XenAddToPhysmapBatch, gpfns), 16);
+        assert_eq!(offset_of!(XenAddToPhysmapBatch, errs), 24);
         assert_eq!(size_of::<XenRemoveFromPhysmap>(), 16);
         assert_eq!(offset_of!(XenRemoveFromPhysmap, gpfn), 8);
         assert_eq!(size_of::<XenMemoryMap>(), 16);

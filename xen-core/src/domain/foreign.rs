@@ -17,7 +17,8 @@
 //!   the mappers' p2ms ([`release_domain`]): unlike Xen, whose foreign
 //!   mappings keep the dying domain's pages, the mapper loses them (its
 //!   `p2m_generation` moves on, so its vCPUs flush their TLBs).
-//! - Destroying a mapper returns the lent counts to the owners.
+//! - Destroying a mapper (a control domU) removes its mappings and
+//!   returns the lent counts to the owners.
 //!
 //! So no domain keeps a mapping of a frame that went back to the pool.
 
@@ -253,9 +254,15 @@ pub fn release_domain(
             mapper.drop_foreign(pool, mem, gfn);
         }
     }
-    for (_, m) in core::mem::take(&mut d.foreign.held) {
-        if let Some(o) = others.get_mut(m.owner) {
-            o.foreign.unlend(m.owner_gfn);
+    // Out of its p2m too: the relinquish that follows counts every
+    // shared entry it finds as a shared page (a control domU destroyed
+    // while it maps frames).
+    let held: alloc::vec::Vec<Gfn> = d.foreign.held().map(|(g, _)| g).collect();
+    for gfn in held {
+        if let Some(m) = d.drop_foreign(pool, mem, gfn) {
+            if let Some(o) = others.get_mut(m.owner) {
+                o.foreign.unlend(m.owner_gfn);
+            }
         }
     }
     d.foreign.lent.clear();

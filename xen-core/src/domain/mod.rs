@@ -56,12 +56,52 @@ const _: () = assert!(MAX_PAUSE_COUNT as u32 == abi::control::PAUSE_COUNT_MAX);
 /// A domain's name.
 pub type DomainName = heapless::String<DOMAIN_NAME_MAX>;
 
-/// Proof that a domain is privileged (dom0): handlers of dom0-only
-/// operations take `&Privileged`, which only [`Domain::privilege`] hands
-/// out. Nothing outside this module can make one.
+/// Proof that a domain is a control domain (Xen's `is_control_domain`):
+/// it may use the control hypercall and act on other domains (build,
+/// map, destroy them). Handlers of control operations take
+/// `&Privileged`, which only [`Domain::privilege`] hands out. dom0 has
+/// it; so has a domU whose boot entry says `control`. Nothing outside
+/// this module can make one.
 #[derive(Debug)]
 pub struct Privileged {
     _private: (),
+}
+
+/// Proof that a domain is the hardware domain (Xen's
+/// `is_hardware_domain`): I/O ports, pirqs, device MMIO, PCI
+/// configuration space and the `XENFEAT_dom0` feature. Only dom0 has
+/// it; only [`Domain::hardware`] hands it out.
+#[derive(Debug)]
+pub struct Hardware {
+    _private: (),
+}
+
+/// The privileges a new domain gets (Xen separates the control domain
+/// from the hardware domain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Privileges {
+    /// Control privilege ([`Privileged`]).
+    pub control: bool,
+    /// Hardware privilege ([`Hardware`]).
+    pub hardware: bool,
+}
+
+impl Privileges {
+    /// An ordinary domU: neither.
+    pub const NONE: Self = Self {
+        control: false,
+        hardware: false,
+    };
+    /// A control domU: control, no hardware.
+    pub const CONTROL: Self = Self {
+        control: true,
+        hardware: false,
+    };
+    /// dom0: both.
+    pub const DOM0: Self = Self {
+        control: true,
+        hardware: true,
+    };
 }
 
 pub use abi::xen::sched::ShutdownReason;
@@ -203,6 +243,7 @@ pub struct Domain {
     domid: DomId,
     name: DomainName,
     privilege: Option<Privileged>,
+    hardware: Option<Hardware>,
     state: DomainState,
     p2m: Npt,
     tot_pages: u64,
@@ -238,7 +279,7 @@ impl Domain {
     fn new(
         domid: DomId,
         cfg: &DomainConfig,
-        privileged: bool,
+        privileges: Privileges,
         pool: &mut impl FramePool,
         mem: &mut impl PhysMem,
     ) -> Result<Self, DomainError> {
@@ -255,7 +296,8 @@ impl Domain {
         Ok(Self {
             domid,
             name,
-            privilege: privileged.then_some(Privileged { _private: () }),
+            privilege: privileges.control.then_some(Privileged { _private: () }),
+            hardware: privileges.hardware.then_some(Hardware { _private: () }),
             state: DomainState::Paused,
             p2m,
             tot_pages: 0,
@@ -290,9 +332,14 @@ impl Domain {
         &self.name
     }
 
-    /// The privilege token, if this is the privileged domain.
+    /// The control privilege token, if this is a control domain.
     pub fn privilege(&self) -> Option<&Privileged> {
         self.privilege.as_ref()
+    }
+
+    /// The hardware privilege token, if this is the hardware domain.
+    pub fn hardware(&self) -> Option<&Hardware> {
+        self.hardware.as_ref()
     }
 
     /// Life-cycle state.
@@ -639,7 +686,7 @@ impl Domain {
 
     /// Maps device memory (a PCI BAR page dom0 owns) at `gfn`, uncached
     /// ([`P2mKind::Mmio`]): never counted, scrubbed or freed, and never
-    /// read or written by xen-core as guest memory. Only the privileged
+    /// read or written by xen-core as guest memory. Only the hardware
     /// domain gets device memory; `gfn` must be unmapped.
     pub fn map_mmio(
         &mut self,
@@ -648,7 +695,7 @@ impl Domain {
         gfn: Gfn,
         mfn: Mfn,
     ) -> Result<(), DomainError> {
-        if self.privilege.is_none() {
+        if self.hardware.is_none() {
             return Err(DomainError::NotPrivileged);
         }
         let entry = P2mEntry {

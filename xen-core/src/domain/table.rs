@@ -1,6 +1,7 @@
 //! The domain table: every domain, by domid, with bounded capacity.
 //!
-//! domid 0 is dom0, the one privileged domain. domUs get the lowest domid
+//! domid 0 is dom0, the hardware domain and a control domain (a boot-time
+//! domU may be a control domain too, [`Privileges::CONTROL`]). domUs get the lowest domid
 //! from 1 below `DOMID_FIRST_RESERVED` that is neither in use nor in
 //! quarantine: a destroyed domid comes back only after
 //! [`DOMID_REUSE_DELAY`] further domains were created, so a stale domid
@@ -14,8 +15,8 @@ use abi::convert::usize_from_u64;
 use abi::xen::domid::{DomId, DOMID_FIRST_RESERVED};
 
 use super::{
-    Domain, DomainConfig, DomainError, DomainState, DOMAIN_NAME_MAX, MAX_DOMAIN_PAGES, MAX_VCPUS,
-    SLICE_FRAMES,
+    Domain, DomainConfig, DomainError, DomainState, Privileges, DOMAIN_NAME_MAX, MAX_DOMAIN_PAGES,
+    MAX_VCPUS, SLICE_FRAMES,
 };
 use crate::irq::Routing;
 use crate::mm::{FramePool, PhysMem};
@@ -222,7 +223,7 @@ impl DomainTable {
         if self.get(DOM0).is_some() {
             return Err(DomainError::Dom0Exists);
         }
-        self.insert(DOM0, cfg, true, pool, mem)
+        self.insert(DOM0, cfg, Privileges::DOM0, pool, mem)
     }
 
     /// Creates an unprivileged domain, paused with an empty p2m.
@@ -232,6 +233,22 @@ impl DomainTable {
         pool: &mut impl FramePool,
         mem: &mut impl PhysMem,
     ) -> Result<DomId, DomainError> {
+        self.create_domu_with(cfg, Privileges::NONE, pool, mem)
+    }
+
+    /// Creates a domU with `privileges` (a boot-time control domain:
+    /// [`Privileges::CONTROL`]), paused with an empty p2m. The hardware
+    /// privilege stays dom0's ([`DomainError::NotPrivileged`]).
+    pub fn create_domu_with(
+        &mut self,
+        cfg: &DomainConfig,
+        privileges: Privileges,
+        pool: &mut impl FramePool,
+        mem: &mut impl PhysMem,
+    ) -> Result<DomId, DomainError> {
+        if privileges.hardware {
+            return Err(DomainError::NotPrivileged);
+        }
         let created = self.created;
         while let Some(q) = self.quarantine.front() {
             if created - q.created_before < DOMID_REUSE_DELAY {
@@ -242,14 +259,14 @@ impl DomainTable {
         let domid = (1..DOMID_FIRST_RESERVED)
             .find(|id| self.get(*id).is_none() && !self.quarantine.iter().any(|q| q.domid == *id))
             .ok_or(DomainError::NoFreeDomid)?;
-        self.insert(domid, cfg, false, pool, mem)
+        self.insert(domid, cfg, privileges, pool, mem)
     }
 
     fn insert(
         &mut self,
         domid: DomId,
         cfg: &DomainConfig,
-        privileged: bool,
+        privileges: Privileges,
         pool: &mut impl FramePool,
         mem: &mut impl PhysMem,
     ) -> Result<DomId, DomainError> {
@@ -260,7 +277,7 @@ impl DomainTable {
         if self.domains.len() >= MAX_DOMAINS {
             return Err(DomainError::TableFull);
         }
-        let d = Domain::new(domid, cfg, privileged, pool, mem)?;
+        let d = Domain::new(domid, cfg, privileges, pool, mem)?;
         let d = Slot::new(d, pool, mem)?;
         self.put(d).map_err(|d| {
             d.into_inner().release(pool, mem);

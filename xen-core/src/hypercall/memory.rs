@@ -47,15 +47,22 @@
 //!   E820 map of `domid` (`-ESRCH`) with `nr_entries` entries from
 //!   `buffer`; more than the domain can hold (16) is `-EINVAL`. 64-bit
 //!   callers only (`-ENOSYS` from 32-bit code).
+//! - `XENMEM_add_to_physmap_batch` (space `gmfn_foreign`) and
+//!   `XENMEM_remove_from_physmap`: foreign mappings as Linux's privcmd
+//!   makes them ([`foreign_batch`]).
 //! - Other sub-ops: `-ENOSYS`.
+
+mod foreign_batch;
+#[cfg(test)]
+pub(crate) use foreign_batch::BATCH_SLICE;
 
 use abi::xen::errno::Errno;
 use abi::xen::memory::{
     E820Entry, XenAddToPhysmap, XenForeignMemoryMap, XenMemoryMap, XenMemoryReservation,
     MAX_MEMMAP_ENTRIES, XENMAPSPACE_GMFN, XENMAPSPACE_GMFN_RANGE, XENMAPSPACE_GRANT_TABLE,
-    XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP, XENMEM_CURRENT_RESERVATION,
-    XENMEM_DECREASE_RESERVATION, XENMEM_MAXIMUM_RESERVATION, XENMEM_MEMORY_MAP,
-    XENMEM_POPULATE_PHYSMAP, XENMEM_SET_MEMORY_MAP,
+    XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP, XENMEM_ADD_TO_PHYSMAP_BATCH,
+    XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION, XENMEM_MAXIMUM_RESERVATION,
+    XENMEM_MEMORY_MAP, XENMEM_POPULATE_PHYSMAP, XENMEM_REMOVE_FROM_PHYSMAP, XENMEM_SET_MEMORY_MAP,
 };
 use zerocopy::IntoBytes;
 
@@ -105,6 +112,14 @@ pub(crate) enum MemoryOp {
         arg: u64,
         maximum: bool,
     },
+    AddToPhysmapBatch {
+        arg: u64,
+        start: u64,
+    },
+    RemoveFromPhysmap {
+        arg: u64,
+        start: u64,
+    },
 }
 
 pub(crate) fn decode(a: &RawArgs) -> Request {
@@ -117,6 +132,15 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
     };
     if let Some(way) = way {
         return Request::MemoryOp(MemoryOp::Reservation { arg, start, way });
+    }
+    match u32::try_from(a.arg[0] & MEMOP_CMD_MASK) {
+        Ok(XENMEM_ADD_TO_PHYSMAP_BATCH) => {
+            return Request::MemoryOp(MemoryOp::AddToPhysmapBatch { arg, start })
+        }
+        Ok(XENMEM_REMOVE_FROM_PHYSMAP) => {
+            return Request::MemoryOp(MemoryOp::RemoveFromPhysmap { arg, start })
+        }
+        _ => {}
     }
     if a.arg[0] & !MEMOP_CMD_MASK != 0 {
         return Request::NoSys;
@@ -143,6 +167,12 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
         MemoryOp::MemoryMap { arg } => memory_map(ctx, arg)?,
         MemoryOp::ReservationOf { arg, maximum } => reservation_of(ctx, arg, maximum)?,
         MemoryOp::Reservation { arg, start, way } => return reservation(ctx, arg, start, way),
+        MemoryOp::AddToPhysmapBatch { arg, start } => {
+            return foreign_batch::add_to_physmap_batch(ctx, arg, start)
+        }
+        MemoryOp::RemoveFromPhysmap { arg, start } => {
+            foreign_batch::remove_from_physmap(ctx, arg, start)?
+        }
     };
     Ok(HypercallOutcome::Return(value))
 }

@@ -10,9 +10,11 @@
 //!   Xen), `-ESRCH` for a domid with no domain. Only
 //!   `MAP_PIRQ_TYPE_GSI` (`-EINVAL` for MSI and the rest: xen-core does
 //!   not program MSI yet). The struct is written back (`pirq`) whatever
-//!   the result, as Xen does.
+//!   the result, as Xen does. A control domU is no hardware domain:
+//!   `-EPERM`.
 //! - `PHYSDEVOP_eoi`, `PHYSDEVOP_irq_status_query`: the hardware domain,
-//!   on its own pirqs (`-EINVAL` for one it does not have). A domU has no
+//!   on its own pirqs (`-EINVAL` for one it does not have). A domU (a
+//!   control domU too) has no
 //!   pirqs (it cannot map one): `-ENOSYS`, Xen's `hvm_physdev_op` answer
 //!   to a domain without `has_pirq` (every PVH domU), before the argument
 //!   is read.
@@ -26,7 +28,7 @@ use abi::xen::physdev::{
 };
 
 use super::args::RawArgs;
-use super::table::{Dom0, Dom0Request, Request};
+use super::table::{HardwareDomain, Request};
 use super::{Ctx, HypercallEnv};
 use crate::mm::{FramePool, PhysMem};
 
@@ -50,12 +52,8 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
     match a.u32(0) {
         PHYSDEVOP_EOI => Request::PhysdevOp(PhysdevOp::Eoi { arg }),
         PHYSDEVOP_IRQ_STATUS_QUERY => Request::PhysdevOp(PhysdevOp::IrqStatusQuery { arg }),
-        PHYSDEVOP_MAP_PIRQ => {
-            Request::Dom0Only(Dom0Request::Physdev(PhysdevDom0Op::MapPirq { arg }))
-        }
-        PHYSDEVOP_UNMAP_PIRQ => {
-            Request::Dom0Only(Dom0Request::Physdev(PhysdevDom0Op::UnmapPirq { arg }))
-        }
+        PHYSDEVOP_MAP_PIRQ => Request::HardwareOnly(PhysdevDom0Op::MapPirq { arg }),
+        PHYSDEVOP_UNMAP_PIRQ => Request::HardwareOnly(PhysdevDom0Op::UnmapPirq { arg }),
         _ => Request::NoSys,
     }
 }
@@ -65,7 +63,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
     op: PhysdevOp,
 ) -> Result<i64, Errno> {
     let me = ctx.caller.domid;
-    if ctx.domain()?.privilege().is_none() {
+    if ctx.domain()?.hardware().is_none() {
         return Err(Errno::ENOSYS);
     }
     match op {
@@ -84,7 +82,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
 
 pub(crate) fn handle_dom0<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
-    _: Dom0,
+    _: HardwareDomain,
     op: PhysdevDom0Op,
 ) -> Result<i64, Errno> {
     match op {

@@ -93,7 +93,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
             Ok(HypercallOutcome::Shutdown(reason))
         }
         SchedOp::Poll { arg } => poll(ctx, arg),
-        SchedOp::PinOverride if ctx.domain()?.privilege().is_some() => Err(Errno::ENOSYS),
+        SchedOp::PinOverride if ctx.domain()?.hardware().is_some() => Err(Errno::ENOSYS),
         SchedOp::PinOverride => Err(Errno::EPERM),
     }
 }

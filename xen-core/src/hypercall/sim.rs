@@ -17,7 +17,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use super::{handle_hypercall, Caller, HostFacts, HypercallEnv, HypercallOutcome, HypercallRegs};
 use crate::domain::table::DomainTable;
 use crate::domain::vcpu::VcpuEntryState;
-use crate::domain::{Domain, DomainConfig};
+use crate::domain::{Domain, DomainConfig, Privileges};
 use crate::guest_mem::GuestPhys;
 use crate::mm::{Gfn, PAGE_SIZE};
 use crate::paging::guest_walk::GuestPaging;
@@ -137,6 +137,16 @@ impl World {
     /// As [`World::new`], on a machine of `total_frames` frames (room
     /// for domains the toolstack builds).
     pub fn with_frames(total_frames: u64) -> Self {
+        Self::build(total_frames, Privileges::NONE)
+    }
+
+    /// As [`World::with_frames`], with the domU a control domain (Xen's
+    /// control domain that is not the hardware domain).
+    pub fn with_control_domu(total_frames: u64) -> Self {
+        Self::build(total_frames, Privileges::CONTROL)
+    }
+
+    fn build(total_frames: u64, domu: Privileges) -> Self {
         let (mut pool, mut mem) = machine(total_frames);
         let mut t = DomainTable::new();
         for name in ["dom0", "guest"] {
@@ -148,7 +158,7 @@ impl World {
             let id = if name == "dom0" {
                 t.create_dom0(&cfg, &mut pool, &mut mem)
             } else {
-                t.create_domu(&cfg, &mut pool, &mut mem)
+                t.create_domu_with(&cfg, domu, &mut pool, &mut mem)
             }
             .unwrap();
             let d = t.get_mut(id).unwrap();

@@ -11,7 +11,7 @@ use super::{
     console, control, ctl, event_channel, grant_table, hvm, memory, physdev, sched_op, unserved,
     vcpu, version, Ctx, HypercallEnv, HypercallOutcome,
 };
-use crate::domain::Privileged;
+use crate::domain::{Hardware, Privileged};
 use crate::mm::{FramePool, PhysMem};
 
 /// A decoded hypercall: its sub-op and arguments, typed.
@@ -61,14 +61,19 @@ pub(crate) enum Request {
     Unserved(unserved::Unserved),
     /// `physdev_op`, the sub-ops any domain may call.
     PhysdevOp(physdev::PhysdevOp),
-    /// A request only dom0 may make: served with a [`Dom0`] proof.
+    /// A request only a control domain may make: served with a [`Dom0`]
+    /// proof.
     Dom0Only(Dom0Request),
+    /// A request only the hardware domain may make: served with a
+    /// [`HardwareDomain`] proof.
+    HardwareOnly(physdev::PhysdevDom0Op),
     /// No such hypercall or sub-op: `-ENOSYS`.
     NoSys,
 }
 
-/// Proof, for one hypercall, that the caller is the privileged domain:
-/// every handler of a dom0-only request takes one (Tock's capability
+/// Proof, for one hypercall, that the caller is a control domain (dom0,
+/// or a domU given control by its boot entry): every handler of a
+/// control request takes one (Tock's capability
 /// pattern). Only this module, the door, mints it ([`mint`]), from the
 /// caller's [`Privileged`] token; unlike the token's borrow, it leaves
 /// the domain table free to change.
@@ -84,7 +89,24 @@ fn mint<P: FramePool, M: PhysMem, E: HypercallEnv>(ctx: &Ctx<'_, P, M, E>) -> Re
     Ok(Dom0 { _private: () })
 }
 
-/// The requests only the privileged domain may make.
+/// Proof, for one hypercall, that the caller is the hardware domain
+/// (dom0): the pirq requests take one. Minted only here, from the
+/// caller's [`Hardware`] token.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HardwareDomain {
+    _private: (),
+}
+
+/// A [`HardwareDomain`] proof if the caller holds the [`Hardware`]
+/// token, `-EPERM` otherwise (a control domU too).
+fn mint_hardware<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &Ctx<'_, P, M, E>,
+) -> Result<HardwareDomain, Errno> {
+    let _: &Hardware = ctx.domain()?.hardware().ok_or(Errno::EPERM)?;
+    Ok(HardwareDomain { _private: () })
+}
+
+/// The requests only a control domain may make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dom0Request {
     /// `CONSOLEIO_read`.
@@ -106,8 +128,6 @@ pub(crate) enum Dom0Request {
     },
     /// Our control hypercall, every op.
     Control(control::ControlOp),
-    /// `PHYSDEVOP_map_pirq`, `PHYSDEVOP_unmap_pirq`.
-    Physdev(physdev::PhysdevDom0Op),
 }
 
 type Decoder = fn(&RawArgs) -> Request;
@@ -140,10 +160,12 @@ pub(crate) fn decode(args: &RawArgs) -> Request {
     decoder(args.nr).map_or(Request::NoSys, |decoder| decoder(args))
 }
 
-/// Runs `request` for the caller in `ctx`. Requests only dom0 may make
-/// (every control op, `CONSOLEIO_read`, `SCHEDOP_remote_shutdown`,
-/// `XENMEM_set_memory_map`, `PHYSDEVOP_map_pirq`/`unmap_pirq`) are served only with a [`Dom0`] proof minted
-/// here (`-EPERM` for everyone else). Requests that name another domain
+/// Runs `request` for the caller in `ctx`. Requests only a control
+/// domain may make (every control op, `CONSOLEIO_read`,
+/// `SCHEDOP_remote_shutdown`, `XENMEM_set_memory_map`) are served only
+/// with a [`Dom0`] proof minted here, those only the hardware domain may
+/// make (`PHYSDEVOP_map_pirq`/`unmap_pirq`) with a [`HardwareDomain`]
+/// proof (`-EPERM` for everyone else). Requests that name another domain
 /// are checked by [`Ctx::target`].
 pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
@@ -153,6 +175,7 @@ pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Request::XenVersion(op) => version::handle(ctx, op)?,
         Request::ConsoleWrite { count, buf } => return console::write(ctx, count, buf),
         Request::Dom0Only(request) => return dispatch_dom0(ctx, mint(ctx)?, request),
+        Request::HardwareOnly(op) => physdev::handle_dom0(ctx, mint_hardware(ctx)?, op)?,
         Request::SchedOp(op) => return sched_op::handle(ctx, op),
         Request::SetTimerOp { timeout } => vcpu::set_timer_op(ctx, timeout)?,
         Request::VcpuOp { op, vcpu_id } => return vcpu::handle(ctx, op, vcpu_id),
@@ -179,7 +202,6 @@ fn dispatch_dom0<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Dom0Request::RemoteShutdown { arg } => return sched_op::remote_shutdown(ctx, dom0, arg),
         Dom0Request::SetMemoryMap { arg } => memory::set_memory_map(ctx, dom0, arg)?,
         Dom0Request::Control(op) => return control::handle(ctx, dom0, op),
-        Dom0Request::Physdev(op) => physdev::handle_dom0(ctx, dom0, op)?,
     };
     Ok(HypercallOutcome::Return(value))
 }

@@ -33,7 +33,9 @@ use crate::paging::npt::P2mKind;
 use crate::ratelimit::RateLimit;
 use crate::vmexit::Gpr;
 
+mod control_domain;
 mod evtchn;
+mod foreign_batch;
 mod runstate;
 mod unserved;
 mod vcpu_up;
@@ -1597,7 +1599,10 @@ fn dom0_only_requests() -> Vec<(u64, u64)> {
                 arg: [sub, BUF, BUF2, 0, 0],
                 compat: false,
             };
-            if matches!(table::decode(&args), table::Request::Dom0Only(_)) {
+            if matches!(
+                table::decode(&args),
+                table::Request::Dom0Only(_) | table::Request::HardwareOnly(_)
+            ) {
                 found.push((number, sub));
             }
         }

@@ -164,7 +164,7 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
             if fi.submap_idx >= v::XENFEAT_NR_SUBMAPS {
                 return Err(Errno::EINVAL);
             }
-            fi.submap = features(ctx.domain()?.privilege().is_some());
+            fi.submap = features(ctx.domain()?.hardware().is_some());
             ctx.write(info, &fi)?;
             Ok(0)
         }
@@ -172,11 +172,11 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
 }
 
 /// Submap 0 of the features a domain sees.
-fn features(privileged: bool) -> u32 {
+fn features(hardware_domain: bool) -> u32 {
     let mut bits = 1 << v::XENFEAT_AUTO_TRANSLATED_PHYSMAP
         | 1 << v::XENFEAT_HVM_SAFE_PVCLOCK
         | 1 << v::XENFEAT_HVM_CALLBACK_VECTOR;
-    if privileged {
+    if hardware_domain {
         bits |= 1 << v::XENFEAT_DOM0;
     }
     bits

@@ -22,6 +22,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, ensure, Context, Result};
 
 mod e2fsprogs;
+pub mod control;
 mod modules;
 
 /// Where everything goes, under the workspace.
@@ -72,6 +73,8 @@ fn recipe() -> String {
 pub struct LinuxGuest {
     pub vmlinux: PathBuf,
     pub initramfs: PathBuf,
+    /// The control domain's ([`control`]).
+    pub initramfs_control: PathBuf,
 }
 
 /// Where the guest's files are once [`ensure`] ran.
@@ -80,6 +83,7 @@ pub fn paths(root: &Path) -> LinuxGuest {
     LinuxGuest {
         vmlinux: dir.join("vmlinux"),
         initramfs: dir.join("initramfs.cpio"),
+        initramfs_control: control::path(root),
     }
 }
 
@@ -123,9 +127,27 @@ pub fn missing(root: &Path, spec: &crate::scenario::BundleSpec) -> Option<String
     if !names_linux {
         return None;
     }
-    ensure(root)
+    if let Err(e) = ensure(root) {
+        return Some(format!("Debian's Linux guest could not be fetched: {e:#}"));
+    }
+    control_missing(root, spec)
+}
+
+/// Builds the control initramfs if `spec` names it ([`control`]); why
+/// not, if it cannot be built.
+fn control_missing(root: &Path, spec: &crate::scenario::BundleSpec) -> Option<String> {
+    let control = format!("{}{}", crate::artifacts::LINUX_PREFIX, control::ARTIFACT);
+    if !spec
+        .domus
+        .iter()
+        .any(|d| d.ramdisk.as_ref() == Some(&control))
+    {
+        return None;
+    }
+    let hello = crate::artifacts::Artifacts::built(root).find("example:hello")?;
+    control::ensure(root, &paths(root).initramfs, &hello)
         .err()
-        .map(|e| format!("Debian's Linux guest could not be fetched: {e:#}"))
+        .map(|e| format!("the control initramfs could not be built: {e:#}"))
 }
 
 /// `linux-image-6.1.0-N-amd64`: what [`META_PACKAGE`] depends on.

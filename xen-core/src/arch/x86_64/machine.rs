@@ -175,6 +175,7 @@ impl Machine {
             pages,
             vcpus: entry.vcpus,
             memory,
+            control: entry.control,
             modules,
         };
         let (domid, start) = build_boot_domain(
@@ -198,11 +199,16 @@ impl Machine {
             let _ = domain.unpause();
         }
         log::info!(
-            "d{domid} \"{}\": {} MiB, entry {:#x}, start info at {:#x}",
+            "d{domid} \"{}\": {} MiB, entry {:#x}, start info at {:#x}{}",
             entry.name,
             entry.memory_mib,
             start.rip,
-            start.gprs.rbx
+            start.gprs.rbx,
+            if entry.control {
+                ", control domain"
+            } else {
+                ""
+            }
         );
         Ok(())
     }
@@ -241,7 +247,7 @@ impl Machine {
         let Some(entry) = domain.vcpu_take_new_context(v.vcpu_id) else {
             return Ok(());
         };
-        let io = if domain.privilege().is_some() {
+        let io = if domain.hardware().is_some() {
             IoPortPolicy::Dom0
         } else {
             IoPortPolicy::None
@@ -351,7 +357,7 @@ impl Machine {
         let Some(domain) = self.domains.get(v.domid) else {
             return false;
         };
-        if domain.privilege().is_some() {
+        if domain.hardware().is_some() {
             ioapic::program(self.domains.irqs_mut().take_changed());
         }
         self.domains
@@ -761,7 +767,7 @@ impl ExitEnv<'_> {
     /// dom0's mediated configuration space (`pci::vpci`); `None` for a
     /// domU, or before PCI was enumerated.
     fn vpci(&self) -> Option<Vpci<'static, Ecam>> {
-        self.domain.privilege()?;
+        self.domain.hardware()?;
         let platform = crate::platform::get()?;
         Some(Vpci {
             devices: crate::pci::get()?,

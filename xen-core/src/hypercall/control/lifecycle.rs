@@ -24,8 +24,9 @@
 //!   last slice stopped. The last slice frees the rest, puts the domid
 //!   into quarantine, raises `VIRQ_DOM_EXC` for dom0 and returns
 //!   [`HypercallOutcome::DomainDestroyed`]. So the caller sees one call
-//!   that succeeds once everything is back. `-EPERM` for the privileged
-//!   domain (dom0 itself).
+//!   that succeeds once everything is back. `-EPERM` for the hardware
+//!   domain (dom0); `-EINVAL` for the caller itself (a control domU
+//!   cannot destroy itself, as Xen's `XEN_DOMCTL_destroydomain`).
 //!
 //! [`DomainTable::destroy_slice`]: crate::domain::table::DomainTable::destroy_slice
 //! - `PAUSE` / `UNPAUSE`: `DomainRequest`: Xen's controller pause count
@@ -100,8 +101,11 @@ pub(super) fn destroy<P: FramePool, M: PhysMem, E: HypercallEnv>(
 ) -> Result<HypercallOutcome, Errno> {
     let domid = domain_request(ctx, request)?;
     let target = ctx.domains.get(domid).ok_or(Errno::ESRCH)?;
-    if target.privilege().is_some() {
+    if target.hardware().is_some() {
         return Err(Errno::EPERM);
+    }
+    if domid == ctx.caller.domid {
+        return Err(Errno::EINVAL);
     }
     if target.state() != DomainState::Dying {
         ctx.domains.kill(domid).map_err(Errno::from)?;
