@@ -22,7 +22,7 @@ use abi::control::{
 };
 use abi::xen::domid::DomId;
 use clap::{Parser, Subcommand};
-use toolstack::{create_domain, list_domains, DomainSpec, Hypervisor};
+use toolstack::{create_domain, list_domains, DomainSpec, Hypervisor, SchedSpec};
 
 use crate::privcmd::Privcmd;
 
@@ -77,6 +77,11 @@ fn run(command: Command) -> Result<(), String> {
                 vcpus: cfg.vcpus,
                 cmdline: &cfg.cmdline,
                 image: &loaded.kernel,
+                sched: SchedSpec {
+                    affinity: cfg.sched.cpus.map(|c| c.0),
+                    weight: cfg.sched.weight,
+                    cap: cfg.sched.cap,
+                },
             };
             let domid = create_domain(&mut hv, &spec).map_err(|e| format!("create: {e}"))?;
             println!("created d{domid} \"{}\"", cfg.name);
