@@ -29,8 +29,7 @@
 //! what it printed. Status lines start with `dom0: console: `.
 
 use abi::control::{
-    parse_domain_name, DomainInfo, DOMAIN_FLAG_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_FLAG_SHUTDOWN,
-    DOMAIN_NAME_MAX,
+    parse_domain_name, DomainInfo, DOMAIN_FLAG_DYING, DOMAIN_FLAG_SHUTDOWN, DOMAIN_NAME_MAX,
 };
 use abi::convert::usize_from_u64;
 use abi::xen::domid::{DomId, DOMID_INVALID};
@@ -438,7 +437,8 @@ impl Backend {
             };
             let count = (list.nr_entries as usize).min(list.domains.len());
             for info in &list.domains[..count] {
-                if info.flags & DOMAIN_FLAG_PRIVILEGED != 0 {
+                // dom0 itself has no console ring here; a control domU does.
+                if info.domid == 0 {
                     continue;
                 }
                 let stopped = info.flags & (DOMAIN_FLAG_SHUTDOWN | DOMAIN_FLAG_DYING) != 0;

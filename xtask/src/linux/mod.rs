@@ -21,8 +21,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 
-mod e2fsprogs;
 pub mod control;
+mod e2fsprogs;
 mod modules;
 
 /// Where everything goes, under the workspace.
@@ -32,7 +32,9 @@ const META_PACKAGE: &str = "linux-image-amd64";
 /// Busybox, statically linked (no libraries in the initramfs).
 const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// The guest's `/init`: busybox's applets, the kernel's file systems,
-/// the modules (`/etc/modules`, in load order), then a shell on the
+/// the modules (`/etc/modules`, in load order, each with the
+/// `MODULE.PARAM=VALUE` words of the kernel command line that name it,
+/// as modprobe passes them), then a shell on the
 /// console (hvc0). `setsid cttyhack` gives the shell the console as its
 /// controlling terminal (job control, ^C).
 const INIT: &str = "#!/bin/busybox sh
@@ -40,7 +42,10 @@ const INIT: &str = "#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-for m in $(cat /etc/modules); do insmod /lib/modules/$m.ko || echo \"linux-guest: insmod $m failed\"; done
+for m in $(cat /etc/modules); do
+  args=$(tr ' ' '\\n' < /proc/cmdline | sed -n \"s/^$(echo $m | tr - _)\\.//p\")
+  insmod /lib/modules/$m.ko $args || echo \"linux-guest: insmod $m failed\"
+done
 echo \"linux-guest: modules loaded:\" $(cat /etc/modules)
 echo \"linux-guest: init on $(cat /sys/class/tty/console/active 2>/dev/null)\"
 export PS1='linux-guest# '

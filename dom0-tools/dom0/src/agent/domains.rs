@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use abi::control::{
     parse_domain_name, DomainInfo, DOMAIN_FLAG_BLOCKED, DOMAIN_FLAG_DYING, DOMAIN_FLAG_PAUSED,
-    DOMAIN_FLAG_PRIVILEGED, DOMAIN_FLAG_RUNNING, DOMAIN_FLAG_SHUTDOWN,
+    DOMAIN_FLAG_RUNNING, DOMAIN_FLAG_SHUTDOWN,
 };
 use abi::xen::errno::Errno;
 use guest_pv_shim::XenError;
@@ -22,9 +22,11 @@ pub fn name_of(info: &DomainInfo) -> &str {
     parse_domain_name(&info.name).unwrap_or("?")
 }
 
-/// Whether `info` is the privileged domain (dom0).
+/// Whether `info` is dom0 itself (domid 0, the hardware domain). A
+/// control domU also carries `DOMAIN_FLAG_PRIVILEGED`, yet it is a guest
+/// like any other to dom0: it has a console, a store tree and devices.
 pub fn is_dom0(info: &DomainInfo) -> bool {
-    info.flags & DOMAIN_FLAG_PRIVILEGED != 0
+    info.domid == 0
 }
 
 /// `info`'s state, from its flags: dying, shut down, paused, running,

@@ -351,7 +351,7 @@ mod tests {
 
 #[cfg(target_os = "none")]
 mod live {
-    use abi::control::{parse_domain_name, DomainInfo, DOMAIN_FLAG_DYING, DOMAIN_FLAG_PRIVILEGED};
+    use abi::control::{parse_domain_name, DomainInfo, DOMAIN_FLAG_DYING};
     use abi::xen::hvm::{
         HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN,
         HVM_PARAM_STORE_PFN,
@@ -366,8 +366,8 @@ mod live {
         /// xen-core built before dom0 started), as if dom0's toolstack
         /// had created them.
         pub fn adopt_running(&mut self, xen: &Xen, domains: &[DomainInfo]) {
-            let alive =
-                |d: &&DomainInfo| d.flags & (DOMAIN_FLAG_PRIVILEGED | DOMAIN_FLAG_DYING) == 0;
+            // dom0 itself is not introduced; a control domU is.
+            let alive = |d: &&DomainInfo| d.domid != 0 && d.flags & DOMAIN_FLAG_DYING == 0;
             for info in domains.iter().filter(alive) {
                 self.introduce_new(xen, info);
             }
