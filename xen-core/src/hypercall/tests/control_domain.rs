@@ -98,7 +98,7 @@ fn a_control_domu_names_other_domains() {
         nr::MEMORY_OP,
         [XENMEM_CURRENT_RESERVATION.into(), BUF, 0, 0, 0],
     );
-    assert_eq!(pages, RAM_PAGES as i64);
+    assert_eq!(pages, i64::try_from(RAM_PAGES).unwrap());
     // A plain domU may not.
     let mut w = World::new();
     w.put(DOMU, BUF, &DOM0);
