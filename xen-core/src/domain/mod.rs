@@ -406,6 +406,12 @@ impl Domain {
         self.vcpus[..self.nr_vcpus as usize].get_mut(usize::try_from(id).ok()?)
     }
 
+    /// Whether any of its vCPUs is loaded on a pCPU (running, or its
+    /// exit being handled): its memory must stay until none is.
+    pub fn any_vcpu_loaded(&self) -> bool {
+        self.vcpus().iter().any(|v| v.loaded_on().is_some())
+    }
+
     /// Whether vCPU `id` may be given a pCPU now.
     pub fn vcpu_may_run(&self, id: u32) -> bool {
         self.state == DomainState::Running

@@ -212,6 +212,10 @@ pub struct Vcpu {
     /// APIC the guest never touched is in its reset state, which never
     /// delivers anything, and costs no memory.
     vlapic: Vec<Vlapic>,
+    /// The pCPU that holds its register state now: it runs there, or
+    /// that pCPU is handling its exit. Set and cleared by the run loop;
+    /// its memory must not go while it is set (`DESTROY` waits).
+    loaded_on: Option<u32>,
 }
 
 impl Vcpu {
@@ -225,7 +229,18 @@ impl Vcpu {
             new_context: None,
             cpu_time_ns: 0,
             vlapic: Vec::new(),
+            loaded_on: None,
         }
+    }
+
+    /// The pCPU it is loaded on (running, or its exit being handled).
+    pub fn loaded_on(&self) -> Option<u32> {
+        self.loaded_on
+    }
+
+    /// The run loop loaded it on `pcpu` (`Some`) or put it down (`None`).
+    pub fn set_loaded_on(&mut self, pcpu: Option<u32>) {
+        self.loaded_on = pcpu;
     }
 
     /// The vCPU's index in its domain.

@@ -219,6 +219,12 @@ pub fn upcall_for_entry<M: PhysMem>(domain: &mut Domain, mem: &mut M, vcpu: u32)
     })
 }
 
+/// Whether `vcpu`'s `evtchn_upcall_pending` is set: the upcall would be
+/// offered at its next entry ([`upcall_for_entry`] without its effects).
+pub fn upcall_pending<M: PhysMem>(domain: &Domain, mem: &mut M, vcpu: u32) -> bool {
+    two_level::upcall_state(domain, mem, vcpu).0
+}
+
 /// Whether `vcpu` has events to take: `evtchn_upcall_pending` set and
 /// `evtchn_upcall_mask` clear (Xen's `local_events_need_delivery` as for
 /// PV vCPUs: xen-core does not see the guest's RFLAGS.IF here). A vCPU

@@ -131,9 +131,10 @@ pub trait PhysMem {
     /// The 4 KiB contents of `mfn`, writable.
     fn frame_mut(&mut self, mfn: Mfn) -> &mut [u8; PAGE_SIZE];
     /// `mfn` as a frame a guest may change at any time: reached only
-    /// through [`SharedFrame`]'s atomic operations. With one pCPU no
-    /// guest runs while the hypervisor does, so the exclusive borrow is
-    /// exact; an SMP build makes it from the frame's address instead.
+    /// through [`SharedFrame`]'s atomic operations. This default makes
+    /// it from `frame_mut` (exact where no guest runs meanwhile: host
+    /// tests, the simulator); the identity map makes it from the frame's
+    /// address, as guests run on other pCPUs.
     fn shared_frame(&mut self, mfn: Mfn) -> SharedFrame<'_> {
         SharedFrame::new(self.frame_mut(mfn))
     }

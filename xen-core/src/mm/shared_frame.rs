@@ -66,6 +66,26 @@ impl<'a> SharedFrame<'a> {
         }
     }
 
+    /// The frame at `base`, which guests on other pCPUs may change at any
+    /// time (the identity map's view of guest RAM on a machine where
+    /// guests run while the hypervisor does).
+    ///
+    /// # Safety
+    ///
+    /// `base` is page-aligned, the 4 KiB behind it stay mapped and
+    /// writable for `'a`, and no Rust reference to them exists for `'a`
+    /// (every access goes through a `SharedFrame`'s atomics).
+    pub unsafe fn from_raw(base: NonNull<u8>) -> Self {
+        assert!(
+            base.as_ptr().align_offset(PAGE_SIZE) == 0,
+            "shared frame not page-aligned"
+        );
+        Self {
+            base,
+            _frame: PhantomData,
+        }
+    }
+
     /// `page` as a shared frame: the host's model of a frame the guest
     /// changes on another pCPU (its other threads reach `page` through
     /// its atomics, or through their own `SharedFrame` of it).

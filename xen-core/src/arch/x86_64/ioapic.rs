@@ -16,9 +16,11 @@
 //! (a lock-free bitmap the run loop drains with [`take_pending`]), masks
 //! a level-triggered pin (it stays asserted until the guest has serviced
 //! the device and sent its EOI) and sends the local APIC's EOI. It can
-//! only arrive where host code has interrupts on (the idle HLT, the STGI
-//! after VMRUN), never while the run loop itself is between IOREGSEL and
-//! IOWIN, so the two never interleave on the register pair.
+//! only arrive at the boot pCPU where host code has interrupts on (the
+//! idle HLT, the STGI after VMRUN), never while that pCPU is between
+//! IOREGSEL and IOWIN. Another pCPU may be programming a pin then, so
+//! every use of the register pair, the handler's read-modify-write and a
+//! whole entry's writes, holds [`REGS`] (never held with interrupts on).
 
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +62,8 @@ static DEST_APIC_ID: AtomicU64 = AtomicU64::new(0);
 /// GSIs whose interrupt arrived and the run loop has not taken.
 static PENDING: AtomicU64 = AtomicU64::new(0);
 /// GSIs programmed level-triggered (the handler masks them).
+/// Held across every IOREGSEL/IOWIN sequence (module docs).
+static REGS: spin::Mutex<()> = spin::Mutex::new(());
 static LEVEL: AtomicU64 = AtomicU64::new(0);
 const _: () = assert!(MAX_GSIS <= u64::BITS);
 
@@ -81,7 +85,11 @@ pub fn init(platform: &Platform) -> alloc::vec::Vec<Option<GsiConfig>> {
                 ));
             }
             apic::map_uncached(a.address);
-            let pins = ((read(a.address, REG_VER) >> 16) & 0xff) + 1;
+            let version = {
+                let _regs = REGS.lock();
+                read(a.address, REG_VER)
+            };
+            let pins = ((version >> 16) & 0xff) + 1;
             for pin in 0..pins {
                 write_entry(a.address, pin, RTE_MASKED, 0);
             }
@@ -173,6 +181,7 @@ pub(super) extern "C" fn device_interrupt(vector: u64) {
         let bit = 1u64 << gsi;
         if LEVEL.load(Ordering::Relaxed) & bit != 0 {
             if let Some((address, index)) = u32::try_from(gsi).ok().and_then(locate) {
+                let _regs = REGS.lock();
                 let low = read(address, REG_REDTBL + 2 * index);
                 write(address, REG_REDTBL + 2 * index, low | RTE_MASKED);
             }
@@ -183,6 +192,7 @@ pub(super) extern "C" fn device_interrupt(vector: u64) {
 }
 
 fn write_entry(address: u64, pin: u32, low: u32, high: u32) {
+    let _regs = REGS.lock();
     // Masked first, so the pin never fires half-programmed.
     write(address, REG_REDTBL + 2 * pin, RTE_MASKED);
     write(address, REG_REDTBL + 2 * pin + 1, high);
@@ -192,8 +202,8 @@ fn write_entry(address: u64, pin: u32, low: u32, high: u32) {
 fn read(address: u64, reg: u32) -> u32 {
     // SAFETY: `address` is an IO-APIC's register window from the MADT,
     // inside the identity map and mapped uncached at `init`; IOREGSEL and
-    // IOWIN are 32-bit registers there. Only the run loop and the
-    // interrupt handler touch them, never interleaved (module docs).
+    // IOWIN are 32-bit registers there. Callers hold REGS, so no two
+    // sequences interleave (module docs).
     unsafe {
         ptr::write_volatile(window(address, IOREGSEL), reg);
         ptr::read_volatile(window(address, IOWIN))

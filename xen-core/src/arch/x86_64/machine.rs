@@ -1,8 +1,15 @@
 //! The hypervisor on this machine: the domain table, every vCPU's SVM
-//! state, the scheduler and the clock, and the loop that runs them on the
-//! boot pCPU. Portable code decides (scheduler, VM-exit and hypercall
+//! state, the scheduler and the clock, shared by every pCPU under one
+//! lock, and what the pCPUs do with them (the loop itself is in
+//! [`run`]). Portable code decides (scheduler, VM-exit and hypercall
 //! handlers); this module only carries out.
 
+mod run;
+mod sched_shim;
+
+pub use run::{ap_main, started};
+
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -12,12 +19,13 @@ use abi::xen::domid::DomId;
 use abi::xen::event_channel::{VIRQ_DOM_EXC, VIRQ_TIMER};
 use pvh_builder::BootModule;
 
+use super::cpu::MAX_PCPUS;
 use super::ecam::Ecam;
 use super::fatal::{exit, fatal};
 use super::mem::{IdentityMap, FRAMES};
 use super::serial::LOG;
 use super::svm::{self, SvmVcpu};
-use super::{apic, cpu_idle_until, ioapic, tsc};
+use super::{ioapic, smp, tsc};
 use crate::boot_domains::{build_boot_domain, BootDomain, BootMemory};
 use crate::domain::table::{DomainTable, DOM0};
 use crate::domain::vcpu_ops::VcpuDown;
@@ -25,17 +33,18 @@ use crate::domain::{Domain, DomainState, ShutdownReason};
 use crate::event;
 use crate::guest_mem::{GuestFault, GuestVirt};
 use crate::hypercall::{self, Caller, HostFacts, HypercallEnv, HypercallOutcome, HypercallRegs};
-use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
 use crate::mm::{FramePool, Gfn, Mfn, PAGE_SHIFT};
 use crate::paging::guest_walk::GuestPaging;
 use crate::pci::vpci::Vpci;
-use crate::sched::{self, Credit, Decision, Scheduler, VcpuRef};
-use crate::time::{pvclock, Clock};
+use crate::sched::{self, VcpuRef};
+use crate::time::Clock;
 use crate::vlapic::{self, Ipi, Vlapic};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
 use crate::vmexit::cr_write::guest_cr4_valid_bits;
 use crate::vmexit::io::IoPortPolicy;
 use crate::vmexit::{code_name, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv, VmExit};
+use run::Loaded;
+use sched_shim::Credit;
 
 /// Where dom0's 1:1 RAM starts: its kernel is linked here (16 MiB), above
 /// xen-core's image at 1 MiB.
@@ -55,12 +64,18 @@ struct VcpuSlot {
     p2m_generation: u64,
 }
 
-/// Everything the run loop owns.
+/// Everything the pCPUs share; one lock guards it all once the machine
+/// runs (`run::lock`, docs/architecture.md "Locks").
 pub struct Machine {
-    /// Locked for the hypervisor's lifetime: one pCPU runs the loop.
-    domains: spin::MutexGuard<'static, DomainTable>,
-    vcpus: BTreeMap<VcpuRef, VcpuSlot>,
+    /// The static table, owned by the machine for its lifetime.
+    domains: &'static mut DomainTable,
+    /// Boxed: a pCPU runs a vCPU from its slot with the lock released,
+    /// so the slot must not move when others are inserted.
+    vcpus: BTreeMap<VcpuRef, Box<VcpuSlot>>,
     sched: Credit,
+    /// What each pCPU has loaded (its vCPU in guest mode, or its exit
+    /// being handled).
+    loaded: [Option<Loaded>; MAX_PCPUS],
     clock: Clock,
     phys: IdentityMap,
     /// Free frames before the first domain was built: power-off checks
@@ -78,11 +93,14 @@ impl Machine {
             (frames.free_frames(), frames.usable_frames())
         };
         Self {
-            domains: DOMAINS
-                .try_lock()
-                .unwrap_or_else(|| fatal(format_args!("domain table already in use"))),
+            domains: spin::MutexGuard::leak(
+                DOMAINS
+                    .try_lock()
+                    .unwrap_or_else(|| fatal(format_args!("domain table already in use"))),
+            ),
             vcpus: BTreeMap::new(),
-            sched: Credit::new(0, 1),
+            sched: Credit::new(smp::online()),
+            loaded: [None; MAX_PCPUS],
             clock,
             phys,
             free_before_domains: free,
@@ -240,10 +258,22 @@ impl Machine {
     /// Gives vCPU `v` a fresh VMCB from the new register state it was
     /// given (boot, SET_VCPU_CONTEXT, VCPUOP_initialise, a STARTUP IPI),
     /// replacing any earlier one; nothing if it has none.
+    /// A vCPU loaded on another pCPU keeps its slot (that pCPU runs from
+    /// it with the lock released); it loads its new state itself before
+    /// its next VMRUN.
     fn start_vcpu(&mut self, v: VcpuRef) -> Result<(), svm::SvmError> {
         let Some(domain) = self.domains.get_mut(v.domid) else {
             return Ok(());
         };
+        let here = super::cpu::this_cpu().index;
+        if self
+            .loaded
+            .iter()
+            .enumerate()
+            .any(|(p, l)| p != here && l.is_some_and(|l| l.vcpu == v))
+        {
+            return Ok(());
+        }
         let Some(entry) = domain.vcpu_take_new_context(v.vcpu_id) else {
             return Ok(());
         };
@@ -257,43 +287,13 @@ impl Machine {
             svm,
             p2m_generation: domain.p2m_generation(),
         };
-        self.vcpus.insert(v, slot);
+        self.vcpus.insert(v, Box::new(slot));
         Ok(())
     }
 
-    /// The scheduler loop: never returns; dom0's shutdown ends the machine.
-    pub fn run(&mut self) -> ! {
-        let mut slice_end = 0;
-        loop {
-            self.route_interrupts();
-            let now = tsc::system_time_ns();
-            self.fire_timers(now);
-            let polls = event::next_poll_deadline(&self.domains);
-            match self.sched.schedule(&mut self.domains, now) {
-                // Idle time is the log's: sleep once it is all out.
-                Decision::Idle { .. } if LOG.drain(DRAIN_BYTES_IDLE) > 0 => {}
-                Decision::Idle { wake_at_ns } => {
-                    let wake = earliest(wake_at_ns, polls);
-                    cpu_idle_until(wake.map_or(u64::MAX, tsc::tsc_at_ns));
-                    apic::take_timer_fired();
-                }
-                Decision::Run {
-                    vcpu,
-                    switched,
-                    slice_end_ns,
-                    next_event_ns,
-                } => {
-                    // A bounded drain as each slice starts, none between
-                    // a guest's hypercalls (it would lengthen their wait).
-                    if switched || slice_end_ns != slice_end {
-                        LOG.drain(DRAIN_BYTES_PER_SCHEDULE);
-                        slice_end = slice_end_ns;
-                    }
-                    let until = earliest(Some(next_event_ns), polls).unwrap_or(next_event_ns);
-                    self.run_vcpu(vcpu, switched, until);
-                }
-            }
-        }
+    /// Hands the machine to every pCPU; dom0's shutdown ends it.
+    pub fn run(self) -> ! {
+        run::start(self)
     }
 
     /// Fires due one-shot timers (the vCPU wakes and gets VIRQ_TIMER if it
@@ -304,68 +304,6 @@ impl Machine {
             event::raise_virq(domain, phys, VIRQ_TIMER, vcpu_id);
         });
         event::expire_polls(&mut self.domains, now);
-    }
-
-    /// Runs `v` until its slice ends or it needs the scheduler, then acts
-    /// on how it stopped. Hypercalls that return directly
-    /// (`hypercall::returns_directly`) resume the guest from here, with
-    /// the timer still armed for `until_ns`: no scheduler pass.
-    fn run_vcpu(&mut self, v: VcpuRef, switched: bool, until_ns: u64) {
-        if switched {
-            let Some(domain) = self.domains.get_mut(v.domid) else {
-                return;
-            };
-            // Before the guest has mapped shared info there is nowhere to
-            // publish: nothing to do then.
-            let _ = pvclock::update_vcpu_time(
-                domain,
-                &mut self.phys,
-                v.vcpu_id,
-                &self.clock,
-                tsc::now(),
-            );
-        }
-        apic::arm_at_tsc(tsc::tsc_at_ns(until_ns));
-        loop {
-            match self.enter_vcpu(v) {
-                None => break,
-                Some(ExitAction::Hypercall) => {
-                    if self.hypercall(v) && self.may_resume(v) {
-                        continue;
-                    }
-                    // A timer that fired meanwhile: the run loop reads
-                    // the time itself.
-                    apic::disarm();
-                    apic::take_timer_fired();
-                    return;
-                }
-                Some(action) => {
-                    apic::disarm();
-                    self.after_exit(v, action);
-                    return;
-                }
-            }
-        }
-        apic::disarm();
-    }
-
-    /// Whether `v` may go on after a hypercall that returned directly:
-    /// it may still run, and no timer or device interrupt is due. A
-    /// privileged caller's routing changes (an EOI, a pirq bound or
-    /// closed) are programmed first, as the run loop would.
-    fn may_resume(&mut self, v: VcpuRef) -> bool {
-        let Some(domain) = self.domains.get(v.domid) else {
-            return false;
-        };
-        if domain.hardware().is_some() {
-            ioapic::program(self.domains.irqs_mut().take_changed());
-        }
-        self.domains
-            .get(v.domid)
-            .is_some_and(|d| d.vcpu_may_run(v.vcpu_id))
-            && !apic::timer_fired()
-            && !ioapic::any_pending()
-            && !self.sched.should_preempt(&self.domains)
     }
 
     /// Loads the new register state `v` was given, if any, into a fresh
@@ -382,33 +320,8 @@ impl Machine {
         false
     }
 
-    /// One stretch of `v` in guest mode: its new register state loaded
-    /// if it has one (VCPUOP_initialise, a STARTUP IPI), its TLB flushed
-    /// if its p2m lost an entry, its pending upcall set, then VMRUN until
-    /// an exit that needs the caller. `None` if `v` is gone.
-    fn enter_vcpu(&mut self, v: VcpuRef) -> Option<ExitAction> {
-        if !self.load_new_context(v) {
-            return None;
-        }
-        let (Some(domain), Some(slot)) = (self.domains.get_mut(v.domid), self.vcpus.get_mut(&v))
-        else {
-            return None;
-        };
-        if domain.p2m_generation() != slot.p2m_generation {
-            slot.svm.flush_tlb();
-            slot.p2m_generation = domain.p2m_generation();
-        }
-        let upcall = event::upcall_for_entry(domain, &mut self.phys, v.vcpu_id);
-        let mut env = ExitEnv {
-            domain,
-            phys: &mut self.phys,
-            vcpu_id: v.vcpu_id,
-        };
-        Some(slot.svm.run(&mut env, upcall))
-    }
-
     /// Acts on how `v` stopped (a hypercall is served by [`Self::hypercall`]).
-    fn after_exit(&mut self, v: VcpuRef, action: ExitAction) {
+    fn after_exit(&mut self, v: VcpuRef, action: ExitAction, pcpu: usize) {
         let Some(domain) = self.domains.get_mut(v.domid) else {
             return;
         };
@@ -420,7 +333,7 @@ impl Machine {
         match action {
             ExitAction::Resume => {}
             ExitAction::Preempted => {
-                apic::take_timer_fired();
+                super::apic::take_timer_fired();
             }
             ExitAction::Stopped => self.stopped_itself(v.domid),
             ExitAction::Halt => {
@@ -467,7 +380,7 @@ impl Machine {
                 self.domain_stopped(v.domid);
             }
             ExitAction::Hypercall => {
-                self.hypercall(v);
+                self.hypercall(v, pcpu);
             }
         }
     }
@@ -492,7 +405,7 @@ impl Machine {
 
     /// Serves the VMMCALL `v` stopped at; true if the guest may resume at
     /// once (`hypercall::returns_directly`).
-    fn hypercall(&mut self, v: VcpuRef) -> bool {
+    fn hypercall(&mut self, v: VcpuRef, pcpu: usize) -> bool {
         let Some(slot) = self.vcpus.get_mut(&v) else {
             return false;
         };
@@ -533,12 +446,13 @@ impl Machine {
             | HypercallOutcome::Block
             | HypercallOutcome::Continue(_) => {}
             HypercallOutcome::DomainDestroyed(domid) => {
+                // DESTROY waits until no vCPU of it is loaded.
                 self.vcpus.retain(|r, _| r.domid != domid);
             }
             HypercallOutcome::VcpuStarted { domid, vcpu_id } => {
                 self.load_new_context(VcpuRef { domid, vcpu_id });
             }
-            HypercallOutcome::Yield => self.sched.yield_current(),
+            HypercallOutcome::Yield => self.sched.yield_current(pcpu as u32),
             HypercallOutcome::Shutdown(reason) => {
                 if let Some(d) = self.domains.get(v.domid) {
                     log::info!("d{} \"{}\" shut down: {reason:?}", v.domid, d.name());
@@ -566,6 +480,9 @@ impl Machine {
     /// Prints each domain's statistics, stops and destroys every domain
     /// (memory scrubbed, back in the pool) and ends the machine.
     fn power_off(&mut self, status: u8) -> ! {
+        // The other pCPUs leave guest mode and then wait for the lock,
+        // which this pCPU keeps to the end.
+        run::stop_other_pcpus();
         for domain in self.domains.iter() {
             log_statistics(domain);
         }
@@ -800,8 +717,7 @@ impl HypercallEnv for ConsoleEnv<'_> {
             vcpu_id: 0,
         };
         HostFacts {
-            // The vCPUs run on the boot pCPU only; the APs idle.
-            nr_pcpus: 1,
+            nr_pcpus: smp::online(),
             total_frames: self.total_frames,
             guest_cr4_valid: guest_cr4_valid_bits(|leaf| svm::host_cpuid(leaf, 0), who),
         }

@@ -10,6 +10,7 @@ use abi::convert::usize_from_u64;
 
 use crate::boot_info::{BootInfo, PhysReader, Unreadable, LOW_MEMORY, MAX_BOOT_MODULES};
 use crate::mm::frame::{MachineFrames, MAX_PHYS_MEM};
+use crate::mm::shared_frame::SharedFrame;
 use crate::mm::{FramePool, Mfn, PhysMem, PhysRange, PAGE_SIZE};
 
 /// The machine frames xen-core hands out (usable RAM, nothing reserved).
@@ -124,6 +125,22 @@ impl PhysMem for IdentityMap {
         // SAFETY: as in `frame`; `&mut self` on the only IdentityMap makes
         // this the only reference to the frame for its lifetime.
         unsafe { &mut *(address as *mut [u8; PAGE_SIZE]) }
+    }
+
+    /// Made from the frame's address, never through `frame_mut`: guests
+    /// on other pCPUs change it meanwhile, so no `&mut` to it may exist.
+    fn shared_frame(&mut self, mfn: Mfn) -> SharedFrame<'_> {
+        let address = self.frame_address(mfn);
+        let base = core::ptr::NonNull::new(address as *mut u8).unwrap_or_else(|| {
+            super::fatal::fatal(format_args!("mem: frame {mfn:?} at address 0"))
+        });
+        // SAFETY: `frame_address` checked the frame is identity-mapped RAM
+        // (page-aligned, mapped for the hypervisor's lifetime) outside our
+        // image and the boot modules, so no Rust object lives there; the
+        // returned frame borrows `self` mutably, so no `frame`/`frame_mut`
+        // reference of this map exists meanwhile, and all access goes
+        // through its atomics.
+        unsafe { SharedFrame::from_raw(base) }
     }
 
     /// One memmove, frame to frame: no bounce buffer (grant copy's cost

@@ -3,7 +3,8 @@
 //! (`ap_boot.S`), each given what the boot pCPU has (its own stacks with
 //! guard pages, GDT, TSS with IST stacks, IDT, local APIC, EFER.SVME and
 //! host save area), then left in an idle loop that a kick IPI
-//! ([`apic::KICK_VECTOR`]) wakes. AMD APM vol. 2 §16.5; Intel SDM vol. 3
+//! ([`apic::KICK_VECTOR`]) wakes, until the machine runs and every pCPU
+//! runs vCPUs ([`machine::ap_main`]). AMD APM vol. 2 §16.5; Intel SDM vol. 3
 //! §9.4.4 "MP Initialization Example" for the timing.
 //!
 //! One AP starts at a time: the boot pCPU leaves a ticket (pCPU index + 1)
@@ -21,7 +22,7 @@ use x86_64::instructions::interrupts;
 
 use super::cpu::{self, MAX_PCPUS};
 use super::fatal::fatal;
-use super::{apic, svm, tsc};
+use super::{apic, machine, svm, tsc};
 use crate::boot_info::{BootInfo, MemKind, LOW_MEMORY};
 use crate::mm::stacks::StackArea;
 use crate::mm::PhysRange;
@@ -250,9 +251,14 @@ extern "C" fn ap_entry(index: u32) -> ! {
     idle_loop(index)
 }
 
-/// An AP's life for now: halt until an interrupt; count the kicks.
+/// An AP's life until the machine runs: halt until an interrupt; count
+/// the kicks. The kick that publishes the machine sends it to
+/// [`machine::ap_main`], to run vCPUs.
 fn idle_loop(index: usize) -> ! {
     loop {
+        if machine::started() {
+            machine::ap_main(index);
+        }
         // STI's one-instruction shadow: a kick that arrived while
         // interrupts were off ends the HLT instead of being missed.
         interrupts::enable_and_hlt();

@@ -19,7 +19,9 @@
 //!   ([`DomainTable::destroy_slice`]: grant and foreign mappings go
 //!   first, then at most [`SLICE_FRAMES`] frames are scrubbed
 //!   and freed) and, while work remains, returns a continuation (the
-//!   caller re-executes the same call, as with Xen's `-ERESTART`). A
+//!   caller re-executes the same call, as with Xen's `-ERESTART`); while
+//!   a vCPU of it is still loaded on another pCPU, the call does nothing
+//!   but return the continuation (that pCPU was told to stop it). A
 //!   `DESTROY` of a dying domain, from any vCPU, carries on where the
 //!   last slice stopped. The last slice frees the rest, puts the domid
 //!   into quarantine, raises `VIRQ_DOM_EXC` for dom0 and returns
@@ -111,6 +113,12 @@ pub(super) fn destroy<P: FramePool, M: PhysMem, E: HypercallEnv>(
         ctx.domains.kill(domid).map_err(Errno::from)?;
         log::info!("d{domid} dying");
     }
+    // A vCPU still in guest mode on another pCPU would run on freed
+    // memory: its pCPU is kicked (it may no longer run) and the caller
+    // comes back, as Xen's domain_kill waits for vcpu_sleep_sync.
+    if target_loaded(ctx, domid) {
+        return Ok(HypercallOutcome::Continue(ctx.args.again()));
+    }
     let step = ctx
         .domains
         .destroy_slice(domid, ctx.pool, ctx.mem, SLICE_FRAMES)
@@ -121,6 +129,16 @@ pub(super) fn destroy<P: FramePool, M: PhysMem, E: HypercallEnv>(
     raise_global_virq(ctx.domains, ctx.mem, VIRQ_DOM_EXC);
     log::info!("d{domid} destroyed");
     Ok(HypercallOutcome::DomainDestroyed(domid))
+}
+
+/// Whether a vCPU of `domid` is still loaded on a pCPU.
+fn target_loaded<P: FramePool, M: PhysMem, E: HypercallEnv>(
+    ctx: &Ctx<'_, P, M, E>,
+    domid: abi::xen::domid::DomId,
+) -> bool {
+    ctx.domains
+        .get(domid)
+        .is_some_and(crate::domain::Domain::any_vcpu_loaded)
 }
 
 pub(super) fn pause<P: FramePool, M: PhysMem, E: HypercallEnv>(

@@ -20,6 +20,7 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
+use super::super::cpu::{this_cpu, MAX_PCPUS};
 use crate::mm::PAGE_SIZE;
 
 /// FCW after FNINIT: all exceptions masked, 64-bit precision, round to
@@ -62,8 +63,34 @@ pub struct ExtState {
 
 const _: () = assert!(core::mem::size_of::<ExtState>() <= PAGE_SIZE);
 
-/// Whose state each pCPU's registers hold (null: nobody's). One pCPU.
-static OWNER: AtomicPtr<ExtState> = AtomicPtr::new(core::ptr::null_mut());
+/// Whose state each pCPU's registers hold (null: nobody's). A vCPU's
+/// state stays in a pCPU's registers only while the scheduler keeps it
+/// that pCPU's vCPU: the run loop saves it ([`save_this_pcpu`]) as soon
+/// as the pCPU turns to another vCPU or idles, before the vCPU may be
+/// picked elsewhere (Xen saves eagerly at every context switch too).
+static OWNER: [AtomicPtr<ExtState>; MAX_PCPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_PCPUS];
+
+/// This pCPU's owner slot.
+fn owner() -> &'static AtomicPtr<ExtState> {
+    // this_cpu().index < MAX_PCPUS (cpu::init_this_cpu checks it).
+    &OWNER[this_cpu().index % MAX_PCPUS]
+}
+
+/// Saves the state this pCPU's registers hold into its vCPU's area and
+/// forgets it: the vCPU may now run on another pCPU. Called with the
+/// scheduler's lock held, when this pCPU stops being that vCPU's.
+pub fn save_this_pcpu() {
+    let previous = owner().swap(core::ptr::null_mut(), Ordering::Relaxed);
+    // SAFETY: a non-null owner is the live ExtState of a vCPU this pCPU
+    // ran last (`release` clears it before the frame is freed); that
+    // vCPU is not running anywhere (this pCPU turned from it, and no
+    // other pCPU may pick it before this returns, under the scheduler's
+    // lock), so this is the only access.
+    if let Some(previous) = unsafe { previous.as_mut() } {
+        previous.save();
+    }
+}
 
 impl ExtState {
     /// A new vCPU's state: FNINIT, MXCSR 0x1F80, DR0-3 zero.
@@ -80,14 +107,15 @@ impl ExtState {
     /// intercept DR accesses again (`self`'s DR0-3 are not loaded).
     pub fn make_current(&mut self) -> bool {
         let me: *mut ExtState = self;
-        let previous = OWNER.swap(me, Ordering::Relaxed);
+        let previous = owner().swap(me, Ordering::Relaxed);
         if previous == me {
             return false;
         }
         // SAFETY: a non-null owner is the live ExtState of another vCPU
-        // (`release` clears OWNER before it is freed); one pCPU runs
-        // vCPUs, and no reference to that vCPU's state is held while this
-        // one runs, so this is the only access.
+        // this pCPU ran (`release` clears it before it is freed); the run
+        // loop saves it before that vCPU can run elsewhere
+        // ([`save_this_pcpu`]), so it is not running and this is the only
+        // access.
         if let Some(previous) = unsafe { previous.as_mut() } {
             previous.save();
         }
@@ -116,12 +144,14 @@ impl ExtState {
     /// The vCPU is going away: nobody's state needs saving any more.
     pub fn release(&mut self) {
         let me: *mut ExtState = self;
-        let _ = OWNER.compare_exchange(
-            me,
-            core::ptr::null_mut(),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        for owner in &OWNER {
+            let _ = owner.compare_exchange(
+                me,
+                core::ptr::null_mut(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     fn save(&mut self) {

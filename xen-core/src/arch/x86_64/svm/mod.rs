@@ -17,6 +17,7 @@ mod vmcb;
 mod vmrun;
 
 pub use bitmaps::init_dom0_iopm;
+pub use extstate::save_this_pcpu;
 pub use guest::SvmGuest;
 pub use pcpu::{enable_this_cpu, enable_this_cpu_or_die, host_cpuid, SvmError, SvmFeatures};
 pub use vcpu::SvmVcpu;

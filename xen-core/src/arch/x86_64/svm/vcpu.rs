@@ -84,34 +84,38 @@ impl SvmVcpu {
         Ok(vcpu)
     }
 
-    /// Runs the guest until an exit needs the caller (hypercall, HLT,
-    /// preemption, crash). Exits xen-core completes itself loop here.
-    /// `upcall`: the event-channel upcall vector to offer (the guest
-    /// takes it once per run); the local APIC's vectors are offered at
-    /// every entry.
-    pub fn run(&mut self, env: &mut impl VcpuEnv, mut upcall: Option<u8>) -> ExitAction {
-        loop {
-            self.offer_interrupt(upcall, env);
-            let exit = self.enter(env);
-            if self.interrupt_taken(env) == Some(intr::Offered::Upcall) {
-                upcall = None;
-            }
-            let action = handle_exit(exit, &mut self.guest(), env);
-            if action != ExitAction::Resume {
-                return action;
-            }
-            if !env.may_run() {
-                return ExitAction::Stopped;
-            }
-            // A timer that expired while the host handled the exit was
-            // taken by the host at STGI, not as an INTR exit: the slice
-            // is over all the same (a guest exiting all the time would
-            // otherwise run until its next hypercall). So is a device
-            // interrupt: the run loop must route it now.
-            if apic::timer_fired() || ioapic::any_pending() {
-                return ExitAction::Preempted;
-            }
+    /// Readies the next VMRUN, under the lock that guards `env`'s
+    /// domain: offers `upcall` (the event-channel upcall vector, if the
+    /// guest has not taken it in this stretch yet) or else the local
+    /// APIC's highest deliverable vector.
+    pub fn prepare(&mut self, env: &mut impl VcpuEnv, upcall: Option<u8>) {
+        self.offer_interrupt(upcall, env);
+    }
+
+    /// Completes the exit the last [`Self::vmrun`] ended with, under the
+    /// lock again: counts it, acknowledges an interrupt the guest took
+    /// and lets the dispatcher act. Returns what the caller must do
+    /// ([`ExitAction::Resume`]: VMRUN again) and whether the guest took
+    /// the upcall.
+    pub fn complete(&mut self, env: &mut impl VcpuEnv) -> (ExitAction, bool) {
+        let exit = self.decode_exit(env);
+        let upcall_taken = self.interrupt_taken(env) == Some(intr::Offered::Upcall);
+        let action = handle_exit(exit, &mut self.guest(), env);
+        if action != ExitAction::Resume {
+            return (action, upcall_taken);
         }
+        if !env.may_run() {
+            return (ExitAction::Stopped, upcall_taken);
+        }
+        // A timer that expired while the host handled the exit was
+        // taken by the host at STGI, not as an INTR exit: the slice
+        // is over all the same (a guest exiting all the time would
+        // otherwise run until its next hypercall). So is a device
+        // interrupt: the run loop must route it now.
+        if apic::timer_fired() || ioapic::any_pending() {
+            return (ExitAction::Preempted, upcall_taken);
+        }
+        (ExitAction::Resume, upcall_taken)
     }
 
     /// The guest's registers and state as they stand between runs: the
@@ -162,8 +166,10 @@ impl SvmVcpu {
         self.flush_pending = true;
     }
 
-    /// One VMRUN; the exit it ended with, counted in `env`.
-    fn enter(&mut self, env: &mut impl VcpuEnv) -> VmExit {
+    /// One VMRUN, with no lock held: it touches only this vCPU's own
+    /// frames and registers and this pCPU's ASIDs and FPU; the caller
+    /// completes the exit with [`Self::complete`].
+    pub fn vmrun(&mut self) {
         let pcpu = this_pcpu();
         let vmcb_pa = self.vmcb.hpa();
         if self.ext_mut().make_current() {
@@ -202,6 +208,10 @@ impl SvmVcpu {
         // so the dispatcher cannot overwrite this.
         control.event_inj =
             Event::decode_exit_int_info(control.exitintinfo).map_or(0, Event::encode);
+    }
+
+    /// The exit the last VMRUN ended with, counted in `env`.
+    fn decode_exit(&self, env: &mut impl VcpuEnv) -> VmExit {
         let vmcb = self.vmcb();
         let c = &vmcb.control;
         // RAX, RCX and RDI name what was asked: the hypercall and its

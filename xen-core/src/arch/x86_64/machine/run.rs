@@ -1,0 +1,379 @@
+//! The loop every pCPU runs, and how the pCPUs keep each other right.
+//!
+//! One lock guards the [`Machine`] (the domain table, the vCPU slots, the
+//! scheduler): a pCPU takes it for a scheduling pass and to handle each
+//! VM exit, and lets go of it around VMRUN only, so guests run on every
+//! pCPU at once while the hypervisor's own work is serialised (the lock
+//! order is in docs/architecture.md, "Locks"). Before each release the
+//! pCPU looks at what the others have loaded ([`Machine::after_section`]):
+//!
+//! - a pCPU the scheduler tickles (a wake it should take, an idle pCPU
+//!   with work) gets a kick IPI (vector 0xfc, Xen's `EVENT_CHECK_VECTOR`);
+//! - a vCPU in guest mode elsewhere that has an event or APIC interrupt
+//!   to take, or may no longer run (paused, blocked, dying), has its pCPU
+//!   kicked once per entry: the IPI is an INTR exit there, and the next
+//!   entry offers the interrupt or stops the vCPU;
+//! - a vCPU in guest mode elsewhere whose domain's p2m lost an entry
+//!   since it entered has its pCPU kicked and waited for until it has
+//!   left guest mode (a synchronous TLB shootdown, as Xen's
+//!   `flush_tlb_mask` before a frame is freed): it flushes before its
+//!   next VMRUN, and no stale translation outlives the lock holder's
+//!   section.
+//!
+//! Which pCPU is in guest mode is an atomic sequence per pCPU
+//! ([`GUEST_SEQ`], odd in guest mode), made odd under the lock and even
+//! right after `#VMEXIT` without it, so the lock holder can wait for a
+//! pCPU to leave guest mode while that pCPU waits for the lock.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::mutex::{TicketMutex, TicketMutexGuard};
+use spin::Once;
+
+use super::super::cpu::MAX_PCPUS;
+use super::super::fatal::fatal;
+use super::super::serial::LOG;
+use super::super::{apic, cpu_idle_until, smp, svm, tsc};
+use super::{earliest, ExitEnv, Machine};
+use crate::event;
+use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
+use crate::sched::{Decision, VcpuRef};
+use crate::time::pvclock;
+use crate::vmexit::ExitAction;
+
+/// The machine, once built; every pCPU's loop locks it (a ticket lock:
+/// pCPUs get it in the order they asked).
+static MACHINE: Once<TicketMutex<Machine>> = Once::new();
+
+/// Each pCPU's guest-mode sequence: odd from just before VMRUN (set
+/// under the lock) to just after `#VMEXIT` (set without it).
+static GUEST_SEQ: [AtomicU64; MAX_PCPUS] = [const { AtomicU64::new(0) }; MAX_PCPUS];
+
+/// What a pCPU has loaded, as the others see it under the lock.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Loaded {
+    pub(super) vcpu: VcpuRef,
+    /// Its domain's p2m generation when its TLB was last made current.
+    p2m_generation: u64,
+    /// Its pCPU was kicked since this entry: once is enough.
+    kicked: bool,
+}
+
+/// Publishes the machine and runs the boot pCPU's loop; the APs leave
+/// their idle loop ([`ap_main`]) on the kick.
+pub(super) fn start(machine: Machine) -> ! {
+    MACHINE.call_once(|| TicketMutex::new(machine));
+    for cpu in 1..smp::online() as usize {
+        smp::kick(cpu);
+    }
+    run_pcpu(0)
+}
+
+/// Whether the machine runs (an AP may leave its idle loop for
+/// [`ap_main`]).
+pub fn started() -> bool {
+    MACHINE.get().is_some()
+}
+
+/// An AP's loop once the machine runs.
+pub fn ap_main(index: usize) -> ! {
+    run_pcpu(index)
+}
+
+fn lock() -> TicketMutexGuard<'static, Machine> {
+    match MACHINE.get() {
+        Some(m) => m.lock(),
+        None => fatal(format_args!("machine: locked before it was built")),
+    }
+}
+
+/// Kicks every other pCPU out of guest mode and waits until each has
+/// left it; they then wait for the lock, which the caller keeps (power
+/// off).
+pub(super) fn stop_other_pcpus() {
+    let me = super::super::cpu::this_cpu().index;
+    for cpu in (0..smp::online() as usize).filter(|&c| c != me) {
+        wait_out_of_guest(cpu);
+    }
+}
+
+/// If `cpu` is in guest mode, kicks it and spins until it has left.
+fn wait_out_of_guest(cpu: usize) {
+    let Some(seq) = GUEST_SEQ.get(cpu) else {
+        return;
+    };
+    let entered = seq.load(Ordering::Acquire);
+    if entered % 2 == 0 {
+        return;
+    }
+    smp::kick(cpu);
+    while seq.load(Ordering::Acquire) == entered {
+        core::hint::spin_loop();
+    }
+}
+
+/// The scheduler loop of pCPU `pcpu`: never returns; dom0's shutdown
+/// ends the machine.
+fn run_pcpu(pcpu: usize) -> ! {
+    let mut slice_end = 0;
+    loop {
+        let mut m = lock();
+        let machine = &mut *m;
+        machine.route_interrupts();
+        let now = tsc::system_time_ns();
+        machine.fire_timers(now);
+        let polls = event::next_poll_deadline(machine.domains);
+        let decision = machine.sched.schedule(machine.domains, pcpu as u32, now);
+        // Another vCPU, or none: the last one's FPU state goes to its
+        // area before another pCPU may pick it.
+        if !matches!(
+            decision,
+            Decision::Run {
+                switched: false,
+                ..
+            }
+        ) {
+            svm::save_this_pcpu();
+        }
+        m.after_section(pcpu);
+        match decision {
+            Decision::Idle { wake_at_ns } => {
+                drop(m);
+                // Idle time is the log's: sleep once it is all out.
+                if LOG.drain(DRAIN_BYTES_IDLE) > 0 {
+                    continue;
+                }
+                // Timers are the boot pCPU's: an idle AP sleeps until a
+                // kick brings it work.
+                let wake = if pcpu == 0 {
+                    earliest(wake_at_ns, polls)
+                } else {
+                    None
+                };
+                cpu_idle_until(wake.map_or(u64::MAX, tsc::tsc_at_ns));
+                apic::take_timer_fired();
+                apic::take_kicked();
+            }
+            Decision::Run {
+                vcpu,
+                switched,
+                slice_end_ns,
+                next_event_ns,
+            } => {
+                // A bounded drain as each slice starts, none between a
+                // guest's hypercalls (it would lengthen their wait), and
+                // never under the lock.
+                if switched || slice_end_ns != slice_end {
+                    drop(m);
+                    LOG.drain(DRAIN_BYTES_PER_SCHEDULE);
+                    slice_end = slice_end_ns;
+                    m = lock();
+                }
+                let until = earliest(Some(next_event_ns), polls).unwrap_or(next_event_ns);
+                run_vcpu(m, pcpu, vcpu, switched, until);
+            }
+        }
+    }
+}
+
+/// Runs `v` on `pcpu` until its slice ends or it needs the scheduler,
+/// then acts on how it stopped. Exits xen-core completes, and hypercalls
+/// that return directly (`hypercall::returns_directly`), resume the
+/// guest from here with the timer still armed for `until_ns`: no
+/// scheduling pass.
+fn run_vcpu(
+    mut m: TicketMutexGuard<'static, Machine>,
+    pcpu: usize,
+    v: VcpuRef,
+    switched: bool,
+    until_ns: u64,
+) {
+    if switched {
+        m.update_pvclock(v);
+    }
+    apic::arm_at_tsc(tsc::tsc_at_ns(until_ns));
+    let mut upcall_taken = false;
+    while let Some(slot) = m.load(v, pcpu, &mut upcall_taken) {
+        m.after_section(pcpu);
+        drop(m);
+        // SAFETY: `load` returned this vCPU's boxed slot and marked it
+        // loaded on this pCPU: no other pCPU replaces or frees a loaded
+        // slot (`start_vcpu`, `DESTROY` wait for it to be unloaded; power
+        // off waits for this pCPU to leave guest mode, then keeps the
+        // lock), and nothing else touches a loaded vCPU's VMCB, so this
+        // is the only reference while the lock is released.
+        unsafe { (*slot).svm.vmrun() };
+        if let Some(seq) = GUEST_SEQ.get(pcpu) {
+            seq.fetch_add(1, Ordering::AcqRel);
+        }
+        m = lock();
+        let (action, taken) = m.complete(v);
+        upcall_taken |= taken;
+        match action {
+            ExitAction::Resume => {}
+            ExitAction::Hypercall => {
+                if !(m.hypercall(v, pcpu) && m.may_resume(v, pcpu)) {
+                    break;
+                }
+            }
+            action => {
+                apic::disarm();
+                m.after_exit(v, action, pcpu);
+                break;
+            }
+        }
+    }
+    // A timer that fired meanwhile: the run loop reads the time itself.
+    apic::disarm();
+    apic::take_timer_fired();
+    m.unload(v, pcpu);
+    m.after_section(pcpu);
+}
+
+impl Machine {
+    /// Publishes `v`'s time in its pvclock as it starts a slice (before
+    /// the guest mapped shared info there is nowhere to publish).
+    fn update_pvclock(&mut self, v: VcpuRef) {
+        if let Some(domain) = self.domains.get_mut(v.domid) {
+            let _ = pvclock::update_vcpu_time(
+                domain,
+                &mut self.phys,
+                v.vcpu_id,
+                &self.clock,
+                tsc::now(),
+            );
+        }
+    }
+
+    /// Readies `v`'s next VMRUN on `pcpu` and marks it loaded there: its
+    /// new register state loaded if it has one (VCPUOP_initialise, a
+    /// STARTUP IPI), its TLB flushed if its p2m lost an entry, its
+    /// upcall offered (again once the guest cleared the last one). The
+    /// slot to run from, or `None` if `v` may not run now.
+    fn load(
+        &mut self,
+        v: VcpuRef,
+        pcpu: usize,
+        upcall_taken: &mut bool,
+    ) -> Option<*mut super::VcpuSlot> {
+        if !self.load_new_context(v) {
+            return None;
+        }
+        let domain = self.domains.get_mut(v.domid)?;
+        let slot = self.vcpus.get_mut(&v)?;
+        if !domain.vcpu_may_run(v.vcpu_id) {
+            return None;
+        }
+        if domain.p2m_generation() != slot.p2m_generation {
+            slot.svm.flush_tlb();
+            slot.p2m_generation = domain.p2m_generation();
+        }
+        let pending = event::upcall_for_entry(domain, &mut self.phys, v.vcpu_id);
+        if pending.is_none() {
+            *upcall_taken = false;
+        }
+        let mut env = ExitEnv {
+            domain,
+            phys: &mut self.phys,
+            vcpu_id: v.vcpu_id,
+        };
+        slot.svm
+            .prepare(&mut env, pending.filter(|_| !*upcall_taken));
+        env.domain
+            .vcpu_mut(v.vcpu_id)?
+            .set_loaded_on(Some(pcpu as u32));
+        *self.loaded.get_mut(pcpu)? = Some(Loaded {
+            vcpu: v,
+            p2m_generation: slot.p2m_generation,
+            kicked: false,
+        });
+        // In guest mode from now on, as the others see it.
+        GUEST_SEQ.get(pcpu)?.fetch_add(1, Ordering::AcqRel);
+        Some(&raw mut **slot)
+    }
+
+    /// Completes the exit `v` just took (counted, interrupts
+    /// acknowledged, the dispatcher's action); whether it took the upcall.
+    fn complete(&mut self, v: VcpuRef) -> (ExitAction, bool) {
+        let (Some(domain), Some(slot)) = (self.domains.get_mut(v.domid), self.vcpus.get_mut(&v))
+        else {
+            return (ExitAction::Stopped, false);
+        };
+        let mut env = ExitEnv {
+            domain,
+            phys: &mut self.phys,
+            vcpu_id: v.vcpu_id,
+        };
+        slot.svm.complete(&mut env)
+    }
+
+    /// `pcpu` is done with `v` for this stretch.
+    fn unload(&mut self, v: VcpuRef, pcpu: usize) {
+        if let Some(l) = self.loaded.get_mut(pcpu) {
+            *l = None;
+        }
+        if let Some(vcpu) = self
+            .domains
+            .get_mut(v.domid)
+            .and_then(|d| d.vcpu_mut(v.vcpu_id))
+        {
+            vcpu.set_loaded_on(None);
+        }
+    }
+
+    /// Whether `v` may go on after a hypercall that returned directly:
+    /// it may still run, and no timer, device interrupt or better vCPU
+    /// is due here. A privileged caller's routing changes (an EOI, a
+    /// pirq bound or closed) are programmed first, as the run loop would.
+    fn may_resume(&mut self, v: VcpuRef, pcpu: usize) -> bool {
+        let Some(domain) = self.domains.get(v.domid) else {
+            return false;
+        };
+        if domain.hardware().is_some() {
+            super::ioapic::program(self.domains.irqs_mut().take_changed());
+        }
+        self.domains
+            .get(v.domid)
+            .is_some_and(|d| d.vcpu_may_run(v.vcpu_id))
+            && !apic::timer_fired()
+            && !super::ioapic::any_pending()
+            && !self.sched.should_preempt(self.domains, pcpu as u32)
+    }
+
+    /// Before `me` lets go of the lock: kicks the pCPUs the scheduler
+    /// tickles and those whose loaded vCPU has something to take or must
+    /// stop, and waits out of guest mode those whose vCPU's p2m lost an
+    /// entry (module docs).
+    fn after_section(&mut self, me: usize) {
+        let tickled = self.sched.tickle(self.domains, tsc::system_time_ns());
+        let mut kick = tickled.0;
+        let mut shootdown = 0u64;
+        for (cpu, loaded) in self.loaded.iter_mut().enumerate() {
+            let Some(l) = loaded.as_mut().filter(|_| cpu != me) else {
+                continue;
+            };
+            let Some(d) = self.domains.get(l.vcpu.domid) else {
+                continue;
+            };
+            if d.p2m_generation() != l.p2m_generation {
+                shootdown |= 1 << cpu;
+                continue;
+            }
+            let id = l.vcpu.vcpu_id;
+            let wants = !d.vcpu_may_run(id)
+                || event::upcall_pending(d, &mut self.phys, id)
+                || d.vcpu(id)
+                    .is_some_and(|v| v.apic_pending_vector().is_some());
+            if wants && !l.kicked {
+                l.kicked = true;
+                kick |= 1 << cpu;
+            }
+        }
+        for cpu in (0..MAX_PCPUS).filter(|&c| c != me && kick & (1 << c) != 0) {
+            smp::kick(cpu);
+        }
+        for cpu in (0..MAX_PCPUS).filter(|&c| shootdown & (1 << c) != 0) {
+            wait_out_of_guest(cpu);
+        }
+    }
+}
