@@ -13,8 +13,8 @@
 //!   the environment, free memory from the frame pool, the domain count,
 //!   the TSC rate.
 //!
-//! `DOMAIN_FLAG_RUNNING` marks the caller's domain only: with one pCPU the
-//! caller's vCPU is the one running. A name longer than the ABI's 32 bytes
+//! `DOMAIN_FLAG_RUNNING` marks the caller's domain and every domain with
+//! a vCPU loaded on a pCPU now (`Vcpu::loaded_on`). A name longer than the ABI's 32 bytes
 //! is cut at a character boundary.
 
 use abi::control::{
@@ -195,7 +195,7 @@ fn info(d: &Domain, caller: DomId) -> DomainInfo {
     if all_blocked {
         flags |= DOMAIN_FLAG_BLOCKED;
     }
-    if d.domid() == caller {
+    if d.domid() == caller || d.any_vcpu_loaded() {
         flags |= DOMAIN_FLAG_RUNNING;
     }
     if d.privilege().is_some() {

@@ -392,6 +392,45 @@ fn a_big_domain_is_populated_and_destroyed_in_slices() {
     );
 }
 
+/// A vCPU still loaded on another pCPU keeps its domain's memory: DESTROY
+/// makes the domain dying (so that pCPU stops it) and comes back without
+/// freeing anything until the vCPU is put down.
+#[test]
+fn destroy_waits_while_a_vcpu_is_loaded_on_another_pcpu() {
+    let mut w = World::new();
+    let free = w.pool.free_frames();
+    let id = create(&mut w, "running", 16);
+    assert_eq!(
+        rc(
+            &mut w,
+            DOM0,
+            ctl::CONTROL_OP_POPULATE_MEMORY,
+            &populate_req(id, 0, 16)
+        ),
+        0
+    );
+    w.t.get_mut(id)
+        .unwrap()
+        .vcpu_mut(0)
+        .unwrap()
+        .set_loaded_on(Some(2));
+    for _ in 0..3 {
+        let out = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &req(id));
+        assert!(matches!(out, HypercallOutcome::Continue(_)));
+        assert_eq!(w.domain(id).state(), DomainState::Dying);
+        assert_eq!(w.domain(id).tot_pages(), 16, "nothing freed while loaded");
+        assert!(!w.domain(id).vcpu_may_run(0), "its pCPU is told to stop it");
+    }
+    w.t.get_mut(id)
+        .unwrap()
+        .vcpu_mut(0)
+        .unwrap()
+        .set_loaded_on(None);
+    let out = call(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id));
+    assert_eq!(out, HypercallOutcome::DomainDestroyed(id));
+    assert_eq!(w.pool.free_frames(), free);
+}
+
 /// A populate whose host runs out of frames between slices fails with
 /// `-ENOMEM` and reports the frames it did.
 #[test]
