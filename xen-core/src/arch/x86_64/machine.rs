@@ -82,7 +82,7 @@ impl Machine {
                 .try_lock()
                 .unwrap_or_else(|| fatal(format_args!("domain table already in use"))),
             vcpus: BTreeMap::new(),
-            sched: Credit::new(0, 1),
+            sched: Credit::new(1),
             clock,
             phys,
             free_before_domains: free,
@@ -269,7 +269,7 @@ impl Machine {
             let now = tsc::system_time_ns();
             self.fire_timers(now);
             let polls = event::next_poll_deadline(&self.domains);
-            match self.sched.schedule(&mut self.domains, now) {
+            match self.sched.schedule(&mut self.domains, 0, now) {
                 // Idle time is the log's: sleep once it is all out.
                 Decision::Idle { .. } if LOG.drain(DRAIN_BYTES_IDLE) > 0 => {}
                 Decision::Idle { wake_at_ns } => {
@@ -365,7 +365,7 @@ impl Machine {
             .is_some_and(|d| d.vcpu_may_run(v.vcpu_id))
             && !apic::timer_fired()
             && !ioapic::any_pending()
-            && !self.sched.should_preempt(&self.domains)
+            && !self.sched.should_preempt(&self.domains, 0)
     }
 
     /// Loads the new register state `v` was given, if any, into a fresh
@@ -538,7 +538,7 @@ impl Machine {
             HypercallOutcome::VcpuStarted { domid, vcpu_id } => {
                 self.load_new_context(VcpuRef { domid, vcpu_id });
             }
-            HypercallOutcome::Yield => self.sched.yield_current(),
+            HypercallOutcome::Yield => self.sched.yield_current(0),
             HypercallOutcome::Shutdown(reason) => {
                 if let Some(d) = self.domains.get(v.domid) {
                     log::info!("d{} \"{}\" shut down: {reason:?}", v.domid, d.name());

@@ -127,7 +127,9 @@ fn vcpu_stats(d: &Domain, caller: &Caller, now_ns: u64) -> VcpuStatsResponse {
         let id = v.id();
         let unit = d.sched().unit(id);
         let counters = d.vcpu_counters(id).copied().unwrap_or_default();
-        let running = d.domid() == caller.domid && id == caller.vcpu_id;
+        // The caller runs on its pCPU even where no scheduler picked it.
+        let running =
+            unit.is_some_and(|u| u.running) || (d.domid() == caller.domid && id == caller.vcpu_id);
         *slot = VcpuStats {
             vcpu_id: id,
             state: state(d.state(), v.run_state(), running),
@@ -157,7 +159,7 @@ fn vcpu_stats(d: &Domain, caller: &Caller, now_ns: u64) -> VcpuStatsResponse {
 }
 
 /// `VCPU_STATE_*` of a vCPU in `run` state of a domain in `domain`
-/// state; `running`: it is the caller (on the pCPU now).
+/// state; `running`: it is some pCPU's current vCPU.
 fn state(domain: DomainState, run: VcpuRunState, running: bool) -> u32 {
     match (run, domain) {
         (VcpuRunState::Down, _) => VCPU_STATE_DOWN,
