@@ -1,21 +1,23 @@
 //! Scheduling vCPUs on pCPUs.
 //!
-//! The run loop asks its pCPU's [`Scheduler`] what to run at each
+//! One [`Scheduler`] serves every pCPU, under the lock that guards the
+//! domain table. Each pCPU's run loop asks it what to run at each
 //! scheduling point (a VM exit that blocked, yielded or shut down the
-//! vCPU, or the pCPU's timer at [`Decision::Run::next_event_ns`]), after
-//! firing due one-shot timers itself ([`fire_timers`]: a blocked vCPU
-//! wakes at its timer even without an event channel; the run loop raises
-//! VIRQ_TIMER there). The scheduler charges CPU time, then keeps the
-//! current vCPU until its slice ends or picks the next one. An idle pCPU halts until [`Decision::Idle::wake_at_ns`] (the
-//! earliest timer) or an interrupt.
+//! vCPU, a kick from another pCPU, or its timer at
+//! [`Decision::Run::next_event_ns`]), after firing due one-shot timers
+//! itself ([`fire_timers`]: a blocked vCPU wakes at its timer even
+//! without an event channel; the run loop raises VIRQ_TIMER there). The
+//! scheduler charges CPU time, then keeps the current vCPU until its
+//! slice ends or picks the next one. An idle pCPU halts until
+//! [`Decision::Idle::wake_at_ns`] (the earliest timer) or an interrupt.
+//! After every locked section the run loop asks [`Scheduler::tickle`]
+//! which pCPUs must run a pass now (a wake, a pause, a pin) and kicks
+//! them with an IPI.
 //!
 //! The policy is Xen's credit scheduler ([`Credit`]): weights, caps,
-//! BOOST for woken vCPUs, hard affinity. Its per-domain and per-vCPU
-//! state ([`params`]) lives in the domain. Seams for several pCPUs: each
-//! pCPU gets its own [`Credit`] (its run queue: the vCPUs whose affinity
-//! and `Unit::pcpu` place them there), the accounting moves to one
-//! master pCPU, and a wake for another pCPU's queue kicks it with an IPI
-//! where [`Scheduler::should_preempt`] is asked today.
+//! BOOST for woken vCPUs, hard affinity, a run queue per pCPU with work
+//! stealing. Its per-domain and per-vCPU state ([`params`]) lives in the
+//! domain.
 
 #![forbid(unsafe_code)]
 
@@ -25,12 +27,13 @@ pub mod params;
 #[cfg(test)]
 mod tests;
 
-pub use credit::{Credit, CREDITS_PER_MSEC, TICK_NS, TSLICE_NS};
+pub use credit::{Credit, CREDITS_PER_MSEC, MAX_SCHED_PCPUS, TICK_NS, TSLICE_NS};
 
 use abi::xen::domid::DomId;
 
 use crate::domain::table::DomainTable;
 use crate::domain::{Domain, DomainState};
+use params::CpuMask;
 
 /// One vCPU of one domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,20 +69,30 @@ pub enum Decision {
     },
 }
 
-/// A scheduling policy for one pCPU.
+/// A scheduling policy for the machine's pCPUs. The run loop of each
+/// pCPU calls it under the lock that also guards the domain table.
 pub trait Scheduler {
-    /// Fires due timers, charges the current vCPU's CPU time and decides
-    /// what runs from `now_ns` (system time).
-    fn schedule(&mut self, domains: &mut DomainTable, now_ns: u64) -> Decision;
-    /// `SCHEDOP_yield` (and HLT's or a block's successor): the current
-    /// vCPU gives up the rest of its slice at the next [`Self::schedule`].
-    fn yield_current(&mut self);
-    /// The vCPU the last decision runs, if any.
-    fn current(&self) -> Option<VcpuRef>;
-    /// Whether a vCPU that may run here now outranks the current one, so
-    /// the current one must stop at this exit rather than go on (Xen's
-    /// tickle after a wake).
-    fn should_preempt(&self, domains: &DomainTable) -> bool;
+    /// Charges pCPU `pcpu`'s current vCPU up to `now_ns` (system time),
+    /// runs due ticks and accounting, notices wakes, and decides what
+    /// `pcpu` runs.
+    fn schedule(&mut self, domains: &mut DomainTable, pcpu: u32, now_ns: u64) -> Decision;
+    /// `SCHEDOP_yield` (and HLT's or a block's successor): `pcpu`'s
+    /// current vCPU gives up the rest of its slice at the next
+    /// [`Self::schedule`] of `pcpu`.
+    fn yield_current(&mut self, pcpu: u32);
+    /// The vCPU `pcpu`'s last decision runs, if any.
+    fn current(&self, pcpu: u32) -> Option<VcpuRef>;
+    /// Whether `pcpu`'s current vCPU must stop at this exit: a woken
+    /// vCPU outranks it and should take this pCPU, or it may no longer
+    /// run here.
+    fn should_preempt(&self, domains: &DomainTable, pcpu: u32) -> bool;
+    /// Notices wakes since the last pass (BOOST, once per wake) and
+    /// returns the pCPUs that must run a scheduling pass now (Xen's
+    /// `__runq_tickle`): an idle pCPU a waiting vCPU may use (its last
+    /// one first), or the pCPU whose current vCPU a woken one outranks,
+    /// or whose current vCPU may no longer run there. An idle pCPU with
+    /// nothing eligible is not named, so this does not repeat itself.
+    fn tickle(&mut self, domains: &mut DomainTable, now_ns: u64) -> CpuMask;
 }
 
 /// Wakes every vCPU whose one-shot timer is due at `now_ns` (and disarms

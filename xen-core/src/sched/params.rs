@@ -50,6 +50,23 @@ impl CpuMask {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    /// The set with pCPU `cpu` added (unchanged past [`MAX_PCPUS`]).
+    #[must_use]
+    pub fn with(self, cpu: u32) -> CpuMask {
+        CpuMask(self.0 | 1u64.checked_shl(cpu).unwrap_or(0))
+    }
+
+    /// The set without pCPU `cpu`.
+    #[must_use]
+    pub fn without(self, cpu: u32) -> CpuMask {
+        CpuMask(self.0 & !1u64.checked_shl(cpu).unwrap_or(0))
+    }
+
+    /// The pCPUs in the set, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = u32> {
+        (0..MAX_PCPUS).filter(move |cpu| self.contains(*cpu))
+    }
 }
 
 /// Credit1's priorities, lowest first (Xen's `CSCHED_PRI_TS_*`): the run
@@ -89,8 +106,12 @@ pub struct Unit {
     /// When it joined its run queue: first in, first out within a
     /// priority.
     pub(super) seq: u64,
-    /// The pCPU it last ran on, if it ever ran (Xen's `processor`).
+    /// The pCPU it last ran on, if it ever ran (Xen's `processor`): the
+    /// run queue it waits in.
     pub pcpu: Option<u32>,
+    /// It is some pCPU's current vCPU now (on `pcpu`): what `vcpu-list`
+    /// shows as running.
+    pub running: bool,
     /// Times it woke from blocked, paused or down.
     pub wakes: u64,
     /// Times it was given a pCPU.
@@ -109,6 +130,7 @@ impl Unit {
             queued: false,
             seq: 0,
             pcpu: None,
+            running: false,
             wakes: 0,
             runs: 0,
         }
@@ -213,6 +235,9 @@ mod tests {
         assert_eq!(CpuMask::first(64), CpuMask::ALL);
         assert!(CpuMask(0b100).contains(2));
         assert!(!CpuMask::ALL.contains(64));
+        assert_eq!(CpuMask(0b1).with(3).without(0), CpuMask(0b1000));
+        assert_eq!(CpuMask(0).with(64), CpuMask(0));
+        assert_eq!(CpuMask(0b1010).iter().collect::<Vec<_>>(), [1, 3]);
     }
 
     #[test]

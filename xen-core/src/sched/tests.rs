@@ -29,7 +29,7 @@ fn domains(vcpus: &[u32]) -> DomainTable {
 /// the scheduler decides.
 fn step(s: &mut Credit, t: &mut DomainTable, now: u64) -> Decision {
     fire_timers(t, now, |_, _| {});
-    s.schedule(t, now)
+    s.schedule(t, 0, now)
 }
 
 fn r(domid: DomId, vcpu_id: u32) -> VcpuRef {
@@ -46,7 +46,7 @@ fn ran(d: Decision) -> Option<VcpuRef> {
 #[test]
 fn boost_then_slices_and_yields_in_queue_order() {
     let mut t = domains(&[2, 1]);
-    let mut s = Credit::new(0, 1);
+    let mut s = Credit::new(1);
     // Every vCPU woke (BOOST): the first in the queue runs; the
     // scheduler comes back at the first tick.
     let d = step(&mut s, &mut t, 0);
@@ -64,9 +64,9 @@ fn boost_then_slices_and_yields_in_queue_order() {
     // Its tick ends its boost: the boosted ones waiting go first.
     assert_eq!(ran(step(&mut s, &mut t, TICK_NS)), Some(r(1, 1)));
     // A yield goes to the back of its priority.
-    s.yield_current();
+    s.yield_current(0);
     assert_eq!(ran(step(&mut s, &mut t, TICK_NS + 10)), Some(r(2, 0)));
-    s.yield_current();
+    s.yield_current(0);
     assert_eq!(ran(step(&mut s, &mut t, TICK_NS + 20)), Some(r(1, 1)));
     // CPU time was charged to whoever ran.
     let cpu = |t: &DomainTable, v: VcpuRef| {
@@ -84,21 +84,21 @@ fn boost_then_slices_and_yields_in_queue_order() {
 #[test]
 fn a_yield_hands_the_pcpu_to_a_lower_priority_waiter() {
     let mut t = domains(&[1, 1]);
-    let mut s = Credit::new(0, 1);
+    let mut s = Credit::new(1);
     assert_eq!(ran(step(&mut s, &mut t, 0)), Some(r(1, 0)));
     // d1's tick ends its boost: d2, still boosted, takes the pCPU.
     assert_eq!(ran(step(&mut s, &mut t, TICK_NS)), Some(r(2, 0)));
     // d2 yields while above d1: as in Xen, it goes behind d1.
-    s.yield_current();
+    s.yield_current(0);
     assert_eq!(ran(step(&mut s, &mut t, TICK_NS + 10)), Some(r(1, 0)));
 }
 
 #[test]
 fn a_lone_vcpu_that_yields_runs_again() {
     let mut t = domains(&[1]);
-    let mut s = Credit::new(0, 1);
+    let mut s = Credit::new(1);
     assert_eq!(ran(step(&mut s, &mut t, 0)), Some(r(1, 0)));
-    s.yield_current();
+    s.yield_current(0);
     let d = step(&mut s, &mut t, 5);
     assert!(
         matches!(d, Decision::Run { switched: false, slice_end_ns, .. } if slice_end_ns == 5 + TSLICE_NS)
@@ -108,7 +108,7 @@ fn a_lone_vcpu_that_yields_runs_again() {
 #[test]
 fn blocked_vcpu_sleeps_until_its_timer_and_idle_waits_for_it() {
     let mut t = domains(&[1]);
-    let mut s = Credit::new(0, 1);
+    let mut s = Credit::new(1);
     assert_eq!(ran(step(&mut s, &mut t, 0)), Some(r(1, 0)));
     let v = t.get_mut(1).unwrap().vcpu_mut(0).unwrap();
     v.set_timer(1_000_000);
@@ -119,7 +119,7 @@ fn blocked_vcpu_sleeps_until_its_timer_and_idle_waits_for_it() {
             wake_at_ns: Some(1_000_000)
         }
     );
-    assert_eq!(s.current(), None);
+    assert_eq!(s.current(0), None);
     assert_eq!(
         step(&mut s, &mut t, 999_999),
         Decision::Idle {
@@ -141,7 +141,7 @@ fn blocked_vcpu_sleeps_until_its_timer_and_idle_waits_for_it() {
 #[test]
 fn next_event_is_the_earliest_timer() {
     let mut t = domains(&[1, 1]);
-    let mut s = Credit::new(0, 1);
+    let mut s = Credit::new(1);
     let v = t.get_mut(2).unwrap().vcpu_mut(0).unwrap();
     v.set_timer(300);
     v.block();
@@ -158,7 +158,7 @@ fn next_event_is_the_earliest_timer() {
 #[test]
 fn paused_and_stopped_domains_are_skipped() {
     let mut t = domains(&[1, 1, 1]);
-    let mut s = Credit::new(0, 1);
+    let mut s = Credit::new(1);
     t.get_mut(1).unwrap().pause().unwrap();
     t.get_mut(2).unwrap().shutdown(ShutdownReason::Poweroff);
     let v = t.get_mut(1).unwrap().vcpu_mut(0).unwrap();
@@ -216,7 +216,7 @@ proptest! {
             .flat_map(|d| (0u32..).take(d.vcpus().len()).map(move |v| r(d.domid(), v)))
             .collect();
         let domids: Vec<DomId> = t.iter().map(|d| d.domid()).collect();
-        let mut s = Credit::new(0, 1);
+        let mut s = Credit::new(1);
         let mut now = 0u64;
         for op in ops {
             match op {
@@ -233,7 +233,7 @@ proptest! {
                     let v = all[i % all.len()];
                     t.get_mut(v.domid).unwrap().vcpu_mut(v.vcpu_id).unwrap().wake();
                 }
-                Op::Yield => s.yield_current(),
+                Op::Yield => s.yield_current(0),
                 Op::Pause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().pause(); }
                 Op::Unpause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().unpause(); }
             }

@@ -5,7 +5,6 @@
 //! handlers); this module only carries out.
 
 mod run;
-mod sched_shim;
 
 pub use run::{ap_main, started};
 
@@ -36,7 +35,7 @@ use crate::hypercall::{self, Caller, HostFacts, HypercallEnv, HypercallOutcome, 
 use crate::mm::{FramePool, Gfn, Mfn, PAGE_SHIFT};
 use crate::paging::guest_walk::GuestPaging;
 use crate::pci::vpci::Vpci;
-use crate::sched::{self, VcpuRef};
+use crate::sched::{self, Credit, Scheduler, VcpuRef};
 use crate::time::Clock;
 use crate::vlapic::{self, Ipi, Vlapic};
 use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
@@ -44,7 +43,6 @@ use crate::vmexit::cr_write::guest_cr4_valid_bits;
 use crate::vmexit::io::IoPortPolicy;
 use crate::vmexit::{code_name, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv, VmExit};
 use run::Loaded;
-use sched_shim::Credit;
 
 /// Where dom0's 1:1 RAM starts: its kernel is linked here (16 MiB), above
 /// xen-core's image at 1 MiB.

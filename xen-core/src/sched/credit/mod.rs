@@ -28,13 +28,15 @@
 //! MAX_VCPUS` entries, the same walk the timers take.
 
 mod acct;
+mod queue;
+mod tickle;
 
 #[cfg(test)]
 // Tests index the fixtures they built.
 #[allow(clippy::indexing_slicing)]
 mod tests;
 
-use super::params::{Priority, Unit};
+use super::params::{CpuMask, Priority, Unit};
 use super::{may_run, next_timer_deadline, Decision, Scheduler, VcpuRef};
 use crate::domain::table::DomainTable;
 use acct::Accounting;
@@ -59,7 +61,13 @@ const MIN_CREDIT: i64 = -CREDITS_PER_TSLICE;
 const MAX_CATCHUP_TICKS: u64 = 3 * TICKS_PER_TSLICE;
 const NS_PER_MS: u64 = 1_000_000;
 
-/// The vCPU on the pCPU now.
+/// Most pCPUs one [`Credit`] schedules (the arch side starts at most 8,
+/// `arch::x86_64::cpu::MAX_PCPUS`); pCPUs past it get no vCPU.
+pub const MAX_SCHED_PCPUS: u32 = 8;
+/// Per-pCPU slots.
+const NR_SLOTS: usize = MAX_SCHED_PCPUS as usize;
+
+/// The vCPU on a pCPU now.
 #[derive(Clone, Copy, Debug)]
 struct Running {
     vcpu: VcpuRef,
@@ -68,17 +76,32 @@ struct Running {
     slice_end_ns: u64,
 }
 
-/// The credit scheduler of one pCPU: its run queue and, while there is
-/// one pCPU, the accounting (Xen runs that on a master pCPU).
+/// One pCPU's state (Xen's `csched_pcpu` and `curr_on_cpu`).
+#[derive(Clone, Copy, Debug)]
+struct Pcpu {
+    current: Option<Running>,
+    /// Its current vCPU yielded: it goes behind the others at the next
+    /// pass (Xen's `CSCHED_FLAG_UNIT_YIELD`).
+    yielded: bool,
+}
+
+impl Pcpu {
+    const IDLE: Self = Self {
+        current: None,
+        yielded: false,
+    };
+}
+
+/// The credit scheduler of the whole machine: each pCPU's current vCPU
+/// and run queue, and the global ticks and accounting (Xen runs those
+/// per pCPU and on a master pCPU).
 #[derive(Clone, Debug)]
 pub struct Credit {
-    /// The pCPU this run queue feeds.
-    pcpu: u32,
-    /// pCPUs the accounting shares credit for.
+    /// pCPUs it schedules (`0..nr_pcpus`); the accounting shares credit
+    /// for as many.
     nr_pcpus: u32,
-    current: Option<Running>,
-    yielded: bool,
-    /// Arrival order for the next vCPU that joins the queue.
+    pcpus: [Pcpu; NR_SLOTS],
+    /// Arrival order for the next vCPU that joins a queue.
     next_seq: u64,
     /// The next tick's system time; `None` before the first pass.
     next_tick_ns: Option<u64>,
@@ -86,14 +109,26 @@ pub struct Credit {
     acct: Accounting,
 }
 
+/// What a pass gives its pCPU.
+enum Pick {
+    /// The current vCPU goes on in its slice.
+    Keep(Running),
+    /// This vCPU starts a new slice (it may be the current one again).
+    Start(VcpuRef),
+    Idle,
+}
+
 impl Credit {
-    /// The scheduler of pCPU `pcpu` of `nr_pcpus`, having run nothing.
-    pub const fn new(pcpu: u32, nr_pcpus: u32) -> Self {
+    /// The scheduler of `nr_pcpus` pCPUs (at most [`MAX_SCHED_PCPUS`]),
+    /// having run nothing.
+    pub const fn new(nr_pcpus: u32) -> Self {
         Self {
-            pcpu,
-            nr_pcpus,
-            current: None,
-            yielded: false,
+            nr_pcpus: if nr_pcpus < MAX_SCHED_PCPUS {
+                nr_pcpus
+            } else {
+                MAX_SCHED_PCPUS
+            },
+            pcpus: [Pcpu::IDLE; NR_SLOTS],
             next_seq: 0,
             next_tick_ns: None,
             ticks: 0,
@@ -101,20 +136,49 @@ impl Credit {
         }
     }
 
-    /// Charges the running vCPU's CPU time and credit up to `now_ns`.
-    fn burn_current(&mut self, domains: &mut DomainTable, now_ns: u64) {
-        let Some(cur) = self.current.as_mut() else {
+    /// The pCPU `v` is current on, if any.
+    pub fn running_on(&self, v: VcpuRef) -> Option<u32> {
+        (0..self.nr_pcpus).find(|p| self.current_of(*p).is_some_and(|c| c.vcpu == v))
+    }
+
+    /// The pCPUs it schedules.
+    fn online(&self) -> CpuMask {
+        CpuMask::first(self.nr_pcpus)
+    }
+
+    fn slot(&self, pcpu: u32) -> Option<&Pcpu> {
+        self.pcpus
+            .get(usize::try_from(pcpu).ok()?)
+            .filter(|_| pcpu < self.nr_pcpus)
+    }
+
+    fn slot_mut(&mut self, pcpu: u32) -> Option<&mut Pcpu> {
+        let nr = self.nr_pcpus;
+        self.pcpus
+            .get_mut(usize::try_from(pcpu).ok()?)
+            .filter(|_| pcpu < nr)
+    }
+
+    fn current_of(&self, pcpu: u32) -> Option<Running> {
+        self.slot(pcpu).and_then(|s| s.current)
+    }
+
+    /// Charges pCPU `pcpu`'s current vCPU's CPU time and credit up to
+    /// `now_ns`.
+    fn burn_current(&mut self, domains: &mut DomainTable, pcpu: u32, now_ns: u64) {
+        let Some(cur) = self.slot_mut(pcpu).and_then(|s| s.current.as_mut()) else {
             return;
         };
         let ran = now_ns.saturating_sub(cur.since_ns);
         cur.since_ns = cur.since_ns.max(now_ns);
-        let Some(d) = domains.get_mut(cur.vcpu.domid) else {
+        let vcpu = cur.vcpu;
+        let Some(d) = domains.get_mut(vcpu.domid) else {
             return;
         };
-        if let Some(v) = d.vcpu_mut(cur.vcpu.vcpu_id) {
+        if let Some(v) = d.vcpu_mut(vcpu.vcpu_id) {
             v.account(ran);
         }
-        if let Some(u) = d.sched_mut().unit_mut(cur.vcpu.vcpu_id) {
+        if let Some(u) = d.sched_mut().unit_mut(vcpu.vcpu_id) {
             burn(u, ran);
         }
     }
@@ -127,10 +191,10 @@ impl Credit {
             if now_ns < next {
                 break;
             }
-            self.tick(domains);
+            self.tick(domains, now_ns);
             next += TICK_NS;
         }
-        // Still behind: the pCPU was away; start again from now.
+        // Still behind: the pCPUs were away; start again from now.
         self.next_tick_ns = Some(if next <= now_ns {
             now_ns + TICK_NS
         } else {
@@ -138,10 +202,18 @@ impl Credit {
         });
     }
 
-    /// One tick: the running vCPU is using CPU, so it earns credit from
-    /// now on and its boost ends (Xen's `csched_unit_acct`).
-    fn tick(&mut self, domains: &mut DomainTable) {
-        if let Some(u) = self.current.and_then(|c| unit_mut(domains, c.vcpu)) {
+    /// One tick for every pCPU: each current vCPU is charged up to now,
+    /// is using CPU, so it earns credit from now on, and its boost ends
+    /// (Xen's `csched_unit_acct`).
+    fn tick(&mut self, domains: &mut DomainTable, now_ns: u64) {
+        for pcpu in 0..self.nr_pcpus {
+            self.burn_current(domains, pcpu, now_ns);
+            let Some(u) = self
+                .current_of(pcpu)
+                .and_then(|c| unit_mut(domains, c.vcpu))
+            else {
+                continue;
+            };
             if u.priority == Priority::Boost {
                 u.priority = Priority::Under;
             }
@@ -178,158 +250,160 @@ impl Credit {
         }
     }
 
-    /// Whether `v` may be given this pCPU now.
-    fn eligible(&self, domains: &DomainTable, v: VcpuRef) -> bool {
-        may_run(domains, v) && unit(domains, v).is_some_and(|u| self.may_take(u))
+    /// Whether `v` may go on running on `pcpu`.
+    fn eligible_on(&self, domains: &DomainTable, v: VcpuRef, pcpu: u32) -> bool {
+        may_run(domains, v)
+            && unit(domains, v).is_some_and(|u| !u.parked && u.affinity.contains(pcpu))
     }
 
-    fn may_take(&self, u: &Unit) -> bool {
-        !u.parked && u.affinity.contains(self.pcpu)
-    }
-
-    /// The queued vCPU first in the run queue's order, other than
-    /// `except`, with its priority.
-    fn best_waiting(
-        &self,
-        domains: &DomainTable,
-        except: Option<VcpuRef>,
-    ) -> Option<(VcpuRef, Priority)> {
-        let mut best: Option<(VcpuRef, Priority, u64)> = None;
-        for d in domains.iter() {
-            for id in 0..d.nr_vcpus() {
-                let v = VcpuRef {
-                    domid: d.domid(),
-                    vcpu_id: id,
-                };
-                let Some(u) = d.sched().unit(id) else {
-                    continue;
-                };
-                if Some(v) == except || !u.queued || !self.may_take(u) || !d.vcpu_may_run(id) {
-                    continue;
-                }
-                if best.is_none_or(|(_, p, s)| {
-                    (u.priority, core::cmp::Reverse(u.seq)) > (p, core::cmp::Reverse(s))
-                }) {
-                    best = Some((v, u.priority, u.seq));
-                }
-            }
-        }
-        best.map(|(v, p, _)| (v, p))
-    }
-
-    /// Puts the running vCPU back at the end of its priority's queue.
-    fn requeue_current(&mut self, domains: &mut DomainTable) {
-        let seq = self.next_seq;
-        if let Some(u) = self.current.and_then(|c| unit_mut(domains, c.vcpu)) {
-            u.seq = seq;
+    /// Puts `v` at the end of its priority's queue.
+    fn requeue(&mut self, domains: &mut DomainTable, v: VcpuRef) {
+        if let Some(u) = unit_mut(domains, v) {
+            u.seq = self.next_seq;
             self.next_seq += 1;
         }
     }
 
-    /// Gives the pCPU to `vcpu` for a new slice from `now_ns`.
-    fn start(&mut self, domains: &mut DomainTable, vcpu: VcpuRef, now_ns: u64) -> Running {
-        let switched = self.current.map(|c| c.vcpu) != Some(vcpu);
-        let pcpu = self.pcpu;
-        if let Some(u) = unit_mut(domains, vcpu) {
-            u.pcpu = Some(pcpu);
-            if switched {
-                u.runs = u.runs.saturating_add(1);
+    /// What `pcpu` runs from `now_ns` (Xen's `csched_schedule`): its
+    /// current vCPU until its slice ends, unless its queue holds a vCPU
+    /// of higher priority; then the best of its queue, the current one
+    /// back at the end of its priority (behind a lower one too if it
+    /// yielded, Xen's `__runq_insert`); if that is OVER or nothing, a
+    /// vCPU of higher priority stolen from another queue (Xen's
+    /// `csched_load_balance`).
+    fn pick(&mut self, domains: &DomainTable, pcpu: u32, now_ns: u64) -> Pick {
+        let cur = self
+            .current_of(pcpu)
+            .filter(|c| self.eligible_on(domains, c.vcpu, pcpu));
+        let yielded = self
+            .slot_mut(pcpu)
+            .is_some_and(|s| core::mem::take(&mut s.yielded));
+        let own = self.own_best(domains, pcpu);
+        let cur_pri = cur.and_then(|c| priority(domains, c.vcpu));
+        let local = match (cur, own) {
+            (Some(c), _)
+                if !yielded
+                    && now_ns < c.slice_end_ns
+                    && own.is_none_or(|w| Some(w.priority) <= cur_pri) =>
+            {
+                Pick::Keep(c)
             }
-        }
-        let running = Running {
-            vcpu,
-            since_ns: now_ns,
-            slice_end_ns: now_ns.saturating_add(TSLICE_NS),
+            (Some(c), Some(w)) if !yielded && Some(w.priority) < cur_pri => Pick::Start(c.vcpu),
+            (_, Some(w)) => Pick::Start(w.vcpu),
+            (Some(c), None) => Pick::Start(c.vcpu),
+            (None, None) => Pick::Idle,
         };
-        self.current = Some(running);
-        running
+        let local_pri = match local {
+            Pick::Keep(_) => cur_pri,
+            Pick::Start(v) if Some(v) == cur.map(|c| c.vcpu) => cur_pri,
+            Pick::Start(_) => own.map(|w| w.priority),
+            Pick::Idle => None,
+        };
+        if local_pri.is_some_and(|p| p > Priority::Over) {
+            return local;
+        }
+        match self.steal(domains, pcpu, local_pri) {
+            Some(w) => Pick::Start(w.vcpu),
+            None => local,
+        }
     }
 
-    /// When the pCPU must come back although nothing runs: the next
-    /// tick if a parked vCPU waits for accounting to unpark it.
-    fn idle_wake(&self, domains: &DomainTable) -> Option<u64> {
+    /// Makes `next` `pcpu`'s current vCPU, keeping `Unit::running` and
+    /// `Unit::pcpu` true to it.
+    fn set_current(&mut self, domains: &mut DomainTable, pcpu: u32, next: Option<Running>) {
+        let Some(slot) = self.slot_mut(pcpu) else {
+            return;
+        };
+        let previous = core::mem::replace(&mut slot.current, next);
+        let (old, new) = (previous.map(|r| r.vcpu), next.map(|r| r.vcpu));
+        if old == new {
+            return;
+        }
+        if let Some(u) = old.and_then(|v| unit_mut(domains, v)) {
+            u.running = false;
+        }
+        if let Some(u) = new.and_then(|v| unit_mut(domains, v)) {
+            u.running = true;
+            u.pcpu = Some(pcpu);
+            u.runs = u.runs.saturating_add(1);
+        }
+    }
+
+    /// When an idle `pcpu` must come back although nothing runs: the
+    /// next tick if a parked vCPU of its queue waits for accounting to
+    /// unpark it.
+    fn idle_wake(&self, domains: &DomainTable, pcpu: u32) -> Option<u64> {
         let parked = domains.iter().any(|d| {
-            (0..d.nr_vcpus()).any(|id| d.sched().unit(id).is_some_and(|u| u.parked && u.queued))
+            (0..d.nr_vcpus()).any(|id| {
+                d.sched()
+                    .unit(id)
+                    .is_some_and(|u| u.parked && u.queued && self.in_queue_of(u, pcpu))
+            })
         });
         parked.then_some(self.next_tick_ns).flatten()
     }
 }
 
 impl Scheduler for Credit {
-    fn schedule(&mut self, domains: &mut DomainTable, now_ns: u64) -> Decision {
-        self.burn_current(domains, now_ns);
+    fn schedule(&mut self, domains: &mut DomainTable, pcpu: u32, now_ns: u64) -> Decision {
+        if self.slot(pcpu).is_none() {
+            return Decision::Idle { wake_at_ns: None };
+        }
+        self.burn_current(domains, pcpu, now_ns);
         self.run_ticks(domains, now_ns);
         self.refresh_queue(domains);
         let tick = self.next_tick_ns.unwrap_or(now_ns + TICK_NS);
         let timer = next_timer_deadline(domains);
-        let previous = self.current;
-        let cur = previous.filter(|c| self.eligible(domains, c.vcpu));
-        let waiting = self.best_waiting(domains, cur.map(|c| c.vcpu));
-        let yielded = core::mem::take(&mut self.yielded);
-        let running = match cur {
-            Some(c)
-                if !yielded
-                    && now_ns < c.slice_end_ns
-                    && waiting.is_none_or(|(_, p)| Some(p) <= priority(domains, c.vcpu)) =>
-            {
-                c
-            }
-            _ => {
-                self.requeue_current(domains);
-                // Xen's `__runq_insert`: a vCPU that yielded goes behind
-                // one lower-priority runnable vCPU too, so any other
-                // waiting vCPU runs before it.
-                let next = match (yielded, cur) {
-                    (true, Some(_)) => waiting.or_else(|| self.best_waiting(domains, None)),
-                    _ => self.best_waiting(domains, None),
-                };
-                match next {
-                    Some((vcpu, _)) => self.start(domains, vcpu, now_ns),
-                    None => {
-                        self.current = None;
-                        let wake_at_ns = earliest(timer, self.idle_wake(domains));
-                        return Decision::Idle { wake_at_ns };
-                    }
+        let previous = self.current_of(pcpu).map(|c| c.vcpu);
+        let running = match self.pick(domains, pcpu, now_ns) {
+            Pick::Keep(c) => c,
+            Pick::Start(vcpu) => {
+                if let Some(p) = previous {
+                    self.requeue(domains, p);
                 }
+                let running = Running {
+                    vcpu,
+                    since_ns: now_ns,
+                    slice_end_ns: now_ns.saturating_add(TSLICE_NS),
+                };
+                self.set_current(domains, pcpu, Some(running));
+                running
+            }
+            Pick::Idle => {
+                if let Some(p) = previous {
+                    self.requeue(domains, p);
+                }
+                self.set_current(domains, pcpu, None);
+                let wake_at_ns = earliest(timer, self.idle_wake(domains, pcpu));
+                return Decision::Idle { wake_at_ns };
             }
         };
         let slice_end_ns = running.slice_end_ns;
         Decision::Run {
             vcpu: running.vcpu,
-            switched: previous.map(|p| p.vcpu) != Some(running.vcpu),
+            switched: previous != Some(running.vcpu),
             slice_end_ns,
             next_event_ns: earliest(timer, Some(tick.min(slice_end_ns))).unwrap_or(slice_end_ns),
         }
     }
 
-    fn yield_current(&mut self) {
-        self.yielded = true;
+    fn yield_current(&mut self, pcpu: u32) {
+        if let Some(s) = self.slot_mut(pcpu) {
+            s.yielded = true;
+        }
     }
 
-    fn current(&self) -> Option<VcpuRef> {
-        self.current.map(|r| r.vcpu)
+    fn current(&self, pcpu: u32) -> Option<VcpuRef> {
+        self.current_of(pcpu).map(|r| r.vcpu)
     }
 
-    fn should_preempt(&self, domains: &DomainTable) -> bool {
-        let Some(cur) = self.current else {
-            return false;
-        };
-        let Some(mine) = priority(domains, cur.vcpu) else {
-            return true;
-        };
-        domains.iter().any(|d| {
-            (0..d.nr_vcpus()).any(|id| {
-                let v = VcpuRef {
-                    domid: d.domid(),
-                    vcpu_id: id,
-                };
-                v != cur.vcpu
-                    && d.vcpu_may_run(id)
-                    && d.sched()
-                        .unit(id)
-                        .is_some_and(|u| self.may_take(u) && waking_priority(u) > mine)
-            })
-        })
+    fn should_preempt(&self, domains: &DomainTable, pcpu: u32) -> bool {
+        self.current_of(pcpu).is_some() && self.targets(domains).contains(pcpu)
+    }
+
+    fn tickle(&mut self, domains: &mut DomainTable, _now_ns: u64) -> CpuMask {
+        self.refresh_queue(domains);
+        self.targets(domains)
     }
 }
 

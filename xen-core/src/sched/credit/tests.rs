@@ -38,12 +38,24 @@ fn cpu_times(t: &DomainTable) -> Vec<u64> {
 /// spins; a run ends at the scheduler's next event or at the next VM
 /// exit, `gaps` apart in turn. Returns the new time.
 fn spin(s: &mut Credit, t: &mut DomainTable, now: u64, duration: u64, gaps: &[u64]) -> u64 {
+    spin_on(s, t, 0, now, duration, gaps)
+}
+
+/// [`spin`] on pCPU `pcpu` alone.
+fn spin_on(
+    s: &mut Credit,
+    t: &mut DomainTable,
+    pcpu: u32,
+    now: u64,
+    duration: u64,
+    gaps: &[u64],
+) -> u64 {
     let end = now + duration;
     let mut now = now;
     let mut i = 0;
     while now < end {
         fire_timers(t, now, |_, _| {});
-        now = match s.schedule(t, now) {
+        now = match s.schedule(t, pcpu, now) {
             Decision::Run { next_event_ns, .. } => {
                 i += 1;
                 next_event_ns.min(now + gaps[i % gaps.len()]).min(end)
@@ -52,14 +64,14 @@ fn spin(s: &mut Credit, t: &mut DomainTable, now: u64, duration: u64, gaps: &[u6
         };
     }
     // Charges the last run.
-    s.schedule(t, end);
+    s.schedule(t, pcpu, end);
     end
 }
 
 /// CPU time each domain got over `window` ns after a warm-up.
 fn shares(params: &[(u16, u16)], gaps: &[u64], window: u64) -> Vec<f64> {
     let mut t = domains(params);
-    let mut s = Credit::new(0, 1);
+    let mut s = Credit::new(1);
     let now = spin(&mut s, &mut t, 0, 20 * TSLICE_NS, gaps);
     let before = cpu_times(&t);
     spin(&mut s, &mut t, now, window, gaps);
@@ -124,7 +136,7 @@ proptest! {
         gaps in prop::collection::vec(200_000u64..2 * TICK_NS, 1..4),
     ) {
         let mut t = domains(&params);
-        let mut s = Credit::new(0, 1);
+        let mut s = Credit::new(1);
         let mut now = spin(&mut s, &mut t, 0, 20 * TSLICE_NS, &gaps);
         for _ in 0..2 {
             let before = cpu_times(&t);
@@ -149,15 +161,15 @@ fn weights_256_to_512_give_one_to_two() {
 #[test]
 fn a_woken_vcpu_is_boosted_and_preempts_the_spinner() {
     let mut t = domains(&[(256, 0), (256, 0)]);
-    let mut s = Credit::new(0, 1);
+    let mut s = Credit::new(1);
     // d2 blocks; d1 spins for a while and earns its accounting.
     t.get_mut(2).unwrap().vcpu_mut(0).unwrap().block();
     let now = spin(&mut s, &mut t, 0, 10 * TSLICE_NS, &[TICK_NS]);
-    assert_eq!(s.current().map(|v| v.domid), Some(1));
-    assert!(!s.should_preempt(&t));
+    assert_eq!(s.current(0).map(|v| v.domid), Some(1));
+    assert!(!s.should_preempt(&t, 0));
     t.get_mut(2).unwrap().vcpu_mut(0).unwrap().wake();
-    assert!(s.should_preempt(&t));
-    let d = s.schedule(&mut t, now + 1000);
+    assert!(s.should_preempt(&t, 0));
+    let d = s.schedule(&mut t, 0, now + 1000);
     assert!(matches!(d, Decision::Run { vcpu, switched: true, .. } if vcpu.domid == 2));
     let u = t.get(2).unwrap().sched().unit(0).unwrap();
     assert_eq!((u.priority, u.wakes, u.pcpu), (Priority::Boost, 1, Some(0)));
@@ -179,8 +191,8 @@ fn affinity_keeps_a_vcpu_off_other_pcpus() {
         .set_affinity(0, 1, CpuMask(0b01), online)
         .unwrap();
     // The run queue of pCPU 1 never takes d1's vCPU, pinned to pCPU 0.
-    let mut s = Credit::new(1, 2);
-    spin(&mut s, &mut t, 0, 10 * TSLICE_NS, &[TICK_NS / 3]);
+    let mut s = Credit::new(2);
+    spin_on(&mut s, &mut t, 1, 0, 10 * TSLICE_NS, &[TICK_NS / 3]);
     assert_eq!(t.get(1).unwrap().cpu_time_ns(), 0);
     assert_eq!(t.get(2).unwrap().cpu_time_ns(), 10 * TSLICE_NS);
     assert_eq!(t.get(2).unwrap().sched().unit(0).unwrap().pcpu, Some(1));
@@ -189,11 +201,11 @@ fn affinity_keeps_a_vcpu_off_other_pcpus() {
 #[test]
 fn a_parked_vcpu_wakes_the_idle_pcpu_for_accounting() {
     let mut t = domains(&[(256, 25)]);
-    let mut s = Credit::new(0, 1);
+    let mut s = Credit::new(1);
     let mut now = 0;
     let mut parked_idle = false;
     for _ in 0..200 {
-        now = match s.schedule(&mut t, now) {
+        now = match s.schedule(&mut t, 0, now) {
             Decision::Run { next_event_ns, .. } => next_event_ns,
             Decision::Idle { wake_at_ns } => {
                 parked_idle = true;

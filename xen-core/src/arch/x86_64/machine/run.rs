@@ -37,7 +37,7 @@ use super::super::{apic, cpu_idle_until, smp, svm, tsc};
 use super::{earliest, ExitEnv, Machine};
 use crate::event;
 use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
-use crate::sched::{Decision, VcpuRef};
+use crate::sched::{Decision, Scheduler, VcpuRef};
 use crate::time::pvclock;
 use crate::vmexit::ExitAction;
 
