@@ -210,7 +210,15 @@ fn run_vcpu(
         let (action, taken) = m.complete(v);
         upcall_taken |= taken;
         match action {
-            ExitAction::Resume => {}
+            // A kick asks for a scheduling pass if the scheduler tickled
+            // this pCPU (a better vCPU woke, or this one may not stay);
+            // otherwise it only brought an interrupt, offered below.
+            ExitAction::Resume => {
+                if apic::take_kicked() && m.sched.should_preempt(m.domains, pcpu as u32) {
+                    m.after_exit(v, ExitAction::Preempted, pcpu);
+                    break;
+                }
+            }
             ExitAction::Hypercall => {
                 if !(m.hypercall(v, pcpu) && m.may_resume(v, pcpu)) {
                     break;
@@ -345,6 +353,10 @@ impl Machine {
     /// stop, and waits out of guest mode those whose vCPU's p2m lost an
     /// entry (module docs).
     fn after_section(&mut self, me: usize) {
+        // Alone, there is nobody to tell: the next pass sees it all.
+        if smp::online() == 1 {
+            return;
+        }
         let tickled = self.sched.tickle(self.domains, tsc::system_time_ns());
         let mut kick = tickled.0;
         let mut shootdown = 0u64;
