@@ -9,10 +9,11 @@
 //!
 //! - a pCPU the scheduler tickles (a wake it should take, an idle pCPU
 //!   with work) gets a kick IPI (vector 0xfc, Xen's `EVENT_CHECK_VECTOR`);
-//! - a vCPU in guest mode elsewhere that has an event or APIC interrupt
-//!   to take, or may no longer run (paused, blocked, dying), has its pCPU
-//!   kicked once per entry: the IPI is an INTR exit there, and the next
-//!   entry offers the interrupt or stops the vCPU;
+//! - a vCPU in guest mode elsewhere that has an event (its upcall flag
+//!   set since it entered) or an APIC interrupt to take, or may no longer
+//!   run (paused, blocked, dying), has its pCPU kicked once per entry:
+//!   the IPI is an INTR exit there, and the next entry offers the
+//!   interrupt or stops the vCPU;
 //! - a vCPU in guest mode elsewhere whose domain's p2m lost an entry
 //!   since it entered has its pCPU kicked and waited for until it has
 //!   left guest mode (a synchronous TLB shootdown, as Xen's
@@ -57,6 +58,12 @@ pub(super) struct Loaded {
     p2m_generation: u64,
     /// Its pCPU was kicked since this entry: once is enough.
     kicked: bool,
+    /// Its `evtchn_upcall_pending` was set at this entry: the upcall was
+    /// offered, and a later event merges into it without a kick (Xen
+    /// kicks only when the flag goes from 0 to 1).
+    upcall_at_entry: bool,
+    /// The APIC vector offered at this entry: only another one kicks.
+    apic_at_entry: Option<u8>,
 }
 
 /// Publishes the machine and runs the boot pCPU's loop; the APs leave
@@ -277,7 +284,9 @@ impl Machine {
             slot.p2m_generation = domain.p2m_generation();
         }
         let pending = event::upcall_for_entry(domain, &mut self.phys, v.vcpu_id);
-        if pending.is_none() {
+        let upcall_at_entry = event::upcall_pending(domain, &mut self.phys, v.vcpu_id);
+        let apic_at_entry = domain.vcpu(v.vcpu_id).and_then(|c| c.apic_pending_vector());
+        if !upcall_at_entry {
             *upcall_taken = false;
         }
         let mut env = ExitEnv {
@@ -294,6 +303,8 @@ impl Machine {
             vcpu: v,
             p2m_generation: slot.p2m_generation,
             kicked: false,
+            upcall_at_entry,
+            apic_at_entry,
         });
         // In guest mode from now on, as the others see it.
         GUEST_SEQ.get(pcpu)?.fetch_add(1, Ordering::AcqRel);
@@ -372,10 +383,10 @@ impl Machine {
                 continue;
             }
             let id = l.vcpu.vcpu_id;
+            let apic = d.vcpu(id).and_then(|v| v.apic_pending_vector());
             let wants = !d.vcpu_may_run(id)
-                || event::upcall_pending(d, &mut self.phys, id)
-                || d.vcpu(id)
-                    .is_some_and(|v| v.apic_pending_vector().is_some());
+                || (!l.upcall_at_entry && event::upcall_pending(d, &mut self.phys, id))
+                || (apic.is_some() && apic != l.apic_at_entry);
             if wants && !l.kicked {
                 l.kicked = true;
                 kick |= 1 << cpu;
