@@ -30,6 +30,9 @@ pub struct Scenario {
     pub markers: Vec<String>,
     #[serde(default)]
     pub qemu: QemuSpec,
+    /// Why it keeps its own `[qemu] smp` under `cargo xtask test --smp N`
+    /// (it checks a given number of pCPUs); absent: it runs on N.
+    pub keep_smp: Option<String>,
     /// The boot bundle; absent means no `-initrd`.
     pub bundle: Option<BundleSpec>,
     /// Console input, each sent once its `after` marker has appeared.
@@ -77,6 +80,18 @@ impl Default for QemuSpec {
 }
 
 impl Scenario {
+    /// For `cargo xtask test --smp N`: runs it on `smp` processors unless
+    /// it keeps its own (`keep_smp`); then says so and why.
+    pub fn set_smp_unless_kept(&mut self, smp: u32) {
+        match &self.keep_smp {
+            Some(why) => println!(
+                "xtask: scenario {} keeps -smp {}: {why}",
+                self.name, self.qemu.smp
+            ),
+            None => self.set_smp(smp),
+        }
+    }
+
     /// Runs it, and each `[then]` boot, on `smp` processors.
     pub fn set_smp(&mut self, smp: u32) {
         self.qemu.smp = smp;
