@@ -258,8 +258,9 @@ mod tests {
     #[test]
     fn the_checked_in_scenarios_parse() {
         let root = &crate::root::workspace_root().unwrap();
-        let scenarios = load_all(root).unwrap();
+        let mut scenarios = load_all(root).unwrap();
         assert!(scenarios.iter().any(|s| s.name == "boot"));
+        scenarios.extend(load_dir(root, BENCH_DIR).unwrap());
         load_run_config(root).unwrap();
         let ph = crate::steps::Placeholders {
             root,
@@ -275,6 +276,21 @@ mod tests {
             crate::output::Expectations::compile(s, 0).unwrap();
             crate::steps::compile_all(&s.step, &ph).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
         }
+    }
+
+    #[test]
+    fn test_smp_spares_the_scenarios_that_keep_theirs() {
+        let text = "description = \"x\"\ntimeout_secs = 1\nexpect_exit = \"poweroff\"\n\
+                    [then]\ndescription = \"y\"\ntimeout_secs = 1\nexpect_exit = \"poweroff\"\n";
+        let mut any: Scenario = toml::from_str(text).unwrap();
+        any.set_smp_unless_kept(4);
+        assert_eq!(any.qemu.smp, 4);
+        assert_eq!(any.then.unwrap().qemu.smp, 4);
+        let text = "description = \"x\"\ntimeout_secs = 1\nexpect_exit = \"poweroff\"\n\
+                    keep_smp = \"pins to pCPU 3\"\n[qemu]\nsmp = 4\n";
+        let mut kept: Scenario = toml::from_str(text).unwrap();
+        kept.set_smp_unless_kept(2);
+        assert_eq!(kept.qemu.smp, 4);
     }
 
     #[test]
