@@ -66,14 +66,16 @@ mod kernel {
         println!("spin: vCPU {vcpu} started");
         STARTED.fetch_add(1, Ordering::SeqCst);
         let vcpus = VCPUS.load(Ordering::SeqCst);
-        while STARTED.load(Ordering::SeqCst) < vcpus {}
+        while STARTED.load(Ordering::SeqCst) < vcpus {
+            core::hint::spin_loop();
+        }
         let period = PERIOD.load(Ordering::SeqCst);
         let mut iterations: u64 = 0;
         let mut reports: u64 = 0;
         loop {
             // black_box: the compiler may not fold the loop away.
             iterations = core::hint::black_box(iterations) + 1;
-            if iterations % period == 0 {
+            if iterations.is_multiple_of(period) {
                 reports += 1;
                 println!("spin: vCPU {vcpu} progress {reports} ({iterations} iterations)");
             }
