@@ -27,6 +27,10 @@
 //! event channel (pong offers, ping binds, as in `pingpong`); each sample
 //! is ping's send until pong's answer has reached ping's upcall:
 //! `evtchn-roundtrip` (pong blocks in `SCHEDOP_poll`, wakes, sends back).
+//! `setup_s=S` (default 10): how long, in seconds of guest time, ping
+//! looks for pong's port and pong waits for ping's first event (longer
+//! when the toolstack creates ping after pong); `label=L` names the figure
+//! `evtchn-roundtrip-L` (the SMP benches: both ends on one pCPU or two).
 //!
 //! Output, one line per figure: `pathlen: <name> <instructions>`, then
 //! `pathlen: done`; then the domain powers off.
@@ -79,17 +83,24 @@ mod kernel {
             overhead: 0,
         };
         bench.overhead = bench.median_of(|| {});
+        let peer_setup = PeerSetup {
+            wait_ns: start_info
+                .cmdline_arg("setup_s")
+                .and_then(|n| n.parse::<u64>().ok())
+                .map_or(PEER_TIMEOUT_NS, |s| s.saturating_mul(1_000_000_000)),
+            label: start_info.cmdline_arg("label"),
+        };
         let outcome = match start_info.cmdline_arg("role") {
             Some("switch") => {
                 bench.report("yield-switch", || yield_now(&xen));
                 Ok(())
             }
             Some("ping") => match arg_domid("peer") {
-                Some(peer) => ping(&xen, &mut bench, peer),
+                Some(peer) => ping(&xen, &mut bench, peer, &peer_setup),
                 None => Err("role=ping needs peer=<domid>"),
             },
             Some("pong") => match arg_domid("peer") {
-                Some(peer) => pong(&xen, peer),
+                Some(peer) => pong(&xen, peer, peer_setup.wait_ns),
                 None => Err("role=pong needs peer=<domid>"),
             },
             _ => solo(
@@ -120,8 +131,13 @@ mod kernel {
     impl Bench<'_> {
         /// Prints `name`'s median cost, less the measuring overhead.
         fn report(&mut self, name: &str, op: impl FnMut()) {
-            let cost = self.median_of(op).saturating_sub(self.overhead);
+            let cost = self.cost(op);
             println!("pathlen: {name} {cost}");
+        }
+
+        /// `op`'s median cost, less the measuring overhead.
+        fn cost(&mut self, op: impl FnMut()) -> u64 {
+            self.median_of(op).saturating_sub(self.overhead)
         }
 
         /// The median TSC delta of `op` over the samples.
@@ -194,16 +210,27 @@ mod kernel {
         let _ = xen.sched_yield();
     }
 
+    /// How the two ends of `evtchn-roundtrip` find each other, and the
+    /// figure's name.
+    struct PeerSetup<'a> {
+        /// Ping's search for pong's port; pong's wait for the first event.
+        wait_ns: u64,
+        /// `evtchn-roundtrip-<label>` instead of `evtchn-roundtrip`.
+        label: Option<&'a str>,
+    }
+
     /// Pong's answers: one event back for each of ping's, until ping ends.
     static ANSWERED: AtomicU64 = AtomicU64::new(0);
 
-    fn pong(xen: &Xen, peer: DomId) -> Result<(), &'static str> {
+    fn pong(xen: &Xen, peer: DomId, first_wait_ns: u64) -> Result<(), &'static str> {
         let events = Events::init(xen).map_err(|_| "event channel setup failed")?;
         let port = xen
             .evtchn_alloc_unbound(peer)
             .map_err(|_| "alloc_unbound failed")?;
+        let mut wait_ns = first_wait_ns;
         loop {
-            let deadline = events.now().map(|t| t + PEER_TIMEOUT_NS);
+            let deadline = events.now().map(|t| t.saturating_add(wait_ns));
+            wait_ns = PEER_TIMEOUT_NS;
             match events.wait_any(&[port], deadline) {
                 Ok(Some(_)) => {}
                 // Ping closed its end (or never came): the bench is over.
@@ -221,16 +248,28 @@ mod kernel {
         Ok(())
     }
 
-    fn ping(xen: &Xen, bench: &mut Bench, peer: DomId) -> Result<(), &'static str> {
+    fn ping(
+        xen: &Xen,
+        bench: &mut Bench,
+        peer: DomId,
+        setup: &PeerSetup,
+    ) -> Result<(), &'static str> {
         let events = Events::init(xen).map_err(|_| "event channel setup failed")?;
-        let deadline = events.now().unwrap_or(0) + PEER_TIMEOUT_NS;
+        let deadline = events.now().unwrap_or(0).saturating_add(setup.wait_ns);
         let (_, port): (EvtchnPort, EvtchnPort) = events
             .bind_first_offered(peer, deadline)
             .map_err(|_| "no port offered by pong")?;
-        bench.report("evtchn-roundtrip", || {
+        let roundtrip = || {
             let _ = xen.evtchn_send(port);
             let _ = events.wait_any(&[port], None);
-        });
+        };
+        match setup.label {
+            Some(label) => {
+                let cost = bench.cost(roundtrip);
+                println!("pathlen: evtchn-roundtrip-{label} {cost}");
+            }
+            None => bench.report("evtchn-roundtrip", roundtrip),
+        }
         let _ = xen.evtchn_close(port);
         Ok(())
     }

@@ -12,6 +12,10 @@
 //! Each handled event is counted: a round that times out or sees a stale
 //! number is lost, an event beyond one per round is duplicated.
 //!
+//! `setup_s=S` (default 10): how long, in seconds of guest time, ping
+//! looks for pong's port and pong waits for ping's first round (longer
+//! when the toolstack creates ping after pong).
+//!
 //! Output: `pingpong: <role> ready ...`, then
 //! `pingpong: <role> done rounds=<n> lost=<l> duplicated=<d>`; poweroff
 //! if both are 0, else crash.
@@ -32,8 +36,9 @@ mod kernel {
     const DEFAULT_ROUNDS: u64 = 10_000;
     /// How long one round may take before it counts as lost.
     const ROUND_TIMEOUT_NS: u64 = 5_000_000_000;
-    /// How long ping looks for pong's port and grant.
-    const SETUP_TIMEOUT_NS: u64 = 10_000_000_000;
+    /// Default of how long ping looks for pong's port and grant, and pong
+    /// waits for ping's first round, in seconds.
+    const DEFAULT_SETUP_S: u64 = 10;
     /// Words of the shared page: ping's and pong's sequence numbers.
     const PING_SEQ: usize = 0;
     const PONG_SEQ: usize = 1;
@@ -81,12 +86,17 @@ mod kernel {
             .cmdline_arg("rounds")
             .and_then(|n| n.parse().ok())
             .unwrap_or(DEFAULT_ROUNDS);
+        let setup_ns = start_info
+            .cmdline_arg("setup_s")
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(DEFAULT_SETUP_S)
+            .saturating_mul(1_000_000_000);
         let events = Events::init(&xen).unwrap_or_else(|e| fail(&xen, "pingpong: events", Some(e)));
         let grants = Grants::init(&xen, start_info.ram_end())
             .unwrap_or_else(|e| fail(&xen, "pingpong: grants", Some(e)));
         let result = match role {
-            Role::Pong => pong(&events, &grants, peer, rounds),
-            Role::Ping => ping(&events, &grants, peer, rounds),
+            Role::Pong => pong(&events, &grants, peer, rounds, setup_ns),
+            Role::Ping => ping(&events, &grants, peer, rounds, setup_ns),
         };
         let (done, lost) = result.unwrap_or_else(|(done, what)| {
             println!(
@@ -110,7 +120,7 @@ mod kernel {
     /// Rounds completed and rounds lost, or where it stopped and why.
     type Outcome = Result<(u64, u64), (u64, &'static str)>;
 
-    fn pong(events: &Events, grants: &Grants, peer: DomId, rounds: u64) -> Outcome {
+    fn pong(events: &Events, grants: &Grants, peer: DomId, rounds: u64, setup_ns: u64) -> Outcome {
         let xen = events.xen();
         let gref = grants
             .grant_frame(peer, &PAGE, false)
@@ -127,6 +137,7 @@ mod kernel {
             events,
             port,
             rounds,
+            setup_ns,
             |i| {
                 if page[PING_SEQ].load(Ordering::SeqCst) != i {
                     return false;
@@ -147,9 +158,9 @@ mod kernel {
         Ok((done, 0))
     }
 
-    fn ping(events: &Events, grants: &Grants, peer: DomId, rounds: u64) -> Outcome {
+    fn ping(events: &Events, grants: &Grants, peer: DomId, rounds: u64, setup_ns: u64) -> Outcome {
         let xen = events.xen();
-        let deadline = events.now().unwrap_or(0) + SETUP_TIMEOUT_NS;
+        let deadline = events.now().unwrap_or(0).saturating_add(setup_ns);
         let (remote_port, port) = events
             .bind_first_offered(peer, deadline)
             .map_err(|_| (0, "no port offered by pong"))?;
@@ -165,6 +176,7 @@ mod kernel {
             events,
             port,
             rounds,
+            ROUND_TIMEOUT_NS,
             |i| page[PONG_SEQ].load(Ordering::SeqCst) == i,
             |i| {
                 page[PING_SEQ].store(i, Ordering::SeqCst);
@@ -177,11 +189,14 @@ mod kernel {
     }
 
     /// Rounds 1..=`rounds`: `before(i)` (ping sends), wait for the peer's
-    /// event, `after(i)` (check, pong answers). Rounds done, or the stop.
+    /// event (round 1 up to `first_wait_ns`, the others
+    /// [`ROUND_TIMEOUT_NS`]), `after(i)` (check, pong answers). Rounds
+    /// done, or the stop.
     fn exchange(
         events: &Events,
         port: EvtchnPort,
         rounds: u64,
+        first_wait_ns: u64,
         after: impl Fn(u64) -> bool,
         before: impl Fn(u64) -> bool,
     ) -> Result<u64, (u64, &'static str)> {
@@ -189,7 +204,12 @@ mod kernel {
             if !before(i) {
                 return Err((i - 1, "send failed"));
             }
-            let deadline = events.now().map(|t| t + ROUND_TIMEOUT_NS);
+            let wait = if i == 1 {
+                first_wait_ns
+            } else {
+                ROUND_TIMEOUT_NS
+            };
+            let deadline = events.now().map(|t| t.saturating_add(wait));
             match events.wait_any(&[port], deadline) {
                 Ok(Some(_)) => {}
                 Ok(None) => return Err((i - 1, "timed out waiting for the peer")),

@@ -168,10 +168,20 @@ impl Artifacts {
         let out = dir.join("stripped");
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let stripped = out.join(file);
+        // Written aside and renamed into place: two scenarios running at
+        // once each strip the same kernel, and one must never read the
+        // file while objcopy of the other has truncated it (a 0-byte
+        // dom0 in its bundle).
+        static PARTIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PARTIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut partial = stripped.clone().into_os_string();
+        partial.push(format!(".{}-{n}.partial", std::process::id()));
         run(Command::new(deps::OBJCOPY)
             .arg("--strip-all")
             .arg(&built)
-            .arg(&stripped))?;
+            .arg(&partial))?;
+        std::fs::rename(&partial, &stripped)
+            .with_context(|| format!("renaming to {}", stripped.display()))?;
         Ok(Some(stripped))
     }
 

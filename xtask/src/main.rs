@@ -62,7 +62,12 @@ enum Command {
     Run,
     /// Host tests, a short deterministic run of every fuzz target, then
     /// every QEMU scenario; non-zero exit on any failure.
-    Test,
+    Test {
+        /// Only the QEMU scenarios, each on N processors (`-smp N`), but
+        /// those whose `keep_smp` says why they need their own.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        smp: Option<u32>,
+    },
     /// Build (xen-core and dom0 with `bench-trace`), then measure path
     /// lengths (ci/bench/, QEMU under -icount: exact instruction counts):
     /// a table, JSON records in target/bench/, docs/benchmarks.md.
@@ -192,7 +197,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 runner::Show::Steps,
             ))
         }
-        Command::Test => {
+        Command::Test { smp: Some(smp) } => {
+            deps::ensure()?;
+            let artifacts = artifacts::build(&root)?;
+            let mut scenarios = scenario::load_all(&root)?;
+            for scenario in &mut scenarios {
+                scenario.set_smp_unless_kept(smp);
+            }
+            println!("xtask: every scenario on {smp} processors (host tests, fuzz and XTF: `cargo xtask test`)");
+            Ok(runner::run_all(&root, &artifacts, &scenarios))
+        }
+        Command::Test { smp: None } => {
             deps::ensure()?;
             artifacts::host_tests(&root)?;
             fuzz::smoke(&root)?;

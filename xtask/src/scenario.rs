@@ -30,6 +30,9 @@ pub struct Scenario {
     pub markers: Vec<String>,
     #[serde(default)]
     pub qemu: QemuSpec,
+    /// Why it keeps its own `[qemu] smp` under `cargo xtask test --smp N`
+    /// (it checks a given number of pCPUs); absent: it runs on N.
+    pub keep_smp: Option<String>,
     /// The boot bundle; absent means no `-initrd`.
     pub bundle: Option<BundleSpec>,
     /// Console input, each sent once its `after` marker has appeared.
@@ -77,6 +80,18 @@ impl Default for QemuSpec {
 }
 
 impl Scenario {
+    /// For `cargo xtask test --smp N`: runs it on `smp` processors unless
+    /// it keeps its own (`keep_smp`); then says so and why.
+    pub fn set_smp_unless_kept(&mut self, smp: u32) {
+        match &self.keep_smp {
+            Some(why) => println!(
+                "xtask: scenario {} keeps -smp {}: {why}",
+                self.name, self.qemu.smp
+            ),
+            None => self.set_smp(smp),
+        }
+    }
+
     /// Runs it, and each `[then]` boot, on `smp` processors.
     pub fn set_smp(&mut self, smp: u32) {
         self.qemu.smp = smp;
@@ -243,8 +258,9 @@ mod tests {
     #[test]
     fn the_checked_in_scenarios_parse() {
         let root = &crate::root::workspace_root().unwrap();
-        let scenarios = load_all(root).unwrap();
+        let mut scenarios = load_all(root).unwrap();
         assert!(scenarios.iter().any(|s| s.name == "boot"));
+        scenarios.extend(load_dir(root, BENCH_DIR).unwrap());
         load_run_config(root).unwrap();
         let ph = crate::steps::Placeholders {
             root,
@@ -260,6 +276,21 @@ mod tests {
             crate::output::Expectations::compile(s, 0).unwrap();
             crate::steps::compile_all(&s.step, &ph).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
         }
+    }
+
+    #[test]
+    fn test_smp_spares_the_scenarios_that_keep_theirs() {
+        let text = "description = \"x\"\ntimeout_secs = 1\nexpect_exit = \"poweroff\"\n\
+                    [then]\ndescription = \"y\"\ntimeout_secs = 1\nexpect_exit = \"poweroff\"\n";
+        let mut any: Scenario = toml::from_str(text).unwrap();
+        any.set_smp_unless_kept(4);
+        assert_eq!(any.qemu.smp, 4);
+        assert_eq!(any.then.unwrap().qemu.smp, 4);
+        let text = "description = \"x\"\ntimeout_secs = 1\nexpect_exit = \"poweroff\"\n\
+                    keep_smp = \"pins to pCPU 3\"\n[qemu]\nsmp = 4\n";
+        let mut kept: Scenario = toml::from_str(text).unwrap();
+        kept.set_smp_unless_kept(2);
+        assert_eq!(kept.qemu.smp, 4);
     }
 
     #[test]

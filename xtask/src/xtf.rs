@@ -243,6 +243,7 @@ pub fn batch_scenario(index: usize, batch: &[Kernel]) -> Scenario {
             append: None,
             extra_args: vec!["-icount".into(), "shift=0,sleep=off".into()],
         },
+        keep_smp: None,
         bundle: Some(BundleSpec {
             dom0: ImageSpec {
                 name: None,

@@ -85,6 +85,16 @@ pub const METRICS: &[Metric] = &[
         }],
     },
     Metric {
+        name: "evtchn-roundtrip-1pcpu",
+        what: "SMP (issue 16): the same round trip under -smp 2, both domUs pinned to pCPU 1 (a vCPU switch each way)",
+        goals: &[],
+    },
+    Metric {
+        name: "evtchn-roundtrip-2pcpus",
+        what: "SMP (issue 16): the same with the ends pinned to pCPUs 0 and 1 (a kick IPI and a remote wake-up each way; both pCPUs' instructions count)",
+        goals: &[],
+    },
+    Metric {
         name: "memcpy-4k",
         what: "guest-local memcpy of 4 KiB (the yardstick of grant copy)",
         goals: &[],
