@@ -32,6 +32,10 @@ mod queue;
 mod tickle;
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod smp_tests;
+#[cfg(test)]
 // Tests index the fixtures they built.
 #[allow(clippy::indexing_slicing)]
 mod tests;
