@@ -39,6 +39,8 @@ mod smp_tests;
 // Tests index the fixtures they built.
 #[allow(clippy::indexing_slicing)]
 mod tests;
+#[cfg(test)]
+mod tickle_tests;
 
 use super::params::{CpuMask, Priority, Unit};
 use super::{may_run, next_timer_deadline, Decision, Scheduler, VcpuRef};
@@ -357,7 +359,7 @@ impl Scheduler for Credit {
         self.run_ticks(domains, now_ns);
         self.refresh_queue(domains);
         let tick = self.next_tick_ns.unwrap_or(now_ns + TICK_NS);
-        let timer = next_timer_deadline(domains);
+        let timer = next_timer_deadline(domains, |u| self.timer_pcpu(u) == pcpu);
         let previous = self.current_of(pcpu).map(|c| c.vcpu);
         let running = match self.pick(domains, pcpu, now_ns) {
             Pick::Keep(c) => c,
