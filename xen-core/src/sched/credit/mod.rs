@@ -1,31 +1,45 @@
-//! Xen's credit scheduler (credit1, `xen/common/sched/credit.c`), one
-//! run queue per pCPU.
+//! Xen's credit scheduler (credit1, `xen/common/sched/credit.c`) for up
+//! to [`MAX_SCHED_PCPUS`] pCPUs: one [`Credit`] for the machine, a run
+//! queue per pCPU.
 //!
 //! - Each domain has a weight and a cap (`DomainSched`); each vCPU a
 //!   credit, a priority and a hard affinity ([`Unit`]).
-//! - The running vCPU burns 10 credits per ms of system time it runs
-//!   ([`CREDITS_PER_MSEC`]). Every tick ([`TICK_NS`]) it joins the
-//!   accounting list (it is using CPU) and loses a BOOST; every
-//!   [`TICKS_PER_TSLICE`] ticks [`acct::Accounting`] shares a slice's
-//!   credit by weight and sets UNDER/OVER from the credit's sign.
-//! - The run queue is ordered by priority (BOOST > UNDER > OVER), first
-//!   in first out within one; a vCPU that stops running while still
-//!   runnable goes to the back of its priority; one that yields goes
-//!   behind one lower-priority runnable vCPU as well (Xen's
-//!   `__runq_insert`), so a yield hands the pCPU to any other waiting vCPU.
-//! - A vCPU that wakes while UNDER gets BOOST, and if that is above the
-//!   running vCPU's priority it takes the pCPU at the next scheduling
-//!   point (Xen's `__runq_tickle`; [`Scheduler::should_preempt`] lets the
-//!   run loop stop a vCPU that would otherwise go on after a hypercall).
+//! - A running vCPU burns 10 credits per ms of system time it runs
+//!   ([`CREDITS_PER_MSEC`]). Every tick ([`TICK_NS`], global: run by
+//!   the first pass that finds it due) every pCPU's current vCPU joins
+//!   the accounting list (it is using CPU) and loses a BOOST; every
+//!   [`TICKS_PER_TSLICE`] ticks [`acct::Accounting`] shares `nr_pcpus`
+//!   slices' credit by weight and sets UNDER/OVER from the credit's sign.
+//! - A waiting vCPU is in the run queue of the pCPU it last ran on
+//!   (`Unit::pcpu`; one that never ran, or was pinned away from it, is
+//!   in every queue of its affinity: `queue`). A queue is ordered by
+//!   priority (BOOST > UNDER > OVER), first in first out within one; a
+//!   vCPU that stops running while still runnable goes to the back of its
+//!   priority; one that yields goes behind one lower-priority runnable
+//!   vCPU as well (Xen's `__runq_insert`), so a yield hands the pCPU to
+//!   any other waiting vCPU.
+//! - A pass keeps the current vCPU until its slice ends or its queue
+//!   holds a higher priority, then takes its queue's first; if that is
+//!   OVER or there is none it steals the first vCPU of higher priority
+//!   from the other queues that may run here (Xen's
+//!   `csched_load_balance`; an idle pCPU takes any). A vCPU current on
+//!   one pCPU is never taken by another.
+//! - A vCPU that wakes while UNDER gets BOOST. [`Scheduler::tickle`]
+//!   names the pCPUs that must pass now (`tickle`): an idle one for each
+//!   waiting vCPU, else the one whose current it outranks, and those
+//!   whose current may no longer run there. [`Scheduler::should_preempt`]
+//!   asks the same for one pCPU, so the run loop stops a vCPU that would
+//!   otherwise go on after a hypercall.
 //! - A parked vCPU (its domain spent its cap) or one whose affinity
-//!   leaves out this pCPU is not picked.
+//!   leaves out a pCPU is not picked there.
 //!
-//! Wakes are seen, not told: each scheduling pass compares every vCPU's
-//! runnability with what the queue held (`Unit::queued`), so the event,
-//! timer and APIC code need no scheduler hook. The ordered run queue is
-//! the pick's order key (priority, then arrival), found by one pass over
-//! the vCPUs rather than a linked list: at most `MAX_DOMAINS ×
-//! MAX_VCPUS` entries, the same walk the timers take.
+//! Wakes are seen, not told: each pass (and each tickle) compares every
+//! vCPU's runnability with what the queue held (`Unit::queued`), so the
+//! event, timer and APIC code need no scheduler hook. The ordered run
+//! queues are the pick's order key (priority, then arrival), found by one
+//! walk over the vCPUs rather than linked lists: at most `MAX_DOMAINS ×
+//! MAX_VCPUS` entries, the same walk the timers take. All of it runs
+//! under the run loops' one lock.
 
 mod acct;
 mod queue;
