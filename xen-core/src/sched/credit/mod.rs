@@ -270,10 +270,12 @@ impl Credit {
         }
     }
 
-    /// Whether `v` may go on running on `pcpu`.
+    /// Whether `v`, current on `pcpu`, may go on running there. (A unit
+    /// not marked running is a new domain's that took a destroyed one's
+    /// domid: not the vCPU that ran.)
     fn eligible_on(&self, domains: &DomainTable, v: VcpuRef, pcpu: u32) -> bool {
         may_run(domains, v)
-            && unit(domains, v).is_some_and(|u| !u.parked && u.affinity.contains(pcpu))
+            && unit(domains, v).is_some_and(|u| u.running && !u.parked && u.affinity.contains(pcpu))
     }
 
     /// Puts `v` at the end of its priority's queue.

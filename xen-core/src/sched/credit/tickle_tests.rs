@@ -132,3 +132,18 @@ fn a_blocked_vcpus_timer_wakes_only_its_own_pcpu() {
         );
     }
 }
+
+#[test]
+fn a_new_domain_on_a_current_vcpus_domid_is_not_taken_for_it() {
+    let mut sim = machine(1, &[]);
+    sim.settle();
+    assert_eq!(sim.s.current(0), Some(r(1, 0)));
+    // d1 was destroyed and a new d1 created: its unit is fresh.
+    unit_mut(&mut sim, r(1, 0)).running = false;
+    assert!(sim.s.should_preempt(&sim.t, 0));
+    sim.settle();
+    // It runs, but as a switch: the pCPU loads its state.
+    assert_eq!(sim.s.current(0), Some(r(1, 0)));
+    assert!(unit_mut(&mut sim, r(1, 0)).running);
+    assert_eq!(unit_mut(&mut sim, r(1, 0)).runs, 2);
+}
