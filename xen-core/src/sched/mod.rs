@@ -94,7 +94,9 @@ pub trait Scheduler {
     /// `__runq_tickle`): an idle pCPU a waiting vCPU may use (its last
     /// one first), or the pCPU whose current vCPU a woken one outranks,
     /// or whose current vCPU may no longer run there. An idle pCPU with
-    /// nothing eligible is not named, so this does not repeat itself.
+    /// nothing eligible is not named, so this does not repeat itself; nor
+    /// is a pCPU right after its own pass, nor for the vCPU that just
+    /// yielded it (its `should_preempt` decides at the next exit).
     fn tickle(&mut self, domains: &mut DomainTable, now_ns: u64) -> CpuMask;
 }
 

@@ -103,12 +103,16 @@ struct Pcpu {
     /// Its current vCPU yielded: it goes behind the others at the next
     /// pass (Xen's `CSCHED_FLAG_UNIT_YIELD`).
     yielded: bool,
+    /// The vCPU that yielded this pCPU at its last pass: `tickle` does not
+    /// hand the pCPU straight back to it.
+    yielder: Option<VcpuRef>,
 }
 
 impl Pcpu {
     const IDLE: Self = Self {
         current: None,
         yielded: false,
+        yielder: None,
     };
 }
 
@@ -297,9 +301,11 @@ impl Credit {
         let cur = self
             .current_of(pcpu)
             .filter(|c| self.eligible_on(domains, c.vcpu, pcpu));
-        let yielded = self
-            .slot_mut(pcpu)
-            .is_some_and(|s| core::mem::take(&mut s.yielded));
+        let yielder = cur.map(|c| c.vcpu);
+        let yielded = self.slot_mut(pcpu).is_some_and(|s| {
+            s.yielder = yielder.filter(|_| s.yielded);
+            core::mem::take(&mut s.yielded)
+        });
         let own = self.own_best(domains, pcpu);
         let cur_pri = cur.and_then(|c| priority(domains, c.vcpu));
         let local = match (cur, own) {
@@ -420,12 +426,12 @@ impl Scheduler for Credit {
     }
 
     fn should_preempt(&self, domains: &DomainTable, pcpu: u32) -> bool {
-        self.current_of(pcpu).is_some() && self.targets(domains).contains(pcpu)
+        self.current_of(pcpu).is_some() && self.targets(domains, false).contains(pcpu)
     }
 
     fn tickle(&mut self, domains: &mut DomainTable, _now_ns: u64) -> CpuMask {
         self.refresh_queue(domains);
-        self.targets(domains)
+        self.targets(domains, true)
     }
 }
 

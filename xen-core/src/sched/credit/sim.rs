@@ -92,6 +92,8 @@ pub(super) struct Sim {
     gap: usize,
     /// Passes at `now` so far.
     passes_now: u32,
+    /// Whether each pCPU's last pass was a yield.
+    yielded: Vec<bool>,
 }
 
 impl Sim {
@@ -105,6 +107,7 @@ impl Sim {
             gaps: gaps.to_vec(),
             gap: 0,
             passes_now: 0,
+            yielded: (0..nr_pcpus).map(|_| false).collect(),
         }
     }
 
@@ -121,6 +124,7 @@ impl Sim {
             self.now
         );
         fire_timers(&mut self.t, self.now, |_, _| {});
+        self.yielded[pcpu as usize] = false;
         let d = self.s.schedule(&mut self.t, pcpu, self.now);
         let next = match d {
             Decision::Run { next_event_ns, .. } => {
@@ -132,6 +136,19 @@ impl Sim {
         };
         self.next[pcpu as usize] = next;
         d
+    }
+
+    /// `pcpu`'s current vCPU yields (`SCHEDOP_yield`): a pass at once.
+    pub(super) fn yield_pass(&mut self, pcpu: u32) -> Decision {
+        self.s.yield_current(pcpu);
+        let d = self.pass(pcpu);
+        self.yielded[pcpu as usize] = true;
+        d
+    }
+
+    /// Whether `pcpu`'s last pass was a yield.
+    pub(super) fn yielded(&self, pcpu: u32) -> bool {
+        self.yielded[pcpu as usize]
     }
 
     /// Kicks the pCPUs `tickle` names: they pass next.
@@ -149,7 +166,11 @@ impl Sim {
         while let Some((pcpu, at)) = self.earliest().filter(|(_, at)| *at < end) {
             self.advance_to(at);
             self.pass(pcpu);
-            self.kick();
+            // A pass leaves nothing for its own pCPU to do.
+            assert!(
+                !self.kick().contains(pcpu),
+                "pCPU {pcpu} kicked by its own pass"
+            );
         }
         self.advance_to(end);
         for pcpu in 0..self.nr_pcpus() {

@@ -147,3 +147,25 @@ fn a_new_domain_on_a_current_vcpus_domid_is_not_taken_for_it() {
     assert!(unit_mut(&mut sim, r(1, 0)).running);
     assert_eq!(unit_mut(&mut sim, r(1, 0)).runs, 2);
 }
+
+#[test]
+fn a_yield_is_not_undone_by_tickle() {
+    let specs = vec![
+        DomSpec {
+            affinity: vec![CpuMask(0b01)],
+            ..DomSpec::new(1)
+        };
+        2
+    ];
+    let mut sim = Sim::new(domains(&specs, 2), 2, &[TICK_NS]);
+    sim.settle();
+    assert_eq!(sim.s.current(0), Some(r(1, 0)));
+    unit_mut(&mut sim, r(1, 0)).priority = Priority::Under;
+    unit_mut(&mut sim, r(2, 0)).priority = Priority::Over;
+    // d1 yields to d2, below it: tickle does not give pCPU 0 straight
+    // back, but d2's next exit does (as with one pCPU).
+    assert!(matches!(sim.yield_pass(0), Decision::Run { vcpu, .. } if vcpu == r(2, 0)));
+    assert_eq!(sim.s.tickle(&mut sim.t, sim.now), CpuMask(0));
+    assert!(sim.s.should_preempt(&sim.t, 0));
+    assert!(matches!(sim.pass(0), Decision::Run { vcpu, .. } if vcpu == r(1, 0)));
+}
