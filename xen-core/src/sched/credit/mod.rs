@@ -291,13 +291,31 @@ impl Credit {
     }
 
     /// What `pcpu` runs from `now_ns` (Xen's `csched_schedule`): its
-    /// current vCPU until its slice ends, unless its queue holds a vCPU
-    /// of higher priority; then the best of its queue, the current one
-    /// back at the end of its priority (behind a lower one too if it
-    /// yielded, Xen's `__runq_insert`); if that is OVER or nothing, a
-    /// vCPU of higher priority stolen from another queue (Xen's
-    /// `csched_load_balance`).
+    /// own queue's choice ([`Self::pick_local`]); if that is OVER or
+    /// nothing, a vCPU of higher priority stolen from another queue
+    /// (Xen's `csched_load_balance`).
     fn pick(&mut self, domains: &DomainTable, pcpu: u32, now_ns: u64) -> Pick {
+        let (local, local_pri) = self.pick_local(domains, pcpu, now_ns);
+        if local_pri.is_some_and(|p| p > Priority::Over) {
+            return local;
+        }
+        match self.steal(domains, pcpu, local_pri) {
+            Some(w) => Pick::Start(w.vcpu),
+            None => local,
+        }
+    }
+
+    /// `pcpu`'s choice from its own queue, with its priority: the current
+    /// vCPU until its slice ends, unless the queue holds a vCPU of higher
+    /// priority; then the queue's first, the current one back at the end
+    /// of its priority (behind a lower one too if it yielded, Xen's
+    /// `__runq_insert`).
+    fn pick_local(
+        &mut self,
+        domains: &DomainTable,
+        pcpu: u32,
+        now_ns: u64,
+    ) -> (Pick, Option<Priority>) {
         let cur = self
             .current_of(pcpu)
             .filter(|c| self.eligible_on(domains, c.vcpu, pcpu));
@@ -308,31 +326,15 @@ impl Credit {
         });
         let own = self.own_best(domains, pcpu);
         let cur_pri = cur.and_then(|c| priority(domains, c.vcpu));
-        let local = match (cur, own) {
-            (Some(c), _)
-                if !yielded
-                    && now_ns < c.slice_end_ns
-                    && own.is_none_or(|w| Some(w.priority) <= cur_pri) =>
-            {
-                Pick::Keep(c)
+        let own_pri = own.map(|w| w.priority);
+        match (cur, own) {
+            (Some(c), _) if !yielded && now_ns < c.slice_end_ns && own_pri <= cur_pri => {
+                (Pick::Keep(c), cur_pri)
             }
-            (Some(c), Some(w)) if !yielded && Some(w.priority) < cur_pri => Pick::Start(c.vcpu),
-            (_, Some(w)) => Pick::Start(w.vcpu),
-            (Some(c), None) => Pick::Start(c.vcpu),
-            (None, None) => Pick::Idle,
-        };
-        let local_pri = match local {
-            Pick::Keep(_) => cur_pri,
-            Pick::Start(v) if Some(v) == cur.map(|c| c.vcpu) => cur_pri,
-            Pick::Start(_) => own.map(|w| w.priority),
-            Pick::Idle => None,
-        };
-        if local_pri.is_some_and(|p| p > Priority::Over) {
-            return local;
-        }
-        match self.steal(domains, pcpu, local_pri) {
-            Some(w) => Pick::Start(w.vcpu),
-            None => local,
+            (Some(c), Some(_)) if !yielded && own_pri < cur_pri => (Pick::Start(c.vcpu), cur_pri),
+            (_, Some(w)) => (Pick::Start(w.vcpu), own_pri),
+            (Some(c), None) => (Pick::Start(c.vcpu), cur_pri),
+            (None, None) => (Pick::Idle, None),
         }
     }
 
