@@ -127,7 +127,13 @@ impl Sim {
         self.yielded[pcpu as usize] = false;
         let d = self.s.schedule(&mut self.t, pcpu, self.now);
         let next = match d {
-            Decision::Run { next_event_ns, .. } => {
+            Decision::Run {
+                vcpu,
+                next_event_ns,
+                ..
+            } => {
+                let on = (0..self.nr_pcpus()).filter(|p| self.s.current(*p) == Some(vcpu));
+                assert!(on.eq([pcpu]), "{vcpu:?} current elsewhere too");
                 self.gap += 1;
                 let gap = self.gaps[self.gap % self.gaps.len()];
                 Some(next_event_ns.min(self.now + gap))

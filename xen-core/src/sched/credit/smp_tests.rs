@@ -273,6 +273,24 @@ fn weights_256_to_512_on_a_pinned_pcpu_beside_other_work() {
     assert!(got[2..].iter().all(|s| *s > 0.99), "{got:?}");
 }
 
+/// A cap of 25% on a domain of 2 spinning vCPUs holds within 5 points on
+/// 4 pCPUs beside 3 uncapped domains of 2, which share the rest.
+#[test]
+fn a_cap_of_25_percent_holds_on_four_pcpus() {
+    let mut specs = vec![DomSpec {
+        cap: 25,
+        ..DomSpec::new(2)
+    }];
+    specs.extend((0..3).map(|_| DomSpec::new(2)));
+    let mut sim = Sim::new(domains(&specs, 4), 4, &[TICK_NS / 3, TICK_NS]);
+    let all = all_vcpus(&sim.t);
+    let got = shares(&mut sim, &all, 300 * TSLICE_NS);
+    let capped: f64 = got[..2].iter().sum();
+    assert!((capped - 0.25).abs() <= 0.05, "{got:?}");
+    let used: f64 = got.iter().sum();
+    assert!((used - 4.0).abs() < 1e-6, "{got:?}");
+}
+
 /// 8 domains × 2 spinning vCPUs on 4 pCPUs: every vCPU gets at least
 /// half its fair share (a quarter of a pCPU) in every window, and no
 /// pCPU idles.
