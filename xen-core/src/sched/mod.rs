@@ -9,7 +9,9 @@
 //! without an event channel; the run loop raises VIRQ_TIMER there). The
 //! scheduler charges CPU time, then keeps the current vCPU until its
 //! slice ends or picks the next one. An idle pCPU halts until
-//! [`Decision::Idle::wake_at_ns`] (the earliest timer) or an interrupt.
+//! [`Decision::Idle::wake_at_ns`] (the earliest timer it serves) or an
+//! interrupt. Each vCPU's timers are served by one pCPU, the one whose
+//! run queue it waits in (any pass fires every due timer).
 //! After every locked section the run loop asks [`Scheduler::tickle`]
 //! which pCPUs must run a pass now (a wake, a pause, a pin) and kicks
 //! them with an IPI.
@@ -52,19 +54,20 @@ pub enum Decision {
     Run {
         /// The vCPU.
         vcpu: VcpuRef,
-        /// It is not the vCPU that ran last: load its state and refresh
-        /// its pvclock (`time::pvclock::update_vcpu_time`).
+        /// It is not the vCPU that ran last on this pCPU: load its state
+        /// and refresh its pvclock (`time::pvclock::update_vcpu_time`).
         switched: bool,
         /// System time its slice ends.
         slice_end_ns: u64,
-        /// Earliest of the slice end and every pending one-shot timer:
-        /// when the scheduler must run again.
+        /// Earliest of the slice end, the next tick and every pending
+        /// timer this pCPU serves: when the scheduler must run again.
         next_event_ns: u64,
     },
     /// Nothing may run: halt until `wake_at_ns` (system time) or an
     /// interrupt. `None`: no timer is pending either.
     Idle {
-        /// The earliest one-shot timer of a running domain's vCPU.
+        /// The earliest timer of a running domain's vCPU this pCPU
+        /// serves.
         wake_at_ns: Option<u64>,
     },
 }
@@ -91,7 +94,9 @@ pub trait Scheduler {
     /// `__runq_tickle`): an idle pCPU a waiting vCPU may use (its last
     /// one first), or the pCPU whose current vCPU a woken one outranks,
     /// or whose current vCPU may no longer run there. An idle pCPU with
-    /// nothing eligible is not named, so this does not repeat itself.
+    /// nothing eligible is not named, so this does not repeat itself; nor
+    /// is a pCPU right after its own pass, nor for the vCPU that just
+    /// yielded it (its `should_preempt` decides at the next exit).
     fn tickle(&mut self, domains: &mut DomainTable, now_ns: u64) -> CpuMask;
 }
 
@@ -120,12 +125,21 @@ pub fn fire_timers(
     count
 }
 
-/// The earliest pending one-shot timer among running domains' vCPUs.
-pub fn next_timer_deadline(domains: &DomainTable) -> Option<u64> {
+/// The earliest pending one-shot or APIC timer among running domains'
+/// vCPUs whose scheduling state `owned` accepts.
+pub fn next_timer_deadline(
+    domains: &DomainTable,
+    owned: impl Fn(&params::Unit) -> bool,
+) -> Option<u64> {
     domains
         .iter()
         .filter(|d| d.state() == DomainState::Running)
-        .flat_map(|d| d.vcpus().iter().filter_map(|v| v.next_deadline_ns()))
+        .flat_map(|d| {
+            d.vcpus()
+                .iter()
+                .filter(|v| d.sched().unit(v.id()).is_some_and(&owned))
+                .filter_map(|v| v.next_deadline_ns())
+        })
         .min()
 }
 

@@ -1,40 +1,60 @@
-//! Xen's credit scheduler (credit1, `xen/common/sched/credit.c`), one
-//! run queue per pCPU.
+//! Xen's credit scheduler (credit1, `xen/common/sched/credit.c`) for up
+//! to [`MAX_SCHED_PCPUS`] pCPUs: one [`Credit`] for the machine, a run
+//! queue per pCPU.
 //!
 //! - Each domain has a weight and a cap (`DomainSched`); each vCPU a
 //!   credit, a priority and a hard affinity ([`Unit`]).
-//! - The running vCPU burns 10 credits per ms of system time it runs
-//!   ([`CREDITS_PER_MSEC`]). Every tick ([`TICK_NS`]) it joins the
-//!   accounting list (it is using CPU) and loses a BOOST; every
-//!   [`TICKS_PER_TSLICE`] ticks [`acct::Accounting`] shares a slice's
-//!   credit by weight and sets UNDER/OVER from the credit's sign.
-//! - The run queue is ordered by priority (BOOST > UNDER > OVER), first
-//!   in first out within one; a vCPU that stops running while still
-//!   runnable goes to the back of its priority; one that yields goes
-//!   behind one lower-priority runnable vCPU as well (Xen's
-//!   `__runq_insert`), so a yield hands the pCPU to any other waiting vCPU.
-//! - A vCPU that wakes while UNDER gets BOOST, and if that is above the
-//!   running vCPU's priority it takes the pCPU at the next scheduling
-//!   point (Xen's `__runq_tickle`; [`Scheduler::should_preempt`] lets the
-//!   run loop stop a vCPU that would otherwise go on after a hypercall).
+//! - A running vCPU burns 10 credits per ms of system time it runs
+//!   ([`CREDITS_PER_MSEC`]). Every tick ([`TICK_NS`], global: run by
+//!   the first pass that finds it due) every pCPU's current vCPU joins
+//!   the accounting list (it is using CPU) and loses a BOOST; every
+//!   [`TICKS_PER_TSLICE`] ticks [`acct::Accounting`] shares `nr_pcpus`
+//!   slices' credit by weight and sets UNDER/OVER from the credit's sign.
+//! - A waiting vCPU is in the run queue of the pCPU it last ran on
+//!   (`Unit::pcpu`; one that never ran, or was pinned away from it, is
+//!   in every queue of its affinity: `queue`). A queue is ordered by
+//!   priority (BOOST > UNDER > OVER), first in first out within one; a
+//!   vCPU that stops running while still runnable goes to the back of its
+//!   priority; one that yields goes behind one lower-priority runnable
+//!   vCPU as well (Xen's `__runq_insert`), so a yield hands the pCPU to
+//!   any other waiting vCPU.
+//! - A pass keeps the current vCPU until its slice ends or its queue
+//!   holds a higher priority, then takes its queue's first; if that is
+//!   OVER or there is none it steals the first vCPU of higher priority
+//!   from the other queues that may run here (Xen's
+//!   `csched_load_balance`; an idle pCPU takes any). A vCPU current on
+//!   one pCPU is never taken by another.
+//! - A vCPU that wakes while UNDER gets BOOST. [`Scheduler::tickle`]
+//!   names the pCPUs that must pass now (`tickle`): an idle one for each
+//!   waiting vCPU, else the one whose current it outranks, and those
+//!   whose current may no longer run there. [`Scheduler::should_preempt`]
+//!   asks the same for one pCPU, so the run loop stops a vCPU that would
+//!   otherwise go on after a hypercall.
 //! - A parked vCPU (its domain spent its cap) or one whose affinity
-//!   leaves out this pCPU is not picked.
+//!   leaves out a pCPU is not picked there.
 //!
-//! Wakes are seen, not told: each scheduling pass compares every vCPU's
-//! runnability with what the queue held (`Unit::queued`), so the event,
-//! timer and APIC code need no scheduler hook. The ordered run queue is
-//! the pick's order key (priority, then arrival), found by one pass over
-//! the vCPUs rather than a linked list: at most `MAX_DOMAINS ×
-//! MAX_VCPUS` entries, the same walk the timers take.
+//! Wakes are seen, not told: each pass (and each tickle) compares every
+//! vCPU's runnability with what the queue held (`Unit::queued`), so the
+//! event, timer and APIC code need no scheduler hook. The ordered run
+//! queues are the pick's order key (priority, then arrival), found by one
+//! walk over the vCPUs rather than linked lists: at most `MAX_DOMAINS ×
+//! MAX_VCPUS` entries, the same walk the timers take. All of it runs
+//! under the run loops' one lock.
 
 mod acct;
 mod queue;
 mod tickle;
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod smp_tests;
+#[cfg(test)]
 // Tests index the fixtures they built.
 #[allow(clippy::indexing_slicing)]
 mod tests;
+#[cfg(test)]
+mod tickle_tests;
 
 use super::params::{CpuMask, Priority, Unit};
 use super::{may_run, next_timer_deadline, Decision, Scheduler, VcpuRef};
@@ -83,12 +103,16 @@ struct Pcpu {
     /// Its current vCPU yielded: it goes behind the others at the next
     /// pass (Xen's `CSCHED_FLAG_UNIT_YIELD`).
     yielded: bool,
+    /// The vCPU that yielded this pCPU at its last pass: `tickle` does not
+    /// hand the pCPU straight back to it.
+    yielder: Option<VcpuRef>,
 }
 
 impl Pcpu {
     const IDLE: Self = Self {
         current: None,
         yielded: false,
+        yielder: None,
     };
 }
 
@@ -250,10 +274,12 @@ impl Credit {
         }
     }
 
-    /// Whether `v` may go on running on `pcpu`.
+    /// Whether `v`, current on `pcpu`, may go on running there. (A unit
+    /// not marked running is a new domain's that took a destroyed one's
+    /// domid: not the vCPU that ran.)
     fn eligible_on(&self, domains: &DomainTable, v: VcpuRef, pcpu: u32) -> bool {
         may_run(domains, v)
-            && unit(domains, v).is_some_and(|u| !u.parked && u.affinity.contains(pcpu))
+            && unit(domains, v).is_some_and(|u| u.running && !u.parked && u.affinity.contains(pcpu))
     }
 
     /// Puts `v` at the end of its priority's queue.
@@ -265,46 +291,50 @@ impl Credit {
     }
 
     /// What `pcpu` runs from `now_ns` (Xen's `csched_schedule`): its
-    /// current vCPU until its slice ends, unless its queue holds a vCPU
-    /// of higher priority; then the best of its queue, the current one
-    /// back at the end of its priority (behind a lower one too if it
-    /// yielded, Xen's `__runq_insert`); if that is OVER or nothing, a
-    /// vCPU of higher priority stolen from another queue (Xen's
-    /// `csched_load_balance`).
+    /// own queue's choice ([`Self::pick_local`]); if that is OVER or
+    /// nothing, a vCPU of higher priority stolen from another queue
+    /// (Xen's `csched_load_balance`).
     fn pick(&mut self, domains: &DomainTable, pcpu: u32, now_ns: u64) -> Pick {
-        let cur = self
-            .current_of(pcpu)
-            .filter(|c| self.eligible_on(domains, c.vcpu, pcpu));
-        let yielded = self
-            .slot_mut(pcpu)
-            .is_some_and(|s| core::mem::take(&mut s.yielded));
-        let own = self.own_best(domains, pcpu);
-        let cur_pri = cur.and_then(|c| priority(domains, c.vcpu));
-        let local = match (cur, own) {
-            (Some(c), _)
-                if !yielded
-                    && now_ns < c.slice_end_ns
-                    && own.is_none_or(|w| Some(w.priority) <= cur_pri) =>
-            {
-                Pick::Keep(c)
-            }
-            (Some(c), Some(w)) if !yielded && Some(w.priority) < cur_pri => Pick::Start(c.vcpu),
-            (_, Some(w)) => Pick::Start(w.vcpu),
-            (Some(c), None) => Pick::Start(c.vcpu),
-            (None, None) => Pick::Idle,
-        };
-        let local_pri = match local {
-            Pick::Keep(_) => cur_pri,
-            Pick::Start(v) if Some(v) == cur.map(|c| c.vcpu) => cur_pri,
-            Pick::Start(_) => own.map(|w| w.priority),
-            Pick::Idle => None,
-        };
+        let (local, local_pri) = self.pick_local(domains, pcpu, now_ns);
         if local_pri.is_some_and(|p| p > Priority::Over) {
             return local;
         }
         match self.steal(domains, pcpu, local_pri) {
             Some(w) => Pick::Start(w.vcpu),
             None => local,
+        }
+    }
+
+    /// `pcpu`'s choice from its own queue, with its priority: the current
+    /// vCPU until its slice ends, unless the queue holds a vCPU of higher
+    /// priority; then the queue's first, the current one back at the end
+    /// of its priority (behind a lower one too if it yielded, Xen's
+    /// `__runq_insert`).
+    fn pick_local(
+        &mut self,
+        domains: &DomainTable,
+        pcpu: u32,
+        now_ns: u64,
+    ) -> (Pick, Option<Priority>) {
+        let cur = self
+            .current_of(pcpu)
+            .filter(|c| self.eligible_on(domains, c.vcpu, pcpu));
+        let yielder = cur.map(|c| c.vcpu);
+        let yielded = self.slot_mut(pcpu).is_some_and(|s| {
+            s.yielder = yielder.filter(|_| s.yielded);
+            core::mem::take(&mut s.yielded)
+        });
+        let own = self.own_best(domains, pcpu);
+        let cur_pri = cur.and_then(|c| priority(domains, c.vcpu));
+        let own_pri = own.map(|w| w.priority);
+        match (cur, own) {
+            (Some(c), _) if !yielded && now_ns < c.slice_end_ns && own_pri <= cur_pri => {
+                (Pick::Keep(c), cur_pri)
+            }
+            (Some(c), Some(_)) if !yielded && own_pri < cur_pri => (Pick::Start(c.vcpu), cur_pri),
+            (_, Some(w)) => (Pick::Start(w.vcpu), own_pri),
+            (Some(c), None) => (Pick::Start(c.vcpu), cur_pri),
+            (None, None) => (Pick::Idle, None),
         }
     }
 
@@ -353,7 +383,7 @@ impl Scheduler for Credit {
         self.run_ticks(domains, now_ns);
         self.refresh_queue(domains);
         let tick = self.next_tick_ns.unwrap_or(now_ns + TICK_NS);
-        let timer = next_timer_deadline(domains);
+        let timer = next_timer_deadline(domains, |u| self.timer_pcpu(u) == pcpu);
         let previous = self.current_of(pcpu).map(|c| c.vcpu);
         let running = match self.pick(domains, pcpu, now_ns) {
             Pick::Keep(c) => c,
@@ -398,12 +428,12 @@ impl Scheduler for Credit {
     }
 
     fn should_preempt(&self, domains: &DomainTable, pcpu: u32) -> bool {
-        self.current_of(pcpu).is_some() && self.targets(domains).contains(pcpu)
+        self.current_of(pcpu).is_some() && self.targets(domains, false).contains(pcpu)
     }
 
     fn tickle(&mut self, domains: &mut DomainTable, _now_ns: u64) -> CpuMask {
         self.refresh_queue(domains);
-        self.targets(domains)
+        self.targets(domains, true)
     }
 }
 

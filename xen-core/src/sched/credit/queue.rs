@@ -61,6 +61,15 @@ impl Credit {
         }
     }
 
+    /// The pCPU that comes back for `u`'s timers: its queue's, the first
+    /// of its affinity's if it is in several (pCPU 0 if none is online).
+    /// One pCPU per timer, so idle pCPUs do not all wake for each.
+    pub(super) fn timer_pcpu(&self, u: &Unit) -> u32 {
+        self.home(u)
+            .or_else(|| u.affinity.and(self.online()).iter().next())
+            .unwrap_or(0)
+    }
+
     /// Every vCPU waiting for a pCPU, in one walk over the domains.
     pub(super) fn waiting<'a>(
         &'a self,

@@ -10,7 +10,11 @@
 //!   take the newcomer.
 //! - Otherwise the pCPU of its queue if it outranks that pCPU's current
 //!   vCPU (BOOST over UNDER over OVER); for one in every queue of its
-//!   affinity, the pCPU whose current it outranks most.
+//!   affinity, the pCPU whose current it outranks most. Not for the vCPU
+//!   that yielded that pCPU at its last pass (tickle only: the pCPU
+//!   would otherwise be handed straight back and the yield undone;
+//!   `should_preempt` still stops the new vCPU at its next exit, as with
+//!   one pCPU).
 //!
 //! A pass on each of these pCPUs makes the mask empty again unless it
 //! moved a vCPU back to a queue (a preempted one may then go to an idle
@@ -21,8 +25,9 @@ use crate::domain::table::DomainTable;
 use crate::sched::params::{CpuMask, Priority};
 
 impl Credit {
-    /// The pCPUs that must run a pass now (see the module docs).
-    pub(super) fn targets(&self, domains: &DomainTable) -> CpuMask {
+    /// The pCPUs that must run a pass now (see the module docs);
+    /// `tickling`: for `tickle`, which leaves a yield alone.
+    pub(super) fn targets(&self, domains: &DomainTable, tickling: bool) -> CpuMask {
         let mut mask = CpuMask(0);
         let mut idle = CpuMask(0);
         // Each busy pCPU's current vCPU's priority.
@@ -51,7 +56,10 @@ impl Credit {
                 mask = mask.with(pcpu);
                 continue;
             }
-            let outranked = |pcpu: &u32| current_pri(*pcpu).is_some_and(|c| w.priority > c);
+            let outranked = |pcpu: &u32| {
+                current_pri(*pcpu).is_some_and(|c| w.priority > c)
+                    && !(tickling && self.slot(*pcpu).and_then(|s| s.yielder) == Some(w.vcpu))
+            };
             let victim = match w.home {
                 Some(home) => Some(home).filter(outranked),
                 None => w
