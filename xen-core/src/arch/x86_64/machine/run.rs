@@ -129,7 +129,11 @@ fn run_pcpu(pcpu: usize) -> ! {
         machine.route_interrupts();
         let now = tsc::system_time_ns();
         machine.fire_timers(now);
-        let polls = event::next_poll_deadline(machine.domains);
+        let polls = if pcpu == 0 {
+            event::next_poll_deadline(machine.domains)
+        } else {
+            None
+        };
         let decision = machine.sched.schedule(machine.domains, pcpu as u32, now);
         // Another vCPU, or none: the last one's FPU state goes to its
         // area before another pCPU may pick it.
@@ -150,12 +154,13 @@ fn run_pcpu(pcpu: usize) -> ! {
                 if LOG.drain(DRAIN_BYTES_IDLE) > 0 {
                     continue;
                 }
-                // Timers are the boot pCPU's: an idle AP sleeps until a
-                // kick brings it work.
+                // Each pCPU serves the timers of the vCPUs in its queue
+                // (the scheduler's `wake_at_ns`); poll deadlines are the
+                // boot pCPU's.
                 let wake = if pcpu == 0 {
                     earliest(wake_at_ns, polls)
                 } else {
-                    None
+                    wake_at_ns
                 };
                 cpu_idle_until(wake.map_or(u64::MAX, tsc::tsc_at_ns));
                 apic::take_timer_fired();
