@@ -15,8 +15,10 @@
 //!   for dom0's global ones (`VIRQ_DOM_EXC` when a domain shuts down,
 //!   crashes or dies; `VIRQ_CONSOLE`).
 //! - [`raise_pirq`] for each device interrupt the host took.
-//! - [`expire_polls`] and [`next_poll_deadline`] with the scheduler's
-//!   timers, for `SCHEDOP_poll` timeouts.
+//! - [`expire_polls`] with the scheduler's timers, for `SCHEDOP_poll`
+//!   timeouts; a poll's deadline counts among its vCPU's timers
+//!   ([`Events::poll_deadline`], `sched::next_timer_deadline`), so the
+//!   pCPU that serves the vCPU wakes for it.
 //!
 //! Killing a domain ([`DomainTable::kill`]) closes all its ports
 //! ([`ops::close_all`]), as Xen's `evtchn_destroy` does in `domain_kill`.
@@ -52,7 +54,7 @@ use abi::xen::hvm::{CallbackVia, HVM_PARAM_CALLBACK_IRQ};
 use heapless::Vec;
 
 use crate::domain::table::{DomainTable, DOM0};
-use crate::domain::{Domain, DomainState, MAX_VCPUS};
+use crate::domain::{Domain, MAX_VCPUS};
 use crate::mm::PhysMem;
 
 /// Ports one `SCHEDOP_poll` may name (Xen's "fairly arbitrary limit").
@@ -177,11 +179,10 @@ impl EventChannels {
         woken
     }
 
-    /// Poll deadlines of all vCPUs.
-    fn poll_deadlines(&self) -> impl Iterator<Item = u64> + '_ {
-        self.vcpus
-            .iter()
-            .filter_map(|v| v.poll.and_then(|p| p.deadline_ns))
+    /// The deadline of `vcpu`'s `SCHEDOP_poll`, if it polls with one.
+    pub fn poll_deadline(&self, vcpu: u32) -> Option<u64> {
+        let v = self.vcpus.get(usize::try_from(vcpu).ok()?)?;
+        v.poll.and_then(|p| p.deadline_ns)
     }
 }
 
@@ -298,14 +299,4 @@ pub fn expire_polls(domains: &mut DomainTable, now_ns: u64) -> usize {
         }
     }
     expired
-}
-
-/// The earliest poll timeout among running domains' vCPUs: the scheduler
-/// must run by then.
-pub fn next_poll_deadline(domains: &DomainTable) -> Option<u64> {
-    domains
-        .iter()
-        .filter(|d| d.state() == DomainState::Running)
-        .flat_map(|d| d.events().poll_deadlines())
-        .min()
 }

@@ -422,11 +422,11 @@ fn polls_wake_on_their_port_or_timeout() {
     poll_on(&mut w, Some(a), Some(500));
     ops::send(&mut w.t, &mut w.mem, 1, b).unwrap();
     assert_eq!(state(&mut w), VcpuRunState::Blocked, "another port");
-    assert_eq!(next_poll_deadline(&w.t), Some(500));
+    assert_eq!(crate::sched::next_timer_deadline(&w.t, |_| true), Some(500));
     ops::send(&mut w.t, &mut w.mem, 1, a).unwrap();
     assert_eq!(state(&mut w), VcpuRunState::Runnable, "masked, but polled");
     assert_eq!(w.d(1).events().poll(0), None);
-    assert_eq!(next_poll_deadline(&w.t), None);
+    assert_eq!(crate::sched::next_timer_deadline(&w.t, |_| true), None);
     // Several ports: any new pending port wakes it.
     w.ack(1, 0);
     w.set_word(1, PENDING, 0);

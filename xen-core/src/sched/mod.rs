@@ -125,8 +125,9 @@ pub fn fire_timers(
     count
 }
 
-/// The earliest pending one-shot or APIC timer among running domains'
-/// vCPUs whose scheduling state `owned` accepts.
+/// The earliest pending one-shot or APIC timer or `SCHEDOP_poll`
+/// timeout among running domains' vCPUs whose scheduling state `owned`
+/// accepts.
 pub fn next_timer_deadline(
     domains: &DomainTable,
     owned: impl Fn(&params::Unit) -> bool,
@@ -138,9 +139,17 @@ pub fn next_timer_deadline(
             d.vcpus()
                 .iter()
                 .filter(|v| d.sched().unit(v.id()).is_some_and(&owned))
-                .filter_map(|v| v.next_deadline_ns())
+                .filter_map(|v| earliest(v.next_deadline_ns(), d.events().poll_deadline(v.id())))
         })
         .min()
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Whether `v` exists and may be given a pCPU now.

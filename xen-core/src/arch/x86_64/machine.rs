@@ -521,14 +521,6 @@ fn dom0_cmdline(bundle: &str) -> alloc::string::String {
     cmdline
 }
 
-/// The earlier of two optional deadlines.
-fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// One domain's counters, as printed at power-off.
 fn log_statistics(d: &Domain) {
     log::info!(

@@ -424,7 +424,10 @@ fn poll_returns_at_once_or_blocks() {
         poll(&mut w, &[quiet, quiet2], NOW + 5),
         HypercallOutcome::Block
     );
-    assert_eq!(event::next_poll_deadline(&w.t), Some(NOW + 5));
+    assert_eq!(
+        crate::sched::next_timer_deadline(&w.t, |_| true),
+        Some(NOW + 5)
+    );
     assert_eq!(event::expire_polls(&mut w.t, NOW + 5), 1);
     assert_eq!(vcpu0(&w), VcpuRunState::Runnable);
     // An upcall already pending (and not masked) returns at once.

@@ -57,7 +57,7 @@ mod tests;
 mod tickle_tests;
 
 use super::params::{CpuMask, Priority, Unit};
-use super::{may_run, next_timer_deadline, Decision, Scheduler, VcpuRef};
+use super::{earliest, may_run, next_timer_deadline, Decision, Scheduler, VcpuRef};
 use crate::domain::table::DomainTable;
 use acct::Accounting;
 
@@ -467,11 +467,4 @@ fn unit_mut(domains: &mut DomainTable, v: VcpuRef) -> Option<&mut Unit> {
 
 fn priority(domains: &DomainTable, v: VcpuRef) -> Option<Priority> {
     unit(domains, v).map(|u| u.priority)
-}
-
-fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }

@@ -35,7 +35,7 @@ use super::super::cpu::MAX_PCPUS;
 use super::super::fatal::fatal;
 use super::super::serial::LOG;
 use super::super::{apic, cpu_idle_until, smp, svm, tsc};
-use super::{earliest, ExitEnv, Machine};
+use super::{ExitEnv, Machine};
 use crate::event;
 use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
 use crate::sched::{Decision, Scheduler, VcpuRef};
@@ -129,11 +129,6 @@ fn run_pcpu(pcpu: usize) -> ! {
         machine.route_interrupts();
         let now = tsc::system_time_ns();
         machine.fire_timers(now);
-        let polls = if pcpu == 0 {
-            event::next_poll_deadline(machine.domains)
-        } else {
-            None
-        };
         let decision = machine.sched.schedule(machine.domains, pcpu as u32, now);
         // Another vCPU, or none: the last one's FPU state goes to its
         // area before another pCPU may pick it.
@@ -154,15 +149,9 @@ fn run_pcpu(pcpu: usize) -> ! {
                 if LOG.drain(DRAIN_BYTES_IDLE) > 0 {
                     continue;
                 }
-                // Each pCPU serves the timers of the vCPUs in its queue
-                // (the scheduler's `wake_at_ns`); poll deadlines are the
-                // boot pCPU's.
-                let wake = if pcpu == 0 {
-                    earliest(wake_at_ns, polls)
-                } else {
-                    wake_at_ns
-                };
-                cpu_idle_until(wake.map_or(u64::MAX, tsc::tsc_at_ns));
+                // Each pCPU serves the timers and poll timeouts of the
+                // vCPUs in its queue (the scheduler's `wake_at_ns`).
+                cpu_idle_until(wake_at_ns.map_or(u64::MAX, tsc::tsc_at_ns));
                 apic::take_timer_fired();
                 apic::take_kicked();
             }
@@ -181,8 +170,7 @@ fn run_pcpu(pcpu: usize) -> ! {
                     slice_end = slice_end_ns;
                     m = lock();
                 }
-                let until = earliest(Some(next_event_ns), polls).unwrap_or(next_event_ns);
-                run_vcpu(m, pcpu, vcpu, switched, until);
+                run_vcpu(m, pcpu, vcpu, switched, next_event_ns);
             }
         }
     }
