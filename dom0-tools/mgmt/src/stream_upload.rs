@@ -207,18 +207,6 @@ pub fn stream_requests<'a>(
 mod tests {
     use super::*;
 
-    fn config() -> DomainConfig {
-        DomainConfig {
-            name: "linux".into(),
-            memory_mib: 256,
-            vcpus: 2,
-            cmdline: "console=hvc0".into(),
-            disks: Vec::new(),
-            vifs: Vec::new(),
-            sched: crate::SchedConfig::default(),
-        }
-    }
-
     /// Plays `requests` against a fresh server side; the bytes it would
     /// write, in order.
     fn serve(requests: impl Iterator<Item = Request>) -> Result<Vec<u8>, UploadError> {
@@ -260,16 +248,16 @@ mod tests {
     fn a_stream_carries_the_kernel_then_the_ramdisk() {
         let kernel: Vec<u8> = (0..MAX_IMAGE_CHUNK + 10).map(|i| i as u8).collect();
         let ramdisk: Vec<u8> = (0..MAX_IMAGE_CHUNK * 2).map(|i| (i * 3) as u8).collect();
-        let requests = stream_requests(config(), &kernel, &ramdisk).unwrap();
+        let requests = stream_requests(DomainConfig::fixture(), &kernel, &ramdisk).unwrap();
         assert_eq!(serve(requests), Ok([&kernel[..], &ramdisk[..]].concat()));
         assert_eq!(
-            stream_requests(config(), &kernel, &ramdisk)
+            stream_requests(DomainConfig::fixture(), &kernel, &ramdisk)
                 .unwrap()
                 .count(),
             1 + 4 + 1,
             "the kernel's end and the ramdisk's start share a chunk"
         );
-        let no_ramdisk = stream_requests(config(), &kernel, &[]).unwrap();
+        let no_ramdisk = stream_requests(DomainConfig::fixture(), &kernel, &[]).unwrap();
         assert_eq!(serve(no_ramdisk), Ok(kernel.clone()));
     }
 
