@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use abi::convert::u32_const;
 use crc::{Crc, Digest, CRC_32_ISO_HDLC};
 
+use crate::upload::between_begin_and_commit;
 use crate::{
     crc32, DomainConfig, Request, UploadError, MAX_IMAGE_CHUNK, MAX_KERNEL_BYTES, MAX_RAMDISK_BYTES,
 };
@@ -194,11 +195,7 @@ pub fn stream_requests<'a>(
             data,
         }
     });
-    Some(
-        core::iter::once(begin)
-            .chain(chunks)
-            .chain(core::iter::once(Request::CreateCommit)),
-    )
+    Some(between_begin_and_commit(begin, chunks))
 }
 
 #[cfg(test)]

@@ -140,11 +140,17 @@ pub fn create_requests(
             offset,
             data: data.to_vec(),
         });
-    Some(
-        core::iter::once(begin)
-            .chain(chunks)
-            .chain(core::iter::once(Request::CreateCommit)),
-    )
+    Some(between_begin_and_commit(begin, chunks))
+}
+
+/// One upload's requests: `begin`, the `chunks`, `CreateCommit`.
+pub(crate) fn between_begin_and_commit(
+    begin: Request,
+    chunks: impl Iterator<Item = Request>,
+) -> impl Iterator<Item = Request> {
+    core::iter::once(begin)
+        .chain(chunks)
+        .chain(core::iter::once(Request::CreateCommit))
 }
 
 #[cfg(test)]

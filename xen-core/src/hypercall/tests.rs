@@ -79,6 +79,11 @@ pub(super) fn control_rc<T: IntoBytes + Immutable + ?Sized>(
     }
 }
 
+/// [`control_rc`] of control op `op` on `domid` ([`DomainRequest`]).
+pub(super) fn domain_op(w: &mut World, caller: DomId, op: u32, domid: DomId) -> i64 {
+    control_rc(w, caller, op, &DomainRequest::new(domid))
+}
+
 // ---- the door ----
 
 #[test]

@@ -17,7 +17,8 @@ use crate::domain::table::{DOMID_REUSE_DELAY, MAX_DOMAINS};
 use crate::domain::vcpu::{VcpuEntryState, VcpuRunState};
 use crate::domain::{DomainState, ShutdownReason, MAX_PAUSE_COUNT, SLICE_FRAMES};
 use crate::hypercall::tests::{
-    control_call, control_rc, e, World, BUF, BUF2, DOM0, DOMU, RAM_PAGES, TOTAL_FRAMES, UNMAPPED,
+    control_call, control_rc, domain_op, e, World, BUF, BUF2, DOM0, DOMU, RAM_PAGES, TOTAL_FRAMES,
+    UNMAPPED,
 };
 use crate::hypercall::HypercallOutcome;
 use crate::mm::{FramePool, Gfn, PhysMem};
@@ -262,15 +263,7 @@ fn a_big_domain_is_populated_and_destroyed_in_slices() {
     assert!(matches!(out, HypercallOutcome::Continue(_)));
     assert_eq!(w.domain(id).state(), DomainState::Dying);
     assert_eq!(w.domain(id).tot_pages(), pages - SLICE_FRAMES);
-    assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_GETINFO,
-            &DomainRequest::new(id)
-        ),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_GETINFO, id), 0);
     let info: ctl::DomainInfo = w.get(DOM0, BUF2);
     assert_eq!(info.flags & ctl::DOMAIN_FLAG_DYING, ctl::DOMAIN_FLAG_DYING);
     // No new operation applies to it.
@@ -323,12 +316,7 @@ fn a_big_domain_is_populated_and_destroyed_in_slices() {
         port
     ));
     assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(id)
-        ),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, id),
         e(Errno::ESRCH)
     );
 }
@@ -405,21 +393,11 @@ fn a_domu_shutting_down_tells_dom0() {
 fn destroy_errors() {
     let mut w = World::new();
     assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(DOM0)
-        ),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, DOM0),
         e(Errno::EPERM)
     );
     assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(77)
-        ),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, 77),
         e(Errno::ESRCH)
     );
     let padded = DomainRequest {
@@ -438,10 +416,8 @@ fn destroy_errors() {
 #[test]
 fn pauses_are_counted_as_in_xen() {
     let mut w = World::new();
-    let pause =
-        |w: &mut World, id| control_rc(w, DOM0, ctl::CONTROL_OP_PAUSE, &DomainRequest::new(id));
-    let unpause =
-        |w: &mut World, id| control_rc(w, DOM0, ctl::CONTROL_OP_UNPAUSE, &DomainRequest::new(id));
+    let pause = |w: &mut World, id| domain_op(w, DOM0, ctl::CONTROL_OP_PAUSE, id);
+    let unpause = |w: &mut World, id| domain_op(w, DOM0, ctl::CONTROL_OP_UNPAUSE, id);
     assert_eq!(pause(&mut w, DOMU), 0);
     assert_eq!(pause(&mut w, DOMU), 0);
     assert_eq!(w.domain(DOMU).pause_count(), 2);
@@ -743,15 +719,7 @@ fn create_populate_map_unmap_destroy_returns_every_frame() {
             );
         }
         let generation = w.domain(DOM0).p2m_generation();
-        assert_eq!(
-            control_rc(
-                &mut w,
-                DOM0,
-                ctl::CONTROL_OP_DESTROY,
-                &DomainRequest::new(id)
-            ),
-            0
-        );
+        assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, id), 0);
         assert_eq!(w.pool.free_frames(), free, "unmap first: {unmap_first}");
         assert!((0..32).all(|i| mapped(&w, DOM0, MAP_AT + i).is_none()));
         assert_eq!(w.domain(DOM0).foreign().nr_held(), 0);
@@ -961,15 +929,7 @@ fn get_stats_reports_counters() {
     }
     d.hypercalls_mut().record(18);
     d.vcpu_mut(1).unwrap().account(500);
-    assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_GET_STATS,
-            &DomainRequest::new(DOMU)
-        ),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_STATS, DOMU), 0);
     let s: DomainStats = w.get(DOM0, BUF2);
     assert_eq!((s.cpu_time_ns, s.nr_vcpus, s.nr_exit_codes), (500, 2, 3));
     let exits: Vec<(u64, u64)> = s.exits[..3]
@@ -981,12 +941,7 @@ fn get_stats_reports_counters() {
     assert_eq!(s.hypercalls[18], 1);
     assert_eq!(s.hypercalls.iter().sum::<u64>(), 1);
     assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_GET_STATS,
-            &DomainRequest::new(77)
-        ),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_STATS, 77),
         e(Errno::ESRCH)
     );
 }
@@ -1008,15 +963,7 @@ fn physinfo_reports_the_host() {
     assert_eq!((p.nr_pcpus, p.nr_domains, p.tsc_khz), (4, 3, 1_000_000));
     assert_eq!(p.total_memory_kib, TOTAL_FRAMES * 4);
     assert_eq!(p.free_memory_kib, w.pool.free_frames() * 4);
-    assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(id)
-        ),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, id), 0);
     assert_eq!(
         control_rc(
             &mut w,
@@ -1205,11 +1152,11 @@ proptest! {
                     let _ = control_rc(&mut w, DOM0, ctl::CONTROL_OP_UNMAP_FOREIGN, &UnmapRequest::new(MAP_AT + c, count));
                 }
                 Op::Pause(i) => if let Some(id) = pick(i) {
-                    prop_assert_eq!(control_rc(&mut w, DOM0, ctl::CONTROL_OP_PAUSE, &DomainRequest::new(id)), 0);
+                    prop_assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_PAUSE, id), 0);
                 },
                 Op::Unpause(i) => if let Some(id) = pick(i) {
                     let paused = w.domain(id).state() == DomainState::Paused;
-                    let r = control_rc(&mut w, DOM0, ctl::CONTROL_OP_UNPAUSE, &DomainRequest::new(id));
+                    let r = domain_op(&mut w, DOM0, ctl::CONTROL_OP_UNPAUSE, id);
                     prop_assert_eq!(r == 0, paused);
                 },
                 Op::Destroy(i) => if let Some(id) = pick(i) {
@@ -1236,7 +1183,7 @@ proptest! {
             prop_assert_eq!(start - w.pool.free_frames(), usage(&w) - base);
         }
         for id in live {
-            prop_assert_eq!(control_rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &DomainRequest::new(id)), 0);
+            prop_assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, id), 0);
         }
         prop_assert_eq!(w.pool.free_frames(), start);
         prop_assert_eq!(w.domain(DOM0).foreign().nr_held(), 0);
@@ -1354,12 +1301,7 @@ fn vcpu_stats_report_state_counters_and_sched_params() {
     d.record_event(1);
     d.vcpu_mut(1).unwrap().account(700);
     assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_GET_VCPU_STATS,
-            &DomainRequest::new(DOMU)
-        ),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, DOMU),
         0
     );
     let s: ctl::VcpuStatsResponse = w.get(DOM0, BUF2);
@@ -1381,23 +1323,13 @@ fn vcpu_stats_report_state_counters_and_sched_params() {
     );
     // The caller's own vCPU is the one running.
     assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_GET_VCPU_STATS,
-            &DomainRequest::new(DOM0)
-        ),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, DOM0),
         0
     );
     let s: ctl::VcpuStatsResponse = w.get(DOM0, BUF2);
     assert_eq!(s.vcpus[0].state, ctl::VCPU_STATE_RUNNING);
     assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_GET_VCPU_STATS,
-            &DomainRequest::new(77)
-        ),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, 77),
         e(Errno::ESRCH)
     );
 }

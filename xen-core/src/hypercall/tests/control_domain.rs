@@ -3,7 +3,7 @@
 //! other domains are its to act on; I/O, pirqs and `XENFEAT_dom0` stay
 //! dom0's. A plain domU gets `-EPERM` for all of it (the tests above).
 
-use abi::control::{self as ctl, CreateRequest, CreateResponse, DomainRequest, ListRequest};
+use abi::control::{self as ctl, CreateRequest, CreateResponse, ListRequest};
 use abi::xen::errno::Errno;
 use abi::xen::hypercall as nr;
 use abi::xen::memory::XENMEM_CURRENT_RESERVATION;
@@ -12,7 +12,7 @@ use abi::xen::physdev::{
 };
 use abi::xen::version::{XenFeatureInfo, XENFEAT_DOM0, XENVER_GET_FEATURES};
 
-use super::control_rc;
+use super::{control_rc, domain_op};
 use crate::hypercall::sim::{e, World, BUF, BUF2, DOM0, DOMU, RAM_PAGES, TOTAL_FRAMES};
 use crate::mm::FramePool;
 
@@ -30,24 +30,8 @@ fn a_control_domu_creates_lists_and_destroys_domains() {
     assert_eq!(control_rc(&mut w, DOMU, ctl::CONTROL_OP_CREATE, &create), 0);
     let child = w.get::<CreateResponse>(DOMU, BUF2).domid;
     assert_eq!(w.t.len(), 3);
-    assert_eq!(
-        control_rc(
-            &mut w,
-            DOMU,
-            ctl::CONTROL_OP_GETINFO,
-            &DomainRequest::new(child)
-        ),
-        0
-    );
-    assert_eq!(
-        control_rc(
-            &mut w,
-            DOMU,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(child)
-        ),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOMU, ctl::CONTROL_OP_GETINFO, child), 0);
+    assert_eq!(domain_op(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, child), 0);
     assert_eq!((w.t.len(), w.pool.free_frames()), (2, frames));
 }
 
@@ -55,34 +39,16 @@ fn a_control_domu_creates_lists_and_destroys_domains() {
 fn a_control_domu_may_not_destroy_dom0_or_itself() {
     let mut w = World::with_control_domu(TOTAL_FRAMES);
     assert_eq!(
-        control_rc(
-            &mut w,
-            DOMU,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(DOM0)
-        ),
+        domain_op(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, DOM0),
         e(Errno::EPERM)
     );
     assert_eq!(
-        control_rc(
-            &mut w,
-            DOMU,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(DOMU)
-        ),
+        domain_op(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, DOMU),
         e(Errno::EINVAL)
     );
     assert_eq!(w.t.len(), 2);
     // dom0 may destroy the control domU: it is no hardware domain.
-    assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(DOMU)
-        ),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, DOMU), 0);
     assert_eq!(w.t.len(), 1);
 }
 

@@ -3,7 +3,7 @@
 //! control domain: per-entry `errs[]`, hostile arguments, limits,
 //! continuations, release on destroy.
 
-use abi::control::{self as ctl, CreateRequest, CreateResponse, DomainRequest, PopulateRequest};
+use abi::control::{self as ctl, CreateRequest, CreateResponse, PopulateRequest};
 use abi::xen::domid::{DomId, DOMID_SELF};
 use abi::xen::errno::Errno;
 use abi::xen::hypercall as nr;
@@ -12,7 +12,7 @@ use abi::xen::memory::{
     XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_REMOVE_FROM_PHYSMAP,
 };
 
-use super::control_rc;
+use super::{control_rc, domain_op};
 use crate::domain::foreign::MAX_FOREIGN_MAPS;
 use crate::hypercall::sim::{e, World, BUF, BUF2, DOM0, DOMU, UNMAPPED};
 use crate::hypercall::HypercallOutcome;
@@ -137,15 +137,7 @@ fn a_control_domu_maps_a_domains_frames_with_an_error_per_entry() {
 
     // Destroying the child takes its frames out of the caller's p2m.
     let frames = w.pool.free_frames();
-    assert_eq!(
-        control_rc(
-            &mut w,
-            DOMU,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(child)
-        ),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, child), 0);
     assert!(p2m(&w, MAP_AT + 1).is_none() && p2m(&w, 5).is_none());
     assert_eq!(w.domain(DOMU).foreign().nr_held(), 0);
     assert!(w.pool.free_frames() >= frames + CHILD_PAGES);
@@ -313,14 +305,6 @@ fn a_long_batch_continues_and_stops_at_the_mapping_limit() {
         MAX_FOREIGN_MAPS / 2
     );
     // dom0 destroys the control domU: the child's lent counts go back.
-    assert_eq!(
-        control_rc(
-            &mut w,
-            DOM0,
-            ctl::CONTROL_OP_DESTROY,
-            &DomainRequest::new(DOMU)
-        ),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, DOMU), 0);
     assert_eq!(w.domain(child).foreign().nr_lent(), 0);
 }
