@@ -161,14 +161,8 @@ impl Door {
 
     /// dom0 destroys the domU (continued to its end).
     pub fn destroy_domu(&mut self) -> Option<i64> {
-        use abi::control::{
-            ControlHeader, DomainRequest, CONTROL_OP_DESTROY, HYPERVISOR_CONTROL_OP,
-        };
-        let arg = DomainRequest {
-            header: ControlHeader::CURRENT,
-            domid: Who::DomU.domid(),
-            pad: [0; 6],
-        };
+        use abi::control::{DomainRequest, CONTROL_OP_DESTROY, HYPERVISOR_CONTROL_OP};
+        let arg = DomainRequest::new(Who::DomU.domid());
         self.op(
             Who::Dom0.domid(),
             HYPERVISOR_CONTROL_OP,

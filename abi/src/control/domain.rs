@@ -57,6 +57,17 @@ pub struct DomainRequest {
     pub pad: [u8; 6],
 }
 
+impl DomainRequest {
+    /// A request naming `domid`, reserved fields zero.
+    pub const fn new(domid: DomId) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: [0; 6],
+        }
+    }
+}
+
 /// One domain's state, 72 bytes.
 #[repr(C)]
 #[derive(
@@ -97,6 +108,17 @@ pub struct ListRequest {
     pub pad: [u8; 6],
 }
 
+impl ListRequest {
+    /// A request for the domains from `start_domid` on.
+    pub const fn new(start_domid: DomId) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            start_domid,
+            pad: [0; 6],
+        }
+    }
+}
+
 /// List response, 8 + 16 × 72 = 1160 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -129,6 +151,20 @@ pub struct CreateRequest {
     pub max_vcpus: u32,
     /// `CREATE_FLAG_*` (none yet; zero).
     pub flags: u32,
+}
+
+impl CreateRequest {
+    /// A request for a domain `name` with `max_memory_kib` and
+    /// `max_vcpus`, no flags.
+    pub const fn new(name: [u8; DOMAIN_NAME_MAX], max_memory_kib: u64, max_vcpus: u32) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            name,
+            max_memory_kib,
+            max_vcpus,
+            flags: 0,
+        }
+    }
 }
 
 /// Create response, 8 bytes.

@@ -32,6 +32,19 @@ pub struct PopulateRequest {
     pub nr_frames: u64,
 }
 
+impl PopulateRequest {
+    /// A request for `nr_frames` frames of `domid` from `first_gfn`.
+    pub const fn new(domid: DomId, first_gfn: u64, nr_frames: u64) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: [0; 6],
+            first_gfn,
+            nr_frames,
+        }
+    }
+}
+
 /// Set-max-mem request, 24 bytes (Xen's `XEN_DOMCTL_max_mem`,
 /// `xen_domctl_max_mem`): the most memory the domain may own from now on,
 /// in KiB (rounded down to whole 4 KiB frames). It may be below what the
@@ -52,6 +65,18 @@ pub struct SetMaxMemRequest {
     pub pad: [u8; 6],
     /// The new limit in KiB (Xen's `max_memkb`).
     pub max_memkb: u64,
+}
+
+impl SetMaxMemRequest {
+    /// A request setting `domid`'s limit to `max_memkb` KiB.
+    pub const fn new(domid: DomId, max_memkb: u64) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: [0; 6],
+            max_memkb,
+        }
+    }
 }
 
 /// Populate response, 8 bytes.
@@ -88,6 +113,21 @@ pub struct MapRequest {
     pub caller_gfn: u64,
 }
 
+impl MapRequest {
+    /// A request mapping `domid`'s GFNs `first_gfn..+nr_frames` at the
+    /// caller's `caller_gfn`.
+    pub const fn new(domid: DomId, first_gfn: u64, nr_frames: u32, caller_gfn: u64) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: 0,
+            nr_frames,
+            first_gfn,
+            caller_gfn,
+        }
+    }
+}
+
 /// Unmap request, 24 bytes: remove `nr_frames` foreign mappings at the
 /// caller's GFNs from `caller_gfn`. Errors: `-EINVAL` (range empty, too
 /// long, or a GFN not holding a foreign mapping).
@@ -104,4 +144,16 @@ pub struct UnmapRequest {
     pub pad: u32,
     /// First GFN in the caller's physmap given to a map request.
     pub caller_gfn: u64,
+}
+
+impl UnmapRequest {
+    /// A request unmapping the caller's GFNs `caller_gfn..+nr_frames`.
+    pub const fn new(caller_gfn: u64, nr_frames: u32) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            nr_frames,
+            pad: 0,
+            caller_gfn,
+        }
+    }
 }

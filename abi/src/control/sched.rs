@@ -108,6 +108,20 @@ pub struct SchedCreditRequest {
     pub pad: u16,
 }
 
+impl SchedCreditRequest {
+    /// A request setting `domid`'s `weight` and `cap` (the
+    /// `SCHED_*_UNCHANGED` values keep them).
+    pub const fn new(domid: u16, weight: u16, cap: u16) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            domid,
+            weight,
+            cap,
+            pad: 0,
+        }
+    }
+}
+
 /// Response of `CONTROL_OP_SCHED_CREDIT`: the values now, 8 bytes.
 #[repr(C)]
 #[derive(
@@ -140,6 +154,19 @@ pub struct VcpuAffinityRequest {
     /// pCPUs it may run on, bit n for pCPU n; must name an online one
     /// (`-EINVAL`).
     pub affinity: u64,
+}
+
+impl VcpuAffinityRequest {
+    /// A request pinning `domid`'s `vcpu_id` to the pCPUs in `affinity`.
+    pub const fn new(domid: u16, vcpu_id: u32, affinity: u64) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: 0,
+            vcpu_id,
+            affinity,
+        }
+    }
 }
 
 /// Response of `CONTROL_OP_SET_VCPU_AFFINITY`, 8 bytes.

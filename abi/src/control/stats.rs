@@ -75,6 +75,20 @@ pub struct ReadConsoleRequest {
     pub offset: u64,
 }
 
+impl ReadConsoleRequest {
+    /// A request for `size` bytes of the log from `offset`, copied to
+    /// the caller's `buffer`.
+    pub const fn new(buffer: u64, size: u32, offset: u64) -> Self {
+        Self {
+            header: super::ControlHeader::CURRENT,
+            buffer,
+            size,
+            pad: 0,
+            offset,
+        }
+    }
+}
+
 /// Response of `CONTROL_OP_READCONSOLE`, 16 bytes.
 #[repr(C)]
 #[derive(

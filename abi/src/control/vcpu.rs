@@ -135,6 +135,19 @@ pub struct SetVcpuContextRequest {
     pub regs: VcpuHvmX86_32,
 }
 
+impl SetVcpuContextRequest {
+    /// A request starting `domid`'s `vcpu` from `regs`.
+    pub const fn new(domid: DomId, vcpu: u32, regs: VcpuHvmX86_32) -> Self {
+        Self {
+            header: ControlHeader::CURRENT,
+            domid,
+            pad: 0,
+            vcpu,
+            regs,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

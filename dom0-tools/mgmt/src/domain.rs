@@ -247,20 +247,24 @@ pub struct HostInfo {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> DomainConfig {
-        DomainConfig {
-            name: "web-1".into(),
-            memory_mib: 32,
+impl DomainConfig {
+    /// The tests' valid config: one vCPU, 8 MiB, no devices.
+    pub(crate) fn fixture() -> Self {
+        Self {
+            name: "g".into(),
+            memory_mib: 8,
             vcpus: 1,
             cmdline: "console=hvc0".into(),
             disks: Vec::new(),
-            vifs: alloc::vec::Vec::new(),
-            sched: Default::default(),
+            vifs: Vec::new(),
+            sched: SchedConfig::default(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn field_of(e: MgmtError) -> String {
         match e {
@@ -280,23 +284,23 @@ mod tests {
 
     #[test]
     fn configs_are_checked_field_by_field() {
-        assert_eq!(config().validate(), Ok(()));
+        assert_eq!(DomainConfig::fixture().validate(), Ok(()));
         let bad = [
             DomainConfig {
                 name: "".into(),
-                ..config()
+                ..DomainConfig::fixture()
             },
             DomainConfig {
                 name: "a b".into(),
-                ..config()
+                ..DomainConfig::fixture()
             },
             DomainConfig {
                 name: "123".into(),
-                ..config()
+                ..DomainConfig::fixture()
             },
             DomainConfig {
                 name: "x".repeat(DOMAIN_NAME_MAX + 1),
-                ..config()
+                ..DomainConfig::fixture()
             },
         ];
         for c in bad {
@@ -304,17 +308,20 @@ mod tests {
         }
         let c = DomainConfig {
             memory_mib: 0,
-            ..config()
+            ..DomainConfig::fixture()
         };
         assert_eq!(field_of(c.validate().unwrap_err()), "memory");
         for vcpus in [0, MAX_VCPUS_SUPPORTED + 1] {
-            let c = DomainConfig { vcpus, ..config() };
+            let c = DomainConfig {
+                vcpus,
+                ..DomainConfig::fixture()
+            };
             assert_eq!(field_of(c.validate().unwrap_err()), "vcpus");
         }
         let c = DomainConfig {
             cmdline: "x".repeat(MAX_CMDLINE + 1),
             vifs: alloc::vec::Vec::new(),
-            ..config()
+            ..DomainConfig::fixture()
         };
         assert_eq!(field_of(c.validate().unwrap_err()), "cmdline");
     }

@@ -217,22 +217,10 @@ mod tests {
         }
     }
 
-    fn config() -> crate::DomainConfig {
-        crate::DomainConfig {
-            name: "g".into(),
-            memory_mib: 4,
-            vcpus: 1,
-            cmdline: alloc::string::String::new(),
-            disks: alloc::vec::Vec::new(),
-            vifs: alloc::vec::Vec::new(),
-            sched: Default::default(),
-        }
-    }
-
     /// Starts an upload of 2 bytes in `session` and sends the first one.
     fn half_upload(server: &mut Server<State>, session: SessionId) {
         let begin = Request::CreateBegin {
-            config: config(),
+            config: crate::DomainConfig::fixture(),
             image_len: 2,
             image_crc32: crate::crc32(b"ab"),
         };

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use abi::convert::u32_const;
 use crc::{Crc, Digest, CRC_32_ISO_HDLC};
 
+use crate::upload::between_begin_and_commit;
 use crate::{
     crc32, DomainConfig, Request, UploadError, MAX_IMAGE_CHUNK, MAX_KERNEL_BYTES, MAX_RAMDISK_BYTES,
 };
@@ -194,11 +195,7 @@ pub fn stream_requests<'a>(
             data,
         }
     });
-    Some(
-        core::iter::once(begin)
-            .chain(chunks)
-            .chain(core::iter::once(Request::CreateCommit)),
-    )
+    Some(between_begin_and_commit(begin, chunks))
 }
 
 #[cfg(test)]
@@ -206,18 +203,6 @@ pub fn stream_requests<'a>(
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
-
-    fn config() -> DomainConfig {
-        DomainConfig {
-            name: "linux".into(),
-            memory_mib: 256,
-            vcpus: 2,
-            cmdline: "console=hvc0".into(),
-            disks: Vec::new(),
-            vifs: Vec::new(),
-            sched: crate::SchedConfig::default(),
-        }
-    }
 
     /// Plays `requests` against a fresh server side; the bytes it would
     /// write, in order.
@@ -260,16 +245,16 @@ mod tests {
     fn a_stream_carries_the_kernel_then_the_ramdisk() {
         let kernel: Vec<u8> = (0..MAX_IMAGE_CHUNK + 10).map(|i| i as u8).collect();
         let ramdisk: Vec<u8> = (0..MAX_IMAGE_CHUNK * 2).map(|i| (i * 3) as u8).collect();
-        let requests = stream_requests(config(), &kernel, &ramdisk).unwrap();
+        let requests = stream_requests(DomainConfig::fixture(), &kernel, &ramdisk).unwrap();
         assert_eq!(serve(requests), Ok([&kernel[..], &ramdisk[..]].concat()));
         assert_eq!(
-            stream_requests(config(), &kernel, &ramdisk)
+            stream_requests(DomainConfig::fixture(), &kernel, &ramdisk)
                 .unwrap()
                 .count(),
             1 + 4 + 1,
             "the kernel's end and the ramdisk's start share a chunk"
         );
-        let no_ramdisk = stream_requests(config(), &kernel, &[]).unwrap();
+        let no_ramdisk = stream_requests(DomainConfig::fixture(), &kernel, &[]).unwrap();
         assert_eq!(serve(no_ramdisk), Ok(kernel.clone()));
     }
 

@@ -140,11 +140,17 @@ pub fn create_requests(
             offset,
             data: data.to_vec(),
         });
-    Some(
-        core::iter::once(begin)
-            .chain(chunks)
-            .chain(core::iter::once(Request::CreateCommit)),
-    )
+    Some(between_begin_and_commit(begin, chunks))
+}
+
+/// One upload's requests: `begin`, the `chunks`, `CreateCommit`.
+pub(crate) fn between_begin_and_commit(
+    begin: Request,
+    chunks: impl Iterator<Item = Request>,
+) -> impl Iterator<Item = Request> {
+    core::iter::once(begin)
+        .chain(chunks)
+        .chain(core::iter::once(Request::CreateCommit))
 }
 
 #[cfg(test)]
@@ -152,18 +158,6 @@ pub fn create_requests(
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
-
-    fn config() -> DomainConfig {
-        DomainConfig {
-            name: "g".into(),
-            memory_mib: 8,
-            vcpus: 1,
-            cmdline: alloc::string::String::new(),
-            disks: alloc::vec::Vec::new(),
-            vifs: alloc::vec::Vec::new(),
-            sched: Default::default(),
-        }
-    }
 
     /// Plays `requests` against a fresh server-side upload.
     fn serve(
@@ -195,23 +189,33 @@ mod tests {
     #[test]
     fn chunked_upload_reassembles_the_image() {
         let image: Vec<u8> = (0..MAX_IMAGE_CHUNK * 2 + 5).map(|i| i as u8).collect();
-        let requests = create_requests(config(), &image).unwrap();
-        assert_eq!(serve(requests), Ok((config(), image.clone())));
+        let requests = create_requests(DomainConfig::fixture(), &image).unwrap();
         assert_eq!(
-            create_requests(config(), &image).unwrap().count(),
+            serve(requests),
+            Ok((DomainConfig::fixture(), image.clone()))
+        );
+        assert_eq!(
+            create_requests(DomainConfig::fixture(), &image)
+                .unwrap()
+                .count(),
             1 + 3 + 1
         );
-        assert_eq!(create_requests(config(), &[]).unwrap().count(), 2);
         assert_eq!(
-            serve(create_requests(config(), &[]).unwrap()),
-            Ok((config(), Vec::new()))
+            create_requests(DomainConfig::fixture(), &[])
+                .unwrap()
+                .count(),
+            2
+        );
+        assert_eq!(
+            serve(create_requests(DomainConfig::fixture(), &[]).unwrap()),
+            Ok((DomainConfig::fixture(), Vec::new()))
         );
     }
 
     #[test]
     fn upload_rules_are_enforced() {
         let image = [1u8; 100];
-        let begin = |len, crc| Upload::begin(config(), len, crc).unwrap();
+        let begin = |len, crc| Upload::begin(DomainConfig::fixture(), len, crc).unwrap();
 
         let mut u = begin(100, crc32(&image));
         assert_eq!(
@@ -266,7 +270,7 @@ mod tests {
         ));
 
         assert_eq!(
-            Upload::begin(config(), MAX_IMAGE_BYTES + 1, 0).unwrap_err(),
+            Upload::begin(DomainConfig::fixture(), MAX_IMAGE_BYTES + 1, 0).unwrap_err(),
             MgmtError::Upload(UploadError::ImageTooLarge {
                 len: MAX_IMAGE_BYTES + 1,
                 max: MAX_IMAGE_BYTES
@@ -274,7 +278,7 @@ mod tests {
         );
         let bad = DomainConfig {
             vcpus: 0,
-            ..config()
+            ..DomainConfig::fixture()
         };
         assert!(matches!(
             Upload::begin(bad, 1, 0),

@@ -104,6 +104,17 @@ pub struct SchedSpec {
     pub cap: Option<u16>,
 }
 
+impl From<&mgmt::sched::SchedConfig> for SchedSpec {
+    /// A domain config's `cpus`, `weight` and `cap`, as given.
+    fn from(config: &mgmt::sched::SchedConfig) -> Self {
+        Self {
+            affinity: config.cpus.map(|c| c.0),
+            weight: config.weight,
+            cap: config.cap,
+        }
+    }
+}
+
 /// Where a domain's memory goes: RAM at GFN 0, the console ring after it,
 /// then the store ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

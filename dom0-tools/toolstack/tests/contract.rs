@@ -103,12 +103,7 @@ impl SimDom0 {
     }
 
     fn domain_op(&mut self, op: u32, domid: DomId) -> Result<(), Errno> {
-        let request = DomainRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: [0; 6],
-        };
-        self.control(op, &request)
+        self.control(op, &DomainRequest::new(domid))
     }
 
     fn free_frames(&self) -> u64 {
@@ -131,12 +126,7 @@ impl Hypervisor for SimDom0 {
     }
 
     fn domain_list(&mut self, start_domid: DomId) -> Result<ListResponse, Errno> {
-        let request = ListRequest {
-            header: ControlHeader::CURRENT,
-            start_domid,
-            pad: [0; 6],
-        };
-        self.control(ctl::CONTROL_OP_LIST, &request)?;
+        self.control(ctl::CONTROL_OP_LIST, &ListRequest::new(start_domid))?;
         Ok(self.response())
     }
 
@@ -156,13 +146,7 @@ impl Hypervisor for SimDom0 {
         weight: u16,
         cap: u16,
     ) -> Result<ctl::SchedCreditInfo, Errno> {
-        let request = ctl::SchedCreditRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            weight,
-            cap,
-            pad: 0,
-        };
+        let request = ctl::SchedCreditRequest::new(domid, weight, cap);
         self.control(ctl::CONTROL_OP_SCHED_CREDIT, &request)?;
         Ok(self.response())
     }
@@ -173,13 +157,7 @@ impl Hypervisor for SimDom0 {
         vcpu_id: u32,
         affinity: u64,
     ) -> Result<u64, Errno> {
-        let request = ctl::VcpuAffinityRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: 0,
-            vcpu_id,
-            affinity,
-        };
+        let request = ctl::VcpuAffinityRequest::new(domid, vcpu_id, affinity);
         self.control(ctl::CONTROL_OP_SET_VCPU_AFFINITY, &request)?;
         let r: ctl::VcpuAffinityResponse = self.response();
         Ok(r.effective)
@@ -192,13 +170,7 @@ impl Hypervisor for SimDom0 {
         vcpus: u32,
     ) -> Result<DomId, Errno> {
         self.enter(Op::Create)?;
-        let request = CreateRequest {
-            header: ControlHeader::CURRENT,
-            name: *name,
-            max_memory_kib,
-            max_vcpus: vcpus,
-            flags: 0,
-        };
+        let request = CreateRequest::new(*name, max_memory_kib, vcpus);
         self.control(ctl::CONTROL_OP_CREATE, &request)?;
         Ok(self.response::<CreateResponse>().domid)
     }
@@ -212,12 +184,7 @@ impl Hypervisor for SimDom0 {
     }
 
     fn set_max_mem(&mut self, domid: DomId, max_memkb: u64) -> Result<(), Errno> {
-        let request = ctl::SetMaxMemRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: [0; 6],
-            max_memkb,
-        };
+        let request = ctl::SetMaxMemRequest::new(domid, max_memkb);
         self.control(ctl::CONTROL_OP_SET_MAX_MEM, &request)
     }
 
@@ -228,13 +195,7 @@ impl Hypervisor for SimDom0 {
 
     fn populate(&mut self, domid: DomId, first_gfn: u64, nr_frames: u64) -> Result<(), Errno> {
         self.enter(Op::Populate)?;
-        let request = PopulateRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: [0; 6],
-            first_gfn,
-            nr_frames,
-        };
+        let request = PopulateRequest::new(domid, first_gfn, nr_frames);
         self.control(ctl::CONTROL_OP_POPULATE_MEMORY, &request)
     }
 
@@ -245,14 +206,7 @@ impl Hypervisor for SimDom0 {
         nr_frames: u32,
     ) -> Result<Mapping, Errno> {
         self.enter(Op::MapForeign)?;
-        let request = MapRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: 0,
-            nr_frames,
-            first_gfn,
-            caller_gfn: MAP_GFN,
-        };
+        let request = MapRequest::new(domid, first_gfn, nr_frames, MAP_GFN);
         self.control(ctl::CONTROL_OP_MAP_FOREIGN, &request)?;
         Ok(Mapping { nr_frames })
     }
@@ -280,12 +234,7 @@ impl Hypervisor for SimDom0 {
     }
 
     fn unmap_foreign(&mut self, m: Mapping) -> Result<(), Errno> {
-        let request = UnmapRequest {
-            header: ControlHeader::CURRENT,
-            nr_frames: m.nr_frames,
-            pad: 0,
-            caller_gfn: MAP_GFN,
-        };
+        let request = UnmapRequest::new(MAP_GFN, m.nr_frames);
         self.control(ctl::CONTROL_OP_UNMAP_FOREIGN, &request)
     }
 
@@ -296,13 +245,7 @@ impl Hypervisor for SimDom0 {
         regs: &VcpuHvmX86_32,
     ) -> Result<(), Errno> {
         self.enter(Op::SetVcpuContext)?;
-        let request = SetVcpuContextRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: 0,
-            vcpu,
-            regs: *regs,
-        };
+        let request = SetVcpuContextRequest::new(domid, vcpu, *regs);
         self.control(ctl::CONTROL_OP_SET_VCPU_CONTEXT, &request)
     }
 

@@ -77,11 +77,7 @@ fn run(command: Command) -> Result<(), String> {
                 vcpus: cfg.vcpus,
                 cmdline: &cfg.cmdline,
                 image: &loaded.kernel,
-                sched: SchedSpec {
-                    affinity: cfg.sched.cpus.map(|c| c.0),
-                    weight: cfg.sched.weight,
-                    cap: cfg.sched.cap,
-                },
+                sched: SchedSpec::from(&cfg.sched),
             };
             let domid = create_domain(&mut hv, &spec).map_err(|e| format!("create: {e}"))?;
             println!("created d{domid} \"{}\"", cfg.name);

@@ -90,15 +90,6 @@ fn errno(e: nix::errno::Errno) -> Errno {
     Errno::from_return(-i64::from(e as i32)).unwrap_or(Errno::EIO)
 }
 
-/// A request naming `domid` alone.
-fn domain_request(domid: DomId) -> DomainRequest {
-    DomainRequest {
-        header: ControlHeader::CURRENT,
-        domid,
-        pad: [0; 6],
-    }
-}
-
 /// Another domain's frames, mapped into this process.
 #[derive(Debug)]
 pub struct ForeignMapping {
@@ -179,24 +170,19 @@ impl Hypervisor for Privcmd {
     }
 
     fn domain_info(&mut self, domid: DomId) -> Result<DomainInfo, Errno> {
-        self.control_with(CONTROL_OP_GETINFO, &domain_request(domid))
+        self.control_with(CONTROL_OP_GETINFO, &DomainRequest::new(domid))
     }
 
     fn domain_list(&mut self, start_domid: DomId) -> Result<ListResponse, Errno> {
-        let request = ListRequest {
-            header: ControlHeader::CURRENT,
-            start_domid,
-            pad: [0; 6],
-        };
-        self.control_with(CONTROL_OP_LIST, &request)
+        self.control_with(CONTROL_OP_LIST, &ListRequest::new(start_domid))
     }
 
     fn domain_stats(&mut self, domid: DomId) -> Result<DomainStats, Errno> {
-        self.control_with(CONTROL_OP_GET_STATS, &domain_request(domid))
+        self.control_with(CONTROL_OP_GET_STATS, &DomainRequest::new(domid))
     }
 
     fn vcpu_stats(&mut self, domid: DomId) -> Result<VcpuStatsResponse, Errno> {
-        self.control_with(CONTROL_OP_GET_VCPU_STATS, &domain_request(domid))
+        self.control_with(CONTROL_OP_GET_VCPU_STATS, &DomainRequest::new(domid))
     }
 
     fn sched_credit(
@@ -205,13 +191,7 @@ impl Hypervisor for Privcmd {
         weight: u16,
         cap: u16,
     ) -> Result<SchedCreditInfo, Errno> {
-        let request = SchedCreditRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            weight,
-            cap,
-            pad: 0,
-        };
+        let request = SchedCreditRequest::new(domid, weight, cap);
         self.control_with(CONTROL_OP_SCHED_CREDIT, &request)
     }
 
@@ -221,13 +201,7 @@ impl Hypervisor for Privcmd {
         vcpu_id: u32,
         affinity: u64,
     ) -> Result<u64, Errno> {
-        let request = VcpuAffinityRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: 0,
-            vcpu_id,
-            affinity,
-        };
+        let request = VcpuAffinityRequest::new(domid, vcpu_id, affinity);
         let reply: VcpuAffinityResponse =
             self.control_with(CONTROL_OP_SET_VCPU_AFFINITY, &request)?;
         Ok(reply.effective)
@@ -239,47 +213,30 @@ impl Hypervisor for Privcmd {
         max_memory_kib: u64,
         vcpus: u32,
     ) -> Result<DomId, Errno> {
-        let request = CreateRequest {
-            header: ControlHeader::CURRENT,
-            name: *name,
-            max_memory_kib,
-            max_vcpus: vcpus,
-            flags: 0,
-        };
+        let request = CreateRequest::new(*name, max_memory_kib, vcpus);
         let created: CreateResponse = self.control_with(CONTROL_OP_CREATE, &request)?;
         Ok(created.domid)
     }
 
     fn destroy(&mut self, domid: DomId) -> Result<(), Errno> {
-        self.control(CONTROL_OP_DESTROY, &domain_request(domid))
+        self.control(CONTROL_OP_DESTROY, &DomainRequest::new(domid))
     }
 
     fn pause(&mut self, domid: DomId) -> Result<(), Errno> {
-        self.control(CONTROL_OP_PAUSE, &domain_request(domid))
+        self.control(CONTROL_OP_PAUSE, &DomainRequest::new(domid))
     }
 
     fn unpause(&mut self, domid: DomId) -> Result<(), Errno> {
-        self.control(CONTROL_OP_UNPAUSE, &domain_request(domid))
+        self.control(CONTROL_OP_UNPAUSE, &DomainRequest::new(domid))
     }
 
     fn set_max_mem(&mut self, domid: DomId, max_memory_kib: u64) -> Result<(), Errno> {
-        let request = SetMaxMemRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: [0; 6],
-            max_memkb: max_memory_kib,
-        };
+        let request = SetMaxMemRequest::new(domid, max_memory_kib);
         self.control(CONTROL_OP_SET_MAX_MEM, &request)
     }
 
     fn populate(&mut self, domid: DomId, first_gfn: u64, nr_frames: u64) -> Result<(), Errno> {
-        let request = PopulateRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: [0; 6],
-            first_gfn,
-            nr_frames,
-        };
+        let request = PopulateRequest::new(domid, first_gfn, nr_frames);
         let done: PopulateResponse = self.control_with(CONTROL_OP_POPULATE_MEMORY, &request)?;
         // Populate is all or nothing: a short count breaks the ABI.
         if done.nr_done == nr_frames {
@@ -369,13 +326,7 @@ impl Hypervisor for Privcmd {
         vcpu: u32,
         regs: &VcpuHvmX86_32,
     ) -> Result<(), Errno> {
-        let request = SetVcpuContextRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: 0,
-            vcpu,
-            regs: *regs,
-        };
+        let request = SetVcpuContextRequest::new(domid, vcpu, *regs);
         self.control(CONTROL_OP_SET_VCPU_CONTEXT, &request)
     }
 

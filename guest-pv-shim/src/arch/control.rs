@@ -98,15 +98,6 @@ fn window_usable(gfn: u64, nr: u32) -> bool {
     IdentityMap::covers(start, len) && clear_of_hole
 }
 
-/// A request naming `domid` alone.
-fn domain_request(domid: DomId) -> DomainRequest {
-    DomainRequest {
-        header: ControlHeader::CURRENT,
-        domid,
-        pad: [0; 6],
-    }
-}
-
 impl Xen {
     /// `CONTROL_OP_*` `op` with `request` and no response.
     fn control<Q: IntoBytes + Immutable>(&self, op: u32, request: &Q) -> Result<(), XenError> {
@@ -139,27 +130,22 @@ impl Xen {
     /// byte `offset` into `buf` (at most `READCONSOLE_MAX` bytes); returns
     /// the bytes copied and the bytes the ring holds.
     pub fn read_console(&self, offset: u64, buf: &mut [u8]) -> Result<(usize, u64), XenError> {
-        let request = ReadConsoleRequest {
-            header: ControlHeader::CURRENT,
-            buffer: buf.as_mut_ptr() as u64,
-            size: u32::try_from(buf.len()).unwrap_or(u32::MAX),
-            pad: 0,
-            offset,
-        };
+        let size = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let request = ReadConsoleRequest::new(buf.as_mut_ptr() as u64, size, offset);
         let reply: ReadConsoleResponse = self.control_with(CONTROL_OP_READCONSOLE, &request)?;
         Ok((reply.count as usize, reply.total))
     }
 
     /// `CONTROL_OP_GET_STATS` of `domid`.
     pub fn domain_stats(&self, domid: DomId) -> Result<DomainStats, XenError> {
-        self.control_with(CONTROL_OP_GET_STATS, &domain_request(domid))
+        self.control_with(CONTROL_OP_GET_STATS, &DomainRequest::new(domid))
     }
 
     /// `CONTROL_OP_GET_VCPU_STATS` of `domid` (control ABI 1.4).
     pub fn vcpu_stats(&self, domid: DomId) -> Result<abi::control::VcpuStatsResponse, XenError> {
         self.control_with(
             abi::control::CONTROL_OP_GET_VCPU_STATS,
-            &domain_request(domid),
+            &DomainRequest::new(domid),
         )
     }
 
@@ -171,13 +157,7 @@ impl Xen {
         weight: u16,
         cap: u16,
     ) -> Result<abi::control::SchedCreditInfo, XenError> {
-        let request = abi::control::SchedCreditRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            weight,
-            cap,
-            pad: 0,
-        };
+        let request = abi::control::SchedCreditRequest::new(domid, weight, cap);
         self.control_with(abi::control::CONTROL_OP_SCHED_CREDIT, &request)
     }
 
@@ -189,13 +169,7 @@ impl Xen {
         vcpu_id: u32,
         affinity: u64,
     ) -> Result<u64, XenError> {
-        let request = abi::control::VcpuAffinityRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: 0,
-            vcpu_id,
-            affinity,
-        };
+        let request = abi::control::VcpuAffinityRequest::new(domid, vcpu_id, affinity);
         let r: abi::control::VcpuAffinityResponse =
             self.control_with(abi::control::CONTROL_OP_SET_VCPU_AFFINITY, &request)?;
         Ok(r.effective)
@@ -208,54 +182,37 @@ impl Xen {
         max_memory_kib: u64,
         max_vcpus: u32,
     ) -> Result<DomId, XenError> {
-        let request = CreateRequest {
-            header: ControlHeader::CURRENT,
-            name: *name,
-            max_memory_kib,
-            max_vcpus,
-            flags: 0,
-        };
+        let request = CreateRequest::new(*name, max_memory_kib, max_vcpus);
         let created: CreateResponse = self.control_with(CONTROL_OP_CREATE, &request)?;
         Ok(created.domid)
     }
 
     /// `CONTROL_OP_DESTROY` of `domid`.
     pub fn domain_destroy(&self, domid: DomId) -> Result<(), XenError> {
-        self.control(CONTROL_OP_DESTROY, &domain_request(domid))
+        self.control(CONTROL_OP_DESTROY, &DomainRequest::new(domid))
     }
 
     /// `CONTROL_OP_PAUSE` of `domid`.
     pub fn domain_pause(&self, domid: DomId) -> Result<(), XenError> {
-        self.control(CONTROL_OP_PAUSE, &domain_request(domid))
+        self.control(CONTROL_OP_PAUSE, &DomainRequest::new(domid))
     }
 
     /// `CONTROL_OP_UNPAUSE` of `domid`.
     pub fn domain_unpause(&self, domid: DomId) -> Result<(), XenError> {
-        self.control(CONTROL_OP_UNPAUSE, &domain_request(domid))
+        self.control(CONTROL_OP_UNPAUSE, &DomainRequest::new(domid))
     }
 
     /// `CONTROL_OP_SET_MAX_MEM` (dom0): the most memory `domid` may own,
     /// KiB (Xen's `XEN_DOMCTL_max_mem`).
     pub fn set_max_mem(&self, domid: DomId, max_memkb: u64) -> Result<(), XenError> {
-        let request = SetMaxMemRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: [0; 6],
-            max_memkb,
-        };
+        let request = SetMaxMemRequest::new(domid, max_memkb);
         self.control(CONTROL_OP_SET_MAX_MEM, &request)
     }
 
     /// `CONTROL_OP_POPULATE_MEMORY`: `nr_frames` zeroed frames for
     /// `domid` from `first_gfn`; the number populated.
     pub fn populate(&self, domid: DomId, first_gfn: u64, nr_frames: u64) -> Result<u64, XenError> {
-        let request = PopulateRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: [0; 6],
-            first_gfn,
-            nr_frames,
-        };
+        let request = PopulateRequest::new(domid, first_gfn, nr_frames);
         let done: PopulateResponse = self.control_with(CONTROL_OP_POPULATE_MEMORY, &request)?;
         Ok(done.nr_done)
     }
@@ -274,14 +231,7 @@ impl Xen {
         if nr_frames > MAP_MAX_FRAMES || !window_usable(caller_gfn, nr_frames) {
             return Err(XenError(Errno::EINVAL.to_return()));
         }
-        let request = MapRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: 0,
-            nr_frames,
-            first_gfn,
-            caller_gfn,
-        };
+        let request = MapRequest::new(domid, first_gfn, nr_frames, caller_gfn);
         self.control(CONTROL_OP_MAP_FOREIGN, &request)?;
         Ok(ForeignFrames {
             caller_gfn,
@@ -292,12 +242,7 @@ impl Xen {
     /// `CONTROL_OP_UNMAP_FOREIGN` of `frames`; on failure they are handed
     /// back (still mapped).
     pub fn unmap_foreign(&self, frames: ForeignFrames) -> Result<(), (ForeignFrames, XenError)> {
-        let request = UnmapRequest {
-            header: ControlHeader::CURRENT,
-            nr_frames: frames.nr_frames,
-            pad: 0,
-            caller_gfn: frames.caller_gfn,
-        };
+        let request = UnmapRequest::new(frames.caller_gfn, frames.nr_frames);
         self.control(CONTROL_OP_UNMAP_FOREIGN, &request)
             .map_err(|e| (frames, e))
     }
@@ -309,13 +254,7 @@ impl Xen {
         vcpu: u32,
         regs: &VcpuHvmX86_32,
     ) -> Result<(), XenError> {
-        let request = SetVcpuContextRequest {
-            header: ControlHeader::CURRENT,
-            domid,
-            pad: 0,
-            vcpu,
-            regs: *regs,
-        };
+        let request = SetVcpuContextRequest::new(domid, vcpu, *regs);
         self.control(CONTROL_OP_SET_VCPU_CONTEXT, &request)
     }
 
@@ -353,18 +292,13 @@ impl Xen {
 
     /// `CONTROL_OP_GETINFO` of `domid`.
     pub fn domain_info(&self, domid: DomId) -> Result<DomainInfo, XenError> {
-        self.control_with(CONTROL_OP_GETINFO, &domain_request(domid))
+        self.control_with(CONTROL_OP_GETINFO, &DomainRequest::new(domid))
     }
 
     /// `CONTROL_OP_LIST` from `start_domid`: up to `LIST_BATCH_MAX`
     /// domains and the cursor for the next batch (`DOMID_INVALID`: done).
     pub fn domain_list(&self, start_domid: DomId) -> Result<ListResponse, XenError> {
-        let request = ListRequest {
-            header: ControlHeader::CURRENT,
-            start_domid,
-            pad: [0; 6],
-        };
-        self.control_with(CONTROL_OP_LIST, &request)
+        self.control_with(CONTROL_OP_LIST, &ListRequest::new(start_domid))
     }
 
     /// `HVMOP_get_param` of domain `domid` (dom0 may read any domain's).

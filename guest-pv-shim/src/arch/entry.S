@@ -199,12 +199,13 @@ shim_exception_common:
     add $16, %rsp                   /* vector, error code */
     iretq
 
-/* Event-channel upcall (arch::upcall): an interrupt gate, so IF is clear
- * while it runs. Saves the registers the SysV ABI lets shim_upcall
- * clobber, aligns the stack, calls it, restores, iretq. No error code,
- * no EOI: Xen's vector callback is not a LAPIC interrupt. */
-.global shim_upcall_entry
-shim_upcall_entry:
+/* An interrupt-gate entry `name` (IF is clear while it runs) that calls
+ * the Rust function `handler`: saves the registers the SysV ABI lets
+ * `handler` clobber, aligns the stack, calls it, restores, iretq. No
+ * error code. */
+.macro shim_interrupt_entry name, handler
+.global \name
+\name:
     push %rax
     push %rcx
     push %rdx
@@ -217,7 +218,7 @@ shim_upcall_entry:
     push %rbx
     mov %rsp, %rbx
     and $-16, %rsp
-    call shim_upcall
+    call \handler
     mov %rbx, %rsp
     pop %rbx
     pop %r11
@@ -230,36 +231,15 @@ shim_upcall_entry:
     pop %rcx
     pop %rax
     iretq
+.endm
 
-/* Local APIC interrupts (arch::lapic): as the upcall entry, calling
- * shim_lapic_interrupt, which counts the interrupt and writes EOI. */
-.global shim_lapic_entry
-shim_lapic_entry:
-    push %rax
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %rbx
-    mov %rsp, %rbx
-    and $-16, %rsp
-    call shim_lapic_interrupt
-    mov %rbx, %rsp
-    pop %rbx
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rax
-    iretq
+/* Event-channel upcall (arch::upcall): no EOI, Xen's vector callback is
+ * not a LAPIC interrupt. */
+shim_interrupt_entry shim_upcall_entry, shim_upcall
+
+/* Local APIC interrupts (arch::lapic): shim_lapic_interrupt counts the
+ * interrupt and writes EOI. */
+shim_interrupt_entry shim_lapic_entry, shim_lapic_interrupt
 
 /* Probes whose fault is expected: on an exception at the labelled
  * instruction, shim_exception resumes at the fixup with RDX = vector | 0x100

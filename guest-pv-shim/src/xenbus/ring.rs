@@ -82,6 +82,25 @@ fn slot(index: u32) -> usize {
 }
 
 impl XenstoreInterface {
+    /// The `u32` field at byte `offset` of the page: `req_cons` at
+    /// `2 * XENSTORE_RING_SIZE`, then the others in `xs_wire.h`'s order
+    /// to `evtchn_port`. `None` inside the rings, past the fields or off
+    /// a field's first byte.
+    pub fn field_at(&self, offset: usize) -> Option<&AtomicU32> {
+        let fields = [
+            &self.req_cons,
+            &self.req_prod,
+            &self.rsp_cons,
+            &self.rsp_prod,
+            &self.server_features,
+            &self.connection,
+            &self.error,
+            &self.evtchn_port,
+        ];
+        let i = offset.checked_sub(2 * XENSTORE_RING_SIZE)?;
+        (i % 4 == 0).then(|| fields.get(i / 4).copied()).flatten()
+    }
+
     /// Appends as much of `bytes` to `req` as fits; bytes written (0:
     /// full, notify the store and wait).
     pub fn write_request(&self, bytes: &[u8]) -> Result<usize, RingCorrupt> {

@@ -23,23 +23,6 @@ use super::*;
 /// atomics, byte by byte at the structure's offsets.
 struct StoreView<'a>(&'a XenstoreInterface);
 
-impl StoreView<'_> {
-    fn field(&self, offset: usize) -> &core::sync::atomic::AtomicU32 {
-        let p = self.0;
-        let fields = [
-            &p.req_cons,
-            &p.req_prod,
-            &p.rsp_cons,
-            &p.rsp_prod,
-            &p.server_features,
-            &p.connection,
-            &p.error,
-            &p.evtchn_port,
-        ];
-        fields[(offset - 2 * XENSTORE_RING_SIZE) / 4]
-    }
-}
-
 impl SharedPage for StoreView<'_> {
     fn load(&self, offset: usize, buf: &mut [u8]) {
         for (i, b) in buf.iter_mut().enumerate() {
@@ -49,7 +32,12 @@ impl SharedPage for StoreView<'_> {
                 _ if at < 2 * XENSTORE_RING_SIZE => {
                     self.0.rsp[at - XENSTORE_RING_SIZE].load(Ordering::SeqCst)
                 }
-                _ => self.field(at & !3).load(Ordering::SeqCst).to_le_bytes()[at & 3],
+                _ => self
+                    .0
+                    .field_at(at & !3)
+                    .unwrap()
+                    .load(Ordering::SeqCst)
+                    .to_le_bytes()[at & 3],
             };
         }
     }
@@ -63,7 +51,7 @@ impl SharedPage for StoreView<'_> {
                     self.0.rsp[at - XENSTORE_RING_SIZE].store(b, Ordering::SeqCst)
                 }
                 _ => {
-                    let field = self.field(at & !3);
+                    let field = self.0.field_at(at & !3).unwrap();
                     let mut bytes = field.load(Ordering::SeqCst).to_le_bytes();
                     bytes[at & 3] = b;
                     field.store(u32::from_le_bytes(bytes), Ordering::SeqCst);

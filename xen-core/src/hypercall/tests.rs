@@ -48,6 +48,42 @@ fn cstr(field: &[u8]) -> &str {
     core::str::from_utf8(&field[..end]).unwrap()
 }
 
+/// Calls control op `op` from `caller` with `request` at `BUF` and the
+/// response at `BUF2`, followed through its continuations.
+pub(super) fn control_call<T: IntoBytes + Immutable + ?Sized>(
+    w: &mut World,
+    caller: DomId,
+    op: u32,
+    request: &T,
+) -> HypercallOutcome {
+    w.put(caller, BUF, request);
+    let out = w.call64(
+        caller,
+        ctl::HYPERVISOR_CONTROL_OP,
+        [op.into(), BUF, BUF2, 0, 0],
+    );
+    w.follow(caller, out, true).0
+}
+
+/// The value a control op returned (0 for the outcomes that carry news).
+pub(super) fn control_rc<T: IntoBytes + Immutable + ?Sized>(
+    w: &mut World,
+    caller: DomId,
+    op: u32,
+    request: &T,
+) -> i64 {
+    match control_call(w, caller, op, request) {
+        HypercallOutcome::Return(v) => v,
+        HypercallOutcome::DomainDestroyed(_) | HypercallOutcome::VcpuStarted { .. } => 0,
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+/// [`control_rc`] of control op `op` on `domid` ([`DomainRequest`]).
+pub(super) fn domain_op(w: &mut World, caller: DomId, op: u32, domid: DomId) -> i64 {
+    control_rc(w, caller, op, &DomainRequest::new(domid))
+}
+
 // ---- the door ----
 
 #[test]
@@ -1367,19 +1403,14 @@ fn getinfo(w: &mut World, caller: DomId, req: DomainRequest) -> (i64, DomainInfo
     (r, w.get(caller, BUF2))
 }
 
-pub(super) fn req(domid: DomId) -> DomainRequest {
-    DomainRequest {
-        header: ControlHeader::CURRENT,
-        domid,
-        pad: [0; 6],
-    }
-}
-
 #[test]
 fn control_is_dom0_only_and_versioned() {
     let mut w = World::new();
     let before = w.ram(DOMU);
-    assert_eq!(getinfo(&mut w, DOMU, req(DOMU)).0, e(Errno::EPERM));
+    assert_eq!(
+        getinfo(&mut w, DOMU, DomainRequest::new(DOMU)).0,
+        e(Errno::EPERM)
+    );
     let after = w.ram(DOMU);
     assert!(after[BUF2 as usize..] == before[BUF2 as usize..]);
     let old = DomainRequest {
@@ -1387,7 +1418,7 @@ fn control_is_dom0_only_and_versioned() {
             interface_version: 2 << 16,
             pad: 0,
         },
-        ..req(DOMU)
+        ..DomainRequest::new(DOMU)
     };
     assert_eq!(getinfo(&mut w, DOM0, old).0, e(Errno::EACCES));
     assert_eq!(
@@ -1396,13 +1427,16 @@ fn control_is_dom0_only_and_versioned() {
             DOM0,
             DomainRequest {
                 pad: [1, 0, 0, 0, 0, 0],
-                ..req(DOMU)
+                ..DomainRequest::new(DOMU)
             }
         )
         .0,
         e(Errno::EINVAL)
     );
-    assert_eq!(getinfo(&mut w, DOM0, req(77)).0, e(Errno::ESRCH));
+    assert_eq!(
+        getinfo(&mut w, DOM0, DomainRequest::new(77)).0,
+        e(Errno::ESRCH)
+    );
     assert_eq!(
         w.ret(
             DOM0,
@@ -1415,7 +1449,7 @@ fn control_is_dom0_only_and_versioned() {
         w.ret(DOM0, ctl::HYPERVISOR_CONTROL_OP, [99, BUF, BUF2, 0, 0]),
         e(Errno::ENOSYS)
     );
-    w.put(DOM0, BUF, &req(DOMU));
+    w.put(DOM0, BUF, &DomainRequest::new(DOMU));
     assert_eq!(
         w.ret(
             DOM0,
@@ -1434,7 +1468,7 @@ fn getinfo_reports_the_domain() {
         .vcpu_mut(0)
         .unwrap()
         .account(1234);
-    let (r, info) = getinfo(&mut w, DOM0, req(DOMU));
+    let (r, info) = getinfo(&mut w, DOM0, DomainRequest::new(DOMU));
     assert_eq!(r, 0);
     assert_eq!((info.domid, info.flags, info.nr_vcpus), (DOMU, 0, 2));
     assert_eq!(
@@ -1443,24 +1477,24 @@ fn getinfo_reports_the_domain() {
     );
     assert_eq!(ctl::parse_domain_name(&info.name), Some("guest"));
     assert_eq!(
-        getinfo(&mut w, DOM0, req(DOMID_SELF)).0,
+        getinfo(&mut w, DOM0, DomainRequest::new(DOMID_SELF)).0,
         e(Errno::ESRCH),
         "control ops name domains"
     );
-    let (_, me) = getinfo(&mut w, DOM0, req(DOM0));
+    let (_, me) = getinfo(&mut w, DOM0, DomainRequest::new(DOM0));
     assert_eq!(
         me.flags,
         ctl::DOMAIN_FLAG_RUNNING | ctl::DOMAIN_FLAG_PRIVILEGED
     );
     w.t.get_mut(DOMU).unwrap().vcpu_mut(0).unwrap().block();
     assert_eq!(
-        getinfo(&mut w, DOM0, req(DOMU)).1.flags,
+        getinfo(&mut w, DOM0, DomainRequest::new(DOMU)).1.flags,
         ctl::DOMAIN_FLAG_BLOCKED
     );
     w.t.get_mut(DOMU)
         .unwrap()
         .crash(crate::domain::CrashReason::TripleFault);
-    let (_, crashed) = getinfo(&mut w, DOM0, req(DOMU));
+    let (_, crashed) = getinfo(&mut w, DOM0, DomainRequest::new(DOMU));
     assert_eq!(
         (crashed.flags, crashed.shutdown_reason),
         (ctl::DOMAIN_FLAG_SHUTDOWN, 3)
@@ -1479,15 +1513,7 @@ fn list_goes_in_domid_order_and_batches() {
         w.t.create_domu(&cfg, &mut w.pool, &mut w.mem).unwrap();
     }
     let list = |w: &mut World, start| {
-        w.put(
-            DOM0,
-            BUF,
-            &ListRequest {
-                header: ControlHeader::CURRENT,
-                start_domid: start,
-                pad: [0; 6],
-            },
-        );
+        w.put(DOM0, BUF, &ListRequest::new(start));
         let r = w.ret(
             DOM0,
             ctl::HYPERVISOR_CONTROL_OP,
@@ -1614,6 +1640,7 @@ fn dom0_only_requests() -> Vec<(u64, u64)> {
 /// dom0, so that a domU that got through would show.
 fn dom0_only_argument(w: &mut World, number: u64, sub: u64) {
     let mut buf = [0u8; 256];
+    let control = DomainRequest::new(DOM0);
     let request: &[u8] = match (number, sub as u32) {
         (nr::SCHED_OP, abi::xen::sched::SCHEDOP_REMOTE_SHUTDOWN) => SchedRemoteShutdown {
             domain_id: DOM0,
@@ -1644,12 +1671,7 @@ fn dom0_only_argument(w: &mut World, number: u64, sub: u64) {
             table_base: 0,
         }
         .as_bytes(),
-        _ => abi::control::DomainRequest {
-            header: abi::control::ControlHeader::CURRENT,
-            domid: DOM0,
-            pad: [0; 6],
-        }
-        .as_bytes(),
+        _ => control.as_bytes(),
     };
     buf[..request.len()].copy_from_slice(request);
     w.put(DOMU, BUF, &buf);

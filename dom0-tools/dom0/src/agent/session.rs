@@ -142,7 +142,7 @@ impl Session {
             cmdline: &config.cmdline,
             kernel_len: kernel_len.into(),
             ramdisk_len: ramdisk_len.into(),
-            sched: sched_spec(&config),
+            sched: SchedSpec::from(&config.sched),
         };
         let domain =
             StreamedDomain::begin(ctx.hv, &spec).map_err(|e| create_failed(ctx, &config, e))?;
@@ -655,15 +655,6 @@ fn precheck(hv: &mut impl Hypervisor, config: &DomainConfig) -> Result<(), MgmtE
     Ok(())
 }
 
-/// The config's `cpus`, `weight` and `cap` for the toolstack.
-fn sched_spec(config: &DomainConfig) -> SchedSpec {
-    SchedSpec {
-        affinity: config.sched.cpus.map(|c| c.0),
-        weight: config.sched.weight,
-        cap: config.sched.cap,
-    }
-}
-
 /// Builds the uploaded domain paused and [`start`]s it. All or nothing.
 fn create(
     ctx: &mut Ctx<'_, impl Hypervisor>,
@@ -681,7 +672,7 @@ fn create(
         vcpus: config.vcpus,
         cmdline: &config.cmdline,
         image,
-        sched: sched_spec(config),
+        sched: SchedSpec::from(&config.sched),
     };
     let domid = build_domain(ctx.hv, &spec).map_err(|e| create_failed(ctx, config, e))?;
     #[cfg(feature = "bench-trace")]

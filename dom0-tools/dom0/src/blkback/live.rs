@@ -500,6 +500,25 @@ impl Copier<'_> {
         }
         rest
     }
+
+    /// Moves `segs` between the frontend's pages and the buffer at `buf`
+    /// (`to_guest`: out to the pages): `memcpy` through the persistent
+    /// window where `copy` can, one grant-copy hypercall for the rest.
+    fn transfer(
+        &mut self,
+        segs: &[SegmentCopy],
+        buf: *const u8,
+        to_guest: bool,
+        copy: impl FnMut(&WindowMapping, &SegmentCopy) -> bool,
+    ) -> Result<(), i16> {
+        #[cfg(feature = "bench-trace")]
+        let mut watch = super::trace::Watch::start();
+        let rest = self.memcpy_mapped(segs, copy);
+        let done = self.run(&rest.0[..rest.1], buf, to_guest);
+        #[cfg(feature = "bench-trace")]
+        watch.lap(super::trace::Stage::Data);
+        done
+    }
 }
 
 /// Where segment `s` lies in the request's buffer.
@@ -509,28 +528,17 @@ fn in_buffer(s: &SegmentCopy) -> core::ops::Range<usize> {
 
 impl GrantIo for Copier<'_> {
     fn copy_in(&mut self, segs: &[SegmentCopy], buf: &mut [u8]) -> Result<(), i16> {
-        #[cfg(feature = "bench-trace")]
-        let mut watch = super::trace::Watch::start();
-        let rest = self.memcpy_mapped(segs, |m, s| {
+        let base = buf.as_mut_ptr();
+        self.transfer(segs, base, false, |m, s| {
             buf.get_mut(in_buffer(s))
                 .is_some_and(|dst| m.read(usize::from(s.page_offset), dst))
-        });
-        let done = self.run(&rest.0[..rest.1], buf.as_mut_ptr(), false);
-        #[cfg(feature = "bench-trace")]
-        watch.lap(super::trace::Stage::Data);
-        done
+        })
     }
 
     fn copy_out(&mut self, segs: &[SegmentCopy], buf: &[u8]) -> Result<(), i16> {
-        #[cfg(feature = "bench-trace")]
-        let mut watch = super::trace::Watch::start();
-        let rest = self.memcpy_mapped(segs, |m, s| {
+        self.transfer(segs, buf.as_ptr(), true, |m, s| {
             buf.get(in_buffer(s))
                 .is_some_and(|src| m.write(usize::from(s.page_offset), src))
-        });
-        let done = self.run(&rest.0[..rest.1], buf.as_ptr(), true);
-        #[cfg(feature = "bench-trace")]
-        watch.lap(super::trace::Stage::Data);
-        done
+        })
     }
 }

@@ -4,32 +4,15 @@
 //! (`io/ring.h`'s barriers: the ring bytes a guest produced are read only
 //! after its `req_prod`, ours are visible before our `rsp_prod`).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 
 use guest_pv_shim::xenbus::ring::XenstoreInterface;
-use xenstore::ring::{SharedPage, REQ_CONS, REQ_OFFSET, RSP_OFFSET, XENSTORE_RING_SIZE};
+use xenstore::ring::{SharedPage, REQ_OFFSET, RSP_OFFSET, XENSTORE_RING_SIZE};
 
 /// A view of a domain's store page.
 pub struct RingPage<'a>(pub &'a XenstoreInterface);
 
 impl RingPage<'_> {
-    /// The `u32` field at `offset` (past the rings), if there is one.
-    fn field(&self, offset: usize) -> Option<&AtomicU32> {
-        let p = self.0;
-        let fields = [
-            &p.req_cons,
-            &p.req_prod,
-            &p.rsp_cons,
-            &p.rsp_prod,
-            &p.server_features,
-            &p.connection,
-            &p.error,
-            &p.evtchn_port,
-        ];
-        let i = offset.checked_sub(REQ_CONS)?;
-        (i % 4 == 0).then(|| fields.get(i / 4).copied()).flatten()
-    }
-
     /// The ring byte at `offset`.
     fn byte(&self, offset: usize) -> Option<&core::sync::atomic::AtomicU8> {
         match offset {
@@ -58,11 +41,13 @@ impl SharedPage for RingPage<'_> {
     }
 
     fn load_u32(&self, offset: usize) -> u32 {
-        self.field(offset).map_or(0, |f| f.load(Ordering::Acquire))
+        self.0
+            .field_at(offset)
+            .map_or(0, |f| f.load(Ordering::Acquire))
     }
 
     fn store_u32(&mut self, offset: usize, value: u32) {
-        if let Some(f) = self.field(offset) {
+        if let Some(f) = self.0.field_at(offset) {
             f.store(value, Ordering::Release);
         }
     }

@@ -604,3 +604,23 @@ mod streamed {
         assert_clean(&hv);
     }
 }
+
+#[test]
+fn a_configs_sched_fields_are_the_specs() {
+    use mgmt::sched::{CpuSet, SchedConfig};
+    let config = SchedConfig {
+        cpus: CpuSet::parse("1,3"),
+        weight: Some(512),
+        cap: Some(50),
+    };
+    let spec = SchedSpec {
+        affinity: Some(0b1010),
+        weight: Some(512),
+        cap: Some(50),
+    };
+    assert_eq!(SchedSpec::from(&config), spec);
+    assert_eq!(
+        SchedSpec::from(&SchedConfig::default()),
+        SchedSpec::default()
+    );
+}

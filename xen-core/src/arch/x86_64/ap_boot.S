@@ -3,9 +3,9 @@
  * §9.4 "Multiple-Processor Initialization"). A STARTUP IPI starts the AP
  * in real mode at CS:IP = (page << 8):0000. smp.rs copies the bytes from
  * ap_trampoline_start to ap_trampoline_end to that page below 1 MiB; they
- * switch straight from real mode to long mode on xen-core's page tables
- * (boot.S's boot_pml4: PAE, EFER.LME|NXE, CR0.PG|PE|WP at once) and jump
- * to ap_start64 in the image.
+ * switch to 32-bit protected mode on boot.S's boot_gdt and jump to
+ * ap_start32 in the image, which takes the boot pCPU's way into long mode
+ * (boot.S's enter_long_mode, on its page tables) to ap_start64.
  *
  * ap_start64 claims the ticket the boot pCPU left in {ticket} (pCPU index
  * + 1) with one XCHG: 0 means nobody waits for this AP (the boot pCPU gave
@@ -24,38 +24,28 @@ ap_trampoline_start:
     mov %cs, %ax
     mov %ax, %ds                    /* offsets below are from the page */
     lgdtl ap_gdt_ptr - ap_trampoline_start
-    movl $boot_pml4, %eax
-    mov %eax, %cr3
-    mov %cr4, %eax
-    or $(1 << 5), %eax              /* CR4.PAE */
-    mov %eax, %cr4
-    mov $0xC0000080, %ecx           /* EFER */
-    rdmsr
-    or $((1 << 8) | (1 << 11)), %eax  /* LME, NXE */
-    wrmsr
     mov %cr0, %eax
-    and $~((1 << 30) | (1 << 29)), %eax   /* INIT leaves CD and NW set */
-    or $((1 << 31) | (1 << 16) | 1), %eax /* PG, WP, PE */
+    or $1, %eax                     /* PE */
     mov %eax, %cr0
-    ljmpl $0x08, $ap_start64        /* boot_gdt's 64-bit code segment */
+    ljmpl $0x18, $ap_start32        /* boot_gdt's 32-bit code segment */
 
 .balign 8
 ap_gdt_ptr:
-    .word 3 * 8 - 1
+    .word 4 * 8 - 1                 /* boot_gdt's four descriptors */
     .long boot_gdt
 .global ap_trampoline_end
 ap_trampoline_end:
 
 .text
+.code32
+ap_start32:
+    mov $0x10, %ax                  /* boot_gdt's data segment */
+    mov %ax, %ds
+    mov $ap_start64, %edi
+    jmp enter_long_mode
+
 .code64
 ap_start64:
-    mov $0x10, %ax
-    mov %ax, %ds
-    mov %ax, %es
-    mov %ax, %ss
-    xor %ax, %ax
-    mov %ax, %fs
-    mov %ax, %gs
     xor %eax, %eax
     xchg %eax, {ticket}(%rip)       /* XCHG with memory is atomic */
     test %eax, %eax

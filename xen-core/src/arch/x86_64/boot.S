@@ -70,6 +70,20 @@ pvh_start32:
     cmp $2048, %ecx
     jne 2b
 
+    mov $long_mode_entry, %edi
+    jmp enter_long_mode
+
+/*
+ * enter_long_mode: from 32-bit protected mode, paging off, DS flat (any
+ * CPU: the boot pCPU from pvh_start32, each AP from ap_boot.S), as Xen's
+ * trampoline_protmode_entry serves both. Switches to long mode on
+ * boot_pml4 (CR4.PAE, EFER.LME|NXE, CR0.PG|WP|PE, CR0.CD|NW cleared:
+ * INIT leaves an AP with them set), loads boot_gdt, its data segment in
+ * DS, ES, SS and null FS, GS, and jumps to the 64-bit code at EDI.
+ * Clobbers EAX, ECX, EDX; keeps ESI.
+ */
+.global enter_long_mode
+enter_long_mode:
     mov $boot_pml4, %eax
     mov %eax, %cr3
     mov %cr4, %eax
@@ -80,14 +94,15 @@ pvh_start32:
     or $((1 << 8) | (1 << 11)), %eax  /* LME, NXE */
     wrmsr
     mov %cr0, %eax
+    and $~((1 << 30) | (1 << 29)), %eax   /* CD, NW */
     or $((1 << 31) | (1 << 16) | 1), %eax /* PG, WP, PE */
     mov %eax, %cr0
 
     lgdt boot_gdt_ptr
-    ljmp $0x08, $long_mode_entry
+    ljmp $0x08, $.Lin_long_mode
 
 .code64
-long_mode_entry:
+.Lin_long_mode:
     mov $0x10, %ax
     mov %ax, %ds
     mov %ax, %es
@@ -95,6 +110,10 @@ long_mode_entry:
     xor %ax, %ax
     mov %ax, %fs
     mov %ax, %gs
+    mov %edi, %edi                  /* upper halves are undefined after the switch */
+    jmp *%rdi
+
+long_mode_entry:
     lea boot_stack_top(%rip), %rsp
     xor %ebp, %ebp
     mov %esi, %edi                  /* arg 0: start info physical address */
@@ -109,6 +128,7 @@ boot_gdt:
     .quad 0
     .quad 0x00af9a000000ffff        /* 0x08: 64-bit code */
     .quad 0x00cf92000000ffff        /* 0x10: data */
+    .quad 0x00cf9a000000ffff        /* 0x18: 32-bit code (an AP's way in) */
 boot_gdt_end:
 boot_gdt_ptr:
     .word boot_gdt_end - boot_gdt - 1

@@ -17,7 +17,8 @@ use crate::domain::table::{DOMID_REUSE_DELAY, MAX_DOMAINS};
 use crate::domain::vcpu::{VcpuEntryState, VcpuRunState};
 use crate::domain::{DomainState, ShutdownReason, MAX_PAUSE_COUNT, SLICE_FRAMES};
 use crate::hypercall::tests::{
-    e, req, World, BUF, BUF2, DOM0, DOMU, RAM_PAGES, TOTAL_FRAMES, UNMAPPED,
+    control_call, control_rc, domain_op, e, World, BUF, BUF2, DOM0, DOMU, RAM_PAGES, TOTAL_FRAMES,
+    UNMAPPED,
 };
 use crate::hypercall::HypercallOutcome;
 use crate::mm::{FramePool, Gfn, PhysMem};
@@ -26,51 +27,14 @@ use crate::paging::npt::P2mKind;
 /// Where dom0 maps foreign frames: beyond its RAM.
 const MAP_AT: u64 = 0x1000;
 
-/// Calls control op `op` from `caller` with `request` at `BUF` and the
-/// response at `BUF2`.
-fn call<T: IntoBytes + Immutable + ?Sized>(
-    w: &mut World,
-    caller: DomId,
-    op: u32,
-    request: &T,
-) -> HypercallOutcome {
-    w.put(caller, BUF, request);
-    let out = w.call64(
-        caller,
-        ctl::HYPERVISOR_CONTROL_OP,
-        [op.into(), BUF, BUF2, 0, 0],
-    );
-    w.follow(caller, out, true).0
-}
-
-/// The value a control op returned (0 for the outcomes that carry news).
-fn rc<T: IntoBytes + Immutable + ?Sized>(
-    w: &mut World,
-    caller: DomId,
-    op: u32,
-    request: &T,
-) -> i64 {
-    match call(w, caller, op, request) {
-        HypercallOutcome::Return(v) => v,
-        HypercallOutcome::DomainDestroyed(_) | HypercallOutcome::VcpuStarted { .. } => 0,
-        other => panic!("unexpected outcome {other:?}"),
-    }
-}
-
 fn create_req(name: &str, kib: u64, vcpus: u32) -> CreateRequest {
-    CreateRequest {
-        header: ControlHeader::CURRENT,
-        name: ctl::encode_domain_name(name).unwrap(),
-        max_memory_kib: kib,
-        max_vcpus: vcpus,
-        flags: 0,
-    }
+    CreateRequest::new(ctl::encode_domain_name(name).unwrap(), kib, vcpus)
 }
 
 /// Creates a domU from dom0; its domid.
 fn create(w: &mut World, name: &str, pages: u64) -> DomId {
     assert_eq!(
-        rc(
+        control_rc(
             w,
             DOM0,
             ctl::CONTROL_OP_CREATE,
@@ -81,49 +45,9 @@ fn create(w: &mut World, name: &str, pages: u64) -> DomId {
     w.get::<CreateResponse>(DOM0, BUF2).domid
 }
 
-fn populate_req(domid: DomId, first_gfn: u64, nr_frames: u64) -> PopulateRequest {
-    PopulateRequest {
-        header: ControlHeader::CURRENT,
-        domid,
-        pad: [0; 6],
-        first_gfn,
-        nr_frames,
-    }
-}
-
-fn map_req(domid: DomId, first_gfn: u64, caller_gfn: u64, nr_frames: u32) -> MapRequest {
-    MapRequest {
-        header: ControlHeader::CURRENT,
-        domid,
-        pad: 0,
-        nr_frames,
-        first_gfn,
-        caller_gfn,
-    }
-}
-
-fn unmap_req(caller_gfn: u64, nr_frames: u32) -> UnmapRequest {
-    UnmapRequest {
-        header: ControlHeader::CURRENT,
-        nr_frames,
-        pad: 0,
-        caller_gfn,
-    }
-}
-
 /// `VcpuEntryState::pvh(entry, start_info)` in Xen's layout.
 fn pvh_regs(entry: u32, start_info: u32) -> VcpuHvmX86_32 {
     VcpuHvmX86_32::pvh_entry(entry, start_info)
-}
-
-fn context_req(domid: DomId, vcpu: u32, regs: VcpuHvmX86_32) -> SetVcpuContextRequest {
-    SetVcpuContextRequest {
-        header: ControlHeader::CURRENT,
-        domid,
-        pad: 0,
-        vcpu,
-        regs,
-    }
 }
 
 fn mapped(w: &World, domid: DomId, gfn: u64) -> Option<crate::paging::npt::P2mEntry> {
@@ -136,7 +60,7 @@ fn mapped(w: &World, domid: DomId, gfn: u64) -> Option<crate::paging::npt::P2mEn
 fn create_makes_a_paused_empty_domain() {
     let mut w = World::new();
     let free = w.pool.free_frames();
-    let r = call(
+    let r = control_call(
         &mut w,
         DOM0,
         ctl::CONTROL_OP_CREATE,
@@ -232,7 +156,7 @@ fn create_validates_every_field() {
     ];
     for (request, errno) in bad {
         assert_eq!(
-            rc(&mut w, DOM0, ctl::CONTROL_OP_CREATE, &request),
+            control_rc(&mut w, DOM0, ctl::CONTROL_OP_CREATE, &request),
             e(errno),
             "{request:?}"
         );
@@ -254,7 +178,7 @@ fn create_runs_out_of_memory() {
     let before = w.t.len();
     let mut made = 0;
     let r = loop {
-        let r = rc(
+        let r = control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_CREATE,
@@ -280,11 +204,11 @@ fn destroy_frees_everything_and_tells_dom0() {
     let free = w.pool.free_frames();
     let id = create(&mut w, "doomed", 16);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(id, 0, 16)
+            &PopulateRequest::new(id, 0, 16)
         ),
         0
     );
@@ -293,7 +217,12 @@ fn destroy_frees_everything_and_tells_dom0() {
         &mut w.mem,
         port
     ));
-    let out = call(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id));
+    let out = control_call(
+        &mut w,
+        DOM0,
+        ctl::CONTROL_OP_DESTROY,
+        &DomainRequest::new(id),
+    );
     assert_eq!(out, HypercallOutcome::DomainDestroyed(id));
     assert_eq!(out.rax(), 0);
     assert!(w.t.get(id).is_none());
@@ -315,7 +244,7 @@ fn a_big_domain_is_populated_and_destroyed_in_slices() {
     let free = w.pool.free_frames();
     let id = create(&mut w, "big", pages);
     // POPULATE: one call for the toolstack, five slices for the hypervisor.
-    w.put(DOM0, BUF, &populate_req(id, 0, pages));
+    w.put(DOM0, BUF, &PopulateRequest::new(id, 0, pages));
     let first = w.call64(
         DOM0,
         ctl::HYPERVISOR_CONTROL_OP,
@@ -330,39 +259,39 @@ fn a_big_domain_is_populated_and_destroyed_in_slices() {
     assert_eq!(w.get::<PopulateResponse>(DOM0, BUF2).nr_done, pages);
     assert_eq!(w.domain(id).tot_pages(), pages);
     // DESTROY: the first slice leaves the domain dying, visible as such.
-    let out = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &req(id));
+    let out = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &DomainRequest::new(id));
     assert!(matches!(out, HypercallOutcome::Continue(_)));
     assert_eq!(w.domain(id).state(), DomainState::Dying);
     assert_eq!(w.domain(id).tot_pages(), pages - SLICE_FRAMES);
-    assert_eq!(rc(&mut w, DOM0, ctl::CONTROL_OP_GETINFO, &req(id)), 0);
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_GETINFO, id), 0);
     let info: ctl::DomainInfo = w.get(DOM0, BUF2);
     assert_eq!(info.flags & ctl::DOMAIN_FLAG_DYING, ctl::DOMAIN_FLAG_DYING);
     // No new operation applies to it.
     let refused = [
         (
             ctl::CONTROL_OP_PAUSE,
-            req(id).as_bytes().to_vec(),
+            DomainRequest::new(id).as_bytes().to_vec(),
             Errno::EINVAL,
         ),
         (
             ctl::CONTROL_OP_UNPAUSE,
-            req(id).as_bytes().to_vec(),
+            DomainRequest::new(id).as_bytes().to_vec(),
             Errno::EINVAL,
         ),
         (
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            populate_req(id, pages, 1).as_bytes().to_vec(),
+            PopulateRequest::new(id, pages, 1).as_bytes().to_vec(),
             Errno::EINVAL,
         ),
         (
             ctl::CONTROL_OP_MAP_FOREIGN,
-            map_req(id, 0, MAP_AT, 1).as_bytes().to_vec(),
+            MapRequest::new(id, 0, 1, MAP_AT).as_bytes().to_vec(),
             Errno::ESRCH,
         ),
     ];
     for (op, request, errno) in refused {
         assert_eq!(
-            rc(&mut w, DOM0, op, request.as_slice()),
+            control_rc(&mut w, DOM0, op, request.as_slice()),
             e(errno),
             "op {op}"
         );
@@ -373,7 +302,7 @@ fn a_big_domain_is_populated_and_destroyed_in_slices() {
         port
     ));
     // A new DESTROY (a retry, or another vCPU) carries on where it was.
-    let again = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &req(id));
+    let again = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &DomainRequest::new(id));
     assert_eq!(w.domain(id).tot_pages(), pages - 2 * SLICE_FRAMES);
     assert_eq!(
         w.follow(DOM0, again, true),
@@ -387,7 +316,7 @@ fn a_big_domain_is_populated_and_destroyed_in_slices() {
         port
     ));
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id)),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, id),
         e(Errno::ESRCH)
     );
 }
@@ -441,7 +370,7 @@ fn a_populate_cut_short_reports_its_progress() {
     let first = call_once(
         &mut w,
         ctl::CONTROL_OP_POPULATE_MEMORY,
-        &populate_req(id, 0, pages),
+        &PopulateRequest::new(id, 0, pages),
     );
     // Someone else takes the host's frames meanwhile.
     let taken: Vec<_> = std::iter::from_fn(|| w.pool.alloc()).collect();
@@ -456,14 +385,14 @@ fn a_populate_cut_short_reports_its_progress() {
 fn a_forged_progress_is_refused() {
     let mut w = World::new();
     let id = create(&mut w, "p", 8);
-    w.put(DOM0, BUF, &populate_req(id, 0, 4));
+    w.put(DOM0, BUF, &PopulateRequest::new(id, 0, 4));
     for progress in [4u64, 5, 0xff_ffff] {
         let op = u64::from(ctl::CONTROL_OP_POPULATE_MEMORY) | progress << 8;
         let r = w.ret(DOM0, ctl::HYPERVISOR_CONTROL_OP, [op, BUF, BUF2, 0, 0]);
         assert_eq!(r, e(Errno::EINVAL), "progress {progress}");
     }
     // Only a populate continues: other ops with progress bits are unknown.
-    w.put(DOM0, BUF, &req(id));
+    w.put(DOM0, BUF, &DomainRequest::new(id));
     let op = u64::from(ctl::CONTROL_OP_GETINFO) | 1 << 8;
     let r = w.ret(DOM0, ctl::HYPERVISOR_CONTROL_OP, [op, BUF, BUF2, 0, 0]);
     assert_eq!(r, e(Errno::ENOSYS));
@@ -503,19 +432,19 @@ fn a_domu_shutting_down_tells_dom0() {
 fn destroy_errors() {
     let mut w = World::new();
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(DOM0)),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, DOM0),
         e(Errno::EPERM)
     );
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(77)),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, 77),
         e(Errno::ESRCH)
     );
     let padded = DomainRequest {
         pad: [0, 0, 0, 0, 0, 1],
-        ..req(DOMU)
+        ..DomainRequest::new(DOMU)
     };
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &padded),
+        control_rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &padded),
         e(Errno::EINVAL)
     );
     assert_eq!(w.t.len(), 2);
@@ -526,8 +455,8 @@ fn destroy_errors() {
 #[test]
 fn pauses_are_counted_as_in_xen() {
     let mut w = World::new();
-    let pause = |w: &mut World, id| rc(w, DOM0, ctl::CONTROL_OP_PAUSE, &req(id));
-    let unpause = |w: &mut World, id| rc(w, DOM0, ctl::CONTROL_OP_UNPAUSE, &req(id));
+    let pause = |w: &mut World, id| domain_op(w, DOM0, ctl::CONTROL_OP_PAUSE, id);
+    let unpause = |w: &mut World, id| domain_op(w, DOM0, ctl::CONTROL_OP_UNPAUSE, id);
     assert_eq!(pause(&mut w, DOMU), 0);
     assert_eq!(pause(&mut w, DOMU), 0);
     assert_eq!(w.domain(DOMU).pause_count(), 2);
@@ -558,11 +487,11 @@ fn populate_gives_zeroed_frames_all_or_nothing() {
     let id = create(&mut w, "p", 8);
     w.put(DOM0, BUF2, &PopulateResponse { nr_done: 99 });
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(id, 0x10, 4)
+            &PopulateRequest::new(id, 0x10, 4)
         ),
         0
     );
@@ -575,31 +504,31 @@ fn populate_gives_zeroed_frames_all_or_nothing() {
     }
     let free = w.pool.free_frames();
     let bad = [
-        (populate_req(id, 0, 0), Errno::EINVAL),
+        (PopulateRequest::new(id, 0, 0), Errno::EINVAL),
         (
-            populate_req(id, 0, ctl::POPULATE_MAX_FRAMES + 1),
+            PopulateRequest::new(id, 0, ctl::POPULATE_MAX_FRAMES + 1),
             Errno::EINVAL,
         ),
-        (populate_req(id, u64::MAX, 2), Errno::EINVAL),
-        (populate_req(id, 0x0e, 4), Errno::EEXIST),
-        (populate_req(id, 0x20, 5), Errno::ENOMEM),
-        (populate_req(77, 0, 1), Errno::ESRCH),
+        (PopulateRequest::new(id, u64::MAX, 2), Errno::EINVAL),
+        (PopulateRequest::new(id, 0x0e, 4), Errno::EEXIST),
+        (PopulateRequest::new(id, 0x20, 5), Errno::ENOMEM),
+        (PopulateRequest::new(77, 0, 1), Errno::ESRCH),
         (
             PopulateRequest {
                 pad: [1, 0, 0, 0, 0, 0],
-                ..populate_req(id, 0, 1)
+                ..PopulateRequest::new(id, 0, 1)
             },
             Errno::EINVAL,
         ),
     ];
     for (request, errno) in bad {
-        let r = rc(&mut w, DOM0, ctl::CONTROL_OP_POPULATE_MEMORY, &request);
+        let r = control_rc(&mut w, DOM0, ctl::CONTROL_OP_POPULATE_MEMORY, &request);
         assert_eq!(r, e(errno), "{request:?}");
         assert_eq!(w.domain(id).tot_pages(), 4);
         assert_eq!(w.pool.free_frames(), free);
     }
     assert!(mapped(&w, id, 0x0e).is_none(), "undone");
-    w.put(DOM0, BUF, &populate_req(id, 0, 1));
+    w.put(DOM0, BUF, &PopulateRequest::new(id, 0, 1));
     let r = w.ret(DOM0, ctl::HYPERVISOR_CONTROL_OP, [7, BUF, UNMAPPED, 0, 0]);
     assert_eq!((r, w.domain(id).tot_pages()), (e(Errno::EFAULT), 4));
 }
@@ -611,20 +540,20 @@ fn map_foreign_shares_the_frames_read_write() {
     let mut w = World::new();
     let id = create(&mut w, "built", 8);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(id, 0, 8)
+            &PopulateRequest::new(id, 0, 8)
         ),
         0
     );
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_MAP_FOREIGN,
-            &map_req(id, 2, MAP_AT, 4)
+            &MapRequest::new(id, 2, 4, MAP_AT)
         ),
         0
     );
@@ -659,11 +588,11 @@ fn map_foreign_shares_the_frames_read_write() {
     assert_eq!(mapped(&w, id, 3).unwrap().kind, P2mKind::Owned);
     let generation = w.domain(DOM0).p2m_generation();
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_UNMAP_FOREIGN,
-            &unmap_req(MAP_AT, 4)
+            &UnmapRequest::new(MAP_AT, 4)
         ),
         0
     );
@@ -685,33 +614,33 @@ fn map_foreign_errors_change_nothing() {
     let mut w = World::new();
     let id = create(&mut w, "built", 8);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(id, 0, 4)
+            &PopulateRequest::new(id, 0, 4)
         ),
         0
     );
     let free = w.pool.free_frames();
-    let mut padded = map_req(id, 0, MAP_AT, 1);
+    let mut padded = MapRequest::new(id, 0, 1, MAP_AT);
     padded.pad = 1;
     let bad = [
-        (map_req(id, 0, MAP_AT, 0), Errno::EINVAL),
+        (MapRequest::new(id, 0, 0, MAP_AT), Errno::EINVAL),
         (
-            map_req(id, 0, MAP_AT, ctl::MAP_MAX_FRAMES + 1),
+            MapRequest::new(id, 0, ctl::MAP_MAX_FRAMES + 1, MAP_AT),
             Errno::EINVAL,
         ),
-        (map_req(DOM0, 0, MAP_AT, 1), Errno::EINVAL),
-        (map_req(id, 0, RAM_PAGES - 1, 2), Errno::EINVAL),
-        (map_req(id, 0, u64::MAX, 2), Errno::EINVAL),
-        (map_req(id, 2, MAP_AT, 4), Errno::ENOENT),
-        (map_req(id, u64::MAX, MAP_AT, 2), Errno::ENOENT),
-        (map_req(77, 0, MAP_AT, 1), Errno::ESRCH),
+        (MapRequest::new(DOM0, 0, 1, MAP_AT), Errno::EINVAL),
+        (MapRequest::new(id, 0, 2, RAM_PAGES - 1), Errno::EINVAL),
+        (MapRequest::new(id, 0, 2, u64::MAX), Errno::EINVAL),
+        (MapRequest::new(id, 2, 4, MAP_AT), Errno::ENOENT),
+        (MapRequest::new(id, u64::MAX, 2, MAP_AT), Errno::ENOENT),
+        (MapRequest::new(77, 0, 1, MAP_AT), Errno::ESRCH),
         (padded, Errno::EINVAL),
     ];
     for (request, errno) in bad {
-        let r = rc(&mut w, DOM0, ctl::CONTROL_OP_MAP_FOREIGN, &request);
+        let r = control_rc(&mut w, DOM0, ctl::CONTROL_OP_MAP_FOREIGN, &request);
         assert_eq!(r, e(errno), "{request:?}");
         assert_eq!(w.domain(DOM0).foreign().nr_held(), 0);
         assert_eq!(w.domain(id).foreign().nr_lent(), 0);
@@ -733,11 +662,11 @@ fn map_foreign_errors_change_nothing() {
         [XENMEM_ADD_TO_PHYSMAP.into(), BUF, 0, 0, 0],
     );
     assert_eq!(r, 0);
-    let r = rc(
+    let r = control_rc(
         &mut w,
         DOM0,
         ctl::CONTROL_OP_MAP_FOREIGN,
-        &map_req(id, 8, MAP_AT, 1),
+        &MapRequest::new(id, 8, 1, MAP_AT),
     );
     assert_eq!(r, e(Errno::ENOENT));
 }
@@ -747,39 +676,42 @@ fn unmap_foreign_is_all_or_nothing() {
     let mut w = World::new();
     let id = create(&mut w, "built", 4);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(id, 0, 4)
+            &PopulateRequest::new(id, 0, 4)
         ),
         0
     );
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_MAP_FOREIGN,
-            &map_req(id, 0, MAP_AT, 2)
+            &MapRequest::new(id, 0, 2, MAP_AT)
         ),
         0
     );
     let bad = [
-        (unmap_req(MAP_AT, 3), Errno::EINVAL),
-        (unmap_req(MAP_AT, 0), Errno::EINVAL),
-        (unmap_req(MAP_AT, ctl::MAP_MAX_FRAMES + 1), Errno::EINVAL),
-        (unmap_req(0, 1), Errno::EINVAL),
-        (unmap_req(u64::MAX, 2), Errno::EINVAL),
+        (UnmapRequest::new(MAP_AT, 3), Errno::EINVAL),
+        (UnmapRequest::new(MAP_AT, 0), Errno::EINVAL),
+        (
+            UnmapRequest::new(MAP_AT, ctl::MAP_MAX_FRAMES + 1),
+            Errno::EINVAL,
+        ),
+        (UnmapRequest::new(0, 1), Errno::EINVAL),
+        (UnmapRequest::new(u64::MAX, 2), Errno::EINVAL),
         (
             UnmapRequest {
                 pad: 1,
-                ..unmap_req(MAP_AT, 1)
+                ..UnmapRequest::new(MAP_AT, 1)
             },
             Errno::EINVAL,
         ),
     ];
     for (request, errno) in bad {
-        let r = rc(&mut w, DOM0, ctl::CONTROL_OP_UNMAP_FOREIGN, &request);
+        let r = control_rc(&mut w, DOM0, ctl::CONTROL_OP_UNMAP_FOREIGN, &request);
         assert_eq!(r, e(errno), "{request:?}");
         assert_eq!(w.domain(DOM0).foreign().nr_held(), 2);
     }
@@ -797,36 +729,36 @@ fn create_populate_map_unmap_destroy_returns_every_frame() {
         let free = w.pool.free_frames();
         let id = create(&mut w, "round", 64);
         assert_eq!(
-            rc(
+            control_rc(
                 &mut w,
                 DOM0,
                 ctl::CONTROL_OP_POPULATE_MEMORY,
-                &populate_req(id, 0, 40)
+                &PopulateRequest::new(id, 0, 40)
             ),
             0
         );
         assert_eq!(
-            rc(
+            control_rc(
                 &mut w,
                 DOM0,
                 ctl::CONTROL_OP_MAP_FOREIGN,
-                &map_req(id, 4, MAP_AT, 32)
+                &MapRequest::new(id, 4, 32, MAP_AT)
             ),
             0
         );
         if unmap_first {
             assert_eq!(
-                rc(
+                control_rc(
                     &mut w,
                     DOM0,
                     ctl::CONTROL_OP_UNMAP_FOREIGN,
-                    &unmap_req(MAP_AT, 32)
+                    &UnmapRequest::new(MAP_AT, 32)
                 ),
                 0
             );
         }
         let generation = w.domain(DOM0).p2m_generation();
-        assert_eq!(rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id)), 0);
+        assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, id), 0);
         assert_eq!(w.pool.free_frames(), free, "unmap first: {unmap_first}");
         assert!((0..32).all(|i| mapped(&w, DOM0, MAP_AT + i).is_none()));
         assert_eq!(w.domain(DOM0).foreign().nr_held(), 0);
@@ -840,11 +772,11 @@ fn create_populate_map_unmap_destroy_returns_every_frame() {
 fn set_vcpu_context_starts_a_pvh_vcpu() {
     let mut w = World::new();
     let id = create(&mut w, "v", 4);
-    let r = call(
+    let r = control_call(
         &mut w,
         DOM0,
         ctl::CONTROL_OP_SET_VCPU_CONTEXT,
-        &context_req(id, 0, pvh_regs(0x10_0000, 0x8000)),
+        &SetVcpuContextRequest::new(id, 0, pvh_regs(0x10_0000, 0x8000)),
     );
     assert_eq!(
         r,
@@ -867,22 +799,22 @@ fn set_vcpu_context_starts_a_pvh_vcpu() {
     regs.cr4 = 1 << 5;
     regs.eflags = 0x200;
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_SET_VCPU_CONTEXT,
-            &context_req(id, 0, regs)
+            &SetVcpuContextRequest::new(id, 0, regs)
         ),
         e(Errno::EBUSY),
         "set once"
     );
     let id2 = create(&mut w, "w", 4);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_SET_VCPU_CONTEXT,
-            &context_req(id2, 0, regs)
+            &SetVcpuContextRequest::new(id2, 0, regs)
         ),
         0
     );
@@ -990,11 +922,11 @@ fn set_vcpu_context_refuses_what_is_not_a_pvh_entry() {
         ("TR 16-bit TSS", VcpuHvmX86_32 { tr_ar: 0x83, ..ok }),
     ];
     for (what, regs) in bad {
-        let r = rc(
+        let r = control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_SET_VCPU_CONTEXT,
-            &context_req(id, 0, regs),
+            &SetVcpuContextRequest::new(id, 0, regs),
         );
         assert_eq!(r, e(Errno::EINVAL), "{what}");
         assert_eq!(
@@ -1003,17 +935,24 @@ fn set_vcpu_context_refuses_what_is_not_a_pvh_entry() {
             "{what}"
         );
     }
-    let set = |w: &mut World, request| rc(w, DOM0, ctl::CONTROL_OP_SET_VCPU_CONTEXT, &request);
-    assert_eq!(set(&mut w, context_req(id, 1, ok)), e(Errno::ENOENT));
-    assert_eq!(set(&mut w, context_req(77, 0, ok)), e(Errno::ESRCH));
+    let set =
+        |w: &mut World, request| control_rc(w, DOM0, ctl::CONTROL_OP_SET_VCPU_CONTEXT, &request);
     assert_eq!(
-        set(&mut w, context_req(DOMU, 1, ok)),
+        set(&mut w, SetVcpuContextRequest::new(id, 1, ok)),
+        e(Errno::ENOENT)
+    );
+    assert_eq!(
+        set(&mut w, SetVcpuContextRequest::new(77, 0, ok)),
+        e(Errno::ESRCH)
+    );
+    assert_eq!(
+        set(&mut w, SetVcpuContextRequest::new(DOMU, 1, ok)),
         e(Errno::EBUSY),
         "running"
     );
     let padded = SetVcpuContextRequest {
         pad: 1,
-        ..context_req(id, 0, ok)
+        ..SetVcpuContextRequest::new(id, 0, ok)
     };
     assert_eq!(set(&mut w, padded), e(Errno::EINVAL));
 }
@@ -1029,7 +968,7 @@ fn get_stats_reports_counters() {
     }
     d.hypercalls_mut().record(18);
     d.vcpu_mut(1).unwrap().account(500);
-    assert_eq!(rc(&mut w, DOM0, ctl::CONTROL_OP_GET_STATS, &req(DOMU)), 0);
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_STATS, DOMU), 0);
     let s: DomainStats = w.get(DOM0, BUF2);
     assert_eq!((s.cpu_time_ns, s.nr_vcpus, s.nr_exit_codes), (500, 2, 3));
     let exits: Vec<(u64, u64)> = s.exits[..3]
@@ -1041,7 +980,7 @@ fn get_stats_reports_counters() {
     assert_eq!(s.hypercalls[18], 1);
     assert_eq!(s.hypercalls.iter().sum::<u64>(), 1);
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_GET_STATS, &req(77)),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_STATS, 77),
         e(Errno::ESRCH)
     );
 }
@@ -1051,7 +990,7 @@ fn physinfo_reports_the_host() {
     let mut w = World::new();
     let id = create(&mut w, "x", 1);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_PHYSINFO,
@@ -1063,9 +1002,9 @@ fn physinfo_reports_the_host() {
     assert_eq!((p.nr_pcpus, p.nr_domains, p.tsc_khz), (4, 3, 1_000_000));
     assert_eq!(p.total_memory_kib, TOTAL_FRAMES * 4);
     assert_eq!(p.free_memory_kib, w.pool.free_frames() * 4);
-    assert_eq!(rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id)), 0);
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, id), 0);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_PHYSINFO,
@@ -1079,7 +1018,7 @@ fn physinfo_reports_the_host() {
         pad: 0,
     };
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_PHYSINFO, &old),
+        control_rc(&mut w, DOM0, ctl::CONTROL_OP_PHYSINFO, &old),
         e(Errno::EACCES)
     );
 }
@@ -1091,17 +1030,20 @@ fn a_domu_gets_eperm_for_every_op_and_nothing_changes() {
     let mut w = World::new();
     let id = create(&mut w, "target", 4);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(id, 0, 2)
+            &PopulateRequest::new(id, 0, 2)
         ),
         0
     );
     let before = (w.pool.free_frames(), w.t.len(), w.ram(DOMU), w.ram(DOM0));
     let ops: [(u32, Vec<u8>); 14] = [
-        (ctl::CONTROL_OP_GETINFO, req(id).as_bytes().to_vec()),
+        (
+            ctl::CONTROL_OP_GETINFO,
+            DomainRequest::new(id).as_bytes().to_vec(),
+        ),
         (
             ctl::CONTROL_OP_LIST,
             ctl::ListRequest::default().as_bytes().to_vec(),
@@ -1110,43 +1052,51 @@ fn a_domu_gets_eperm_for_every_op_and_nothing_changes() {
             ctl::CONTROL_OP_CREATE,
             create_req("evil", 4, 1).as_bytes().to_vec(),
         ),
-        (ctl::CONTROL_OP_DESTROY, req(id).as_bytes().to_vec()),
-        (ctl::CONTROL_OP_PAUSE, req(DOM0).as_bytes().to_vec()),
-        (ctl::CONTROL_OP_UNPAUSE, req(id).as_bytes().to_vec()),
+        (
+            ctl::CONTROL_OP_DESTROY,
+            DomainRequest::new(id).as_bytes().to_vec(),
+        ),
+        (
+            ctl::CONTROL_OP_PAUSE,
+            DomainRequest::new(DOM0).as_bytes().to_vec(),
+        ),
+        (
+            ctl::CONTROL_OP_UNPAUSE,
+            DomainRequest::new(id).as_bytes().to_vec(),
+        ),
         (
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            populate_req(id, 8, 1).as_bytes().to_vec(),
+            PopulateRequest::new(id, 8, 1).as_bytes().to_vec(),
         ),
         (
             ctl::CONTROL_OP_MAP_FOREIGN,
-            map_req(id, 0, MAP_AT, 1).as_bytes().to_vec(),
+            MapRequest::new(id, 0, 1, MAP_AT).as_bytes().to_vec(),
         ),
         (
             ctl::CONTROL_OP_UNMAP_FOREIGN,
-            unmap_req(MAP_AT, 1).as_bytes().to_vec(),
+            UnmapRequest::new(MAP_AT, 1).as_bytes().to_vec(),
         ),
         (
             ctl::CONTROL_OP_SET_VCPU_CONTEXT,
-            context_req(id, 0, pvh_regs(1, 2)).as_bytes().to_vec(),
+            SetVcpuContextRequest::new(id, 0, pvh_regs(1, 2))
+                .as_bytes()
+                .to_vec(),
         ),
-        (ctl::CONTROL_OP_GET_STATS, req(DOM0).as_bytes().to_vec()),
+        (
+            ctl::CONTROL_OP_GET_STATS,
+            DomainRequest::new(DOM0).as_bytes().to_vec(),
+        ),
         (
             ctl::CONTROL_OP_PHYSINFO,
             ControlHeader::CURRENT.as_bytes().to_vec(),
         ),
         (
             ctl::CONTROL_OP_SCHED_CREDIT,
-            credit_req(id, 1, 100).as_bytes().to_vec(),
+            ctl::SchedCreditRequest::new(id, 1, 100).as_bytes().to_vec(),
         ),
         (
             ctl::CONTROL_OP_SET_VCPU_AFFINITY,
-            ctl::VcpuAffinityRequest {
-                domid: id,
-                affinity: 1,
-                ..Default::default()
-            }
-            .as_bytes()
-            .to_vec(),
+            ctl::VcpuAffinityRequest::new(id, 0, 1).as_bytes().to_vec(),
         ),
     ];
     let mut domu_ram = before.2.clone();
@@ -1219,7 +1169,7 @@ proptest! {
             let pick = |i: usize| live.get(i % live.len().max(1)).copied();
             match op {
                 Op::Create(pages) => {
-                    let r = rc(&mut w, DOM0, ctl::CONTROL_OP_CREATE, &create_req(&format!("d{n}"), pages * 4, 1));
+                    let r = control_rc(&mut w, DOM0, ctl::CONTROL_OP_CREATE, &create_req(&format!("d{n}"), pages * 4, 1));
                     if r == 0 {
                         let id = w.get::<CreateResponse>(DOM0, BUF2).domid;
                         if let Some(at) = destroyed_at.remove(&id) {
@@ -1231,26 +1181,26 @@ proptest! {
                 }
                 Op::Populate(i, g, count) => if let Some(id) = pick(i) {
                     let before = w.domain(id).tot_pages();
-                    let r = rc(&mut w, DOM0, ctl::CONTROL_OP_POPULATE_MEMORY, &populate_req(id, g, count));
+                    let r = control_rc(&mut w, DOM0, ctl::CONTROL_OP_POPULATE_MEMORY, &PopulateRequest::new(id, g, count));
                     prop_assert_eq!(w.domain(id).tot_pages(), before + if r == 0 { count } else { 0 });
                 },
                 Op::Map(i, g, c, count) => if let Some(id) = pick(i) {
-                    let _ = rc(&mut w, DOM0, ctl::CONTROL_OP_MAP_FOREIGN, &map_req(id, g, MAP_AT + c, count));
+                    let _ = control_rc(&mut w, DOM0, ctl::CONTROL_OP_MAP_FOREIGN, &MapRequest::new(id, g, count, MAP_AT + c));
                 },
                 Op::Unmap(c, count) => {
-                    let _ = rc(&mut w, DOM0, ctl::CONTROL_OP_UNMAP_FOREIGN, &unmap_req(MAP_AT + c, count));
+                    let _ = control_rc(&mut w, DOM0, ctl::CONTROL_OP_UNMAP_FOREIGN, &UnmapRequest::new(MAP_AT + c, count));
                 }
                 Op::Pause(i) => if let Some(id) = pick(i) {
-                    prop_assert_eq!(rc(&mut w, DOM0, ctl::CONTROL_OP_PAUSE, &req(id)), 0);
+                    prop_assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_PAUSE, id), 0);
                 },
                 Op::Unpause(i) => if let Some(id) = pick(i) {
                     let paused = w.domain(id).state() == DomainState::Paused;
-                    let r = rc(&mut w, DOM0, ctl::CONTROL_OP_UNPAUSE, &req(id));
+                    let r = domain_op(&mut w, DOM0, ctl::CONTROL_OP_UNPAUSE, id);
                     prop_assert_eq!(r == 0, paused);
                 },
                 Op::Destroy(i) => if let Some(id) = pick(i) {
                     live.retain(|d| *d != id);
-                    prop_assert_eq!(call(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id)), HypercallOutcome::DomainDestroyed(id));
+                    prop_assert_eq!(control_call(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &DomainRequest::new(id)), HypercallOutcome::DomainDestroyed(id));
                     destroyed_at.insert(id, created);
                 },
             }
@@ -1272,7 +1222,7 @@ proptest! {
             prop_assert_eq!(start - w.pool.free_frames(), usage(&w) - base);
         }
         for id in live {
-            prop_assert_eq!(rc(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id)), 0);
+            prop_assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, id), 0);
         }
         prop_assert_eq!(w.pool.free_frames(), start);
         prop_assert_eq!(w.domain(DOM0).foreign().nr_held(), 0);
@@ -1292,13 +1242,7 @@ fn readconsole_copies_the_log_for_dom0_only() {
         ReadConsoleRequest, ReadConsoleResponse, CONTROL_OP_READCONSOLE, HYPERVISOR_CONTROL_OP,
     };
     let mut w = World::new();
-    let req = ReadConsoleRequest {
-        header: ControlHeader::CURRENT,
-        buffer: BUF2,
-        size: 8,
-        pad: 0,
-        offset: 4,
-    };
+    let req = ReadConsoleRequest::new(BUF2, 8, 4);
     w.put(DOM0, BUF, &req);
     let op = [CONTROL_OP_READCONSOLE.into(), BUF, BUF + 0x100, 0, 0];
     assert_eq!(w.ret(DOM0, HYPERVISOR_CONTROL_OP, op), 0);
@@ -1316,7 +1260,7 @@ fn a_32_bit_caller_populates_in_slices_too() {
     let pages = 2 * SLICE_FRAMES + 1;
     let mut w = World::with_frames(pages + 256);
     let id = create(&mut w, "compat", pages);
-    w.put(DOM0, BUF, &populate_req(id, 0, pages));
+    w.put(DOM0, BUF, &PopulateRequest::new(id, 0, pages));
     let op = ctl::CONTROL_OP_POPULATE_MEMORY;
     let nr = ctl::HYPERVISOR_CONTROL_OP as u32;
     assert_eq!(w.ret32(DOM0, nr, [op, BUF as u32, BUF2 as u32, 0, 0]), 0);
@@ -1328,33 +1272,28 @@ fn a_32_bit_caller_populates_in_slices_too() {
 fn set_max_mem_limits_populate_and_may_go_below_what_is_held() {
     let mut w = World::new();
     let set = |w: &mut World, domid: DomId, max_memkb: u64| {
-        let req = ctl::SetMaxMemRequest {
-            header: ctl::ControlHeader::CURRENT,
-            domid,
-            pad: [0; 6],
-            max_memkb,
-        };
-        rc(w, DOM0, ctl::CONTROL_OP_SET_MAX_MEM, &req)
+        let req = ctl::SetMaxMemRequest::new(domid, max_memkb);
+        control_rc(w, DOM0, ctl::CONTROL_OP_SET_MAX_MEM, &req)
     };
     let held = w.domain(DOMU).tot_pages();
     // 4 KiB frames, rounded down.
     assert_eq!(set(&mut w, DOMU, (held + 1) * 4 + 3), 0);
     assert_eq!(w.domain(DOMU).max_pages(), held + 1);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(DOMU, 100, 2)
+            &PopulateRequest::new(DOMU, 100, 2)
         ),
         e(Errno::ENOMEM)
     );
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(DOMU, 100, 1)
+            &PopulateRequest::new(DOMU, 100, 1)
         ),
         0
     );
@@ -1362,11 +1301,11 @@ fn set_max_mem_limits_populate_and_may_go_below_what_is_held() {
     assert_eq!(set(&mut w, DOMU, 4), 0);
     assert_eq!(w.domain(DOMU).tot_pages(), held + 1);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(DOMU, 101, 1)
+            &PopulateRequest::new(DOMU, 101, 1)
         ),
         e(Errno::ENOMEM)
     );
@@ -1376,17 +1315,15 @@ fn set_max_mem_limits_populate_and_may_go_below_what_is_held() {
     assert_eq!(w.domain(DOMU).max_pages(), 1);
     assert_eq!(set(&mut w, 77, 4096), e(Errno::ESRCH));
     let req = ctl::SetMaxMemRequest {
-        header: ctl::ControlHeader::CURRENT,
-        domid: DOMU,
         pad: [1, 0, 0, 0, 0, 0],
-        max_memkb: 4096,
+        ..ctl::SetMaxMemRequest::new(DOMU, 4096)
     };
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_SET_MAX_MEM, &req),
+        control_rc(&mut w, DOM0, ctl::CONTROL_OP_SET_MAX_MEM, &req),
         e(Errno::EINVAL)
     );
     assert_eq!(
-        rc(&mut w, DOMU, ctl::CONTROL_OP_SET_MAX_MEM, &req),
+        control_rc(&mut w, DOMU, ctl::CONTROL_OP_SET_MAX_MEM, &req),
         e(Errno::EPERM)
     );
 }
@@ -1403,7 +1340,7 @@ fn vcpu_stats_report_state_counters_and_sched_params() {
     d.record_event(1);
     d.vcpu_mut(1).unwrap().account(700);
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, &req(DOMU)),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, DOMU),
         0
     );
     let s: ctl::VcpuStatsResponse = w.get(DOM0, BUF2);
@@ -1425,55 +1362,62 @@ fn vcpu_stats_report_state_counters_and_sched_params() {
     );
     // The caller's own vCPU is the one running.
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, &req(DOM0)),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, DOM0),
         0
     );
     let s: ctl::VcpuStatsResponse = w.get(DOM0, BUF2);
     assert_eq!(s.vcpus[0].state, ctl::VCPU_STATE_RUNNING);
     assert_eq!(
-        rc(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, &req(77)),
+        domain_op(&mut w, DOM0, ctl::CONTROL_OP_GET_VCPU_STATS, 77),
         e(Errno::ESRCH)
     );
-}
-
-fn credit_req(domid: DomId, weight: u16, cap: u16) -> ctl::SchedCreditRequest {
-    ctl::SchedCreditRequest {
-        header: ControlHeader::CURRENT,
-        domid,
-        weight,
-        cap,
-        pad: 0,
-    }
 }
 
 #[test]
 fn sched_credit_sets_weight_and_cap_all_or_nothing() {
     let mut w = World::new();
     let op = ctl::CONTROL_OP_SCHED_CREDIT;
-    assert_eq!(rc(&mut w, DOM0, op, &credit_req(DOMU, 512, 25)), 0);
+    assert_eq!(
+        control_rc(
+            &mut w,
+            DOM0,
+            op,
+            &ctl::SchedCreditRequest::new(DOMU, 512, 25)
+        ),
+        0
+    );
     let info: ctl::SchedCreditInfo = w.get(DOM0, BUF2);
     assert_eq!((info.weight, info.cap), (512, 25));
     // Unchanged fields stay.
-    let keep = credit_req(DOMU, ctl::SCHED_WEIGHT_UNCHANGED, ctl::SCHED_CAP_UNCHANGED);
-    assert_eq!(rc(&mut w, DOM0, op, &keep), 0);
+    let keep =
+        ctl::SchedCreditRequest::new(DOMU, ctl::SCHED_WEIGHT_UNCHANGED, ctl::SCHED_CAP_UNCHANGED);
+    assert_eq!(control_rc(&mut w, DOM0, op, &keep), 0);
     let info: ctl::SchedCreditInfo = w.get(DOM0, BUF2);
     assert_eq!((info.weight, info.cap), (512, 25));
     // A cap above 100 per pCPU (the simulated host has one): nothing
     // changes.
     assert_eq!(
-        rc(&mut w, DOM0, op, &credit_req(DOMU, 128, 101)),
+        control_rc(
+            &mut w,
+            DOM0,
+            op,
+            &ctl::SchedCreditRequest::new(DOMU, 128, 101)
+        ),
         e(Errno::EINVAL)
     );
     let s = w.t.get(DOMU).unwrap().sched();
     assert_eq!((s.weight(), s.cap()), (512, 25));
-    assert_eq!(rc(&mut w, DOM0, op, &credit_req(77, 1, 0)), e(Errno::ESRCH));
+    assert_eq!(
+        control_rc(&mut w, DOM0, op, &ctl::SchedCreditRequest::new(77, 1, 0)),
+        e(Errno::ESRCH)
+    );
     let padded = ctl::SchedCreditRequest {
         pad: 1,
-        ..credit_req(DOMU, 1, 0)
+        ..ctl::SchedCreditRequest::new(DOMU, 1, 0)
     };
-    assert_eq!(rc(&mut w, DOM0, op, &padded), e(Errno::EINVAL));
+    assert_eq!(control_rc(&mut w, DOM0, op, &padded), e(Errno::EINVAL));
     // An unwritable response: -EFAULT and nothing set.
-    w.put(DOM0, BUF, &credit_req(DOMU, 1, 0));
+    w.put(DOM0, BUF, &ctl::SchedCreditRequest::new(DOMU, 1, 0));
     let out = w.call64(
         DOM0,
         ctl::HYPERVISOR_CONTROL_OP,
@@ -1487,14 +1431,8 @@ fn sched_credit_sets_weight_and_cap_all_or_nothing() {
 fn vcpu_affinity_must_name_a_vcpu_and_an_online_pcpu() {
     let mut w = World::new();
     let op = ctl::CONTROL_OP_SET_VCPU_AFFINITY;
-    let pin = |domid, vcpu_id, affinity| ctl::VcpuAffinityRequest {
-        header: ControlHeader::CURRENT,
-        domid,
-        pad: 0,
-        vcpu_id,
-        affinity,
-    };
-    assert_eq!(rc(&mut w, DOM0, op, &pin(DOMU, 1, 0b11)), 0);
+    let pin = ctl::VcpuAffinityRequest::new;
+    assert_eq!(control_rc(&mut w, DOM0, op, &pin(DOMU, 1, 0b11)), 0);
     let r: ctl::VcpuAffinityResponse = w.get(DOM0, BUF2);
     // One pCPU online in the simulated host.
     assert_eq!(r.effective, 0b01);
@@ -1508,7 +1446,7 @@ fn vcpu_affinity_must_name_a_vcpu_and_an_online_pcpu() {
         (pin(DOMU, 1, offline), Errno::EINVAL),
         (pin(77, 0, 1), Errno::ESRCH),
     ] {
-        assert_eq!(rc(&mut w, DOM0, op, &bad), e(want), "{bad:?}");
+        assert_eq!(control_rc(&mut w, DOM0, op, &bad), e(want), "{bad:?}");
     }
     assert_eq!(unit(&w), 0b11);
 }

@@ -3,8 +3,7 @@
 //! other domains are its to act on; I/O, pirqs and `XENFEAT_dom0` stay
 //! dom0's. A plain domU gets `-EPERM` for all of it (the tests above).
 
-use abi::control::{self as ctl, ControlHeader, CreateRequest, CreateResponse, ListRequest};
-use abi::xen::domid::DomId;
+use abi::control::{self as ctl, CreateRequest, CreateResponse, ListRequest};
 use abi::xen::errno::Errno;
 use abi::xen::hypercall as nr;
 use abi::xen::memory::XENMEM_CURRENT_RESERVATION;
@@ -12,60 +11,27 @@ use abi::xen::physdev::{
     PhysdevEoi, PhysdevMapPirq, MAP_PIRQ_TYPE_GSI, PHYSDEVOP_EOI, PHYSDEVOP_MAP_PIRQ,
 };
 use abi::xen::version::{XenFeatureInfo, XENFEAT_DOM0, XENVER_GET_FEATURES};
-use zerocopy::{Immutable, IntoBytes};
 
-use super::req;
+use super::{control_rc, domain_op};
 use crate::hypercall::sim::{e, World, BUF, BUF2, DOM0, DOMU, RAM_PAGES, TOTAL_FRAMES};
-use crate::hypercall::HypercallOutcome;
 use crate::mm::FramePool;
 
-/// Control op `op` from `caller` (request at `BUF`, response at `BUF2`),
-/// followed through its continuations: its value (0 for a destroy).
-fn control<T: IntoBytes + Immutable>(w: &mut World, caller: DomId, op: u32, request: &T) -> i64 {
-    w.put(caller, BUF, request);
-    let out = w.call64(
-        caller,
-        ctl::HYPERVISOR_CONTROL_OP,
-        [op.into(), BUF, BUF2, 0, 0],
-    );
-    match w.follow(caller, out, true).0 {
-        HypercallOutcome::Return(v) => v,
-        HypercallOutcome::DomainDestroyed(_) => 0,
-        other => panic!("unexpected outcome {other:?}"),
-    }
-}
-
 fn create_req(name: &str) -> CreateRequest {
-    CreateRequest {
-        header: ControlHeader::CURRENT,
-        name: ctl::encode_domain_name(name).unwrap(),
-        max_memory_kib: 16,
-        max_vcpus: 1,
-        flags: 0,
-    }
+    CreateRequest::new(ctl::encode_domain_name(name).unwrap(), 16, 1)
 }
 
 #[test]
 fn a_control_domu_creates_lists_and_destroys_domains() {
     let mut w = World::with_control_domu(TOTAL_FRAMES);
     let frames = w.pool.free_frames();
-    let list = ListRequest {
-        header: ControlHeader::CURRENT,
-        ..ListRequest::default()
-    };
-    assert_eq!(control(&mut w, DOMU, ctl::CONTROL_OP_LIST, &list), 0);
+    let list = ListRequest::new(0);
+    assert_eq!(control_rc(&mut w, DOMU, ctl::CONTROL_OP_LIST, &list), 0);
     let create = create_req("child");
-    assert_eq!(control(&mut w, DOMU, ctl::CONTROL_OP_CREATE, &create), 0);
+    assert_eq!(control_rc(&mut w, DOMU, ctl::CONTROL_OP_CREATE, &create), 0);
     let child = w.get::<CreateResponse>(DOMU, BUF2).domid;
     assert_eq!(w.t.len(), 3);
-    assert_eq!(
-        control(&mut w, DOMU, ctl::CONTROL_OP_GETINFO, &req(child)),
-        0
-    );
-    assert_eq!(
-        control(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, &req(child)),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOMU, ctl::CONTROL_OP_GETINFO, child), 0);
+    assert_eq!(domain_op(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, child), 0);
     assert_eq!((w.t.len(), w.pool.free_frames()), (2, frames));
 }
 
@@ -73,19 +39,16 @@ fn a_control_domu_creates_lists_and_destroys_domains() {
 fn a_control_domu_may_not_destroy_dom0_or_itself() {
     let mut w = World::with_control_domu(TOTAL_FRAMES);
     assert_eq!(
-        control(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, &req(DOM0)),
+        domain_op(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, DOM0),
         e(Errno::EPERM)
     );
     assert_eq!(
-        control(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, &req(DOMU)),
+        domain_op(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, DOMU),
         e(Errno::EINVAL)
     );
     assert_eq!(w.t.len(), 2);
     // dom0 may destroy the control domU: it is no hardware domain.
-    assert_eq!(
-        control(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(DOMU)),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, DOMU), 0);
     assert_eq!(w.t.len(), 1);
 }
 

@@ -3,7 +3,7 @@
 //! control domain: per-entry `errs[]`, hostile arguments, limits,
 //! continuations, release on destroy.
 
-use abi::control::{self as ctl, ControlHeader, CreateRequest, CreateResponse, PopulateRequest};
+use abi::control::{self as ctl, CreateRequest, CreateResponse, PopulateRequest};
 use abi::xen::domid::{DomId, DOMID_SELF};
 use abi::xen::errno::Errno;
 use abi::xen::hypercall as nr;
@@ -11,9 +11,8 @@ use abi::xen::memory::{
     XenAddToPhysmapBatch, XenRemoveFromPhysmap, XENMAPSPACE_GMFN_FOREIGN, XENMAPSPACE_GMFN_RANGE,
     XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_REMOVE_FROM_PHYSMAP,
 };
-use zerocopy::{Immutable, IntoBytes};
 
-use super::req;
+use super::{control_rc, domain_op};
 use crate::domain::foreign::MAX_FOREIGN_MAPS;
 use crate::hypercall::sim::{e, World, BUF, BUF2, DOM0, DOMU, UNMAPPED};
 use crate::hypercall::HypercallOutcome;
@@ -29,42 +28,17 @@ const MAP_AT: u64 = 0x1000;
 /// Frames of the domain built by the control domU.
 const CHILD_PAGES: u64 = 8;
 
-fn control<T: IntoBytes + Immutable>(w: &mut World, caller: DomId, op: u32, request: &T) -> i64 {
-    w.put(caller, BUF, request);
-    let out = w.call64(
-        caller,
-        ctl::HYPERVISOR_CONTROL_OP,
-        [op.into(), BUF, BUF2, 0, 0],
-    );
-    match w.follow(caller, out, true).0 {
-        HypercallOutcome::Return(v) => v,
-        HypercallOutcome::DomainDestroyed(_) => 0,
-        other => panic!("unexpected outcome {other:?}"),
-    }
-}
-
 /// A world whose domU is a control domain, and a domain it created and
 /// populated with [`CHILD_PAGES`] frames, each holding its GFN.
 fn world_with_child() -> (World, DomId) {
     let mut w = World::with_control_domu(1024);
-    let create = CreateRequest {
-        header: ControlHeader::CURRENT,
-        name: ctl::encode_domain_name("child").unwrap(),
-        max_memory_kib: CHILD_PAGES * 4,
-        max_vcpus: 1,
-        flags: 0,
-    };
-    assert_eq!(control(&mut w, DOMU, ctl::CONTROL_OP_CREATE, &create), 0);
+    let name = ctl::encode_domain_name("child").unwrap();
+    let create = CreateRequest::new(name, CHILD_PAGES * 4, 1);
+    assert_eq!(control_rc(&mut w, DOMU, ctl::CONTROL_OP_CREATE, &create), 0);
     let child = w.get::<CreateResponse>(DOMU, BUF2).domid;
-    let populate = PopulateRequest {
-        header: ControlHeader::CURRENT,
-        domid: child,
-        pad: [0; 6],
-        first_gfn: 0,
-        nr_frames: CHILD_PAGES,
-    };
+    let populate = PopulateRequest::new(child, 0, CHILD_PAGES);
     let populate_op = ctl::CONTROL_OP_POPULATE_MEMORY;
-    assert_eq!(control(&mut w, DOMU, populate_op, &populate), 0);
+    assert_eq!(control_rc(&mut w, DOMU, populate_op, &populate), 0);
     for gfn in 0..CHILD_PAGES {
         w.put(child, gfn << 12, &gfn);
     }
@@ -163,10 +137,7 @@ fn a_control_domu_maps_a_domains_frames_with_an_error_per_entry() {
 
     // Destroying the child takes its frames out of the caller's p2m.
     let frames = w.pool.free_frames();
-    assert_eq!(
-        control(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, &req(child)),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOMU, ctl::CONTROL_OP_DESTROY, child), 0);
     assert!(p2m(&w, MAP_AT + 1).is_none() && p2m(&w, 5).is_none());
     assert_eq!(w.domain(DOMU).foreign().nr_held(), 0);
     assert!(w.pool.free_frames() >= frames + CHILD_PAGES);
@@ -334,9 +305,6 @@ fn a_long_batch_continues_and_stops_at_the_mapping_limit() {
         MAX_FOREIGN_MAPS / 2
     );
     // dom0 destroys the control domU: the child's lent counts go back.
-    assert_eq!(
-        control(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(DOMU)),
-        0
-    );
+    assert_eq!(domain_op(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, DOMU), 0);
     assert_eq!(w.domain(child).foreign().nr_lent(), 0);
 }
