@@ -330,11 +330,11 @@ fn destroy_waits_while_a_vcpu_is_loaded_on_another_pcpu() {
     let free = w.pool.free_frames();
     let id = create(&mut w, "running", 16);
     assert_eq!(
-        rc(
+        control_rc(
             &mut w,
             DOM0,
             ctl::CONTROL_OP_POPULATE_MEMORY,
-            &populate_req(id, 0, 16)
+            &PopulateRequest::new(id, 0, 16)
         ),
         0
     );
@@ -344,7 +344,7 @@ fn destroy_waits_while_a_vcpu_is_loaded_on_another_pcpu() {
         .unwrap()
         .set_loaded_on(Some(2));
     for _ in 0..3 {
-        let out = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &req(id));
+        let out = call_once(&mut w, ctl::CONTROL_OP_DESTROY, &DomainRequest::new(id));
         assert!(matches!(out, HypercallOutcome::Continue(_)));
         assert_eq!(w.domain(id).state(), DomainState::Dying);
         assert_eq!(w.domain(id).tot_pages(), 16, "nothing freed while loaded");
@@ -355,7 +355,12 @@ fn destroy_waits_while_a_vcpu_is_loaded_on_another_pcpu() {
         .vcpu_mut(0)
         .unwrap()
         .set_loaded_on(None);
-    let out = call(&mut w, DOM0, ctl::CONTROL_OP_DESTROY, &req(id));
+    let out = control_call(
+        &mut w,
+        DOM0,
+        ctl::CONTROL_OP_DESTROY,
+        &DomainRequest::new(id),
+    );
     assert_eq!(out, HypercallOutcome::DomainDestroyed(id));
     assert_eq!(w.pool.free_frames(), free);
 }
