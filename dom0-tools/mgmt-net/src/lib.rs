@@ -335,7 +335,7 @@ impl<S: Default> MgmtNet<S> {
             let sent = socket.send_slice(&conn.out).unwrap_or(0);
             conn.out.drain(..sent);
         }
-        let peer_done = !socket.may_recv();
+        let peer_done = peer_done(socket);
         if (flow == Flow::Close || peer_done) && conn.out.is_empty() {
             socket.close();
         }
@@ -346,6 +346,17 @@ impl<S: Default> MgmtNet<S> {
             }
         }
     }
+}
+
+/// Whether the peer has closed its half and everything it sent was read.
+/// Not while the handshake is still under way (`SynReceived`): nothing
+/// may be received then either, but the peer is not done. Taking that
+/// for a close started the close linger at the SYN, and the linger's
+/// deadline, long past, then kept the agent from ever sleeping (and would
+/// have reset the connection at the peer's eventual FIN, or a handshake
+/// slower than [`CLOSE_LINGER_NS`]).
+fn peer_done(socket: &tcp::Socket<'_>) -> bool {
+    socket.state() != tcp::State::SynReceived && !socket.may_recv()
 }
 
 /// Reads what the connection may take this pass and answers it.

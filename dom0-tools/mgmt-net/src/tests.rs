@@ -589,3 +589,61 @@ fn an_authenticated_idle_client_is_kept_and_a_vanished_one_dropped() {
     assert_eq!(net.server.connections(), 0);
     assert_eq!(net.service.ended, [session]);
 }
+
+/// Passes the agent makes over `ns` of simulated time when it sleeps
+/// until the deadline each pass returns (as `block_until` does; `None`:
+/// until the next frame, here the next [`KEEP_ALIVE_NS`]), the client
+/// answering in between. Stops counting past `max_passes`.
+fn passes_while_sleeping(net: &mut Net, ns: u64, max_passes: u32) -> u32 {
+    let end = net.now_ns + ns;
+    let mut passes = 0;
+    while net.now_ns < end && passes <= max_passes {
+        let now = instant(net.now_ns);
+        let delay = net.server.poll(
+            net.now_ns,
+            &mut net.server_end,
+            &mut net.service,
+            net.now_ns,
+        );
+        passes += 1;
+        net.client_iface
+            .poll(now, &mut net.client_end, &mut net.client_sockets);
+        net.now_ns += delay.unwrap_or(KEEP_ALIVE_NS).clamp(1, end - net.now_ns);
+    }
+    passes
+}
+
+/// Regression: the close linger began at the SYN (`SynReceived` cannot
+/// receive either), so once an open connection was a second old its
+/// deadline lay in the past, every pass was due at once, and dom0 spun
+/// at 100 % CPU with a `dom0ctl top` session open.
+#[test]
+fn an_idle_open_connection_lets_the_agent_sleep() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    let session = net.open_session(&mut c);
+    assert_eq!(net.list(&mut c, session, 1), listed(session, 1));
+    // 30 s: past the linger, the partial-frame flush and a keep-alive
+    // probe or two, each a pass or a few.
+    let passes = passes_while_sleeping(&mut net, 3 * KEEP_ALIVE_NS, 100);
+    assert!(passes <= 100, "{passes} passes in 30 s idle");
+    assert_eq!(net.list(&mut c, session, 2), listed(session, 2));
+    assert!(net.service.log.is_empty(), "{:?}", net.service.log);
+}
+
+/// A handshake that takes longer than [`CLOSE_LINGER_NS`] (the client's
+/// ACK lost) is not taken for a close and reset.
+#[test]
+fn a_slow_handshake_is_not_reset() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    // The SYN reaches the server; its SYN-ACK and retransmissions do not.
+    net.step();
+    net.step();
+    net.wire.borrow_mut().cut = true;
+    net.run_ns(CLOSE_LINGER_NS + 500 * STEP_NS);
+    net.wire.borrow_mut().cut = false;
+    let session = net.open_session(&mut c);
+    assert_eq!(net.list(&mut c, session, 1), listed(session, 1));
+    assert!(net.service.log.is_empty(), "{:?}", net.service.log);
+}
