@@ -122,7 +122,7 @@ impl Machine {
         while pending != 0 {
             let gsi = pending.trailing_zeros();
             pending &= pending - 1;
-            event::raise_pirq(&mut self.domains, &mut self.phys, gsi);
+            event::raise_pirq(self.domains, &mut self.phys, gsi);
         }
         ioapic::program(self.domains.irqs_mut().take_changed());
     }
@@ -194,13 +194,9 @@ impl Machine {
             control: entry.control,
             modules,
         };
-        let (domid, start) = build_boot_domain(
-            &mut self.domains,
-            &mut *FRAMES.lock(),
-            &mut self.phys,
-            &spec,
-        )
-        .map_err(BuildFailure::Domain)?;
+        let (domid, start) =
+            build_boot_domain(self.domains, &mut *FRAMES.lock(), &mut self.phys, &spec)
+                .map_err(BuildFailure::Domain)?;
         if entry.kind == ImageKind::Dom0Kernel {
             self.map_dom0_bars(domid);
         }
@@ -298,10 +294,10 @@ impl Machine {
     /// bound it) and ends SCHEDOP_poll waits that timed out.
     fn fire_timers(&mut self, now: u64) {
         let phys = &mut self.phys;
-        sched::fire_timers(&mut self.domains, now, |domain, vcpu_id| {
+        sched::fire_timers(self.domains, now, |domain, vcpu_id| {
             event::raise_virq(domain, phys, VIRQ_TIMER, vcpu_id);
         });
-        event::expire_polls(&mut self.domains, now);
+        event::expire_polls(self.domains, now);
     }
 
     /// Loads the new register state `v` was given, if any, into a fresh
@@ -353,7 +349,7 @@ impl Machine {
                         v.domid,
                         env.domain.name()
                     );
-                    event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
+                    event::raise_global_virq(self.domains, &mut self.phys, VIRQ_DOM_EXC);
                     self.domain_stopped(v.domid);
                 }
             }
@@ -374,7 +370,7 @@ impl Machine {
                     v.vcpu_id
                 );
                 env.domain.crash(reason);
-                event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
+                event::raise_global_virq(self.domains, &mut self.phys, VIRQ_DOM_EXC);
                 self.domain_stopped(v.domid);
             }
             ExitAction::Hypercall => {
@@ -397,7 +393,7 @@ impl Machine {
             "d{domid} \"{}\" shut down: {reason:?} (no vCPU up)",
             domain.name()
         );
-        event::raise_global_virq(&mut self.domains, &mut self.phys, VIRQ_DOM_EXC);
+        event::raise_global_virq(self.domains, &mut self.phys, VIRQ_DOM_EXC);
         self.domain_stopped(domid);
     }
 
@@ -419,7 +415,7 @@ impl Machine {
             total_frames: self.total_frames,
         };
         let outcome = hypercall::handle_hypercall(
-            &mut self.domains,
+            self.domains,
             &mut *FRAMES.lock(),
             &mut self.phys,
             &mut env,
@@ -450,7 +446,7 @@ impl Machine {
             HypercallOutcome::VcpuStarted { domid, vcpu_id } => {
                 self.load_new_context(VcpuRef { domid, vcpu_id });
             }
-            HypercallOutcome::Yield => self.sched.yield_current(pcpu as u32),
+            HypercallOutcome::Yield => self.sched.yield_current(run::pcpu_id(pcpu)),
             HypercallOutcome::Shutdown(reason) => {
                 if let Some(d) = self.domains.get(v.domid) {
                     log::info!("d{} \"{}\" shut down: {reason:?}", v.domid, d.name());

@@ -87,6 +87,12 @@ pub fn ap_main(index: usize) -> ! {
     run_pcpu(index)
 }
 
+/// pCPU index `pcpu` as the scheduler numbers it (it is below
+/// `MAX_PCPUS`, so exact; `u32::MAX` names no pCPU).
+pub(super) fn pcpu_id(pcpu: usize) -> u32 {
+    u32::try_from(pcpu).unwrap_or(u32::MAX)
+}
+
 fn lock() -> TicketMutexGuard<'static, Machine> {
     match MACHINE.get() {
         Some(m) => m.lock(),
@@ -129,7 +135,7 @@ fn run_pcpu(pcpu: usize) -> ! {
         machine.route_interrupts();
         let now = tsc::system_time_ns();
         machine.fire_timers(now);
-        let decision = machine.sched.schedule(machine.domains, pcpu as u32, now);
+        let decision = machine.sched.schedule(machine.domains, pcpu_id(pcpu), now);
         // Another vCPU, or none: the last one's FPU state goes to its
         // area before another pCPU may pick it.
         if !matches!(
@@ -214,7 +220,7 @@ fn run_vcpu(
             // this pCPU (a better vCPU woke, or this one may not stay);
             // otherwise it only brought an interrupt, offered below.
             ExitAction::Resume => {
-                if apic::take_kicked() && m.sched.should_preempt(m.domains, pcpu as u32) {
+                if apic::take_kicked() && m.sched.should_preempt(m.domains, pcpu_id(pcpu)) {
                     m.after_exit(v, ExitAction::Preempted, pcpu);
                     break;
                 }
@@ -291,7 +297,7 @@ impl Machine {
             .prepare(&mut env, pending.filter(|_| !*upcall_taken));
         env.domain
             .vcpu_mut(v.vcpu_id)?
-            .set_loaded_on(Some(pcpu as u32));
+            .set_loaded_on(Some(pcpu_id(pcpu)));
         *self.loaded.get_mut(pcpu)? = Some(Loaded {
             vcpu: v,
             p2m_generation: slot.p2m_generation,
@@ -349,7 +355,7 @@ impl Machine {
             .is_some_and(|d| d.vcpu_may_run(v.vcpu_id))
             && !apic::timer_fired()
             && !super::ioapic::any_pending()
-            && !self.sched.should_preempt(self.domains, pcpu as u32)
+            && !self.sched.should_preempt(self.domains, pcpu_id(pcpu))
     }
 
     /// Before `me` lets go of the lock: kicks the pCPUs the scheduler
