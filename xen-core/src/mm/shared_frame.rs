@@ -55,20 +55,16 @@ impl<'a> SharedFrame<'a> {
     /// The frame behind `frame`, which must be page-aligned, as every
     /// [`super::PhysMem`] frame is: a misaligned frame is a hypervisor bug.
     pub fn new(frame: &'a mut [u8; PAGE_SIZE]) -> Self {
-        let base = NonNull::from(frame).cast::<u8>();
-        assert!(
-            base.as_ptr().align_offset(PAGE_SIZE) == 0,
-            "PhysMem frame not page-aligned"
-        );
-        Self {
-            base,
-            _frame: PhantomData,
-        }
+        // SAFETY: the exclusive borrow keeps the 4 KiB mapped and writable
+        // for 'a and excludes every other reference meanwhile; alignment
+        // is checked by `from_raw`.
+        unsafe { Self::from_raw(NonNull::from(frame).cast::<u8>()) }
     }
 
     /// The frame at `base`, which guests on other pCPUs may change at any
     /// time (the identity map's view of guest RAM on a machine where
-    /// guests run while the hypervisor does).
+    /// guests run while the hypervisor does). A misaligned `base` is a
+    /// hypervisor bug: it panics.
     ///
     /// # Safety
     ///
