@@ -10,13 +10,29 @@ use crate::artifacts::Artifacts;
 use crate::mgmt_key::MgmtKey;
 use crate::scenario::{self, BundleSpec, Corruption, ImageSpec};
 
-/// Where bundles are written, under the workspace root.
+/// Where `up`, `soak` and `build` write bundles, under the workspace
+/// root.
 const BUNDLE_DIR: &str = "target/bare/bundles";
 
 /// Builds the bundle described by `spec` (with `key` as a dom0 module, if
-/// given) and writes it as `NAME.bundle`.
+/// given) and writes it as `NAME.bundle` in [`BUNDLE_DIR`].
 pub fn write(
     root: &Path,
+    artifacts: &Artifacts,
+    spec: &BundleSpec,
+    name: &str,
+    key: Option<&MgmtKey>,
+) -> Result<PathBuf> {
+    let dir = root.join(BUNDLE_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_in(&dir, artifacts, spec, name, key)
+}
+
+/// Like [`write`], into `dir`: a scenario writes its bundle into its own
+/// run directory, so that two runs of one scenario at once (or a
+/// scenario and `up`) never boot each other's bundle and key.
+pub fn write_in(
+    dir: &Path,
     artifacts: &Artifacts,
     spec: &BundleSpec,
     name: &str,
@@ -26,8 +42,6 @@ pub fn write(
     if let Some(corruption) = spec.corrupt {
         corrupt(&mut bytes, corruption);
     }
-    let dir = root.join(BUNDLE_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{name}.bundle"));
     std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)

@@ -397,7 +397,7 @@ fn boot_once(
     let bundle = scenario
         .bundle
         .as_ref()
-        .map(|spec| bundle::write(root, artifacts, spec, &scenario.name, key.as_ref()))
+        .map(|spec| bundle::write_in(dir.path(), artifacts, spec, &scenario.name, key.as_ref()))
         .transpose()?;
     let bundle_size = match &bundle {
         Some(path) => std::fs::metadata(path)

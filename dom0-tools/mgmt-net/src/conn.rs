@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use mgmt::auth::{Gate, Key, NonceSource, Verdict};
 use mgmt::{encode_message, Answer, Decoder, Outgoing, Server, ServerMessage};
 
-use crate::{Service, AUTH_TIMEOUT_NS, IDLE_FLUSH_NS};
+use crate::{Service, AUTH_TIMEOUT_NS};
 
 /// Where a connection is in its life.
 enum Phase<S> {
@@ -37,9 +37,6 @@ pub struct Conn<S> {
     decoder: Decoder,
     /// When the connection was seen first, ns.
     opened_ns: u64,
-    /// When bytes last came, ns; and whether the decoder was flushed since.
-    last_rx_ns: u64,
-    flushed: bool,
     /// Encoded frames not yet taken by the socket.
     pub out: Vec<u8>,
 }
@@ -52,8 +49,6 @@ impl<S: Default> Conn<S> {
             phase: Phase::Gate(gate),
             decoder: Decoder::new(),
             opened_ns: now_ns,
-            last_rx_ns: now_ns,
-            flushed: true,
             out: Vec::new(),
         };
         conn.queue(&challenge);
@@ -78,44 +73,36 @@ impl<S: Default> Conn<S> {
     }
 
     /// When this connection needs a look even if nothing arrives: the
-    /// end of its time to authenticate, or a partial frame's flush, ns.
+    /// end of its time to authenticate, ns.
     pub fn deadline_ns(&self) -> Option<u64> {
         match self.phase {
             Phase::Gate(_) => Some(self.opened_ns + AUTH_TIMEOUT_NS),
-            Phase::Open(_) if !self.flushed => Some(self.last_rx_ns + IDLE_FLUSH_NS),
             _ => None,
         }
     }
 
-    /// Takes `bytes` received at `now_ns` (all of them) and answers every
-    /// complete frame. After the gate's refusal the rest is ignored.
+    /// Takes `bytes` (all of them) and answers every complete frame.
+    /// After the gate's refusal the rest is ignored.
+    ///
+    /// A partial frame waits for the rest however long it takes, unlike
+    /// on COM2: TCP neither loses nor inserts bytes, so a pause inside a
+    /// frame is a slow or loaded peer (a retransmission alone takes
+    /// 200 ms or more), never a cut frame to resynchronise after. What
+    /// bounds a silent client is the connection's own timeouts
+    /// ([`AUTH_TIMEOUT_NS`], `OPEN_TIMEOUT_NS`) and the decoder's frame
+    /// limit.
     pub fn receive<V: Service<Session = S>>(
         &mut self,
         bytes: &[u8],
-        now_ns: u64,
         key: &Key,
         service: &mut V,
     ) -> Flow {
-        if !bytes.is_empty() {
-            self.last_rx_ns = now_ns;
-            self.flushed = false;
-        }
         let mut input = bytes;
         while self.reading() {
             let Some(item) = self.decoder.decode(&mut input) else {
                 break;
             };
             self.answer(item, key, service);
-        }
-        // A partial frame left by an idle client is given up, as on COM2.
-        while self.reading()
-            && !self.flushed
-            && now_ns.saturating_sub(self.last_rx_ns) >= IDLE_FLUSH_NS
-        {
-            match self.decoder.flush() {
-                Some(item) => self.answer(item, key, service),
-                None => self.flushed = true,
-            }
         }
         if self.reading() {
             Flow::Keep

@@ -16,8 +16,8 @@
 //!   connection may stay idle (keep-alive probes every [`KEEP_ALIVE_NS`]);
 //!   one whose peer vanished is reset after [`OPEN_TIMEOUT_NS`].
 //! - Malformed frames are answered as on COM2 (`Rejected` / `Dropped`)
-//!   and the connection stays usable; a partial frame is given up after
-//!   [`IDLE_FLUSH_NS`] of silence.
+//!   and the connection stays usable. A partial frame waits for its rest
+//!   (no idle flush as on COM2: TCP delivers every byte, late or not).
 //! - Each pass reads at most [`READ_BUDGET`] bytes per connection, and
 //!   none from a connection whose replies wait to be sent beyond
 //!   [`OUT_HIGH_WATER`] bytes: a client that does not read cannot make
@@ -59,9 +59,6 @@ pub const GATEWAY: [u8; 4] = [10, 0, 2, 2];
 pub const MAX_CONNECTIONS: usize = 4;
 /// A connection must have authenticated this long after it opened, ns.
 pub const AUTH_TIMEOUT_NS: u64 = 5_000_000_000;
-/// A partial frame is given up after the connection was silent this
-/// long, ns (as on COM2).
-pub const IDLE_FLUSH_NS: u64 = 200_000_000;
 /// An authenticated connection is probed (TCP keep-alive) after this
 /// long without traffic, ns.
 pub const KEEP_ALIVE_NS: u64 = 10_000_000_000;
@@ -319,7 +316,7 @@ impl<S: Default> MgmtNet<S> {
             Flow::Close
         };
         if flow == Flow::Keep {
-            flow = read(socket, conn, now_ns, self.nonces.key(), service);
+            flow = read(socket, conn, self.nonces.key(), service);
         }
         if conn.authenticated() && !slot.open_timers {
             // An idle session (an attached console) is fine; a vanished
@@ -363,7 +360,6 @@ fn peer_done(socket: &tcp::Socket<'_>) -> bool {
 fn read<S: Default, V: Service<Session = S>>(
     socket: &mut tcp::Socket<'_>,
     conn: &mut Conn<S>,
-    now_ns: u64,
     key: &Key,
     service: &mut V,
 ) -> Flow {
@@ -377,11 +373,7 @@ fn read<S: Default, V: Service<Session = S>>(
             _ => break,
         };
         budget -= n;
-        flow = conn.receive(&buf[..n], now_ns, key, service);
-    }
-    if flow == Flow::Keep {
-        // Nothing more came: an idle partial frame may be due to flush.
-        flow = conn.receive(&[], now_ns, key, service);
+        flow = conn.receive(&buf[..n], key, service);
     }
     flow
 }

@@ -4,6 +4,7 @@
 //! [`run`]). Portable code decides (scheduler, VM-exit and hypercall
 //! handlers); this module only carries out.
 
+mod lock_stats;
 mod run;
 
 pub use run::{ap_main, started};
@@ -490,6 +491,7 @@ impl Machine {
         let free = pool.free_frames();
         let leaked = self.free_before_domains.saturating_sub(free);
         log::info!("frames: {free} free after stopping all domains, {leaked} leaked");
+        lock_stats::log_all();
         log::info!("xen-core: powering off");
         exit(status)
     }

@@ -35,7 +35,7 @@ use super::super::cpu::MAX_PCPUS;
 use super::super::fatal::fatal;
 use super::super::serial::LOG;
 use super::super::{apic, cpu_idle_until, smp, svm, tsc};
-use super::{ExitEnv, Machine};
+use super::{lock_stats, ExitEnv, Machine};
 use crate::event;
 use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
 use crate::sched::{Decision, Scheduler, VcpuRef};
@@ -95,7 +95,7 @@ pub(super) fn pcpu_id(pcpu: usize) -> u32 {
 
 fn lock() -> TicketMutexGuard<'static, Machine> {
     match MACHINE.get() {
-        Some(m) => m.lock(),
+        Some(m) => lock_stats::lock_counted(m),
         None => fatal(format_args!("machine: locked before it was built")),
     }
 }
