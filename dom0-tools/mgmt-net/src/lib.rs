@@ -21,7 +21,8 @@
 //! - Each pass reads at most [`READ_BUDGET`] bytes per connection, and
 //!   none from a connection whose replies wait to be sent beyond
 //!   [`OUT_HIGH_WATER`] bytes: a client that does not read cannot make
-//!   the agent buffer without bound.
+//!   the agent buffer without bound. A pass that left input unread asks
+//!   for the next at once (no frame or timer would bring it).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -245,10 +246,17 @@ impl<S: Default> MgmtNet<S> {
     ) -> Option<u64> {
         let now = instant(now_ns);
         self.iface.poll(now, device, &mut self.sockets);
+        let mut unread = false;
         for i in 0..self.slots.len() {
-            self.serve_slot(i, now_ns, service, entropy);
+            unread |= self.serve_slot(i, now_ns, service, entropy);
         }
         self.iface.poll(now, device, &mut self.sockets);
+        // Input left by the read budget is read next pass, at once: no
+        // frame or timer would come for it while the client waits for
+        // its reply.
+        if unread {
+            return Some(0);
+        }
         let net = self
             .iface
             .poll_delay(now, &self.sockets)
@@ -269,13 +277,15 @@ impl<S: Default> MgmtNet<S> {
         }
     }
 
+    /// Serves slot `i`; whether its connection left input unread that
+    /// it may read now (the pass stopped at [`READ_BUDGET`]).
     fn serve_slot<V: Service<Session = S>>(
         &mut self,
         i: usize,
         now_ns: u64,
         service: &mut V,
         entropy: u64,
-    ) {
+    ) -> bool {
         let slot = &mut self.slots[i];
         let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
         if !socket.is_active() {
@@ -297,7 +307,7 @@ impl<S: Default> MgmtNet<S> {
                 socket.set_timeout(Some(micros(SOCKET_TIMEOUT_BEFORE_AUTH_NS)));
                 slot.open_timers = false;
             }
-            return;
+            return false;
         }
         let conn = slot
             .conn
@@ -308,7 +318,7 @@ impl<S: Default> MgmtNet<S> {
                 AUTH_TIMEOUT_NS / 1_000_000_000
             ));
             socket.abort();
-            return;
+            return false;
         }
         let mut flow = if conn.reading() {
             Flow::Keep
@@ -342,6 +352,7 @@ impl<S: Default> MgmtNet<S> {
                 socket.abort();
             }
         }
+        flow == Flow::Keep && socket.can_recv() && conn.out.len() < OUT_HIGH_WATER
     }
 }
 

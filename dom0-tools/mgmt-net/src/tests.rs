@@ -278,6 +278,16 @@ impl Net {
         }
     }
 
+    /// Bytes the server's sockets hold that it has not read.
+    fn server_unread(&self) -> usize {
+        let server = &self.server;
+        server
+            .slots
+            .iter()
+            .map(|s| server.sockets.get::<tcp::Socket>(s.handle).recv_queue())
+            .sum()
+    }
+
     fn state(&mut self, c: &Client) -> tcp::State {
         self.socket(c).state()
     }
@@ -523,7 +533,11 @@ fn a_frame_whose_tail_comes_late_is_served() {
     net.send_bytes(&c, tail);
     assert!(matches!(
         net.receive(&mut c),
-        Some(ServerMessage::Reply { id: 1, result: Ok(_), .. })
+        Some(ServerMessage::Reply {
+            id: 1,
+            result: Ok(_),
+            ..
+        })
     ));
     assert_eq!(net.list(&mut c, session, 2), listed(session, 2));
     assert!(net.service.log.is_empty(), "{:?}", net.service.log);
@@ -683,4 +697,68 @@ fn a_slow_handshake_is_not_reset() {
     let session = net.open_session(&mut c);
     assert_eq!(net.list(&mut c, session, 1), listed(session, 1));
     assert!(net.service.log.is_empty(), "{:?}", net.service.log);
+}
+
+/// Regression: input beyond one pass's [`READ_BUDGET`] (two full upload
+/// chunks in flight, or one whose segments all came before the pass) was
+/// left in the socket, and the pass asked for no other: the rest waited
+/// for the next frame or timer, which a client waiting for its replies
+/// never sends. dom0 slept up to a keep-alive interval (10 s) each time,
+/// and a 16 MiB upload ran past its 300 s limit in CI once dom0 no
+/// longer spun.
+#[test]
+fn input_beyond_the_read_budget_is_read_at_once() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    let session = net.open_session(&mut c);
+    for id in 1..=2 {
+        let data = vec![0xa5; mgmt::MAX_IMAGE_CHUNK];
+        net.send(&c, session, id, Request::ImageChunk { offset: 0, data });
+    }
+    let start = net.now_ns;
+    let mut replies = 0;
+    while replies < 2 && net.now_ns - start < 2 * KEEP_ALIVE_NS {
+        let due = net.server.poll(
+            net.now_ns,
+            &mut net.server_end,
+            &mut net.service,
+            net.now_ns,
+        );
+        let unread = net.server_unread();
+        assert!(
+            unread == 0 || due == Some(0),
+            "{unread} bytes left unread, next pass {due:?}"
+        );
+        net.client_iface.poll(
+            instant(net.now_ns),
+            &mut net.client_end,
+            &mut net.client_sockets,
+        );
+        net.pump(&mut c);
+        replies += c.inbox.drain(..).count();
+        if replies == 2 {
+            break;
+        }
+        // The agent sleeps until its deadline or a frame for it (its
+        // NIC's interrupt); the client's timers (its delayed ACK) run
+        // meanwhile.
+        let frame_waits = !net.wire.borrow().queues[0].is_empty();
+        let client_due = net
+            .client_iface
+            .poll_delay(instant(net.now_ns), &net.client_sockets)
+            .map(|d| d.total_micros() * 1000);
+        let sleep = if frame_waits {
+            0
+        } else {
+            [due, client_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(KEEP_ALIVE_NS)
+        };
+        net.now_ns += sleep.max(1);
+    }
+    let waited_ms = (net.now_ns - start) / 1_000_000;
+    assert_eq!(replies, 2, "after {waited_ms} ms");
+    assert!(waited_ms < 50, "answered after {waited_ms} ms");
 }
