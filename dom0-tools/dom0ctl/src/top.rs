@@ -253,7 +253,7 @@ fn live_loop(
         let now = counters(client, None)?;
         let f = frame(&prev, &now);
         terminal
-            .draw(|frame| frame.render_widget(view(&f), frame.area()))
+            .draw(|frame| frame.render_widget(view(&f, frame.area().width), frame.area()))
             .map_err(|e| CliError::io("cannot draw", e))?;
         prev = now;
         shown += 1;
@@ -276,33 +276,52 @@ fn quit_within(delay: Duration) -> Result<bool, CliError> {
     ))
 }
 
-/// The live view of `f`.
-fn view(f: &Frame) -> Table<'static> {
-    let widths = [
-        Constraint::Length(14),
-        Constraint::Length(4),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Length(7),
-        Constraint::Length(9),
-        Constraint::Length(10),
-        Constraint::Length(6),
-        Constraint::Length(7),
-        Constraint::Length(4),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Min(20),
-    ];
+/// Widths of the live view's columns ([`COLUMNS`], then the top exit
+/// reasons, which take what is left and need at least the last width).
+const WIDTHS: [u16; 14] = [14, 4, 9, 9, 7, 9, 10, 6, 7, 4, 8, 9, 9, 20];
+
+/// How many leading columns fit `width` cells (borders included) at their
+/// full width. As xentop does, a narrow terminal loses columns on the
+/// right; a squeezed column would cut a number short and show another
+/// (65528 as 6552).
+fn columns_that_fit(width: u16) -> usize {
+    let inner = width.saturating_sub(2);
+    let mut used = 0u16;
+    WIDTHS
+        .iter()
+        .take_while(|&&w| {
+            let with_gap = if used == 0 { w } else { w + 1 };
+            used = used.saturating_add(with_gap);
+            used <= inner
+        })
+        .count()
+        .max(1)
+}
+
+/// The live view of `f` for a terminal `width` cells wide.
+fn view(f: &Frame, width: u16) -> Table<'static> {
+    let shown = columns_that_fit(width);
+    let widths = WIDTHS.iter().enumerate().take(shown).map(|(i, &w)| {
+        if i + 1 == WIDTHS.len() {
+            Constraint::Min(w)
+        } else {
+            Constraint::Length(w)
+        }
+    });
     let mut header: Vec<&str> = COLUMNS.to_vec();
     header.push("TOP EXITS/s");
+    header.truncate(shown);
     let title = format!(
         " xen-core top: {} domains, {} pCPU(s), interval {:.2} s (hypervisor time); q quits ",
         f.domains.len(),
         f.nr_pcpus,
         f.interval_ns as f64 / 1e9
     );
-    Table::new(rows(f).into_iter().map(Row::new), widths)
+    let body = rows(f).into_iter().map(move |mut cells| {
+        cells.truncate(shown);
+        Row::new(cells)
+    });
+    Table::new(body, widths)
         .header(Row::new(header).style(Style::new().add_modifier(Modifier::REVERSED)))
         .block(Block::bordered().title(Line::from(title)))
 }
@@ -386,5 +405,49 @@ mod tests {
         assert_eq!(d.exits_per_s_by_reason["VMMCALL"], 1000.0);
         let text = frame_text(&f);
         assert!(text.contains(" VMMCALL:1000 CR_WRITE:42"), "{text}");
+    }
+
+    /// The live view drawn `width` cells wide: its header and first row.
+    fn drawn(f: &Frame, width: u16) -> (String, String) {
+        let backend = ratatui::backend::TestBackend::new(width, 6);
+        let mut terminal = ratatui::Terminal::new(backend).unwrap();
+        terminal
+            .draw(|frame| frame.render_widget(view(f, width), frame.area()))
+            .unwrap();
+        let buffer = terminal.backend().buffer();
+        let line = |y| {
+            (0..width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+        };
+        (line(1), line(2))
+    }
+
+    /// Regression (found in tmux at 90 columns): the columns were
+    /// squeezed to fit, so MEM(k) 65528 showed as 6552 and names were cut.
+    /// A narrow terminal loses whole columns on the right instead.
+    #[test]
+    fn a_narrow_terminal_drops_columns_and_never_cuts_a_value() {
+        let a = snapshot(1_000_000_000, 100_000_000, 50, 3);
+        let mut b = snapshot(3_000_000_000, 600_000_000, 250, 7);
+        b.domains[0].name = "a-long-name12".into();
+        b.domains[0].memory_kib = 65528;
+        let f = frame(&a, &b);
+        let cells = &rows(&f)[0];
+        for width in [40, 60, 90, 118, 150] {
+            let (header, row) = drawn(&f, width);
+            let shown = columns_that_fit(width);
+            let mut names: Vec<&str> = COLUMNS.to_vec();
+            names.push("TOP EXITS/s");
+            for (name, cell) in names.iter().zip(cells).take(shown) {
+                assert!(header.contains(name), "{width}: {name} in {header:?}");
+                assert!(row.contains(cell.as_str()), "{width}: {cell} in {row:?}");
+            }
+            for name in &names[shown..] {
+                assert!(!header.contains(name), "{width}: {name} in {header:?}");
+            }
+        }
+        assert_eq!(columns_that_fit(90), 10);
+        assert_eq!(columns_that_fit(150), 14);
     }
 }
