@@ -354,6 +354,18 @@ pub fn cpu_idle_until(deadline_tsc: u64) {
     interrupts::disable();
 }
 
+/// Halts this pCPU until any interrupt (a kick IPI, its armed timer, a
+/// device on the boot pCPU), with interrupts off before and after; no
+/// timer is armed or changed.
+pub fn cpu_halt() {
+    if interrupts::are_enabled() {
+        fatal(format_args!("cpu_halt called with interrupts on"));
+    }
+    // As in `cpu_idle_until`: an interrupt already pending ends the HLT.
+    interrupts::enable_and_hlt();
+    interrupts::disable();
+}
+
 /// Reads a 32-bit APIC register.
 fn read(offset: usize) -> u32 {
     // SAFETY: `register` is a 4-byte-aligned APIC register in the

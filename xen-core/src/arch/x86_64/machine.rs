@@ -4,7 +4,7 @@
 //! [`run`]). Portable code decides (scheduler, VM-exit and hypercall
 //! handlers); this module only carries out.
 
-mod lock_stats;
+mod lock;
 mod run;
 
 pub use run::{ap_main, started};
@@ -491,7 +491,7 @@ impl Machine {
         let free = pool.free_frames();
         let leaked = self.free_before_domains.saturating_sub(free);
         log::info!("frames: {free} free after stopping all domains, {leaked} leaked");
-        lock_stats::log_all();
+        lock::log_counts();
         log::info!("xen-core: powering off");
         exit(status)
     }

@@ -28,14 +28,14 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use spin::mutex::{TicketMutex, TicketMutexGuard};
 use spin::Once;
 
 use super::super::cpu::MAX_PCPUS;
 use super::super::fatal::fatal;
 use super::super::serial::LOG;
 use super::super::{apic, cpu_idle_until, smp, svm, tsc};
-use super::{lock_stats, ExitEnv, Machine};
+use super::lock::{MachineGuard, MachineLock};
+use super::{ExitEnv, Machine};
 use crate::event;
 use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
 use crate::sched::{Decision, Scheduler, VcpuRef};
@@ -44,7 +44,7 @@ use crate::vmexit::ExitAction;
 
 /// The machine, once built; every pCPU's loop locks it (a ticket lock:
 /// pCPUs get it in the order they asked).
-static MACHINE: Once<TicketMutex<Machine>> = Once::new();
+static MACHINE: Once<MachineLock<Machine>> = Once::new();
 
 /// Each pCPU's guest-mode sequence: odd from just before VMRUN (set
 /// under the lock) to just after `#VMEXIT` (set without it).
@@ -69,7 +69,7 @@ pub(super) struct Loaded {
 /// Publishes the machine and runs the boot pCPU's loop; the APs leave
 /// their idle loop ([`ap_main`]) on the kick.
 pub(super) fn start(machine: Machine) -> ! {
-    MACHINE.call_once(|| TicketMutex::new(machine));
+    MACHINE.call_once(|| MachineLock::new(machine));
     for cpu in 1..smp::online() as usize {
         smp::kick(cpu);
     }
@@ -93,9 +93,9 @@ pub(super) fn pcpu_id(pcpu: usize) -> u32 {
     u32::try_from(pcpu).unwrap_or(u32::MAX)
 }
 
-fn lock() -> TicketMutexGuard<'static, Machine> {
+fn lock() -> MachineGuard<'static, Machine> {
     match MACHINE.get() {
-        Some(m) => lock_stats::lock_counted(m),
+        Some(m) => m.lock(),
         None => fatal(format_args!("machine: locked before it was built")),
     }
 }
@@ -188,7 +188,7 @@ fn run_pcpu(pcpu: usize) -> ! {
 /// guest from here with the timer still armed for `until_ns`: no
 /// scheduling pass.
 fn run_vcpu(
-    mut m: TicketMutexGuard<'static, Machine>,
+    mut m: MachineGuard<'static, Machine>,
     pcpu: usize,
     v: VcpuRef,
     switched: bool,
