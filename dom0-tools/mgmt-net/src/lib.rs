@@ -312,14 +312,6 @@ impl<S: Default> MgmtNet<S> {
         let conn = slot
             .conn
             .get_or_insert_with(|| Conn::accept(&mut self.nonces, entropy, now_ns));
-        if conn.timed_out(now_ns) {
-            service.log(format_args!(
-                "a client did not authenticate within {} s: reset",
-                AUTH_TIMEOUT_NS / 1_000_000_000
-            ));
-            socket.abort();
-            return false;
-        }
         let mut flow = if conn.reading() {
             Flow::Keep
         } else {
@@ -327,6 +319,16 @@ impl<S: Default> MgmtNet<S> {
         };
         if flow == Flow::Keep {
             flow = read(socket, conn, self.nonces.key(), service);
+        }
+        // Only after reading: an answer that came in time but found the
+        // agent busy (its pass late) still counts.
+        if conn.timed_out(now_ns) {
+            service.log(format_args!(
+                "a client did not authenticate within {} s: reset",
+                AUTH_TIMEOUT_NS / 1_000_000_000
+            ));
+            socket.abort();
+            return false;
         }
         if conn.authenticated() && !slot.open_timers {
             // An idle session (an attached console) is fine; a vanished

@@ -762,3 +762,26 @@ fn input_beyond_the_read_budget_is_read_at_once() {
     assert_eq!(replies, 2, "after {waited_ms} ms");
     assert!(waited_ms < 50, "answered after {waited_ms} ms");
 }
+
+/// An answer that reached the agent before the authentication deadline,
+/// but whose pass came after it (dom0 busy or woken late), still counts:
+/// the socket is read before the deadline is checked.
+#[test]
+fn an_answer_in_time_read_after_the_deadline_is_accepted() {
+    let mut net = Net::new();
+    let mut c = net.connect();
+    let (frame, _) = net.answer_challenge(&mut c, &Key::from_bytes(&KEY).unwrap());
+    net.send_bytes(&c, &frame);
+    net.client_iface.poll(
+        instant(net.now_ns),
+        &mut net.client_end,
+        &mut net.client_sockets,
+    );
+    assert!(!net.wire.borrow().queues[0].is_empty());
+    net.now_ns += AUTH_TIMEOUT_NS;
+    assert!(matches!(
+        net.receive(&mut c),
+        Some(ServerMessage::Authenticated { .. })
+    ));
+    assert!(net.service.log.is_empty(), "{:?}", net.service.log);
+}
