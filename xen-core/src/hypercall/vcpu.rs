@@ -295,7 +295,12 @@ fn write_runstate<P: FramePool, M: PhysMem, E: HypercallEnv>(
             // the compiler from moving them.
             fence(Ordering::Release);
         }
-        let written = ctx.write_bytes(gva.wrapping_add(write.offset), write.bytes);
+        // An area ending past the top of the address space: that byte
+        // is not there (the whole struct's write faults).
+        let Some(at) = gva.checked_add(write.offset) else {
+            continue;
+        };
+        let written = ctx.write_bytes(at, write.bytes);
         if write.part == Part::Whole {
             result = written;
         }

@@ -148,3 +148,14 @@ fn the_flag_byte_is_written_alone_around_the_struct() {
         assert_eq!(seen[15], byte_15, "flag {on}");
     }
 }
+
+/// An area 8 bytes below the top of the address space: its flag byte
+/// (offset 15) would wrap to address 7, which is not part of it.
+#[test]
+fn an_area_at_the_top_of_the_address_space_writes_nothing() {
+    let mut w = World::new();
+    assert_eq!(vm_assist(&mut w, DOMU, ENABLE, FLAG), 0);
+    w.put(DOMU, 0, &[0xaau8; 16]);
+    assert_eq!(register_runstate(&mut w, DOMU, u64::MAX - 7), 0);
+    assert_eq!(w.bytes(DOMU, 0, 16), [0xaa; 16]);
+}
