@@ -47,7 +47,7 @@ pub const CONSOLE_IO: u64 = 18;
 pub const PHYSDEV_OP_COMPAT: u64 = 19;
 /// `__HYPERVISOR_grant_table_op`: see [`super::grant_table`].
 pub const GRANT_TABLE_OP: u64 = 20;
-/// `__HYPERVISOR_vm_assist`.
+/// `__HYPERVISOR_vm_assist`: see [`super::vm_assist`].
 pub const VM_ASSIST: u64 = 21;
 /// `__HYPERVISOR_update_va_mapping_otherdomain` (PV only).
 pub const UPDATE_VA_MAPPING_OTHERDOMAIN: u64 = 22;

@@ -29,6 +29,7 @@ pub mod shared_info;
 pub mod start_info;
 pub mod vcpu;
 pub mod version;
+pub mod vm_assist;
 pub mod xs_wire;
 
 /// Size of a guest frame (`XEN_PAGE_SIZE`): 4 KiB on x86.

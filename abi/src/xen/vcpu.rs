@@ -102,6 +102,11 @@ pub struct VcpuRegisterRunstateMemoryArea {
     pub addr: u64,
 }
 
+/// `XEN_RUNSTATE_UPDATE`: bit 63 of
+/// [`VcpuRunstateInfo::state_entry_time`], set in guest memory while the
+/// area is being written (with the runstate update flag assist on).
+pub const XEN_RUNSTATE_UPDATE: u64 = 1 << 63;
+
 /// `struct vcpu_runstate_info`, 48 bytes.
 #[repr(C)]
 #[derive(
@@ -112,7 +117,10 @@ pub struct VcpuRunstateInfo {
     pub state: i32,
     /// Implicit C padding; zero.
     pub pad0: u32,
-    /// System time (ns) the current state was entered.
+    /// System time (ns) the current state was entered; while Xen writes
+    /// a registered area of a domain with
+    /// [`super::vm_assist::VMASST_TYPE_RUNSTATE_UPDATE_FLAG`] on, also
+    /// [`XEN_RUNSTATE_UPDATE`].
     pub state_entry_time: u64,
     /// Time (ns) spent in each `RUNSTATE_*`, indexed by state.
     pub time: [u64; 4],

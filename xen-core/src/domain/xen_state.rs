@@ -1,6 +1,7 @@
 //! A domain's Xen guest-ABI state besides memory and scheduling: its HVM
 //! parameters, the memory map it was built with, where each vCPU's
-//! `vcpu_info` lives, and its unfinished console line. The hypercall layer
+//! `vcpu_info` lives, the assists it turned on, and its unfinished
+//! console line. The hypercall layer
 //! reads and changes it; every index a guest passes is checked there.
 
 use abi::xen::hvm::HVM_NR_PARAMS;
@@ -49,6 +50,10 @@ pub struct XenState {
     pub hvm_params: [u64; HVM_NR_PARAMS as usize],
     /// Registered `vcpu_info` areas by vCPU id (`None`: the slot in shared info).
     pub vcpu_info: [Option<VcpuInfoArea>; MAX_VCPUS],
+    /// Assists on (Xen's `d->vm_assist`): bit `VMASST_TYPE_*` set by
+    /// `vm_assist(VMASST_CMD_enable, type)`; the hypercall sets only the
+    /// types it accepts.
+    vm_assist: u64,
     /// Console bytes since the last newline.
     pub console_line: Vec<u8, CONSOLE_LINE_MAX>,
     /// A domU's `console_io` output budget, in bytes
@@ -62,9 +67,29 @@ impl XenState {
         Self {
             hvm_params: [0; HVM_NR_PARAMS as usize],
             vcpu_info: [None; MAX_VCPUS],
+            vm_assist: 0,
             console_line: Vec::new(),
             console_limit: RateLimit::new(DOMU_CONSOLE_BURST_BYTES, DOMU_CONSOLE_BYTES_PER_MS),
             memory_map: Vec::new(),
+        }
+    }
+
+    /// Whether assist `kind` (`VMASST_TYPE_*`) is on (Xen's `VM_ASSIST`);
+    /// a type beyond the word is off.
+    pub fn vm_assist(&self, kind: u32) -> bool {
+        self.vm_assist
+            .checked_shr(kind)
+            .is_some_and(|bits| bits & 1 != 0)
+    }
+
+    /// Turns assist `kind` on or off; a type beyond the word changes
+    /// nothing (the hypercall refuses it first).
+    pub fn set_vm_assist(&mut self, kind: u32, on: bool) {
+        let bit = 1u64.checked_shl(kind).unwrap_or(0);
+        if on {
+            self.vm_assist |= bit;
+        } else {
+            self.vm_assist &= !bit;
         }
     }
 

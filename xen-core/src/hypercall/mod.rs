@@ -15,7 +15,7 @@
 //!
 //! What lies outside portable code (the console, the TSC) comes through
 //! [`HypercallEnv`]. Implemented: xen_version, console_io, sched_op,
-//! set_timer_op, vcpu_op, memory_op, hvm_op, event_channel_op (over
+//! set_timer_op, vcpu_op, vm_assist, memory_op, hvm_op, event_channel_op (over
 //! [`crate::event`]), grant_table_op, physdev_op (pirqs, over
 //! [`crate::irq`]) and the control hypercall; each
 //! module's docs list its sub-ops, errors and where we differ from Xen.
@@ -37,11 +37,13 @@ mod hvm;
 mod memory;
 mod page;
 mod physdev;
+mod runstate_area;
 mod sched_op;
 mod table;
 mod unserved;
 mod vcpu;
 mod version;
+mod vm_assist;
 
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

@@ -9,7 +9,7 @@ use abi::xen::hypercall as nr;
 use super::args::RawArgs;
 use super::{
     console, control, ctl, event_channel, grant_table, hvm, memory, physdev, sched_op, unserved,
-    vcpu, version, Ctx, HypercallEnv, HypercallOutcome,
+    vcpu, version, vm_assist, Ctx, HypercallEnv, HypercallOutcome,
 };
 use crate::domain::{Hardware, Privileged};
 use crate::mm::{FramePool, PhysMem};
@@ -39,6 +39,13 @@ pub(crate) enum Request {
         op: vcpu::VcpuOp,
         /// Target vCPU (checked by the handler: `-ENOENT`).
         vcpu_id: u32,
+    },
+    /// `vm_assist`.
+    VmAssist {
+        /// `VMASST_CMD_*` (checked after the type: `-ENOSYS`).
+        cmd: u32,
+        /// `VMASST_TYPE_*` (`-EINVAL` unless valid for the caller).
+        kind: u32,
     },
     /// `memory_op`.
     MemoryOp(memory::MemoryOp),
@@ -146,9 +153,8 @@ const fn decoder(nr: u64) -> Option<Decoder> {
         nr::EVENT_CHANNEL_OP => event_channel::decode,
         nr::GRANT_TABLE_OP => grant_table::decode,
         nr::SYSCTL | nr::DOMCTL | nr::PLATFORM_OP => ctl::decode,
-        nr::VM_ASSIST | nr::MMUEXT_OP | nr::XENPMU_OP | nr::DM_OP | nr::HYPFS_OP => {
-            unserved::decode
-        }
+        nr::VM_ASSIST => vm_assist::decode,
+        nr::MMUEXT_OP | nr::XENPMU_OP | nr::DM_OP | nr::HYPFS_OP => unserved::decode,
         nr::PHYSDEV_OP => physdev::decode,
         HYPERVISOR_CONTROL_OP => control::decode,
         _ => return None,
@@ -179,6 +185,7 @@ pub(crate) fn dispatch<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Request::SchedOp(op) => return sched_op::handle(ctx, op),
         Request::SetTimerOp { timeout } => vcpu::set_timer_op(ctx, timeout)?,
         Request::VcpuOp { op, vcpu_id } => return vcpu::handle(ctx, op, vcpu_id),
+        Request::VmAssist { cmd, kind } => vm_assist::handle(ctx, cmd, kind)?,
         Request::MemoryOp(op) => return memory::handle(ctx, op),
         Request::HvmOp(op) => hvm::handle(ctx, op)?,
         Request::EventChannelOp(op) => event_channel::handle(ctx, op)?,
@@ -281,8 +288,9 @@ mod tests {
             if decoder(nr).is_none() || no_sub_ops.contains(&nr) {
                 // No sub-ops in the arguments: set_timer_op's is a time;
                 // sysctl's, domctl's and platform_op's are inside their
-                // struct; the others serve none (docs/abi.md says how
-                // each is answered).
+                // struct; vm_assist checks its type before its command;
+                // the others serve none (docs/abi.md says how each is
+                // answered).
                 continue;
             }
             let listed = documented

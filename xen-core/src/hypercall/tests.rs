@@ -39,6 +39,7 @@ mod foreign_batch;
 mod runstate;
 mod unserved;
 mod vcpu_up;
+mod vm_assist;
 
 use super::sim::NOW;
 pub(super) use super::sim::{e, World, BUF, BUF2, DOM0, DOMU, RAM_PAGES, TOTAL_FRAMES, UNMAPPED};

@@ -1,10 +1,8 @@
 //! Hypercalls Xen serves for a PVH guest (`xen/include/hypercall-defs.c`,
 //! the hvm64 column) that xen-core does not, each answered with the error
 //! Xen 4.17 gives the caller in the same case, so a guest that probes
-//! them takes the path it takes under Xen:
-//! - `vm_assist` (21): `-EINVAL`: xen-core offers no assist (Xen offers
-//!   HVM guests only `VMASST_TYPE_runstate_update_flag`; every other type
-//!   is `-EINVAL` there too, checked before the command).
+//! them takes the path it takes under Xen (`vm_assist` (21) is served:
+//! [`super::vm_assist`]):
 //! - `mmuext_op` (26), `do_mmuext_op`: the page owner `foreigndom` (its
 //!   low 16 bits) is `DOMID_SELF`: `-EINVAL` (not a PV domain); the
 //!   caller's own id, a domain that does not exist: `-ESRCH`
@@ -39,8 +37,9 @@ const DM_OP_BUF_BYTES_COMPAT: u64 = 8;
 
 /// An unserved hypercall and the arguments its answer depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Xen's hypercall names, which all end in `_op`.
+#[allow(clippy::enum_variant_names)]
 pub(crate) enum Unserved {
-    VmAssist,
     MmuextOp {
         /// The page owner (`foreigndom`, truncated to `domid_t` as Xen's
         /// `get_pg_owner` takes it).
@@ -58,7 +57,6 @@ pub(crate) enum Unserved {
 pub(crate) fn decode(a: &RawArgs) -> Request {
     let low16 = |i| (a.u32(i) & 0xffff) as u16;
     Request::Unserved(match a.nr {
-        nr::VM_ASSIST => Unserved::VmAssist,
         nr::MMUEXT_OP => Unserved::MmuextOp {
             foreigndom: low16(3),
         },
@@ -82,7 +80,6 @@ pub(crate) fn answer<P: FramePool, M: PhysMem, E: HypercallEnv>(
         Err(e) => return e,
     };
     match call {
-        Unserved::VmAssist => Errno::EINVAL,
         Unserved::XenpmuOp => Errno::EOPNOTSUPP,
         Unserved::HypfsOp if privileged => Errno::ENOSYS,
         Unserved::HypfsOp => Errno::EPERM,

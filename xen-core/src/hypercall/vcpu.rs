@@ -42,7 +42,12 @@
 //! - `VCPUOP_register_runstate_memory_area`: reads the area's address
 //!   (`-EFAULT`) and writes the same there, ignoring a failed write as
 //!   Xen does. Unlike Xen, the area is not kept up to date afterwards:
-//!   a guest reads the registration-time values (no steal time).
+//!   a guest reads the registration-time values (no steal time). With
+//!   `VMASST_TYPE_runstate_update_flag` on ([`super::vm_assist`]) that
+//!   write is bracketed by `XEN_RUNSTATE_UPDATE` in `state_entry_time`
+//!   ([`super::runstate_area`]), as Xen brackets its updates at each
+//!   context switch (Xen's registration-time copy is plain; this one is
+//!   the only write the area gets here, and ends with the same bytes).
 //! - `VCPUOP_stop_periodic_timer`: 0 (there is no periodic timer, as in
 //!   Xen for HVM guests until one is set).
 //! - Other sub-ops: `-ENOSYS`.
@@ -51,6 +56,7 @@
 //! [`crate::sched`]); VIRQ_TIMER follows with event channels.
 
 use core::mem::size_of;
+use core::sync::atomic::{fence, Ordering};
 
 use abi::convert::u32_const;
 use abi::xen::errno::Errno;
@@ -64,9 +70,11 @@ use abi::xen::vcpu::{
     VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
     VCPUOP_UP, VCPU_SSHOTTMR_FUTURE,
 };
+use abi::xen::vm_assist::VMASST_TYPE_RUNSTATE_UPDATE_FLAG;
 
 use super::args::RawArgs;
 use super::compat::CompatSetSingleshotTimer;
+use super::runstate_area::{Part, RunstateImage};
 use super::table::Request;
 use super::{fault, Ctx, HypercallEnv, HypercallOutcome};
 use crate::domain::shared::{current_vcpu_info, vcpu_info_fits, Place};
@@ -221,14 +229,19 @@ fn value_op<P: FramePool, M: PhysMem, E: HypercallEnv>(
         VcpuOp::RegisterVcpuInfo { arg } => register_vcpu_info(ctx, vcpu_id, arg),
         VcpuOp::GetRunstateInfo { arg } => {
             let info = runstate(ctx, vcpu_id)?;
-            write_runstate(ctx, arg, &info)?;
+            // A one-off copy, not the registered area: never flagged.
+            write_runstate(ctx, arg, &info, false)?;
             Ok(0)
         }
         VcpuOp::RegisterRunstateMemoryArea { arg } => {
             let area: VcpuRegisterRunstateMemoryArea = ctx.read(arg)?;
             let info = runstate(ctx, vcpu_id)?;
+            let update_flag = ctx
+                .domain()?
+                .xen()
+                .vm_assist(VMASST_TYPE_RUNSTATE_UPDATE_FLAG);
             // Xen ignores a failed copy here: the area may be mapped later.
-            let _ = write_runstate(ctx, area.addr, &info);
+            let _ = write_runstate(ctx, area.addr, &info, update_flag);
             Ok(0)
         }
         // There is no periodic timer (Xen's HVM default is none too):
@@ -264,26 +277,36 @@ fn runstate<P: FramePool, M: PhysMem, E: HypercallEnv>(
 
 /// Writes `info` at `gva` in the caller's layout: 48 bytes, or 44 for a
 /// 32-bit caller (`state_entry_time` 4-byte aligned, Xen's compat
-/// `vcpu_runstate_info`).
+/// `vcpu_runstate_info`); with `update_flag`, bracketed by
+/// `XEN_RUNSTATE_UPDATE` ([`RunstateImage::writes`]). The whole struct's
+/// write decides the result; the flag byte's are ignored, as Xen does,
+/// and the flag is cleared even if the struct did not fit.
 fn write_runstate<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     gva: u64,
     info: &VcpuRunstateInfo,
+    update_flag: bool,
 ) -> Result<(), Errno> {
-    if !ctx.compat {
-        return ctx.write(gva, info);
+    let image = RunstateImage::new(info, ctx.compat);
+    let mut result = Ok(());
+    for (i, write) in image.writes(update_flag).enumerate() {
+        if i > 0 {
+            // Xen's smp_wmb: x86 keeps stores in order; the fence stops
+            // the compiler from moving them.
+            fence(Ordering::Release);
+        }
+        // An area ending past the top of the address space: that byte
+        // is not there (the whole struct's write faults).
+        let Some(at) = gva.checked_add(write.offset) else {
+            continue;
+        };
+        let written = ctx.write_bytes(at, write.bytes);
+        if write.part == Part::Whole {
+            result = written;
+        }
     }
-    let mut bytes = [0u8; COMPAT_RUNSTATE_INFO_SIZE];
-    bytes[..4].copy_from_slice(&info.state.to_le_bytes());
-    let words = core::iter::once(info.state_entry_time).chain(info.time);
-    for (chunk, word) in bytes[4..].chunks_exact_mut(8).zip(words) {
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
-    ctx.write_bytes(gva, &bytes)
+    result
 }
-
-/// Size of Xen's compat `vcpu_runstate_info`.
-const COMPAT_RUNSTATE_INFO_SIZE: usize = 44;
 
 fn vcpu_mut<'c, P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &'c mut Ctx<'_, P, M, E>,
