@@ -280,6 +280,12 @@ impl<W: Console + Send, const N: usize> Logger<W, N> {
         self.state.lock().drain(budget, false)
     }
 
+    /// Bytes waiting for the console (what [`Self::drain`] would send),
+    /// without sending any.
+    pub fn pending(&self) -> u64 {
+        self.state.lock().pending()
+    }
+
     /// Sends everything, waiting for the console; does nothing if the log
     /// is locked (a fault inside the logger must still reach FATAL).
     pub fn flush_unless_locked(&self) {

@@ -206,18 +206,30 @@ pub fn virq_is_global(virq: u32) -> bool {
 /// HVM guests, `evtchn_upcall_mask` does not gate it (RFLAGS.IF does).
 /// Entering the vCPU also ends a `SCHEDOP_poll` it was woken from.
 pub fn upcall_for_entry<M: PhysMem>(domain: &mut Domain, mem: &mut M, vcpu: u32) -> Option<u8> {
+    upcall_at_entry(domain, mem, vcpu).1
+}
+
+/// [`upcall_for_entry`], with whether `evtchn_upcall_pending` was set
+/// ([`upcall_pending`]) from the same read of the vCPU's `vcpu_info`:
+/// the run loop needs both at each entry.
+pub fn upcall_at_entry<M: PhysMem>(
+    domain: &mut Domain,
+    mem: &mut M,
+    vcpu: u32,
+) -> (bool, Option<u8>) {
     domain.events_mut().cancel_poll(vcpu);
     let (pending, _) = two_level::upcall_state(domain, mem, vcpu);
     if !pending {
-        return None;
+        return (false, None);
     }
-    domain.events().upcall_vector(vcpu).or_else(|| {
+    let vector = domain.events().upcall_vector(vcpu).or_else(|| {
         let via = domain.xen().hvm_params.get(HVM_PARAM_CALLBACK_IRQ as usize);
         match CallbackVia::decode(via.copied().unwrap_or(0)) {
             Some(CallbackVia::Vector(v)) => Some(v),
             _ => None,
         }
-    })
+    });
+    (true, vector)
 }
 
 /// Whether `vcpu`'s `evtchn_upcall_pending` is set: the upcall would be

@@ -174,6 +174,11 @@ pub struct Routing {
     gsis: Vec<Gsi>,
     /// By (domain, pirq); at most [`MAX_PIRQS`] per domain by construction.
     pirqs: BTreeMap<(DomId, u32), Pirq>,
+    /// A pin may have been marked changed since the last
+    /// [`Self::take_changed`] (set on every write access to a pin): the
+    /// run loop asks on each scheduling pass, and the walk over every
+    /// GSI is skipped while nothing was written.
+    maybe_changed: bool,
 }
 
 impl Routing {
@@ -182,6 +187,7 @@ impl Routing {
         Self {
             gsis: Vec::new(),
             pirqs: BTreeMap::new(),
+            maybe_changed: false,
         }
     }
 
@@ -198,6 +204,7 @@ impl Routing {
                 ..Gsi::default()
             })
             .collect();
+        self.maybe_changed = true;
         self.pirqs.clear();
     }
 
@@ -211,6 +218,7 @@ impl Routing {
     }
 
     fn gsi_mut(&mut self, gsi: u32) -> Option<&mut Gsi> {
+        self.maybe_changed = true;
         self.gsis.get_mut(usize::try_from(gsi).ok()?)
     }
 
@@ -225,9 +233,14 @@ impl Routing {
     }
 
     /// The pins changed since the last call, to program; each is then
-    /// considered programmed.
+    /// considered programmed (the caller takes them all).
     pub fn take_changed(&mut self) -> impl Iterator<Item = PinState> + '_ {
-        (0..).zip(self.gsis.iter_mut()).filter_map(|(gsi, g)| {
+        let pins = if core::mem::take(&mut self.maybe_changed) {
+            &mut self.gsis[..]
+        } else {
+            &mut []
+        };
+        (0..).zip(pins.iter_mut()).filter_map(|(gsi, g)| {
             let changed = core::mem::take(&mut g.changed);
             Some(PinState {
                 gsi,

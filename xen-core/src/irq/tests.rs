@@ -99,6 +99,20 @@ fn first_programming_masks_every_pin() {
 }
 
 #[test]
+fn a_change_after_a_pass_with_none_is_still_taken() {
+    let mut r = routing();
+    r.take_changed().count();
+    assert_eq!(r.take_changed().count(), 0, "nothing written since");
+    let pirq = r.map_gsi(D0, 19, -1).unwrap();
+    r.bind(D0, pirq, 5).unwrap();
+    let pins: Vec<PinState> = r.take_changed().collect();
+    assert_eq!(pins.len(), 1);
+    assert_eq!(pins[0].gsi, 19);
+    assert!(!pins[0].masked);
+    assert_eq!(r.take_changed().count(), 0);
+}
+
+#[test]
 fn map_bind_interrupt_eoi_close() {
     let mut r = routing();
     r.take_changed().count();

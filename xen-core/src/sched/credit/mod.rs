@@ -296,7 +296,8 @@ impl Credit {
     /// (Xen's `csched_load_balance`).
     fn pick(&mut self, domains: &DomainTable, pcpu: u32, now_ns: u64) -> Pick {
         let (local, local_pri) = self.pick_local(domains, pcpu, now_ns);
-        if local_pri.is_some_and(|p| p > Priority::Over) {
+        // Alone, there is no other queue to steal from.
+        if local_pri.is_some_and(|p| p > Priority::Over) || self.nr_pcpus == 1 {
             return local;
         }
         match self.steal(domains, pcpu, local_pri) {
@@ -383,7 +384,10 @@ impl Scheduler for Credit {
         self.run_ticks(domains, now_ns);
         self.refresh_queue(domains);
         let tick = self.next_tick_ns.unwrap_or(now_ns + TICK_NS);
-        let timer = next_timer_deadline(domains, |u| self.timer_pcpu(u) == pcpu);
+        // Alone, this pCPU serves every timer.
+        let timer = next_timer_deadline(domains, |u| {
+            self.nr_pcpus == 1 || self.timer_pcpu(u) == pcpu
+        });
         let previous = self.current_of(pcpu).map(|c| c.vcpu);
         let running = match self.pick(domains, pcpu, now_ns) {
             Pick::Keep(c) => c,

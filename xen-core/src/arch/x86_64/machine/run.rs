@@ -169,12 +169,15 @@ fn run_pcpu(pcpu: usize) -> ! {
             } => {
                 // A bounded drain as each slice starts, none between a
                 // guest's hypercalls (it would lengthen their wait), and
-                // never under the lock.
+                // never under the lock; an empty log needs none, and the
+                // lock is kept.
                 if switched || slice_end_ns != slice_end {
-                    drop(m);
-                    LOG.drain(DRAIN_BYTES_PER_SCHEDULE);
                     slice_end = slice_end_ns;
-                    m = lock();
+                    if LOG.pending() > 0 {
+                        drop(m);
+                        LOG.drain(DRAIN_BYTES_PER_SCHEDULE);
+                        m = lock();
+                    }
                 }
                 run_vcpu(m, pcpu, vcpu, switched, next_event_ns);
             }
@@ -270,7 +273,14 @@ impl Machine {
         pcpu: usize,
         upcall_taken: &mut bool,
     ) -> Option<*mut super::VcpuSlot> {
-        if !self.load_new_context(v) {
+        // New register state only now and then (VCPUOP_initialise, a
+        // STARTUP IPI): look before loading.
+        let fresh = self
+            .domains
+            .get(v.domid)
+            .and_then(|d| d.vcpu(v.vcpu_id))
+            .is_some_and(|c| c.pending_context().is_some());
+        if fresh && !self.load_new_context(v) {
             return None;
         }
         let domain = self.domains.get_mut(v.domid)?;
@@ -282,8 +292,7 @@ impl Machine {
             slot.svm.flush_tlb();
             slot.p2m_generation = domain.p2m_generation();
         }
-        let pending = event::upcall_for_entry(domain, &mut self.phys, v.vcpu_id);
-        let upcall_at_entry = event::upcall_pending(domain, &mut self.phys, v.vcpu_id);
+        let (upcall_at_entry, pending) = event::upcall_at_entry(domain, &mut self.phys, v.vcpu_id);
         let apic_at_entry = domain.vcpu(v.vcpu_id).and_then(|c| c.apic_pending_vector());
         if !upcall_at_entry {
             *upcall_taken = false;
