@@ -11,6 +11,7 @@
 pub mod counters;
 pub mod foreign;
 pub mod hvm_context;
+pub mod runstate;
 pub(crate) mod shared;
 pub mod table;
 pub mod vcpu;
@@ -20,6 +21,7 @@ pub mod xen_state;
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::memory::E820_RAM;
+use abi::xen::vcpu::{RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE};
 use displaydoc::Display;
 use table::MAX_DOMAINS;
 
@@ -416,6 +418,30 @@ impl Domain {
     pub fn vcpu_may_run(&self, id: u32) -> bool {
         self.state == DomainState::Running
             && self.vcpu(id).map(Vcpu::run_state) == Some(vcpu::VcpuRunState::Runnable)
+    }
+
+    /// The `RUNSTATE_*` vCPU `id` is in while no pCPU runs it, by Xen's
+    /// rule as it takes a vCPU off (`sched_switch_units`): blocked if it
+    /// waits for an event, runnable if it may run, else offline (down,
+    /// or its domain paused, shut down or dying).
+    pub fn runstate_off_cpu(&self, id: u32) -> i32 {
+        match self.vcpu(id).map(Vcpu::run_state) {
+            Some(vcpu::VcpuRunState::Blocked) => RUNSTATE_BLOCKED,
+            _ if self.vcpu_may_run(id) => RUNSTATE_RUNNABLE,
+            _ => RUNSTATE_OFFLINE,
+        }
+    }
+
+    /// Brings vCPU `id`'s runstate up to date at `now_ns` if no pCPU runs
+    /// it (the scheduler changes a current vCPU's as it takes it off).
+    pub fn sync_runstate(&mut self, id: u32, now_ns: u64) {
+        if self.sched().unit(id).is_some_and(|u| u.running) {
+            return;
+        }
+        let state = self.runstate_off_cpu(id);
+        if let Some(v) = self.vcpu_mut(id) {
+            v.runstate_mut().sync(state, now_ns);
+        }
     }
 
     /// CPU time of all vCPUs, in ns.

@@ -20,6 +20,7 @@ use alloc::vec::Vec;
 
 use abi::xen::errno::Errno;
 
+use super::runstate::Runstate;
 use crate::vlapic::Vlapic;
 
 /// Whether a vCPU wants a pCPU. It runs only if its domain is running too.
@@ -216,6 +217,8 @@ pub struct Vcpu {
     /// that pCPU is handling its exit. Set and cleared by the run loop;
     /// its memory must not go while it is set (`DESTROY` waits).
     loaded_on: Option<u32>,
+    /// Its `vcpu_runstate_info`, kept by the scheduler.
+    runstate: Runstate,
 }
 
 impl Vcpu {
@@ -230,7 +233,18 @@ impl Vcpu {
             cpu_time_ns: 0,
             vlapic: Vec::new(),
             loaded_on: None,
+            runstate: Runstate::new(),
         }
+    }
+
+    /// Its runstate (`VCPUOP_get_runstate_info`, the registered area).
+    pub fn runstate(&self) -> &Runstate {
+        &self.runstate
+    }
+
+    /// Its runstate, writable (the scheduler's changes, registration).
+    pub fn runstate_mut(&mut self) -> &mut Runstate {
+        &mut self.runstate
     }
 
     /// The pCPU it is loaded on (running, or its exit being handled).

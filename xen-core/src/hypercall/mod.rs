@@ -37,7 +37,7 @@ mod hvm;
 mod memory;
 mod page;
 mod physdev;
-mod runstate_area;
+pub mod runstate_area;
 mod sched_op;
 mod table;
 mod unserved;

@@ -11,14 +11,23 @@
 //! Each write is ordered before the next (Xen's `smp_wmb`), so a guest
 //! that reads `state_entry_time`, the struct, then `state_entry_time`
 //! again, and finds them equal and unflagged, read a consistent copy
-//! (Linux's `xen_get_runstate_snapshot_cpu_delta`). Pure: the caller does
-//! the writes ([`super::vcpu`]).
+//! (Linux's `xen_get_runstate_snapshot_cpu_delta`). [`write`] does the
+//! writes through a vCPU's page tables; [`update_runstate_area`] is
+//! Xen's function, which the run loop calls for the vCPU it takes off a
+//! pCPU and the one it puts on (Xen's `context_switch`).
 
 use core::iter::once;
 use core::mem::{offset_of, size_of};
+use core::sync::atomic::{fence, Ordering};
 
 use abi::xen::vcpu::{VcpuRunstateInfo, XEN_RUNSTATE_UPDATE};
+use abi::xen::vm_assist::VMASST_TYPE_RUNSTATE_UPDATE_FLAG;
 use zerocopy::IntoBytes;
+
+use crate::domain::Domain;
+use crate::guest_mem::{GuestFault, GuestVirt};
+use crate::mm::PhysMem;
+use crate::paging::guest_walk::GuestPaging;
 
 /// Size of Xen's native `vcpu_runstate_info`.
 const NATIVE_SIZE: usize = size_of::<VcpuRunstateInfo>();
@@ -107,6 +116,71 @@ impl RunstateImage {
             &self.clean
         }
     }
+}
+
+/// Writes `info` at `gva` through `virt`: 48 bytes, or 44 in the 32-bit
+/// layout if `compat`; with `update_flag`, bracketed by
+/// `XEN_RUNSTATE_UPDATE` ([`RunstateImage::writes`]). The whole struct's
+/// write decides the result (all or nothing); the flag byte's are
+/// ignored, as Xen does, and the flag is cleared even if the struct did
+/// not fit.
+pub(crate) fn write<M: PhysMem>(
+    virt: &mut GuestVirt<'_, M>,
+    gva: u64,
+    info: &VcpuRunstateInfo,
+    compat: bool,
+    update_flag: bool,
+) -> Result<(), GuestFault> {
+    let image = RunstateImage::new(info, compat);
+    let mut result = Ok(());
+    for (i, w) in image.writes(update_flag).enumerate() {
+        if i > 0 {
+            // Xen's smp_wmb: x86 keeps stores in order; the fence stops
+            // the compiler from moving them.
+            fence(Ordering::Release);
+        }
+        // An area ending past the top of the address space: that byte
+        // is not there (the whole struct's write faults).
+        let written = match gva.checked_add(w.offset) {
+            Some(at) => virt.copy_to_guest(at, w.bytes),
+            None => Err(GuestFault::Wraps),
+        };
+        if w.part == Part::Whole {
+            result = written;
+        }
+    }
+    result
+}
+
+/// Xen's `update_runstate_area`: vCPU `id`'s registered area, if it has
+/// one, gets its runstate as the scheduler last changed it (Xen's
+/// `v->runstate`), through `paging` (the vCPU's own page tables, as Xen
+/// writes in the vCPU's context), bracketed if the domain turned on
+/// `VMASST_TYPE_runstate_update_flag`. An area that is not (or no
+/// longer) mapped writable is left alone, as Xen leaves it; whether the
+/// struct was written.
+pub fn update_runstate_area<M: PhysMem>(
+    domain: &Domain,
+    mem: &mut M,
+    id: u32,
+    paging: GuestPaging,
+) -> bool {
+    let Some(runstate) = domain.vcpu(id).map(|v| v.runstate()) else {
+        return false;
+    };
+    let Some(area) = runstate.area() else {
+        return false;
+    };
+    let update_flag = domain.xen().vm_assist(VMASST_TYPE_RUNSTATE_UPDATE_FLAG);
+    let mut virt = GuestVirt::new(domain.p2m(), mem, paging, false);
+    write(
+        &mut virt,
+        area.gva,
+        runstate.info(),
+        area.compat,
+        update_flag,
+    )
+    .is_ok()
 }
 
 /// `info`'s bytes: the native struct, or the compat one (state, then the

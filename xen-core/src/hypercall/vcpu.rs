@@ -37,17 +37,18 @@
 //! - `VCPUOP_get_physid`: `-EINVAL`, Xen's answer for every vCPU but a
 //!   hardware domain's pinned with `dom0_vcpus_pin` (none here).
 //! - `VCPUOP_get_runstate_info`: writes the vCPU's `vcpu_runstate_info`
-//!   (`-EFAULT`): its state (running for the caller itself) and, as time
-//!   running, its CPU time; the other states' times are not kept (0).
+//!   (`-EFAULT`) with its times up to now (Xen's `vcpu_runstate_get`,
+//!   [`crate::domain::runstate`]).
 //! - `VCPUOP_register_runstate_memory_area`: reads the area's address
-//!   (`-EFAULT`) and writes the same there, ignoring a failed write as
-//!   Xen does. Unlike Xen, the area is not kept up to date afterwards:
-//!   a guest reads the registration-time values (no steal time). With
-//!   `VMASST_TYPE_runstate_update_flag` on ([`super::vm_assist`]) that
-//!   write is bracketed by `XEN_RUNSTATE_UPDATE` in `state_entry_time`
-//!   ([`super::runstate_area`]), as Xen brackets its updates at each
-//!   context switch (Xen's registration-time copy is plain; this one is
-//!   the only write the area gets here, and ends with the same bytes).
+//!   (`-EFAULT`), keeps it, and writes the runstate there (the caller's
+//!   as last changed, another vCPU's up to now, as Xen), ignoring a
+//!   failed write as Xen does. The run loop writes it again at every
+//!   switch of that vCPU ([`super::runstate_area::update_runstate_area`]).
+//!   With `VMASST_TYPE_runstate_update_flag` on ([`super::vm_assist`])
+//!   each write is bracketed by `XEN_RUNSTATE_UPDATE` in
+//!   `state_entry_time` ([`super::runstate_area`]), as Xen brackets its
+//!   updates at each context switch (Xen's registration-time copy is
+//!   plain; this one ends with the same bytes).
 //! - `VCPUOP_stop_periodic_timer`: 0 (there is no periodic timer, as in
 //!   Xen for HVM guests until one is set).
 //! - Other sub-ops: `-ENOSYS`.
@@ -56,7 +57,6 @@
 //! [`crate::sched`]); VIRQ_TIMER follows with event channels.
 
 use core::mem::size_of;
-use core::sync::atomic::{fence, Ordering};
 
 use abi::convert::u32_const;
 use abi::xen::errno::Errno;
@@ -64,17 +64,16 @@ use abi::xen::event_channel::VIRQ_DOM_EXC;
 use abi::xen::shared_info::VcpuInfo;
 use abi::xen::vcpu::{
     VcpuHvmContext, VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo, VcpuRunstateInfo,
-    VcpuSetSingleshotTimer, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
-    RUNSTATE_RUNNING, VCPUOP_DOWN, VCPUOP_GET_PHYSID, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_INITIALISE,
-    VCPUOP_IS_UP, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO,
-    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
-    VCPUOP_UP, VCPU_SSHOTTMR_FUTURE,
+    VcpuSetSingleshotTimer, RUNSTATE_RUNNING, VCPUOP_DOWN, VCPUOP_GET_PHYSID,
+    VCPUOP_GET_RUNSTATE_INFO, VCPUOP_INITIALISE, VCPUOP_IS_UP,
+    VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_SINGLESHOT_TIMER,
+    VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VCPUOP_UP, VCPU_SSHOTTMR_FUTURE,
 };
 use abi::xen::vm_assist::VMASST_TYPE_RUNSTATE_UPDATE_FLAG;
 
 use super::args::RawArgs;
 use super::compat::CompatSetSingleshotTimer;
-use super::runstate_area::{Part, RunstateImage};
+use super::runstate_area;
 use super::table::Request;
 use super::{fault, Ctx, HypercallEnv, HypercallOutcome};
 use crate::domain::shared::{current_vcpu_info, vcpu_info_fits, Place};
@@ -228,14 +227,20 @@ fn value_op<P: FramePool, M: PhysMem, E: HypercallEnv>(
         }
         VcpuOp::RegisterVcpuInfo { arg } => register_vcpu_info(ctx, vcpu_id, arg),
         VcpuOp::GetRunstateInfo { arg } => {
-            let info = runstate(ctx, vcpu_id)?;
+            let info = runstate(ctx, vcpu_id, true)?;
             // A one-off copy, not the registered area: never flagged.
             write_runstate(ctx, arg, &info, false)?;
             Ok(0)
         }
         VcpuOp::RegisterRunstateMemoryArea { arg } => {
             let area: VcpuRegisterRunstateMemoryArea = ctx.read(arg)?;
-            let info = runstate(ctx, vcpu_id)?;
+            let compat = ctx.compat;
+            vcpu_mut(ctx, vcpu_id)?
+                .runstate_mut()
+                .set_area(area.addr, compat);
+            // Xen copies `v->runstate` for the caller, the times brought
+            // up to now for another vCPU.
+            let info = runstate(ctx, vcpu_id, !own)?;
             let update_flag = ctx
                 .domain()?
                 .xen()
@@ -251,61 +256,46 @@ fn value_op<P: FramePool, M: PhysMem, E: HypercallEnv>(
     }
 }
 
-/// `vcpu_id`'s `vcpu_runstate_info` now: running for the caller, else
-/// runnable, blocked or offline; the time spent running is its CPU time
-/// (the other states' times are not kept: zero, so steal time is zero).
+/// `vcpu_id`'s `vcpu_runstate_info`: with `now`, the times brought up
+/// to now (Xen's `vcpu_runstate_get`), else as the scheduler last changed
+/// it (`v->runstate`). The caller is running; a vCPU no pCPU runs has its
+/// state brought up to date first (a wake the scheduler has not seen).
 fn runstate<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     vcpu_id: u32,
+    now: bool,
 ) -> Result<VcpuRunstateInfo, Errno> {
-    let now = ctx.now_ns();
+    let now_ns = ctx.now_ns();
     let own = vcpu_id == ctx.caller.vcpu_id;
-    let vcpu = ctx.domain()?.vcpu(vcpu_id).ok_or(Errno::ENOENT)?;
-    let state = match vcpu.run_state() {
-        _ if own => RUNSTATE_RUNNING,
-        VcpuRunState::Runnable => RUNSTATE_RUNNABLE,
-        VcpuRunState::Blocked => RUNSTATE_BLOCKED,
-        VcpuRunState::Down => RUNSTATE_OFFLINE,
-    };
-    Ok(VcpuRunstateInfo {
-        state,
-        pad0: 0,
-        state_entry_time: now,
-        time: [vcpu.cpu_time_ns(), 0, 0, 0],
+    let domain = ctx.domain_mut()?;
+    if own {
+        domain
+            .vcpu_mut(vcpu_id)
+            .ok_or(Errno::ENOENT)?
+            .runstate_mut()
+            .sync(RUNSTATE_RUNNING, now_ns);
+    } else {
+        domain.sync_runstate(vcpu_id, now_ns);
+    }
+    let runstate = domain.vcpu(vcpu_id).ok_or(Errno::ENOENT)?.runstate();
+    Ok(if now {
+        runstate.get(now_ns)
+    } else {
+        *runstate.info()
     })
 }
 
-/// Writes `info` at `gva` in the caller's layout: 48 bytes, or 44 for a
-/// 32-bit caller (`state_entry_time` 4-byte aligned, Xen's compat
-/// `vcpu_runstate_info`); with `update_flag`, bracketed by
-/// `XEN_RUNSTATE_UPDATE` ([`RunstateImage::writes`]). The whole struct's
-/// write decides the result; the flag byte's are ignored, as Xen does,
-/// and the flag is cleared even if the struct did not fit.
+/// Writes `info` at `gva` in the caller's layout
+/// ([`runstate_area::write`]).
 fn write_runstate<P: FramePool, M: PhysMem, E: HypercallEnv>(
     ctx: &mut Ctx<'_, P, M, E>,
     gva: u64,
     info: &VcpuRunstateInfo,
     update_flag: bool,
 ) -> Result<(), Errno> {
-    let image = RunstateImage::new(info, ctx.compat);
-    let mut result = Ok(());
-    for (i, write) in image.writes(update_flag).enumerate() {
-        if i > 0 {
-            // Xen's smp_wmb: x86 keeps stores in order; the fence stops
-            // the compiler from moving them.
-            fence(Ordering::Release);
-        }
-        // An area ending past the top of the address space: that byte
-        // is not there (the whole struct's write faults).
-        let Some(at) = gva.checked_add(write.offset) else {
-            continue;
-        };
-        let written = ctx.write_bytes(at, write.bytes);
-        if write.part == Part::Whole {
-            result = written;
-        }
-    }
-    result
+    let compat = ctx.compat;
+    ctx.guest(|g| runstate_area::write(g, gva, info, compat, update_flag))?
+        .map_err(fault)
 }
 
 fn vcpu_mut<'c, P: FramePool, M: PhysMem, E: HypercallEnv>(

@@ -265,3 +265,66 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Xen's runstate rules against random blocking, wakes, pauses and
+    /// yields on two pCPUs, checked after each pass: a vCPU is running
+    /// exactly while it is current on a pCPU, otherwise blocked, runnable
+    /// or offline by Xen's rule (`Domain::runstate_off_cpu`); no time
+    /// goes backwards; the times sum to the time since the first pass;
+    /// the time running of a vCPU not running now is its CPU time.
+    #[test]
+    fn runstate_follows_xen(shape in prop::collection::vec(1u32..4, 1..4), ops in prop::collection::vec(op(), 1..200)) {
+        use abi::xen::vcpu::RUNSTATE_RUNNING;
+        let mut t = domains(&shape);
+        let all: Vec<VcpuRef> = t
+            .iter()
+            .flat_map(|d| (0u32..).take(d.vcpus().len()).map(move |v| r(d.domid(), v)))
+            .collect();
+        let domids: Vec<DomId> = t.iter().map(|d| d.domid()).collect();
+        let mut s = Credit::new(2);
+        let mut now = 0u64;
+        let mut seen = vec![[0u64; 4]; all.len()];
+        let mut start = None;
+        for (k, op) in ops.into_iter().enumerate() {
+            let pcpu = u32::try_from(k % 2).unwrap();
+            match op {
+                Op::Advance(dt) => now += dt,
+                Op::Block(_) | Op::BlockWithTimer(..) => {
+                    // Only a current vCPU blocks itself (HLT, SCHEDOP_block).
+                    if let Some(v) = s.current(pcpu) {
+                        let vcpu = t.get_mut(v.domid).unwrap().vcpu_mut(v.vcpu_id).unwrap();
+                        if let Op::BlockWithTimer(_, dt) = op {
+                            vcpu.set_timer(now + dt);
+                        }
+                        vcpu.block();
+                    }
+                }
+                Op::Wake(i) => {
+                    let v = all[i % all.len()];
+                    t.get_mut(v.domid).unwrap().vcpu_mut(v.vcpu_id).unwrap().wake();
+                }
+                Op::Yield => s.yield_current(pcpu),
+                Op::Pause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().pause(); }
+                Op::Unpause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().unpause(); }
+            }
+            fire_timers(&mut t, now, |_, _| {});
+            s.schedule(&mut t, pcpu, now);
+            let start = *start.get_or_insert(now);
+            for (v, seen) in all.iter().zip(seen.iter_mut()) {
+                let d = t.get(v.domid).unwrap();
+                let vcpu = d.vcpu(v.vcpu_id).unwrap();
+                let info = vcpu.runstate().get(now);
+                let current = s.running_on(*v).is_some();
+                let want = if current { RUNSTATE_RUNNING } else { d.runstate_off_cpu(v.vcpu_id) };
+                prop_assert_eq!(info.state, want, "{:?}", v);
+                prop_assert!(info.time.iter().zip(seen.iter()).all(|(t, s)| t >= s), "{:?} went back", v);
+                *seen = info.time;
+                prop_assert_eq!(info.time.iter().sum::<u64>(), now - start, "{:?}", v);
+                if !current {
+                    prop_assert_eq!(info.time[0], vcpu.cpu_time_ns(), "{:?}", v);
+                }
+            }
+        }
+    }
+}

@@ -56,6 +56,8 @@ mod tests;
 #[cfg(test)]
 mod tickle_tests;
 
+use abi::xen::vcpu::RUNSTATE_RUNNING;
+
 use super::params::{CpuMask, Priority, Unit};
 use super::{earliest, may_run, next_timer_deadline, Decision, Scheduler, VcpuRef};
 use crate::domain::table::DomainTable;
@@ -251,10 +253,13 @@ impl Credit {
 
     /// Queues the vCPUs that became runnable since the last pass (a
     /// wake: BOOST if UNDER and not parked, Xen's `csched_unit_wake`) and
-    /// drops those that stopped being runnable.
-    fn refresh_queue(&mut self, domains: &mut DomainTable) {
+    /// drops those that stopped being runnable. Each vCPU not current
+    /// anywhere has its runstate changed at `now_ns` if it woke, slept or
+    /// went down or up since (Xen's `vcpu_wake`, `vcpu_sleep_nosync`).
+    fn refresh_queue(&mut self, domains: &mut DomainTable, now_ns: u64) {
         for d in domains.iter_mut() {
             for id in 0..d.nr_vcpus() {
+                d.sync_runstate(id, now_ns);
                 let runnable = d.vcpu_may_run(id);
                 let Some(u) = d.sched_mut().unit_mut(id) else {
                     continue;
@@ -339,9 +344,17 @@ impl Credit {
         }
     }
 
-    /// Makes `next` `pcpu`'s current vCPU, keeping `Unit::running` and
-    /// `Unit::pcpu` true to it.
-    fn set_current(&mut self, domains: &mut DomainTable, pcpu: u32, next: Option<Running>) {
+    /// Makes `next` `pcpu`'s current vCPU at `now_ns`, keeping
+    /// `Unit::running`, `Unit::pcpu` and both vCPUs' runstates true to it
+    /// (Xen's `sched_switch_units`: the one taken off leaves running
+    /// first, then the new one enters it).
+    fn set_current(
+        &mut self,
+        domains: &mut DomainTable,
+        pcpu: u32,
+        next: Option<Running>,
+        now_ns: u64,
+    ) {
         let Some(slot) = self.slot_mut(pcpu) else {
             return;
         };
@@ -350,13 +363,26 @@ impl Credit {
         if old == new {
             return;
         }
-        if let Some(u) = old.and_then(|v| unit_mut(domains, v)) {
-            u.running = false;
+        if let Some(old) = old {
+            if let Some(u) = unit_mut(domains, old) {
+                u.running = false;
+            }
+            if let Some(d) = domains.get_mut(old.domid) {
+                d.sync_runstate(old.vcpu_id, now_ns);
+            }
         }
-        if let Some(u) = new.and_then(|v| unit_mut(domains, v)) {
-            u.running = true;
-            u.pcpu = Some(pcpu);
-            u.runs = u.runs.saturating_add(1);
+        if let Some(new) = new {
+            if let Some(u) = unit_mut(domains, new) {
+                u.running = true;
+                u.pcpu = Some(pcpu);
+                u.runs = u.runs.saturating_add(1);
+            }
+            if let Some(v) = domains
+                .get_mut(new.domid)
+                .and_then(|d| d.vcpu_mut(new.vcpu_id))
+            {
+                v.runstate_mut().sync(RUNSTATE_RUNNING, now_ns);
+            }
         }
     }
 
@@ -382,7 +408,7 @@ impl Scheduler for Credit {
         }
         self.burn_current(domains, pcpu, now_ns);
         self.run_ticks(domains, now_ns);
-        self.refresh_queue(domains);
+        self.refresh_queue(domains, now_ns);
         let tick = self.next_tick_ns.unwrap_or(now_ns + TICK_NS);
         // Alone, this pCPU serves every timer.
         let timer = next_timer_deadline(domains, |u| {
@@ -400,14 +426,14 @@ impl Scheduler for Credit {
                     since_ns: now_ns,
                     slice_end_ns: now_ns.saturating_add(TSLICE_NS),
                 };
-                self.set_current(domains, pcpu, Some(running));
+                self.set_current(domains, pcpu, Some(running), now_ns);
                 running
             }
             Pick::Idle => {
                 if let Some(p) = previous {
                     self.requeue(domains, p);
                 }
-                self.set_current(domains, pcpu, None);
+                self.set_current(domains, pcpu, None, now_ns);
                 let wake_at_ns = earliest(timer, self.idle_wake(domains, pcpu));
                 return Decision::Idle { wake_at_ns };
             }
@@ -435,8 +461,8 @@ impl Scheduler for Credit {
         self.current_of(pcpu).is_some() && self.targets(domains, false).contains(pcpu)
     }
 
-    fn tickle(&mut self, domains: &mut DomainTable, _now_ns: u64) -> CpuMask {
-        self.refresh_queue(domains);
+    fn tickle(&mut self, domains: &mut DomainTable, now_ns: u64) -> CpuMask {
+        self.refresh_queue(domains, now_ns);
         self.targets(domains, true)
     }
 }

@@ -37,6 +37,7 @@ use super::super::{apic, cpu_idle_until, smp, svm, tsc};
 use super::lock::{MachineGuard, MachineLock};
 use super::{ExitEnv, Machine};
 use crate::event;
+use crate::hypercall::runstate_area;
 use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
 use crate::sched::{Decision, Scheduler, VcpuRef};
 use crate::time::pvclock;
@@ -135,7 +136,19 @@ fn run_pcpu(pcpu: usize) -> ! {
         machine.route_interrupts();
         let now = tsc::system_time_ns();
         machine.fire_timers(now);
+        let previous = machine.sched.current(pcpu_id(pcpu));
         let decision = machine.sched.schedule(machine.domains, pcpu_id(pcpu), now);
+        let next = match decision {
+            Decision::Run { vcpu, .. } => Some(vcpu),
+            Decision::Idle { .. } => None,
+        };
+        // Xen's `context_switch`: the runstate areas of the vCPU going
+        // out and of the one coming in, once their states changed.
+        if previous != next {
+            for v in previous.into_iter().chain(next) {
+                machine.update_runstate_area(v);
+            }
+        }
         // Another vCPU, or none: the last one's FPU state goes to its
         // area before another pCPU may pick it.
         if !matches!(
@@ -260,6 +273,17 @@ impl Machine {
                 tsc::now(),
             );
         }
+    }
+
+    /// Writes `v`'s registered runstate area, if any, through its own
+    /// page tables (`hypercall::runstate_area::update_runstate_area`).
+    /// `v` is this pCPU's: not loaded anywhere else.
+    fn update_runstate_area(&mut self, v: VcpuRef) {
+        let (Some(domain), Some(slot)) = (self.domains.get(v.domid), self.vcpus.get_mut(&v)) else {
+            return;
+        };
+        let paging = slot.svm.guest().paging();
+        runstate_area::update_runstate_area(domain, &mut self.phys, v.vcpu_id, paging);
     }
 
     /// Readies `v`'s next VMRUN on `pcpu` and marks it loaded there: its
