@@ -21,7 +21,7 @@ pub mod xen_state;
 use abi::xen::domid::DomId;
 use abi::xen::errno::Errno;
 use abi::xen::memory::E820_RAM;
-use abi::xen::vcpu::{RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE};
+use abi::xen::vcpu::RUNSTATE_OFFLINE;
 use displaydoc::Display;
 use table::MAX_DOMAINS;
 
@@ -420,16 +420,13 @@ impl Domain {
             && self.vcpu(id).map(Vcpu::run_state) == Some(vcpu::VcpuRunState::Runnable)
     }
 
-    /// The `RUNSTATE_*` vCPU `id` is in while no pCPU runs it, by Xen's
-    /// rule as it takes a vCPU off (`sched_switch_units`): blocked if it
-    /// waits for an event, runnable if it may run, else offline (down,
-    /// or its domain paused, shut down or dying).
+    /// The `RUNSTATE_*` vCPU `id` is in while no pCPU runs it
+    /// ([`runstate::off_cpu`]).
     pub fn runstate_off_cpu(&self, id: u32) -> i32 {
-        match self.vcpu(id).map(Vcpu::run_state) {
-            Some(vcpu::VcpuRunState::Blocked) => RUNSTATE_BLOCKED,
-            _ if self.vcpu_may_run(id) => RUNSTATE_RUNNABLE,
-            _ => RUNSTATE_OFFLINE,
-        }
+        let running = self.state == DomainState::Running;
+        self.vcpu(id).map_or(RUNSTATE_OFFLINE, |v| {
+            runstate::off_cpu(v.run_state(), running)
+        })
     }
 
     /// Brings vCPU `id`'s runstate up to date at `now_ns` if no pCPU runs
@@ -438,8 +435,9 @@ impl Domain {
         if self.sched().unit(id).is_some_and(|u| u.running) {
             return;
         }
-        let state = self.runstate_off_cpu(id);
+        let running = self.state == DomainState::Running;
         if let Some(v) = self.vcpu_mut(id) {
+            let state = runstate::off_cpu(v.run_state(), running);
             v.runstate_mut().sync(state, now_ns);
         }
     }

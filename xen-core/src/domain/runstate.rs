@@ -25,7 +25,9 @@
 
 #![forbid(unsafe_code)]
 
-use abi::xen::vcpu::{VcpuRunstateInfo, RUNSTATE_OFFLINE};
+use abi::xen::vcpu::{VcpuRunstateInfo, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE};
+
+use super::vcpu::VcpuRunState;
 
 /// A registered runstate area: Xen's `runstate_guest(v)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +122,18 @@ impl Runstate {
     /// null handle).
     pub fn set_area(&mut self, gva: u64, compat: bool) {
         self.area = (gva != 0).then_some(RunstateArea { gva, compat });
+    }
+}
+
+/// The `RUNSTATE_*` of a vCPU no pCPU runs, by Xen's rule as it takes
+/// one off (`sched_switch_units`): blocked if it waits for an event,
+/// runnable if it may run (up, and its domain `running`), else offline
+/// (down, or its domain paused, shut down or dying).
+pub fn off_cpu(run_state: VcpuRunState, domain_running: bool) -> i32 {
+    match run_state {
+        VcpuRunState::Blocked => RUNSTATE_BLOCKED,
+        VcpuRunState::Runnable if domain_running => RUNSTATE_RUNNABLE,
+        VcpuRunState::Runnable | VcpuRunState::Down => RUNSTATE_OFFLINE,
     }
 }
 

@@ -155,7 +155,9 @@ pub(crate) fn write<M: PhysMem>(
 /// Xen's `update_runstate_area`: vCPU `id`'s registered area, if it has
 /// one, gets its runstate as the scheduler last changed it (Xen's
 /// `v->runstate`), through `paging` (the vCPU's own page tables, as Xen
-/// writes in the vCPU's context), bracketed if the domain turned on
+/// writes in the vCPU's context; asked only when there is an area, so a
+/// switch without one skips the lookup; `None`: no page tables to write
+/// through), bracketed if the domain turned on
 /// `VMASST_TYPE_runstate_update_flag`. An area that is not (or no
 /// longer) mapped writable is left alone, as Xen leaves it; whether the
 /// struct was written.
@@ -163,12 +165,15 @@ pub fn update_runstate_area<M: PhysMem>(
     domain: &Domain,
     mem: &mut M,
     id: u32,
-    paging: GuestPaging,
+    paging: impl FnOnce() -> Option<GuestPaging>,
 ) -> bool {
     let Some(runstate) = domain.vcpu(id).map(|v| v.runstate()) else {
         return false;
     };
     let Some(area) = runstate.area() else {
+        return false;
+    };
+    let Some(paging) = paging() else {
         return false;
     };
     let update_flag = domain.xen().vm_assist(VMASST_TYPE_RUNSTATE_UPDATE_FLAG);

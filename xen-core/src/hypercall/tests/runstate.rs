@@ -86,7 +86,7 @@ fn a_switch_writes_the_registered_area() {
         w.t.get(DOMU).unwrap(),
         &mut w.mem,
         0,
-        GuestPaging::default()
+        || Some(GuestPaging::default())
     ));
     let info: VcpuRunstateInfo = w.get(DOMU, BUF2);
     assert_eq!(info.state, vc::RUNSTATE_RUNNABLE);
@@ -107,7 +107,7 @@ fn a_switch_writes_the_registered_area() {
         w.t.get(DOMU).unwrap(),
         &mut w.mem,
         0,
-        GuestPaging::default()
+        || Some(GuestPaging::default())
     ));
     assert_eq!(w.ram(DOMU), before);
     // vCPU 1 registered none.
@@ -115,7 +115,7 @@ fn a_switch_writes_the_registered_area() {
         w.t.get(DOMU).unwrap(),
         &mut w.mem,
         1,
-        GuestPaging::default()
+        || Some(GuestPaging::default())
     ));
 }
 

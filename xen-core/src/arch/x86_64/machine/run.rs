@@ -279,11 +279,13 @@ impl Machine {
     /// page tables (`hypercall::runstate_area::update_runstate_area`).
     /// `v` is this pCPU's: not loaded anywhere else.
     fn update_runstate_area(&mut self, v: VcpuRef) {
-        let (Some(domain), Some(slot)) = (self.domains.get(v.domid), self.vcpus.get_mut(&v)) else {
+        let Some(domain) = self.domains.get(v.domid) else {
             return;
         };
-        let paging = slot.svm.guest().paging();
-        runstate_area::update_runstate_area(domain, &mut self.phys, v.vcpu_id, paging);
+        let vcpus = &mut self.vcpus;
+        runstate_area::update_runstate_area(domain, &mut self.phys, v.vcpu_id, || {
+            vcpus.get_mut(&v).map(|slot| slot.svm.guest().paging())
+        });
     }
 
     /// Readies `v`'s next VMRUN on `pcpu` and marks it loaded there: its
