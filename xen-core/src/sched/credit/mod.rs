@@ -255,15 +255,18 @@ impl Credit {
     /// wake: BOOST if UNDER and not parked, Xen's `csched_unit_wake`) and
     /// drops those that stopped being runnable. Each vCPU not current
     /// anywhere has its runstate changed at `now_ns` if it woke, slept or
-    /// went down or up since (Xen's `vcpu_wake`, `vcpu_sleep_nosync`).
+    /// went down or up since (Xen's `vcpu_wake`, `vcpu_sleep_nosync`);
+    /// one still waiting in a queue is runnable already (since its wake,
+    /// or since it was taken off), so only a wake and a vCPU that may not
+    /// run are looked at.
     fn refresh_queue(&mut self, domains: &mut DomainTable, now_ns: u64) {
         for d in domains.iter_mut() {
             for id in 0..d.nr_vcpus() {
-                d.sync_runstate(id, now_ns);
                 let runnable = d.vcpu_may_run(id);
                 let Some(u) = d.sched_mut().unit_mut(id) else {
                     continue;
                 };
+                let waiting = runnable && u.queued;
                 if runnable && !u.queued {
                     u.queued = true;
                     u.seq = self.next_seq;
@@ -274,6 +277,9 @@ impl Credit {
                     }
                 } else if !runnable {
                     u.queued = false;
+                }
+                if !waiting {
+                    d.sync_runstate(id, now_ns);
                 }
             }
         }
