@@ -302,6 +302,38 @@ impl Net {
         }
     }
 
+    /// One pass of the agent, then the clients' turn, then the clock
+    /// moves on as the agent sleeps: until its deadline or a frame for it
+    /// (its NIC's interrupt), the clients' timers (a delayed ACK) running
+    /// meanwhile; without either, a keep-alive interval. Returns the
+    /// deadline the pass gave and the bytes it left unread.
+    fn pass_and_sleep(&mut self) -> (Option<u64>, usize) {
+        let due = self.server.poll(
+            self.now_ns,
+            &mut self.server_end,
+            &mut self.service,
+            self.now_ns,
+        );
+        let unread = self.server_unread();
+        self.poll_client();
+        let frame_waits = !self.wire.borrow().queues[0].is_empty();
+        let client_due = self
+            .client_iface
+            .poll_delay(instant(self.now_ns), &self.client_sockets)
+            .map(|d| d.total_micros() * 1000);
+        let sleep = if frame_waits {
+            0
+        } else {
+            [due, client_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(KEEP_ALIVE_NS)
+        };
+        self.now_ns += sleep.max(1);
+        (due, unread)
+    }
+
     /// Bytes the server's sockets hold that it has not read.
     fn server_unread(&self) -> usize {
         let server = &self.server;
@@ -705,24 +737,14 @@ fn an_authenticated_idle_client_is_kept_and_a_vanished_one_dropped() {
 }
 
 /// Passes the agent makes over `ns` of simulated time when it sleeps
-/// until the deadline each pass returns (as `block_until` does; `None`:
-/// until the next frame, here the next [`KEEP_ALIVE_NS`]), the client
-/// answering in between. Stops counting past `max_passes`.
+/// between them ([`Net::pass_and_sleep`]). Stops counting past
+/// `max_passes`.
 fn passes_while_sleeping(net: &mut Net, ns: u64, max_passes: u32) -> u32 {
     let end = net.now_ns + ns;
     let mut passes = 0;
     while net.now_ns < end && passes <= max_passes {
-        let now = instant(net.now_ns);
-        let delay = net.server.poll(
-            net.now_ns,
-            &mut net.server_end,
-            &mut net.service,
-            net.now_ns,
-        );
+        net.pass_and_sleep();
         passes += 1;
-        net.client_iface
-            .poll(now, &mut net.client_end, &mut net.client_sockets);
-        net.now_ns += delay.unwrap_or(KEEP_ALIVE_NS).clamp(1, end - net.now_ns);
     }
     passes
 }
@@ -781,45 +803,13 @@ fn input_beyond_the_read_budget_is_read_at_once() {
     let start = net.now_ns;
     let mut replies = 0;
     while replies < 2 && net.now_ns - start < 2 * KEEP_ALIVE_NS {
-        let due = net.server.poll(
-            net.now_ns,
-            &mut net.server_end,
-            &mut net.service,
-            net.now_ns,
-        );
-        let unread = net.server_unread();
+        let (due, unread) = net.pass_and_sleep();
         assert!(
             unread == 0 || due == Some(0),
             "{unread} bytes left unread, next pass {due:?}"
         );
-        net.client_iface.poll(
-            instant(net.now_ns),
-            &mut net.client_end,
-            &mut net.client_sockets,
-        );
         net.pump(&mut c);
         replies += c.inbox.drain(..).count();
-        if replies == 2 {
-            break;
-        }
-        // The agent sleeps until its deadline or a frame for it (its
-        // NIC's interrupt); the client's timers (its delayed ACK) run
-        // meanwhile.
-        let frame_waits = !net.wire.borrow().queues[0].is_empty();
-        let client_due = net
-            .client_iface
-            .poll_delay(instant(net.now_ns), &net.client_sockets)
-            .map(|d| d.total_micros() * 1000);
-        let sleep = if frame_waits {
-            0
-        } else {
-            [due, client_due]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(KEEP_ALIVE_NS)
-        };
-        net.now_ns += sleep.max(1);
     }
     let waited_ms = (net.now_ns - start) / 1_000_000;
     assert_eq!(replies, 2, "after {waited_ms} ms");
