@@ -229,7 +229,16 @@ impl Client {
             client_nonce,
             client_proof: client_proof(key, &server_nonce, &client_nonce),
         })?;
-        match self.receive(Some(deadline))? {
+        // Closed after the challenge: not a refusal to try again.
+        let verdict = self.receive(Some(deadline)).map_err(|e| match e {
+            CliError::Closed => CliError::Protocol(
+                "the management agent closed the connection before it answered our \
+                 authentication"
+                    .into(),
+            ),
+            e => e,
+        })?;
+        match verdict {
             Received::Message(ServerMessage::Authenticated { server_proof })
                 if check_server_proof(key, &server_nonce, &client_nonce, &server_proof) =>
             {
