@@ -30,6 +30,8 @@ pub mod code {
     pub const VINTR: u64 = 0x64;
     /// CPUID instruction.
     pub const CPUID: u64 = 0x72;
+    /// IRET instruction (intercepted while a virtual NMI is in service).
+    pub const IRET: u64 = 0x74;
     /// HLT instruction.
     pub const HLT: u64 = 0x78;
     /// INVD instruction.
@@ -88,6 +90,7 @@ pub fn code_name(exit_code: u64) -> &'static str {
         INIT => "INIT",
         VINTR => "VINTR",
         CPUID => "CPUID",
+        IRET => "IRET",
         HLT => "HLT",
         INVD => "INVD",
         INVLPGA => "INVLPGA",

@@ -25,7 +25,7 @@ use mgmt::auth::{check_server_proof, client_proof, Nonce, NONCE_LEN};
 use mgmt::{
     check_compatible, decode_server_message, encode_message, old_server_error, ClientMessage,
     Decoder, Event, FrameError, Reply, Request, ServerMessage, SessionId, Welcome,
-    PROTOCOL_VERSION,
+    MGMT_TCP_MAX_CONNECTIONS, PROTOCOL_VERSION,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
@@ -38,6 +38,8 @@ use crate::transport::{connect_tcp, read_key_file, Endpoint, Stream};
 const BUSY_HINT_AFTER: Duration = Duration::from_secs(2);
 /// Pause between attempts to connect while the socket's queue is full.
 const CONNECT_RETRY: Duration = Duration::from_millis(50);
+/// Pause before connecting again after the agent refused a connection.
+const REFUSED_RETRY: Duration = Duration::from_millis(100);
 /// How often a request (or the `Hello`) is sent again after the agent
 /// reported it broken on the way.
 const MAX_RESENDS: u32 = 3;
@@ -131,22 +133,62 @@ impl Client {
         timeout: Duration,
         quiet: bool,
     ) -> Result<Self, CliError> {
-        let (stream, key) = match endpoint {
-            Endpoint::Unix(path) => (
-                Stream::Unix(connect_within(path, Instant::now() + timeout)?),
-                None,
-            ),
+        let deadline = Instant::now() + timeout;
+        let mut client = match endpoint {
+            Endpoint::Unix(path) => {
+                Self::over(Stream::Unix(connect_within(path, deadline)?), timeout)?
+            }
             Endpoint::Tcp(address) => {
-                let key = read_key_file(key_file)?;
-                (Stream::Tcp(connect_tcp(address, timeout)?), Some(key))
+                Self::authenticated(address, &read_key_file(key_file)?, timeout, deadline)?
             }
         };
+        let welcome = client.handshake(quiet)?;
+        check_compatible(PROTOCOL_VERSION, welcome.version).map_err(CliError::Refused)?;
+        client.sender.session = welcome.session;
+        Ok(client)
+    }
+
+    /// Connects over TCP and proves it holds `key`. A connection closed
+    /// before the agent's challenge was refused: the agent serves
+    /// [`MGMT_TCP_MAX_CONNECTIONS`] clients at once and TCP resets the
+    /// next (QEMU's port forward, which accepted it, then closes it), or
+    /// it is not listening yet. That is tried again until `deadline`, as
+    /// a full COM2 socket is.
+    fn authenticated(
+        address: &str,
+        key: &mgmt::auth::Key,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Self, CliError> {
+        let started = Instant::now();
+        loop {
+            let mut client = Self::over(Stream::Tcp(connect_tcp(address, timeout)?), timeout)?;
+            match client.authenticate(key) {
+                Err(CliError::Closed) if Instant::now() < deadline => {
+                    std::thread::sleep(REFUSED_RETRY);
+                }
+                Err(CliError::Closed) => {
+                    return Err(CliError::Protocol(format!(
+                        "the management agent at {address} closed every connection before its \
+                         challenge for {} s: it serves at most {MGMT_TCP_MAX_CONNECTIONS} clients \
+                         at once (close a `console` or `top`), or dom0 is not serving yet \
+                         (--timeout waits longer)",
+                        started.elapsed().as_secs()
+                    )))
+                }
+                result => return result.map(|()| client),
+            }
+        }
+    }
+
+    /// A client on `stream`, before any message.
+    fn over(stream: Stream, timeout: Duration) -> Result<Self, CliError> {
         let set = |e| CliError::io("cannot set the connection's timeouts", e);
         stream.set_write_timeout(Some(timeout)).map_err(set)?;
         let reader = stream
             .try_clone()
             .map_err(|e| CliError::io("cannot use the connection", e))?;
-        let mut client = Client {
+        Ok(Client {
             sender: Sender {
                 stream,
                 session: 0,
@@ -157,14 +199,7 @@ impl Client {
             unread: Vec::new(),
             events: VecDeque::new(),
             timeout,
-        };
-        if let Some(key) = key {
-            client.authenticate(&key)?;
-        }
-        let welcome = client.handshake(quiet)?;
-        check_compatible(PROTOCOL_VERSION, welcome.version).map_err(CliError::Refused)?;
-        client.sender.session = welcome.session;
-        Ok(client)
+        })
     }
 
     /// The TCP handshake ([`mgmt::auth`]): the agent's challenge, our
@@ -194,7 +229,16 @@ impl Client {
             client_nonce,
             client_proof: client_proof(key, &server_nonce, &client_nonce),
         })?;
-        match self.receive(Some(deadline))? {
+        // Closed after the challenge: not a refusal to try again.
+        let verdict = self.receive(Some(deadline)).map_err(|e| match e {
+            CliError::Closed => CliError::Protocol(
+                "the management agent closed the connection before it answered our \
+                 authentication"
+                    .into(),
+            ),
+            e => e,
+        })?;
+        match verdict {
             Received::Message(ServerMessage::Authenticated { server_proof })
                 if check_server_proof(key, &server_nonce, &client_nonce, &server_proof) =>
             {
@@ -435,9 +479,7 @@ impl Client {
             .map_err(|e| CliError::io("cannot set the reply timeout", e))?;
         let mut buf = [0u8; 8192];
         match self.reader.read(&mut buf) {
-            Ok(0) => Err(CliError::Protocol(
-                "the management agent closed the connection".into(),
-            )),
+            Ok(0) => Err(CliError::Closed),
             Ok(n) => {
                 self.unread.extend_from_slice(&buf[..n]);
                 Ok(true)

@@ -69,6 +69,9 @@ pub enum CliError {
     /// The conversation with the agent broke down.
     #[error("{0}")]
     Protocol(String),
+    /// The agent closed the connection while a message was awaited.
+    #[error("the management agent closed the connection")]
+    Closed,
     /// The store refused a request with this Xen error (`ENOENT`,
     /// `EACCES`, ...; `xsd_errors`).
     #[error("the store refused the request: {0}")]
@@ -87,7 +90,7 @@ impl CliError {
             Self::Refused(_) | Self::Store(_) | Self::NotAcknowledged { .. } => EXIT_REFUSED,
             Self::Config(_) | Self::KeyFile { .. } => EXIT_CONFIG,
             Self::NotListening { .. } => EXIT_NOT_LISTENING,
-            Self::Protocol(_) => EXIT_PROTOCOL,
+            Self::Protocol(_) | Self::Closed => EXIT_PROTOCOL,
         }
     }
 

@@ -131,21 +131,42 @@ pub fn frame(prev: &CountersSnapshot, now: &CountersSnapshot) -> Frame {
     }
 }
 
-const COLUMNS: [&str; 13] = [
-    "NAME",
-    "ID",
-    "STATE",
-    "CPU(sec)",
-    "CPU(%)",
-    "MEM(k)",
-    "MAXMEM(k)",
-    "VCPUS",
-    "WEIGHT",
-    "CAP",
-    "EXITS/s",
-    "HCALLS/s",
-    "EVENTS/s",
+/// A column of the view: its heading and its width in the live view
+/// (cells; wide enough for any value, which is never cut).
+#[derive(Clone, Copy)]
+struct Column {
+    name: &'static str,
+    width: u16,
+}
+
+const fn column(name: &'static str, width: u16) -> Column {
+    Column { name, width }
+}
+
+/// The per-domain columns, in row order; the top exit reasons follow.
+const COLUMNS: [Column; 13] = [
+    column("NAME", 14),
+    column("ID", 4),
+    column("STATE", 9),
+    column("CPU(sec)", 9),
+    column("CPU(%)", 7),
+    column("MEM(k)", 9),
+    column("MAXMEM(k)", 10),
+    column("VCPUS", 6),
+    column("WEIGHT", 7),
+    column("CAP", 4),
+    column("EXITS/s", 8),
+    column("HCALLS/s", 9),
+    column("EVENTS/s", 9),
 ];
+
+/// The live view's last column: it takes what is left, at least its width.
+const TOP_EXITS: Column = column("TOP EXITS/s", 20);
+
+/// The live view's columns, left to right.
+fn live_columns() -> impl Iterator<Item = Column> {
+    COLUMNS.into_iter().chain([TOP_EXITS])
+}
 
 /// The frame's rows, as text cells in [`COLUMNS`] order, then the top
 /// exit reasons.
@@ -183,7 +204,7 @@ fn rows(f: &Frame) -> Vec<Vec<String>> {
 
 /// The frame as `--batch` text.
 pub fn frame_text(f: &Frame) -> String {
-    let mut header = COLUMNS.to_vec();
+    let mut header: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
     header.push("TOP EXITS/s (code:rate)");
     table(
         &header,
@@ -276,10 +297,6 @@ fn quit_within(delay: Duration) -> Result<bool, CliError> {
     ))
 }
 
-/// Widths of the live view's columns ([`COLUMNS`], then the top exit
-/// reasons, which take what is left and need at least the last width).
-const WIDTHS: [u16; 14] = [14, 4, 9, 9, 7, 9, 10, 6, 7, 4, 8, 9, 9, 20];
-
 /// How many leading columns fit `width` cells (borders included) at their
 /// full width. As xentop does, a narrow terminal loses columns on the
 /// right; a squeezed column would cut a number short and show another
@@ -287,9 +304,9 @@ const WIDTHS: [u16; 14] = [14, 4, 9, 9, 7, 9, 10, 6, 7, 4, 8, 9, 9, 20];
 fn columns_that_fit(width: u16) -> usize {
     let inner = width.saturating_sub(2);
     let mut used = 0u16;
-    WIDTHS
-        .iter()
-        .take_while(|&&w| {
+    live_columns()
+        .take_while(|c| {
+            let w = c.width;
             let with_gap = if used == 0 { w } else { w + 1 };
             used = used.saturating_add(with_gap);
             used <= inner
@@ -301,16 +318,12 @@ fn columns_that_fit(width: u16) -> usize {
 /// The live view of `f` for a terminal `width` cells wide.
 fn view(f: &Frame, width: u16) -> Table<'static> {
     let shown = columns_that_fit(width);
-    let widths = WIDTHS.iter().enumerate().take(shown).map(|(i, &w)| {
-        if i + 1 == WIDTHS.len() {
-            Constraint::Min(w)
-        } else {
-            Constraint::Length(w)
-        }
-    });
-    let mut header: Vec<&str> = COLUMNS.to_vec();
-    header.push("TOP EXITS/s");
-    header.truncate(shown);
+    let widths = COLUMNS
+        .iter()
+        .map(|c| Constraint::Length(c.width))
+        .chain([Constraint::Min(TOP_EXITS.width)])
+        .take(shown);
+    let header: Vec<&str> = live_columns().take(shown).map(|c| c.name).collect();
     let title = format!(
         " xen-core top: {} domains, {} pCPU(s), interval {:.2} s (hypervisor time); q quits ",
         f.domains.len(),
@@ -437,8 +450,7 @@ mod tests {
         for width in [40, 60, 90, 118, 150] {
             let (header, row) = drawn(&f, width);
             let shown = columns_that_fit(width);
-            let mut names: Vec<&str> = COLUMNS.to_vec();
-            names.push("TOP EXITS/s");
+            let names: Vec<&str> = live_columns().map(|c| c.name).collect();
             for (name, cell) in names.iter().zip(cells).take(shown) {
                 assert!(header.contains(name), "{width}: {name} in {header:?}");
                 assert!(row.contains(cell.as_str()), "{width}: {cell} in {row:?}");

@@ -812,6 +812,33 @@ fn over_tcp_a_bad_key_file_exits_3_before_connecting() {
     assert_eq!(agent.state.lock().unwrap().refused, 0);
 }
 
+/// Regression (`linux-create` in CI): a connection dom0 refused, which
+/// QEMU's port forward shows as closed before the challenge, failed the
+/// command at once.
+#[test]
+fn over_tcp_a_connection_closed_before_the_challenge_is_tried_again() {
+    let agent = FakeAgent::start_tcp_closing_first(3);
+    let url = Path::new(&agent.url);
+    let out = ok(url, &tcp_args(&agent, &agent.key_file, &["list"]));
+    assert!(out.starts_with("Name"), "{out}");
+    assert_eq!(agent.state.lock().unwrap().closed_at_once, 3);
+}
+
+#[test]
+fn over_tcp_an_agent_that_closes_every_connection_exits_5_within_the_timeout() {
+    let agent = FakeAgent::start_tcp_closing_first(usize::MAX);
+    let url = Path::new(&agent.url);
+    let args = tcp_args(&agent, &agent.key_file, &["--timeout", "1", "list"]);
+    let (code, message) = fails(url, &args);
+    assert_eq!(code, EXIT_PROTOCOL);
+    assert!(
+        message.contains("closed every connection before its challenge for 1 s")
+            && message.contains("at most 4 clients at once"),
+        "{message}"
+    );
+    assert!(agent.state.lock().unwrap().closed_at_once > 1);
+}
+
 #[test]
 fn over_tcp_nothing_listening_exits_4() {
     let agent = FakeAgent::start_tcp();

@@ -57,7 +57,7 @@ pub const PREFIX_LEN: u8 = 24;
 /// QEMU's user network gateway (its built-in router).
 pub const GATEWAY: [u8; 4] = [10, 0, 2, 2];
 /// Connections served at once (listening sockets).
-pub const MAX_CONNECTIONS: usize = 4;
+pub const MAX_CONNECTIONS: usize = mgmt::MGMT_TCP_MAX_CONNECTIONS;
 /// A connection must have authenticated this long after it opened, ns.
 pub const AUTH_TIMEOUT_NS: u64 = 5_000_000_000;
 /// An authenticated connection is probed (TCP keep-alive) after this
@@ -159,6 +159,9 @@ pub struct MgmtNet<S> {
     slots: Vec<Slot<S>>,
     nonces: NonceSource,
     port: u16,
+    /// No slot listened at the end of the last pass (said once, in the
+    /// log, each time it becomes so).
+    full: bool,
 }
 
 fn micros(ns: u64) -> Duration {
@@ -199,10 +202,11 @@ impl<S: Default> MgmtNet<S> {
         let mut sockets = SocketSet::new(Vec::new());
         let slots = (0..MAX_CONNECTIONS)
             .map(|_| {
-                let socket = tcp::Socket::new(
+                let mut socket = tcp::Socket::new(
                     tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
                     tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
                 );
+                listen(&mut socket, config.port);
                 Slot {
                     handle: sockets.add(socket),
                     conn: None,
@@ -217,6 +221,7 @@ impl<S: Default> MgmtNet<S> {
             slots,
             nonces: NonceSource::new(key),
             port: config.port,
+            full: false,
         }
     }
 
@@ -251,6 +256,12 @@ impl<S: Default> MgmtNet<S> {
             unread |= self.serve_slot(i, now_ns, service, entropy);
         }
         self.iface.poll(now, device, &mut self.sockets);
+        // A close that completed in this last poll (the peer's final ACK)
+        // listens again now: left to the next pass, the slot would still
+        // be closed when that pass's first poll takes a new SYN, which
+        // TCP then resets while every other slot is taken.
+        self.reclaim_closed(service);
+        self.note_full(service);
         // Input left by the read budget is read next pass, at once: no
         // frame or timer would come for it while the client waits for
         // its reply.
@@ -277,6 +288,44 @@ impl<S: Default> MgmtNet<S> {
         }
     }
 
+    /// Ends the session of every slot whose connection is over and makes
+    /// its socket listen again. Called after each poll of the interface,
+    /// the only place sockets change state, so no SYN ever meets a slot
+    /// that is closed but not yet listening.
+    fn reclaim_closed<V: Service<Session = S>>(&mut self, service: &mut V) {
+        for slot in &mut self.slots {
+            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+            if socket.is_active() {
+                continue;
+            }
+            if let Some(conn) = slot.conn.take() {
+                service.log(format_args!("connection closed"));
+                conn.end(service);
+            }
+            slot.closing_since = None;
+            if !socket.is_open() {
+                listen(socket, self.port);
+                slot.open_timers = false;
+            }
+        }
+    }
+
+    /// Says in the log when every slot has become taken: TCP resets new
+    /// connections until one closes, and the operator's client sees them
+    /// closed before the challenge.
+    fn note_full<V: Service<Session = S>>(&mut self, service: &mut V) {
+        let full = self
+            .slots
+            .iter()
+            .all(|slot| self.sockets.get::<tcp::Socket>(slot.handle).state() != tcp::State::Listen);
+        if full && !self.full {
+            service.log(format_args!(
+                "all {MAX_CONNECTIONS} connections in use: new ones are refused until one closes"
+            ));
+        }
+        self.full = full;
+    }
+
     /// Serves slot `i`; whether its connection left input unread that
     /// it may read now (the pass stopped at [`READ_BUDGET`]).
     fn serve_slot<V: Service<Session = S>>(
@@ -289,24 +338,6 @@ impl<S: Default> MgmtNet<S> {
         let slot = &mut self.slots[i];
         let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
         if !socket.is_active() {
-            if let Some(conn) = slot.conn.take() {
-                service.log(format_args!("connection closed"));
-                conn.end(service);
-            }
-            slot.closing_since = None;
-            if !socket.is_open() {
-                socket.abort();
-                // A closed socket listens again; the port is valid.
-                let _ = socket.listen(self.port);
-                // smoltcp resets a connection whose peer is silent this
-                // long. Ours, the authentication timeout below, must come
-                // first: with both at AUTH_TIMEOUT_NS, whichever fired
-                // first depended on timing, and a silent client was
-                // sometimes dropped unannounced.
-                socket.set_keep_alive(None);
-                socket.set_timeout(Some(micros(SOCKET_TIMEOUT_BEFORE_AUTH_NS)));
-                slot.open_timers = false;
-            }
             return false;
         }
         let conn = slot
@@ -356,6 +387,20 @@ impl<S: Default> MgmtNet<S> {
         }
         flow == Flow::Keep && socket.can_recv() && conn.out.len() < OUT_HIGH_WATER
     }
+}
+
+/// Makes a closed socket listen on `port`, with the timers of a
+/// connection that has not authenticated.
+fn listen(socket: &mut tcp::Socket<'_>, port: u16) {
+    socket.abort();
+    // A closed socket may listen; the port is valid.
+    let _ = socket.listen(port);
+    // smoltcp resets a connection whose peer is silent this long. Ours,
+    // the authentication timeout, must come first: with both at
+    // AUTH_TIMEOUT_NS, whichever fired first depended on timing, and a
+    // silent client was sometimes dropped unannounced.
+    socket.set_keep_alive(None);
+    socket.set_timeout(Some(micros(SOCKET_TIMEOUT_BEFORE_AUTH_NS)));
 }
 
 /// Whether the peer has closed its half and everything it sent was read.

@@ -16,11 +16,14 @@ use super::*;
 // --- the wire -----------------------------------------------------------
 
 /// Two queues of Ethernet frames, one each way; `cut` drops everything
-/// (a peer that vanished without a FIN or RST).
+/// (a peer that vanished without a FIN or RST); `held` keeps the frames
+/// for the server from it until the service is next asked for events
+/// (they arrive in the middle of a pass, as a real NIC's do).
 #[derive(Default)]
 struct Wire {
     queues: [VecDeque<Vec<u8>>; 2],
     cut: bool,
+    held: bool,
 }
 
 /// One end of the wire.
@@ -58,7 +61,12 @@ impl phy::Device for End {
     type TxToken<'a> = Tx;
 
     fn receive(&mut self, _: Instant) -> Option<(Rx, Tx)> {
-        let frame = self.wire.borrow_mut().queues[self.side].pop_front()?;
+        let mut wire = self.wire.borrow_mut();
+        if self.side == 0 && wire.held {
+            return None;
+        }
+        let frame = wire.queues[self.side].pop_front()?;
+        drop(wire);
         Some((Rx(frame), self.tx()))
     }
 
@@ -92,6 +100,8 @@ struct Recorder {
     ended: Vec<SessionId>,
     log: Vec<String>,
     seed: u32,
+    /// Asking for events lets the server's held frames through.
+    wire: Option<Rc<RefCell<Wire>>>,
 }
 
 impl Service for Recorder {
@@ -106,7 +116,11 @@ impl Service for Recorder {
         }
     }
 
-    fn events(&mut self, _: SessionId, _: &mut u32, _: &mut dyn FnMut(&ServerMessage)) {}
+    fn events(&mut self, _: SessionId, _: &mut u32, _: &mut dyn FnMut(&ServerMessage)) {
+        if let Some(wire) = &self.wire {
+            wire.borrow_mut().held = false;
+        }
+    }
 
     fn ended(&mut self, id: SessionId, _: u32) {
         self.ended.push(id);
@@ -177,7 +191,10 @@ impl Net {
         Net {
             server,
             server_end,
-            service: Recorder::default(),
+            service: Recorder {
+                wire: Some(wire.clone()),
+                ..Recorder::default()
+            },
             client_iface,
             client_end,
             client_sockets: SocketSet::new(Vec::new()),
@@ -189,15 +206,22 @@ impl Net {
 
     fn step(&mut self) {
         self.now_ns += STEP_NS;
-        let now = instant(self.now_ns);
         self.server.poll(
             self.now_ns,
             &mut self.server_end,
             &mut self.service,
             self.now_ns,
         );
-        self.client_iface
-            .poll(now, &mut self.client_end, &mut self.client_sockets);
+        self.poll_client();
+    }
+
+    /// The clients' side of a step: they send and take what they can.
+    fn poll_client(&mut self) {
+        self.client_iface.poll(
+            instant(self.now_ns),
+            &mut self.client_end,
+            &mut self.client_sockets,
+        );
     }
 
     fn run_ns(&mut self, ns: u64) {
@@ -276,6 +300,38 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// One pass of the agent, then the clients' turn, then the clock
+    /// moves on as the agent sleeps: until its deadline or a frame for it
+    /// (its NIC's interrupt), the clients' timers (a delayed ACK) running
+    /// meanwhile; without either, a keep-alive interval. Returns the
+    /// deadline the pass gave and the bytes it left unread.
+    fn pass_and_sleep(&mut self) -> (Option<u64>, usize) {
+        let due = self.server.poll(
+            self.now_ns,
+            &mut self.server_end,
+            &mut self.service,
+            self.now_ns,
+        );
+        let unread = self.server_unread();
+        self.poll_client();
+        let frame_waits = !self.wire.borrow().queues[0].is_empty();
+        let client_due = self
+            .client_iface
+            .poll_delay(instant(self.now_ns), &self.client_sockets)
+            .map(|d| d.total_micros() * 1000);
+        let sleep = if frame_waits {
+            0
+        } else {
+            [due, client_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(KEEP_ALIVE_NS)
+        };
+        self.now_ns += sleep.max(1);
+        (due, unread)
     }
 
     /// Bytes the server's sockets hold that it has not read.
@@ -586,6 +642,41 @@ fn half_open_connections_are_reset_and_their_slots_reused() {
     assert_eq!(net.list(&mut c, session, 1), listed(session, 1));
 }
 
+/// Regression (a `linux-create` run in CI got "the management agent
+/// closed the connection"): a close that completed in a pass's last
+/// poll of the interface (the client's final ACK arriving while the pass
+/// served the other slots) left that slot closed, not listening, until
+/// the next pass, whose first poll then took the next client's SYN. With
+/// every other slot taken, TCP reset it (QEMU's port forward shows a
+/// reset as the connection closing).
+#[test]
+fn a_slot_freed_at_the_end_of_a_pass_takes_the_next_connection() {
+    let mut net = Net::new();
+    let mut others: Vec<Client> = (1..MAX_CONNECTIONS).map(|_| net.connect()).collect();
+    let sessions: Vec<SessionId> = others.iter_mut().map(|c| net.open_session(c)).collect();
+    let mut last = net.connect();
+    net.open_session(&mut last);
+    assert_eq!(net.server.connections(), MAX_CONNECTIONS);
+    // The client closes first; once it has the server's FIN it sends
+    // the final ACK, which arrives in the middle of the next pass.
+    net.socket(&last).close();
+    while net.state(&last) != tcp::State::TimeWait {
+        net.step();
+    }
+    net.wire.borrow_mut().held = true;
+    net.step();
+    assert!(!net.wire.borrow().held, "the ACK was let through mid-pass");
+    assert_eq!(net.server.connections(), MAX_CONNECTIONS - 1);
+    // Its SYN is what wakes the agent for the next pass.
+    let mut next = net.connect();
+    net.poll_client();
+    let session = net.open_session(&mut next);
+    assert_eq!(net.list(&mut next, session, 1), listed(session, 1));
+    for (c, s) in others.iter_mut().zip(sessions) {
+        assert_eq!(net.list(c, s, 1), listed(s, 1));
+    }
+}
+
 #[test]
 fn a_flood_of_connections_is_bounded_and_service_resumes() {
     let mut net = Net::new();
@@ -597,6 +688,10 @@ fn a_flood_of_connections_is_bounded_and_service_resumes() {
         .filter(|c| net.state(c) == tcp::State::Closed)
         .count();
     assert_eq!(refused, 2 * MAX_CONNECTIONS, "the rest were reset by TCP");
+    let full = alloc::format!(
+        "all {MAX_CONNECTIONS} connections in use: new ones are refused until one closes"
+    );
+    assert_eq!(net.service.log, [full], "said once");
     // Once the silent ones time out, a real client gets in.
     net.run_ns(AUTH_TIMEOUT_NS);
     assert_eq!(net.server.connections(), 0);
@@ -642,24 +737,14 @@ fn an_authenticated_idle_client_is_kept_and_a_vanished_one_dropped() {
 }
 
 /// Passes the agent makes over `ns` of simulated time when it sleeps
-/// until the deadline each pass returns (as `block_until` does; `None`:
-/// until the next frame, here the next [`KEEP_ALIVE_NS`]), the client
-/// answering in between. Stops counting past `max_passes`.
+/// between them ([`Net::pass_and_sleep`]). Stops counting past
+/// `max_passes`.
 fn passes_while_sleeping(net: &mut Net, ns: u64, max_passes: u32) -> u32 {
     let end = net.now_ns + ns;
     let mut passes = 0;
     while net.now_ns < end && passes <= max_passes {
-        let now = instant(net.now_ns);
-        let delay = net.server.poll(
-            net.now_ns,
-            &mut net.server_end,
-            &mut net.service,
-            net.now_ns,
-        );
+        net.pass_and_sleep();
         passes += 1;
-        net.client_iface
-            .poll(now, &mut net.client_end, &mut net.client_sockets);
-        net.now_ns += delay.unwrap_or(KEEP_ALIVE_NS).clamp(1, end - net.now_ns);
     }
     passes
 }
@@ -718,45 +803,13 @@ fn input_beyond_the_read_budget_is_read_at_once() {
     let start = net.now_ns;
     let mut replies = 0;
     while replies < 2 && net.now_ns - start < 2 * KEEP_ALIVE_NS {
-        let due = net.server.poll(
-            net.now_ns,
-            &mut net.server_end,
-            &mut net.service,
-            net.now_ns,
-        );
-        let unread = net.server_unread();
+        let (due, unread) = net.pass_and_sleep();
         assert!(
             unread == 0 || due == Some(0),
             "{unread} bytes left unread, next pass {due:?}"
         );
-        net.client_iface.poll(
-            instant(net.now_ns),
-            &mut net.client_end,
-            &mut net.client_sockets,
-        );
         net.pump(&mut c);
         replies += c.inbox.drain(..).count();
-        if replies == 2 {
-            break;
-        }
-        // The agent sleeps until its deadline or a frame for it (its
-        // NIC's interrupt); the client's timers (its delayed ACK) run
-        // meanwhile.
-        let frame_waits = !net.wire.borrow().queues[0].is_empty();
-        let client_due = net
-            .client_iface
-            .poll_delay(instant(net.now_ns), &net.client_sockets)
-            .map(|d| d.total_micros() * 1000);
-        let sleep = if frame_waits {
-            0
-        } else {
-            [due, client_due]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(KEEP_ALIVE_NS)
-        };
-        net.now_ns += sleep.max(1);
     }
     let waited_ms = (net.now_ns - start) / 1_000_000;
     assert_eq!(replies, 2, "after {waited_ms} ms");

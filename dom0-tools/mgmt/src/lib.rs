@@ -43,6 +43,10 @@ mod version;
 /// The TCP port dom0's management agent listens on (the guest side of
 /// QEMU's `hostfwd`; [`abi::machine`] says what else the machine gives).
 pub use abi::machine::MGMT_TCP_PORT;
+/// Clients the TCP agent serves at once; TCP resets a connection beyond
+/// them (which QEMU's `hostfwd` shows its client as a close before the
+/// challenge).
+pub const MGMT_TCP_MAX_CONNECTIONS: usize = 4;
 pub use codec::{
     decode_client_message, decode_server_message, encode_message, old_server_error,
     version_error_for_v1_peer, EncodeError,

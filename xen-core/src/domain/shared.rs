@@ -101,29 +101,33 @@ impl Place {
     }
 }
 
-/// Writes `body` at `body_at` under the u32 version counter at
-/// `version_at`, as Xen's `version_update_begin`/`_end` do: the version
-/// becomes odd before the body changes and even (one more) after, so a
-/// reader that sees the same even version before and after its read saw a
-/// consistent body. Release fences order the three stores (x86 keeps
-/// stores in order; the fences stop the compiler from moving them).
+/// Writes `body` at `body_off` bytes after `at` under the u32 version
+/// counter at `at`, as Xen's `version_update_begin`/`_end` do: the
+/// version becomes odd before the body changes and even (one more)
+/// after, so a reader that sees the same even version before and after
+/// its read saw a consistent body. Release fences order the three stores
+/// (x86 keeps stores in order; the fences stop the compiler from moving
+/// them). Version and body lie in one frame (a `vcpu_info` may not cross
+/// a page, shared info is one), found once: this runs at every vCPU
+/// switch, and each lookup of a registered area walks the p2m.
 pub(crate) fn seqlock_write<M: PhysMem>(
     domain: &Domain,
     mem: &mut M,
-    version_at: Place,
-    body_at: Place,
+    at: Place,
+    body_off: usize,
     body: &[u8],
 ) -> Result<(), GuestFault> {
-    let old = version_at.with(domain, mem, 4, true, |f, off| f.load_u32(off))?;
-    let odd = old.wrapping_add(1) | 1;
-    version_at.with(domain, mem, 4, true, |f, off| f.store_u32(off, odd))?;
-    fence(Ordering::Release);
-    let written = body_at.write(domain, mem, body);
-    fence(Ordering::Release);
-    // Even again whatever happened, so no reader spins forever.
-    let even = odd.wrapping_add(1);
-    version_at.with(domain, mem, 4, true, |f, off| f.store_u32(off, even))?;
-    written
+    let len = body_off.saturating_add(body.len()).max(4);
+    at.with(domain, mem, len, true, |f, off| {
+        let odd = f.load_u32(off)?.wrapping_add(1) | 1;
+        f.store_u32(off, odd)?;
+        fence(Ordering::Release);
+        let written = f.write(off + body_off, body);
+        fence(Ordering::Release);
+        // Even again whatever happened, so no reader spins forever.
+        f.store_u32(off, odd.wrapping_add(1))?;
+        written
+    })
 }
 
 /// vCPU `id`'s slot in shared info, if it has one (ids below 32).

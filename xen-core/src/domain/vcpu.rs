@@ -219,6 +219,9 @@ pub struct Vcpu {
     loaded_on: Option<u32>,
     /// Its `vcpu_runstate_info`, kept by the scheduler.
     runstate: Runstate,
+    /// An NMI waits to be injected (Xen's `v->arch.nmi_pending`): one
+    /// latch, so NMIs sent while one waits merge into it.
+    nmi_pending: bool,
 }
 
 impl Vcpu {
@@ -234,6 +237,7 @@ impl Vcpu {
             vlapic: Vec::new(),
             loaded_on: None,
             runstate: Runstate::new(),
+            nmi_pending: false,
         }
     }
 
@@ -427,6 +431,39 @@ impl Vcpu {
         {
             self.run_state = VcpuRunState::Blocked;
         }
+    }
+
+    /// Latches an NMI (Xen's `test_and_set_bool(v->arch.nmi_pending)`):
+    /// false if one was latched already, which this one merges into.
+    pub fn raise_nmi(&mut self) -> bool {
+        !core::mem::replace(&mut self.nmi_pending, true)
+    }
+
+    /// An NMI through the local APIC (Xen's `vlapic_accept_irq`,
+    /// `APIC_DM_NMI`): latched; one newly latched wakes a blocked vCPU
+    /// and brings an initialised one that is down back up (Xen clears
+    /// `_VPF_down`: an NMI is what ends a halt with interrupts off).
+    /// False if one was latched already.
+    pub fn accept_nmi(&mut self) -> bool {
+        if !self.raise_nmi() {
+            return false;
+        }
+        let down = self.run_state == VcpuRunState::Down && self.initialised;
+        if down || self.run_state == VcpuRunState::Blocked {
+            self.run_state = VcpuRunState::Runnable;
+        }
+        true
+    }
+
+    /// Whether an NMI waits to be injected.
+    pub fn nmi_pending(&self) -> bool {
+        self.nmi_pending
+    }
+
+    /// The NMI is being injected (Xen's `hvm_vcpu_ack_pending_irq` for
+    /// `hvm_intsrc_nmi`): the latch is free for the next one.
+    pub fn ack_nmi(&mut self) {
+        self.nmi_pending = false;
     }
 
     /// Makes a blocked vCPU runnable (event or timer).

@@ -51,6 +51,12 @@
 //!   plain; this one ends with the same bytes).
 //! - `VCPUOP_stop_periodic_timer`: 0 (there is no periodic timer, as in
 //!   Xen for HVM guests until one is set).
+//! - `VCPUOP_send_nmi` (any vCPU of the caller's domain): `-EINVAL`
+//!   unless `arg` is NULL; latches an NMI on it and wakes it if blocked
+//!   (Xen 4.17's `arch_do_vcpu_op`, which HVM/PVH guests reach through
+//!   `do_vcpu_op`: `test_and_set_bool(v->arch.nmi_pending)`, then
+//!   `vcpu_kick`); injected at its next entry as one from its local
+//!   APIC is (`vlapic::deliver`).
 //! - Other sub-ops: `-ENOSYS`.
 //!
 //! A timer firing wakes a blocked vCPU (the scheduler does it, see
@@ -66,8 +72,9 @@ use abi::xen::vcpu::{
     VcpuHvmContext, VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo, VcpuRunstateInfo,
     VcpuSetSingleshotTimer, RUNSTATE_RUNNING, VCPUOP_DOWN, VCPUOP_GET_PHYSID,
     VCPUOP_GET_RUNSTATE_INFO, VCPUOP_INITIALISE, VCPUOP_IS_UP,
-    VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_SINGLESHOT_TIMER,
-    VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VCPUOP_UP, VCPU_SSHOTTMR_FUTURE,
+    VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SEND_NMI,
+    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
+    VCPUOP_UP, VCPU_SSHOTTMR_FUTURE,
 };
 use abi::xen::vm_assist::VMASST_TYPE_RUNSTATE_UPDATE_FLAG;
 
@@ -113,6 +120,9 @@ pub(crate) enum VcpuOp {
         arg: u64,
     },
     StopPeriodicTimer,
+    SendNmi {
+        arg: u64,
+    },
     /// Answered `-ENOSYS` once the vCPU id is found valid.
     Unknown,
 }
@@ -140,6 +150,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         VCPUOP_GET_RUNSTATE_INFO => VcpuOp::GetRunstateInfo { arg },
         VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => VcpuOp::RegisterRunstateMemoryArea { arg },
         VCPUOP_STOP_PERIODIC_TIMER => VcpuOp::StopPeriodicTimer,
+        VCPUOP_SEND_NMI => VcpuOp::SendNmi { arg },
         _ => VcpuOp::Unknown,
     };
     Request::VcpuOp {
@@ -253,6 +264,14 @@ fn value_op<P: FramePool, M: PhysMem, E: HypercallEnv>(
         // stopping it succeeds, which tells Linux the singleshot timer is
         // there (`xen_time_init`).
         VcpuOp::StopPeriodicTimer => Ok(0),
+        VcpuOp::SendNmi { arg } if arg != 0 => Err(Errno::EINVAL),
+        VcpuOp::SendNmi { .. } => {
+            let vcpu = vcpu_mut(ctx, vcpu_id)?;
+            if vcpu.raise_nmi() {
+                vcpu.wake();
+            }
+            Ok(0)
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub fn publish_vcpu_time<M: PhysMem>(
     for place in all_vcpu_infos(domain, vcpu_id) {
         let time = place.at(offset_of!(VcpuInfo, time));
         let body = &info.as_bytes()[TIME_BODY..];
-        if let Err(e) = seqlock_write(domain, mem, time, time.at(TIME_BODY), body) {
+        if let Err(e) = seqlock_write(domain, mem, time, TIME_BODY, body) {
             result = Err(e);
         }
     }
@@ -60,9 +60,10 @@ pub fn publish_wallclock<M: PhysMem>(domain: &Domain, mem: &mut M, clock: &Clock
     body[4..8].copy_from_slice(&wc.nsec.to_le_bytes());
     body[8..12].copy_from_slice(&((wc.sec >> 32) as u32).to_le_bytes());
     let version = Place::SharedInfo(offset_of!(SharedInfo, wc_version));
-    let fields = Place::SharedInfo(offset_of!(SharedInfo, wc_sec));
-    // wc_sec, wc_nsec and wc_sec_hi follow each other.
+    let fields = offset_of!(SharedInfo, wc_sec) - offset_of!(SharedInfo, wc_version);
+    // wc_sec, wc_nsec and wc_sec_hi follow each other, after wc_version.
     const _: () = assert!(offset_of!(SharedInfo, wc_sec_hi) == offset_of!(SharedInfo, wc_sec) + 8);
+    const _: () = assert!(offset_of!(SharedInfo, wc_sec) > offset_of!(SharedInfo, wc_version));
     // The hypervisor's own frame: the offsets are in range, it cannot fail.
     let _ = seqlock_write(domain, mem, version, fields, &body);
 }

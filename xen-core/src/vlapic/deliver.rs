@@ -11,8 +11,14 @@
 //! and is ignored by any other, so INIT-SIPI-SIPI starts it once. A
 //! level-triggered INIT de-assert does nothing (Xen: "no work on INIT
 //! de-assert for P4-type APIC").
+//!
+//! NMI (Xen's `vlapic_accept_irq`, `APIC_DM_NMI`) reaches every
+//! matching vCPU whatever its APIC's state, as INIT does: it is latched
+//! in [`Vcpu::accept_nmi`] (one at a time) and injected at the vCPU's
+//! next entry, before any maskable interrupt; the vector field is
+//! ignored (Linux writes 0).
 
-use super::regs::{DM_FIXED, DM_INIT, DM_LOWEST, DM_STARTUP, INT_ASSERT, INT_LEVELTRIG};
+use super::regs::{DM_FIXED, DM_INIT, DM_LOWEST, DM_NMI, DM_STARTUP, INT_ASSERT, INT_LEVELTRIG};
 use super::Ipi;
 use crate::domain::vcpu::Vcpu;
 use crate::domain::Domain;
@@ -24,13 +30,17 @@ pub enum IpiOutcome {
     /// Its vector was made pending on this many vCPUs (0: no vCPU of the
     /// domain matched the destination).
     Delivered(u32),
+    /// NMI: this many vCPUs matched (each has one latched now, new or
+    /// merged into one that waited).
+    Nmi(u32),
     /// INIT: this many vCPUs were reset into wait-for-SIPI (0: none
     /// matched, or all were reset already, or it was a de-assert).
     InitReset(u32),
     /// STARTUP: this many vCPUs waiting for SIPI were started (0: none
     /// matched or waited, e.g. the second SIPI of INIT-SIPI-SIPI).
     Started(u32),
-    /// A delivery mode xen-core does not emulate (NMI, SMI, ExtINT...).
+    /// A delivery mode xen-core drops: SMI and remote read (Xen ignores
+    /// them too), ExtINT and the reserved one (Xen crashes the domain).
     ModeNotServed,
 }
 
@@ -41,11 +51,15 @@ pub fn deliver_ipi(domain: &mut Domain, source: u32, ipi: Ipi) -> IpiOutcome {
         DM_LOWEST => IpiOutcome::Delivered(lowest(domain, source, ipi)),
         DM_INIT => IpiOutcome::InitReset(init(domain, source, ipi)),
         DM_STARTUP => IpiOutcome::Started(startup(domain, source, ipi)),
+        DM_NMI => IpiOutcome::Nmi(nmi(domain, source, ipi)),
         _ => IpiOutcome::ModeNotServed,
     };
     let one = matches!(
         outcome,
-        IpiOutcome::Delivered(1) | IpiOutcome::InitReset(1) | IpiOutcome::Started(1)
+        IpiOutcome::Delivered(1)
+            | IpiOutcome::InitReset(1)
+            | IpiOutcome::Started(1)
+            | IpiOutcome::Nmi(1)
     );
     if !one && ipi.icr & super::regs::SHORT_MASK == 0 {
         log::info!(
@@ -129,6 +143,13 @@ fn init(domain: &mut Domain, source: u32, ipi: Ipi) -> u32 {
     }
     each_target(domain, source, ipi, |d, id| {
         matches!(d.vcpu_init(id), Ok(Some(_)))
+    })
+}
+
+/// NMI: each matching vCPU gets one latched ([`Vcpu::accept_nmi`]).
+fn nmi(domain: &mut Domain, source: u32, ipi: Ipi) -> u32 {
+    each_target(domain, source, ipi, |d, id| {
+        d.vcpu_mut(id).map(Vcpu::accept_nmi).is_some()
     })
 }
 

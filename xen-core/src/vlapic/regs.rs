@@ -67,6 +67,8 @@ pub const DM_MASK: u32 = 0x700;
 pub const DM_FIXED: u32 = 0x000;
 /// Delivery mode: lowest priority.
 pub const DM_LOWEST: u32 = 0x100;
+/// Delivery mode: NMI (the vector is ignored).
+pub const DM_NMI: u32 = 0x400;
 /// Delivery mode: INIT.
 pub const DM_INIT: u32 = 0x500;
 /// Delivery mode: STARTUP.

@@ -139,6 +139,10 @@ pub trait VcpuEnv {
     /// Whether the vCPU may still run: an exit it caused (an INIT IPI to
     /// itself) may have taken it, or its whole domain, down.
     fn may_run(&self) -> bool;
+    /// Whether an NMI waits for the vCPU (Xen's `v->arch.nmi_pending`).
+    fn nmi_pending(&self) -> bool;
+    /// The waiting NMI is being injected: its latch is cleared.
+    fn ack_nmi(&mut self);
 }
 
 /// Fetches the instruction at CS:RIP as the vCPU would (its page walk at
@@ -234,7 +238,9 @@ pub fn handle_exit(
             ExitAction::Resume
         }
         VmExit::Interrupt | VmExit::Nmi | VmExit::Smi | VmExit::Init => ExitAction::Preempted,
-        VmExit::VirtualInterruptWindow => ExitAction::Resume,
+        // The arch layer acted on these (NMI window, NMI unmasked); the
+        // next entry offers what is pending.
+        VmExit::VirtualInterruptWindow | VmExit::Iret => ExitAction::Resume,
         VmExit::Shutdown => ExitAction::Crash(CrashReason::TripleFault),
         VmExit::InvalidGuestState => ExitAction::Crash(CrashReason::InvalidGuestState),
         VmExit::NestedPageFault { gpa, error_code } => {
@@ -559,6 +565,10 @@ pub(super) mod tests {
         fn may_run(&self) -> bool {
             true
         }
+        fn nmi_pending(&self) -> bool {
+            false
+        }
+        fn ack_nmi(&mut self) {}
     }
 
     pub(crate) fn guest_at(rip: u64) -> FakeGuest {

@@ -52,8 +52,13 @@ pub enum VmExit {
     Smi,
     /// An INIT signal arrived while the guest ran.
     Init,
-    /// The guest can take a virtual interrupt now (not intercepted today).
+    /// The guest can take a virtual interrupt now: intercepted only to
+    /// inject a waiting NMI once an interrupt shadow or a pending event
+    /// is over ([`super::event::NmiEntry::Window`]).
     VirtualInterruptWindow,
+    /// IRET, intercepted while a virtual NMI is in service; it has not
+    /// run, and runs when the guest resumes (Xen's `VMEXIT_IRET`).
+    Iret,
     /// CPUID (2 bytes).
     Cpuid,
     /// HLT (1 byte).
@@ -104,6 +109,7 @@ impl VmExit {
             SMI => VmExit::Smi,
             INIT => VmExit::Init,
             VINTR => VmExit::VirtualInterruptWindow,
+            IRET => VmExit::Iret,
             CPUID => VmExit::Cpuid,
             HLT => VmExit::Hlt,
             VMMCALL => VmExit::Vmmcall,
@@ -172,6 +178,8 @@ mod tests {
         assert_eq!(VmExit::decode(0x81, 0, 0), VmExit::Vmmcall);
         assert_eq!(VmExit::decode(0x72, 0, 0), VmExit::Cpuid);
         assert_eq!(VmExit::decode(0x78, 0, 0), VmExit::Hlt);
+        assert_eq!(VmExit::decode(0x74, 0, 0), VmExit::Iret);
+        assert_eq!(VmExit::decode(0x64, 0, 0), VmExit::VirtualInterruptWindow);
         assert_eq!(
             VmExit::decode(0x400, 0x2_0000_0007, 0x1000),
             VmExit::NestedPageFault {

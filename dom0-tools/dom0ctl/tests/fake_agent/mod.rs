@@ -39,6 +39,8 @@ pub struct State {
     pub break_chunks: u32,
     /// Connections refused for a wrong key (TCP).
     pub refused: u32,
+    /// Connections closed before the challenge (TCP).
+    pub closed_at_once: u32,
     /// dom0's disk (16 MiB in memory) with the real volume table on it.
     pub disk: Vec<u8>,
     pub volumes: volumes::Table,
@@ -86,6 +88,13 @@ impl FakeAgent {
     /// first (mgmt::auth, with [`KEY`]) and has its own session. Serves
     /// one connection at a time.
     pub fn start_tcp() -> Self {
+        Self::start_tcp_closing_first(0)
+    }
+
+    /// [`Self::start_tcp`], but the first `refused` connections are
+    /// closed at once, as QEMU's `hostfwd` closes one dom0 reset (all
+    /// of its connections taken).
+    pub fn start_tcp_closing_first(refused: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("tcp://{}", listener.local_addr().unwrap());
@@ -96,6 +105,10 @@ impl FakeAgent {
             let mut nonces = auth::NonceSource::new(key.clone());
             for (i, stream) in listener.incoming().enumerate() {
                 let Ok(mut stream) = stream else { return };
+                if i < refused {
+                    shared.lock().unwrap().closed_at_once += 1;
+                    continue;
+                }
                 stream.set_read_timeout(Some(IDLE)).unwrap();
                 let (gate, challenge) = auth::Gate::challenge(&mut nonces, i as u64);
                 if stream
@@ -172,6 +185,7 @@ fn new_state() -> Arc<Mutex<State>> {
         stale: Vec::new(),
         break_chunks: 0,
         refused: 0,
+        closed_at_once: 0,
         volumes: volumes::Table::open(disk_io(&mut disk), 1).unwrap().0,
         disk,
         vifs: Vec::new(),

@@ -21,6 +21,11 @@ pub const IST_NMI: u16 = 1;
 pub const IST_MACHINE_CHECK: u16 = 2;
 const IST_SLOTS: usize = crate::mm::stacks::IST_SLOTS;
 const _: () = assert!(MAX_PCPUS <= crate::mm::stacks::STACK_PCPUS);
+// Sets of pCPUs are u64 bit masks: the machine lock's halted waiters,
+// `after_section`'s kicks and shootdowns, the scheduler's `CpuMask`.
+const _: () = assert!(MAX_PCPUS <= u64::BITS as usize);
+// Every pCPU has a run queue.
+const _: () = assert!(MAX_PCPUS <= crate::sched::MAX_SCHED_PCPUS as usize);
 
 /// What belongs to one pCPU. SVM adds its host save area and the vCPU it
 /// runs here.

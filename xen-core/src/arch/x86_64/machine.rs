@@ -332,11 +332,11 @@ impl Machine {
             }
             ExitAction::Stopped => self.stopped_itself(v.domid),
             ExitAction::Halt => {
-                // HLT with an event or an APIC interrupt already pending
-                // falls straight through.
+                // HLT with an event, an APIC interrupt or an NMI already
+                // pending falls straight through.
                 if !event::events_need_delivery(env.domain, env.phys, v.vcpu_id) {
                     if let Some(vcpu) = env.domain.vcpu_mut(v.vcpu_id) {
-                        if vcpu.apic_pending_vector().is_none() {
+                        if vcpu.apic_pending_vector().is_none() && !vcpu.nmi_pending() {
                             vcpu.block();
                         }
                     }
@@ -657,6 +657,18 @@ impl VcpuEnv for ExitEnv<'_> {
 
     fn may_run(&self) -> bool {
         self.domain.vcpu_may_run(self.vcpu_id)
+    }
+
+    fn nmi_pending(&self) -> bool {
+        self.domain
+            .vcpu(self.vcpu_id)
+            .is_some_and(crate::domain::vcpu::Vcpu::nmi_pending)
+    }
+
+    fn ack_nmi(&mut self) {
+        if let Some(vcpu) = self.domain.vcpu_mut(self.vcpu_id) {
+            vcpu.ack_nmi();
+        }
     }
 }
 

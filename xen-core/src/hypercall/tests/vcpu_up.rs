@@ -125,3 +125,29 @@ fn a_32_bit_caller_initialises_a_32_bit_vcpu() {
     let entry = w.domain(DOMU).vcpu(1).unwrap().pending_context().copied();
     assert_eq!(entry.map(|e| (e.rip, e.gprs.rsp)), Some((0x1000, 0x7000)));
 }
+
+#[test]
+fn send_nmi_latches_one_and_checks_its_argument() {
+    let mut w = World::new();
+    let ctx = VcpuHvmContext::x86_64(&X86_64);
+    assert_eq!(initialise(&mut w, 1, &ctx), 0);
+    assert_eq!(op(&mut w, vc::VCPUOP_UP, 1, 0), 0);
+    w.t.get_mut(DOMU).unwrap().vcpu_mut(1).unwrap().block();
+    // Xen's arch_do_vcpu_op: the argument must be a NULL handle.
+    assert_eq!(op(&mut w, vc::VCPUOP_SEND_NMI, 1, BUF), e(Errno::EINVAL));
+    assert!(!w.domain(DOMU).vcpu(1).unwrap().nmi_pending());
+    assert_eq!(op(&mut w, vc::VCPUOP_SEND_NMI, 1, 0), 0);
+    let v = w.domain(DOMU).vcpu(1).unwrap();
+    assert!(v.nmi_pending());
+    assert_eq!(v.run_state(), VcpuRunState::Runnable, "vcpu_kick unblocks");
+    assert_eq!(op(&mut w, vc::VCPUOP_SEND_NMI, 1, 0), 0, "merges");
+    assert_eq!(op(&mut w, vc::VCPUOP_SEND_NMI, 99, 0), e(Errno::ENOENT));
+    // A down vCPU gets it latched but stays down (vcpu_kick only
+    // unblocks).
+    assert_eq!(op(&mut w, vc::VCPUOP_DOWN, 1, 0), 0);
+    w.t.get_mut(DOMU).unwrap().vcpu_mut(1).unwrap().ack_nmi();
+    assert_eq!(op(&mut w, vc::VCPUOP_SEND_NMI, 1, 0), 0);
+    let v = w.domain(DOMU).vcpu(1).unwrap();
+    assert!(v.nmi_pending());
+    assert_eq!(v.run_state(), VcpuRunState::Down);
+}

@@ -197,3 +197,73 @@ fn x2apic_destinations_name_full_ids() {
     );
     assert_eq!(deliver_ipi(d, 0, sipi(2, 0x08)), IpiOutcome::Started(1));
 }
+
+/// NMI to xAPIC id `dest`, as Linux's `__prepare_ICR` builds it for
+/// `NMI_VECTOR`: delivery mode NMI, vector field 0.
+fn nmi(dest: u32) -> Ipi {
+    Ipi { icr: DM_NMI, dest }
+}
+
+#[test]
+fn nmi_latches_once_and_wakes_a_blocked_vcpu() {
+    let (mut t, id) = domain(2);
+    let d = t.get_mut(id).unwrap();
+    deliver_ipi(d, 0, sipi(2, 0x08));
+    d.vcpu_mut(1).unwrap().block();
+    assert!(!d.vcpu_may_run(1));
+    assert_eq!(deliver_ipi(d, 0, nmi(2)), IpiOutcome::Nmi(1));
+    let v = d.vcpu_mut(1).unwrap();
+    assert!(v.nmi_pending() && d.vcpu_may_run(1), "latched and woken");
+    // A second one while the first waits merges into it.
+    let v = d.vcpu_mut(1).unwrap();
+    assert!(!v.raise_nmi());
+    v.ack_nmi();
+    assert!(!v.nmi_pending());
+    assert!(v.raise_nmi(), "free again once injected");
+    assert!(!d.vcpu(0).unwrap().nmi_pending(), "the sender has none");
+}
+
+#[test]
+fn nmi_brings_a_halted_vcpu_back_but_not_one_waiting_for_sipi() {
+    let (mut t, id) = domain(3);
+    let d = t.get_mut(id).unwrap();
+    deliver_ipi(d, 0, sipi(2, 0x08));
+    // HLT with interrupts off (Linux's stop_this_cpu): down, initialised.
+    d.vcpu_mut(1).unwrap().down();
+    let all_but = Ipi {
+        icr: DM_NMI | DEST_ALLBUT,
+        dest: 0,
+    };
+    assert_eq!(deliver_ipi(d, 0, all_but), IpiOutcome::Nmi(2));
+    assert!(d.vcpu_may_run(1), "Xen clears _VPF_down");
+    assert!(!d.vcpu_may_run(2), "never initialised: stays down");
+    assert!(d.vcpu(2).unwrap().nmi_pending(), "but latched, as Xen");
+    assert_eq!(deliver_ipi(d, 0, nmi(6)), IpiOutcome::Nmi(0), "nobody");
+}
+
+#[test]
+fn nmi_to_self_and_logical_destinations() {
+    let (mut t, id) = domain(2);
+    let d = t.get_mut(id).unwrap();
+    let to_self = Ipi {
+        icr: DM_NMI | DEST_SELF | 0x55,
+        dest: 0,
+    };
+    assert_eq!(deliver_ipi(d, 0, to_self), IpiOutcome::Nmi(1));
+    assert!(d.vcpu(0).unwrap().nmi_pending());
+    assert!(!d.vcpu(1).unwrap().nmi_pending());
+}
+
+proptest::proptest! {
+    /// No ICR value panics delivery, and only delivery mode NMI latches
+    /// an NMI.
+    #[test]
+    fn any_icr_delivers_without_panic(icr: u32, dest: u32, source in 0u32..2) {
+        let (mut t, id) = domain(2);
+        let d = t.get_mut(id).unwrap();
+        let outcome = deliver_ipi(d, source, Ipi { icr, dest });
+        let latched = (0..2).any(|v| d.vcpu(v).is_some_and(|c| c.nmi_pending()));
+        proptest::prop_assert_eq!(latched, matches!(outcome, IpiOutcome::Nmi(n) if n > 0));
+        proptest::prop_assert_eq!(icr & DM_MASK == DM_NMI, matches!(outcome, IpiOutcome::Nmi(_)));
+    }
+}

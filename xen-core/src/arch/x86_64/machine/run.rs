@@ -10,7 +10,8 @@
 //! - a pCPU the scheduler tickles (a wake it should take, an idle pCPU
 //!   with work) gets a kick IPI (vector 0xfc, Xen's `EVENT_CHECK_VECTOR`);
 //! - a vCPU in guest mode elsewhere that has an event (its upcall flag
-//!   set since it entered) or an APIC interrupt to take, or may no longer
+//!   set since it entered), an APIC interrupt or an NMI (latched since
+//!   it entered: Xen's `vcpu_kick`) to take, or may no longer
 //!   run (paused, blocked, dying), has its pCPU kicked once per entry:
 //!   the IPI is an INTR exit there, and the next entry offers the
 //!   interrupt or stops the vCPU;
@@ -65,6 +66,9 @@ pub(super) struct Loaded {
     upcall_at_entry: bool,
     /// The APIC vector offered at this entry: only another one kicks.
     apic_at_entry: Option<u8>,
+    /// An NMI still waited after this entry (masked, or held for a
+    /// window): only one latched later kicks.
+    nmi_at_entry: bool,
 }
 
 /// Publishes the machine and runs the boot pCPU's loop; the APs leave
@@ -330,6 +334,7 @@ impl Machine {
         };
         slot.svm
             .prepare(&mut env, pending.filter(|_| !*upcall_taken));
+        let nmi_at_entry = env.domain.vcpu(v.vcpu_id).is_some_and(|c| c.nmi_pending());
         env.domain
             .vcpu_mut(v.vcpu_id)?
             .set_loaded_on(Some(pcpu_id(pcpu)));
@@ -339,6 +344,7 @@ impl Machine {
             kicked: false,
             upcall_at_entry,
             apic_at_entry,
+            nmi_at_entry,
         });
         // In guest mode from now on, as the others see it.
         GUEST_SEQ.get(pcpu)?.fetch_add(1, Ordering::AcqRel);
@@ -418,9 +424,11 @@ impl Machine {
             }
             let id = l.vcpu.vcpu_id;
             let apic = d.vcpu(id).and_then(|v| v.apic_pending_vector());
+            let nmi = d.vcpu(id).is_some_and(|v| v.nmi_pending());
             let wants = !d.vcpu_may_run(id)
                 || (!l.upcall_at_entry && event::upcall_pending(d, &mut self.phys, id))
-                || (apic.is_some() && apic != l.apic_at_entry);
+                || (apic.is_some() && apic != l.apic_at_entry)
+                || (nmi && !l.nmi_at_entry);
             if wants && !l.kicked {
                 l.kicked = true;
                 kick |= 1 << cpu;

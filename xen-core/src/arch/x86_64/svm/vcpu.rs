@@ -14,7 +14,7 @@ use super::vmrun::{svm_vmrun, GuestRegs};
 use crate::domain::vcpu::{SegmentState, VcpuEntryState};
 use crate::mm::{FramePool, Mfn};
 use crate::paging::asid::VcpuAsid;
-use crate::vmexit::event::{self, Event, V_INTR_MASKING, V_IRQ};
+use crate::vmexit::event::{self, Event, NmiMask, V_INTR_MASKING, V_IRQ};
 use crate::vmexit::io::IoPortPolicy;
 use crate::vmexit::msr::efer;
 use crate::vmexit::{code_name, handle_exit, ExitAction, VcpuEnv, VmExit};
@@ -45,6 +45,8 @@ pub struct SvmVcpu {
     flush_pending: bool,
     /// What V_IRQ holds for the current VMRUN.
     offered: Option<intr::Offered>,
+    /// Its virtual NMI mask (SVM keeps none).
+    nmi: NmiMask,
 }
 
 impl SvmVcpu {
@@ -76,6 +78,7 @@ impl SvmVcpu {
             asid: VcpuAsid::NONE,
             flush_pending: false,
             offered: None,
+            nmi: NmiMask::default(),
         };
         vcpu.ext_mut().reset();
         let vmcb = vcpu.vmcb_mut();
@@ -85,9 +88,10 @@ impl SvmVcpu {
     }
 
     /// Readies the next VMRUN, under the lock that guards `env`'s
-    /// domain: offers `upcall` (the event-channel upcall vector, if the
-    /// guest has not taken it in this stretch yet) or else the local
-    /// APIC's highest deliverable vector.
+    /// domain: injects a waiting NMI, or offers `upcall` (the
+    /// event-channel upcall vector, if the guest has not taken it in
+    /// this stretch yet) or else the local APIC's highest deliverable
+    /// vector.
     pub fn prepare(&mut self, env: &mut impl VcpuEnv, upcall: Option<u8>) {
         self.offer_interrupt(upcall, env);
     }
@@ -99,6 +103,9 @@ impl SvmVcpu {
     /// the upcall.
     pub fn complete(&mut self, env: &mut impl VcpuEnv) -> (ExitAction, bool) {
         let exit = self.decode_exit(env);
+        if exit == VmExit::Iret {
+            self.nmi_iret();
+        }
         let upcall_taken = self.interrupt_taken(env) == Some(intr::Offered::Upcall);
         let action = handle_exit(exit, &mut self.guest(), env);
         if action != ExitAction::Resume {

@@ -143,7 +143,11 @@ pub mod misc1 {
     pub const INTR: u32 = 1 << 0;
     pub const NMI: u32 = 1 << 1;
     pub const SMI: u32 = 1 << 2;
+    /// Only while an NMI waits for an interrupt window.
+    pub const VINTR: u32 = 1 << 4;
     pub const CPUID: u32 = 1 << 18;
+    /// Only while a virtual NMI is in service.
+    pub const IRET: u32 = 1 << 20;
     pub const INVD: u32 = 1 << 22;
     pub const HLT: u32 = 1 << 24;
     pub const INVLPGA: u32 = 1 << 26;
