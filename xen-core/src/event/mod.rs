@@ -107,12 +107,17 @@ impl EventChannels {
         &self.ports
     }
 
-    /// The port `virq` is bound to on `vcpu` (Xen's `virq_to_evtchn`;
-    /// global VIRQs are bound on vCPU 0).
+    /// The port `virq` is bound to on `vcpu` (Xen's `virq_to_evtchn`).
+    /// A global VIRQ is bound once, on vCPU 0, whatever vCPU
+    /// `EVTCHNOP_bind_vcpu` later moved its port to (Xen keeps it in vCPU
+    /// 0's `virq_to_evtchn`): it is found whatever `vcpu` says.
     pub fn virq_port(&self, virq: u32, vcpu: u32) -> Option<EvtchnPort> {
         self.ports
             .iter()
-            .find(|(_, c)| c.binding == EvtchnBinding::Virq(virq) && c.notify_vcpu == vcpu)
+            .find(|(_, c)| {
+                c.binding == EvtchnBinding::Virq(virq)
+                    && (virq_is_global(virq) || c.notify_vcpu == vcpu)
+            })
             .map(|(port, _)| port)
     }
 

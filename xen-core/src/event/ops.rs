@@ -162,6 +162,33 @@ pub fn bind_ipi(domain: &mut Domain, vcpu: u32) -> Result<EvtchnPort, Errno> {
     Ok(port)
 }
 
+/// `EVTCHNOP_bind_vcpu` (Xen's `evtchn_bind_vcpu`): `domain`'s port
+/// `port` notifies `vcpu` from now on. Checked in Xen's order: no such
+/// vCPU is `-ENOENT`, a port beyond the table `-EINVAL`; then only an
+/// unbound, interdomain, global-VIRQ or pirq port may move, anything else
+/// (free, IPI, per-vCPU VIRQ) is `-EINVAL`. A pirq port's host interrupt
+/// keeps its routing: delivery goes through the port's notify vCPU and
+/// the run loop kicks that vCPU's pCPU. An event already pending stays
+/// where it was signalled (the old vCPU's selector), as in Xen's 2-level
+/// ABI; Linux masks the port around the rebind, and the unmask delivers
+/// it to the new vCPU ([`deliver::unmask`]).
+pub fn bind_vcpu(domain: &mut Domain, port: EvtchnPort, vcpu: u32) -> Result<(), Errno> {
+    if domain.vcpu(vcpu).is_none() {
+        return Err(Errno::ENOENT);
+    }
+    match channel(domain, port)?.binding {
+        EvtchnBinding::Unbound { .. }
+        | EvtchnBinding::Interdomain { .. }
+        | EvtchnBinding::Pirq(_) => {}
+        EvtchnBinding::Virq(virq) if virq_is_global(virq) => {}
+        _ => return Err(Errno::EINVAL),
+    }
+    if let Some(c) = domain.events_mut().ports.get_mut(port) {
+        c.notify_vcpu = vcpu;
+    }
+    Ok(())
+}
+
 /// `EVTCHNOP_send` on `dom`'s port `port`: an interdomain port makes its
 /// remote end pending, an IPI port itself; on an unbound port the
 /// notification is silently dropped (returns 0, as Xen's `evtchn_send`);

@@ -2,7 +2,7 @@
 //! dom0 and domUs with two vCPUs each, events read back from their
 //! shared-info frames as a guest would.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::vec::Vec;
 
@@ -311,6 +311,86 @@ fn global_virqs_go_to_dom0() {
 }
 
 #[test]
+fn bind_vcpu_checks_in_xens_order() {
+    let mut w = World::new(1);
+    let d = w.d(1);
+    let ipi = ops::bind_ipi(d, 0).unwrap();
+    let timer = ops::bind_virq(d, VIRQ_TIMER, 0).unwrap();
+    // No such vCPU comes first (Xen's `domain_vcpu`), whatever the port.
+    for vcpu in [VCPUS, 31, 32, u32::MAX] {
+        for port in [ipi, 1000, u32::MAX] {
+            assert_eq!(ops::bind_vcpu(d, port, vcpu), Err(Errno::ENOENT));
+        }
+    }
+    // Then the port must be valid ...
+    for port in [64, MAX_EVTCHN_PORTS, u32::MAX] {
+        assert_eq!(ops::bind_vcpu(d, port, 1), Err(Errno::EINVAL), "{port}");
+    }
+    // ... and in a state that may move: not free, reserved, an IPI or a
+    // per-vCPU VIRQ.
+    for port in [0, 5, 63, ipi, timer] {
+        assert_eq!(ops::bind_vcpu(d, port, 1), Err(Errno::EINVAL), "{port}");
+        assert_eq!(d.events().ports().get(port).unwrap().notify_vcpu, 0);
+    }
+    let unbound = ops::alloc_unbound(&mut w.t, 1, 0).unwrap();
+    let (p0, p1) = w.link(0, 1);
+    let dom_exc = ops::bind_virq(w.d(1), VIRQ_DOM_EXC, 0).unwrap();
+    for port in [unbound, p1, dom_exc] {
+        assert_eq!(ops::bind_vcpu(w.d(1), port, 1), Ok(()), "{port}");
+        assert_eq!(ops::status(&w.t, 1, port).unwrap().notify_vcpu, 1);
+        assert_eq!(ops::bind_vcpu(w.d(1), port, 1), Ok(()), "again");
+    }
+    assert_eq!(ops::status(&w.t, 0, p0).unwrap().notify_vcpu, 0, "peer");
+    // A bound global VIRQ stays bound once, wherever its port notifies.
+    assert_eq!(ops::bind_virq(w.d(1), VIRQ_DOM_EXC, 0), Err(Errno::EEXIST));
+}
+
+#[test]
+fn a_rebound_port_signals_its_new_vcpu() {
+    let mut w = World::new(2);
+    let (p1, p2) = w.link(1, 2);
+    w.ack(2, 0);
+    ops::bind_vcpu(w.d(2), p2, 1).unwrap();
+    w.d(2).vcpu_mut(1).unwrap().start(VcpuEntryState::default());
+    w.d(2).vcpu_mut(1).unwrap().block();
+    ops::send(&mut w.t, &mut w.mem, 1, p1).unwrap();
+    assert_eq!(w.upcall(2, 0), (false, 0), "not the old vCPU");
+    assert_eq!(w.upcall(2, 1), (true, 1 << (p2 / 64)));
+    assert_eq!(
+        w.d(2).vcpu(1).unwrap().run_state(),
+        VcpuRunState::Runnable,
+        "the new vCPU is woken"
+    );
+    w.ack(2, 1);
+    // A global VIRQ moved to vCPU 1 is still raised, there.
+    let exc = ops::bind_virq(w.d(0), VIRQ_DOM_EXC, 0).unwrap();
+    ops::bind_vcpu(w.d(0), exc, 1).unwrap();
+    assert!(raise_global_virq(&mut w.t, &mut w.mem, VIRQ_DOM_EXC));
+    assert_eq!(w.upcall(0, 0), (false, 0));
+    assert_eq!(w.upcall(0, 1), (true, 1 << (exc / 64)));
+}
+
+#[test]
+fn a_pending_event_stays_where_it_was_signalled_until_unmasked() {
+    let mut w = World::new(2);
+    let (p1, p2) = w.link(1, 2);
+    w.ack(2, 0);
+    // Signalled to vCPU 0, then moved: Xen's 2-level ABI leaves it there.
+    ops::send(&mut w.t, &mut w.mem, 1, p1).unwrap();
+    ops::bind_vcpu(w.d(2), p2, 1).unwrap();
+    assert_eq!(w.upcall(2, 0), (true, 1 << (p2 / 64)));
+    assert_eq!(w.upcall(2, 1), (false, 0));
+    w.take_upcall(2, 0);
+    // Linux's `xen_rebind_evtchn_to_cpu`: mask, rebind, unmask; the unmask
+    // of the still-pending port goes to the new vCPU.
+    w.set_mask(2, p2, true);
+    ops::bind_vcpu(w.d(2), p2, 1).unwrap();
+    w.unmask(2, p2).unwrap();
+    assert_eq!(w.upcall(2, 0), (false, 0));
+    assert_eq!(w.upcall(2, 1), (true, 1 << (p2 / 64)));
+}
+
+#[test]
 fn masked_ports_wait_for_unmask_and_are_delivered_once() {
     let mut w = World::new(2);
     let (p1, p2) = w.link(1, 2);
@@ -488,9 +568,16 @@ struct Expected {
     masked: BTreeSet<u32>,
     sel: [u64; VCPUS as usize],
     upcall: [bool; VCPUS as usize],
+    /// The vCPU each bound port notifies: the one it was bound on, or the
+    /// last `EVTCHNOP_bind_vcpu` moved it to; free ports are absent.
+    notify: BTreeMap<u32, u32>,
 }
 
 impl Expected {
+    fn notify(&self, port: u32) -> u32 {
+        self.notify.get(&port).copied().unwrap_or(0)
+    }
+
     /// Xen's rules, stated on sets: a port is delivered once, when it
     /// becomes pending unmasked, or when it is unmasked while pending.
     fn set_pending(&mut self, port: u32, vcpu: u32) {
@@ -528,6 +615,7 @@ enum Op {
     BindInterdomain { d: usize, remote: usize, port: u32 },
     BindVirq { d: usize, virq: u32, vcpu: u32 },
     BindIpi { d: usize, vcpu: u32 },
+    BindVcpu { d: usize, port: u32, vcpu: u32 },
     Send { d: usize, port: u32 },
     Close { d: usize, port: u32 },
     Unmask { d: usize, port: u32 },
@@ -558,6 +646,16 @@ fn op() -> impl Strategy<Value = Op> {
             vcpu
         }),
         (d.clone(), 0..VCPUS + 1).prop_map(|(d, vcpu)| Op::BindIpi { d, vcpu }),
+        (d.clone(), 0..8u32, 0..VCPUS + 1).prop_map(|(d, port, vcpu)| Op::BindVcpu {
+            d,
+            port,
+            vcpu
+        }),
+        (d.clone(), port.clone(), 0..VCPUS + 1).prop_map(|(d, port, vcpu)| Op::BindVcpu {
+            d,
+            port,
+            vcpu
+        }),
         (d.clone(), 0..8u32).prop_map(|(d, port)| Op::Send { d, port }),
         (d.clone(), port.clone()).prop_map(|(d, port)| Op::Send { d, port }),
         (d.clone(), 0..8u32).prop_map(|(d, port)| Op::Close { d, port }),
@@ -600,12 +698,12 @@ fn check_invariants(t: &DomainTable, gone: &BTreeSet<DomId>) -> Result<(), TestC
                     prop_assert_eq!(peer.map(|c| c.binding), Some(back), "asymmetric link");
                 }
                 EvtchnBinding::Virq(virq) => {
+                    // A global VIRQ is bound on vCPU 0 wherever it notifies.
                     let bound_on = if virq_is_global(virq) {
                         0
                     } else {
                         c.notify_vcpu
                     };
-                    prop_assert_eq!(bound_on, c.notify_vcpu);
                     prop_assert_eq!(events.virq_port(virq, bound_on), Some(port), "bound twice");
                 }
                 _ => {}
@@ -626,7 +724,9 @@ fn run(ops_list: Vec<Op>) -> Result<(), TestCaseError> {
     for op in ops_list {
         match op {
             Op::AllocUnbound { d, remote } => {
-                let _ = ops::alloc_unbound(&mut w.t, ids[d], ids[remote]);
+                if let Ok(port) = ops::alloc_unbound(&mut w.t, ids[d], ids[remote]) {
+                    expected[d].notify.insert(port, 0);
+                }
             }
             Op::BindInterdomain { d, remote, port } => {
                 let offered = w.binding(ids[remote], port);
@@ -634,15 +734,37 @@ fn run(ops_list: Vec<Op>) -> Result<(), TestCaseError> {
                 let ok = offered == Some(EvtchnBinding::Unbound { dom: ids[d] });
                 prop_assert_eq!(r.is_ok(), ok, "{:?} offered {:?}", r, offered);
                 if let Ok(local) = r {
+                    expected[d].notify.insert(local, 0);
                     expected[d].set_pending(local, 0);
                 }
             }
             Op::BindVirq { d, virq, vcpu } => {
-                let _ = ops::bind_virq(w.d(ids[d]), virq, vcpu);
+                if let Ok(port) = ops::bind_virq(w.d(ids[d]), virq, vcpu) {
+                    expected[d].notify.insert(port, vcpu);
+                }
             }
             Op::BindIpi { d, vcpu } => {
                 let r = ops::bind_ipi(w.d(ids[d]), vcpu);
                 prop_assert_eq!(r.is_ok(), vcpu < VCPUS);
+                if let Ok(port) = r {
+                    expected[d].notify.insert(port, vcpu);
+                }
+            }
+            Op::BindVcpu { d, port, vcpu } => {
+                let before = w.binding(ids[d], port);
+                let r = ops::bind_vcpu(w.d(ids[d]), port, vcpu);
+                let want = match before {
+                    _ if vcpu >= VCPUS => Err(Errno::ENOENT),
+                    Some(EvtchnBinding::Unbound { .. } | EvtchnBinding::Interdomain { .. }) => {
+                        Ok(())
+                    }
+                    Some(EvtchnBinding::Virq(virq)) if virq_is_global(virq) => Ok(()),
+                    _ => Err(Errno::EINVAL),
+                };
+                prop_assert_eq!(r, want, "{:?}", before);
+                if r.is_ok() {
+                    expected[d].notify.insert(port, vcpu);
+                }
             }
             Op::Send { d, port } => {
                 let before = w.binding(ids[d], port);
@@ -651,19 +773,12 @@ fn run(ops_list: Vec<Op>) -> Result<(), TestCaseError> {
                     Some(EvtchnBinding::Interdomain { dom, port: rport }) => {
                         prop_assert_eq!(r, Ok(()));
                         let s = slot_of(&ids, dom).unwrap();
-                        let vcpu =
-                            w.t.get(dom)
-                                .unwrap()
-                                .events()
-                                .ports()
-                                .get(rport)
-                                .unwrap()
-                                .notify_vcpu;
+                        let vcpu = expected[s].notify(rport);
                         expected[s].set_pending(rport, vcpu);
                     }
                     Some(EvtchnBinding::Ipi) => {
                         prop_assert_eq!(r, Ok(()));
-                        let vcpu = w.d(ids[d]).events().ports().get(port).unwrap().notify_vcpu;
+                        let vcpu = expected[d].notify(port);
                         expected[d].set_pending(port, vcpu);
                     }
                     Some(EvtchnBinding::Unbound { .. }) => prop_assert_eq!(r, Ok(())),
@@ -677,18 +792,15 @@ fn run(ops_list: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(r.is_ok(), bound);
                 if bound {
                     expected[d].pending.remove(&port);
+                    expected[d].notify.remove(&port);
                 }
             }
             Op::Unmask { d, port } => {
-                let vcpu = w
-                    .d(ids[d])
-                    .events()
-                    .ports()
-                    .get(port)
-                    .map(|c| c.notify_vcpu);
+                let valid = w.binding(ids[d], port).is_some();
                 let r = w.unmask(ids[d], port);
-                prop_assert_eq!(r.is_ok(), vcpu.is_some());
-                if let Some(vcpu) = vcpu {
+                prop_assert_eq!(r.is_ok(), valid);
+                if valid {
+                    let vcpu = expected[d].notify(port);
                     expected[d].unmask(port, vcpu);
                 }
             }
@@ -710,7 +822,7 @@ fn run(ops_list: Vec<Op>) -> Result<(), TestCaseError> {
                 let bound = w.d(ids[d]).events().virq_port(virq, row);
                 prop_assert_eq!(w.raise(ids[d], virq, vcpu), bound.is_some());
                 if let Some(p) = bound {
-                    let to = w.d(ids[d]).events().ports().get(p).unwrap().notify_vcpu;
+                    let to = expected[d].notify(p);
                     expected[d].set_pending(p, to);
                 }
             }
@@ -727,6 +839,9 @@ fn run(ops_list: Vec<Op>) -> Result<(), TestCaseError> {
         check_invariants(&w.t, &gone)?;
         for (s, id) in ids.iter().enumerate() {
             let e = &expected[s];
+            for (port, c) in w.t.get(*id).unwrap().events().ports().iter() {
+                prop_assert_eq!(c.notify_vcpu, e.notify(port), "d{} port {}", id, port);
+            }
             for port in 0..PORT_RANGE {
                 prop_assert_eq!(
                     w.pending(*id, port),

@@ -13,9 +13,9 @@
 //! - `EVTCHNOP_bind_pirq`: a pirq the caller mapped (`physdev_op`);
 //!   errors in [`crate::event::ops::bind_pirq`]. Closing the port
 //!   unbinds the pirq.
-//! - `EVTCHNOP_bind_virq`, `EVTCHNOP_bind_ipi`, `EVTCHNOP_send`,
-//!   `EVTCHNOP_close`, `EVTCHNOP_unmask`: on the caller's own ports; errors
-//!   in [`crate::event::ops`].
+//! - `EVTCHNOP_bind_virq`, `EVTCHNOP_bind_ipi`, `EVTCHNOP_bind_vcpu`,
+//!   `EVTCHNOP_send`, `EVTCHNOP_close`, `EVTCHNOP_unmask`: on the caller's
+//!   own ports; errors in [`crate::event::ops`].
 //! - `EVTCHNOP_status`: `dom` as for alloc_unbound; writes `status`, `vcpu`
 //!   and the union.
 //! - Every port number beyond the table is `-EINVAL`; the table holds at
@@ -32,14 +32,14 @@
 //! - `EVTCHNOP_set_priority`: reads port and priority (`-EFAULT`); a port
 //!   beyond the table is `-EINVAL`; then `-ENOSYS`, Xen's answer under the
 //!   2-level ABI (it has no priorities).
-//! - Not implemented (`-ENOSYS`): bind_vcpu, reset.
+//! - Not implemented (`-ENOSYS`): reset.
 
 use abi::xen::domid::DOMID_SELF;
 use abi::xen::errno::Errno;
 use abi::xen::event_channel::{
     self as ec, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq,
-    EvtchnBindVirq, EvtchnClose, EvtchnInitControl, EvtchnSend, EvtchnStatus, EvtchnUnmask,
-    EVTCHN_FIFO_CONTROL_BLOCK_SIZE,
+    EvtchnBindVcpu, EvtchnBindVirq, EvtchnClose, EvtchnInitControl, EvtchnSend, EvtchnStatus,
+    EvtchnUnmask, EVTCHN_FIFO_CONTROL_BLOCK_SIZE,
 };
 
 use super::args::RawArgs;
@@ -56,6 +56,7 @@ pub(crate) enum EvtchnOp {
     BindVirq { arg: u64 },
     BindPirq { arg: u64 },
     BindIpi { arg: u64 },
+    BindVcpu { arg: u64 },
     Close { arg: u64 },
     Send { arg: u64 },
     Status { arg: u64 },
@@ -73,6 +74,7 @@ pub(crate) fn decode(a: &RawArgs) -> Request {
         ec::EVTCHNOP_BIND_VIRQ => EvtchnOp::BindVirq { arg },
         ec::EVTCHNOP_BIND_PIRQ => EvtchnOp::BindPirq { arg },
         ec::EVTCHNOP_BIND_IPI => EvtchnOp::BindIpi { arg },
+        ec::EVTCHNOP_BIND_VCPU => EvtchnOp::BindVcpu { arg },
         ec::EVTCHNOP_CLOSE => EvtchnOp::Close { arg },
         ec::EVTCHNOP_SEND => EvtchnOp::Send { arg },
         ec::EVTCHNOP_STATUS => EvtchnOp::Status { arg },
@@ -118,6 +120,10 @@ pub(crate) fn handle<P: FramePool, M: PhysMem, E: HypercallEnv>(
             let mut req: EvtchnBindIpi = ctx.read(arg)?;
             req.port = ops::bind_ipi(ctx.domain_mut()?, req.vcpu)?;
             ctx.write(arg, &req)?;
+        }
+        EvtchnOp::BindVcpu { arg } => {
+            let req: EvtchnBindVcpu = ctx.read(arg)?;
+            ops::bind_vcpu(ctx.domain_mut()?, req.port, req.vcpu)?;
         }
         EvtchnOp::Close { arg } => {
             let req: EvtchnClose = ctx.read(arg)?;

@@ -3,8 +3,8 @@
 
 use abi::xen::event_channel::{
     self as ec, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq,
-    EvtchnBindVirq, EvtchnBinding, EvtchnSend, EvtchnStatus, EvtchnUnmask, VIRQ_DOM_EXC,
-    VIRQ_TIMER,
+    EvtchnBindVcpu, EvtchnBindVirq, EvtchnBinding, EvtchnSend, EvtchnStatus, EvtchnUnmask,
+    VIRQ_DOM_EXC, VIRQ_TIMER,
 };
 use abi::xen::hvm::XenHvmEvtchnUpcallVector;
 use abi::xen::sched::{SchedPoll, SCHEDOP_POLL};
@@ -138,6 +138,7 @@ fn bad_ports_and_pointers() {
         ec::EVTCHNOP_BIND_INTERDOMAIN,
         ec::EVTCHNOP_BIND_VIRQ,
         ec::EVTCHNOP_BIND_IPI,
+        ec::EVTCHNOP_BIND_VCPU,
         ec::EVTCHNOP_CLOSE,
         ec::EVTCHNOP_SEND,
         ec::EVTCHNOP_STATUS,
@@ -177,6 +178,68 @@ fn bad_ports_and_pointers() {
         [ec::EVTCHNOP_RESET.into(), BUF, 0, 0, 0],
     );
     assert_eq!(r, e(Errno::ENOSYS));
+}
+
+fn bind_vcpu(w: &mut World, caller: DomId, port: u32, vcpu: u32) -> i64 {
+    evtchn(
+        w,
+        caller,
+        ec::EVTCHNOP_BIND_VCPU,
+        &EvtchnBindVcpu { port, vcpu },
+    )
+}
+
+/// `EVTCHNOP_bind_vcpu` through the door, with Xen's errors in Xen's
+/// order; a moved port's events reach the new vCPU's `vcpu_info`.
+#[test]
+fn bind_vcpu_moves_a_port() {
+    let mut w = World::new();
+    let (p0, pu) = connect(&mut w);
+    assert_eq!(bind_vcpu(&mut w, DOMU, pu, 2), e(Errno::ENOENT));
+    assert_eq!(
+        bind_vcpu(&mut w, DOMU, u32::MAX, u32::MAX),
+        e(Errno::ENOENT)
+    );
+    for port in [0, 63, 64, MAX_EVTCHN_PORTS, u32::MAX] {
+        assert_eq!(bind_vcpu(&mut w, DOMU, port, 1), e(Errno::EINVAL), "{port}");
+    }
+    let r = evtchn(
+        &mut w,
+        DOMU,
+        ec::EVTCHNOP_BIND_IPI,
+        &EvtchnBindIpi { vcpu: 0, port: 0 },
+    );
+    assert_eq!(r, 0);
+    let ipi = w.get::<EvtchnBindIpi>(DOMU, BUF).port;
+    assert_eq!(bind_vcpu(&mut w, DOMU, ipi, 1), e(Errno::EINVAL), "IPI");
+    let timer = EvtchnBindVirq {
+        virq: VIRQ_TIMER,
+        vcpu: 0,
+        port: 0,
+    };
+    assert_eq!(evtchn(&mut w, DOMU, ec::EVTCHNOP_BIND_VIRQ, &timer), 0);
+    let timer = w.get::<EvtchnBindVirq>(DOMU, BUF).port;
+    assert_eq!(
+        bind_vcpu(&mut w, DOMU, timer, 1),
+        e(Errno::EINVAL),
+        "per-vCPU VIRQ"
+    );
+    assert_eq!(bind_vcpu(&mut w, DOMU, pu, 1), 0);
+    let (r, s) = status(&mut w, DOMU, DOMID_SELF, pu);
+    assert_eq!((r, s.vcpu), (0, 1));
+    assert_eq!(status(&mut w, DOM0, DOMU, pu).1.vcpu, 1);
+    assert_eq!(
+        status(&mut w, DOM0, DOMID_SELF, p0).1.vcpu,
+        0,
+        "the peer stays"
+    );
+    let si = w.domain(DOMU).shared_info_mfn();
+    w.mem.frame_mut(si)[0] = 0;
+    w.mem.frame_mut(si)[8] = 0;
+    assert_eq!(port_op(&mut w, DOM0, ec::EVTCHNOP_SEND, p0), 0);
+    assert_eq!(w.mem.frame(si)[0], 0, "not vCPU 0");
+    assert_eq!(w.mem.frame(si)[64], 1, "vCPU 1's evtchn_upcall_pending");
+    assert_eq!(w.mem.frame(si)[64 + 8], 1, "vCPU 1's selector, word 0");
 }
 
 fn physdev<T: IntoBytes + Immutable>(w: &mut World, domid: DomId, cmd: u32, arg: &T) -> i64 {
@@ -245,6 +308,9 @@ fn pirqs_through_the_door() {
     assert_eq!(bind_pirq(&mut w, DOM0, 17).0, e(Errno::EEXIST));
     let (r, s) = status(&mut w, DOM0, DOMID_SELF, port);
     assert_eq!((r, s.binding()), (0, Some(EvtchnBinding::Pirq(17))));
+    // Moved to vCPU 1: the interrupt is signalled there.
+    assert_eq!(bind_vcpu(&mut w, DOM0, port, 1), 0);
+    assert_eq!(status(&mut w, DOM0, DOMID_SELF, port).1.vcpu, 1);
     let query = pd::PhysdevIrqStatusQuery { irq: 17, flags: 0 };
     assert_eq!(
         physdev(&mut w, DOM0, pd::PHYSDEVOP_IRQ_STATUS_QUERY, &query),
@@ -262,6 +328,8 @@ fn pirqs_through_the_door() {
 
     assert!(event::raise_pirq(&mut w.t, &mut w.mem, 19));
     assert!(pending(&mut w, DOM0, port));
+    let si = w.domain(DOM0).shared_info_mfn();
+    assert_eq!(w.mem.frame(si)[64], 1, "vCPU 1's evtchn_upcall_pending");
     assert!(
         w.t.irqs().pin(19).unwrap().masked,
         "level GSI masked until the EOI"
