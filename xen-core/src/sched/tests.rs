@@ -199,6 +199,37 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Every vCPU of `t`, and every domid.
+fn vcpus_and_domids(t: &DomainTable) -> (Vec<VcpuRef>, Vec<DomId>) {
+    let all = t
+        .iter()
+        .flat_map(|d| (0u32..).take(d.vcpus().len()).map(move |v| r(d.domid(), v)))
+        .collect();
+    (all, t.iter().map(|d| d.domid()).collect())
+}
+
+/// What happens to a vCPU or domain from outside it: a wake (an event,
+/// a timer), a pause, an unpause. Other ops: nothing.
+fn apply_outside(op: &Op, t: &mut DomainTable, all: &[VcpuRef], domids: &[DomId]) {
+    match *op {
+        Op::Wake(i) => {
+            let v = all[i % all.len()];
+            t.get_mut(v.domid)
+                .unwrap()
+                .vcpu_mut(v.vcpu_id)
+                .unwrap()
+                .wake();
+        }
+        Op::Pause(i) => {
+            let _ = t.get_mut(domids[i % domids.len()]).unwrap().pause();
+        }
+        Op::Unpause(i) => {
+            let _ = t.get_mut(domids[i % domids.len()]).unwrap().unpause();
+        }
+        _ => {}
+    }
+}
+
 fn run_state(t: &DomainTable, v: VcpuRef) -> VcpuRunState {
     t.get(v.domid).unwrap().vcpu(v.vcpu_id).unwrap().run_state()
 }
@@ -211,11 +242,7 @@ proptest! {
     #[test]
     fn fair_and_safe(shape in prop::collection::vec(1u32..4, 1..4), ops in prop::collection::vec(op(), 1..200)) {
         let mut t = domains(&shape);
-        let all: Vec<VcpuRef> = t
-            .iter()
-            .flat_map(|d| (0u32..).take(d.vcpus().len()).map(move |v| r(d.domid(), v)))
-            .collect();
-        let domids: Vec<DomId> = t.iter().map(|d| d.domid()).collect();
+        let (all, domids) = vcpus_and_domids(&t);
         let mut s = Credit::new(1);
         let mut now = 0u64;
         for op in ops {
@@ -229,13 +256,8 @@ proptest! {
                     }
                     vcpu.block();
                 }
-                Op::Wake(i) => {
-                    let v = all[i % all.len()];
-                    t.get_mut(v.domid).unwrap().vcpu_mut(v.vcpu_id).unwrap().wake();
-                }
+                Op::Wake(_) | Op::Pause(_) | Op::Unpause(_) => apply_outside(&op, &mut t, &all, &domids),
                 Op::Yield => s.yield_current(0),
-                Op::Pause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().pause(); }
-                Op::Unpause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().unpause(); }
             }
             let before: Vec<(VcpuRunState, Option<u64>, bool)> = all
                 .iter()
@@ -277,11 +299,7 @@ proptest! {
     fn runstate_follows_xen(shape in prop::collection::vec(1u32..4, 1..4), ops in prop::collection::vec(op(), 1..200)) {
         use abi::xen::vcpu::RUNSTATE_RUNNING;
         let mut t = domains(&shape);
-        let all: Vec<VcpuRef> = t
-            .iter()
-            .flat_map(|d| (0u32..).take(d.vcpus().len()).map(move |v| r(d.domid(), v)))
-            .collect();
-        let domids: Vec<DomId> = t.iter().map(|d| d.domid()).collect();
+        let (all, domids) = vcpus_and_domids(&t);
         let mut s = Credit::new(2);
         let mut now = 0u64;
         let mut seen = vec![[0u64; 4]; all.len()];
@@ -300,13 +318,8 @@ proptest! {
                         vcpu.block();
                     }
                 }
-                Op::Wake(i) => {
-                    let v = all[i % all.len()];
-                    t.get_mut(v.domid).unwrap().vcpu_mut(v.vcpu_id).unwrap().wake();
-                }
+                Op::Wake(_) | Op::Pause(_) | Op::Unpause(_) => apply_outside(&op, &mut t, &all, &domids),
                 Op::Yield => s.yield_current(pcpu),
-                Op::Pause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().pause(); }
-                Op::Unpause(i) => { let _ = t.get_mut(domids[i % domids.len()]).unwrap().unpause(); }
             }
             fire_timers(&mut t, now, |_, _| {});
             s.schedule(&mut t, pcpu, now);

@@ -16,14 +16,20 @@ fn vcpu_op(w: &mut World, op: u32, vcpu: u64, arg: u64) -> i64 {
     w.ret(DOMU, nr::VCPU_OP, [op.into(), vcpu, arg, 0, 0])
 }
 
+/// Registers vCPU 0's runstate area at `addr`, which succeeds whether
+/// or not anything is mapped there (as Xen).
+fn register_area(w: &mut World, addr: u64) {
+    w.put(DOMU, BUF, &VcpuRegisterRunstateMemoryArea { addr });
+    assert_eq!(
+        vcpu_op(w, vc::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, BUF),
+        0
+    );
+}
+
 #[test]
 fn runstate_area_gets_the_callers_state_at_registration() {
     let mut w = World::new();
-    w.put(DOMU, BUF, &VcpuRegisterRunstateMemoryArea { addr: BUF2 });
-    assert_eq!(
-        vcpu_op(&mut w, vc::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, BUF),
-        0
-    );
+    register_area(&mut w, BUF2);
     let info: VcpuRunstateInfo = w.get(DOMU, BUF2);
     assert_eq!(info.state, vc::RUNSTATE_RUNNING);
     assert_eq!(info.state_entry_time, NOW);
@@ -72,11 +78,7 @@ fn a_switch_writes_the_registered_area() {
     let enable = u64::from(VMASST_CMD_ENABLE);
     let flag = u64::from(VMASST_TYPE_RUNSTATE_UPDATE_FLAG);
     assert_eq!(w.ret(DOMU, nr::VM_ASSIST, [enable, flag, 0, 0, 0]), 0);
-    w.put(DOMU, BUF, &VcpuRegisterRunstateMemoryArea { addr: BUF2 });
-    assert_eq!(
-        vcpu_op(&mut w, vc::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, BUF),
-        0
-    );
+    register_area(&mut w, BUF2);
     let d = w.t.get_mut(DOMU).unwrap();
     d.vcpu_mut(0)
         .unwrap()
@@ -93,15 +95,7 @@ fn a_switch_writes_the_registered_area() {
     assert_eq!(info.state_entry_time, NOW + 50, "flag cleared");
     assert_eq!(info.time, [50, 0, 0, 0]);
     // Moved where nothing is mapped: nothing written, no failure.
-    w.put(
-        DOMU,
-        BUF,
-        &VcpuRegisterRunstateMemoryArea { addr: UNMAPPED },
-    );
-    assert_eq!(
-        vcpu_op(&mut w, vc::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, BUF),
-        0
-    );
+    register_area(&mut w, UNMAPPED);
     let before = w.ram(DOMU);
     assert!(!update_runstate_area(
         w.t.get(DOMU).unwrap(),
@@ -152,15 +146,7 @@ fn hostile_runstate_requests_get_xens_answers() {
         "the argument itself is unreadable"
     );
     // An unmapped area is accepted, as Xen does (it may be mapped later).
-    w.put(
-        DOMU,
-        BUF,
-        &VcpuRegisterRunstateMemoryArea { addr: UNMAPPED },
-    );
-    assert_eq!(
-        vcpu_op(&mut w, vc::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, BUF),
-        0
-    );
+    register_area(&mut w, UNMAPPED);
     assert_eq!(
         vcpu_op(&mut w, vc::VCPUOP_GET_RUNSTATE_INFO, 0, UNMAPPED),
         e(Errno::EFAULT)
