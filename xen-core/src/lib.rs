@@ -16,6 +16,11 @@ pub mod boot_domains;
 pub mod boot_info;
 pub mod calendar;
 pub mod domain;
+// A reader section's `&mut Domain` from the shared domain table: the
+// one `unsafe` outside `arch` besides `mm::shared_frame` (each block
+// carries its SAFETY argument).
+#[allow(unsafe_code)]
+pub mod domain_cell;
 pub mod event;
 pub mod grant;
 pub mod guest_mem;

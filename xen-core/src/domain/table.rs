@@ -18,6 +18,7 @@ use super::{
     Domain, DomainConfig, DomainError, DomainState, Privileges, DOMAIN_NAME_MAX, MAX_DOMAIN_PAGES,
     MAX_VCPUS, SLICE_FRAMES,
 };
+use crate::domain_cell::DomainCell;
 use crate::irq::Routing;
 use crate::mm::{FramePool, PhysMem};
 
@@ -50,9 +51,11 @@ struct Quarantined {
 }
 
 /// A domain in a heap block of its own, allocated fallibly: a
-/// one-element boxed slice, as `Box::try_new` is not stable.
+/// one-element boxed slice, as `Box::try_new` is not stable. Its cell
+/// lets a reader section of the machine lock change it while other
+/// readers change theirs ([`DomainCell`]).
 #[derive(Debug)]
-struct Slot(Box<[Domain]>);
+struct Slot(Box<[DomainCell]>);
 
 impl Slot {
     /// `d` on the heap; when the heap has no room, `d` is released
@@ -67,27 +70,27 @@ impl Slot {
             d.release(pool, mem);
             return Err(DomainError::OutOfHeap);
         }
-        v.push(d);
+        v.push(DomainCell::new(d));
         Ok(Self(v.into_boxed_slice()))
     }
 
     fn into_inner(self) -> Domain {
         let mut v = self.0.into_vec();
         // Made with exactly one element.
-        v.swap_remove(0)
+        v.swap_remove(0).into_inner()
     }
 }
 
 impl core::ops::Deref for Slot {
     type Target = Domain;
     fn deref(&self) -> &Domain {
-        &self.0[0]
+        self.0[0].get()
     }
 }
 
 impl core::ops::DerefMut for Slot {
     fn deref_mut(&mut self) -> &mut Domain {
-        &mut self.0[0]
+        self.0[0].get_mut()
     }
 }
 
@@ -133,6 +136,13 @@ impl DomainTable {
     /// The domain with `domid`, writable.
     pub fn get_mut(&mut self, domid: DomId) -> Option<&mut Domain> {
         self.position(domid).map(|p| &mut *self.domains[p])
+    }
+
+    /// The cell of the domain with `domid`, for a reader section of the
+    /// machine lock, which locks the domain before it reaches it
+    /// ([`DomainCell::get_locked`]).
+    pub fn cell(&self, domid: DomId) -> Option<&DomainCell> {
+        self.position(domid).map(|p| &self.domains[p].0[0])
     }
 
     /// Where `domid` sits in the dense list.

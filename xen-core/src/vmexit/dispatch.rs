@@ -253,6 +253,36 @@ pub fn handle_exit(
     }
 }
 
+/// Xen's own MSRs (the hypercall page at `0x4000_0000` among them): a
+/// write there may fill guest memory.
+const XEN_MSR_BASE: u32 = 0x4000_0000;
+const XEN_MSR_LAST: u32 = 0x4000_ffff;
+
+/// Whether `exit` concerns its vCPU alone, so that the machine lock's
+/// reader side may complete it while other pCPUs complete theirs
+/// (docs/architecture.md, "Locks"). Its handler then reaches only the
+/// vCPU's own state and its domain's (counters, the local APIC, the p2m
+/// and guest page tables, read), reads guest memory but never writes it,
+/// and at most sends an IPI within the domain, which [`VcpuEnv::send_ipi`]
+/// reports so the writer side tells the target's pCPU. `rcx` is the
+/// guest's RCX (the MSR index of an RDMSR/WRMSR): a write to one of
+/// Xen's MSRs may fill the hypercall page, which is guest memory, so it
+/// is the writer's. Every other exit (hypercalls, HLT, interrupts,
+/// control-register writes, crashes) is the writer's too.
+pub fn completes_alone(exit: VmExit, rcx: u64) -> bool {
+    match exit {
+        VmExit::Io(_)
+        | VmExit::Cpuid
+        | VmExit::NestedPageFault { .. }
+        | VmExit::VirtualInterruptWindow
+        | VmExit::Msr(MsrDirection::Read) => true,
+        VmExit::Msr(MsrDirection::Write) => {
+            !(XEN_MSR_BASE..=XEN_MSR_LAST).contains(&((rcx & 0xffff_ffff) as u32))
+        }
+        _ => false,
+    }
+}
+
 /// Moves RIP past the exit's instruction.
 fn complete(exit: VmExit, guest: &mut impl GuestState) -> ExitAction {
     if let Some(next) = exit.next_rip(guest.rip(), guest.in_64bit_mode()) {
@@ -852,6 +882,51 @@ pub(super) mod tests {
         assert_eq!(env.hypercall_pages, [0x5000]);
         assert_eq!(g.injected, [Event::general_protection()]);
         assert_eq!(g.rip, 0x102);
+    }
+
+    #[test]
+    fn only_exits_of_the_vcpu_alone_complete_under_the_reader_side() {
+        let port = VmExit::decode(0x7b, (0x80 << 16) | (1 << 4) | 1, 0x501);
+        let npf = VmExit::decode(0x400, 0b110, 0xfee0_0300);
+        let (read, write) = (MsrDirection::Read, MsrDirection::Write);
+        for exit in [port, VmExit::Cpuid, npf, VmExit::VirtualInterruptWindow] {
+            assert!(completes_alone(exit, 0), "{exit:?}");
+        }
+        assert!(completes_alone(VmExit::Msr(read), 0x4000_0000));
+        assert!(completes_alone(VmExit::Msr(write), 0x830), "x2APIC ICR");
+        assert!(completes_alone(VmExit::Msr(write), 0xffff_ffff_c000_0100));
+        assert!(!completes_alone(VmExit::Msr(write), 0x4000_0000));
+        assert!(!completes_alone(VmExit::Msr(write), 0x1_4000_0001));
+        for exit in [
+            VmExit::Vmmcall,
+            VmExit::Hlt,
+            VmExit::Interrupt,
+            VmExit::CrWrite(0),
+            VmExit::Shutdown,
+            VmExit::Iret,
+        ] {
+            assert!(!completes_alone(exit, 0), "{exit:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// A reader section never writes guest memory: no WRMSR it may
+        /// complete fills a hypercall page, whatever the index and value.
+        #[test]
+        fn no_msr_write_a_reader_completes_writes_guest_memory(
+            rcx: u64,
+            value: u64,
+        ) {
+            let (mut g, mut env) = (guest_at(0x100), FakeEnv::default());
+            g.gprs[Gpr::Rcx as usize] = rcx;
+            g.gprs[Gpr::Rax as usize] = value & 0xffff_ffff;
+            g.gprs[Gpr::Rdx as usize] = value >> 32;
+            let exit = VmExit::Msr(MsrDirection::Write);
+            if completes_alone(exit, rcx) {
+                handle_exit(exit, &mut g, &mut env);
+                proptest::prop_assert!(env.hypercall_pages.is_empty());
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub mod mmio;
 pub mod msr;
 mod unclaimed;
 
-pub use dispatch::{handle_exit, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv};
+pub use dispatch::{
+    completes_alone, handle_exit, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv,
+};
 pub use exit::{code, code_name, MsrDirection, RefusedInstruction, VmExit};
 pub use lapic::X2APIC_OFFERED;

@@ -329,6 +329,12 @@ pub fn take_kicked() -> bool {
     KICKED[this_cpu().index].swap(false, Ordering::Acquire)
 }
 
+/// Whether a kick came since the last [`take_kicked`], without consuming
+/// it (a reader section leaves it to the writer side).
+pub fn kicked() -> bool {
+    KICKED[this_cpu().index].load(Ordering::Acquire)
+}
+
 /// The kick IPI's handler, called by its stub (exceptions.rs).
 pub(super) extern "C" fn kick_interrupt() {
     KICKED[this_cpu().index].store(true, Ordering::Release);

@@ -1,6 +1,7 @@
 //! The hypervisor on this machine: the domain table, every vCPU's SVM
 //! state, the scheduler and the clock, shared by every pCPU under one
-//! lock, and what the pCPUs do with them (the loop itself is in
+//! reader-writer lock (readers also lock their vCPU's domain), and what
+//! the pCPUs do with them (the loop itself is in
 //! [`run`]). Portable code decides (scheduler, VM-exit and hypercall
 //! handlers); this module only carries out.
 
@@ -22,7 +23,7 @@ use pvh_builder::BootModule;
 use super::cpu::MAX_PCPUS;
 use super::ecam::Ecam;
 use super::fatal::{exit, fatal};
-use super::mem::{IdentityMap, FRAMES};
+use super::mem::{IdentityMap, ReaderPhys, FRAMES};
 use super::serial::LOG;
 use super::svm::{self, SvmVcpu};
 use super::{ioapic, smp, tsc};
@@ -33,7 +34,7 @@ use crate::domain::{Domain, DomainState, ShutdownReason};
 use crate::event;
 use crate::guest_mem::{GuestFault, GuestVirt};
 use crate::hypercall::{self, Caller, HostFacts, HypercallEnv, HypercallOutcome, HypercallRegs};
-use crate::mm::{FramePool, Gfn, Mfn, PAGE_SHIFT};
+use crate::mm::{FramePool, Gfn, Mfn, PhysMem, PAGE_SHIFT};
 use crate::paging::guest_walk::GuestPaging;
 use crate::pci::vpci::Vpci;
 use crate::sched::{self, Credit, Scheduler, VcpuRef};
@@ -43,6 +44,7 @@ use crate::vmexit::cpuid::{CpuidResult, GuestIdentity};
 use crate::vmexit::cr_write::guest_cr4_valid_bits;
 use crate::vmexit::io::IoPortPolicy;
 use crate::vmexit::{code_name, ExitAction, Gpr, GuestState, HypercallPageError, VcpuEnv, VmExit};
+use lock::{DomainLocks, ReaderSide};
 use run::Loaded;
 
 /// Where dom0's 1:1 RAM starts: its kernel is linked here (16 MiB), above
@@ -63,8 +65,9 @@ struct VcpuSlot {
     p2m_generation: u64,
 }
 
-/// Everything the pCPUs share; one lock guards it all once the machine
-/// runs (`run::lock`, docs/architecture.md "Locks").
+/// Everything the pCPUs share; one reader-writer lock guards it all once
+/// the machine runs (`run::lock`, `run::read`; readers see only a
+/// [`ReaderView`]; docs/architecture.md "Locks").
 pub struct Machine {
     /// The static table, owned by the machine for its lifetime.
     domains: &'static mut DomainTable,
@@ -73,8 +76,10 @@ pub struct Machine {
     vcpus: BTreeMap<VcpuRef, Box<VcpuSlot>>,
     sched: Credit,
     /// What each pCPU has loaded (its vCPU in guest mode, or its exit
-    /// being handled).
-    loaded: [Option<Loaded>; MAX_PCPUS],
+    /// being handled). A cell each: a reader section re-enters its vCPU
+    /// and changes its own pCPU's entry; writers reach them all without
+    /// locking (`get_mut`).
+    loaded: [spin::Mutex<Option<Loaded>>; MAX_PCPUS],
     clock: Clock,
     phys: IdentityMap,
     /// Free frames before the first domain was built: power-off checks
@@ -99,7 +104,7 @@ impl Machine {
             ),
             vcpus: BTreeMap::new(),
             sched: Credit::new(smp::online()),
-            loaded: [None; MAX_PCPUS],
+            loaded: [const { spin::Mutex::new(None) }; MAX_PCPUS],
             clock,
             phys,
             free_before_domains: free,
@@ -263,9 +268,9 @@ impl Machine {
         let here = super::cpu::this_cpu().index;
         if self
             .loaded
-            .iter()
+            .iter_mut()
             .enumerate()
-            .any(|(p, l)| p != here && l.is_some_and(|l| l.vcpu == v))
+            .any(|(p, l)| p != here && l.get_mut().is_some_and(|l| l.vcpu == v))
         {
             return Ok(());
         }
@@ -320,11 +325,7 @@ impl Machine {
         let Some(domain) = self.domains.get_mut(v.domid) else {
             return;
         };
-        let env = ExitEnv {
-            domain,
-            phys: &mut self.phys,
-            vcpu_id: v.vcpu_id,
-        };
+        let env = ExitEnv::new(domain, &mut self.phys, v.vcpu_id);
         match action {
             ExitAction::Resume => {}
             ExitAction::Preempted => {
@@ -359,11 +360,7 @@ impl Machine {
                 let Some(domain) = self.domains.get_mut(v.domid) else {
                     return;
                 };
-                let env = ExitEnv {
-                    domain,
-                    phys: &mut self.phys,
-                    vcpu_id: v.vcpu_id,
-                };
+                let env = ExitEnv::new(domain, &mut self.phys, v.vcpu_id);
                 log::error!(
                     "d{} \"{}\" crashed: {reason} (vCPU {}, RIP {rip:#x})",
                     v.domid,
@@ -497,6 +494,27 @@ impl Machine {
     }
 }
 
+/// What a reader section of the machine lock reaches (`lock::ReaderSide`):
+/// its vCPU's domain under that domain's lock, the identity map for
+/// reading, and its own pCPU's `loaded` entry. Not the domain table
+/// itself, whose `get` would read a domain another reader holds.
+struct ReaderView<'a> {
+    domains: DomainLocks<'a>,
+    phys: ReaderPhys<'a>,
+    loaded: &'a [spin::Mutex<Option<Loaded>>; MAX_PCPUS],
+}
+
+impl ReaderSide for Machine {
+    type View<'a> = ReaderView<'a>;
+    fn reader_view(&self) -> ReaderView<'_> {
+        ReaderView {
+            domains: DomainLocks(self.domains),
+            phys: ReaderPhys(&self.phys),
+            loaded: &self.loaded,
+        }
+    }
+}
+
 /// ISA IRQ of COM2, dom0's management line.
 const COM2_ISA_IRQ: u8 = 3;
 
@@ -561,14 +579,29 @@ impl core::fmt::Display for BuildFailure {
     }
 }
 
-/// What exit handling needs from the vCPU's domain.
-struct ExitEnv<'a> {
+/// What exit handling needs from the vCPU's domain: the identity map
+/// itself under the writer side, its [`ReaderPhys`] under a reader's.
+struct ExitEnv<'a, P: PhysMem = IdentityMap> {
     domain: &'a mut Domain,
-    phys: &'a mut IdentityMap,
+    phys: &'a mut P,
     vcpu_id: u32,
+    /// An IPI changed another vCPU of the domain: its pCPU must be told,
+    /// which a reader section leaves to the writer side.
+    signalled: bool,
 }
 
-impl VcpuEnv for ExitEnv<'_> {
+impl<'a, P: PhysMem> ExitEnv<'a, P> {
+    fn new(domain: &'a mut Domain, phys: &'a mut P, vcpu_id: u32) -> Self {
+        ExitEnv {
+            domain,
+            phys,
+            vcpu_id,
+            signalled: false,
+        }
+    }
+}
+
+impl<P: PhysMem> VcpuEnv for ExitEnv<'_, P> {
     fn identity(&self) -> GuestIdentity {
         GuestIdentity {
             domid: self.domain.domid(),
@@ -653,6 +686,7 @@ impl VcpuEnv for ExitEnv<'_> {
 
     fn send_ipi(&mut self, ipi: Ipi) {
         vlapic::deliver_ipi(self.domain, self.vcpu_id, ipi);
+        self.signalled = true;
     }
 
     fn may_run(&self) -> bool {
@@ -672,7 +706,7 @@ impl VcpuEnv for ExitEnv<'_> {
     }
 }
 
-impl ExitEnv<'_> {
+impl<P: PhysMem> ExitEnv<'_, P> {
     /// The offset of `gpa` in the vCPU's xAPIC MMIO page, if it is there
     /// (the APIC enabled in xAPIC mode).
     fn apic_offset(&self, gpa: u64) -> Option<u32> {

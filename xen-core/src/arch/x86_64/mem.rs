@@ -110,6 +110,49 @@ impl IdentityMap {
     }
 }
 
+impl IdentityMap {
+    /// `mfn` as a frame reached through atomics only, for as long as
+    /// `self` is borrowed.
+    fn shared_frame_at(&self, mfn: Mfn) -> SharedFrame<'_> {
+        let address = self.frame_address(mfn);
+        let base = core::ptr::NonNull::new(address as *mut u8).unwrap_or_else(|| {
+            super::fatal::fatal(format_args!("mem: frame {mfn:?} at address 0"))
+        });
+        // SAFETY: `frame_address` checked the frame is identity-mapped RAM
+        // (page-aligned, mapped for the hypervisor's lifetime) outside our
+        // image and the boot modules, so no Rust object lives there; the
+        // returned frame borrows this map, so no `frame_mut` reference
+        // exists meanwhile (that needs `&mut` of the map, which writers
+        // hold alone), and all access goes through its atomics, as the
+        // guests' and other reader sections' accesses to it are.
+        unsafe { SharedFrame::from_raw(base) }
+    }
+}
+
+/// The identity map as the machine lock's reader sections use it, shared
+/// among them: frames are read (`frame`) or reached through atomics
+/// (`shared_frame`), never written through a reference. The exits a
+/// reader completes write no guest memory (`vmexit::completes_alone`), so
+/// a frame write here is a hypervisor bug.
+#[derive(Clone, Copy)]
+pub struct ReaderPhys<'a>(pub &'a IdentityMap);
+
+impl PhysMem for ReaderPhys<'_> {
+    fn frame(&self, mfn: Mfn) -> &[u8; PAGE_SIZE] {
+        self.0.frame(mfn)
+    }
+
+    fn frame_mut(&mut self, mfn: Mfn) -> &mut [u8; PAGE_SIZE] {
+        super::fatal::fatal(format_args!(
+            "mem: a reader section wrote frame {mfn:?} (only writers write frames)"
+        ))
+    }
+
+    fn shared_frame(&mut self, mfn: Mfn) -> SharedFrame<'_> {
+        self.0.shared_frame_at(mfn)
+    }
+}
+
 impl PhysMem for IdentityMap {
     fn frame(&self, mfn: Mfn) -> &[u8; PAGE_SIZE] {
         let address = self.frame_address(mfn);
@@ -130,17 +173,7 @@ impl PhysMem for IdentityMap {
     /// Made from the frame's address, never through `frame_mut`: guests
     /// on other pCPUs change it meanwhile, so no `&mut` to it may exist.
     fn shared_frame(&mut self, mfn: Mfn) -> SharedFrame<'_> {
-        let address = self.frame_address(mfn);
-        let base = core::ptr::NonNull::new(address as *mut u8).unwrap_or_else(|| {
-            super::fatal::fatal(format_args!("mem: frame {mfn:?} at address 0"))
-        });
-        // SAFETY: `frame_address` checked the frame is identity-mapped RAM
-        // (page-aligned, mapped for the hypervisor's lifetime) outside our
-        // image and the boot modules, so no Rust object lives there; the
-        // returned frame borrows `self` mutably, so no `frame`/`frame_mut`
-        // reference of this map exists meanwhile, and all access goes
-        // through its atomics.
-        unsafe { SharedFrame::from_raw(base) }
+        self.shared_frame_at(mfn)
     }
 
     /// One memmove, frame to frame: no bounce buffer (grant copy's cost

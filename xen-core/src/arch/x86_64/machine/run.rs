@@ -1,11 +1,15 @@
 //! The loop every pCPU runs, and how the pCPUs keep each other right.
 //!
-//! One lock guards the [`Machine`] (the domain table, the vCPU slots, the
-//! scheduler): a pCPU takes it for a scheduling pass and to handle each
-//! VM exit, and lets go of it around VMRUN only, so guests run on every
-//! pCPU at once while the hypervisor's own work is serialised (the lock
-//! order is in docs/architecture.md, "Locks"). Before each release the
-//! pCPU looks at what the others have loaded ([`Machine::after_section`]):
+//! One reader-writer lock guards the [`Machine`] (the domain table, the
+//! vCPU slots, the scheduler), and nobody holds it around VMRUN, so
+//! guests run on every pCPU at once. A pCPU takes the writer side for a
+//! scheduling pass, a hypercall and every exit that involves more than
+//! its vCPU; an exit that concerns its vCPU alone it completes under the
+//! reader side and its domain's lock, next to other domains' exits on
+//! other pCPUs ([`reader_exit`]; the lock order is in
+//! docs/architecture.md, "Locks"). Before each release of the writer
+//! side the pCPU looks at what the others have loaded
+//! ([`Machine::after_section`]):
 //!
 //! - a pCPU the scheduler tickles (a wake it should take, an idle pCPU
 //!   with work) gets a kick IPI (vector 0xfc, Xen's `EVENT_CHECK_VECTOR`);
@@ -22,10 +26,15 @@
 //!   next VMRUN, and no stale translation outlives the lock holder's
 //!   section.
 //!
+//! A reader section leaves nothing that needs them: it hands over to the
+//! writer side whenever its exit signalled another vCPU or the vCPU may
+//! not go on.
+//!
 //! Which pCPU is in guest mode is an atomic sequence per pCPU
-//! ([`GUEST_SEQ`], odd in guest mode), made odd under the lock and even
-//! right after `#VMEXIT` without it, so the lock holder can wait for a
-//! pCPU to leave guest mode while that pCPU waits for the lock.
+//! ([`GUEST_SEQ`], odd in guest mode), made odd under the lock (either
+//! side) and even right after `#VMEXIT` without it, so the writer can
+//! wait for a pCPU to leave guest mode while that pCPU waits for the
+//! lock.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,17 +44,19 @@ use super::super::cpu::MAX_PCPUS;
 use super::super::fatal::fatal;
 use super::super::serial::LOG;
 use super::super::{apic, cpu_idle_until, smp, svm, tsc};
-use super::lock::{MachineGuard, MachineLock};
-use super::{ExitEnv, Machine};
+use super::lock::{MachineGuard, MachineLock, ReaderGuard};
+use super::{ExitEnv, Machine, VcpuSlot};
+use crate::domain::Domain;
 use crate::event;
 use crate::hypercall::runstate_area;
 use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
+use crate::mm::PhysMem;
 use crate::sched::{Decision, Scheduler, VcpuRef};
 use crate::time::pvclock;
 use crate::vmexit::ExitAction;
 
-/// The machine, once built; every pCPU's loop locks it (a ticket lock:
-/// pCPUs get it in the order they asked).
+/// The machine, once built; every pCPU's loop locks it (a reader-writer
+/// ticket lock: pCPUs get it in the order they asked).
 static MACHINE: Once<MachineLock<Machine>> = Once::new();
 
 /// Each pCPU's guest-mode sequence: odd from just before VMRUN (set
@@ -98,11 +109,21 @@ pub(super) fn pcpu_id(pcpu: usize) -> u32 {
     u32::try_from(pcpu).unwrap_or(u32::MAX)
 }
 
-fn lock() -> MachineGuard<'static, Machine> {
+fn machine() -> &'static MachineLock<Machine> {
     match MACHINE.get() {
-        Some(m) => m.lock(),
+        Some(m) => m,
         None => fatal(format_args!("machine: locked before it was built")),
     }
+}
+
+/// The machine lock, as writer.
+fn lock() -> MachineGuard<'static, Machine> {
+    machine().lock()
+}
+
+/// The machine lock, as a reader.
+fn read() -> ReaderGuard<'static, Machine> {
+    machine().read()
 }
 
 /// Kicks every other pCPU out of guest mode and waits until each has
@@ -203,10 +224,12 @@ fn run_pcpu(pcpu: usize) -> ! {
 }
 
 /// Runs `v` on `pcpu` until its slice ends or it needs the scheduler,
-/// then acts on how it stopped. Exits xen-core completes, and hypercalls
+/// then acts on how it stopped. Exits that concern `v` alone are
+/// completed, and `v` re-entered, under the reader side
+/// ([`reader_exit`]); other exits xen-core completes, and hypercalls
 /// that return directly (`hypercall::returns_directly`), resume the
-/// guest from here with the timer still armed for `until_ns`: no
-/// scheduling pass.
+/// guest from the writer side. Either way the timer stays armed for
+/// `until_ns`: no scheduling pass.
 fn run_vcpu(
     mut m: MachineGuard<'static, Machine>,
     pcpu: usize,
@@ -222,19 +245,29 @@ fn run_vcpu(
     while let Some(slot) = m.load(v, pcpu, &mut upcall_taken) {
         m.after_section(pcpu);
         drop(m);
-        // SAFETY: `load` returned this vCPU's boxed slot and marked it
-        // loaded on this pCPU: no other pCPU replaces or frees a loaded
-        // slot (`start_vcpu`, `DESTROY` wait for it to be unloaded; power
-        // off waits for this pCPU to leave guest mode, then keeps the
-        // lock), and nothing else touches a loaded vCPU's VMCB, so this
-        // is the only reference while the lock is released.
-        unsafe { (*slot).svm.vmrun() };
-        if let Some(seq) = GUEST_SEQ.get(pcpu) {
-            seq.fetch_add(1, Ordering::AcqRel);
-        }
+        let completed = loop {
+            // SAFETY: `load` (or a reader section's `enter`) returned this
+            // vCPU's boxed slot and marked it loaded on this pCPU: no
+            // other pCPU replaces or frees a loaded slot (`start_vcpu`,
+            // `DESTROY` wait for it to be unloaded; power off waits for
+            // this pCPU to leave guest mode, then keeps the lock), and
+            // nothing else touches a loaded vCPU's VMCB, so this is the
+            // only reference while the lock is released.
+            unsafe { (*slot).svm.vmrun() };
+            if let Some(seq) = GUEST_SEQ.get(pcpu) {
+                seq.fetch_add(1, Ordering::AcqRel);
+            }
+            match reader_exit(v, pcpu, slot, &mut upcall_taken) {
+                ReaderExit::Entered => {}
+                ReaderExit::ToWriter(completed) => break completed,
+            }
+        };
         m = lock();
-        let (action, taken) = m.complete(v);
-        upcall_taken |= taken;
+        let action = completed.unwrap_or_else(|| {
+            let (action, taken) = m.complete(v);
+            upcall_taken |= taken;
+            action
+        });
         match action {
             // A kick asks for a scheduling pass if the scheduler tickled
             // this pCPU (a better vCPU woke, or this one may not stay);
@@ -262,6 +295,106 @@ fn run_vcpu(
     apic::take_timer_fired();
     m.unload(v, pcpu);
     m.after_section(pcpu);
+}
+
+/// How a reader section left `v`.
+enum ReaderExit {
+    /// Its exit completed, it is loaded for its next VMRUN.
+    Entered,
+    /// The writer side goes on: with the exit still to complete (`None`:
+    /// not one a reader completes), or completed with this action, which
+    /// needs the writer (not a plain resume, another vCPU signalled, a
+    /// kick to look at, new register state, or `v` may not run now).
+    ToWriter(Option<ExitAction>),
+}
+
+/// Completes `v`'s exit under the machine lock's reader side and its
+/// domain's lock, and readies its next entry, if the exit concerns `v`
+/// alone (`vmexit::completes_alone`) and leaves nothing for anybody else
+/// to do: the path Linux's port, MMIO and CPUID exits take, with no
+/// other domain's exits waiting for it (docs/architecture.md, "Locks").
+fn reader_exit(
+    v: VcpuRef,
+    pcpu: usize,
+    slot: *mut VcpuSlot,
+    upcall_taken: &mut bool,
+) -> ReaderExit {
+    // SAFETY: as for `vmrun` in `run_vcpu`: the slot is loaded on this
+    // pCPU, so this is the only reference to it; it lives until this
+    // function returns, before the caller uses the pointer again.
+    let slot = unsafe { &mut *slot };
+    if !slot.svm.exit_completes_alone() {
+        return ReaderExit::ToWriter(None);
+    }
+    let guard = read();
+    let view = guard.view();
+    let Some(mut domain) = view.domains.lock(v.domid) else {
+        return ReaderExit::ToWriter(None);
+    };
+    let mut phys = view.phys;
+    let mut env = ExitEnv::new(&mut domain, &mut phys, v.vcpu_id);
+    let (action, taken) = slot.svm.complete(&mut env);
+    let signalled = env.signalled;
+    *upcall_taken |= taken;
+    let to_writer = ReaderExit::ToWriter(Some(action));
+    let fresh = domain
+        .vcpu(v.vcpu_id)
+        .is_some_and(|c| c.pending_context().is_some());
+    if action != ExitAction::Resume || signalled || fresh || apic::kicked() {
+        return to_writer;
+    }
+    let Some(loaded) = enter(&mut domain, &mut phys, slot, v, pcpu, upcall_taken) else {
+        return to_writer;
+    };
+    if let Some(entry) = view.loaded.get(pcpu) {
+        *entry.lock() = Some(loaded);
+    }
+    if let Some(seq) = GUEST_SEQ.get(pcpu) {
+        seq.fetch_add(1, Ordering::AcqRel);
+    }
+    ReaderExit::Entered
+}
+
+/// Readies `v`'s next VMRUN on `pcpu` from its `slot`, under its
+/// domain's lock (either side of the machine lock): its TLB flushed if
+/// its p2m lost an entry, its upcall offered (again once the guest
+/// cleared the last one). What the other pCPUs see it loaded with, or
+/// `None` if `v` may not run now.
+fn enter<P: PhysMem>(
+    domain: &mut Domain,
+    phys: &mut P,
+    slot: &mut VcpuSlot,
+    v: VcpuRef,
+    pcpu: usize,
+    upcall_taken: &mut bool,
+) -> Option<Loaded> {
+    if !domain.vcpu_may_run(v.vcpu_id) {
+        return None;
+    }
+    if domain.p2m_generation() != slot.p2m_generation {
+        slot.svm.flush_tlb();
+        slot.p2m_generation = domain.p2m_generation();
+    }
+    let (upcall_at_entry, pending) = event::upcall_at_entry(domain, phys, v.vcpu_id);
+    let apic_at_entry = domain.vcpu(v.vcpu_id).and_then(|c| c.apic_pending_vector());
+    if !upcall_at_entry {
+        *upcall_taken = false;
+    }
+    let mut env = ExitEnv::new(domain, phys, v.vcpu_id);
+    slot.svm
+        .prepare(&mut env, pending.filter(|_| !*upcall_taken));
+    let nmi_at_entry = env.domain.vcpu(v.vcpu_id).is_some_and(|c| c.nmi_pending());
+    env.domain
+        .vcpu_mut(v.vcpu_id)?
+        .set_loaded_on(Some(pcpu_id(pcpu)));
+    Some(Loaded {
+        vcpu: v,
+        p2m_generation: slot.p2m_generation,
+        kicked: false,
+        upcall_at_entry,
+        apic_at_entry,
+        nmi_at_entry,
+    })
 }
 
 impl Machine {
@@ -292,11 +425,10 @@ impl Machine {
         });
     }
 
-    /// Readies `v`'s next VMRUN on `pcpu` and marks it loaded there: its
-    /// new register state loaded if it has one (VCPUOP_initialise, a
-    /// STARTUP IPI), its TLB flushed if its p2m lost an entry, its
-    /// upcall offered (again once the guest cleared the last one). The
-    /// slot to run from, or `None` if `v` may not run now.
+    /// Readies `v`'s next VMRUN on `pcpu` and marks it loaded there:
+    /// its new register state loaded if it has one (VCPUOP_initialise, a
+    /// STARTUP IPI), then [`enter`]. The slot to run from, or `None` if
+    /// `v` may not run now.
     fn load(
         &mut self,
         v: VcpuRef,
@@ -315,37 +447,8 @@ impl Machine {
         }
         let domain = self.domains.get_mut(v.domid)?;
         let slot = self.vcpus.get_mut(&v)?;
-        if !domain.vcpu_may_run(v.vcpu_id) {
-            return None;
-        }
-        if domain.p2m_generation() != slot.p2m_generation {
-            slot.svm.flush_tlb();
-            slot.p2m_generation = domain.p2m_generation();
-        }
-        let (upcall_at_entry, pending) = event::upcall_at_entry(domain, &mut self.phys, v.vcpu_id);
-        let apic_at_entry = domain.vcpu(v.vcpu_id).and_then(|c| c.apic_pending_vector());
-        if !upcall_at_entry {
-            *upcall_taken = false;
-        }
-        let mut env = ExitEnv {
-            domain,
-            phys: &mut self.phys,
-            vcpu_id: v.vcpu_id,
-        };
-        slot.svm
-            .prepare(&mut env, pending.filter(|_| !*upcall_taken));
-        let nmi_at_entry = env.domain.vcpu(v.vcpu_id).is_some_and(|c| c.nmi_pending());
-        env.domain
-            .vcpu_mut(v.vcpu_id)?
-            .set_loaded_on(Some(pcpu_id(pcpu)));
-        *self.loaded.get_mut(pcpu)? = Some(Loaded {
-            vcpu: v,
-            p2m_generation: slot.p2m_generation,
-            kicked: false,
-            upcall_at_entry,
-            apic_at_entry,
-            nmi_at_entry,
-        });
+        let loaded = enter(domain, &mut self.phys, slot, v, pcpu, upcall_taken)?;
+        *self.loaded.get_mut(pcpu)?.get_mut() = Some(loaded);
         // In guest mode from now on, as the others see it.
         GUEST_SEQ.get(pcpu)?.fetch_add(1, Ordering::AcqRel);
         Some(&raw mut **slot)
@@ -358,18 +461,14 @@ impl Machine {
         else {
             return (ExitAction::Stopped, false);
         };
-        let mut env = ExitEnv {
-            domain,
-            phys: &mut self.phys,
-            vcpu_id: v.vcpu_id,
-        };
+        let mut env = ExitEnv::new(domain, &mut self.phys, v.vcpu_id);
         slot.svm.complete(&mut env)
     }
 
     /// `pcpu` is done with `v` for this stretch.
     fn unload(&mut self, v: VcpuRef, pcpu: usize) {
         if let Some(l) = self.loaded.get_mut(pcpu) {
-            *l = None;
+            *l.get_mut() = None;
         }
         if let Some(vcpu) = self
             .domains
@@ -412,7 +511,7 @@ impl Machine {
         let mut kick = tickled.0;
         let mut shootdown = 0u64;
         for (cpu, loaded) in self.loaded.iter_mut().enumerate() {
-            let Some(l) = loaded.as_mut().filter(|_| cpu != me) else {
+            let Some(l) = loaded.get_mut().as_mut().filter(|_| cpu != me) else {
                 continue;
             };
             let Some(d) = self.domains.get(l.vcpu.domid) else {

@@ -17,7 +17,7 @@ use crate::paging::asid::VcpuAsid;
 use crate::vmexit::event::{self, Event, NmiMask, V_INTR_MASKING, V_IRQ};
 use crate::vmexit::io::IoPortPolicy;
 use crate::vmexit::msr::efer;
-use crate::vmexit::{code_name, handle_exit, ExitAction, VcpuEnv, VmExit};
+use crate::vmexit::{code_name, completes_alone, handle_exit, ExitAction, VcpuEnv, VmExit};
 
 mod intr;
 
@@ -123,6 +123,15 @@ impl SvmVcpu {
             return (ExitAction::Preempted, upcall_taken);
         }
         (ExitAction::Resume, upcall_taken)
+    }
+
+    /// Whether the exit the last [`Self::vmrun`] ended with concerns this
+    /// vCPU alone (`vmexit::completes_alone`): the machine lock's reader
+    /// side may complete it.
+    pub fn exit_completes_alone(&self) -> bool {
+        let c = &self.vmcb().control;
+        let exit = VmExit::decode(c.exitcode, c.exitinfo1, c.exitinfo2);
+        completes_alone(exit, self.regs.rcx)
     }
 
     /// The guest's registers and state as they stand between runs: the
