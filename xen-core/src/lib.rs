@@ -33,6 +33,7 @@ pub mod pci;
 pub mod platform;
 pub mod ratelimit;
 pub mod sched;
+pub mod ticket;
 pub mod time;
 pub mod vlapic;
 pub mod vmexit;

@@ -488,7 +488,7 @@ impl Machine {
         let free = pool.free_frames();
         let leaked = self.free_before_domains.saturating_sub(free);
         log::info!("frames: {free} free after stopping all domains, {leaked} leaked");
-        lock::log_counts();
+        run::log_lock_counts();
         log::info!("xen-core: powering off");
         exit(status)
     }

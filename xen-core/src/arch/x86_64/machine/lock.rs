@@ -1,6 +1,6 @@
-//! The machine lock and the domain locks: ticket locks (pCPUs get them
-//! in the order they asked) whose waiters stop spinning after
-//! [`SPIN_LIMIT`] turns and halt until a release kicks them.
+//! The machine lock and the domain locks over the values they guard:
+//! `crate::ticket`'s protocol (ticket order, waiters that halt and are
+//! kicked), with this pCPU's halt and kick IPI.
 //!
 //! The machine lock is a reader-writer lock. Its writer side is what the
 //! whole machine lock was before: the scheduling pass, hypercalls and
@@ -8,49 +8,25 @@
 //! Its reader side is shared: exits that concern their vCPU alone are
 //! completed under it by several pCPUs at once, each also holding its
 //! vCPU's domain lock ([`DomainLocks`]), so two domains' exits no longer
-//! wait for each other (docs/architecture.md, "Locks"). Readers and
-//! writers take a ticket alike and are served in that order; a reader,
-//! once served, counts itself in and serves the next ticket at once, so
-//! readers in a row share the lock and a writer waits only for the
-//! readers ahead of it.
-//!
-//! Why waiters halt (`spin`'s `TicketMutex` was here first): xen-core's
-//! pCPUs are themselves virtual when it runs nested (QEMU's threads, a
-//! KVM host's vCPUs), and a host that deschedules the pCPU holding the
-//! lock, or the one next in line, leaves every other pCPU spinning for a
-//! host time slice (lock-holder preemption). With four QEMU threads on
-//! two host cores, `smp-events` waited on 76-94% of its acquisitions,
-//! about 9 ms each, and ran 418 s instead of 45-55 s. A halted pCPU
-//! gives its host CPU back to the one that holds or gets the lock next.
-//! This is what Linux's paravirtual spinlocks do (`pv_wait`/`pv_kick`),
-//! with a halt and a kick IPI standing in for the hypercalls.
-//!
-//! No wake-up is lost: a waiter publishes itself in `halted` and then
-//! looks at what it waits for again (its ticket served, the readers
-//! gone); the releaser changes that and then reads `halted` (all
-//! sequentially consistent: locked operations and loads), so either the
-//! waiter sees the change or the releaser sees the waiter and kicks it.
-//! A kick that arrives between the waiter's look and its HLT stays
-//! pending through the STI shadow and ends the HLT at once.
+//! wait for each other (docs/architecture.md, "Locks").
 //!
 //! Counts per pCPU (acquisitions on each side, those that had to wait,
-//! TSC ticks waited; instructions under `-icount`) and the most readers
-//! seen at once are printed at power-off ([`log_counts`]).
+//! TSC ticks waited; instructions under `-icount`), the most readers seen
+//! at once and the domain-lock waits are printed at power-off
+//! ([`log_counts`]): how contended the locks were under each scenario's
+//! load.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::super::cpu::{this_cpu, MAX_PCPUS};
 use super::super::{apic, smp, tsc};
 use crate::domain::table::DomainTable;
 use crate::domain::Domain;
 use crate::domain_cell::DomainCell;
+use crate::ticket::{RwTicketLock, TicketLock, Waiting};
 use abi::xen::domid::DomId;
-
-/// Turns a waiter spins (PAUSE each) before it halts: a few
-/// microseconds on hardware, longer than most exits hold the lock.
-const SPIN_LIMIT: u32 = 2000;
 
 /// Domain locks: a domain's is stripe `domid % DOMAIN_LOCK_STRIPES`. Two
 /// domains that share one only wait for each other as they did under
@@ -58,82 +34,36 @@ const SPIN_LIMIT: u32 = 2000;
 /// cycle (a domain created or destroyed takes the writer side anyway).
 const DOMAIN_LOCK_STRIPES: usize = 64;
 
-/// A ticket lock's words and the pCPUs halted waiting on it.
-struct Ticket {
-    /// The next ticket handed out.
-    next: AtomicU32,
-    /// The ticket served now.
-    serving: AtomicU32,
-    /// Bit N: pCPU N is halted waiting on this lock.
-    halted: AtomicU64,
-}
+// Every pCPU can be named in a lock's halted mask.
+const _: () = assert!(MAX_PCPUS <= crate::ticket::MAX_WAITERS);
 
-impl Ticket {
-    const fn new() -> Self {
-        Ticket {
-            next: AtomicU32::new(0),
-            serving: AtomicU32::new(0),
-            halted: AtomicU64::new(0),
-        }
+/// This pCPU, waiting: HLT, and the kick IPI to wake another.
+struct Pcpu;
+
+impl Waiting for Pcpu {
+    fn me(&self) -> usize {
+        this_cpu().index % MAX_PCPUS
     }
 
-    /// Takes a ticket and waits until it is served; whether it waited.
-    fn acquire(&self, me: usize) -> bool {
-        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
-        if self.serving.load(Ordering::Acquire) == ticket {
-            return false;
-        }
-        self.wait_until(me, || self.serving.load(Ordering::SeqCst) == ticket);
-        true
+    fn now(&self) -> u64 {
+        tsc::now()
     }
 
-    /// Serves the next ticket and kicks the halted waiters (each looks
-    /// whether its turn came; the others halt again).
-    fn release(&self) {
-        self.serving.fetch_add(1, Ordering::SeqCst);
-        self.kick_halted();
+    /// A kick that came before the HLT stays pending through STI's
+    /// shadow and ends it at once.
+    fn halt(&self) {
+        apic::cpu_halt();
     }
 
-    fn kick_halted(&self) {
-        let halted = self.halted.load(Ordering::SeqCst);
-        for cpu in (0..MAX_PCPUS).filter(|&c| halted & (1 << c) != 0) {
-            smp::kick(cpu);
-        }
-    }
-
-    /// Spins, then halts, until `ready` (module docs: whoever makes it
-    /// true reads `halted` afterwards).
-    fn wait_until(&self, me: usize, ready: impl Fn() -> bool) {
-        for _ in 0..SPIN_LIMIT {
-            if ready() {
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        let bit = 1u64 << me;
-        loop {
-            self.halted.fetch_or(bit, Ordering::SeqCst);
-            if ready() {
-                self.halted.fetch_and(!bit, Ordering::Relaxed);
-                return;
-            }
-            apic::cpu_halt();
-            self.halted.fetch_and(!bit, Ordering::Relaxed);
-        }
+    fn kick(&self, cpu: usize) {
+        smp::kick(cpu);
     }
 }
 
-/// This pCPU's index, as the counts and the halted masks number it.
-fn me() -> usize {
-    this_cpu().index % MAX_PCPUS
-}
-
-/// A reader-writer ticket lock over `T` whose waiters halt (module
-/// docs). Writers get `&mut T`; readers only `T`'s [`ReaderSide`] view.
+/// A reader-writer lock over `T` (module docs). Writers get `&mut T`;
+/// readers only `T`'s [`ReaderSide`] view.
 pub(super) struct MachineLock<T> {
-    ticket: Ticket,
-    /// Readers in their section now.
-    readers: AtomicU32,
+    lock: RwTicketLock,
     value: UnsafeCell<T>,
 }
 
@@ -147,10 +77,10 @@ pub(super) trait ReaderSide {
     fn reader_view(&self) -> Self::View<'_>;
 }
 
-// SAFETY: the value is reached through a writer guard (the ticket
-// protocol and the reader count make it the one holder) or a reader's
-// view (which `ReaderSide` keeps to what readers may share); `T: Send`
-// lets the value move between pCPUs with it.
+// SAFETY: the value is reached through a writer guard (the lock makes it
+// the one holder) or a reader's view (which `ReaderSide` keeps to what
+// readers may share); `T: Send` lets the value move between pCPUs with
+// it.
 unsafe impl<T: Send> Sync for MachineLock<T> {}
 
 /// The lock, held as writer.
@@ -166,8 +96,7 @@ pub(super) struct ReaderGuard<'a, T> {
 impl<T> MachineLock<T> {
     pub(super) const fn new(value: T) -> Self {
         MachineLock {
-            ticket: Ticket::new(),
-            readers: AtomicU32::new(0),
+            lock: RwTicketLock::new(),
             value: UnsafeCell::new(value),
         }
     }
@@ -175,39 +104,29 @@ impl<T> MachineLock<T> {
     /// Takes the lock as writer for this pCPU, in ticket order, once the
     /// readers ahead of it are gone.
     pub(super) fn lock(&self) -> MachineGuard<'_, T> {
-        let me = me();
-        let start = tsc::now();
-        let mut waited = self.ticket.acquire(me);
-        if self.readers.load(Ordering::SeqCst) != 0 {
-            self.ticket
-                .wait_until(me, || self.readers.load(Ordering::SeqCst) == 0);
-            waited = true;
-        }
-        COUNTS[me].writer.count(waited, start);
+        let waited = self.lock.write_acquire(&Pcpu);
+        COUNTS[Pcpu.me()].writer.count(waited);
         MachineGuard { lock: self }
     }
 
     /// Takes the lock as a reader for this pCPU, in ticket order.
     pub(super) fn read(&self) -> ReaderGuard<'_, T> {
-        let me = me();
-        let start = tsc::now();
-        let waited = self.ticket.acquire(me);
-        let now = self.readers.fetch_add(1, Ordering::SeqCst) + 1;
-        MOST_READERS.fetch_max(now, Ordering::Relaxed);
-        // Counted in: the next ticket may be served (another reader
-        // joins; a writer waits for the count to drop to zero).
-        self.ticket.release();
-        COUNTS[me].reader.count(waited, start);
+        let waited = self.lock.read_acquire(&Pcpu);
+        COUNTS[Pcpu.me()].reader.count(waited);
         ReaderGuard { lock: self }
+    }
+
+    /// The most reader sections that were in at once.
+    pub(super) fn most_readers(&self) -> u32 {
+        self.lock.most_readers()
     }
 }
 
 impl<T> Deref for MachineGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: this guard is the one holder (its ticket is served and
-        // no reader is in), so no `&mut` to the value exists elsewhere
-        // while it lives.
+        // SAFETY: this guard holds the writer side: no other writer and no
+        // reader is in, so no other reference to the value is live.
         unsafe { &*self.lock.value.get() }
     }
 }
@@ -222,30 +141,25 @@ impl<T> DerefMut for MachineGuard<'_, T> {
 
 impl<T> Drop for MachineGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.ticket.release();
+        self.lock.lock.write_release(&Pcpu);
     }
 }
 
 impl<T: ReaderSide> ReaderGuard<'_, T> {
     /// What this reader may reach.
     pub(super) fn view(&self) -> T::View<'_> {
-        // SAFETY: no writer holds the lock while a reader is counted in
-        // (a writer waits for the count to be zero after its ticket is
-        // served, and a reader's ticket is served only after the writer
-        // ahead of it released), so nobody has `&mut T` meanwhile; other
-        // readers hold `&T` too, and reach through it only the
-        // `ReaderSide` view, whose types say what they may share.
+        // SAFETY: no writer is in while a reader is (the writer side waits
+        // for the readers to leave; a reader's ticket is served only after
+        // the writer ahead of it released), so nobody has `&mut T`
+        // meanwhile; other readers hold `&T` too, and reach through it
+        // only the `ReaderSide` view, whose types say what they share.
         unsafe { (*self.lock.value.get()).reader_view() }
     }
 }
 
 impl<T> Drop for ReaderGuard<'_, T> {
-    /// The last reader out kicks the halted waiters (a writer waiting for
-    /// the count to drop to zero among them).
     fn drop(&mut self) {
-        if self.lock.readers.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.lock.ticket.kick_halted();
-        }
+        self.lock.lock.read_release(&Pcpu);
     }
 }
 
@@ -256,11 +170,11 @@ pub(super) struct DomainLocks<'a>(pub(super) &'a DomainTable);
 /// A domain, held by one reader section.
 pub(super) struct DomainGuard<'a> {
     domain: &'a mut Domain,
-    stripe: &'a Ticket,
+    stripe: &'a TicketLock,
 }
 
-static DOMAIN_STRIPES: [Ticket; DOMAIN_LOCK_STRIPES] =
-    [const { Ticket::new() }; DOMAIN_LOCK_STRIPES];
+static DOMAIN_STRIPES: [TicketLock; DOMAIN_LOCK_STRIPES] =
+    [const { TicketLock::new() }; DOMAIN_LOCK_STRIPES];
 
 impl<'a> DomainLocks<'a> {
     /// Locks the domain `domid`, if there is one. The caller holds the
@@ -269,7 +183,7 @@ impl<'a> DomainLocks<'a> {
     pub(super) fn lock(&self, domid: DomId) -> Option<DomainGuard<'a>> {
         let cell: &'a DomainCell = self.0.cell(domid)?;
         let stripe = &DOMAIN_STRIPES[usize::from(domid) % DOMAIN_LOCK_STRIPES];
-        if stripe.acquire(me()) {
+        if stripe.acquire(&Pcpu).is_some() {
             DOMAIN_WAITS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: the caller holds the reader side, which excludes every
@@ -297,7 +211,7 @@ impl DerefMut for DomainGuard<'_> {
 
 impl Drop for DomainGuard<'_> {
     fn drop(&mut self) {
-        self.stripe.release();
+        self.stripe.release(&Pcpu);
     }
 }
 
@@ -317,13 +231,12 @@ impl SideCounts {
         }
     }
 
-    /// One acquisition begun at TSC `start`.
-    fn count(&self, waited: bool, start: u64) {
+    /// One acquisition, and the TSC ticks it waited if it had to.
+    fn count(&self, waited: Option<u64>) {
         self.taken.fetch_add(1, Ordering::Relaxed);
-        if waited {
+        if let Some(ticks) = waited {
             self.waited.fetch_add(1, Ordering::Relaxed);
-            self.wait_ticks
-                .fetch_add(tsc::now().wrapping_sub(start), Ordering::Relaxed);
+            self.wait_ticks.fetch_add(ticks, Ordering::Relaxed);
         }
     }
 }
@@ -340,13 +253,12 @@ static COUNTS: [PcpuCounts; MAX_PCPUS] = [const {
         reader: SideCounts::new(),
     }
 }; MAX_PCPUS];
-/// The most reader sections seen in at once.
-static MOST_READERS: AtomicU32 = AtomicU32::new(0);
 /// Domain-lock acquisitions that had to wait.
 static DOMAIN_WAITS: AtomicU64 = AtomicU64::new(0);
 
-/// Logs each online pCPU's counts, then the readers' (at power-off).
-pub(super) fn log_counts() {
+/// Logs each online pCPU's counts, then the readers' (at power-off);
+/// `most_readers` is the machine lock's.
+pub(super) fn log_counts(most_readers: u32) {
     let hz = u128::from(tsc::hz().max(1));
     let mut reads = 0;
     for (pcpu, c) in COUNTS.iter().enumerate().take(smp::online() as usize) {
@@ -370,9 +282,8 @@ pub(super) fn log_counts() {
         );
     }
     log::info!(
-        "machine lock: {reads} exits completed under the reader side, at most {} \
-         reader sections at once; domain locks waited {} times",
-        MOST_READERS.load(Ordering::Relaxed),
+        "machine lock: {reads} exits completed under the reader side, at most \
+         {most_readers} reader sections at once; domain locks waited {} times",
         DOMAIN_WAITS.load(Ordering::Relaxed)
     );
 }

@@ -53,7 +53,7 @@ use crate::logger::{DRAIN_BYTES_IDLE, DRAIN_BYTES_PER_SCHEDULE};
 use crate::mm::PhysMem;
 use crate::sched::{Decision, Scheduler, VcpuRef};
 use crate::time::pvclock;
-use crate::vmexit::ExitAction;
+use crate::vmexit::{ExitAction, VmExit};
 
 /// The machine, once built; every pCPU's loop locks it (a reader-writer
 /// ticket lock: pCPUs get it in the order they asked).
@@ -124,6 +124,11 @@ fn lock() -> MachineGuard<'static, Machine> {
 /// The machine lock, as a reader.
 fn read() -> ReaderGuard<'static, Machine> {
     machine().read()
+}
+
+/// Logs what the locks cost (at power-off, `lock::log_counts`).
+pub(super) fn log_lock_counts() {
+    super::lock::log_counts(machine().most_readers());
 }
 
 /// Kicks every other pCPU out of guest mode and waits until each has
@@ -245,7 +250,7 @@ fn run_vcpu(
     while let Some(slot) = m.load(v, pcpu, &mut upcall_taken) {
         m.after_section(pcpu);
         drop(m);
-        let completed = loop {
+        let (exit, completed) = loop {
             // SAFETY: `load` (or a reader section's `enter`) returned this
             // vCPU's boxed slot and marked it loaded on this pCPU: no
             // other pCPU replaces or frees a loaded slot (`start_vcpu`,
@@ -257,14 +262,16 @@ fn run_vcpu(
             if let Some(seq) = GUEST_SEQ.get(pcpu) {
                 seq.fetch_add(1, Ordering::AcqRel);
             }
-            match reader_exit(v, pcpu, slot, &mut upcall_taken) {
+            // SAFETY: as for `vmrun` just above.
+            let exit = unsafe { (*slot).svm.exit() };
+            match reader_exit(v, pcpu, slot, exit, &mut upcall_taken) {
                 ReaderExit::Entered => {}
-                ReaderExit::ToWriter(completed) => break completed,
+                ReaderExit::ToWriter(completed) => break (exit, completed),
             }
         };
         m = lock();
         let action = completed.unwrap_or_else(|| {
-            let (action, taken) = m.complete(v);
+            let (action, taken) = m.complete(v, exit);
             upcall_taken |= taken;
             action
         });
@@ -317,13 +324,14 @@ fn reader_exit(
     v: VcpuRef,
     pcpu: usize,
     slot: *mut VcpuSlot,
+    exit: VmExit,
     upcall_taken: &mut bool,
 ) -> ReaderExit {
     // SAFETY: as for `vmrun` in `run_vcpu`: the slot is loaded on this
     // pCPU, so this is the only reference to it; it lives until this
     // function returns, before the caller uses the pointer again.
     let slot = unsafe { &mut *slot };
-    if !slot.svm.exit_completes_alone() {
+    if !slot.svm.completes_alone(exit) {
         return ReaderExit::ToWriter(None);
     }
     let guard = read();
@@ -333,7 +341,7 @@ fn reader_exit(
     };
     let mut phys = view.phys;
     let mut env = ExitEnv::new(&mut domain, &mut phys, v.vcpu_id);
-    let (action, taken) = slot.svm.complete(&mut env);
+    let (action, taken) = slot.svm.complete(exit, &mut env);
     let signalled = env.signalled;
     *upcall_taken |= taken;
     let to_writer = ReaderExit::ToWriter(Some(action));
@@ -454,15 +462,15 @@ impl Machine {
         Some(&raw mut **slot)
     }
 
-    /// Completes the exit `v` just took (counted, interrupts
+    /// Completes `exit`, the one `v` just took (counted, interrupts
     /// acknowledged, the dispatcher's action); whether it took the upcall.
-    fn complete(&mut self, v: VcpuRef) -> (ExitAction, bool) {
+    fn complete(&mut self, v: VcpuRef, exit: VmExit) -> (ExitAction, bool) {
         let (Some(domain), Some(slot)) = (self.domains.get_mut(v.domid), self.vcpus.get_mut(&v))
         else {
             return (ExitAction::Stopped, false);
         };
         let mut env = ExitEnv::new(domain, &mut self.phys, v.vcpu_id);
-        slot.svm.complete(&mut env)
+        slot.svm.complete(exit, &mut env)
     }
 
     /// `pcpu` is done with `v` for this stretch.

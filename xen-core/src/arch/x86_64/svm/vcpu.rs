@@ -96,13 +96,13 @@ impl SvmVcpu {
         self.offer_interrupt(upcall, env);
     }
 
-    /// Completes the exit the last [`Self::vmrun`] ended with, under the
-    /// lock again: counts it, acknowledges an interrupt the guest took
-    /// and lets the dispatcher act. Returns what the caller must do
-    /// ([`ExitAction::Resume`]: VMRUN again) and whether the guest took
-    /// the upcall.
-    pub fn complete(&mut self, env: &mut impl VcpuEnv) -> (ExitAction, bool) {
-        let exit = self.decode_exit(env);
+    /// Completes `exit`, the one the last [`Self::vmrun`] ended with
+    /// ([`Self::exit`]), under the lock again: counts it, acknowledges an
+    /// interrupt the guest took and lets the dispatcher act. Returns what
+    /// the caller must do ([`ExitAction::Resume`]: VMRUN again) and
+    /// whether the guest took the upcall.
+    pub fn complete(&mut self, exit: VmExit, env: &mut impl VcpuEnv) -> (ExitAction, bool) {
+        self.count_exit(env);
         if exit == VmExit::Iret {
             self.nmi_iret();
         }
@@ -125,12 +125,16 @@ impl SvmVcpu {
         (ExitAction::Resume, upcall_taken)
     }
 
-    /// Whether the exit the last [`Self::vmrun`] ended with concerns this
-    /// vCPU alone (`vmexit::completes_alone`): the machine lock's reader
-    /// side may complete it.
-    pub fn exit_completes_alone(&self) -> bool {
+    /// The exit the last [`Self::vmrun`] ended with.
+    pub fn exit(&self) -> VmExit {
         let c = &self.vmcb().control;
-        let exit = VmExit::decode(c.exitcode, c.exitinfo1, c.exitinfo2);
+        VmExit::decode(c.exitcode, c.exitinfo1, c.exitinfo2)
+    }
+
+    /// Whether `exit` (this vCPU's last) concerns this vCPU alone
+    /// (`vmexit::completes_alone`): the machine lock's reader side may
+    /// complete it.
+    pub fn completes_alone(&self, exit: VmExit) -> bool {
         completes_alone(exit, self.regs.rcx)
     }
 
@@ -226,8 +230,8 @@ impl SvmVcpu {
             Event::decode_exit_int_info(control.exitintinfo).map_or(0, Event::encode);
     }
 
-    /// The exit the last VMRUN ended with, counted in `env`.
-    fn decode_exit(&self, env: &mut impl VcpuEnv) -> VmExit {
+    /// Counts the exit the last VMRUN ended with in `env`.
+    fn count_exit(&self, env: &mut impl VcpuEnv) {
         let vmcb = self.vmcb();
         let c = &vmcb.control;
         // RAX, RCX and RDI name what was asked: the hypercall and its
@@ -247,7 +251,6 @@ impl SvmVcpu {
             self.regs.rdi
         );
         env.count_exit(c.exitcode);
-        VmExit::decode(c.exitcode, c.exitinfo1, c.exitinfo2)
     }
 
     fn vmcb(&self) -> &Vmcb {
