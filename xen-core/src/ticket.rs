@@ -11,11 +11,15 @@
 //! ticket at once: readers in a row share the lock, and a writer behind
 //! them waits only for those.
 //!
-//! **Halting.** A waiter spins [`SPIN_LIMIT`] turns, then publishes
-//! itself in the lock's `halted` mask, looks at what it waits for again
-//! (its ticket served, the readers gone) and halts. Whoever makes that
-//! true reads `halted` afterwards and kicks the pCPUs in it. Both sides
-//! use sequentially consistent operations, so either the waiter sees the
+//! **Halting.** A waiter spins [`SPIN_LIMIT`] turns, then publishes the
+//! ticket it waits on and itself in the lock's `halted` mask, looks at
+//! what it waits for again (its ticket served, or, for a writer already
+//! served, the readers gone) and halts. Whoever makes that true reads
+//! `halted` afterwards and kicks the one halted waiter whose ticket is
+//! now served: only the next in line wakes, not every waiter to see
+//! that its turn has not come (each wake-up is an IPI and a halt again,
+//! costly when the pCPUs are themselves emulated). Both sides use
+//! sequentially consistent operations, so either the waiter sees the
 //! change or the releaser sees the waiter: no wake-up is lost. A kick
 //! that comes before the halt must end it at once ([`Waiting::halt`]).
 //! Why halt at all: xen-core's pCPUs are themselves virtual when it runs
@@ -33,6 +37,8 @@ pub const MAX_WAITERS: usize = 64;
 
 /// How a CPU waits: who it is, how it halts and how it wakes another.
 pub trait Waiting {
+    /// Turns it spins before it halts.
+    const SPINS: u32 = SPIN_LIMIT;
     /// This CPU's number, below [`MAX_WAITERS`].
     fn me(&self) -> usize;
     /// A clock for the time spent waiting (read only when a wait begins
@@ -46,7 +52,7 @@ pub trait Waiting {
 }
 
 /// A ticket lock's words and the CPUs halted waiting on it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TicketLock {
     /// The next ticket handed out.
     next: AtomicU32,
@@ -54,6 +60,14 @@ pub struct TicketLock {
     serving: AtomicU32,
     /// Bit N: CPU N is halted waiting on this lock.
     halted: AtomicU64,
+    /// The ticket CPU N waits on, while its `halted` bit is set.
+    awaits: [AtomicU32; MAX_WAITERS],
+}
+
+impl Default for TicketLock {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TicketLock {
@@ -62,6 +76,7 @@ impl TicketLock {
             next: AtomicU32::new(0),
             serving: AtomicU32::new(0),
             halted: AtomicU64::new(0),
+            awaits: [const { AtomicU32::new(0) }; MAX_WAITERS],
         }
     }
 
@@ -73,36 +88,47 @@ impl TicketLock {
             return None;
         }
         let start = w.now();
-        self.wait_until(w, || self.serving.load(Ordering::SeqCst) == ticket);
+        self.wait_until(w, ticket, || self.serving.load(Ordering::SeqCst) == ticket);
         Some(w.now().wrapping_sub(start))
     }
 
-    /// Serves the next ticket and kicks the halted waiters (each looks
-    /// whether its turn came; the others halt again).
+    /// Serves the next ticket and kicks its holder if it is halted.
     pub fn release(&self, w: &impl Waiting) {
         self.serving.fetch_add(1, Ordering::SeqCst);
-        self.kick_halted(w);
+        self.kick_served(w);
     }
 
-    /// One kick per halted waiter; nothing to walk when none is.
-    fn kick_halted(&self, w: &impl Waiting) {
+    /// Kicks the halted waiter whose ticket is served now, if any (a
+    /// waiter on another ticket would only halt again); nothing to walk
+    /// when nobody is halted.
+    fn kick_served(&self, w: &impl Waiting) {
         let mut halted = self.halted.load(Ordering::SeqCst);
+        if halted == 0 {
+            return;
+        }
+        let serving = self.serving.load(Ordering::SeqCst);
         while halted != 0 {
-            w.kick(halted.trailing_zeros() as usize);
+            let cpu = halted.trailing_zeros() as usize;
             halted &= halted - 1;
+            if self.awaits[cpu].load(Ordering::SeqCst) == serving {
+                w.kick(cpu);
+            }
         }
     }
 
-    /// Spins, then halts, until `ready` (module docs: whoever makes it
-    /// true reads `halted` afterwards).
-    fn wait_until(&self, w: &impl Waiting, ready: impl Fn() -> bool) {
-        for _ in 0..SPIN_LIMIT {
+    /// Spins, then halts, until `ready`, which comes true once `ticket`
+    /// is served (module docs: whoever makes it true then reads `halted`
+    /// and the ticket each halted waiter awaits).
+    fn wait_until<W: Waiting>(&self, w: &W, ticket: u32, ready: impl Fn() -> bool) {
+        for _ in 0..W::SPINS {
             if ready() {
                 return;
             }
             core::hint::spin_loop();
         }
-        let bit = 1u64 << (w.me() % MAX_WAITERS);
+        let me = w.me() % MAX_WAITERS;
+        let bit = 1u64 << me;
+        self.awaits[me].store(ticket, Ordering::SeqCst);
         loop {
             self.halted.fetch_or(bit, Ordering::SeqCst);
             if ready() {
@@ -143,8 +169,10 @@ impl RwTicketLock {
             return waited;
         }
         let start = w.now();
+        // Its ticket is the one served: the last reader out kicks it.
+        let mine = self.ticket.serving.load(Ordering::SeqCst);
         self.ticket
-            .wait_until(w, || self.readers.load(Ordering::SeqCst) == 0);
+            .wait_until(w, mine, || self.readers.load(Ordering::SeqCst) == 0);
         Some(waited.unwrap_or(0) + w.now().wrapping_sub(start))
     }
 
@@ -164,11 +192,11 @@ impl RwTicketLock {
         waited
     }
 
-    /// The last reader out kicks the halted waiters (a writer waiting for
-    /// the count to drop to zero among them).
+    /// The last reader out kicks the writer that holds the served ticket
+    /// if it halted waiting for the count to drop to zero.
     pub fn read_release(&self, w: &impl Waiting) {
         if self.readers.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.ticket.kick_halted(w);
+            self.ticket.kick_served(w);
         }
     }
 
@@ -186,13 +214,16 @@ mod tests {
     use std::thread::{self, Thread};
 
     /// Threads as CPUs: a halt parks (a kick before it leaves the token
-    /// that ends it at once, as a pending IPI ends HLT).
-    struct Threads {
+    /// that ends it at once, as a pending IPI ends HLT); `SPINS` turns
+    /// before it (0: every wait halts, so every wake-up is a kick).
+    struct Threads<const SPINS: u32> {
         me: usize,
         all: Arc<std::sync::OnceLock<Vec<Thread>>>,
     }
 
-    impl Waiting for Threads {
+    impl<const N: u32> Waiting for Threads<N> {
+        const SPINS: u32 = N;
+
         fn me(&self) -> usize {
             self.me
         }
@@ -223,7 +254,7 @@ mod tests {
     /// each section that a writer is alone and a reader meets no writer.
     /// Returning at all means no wake-up was lost (a lost one parks a
     /// thread for ever).
-    fn run(threads: usize, rounds: u32) -> (Inside, u32) {
+    fn run<const SPINS: u32>(threads: usize, rounds: u32) -> (Inside, u32) {
         let lock = RwTicketLock::new();
         let inside = Inside::default();
         let all = Arc::new(std::sync::OnceLock::new());
@@ -232,7 +263,7 @@ mod tests {
                 .map(|me| {
                     let (lock, inside, all) = (&lock, &inside, Arc::clone(&all));
                     s.spawn(move || {
-                        let w = Threads { me, all };
+                        let w = Threads::<SPINS> { me, all };
                         while w.all.get().is_none() {
                             thread::yield_now();
                         }
@@ -249,7 +280,7 @@ mod tests {
         (inside, most)
     }
 
-    fn section(lock: &RwTicketLock, inside: &Inside, w: &Threads, writer: bool) {
+    fn section(lock: &RwTicketLock, inside: &Inside, w: &impl Waiting, writer: bool) {
         if writer {
             lock.write_acquire(w);
             let others = inside.writers.fetch_add(1, Ordering::SeqCst);
@@ -274,7 +305,17 @@ mod tests {
 
     #[test]
     fn writers_are_alone_readers_share_and_nobody_is_left_halted() {
-        let (inside, most) = run(4, 1000);
+        let (inside, most) = run::<SPIN_LIMIT>(4, 1000);
+        assert!(!inside.broken.load(Ordering::SeqCst));
+        assert_eq!(inside.sections.load(Ordering::SeqCst), 4 * 1000);
+        assert!((1..=3).contains(&most), "readers at once: {most}");
+    }
+
+    /// Every wait halts at once: each wake-up must come from a kick to
+    /// the one waiter whose ticket is served.
+    #[test]
+    fn waiters_that_always_halt_are_each_kicked_in_turn() {
+        let (inside, most) = run::<0>(4, 1000);
         assert!(!inside.broken.load(Ordering::SeqCst));
         assert_eq!(inside.sections.load(Ordering::SeqCst), 4 * 1000);
         assert!((1..=3).contains(&most), "readers at once: {most}");
@@ -290,7 +331,7 @@ mod tests {
                 .map(|me| {
                     let (lock, count, all) = (&lock, &count, Arc::clone(&all));
                     s.spawn(move || {
-                        let w = Threads { me, all };
+                        let w = Threads::<0> { me, all };
                         while w.all.get().is_none() {
                             thread::yield_now();
                         }
