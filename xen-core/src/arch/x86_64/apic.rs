@@ -43,6 +43,10 @@ pub const TIMER_VECTOR: u8 = 0xef;
 /// Vector of the IPI that wakes a pCPU to look at its work (Xen's
 /// `EVENT_CHECK_VECTOR`).
 pub const KICK_VECTOR: u8 = 0xfc;
+/// Vector of the IPI that ends a lock waiter's halt (`machine::lock`):
+/// it raises no flag, so unlike a kick it asks the run loop for nothing
+/// (a kick would send the woken pCPU's next exit to the writer side).
+pub const WAKE_VECTOR: u8 = 0xfb;
 /// The largest APIC id an xAPIC IPI can address (8 bits).
 pub const MAX_XAPIC_ID: u32 = 0xff;
 /// Vector the APIC raises for a spurious interrupt (never EOI'd). Its low
@@ -338,6 +342,12 @@ pub fn kicked() -> bool {
 /// The kick IPI's handler, called by its stub (exceptions.rs).
 pub(super) extern "C" fn kick_interrupt() {
     KICKED[this_cpu().index].store(true, Ordering::Release);
+    eoi();
+}
+
+/// The wake IPI's handler, called by its stub (exceptions.rs): the
+/// interrupt itself ended the HLT.
+pub(super) extern "C" fn wake_interrupt() {
     eoi();
 }
 

@@ -1,7 +1,8 @@
 //! The IDT: every architectural exception is fatal in xen-core, and so is
 //! every interrupt vector (32..=255) but the local APIC timer
 //! ([`apic::TIMER_VECTOR`]), the kick IPI ([`apic::KICK_VECTOR`]), the
-//! APIC's spurious vector
+//! lock waiters' wake IPI ([`apic::WAKE_VECTOR`]), the APIC's spurious
+//! vector
 //! ([`apic::SPURIOUS_VECTOR`]) and the device interrupts from the
 //! IO-APICs ([`ioapic::IRQ_VECTOR_BASE`] + GSI, [`MAX_GSIS`] of them),
 //! which return to the interrupted code.
@@ -129,6 +130,16 @@ core::arch::global_asm!(
         restore_caller_saved
         iretq
 
+    /* The wake IPI: as the timer. */
+    .balign 16
+    .global apic_wake_stub
+    apic_wake_stub:
+        save_caller_saved
+        cld
+        call {wake}
+        restore_caller_saved
+        iretq
+
     /* Device interrupts: one stub per GSI pushes its vector (imm8, below
      * 0x80) and joins the common part, which saves what the C ABI lets
      * the handler clobber and calls it with the vector. The CPU's 40-byte
@@ -171,6 +182,7 @@ core::arch::global_asm!(
     entry = sym exception_entry,
     timer = sym apic::timer_interrupt,
     kick = sym apic::kick_interrupt,
+    wake = sym apic::wake_interrupt,
     device = sym ioapic::device_interrupt,
     irq_base = const ioapic::IRQ_VECTOR_BASE,
     irq_count = const MAX_GSIS,
@@ -185,6 +197,8 @@ extern "C" {
     static apic_timer_stub: u8;
     /// Entry of the kick IPI.
     static apic_kick_stub: u8;
+    /// Entry of the wake IPI.
+    static apic_wake_stub: u8;
     /// Entry of the APIC spurious interrupt.
     static apic_spurious_stub: u8;
     /// The first of the device interrupt stubs, one per GSI, 16 bytes
@@ -283,7 +297,7 @@ fn build_idt() -> InterruptDescriptorTable {
     idt
 }
 
-/// Vectors 32..=255: the APIC's two, the device interrupts, and a fatal
+/// Vectors 32..=255: the APIC's four, the device interrupts, and a fatal
 /// stub for every other.
 fn set_interrupt_handlers(idt: &mut InterruptDescriptorTable) {
     let first = (&raw const interrupt_stubs) as u64;
@@ -293,6 +307,7 @@ fn set_interrupt_handlers(idt: &mut InterruptDescriptorTable) {
         let address = match vector {
             apic::TIMER_VECTOR => (&raw const apic_timer_stub) as u64,
             apic::KICK_VECTOR => (&raw const apic_kick_stub) as u64,
+            apic::WAKE_VECTOR => (&raw const apic_wake_stub) as u64,
             apic::SPURIOUS_VECTOR => (&raw const apic_spurious_stub) as u64,
             v if (irq_base..irq_base.saturating_add(MAX_GSIS_U8)).contains(&v) => {
                 devices + u64::from(v - irq_base) * INTERRUPT_STUB_BYTES

@@ -196,8 +196,18 @@ fn check_kick(cpu: usize) {
 /// Sends the kick IPI to online pCPU `cpu`: it leaves HLT (or, in guest
 /// mode, exits) and looks at its work. Nothing if `cpu` is not online.
 pub fn kick(cpu: usize) {
+    send_to_online(cpu, apic::KICK_VECTOR);
+}
+
+/// Sends the wake IPI to online pCPU `cpu`: it leaves HLT and looks at
+/// the lock it waits on, and nothing else (`apic::WAKE_VECTOR`).
+pub fn wake(cpu: usize) {
+    send_to_online(cpu, apic::WAKE_VECTOR);
+}
+
+fn send_to_online(cpu: usize, vector: u8) {
     if STATE.get(cpu).map(|s| s.load(Ordering::Acquire)) == Some(STATE_ONLINE) {
-        apic::send_ipi(APIC_ID[cpu].load(Ordering::Relaxed), apic::KICK_VECTOR);
+        apic::send_ipi(APIC_ID[cpu].load(Ordering::Relaxed), vector);
     }
 }
 

@@ -37,7 +37,7 @@ const DOMAIN_LOCK_STRIPES: usize = 64;
 // Every pCPU can be named in a lock's halted mask.
 const _: () = assert!(MAX_PCPUS <= crate::ticket::MAX_WAITERS);
 
-/// This pCPU, waiting: HLT, and the kick IPI to wake another.
+/// This pCPU, waiting: HLT, and the wake IPI to end another's.
 struct Pcpu;
 
 impl Waiting for Pcpu {
@@ -55,8 +55,10 @@ impl Waiting for Pcpu {
         apic::cpu_halt();
     }
 
+    /// The wake IPI, not the kick: the woken pCPU's run loop has nothing
+    /// to look at beyond the lock.
     fn kick(&self, cpu: usize) {
-        smp::kick(cpu);
+        smp::wake(cpu);
     }
 }
 
