@@ -470,6 +470,24 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_holds_the_domain_of_its_domid_and_follows_it_when_others_go() {
+        let (mut pool, mut mem) = machine(64);
+        let mut t = DomainTable::new();
+        for name in ["a", "b", "c"] {
+            t.create_domu(&cfg(name), &mut pool, &mut mem).unwrap();
+        }
+        assert!(t.cell(0).is_none() && t.cell(4).is_none());
+        // Destroying d1 moves the last domain into its place in the list.
+        t.kill(1).unwrap();
+        t.destroy(1, &mut pool, &mut mem).unwrap();
+        assert!(t.cell(1).is_none());
+        for (domid, name) in [(2, "b"), (3, "c")] {
+            let cell = t.cell(domid).unwrap();
+            assert_eq!((cell.get().domid(), cell.get().name()), (domid, name));
+        }
+    }
+
+    #[test]
     fn table_is_bounded() {
         // Each domain takes an NPT root and a shared-info frame.
         let (mut pool, mut mem) = machine(2 * MAX_DOMAINS as u64 + 8);
