@@ -24,10 +24,12 @@ use crate::domain::Domain;
 pub struct DomainCell(UnsafeCell<Domain>);
 
 impl DomainCell {
+    /// `d` in a cell.
     pub fn new(d: Domain) -> Self {
         Self(UnsafeCell::new(d))
     }
 
+    /// The domain, out of its cell (it leaves the table).
     pub fn into_inner(self) -> Domain {
         self.0.into_inner()
     }

@@ -71,6 +71,7 @@ impl Default for TicketLock {
 }
 
 impl TicketLock {
+    /// A free lock (const, so it can be a `static`).
     pub const fn new() -> Self {
         TicketLock {
             next: AtomicU32::new(0),
@@ -152,6 +153,7 @@ pub struct RwTicketLock {
 }
 
 impl RwTicketLock {
+    /// A free lock (const, so it can be a `static`).
     pub const fn new() -> Self {
         RwTicketLock {
             ticket: TicketLock::new(),
@@ -176,6 +178,7 @@ impl RwTicketLock {
         Some(waited.unwrap_or(0) + w.now().wrapping_sub(start))
     }
 
+    /// Gives up the writer side: the next ticket is served.
     pub fn write_release(&self, w: &impl Waiting) {
         self.ticket.release(w);
     }
