@@ -252,6 +252,27 @@ mod tests {
         sections: AtomicU64,
     }
 
+    /// Runs `body` on `threads` threads, each as CPU `me`, once every
+    /// thread can be kicked.
+    fn on_cpus<const SPINS: u32>(threads: usize, body: impl Fn(&Threads<SPINS>) + Sync) {
+        let all = Arc::new(std::sync::OnceLock::new());
+        thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|me| {
+                    let (body, all) = (&body, Arc::clone(&all));
+                    s.spawn(move || {
+                        let w = Threads::<SPINS> { me, all };
+                        while w.all.get().is_none() {
+                            thread::yield_now();
+                        }
+                        body(&w);
+                    })
+                })
+                .collect();
+            let _ = all.set(handles.iter().map(|h| h.thread().clone()).collect());
+        });
+    }
+
     /// `threads` threads each take the lock `rounds` times, thread N as a
     /// writer every `N + 1`-th round (thread 0 always), and check inside
     /// each section that a writer is alone and a reader meets no writer.
@@ -260,24 +281,11 @@ mod tests {
     fn run<const SPINS: u32>(threads: usize, rounds: u32) -> (Inside, u32) {
         let lock = RwTicketLock::new();
         let inside = Inside::default();
-        let all = Arc::new(std::sync::OnceLock::new());
-        thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|me| {
-                    let (lock, inside, all) = (&lock, &inside, Arc::clone(&all));
-                    s.spawn(move || {
-                        let w = Threads::<SPINS> { me, all };
-                        while w.all.get().is_none() {
-                            thread::yield_now();
-                        }
-                        for round in 0..rounds {
-                            let writer = (round as usize).is_multiple_of(me + 1);
-                            section(lock, inside, &w, writer);
-                        }
-                    })
-                })
-                .collect();
-            let _ = all.set(handles.iter().map(|h| h.thread().clone()).collect());
+        on_cpus::<SPINS>(threads, |w| {
+            for round in 0..rounds {
+                let writer = (round as usize).is_multiple_of(w.me + 1);
+                section(&lock, &inside, w, writer);
+            }
         });
         let most = lock.most_readers();
         (inside, most)
@@ -328,29 +336,16 @@ mod tests {
     fn a_ticket_lock_serves_in_order_and_wakes_its_halted_waiters() {
         let lock = TicketLock::new();
         let count = AtomicU64::new(0);
-        let all = Arc::new(std::sync::OnceLock::new());
-        thread::scope(|s| {
-            let handles: Vec<_> = (0..3)
-                .map(|me| {
-                    let (lock, count, all) = (&lock, &count, Arc::clone(&all));
-                    s.spawn(move || {
-                        let w = Threads::<0> { me, all };
-                        while w.all.get().is_none() {
-                            thread::yield_now();
-                        }
-                        for _ in 0..1000 {
-                            lock.acquire(&w);
-                            // Not atomic as a whole: a lost update shows
-                            // two holders at once.
-                            let c = count.load(Ordering::Relaxed);
-                            thread::yield_now();
-                            count.store(c + 1, Ordering::Relaxed);
-                            lock.release(&w);
-                        }
-                    })
-                })
-                .collect();
-            let _ = all.set(handles.iter().map(|h| h.thread().clone()).collect());
+        on_cpus::<0>(3, |w| {
+            for _ in 0..1000 {
+                lock.acquire(w);
+                // Not atomic as a whole: a lost update shows two holders
+                // at once.
+                let c = count.load(Ordering::Relaxed);
+                thread::yield_now();
+                count.store(c + 1, Ordering::Relaxed);
+                lock.release(w);
+            }
         });
         assert_eq!(count.load(Ordering::Relaxed), 3 * 1000);
     }
